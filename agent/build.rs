@@ -1,0 +1,36 @@
+//! Builds the built-in probes (`plugins/*`) into components and embeds them
+//! in the binary, so that `watchpost run` works from any directory.
+
+use std::path::PathBuf;
+
+/// Built-in probes: (name in `builtin:NAME`, crate name).
+const BUILTINS: &[&str] = &[
+    "host-cpu",
+    "host-memory",
+    "host-disk",
+    "process",
+];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = watchpost_probe_build::workspace_root(&manifest);
+    println!("cargo:rerun-if-changed={}", root.join("plugins").display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    let paths = match watchpost_probe_build::build(&root, BUILTINS) {
+        Ok(paths) => paths,
+        Err(message) => {
+            println!("cargo:warning={message}");
+            eprintln!("error: {message}");
+            std::process::exit(1);
+        }
+    };
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
+    let mut table = String::from("&[\n");
+    for (name, path) in BUILTINS.iter().zip(paths) {
+        let embedded = out.join(format!("{name}.wasm"));
+        std::fs::copy(&path, &embedded).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
+        table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", embedded.display().to_string()));
+    }
+    table.push_str("]\n");
+    std::fs::write(out.join("builtins.rs"), table).expect("write builtins.rs");
+}

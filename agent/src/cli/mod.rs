@@ -1,0 +1,70 @@
+//! The `watchpost` command line: argument parsing and one module per
+//! subcommand. Every subcommand returns its exit code; errors are printed
+//! by `main` as one line naming what to fix, never as a panic.
+
+mod check;
+mod format;
+mod probe_source;
+mod validate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "watchpost", version, about = "Health agent for database nodes: sandboxed WebAssembly probes, thresholds, remediation, OpenTelemetry")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one probe once and print its report (Nagios exit codes: 0 ok,
+    /// 1 warning, 2 critical, 3 unknown).
+    Check(check::CheckArgs),
+    /// Check a config file and load every probe it names.
+    Validate(validate::ValidateArgs),
+}
+
+/// Output formats of `check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Nagios,
+}
+
+/// `-c FILE`, shared by the subcommands that read a config.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// Config file (TOML). Without it, the embedded default config.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Run the parsed command; its exit code.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(args).await,
+        Command::Validate(args) => validate::run(args).await,
+    }
+}
+
+/// Parse `KEY=VALUE`.
+pub fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+/// Parse a duration argument such as `5s`.
+pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::units::parse_duration(text).ok_or_else(|| crate::config::units::DURATION_HINT.to_string())
+}
+
+/// Parse a size argument such as `64MiB`.
+pub fn size_arg(text: &str) -> Result<u64, String> {
+    crate::config::units::parse_size(text).ok_or_else(|| crate::config::units::SIZE_HINT.to_string())
+}

@@ -1,0 +1,144 @@
+//! Resolving the PROBE argument of `check` and `bench`: a `.wasm` path, a
+//! `builtin:NAME`, or the name of a probe in the `-c` config, together
+//! with what that probe is granted.
+
+use crate::config::{self, Config, ProbeSpec, ThresholdRule, WasmSource};
+use crate::runtime::{Grants, Limits, LoadError, Probe, Runtime, Services};
+use crate::sql::{SqlTargets, TargetSpec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Options shared by `check` and `bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// The probe: a .wasm file, `builtin:NAME`, or a probe name from the -c config.
+    pub probe: String,
+    #[command(flatten)]
+    pub config: super::ConfigArg,
+    /// Define and grant a database target for this run (repeatable).
+    #[arg(long = "target", value_name = "NAME=DSN", value_parser = super::key_value)]
+    pub targets: Vec<(String, String)>,
+    /// Set a probe config value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::key_value)]
+    pub set: Vec<(String, String)>,
+    /// Run deadline (default: the probe's `timeout`, or 10s).
+    #[arg(long, value_parser = super::duration_arg)]
+    pub timeout: Option<std::time::Duration>,
+    /// Memory cap (default: the probe's `memory`, or 64MiB).
+    #[arg(long, value_parser = super::size_arg)]
+    pub memory: Option<u64>,
+}
+
+/// A probe ready to run, with everything it is given.
+pub struct Resolved {
+    /// The name reported (the config's name, else the probe's own).
+    pub name: String,
+    pub probe: Probe,
+    pub grants: Arc<Grants>,
+    pub services: Arc<Services>,
+    pub limits: Limits,
+    pub thresholds: Vec<ThresholdRule>,
+}
+
+/// Why the probe could not be made ready. `Load` errors are the probe's
+/// fault (exit 3 as an `unknown` report); `Usage` errors are the user's.
+pub enum ResolveError {
+    Load(String, LoadError),
+    Usage(String),
+}
+
+/// A name to report for a probe that failed to load.
+pub fn fallback_name(probe: &str) -> String {
+    let stem = Path::new(probe).file_stem().and_then(|s| s.to_str());
+    stem.unwrap_or(probe).trim_start_matches("builtin:").to_string()
+}
+
+pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, ResolveError> {
+    let config: Option<Config> = match &args.config.config {
+        Some(path) => Some(config::load(path).map_err(|e| ResolveError::Usage(e.to_string()))?),
+        None => None,
+    };
+    let spec: Option<&ProbeSpec> = config
+        .as_ref()
+        .and_then(|c| c.probes.iter().find(|p| p.name == args.probe));
+
+    let mut targets: BTreeMap<String, TargetSpec> = config
+        .as_ref()
+        .map(|c| {
+            c.targets
+                .iter()
+                .map(|(name, t)| (name.clone(), TargetSpec { dsn: t.dsn.clone(), read_only: t.read_only }))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, dsn) in &args.targets {
+        crate::sql::validate_dsn(dsn)
+            .map_err(|e| ResolveError::Usage(format!("--target {name}=...: not a valid connection string: {e}")))?;
+        targets.insert(name.clone(), TargetSpec { dsn: dsn.clone(), read_only: true });
+    }
+    let sql = SqlTargets::new(&targets).map_err(ResolveError::Usage)?;
+    let services = Arc::new(Services { sql, ..Services::default() });
+
+    let source = match spec {
+        Some(spec) => spec.wasm.clone(),
+        None => match args.probe.strip_prefix("builtin:") {
+            Some(name) => WasmSource::Builtin(name.to_string()),
+            None => WasmSource::File(PathBuf::from(&args.probe)),
+        },
+    };
+    let probe = load(runtime, &source, &services)
+        .await
+        .map_err(|e| ResolveError::Load(spec.map_or_else(|| fallback_name(&args.probe), |s| s.name.clone()), e))?;
+
+    let mut probe_config = spec.map(|s| s.config.clone()).unwrap_or_default();
+    probe_config.extend(args.set.iter().cloned());
+    // A configured probe gets its own targets; an ad-hoc one gets them all.
+    let mut granted: Vec<String> = match spec {
+        Some(spec) => spec.targets.clone(),
+        None => targets.keys().cloned().collect(),
+    };
+    for (name, _) in &args.targets {
+        if !granted.contains(name) {
+            granted.push(name.clone());
+        }
+    }
+    let name = spec.map_or_else(|| probe.info.name.clone(), |s| s.name.clone());
+    let defaults = Limits::default();
+    let limits = Limits {
+        timeout: args.timeout.or(spec.map(|s| s.timeout)).unwrap_or(defaults.timeout),
+        memory: args
+            .memory
+            .or(spec.map(|s| s.memory))
+            .unwrap_or(defaults.memory)
+            .min(crate::runtime::engine::MAX_PROBE_MEMORY),
+    };
+    Ok(Resolved {
+        grants: Arc::new(Grants {
+            name: name.clone(),
+            config: probe_config,
+            targets: granted,
+        }),
+        name,
+        probe,
+        services,
+        limits,
+        thresholds: spec.map(|s| s.thresholds.clone()).unwrap_or_default(),
+    })
+}
+
+/// Load a probe from a config source.
+pub async fn load(runtime: &Runtime, source: &WasmSource, services: &Arc<Services>) -> Result<Probe, LoadError> {
+    match source {
+        WasmSource::Builtin(name) => {
+            let bytes = crate::builtin::bytes(name).ok_or_else(|| LoadError {
+                message: format!(
+                    "builtin:{name}: there is no such built-in probe; built-in probes are: {}",
+                    crate::builtin::names().join(", ")
+                ),
+            })?;
+            runtime.load_bytes(&format!("builtin:{name}"), bytes, services).await
+        }
+        WasmSource::File(path) => runtime.load_file(path, services).await,
+    }
+}

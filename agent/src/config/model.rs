@@ -1,0 +1,315 @@
+//! The typed, validated config. Everything here has passed validation:
+//! durations are positive, ranges parse, names are unique, every target a
+//! probe is granted exists, every referenced probe exists.
+
+use crate::policy::range::Range;
+use crate::report::Status;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A place in a config file, for messages about things that go wrong later
+/// (a probe that fails to load after a reload, say).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Place {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file it was read from (or `<embedded default>`), for messages.
+    pub file: String,
+    pub agent: Agent,
+    pub targets: BTreeMap<String, Target>,
+    pub probes: Vec<ProbeSpec>,
+    pub remediations: Vec<Remediation>,
+    pub telemetry: Telemetry,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agent {
+    /// This node's name in metrics and events (default: the host name).
+    pub node: String,
+    /// Persistent state, audit log and compile cache.
+    pub state_dir: PathBuf,
+    /// Status API and /metrics.
+    pub listen: SocketAddr,
+    /// Probe runs in flight at once (default: number of cores).
+    pub concurrency: usize,
+    /// Evaluate and record remediations without running them.
+    pub dry_run: bool,
+    /// Environment variable holding the token required by control
+    /// endpoints (reload, pause, reset). Required when `listen` is not loopback.
+    pub api_token_env: Option<String>,
+    /// Default flap detection for every probe.
+    pub flapping: Flapping,
+    /// Upper bound on the compile cache in `state_dir/cache`.
+    pub cache_size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Flapping {
+    pub enabled: bool,
+    /// Percent state change at or above which flapping starts.
+    pub high: f64,
+    /// Percent state change at or below which flapping stops.
+    pub low: f64,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            enabled: true,
+            high: 30.0,
+            low: 25.0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    Postgres,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub kind: TargetKind,
+    pub dsn: String,
+    pub read_only: bool,
+    /// The server's data directory, when it is on this node (used by the
+    /// built-in PostgreSQL fence and restart).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Where a probe's component comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WasmSource {
+    /// One of the probes embedded in the binary (`builtin:host-disk`).
+    Builtin(String),
+    /// A file (relative paths are resolved against the config file's directory).
+    File(PathBuf),
+}
+
+impl std::fmt::Display for WasmSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WasmSource::Builtin(name) => write!(f, "builtin:{name}"),
+            WasmSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// How many consecutive results confirm a change of hard state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Confirm {
+    /// Consecutive non-ok results before a problem state is hard.
+    pub failures: u32,
+    /// Consecutive ok results before the state is ok again.
+    pub recoveries: u32,
+}
+
+impl Default for Confirm {
+    fn default() -> Self {
+        Confirm {
+            failures: 1,
+            recoveries: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeSpec {
+    pub name: String,
+    pub wasm: WasmSource,
+    pub sha256: Option<String>,
+    pub every: Duration,
+    pub timeout: Duration,
+    pub memory: u64,
+    pub targets: Vec<String>,
+    pub config: BTreeMap<String, String>,
+    pub thresholds: Vec<ThresholdRule>,
+    /// Soft/hard confirmation of the probe's own status.
+    pub confirm: Confirm,
+    pub flapping: Flapping,
+    /// Where the probe is defined.
+    pub place: Place,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThresholdRule {
+    /// The measurement name it applies to (every series of that name).
+    pub measurement: String,
+    pub warning: Option<Range>,
+    pub critical: Option<Range>,
+    pub confirm: Confirm,
+}
+
+impl ThresholdRule {
+    /// The status of one value: critical wins over warning.
+    pub fn status(&self, value: f64) -> Status {
+        if self.critical.as_ref().is_some_and(|r| r.alerts(value)) {
+            Status::Critical
+        } else if self.warning.as_ref().is_some_and(|r| r.alerts(value)) {
+            Status::Warning
+        } else {
+            Status::Ok
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Remediation {
+    pub name: String,
+    pub on: Trigger,
+    /// Skip while any of these holds (e.g. do not restart while the disk is full).
+    pub unless: Vec<Condition>,
+    pub action: Action,
+    pub cooldown: Duration,
+    pub limit: Option<RateLimit>,
+    pub verify: Option<Verify>,
+    pub dry_run: bool,
+    /// Run when the breaker opens (an exec or webhook action).
+    pub alert: Option<Action>,
+    pub place: Place,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    pub probe: String,
+    pub status: Status,
+    /// Fire on this measurement's threshold state rather than the probe's.
+    pub measurement: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub probe: String,
+    pub status: Status,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verify {
+    pub probe: String,
+    pub within: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Exec(ExecAction),
+    Restart(RestartAction),
+    Failover(FailoverAction),
+    Webhook(WebhookAction),
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Exec(_) => "exec",
+            Action::Restart(_) => "restart",
+            Action::Failover(_) => "failover",
+            Action::Webhook(_) => "webhook",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecAction {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestartMethod {
+    /// `pg_ctl start -D DATA_DIR` (run as the data directory's owner).
+    PgCtl { pg_ctl: PathBuf, data_dir: PathBuf },
+    /// Debian's `pg_ctlcluster VERSION CLUSTER restart`.
+    PgCtlCluster { version: String, cluster: String },
+    /// `systemctl restart UNIT`.
+    Systemctl { unit: String },
+    /// Any command.
+    Command(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestartAction {
+    pub method: RestartMethod,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fence {
+    /// Built-in PostgreSQL fence: stop the old primary (`pg_ctl stop -m
+    /// immediate`) if it runs, and make it come back only as a standby of
+    /// the new primary (`standby.signal` + `primary_conninfo`).
+    PgCtl { pg_ctl: PathBuf, data_dir: PathBuf },
+    /// Any command; non-zero exit is a failed fence.
+    Command(Vec<String>),
+    /// No fencing (not recommended).
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailoverAction {
+    /// Target of the current primary.
+    pub primary: String,
+    /// Target of the standby to promote.
+    pub standby: String,
+    pub max_lag_bytes: u64,
+    pub fence: Fence,
+    /// Abort the failover if the fence fails (default true).
+    pub fence_required: bool,
+    /// Deadline for the promoted standby to accept a write.
+    pub write_within: Duration,
+    /// Refuse further failovers for this long.
+    pub block_for: Duration,
+    /// Steps after a successful promotion (repoint a proxy, notify).
+    pub post: Vec<Action>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookAction {
+    pub url: String,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Environment variable holding a bearer token.
+    pub bearer_env: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Telemetry {
+    pub otlp: Option<Otlp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Otlp {
+    /// Collector endpoint; `None` means the OTEL_EXPORTER_OTLP_* environment
+    /// or the protocol's default.
+    pub endpoint: Option<String>,
+    pub protocol: OtlpProtocol,
+    pub interval: Duration,
+    /// Headers (values may be `${ENV_VAR}` references, resolved at load).
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Duration,
+}

@@ -1,0 +1,10 @@
+pub mod builtin;
+pub mod cli;
+pub mod config;
+pub mod hostinfo;
+pub mod logging;
+pub mod policy;
+pub mod report;
+pub mod runtime;
+pub mod sql;
+pub mod util;

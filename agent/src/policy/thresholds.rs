@@ -1,0 +1,98 @@
+//! Applying a probe's configured thresholds to a run's measurements.
+//!
+//! Each rule covers every series of one measurement name; a rule's status
+//! for a run is the worst over those series. The run's status is the worst
+//! of the probe's own verdict and every rule's (thresholds can make a
+//! report worse, never better).
+
+use crate::config::ThresholdRule;
+use crate::report::{Report, Status};
+
+/// The status each rule gives this report, in rule order. A rule whose
+/// measurement is absent from the report gives `ok`.
+pub fn rule_statuses(rules: &[ThresholdRule], report: &Report) -> Vec<Status> {
+    rules
+        .iter()
+        .map(|rule| {
+            report
+                .measurements
+                .iter()
+                .filter(|m| m.name == rule.measurement)
+                .map(|m| rule.status(m.value))
+                .fold(Status::Ok, Status::worst)
+        })
+        .collect()
+}
+
+/// The run's overall status: the probe's own verdict made worse by the rules.
+pub fn overall(rules: &[ThresholdRule], report: &Report) -> Status {
+    rule_statuses(rules, report)
+        .into_iter()
+        .fold(report.status, Status::worst)
+}
+
+/// The rule for `measurement`, if any: its warning and critical ranges are
+/// what `--format nagios` prints in perfdata.
+pub fn rule_for<'r>(rules: &'r [ThresholdRule], measurement: &str) -> Option<&'r ThresholdRule> {
+    rules.iter().find(|r| r.measurement == measurement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Confirm;
+    use crate::policy::range::Range;
+    use crate::report::Measurement;
+    use std::time::Duration;
+
+    fn report(status: Status, values: &[(&str, f64)]) -> Report {
+        Report {
+            status,
+            message: String::new(),
+            measurements: values
+                .iter()
+                .map(|(name, value)| Measurement {
+                    name: name.to_string(),
+                    value: *value,
+                    unit: String::new(),
+                    attributes: vec![],
+                })
+                .collect(),
+            error: None,
+            duration: Duration::ZERO,
+            peak_memory: 0,
+        }
+    }
+
+    fn rule(measurement: &str, warning: &str, critical: &str) -> ThresholdRule {
+        ThresholdRule {
+            measurement: measurement.into(),
+            warning: Some(Range::parse(warning).unwrap()),
+            critical: Some(Range::parse(critical).unwrap()),
+            confirm: Confirm::default(),
+        }
+    }
+
+    #[test]
+    fn the_worst_series_decides_a_rule() {
+        let rules = [rule("lag", "~:10", "~:100")];
+        let r = report(Status::Ok, &[("lag", 5.0), ("lag", 50.0), ("other", 1000.0)]);
+        assert_eq!(rule_statuses(&rules, &r), vec![Status::Warning]);
+        assert_eq!(overall(&rules, &r), Status::Warning);
+    }
+
+    #[test]
+    fn thresholds_never_make_a_report_better() {
+        let rules = [rule("lag", "~:10", "~:100")];
+        let r = report(Status::Critical, &[("lag", 1.0)]);
+        assert_eq!(overall(&rules, &r), Status::Critical);
+    }
+
+    #[test]
+    fn reference_warning_and_critical_vectors() {
+        let rules = [rule("x", "30", "60")];
+        assert_eq!(overall(&rules, &report(Status::Ok, &[("x", 15.3)])), Status::Ok);
+        assert_eq!(overall(&rules, &report(Status::Ok, &[("x", 30.0001)])), Status::Warning);
+        assert_eq!(overall(&rules, &report(Status::Ok, &[("x", 69.0)])), Status::Critical);
+    }
+}

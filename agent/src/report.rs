@@ -1,0 +1,221 @@
+//! What one probe run produced: the data that flows from the runtime to the
+//! policy, the status API, telemetry and the command line.
+//!
+//! These are the agent's own types, decoupled from the WIT bindings so that
+//! everything downstream of the runtime can be tested without Wasm.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A check's status, in the Nagios plugin convention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// The Nagios plugin exit code: 0 ok, 1 warning, 2 critical, 3 unknown.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    /// The value exported as the probe status gauge (same as the exit code).
+    pub fn as_gauge(self) -> f64 {
+        f64::from(self.exit_code())
+    }
+
+    /// Severity for "worst wins": ok < unknown < warning < critical.
+    fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Unknown => 1,
+            Status::Warning => 2,
+            Status::Critical => 3,
+        }
+    }
+
+    /// The worse of two statuses.
+    pub fn worst(self, other: Status) -> Status {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Upper-case word used in Nagios output (`OK`, `WARNING`, ...).
+    pub fn nagios_word(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Lower-case word (`ok`, `warning`, ...), as in JSON and config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    /// Parse the lower-case word.
+    pub fn parse(word: &str) -> Option<Status> {
+        match word {
+            "ok" => Some(Status::Ok),
+            "warning" => Some(Status::Warning),
+            "critical" => Some(Status::Critical),
+            "unknown" => Some(Status::Unknown),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One number a probe observed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    /// Labels, in the order the probe gave them.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Measurement {
+    /// The value of attribute `key`, if present.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a run did not produce a trustworthy report. The run's status is then
+/// `unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The run outlived its deadline and was cut off.
+    Timeout,
+    /// The probe tried to use more memory than its cap.
+    Memory,
+    /// The probe trapped (panicked, hit `unreachable`, divided by zero, ...).
+    Trap,
+    /// The probe used a capability (e.g. a database target) it was not granted.
+    Denied,
+    /// The probe returned a report that breaks the contract (bad names,
+    /// non-finite values, too many measurements).
+    InvalidOutput,
+    /// The probe itself returned an error: it could not decide a status.
+    Probe,
+    /// The probe could not be loaded or instantiated.
+    Load,
+}
+
+impl ErrorKind {
+    /// The kebab-case name used in JSON, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Memory => "memory",
+            ErrorKind::Trap => "trap",
+            ErrorKind::Denied => "denied",
+            ErrorKind::InvalidOutput => "invalid-output",
+            ErrorKind::Probe => "probe",
+            ErrorKind::Load => "load",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed run's error kind and message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl RunError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RunError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// The result of one run of one probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub status: Status,
+    pub message: String,
+    pub measurements: Vec<Measurement>,
+    /// Set when the run failed; `status` is then `unknown`.
+    pub error: Option<RunError>,
+    /// Wall-clock time of the run (instantiate + check).
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    /// Peak linear memory the run used, in bytes.
+    pub peak_memory: u64,
+}
+
+impl Report {
+    /// The report of a run that failed with `error`.
+    pub fn failed(error: RunError, duration: Duration, peak_memory: u64) -> Self {
+        Report {
+            status: Status::Unknown,
+            message: error.message.clone(),
+            measurements: Vec::new(),
+            error: Some(error),
+            duration,
+            peak_memory,
+        }
+    }
+}
+
+/// (De)serialize a `Duration` as fractional milliseconds.
+pub mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Ok(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+    }
+}

@@ -1,0 +1,14 @@
+//! Host-side bindings for the `watchpost:probe` world, generated from `wit/`.
+//!
+//! Imports are async so that a probe waiting on a database holds no OS
+//! thread; exports are called with `call_*` futures that the runtime bounds
+//! with the run's deadline.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "probe",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub use watchpost::probe::{config, host, log, sql, types};

@@ -1,0 +1,177 @@
+//! The probe runtime: loads probe components and runs them in a sandbox.
+//!
+//! One [`Runtime`] owns the shared wasmtime `Engine` (pooling allocator,
+//! epoch interruption) and a `Linker` holding the host side of every import
+//! of the `watchpost:probe` world plus WASI (clocks and random only; no
+//! files, sockets, environment or arguments). [`Runtime::load`] compiles a
+//! component once and pre-links it ([`Probe`]); [`Runtime::run`] gives each
+//! run a fresh `Store` with a deadline and a memory cap and turns whatever
+//! happens — a report, a trap, a timeout, a memory bomb — into a
+//! [`Report`](crate::report::Report). Nothing a probe does stops the agent.
+
+pub mod bindings;
+mod capture;
+pub mod engine;
+mod imports;
+mod limiter;
+pub mod loader;
+mod output;
+mod run;
+mod state;
+
+pub use limiter::human_bytes;
+pub use loader::LoadError;
+
+use crate::hostinfo::HostMetrics;
+use crate::report::{ErrorKind, Report};
+use crate::sql::SqlTargets;
+use anyhow::Result;
+use bindings::ProbePre;
+use sha2::{Digest, Sha256};
+use state::RunState;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+/// Limits of one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of the run, from instantiation to the report.
+    pub timeout: Duration,
+    /// Cap on the run's linear memory, in bytes.
+    pub memory: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(10),
+            memory: 64 << 20,
+        }
+    }
+}
+
+/// What a probe is given for its runs: its name (for logs), its config and
+/// the database targets it may use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub name: String,
+    pub config: BTreeMap<String, String>,
+    pub targets: Vec<String>,
+}
+
+/// The shared services behind the world's imports.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub host: HostMetrics,
+    pub sql: SqlTargets,
+}
+
+/// A probe's static description, from its `describe` export.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ProbeInfo {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub description: String,
+    pub measurements: Vec<MeasurementInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct MeasurementInfo {
+    pub name: String,
+    pub unit: String,
+    pub description: String,
+}
+
+/// A loaded probe: compiled, pre-linked and described. Cheap to clone.
+#[derive(Clone)]
+pub struct Probe {
+    pre: ProbePre<RunState>,
+    /// Where it came from (a path), for messages.
+    pub source: String,
+    /// sha256 of the component bytes, hex.
+    pub sha256: String,
+    pub info: ProbeInfo,
+}
+
+/// The sandbox. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RunState>,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(pool: engine::PoolSize) -> Result<Self> {
+        let engine = engine::build(pool)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Probe::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state| state,
+        )?;
+        let ticker = engine::EpochTicker::start(&engine)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Load the probe at `path`: read, compile, link, describe.
+    pub async fn load_file(&self, path: &Path, services: &Arc<Services>) -> Result<Probe, LoadError> {
+        let bytes = loader::read(path)?;
+        self.load_bytes(&path.display().to_string(), &bytes, services).await
+    }
+
+    /// Load a probe from its bytes; `source` names it in messages.
+    pub async fn load_bytes(
+        &self,
+        source: &str,
+        bytes: &[u8],
+        services: &Arc<Services>,
+    ) -> Result<Probe, LoadError> {
+        loader::check_header(source, bytes)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = loader::compile(&self.engine, source, bytes)?;
+        let pre = loader::link(&self.linker, source, &component)?;
+        let info = run::describe(&pre, services).await.map_err(|e| LoadError {
+            message: format!("{source}: `describe` failed: {e}"),
+        })?;
+        Ok(Probe {
+            pre,
+            source: source.to_string(),
+            sha256,
+            info,
+        })
+    }
+
+    /// Run `probe` once with `grants` and `limits`. Never fails: every
+    /// failure is a report with status `unknown` and an error.
+    pub async fn run(
+        &self,
+        probe: &Probe,
+        grants: &Arc<Grants>,
+        services: &Arc<Services>,
+        limits: Limits,
+    ) -> Report {
+        run::check(&probe.pre, grants, services, limits).await
+    }
+}
+
+/// True when the error kind means the sandbox stopped the probe (as
+/// opposed to the probe reporting a problem itself).
+pub fn is_sandbox_error(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Timeout | ErrorKind::Memory | ErrorKind::Trap | ErrorKind::Denied | ErrorKind::InvalidOutput
+    )
+}

@@ -1,0 +1,162 @@
+//! Checking what a probe returned against the contract, and turning it
+//! into the agent's [`Report`](crate::report::Report).
+//!
+//! A report that breaks the contract (a bad name, a NaN, ten thousand
+//! measurements) is refused as `invalid-output`; an overlong message is
+//! only truncated, with a marker, because the rest of the report is fine.
+
+use super::bindings::types;
+use crate::report::{ErrorKind, Measurement, RunError, Status};
+use crate::util::truncate_utf8;
+
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+pub const MAX_MEASUREMENTS: usize = 1000;
+pub const MAX_ATTRIBUTES: usize = 32;
+pub const MAX_NAME_BYTES: usize = 255;
+pub const MAX_ATTRIBUTE_BYTES: usize = 256;
+
+/// A checked report, before timing and memory are attached.
+pub struct Checked {
+    pub status: Status,
+    pub message: String,
+    pub measurements: Vec<Measurement>,
+}
+
+pub fn status(s: types::Status) -> Status {
+    match s {
+        types::Status::Ok => Status::Ok,
+        types::Status::Warning => Status::Warning,
+        types::Status::Critical => Status::Critical,
+        types::Status::Unknown => Status::Unknown,
+    }
+}
+
+/// Truncate a message to [`MAX_MESSAGE_BYTES`], saying how long it was.
+pub fn clip_message(message: &str) -> String {
+    let message = message.trim();
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    format!(
+        "{}… [truncated: the message was {} bytes]",
+        truncate_utf8(message, MAX_MESSAGE_BYTES),
+        message.len()
+    )
+}
+
+fn invalid(message: String) -> RunError {
+    RunError::new(ErrorKind::InvalidOutput, message)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Check a report from `check` against the contract.
+pub fn check(report: types::Report) -> Result<Checked, RunError> {
+    if report.measurements.len() > MAX_MEASUREMENTS {
+        return Err(invalid(format!(
+            "the report has {} measurements; at most {MAX_MEASUREMENTS} are allowed",
+            report.measurements.len()
+        )));
+    }
+    let mut measurements = Vec::with_capacity(report.measurements.len());
+    for m in report.measurements {
+        if !valid_name(&m.name) {
+            return Err(invalid(format!(
+                "measurement name {:?} is invalid: use 1 to {MAX_NAME_BYTES} letters, digits, \
+                 `.`, `_` or `-`",
+                truncate_utf8(&m.name, 64)
+            )));
+        }
+        if !m.value.is_finite() {
+            return Err(invalid(format!(
+                "measurement `{}` has value {}; values must be finite",
+                m.name, m.value
+            )));
+        }
+        if m.attributes.len() > MAX_ATTRIBUTES {
+            return Err(invalid(format!(
+                "measurement `{}` has {} attributes; at most {MAX_ATTRIBUTES} are allowed",
+                m.name,
+                m.attributes.len()
+            )));
+        }
+        if m.unit.len() > MAX_ATTRIBUTE_BYTES {
+            return Err(invalid(format!("measurement `{}` has an overlong unit", m.name)));
+        }
+        let mut attributes = Vec::with_capacity(m.attributes.len());
+        for a in m.attributes {
+            if !valid_name(&a.key) || a.value.len() > MAX_ATTRIBUTE_BYTES {
+                return Err(invalid(format!(
+                    "measurement `{}` has an invalid attribute {:?}: keys are names like \
+                     measurement names, values at most {MAX_ATTRIBUTE_BYTES} bytes",
+                    m.name,
+                    truncate_utf8(&a.key, 64)
+                )));
+            }
+            attributes.push((a.key, a.value));
+        }
+        measurements.push(Measurement {
+            name: m.name,
+            value: m.value,
+            unit: m.unit,
+            attributes,
+        });
+    }
+    Ok(Checked {
+        status: status(report.status),
+        message: clip_message(&report.message),
+        measurements,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(measurements: Vec<types::Measurement>) -> types::Report {
+        types::Report {
+            status: types::Status::Ok,
+            message: "fine".into(),
+            measurements,
+        }
+    }
+
+    fn m(name: &str, value: f64) -> types::Measurement {
+        types::Measurement {
+            name: name.into(),
+            value,
+            unit: "1".into(),
+            attributes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_good_report_passes() {
+        let checked = check(report(vec![m("system.cpu.utilization", 0.5)])).unwrap();
+        assert_eq!(checked.measurements[0].name, "system.cpu.utilization");
+    }
+
+    #[test]
+    fn bad_names_and_values_are_invalid_output() {
+        for bad in [m("", 1.0), m("has space", 1.0), m("ok", f64::NAN), m("ok", f64::INFINITY)] {
+            let err = check(report(vec![bad])).err().unwrap();
+            assert_eq!(err.kind, ErrorKind::InvalidOutput, "{err}");
+        }
+        let many = (0..=MAX_MEASUREMENTS).map(|_| m("x", 1.0)).collect();
+        assert_eq!(check(report(many)).err().unwrap().kind, ErrorKind::InvalidOutput);
+    }
+
+    #[test]
+    fn long_messages_are_truncated_with_a_marker() {
+        let long = "é".repeat(100_000);
+        let clipped = clip_message(&long);
+        assert!(clipped.len() < MAX_MESSAGE_BYTES + 100);
+        assert!(clipped.ends_with("[truncated: the message was 200000 bytes]"), "{clipped}");
+    }
+}

@@ -1,0 +1,189 @@
+//! One run of a probe: a fresh `Store` with a deadline and a memory cap,
+//! the call, and the sorting of every way it can end into a report.
+
+use super::bindings::{ProbePre, types};
+use super::output;
+use super::state::RunState;
+use super::{Grants, Limits, MeasurementInfo, ProbeInfo, Services};
+use crate::report::{ErrorKind, Report, RunError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+/// Extra time past the deadline before a run stuck in a host call is
+/// abandoned (code running in the sandbox is stopped at the deadline itself).
+const GRACE: Duration = Duration::from_millis(20);
+
+/// Limits for the `describe` call at load time.
+const DESCRIBE_LIMITS: Limits = Limits {
+    timeout: Duration::from_secs(5),
+    memory: 256 << 20,
+};
+
+fn new_store(pre: &ProbePre<RunState>, grants: &Arc<Grants>, services: &Arc<Services>, limits: Limits) -> (Store<RunState>, Instant) {
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let state = RunState::new(grants.clone(), services.clone(), limits.memory, deadline);
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    // Every epoch tick past the deadline check: stop at the deadline,
+    // otherwise yield to the executor so a busy probe does not hog a thread.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    (store, started)
+}
+
+/// Sort a wasmtime error from instantiation or a call into an error kind.
+fn classify(error: wasmtime::Error, store: &Store<RunState>, timeout: Duration) -> RunError {
+    let state = store.data();
+    if let Some(asked) = state.limiter.exceeded() {
+        return RunError::new(
+            ErrorKind::Memory,
+            format!(
+                "the probe tried to use {} of memory; its limit is {} (raise `memory` in its config if this is expected)",
+                super::human_bytes(asked),
+                super::human_bytes(state.limiter.cap())
+            ),
+        );
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return timed_out(timeout);
+    }
+    let mut message = match error.downcast_ref::<Trap>() {
+        Some(trap) => format!("the probe trapped: {trap}"),
+        None => format!("the probe failed: {}", first_line(&format!("{error:#}"))),
+    };
+    let stderr = panic_text(&state.stderr.text());
+    if !stderr.is_empty() {
+        message.push_str(": ");
+        message.push_str(&stderr);
+    }
+    RunError::new(ErrorKind::Trap, message)
+}
+
+fn timed_out(timeout: Duration) -> RunError {
+    RunError::new(
+        ErrorKind::Timeout,
+        format!("the probe did not finish within its timeout of {timeout:?}"),
+    )
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// The useful part of what a probe printed to stderr before trapping: a
+/// Rust panic's message and location, without the backtrace hint.
+fn panic_text(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    crate::util::truncate_utf8(&lines.join(" "), 1024).to_string()
+}
+
+/// Run the probe's `check` once.
+pub async fn check(pre: &ProbePre<RunState>, grants: &Arc<Grants>, services: &Arc<Services>, limits: Limits) -> Report {
+    let (mut store, started) = new_store(pre, grants, services, limits);
+    let call = async {
+        let probe = pre.instantiate_async(&mut store).await?;
+        probe.call_check(&mut store).await
+    };
+    let result = tokio::time::timeout(limits.timeout + GRACE, call).await;
+    let duration = started.elapsed();
+    log_output(grants, store.data());
+    let peak = store.data().limiter.peak();
+    let outcome = match result {
+        Err(_elapsed) => Err(timed_out(limits.timeout)),
+        Ok(Err(error)) => Err(classify(error, &store, limits.timeout)),
+        Ok(Ok(Err(message))) => Err(RunError::new(ErrorKind::Probe, output::clip_message(&message))),
+        Ok(Ok(Ok(report))) => output::check(report),
+    };
+    // A refused capability decides the outcome, whatever the probe did with
+    // the error it got.
+    let outcome = match store.data().denied.clone() {
+        Some(denied) => Err(RunError::new(ErrorKind::Denied, denied)),
+        None => outcome,
+    };
+    match outcome {
+        Ok(checked) => Report {
+            status: checked.status,
+            message: checked.message,
+            measurements: checked.measurements,
+            error: None,
+            duration,
+            peak_memory: peak,
+        },
+        Err(error) => Report::failed(error, duration, peak),
+    }
+}
+
+/// Put what the probe printed, and how many log lines it lost, in the
+/// agent's log (debug level: `log` is the probe's proper channel).
+fn log_output(grants: &Grants, state: &RunState) {
+    let probe = grants.name.as_str();
+    for (stream, tail) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+        let text = tail.text();
+        if !text.is_empty() {
+            tracing::debug!(target: "probe", probe, stream, "{text}");
+        }
+    }
+    if state.log_dropped > 0 {
+        tracing::warn!(
+            target: "probe",
+            probe,
+            "dropped {} log lines over the limit of one run",
+            state.log_dropped
+        );
+    }
+}
+
+/// Call `describe` once, at load time.
+pub async fn describe(pre: &ProbePre<RunState>, services: &Arc<Services>) -> Result<ProbeInfo, RunError> {
+    let grants = Arc::new(Grants {
+        name: "describe".into(),
+        ..Grants::default()
+    });
+    let (mut store, _) = new_store(pre, &grants, services, DESCRIBE_LIMITS);
+    let call = async {
+        let probe = pre.instantiate_async(&mut store).await?;
+        probe.call_describe(&mut store).await
+    };
+    let info = match tokio::time::timeout(DESCRIBE_LIMITS.timeout + GRACE, call).await {
+        Err(_) => return Err(timed_out(DESCRIBE_LIMITS.timeout)),
+        Ok(Err(error)) => return Err(classify(error, &store, DESCRIBE_LIMITS.timeout)),
+        Ok(Ok(info)) => info,
+    };
+    Ok(ProbeInfo {
+        name: info.name,
+        version: info.version,
+        kind: kind_name(info.kind).to_string(),
+        description: info.description,
+        measurements: info
+            .measurements
+            .into_iter()
+            .map(|m| MeasurementInfo {
+                name: m.name,
+                unit: m.unit,
+                description: m.description,
+            })
+            .collect(),
+    })
+}
+
+fn kind_name(kind: types::Kind) -> &'static str {
+    match kind {
+        types::Kind::Availability => "availability",
+        types::Kind::Consistency => "consistency",
+        types::Kind::Integrity => "integrity",
+        types::Kind::Performance => "performance",
+        types::Kind::Host => "host",
+    }
+}

@@ -1,0 +1,69 @@
+//! The data a probe's `Store` holds for one run: its WASI context (clocks
+//! and random only), its memory limiter, what it is granted, and the shared
+//! services behind the world's imports.
+
+use super::capture::OutputTail;
+use super::limiter::MemoryLimiter;
+use super::{Grants, Services};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    pub(super) grants: Arc<Grants>,
+    pub(super) services: Arc<Services>,
+    /// When the run's time is up.
+    pub(super) deadline: Instant,
+    /// Log lines written so far in this run (bounded).
+    pub(super) log_lines: u32,
+    /// Log lines dropped because of the bound.
+    pub(super) log_dropped: u32,
+    /// The first capability the probe asked for and was refused.
+    pub(super) denied: Option<String>,
+    pub(super) stdout: OutputTail,
+    pub(super) stderr: OutputTail,
+}
+
+impl RunState {
+    pub fn new(
+        grants: Arc<Grants>,
+        services: Arc<Services>,
+        memory_cap: u64,
+        deadline: Instant,
+    ) -> Self {
+        let stdout = OutputTail::default();
+        let stderr = OutputTail::default();
+        // No preopened directories, no environment, no arguments, no
+        // sockets (denied by default): clocks and random only.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        RunState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_cap),
+            grants,
+            services,
+            deadline,
+            log_lines: 0,
+            log_dropped: 0,
+            denied: None,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Sorting database failures into the WIT's typed errors, so that probes
+//! can tell "down" (unreachable) from "alive but unhealthy" (refused).
+
+use crate::runtime::bindings::sql::{Error, QueryError};
+use tokio_postgres::error::SqlState;
+
+/// SQLSTATE for value conversion problems between the agent and a probe.
+pub const DATA_EXCEPTION: &str = "22000";
+/// SQLSTATE for a result over the agent's size limits.
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+
+/// The message of an error and of its sources, joined.
+fn full_message(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    message
+}
+
+fn io_kind(error: &tokio_postgres::Error) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = inner.source();
+    }
+    None
+}
+
+/// An error met while opening a session.
+pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
+    let message = format!("target `{target}`: {}", full_message(error));
+    if let Some(db) = error.as_db_error() {
+        // The server answered: it is alive, but would not serve us
+        // (bad password, too many connections, starting up, no such database).
+        let detail = format!("target `{target}`: {} ({})", db.message(), db.code().code());
+        return if *db.code() == SqlState::QUERY_CANCELED {
+            Error::Timeout(detail)
+        } else {
+            Error::Refused(detail)
+        };
+    }
+    match io_kind(error) {
+        Some(std::io::ErrorKind::TimedOut) => Error::Timeout(message),
+        Some(_) => Error::Unreachable(message),
+        None if message.contains("timeout") => Error::Timeout(message),
+        None if message.contains("password") || message.contains("authentication") => {
+            Error::Refused(message)
+        }
+        None => Error::Unreachable(message),
+    }
+}
+
+/// An error met while running a statement on an open session.
+pub fn query_error(target: &str, error: &tokio_postgres::Error) -> Error {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::QUERY_CANCELED {
+            return Error::Timeout(format!(
+                "target `{target}`: statement cancelled: {}",
+                db.message()
+            ));
+        }
+        if [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code)
+        {
+            return Error::Unreachable(format!("target `{target}`: {}", db.message()));
+        }
+        let mut message = db.message().to_string();
+        if let Some(detail) = db.detail() {
+            message.push_str(": ");
+            message.push_str(detail);
+        }
+        return Error::Query(QueryError {
+            code: code.code().to_string(),
+            message,
+        });
+    }
+    if error.is_closed() || io_kind(error).is_some() {
+        return Error::Unreachable(format!("target `{target}`: {}", full_message(error)));
+    }
+    // Conversion errors raised by our own FromSql/ToSql code.
+    Error::Query(QueryError {
+        code: DATA_EXCEPTION.to_string(),
+        message: full_message(error),
+    })
+}

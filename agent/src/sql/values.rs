@@ -1,0 +1,272 @@
+//! Conversion between the WIT `sql.value` and PostgreSQL's binary wire
+//! format: result cells of any type become a value (numbers and booleans as
+//! such, everything else as its text form), and parameters bind to the
+//! type PostgreSQL inferred for their placeholder.
+
+use crate::runtime::bindings::sql::Value;
+use bytes::BytesMut;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use postgres_types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
+use std::error::Error;
+use std::fmt::Write as _;
+
+type BoxError = Box<dyn Error + Sync + Send>;
+
+/// One result cell, decoded from any column type.
+pub struct Cell(pub Value);
+
+impl<'a> FromSql<'a> for Cell {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        decode(ty, raw).map(Cell)
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
+        Ok(Cell(Value::Null))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
+    let value = match *ty {
+        Type::BOOL => Value::Boolean(bool::from_sql(ty, raw)?),
+        Type::INT2 => Value::Int(i16::from_sql(ty, raw)?.into()),
+        Type::INT4 => Value::Int(i32::from_sql(ty, raw)?.into()),
+        Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
+        Type::OID | Type::XID | Type::CID | Type::REGCLASS | Type::REGPROC | Type::REGTYPE => {
+            Value::Int(u32::from_be_bytes(fixed(raw)?).into())
+        }
+        Type::XID8 => Value::Int(i64::from_be_bytes(fixed(raw)?)),
+        Type::FLOAT4 => Value::Float(f32::from_sql(ty, raw)?.into()),
+        Type::FLOAT8 => Value::Float(f64::from_sql(ty, raw)?),
+        Type::BYTEA => Value::Bytes(raw.to_vec()),
+        Type::CHAR => Value::Text(char::from(raw.first().copied().unwrap_or(b' ')).to_string()),
+        Type::NUMERIC => Value::Text(numeric_text(raw)?),
+        Type::PG_LSN => {
+            let lsn = u64::from_be_bytes(fixed(raw)?);
+            Value::Text(format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff))
+        }
+        Type::INTERVAL => Value::Text(interval_text(raw)?),
+        Type::TIMESTAMPTZ => Value::Text(DateTime::<Utc>::from_sql(ty, raw)?.to_rfc3339()),
+        Type::TIMESTAMP => Value::Text(NaiveDateTime::from_sql(ty, raw)?.to_string()),
+        Type::DATE => Value::Text(NaiveDate::from_sql(ty, raw)?.to_string()),
+        Type::TIME => Value::Text(NaiveTime::from_sql(ty, raw)?.to_string()),
+        Type::UUID => Value::Text(uuid_text(&fixed::<16>(raw)?)),
+        Type::JSONB => Value::Text(String::from_utf8_lossy(raw.get(1..).unwrap_or_default()).into_owned()),
+        _ if is_textual(ty) => Value::Text(String::from_utf8_lossy(raw).into_owned()),
+        _ => {
+            return Err(format!(
+                "the agent cannot pass a value of type {} to a probe; cast the column to text in \
+                 the statement (e.g. `column::text`)",
+                ty.name()
+            )
+            .into());
+        }
+    };
+    Ok(value)
+}
+
+/// Types whose binary form is their UTF-8 text.
+fn is_textual(ty: &Type) -> bool {
+    matches!(
+        *ty,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON | Type::XML
+    ) || matches!(ty.kind(), Kind::Enum(_))
+        || ty.name() == "citext"
+}
+
+fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], BoxError> {
+    raw.try_into()
+        .map_err(|_| format!("expected {N} bytes, got {}", raw.len()).into())
+}
+
+/// PostgreSQL's binary NUMERIC (base-10000 digits) as decimal text.
+fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
+    let word = |i: usize| -> Result<i16, BoxError> {
+        Ok(i16::from_be_bytes(fixed(raw.get(i * 2..i * 2 + 2).ok_or("short numeric")?)?))
+    };
+    let ndigits = word(0)? as usize;
+    let weight = word(1)? as i32;
+    let sign = word(2)? as u16;
+    let dscale = word(3)? as usize;
+    match sign {
+        0xC000 => return Ok("NaN".into()),
+        0xD000 => return Ok("Infinity".into()),
+        0xF000 => return Ok("-Infinity".into()),
+        _ => {}
+    }
+    let digits = (0..ndigits).map(|i| word(4 + i)).collect::<Result<Vec<_>, _>>()?;
+    let mut text = String::new();
+    if sign == 0x4000 {
+        text.push('-');
+    }
+    // Integer part: digit groups with weight >= 0.
+    if weight < 0 {
+        text.push('0');
+    } else {
+        for i in 0..=weight as usize {
+            let group = digits.get(i).copied().unwrap_or(0);
+            if i == 0 {
+                write!(text, "{group}")?;
+            } else {
+                write!(text, "{group:04}")?;
+            }
+        }
+    }
+    if dscale > 0 {
+        let mut fraction = String::new();
+        let mut position = weight + 1;
+        while fraction.len() < dscale {
+            let group = if position < 0 {
+                0
+            } else {
+                digits.get(position as usize).copied().unwrap_or(0)
+            };
+            write!(fraction, "{group:04}")?;
+            position += 1;
+        }
+        fraction.truncate(dscale);
+        text.push('.');
+        text.push_str(&fraction);
+    }
+    Ok(text)
+}
+
+/// PostgreSQL's binary INTERVAL as `1 year 2 mons 3 days 04:05:06.5`.
+fn interval_text(raw: &[u8]) -> Result<String, BoxError> {
+    let micros = i64::from_be_bytes(fixed(raw.get(0..8).ok_or("short interval")?)?);
+    let days = i32::from_be_bytes(fixed(raw.get(8..12).ok_or("short interval")?)?);
+    let months = i32::from_be_bytes(fixed(raw.get(12..16).ok_or("short interval")?)?);
+    let mut parts = Vec::new();
+    let (years, months) = (months / 12, months % 12);
+    let plural = |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    if years != 0 {
+        parts.push(plural(years, "year", "years"));
+    }
+    if months != 0 {
+        parts.push(plural(months, "mon", "mons"));
+    }
+    if days != 0 {
+        parts.push(plural(days, "day", "days"));
+    }
+    if micros != 0 || parts.is_empty() {
+        let sign = if micros < 0 { "-" } else { "" };
+        let micros = micros.unsigned_abs();
+        let (hours, rest) = (micros / 3_600_000_000, micros % 3_600_000_000);
+        let (minutes, rest) = (rest / 60_000_000, rest % 60_000_000);
+        let (seconds, fraction) = (rest / 1_000_000, rest % 1_000_000);
+        let mut clock = format!("{sign}{hours:02}:{minutes:02}:{seconds:02}");
+        if fraction != 0 {
+            let digits = format!("{fraction:06}");
+            clock.push('.');
+            clock.push_str(digits.trim_end_matches('0'));
+        }
+        parts.push(clock);
+    }
+    Ok(parts.join(" "))
+}
+
+fn uuid_text(b: &[u8; 16]) -> String {
+    let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// A probe's parameter, bound to whatever type the placeholder has when a
+/// lossless conversion exists.
+#[derive(Debug)]
+pub struct Param<'a>(pub &'a Value);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        let mismatch = || -> BoxError {
+            format!(
+                "a {} parameter cannot bind to a placeholder of type {}; cast the placeholder in \
+                 the statement (e.g. `$1::text::{}`)",
+                value_kind(self.0),
+                ty.name(),
+                ty.name()
+            )
+            .into()
+        };
+        match (self.0, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Boolean(b), &Type::BOOL) => b.to_sql(ty, out),
+            (Value::Int(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::INT8) => i.to_sql(ty, out),
+            (Value::Int(i), &Type::OID) => u32::try_from(*i)?.to_sql(ty, out),
+            (Value::Int(i), &Type::FLOAT8) => (*i as f64).to_sql(ty, out),
+            (Value::Int(i), &Type::FLOAT4) => (*i as f32).to_sql(ty, out),
+            (Value::Int(i), t) if is_textual(t) => i.to_string().to_sql(&Type::TEXT, out),
+            (Value::Float(f), &Type::FLOAT8) => f.to_sql(ty, out),
+            (Value::Float(f), &Type::FLOAT4) => (*f as f32).to_sql(ty, out),
+            (Value::Float(f), t) if is_textual(t) => f.to_string().to_sql(&Type::TEXT, out),
+            (Value::Text(s), t) if is_textual(t) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
+            (Value::Bytes(b), &Type::BYTEA) => b.to_sql(ty, out),
+            _ => Err(mismatch()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn value_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Boolean(_) => "boolean",
+        Value::Int(_) => "int",
+        Value::Float(_) => "float",
+        Value::Text(_) => "text",
+        Value::Bytes(_) => "bytes",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numeric(ndigits: i16, weight: i16, sign: u16, dscale: i16, digits: &[i16]) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for w in [ndigits, weight, sign as i16, dscale].iter().chain(digits) {
+            raw.extend_from_slice(&w.to_be_bytes());
+        }
+        raw
+    }
+
+    #[test]
+    fn numerics_render_as_postgres_does() {
+        assert_eq!(numeric_text(&numeric(2, 1, 0, 0, &[12, 3456])).unwrap(), "123456");
+        assert_eq!(numeric_text(&numeric(2, 0, 0x4000, 2, &[3, 1400])).unwrap(), "-3.14");
+        assert_eq!(numeric_text(&numeric(1, -1, 0, 4, &[5])).unwrap(), "0.0005");
+        assert_eq!(numeric_text(&numeric(0, 0, 0, 0, &[])).unwrap(), "0");
+        assert_eq!(numeric_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
+    }
+
+    #[test]
+    fn intervals_render_as_postgres_does() {
+        let interval = |micros: i64, days: i32, months: i32| {
+            let mut raw = micros.to_be_bytes().to_vec();
+            raw.extend_from_slice(&days.to_be_bytes());
+            raw.extend_from_slice(&months.to_be_bytes());
+            interval_text(&raw).unwrap()
+        };
+        assert_eq!(interval(0, 0, 0), "00:00:00");
+        assert_eq!(interval(1_500_000, 0, 0), "00:00:01.5");
+        assert_eq!(interval(3_723_000_000, 1, 14), "1 year 2 mons 1 day 01:02:03");
+    }
+
+    #[test]
+    fn uuids_render_hyphenated() {
+        let bytes: [u8; 16] = std::array::from_fn(|i| i as u8);
+        assert_eq!(uuid_text(&bytes), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+    }
+}

@@ -1,0 +1,207 @@
+//! SQL against the database targets a probe is granted (the `sql` import),
+//! with typed accessors for rows and values.
+
+use crate::{Error, Result, config};
+
+pub use crate::bindings::watchpost::probe::sql::{Error as SqlError, QueryError, Rows, Value, targets};
+
+/// Run `statement` with `params` (`$1`, `$2`, ...) against `target`.
+pub fn query(target: &str, statement: &str, params: &[Value]) -> std::result::Result<Rows, SqlError> {
+    crate::bindings::watchpost::probe::sql::query(target, statement, params)
+}
+
+/// The target named by config key `key`, or `default` (`"primary"` is the
+/// convention for probes that talk to one database).
+pub fn target_from_config(key: &str, default: &str) -> Result<String> {
+    config::get_or(key, default.to_string())
+}
+
+impl SqlError {
+    /// True when no server answered (connection refused, no route): "down".
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SqlError::Unreachable(_))
+    }
+
+    /// True when a server answered but refused the session (auth, too many
+    /// connections, starting up): "alive but unhealthy".
+    pub fn is_refused(&self) -> bool {
+        matches!(self, SqlError::Refused(_))
+    }
+
+    /// A one-line description, e.g. `unreachable: connection refused`.
+    pub fn describe(&self) -> String {
+        match self {
+            SqlError::NotGranted(m) => format!("not granted: {m}"),
+            SqlError::Unreachable(m) => format!("unreachable: {m}"),
+            SqlError::Refused(m) => format!("refused: {m}"),
+            SqlError::Timeout(m) => format!("timeout: {m}"),
+            SqlError::Query(e) => format!("query error {}: {}", e.code, e.message),
+        }
+    }
+
+    /// The error's kind as one word: `not-granted`, `unreachable`,
+    /// `refused`, `timeout` or `query`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SqlError::NotGranted(_) => "not-granted",
+            SqlError::Unreachable(_) => "unreachable",
+            SqlError::Refused(_) => "refused",
+            SqlError::Timeout(_) => "timeout",
+            SqlError::Query(_) => "query",
+        }
+    }
+}
+
+impl From<SqlError> for Error {
+    fn from(error: SqlError) -> Self {
+        Error::msg(error.describe())
+    }
+}
+
+impl Value {
+    /// True for SQL NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as an integer: ints, and text that parses as one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(v) => Some(*v),
+            Value::Text(t) => t.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as a float: floats, ints, and text that parses as a number
+    /// (numeric columns arrive as text).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(v) => Some(*v),
+            Value::Int(v) => Some(*v as f64),
+            Value::Text(t) => t.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as text, if it is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The value as a boolean, if it is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Boolean(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+
+/// One row of a result, with typed access by column name.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    columns: &'a [String],
+    values: &'a [Value],
+}
+
+impl Rows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows, with access by column name.
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(|values| Row {
+            columns: &self.columns,
+            values,
+        })
+    }
+
+    /// The first row; an error if there is none.
+    pub fn first(&self) -> Result<Row<'_>> {
+        self.iter()
+            .next()
+            .ok_or_else(|| Error::msg("the query returned no rows"))
+    }
+}
+
+impl<'a> Row<'a> {
+    /// The value in column `name`; an error naming the column if absent.
+    pub fn get(&self, name: &str) -> Result<&'a Value> {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| Error::msg(format!("the result has no column `{name}`")))
+    }
+
+    fn typed<T>(&self, name: &str, what: &str, f: impl Fn(&'a Value) -> Option<T>) -> Result<Option<T>> {
+        let value = self.get(name)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        f(value)
+            .map(Some)
+            .ok_or_else(|| Error::msg(format!("column `{name}` is {value:?}, expected {what}")))
+    }
+
+    /// Column `name` as an integer (`None` for NULL).
+    pub fn int(&self, name: &str) -> Result<Option<i64>> {
+        self.typed(name, "an integer", Value::as_i64)
+    }
+
+    /// Column `name` as a float (`None` for NULL); ints and numeric text convert.
+    pub fn float(&self, name: &str) -> Result<Option<f64>> {
+        self.typed(name, "a number", Value::as_f64)
+    }
+
+    /// Column `name` as text (`None` for NULL).
+    pub fn text(&self, name: &str) -> Result<Option<&'a str>> {
+        self.typed(name, "text", Value::as_str)
+    }
+
+    /// Column `name` as a boolean (`None` for NULL).
+    pub fn bool(&self, name: &str) -> Result<Option<bool>> {
+        self.typed(name, "a boolean", Value::as_bool)
+    }
+}
