@@ -4,12 +4,7 @@
 use std::path::PathBuf;
 
 /// Built-in probes: (name in `builtin:NAME`, crate name).
-const BUILTINS: &[&str] = &[
-    "host-cpu",
-    "host-memory",
-    "host-disk",
-    "process",
-];
+const BUILTINS: &[&str] = &["host-cpu", "host-memory", "host-disk", "process"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -29,7 +24,10 @@ fn main() {
     for (name, path) in BUILTINS.iter().zip(paths) {
         let embedded = out.join(format!("{name}.wasm"));
         std::fs::copy(&path, &embedded).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
-        table.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", embedded.display().to_string()));
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            embedded.display().to_string()
+        ));
     }
     table.push_str("]\n");
     std::fs::write(out.join("builtins.rs"), table).expect("write builtins.rs");

@@ -13,9 +13,30 @@ pub const MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Filesystem types that hold no user data and are never reported.
 const PSEUDO_FILESYSTEMS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "cgroup", "cgroup2", "overlay", "squashfs",
-    "securityfs", "debugfs", "tracefs", "pstore", "bpf", "autofs", "mqueue", "hugetlbfs",
-    "fusectl", "configfs", "binfmt_misc", "nsfs", "ramfs", "rpc_pipefs", "efivarfs",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "tmpfs",
+    "cgroup",
+    "cgroup2",
+    "overlay",
+    "squashfs",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "pstore",
+    "bpf",
+    "autofs",
+    "mqueue",
+    "hugetlbfs",
+    "fusectl",
+    "configfs",
+    "binfmt_misc",
+    "nsfs",
+    "ramfs",
+    "rpc_pipefs",
+    "efivarfs",
 ];
 
 #[derive(Clone, Copy, Debug, Default)]

@@ -1,3 +1,25 @@
+//! # Watchpost: the agent
+//!
+//! The agent runs health probes (WebAssembly components) in a sandbox on a
+//! schedule, turns their reports into states, and acts and reports on them.
+//! Data flows one way, and the modules follow it:
+//!
+//! ```text
+//!   config ──► schedule ──► runtime ──► policy ──► remediate
+//!                             │           │    └──► telemetry, api
+//!                    hostinfo, sql      store
+//! ```
+//!
+//! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors.
+//! - [`runtime`]: the sandbox: loads probe components, runs them with a
+//!   deadline and a memory cap, and implements the world's imports on top
+//!   of [`hostinfo`] (host metrics) and [`sql`] (database targets).
+//! - [`report`]: what a run produced — the data passed between stages.
+//! - [`policy`]: thresholds (Nagios ranges), soft/hard states, flapping.
+//! - [`builtin`]: the probes embedded in the binary.
+//! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
+//! - [`util`]: small shared helpers.
+
 pub mod builtin;
 pub mod cli;
 pub mod config;

@@ -9,7 +9,8 @@ pub fn init(command: &Command) {
     let default = match command {
         Command::Check(_) | Command::Validate(_) => "warn,probe=info",
     };
-    let filter = EnvFilter::try_from_env("WATCHPOST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("WATCHPOST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -8,14 +8,19 @@ use watchpost::cli::{Cli, dispatch};
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let message = info
             .payload()
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown cause".into());
-        eprintln!("watchpost: internal error{location}: {message} (this is a bug; please report it)");
+        eprintln!(
+            "watchpost: internal error{location}: {message} (this is a bug; please report it)"
+        );
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -26,7 +31,10 @@ fn main() -> ExitCode {
         }
     };
     watchpost::logging::init(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("watchpost: error: cannot start the async runtime: {e}");

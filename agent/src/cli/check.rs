@@ -27,20 +27,41 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Err(ResolveError::Load(name, error)) => {
             // A file that is not a probe is the probe's failure: report it as
             // an unknown result, in the requested format.
-            let report = Report::failed(RunError::new(ErrorKind::Load, error.message), Duration::ZERO, 0);
+            let report = Report::failed(
+                RunError::new(ErrorKind::Load, error.message),
+                Duration::ZERO,
+                0,
+            );
             print(args.format, &name, Status::Unknown, &report, &[]);
             return Ok(ExitCode::from(Status::Unknown.exit_code()));
         }
     };
     let report = runtime
-        .run(&resolved.probe, &resolved.grants, &resolved.services, resolved.limits)
+        .run(
+            &resolved.probe,
+            &resolved.grants,
+            &resolved.services,
+            resolved.limits,
+        )
         .await;
     let status = thresholds::overall(&resolved.thresholds, &report);
-    print(args.format, &resolved.name, status, &report, &resolved.thresholds);
+    print(
+        args.format,
+        &resolved.name,
+        status,
+        &report,
+        &resolved.thresholds,
+    );
     Ok(ExitCode::from(status.exit_code()))
 }
 
-fn print(format: Format, name: &str, status: Status, report: &Report, rules: &[crate::config::ThresholdRule]) {
+fn print(
+    format: Format,
+    name: &str,
+    status: Status,
+    report: &Report,
+    rules: &[crate::config::ThresholdRule],
+) {
     let out = match format {
         Format::Text => format::text(name, status, report),
         Format::Json => format!("{}\n", format::json(name, status, report)),

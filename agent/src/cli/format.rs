@@ -35,18 +35,35 @@ pub fn series(m: &Measurement) -> String {
     if m.attributes.is_empty() {
         return m.name.clone();
     }
-    let labels: Vec<String> = m.attributes.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    let labels: Vec<String> = m
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
     format!("{}{{{}}}", m.name, labels.join(","))
 }
 
 /// Human-readable output.
 pub fn text(probe: &str, status: Status, report: &Report) -> String {
-    let mut out = format!("{probe}: {} - {}\n", status.nagios_word(), one_line(&report.message));
+    let mut out = format!(
+        "{probe}: {} - {}\n",
+        status.nagios_word(),
+        one_line(&report.message)
+    );
     if let Some(error) = &report.error {
-        let _ = writeln!(out, "  error: {} ({})", error.kind, one_line(&error.message));
+        let _ = writeln!(
+            out,
+            "  error: {} ({})",
+            error.kind,
+            one_line(&error.message)
+        );
     }
     for m in &report.measurements {
-        let unit = if m.unit.is_empty() || m.unit == "1" { String::new() } else { format!(" {}", m.unit) };
+        let unit = if m.unit.is_empty() || m.unit == "1" {
+            String::new()
+        } else {
+            format!(" {}", m.unit)
+        };
         let _ = writeln!(out, "  {} = {}{unit}", series(m), m.value);
     }
     let _ = writeln!(out, "  ({:.1} ms)", report.duration.as_secs_f64() * 1000.0);
@@ -85,9 +102,21 @@ pub fn nagios(status: Status, report: &Report, rules: &[ThresholdRule]) -> Strin
         out.push_str(" |");
         for m in &report.measurements {
             let rule = rule_for(rules, &m.name);
-            let warn = rule.and_then(|r| r.warning.as_ref()).map(|r| r.to_string()).unwrap_or_default();
-            let crit = rule.and_then(|r| r.critical.as_ref()).map(|r| r.to_string()).unwrap_or_default();
-            let _ = write!(out, " '{}'={}{};{warn};{crit};;", label(m), m.value, nagios_unit(&m.unit));
+            let warn = rule
+                .and_then(|r| r.warning.as_ref())
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            let crit = rule
+                .and_then(|r| r.critical.as_ref())
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                " '{}'={}{};{warn};{crit};;",
+                label(m),
+                m.value,
+                nagios_unit(&m.unit)
+            );
         }
     }
     out.push('\n');
@@ -118,6 +147,9 @@ mod tests {
     #[test]
     fn nagios_output_keeps_the_format_parseable() {
         let out = nagios(Status::Warning, &report(), &[]);
-        assert_eq!(out, "WARNING - disk / nearly full | 'system.filesystem.utilization[/var/lib/it_s]'=0.9;;;;\n");
+        assert_eq!(
+            out,
+            "WARNING - disk / nearly full | 'system.filesystem.utilization[/var/lib/it_s]'=0.9;;;;\n"
+        );
     }
 }

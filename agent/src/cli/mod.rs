@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "watchpost", version, about = "Health agent for database nodes: sandboxed WebAssembly probes, thresholds, remediation, OpenTelemetry")]
+#[command(
+    name = "watchpost",
+    version,
+    about = "Health agent for database nodes: sandboxed WebAssembly probes, thresholds, remediation, OpenTelemetry"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -54,17 +58,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Parse `KEY=VALUE`.
 pub fn key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
         _ => Err(format!("expected KEY=VALUE, got {text:?}")),
     }
 }
 
 /// Parse a duration argument such as `5s`.
 pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::units::parse_duration(text).ok_or_else(|| crate::config::units::DURATION_HINT.to_string())
+    crate::config::units::parse_duration(text)
+        .ok_or_else(|| crate::config::units::DURATION_HINT.to_string())
 }
 
 /// Parse a size argument such as `64MiB`.
 pub fn size_arg(text: &str) -> Result<u64, String> {
-    crate::config::units::parse_size(text).ok_or_else(|| crate::config::units::SIZE_HINT.to_string())
+    crate::config::units::parse_size(text)
+        .ok_or_else(|| crate::config::units::SIZE_HINT.to_string())
 }

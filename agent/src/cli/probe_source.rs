@@ -51,7 +51,9 @@ pub enum ResolveError {
 /// A name to report for a probe that failed to load.
 pub fn fallback_name(probe: &str) -> String {
     let stem = Path::new(probe).file_stem().and_then(|s| s.to_str());
-    stem.unwrap_or(probe).trim_start_matches("builtin:").to_string()
+    stem.unwrap_or(probe)
+        .trim_start_matches("builtin:")
+        .to_string()
 }
 
 pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, ResolveError> {
@@ -68,17 +70,37 @@ pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, Re
         .map(|c| {
             c.targets
                 .iter()
-                .map(|(name, t)| (name.clone(), TargetSpec { dsn: t.dsn.clone(), read_only: t.read_only }))
+                .map(|(name, t)| {
+                    (
+                        name.clone(),
+                        TargetSpec {
+                            dsn: t.dsn.clone(),
+                            read_only: t.read_only,
+                        },
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
     for (name, dsn) in &args.targets {
-        crate::sql::validate_dsn(dsn)
-            .map_err(|e| ResolveError::Usage(format!("--target {name}=...: not a valid connection string: {e}")))?;
-        targets.insert(name.clone(), TargetSpec { dsn: dsn.clone(), read_only: true });
+        crate::sql::validate_dsn(dsn).map_err(|e| {
+            ResolveError::Usage(format!(
+                "--target {name}=...: not a valid connection string: {e}"
+            ))
+        })?;
+        targets.insert(
+            name.clone(),
+            TargetSpec {
+                dsn: dsn.clone(),
+                read_only: true,
+            },
+        );
     }
     let sql = SqlTargets::new(&targets).map_err(ResolveError::Usage)?;
-    let services = Arc::new(Services { sql, ..Services::default() });
+    let services = Arc::new(Services {
+        sql,
+        ..Services::default()
+    });
 
     let source = match spec {
         Some(spec) => spec.wasm.clone(),
@@ -87,9 +109,12 @@ pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, Re
             None => WasmSource::File(PathBuf::from(&args.probe)),
         },
     };
-    let probe = load(runtime, &source, &services)
-        .await
-        .map_err(|e| ResolveError::Load(spec.map_or_else(|| fallback_name(&args.probe), |s| s.name.clone()), e))?;
+    let probe = load(runtime, &source, &services).await.map_err(|e| {
+        ResolveError::Load(
+            spec.map_or_else(|| fallback_name(&args.probe), |s| s.name.clone()),
+            e,
+        )
+    })?;
 
     let mut probe_config = spec.map(|s| s.config.clone()).unwrap_or_default();
     probe_config.extend(args.set.iter().cloned());
@@ -106,7 +131,10 @@ pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, Re
     let name = spec.map_or_else(|| probe.info.name.clone(), |s| s.name.clone());
     let defaults = Limits::default();
     let limits = Limits {
-        timeout: args.timeout.or(spec.map(|s| s.timeout)).unwrap_or(defaults.timeout),
+        timeout: args
+            .timeout
+            .or(spec.map(|s| s.timeout))
+            .unwrap_or(defaults.timeout),
         memory: args
             .memory
             .or(spec.map(|s| s.memory))
@@ -128,7 +156,11 @@ pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, Re
 }
 
 /// Load a probe from a config source.
-pub async fn load(runtime: &Runtime, source: &WasmSource, services: &Arc<Services>) -> Result<Probe, LoadError> {
+pub async fn load(
+    runtime: &Runtime,
+    source: &WasmSource,
+    services: &Arc<Services>,
+) -> Result<Probe, LoadError> {
     match source {
         WasmSource::Builtin(name) => {
             let bytes = crate::builtin::bytes(name).ok_or_else(|| LoadError {
@@ -137,7 +169,9 @@ pub async fn load(runtime: &Runtime, source: &WasmSource, services: &Arc<Service
                     crate::builtin::names().join(", ")
                 ),
             })?;
-            runtime.load_bytes(&format!("builtin:{name}"), bytes, services).await
+            runtime
+                .load_bytes(&format!("builtin:{name}"), bytes, services)
+                .await
         }
         WasmSource::File(path) => runtime.load_file(path, services).await,
     }

@@ -22,7 +22,11 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
         }
     }
 }
@@ -123,7 +127,7 @@ mod tests {
         assert_eq!(line_column(text, 0), (1, 1));
         assert_eq!(line_column(text, 4), (1, 5));
         assert_eq!(line_column(text, 6), (2, 1));
-        // `=` after a two-byte character is the fourth character.
-        assert_eq!(line_column(text, 10), (2, 5));
+        // `=` comes after `b`, a two-byte `é` and a space: column 4.
+        assert_eq!(line_column(text, 10), (2, 4));
     }
 }

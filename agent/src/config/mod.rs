@@ -40,8 +40,9 @@ pub fn parse_str(file: &str, text: &str, base_dir: &Path) -> Result<Config, Conf
 /// Read and parse the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::whole_file(&file, format!("cannot read the config file: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::whole_file(&file, format!("cannot read the config file: {e}"))
+    })?;
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

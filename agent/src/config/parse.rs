@@ -107,7 +107,9 @@ pub fn default_state_dir() -> PathBuf {
 }
 
 pub fn default_concurrency() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 impl<'s> Parser<'s, '_> {
@@ -140,12 +142,22 @@ impl<'s> Parser<'s, '_> {
             if valid_name(&node.value) {
                 agent.node = node.value;
             } else {
-                d.error(node.span, format!("[agent]: `node` = {:?} must be 1 to 64 letters, digits, `-`, `_` or `.`", node.value));
+                d.error(
+                    node.span,
+                    format!(
+                        "[agent]: `node` = {:?} must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                        node.value
+                    ),
+                );
             }
         }
         if let Some(dir) = s.string(d, "state_dir") {
             let path = PathBuf::from(&dir.value);
-            agent.state_dir = if path.is_absolute() { path } else { self.source.base_dir.join(path) };
+            agent.state_dir = if path.is_absolute() {
+                path
+            } else {
+                self.source.base_dir.join(path)
+            };
         }
         if let Some(listen) = s.string(d, "listen") {
             match listen.value.parse::<SocketAddr>() {
@@ -207,15 +219,28 @@ impl<'s> Parser<'s, '_> {
                 None => TargetKind::Postgres,
                 Some(k) if k.value == "postgres" || k.value == "postgresql" => TargetKind::Postgres,
                 Some(k) => {
-                    d.error(k.span, format!("{}: `kind` = {:?} is not supported; write \"postgres\"", s.path, k.value));
+                    d.error(
+                        k.span,
+                        format!(
+                            "{}: `kind` = {:?} is not supported; write \"postgres\"",
+                            s.path, k.value
+                        ),
+                    );
                     TargetKind::Postgres
                 }
             };
-            let dsn = s.required_string(d, "dsn", "\"host=127.0.0.1 port=5432 user=watchpost dbname=postgres\"");
+            let dsn = s.required_string(
+                d,
+                "dsn",
+                "\"host=127.0.0.1 port=5432 user=watchpost dbname=postgres\"",
+            );
             if let Some(dsn) = &dsn
                 && let Err(e) = crate::sql::validate_dsn(&dsn.value)
             {
-                d.error(dsn.span.clone(), format!("{}: `dsn` is not a valid connection string: {e}", s.path));
+                d.error(
+                    dsn.span.clone(),
+                    format!("{}: `dsn` is not a valid connection string: {e}", s.path),
+                );
             }
             let read_only = s.bool(d, "read_only").unwrap_or(true);
             let data_dir = s.string(d, "data_dir").map(|p| PathBuf::from(p.value));
@@ -235,19 +260,33 @@ impl<'s> Parser<'s, '_> {
         targets
     }
 
-    fn array_of_tables<'t, 'i>(&mut self, top: &mut Section<'t, 'i>, key: &'static str, example: &str) -> Vec<(&'t DeTable<'i>, std::ops::Range<usize>)> {
+    fn array_of_tables<'t, 'i>(
+        &mut self,
+        top: &mut Section<'t, 'i>,
+        key: &'static str,
+        example: &str,
+    ) -> Vec<(&'t DeTable<'i>, std::ops::Range<usize>)> {
         let Some(value) = top.raw(key) else {
             return Vec::new();
         };
         let DeValue::Array(items) = value.get_ref() else {
-            self.d.error(value.span(), format!("`{key}` must be an array of tables: write each as [[{key}]] ({example})"));
+            self.d.error(
+                value.span(),
+                format!("`{key}` must be an array of tables: write each as [[{key}]] ({example})"),
+            );
             return Vec::new();
         };
         let mut tables = Vec::new();
         for item in items.iter() {
             match item.get_ref() {
                 DeValue::Table(t) => tables.push((t, item.span())),
-                other => self.d.error(item.span(), format!("each `{key}` entry must be a table, found {}", type_name(other))),
+                other => self.d.error(
+                    item.span(),
+                    format!(
+                        "each `{key}` entry must be a table, found {}",
+                        type_name(other)
+                    ),
+                ),
             }
         }
         tables
@@ -256,7 +295,11 @@ impl<'s> Parser<'s, '_> {
     fn probes(&mut self, top: &mut Section, targets: &BTreeMap<String, Target>) -> Vec<ProbeSpec> {
         let mut probes = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
-        for (table, span) in self.array_of_tables(top, "probe", "[[probe]] name = \"disk\" wasm = \"builtin:host-disk\"") {
+        for (table, span) in self.array_of_tables(
+            top,
+            "probe",
+            "[[probe]] name = \"disk\" wasm = \"builtin:host-disk\"",
+        ) {
             let mut s = Section::new("[[probe]]", table, span.clone());
             let Some(name) = s.required_string(&mut self.d, "name", "\"disk\"") else {
                 // Read the rest anyway, to report its errors too.
@@ -266,7 +309,13 @@ impl<'s> Parser<'s, '_> {
             };
             s.path = format!("[[probe]] {:?}", name.value);
             if !valid_name(&name.value) {
-                self.d.error(name.span.clone(), format!("{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`", s.path));
+                self.d.error(
+                    name.span.clone(),
+                    format!(
+                        "{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                        s.path
+                    ),
+                );
             }
             let line = line_column(self.source.text, name.span.start).0;
             if let Some(first) = seen.insert(name.value.clone(), line) {
@@ -285,19 +334,41 @@ impl<'s> Parser<'s, '_> {
         probes
     }
 
-    fn probe_body(&mut self, s: &mut Section, name: &str, targets: &BTreeMap<String, Target>) -> Option<ProbeSpec> {
-        let wasm_text = s.required_string(&mut self.d, "wasm", "\"builtin:host-disk\" or \"probes/pg-alive.wasm\"");
+    fn probe_body(
+        &mut self,
+        s: &mut Section,
+        name: &str,
+        targets: &BTreeMap<String, Target>,
+    ) -> Option<ProbeSpec> {
+        let wasm_text = s.required_string(
+            &mut self.d,
+            "wasm",
+            "\"builtin:host-disk\" or \"probes/pg-alive.wasm\"",
+        );
         let sha256 = s.string(&mut self.d, "sha256");
         let d = &mut self.d;
-        let every = s.duration(d, "every").map_or(Duration::from_secs(30), |v| v.value);
-        let timeout = s.duration(d, "timeout").map_or(Duration::from_secs(10), |v| v.value);
+        let every = s
+            .duration(d, "every")
+            .map_or(Duration::from_secs(30), |v| v.value);
+        let timeout = s
+            .duration(d, "timeout")
+            .map_or(Duration::from_secs(10), |v| v.value);
         let memory = s.size(d, "memory");
         if let Some(m) = &memory
             && m.value > crate::runtime::engine::MAX_PROBE_MEMORY
         {
-            d.error(m.span.clone(), format!("{}: `memory` is over the limit of {}", s.path, crate::runtime::human_bytes(crate::runtime::engine::MAX_PROBE_MEMORY)));
+            d.error(
+                m.span.clone(),
+                format!(
+                    "{}: `memory` is over the limit of {}",
+                    s.path,
+                    crate::runtime::human_bytes(crate::runtime::engine::MAX_PROBE_MEMORY)
+                ),
+            );
         }
-        let memory = memory.map_or(64 << 20, |m| m.value.min(crate::runtime::engine::MAX_PROBE_MEMORY));
+        let memory = memory.map_or(64 << 20, |m| {
+            m.value.min(crate::runtime::engine::MAX_PROBE_MEMORY)
+        });
         let granted = s.string_list(d, "targets").unwrap_or_default();
         for target in &granted {
             if !targets.contains_key(&target.value) {
@@ -319,7 +390,9 @@ impl<'s> Parser<'s, '_> {
             .map(|m| m.into_iter().map(|(k, v)| (k, v.value)).collect())
             .unwrap_or_default();
         let confirm = confirm(d, s, Confirm::default());
-        let flapping = s.table(d, "flapping").map_or(Flapping::default(), |f| flapping(d, f, Flapping::default()));
+        let flapping = s
+            .table(d, "flapping")
+            .map_or(Flapping::default(), |f| flapping(d, f, Flapping::default()));
         let thresholds = self.thresholds(s);
         let wasm = self.wasm_source(s, wasm_text?, sha256.as_ref())?;
         if name == "?" {
@@ -341,13 +414,22 @@ impl<'s> Parser<'s, '_> {
         })
     }
 
-    fn wasm_source(&mut self, s: &Section, text: At<String>, pin: Option<&At<String>>) -> Option<WasmSource> {
+    fn wasm_source(
+        &mut self,
+        s: &Section,
+        text: At<String>,
+        pin: Option<&At<String>>,
+    ) -> Option<WasmSource> {
         let d = &mut self.d;
         if let Some(builtin) = text.value.strip_prefix("builtin:") {
             if !self.source.builtins.contains(&builtin) {
                 d.error(
                     text.span,
-                    format!("{}: there is no built-in probe {builtin:?}; built-in probes are: {}", s.path, self.source.builtins.join(", ")),
+                    format!(
+                        "{}: there is no built-in probe {builtin:?}; built-in probes are: {}",
+                        s.path,
+                        self.source.builtins.join(", ")
+                    ),
                 );
                 return None;
             }
@@ -357,11 +439,19 @@ impl<'s> Parser<'s, '_> {
             return Some(WasmSource::Builtin(builtin.to_string()));
         }
         let path = PathBuf::from(&text.value);
-        let path = if path.is_absolute() { path } else { self.source.base_dir.join(path) };
+        let path = if path.is_absolute() {
+            path
+        } else {
+            self.source.base_dir.join(path)
+        };
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) => {
-                let what = if e.kind() == std::io::ErrorKind::NotFound { "not found".to_string() } else { e.to_string() };
+                let what = if e.kind() == std::io::ErrorKind::NotFound {
+                    "not found".to_string()
+                } else {
+                    e.to_string()
+                };
                 d.error(
                     text.span,
                     format!(
@@ -378,7 +468,13 @@ impl<'s> Parser<'s, '_> {
             let actual = hex::encode(Sha256::digest(&bytes));
             let wanted = pin.value.to_ascii_lowercase();
             if wanted.len() != 64 || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
-                d.error(pin.span.clone(), format!("{}: `sha256` must be 64 hex digits (the output of `sha256sum FILE`)", s.path));
+                d.error(
+                    pin.span.clone(),
+                    format!(
+                        "{}: `sha256` must be 64 hex digits (the output of `sha256sum FILE`)",
+                        s.path
+                    ),
+                );
             } else if actual != wanted {
                 d.error(
                     pin.span.clone(),
@@ -408,13 +504,23 @@ impl<'s> Parser<'s, '_> {
                 );
                 continue;
             };
-            let mut t = Section::new(format!("{} thresholds.\"{name}\"", s.path), table, value.span());
+            let mut t = Section::new(
+                format!("{} thresholds.\"{name}\"", s.path),
+                table,
+                value.span(),
+            );
             let range = |t: &mut Section, key: &'static str, d: &mut Diagnostics| {
                 let text = t.string(d, key)?;
                 match Range::parse(&text.value) {
                     Ok(range) => Some(range),
                     Err(e) => {
-                        d.error(text.span, format!("{}: `{key}` = {:?} is not a valid range: {e}; {RANGE_HINT}", t.path, text.value));
+                        d.error(
+                            text.span,
+                            format!(
+                                "{}: `{key}` = {:?} is not a valid range: {e}; {RANGE_HINT}",
+                                t.path, text.value
+                            ),
+                        );
                         None
                     }
                 }
@@ -422,7 +528,10 @@ impl<'s> Parser<'s, '_> {
             let warning = range(&mut t, "warning", d);
             let critical = range(&mut t, "critical", d);
             if !t.has("warning") && !t.has("critical") {
-                d.error(t.span.clone(), format!("{}: give `warning`, `critical` or both", t.path));
+                d.error(
+                    t.span.clone(),
+                    format!("{}: give `warning`, `critical` or both", t.path),
+                );
             }
             let confirm = confirm(d, &mut t, Confirm::default());
             t.finish(d);
@@ -436,21 +545,40 @@ impl<'s> Parser<'s, '_> {
         rules
     }
 
-    fn remediations(&mut self, top: &mut Section, probes: &[ProbeSpec], targets: &BTreeMap<String, Target>) -> Vec<Remediation> {
+    fn remediations(
+        &mut self,
+        top: &mut Section,
+        probes: &[ProbeSpec],
+        targets: &BTreeMap<String, Target>,
+    ) -> Vec<Remediation> {
         let mut out = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let probe_names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
-        for (table, span) in self.array_of_tables(top, "remediation", "[[remediation]] name = \"restart\" ...") {
+        for (table, span) in
+            self.array_of_tables(top, "remediation", "[[remediation]] name = \"restart\" ...")
+        {
             let mut s = Section::new("[[remediation]]", table, span.clone());
             let name = s.required_string(&mut self.d, "name", "\"restart-postgres\"");
             if let Some(name) = &name {
                 s.path = format!("[[remediation]] {:?}", name.value);
                 if !valid_name(&name.value) {
-                    self.d.error(name.span.clone(), format!("{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`", s.path));
+                    self.d.error(
+                        name.span.clone(),
+                        format!(
+                            "{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                            s.path
+                        ),
+                    );
                 }
                 let line = line_column(self.source.text, name.span.start).0;
                 if let Some(first) = seen.insert(name.value.clone(), line) {
-                    self.d.error(name.span.clone(), format!("{}: the name is already used by the remediation at line {first}", s.path));
+                    self.d.error(
+                        name.span.clone(),
+                        format!(
+                            "{}: the name is already used by the remediation at line {first}",
+                            s.path
+                        ),
+                    );
                 }
             }
             let body = self.remediation_body(&mut s, &probe_names, probes, targets);
@@ -464,7 +592,13 @@ impl<'s> Parser<'s, '_> {
         out
     }
 
-    fn probe_ref(&mut self, path: &str, key: &str, name: At<String>, probes: &[&str]) -> Option<String> {
+    fn probe_ref(
+        &mut self,
+        path: &str,
+        key: &str,
+        name: At<String>,
+        probes: &[&str],
+    ) -> Option<String> {
         if probes.contains(&name.value.as_str()) {
             return Some(name.value);
         }
@@ -473,13 +607,22 @@ impl<'s> Parser<'s, '_> {
             format!(
                 "{path}: `{key}` names probe {:?}, which is not defined (probes: {})",
                 name.value,
-                if probes.is_empty() { "none".to_string() } else { probes.join(", ") }
+                if probes.is_empty() {
+                    "none".to_string()
+                } else {
+                    probes.join(", ")
+                }
             ),
         );
         None
     }
 
-    fn condition(&mut self, mut c: Section, probes: &[&str], default_status: Status) -> Option<Condition> {
+    fn condition(
+        &mut self,
+        mut c: Section,
+        probes: &[&str],
+        default_status: Status,
+    ) -> Option<Condition> {
         let probe = c.required_string(&mut self.d, "probe", "\"alive\"");
         let status = c.string(&mut self.d, "status");
         let path = c.path.clone();
@@ -492,7 +635,13 @@ impl<'s> Parser<'s, '_> {
         Some(Condition { probe, status })
     }
 
-    fn remediation_body(&mut self, s: &mut Section, probe_names: &[&str], probes: &[ProbeSpec], targets: &BTreeMap<String, Target>) -> Option<Remediation> {
+    fn remediation_body(
+        &mut self,
+        s: &mut Section,
+        probe_names: &[&str],
+        probes: &[ProbeSpec],
+        targets: &BTreeMap<String, Target>,
+    ) -> Option<Remediation> {
         let on = match s.table(&mut self.d, "on") {
             Some(mut t) => {
                 let measurement = t.string(&mut self.d, "measurement");
@@ -553,24 +702,39 @@ impl<'s> Parser<'s, '_> {
             }
         };
         let d = &mut self.d;
-        let cooldown = s.duration(d, "cooldown").map_or(Duration::from_secs(300), |c| c.value);
+        let cooldown = s
+            .duration(d, "cooldown")
+            .map_or(Duration::from_secs(300), |c| c.value);
         let limit = s.table(d, "limit").and_then(|mut l| {
             let count = l.integer(d, "count", 1, 1_000_000);
             let per = l.duration(d, "per");
             if count.is_none() || per.is_none() {
-                d.error(l.span.clone(), format!("{}: `limit` needs `count` and `per`, e.g. {{ count = 3, per = \"1h\" }}", s.path));
+                d.error(
+                    l.span.clone(),
+                    format!(
+                        "{}: `limit` needs `count` and `per`, e.g. {{ count = 3, per = \"1h\" }}",
+                        s.path
+                    ),
+                );
             }
             l.finish(d);
-            Some(RateLimit { count: count?.value as u32, per: per?.value })
+            Some(RateLimit {
+                count: count?.value as u32,
+                per: per?.value,
+            })
         });
         let dry_run = s.bool(d, "dry_run").unwrap_or(false);
         let verify = match s.table(d, "verify") {
             Some(mut v) => {
                 let probe = v.required_string(d, "probe", "\"alive\"");
-                let within = v.duration(d, "within").map_or(Duration::from_secs(30), |w| w.value);
+                let within = v
+                    .duration(d, "within")
+                    .map_or(Duration::from_secs(30), |w| w.value);
                 let path = v.path.clone();
                 v.finish(d);
-                probe.and_then(|p| self.probe_ref(&path, "probe", p, probe_names)).map(|probe| Verify { probe, within })
+                probe
+                    .and_then(|p| self.probe_ref(&path, "probe", p, probe_names))
+                    .map(|probe| Verify { probe, within })
             }
             None => None,
         };
@@ -581,7 +745,10 @@ impl<'s> Parser<'s, '_> {
                 if let Some(action) = &action
                     && !matches!(action, Action::Exec(_) | Action::Webhook(_))
                 {
-                    self.d.error(span, format!("{}: `alert` must be an exec or webhook action", s.path));
+                    self.d.error(
+                        span,
+                        format!("{}: `alert` must be an exec or webhook action", s.path),
+                    );
                 }
                 action
             }
@@ -601,7 +768,12 @@ impl<'s> Parser<'s, '_> {
         })
     }
 
-    fn condition_with(&mut self, t: &mut Section, probes: &[&str], default_status: Status) -> Option<Condition> {
+    fn condition_with(
+        &mut self,
+        t: &mut Section,
+        probes: &[&str],
+        default_status: Status,
+    ) -> Option<Condition> {
         let probe = t.required_string(&mut self.d, "probe", "\"alive\"");
         let status = t.string(&mut self.d, "status");
         let path = t.path.clone();
@@ -610,7 +782,10 @@ impl<'s> Parser<'s, '_> {
             None => default_status,
         };
         if status == Status::Ok {
-            self.d.error(t.span.clone(), format!("{path}: a remediation cannot fire on status \"ok\""));
+            self.d.error(
+                t.span.clone(),
+                format!("{path}: a remediation cannot fire on status \"ok\""),
+            );
         }
         let probe = self.probe_ref(&path, "probe", probe?, probes)?;
         Some(Condition { probe, status })
@@ -625,15 +800,32 @@ impl<'s> Parser<'s, '_> {
         Some(list.into_iter().map(|a| a.value).collect())
     }
 
-    fn target_ref(&mut self, path: &str, key: &str, name: At<String>, targets: &BTreeMap<String, Target>) -> Option<String> {
+    fn target_ref(
+        &mut self,
+        path: &str,
+        key: &str,
+        name: At<String>,
+        targets: &BTreeMap<String, Target>,
+    ) -> Option<String> {
         if targets.contains_key(&name.value) {
             return Some(name.value);
         }
-        self.d.error(name.span, format!("{path}: `{key}` names target {:?}, which is not defined in [targets]", name.value));
+        self.d.error(
+            name.span,
+            format!(
+                "{path}: `{key}` names target {:?}, which is not defined in [targets]",
+                name.value
+            ),
+        );
         None
     }
 
-    fn action(&mut self, mut a: Section, targets: &BTreeMap<String, Target>, allow_post: bool) -> Option<Action> {
+    fn action(
+        &mut self,
+        mut a: Section,
+        targets: &BTreeMap<String, Target>,
+        allow_post: bool,
+    ) -> Option<Action> {
         let path = a.path.clone();
         let kinds = ["exec", "restart", "failover", "webhook"];
         let present: Vec<&str> = kinds.iter().copied().filter(|k| a.has(k)).collect();
@@ -649,8 +841,13 @@ impl<'s> Parser<'s, '_> {
             "exec" => {
                 let argv = self.argv(&path, "exec", &mut a);
                 let d = &mut self.d;
-                let timeout = a.duration(d, "timeout").map_or(Duration::from_secs(60), |t| t.value);
-                let env = a.string_map(d, "env").map(|m| m.into_iter().map(|(k, v)| (k, v.value)).collect()).unwrap_or_default();
+                let timeout = a
+                    .duration(d, "timeout")
+                    .map_or(Duration::from_secs(60), |t| t.value);
+                let env = a
+                    .string_map(d, "env")
+                    .map(|m| m.into_iter().map(|(k, v)| (k, v.value)).collect())
+                    .unwrap_or_default();
                 argv.map(|argv| Action::Exec(ExecAction { argv, timeout, env }))
             }
             "restart" => self.restart(&path, &mut a, targets),
@@ -661,22 +858,47 @@ impl<'s> Parser<'s, '_> {
                 if let Some(u) = &url
                     && !(u.value.starts_with("http://") || u.value.starts_with("https://"))
                 {
-                    d.error(u.span.clone(), format!("{path}: `webhook` must be an http:// or https:// URL"));
+                    d.error(
+                        u.span.clone(),
+                        format!("{path}: `webhook` must be an http:// or https:// URL"),
+                    );
                 }
-                let timeout = a.duration(d, "timeout").map_or(Duration::from_secs(5), |t| t.value);
-                let retries = a.integer(d, "retries", 0, 100).map_or(3, |r| r.value as u32);
+                let timeout = a
+                    .duration(d, "timeout")
+                    .map_or(Duration::from_secs(5), |t| t.value);
+                let retries = a
+                    .integer(d, "retries", 0, 100)
+                    .map_or(3, |r| r.value as u32);
                 let bearer_env = a.string(d, "bearer_env").map(|b| b.value);
-                url.map(|u| Action::Webhook(WebhookAction { url: u.value, timeout, retries, bearer_env }))
+                url.map(|u| {
+                    Action::Webhook(WebhookAction {
+                        url: u.value,
+                        timeout,
+                        retries,
+                        bearer_env,
+                    })
+                })
             }
         };
         a.finish(&mut self.d);
         action
     }
 
-    fn pg_ctl_paths(&mut self, path: &str, a: &mut Section, data_dir_key: &'static str, fallback: Option<PathBuf>) -> Option<(PathBuf, PathBuf)> {
+    fn pg_ctl_paths(
+        &mut self,
+        path: &str,
+        a: &mut Section,
+        data_dir_key: &'static str,
+        fallback: Option<PathBuf>,
+    ) -> Option<(PathBuf, PathBuf)> {
         let d = &mut self.d;
-        let pg_ctl = a.string(d, "pg_ctl").map_or_else(|| PathBuf::from("pg_ctl"), |p| PathBuf::from(p.value));
-        let data_dir = a.string(d, data_dir_key).map(|p| PathBuf::from(p.value)).or(fallback);
+        let pg_ctl = a
+            .string(d, "pg_ctl")
+            .map_or_else(|| PathBuf::from("pg_ctl"), |p| PathBuf::from(p.value));
+        let data_dir = a
+            .string(d, data_dir_key)
+            .map(|p| PathBuf::from(p.value))
+            .or(fallback);
         match data_dir {
             Some(dir) => Some((pg_ctl, dir)),
             None => {
@@ -686,10 +908,17 @@ impl<'s> Parser<'s, '_> {
         }
     }
 
-    fn restart(&mut self, path: &str, a: &mut Section, targets: &BTreeMap<String, Target>) -> Option<Action> {
+    fn restart(
+        &mut self,
+        path: &str,
+        a: &mut Section,
+        targets: &BTreeMap<String, Target>,
+    ) -> Option<Action> {
         let d = &mut self.d;
         let method_text = a.string(d, "restart")?;
-        let timeout = a.duration(d, "timeout").map_or(Duration::from_secs(60), |t| t.value);
+        let timeout = a
+            .duration(d, "timeout")
+            .map_or(Duration::from_secs(60), |t| t.value);
         let target = a.string(d, "target");
         let target_dir = target
             .and_then(|t| self.target_ref(path, "target", t, targets))
@@ -702,9 +931,14 @@ impl<'s> Parser<'s, '_> {
             }
             "pg_ctlcluster" => {
                 let version = a.string(d, "version");
-                let cluster = a.string(d, "cluster").map_or_else(|| "main".to_string(), |c| c.value);
+                let cluster = a
+                    .string(d, "cluster")
+                    .map_or_else(|| "main".to_string(), |c| c.value);
                 match version {
-                    Some(v) => RestartMethod::PgCtlCluster { version: v.value, cluster },
+                    Some(v) => RestartMethod::PgCtlCluster {
+                        version: v.value,
+                        cluster,
+                    },
                     None => {
                         d.error(a.span.clone(), format!("{path}: `version` is needed for pg_ctlcluster, e.g. version = \"15\""));
                         return None;
@@ -727,13 +961,27 @@ impl<'s> Parser<'s, '_> {
         Some(Action::Restart(RestartAction { method, timeout }))
     }
 
-    fn failover(&mut self, path: &str, a: &mut Section, targets: &BTreeMap<String, Target>, allow_post: bool) -> Option<Action> {
+    fn failover(
+        &mut self,
+        path: &str,
+        a: &mut Section,
+        targets: &BTreeMap<String, Target>,
+        allow_post: bool,
+    ) -> Option<Action> {
         let d = &mut self.d;
         let standby = a.string(d, "failover");
-        let primary = a.string(d, "primary").unwrap_or_else(|| At::new("primary".into(), a.span.clone()));
-        let max_lag_bytes = a.integer(d, "max_lag_bytes", 0, u64::MAX >> 1).map_or(1 << 20, |v| v.value);
-        let write_within = a.duration(d, "write_within").map_or(Duration::from_secs(10), |v| v.value);
-        let block_for = a.duration(d, "block_for").map_or(Duration::from_secs(3600), |v| v.value);
+        let primary = a
+            .string(d, "primary")
+            .unwrap_or_else(|| At::new("primary".into(), a.span.clone()));
+        let max_lag_bytes = a
+            .integer(d, "max_lag_bytes", 0, u64::MAX >> 1)
+            .map_or(1 << 20, |v| v.value);
+        let write_within = a
+            .duration(d, "write_within")
+            .map_or(Duration::from_secs(10), |v| v.value);
+        let block_for = a
+            .duration(d, "block_for")
+            .map_or(Duration::from_secs(3600), |v| v.value);
         let fence_required = a.bool(d, "fence_required").unwrap_or(true);
         let standby = standby.and_then(|s| self.target_ref(path, "failover", s, targets));
         let primary = self.target_ref(path, "primary", primary, targets);
@@ -741,8 +989,12 @@ impl<'s> Parser<'s, '_> {
             None => Fence::None,
             Some((DeValue::String(s), _)) if s == "none" => Fence::None,
             Some((DeValue::String(s), _)) if s == "pg_ctl" => {
-                let fallback = primary.as_ref().and_then(|p| targets.get(p)).and_then(|t| t.data_dir.clone());
-                let (pg_ctl, data_dir) = self.pg_ctl_paths(path, a, "primary_data_dir", fallback)?;
+                let fallback = primary
+                    .as_ref()
+                    .and_then(|p| targets.get(p))
+                    .and_then(|t| t.data_dir.clone());
+                let (pg_ctl, data_dir) =
+                    self.pg_ctl_paths(path, a, "primary_data_dir", fallback)?;
                 Fence::PgCtl { pg_ctl, data_dir }
             }
             Some((DeValue::Array(_), _)) => Fence::Command(self.argv(path, "fence", a)?),
@@ -754,14 +1006,18 @@ impl<'s> Parser<'s, '_> {
         if !matches!(fence, Fence::PgCtl { .. }) {
             for key in ["pg_ctl", "primary_data_dir"] {
                 if let Some(v) = a.raw(key) {
-                    self.d.error(v.span(), format!("{path}: `{key}` is only used with fence = \"pg_ctl\""));
+                    self.d.error(
+                        v.span(),
+                        format!("{path}: `{key}` is only used with fence = \"pg_ctl\""),
+                    );
                 }
             }
         }
         let mut post = Vec::new();
         if let Some(raw) = a.raw("post") {
             if !allow_post {
-                self.d.error(raw.span(), format!("{path}: `post` steps cannot be nested"));
+                self.d
+                    .error(raw.span(), format!("{path}: `post` steps cannot be nested"));
             } else if let DeValue::Array(items) = raw.get_ref() {
                 for item in items.iter() {
                     match item.get_ref() {
@@ -771,7 +1027,13 @@ impl<'s> Parser<'s, '_> {
                                 post.push(step);
                             }
                         }
-                        other => self.d.error(item.span(), format!("{path}: each `post` step must be an action table, found {}", type_name(other))),
+                        other => self.d.error(
+                            item.span(),
+                            format!(
+                                "{path}: each `post` step must be an action table, found {}",
+                                type_name(other)
+                            ),
+                        ),
                     }
                 }
             } else {
@@ -779,7 +1041,10 @@ impl<'s> Parser<'s, '_> {
             }
         }
         if standby.is_some() && standby == primary {
-            self.d.error(a.span.clone(), format!("{path}: `failover` and `primary` must be different targets"));
+            self.d.error(
+                a.span.clone(),
+                format!("{path}: `failover` and `primary` must be different targets"),
+            );
         }
         Some(Action::Failover(FailoverAction {
             primary: primary?,
@@ -851,8 +1116,12 @@ pub fn resolve_env(text: &str) -> Result<String, String> {
 
 fn confirm(d: &mut Diagnostics, s: &mut Section, default: Confirm) -> Confirm {
     Confirm {
-        failures: s.integer(d, "for", 1, 1000).map_or(default.failures, |v| v.value as u32),
-        recoveries: s.integer(d, "recover", 1, 1000).map_or(default.recoveries, |v| v.value as u32),
+        failures: s
+            .integer(d, "for", 1, 1000)
+            .map_or(default.failures, |v| v.value as u32),
+        recoveries: s
+            .integer(d, "recover", 1, 1000)
+            .map_or(default.recoveries, |v| v.value as u32),
     }
 }
 
@@ -865,7 +1134,10 @@ fn flapping(d: &mut Diagnostics, mut s: Section, default: Flapping) -> Flapping 
         high: high.as_ref().map_or(default.high, |h| h.value),
         low: low.as_ref().map_or(default.low, |l| l.value),
     };
-    if !(0.0..=100.0).contains(&flap.high) || !(0.0..=100.0).contains(&flap.low) || flap.low > flap.high {
+    if !(0.0..=100.0).contains(&flap.high)
+        || !(0.0..=100.0).contains(&flap.low)
+        || flap.low > flap.high
+    {
         d.error(
             s.span.clone(),
             format!("{}: `low` ({}) and `high` ({}) must be percentages with low <= high, e.g. high = 30, low = 25", s.path, flap.low, flap.high),

@@ -8,8 +8,8 @@ use super::units;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 /// A value with the byte range it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +68,13 @@ impl<'t, 'i> Section<'t, 'i> {
         self.raw(key).is_some()
     }
 
-    fn wrong_type(&self, d: &mut Diagnostics, key: &str, value: &Spanned<DeValue<'_>>, expected: &str) {
+    fn wrong_type(
+        &self,
+        d: &mut Diagnostics,
+        key: &str,
+        value: &Spanned<DeValue<'_>>,
+        expected: &str,
+    ) {
         d.error(
             value.span(),
             format!(
@@ -91,11 +97,19 @@ impl<'t, 'i> Section<'t, 'i> {
     }
 
     /// A required string; a diagnostic at the table if it is missing.
-    pub fn required_string(&mut self, d: &mut Diagnostics, key: &'static str, example: &str) -> Option<At<String>> {
+    pub fn required_string(
+        &mut self,
+        d: &mut Diagnostics,
+        key: &'static str,
+        example: &str,
+    ) -> Option<At<String>> {
         if !self.has(key) {
             d.error(
                 self.span.clone(),
-                format!("{}: `{key}` is missing; add e.g. `{key} = {example}`", self.path),
+                format!(
+                    "{}: `{key}` is missing; add e.g. `{key} = {example}`",
+                    self.path
+                ),
             );
             return None;
         }
@@ -114,7 +128,13 @@ impl<'t, 'i> Section<'t, 'i> {
     }
 
     /// A non-negative integer no larger than `max`.
-    pub fn integer(&mut self, d: &mut Diagnostics, key: &'static str, min: u64, max: u64) -> Option<At<u64>> {
+    pub fn integer(
+        &mut self,
+        d: &mut Diagnostics,
+        key: &'static str,
+        min: u64,
+        max: u64,
+    ) -> Option<At<u64>> {
         let value = self.raw(key)?;
         let parsed = match value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
@@ -124,11 +144,16 @@ impl<'t, 'i> Section<'t, 'i> {
             }
         };
         match parsed {
-            Some(n) if n >= min as i64 && (n as u64) <= max => Some(At::new(n as u64, value.span())),
+            Some(n) if n >= min as i64 && (n as u64) <= max => {
+                Some(At::new(n as u64, value.span()))
+            }
             _ => {
                 d.error(
                     value.span(),
-                    format!("{}: `{key}` must be a whole number from {min} to {max}", self.path),
+                    format!(
+                        "{}: `{key}` must be a whole number from {min} to {max}",
+                        self.path
+                    ),
                 );
                 None
             }
@@ -139,7 +164,9 @@ impl<'t, 'i> Section<'t, 'i> {
     pub fn number(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<At<f64>> {
         let value = self.raw(key)?;
         let parsed = match value.get_ref() {
-            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok().map(|n| n as f64),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| n as f64),
             DeValue::Float(f) => f.as_str().replace('_', "").parse().ok(),
             _ => {
                 self.wrong_type(d, key, value, "a number");
@@ -149,7 +176,10 @@ impl<'t, 'i> Section<'t, 'i> {
         match parsed {
             Some(n) if f64::is_finite(n) => Some(At::new(n, value.span())),
             _ => {
-                d.error(value.span(), format!("{}: `{key}` must be a finite number", self.path));
+                d.error(
+                    value.span(),
+                    format!("{}: `{key}` must be a finite number", self.path),
+                );
                 None
             }
         }
@@ -194,7 +224,11 @@ impl<'t, 'i> Section<'t, 'i> {
     }
 
     /// An array of strings.
-    pub fn string_list(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<Vec<At<String>>> {
+    pub fn string_list(
+        &mut self,
+        d: &mut Diagnostics,
+        key: &'static str,
+    ) -> Option<Vec<At<String>>> {
         let value = self.raw(key)?;
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(d, key, value, "an array of strings, e.g. [\"a\", \"b\"]");
@@ -221,7 +255,11 @@ impl<'t, 'i> Section<'t, 'i> {
     pub fn table(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<Section<'t, 'i>> {
         let value = self.raw(key)?;
         match value.get_ref() {
-            DeValue::Table(t) => Some(Section::new(format!("{}.{key}", self.path), t, value.span())),
+            DeValue::Table(t) => Some(Section::new(
+                format!("{}.{key}", self.path),
+                t,
+                value.span(),
+            )),
             _ => {
                 self.wrong_type(d, key, value, "a table");
                 None
@@ -230,7 +268,11 @@ impl<'t, 'i> Section<'t, 'i> {
     }
 
     /// A table of scalars (strings, numbers, booleans), as strings.
-    pub fn string_map(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<BTreeMap<String, At<String>>> {
+    pub fn string_map(
+        &mut self,
+        d: &mut Diagnostics,
+        key: &'static str,
+    ) -> Option<BTreeMap<String, At<String>>> {
         let value = self.raw(key)?;
         let DeValue::Table(table) = value.get_ref() else {
             self.wrong_type(d, key, value, "a table, e.g. { key = \"value\" }");
@@ -262,7 +304,14 @@ impl<'t, 'i> Section<'t, 'i> {
     }
 
     /// The entries of this table (for tables keyed by user names).
-    pub fn entries(&self) -> impl Iterator<Item = (&'t Spanned<std::borrow::Cow<'i, str>>, &'t Spanned<DeValue<'i>>)> {
+    pub fn entries(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &'t Spanned<std::borrow::Cow<'i, str>>,
+            &'t Spanned<DeValue<'i>>,
+        ),
+    > {
         self.table.iter()
     }
 
@@ -308,7 +357,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut current = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
             let cost = usize::from(ca != *cb);
-            current.push((previous[j] + cost).min(previous[j + 1] + 1).min(current[j] + 1));
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
         }
         previous = current;
     }
@@ -321,7 +374,10 @@ mod tests {
 
     #[test]
     fn typos_get_suggestions() {
-        assert_eq!(closest("tiemout", &["timeout", "every", "memory"]), Some("timeout"));
+        assert_eq!(
+            closest("tiemout", &["timeout", "every", "memory"]),
+            Some("timeout")
+        );
         assert_eq!(closest("colour", &["timeout", "every"]), None);
     }
 }

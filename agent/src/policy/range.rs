@@ -58,15 +58,23 @@ impl Range {
         let start = match start_text {
             None | Some("") => 0.0,
             Some("~") => f64::NEG_INFINITY,
-            Some(s) => number(s).ok_or_else(|| format!("the start {s:?} is not a number or `~`"))?,
+            Some(s) => {
+                number(s).ok_or_else(|| format!("the start {s:?} is not a number or `~`"))?
+            }
         };
         let end = match end_text {
             "" if start_text.is_some() => f64::INFINITY,
-            "~" => return Err(format!("{text:?}: `~` (negative infinity) can only be the start")),
+            "~" => {
+                return Err(format!(
+                    "{text:?}: `~` (negative infinity) can only be the start"
+                ));
+            }
             e => number(e).ok_or_else(|| format!("the end {e:?} is not a number"))?,
         };
         if start > end {
-            return Err(format!("{text:?}: the start {start} is above the end {end}"));
+            return Err(format!(
+                "{text:?}: the start {start} is above the end {end}"
+            ));
         }
         let text = format!(
             "{}{}{}",
@@ -129,13 +137,18 @@ mod tests {
         assert_eq!(parse("~:0").end, 0.0);
         assert_eq!((parse("1:1").start, parse("1:1").end), (1.0, 1.0));
         let big = parse("12345678901234567890:");
-        assert_eq!((big.start, big.end), (12345678901234567890.0, f64::INFINITY));
+        assert_eq!(
+            (big.start, big.end),
+            (12345678901234567890.0, f64::INFINITY)
+        );
         assert_eq!(parse("1:12%").end, 12.0);
     }
 
     #[test]
     fn reference_vectors_are_rejected() {
-        for bad in ["2:1", ":", "1:~", "foo", "1-10", "10:~", "1-10:2.4", "1,10", "", "@"] {
+        for bad in [
+            "2:1", ":", "1:~", "foo", "1-10", "10:~", "1-10:2.4", "1,10", "", "@",
+        ] {
             assert!(Range::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

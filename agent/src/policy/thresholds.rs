@@ -76,7 +76,10 @@ mod tests {
     #[test]
     fn the_worst_series_decides_a_rule() {
         let rules = [rule("lag", "~:10", "~:100")];
-        let r = report(Status::Ok, &[("lag", 5.0), ("lag", 50.0), ("other", 1000.0)]);
+        let r = report(
+            Status::Ok,
+            &[("lag", 5.0), ("lag", 50.0), ("other", 1000.0)],
+        );
         assert_eq!(rule_statuses(&rules, &r), vec![Status::Warning]);
         assert_eq!(overall(&rules, &r), Status::Warning);
     }
@@ -91,8 +94,17 @@ mod tests {
     #[test]
     fn reference_warning_and_critical_vectors() {
         let rules = [rule("x", "30", "60")];
-        assert_eq!(overall(&rules, &report(Status::Ok, &[("x", 15.3)])), Status::Ok);
-        assert_eq!(overall(&rules, &report(Status::Ok, &[("x", 30.0001)])), Status::Warning);
-        assert_eq!(overall(&rules, &report(Status::Ok, &[("x", 69.0)])), Status::Critical);
+        assert_eq!(
+            overall(&rules, &report(Status::Ok, &[("x", 15.3)])),
+            Status::Ok
+        );
+        assert_eq!(
+            overall(&rules, &report(Status::Ok, &[("x", 30.0001)])),
+            Status::Warning
+        );
+        assert_eq!(
+            overall(&rules, &report(Status::Ok, &[("x", 69.0)])),
+            Status::Critical
+        );
     }
 }

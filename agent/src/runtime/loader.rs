@@ -33,7 +33,8 @@ const WASM_MAGIC: &[u8; 4] = b"\0asm";
 /// Read a probe file, refusing what cannot be a probe with a clear message.
 pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     let source = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| fail(&source, format!("cannot read the file: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| fail(&source, format!("cannot read the file: {e}")))?;
     check_header(&source, &bytes)?;
     Ok(bytes)
 }
@@ -41,7 +42,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
 /// Refuse empty files, non-Wasm files and core modules before compiling.
 pub fn check_header(source: &str, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.is_empty() {
-        return Err(fail(source, "the file is empty; expected a WebAssembly component"));
+        return Err(fail(
+            source,
+            "the file is empty; expected a WebAssembly component",
+        ));
     }
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
         return Err(fail(
@@ -121,7 +125,11 @@ mod tests {
         assert!(err.message.contains("not a WebAssembly file"), "{err}");
         let core = wat::parse_str("(module)").unwrap();
         let err = check_header("x.wasm", &core).unwrap_err();
-        assert!(err.message.contains("core WebAssembly module, not a component"), "{err}");
+        assert!(
+            err.message
+                .contains("core WebAssembly module, not a component"),
+            "{err}"
+        );
         let component = wat::parse_str("(component)").unwrap();
         assert!(check_header("x.wasm", &component).is_ok());
     }

@@ -127,9 +127,14 @@ impl Runtime {
     }
 
     /// Load the probe at `path`: read, compile, link, describe.
-    pub async fn load_file(&self, path: &Path, services: &Arc<Services>) -> Result<Probe, LoadError> {
+    pub async fn load_file(
+        &self,
+        path: &Path,
+        services: &Arc<Services>,
+    ) -> Result<Probe, LoadError> {
         let bytes = loader::read(path)?;
-        self.load_bytes(&path.display().to_string(), &bytes, services).await
+        self.load_bytes(&path.display().to_string(), &bytes, services)
+            .await
     }
 
     /// Load a probe from its bytes; `source` names it in messages.
@@ -172,6 +177,10 @@ impl Runtime {
 pub fn is_sandbox_error(kind: ErrorKind) -> bool {
     matches!(
         kind,
-        ErrorKind::Timeout | ErrorKind::Memory | ErrorKind::Trap | ErrorKind::Denied | ErrorKind::InvalidOutput
+        ErrorKind::Timeout
+            | ErrorKind::Memory
+            | ErrorKind::Trap
+            | ErrorKind::Denied
+            | ErrorKind::InvalidOutput
     )
 }

@@ -87,7 +87,10 @@ pub fn check(report: types::Report) -> Result<Checked, RunError> {
             )));
         }
         if m.unit.len() > MAX_ATTRIBUTE_BYTES {
-            return Err(invalid(format!("measurement `{}` has an overlong unit", m.name)));
+            return Err(invalid(format!(
+                "measurement `{}` has an overlong unit",
+                m.name
+            )));
         }
         let mut attributes = Vec::with_capacity(m.attributes.len());
         for a in m.attributes {
@@ -144,12 +147,20 @@ mod tests {
 
     #[test]
     fn bad_names_and_values_are_invalid_output() {
-        for bad in [m("", 1.0), m("has space", 1.0), m("ok", f64::NAN), m("ok", f64::INFINITY)] {
+        for bad in [
+            m("", 1.0),
+            m("has space", 1.0),
+            m("ok", f64::NAN),
+            m("ok", f64::INFINITY),
+        ] {
             let err = check(report(vec![bad])).err().unwrap();
             assert_eq!(err.kind, ErrorKind::InvalidOutput, "{err}");
         }
         let many = (0..=MAX_MEASUREMENTS).map(|_| m("x", 1.0)).collect();
-        assert_eq!(check(report(many)).err().unwrap().kind, ErrorKind::InvalidOutput);
+        assert_eq!(
+            check(report(many)).err().unwrap().kind,
+            ErrorKind::InvalidOutput
+        );
     }
 
     #[test]
@@ -157,6 +168,9 @@ mod tests {
         let long = "é".repeat(100_000);
         let clipped = clip_message(&long);
         assert!(clipped.len() < MAX_MESSAGE_BYTES + 100);
-        assert!(clipped.ends_with("[truncated: the message was 200000 bytes]"), "{clipped}");
+        assert!(
+            clipped.ends_with("[truncated: the message was 200000 bytes]"),
+            "{clipped}"
+        );
     }
 }

@@ -20,7 +20,12 @@ const DESCRIBE_LIMITS: Limits = Limits {
     memory: 256 << 20,
 };
 
-fn new_store(pre: &ProbePre<RunState>, grants: &Arc<Grants>, services: &Arc<Services>, limits: Limits) -> (Store<RunState>, Instant) {
+fn new_store(
+    pre: &ProbePre<RunState>,
+    grants: &Arc<Grants>,
+    services: &Arc<Services>,
+    limits: Limits,
+) -> (Store<RunState>, Instant) {
     let started = Instant::now();
     let deadline = started + limits.timeout;
     let state = RunState::new(grants.clone(), services.clone(), limits.memory, deadline);
@@ -55,14 +60,17 @@ fn classify(error: wasmtime::Error, store: &Store<RunState>, timeout: Duration) 
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return timed_out(timeout);
     }
+    let stderr = state.stderr.text();
+    if let Some(panic) = rust_panic(&stderr) {
+        return RunError::new(ErrorKind::Trap, panic);
+    }
     let mut message = match error.downcast_ref::<Trap>() {
         Some(trap) => format!("the probe trapped: {trap}"),
         None => format!("the probe failed: {}", first_line(&format!("{error:#}"))),
     };
-    let stderr = panic_text(&state.stderr.text());
     if !stderr.is_empty() {
-        message.push_str(": ");
-        message.push_str(&stderr);
+        message.push_str("; it wrote to stderr: ");
+        message.push_str(crate::util::truncate_utf8(&stderr, 1024));
     }
     RunError::new(ErrorKind::Trap, message)
 }
@@ -78,19 +86,29 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
 }
 
-/// The useful part of what a probe printed to stderr before trapping: a
-/// Rust panic's message and location, without the backtrace hint.
-fn panic_text(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
+/// A Rust panic's message and location from what the probe printed to
+/// stderr (`thread '<unnamed>' panicked at src/lib.rs:12:9:\nMESSAGE`).
+fn rust_panic(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("panicked at ")?;
+    let rest = &stderr[start + "panicked at ".len()..];
+    let (location, message) = rest.split_once(":\n")?;
+    let message: Vec<&str> = message
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .take_while(|l| !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .filter(|l| !l.is_empty())
         .collect();
-    crate::util::truncate_utf8(&lines.join(" "), 1024).to_string()
+    let message = crate::util::truncate_utf8(&message.join(" "), 1024).to_string();
+    Some(format!("the probe panicked: {message} (at {location})"))
 }
 
 /// Run the probe's `check` once.
-pub async fn check(pre: &ProbePre<RunState>, grants: &Arc<Grants>, services: &Arc<Services>, limits: Limits) -> Report {
+pub async fn check(
+    pre: &ProbePre<RunState>,
+    grants: &Arc<Grants>,
+    services: &Arc<Services>,
+    limits: Limits,
+) -> Report {
     let (mut store, started) = new_store(pre, grants, services, limits);
     let call = async {
         let probe = pre.instantiate_async(&mut store).await?;
@@ -103,7 +121,10 @@ pub async fn check(pre: &ProbePre<RunState>, grants: &Arc<Grants>, services: &Ar
     let outcome = match result {
         Err(_elapsed) => Err(timed_out(limits.timeout)),
         Ok(Err(error)) => Err(classify(error, &store, limits.timeout)),
-        Ok(Ok(Err(message))) => Err(RunError::new(ErrorKind::Probe, output::clip_message(&message))),
+        Ok(Ok(Err(message))) => Err(RunError::new(
+            ErrorKind::Probe,
+            output::clip_message(&message),
+        )),
         Ok(Ok(Ok(report))) => output::check(report),
     };
     // A refused capability decides the outcome, whatever the probe did with
@@ -146,7 +167,10 @@ fn log_output(grants: &Grants, state: &RunState) {
 }
 
 /// Call `describe` once, at load time.
-pub async fn describe(pre: &ProbePre<RunState>, services: &Arc<Services>) -> Result<ProbeInfo, RunError> {
+pub async fn describe(
+    pre: &ProbePre<RunState>,
+    services: &Arc<Services>,
+) -> Result<ProbeInfo, RunError> {
     let grants = Arc::new(Grants {
         name: "describe".into(),
         ..Grants::default()
@@ -185,5 +209,20 @@ fn kind_name(kind: types::Kind) -> &'static str {
         types::Kind::Integrity => "integrity",
         types::Kind::Performance => "performance",
         types::Kind::Host => "host",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_panics_are_read_from_stderr() {
+        let stderr = "thread '<unnamed>' (1) panicked at src/lib.rs:12:9:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace";
+        assert_eq!(
+            rust_panic(stderr).unwrap(),
+            "the probe panicked: boom (at src/lib.rs:12:9)"
+        );
+        assert_eq!(rust_panic("just some output"), None);
     }
 }

@@ -97,7 +97,9 @@ impl SqlTargets {
         params: &[Value],
         deadline: Instant,
     ) -> Result<Rows, Error> {
-        self.get(target)?.query(target, statement, params, deadline).await
+        self.get(target)?
+            .query(target, statement, params, deadline)
+            .await
     }
 
     /// Open, test and close a new session to `target`; the time it took.
@@ -117,7 +119,9 @@ fn remaining(target: &str, deadline: Instant) -> Result<Duration, Error> {
 }
 
 fn timed_out(target: &str, what: &str) -> Error {
-    Error::Timeout(format!("target `{target}`: {what} did not finish before the run's deadline"))
+    Error::Timeout(format!(
+        "target `{target}`: {what} did not finish before the run's deadline"
+    ))
 }
 
 impl Target {
@@ -175,7 +179,11 @@ impl Target {
                 .prepare(statement)
                 .await
                 .map_err(|e| errors::query_error(name, &e))?;
-            let columns = prepared.columns().iter().map(|c| c.name().to_string()).collect();
+            let columns = prepared
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect();
             let stream = client
                 .query_raw(&prepared, params.iter().map(Param))
                 .await
@@ -235,7 +243,11 @@ async fn collect(
             let Cell(value) = row.try_get::<_, Cell>(i).map_err(|e| {
                 Error::Query(QueryError {
                     code: errors::DATA_EXCEPTION.to_string(),
-                    message: format!("column `{}`: {}", row.columns()[i].name(), source_message(&e)),
+                    message: format!(
+                        "column `{}`: {}",
+                        row.columns()[i].name(),
+                        source_message(&e)
+                    ),
                 })
             })?;
             bytes += value_size(&value);

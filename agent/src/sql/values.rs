@@ -54,7 +54,9 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
         Type::DATE => Value::Text(NaiveDate::from_sql(ty, raw)?.to_string()),
         Type::TIME => Value::Text(NaiveTime::from_sql(ty, raw)?.to_string()),
         Type::UUID => Value::Text(uuid_text(&fixed::<16>(raw)?)),
-        Type::JSONB => Value::Text(String::from_utf8_lossy(raw.get(1..).unwrap_or_default()).into_owned()),
+        Type::JSONB => {
+            Value::Text(String::from_utf8_lossy(raw.get(1..).unwrap_or_default()).into_owned())
+        }
         _ if is_textual(ty) => Value::Text(String::from_utf8_lossy(raw).into_owned()),
         _ => {
             return Err(format!(
@@ -72,7 +74,13 @@ fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
 fn is_textual(ty: &Type) -> bool {
     matches!(
         *ty,
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON | Type::XML
+        Type::TEXT
+            | Type::VARCHAR
+            | Type::BPCHAR
+            | Type::NAME
+            | Type::UNKNOWN
+            | Type::JSON
+            | Type::XML
     ) || matches!(ty.kind(), Kind::Enum(_))
         || ty.name() == "citext"
 }
@@ -85,7 +93,9 @@ fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], BoxError> {
 /// PostgreSQL's binary NUMERIC (base-10000 digits) as decimal text.
 fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
     let word = |i: usize| -> Result<i16, BoxError> {
-        Ok(i16::from_be_bytes(fixed(raw.get(i * 2..i * 2 + 2).ok_or("short numeric")?)?))
+        Ok(i16::from_be_bytes(fixed(
+            raw.get(i * 2..i * 2 + 2).ok_or("short numeric")?,
+        )?))
     };
     let ndigits = word(0)? as usize;
     let weight = word(1)? as i32;
@@ -97,7 +107,9 @@ fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
         0xF000 => return Ok("-Infinity".into()),
         _ => {}
     }
-    let digits = (0..ndigits).map(|i| word(4 + i)).collect::<Result<Vec<_>, _>>()?;
+    let digits = (0..ndigits)
+        .map(|i| word(4 + i))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut text = String::new();
     if sign == 0x4000 {
         text.push('-');
@@ -141,7 +153,8 @@ fn interval_text(raw: &[u8]) -> Result<String, BoxError> {
     let months = i32::from_be_bytes(fixed(raw.get(12..16).ok_or("short interval")?)?);
     let mut parts = Vec::new();
     let (years, months) = (months / 12, months % 12);
-    let plural = |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    let plural =
+        |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
     if years != 0 {
         parts.push(plural(years, "year", "years"));
     }
@@ -170,7 +183,14 @@ fn interval_text(raw: &[u8]) -> Result<String, BoxError> {
 
 fn uuid_text(b: &[u8; 16]) -> String {
     let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// A probe's parameter, bound to whatever type the placeholder has when a
@@ -244,8 +264,14 @@ mod tests {
 
     #[test]
     fn numerics_render_as_postgres_does() {
-        assert_eq!(numeric_text(&numeric(2, 1, 0, 0, &[12, 3456])).unwrap(), "123456");
-        assert_eq!(numeric_text(&numeric(2, 0, 0x4000, 2, &[3, 1400])).unwrap(), "-3.14");
+        assert_eq!(
+            numeric_text(&numeric(2, 1, 0, 0, &[12, 3456])).unwrap(),
+            "123456"
+        );
+        assert_eq!(
+            numeric_text(&numeric(2, 0, 0x4000, 2, &[3, 1400])).unwrap(),
+            "-3.14"
+        );
         assert_eq!(numeric_text(&numeric(1, -1, 0, 4, &[5])).unwrap(), "0.0005");
         assert_eq!(numeric_text(&numeric(0, 0, 0, 0, &[])).unwrap(), "0");
         assert_eq!(numeric_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
@@ -261,7 +287,10 @@ mod tests {
         };
         assert_eq!(interval(0, 0, 0), "00:00:00");
         assert_eq!(interval(1_500_000, 0, 0), "00:00:01.5");
-        assert_eq!(interval(3_723_000_000, 1, 14), "1 year 2 mons 1 day 01:02:03");
+        assert_eq!(
+            interval(3_723_000_000, 1, 14),
+            "1 year 2 mons 1 day 01:02:03"
+        );
     }
 
     #[test]

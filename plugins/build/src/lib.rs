@@ -30,7 +30,13 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
 pub fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|dir| if dir.is_absolute() { dir } else { root.join(dir) })
+        .map(|dir| {
+            if dir.is_absolute() {
+                dir
+            } else {
+                root.join(dir)
+            }
+        })
         .unwrap_or_else(|| root.join("target"))
         .join("wasm")
 }
@@ -43,7 +49,11 @@ pub fn ensure_target() -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run {rustc}: {e}"))?;
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
-    if Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists() {
+    if Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .exists()
+    {
         return Ok(());
     }
     let status = Command::new("rustup")
@@ -53,7 +63,9 @@ pub fn ensure_target() -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`rustup target add {TARGET}` failed; run it by hand and build again"))
+        Err(format!(
+            "`rustup target add {TARGET}` failed; run it by hand and build again"
+        ))
     }
 }
 
@@ -89,7 +101,9 @@ pub fn build(root: &Path, packages: &[&str]) -> Result<Vec<PathBuf>, String> {
         .status()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !status.success() {
-        return Err(format!("building the probes {packages:?} for {TARGET} failed (see the errors above)"));
+        return Err(format!(
+            "building the probes {packages:?} for {TARGET} failed (see the errors above)"
+        ));
     }
     Ok(packages
         .iter()

@@ -9,13 +9,33 @@ struct HostCpu;
 
 impl Probe for HostCpu {
     fn describe() -> Info {
-        Info::new("host-cpu", Kind::Host, "CPU utilization and load averages of the host")
-            .version(env!("CARGO_PKG_VERSION"))
-            .measures("system.cpu.utilization", "1", "busy fraction of all cores, 0 to 1")
-            .measures("system.cpu.load_average.1m", "1", "load average over 1 minute")
-            .measures("system.cpu.load_average.5m", "1", "load average over 5 minutes")
-            .measures("system.cpu.load_average.15m", "1", "load average over 15 minutes")
-            .measures("system.cpu.logical.count", "1", "number of logical cores")
+        Info::new(
+            "host-cpu",
+            Kind::Host,
+            "CPU utilization and load averages of the host",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .measures(
+            "system.cpu.utilization",
+            "1",
+            "busy fraction of all cores, 0 to 1",
+        )
+        .measures(
+            "system.cpu.load_average.1m",
+            "1",
+            "load average over 1 minute",
+        )
+        .measures(
+            "system.cpu.load_average.5m",
+            "1",
+            "load average over 5 minutes",
+        )
+        .measures(
+            "system.cpu.load_average.15m",
+            "1",
+            "load average over 15 minutes",
+        )
+        .measures("system.cpu.logical.count", "1", "number of logical cores")
     }
 
     fn check() -> Result<Report> {
@@ -37,7 +57,11 @@ impl Probe for HostCpu {
             .with(measurement("system.cpu.load_average.1m", cpu.load1, "1"))
             .with(measurement("system.cpu.load_average.5m", cpu.load5, "1"))
             .with(measurement("system.cpu.load_average.15m", cpu.load15, "1"))
-            .with(measurement("system.cpu.logical.count", f64::from(cpu.cores), "1")))
+            .with(measurement(
+                "system.cpu.logical.count",
+                f64::from(cpu.cores),
+                "1",
+            )))
     }
 }
 

@@ -4,17 +4,35 @@
 //! real filesystem; a listed mount point that is not mounted is critical);
 //! `warning` / `critical`: space in use, percent (default 85 / 95).
 
-use watchpost_probe::{Info, Kind, Probe, Report, Result, Status, Threshold, config, host, measurement};
+use watchpost_probe::{
+    Info, Kind, Probe, Report, Result, Status, Threshold, config, host, measurement,
+};
 
 struct HostDisk;
 
 impl Probe for HostDisk {
     fn describe() -> Info {
-        Info::new("host-disk", Kind::Host, "filesystem utilization per mount point")
-            .version(env!("CARGO_PKG_VERSION"))
-            .measures("system.filesystem.utilization", "1", "space in use per mount point, 0 to 1")
-            .measures("system.filesystem.usage", "By", "space in use per mount point, bytes")
-            .measures("system.filesystem.limit", "By", "size per mount point, bytes")
+        Info::new(
+            "host-disk",
+            Kind::Host,
+            "filesystem utilization per mount point",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .measures(
+            "system.filesystem.utilization",
+            "1",
+            "space in use per mount point, 0 to 1",
+        )
+        .measures(
+            "system.filesystem.usage",
+            "By",
+            "space in use per mount point, bytes",
+        )
+        .measures(
+            "system.filesystem.limit",
+            "By",
+            "size per mount point, bytes",
+        )
     }
 
     fn check() -> Result<Report> {
@@ -38,10 +56,18 @@ impl Probe for HostDisk {
         for fs in checked {
             count += 1;
             let used = fs.total_bytes.saturating_sub(fs.available_bytes);
-            let utilization = if fs.total_bytes == 0 { 0.0 } else { used as f64 / fs.total_bytes as f64 };
+            let utilization = if fs.total_bytes == 0 {
+                0.0
+            } else {
+                used as f64 / fs.total_bytes as f64
+            };
             let status = limit.status(utilization * 100.0);
             if status != Status::Ok {
-                problems.push(format!("{} {:.1}% full", fs.mount_point, utilization * 100.0));
+                problems.push(format!(
+                    "{} {:.1}% full",
+                    fs.mount_point,
+                    utilization * 100.0
+                ));
             }
             report.worsen(status);
             if worst.as_ref().is_none_or(|(u, _)| utilization > *u) {
@@ -52,9 +78,21 @@ impl Probe for HostDisk {
                     .attr("device", fs.device.as_str())
                     .attr("type", fs.fs_type.as_str())
             };
-            report.push(labelled(measurement("system.filesystem.utilization", utilization, "1")));
-            report.push(labelled(measurement("system.filesystem.usage", used as f64, "By")));
-            report.push(labelled(measurement("system.filesystem.limit", fs.total_bytes as f64, "By")));
+            report.push(labelled(measurement(
+                "system.filesystem.utilization",
+                utilization,
+                "1",
+            )));
+            report.push(labelled(measurement(
+                "system.filesystem.usage",
+                used as f64,
+                "By",
+            )));
+            report.push(labelled(measurement(
+                "system.filesystem.limit",
+                fs.total_bytes as f64,
+                "By",
+            )));
         }
         report.message = match (problems.is_empty(), worst) {
             (false, _) => problems.join(", "),

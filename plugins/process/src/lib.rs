@@ -4,17 +4,31 @@
 //! `min_count` (default 1): fewer running processes is critical;
 //! `rss_warning` / `rss_critical`: total resident memory in bytes (default off).
 
-use watchpost_probe::{Info, Kind, Probe, Report, Result, Status, Threshold, config, host, measurement};
+use watchpost_probe::{
+    Info, Kind, Probe, Report, Result, Status, Threshold, config, host, measurement,
+};
 
 struct Process;
 
 impl Probe for Process {
     fn describe() -> Info {
-        Info::new("process", Kind::Availability, "whether a named process runs, its count and memory")
-            .version(env!("CARGO_PKG_VERSION"))
-            .measures("process.up", "1", "1 when at least `min_count` processes run, else 0")
-            .measures("process.count", "1", "number of processes with that name")
-            .measures("process.memory.usage", "By", "total resident memory of those processes")
+        Info::new(
+            "process",
+            Kind::Availability,
+            "whether a named process runs, its count and memory",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .measures(
+            "process.up",
+            "1",
+            "1 when at least `min_count` processes run, else 0",
+        )
+        .measures("process.count", "1", "number of processes with that name")
+        .measures(
+            "process.memory.usage",
+            "By",
+            "total resident memory of those processes",
+        )
     }
 
     fn check() -> Result<Report> {
@@ -30,14 +44,23 @@ impl Probe for Process {
             status = status.worst(limit.status(rss as f64));
         }
         let message = if up {
-            format!("{count} {name} process(es) running, {:.1} MiB resident", rss as f64 / 1048576.0)
+            format!(
+                "{count} {name} process(es) running, {:.1} MiB resident",
+                rss as f64 / 1048576.0
+            )
         } else {
             format!("{count} {name} process(es) running, expected at least {min_count}")
         };
         Ok(Report::new(status, message)
-            .with(measurement("process.up", if up { 1.0 } else { 0.0 }, "1").attr("process", name.as_str()))
+            .with(
+                measurement("process.up", if up { 1.0 } else { 0.0 }, "1")
+                    .attr("process", name.as_str()),
+            )
             .with(measurement("process.count", count as f64, "1").attr("process", name.as_str()))
-            .with(measurement("process.memory.usage", rss as f64, "By").attr("process", name.as_str())))
+            .with(
+                measurement("process.memory.usage", rss as f64, "By")
+                    .attr("process", name.as_str()),
+            ))
     }
 }
 

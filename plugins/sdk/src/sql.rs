@@ -3,10 +3,16 @@
 
 use crate::{Error, Result, config};
 
-pub use crate::bindings::watchpost::probe::sql::{Error as SqlError, QueryError, Rows, Value, targets};
+pub use crate::bindings::watchpost::probe::sql::{
+    Error as SqlError, QueryError, Rows, Value, targets,
+};
 
 /// Run `statement` with `params` (`$1`, `$2`, ...) against `target`.
-pub fn query(target: &str, statement: &str, params: &[Value]) -> std::result::Result<Rows, SqlError> {
+pub fn query(
+    target: &str,
+    statement: &str,
+    params: &[Value],
+) -> std::result::Result<Rows, SqlError> {
     crate::bindings::watchpost::probe::sql::query(target, statement, params)
 }
 
@@ -175,7 +181,12 @@ impl<'a> Row<'a> {
             .ok_or_else(|| Error::msg(format!("the result has no column `{name}`")))
     }
 
-    fn typed<T>(&self, name: &str, what: &str, f: impl Fn(&'a Value) -> Option<T>) -> Result<Option<T>> {
+    fn typed<T>(
+        &self,
+        name: &str,
+        what: &str,
+        f: impl Fn(&'a Value) -> Option<T>,
+    ) -> Result<Option<T>> {
         let value = self.get(name)?;
         if value.is_null() {
             return Ok(None);

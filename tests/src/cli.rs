@@ -1,0 +1,150 @@
+//! Running the real `watchpost` binary once and capturing what it did.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The `watchpost` binary of this workspace's build, brought up to date
+/// once per test run (`cargo test -p watchpost-e2e` alone would not
+/// rebuild it).
+pub fn binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(root)
+            .args(["build", "--quiet", "-p", "watchpost", "--bin", "watchpost"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("run cargo build for the watchpost binary");
+        assert!(status.success(), "building the watchpost binary failed");
+    });
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-HASH -> target/<profile>/watchpost
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("watchpost"))
+        .expect("test executable in target/<profile>/deps");
+    assert!(
+        path.exists(),
+        "{} does not exist: build it first (`cargo build -p watchpost`; `cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh `watchpost` command.
+pub fn watchpost() -> Command {
+    let mut command = Command::new(binary());
+    command.env_remove("WATCHPOST_LOG");
+    command
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak resident memory of the process, in KiB.
+    pub max_rss_kib: i64,
+}
+
+impl Outcome {
+    /// stdout parsed as one JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Everything the process printed.
+    pub fn all_output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Run `command` to completion, measuring its peak RSS.
+pub fn run(mut command: Command) -> Outcome {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watchpost");
+    let pid = child.id() as libc::pid_t;
+    // Read the pipes on threads, then reap the child with wait4 to get its
+    // own resource usage (not that of every child of the test process).
+    let mut child = child;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).ok();
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).ok();
+        text
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet reaped; status and usage are valid.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(
+        reaped,
+        pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    std::mem::forget(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Outcome {
+        code,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+/// `watchpost ARGS...`, run to completion.
+pub fn watchpost_run<I, S>(args: I) -> Outcome
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = watchpost();
+    command.args(args);
+    run(command)
+}
+
+/// Fail with the full output if it shows a Rust panic or backtrace.
+pub fn assert_no_panic(outcome: &Outcome) {
+    let all = outcome.all_output();
+    for marker in [
+        "panicked at",
+        "RUST_BACKTRACE",
+        "stack backtrace",
+        "internal error",
+    ] {
+        assert!(
+            !all.contains(marker),
+            "output shows a panic ({marker}):\n{all}"
+        );
+    }
+}

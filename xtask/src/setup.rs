@@ -1,0 +1,56 @@
+//! Installing what the tests need on a fresh machine: the wasm32-wasip2
+//! target, and Debian packages for the tools the tests drive. Each step
+//! checks first and does nothing when the tool is already there.
+
+use super::run;
+use std::path::Path;
+use std::process::Command;
+
+/// (a file that shows it is installed, the Debian package that provides it).
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    // Test clusters are made with the server's own initdb/pg_ctl/pg_basebackup.
+    ("/usr/lib/postgresql/15/bin/initdb", "postgresql-15"),
+    ("/usr/bin/psql", "postgresql-client-15"),
+    // `promtool check metrics` validates /metrics.
+    ("/usr/bin/promtool", "prometheus"),
+];
+
+fn have(path: &str) -> bool {
+    Path::new(path).exists()
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn debian_packages() -> Result<(), String> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(file, _)| !have(file))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut command = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+        if !sudo.is_empty() {
+            command.arg("apt-get");
+        }
+        command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        command
+    };
+    run(&mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)
+}
+
+/// Install whatever is missing.
+pub fn install() -> Result<(), String> {
+    watchpost_probe_build::ensure_target()?;
+    debian_packages()
+}
