@@ -20,13 +20,18 @@
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
 //! - [`util`]: small shared helpers.
 
+pub mod api;
 pub mod builtin;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod hostinfo;
 pub mod logging;
 pub mod policy;
 pub mod report;
 pub mod runtime;
+pub mod schedule;
 pub mod sql;
+pub mod store;
+pub mod telemetry;
 pub mod util;

@@ -7,6 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(command: &Command) {
     let default = match command {
+        Command::Run(_) => "info",
         Command::Check(_) | Command::Validate(_) => "warn,probe=info",
     };
     let filter =

@@ -9,9 +9,10 @@ use std::fmt;
 use std::time::Duration;
 
 /// A check's status, in the Nagios plugin convention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    #[default]
     Ok,
     Warning,
     Critical,

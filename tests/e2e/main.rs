@@ -3,5 +3,6 @@
 
 mod check_host_probes;
 mod check_output;
+mod daemon;
 mod not_probes;
 mod sandbox;

@@ -3,7 +3,9 @@
 //! Everything here is real: the `watchpost` binary the workspace builds,
 //! probe components built from source by `build.rs`, PostgreSQL clusters
 //! made with `initdb` and `pg_basebackup`, and an OTLP receiver. Modules:
-//! [`cli`] runs the binary once, [`probes`] finds the built components.
+//! [`cli`] runs the binary once, [`agent`] runs it as a daemon, [`probes`]
+//! finds the built components.
 
+pub mod agent;
 pub mod cli;
 pub mod probes;

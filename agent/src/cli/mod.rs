@@ -5,6 +5,7 @@
 mod check;
 mod format;
 mod probe_source;
+mod run;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,6 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the agent: probes on schedule, states, the status API.
+    Run(run::RunArgs),
     /// Run one probe once and print its report (Nagios exit codes: 0 ok,
     /// 1 warning, 2 critical, 3 unknown).
     Check(check::CheckArgs),
@@ -50,6 +53,7 @@ pub struct ConfigArg {
 /// Run the parsed command; its exit code.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::Validate(args) => validate::run(args).await,
     }

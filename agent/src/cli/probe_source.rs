@@ -109,7 +109,7 @@ pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, Re
             None => WasmSource::File(PathBuf::from(&args.probe)),
         },
     };
-    let probe = load(runtime, &source, &services).await.map_err(|e| {
+    let probe = runtime.load_source(&source, &services).await.map_err(|e| {
         ResolveError::Load(
             spec.map_or_else(|| fallback_name(&args.probe), |s| s.name.clone()),
             e,
@@ -153,26 +153,4 @@ pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, Re
         limits,
         thresholds: spec.map(|s| s.thresholds.clone()).unwrap_or_default(),
     })
-}
-
-/// Load a probe from a config source.
-pub async fn load(
-    runtime: &Runtime,
-    source: &WasmSource,
-    services: &Arc<Services>,
-) -> Result<Probe, LoadError> {
-    match source {
-        WasmSource::Builtin(name) => {
-            let bytes = crate::builtin::bytes(name).ok_or_else(|| LoadError {
-                message: format!(
-                    "builtin:{name}: there is no such built-in probe; built-in probes are: {}",
-                    crate::builtin::names().join(", ")
-                ),
-            })?;
-            runtime
-                .load_bytes(&format!("builtin:{name}"), bytes, services)
-                .await
-        }
-        WasmSource::File(path) => runtime.load_file(path, services).await,
-    }
 }

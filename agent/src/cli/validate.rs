@@ -1,7 +1,6 @@
 //! `watchpost validate [-c FILE]`: check a config and load every probe it
 //! names; print every error as `FILE:LINE:COL: message`.
 
-use super::probe_source::load;
 use crate::config::{self, Diagnostic};
 use crate::runtime::{Runtime, Services, engine::PoolSize};
 use std::process::ExitCode;
@@ -26,7 +25,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let services = Arc::new(Services::default());
     let mut errors = Vec::new();
     for spec in &config.probes {
-        match load(&runtime, &spec.wasm, &services).await {
+        match runtime.load_source(&spec.wasm, &services).await {
             Ok(probe) => println!(
                 "probe {:?}: {} {} ({}), every {}",
                 spec.name,

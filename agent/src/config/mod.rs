@@ -66,3 +66,6 @@ pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigErrors> {
         None => Ok(embedded_default()),
     }
 }
+
+#[cfg(test)]
+mod tests;

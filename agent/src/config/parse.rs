@@ -84,8 +84,13 @@ fn status_word(d: &mut Diagnostics, path: &str, key: &str, text: At<String>) -> 
     }
 }
 
+/// Names of probes, targets and remediations: they become file names and
+/// metric labels, so 1 to 64 letters, digits, `-`, `_` or `.`, starting
+/// with a letter or digit.
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
         && name.len() <= 64
         && name
             .chars()
@@ -145,7 +150,7 @@ impl<'s> Parser<'s, '_> {
                 d.error(
                     node.span,
                     format!(
-                        "[agent]: `node` = {:?} must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                        "[agent]: `node` = {:?} must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
                         node.value
                     ),
                 );
@@ -211,7 +216,7 @@ impl<'s> Parser<'s, '_> {
                 continue;
             };
             if !valid_name(&name_text) {
-                self.d.error(name.span(), format!("[targets]: target name {name_text:?} must be 1 to 64 letters, digits, `-`, `_` or `.`"));
+                self.d.error(name.span(), format!("[targets]: target name {name_text:?} must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit"));
             }
             let mut s = Section::new(format!("[targets.{name_text}]"), table, value.span());
             let d = &mut self.d;
@@ -312,7 +317,7 @@ impl<'s> Parser<'s, '_> {
                 self.d.error(
                     name.span.clone(),
                     format!(
-                        "{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                        "{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
                         s.path
                     ),
                 );
@@ -565,7 +570,7 @@ impl<'s> Parser<'s, '_> {
                     self.d.error(
                         name.span.clone(),
                         format!(
-                            "{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                            "{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
                             s.path
                         ),
                     );

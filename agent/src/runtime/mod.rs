@@ -159,6 +159,26 @@ impl Runtime {
         })
     }
 
+    /// Load a probe named by the config: a built-in one or a file.
+    pub async fn load_source(
+        &self,
+        source: &crate::config::WasmSource,
+        services: &Arc<Services>,
+    ) -> Result<Probe, LoadError> {
+        match source {
+            crate::config::WasmSource::Builtin(name) => {
+                let bytes = crate::builtin::bytes(name).ok_or_else(|| LoadError {
+                    message: format!(
+                        "builtin:{name}: there is no such built-in probe; built-in probes are: {}",
+                        crate::builtin::names().join(", ")
+                    ),
+                })?;
+                self.load_bytes(&source.to_string(), bytes, services).await
+            }
+            crate::config::WasmSource::File(path) => self.load_file(path, services).await,
+        }
+    }
+
     /// Run `probe` once with `grants` and `limits`. Never fails: every
     /// failure is a report with status `unknown` and an error.
     pub async fn run(

@@ -1,0 +1,94 @@
+//! The status API, bound to 127.0.0.1 unless configured: health, probe
+//! states, Prometheus metrics and control (reload). Control endpoints need
+//! `Authorization: Bearer TOKEN` when `api_token_env` is set (required when
+//! the API listens beyond loopback).
+
+mod control;
+mod metrics;
+mod probes;
+
+use crate::daemon::Shared;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let control = Router::new()
+        .route("/v1/reload", post(control::reload))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/probes", get(probes::list))
+        .route("/v1/probes/{name}", get(probes::one))
+        .route("/metrics", get(metrics::exposition))
+        .merge(control)
+        .with_state(shared)
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let uptime = shared
+        .started
+        .elapsed()
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    axum::Json(serde_json::json!({"status": "ok", "uptime_seconds": uptime}))
+}
+
+/// The token control endpoints require, if one is configured.
+fn token(shared: &Shared) -> Option<String> {
+    let name = shared.config().agent.api_token_env.clone()?;
+    std::env::var(name).ok().filter(|t| !t.is_empty())
+}
+
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let configured = shared.config().agent.api_token_env.is_some();
+    match token(&shared) {
+        None if !configured => next.run(request).await,
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the API token variable named by `api_token_env` is not set in the agent's environment\n",
+        )
+            .into_response(),
+        Some(expected) => {
+            let given = request
+                .headers()
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if given == Some(expected.as_str()) {
+                next.run(request).await
+            } else {
+                (StatusCode::UNAUTHORIZED, "send `Authorization: Bearer TOKEN`\n").into_response()
+            }
+        }
+    }
+}
+
+/// Bind the API; the error names the address and what to change.
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e}; set `listen` in [agent] to a free address")
+    })
+}
+
+/// Serve until the agent shuts down.
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let shutdown = shared.shutdown.clone();
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

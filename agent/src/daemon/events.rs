@@ -1,0 +1,73 @@
+//! What the pipeline tells the rest of the agent after each run. Each
+//! subscriber (remediation, OTLP export) gets its own bounded queue, so a
+//! slow one never slows the probes; if a queue is full the event is dropped
+//! for that subscriber and counted.
+
+use crate::policy::confirm::StateType;
+use crate::policy::state::Changes;
+use crate::report::{Report, Status};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+
+/// Events a subscriber may queue before new ones are dropped.
+pub const QUEUE: usize = 4096;
+
+/// One finished run and what it changed.
+#[derive(Clone, Debug)]
+pub struct RunEvent {
+    pub probe: String,
+    pub at: SystemTime,
+    pub report: Arc<Report>,
+    pub changes: Changes,
+    /// The probe's confirmed status after the run.
+    pub hard: Status,
+    pub state_type: StateType,
+    pub flapping: bool,
+}
+
+struct Subscriber {
+    name: &'static str,
+    sender: mpsc::Sender<Arc<RunEvent>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Fan-out of run events to subscribers.
+#[derive(Default)]
+pub struct Bus {
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+impl Bus {
+    /// A new subscriber queue; `dropped` counts what it missed.
+    pub fn subscribe(&self, name: &'static str) -> (mpsc::Receiver<Arc<RunEvent>>, Arc<AtomicU64>) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Subscriber {
+                name,
+                sender,
+                dropped: dropped.clone(),
+            });
+        (receiver, dropped)
+    }
+
+    pub fn publish(&self, event: RunEvent) {
+        let event = Arc::new(event);
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subscribers.retain(|s| !s.sender.is_closed());
+        for s in subscribers.iter() {
+            if s.sender.try_send(event.clone()).is_err()
+                && s.dropped.fetch_add(1, Ordering::Relaxed) == 0
+            {
+                tracing::warn!(
+                    "the {} queue is full: dropping run events until it catches up",
+                    s.name
+                );
+            }
+        }
+    }
+}

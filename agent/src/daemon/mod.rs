@@ -1,0 +1,252 @@
+//! The running agent (`watchpost run`): its shared state, start-up, hot
+//! reload and shutdown.
+//!
+//! [`Shared`] is what every task sees: the runtime, the services behind the
+//! probes' imports, one [`slot::ProbeSlot`] per configured probe, the state
+//! writer and the event bus. Each slot has a timing loop ([`crate::schedule`])
+//! whose ticks go through [`pipeline`]; [`reload`] diffs a new config
+//! against the slots; [`signals`] maps SIGHUP/SIGTERM/SIGINT to reload and
+//! shutdown.
+
+pub mod events;
+pub mod pipeline;
+pub mod reload;
+pub mod signals;
+pub mod slot;
+
+use crate::config::{Config, ProbeSpec};
+use crate::runtime::{Probe, Runtime, Services, engine::PoolSize};
+use crate::sql::{SqlTargets, TargetSpec};
+use crate::store::{Store, writer::StateWriter};
+use anyhow::Context;
+use events::Bus;
+use slot::{ProbeSetup, ProbeSlot};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every task of the running agent shares.
+pub struct Shared {
+    pub runtime: Arc<Runtime>,
+    services: RwLock<Arc<Services>>,
+    semaphore: RwLock<Arc<Semaphore>>,
+    slots: RwLock<BTreeMap<String, Arc<ProbeSlot>>>,
+    config: RwLock<Arc<Config>>,
+    /// The config file, re-read on reload (`None`: the embedded default).
+    pub config_path: Option<PathBuf>,
+    pub store: Store,
+    pub writer: StateWriter,
+    pub events: Bus,
+    /// Timing loops and runs in flight, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// Fires on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+    pub started: SystemTime,
+    /// Serializes reloads (SIGHUP and the API may ask at once).
+    reload_lock: tokio::sync::Mutex<()>,
+    pub reloads: crate::telemetry::counters::ReloadCounters,
+}
+
+impl Shared {
+    pub fn services(&self) -> Arc<Services> {
+        self.services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn semaphore(&self) -> Arc<Semaphore> {
+        self.semaphore
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every slot, by name.
+    pub fn slots(&self) -> BTreeMap<String, Arc<ProbeSlot>> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn slot(&self, name: &str) -> Option<Arc<ProbeSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn node(&self) -> String {
+        self.config().agent.node.clone()
+    }
+
+    /// Start the timing loop of `slot`.
+    fn schedule(self: &Arc<Self>, slot: &Arc<ProbeSlot>) {
+        let every = slot.setup().spec.every;
+        let cancel = slot.restart_token();
+        let job = Arc::new(pipeline::ProbeJob {
+            slot: slot.clone(),
+            shared: self.clone(),
+        });
+        crate::schedule::spawn(&slot.name, job, every, cancel, self.tasks.clone());
+    }
+}
+
+/// Database targets of a config, as the sql service wants them.
+pub fn target_specs(config: &Config) -> BTreeMap<String, TargetSpec> {
+    config
+        .targets
+        .iter()
+        .map(|(name, t)| {
+            (
+                name.clone(),
+                TargetSpec {
+                    dsn: t.dsn.clone(),
+                    read_only: t.read_only,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Size of the instance pool for a config: every run that may be in
+/// flight, plus room for loading probes.
+fn pool_size(config: &Config) -> PoolSize {
+    PoolSize {
+        instances: (config.agent.concurrency as u32 * 2 + 16).max(64),
+    }
+}
+
+/// Load every probe of `config`, reusing already loaded components whose
+/// source and content did not change. All load errors, with the place of
+/// the probe in the config.
+pub async fn load_probes(
+    runtime: &Runtime,
+    services: &Arc<Services>,
+    config: &Config,
+    loaded: &BTreeMap<String, Probe>,
+) -> Result<BTreeMap<String, Probe>, String> {
+    let mut probes = BTreeMap::new();
+    let mut errors = Vec::new();
+    for spec in &config.probes {
+        if let Some(probe) = reusable(spec, loaded.get(&spec.name)) {
+            probes.insert(spec.name.clone(), probe);
+            continue;
+        }
+        match runtime.load_source(&spec.wasm, services).await {
+            Ok(probe) => {
+                probes.insert(spec.name.clone(), probe);
+            }
+            Err(e) => errors.push(format!(
+                "{}: [[probe]] {:?}: cannot load: {}",
+                spec.place, spec.name, e.message
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(probes)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// The already loaded component, if the spec points at the same bytes.
+fn reusable(spec: &ProbeSpec, loaded: Option<&Probe>) -> Option<Probe> {
+    let loaded = loaded?;
+    if loaded.source != spec.wasm.to_string() {
+        return None;
+    }
+    match &spec.wasm {
+        crate::config::WasmSource::Builtin(_) => Some(loaded.clone()),
+        crate::config::WasmSource::File(path) => {
+            let bytes = std::fs::read(path).ok()?;
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            (sha == loaded.sha256).then(|| loaded.clone())
+        }
+    }
+}
+
+/// Start the agent on `config`; returns once it is running.
+pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Shared>> {
+    let store = Store::open(&config.agent.state_dir)?;
+    let runtime = Arc::new(Runtime::new(pool_size(&config))?);
+    let sql = SqlTargets::new(&target_specs(&config)).map_err(anyhow::Error::msg)?;
+    let services = Arc::new(Services {
+        sql,
+        ..Services::default()
+    });
+    let probes = load_probes(&runtime, &services, &config, &BTreeMap::new())
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("the config names probes that cannot be loaded")?;
+    let mut states = store.load_probes();
+    let shared = Arc::new(Shared {
+        runtime,
+        services: RwLock::new(services),
+        semaphore: RwLock::new(Arc::new(Semaphore::new(config.agent.concurrency))),
+        slots: RwLock::new(BTreeMap::new()),
+        config_path,
+        writer: StateWriter::start(store.clone()),
+        store,
+        events: Bus::default(),
+        tasks: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+        started: SystemTime::now(),
+        reload_lock: tokio::sync::Mutex::new(()),
+        reloads: crate::telemetry::counters::ReloadCounters::default(),
+        config: RwLock::new(Arc::new(config.clone())),
+    });
+    let mut slots = BTreeMap::new();
+    for spec in &config.probes {
+        let probe = probes[&spec.name].clone();
+        let state = states.remove(&spec.name).unwrap_or_default();
+        let slot = Arc::new(ProbeSlot::new(ProbeSetup::new(spec.clone(), probe), state));
+        slots.insert(spec.name.clone(), slot);
+    }
+    *shared.slots.write().unwrap_or_else(|e| e.into_inner()) = slots.clone();
+    for slot in slots.values() {
+        shared.schedule(slot);
+    }
+    tracing::info!(
+        node = %config.agent.node,
+        probes = config.probes.len(),
+        "watchpost {} started with {} (state in {})",
+        env!("CARGO_PKG_VERSION"),
+        config.file,
+        shared.store.dir().display()
+    );
+    Ok(shared)
+}
+
+/// Stop scheduling, let runs in flight finish (each within its timeout),
+/// write all state, and return.
+pub async fn stop(shared: &Shared) {
+    for slot in shared.slots().values() {
+        slot.stop();
+    }
+    shared.tasks.close();
+    let longest = shared
+        .slots()
+        .values()
+        .map(|s| s.setup().spec.timeout)
+        .max()
+        .unwrap_or_default();
+    if tokio::time::timeout(longest + Duration::from_secs(2), shared.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some runs did not finish in time; stopping anyway");
+    }
+    shared.writer.flush().await;
+    tracing::info!("stopped; state written to {}", shared.store.dir().display());
+}

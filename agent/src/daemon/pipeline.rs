@@ -1,0 +1,106 @@
+//! One scheduled run through every stage: wait for a free run slot, run the
+//! probe in the sandbox, fold the report into the probe's state, queue the
+//! state for disk, log what changed and publish the event.
+
+use super::Shared;
+use super::events::RunEvent;
+use super::slot::ProbeSlot;
+use crate::policy::state::Changes;
+use crate::report::Status;
+use crate::schedule::Job;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::time::Instant;
+
+/// A slot bound to the agent it runs in: what the scheduler drives.
+pub struct ProbeJob {
+    pub slot: Arc<ProbeSlot>,
+    pub shared: Arc<Shared>,
+}
+
+impl Job for ProbeJob {
+    async fn run(self: Arc<Self>, planned: Instant) {
+        run_once(&self.shared, &self.slot, planned).await;
+    }
+
+    fn skipped(&self) {
+        self.slot.counters.skipped();
+        tracing::debug!(probe = %self.slot.name, "skipped a tick: the previous run is still going");
+    }
+
+    fn planned(&self, at: SystemTime) {
+        self.slot.set_next_run(at);
+    }
+}
+
+pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
+    let semaphore = shared.semaphore();
+    let Ok(_permit) = semaphore.acquire_owned().await else {
+        return; // closed: the agent is shutting down
+    };
+    slot.counters.record_lateness(planned.elapsed());
+    let setup = slot.setup();
+    let services = shared.services();
+    let report = shared
+        .runtime
+        .run(&setup.probe, &setup.grants, &services, setup.limits)
+        .await;
+    drop(_permit);
+    slot.counters.record_run(&report);
+
+    let at = SystemTime::now();
+    let (changes, hard, state_type, flapping) = {
+        let mut state = slot.state();
+        let changes = state.apply(&setup.spec, &report, at);
+        let urgent =
+            changes.hard.is_some() || changes.flapping.is_some() || !changes.rules.is_empty();
+        shared.writer.save(&slot.name, &state, urgent);
+        (
+            changes,
+            state.hard(),
+            state.state_type(),
+            state.flap.flapping,
+        )
+    };
+    log(&slot.name, &report, &changes);
+    shared.events.publish(RunEvent {
+        probe: slot.name.clone(),
+        at,
+        report: Arc::new(report),
+        changes,
+        hard,
+        state_type,
+        flapping,
+    });
+}
+
+fn log(probe: &str, report: &crate::report::Report, changes: &Changes) {
+    if let Some(error) = &report.error {
+        tracing::warn!(probe, kind = %error.kind, "run failed: {}", error.message);
+    }
+    if let Some(change) = changes.hard {
+        let line = format!(
+            "hard state {} -> {}: {}",
+            change.from, change.to, report.message
+        );
+        if change.to == Status::Ok {
+            tracing::info!(probe, "{line}");
+        } else {
+            tracing::warn!(probe, "{line}");
+        }
+    }
+    for (measurement, change) in &changes.rules {
+        tracing::info!(
+            probe,
+            measurement,
+            "threshold state {} -> {}",
+            change.from,
+            change.to
+        );
+    }
+    match changes.flapping {
+        Some(true) => tracing::warn!(probe, "started flapping: its remediations are suspended"),
+        Some(false) => tracing::info!(probe, "stopped flapping"),
+        None => {}
+    }
+}

@@ -1,0 +1,133 @@
+//! Hot reload: re-read the config, and if it is valid (every probe loads),
+//! apply the difference without restarting: added probes start, removed
+//! ones stop, changed ones are swapped (a run in flight finishes on the old
+//! code), unchanged ones keep their state and schedule. An invalid config
+//! is rejected whole: the error is logged and returned, the old config
+//! goes on running.
+
+use super::slot::{ProbeSetup, ProbeSlot};
+use super::{Shared, load_probes, target_specs};
+use crate::config;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::Semaphore;
+
+/// What a reload did, by probe name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Settings that only take effect after a restart.
+    pub needs_restart: Vec<String>,
+}
+
+/// Reload the config file (or the embedded default).
+pub async fn reload(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
+    let _one_at_a_time = shared.reload_lock.lock().await;
+    let result = apply(shared).await;
+    match &result {
+        Ok(summary) => {
+            shared.reloads.succeeded.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "config reloaded: added {:?}, removed {:?}, changed {:?}, {} unchanged",
+                summary.added,
+                summary.removed,
+                summary.changed,
+                summary.unchanged.len()
+            );
+            for setting in &summary.needs_restart {
+                tracing::warn!("`{setting}` changed: it takes effect after a restart");
+            }
+        }
+        Err(message) => {
+            shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                "config reload rejected, the previous config keeps running:\n{message}"
+            );
+        }
+    }
+    result
+}
+
+async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
+    let new = config::load_or_default(shared.config_path.as_deref()).map_err(|e| e.to_string())?;
+    let old = shared.config();
+    let services = shared.services();
+    let sql = services.sql.rebuild(&target_specs(&new))?;
+    let services = Arc::new(crate::runtime::Services {
+        sql,
+        host: services.host.clone(),
+    });
+    let slots = shared.slots();
+    let loaded: BTreeMap<String, crate::runtime::Probe> = slots
+        .iter()
+        .map(|(name, slot)| (name.clone(), slot.setup().probe.clone()))
+        .collect();
+    let probes = load_probes(&shared.runtime, &services, &new, &loaded).await?;
+
+    // Valid: from here on, nothing fails.
+    let mut summary = ReloadSummary::default();
+    for (setting, changed) in [
+        ("agent.listen", old.agent.listen != new.agent.listen),
+        (
+            "agent.state_dir",
+            old.agent.state_dir != new.agent.state_dir,
+        ),
+        ("telemetry", old.telemetry != new.telemetry),
+    ] {
+        if changed {
+            summary.needs_restart.push(setting.to_string());
+        }
+    }
+    *shared.services.write().unwrap_or_else(|e| e.into_inner()) = services;
+    if old.agent.concurrency != new.agent.concurrency {
+        *shared.semaphore.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Semaphore::new(new.agent.concurrency));
+    }
+    let mut next = BTreeMap::new();
+    let mut to_schedule = Vec::new();
+    for spec in &new.probes {
+        let probe = probes[&spec.name].clone();
+        match slots.get(&spec.name) {
+            Some(slot) => {
+                let current = slot.setup();
+                let same_code =
+                    current.probe.sha256 == probe.sha256 && current.probe.source == probe.source;
+                if current.spec == *spec && same_code {
+                    summary.unchanged.push(spec.name.clone());
+                } else {
+                    let every_changed = current.spec.every != spec.every;
+                    slot.swap(ProbeSetup::new(spec.clone(), probe));
+                    if every_changed {
+                        to_schedule.push(slot.clone());
+                    }
+                    summary.changed.push(spec.name.clone());
+                }
+                next.insert(spec.name.clone(), slot.clone());
+            }
+            None => {
+                let state = shared.store.load_probe(&spec.name).unwrap_or_default();
+                let slot = Arc::new(ProbeSlot::new(ProbeSetup::new(spec.clone(), probe), state));
+                to_schedule.push(slot.clone());
+                next.insert(spec.name.clone(), slot);
+                summary.added.push(spec.name.clone());
+            }
+        }
+    }
+    for (name, slot) in &slots {
+        if !next.contains_key(name) {
+            slot.stop();
+            summary.removed.push(name.clone());
+        }
+    }
+    *shared.slots.write().unwrap_or_else(|e| e.into_inner()) = next;
+    *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+    for slot in &to_schedule {
+        shared.schedule(slot);
+    }
+    Ok(summary)
+}

@@ -1,0 +1,239 @@
+//! A probe's state across runs: its confirmed (hard) status, the soft
+//! status of the latest run, per-threshold confirmation, flap detection and
+//! a history. [`ProbeState::apply`] folds one run into it and says what
+//! changed, which is what remediation, telemetry and the audit act on.
+
+use super::confirm::{HardChange, StateType, Tracker};
+use super::flap::FlapDetector;
+use super::thresholds;
+use crate::config::ProbeSpec;
+use crate::report::{Report, Status};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::SystemTime;
+
+/// Entries of history kept per probe.
+pub const HISTORY: usize = 50;
+
+/// One past run in the history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When the run finished.
+    #[serde(with = "humantime_serde")]
+    pub at: SystemTime,
+    pub status: Status,
+    pub state_type: StateType,
+}
+
+/// Everything remembered about a probe, persisted in `state_dir`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeState {
+    /// The probe's own status, confirmed with the probe's `for`/`recover`.
+    pub own: Tracker,
+    /// One tracker per threshold rule, by measurement name.
+    pub rules: BTreeMap<String, Tracker>,
+    pub flap: FlapDetector,
+    pub history: VecDeque<HistoryEntry>,
+    pub last_report: Option<Report>,
+    #[serde(default, with = "humantime_serde")]
+    pub last_run: Option<SystemTime>,
+}
+
+/// What one run changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    /// The run's status: the probe's verdict made worse by thresholds.
+    pub status: Status,
+    /// The probe's hard status changed.
+    pub hard: Option<HardChange>,
+    /// Threshold rules whose hard status changed, by measurement.
+    pub rules: Vec<(String, HardChange)>,
+    /// Flapping started (`true`) or stopped (`false`).
+    pub flapping: Option<bool>,
+}
+
+impl ProbeState {
+    /// The confirmed status: the worst hard status of the probe's own
+    /// verdict and of every threshold rule.
+    pub fn hard(&self) -> Status {
+        self.rules
+            .values()
+            .map(|t| t.hard)
+            .fold(self.own.hard, Status::worst)
+    }
+
+    /// The latest run's status.
+    pub fn current(&self) -> Status {
+        self.rules
+            .values()
+            .map(|t| t.current)
+            .fold(self.own.current, Status::worst)
+    }
+
+    pub fn state_type(&self) -> StateType {
+        if self.current() == self.hard() {
+            StateType::Hard
+        } else {
+            StateType::Soft
+        }
+    }
+
+    /// The hard status of the rule for `measurement`.
+    pub fn rule_hard(&self, measurement: &str) -> Option<Status> {
+        self.rules.get(measurement).map(|t| t.hard)
+    }
+
+    /// Fold one run into the state.
+    pub fn apply(&mut self, spec: &ProbeSpec, report: &Report, at: SystemTime) -> Changes {
+        let before = self.hard();
+        self.own.observe(report.status, spec.confirm);
+        let statuses = thresholds::rule_statuses(&spec.thresholds, report);
+        // Rules removed from the config are forgotten.
+        self.rules
+            .retain(|name, _| spec.thresholds.iter().any(|r| &r.measurement == name));
+        let mut rule_changes = Vec::new();
+        for (rule, status) in spec.thresholds.iter().zip(statuses) {
+            let tracker = self.rules.entry(rule.measurement.clone()).or_default();
+            if let Some(change) = tracker.observe(status, rule.confirm) {
+                rule_changes.push((rule.measurement.clone(), change));
+            }
+        }
+        let status = self.current();
+        let after = self.hard();
+        let flapping = self.flap.observe(status, spec.flapping);
+        self.history.push_back(HistoryEntry {
+            at,
+            status,
+            state_type: self.state_type(),
+        });
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        self.last_report = Some(report.clone());
+        self.last_run = Some(at);
+        Changes {
+            status,
+            hard: (before != after).then_some(HardChange {
+                from: before,
+                to: after,
+            }),
+            rules: rule_changes,
+            flapping,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Confirm, Flapping, Place, ThresholdRule, WasmSource};
+    use crate::policy::range::Range;
+    use crate::report::Measurement;
+    use std::time::Duration;
+
+    fn spec(failures: u32, recoveries: u32, thresholds: Vec<ThresholdRule>) -> ProbeSpec {
+        ProbeSpec {
+            name: "p".into(),
+            wasm: WasmSource::Builtin("host-cpu".into()),
+            sha256: None,
+            every: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            memory: 1 << 20,
+            targets: vec![],
+            config: BTreeMap::new(),
+            thresholds,
+            confirm: Confirm {
+                failures,
+                recoveries,
+            },
+            flapping: Flapping::default(),
+            place: Place::default(),
+        }
+    }
+
+    fn report(status: Status, lag: f64) -> Report {
+        Report {
+            status,
+            message: String::new(),
+            measurements: vec![Measurement {
+                name: "lag".into(),
+                value: lag,
+                unit: "By".into(),
+                attributes: vec![],
+            }],
+            error: None,
+            duration: Duration::ZERO,
+            peak_memory: 0,
+        }
+    }
+
+    #[test]
+    fn the_probe_goes_hard_after_its_own_count() {
+        let spec = spec(2, 1, vec![]);
+        let mut state = ProbeState::default();
+        let c = state.apply(&spec, &report(Status::Critical, 0.0), SystemTime::now());
+        assert_eq!((c.status, c.hard), (Status::Critical, None));
+        assert_eq!(state.state_type(), StateType::Soft);
+        let c = state.apply(&spec, &report(Status::Critical, 0.0), SystemTime::now());
+        assert_eq!(
+            c.hard,
+            Some(HardChange {
+                from: Status::Ok,
+                to: Status::Critical
+            })
+        );
+        assert_eq!(state.history.len(), 2);
+        assert_eq!(state.history[1].state_type, StateType::Hard);
+    }
+
+    #[test]
+    fn a_threshold_rule_confirms_with_its_own_count() {
+        let rule = ThresholdRule {
+            measurement: "lag".into(),
+            warning: None,
+            critical: Some(Range::parse("~:100").unwrap()),
+            confirm: Confirm {
+                failures: 3,
+                recoveries: 1,
+            },
+        };
+        let spec = spec(1, 1, vec![rule]);
+        let mut state = ProbeState::default();
+        for _ in 0..2 {
+            let c = state.apply(&spec, &report(Status::Ok, 500.0), SystemTime::now());
+            assert_eq!((c.status, c.hard), (Status::Critical, None));
+        }
+        let c = state.apply(&spec, &report(Status::Ok, 500.0), SystemTime::now());
+        assert_eq!(
+            c.rules,
+            vec![(
+                "lag".to_string(),
+                HardChange {
+                    from: Status::Ok,
+                    to: Status::Critical
+                }
+            )]
+        );
+        assert_eq!(state.hard(), Status::Critical);
+        assert_eq!(state.rule_hard("lag"), Some(Status::Critical));
+        let c = state.apply(&spec, &report(Status::Ok, 5.0), SystemTime::now());
+        assert_eq!(
+            c.hard,
+            Some(HardChange {
+                from: Status::Critical,
+                to: Status::Ok
+            })
+        );
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let spec = spec(1, 1, vec![]);
+        let mut state = ProbeState::default();
+        state.apply(&spec, &report(Status::Warning, 1.0), SystemTime::now());
+        let json = serde_json::to_string(&state).unwrap();
+        let back: ProbeState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.hard(), Status::Warning);
+        assert_eq!(back.history.len(), 1);
+    }
+}

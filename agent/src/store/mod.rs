@@ -1,0 +1,181 @@
+//! Persistent state in `state_dir`: what the agent must remember across a
+//! restart or a crash. One JSON file per probe in `probes/`, replaced
+//! crash-safely ([`atomic`]); a file that cannot be read back is set aside
+//! (renamed `*.corrupt-TIMESTAMP`) with a logged message, never silently
+//! overwritten. [`writer`] batches writes off the probe runs' path.
+
+pub mod atomic;
+pub mod writer;
+
+use crate::policy::state::ProbeState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Version of the probe state file format.
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct ProbeFile {
+    format: u32,
+    probe: String,
+    state: ProbeState,
+}
+
+/// The `state_dir` and what lives in it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Open (and create) the state directory; the error says which
+    /// directory and what to do.
+    pub fn open(dir: &Path) -> anyhow::Result<Store> {
+        let probes = dir.join("probes");
+        std::fs::create_dir_all(&probes).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the state directory {}: {e}; set `state_dir` in [agent] to a writable directory",
+                probes.display()
+            )
+        })?;
+        let probe = probes.join(format!(".write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| {
+            anyhow::anyhow!(
+                "the state directory {} is not writable: {e}; set `state_dir` in [agent] to a writable directory",
+                dir.display()
+            )
+        })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn probe_path(&self, name: &str) -> PathBuf {
+        self.dir.join("probes").join(format!("{name}.json"))
+    }
+
+    /// Write one probe's state durably.
+    pub fn save_probe(&self, name: &str, state: &ProbeState) -> io::Result<()> {
+        let file = ProbeFile {
+            format: FORMAT,
+            probe: name.to_string(),
+            state: state.clone(),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+        atomic::write(&self.probe_path(name), &bytes)
+    }
+
+    /// Read one probe's state, if it has been saved (an unreadable file is
+    /// set aside and logged).
+    pub fn load_probe(&self, name: &str) -> Option<ProbeState> {
+        let path = self.probe_path(name);
+        if !path.exists() {
+            return None;
+        }
+        read_probe_file(&path)
+            .map_err(|problem| set_aside(&path, &problem))
+            .ok()
+    }
+
+    /// Read every probe's state. Unreadable files are set aside and logged.
+    pub fn load_probes(&self) -> BTreeMap<String, ProbeState> {
+        let mut states = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(self.dir.join("probes")) else {
+            return states;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|n| !n.starts_with('.'))
+            else {
+                continue;
+            };
+            match read_probe_file(&path) {
+                Ok(state) => {
+                    states.insert(name.to_string(), state);
+                }
+                Err(problem) => set_aside(&path, &problem),
+            }
+        }
+        states
+    }
+}
+
+fn read_probe_file(path: &Path) -> Result<ProbeState, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let file: ProbeFile =
+        serde_json::from_slice(&bytes).map_err(|e| format!("it is not valid state JSON: {e}"))?;
+    if file.format != FORMAT {
+        return Err(format!(
+            "it has format {}, this agent reads format {FORMAT}",
+            file.format
+        ));
+    }
+    Ok(file.state)
+}
+
+/// Rename a bad state file out of the way, so it is kept for inspection
+/// and not overwritten by the fresh state.
+fn set_aside(path: &Path, problem: &str) {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let aside = path.with_extension(format!("json.corrupt-{stamp}"));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => tracing::error!(
+            "state file {} is unusable ({problem}); set it aside as {} and starting that probe with a fresh state",
+            path.display(),
+            aside.display()
+        ),
+        Err(e) => tracing::error!(
+            "state file {} is unusable ({problem}) and could not be set aside ({e}); starting that probe with a fresh state",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_survive_a_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut state = ProbeState::default();
+        state.own.failures = 7;
+        store.save_probe("disk", &state).unwrap();
+        let loaded = store.load_probes();
+        assert_eq!(loaded["disk"].own.failures, 7);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_set_aside_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join("probes/disk.json"), b"{ not json").unwrap();
+        assert!(store.load_probes().is_empty());
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("probes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with("disk.json.corrupt-"), "{names:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join("probes").join(&names[0])).unwrap(),
+            b"{ not json"
+        );
+    }
+}

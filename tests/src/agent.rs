@@ -1,0 +1,265 @@
+//! A running `watchpost run` daemon for tests: its own config file, state
+//! directory and free port, its log captured to a file, and helpers to talk
+//! to its status API and send it signals. Dropping it kills the process.
+
+use crate::cli::watchpost;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long to wait for things that should happen within a few seconds
+/// (generous: CI machines are shared and noisy).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    starts: u32,
+    /// Run without `-c` (the embedded default config).
+    embedded: bool,
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Poll `check` every 100 ms until it returns `Some`, or fail after `within`
+/// with `what` and the last value seen.
+pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Agent {
+    /// Write `config` (with `[agent]` state_dir and listen filled in when
+    /// `{STATE}`/`{LISTEN}` appear, or an [agent] table prepended when it
+    /// has none) and start the agent on it.
+    pub fn start(config: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut agent = Agent {
+            dir,
+            port,
+            child: None,
+            starts: 0,
+            embedded: false,
+        };
+        agent.write_config(config);
+        agent.spawn();
+        agent
+    }
+
+    /// Start `watchpost run` without `-c`: the embedded default config,
+    /// which listens on 127.0.0.1:9464 (the state goes to a temp dir).
+    pub fn start_embedded_default() -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = Agent {
+            dir,
+            port: 9464,
+            child: None,
+            starts: 0,
+            embedded: true,
+        };
+        agent.spawn();
+        agent
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("watchpost.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("agent-{}.log", self.starts))
+    }
+
+    /// Replace the config file (not yet reloaded).
+    pub fn write_config(&self, config: &str) {
+        let text = if config.contains("[agent]") {
+            config.to_string()
+        } else {
+            format!("[agent]\nstate_dir = \"{{STATE}}\"\nlisten = \"{{LISTEN}}\"\n\n{config}")
+        };
+        let text = text
+            .replace("{STATE}", &self.state_dir().display().to_string())
+            .replace("{LISTEN}", &format!("127.0.0.1:{}", self.port));
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Start the process (again) and wait for /healthz.
+    pub fn spawn(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let mut command = watchpost();
+        command.arg("run");
+        if self.embedded {
+            command.env("WATCHPOST_STATE_DIR", self.state_dir());
+        } else {
+            command.arg("-c").arg(self.config_path());
+        }
+        command
+            .env("WATCHPOST_LOG", "info,watchpost=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(command.spawn().expect("spawn watchpost run"));
+        wait_for("the agent's /healthz", PATIENCE, || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the agent exited ({status}) during start:\n{}", self.log());
+            }
+            self.get("/healthz").ok().filter(|(code, _)| *code == 200)
+        });
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Everything the current process logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into()
+    }
+
+    /// GET: (status code, body).
+    pub fn get(&self, path: &str) -> Result<(u16, String), ureq::Error> {
+        let mut response = Self::agent().get(&self.url(path)).call()?;
+        let code = response.status().as_u16();
+        Ok((code, response.body_mut().read_to_string()?))
+    }
+
+    /// POST with an empty body: (status code, body).
+    pub fn post(&self, path: &str) -> (u16, String) {
+        let mut response = Self::agent()
+            .post(&self.url(path))
+            .send_empty()
+            .expect("POST");
+        let code = response.status().as_u16();
+        (code, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// GET a JSON document (must answer 200).
+    pub fn json(&self, path: &str) -> Value {
+        let (code, body) = self.get(path).expect("GET");
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    }
+
+    /// One probe from /v1/probes.
+    pub fn probe(&self, name: &str) -> Option<Value> {
+        let all = self.json("/v1/probes");
+        all["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    }
+
+    /// Names of the probes the agent runs.
+    pub fn probe_names(&self) -> Vec<String> {
+        let all = self.json("/v1/probes");
+        all["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Wait until `probe` has run at least `runs` times; its view then.
+    pub fn wait_for_runs(&self, probe: &str, runs: u64) -> Value {
+        wait_for(&format!("{runs} runs of {probe}"), PATIENCE, || {
+            self.probe(probe)
+                .filter(|p| p["counters"]["runs"].as_u64().unwrap_or(0) >= runs)
+        })
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our child's pid.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Wait for the process to exit; its exit code (128+n for a signal).
+    pub fn wait_exit(&mut self) -> i32 {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                use std::os::unix::process::ExitStatusExt;
+                return status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9 and reap.
+    pub fn kill9(&mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit();
+    }
+
+    pub fn state_file(&self, probe: &str) -> PathBuf {
+        self.state_dir()
+            .join("probes")
+            .join(format!("{probe}.json"))
+    }
+
+    /// A path inside the test directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `wasm = "..."` value for a probe built for the tests.
+pub fn wasm(probe: &str) -> String {
+    crate::probes::path(probe).display().to_string()
+}
