@@ -1,7 +1,9 @@
-//! What the pipeline tells the rest of the agent after each run. Each
-//! subscriber (remediation, OTLP export) gets its own bounded queue, so a
-//! slow one never slows the probes; if a queue is full the event is dropped
-//! for that subscriber and counted.
+//! What happens in the agent, told to whoever listens: a [`RunEvent`] after
+//! each probe run (from the pipeline) and a [`RemediationEvent`] for each
+//! remediation decision (from remediation, mirroring its audit record).
+//! Each subscriber (remediation, OTLP export) gets its own bounded queue, so
+//! a slow one never slows the probes; if a queue is full the event is
+//! dropped for that subscriber and counted.
 
 use crate::policy::confirm::StateType;
 use crate::policy::state::Changes;
@@ -27,9 +29,39 @@ pub struct RunEvent {
     pub flapping: bool,
 }
 
+/// One remediation decision or outcome, as written to the audit log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemediationEvent {
+    pub at: SystemTime,
+    /// The `[[remediation]]` name.
+    pub remediation: String,
+    /// The probe whose state triggered it.
+    pub probe: String,
+    /// What was decided or what happened: `fired`, `skipped`, `dry-run`,
+    /// `succeeded`, `failed`, `verified`, `not-verified`, `breaker-open`, ...
+    pub decision: String,
+    /// Why (for skips: `cooldown`, `breaker`, `flapping`, `suppressed`, ...).
+    pub reason: Option<String>,
+    /// The action kind: `exec`, `restart`, `failover`, `webhook`.
+    pub action: String,
+    /// The probe's status that triggered it.
+    pub status: Status,
+    /// A human-readable line ("restarted postgresql because alive was critical").
+    pub message: String,
+    /// Identifies the decision and its outcome records in the audit log.
+    pub id: String,
+}
+
+/// Anything subscribers hear about.
+#[derive(Clone, Debug)]
+pub enum AgentEvent {
+    Run(Arc<RunEvent>),
+    Remediation(Arc<RemediationEvent>),
+}
+
 struct Subscriber {
     name: &'static str,
-    sender: mpsc::Sender<Arc<RunEvent>>,
+    sender: mpsc::Sender<AgentEvent>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -41,7 +73,7 @@ pub struct Bus {
 
 impl Bus {
     /// A new subscriber queue; `dropped` counts what it missed.
-    pub fn subscribe(&self, name: &'static str) -> (mpsc::Receiver<Arc<RunEvent>>, Arc<AtomicU64>) {
+    pub fn subscribe(&self, name: &'static str) -> (mpsc::Receiver<AgentEvent>, Arc<AtomicU64>) {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         self.subscribers
@@ -55,8 +87,17 @@ impl Bus {
         (receiver, dropped)
     }
 
+    /// Tell every subscriber about a run.
     pub fn publish(&self, event: RunEvent) {
-        let event = Arc::new(event);
+        self.send(AgentEvent::Run(Arc::new(event)));
+    }
+
+    /// Tell every subscriber about a remediation decision.
+    pub fn publish_remediation(&self, event: RemediationEvent) {
+        self.send(AgentEvent::Remediation(Arc::new(event)));
+    }
+
+    fn send(&self, event: AgentEvent) {
         let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
         subscribers.retain(|s| !s.sender.is_closed());
         for s in subscribers.iter() {
