@@ -18,6 +18,7 @@ const PROBES: &[&str] = &[
     "trivial",
     "badimport",
     "notaprobe",
+    "flip",
 ];
 
 fn main() {

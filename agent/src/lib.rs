@@ -16,6 +16,11 @@
 //!   of [`hostinfo`] (host metrics) and [`sql`] (database targets).
 //! - [`report`]: what a run produced — the data passed between stages.
 //! - [`policy`]: thresholds (Nagios ranges), soft/hard states, flapping.
+//! - [`remediate`]: actions on hard states, with guards and an audit log.
+//! - [`schedule`]: when probes run; [`daemon`]: the running agent, its
+//!   pipeline (schedule -> runtime -> policy -> store/events) and reload.
+//! - [`store`]: persistent state; [`telemetry`]: /metrics (and OTLP);
+//!   [`api`]: the status API.
 //! - [`builtin`]: the probes embedded in the binary.
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
 //! - [`util`]: small shared helpers.
@@ -28,6 +33,7 @@ pub mod daemon;
 pub mod hostinfo;
 pub mod logging;
 pub mod policy;
+pub mod remediate;
 pub mod report;
 pub mod runtime;
 pub mod schedule;

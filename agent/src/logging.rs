@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init(command: &Command) {
     let default = match command {
         Command::Run(_) => "info",
-        Command::Check(_) | Command::Validate(_) => "warn,probe=info",
+        _ => "warn,probe=info",
     };
     let filter =
         EnvFilter::try_from_env("WATCHPOST_LOG").unwrap_or_else(|_| EnvFilter::new(default));

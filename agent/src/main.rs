@@ -31,6 +31,8 @@ fn main() -> ExitCode {
         }
     };
     watchpost::logging::init(&cli.command);
+    // TLS for webhooks and the OTLP HTTP exporter uses rustls with ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,4 +5,5 @@ mod check_host_probes;
 mod check_output;
 mod daemon;
 mod not_probes;
+mod remediation;
 mod sandbox;

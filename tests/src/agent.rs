@@ -19,6 +19,8 @@ pub struct Agent {
     starts: u32,
     /// Run without `-c` (the embedded default config).
     embedded: bool,
+    /// Extra environment of the agent process.
+    env: Vec<(String, String)>,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -51,14 +53,24 @@ impl Agent {
     /// `{STATE}`/`{LISTEN}` appear, or an [agent] table prepended when it
     /// has none) and start the agent on it.
     pub fn start(config: &str) -> Agent {
+        Agent::start_with_env(config, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables for the agent.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut agent = Agent {
             dir,
             port,
             child: None,
             starts: 0,
             embedded: false,
+            env,
         };
         agent.write_config(config);
         agent.spawn();
@@ -75,6 +87,7 @@ impl Agent {
             child: None,
             starts: 0,
             embedded: true,
+            env: Vec::new(),
         };
         agent.spawn();
         agent
@@ -116,6 +129,7 @@ impl Agent {
         } else {
             command.arg("-c").arg(self.config_path());
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
             .env("WATCHPOST_LOG", "info,watchpost=debug")
             .env("NO_COLOR", "1")
@@ -242,6 +256,25 @@ impl Agent {
         self.state_dir()
             .join("probes")
             .join(format!("{probe}.json"))
+    }
+
+    /// Every record of the audit log (each line must be valid JSON).
+    pub fn audit(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.state_dir().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Audit records of `remediation` with `decision`.
+    pub fn audit_of(&self, remediation: &str, decision: &str) -> Vec<Value> {
+        self.audit()
+            .into_iter()
+            .filter(|r| r["remediation"] == remediation && r["decision"] == decision)
+            .collect()
     }
 
     /// A path inside the test directory.

@@ -8,4 +8,5 @@
 
 pub mod agent;
 pub mod cli;
+pub mod http_sink;
 pub mod probes;

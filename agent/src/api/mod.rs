@@ -1,11 +1,13 @@
 //! The status API, bound to 127.0.0.1 unless configured: health, probe
-//! states, Prometheus metrics and control (reload). Control endpoints need
+//! states, Prometheus metrics, the remediation audit log, and control
+//! (reload, pause/resume/reset of remediations). Control endpoints need
 //! `Authorization: Bearer TOKEN` when `api_token_env` is set (required when
 //! the API listens beyond loopback).
 
 mod control;
 mod metrics;
 mod probes;
+mod remediation;
 
 use crate::daemon::Shared;
 use axum::Router;
@@ -21,6 +23,11 @@ use std::sync::Arc;
 pub fn router(shared: Arc<Shared>) -> Router {
     let control = Router::new()
         .route("/v1/reload", post(control::reload))
+        .route("/v1/pause", post(remediation::pause_all))
+        .route("/v1/resume", post(remediation::resume_all))
+        .route("/v1/remediations/{name}/pause", post(remediation::pause))
+        .route("/v1/remediations/{name}/resume", post(remediation::resume))
+        .route("/v1/remediations/{name}/reset", post(remediation::reset))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -30,6 +37,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/probes", get(probes::list))
         .route("/v1/probes/{name}", get(probes::one))
         .route("/metrics", get(metrics::exposition))
+        .route("/v1/events", get(remediation::events))
+        .route("/v1/remediations", get(remediation::list))
         .merge(control)
         .with_state(shared)
 }

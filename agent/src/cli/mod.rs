@@ -4,6 +4,7 @@
 
 mod check;
 mod format;
+mod operator;
 mod probe_source;
 mod run;
 mod validate;
@@ -32,6 +33,14 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Check a config file and load every probe it names.
     Validate(validate::ValidateArgs),
+    /// Pause a remediation (or all) in the running agent.
+    Pause(operator::PauseArgs),
+    /// Resume a paused remediation (or all).
+    Resume(operator::ResumeArgs),
+    /// Close a remediation's breaker, clear its cooldown, lift a failover block.
+    Reset(operator::ResetArgs),
+    /// Show the remediation audit log of the running agent.
+    Events(operator::EventsArgs),
 }
 
 /// Output formats of `check`.
@@ -56,6 +65,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::Validate(args) => validate::run(args).await,
+        Command::Pause(args) => operator::pause(args).await,
+        Command::Resume(args) => operator::resume(args).await,
+        Command::Reset(args) => operator::reset(args).await,
+        Command::Events(args) => operator::events(args).await,
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Shared {
     /// Serializes reloads (SIGHUP and the API may ask at once).
     reload_lock: tokio::sync::Mutex<()>,
     pub reloads: crate::telemetry::counters::ReloadCounters,
+    /// Remediation decisions, the audit log and the operator controls.
+    pub remediator: crate::remediate::Remediator,
 }
 
 impl Shared {
@@ -190,6 +192,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         .map_err(anyhow::Error::msg)
         .context("the config names probes that cannot be loaded")?;
     let mut states = store.load_probes();
+    let remediator = crate::remediate::Remediator::open(store.dir())?;
     let shared = Arc::new(Shared {
         runtime,
         services: RwLock::new(services),
@@ -204,6 +207,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         started: SystemTime::now(),
         reload_lock: tokio::sync::Mutex::new(()),
         reloads: crate::telemetry::counters::ReloadCounters::default(),
+        remediator,
         config: RwLock::new(Arc::new(config.clone())),
     });
     let mut slots = BTreeMap::new();
@@ -214,6 +218,8 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         slots.insert(spec.name.clone(), slot);
     }
     *shared.slots.write().unwrap_or_else(|e| e.into_inner()) = slots.clone();
+    // Listen before the first run, so that no transition is missed.
+    crate::remediate::Remediator::start(&shared);
     for slot in slots.values() {
         shared.schedule(slot);
     }

@@ -104,3 +104,23 @@ fn log(probe: &str, report: &crate::report::Report, changes: &Changes) {
         None => {}
     }
 }
+
+/// Run a probe now, outside its schedule (to verify a remediation): its
+/// overall status (thresholds applied) and message. The probe's state is
+/// not changed.
+pub async fn check_now(shared: &Shared, slot: &ProbeSlot) -> (Status, String) {
+    let semaphore = shared.semaphore();
+    let Ok(_permit) = semaphore.acquire_owned().await else {
+        return (Status::Unknown, "the agent is shutting down".into());
+    };
+    let setup = slot.setup();
+    let services = shared.services();
+    let report = shared
+        .runtime
+        .run(&setup.probe, &setup.grants, &services, setup.limits)
+        .await;
+    (
+        crate::policy::thresholds::overall(&setup.spec.thresholds, &report),
+        report.message,
+    )
+}

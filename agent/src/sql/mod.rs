@@ -47,6 +47,9 @@ pub fn validate_dsn(dsn: &str) -> Result<(), String> {
 struct Target {
     spec: TargetSpec,
     config: tokio_postgres::Config,
+    /// The same, without the read-only session option: for the agent's own
+    /// actions (failover), never for probes.
+    admin: tokio_postgres::Config,
     pool: Pool,
 }
 
@@ -102,10 +105,64 @@ impl SqlTargets {
             .await
     }
 
+    /// A new read-write session to `target` for the agent's own actions
+    /// (never handed to a probe). The connection task ends with the client.
+    pub async fn admin_session(
+        &self,
+        target: &str,
+        within: Duration,
+    ) -> Result<tokio_postgres::Client, Error> {
+        let target_spec = self.get(target)?;
+        let connect = target_spec.admin.connect(NoTls);
+        let (client, connection) = tokio::time::timeout(within, connect)
+            .await
+            .map_err(|_| timed_out(target, "connecting"))?
+            .map_err(|e| errors::connect_error(target, &e))?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// libpq keyword/value connection info of `target` for
+    /// `primary_conninfo` (host, port, user, password; no database).
+    pub fn replication_conninfo(
+        &self,
+        target: &str,
+        application_name: &str,
+    ) -> Result<String, Error> {
+        let config = &self.get(target)?.admin;
+        let mut parts = Vec::new();
+        if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+            parts.push(format!("host={}", quote(host)));
+        }
+        #[cfg(unix)]
+        if let Some(tokio_postgres::config::Host::Unix(path)) = config.get_hosts().first() {
+            parts.push(format!("host={}", quote(&path.display().to_string())));
+        }
+        if let Some(port) = config.get_ports().first() {
+            parts.push(format!("port={port}"));
+        }
+        if let Some(user) = config.get_user() {
+            parts.push(format!("user={}", quote(user)));
+        }
+        if let Some(password) = config.get_password() {
+            parts.push(format!(
+                "password={}",
+                quote(&String::from_utf8_lossy(password))
+            ));
+        }
+        parts.push(format!("application_name={}", quote(application_name)));
+        Ok(parts.join(" "))
+    }
+
     /// Open, test and close a new session to `target`; the time it took.
     pub async fn ping(&self, target: &str, deadline: Instant) -> Result<Duration, Error> {
         self.get(target)?.ping(target, deadline).await
     }
+}
+
+/// A libpq keyword/value string value, quoted.
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn remaining(target: &str, deadline: Instant) -> Result<Duration, Error> {
@@ -131,12 +188,13 @@ impl Target {
         if config.get_application_name().is_none() {
             config.application_name("watchpost");
         }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.keepalives(true);
+        let admin = config.clone();
         if spec.read_only {
             let options = config.get_options().unwrap_or_default().to_string();
             config.options(format!("{options} -c default_transaction_read_only=on").trim());
         }
-        config.connect_timeout(CONNECT_TIMEOUT);
-        config.keepalives(true);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -151,6 +209,7 @@ impl Target {
         Ok(Target {
             spec: spec.clone(),
             config,
+            admin,
             pool,
         })
     }

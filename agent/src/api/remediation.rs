@@ -1,0 +1,146 @@
+//! Remediation endpoints: the audit log tail, the guard state of every
+//! remediation, and the operator controls (pause, resume, reset).
+
+use crate::daemon::Shared;
+use crate::remediate::ledger::ALL;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?limit=N`: the last N audit records (default 100).
+pub async fn events(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<EventsQuery>,
+) -> (StatusCode, Json<Value>) {
+    let limit = q.limit.unwrap_or(100).clamp(1, 100_000);
+    match shared.remediator.audit.tail(limit) {
+        Ok(records) => (StatusCode::OK, Json(json!({"events": records}))),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("cannot read the audit log: {e}")})),
+        ),
+    }
+}
+
+/// `GET /v1/remediations`.
+pub async fn list(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(shared.remediator.view(&shared))
+}
+
+#[derive(Deserialize)]
+pub struct PauseQuery {
+    /// How long, e.g. `10m` (default: until resumed).
+    #[serde(rename = "for")]
+    duration: Option<String>,
+}
+
+fn known(shared: &Shared, name: &str) -> Result<(), (StatusCode, Json<Value>)> {
+    if shared.config().remediations.iter().any(|r| r.name == name) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no remediation named {name:?}")})),
+        ))
+    }
+}
+
+fn done(result: std::io::Result<()>, what: String) -> (StatusCode, Json<Value>) {
+    match result {
+        Ok(()) => (StatusCode::OK, Json(json!({"ok": true, "message": what}))),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("cannot save the remediation state: {e}")})),
+        ),
+    }
+}
+
+fn pause_target(shared: &Arc<Shared>, name: &str, q: PauseQuery) -> (StatusCode, Json<Value>) {
+    let duration = match q
+        .duration
+        .as_deref()
+        .map(crate::config::units::parse_duration)
+    {
+        None => None,
+        Some(Some(d)) => Some(d),
+        Some(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("`for`: {}", crate::config::units::DURATION_HINT)})),
+            );
+        }
+    };
+    let what = if name == ALL {
+        "all remediations".to_string()
+    } else {
+        format!("remediation {name:?}")
+    };
+    done(
+        shared.remediator.pause(shared, name, duration),
+        format!("paused {what}"),
+    )
+}
+
+/// `POST /v1/remediations/{name}/pause?for=10m`.
+pub async fn pause(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<PauseQuery>,
+) -> (StatusCode, Json<Value>) {
+    if let Err(e) = known(&shared, &name) {
+        return e;
+    }
+    pause_target(&shared, &name, q)
+}
+
+/// `POST /v1/pause?for=10m`: every remediation.
+pub async fn pause_all(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<PauseQuery>,
+) -> (StatusCode, Json<Value>) {
+    pause_target(&shared, ALL, q)
+}
+
+/// `POST /v1/remediations/{name}/resume`.
+pub async fn resume(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    if let Err(e) = known(&shared, &name) {
+        return e;
+    }
+    done(
+        shared.remediator.resume(&shared, &name),
+        format!("resumed remediation {name:?}"),
+    )
+}
+
+/// `POST /v1/resume`: lift the pause of every remediation.
+pub async fn resume_all(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<Value>) {
+    done(
+        shared.remediator.resume(&shared, ALL),
+        "resumed all remediations".into(),
+    )
+}
+
+/// `POST /v1/remediations/{name}/reset`.
+pub async fn reset(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    if let Err(e) = known(&shared, &name) {
+        return e;
+    }
+    done(
+        shared.remediator.reset(&shared, &name),
+        format!("reset remediation {name:?}"),
+    )
+}

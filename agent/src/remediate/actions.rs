@@ -1,0 +1,208 @@
+//! Carrying out an action: exec, restart, webhook, and failover (whose
+//! steps live in [`super::failover`]). Every action ends in an
+//! [`ActionOutcome`] that goes into the audit log as it is.
+
+use super::command::{self, CommandSpec};
+use super::failover::{self, Step};
+use super::webhook;
+use crate::config::{Action, RestartMethod};
+use crate::sql::SqlTargets;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// What the action did.
+#[derive(Clone, Debug)]
+pub struct ActionOutcome {
+    pub ok: bool,
+    pub message: String,
+    pub detail: Value,
+}
+
+/// What an action may use and know.
+pub struct ActionContext<'a> {
+    pub http: &'a reqwest::Client,
+    pub sql: SqlTargets,
+    /// Environment describing the trigger, for exec-style actions.
+    pub env: BTreeMap<String, String>,
+    /// The JSON event for webhooks.
+    pub event: Value,
+}
+
+/// The command a restart method runs.
+pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec {
+    let (argv, user): (Vec<String>, _) = match method {
+        RestartMethod::PgCtl { pg_ctl, data_dir } => (
+            vec![
+                pg_ctl.display().to_string(),
+                "restart".into(),
+                "-D".into(),
+                data_dir.display().to_string(),
+                "-m".into(),
+                "fast".into(),
+                "-w".into(),
+                "-t".into(),
+                timeout_secs.to_string(),
+                "-l".into(),
+                data_dir
+                    .join("log")
+                    .join("watchpost-restart.log")
+                    .display()
+                    .to_string(),
+            ],
+            command::owner_if_root(data_dir),
+        ),
+        RestartMethod::PgCtlCluster { version, cluster } => (
+            vec![
+                "pg_ctlcluster".into(),
+                version.clone(),
+                cluster.clone(),
+                "restart".into(),
+            ],
+            None,
+        ),
+        RestartMethod::Systemctl { unit } => (
+            vec!["systemctl".into(), "restart".into(), unit.clone()],
+            None,
+        ),
+        RestartMethod::Command(argv) => (argv.clone(), None),
+    };
+    CommandSpec {
+        argv,
+        user,
+        ..CommandSpec::default()
+    }
+}
+
+fn from_command(result: Result<command::CommandOutcome, String>, what: &str) -> ActionOutcome {
+    match result {
+        Ok(out) => ActionOutcome {
+            ok: out.success(),
+            message: format!("{what}: {}", out.summary()),
+            detail: json!({"command": out}),
+        },
+        Err(e) => ActionOutcome {
+            ok: false,
+            message: format!("{what}: {e}"),
+            detail: Value::Null,
+        },
+    }
+}
+
+/// Run a non-failover action.
+pub async fn run_simple(ctx: &ActionContext<'_>, action: &Action) -> ActionOutcome {
+    match action {
+        Action::Exec(exec) => {
+            let mut env = ctx.env.clone();
+            env.extend(exec.env.clone());
+            let spec = CommandSpec {
+                argv: exec.argv.clone(),
+                env,
+                timeout: exec.timeout,
+                user: None,
+            };
+            from_command(command::run(&spec).await, "exec")
+        }
+        Action::Restart(restart) => {
+            let mut spec = restart_command(&restart.method, restart.timeout.as_secs().max(1));
+            spec.timeout = restart.timeout;
+            if let RestartMethod::PgCtl { data_dir, .. } = &restart.method {
+                // pg_ctl -l needs the log directory to exist.
+                let log_dir = data_dir.join("log");
+                let _ = std::fs::create_dir_all(&log_dir);
+                if let Some((uid, gid)) = spec.user {
+                    let _ = std::os::unix::fs::chown(&log_dir, Some(uid), Some(gid));
+                }
+            }
+            spec.env = ctx.env.clone();
+            from_command(command::run(&spec).await, "restart")
+        }
+        Action::Webhook(hook) => {
+            let delivery = webhook::deliver(ctx.http, hook, &ctx.event).await;
+            let message = if delivery.delivered {
+                format!(
+                    "webhook delivered to {} ({} attempt(s))",
+                    hook.url, delivery.attempts
+                )
+            } else {
+                format!(
+                    "webhook to {} failed after {} attempt(s): {}",
+                    hook.url,
+                    delivery.attempts,
+                    delivery.error.clone().unwrap_or_default()
+                )
+            };
+            ActionOutcome {
+                ok: delivery.delivered,
+                message,
+                detail: json!({"delivery": delivery}),
+            }
+        }
+        Action::Failover(_) => ActionOutcome {
+            ok: false,
+            message: "a failover cannot be a post step or an alert".into(),
+            detail: Value::Null,
+        },
+    }
+}
+
+/// Run a failover: the promotion steps, then the post steps. `record` gets
+/// every step as it completes. `promoted` tells whether the standby was
+/// promoted (the failover block applies even if a later step failed).
+pub async fn run_failover(
+    ctx: &ActionContext<'_>,
+    action: &crate::config::FailoverAction,
+    record: &mut (dyn FnMut(&Step) + Send),
+) -> (ActionOutcome, bool) {
+    let mut promoted = false;
+    let mut track = |step: &Step| {
+        if step.name == "promote" && step.ok {
+            promoted = true;
+        }
+        record(step);
+    };
+    let result = failover::promote(&ctx.sql, action, &action.primary, &mut track).await;
+    if let Err(message) = result {
+        return (
+            ActionOutcome {
+                ok: false,
+                message: format!("failover: {message}"),
+                detail: Value::Null,
+            },
+            promoted,
+        );
+    }
+    let mut post_failures = Vec::new();
+    for post in &action.post {
+        let outcome = run_simple(ctx, post).await;
+        let step = Step {
+            name: "post",
+            ok: outcome.ok,
+            message: outcome.message.clone(),
+            detail: outcome.detail.clone(),
+        };
+        record(&step);
+        if !outcome.ok {
+            post_failures.push(outcome.message);
+        }
+    }
+    let message = if post_failures.is_empty() {
+        format!(
+            "failover: promoted `{}`, which accepts writes",
+            action.standby
+        )
+    } else {
+        format!(
+            "failover: promoted `{}`; post steps failed: {}",
+            action.standby,
+            post_failures.join("; ")
+        )
+    };
+    (
+        ActionOutcome {
+            ok: true,
+            message,
+            detail: json!({"new_primary": action.standby}),
+        },
+        true,
+    )
+}

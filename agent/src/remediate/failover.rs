@@ -1,0 +1,371 @@
+//! The PostgreSQL failover action, in recorded steps:
+//!
+//! 1. **pre-check**: the standby is reachable, in recovery, replay is not
+//!    paused, and the WAL it received but has not replayed is within
+//!    `max_lag_bytes` (default 1 MiB, Patroni's default);
+//! 2. **fence** the old primary: the built-in `pg_ctl` fence stops it if it
+//!    runs and writes `standby.signal` and `primary_conninfo` (pointing at
+//!    the new primary) into its data directory, so that a restart by hand
+//!    or by a service manager brings it back as a standby — never as a
+//!    second read-write primary; a required fence that fails aborts;
+//! 3. **promote** the standby (`pg_promote()`);
+//! 4. **verify-write**: the new primary accepts a write within `write_within`;
+//! 5. **post** steps (repoint a proxy, notify), whose failures are recorded
+//!    but do not undo the promotion.
+//!
+//! Each step's outcome goes to the audit log as it completes.
+
+use super::command::{self, CommandSpec};
+use crate::config::{FailoverAction, Fence};
+use crate::sql::SqlTargets;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Upper bound on connecting to a server during a failover step.
+const CONNECT: Duration = Duration::from_secs(5);
+
+/// One finished step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: &'static str,
+    pub ok: bool,
+    pub message: String,
+    pub detail: Value,
+}
+
+impl Step {
+    fn ok(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
+        Step {
+            name,
+            ok: true,
+            message: message.into(),
+            detail,
+        }
+    }
+
+    fn failed(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
+        Step {
+            name,
+            ok: false,
+            message: message.into(),
+            detail,
+        }
+    }
+}
+
+/// Steps 1 to 4. `record` is called with each step as it completes. Ok
+/// when the standby was promoted and accepts writes.
+pub async fn promote(
+    sql: &SqlTargets,
+    action: &FailoverAction,
+    old_primary: &str,
+    record: &mut (dyn FnMut(&Step) + Send),
+) -> Result<(), String> {
+    let mut run = |step: Step| {
+        record(&step);
+        if step.ok { Ok(()) } else { Err(step.message) }
+    };
+    run(pre_check(sql, action).await)?;
+    run(fence(sql, action, old_primary).await)?;
+    run(promote_standby(sql, action).await)?;
+    run(verify_write(sql, action).await)
+}
+
+async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
+    let target = &action.standby;
+    let client = match sql.admin_session(target, CONNECT).await {
+        Ok(client) => client,
+        Err(e) => {
+            return Step::failed(
+                "pre-check",
+                format!("the standby `{target}` is not reachable: {e:?}"),
+                Value::Null,
+            );
+        }
+    };
+    let query = "SELECT pg_is_in_recovery() AS recovery,
+                        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS paused,
+                        CASE WHEN pg_is_in_recovery() THEN
+                          COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::float8
+                        END AS gap,
+                        (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS receiver";
+    let row = match client.query_one(query, &[]).await {
+        Ok(row) => row,
+        Err(e) => {
+            return Step::failed(
+                "pre-check",
+                format!("cannot read the standby's replication state: {e}"),
+                Value::Null,
+            );
+        }
+    };
+    let recovery: bool = row.get("recovery");
+    let paused: Option<bool> = row.get("paused");
+    let gap: Option<f64> = row.get("gap");
+    let receiver: Option<String> = row.get("receiver");
+    let detail = json!({"in_recovery": recovery, "replay_paused": paused, "unreplayed_bytes": gap, "wal_receiver": receiver, "max_lag_bytes": action.max_lag_bytes});
+    if !recovery {
+        return Step::failed(
+            "pre-check",
+            format!("`{target}` is not in recovery: it is not a standby (already promoted?)"),
+            detail,
+        );
+    }
+    let gap = gap.unwrap_or(0.0);
+    if gap > action.max_lag_bytes as f64 {
+        return Step::failed(
+            "pre-check",
+            format!(
+                "the standby `{target}` is {gap:.0} bytes behind (received but not replayed), more than max_lag_bytes = {}",
+                action.max_lag_bytes
+            ),
+            detail,
+        );
+    }
+    if paused == Some(true) {
+        return Step::failed(
+            "pre-check",
+            format!(
+                "replay is paused on the standby `{target}`: resume it (pg_wal_replay_resume()) or promote by hand"
+            ),
+            detail,
+        );
+    }
+    Step::ok(
+        "pre-check",
+        format!(
+            "`{target}` is a standby {gap:.0} bytes behind (limit {})",
+            action.max_lag_bytes
+        ),
+        detail,
+    )
+}
+
+async fn fence(sql: &SqlTargets, action: &FailoverAction, old_primary: &str) -> Step {
+    let outcome = match &action.fence {
+        Fence::None => return Step::ok("fence", "no fence configured", Value::Null),
+        Fence::Command(argv) => {
+            let spec = CommandSpec {
+                argv: argv.clone(),
+                timeout: Duration::from_secs(30),
+                ..CommandSpec::default()
+            };
+            match command::run(&spec).await {
+                Ok(out) if out.success() => {
+                    Ok(format!("fence command succeeded ({})", out.summary()))
+                }
+                Ok(out) => Err(format!("fence command failed: {}", out.summary())),
+                Err(e) => Err(e),
+            }
+        }
+        Fence::PgCtl { pg_ctl, data_dir } => {
+            pg_ctl_fence(sql, action, pg_ctl, data_dir, old_primary).await
+        }
+    };
+    match outcome {
+        Ok(message) => Step::ok("fence", message, Value::Null),
+        Err(message) if !action.fence_required => Step::ok(
+            "fence",
+            format!("fence failed but is not required: {message}"),
+            Value::Null,
+        ),
+        Err(message) => Step::failed(
+            "fence",
+            format!("{message}; the failover is aborted (fence_required = true)"),
+            Value::Null,
+        ),
+    }
+}
+
+/// Stop the old primary if it runs and make it come back only as a standby.
+async fn pg_ctl_fence(
+    sql: &SqlTargets,
+    action: &FailoverAction,
+    pg_ctl: &Path,
+    data_dir: &Path,
+    old_primary: &str,
+) -> Result<String, String> {
+    if !data_dir.join("PG_VERSION").exists() {
+        return Err(format!(
+            "{} is not a PostgreSQL data directory on this node",
+            data_dir.display()
+        ));
+    }
+    let user = command::owner_if_root(data_dir);
+    let pg = |args: &[&str]| CommandSpec {
+        argv: std::iter::once(pg_ctl.display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect(),
+        timeout: Duration::from_secs(30),
+        user,
+        ..CommandSpec::default()
+    };
+    let dir = data_dir.display().to_string();
+    let status = command::run(&pg(&["status", "-D", &dir])).await?;
+    let mut done = Vec::new();
+    // pg_ctl status: 0 running, 3 not running.
+    if status.exit_code == Some(0) {
+        let stop = command::run(&pg(&[
+            "stop",
+            "-D",
+            &dir,
+            "-m",
+            "immediate",
+            "-w",
+            "-t",
+            "20",
+        ]))
+        .await?;
+        if !stop.success() {
+            return Err(format!("cannot stop the old primary: {}", stop.summary()));
+        }
+        done.push("stopped the old primary");
+    } else {
+        done.push("the old primary was not running");
+    }
+    let conninfo = sql
+        .replication_conninfo(&action.standby, old_primary)
+        .map_err(|e| format!("cannot build primary_conninfo: {e:?}"))?;
+    demote_on_disk(data_dir, &conninfo, user).map_err(|e| {
+        format!(
+            "cannot write standby.signal into {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    done.push("wrote standby.signal and primary_conninfo: it can only start as a standby");
+    Ok(done.join("; "))
+}
+
+/// `standby.signal` plus `primary_conninfo` in `postgresql.auto.conf`.
+pub fn demote_on_disk(
+    data_dir: &Path,
+    conninfo: &str,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    let signal = data_dir.join("standby.signal");
+    std::fs::write(&signal, b"")?;
+    let auto = data_dir.join("postgresql.auto.conf");
+    let existing = std::fs::read_to_string(&auto).unwrap_or_default();
+    let mut kept: Vec<&str> = existing
+        .lines()
+        .filter(|l| {
+            !l.trim_start().starts_with("primary_conninfo")
+                && !l.trim_start().starts_with("recovery_target_timeline")
+        })
+        .collect();
+    let line = format!(
+        "primary_conninfo = '{}'",
+        conninfo.replace('\\', "\\\\").replace('\'', "''")
+    );
+    kept.push("# Written by watchpost when this server was fenced after a failover.");
+    kept.push(&line);
+    kept.push("recovery_target_timeline = 'latest'");
+    crate::store::atomic::write(&auto, format!("{}\n", kept.join("\n")).as_bytes())?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&signal, Some(uid), Some(gid))?;
+        std::os::unix::fs::chown(&auto, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+async fn promote_standby(sql: &SqlTargets, action: &FailoverAction) -> Step {
+    let target = &action.standby;
+    let started = Instant::now();
+    let client = match sql.admin_session(target, CONNECT).await {
+        Ok(client) => client,
+        Err(e) => {
+            return Step::failed(
+                "promote",
+                format!("cannot connect to `{target}` to promote it: {e:?}"),
+                Value::Null,
+            );
+        }
+    };
+    let wait = action.write_within.as_secs().max(1) as i32;
+    match client
+        .query_one("SELECT pg_promote(true, $1)", &[&wait])
+        .await
+    {
+        Ok(row) if row.get::<_, bool>(0) => Step::ok(
+            "promote",
+            format!("promoted `{target}`"),
+            json!({"duration_ms": started.elapsed().as_secs_f64() * 1000.0}),
+        ),
+        Ok(_) => Step::failed(
+            "promote",
+            format!("`{target}` did not finish promotion within {wait} s"),
+            Value::Null,
+        ),
+        Err(e) => Step::failed(
+            "promote",
+            format!("pg_promote() on `{target}` failed: {e}"),
+            Value::Null,
+        ),
+    }
+}
+
+async fn verify_write(sql: &SqlTargets, action: &FailoverAction) -> Step {
+    let target = &action.standby;
+    let started = Instant::now();
+    let deadline = started + action.write_within;
+    let mut last_error = String::new();
+    let mut attempts = 0;
+    while Instant::now() < deadline {
+        attempts += 1;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(CONNECT);
+        match sql.admin_session(target, left).await {
+            Ok(client) => {
+                let write =
+                    "CREATE TEMP TABLE IF NOT EXISTS watchpost_failover_check (at timestamptz);
+                             INSERT INTO watchpost_failover_check VALUES (now())";
+                match client.batch_execute(write).await {
+                    Ok(()) => {
+                        return Step::ok(
+                            "verify-write",
+                            format!("`{target}` accepts writes"),
+                            json!({"attempts": attempts, "duration_ms": started.elapsed().as_secs_f64() * 1000.0}),
+                        );
+                    }
+                    Err(e) => last_error = e.to_string(),
+                }
+            }
+            Err(e) => last_error = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Step::failed(
+        "verify-write",
+        format!(
+            "`{target}` did not accept a write within {:?}: {last_error}",
+            action.write_within
+        ),
+        json!({"attempts": attempts}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demotion_replaces_an_older_primary_conninfo() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("postgresql.auto.conf"),
+            "work_mem = '8MB'\nprimary_conninfo = 'host=old'\n",
+        )
+        .unwrap();
+        demote_on_disk(dir.path(), "host='127.0.0.1' port=5433 user='o''k'", None).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("postgresql.auto.conf")).unwrap();
+        assert!(text.contains("work_mem = '8MB'"));
+        assert!(!text.contains("host=old"));
+        assert!(
+            text.contains("primary_conninfo = 'host=''127.0.0.1'' port=5433 user=''o''''k'''"),
+            "{text}"
+        );
+        assert!(dir.path().join("standby.signal").exists());
+    }
+}

@@ -1,0 +1,93 @@
+//! The webhook action: an HTTP POST of a JSON event, with a timeout,
+//! retries with exponential backoff on failures and 5xx answers, and an
+//! optional bearer token read from the environment (never from the config).
+
+use crate::config::WebhookAction;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// First wait before a retry; doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// What the delivery did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub url: String,
+    pub attempts: u32,
+    /// HTTP status of the last answer, if any.
+    pub status: Option<u16>,
+    pub delivered: bool,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    pub duration_ms: f64,
+}
+
+/// POST `body` to the hook's URL.
+pub async fn deliver(
+    client: &reqwest::Client,
+    hook: &WebhookAction,
+    body: &serde_json::Value,
+) -> Delivery {
+    let started = Instant::now();
+    let token = hook
+        .bearer_env
+        .as_ref()
+        .and_then(|var| std::env::var(var).ok());
+    let mut delivery = Delivery {
+        url: hook.url.clone(),
+        attempts: 0,
+        status: None,
+        delivered: false,
+        error: None,
+        duration_ms: 0.0,
+    };
+    if let (Some(var), None) = (&hook.bearer_env, &token) {
+        delivery.error = Some(format!(
+            "the bearer token variable {var} is not set in the agent's environment"
+        ));
+        return delivery;
+    }
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        delivery.attempts += 1;
+        let mut request = client.post(&hook.url).timeout(hook.timeout).json(body);
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                delivery.status = Some(status.as_u16());
+                if status.is_success() {
+                    delivery.delivered = true;
+                    delivery.error = None;
+                    break;
+                }
+                delivery.error = Some(format!("the hook answered {status}"));
+                // A 4xx will not get better by retrying.
+                if status.is_client_error() {
+                    break;
+                }
+            }
+            Err(e) => delivery.error = Some(error_text(&e)),
+        }
+        if delivery.attempts > hook.retries {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+    delivery.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    delivery
+}
+
+fn error_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
