@@ -9,6 +9,7 @@ const PROBES: &[&str] = &[
     "host-memory",
     "host-disk",
     "process",
+    "pg-alive",
     "spin",
     "membomb",
     "panics",
@@ -18,6 +19,7 @@ const PROBES: &[&str] = &[
     "trivial",
     "badimport",
     "notaprobe",
+    "sqlrun",
 ];
 
 fn main() {

@@ -1,7 +1,10 @@
 //! End-to-end tests of Watchpost, one module per area. They run the real
-//! binary on real probe components built from source (see `tests/build.rs`).
+//! binary on real probe components built from source (see `tests/build.rs`)
+//! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
 mod check_host_probes;
 mod check_output;
 mod not_probes;
+mod postgres;
 mod sandbox;
+mod sql_capability;

@@ -3,7 +3,11 @@
 //! Everything here is real: the `watchpost` binary the workspace builds,
 //! probe components built from source by `build.rs`, PostgreSQL clusters
 //! made with `initdb` and `pg_basebackup`, and an OTLP receiver. Modules:
-//! [`cli`] runs the binary once, [`probes`] finds the built components.
+//! [`cli`] runs the binary once, [`report`] runs a probe and reads its JSON
+//! report, [`probes`] finds the built components, [`pg`] makes a primary
+//! and standby pair.
 
 pub mod cli;
+pub mod pg;
 pub mod probes;
+pub mod report;

@@ -60,6 +60,8 @@ pub trait Probe {
     fn describe() -> Info;
     /// One run of the check. Return `Err` only when the probe cannot decide
     /// a status at all; a detected problem is a `Report` with a bad status.
+    /// (An error that carries a status, such as an unreachable database
+    /// target met with `?`, becomes a report with that status.)
     fn check() -> Result<Report>;
 }
 
@@ -77,7 +79,7 @@ macro_rules! export_probe {
             }
 
             fn check() -> ::core::result::Result<$crate::Report, ::std::string::String> {
-                <$probe as $crate::Probe>::check().map_err(|error| error.to_string())
+                $crate::report::settle(<$probe as $crate::Probe>::check())
             }
         }
 

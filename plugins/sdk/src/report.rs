@@ -3,6 +3,19 @@
 
 use crate::{Attribute, Info, Kind, Measurement, MeasurementInfo, Report, Result, Status, config};
 
+/// What `check` hands the agent for what the probe returned: its report,
+/// a report for an error that decides a status, or the message of an
+/// error that does not (the run ends as `unknown`).
+pub fn settle(outcome: Result<Report>) -> std::result::Result<Report, String> {
+    match outcome {
+        Ok(report) => Ok(report),
+        Err(error) => match error.status() {
+            Some(status) => Ok(Report::new(status, error.to_string())),
+            None => Err(error.to_string()),
+        },
+    }
+}
+
 impl Status {
     /// Severity order for "worst wins": ok < unknown < warning < critical.
     fn severity(self) -> u8 {
@@ -210,6 +223,21 @@ impl Threshold {
         }
         let critical = critical.unwrap_or(f64::INFINITY);
         Threshold::above(warning.unwrap_or(critical), critical)
+            .configured(warning_key, critical_key)
+            .map(Some)
+    }
+
+    /// A lower threshold that exists only when the config sets at least one
+    /// of the two keys (a missing warning limit equals the critical one; a
+    /// missing critical limit is minus infinity).
+    pub fn optional_below(warning_key: &str, critical_key: &str) -> Result<Option<Self>> {
+        let critical = config::get::<f64>(critical_key)?;
+        let warning = config::get::<f64>(warning_key)?;
+        if warning.is_none() && critical.is_none() {
+            return Ok(None);
+        }
+        let critical = critical.unwrap_or(f64::NEG_INFINITY);
+        Threshold::below(warning.unwrap_or(critical), critical)
             .configured(warning_key, critical_key)
             .map(Some)
     }
