@@ -10,6 +10,8 @@ const BUILTINS: &[&str] = &[
     "host-disk",
     "process",
     "pg-alive",
+    "pg-replication",
+    "pg-consistency",
 ];
 
 fn main() {

@@ -10,6 +10,8 @@ const PROBES: &[&str] = &[
     "host-disk",
     "process",
     "pg-alive",
+    "pg-replication",
+    "pg-consistency",
     "spin",
     "membomb",
     "panics",

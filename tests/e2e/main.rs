@@ -5,6 +5,8 @@
 mod check_host_probes;
 mod check_output;
 mod not_probes;
+mod pg_consistency;
+mod pg_replication;
 mod postgres;
 mod sandbox;
 mod sql_capability;

@@ -18,6 +18,8 @@ const PROBES: &[&str] = &[
     "host-disk",
     "process",
     "pg-alive",
+    "pg-replication",
+    "pg-consistency",
 ];
 
 fn root() -> PathBuf {

@@ -52,7 +52,7 @@ pub use bindings::watchpost::probe::types::{
     Attribute, Info, Kind, Measurement, MeasurementInfo, Report, Status,
 };
 pub use error::{Error, Result};
-pub use report::{Threshold, measurement};
+pub use report::{Findings, Threshold, measurement};
 
 /// What a probe implements. Export it with [`export_probe!`].
 pub trait Probe {

@@ -114,6 +114,68 @@ impl Report {
     }
 }
 
+/// A report built from findings: problems, each with the status it
+/// deserves, and notes. The message lists the problems when there are
+/// any (worst first), the notes otherwise; the status is the worst
+/// problem's (`ok` without problems).
+#[derive(Default)]
+pub struct Findings {
+    problems: Vec<(Status, String)>,
+    notes: Vec<String>,
+    measurements: Vec<Measurement>,
+}
+
+impl Findings {
+    pub fn new() -> Self {
+        Findings::default()
+    }
+
+    /// Record a problem; a problem with status `ok` is only a note.
+    pub fn problem(&mut self, status: Status, text: impl Into<String>) {
+        if status == Status::Ok {
+            self.notes.push(text.into());
+        } else {
+            self.problems.push((status, text.into()));
+        }
+    }
+
+    /// Record something worth saying when all is well.
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
+    }
+
+    /// Add a measurement.
+    pub fn push(&mut self, measurement: Measurement) {
+        self.measurements.push(measurement);
+    }
+
+    /// The worst status so far.
+    pub fn status(&self) -> Status {
+        self.problems
+            .iter()
+            .fold(Status::Ok, |worst, (status, _)| worst.worst(*status))
+    }
+
+    /// The report: worst status, problems (worst first) or notes as the
+    /// message, `; `-separated.
+    pub fn into_report(mut self) -> Report {
+        let status = self.status();
+        self.problems
+            .sort_by_key(|(status, _)| std::cmp::Reverse(status.severity()));
+        let message = if self.problems.is_empty() {
+            self.notes.join("; ")
+        } else {
+            let problems: Vec<String> = self.problems.into_iter().map(|(_, p)| p).collect();
+            problems.join("; ")
+        };
+        Report {
+            status,
+            message,
+            measurements: self.measurements,
+        }
+    }
+}
+
 /// A measurement without attributes; add them with [`Measurement::attr`].
 pub fn measurement(name: &str, value: f64, unit: &str) -> Measurement {
     Measurement {
@@ -268,6 +330,23 @@ mod tests {
         assert_eq!(Status::Critical.worst(Status::Warning), Status::Critical);
         assert_eq!(Status::Unknown.worst(Status::Ok), Status::Unknown);
         assert_eq!(Status::Unknown.worst(Status::Warning), Status::Warning);
+    }
+
+    #[test]
+    fn findings_report_the_worst_problem_first() {
+        let mut findings = Findings::new();
+        findings.note("all fine here");
+        assert_eq!(findings.status(), Status::Ok);
+        findings.problem(Status::Warning, "a bit slow");
+        findings.problem(Status::Critical, "down");
+        findings.problem(Status::Ok, "just a note");
+        let report = findings.into_report();
+        assert_eq!(report.status, Status::Critical);
+        assert_eq!(report.message, "down; a bit slow");
+        let mut quiet = Findings::new();
+        quiet.note("one");
+        quiet.note("two");
+        assert_eq!(quiet.into_report().message, "one; two");
     }
 
     #[test]

@@ -37,6 +37,18 @@ pub fn target_from_config(key: &str, default: &str) -> Result<String> {
     config::get_or(key, default.to_string())
 }
 
+/// For probes that use a target only when they have it: the target named
+/// by config key `key` when the config sets it (using it ungranted ends the
+/// run as `denied`, as it should), else `default` if the probe is granted
+/// a target of that name, else `None`.
+pub fn optional_target(key: &str, default: &str) -> Result<Option<String>> {
+    match config::get::<String>(key)? {
+        Some(name) => Ok(Some(name)),
+        None if is_granted(default) => Ok(Some(default.to_string())),
+        None => Ok(None),
+    }
+}
+
 impl SqlError {
     /// True when no server answered (connection refused, no route): "down".
     pub fn is_unreachable(&self) -> bool {
