@@ -12,6 +12,7 @@ const BUILTINS: &[&str] = &[
     "pg-alive",
     "pg-replication",
     "pg-consistency",
+    "pg-integrity",
 ];
 
 fn main() {

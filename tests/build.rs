@@ -12,6 +12,7 @@ const PROBES: &[&str] = &[
     "pg-alive",
     "pg-replication",
     "pg-consistency",
+    "pg-integrity",
     "spin",
     "membomb",
     "panics",

@@ -6,6 +6,7 @@ mod check_host_probes;
 mod check_output;
 mod not_probes;
 mod pg_consistency;
+mod pg_integrity;
 mod pg_replication;
 mod postgres;
 mod sandbox;

@@ -9,7 +9,12 @@ use watchpost_e2e::probes;
 use watchpost_e2e::report::{check, sets};
 
 /// Every PostgreSQL probe, by crate name.
-const PG_PROBES: &[&str] = &["pg-alive", "pg-replication", "pg-consistency"];
+const PG_PROBES: &[&str] = &[
+    "pg-alive",
+    "pg-replication",
+    "pg-consistency",
+    "pg-integrity",
+];
 
 fn alive(pair_args: &[String], extra: &[(&str, &str)]) -> watchpost_e2e::report::Checked {
     let mut args = pair_args.to_vec();

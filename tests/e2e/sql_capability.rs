@@ -35,7 +35,7 @@ fn values_arrive_typed() {
             "SELECT 1::int2 AS a, 2::int4 AS b, 3::int8 AS c, 1.5::float8 AS d, 2.5::float4 AS e, \
              'x'::text AS f, NULL::int AS g, true AS h, '\\x00ff'::bytea AS i, \
              -12.345::numeric AS j, '0/16B3748'::pg_lsn AS k, '1 day 02:00:03.5'::interval AS l, \
-             42::oid AS m, 'abc'::varchar AS n, '2024-05-06'::date AS o",
+             42::oid AS m, 'abc'::varchar AS n, '2024-05-06'::date AS o, pg_sleep(0) AS p",
         )],
         &[],
     );
@@ -56,6 +56,7 @@ fn values_arrive_typed() {
         ("m", "int:42"),
         ("n", "text:abc"),
         ("o", "text:2024-05-06"),
+        ("p", "null"),
     ];
     for (column, value) in expected {
         assert_eq!(cell(&report, column), value, "column {column}");

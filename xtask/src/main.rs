@@ -20,6 +20,7 @@ const PROBES: &[&str] = &[
     "pg-alive",
     "pg-replication",
     "pg-consistency",
+    "pg-integrity",
 ];
 
 fn root() -> PathBuf {

@@ -31,6 +31,8 @@ impl<'a> FromSql<'a> for Cell {
 
 fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
     let value = match *ty {
+        // Functions returning void (pg_sleep, bt_index_check) have no value.
+        Type::VOID => Value::Null,
         Type::BOOL => Value::Boolean(bool::from_sql(ty, raw)?),
         Type::INT2 => Value::Int(i16::from_sql(ty, raw)?.into()),
         Type::INT4 => Value::Int(i32::from_sql(ty, raw)?.into()),
