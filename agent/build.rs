@@ -13,6 +13,7 @@ const BUILTINS: &[&str] = &[
     "pg-replication",
     "pg-consistency",
     "pg-integrity",
+    "pg-performance",
 ];
 
 fn main() {

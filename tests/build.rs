@@ -13,6 +13,7 @@ const PROBES: &[&str] = &[
     "pg-replication",
     "pg-consistency",
     "pg-integrity",
+    "pg-performance",
     "spin",
     "membomb",
     "panics",

@@ -7,6 +7,7 @@ mod check_output;
 mod not_probes;
 mod pg_consistency;
 mod pg_integrity;
+mod pg_performance;
 mod pg_replication;
 mod postgres;
 mod sandbox;

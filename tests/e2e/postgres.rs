@@ -14,6 +14,7 @@ const PG_PROBES: &[&str] = &[
     "pg-replication",
     "pg-consistency",
     "pg-integrity",
+    "pg-performance",
 ];
 
 fn alive(pair_args: &[String], extra: &[(&str, &str)]) -> watchpost_e2e::report::Checked {
@@ -251,4 +252,50 @@ fn every_pg_probe_is_critical_within_its_deadline_when_its_target_is_unreachable
             report.duration_ms()
         );
     }
+}
+
+#[test]
+fn a_server_that_accepts_but_never_answers_ends_the_run_by_its_deadline() {
+    // A TCP listener that takes connections and says nothing: the
+    // PostgreSQL startup handshake never completes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut streams = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok((stream, _)) = listener.accept() {
+                streams.push(stream);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let dsn = format!("host=127.0.0.1 port={port} user=watchpost dbname=postgres");
+    for probe in ["pg-alive", "pg-performance"] {
+        let args = vec![
+            "--target".to_string(),
+            format!("primary={dsn}"),
+            "--timeout".to_string(),
+            "1s".to_string(),
+        ];
+        let report = check(&probes::path(probe), &args);
+        assert_eq!(
+            (report.code, report.status()),
+            (2, "critical"),
+            "{probe}: {:#}",
+            report.json
+        );
+        assert!(
+            report.message().contains("timeout"),
+            "{probe}: {}",
+            report.message()
+        );
+        assert!(
+            report.duration_ms() < 1000.0,
+            "{probe}: {} ms",
+            report.duration_ms()
+        );
+    }
+    drop(held);
 }

@@ -21,6 +21,7 @@ const PROBES: &[&str] = &[
     "pg-replication",
     "pg-consistency",
     "pg-integrity",
+    "pg-performance",
 ];
 
 fn root() -> PathBuf {
