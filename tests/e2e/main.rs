@@ -6,6 +6,7 @@ mod check_host_probes;
 mod check_output;
 mod not_probes;
 mod pg_consistency;
+mod pg_example;
 mod pg_integrity;
 mod pg_performance;
 mod pg_replication;

@@ -10,7 +10,9 @@
 //! transaction is when replay is behind, whether replay is paused and
 //! whether the WAL receiver streams (`postgresql.replication.standby.*`).
 //! Either side is checked when the probe has its target; both when it has
-//! both.
+//! both. A standby that looks behind past a limit gets up to a second to
+//! replay what it had already received before it counts (on a quiet
+//! primary the age of the last transaction is no measure of delay).
 //!
 //! Statuses: fewer streaming standbys than `min_standbys`, a standby side
 //! that is not streaming or not in recovery, or a primary side in recovery
