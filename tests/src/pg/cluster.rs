@@ -230,7 +230,7 @@ impl Cluster {
     pub fn execute(&self, statements: &str) {
         self.connect()
             .batch_execute(statements)
-            .unwrap_or_else(|e| panic!("on {}: {statements}: {e}", self.name));
+            .unwrap_or_else(|e| panic!("on {}: {statements}: {}", self.name, describe(&e)));
     }
 
     /// Rows of one statement as superuser, every value as text (NULL: None).
@@ -238,7 +238,7 @@ impl Cluster {
         let messages = self
             .connect()
             .simple_query(statement)
-            .unwrap_or_else(|e| panic!("on {}: {statement}: {e}", self.name));
+            .unwrap_or_else(|e| panic!("on {}: {statement}: {}", self.name, describe(&e)));
         messages
             .into_iter()
             .filter_map(|m| match m {
@@ -325,6 +325,14 @@ impl Drop for Cluster {
                 .args(["-m", "immediate", "-w", "stop"]);
             let _ = pg_ctl.output();
         }
+    }
+}
+
+/// An error with the server's own message, when it sent one.
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
 
