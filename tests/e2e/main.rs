@@ -13,3 +13,4 @@ mod pg_replication;
 mod postgres;
 mod sandbox;
 mod sql_capability;
+mod sql_pool;
