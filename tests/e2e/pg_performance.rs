@@ -36,7 +36,7 @@ fn the_canary_latency_and_load_are_reported() {
         report.json
     );
     let (p50, max) = (canary(&report, "p50"), canary(&report, "max"));
-    assert!(p50 > 0.0 && p50 <= max && max < 1.0, "p50 {p50}, max {max}");
+    assert!(p50 > 0.0 && p50 <= max, "p50 {p50}, max {max}");
     let used = report.value("postgresql.connections.used_ratio");
     // This probe's own session counts, out of max_connections = 20.
     assert!((0.05..=1.0).contains(&used), "{used}");

@@ -33,7 +33,12 @@
 //!
 //! Modules follow the capabilities of the world: [`config`] (the probe's
 //! settings), [`log`], [`host`] (machine metrics) and [`sql`] (database
-//! targets). [`report`] builds what `check` returns.
+//! targets; [`sql::ident`] puts names from config into statements safely).
+//! [`report`] builds what `check` returns: a [`Report`] directly, or
+//! [`Findings`] (problems with their statuses, and notes) for probes that
+//! check several things. A failed `sql` call met with `?` decides the
+//! status itself when it is about the connection (unreachable or timed out:
+//! `critical`; refused: `warning`).
 
 #[doc(hidden)]
 pub mod bindings;
