@@ -9,6 +9,11 @@ const PROBES: &[&str] = &[
     "host-memory",
     "host-disk",
     "process",
+    "pg-alive",
+    "pg-replication",
+    "pg-consistency",
+    "pg-integrity",
+    "pg-performance",
     "spin",
     "membomb",
     "panics",
@@ -19,6 +24,7 @@ const PROBES: &[&str] = &[
     "badimport",
     "notaprobe",
     "flip",
+    "sqlrun",
 ];
 
 fn main() {

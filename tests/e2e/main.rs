@@ -1,9 +1,18 @@
 //! End-to-end tests of Watchpost, one module per area. They run the real
-//! binary on real probe components built from source (see `tests/build.rs`).
+//! binary on real probe components built from source (see `tests/build.rs`)
+//! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
 mod check_host_probes;
 mod check_output;
 mod daemon;
 mod not_probes;
+mod pg_consistency;
+mod pg_example;
+mod pg_integrity;
+mod pg_performance;
+mod pg_replication;
+mod postgres;
 mod remediation;
 mod sandbox;
+mod sql_capability;
+mod sql_pool;

@@ -3,10 +3,14 @@
 //! Everything here is real: the `watchpost` binary the workspace builds,
 //! probe components built from source by `build.rs`, PostgreSQL clusters
 //! made with `initdb` and `pg_basebackup`, and an OTLP receiver. Modules:
-//! [`cli`] runs the binary once, [`agent`] runs it as a daemon, [`probes`]
-//! finds the built components.
+//! [`cli`] runs the binary once, [`agent`] runs it as a daemon, [`report`]
+//! runs a probe and reads its JSON report, [`probes`] finds the built
+//! components, [`pg`] makes a primary and standby pair, [`http_sink`] is an
+//! HTTP server that records what it receives.
 
 pub mod agent;
 pub mod cli;
 pub mod http_sink;
+pub mod pg;
 pub mod probes;
+pub mod report;

@@ -11,4 +11,6 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use watchpost::probe::{config, host, log, sql, types};
+// `self::`: in doctests the crate itself is also an extern crate named
+// `watchpost`, which would make a bare `watchpost::` ambiguous.
+pub use self::watchpost::probe::{config, host, log, sql, types};

@@ -6,7 +6,12 @@ use super::capture::OutputTail;
 use super::limiter::MemoryLimiter;
 use super::{Grants, Services};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Bounds of the time reserved at the end of a run for a probe to report a
+/// database call that timed out (a twentieth of its timeout).
+const SQL_MARGIN_MIN: Duration = Duration::from_millis(10);
+const SQL_MARGIN_MAX: Duration = Duration::from_millis(250);
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -16,8 +21,9 @@ pub struct RunState {
     pub(super) limiter: MemoryLimiter,
     pub(super) grants: Arc<Grants>,
     pub(super) services: Arc<Services>,
-    /// When the run's time is up.
-    pub(super) deadline: Instant,
+    /// When database calls give up: a little before the run's deadline, so
+    /// that a probe whose database hangs still has time to report it.
+    pub(super) sql_deadline: Instant,
     /// Log lines written so far in this run (bounded).
     pub(super) log_lines: u32,
     /// Log lines dropped because of the bound.
@@ -43,13 +49,15 @@ impl RunState {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let margin = (timeout / 20).clamp(SQL_MARGIN_MIN, SQL_MARGIN_MAX);
         RunState {
+            sql_deadline: deadline.checked_sub(margin).unwrap_or(deadline),
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_cap),
             grants,
             services,
-            deadline,
             log_lines: 0,
             log_dropped: 0,
             denied: None,

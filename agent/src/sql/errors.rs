@@ -35,6 +35,22 @@ fn io_kind(error: &tokio_postgres::Error) -> Option<std::io::ErrorKind> {
     None
 }
 
+/// The innermost message of an error (a conversion error's own words).
+pub fn source_message(error: &tokio_postgres::Error) -> String {
+    std::error::Error::source(error)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| error.to_string())
+}
+
+/// True when a statement failed only because the session's cached
+/// prepared statement is stale: the schema changed under it, or a pooler
+/// in between discarded it. Preparing it again fixes it.
+pub fn is_stale_statement(code: &str, message: &str) -> bool {
+    code == SqlState::INVALID_SQL_STATEMENT_NAME.code()
+        || (code == SqlState::FEATURE_NOT_SUPPORTED.code()
+            && message.contains("cached plan must not change result type"))
+}
+
 /// An error met while opening a session.
 pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
     let message = format!("target `{target}`: {}", full_message(error));

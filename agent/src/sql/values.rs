@@ -31,6 +31,8 @@ impl<'a> FromSql<'a> for Cell {
 
 fn decode(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
     let value = match *ty {
+        // Functions returning void (pg_sleep, bt_index_check) have no value.
+        Type::VOID => Value::Null,
         Type::BOOL => Value::Boolean(bool::from_sql(ty, raw)?),
         Type::INT2 => Value::Int(i16::from_sql(ty, raw)?.into()),
         Type::INT4 => Value::Int(i32::from_sql(ty, raw)?.into()),
@@ -219,6 +221,11 @@ impl ToSql for Param<'_> {
             (Value::Int(i), &Type::OID) => u32::try_from(*i)?.to_sql(ty, out),
             (Value::Int(i), &Type::FLOAT8) => (*i as f64).to_sql(ty, out),
             (Value::Int(i), &Type::FLOAT4) => (*i as f32).to_sql(ty, out),
+            (Value::Int(i), &Type::NUMERIC) => numeric_from_decimal(&i.to_string(), out),
+            (Value::Float(f), &Type::NUMERIC) if f.is_finite() => {
+                numeric_from_decimal(&f.to_string(), out)
+            }
+            (Value::Text(s), &Type::NUMERIC) => numeric_from_decimal(s.trim(), out),
             (Value::Int(i), t) if is_textual(t) => i.to_string().to_sql(&Type::TEXT, out),
             (Value::Float(f), &Type::FLOAT8) => f.to_sql(ty, out),
             (Value::Float(f), &Type::FLOAT4) => (*f as f32).to_sql(ty, out),
@@ -237,6 +244,70 @@ impl ToSql for Param<'_> {
     }
 
     to_sql_checked!();
+}
+
+/// Encode a plain decimal (`-12.340`, no exponent) as PostgreSQL's binary
+/// NUMERIC: base-10000 digit groups around the decimal point.
+fn numeric_from_decimal(text: &str, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+    let invalid = || -> BoxError { format!("{text:?} is not a decimal number").into() };
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
+    {
+        return Err(invalid());
+    }
+    let group = |chunk: &[u8]| -> i16 {
+        chunk
+            .iter()
+            .fold(0i16, |acc, digit| acc * 10 + i16::from(digit - b'0'))
+    };
+    // Pad the integer part on the left and the fraction on the right to
+    // whole groups of four digits.
+    let int_pad = (4 - int_part.len() % 4) % 4;
+    let int_digits: Vec<u8> = std::iter::repeat_n(b'0', int_pad)
+        .chain(int_part.bytes())
+        .collect();
+    let frac_pad = (4 - frac_part.len() % 4) % 4;
+    let frac_digits: Vec<u8> = frac_part
+        .bytes()
+        .chain(std::iter::repeat_n(b'0', frac_pad))
+        .collect();
+    let mut groups: Vec<i16> = int_digits
+        .chunks(4)
+        .chain(frac_digits.chunks(4))
+        .map(group)
+        .collect();
+    let mut weight = i16::try_from(int_digits.len() / 4).map_err(|_| invalid())? - 1;
+    let leading = groups.iter().take_while(|g| **g == 0).count();
+    groups.drain(..leading);
+    weight -= i16::try_from(leading).map_err(|_| invalid())?;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let ndigits = i16::try_from(groups.len()).map_err(|_| invalid())?;
+    let dscale = i16::try_from(frac_part.len()).map_err(|_| invalid())?;
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    out.extend_from_slice(&ndigits.to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Ok(IsNull::No)
 }
 
 fn value_kind(value: &Value) -> &'static str {
@@ -275,6 +346,36 @@ mod tests {
         assert_eq!(numeric_text(&numeric(1, -1, 0, 4, &[5])).unwrap(), "0.0005");
         assert_eq!(numeric_text(&numeric(0, 0, 0, 0, &[])).unwrap(), "0");
         assert_eq!(numeric_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
+    }
+
+    #[test]
+    fn decimals_encode_to_numerics_that_decode_back() {
+        for text in [
+            "0",
+            "1",
+            "-1",
+            "12345678",
+            "123456",
+            "-3.14",
+            "0.0005",
+            "10000",
+            "1.5",
+            "0.000",
+            "99999999999999999999.0001",
+        ] {
+            let mut out = BytesMut::new();
+            numeric_from_decimal(text, &mut out).unwrap();
+            assert_eq!(numeric_text(&out).unwrap(), text, "{text}");
+        }
+        let mut out = BytesMut::new();
+        numeric_from_decimal("-0.10", &mut out).unwrap();
+        assert_eq!(numeric_text(&out).unwrap(), "-0.10");
+        for bad in ["", ".", "1e5", "abc", "1.2.3", "--1"] {
+            assert!(
+                numeric_from_decimal(bad, &mut BytesMut::new()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -33,7 +33,12 @@
 //!
 //! Modules follow the capabilities of the world: [`config`] (the probe's
 //! settings), [`log`], [`host`] (machine metrics) and [`sql`] (database
-//! targets). [`report`] builds what `check` returns.
+//! targets; [`sql::ident`] puts names from config into statements safely).
+//! [`report`] builds what `check` returns: a [`Report`] directly, or
+//! [`Findings`] (problems with their statuses, and notes) for probes that
+//! check several things. A failed `sql` call met with `?` decides the
+//! status itself when it is about the connection (unreachable or timed out:
+//! `critical`; refused: `warning`).
 
 #[doc(hidden)]
 pub mod bindings;
@@ -52,7 +57,7 @@ pub use bindings::watchpost::probe::types::{
     Attribute, Info, Kind, Measurement, MeasurementInfo, Report, Status,
 };
 pub use error::{Error, Result};
-pub use report::{Threshold, measurement};
+pub use report::{Findings, Threshold, measurement};
 
 /// What a probe implements. Export it with [`export_probe!`].
 pub trait Probe {
@@ -60,6 +65,8 @@ pub trait Probe {
     fn describe() -> Info;
     /// One run of the check. Return `Err` only when the probe cannot decide
     /// a status at all; a detected problem is a `Report` with a bad status.
+    /// (An error that carries a status, such as an unreachable database
+    /// target met with `?`, becomes a report with that status.)
     fn check() -> Result<Report>;
 }
 
@@ -77,7 +84,7 @@ macro_rules! export_probe {
             }
 
             fn check() -> ::core::result::Result<$crate::Report, ::std::string::String> {
-                <$probe as $crate::Probe>::check().map_err(|error| error.to_string())
+                $crate::report::settle(<$probe as $crate::Probe>::check())
             }
         }
 

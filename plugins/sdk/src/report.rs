@@ -3,6 +3,19 @@
 
 use crate::{Attribute, Info, Kind, Measurement, MeasurementInfo, Report, Result, Status, config};
 
+/// What `check` hands the agent for what the probe returned: its report,
+/// a report for an error that decides a status, or the message of an
+/// error that does not (the run ends as `unknown`).
+pub fn settle(outcome: Result<Report>) -> std::result::Result<Report, String> {
+    match outcome {
+        Ok(report) => Ok(report),
+        Err(error) => match error.status() {
+            Some(status) => Ok(Report::new(status, error.to_string())),
+            None => Err(error.to_string()),
+        },
+    }
+}
+
 impl Status {
     /// Severity order for "worst wins": ok < unknown < warning < critical.
     fn severity(self) -> u8 {
@@ -98,6 +111,68 @@ impl Report {
     /// Make the status at least as bad as `status`.
     pub fn worsen(&mut self, status: Status) {
         self.status = self.status.worst(status);
+    }
+}
+
+/// A report built from findings: problems, each with the status it
+/// deserves, and notes. The message lists the problems when there are
+/// any (worst first), the notes otherwise; the status is the worst
+/// problem's (`ok` without problems).
+#[derive(Default)]
+pub struct Findings {
+    problems: Vec<(Status, String)>,
+    notes: Vec<String>,
+    measurements: Vec<Measurement>,
+}
+
+impl Findings {
+    pub fn new() -> Self {
+        Findings::default()
+    }
+
+    /// Record a problem; a problem with status `ok` is only a note.
+    pub fn problem(&mut self, status: Status, text: impl Into<String>) {
+        if status == Status::Ok {
+            self.notes.push(text.into());
+        } else {
+            self.problems.push((status, text.into()));
+        }
+    }
+
+    /// Record something worth saying when all is well.
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
+    }
+
+    /// Add a measurement.
+    pub fn push(&mut self, measurement: Measurement) {
+        self.measurements.push(measurement);
+    }
+
+    /// The worst status so far.
+    pub fn status(&self) -> Status {
+        self.problems
+            .iter()
+            .fold(Status::Ok, |worst, (status, _)| worst.worst(*status))
+    }
+
+    /// The report: worst status, problems (worst first) or notes as the
+    /// message, `; `-separated.
+    pub fn into_report(mut self) -> Report {
+        let status = self.status();
+        self.problems
+            .sort_by_key(|(status, _)| std::cmp::Reverse(status.severity()));
+        let message = if self.problems.is_empty() {
+            self.notes.join("; ")
+        } else {
+            let problems: Vec<String> = self.problems.into_iter().map(|(_, p)| p).collect();
+            problems.join("; ")
+        };
+        Report {
+            status,
+            message,
+            measurements: self.measurements,
+        }
     }
 }
 
@@ -214,6 +289,21 @@ impl Threshold {
             .map(Some)
     }
 
+    /// A lower threshold that exists only when the config sets at least one
+    /// of the two keys (a missing warning limit equals the critical one; a
+    /// missing critical limit is minus infinity).
+    pub fn optional_below(warning_key: &str, critical_key: &str) -> Result<Option<Self>> {
+        let critical = config::get::<f64>(critical_key)?;
+        let warning = config::get::<f64>(warning_key)?;
+        if warning.is_none() && critical.is_none() {
+            return Ok(None);
+        }
+        let critical = critical.unwrap_or(f64::NEG_INFINITY);
+        Threshold::below(warning.unwrap_or(critical), critical)
+            .configured(warning_key, critical_key)
+            .map(Some)
+    }
+
     /// The status of `value` against the limits (limits themselves are ok).
     pub fn status(&self, value: f64) -> Status {
         let past = |limit: f64| match self.direction {
@@ -240,6 +330,23 @@ mod tests {
         assert_eq!(Status::Critical.worst(Status::Warning), Status::Critical);
         assert_eq!(Status::Unknown.worst(Status::Ok), Status::Unknown);
         assert_eq!(Status::Unknown.worst(Status::Warning), Status::Warning);
+    }
+
+    #[test]
+    fn findings_report_the_worst_problem_first() {
+        let mut findings = Findings::new();
+        findings.note("all fine here");
+        assert_eq!(findings.status(), Status::Ok);
+        findings.problem(Status::Warning, "a bit slow");
+        findings.problem(Status::Critical, "down");
+        findings.problem(Status::Ok, "just a note");
+        let report = findings.into_report();
+        assert_eq!(report.status, Status::Critical);
+        assert_eq!(report.message, "down; a bit slow");
+        let mut quiet = Findings::new();
+        quiet.note("one");
+        quiet.note("two");
+        assert_eq!(quiet.into_report().message, "one; two");
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl RunState {
 impl Host for RunState {
     async fn ping(&mut self, target: String) -> Result<u64, Error> {
         self.grant(&target)?;
-        let took = self.services.sql.ping(&target, self.deadline).await?;
+        let took = self.services.sql.ping(&target, self.sql_deadline).await?;
         Ok(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX))
     }
 
@@ -48,7 +48,7 @@ impl Host for RunState {
         self.grant(&target)?;
         self.services
             .sql
-            .query(&target, &statement, &params, self.deadline)
+            .query(&target, &statement, &params, self.sql_deadline)
             .await
     }
 }

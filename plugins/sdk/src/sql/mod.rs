@@ -1,7 +1,10 @@
 //! SQL against the database targets a probe is granted (the `sql` import),
-//! with typed accessors for rows and values.
+//! with typed accessors for rows and values, and [`ident`] for putting
+//! names from config into statements safely.
 
-use crate::{Error, Result, config};
+pub mod ident;
+
+use crate::{Error, Result, Status, config};
 
 pub use crate::bindings::watchpost::probe::sql::{
     Error as SqlError, QueryError, Rows, Value, targets,
@@ -16,10 +19,34 @@ pub fn query(
     crate::bindings::watchpost::probe::sql::query(target, statement, params)
 }
 
+/// Open a new session to `target` the way a new client would (not from the
+/// pool), and close it: the time it took. A refusal here (`too many
+/// connections`, bad password) is what pooled sessions would hide.
+pub fn ping(target: &str) -> std::result::Result<std::time::Duration, SqlError> {
+    crate::bindings::watchpost::probe::sql::ping(target).map(std::time::Duration::from_nanos)
+}
+
+/// True when the probe is granted `target`.
+pub fn is_granted(target: &str) -> bool {
+    targets().iter().any(|t| t == target)
+}
+
 /// The target named by config key `key`, or `default` (`"primary"` is the
 /// convention for probes that talk to one database).
 pub fn target_from_config(key: &str, default: &str) -> Result<String> {
     config::get_or(key, default.to_string())
+}
+
+/// For probes that use a target only when they have it: the target named
+/// by config key `key` when the config sets it (using it ungranted ends the
+/// run as `denied`, as it should), else `default` if the probe is granted
+/// a target of that name, else `None`.
+pub fn optional_target(key: &str, default: &str) -> Result<Option<String>> {
+    match config::get::<String>(key)? {
+        Some(name) => Ok(Some(name)),
+        None if is_granted(default) => Ok(Some(default.to_string())),
+        None => Ok(None),
+    }
 }
 
 impl SqlError {
@@ -58,9 +85,28 @@ impl SqlError {
     }
 }
 
+impl SqlError {
+    /// The status a failure decides by itself: `critical` when no server
+    /// answered (in time), `warning` when one answered but refused the
+    /// session; `None` for errors that say nothing about the server's health
+    /// (a query error, a target not granted).
+    pub fn status(&self) -> Option<Status> {
+        match self {
+            SqlError::Unreachable(_) | SqlError::Timeout(_) => Some(Status::Critical),
+            SqlError::Refused(_) => Some(Status::Warning),
+            SqlError::NotGranted(_) | SqlError::Query(_) => None,
+        }
+    }
+}
+
+/// With `?`, a connection failure decides the run's status (see
+/// [`SqlError::status`]); any other failure ends it as `unknown`.
 impl From<SqlError> for Error {
     fn from(error: SqlError) -> Self {
-        Error::msg(error.describe())
+        match error.status() {
+            Some(status) => Error::with_status(status, error.describe()),
+            None => Error::msg(error.describe()),
+        }
     }
 }
 

@@ -1,0 +1,77 @@
+//! Running PostgreSQL's server programs. `initdb` and `postgres` refuse to
+//! run as root, so when the tests run as root the programs run as the
+//! `postgres` OS user (through `runuser`) and the directories they use are
+//! handed to that user; otherwise they run as the current user.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where Debian's PostgreSQL 15 server programs live.
+pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// The OS user that owns the clusters when the tests run as root.
+const SERVER_USER: &str = "postgres";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The path of server program `name`, or a panic saying how to install it.
+pub fn program(name: &str) -> PathBuf {
+    let path = Path::new(BIN_DIR).join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: install PostgreSQL 15 (`cargo xtask setup` does)",
+        path.display()
+    );
+    path
+}
+
+/// A command running server program `name`, as the server's OS user.
+pub fn server_command(name: &str, cwd: &Path) -> Command {
+    let mut command = if is_root() {
+        let mut runuser = Command::new("runuser");
+        runuser.args(["-u", SERVER_USER, "--"]).arg(program(name));
+        runuser
+    } else {
+        Command::new(program(name))
+    };
+    // The programs must be able to enter their working directory.
+    command.current_dir(cwd);
+    command
+}
+
+/// Run `command`; panic with its output if it fails.
+pub fn run(mut command: Command) -> String {
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{shown} failed ({}):\n{text}",
+        output.status
+    );
+    text
+}
+
+/// Make `dir` usable by the server's OS user (when running as root).
+pub fn hand_over(dir: &Path) {
+    if is_root() {
+        let mut chown = Command::new("chown");
+        chown.arg("-R").arg(format!("{SERVER_USER}:")).arg(dir);
+        run(chown);
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
