@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(command: &Command) {
     let default = match command {
-        Command::Check(_) | Command::Validate(_) => "warn,probe=info",
+        Command::Check(_) | Command::Validate(_) | Command::New(_) => "warn,probe=info",
     };
     let filter =
         EnvFilter::try_from_env("WATCHPOST_LOG").unwrap_or_else(|_| EnvFilter::new(default));

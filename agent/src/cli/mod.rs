@@ -2,8 +2,10 @@
 //! subcommand. Every subcommand returns its exit code; errors are printed
 //! by `main` as one line naming what to fix, never as a panic.
 
+mod cache;
 mod check;
 mod format;
+mod new;
 mod probe_source;
 mod validate;
 
@@ -29,6 +31,9 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Check a config file and load every probe it names.
     Validate(validate::ValidateArgs),
+    /// Start a probe project (Rust, Python or JavaScript) that builds and
+    /// passes `watchpost check` as it is.
+    New(new::NewArgs),
 }
 
 /// Output formats of `check`.
@@ -52,6 +57,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args).await,
         Command::Validate(args) => validate::run(args).await,
+        Command::New(args) => new::run(args).await,
     }
 }
 
