@@ -3,5 +3,9 @@
 
 mod check_host_probes;
 mod check_output;
+mod compile_cache;
+mod kit_js;
+mod kit_python;
+mod new_project;
 mod not_probes;
 mod sandbox;

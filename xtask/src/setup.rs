@@ -1,8 +1,11 @@
 //! Installing what the tests need on a fresh machine: the wasm32-wasip2
-//! target, and Debian packages for the tools the tests drive. Each step
-//! checks first and does nothing when the tool is already there.
+//! target, Debian packages for the tools the tests drive, and the
+//! toolchains of the probe kits in `examples/probes/` (componentize-py in
+//! a virtualenv of the Python kit, componentize-js in the JavaScript kit's
+//! `node_modules`), at the versions the kits pin. Each step checks first
+//! and does nothing when the tool is already there.
 
-use super::run;
+use super::{kits, run};
 use std::path::Path;
 use std::process::Command;
 
@@ -31,6 +34,12 @@ fn debian_packages() -> Result<(), String> {
         .filter(|(file, _)| !have(file))
         .map(|(_, pkg)| *pkg)
         .collect();
+    apt_install(&missing)
+}
+
+/// `apt-get install` `packages` (nothing when empty), with sudo unless root.
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let missing = packages;
     if missing.is_empty() {
         return Ok(());
     }
@@ -45,12 +54,15 @@ fn debian_packages() -> Result<(), String> {
     };
     run(&mut apt(&["update", "-q"]))?;
     let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
-    install.args(&missing);
+    install.args(missing);
     run(&mut install)
 }
 
 /// Install whatever is missing.
 pub fn install() -> Result<(), String> {
     watchpost_probe_build::ensure_target()?;
-    debian_packages()
+    debian_packages()?;
+    let root = super::root();
+    kits::python(&root.join("examples/probes/python"))?;
+    kits::js(&root.join("examples/probes/js"))
 }

@@ -156,12 +156,13 @@ impl CompileCache {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(probe = source, "compile cache miss: compiling");
         let started = Instant::now();
         let component = Component::new(engine, bytes)?;
         tracing::debug!(
             probe = source,
             ms = started.elapsed().as_secs_f64() * 1000.0,
-            "compile cache miss: compiled"
+            "compiled"
         );
         if let Err(e) = self.store(&path, sha256, &component) {
             tracing::warn!(

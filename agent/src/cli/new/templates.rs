@@ -11,6 +11,8 @@ use super::Lang;
 /// `examples/probes/` (a unit test keeps them in step).
 pub const COMPONENTIZE_PY: &str = "0.25.1";
 pub const COMPONENTIZE_JS: &str = "0.23.0";
+/// componentize-js imports it at run time but does not depend on it.
+pub const PREVIEW2_SHIM: &str = "0.25.0";
 
 /// One file of a project: where it goes, its template, and whether it is
 /// a script to run.
@@ -115,6 +117,7 @@ pub fn render(text: &str, name: &str) -> String {
         .replace("{{crate}}", &name.replace('-', "_"))
         .replace("{{componentize_py}}", COMPONENTIZE_PY)
         .replace("{{componentize_js}}", COMPONENTIZE_JS)
+        .replace("{{preview2_shim}}", PREVIEW2_SHIM)
 }
 
 /// Where a project's built component ends up, relative to its directory.
@@ -150,12 +153,13 @@ mod tests {
             "{requirements}"
         );
         let package = include_str!("../../../../examples/probes/js/package.json");
-        assert!(
-            package.contains(&format!(
-                "\"@bytecodealliance/componentize-js\": \"{COMPONENTIZE_JS}\""
-            )),
-            "{package}"
-        );
+        for (name, version) in [
+            ("componentize-js", COMPONENTIZE_JS),
+            ("preview2-shim", PREVIEW2_SHIM),
+        ] {
+            let pin = format!("\"@bytecodealliance/{name}\": \"{version}\"");
+            assert!(package.contains(&pin), "{pin} in {package}");
+        }
     }
 
     #[test]
