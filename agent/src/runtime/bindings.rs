@@ -11,4 +11,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use watchpost::probe::{config, host, log, sql, types};
+// `self::`: in doctests the crate itself is also an extern named `watchpost`.
+pub use self::watchpost::probe::{config, host, log, sql, types};
