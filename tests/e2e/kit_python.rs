@@ -1,6 +1,8 @@
 //! The Python probe kit (`examples/probes/python`), built from source with
 //! componentize-py and run through `watchpost check`: its reports, its
 //! config handling and its use of the `host` and `sql` capabilities.
+//! (Running the kits' probes inside the agent, `watchpost run`, belongs
+//! with the agent's own tests once it exists.)
 
 use watchpost_e2e::cli::{Outcome, assert_no_panic, watchpost_run};
 use watchpost_e2e::kits::{Kit, probe};
