@@ -4,6 +4,7 @@
 mod check_host_probes;
 mod check_output;
 mod compile_cache;
+mod kit_c;
 mod kit_js;
 mod kit_python;
 mod new_project;

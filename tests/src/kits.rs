@@ -1,4 +1,4 @@
-//! The probe kits of `examples/probes/` (Python and JavaScript), built from
+//! The probe kits of `examples/probes/` (Python, JavaScript, C), built from
 //! source once per test run with each kit's own build command, as a user
 //! would, into `target/kits/`. Right after the build each probe is run
 //! once, which compiles it into the shared compile cache: the tests that
@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 pub enum Kit {
     Python,
     Js,
+    C,
 }
 
 impl Kit {
@@ -21,6 +22,7 @@ impl Kit {
         match self {
             Kit::Python => "python",
             Kit::Js => "js",
+            Kit::C => "c",
         }
     }
 
@@ -58,9 +60,11 @@ fn check_js_toolchain() {
 pub fn probe(kit: Kit, name: &str) -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     static JS: OnceLock<PathBuf> = OnceLock::new();
+    static C: OnceLock<PathBuf> = OnceLock::new();
     let built = match kit {
         Kit::Python => &PYTHON,
         Kit::Js => &JS,
+        Kit::C => &C,
     };
     let path = built
         .get_or_init(|| build(kit))
@@ -88,10 +92,19 @@ fn build(kit: Kit) -> PathBuf {
             command.args(["run", "--silent", "build", "--"]).arg(&out);
             command
         }
+        // build.sh says which tool is missing (`cargo xtask setup`
+        // installs them).
+        Kit::C => {
+            let mut command = Command::new("sh");
+            command.arg("build.sh").arg(&out);
+            command
+        }
     };
     let output = command
         .current_dir(kit.dir())
         .env_remove("COMPONENTIZE_PY")
+        .env_remove("WIT_BINDGEN")
+        .env_remove("CC")
         .output()
         .unwrap_or_else(|e| panic!("cannot run the {kit:?} kit's build: {e}"));
     assert!(

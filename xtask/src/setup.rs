@@ -2,7 +2,8 @@
 //! target, Debian packages for the tools the tests drive, and the
 //! toolchains of the probe kits in `examples/probes/` (componentize-py in
 //! a virtualenv of the Python kit, componentize-js in the JavaScript kit's
-//! `node_modules`), at the versions the kits pin. Each step checks first
+//! `node_modules`, clang and wit-bindgen for the C kit), at the versions
+//! the kits pin. Each step checks first
 //! and does nothing when the tool is already there.
 
 use super::{kits, run};
@@ -16,6 +17,14 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/psql", "postgresql-client-15"),
     // `promtool check metrics` validates /metrics.
     ("/usr/bin/promtool", "prometheus"),
+    // The C probe kit: clang, wasm-ld, wasi-libc and compiler-rt for wasm32.
+    ("/usr/bin/clang-19", "clang-19"),
+    ("/usr/bin/wasm-ld-19", "lld-19"),
+    ("/usr/lib/wasm32-wasi/libc.a", "wasi-libc"),
+    (
+        "/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a",
+        "libclang-rt-19-dev-wasm32",
+    ),
 ];
 
 fn have(path: &str) -> bool {
@@ -64,5 +73,6 @@ pub fn install() -> Result<(), String> {
     debian_packages()?;
     let root = super::root();
     kits::python(&root.join("examples/probes/python"))?;
-    kits::js(&root.join("examples/probes/js"))
+    kits::js(&root.join("examples/probes/js"))?;
+    kits::wit_bindgen(&root.join("target/tools"))
 }
