@@ -84,24 +84,6 @@ pub fn js(kit: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", installed_lock.display()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pins_are_read_from_requirements() {
-        let text = "# comment\ncomponentize-py==0.25.1\nother==1\n";
-        assert_eq!(
-            pinned_requirement(text, "componentize-py").as_deref(),
-            Some("0.25.1")
-        );
-        assert_eq!(
-            pinned_requirement("componentize-py>=1", "componentize-py"),
-            None
-        );
-    }
-}
-
 /// The wit-bindgen-cli the C kit's `build.sh` uses (the same version as the
 /// workspace's `wit-bindgen` crate).
 const WIT_BINDGEN_CLI: &str = "0.61.1";
@@ -134,4 +116,22 @@ pub fn wit_bindgen(root: &Path) -> Result<(), String> {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_read_from_requirements() {
+        let text = "# comment\ncomponentize-py==0.25.1\nother==1\n";
+        assert_eq!(
+            pinned_requirement(text, "componentize-py").as_deref(),
+            Some("0.25.1")
+        );
+        assert_eq!(
+            pinned_requirement("componentize-py>=1", "componentize-py"),
+            None
+        );
+    }
 }
