@@ -2,22 +2,12 @@
 //! clang and wasi-libc, `wit-bindgen c` and `wasm-component-ld`, and run
 //! through `watchpost check`.
 
-use watchpost_e2e::cli::{Outcome, assert_no_panic, watchpost_run};
+use watchpost_e2e::cli::{Outcome, check_json};
 use watchpost_e2e::kits::{Kit, probe};
 use watchpost_e2e::report::value;
 
 fn check(extra: &[&str]) -> (Outcome, serde_json::Value) {
-    let mut args = vec![
-        "check".to_string(),
-        probe(Kit::C, "memory-pressure").display().to_string(),
-        "--format".into(),
-        "json".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let outcome = watchpost_run(&args);
-    assert_no_panic(&outcome);
-    let report = outcome.json();
-    (outcome, report)
+    check_json(&probe(Kit::C, "memory-pressure"), extra)
 }
 
 #[test]

@@ -4,22 +4,12 @@
 //! (Running the kits' probes inside the agent, `watchpost run`, belongs
 //! with the agent's own tests once it exists.)
 
-use watchpost_e2e::cli::{Outcome, assert_no_panic, watchpost_run};
+use watchpost_e2e::cli::{Outcome, check_json};
 use watchpost_e2e::kits::{Kit, probe};
 use watchpost_e2e::report::{value, value_where};
 
 fn check(name: &str, extra: &[&str]) -> (Outcome, serde_json::Value) {
-    let mut args = vec![
-        "check".to_string(),
-        probe(Kit::Python, name).display().to_string(),
-        "--format".into(),
-        "json".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let outcome = watchpost_run(&args);
-    assert_no_panic(&outcome);
-    let report = outcome.json();
-    (outcome, report)
+    check_json(&probe(Kit::Python, name), extra)
 }
 
 /// pg-node with limits that this machine meets whatever its disk and

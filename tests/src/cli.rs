@@ -153,6 +153,21 @@ where
     run(command)
 }
 
+/// `watchpost check PROBE --format json EXTRA...`: the outcome, checked for
+/// panics, and the report it printed.
+pub fn check_json(probe: &std::path::Path, extra: &[&str]) -> (Outcome, serde_json::Value) {
+    let mut command = watchpost();
+    command
+        .arg("check")
+        .arg(probe)
+        .args(["--format", "json"])
+        .args(extra);
+    let outcome = run(command);
+    assert_no_panic(&outcome);
+    let report = outcome.json();
+    (outcome, report)
+}
+
 /// Fail with the full output if it shows a Rust panic or backtrace.
 pub fn assert_no_panic(outcome: &Outcome) {
     let all = outcome.all_output();
