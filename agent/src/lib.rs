@@ -11,9 +11,10 @@
 //! ```
 //!
 //! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors.
-//! - [`runtime`]: the sandbox: loads probe components, runs them with a
-//!   deadline and a memory cap, and implements the world's imports on top
-//!   of [`hostinfo`] (host metrics) and [`sql`] (database targets).
+//! - [`runtime`]: the sandbox: loads probe components (through the compile
+//!   cache in `state_dir/cache`), runs them with a deadline and a memory
+//!   cap, and implements the world's imports on top of [`hostinfo`] (host
+//!   metrics) and [`sql`] (database targets).
 //! - [`report`]: what a run produced — the data passed between stages.
 //! - [`policy`]: thresholds (Nagios ranges), soft/hard states, flapping.
 //! - [`remediate`]: actions on hard states, with guards and an audit log.

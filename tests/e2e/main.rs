@@ -4,7 +4,12 @@
 
 mod check_host_probes;
 mod check_output;
+mod compile_cache;
 mod daemon;
+mod kit_c;
+mod kit_js;
+mod kit_python;
+mod new_project;
 mod not_probes;
 mod pg_consistency;
 mod pg_example;

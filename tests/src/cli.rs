@@ -40,10 +40,30 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// The workspace's target directory, found from this test executable's
+/// path (`target/<profile>/deps/e2e-HASH`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(3)
+        .map(std::path::Path::to_path_buf)
+        .expect("test executable in target/<profile>/deps")
+}
+
+/// The state directory (and so the compile cache) of every run that does
+/// not choose its own: `target/e2e-state`, kept between test runs so that
+/// probes compiled once load from the cache afterwards, and never the
+/// user's own state directory.
+pub fn shared_state_dir() -> PathBuf {
+    target_dir().join("e2e-state")
+}
+
 /// A fresh `watchpost` command.
 pub fn watchpost() -> Command {
     let mut command = Command::new(binary());
-    command.env_remove("WATCHPOST_LOG");
+    command
+        .env_remove("WATCHPOST_LOG")
+        .env("WATCHPOST_STATE_DIR", shared_state_dir());
     command
 }
 
@@ -131,6 +151,21 @@ where
     let mut command = watchpost();
     command.args(args);
     run(command)
+}
+
+/// `watchpost check PROBE --format json EXTRA...`: the outcome, checked for
+/// panics, and the report it printed.
+pub fn check_json(probe: &std::path::Path, extra: &[&str]) -> (Outcome, serde_json::Value) {
+    let mut command = watchpost();
+    command
+        .arg("check")
+        .arg(probe)
+        .args(["--format", "json"])
+        .args(extra);
+    let outcome = run(command);
+    assert_no_panic(&outcome);
+    let report = outcome.json();
+    (outcome, report)
 }
 
 /// Fail with the full output if it shows a Rust panic or backtrace.

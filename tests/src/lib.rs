@@ -5,12 +5,14 @@
 //! made with `initdb` and `pg_basebackup`, and an OTLP receiver. Modules:
 //! [`cli`] runs the binary once, [`agent`] runs it as a daemon, [`report`]
 //! runs a probe and reads its JSON report, [`probes`] finds the built
-//! components, [`pg`] makes a primary and standby pair, [`http_sink`] is an
-//! HTTP server that records what it receives.
+//! components, [`kits`] builds the Python, JavaScript and C probe kits,
+//! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
+//! that records what it receives.
 
 pub mod agent;
 pub mod cli;
 pub mod http_sink;
+pub mod kits;
 pub mod pg;
 pub mod probes;
 pub mod report;

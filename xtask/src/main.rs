@@ -3,9 +3,11 @@
 //! - `build`: the agent (release) and every probe in `plugins/`, with the
 //!   components copied to `target/probes/NAME.wasm`.
 //! - `setup`: install what the tests need on a fresh Debian machine
-//!   (idempotent: only what is missing).
+//!   (idempotent: only what is missing), the probe kits' toolchains
+//!   included.
 //! - `test`: `setup`, then the whole test suite (`cargo test --workspace`).
 
+mod kits;
 mod setup;
 
 use std::path::{Path, PathBuf};

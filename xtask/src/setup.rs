@@ -1,8 +1,12 @@
 //! Installing what the tests need on a fresh machine: the wasm32-wasip2
-//! target, and Debian packages for the tools the tests drive. Each step
-//! checks first and does nothing when the tool is already there.
+//! target, Debian packages for the tools the tests drive, and the
+//! toolchains of the probe kits in `examples/probes/` (componentize-py in
+//! a virtualenv of the Python kit, componentize-js in the JavaScript kit's
+//! `node_modules`, clang and wit-bindgen for the C kit), at the versions
+//! the kits pin. Each step checks first
+//! and does nothing when the tool is already there.
 
-use super::run;
+use super::{kits, run};
 use std::path::Path;
 use std::process::Command;
 
@@ -13,6 +17,14 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/psql", "postgresql-client-15"),
     // `promtool check metrics` validates /metrics.
     ("/usr/bin/promtool", "prometheus"),
+    // The C probe kit: clang, wasm-ld, wasi-libc and compiler-rt for wasm32.
+    ("/usr/bin/clang-19", "clang-19"),
+    ("/usr/bin/wasm-ld-19", "lld-19"),
+    ("/usr/lib/wasm32-wasi/libc.a", "wasi-libc"),
+    (
+        "/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a",
+        "libclang-rt-19-dev-wasm32",
+    ),
 ];
 
 fn have(path: &str) -> bool {
@@ -31,6 +43,12 @@ fn debian_packages() -> Result<(), String> {
         .filter(|(file, _)| !have(file))
         .map(|(_, pkg)| *pkg)
         .collect();
+    apt_install(&missing)
+}
+
+/// `apt-get install` `packages` (nothing when empty), with sudo unless root.
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let missing = packages;
     if missing.is_empty() {
         return Ok(());
     }
@@ -45,12 +63,16 @@ fn debian_packages() -> Result<(), String> {
     };
     run(&mut apt(&["update", "-q"]))?;
     let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
-    install.args(&missing);
+    install.args(missing);
     run(&mut install)
 }
 
 /// Install whatever is missing.
 pub fn install() -> Result<(), String> {
     watchpost_probe_build::ensure_target()?;
-    debian_packages()
+    debian_packages()?;
+    let root = super::root();
+    kits::python(&root.join("examples/probes/python"))?;
+    kits::js(&root.join("examples/probes/js"))?;
+    kits::wit_bindgen(&root.join("target/tools"))
 }

@@ -2,8 +2,9 @@
 //! with the Nagios code of its status.
 
 use super::Format;
+use super::cache::CacheArg;
 use super::format;
-use super::probe_source::{ProbeArgs, ResolveError, resolve};
+use super::probe_source::{ProbeArgs, ResolveError, read_config, resolve};
 use crate::policy::thresholds;
 use crate::report::{ErrorKind, Report, RunError, Status};
 use crate::runtime::{Runtime, engine::PoolSize};
@@ -14,14 +15,18 @@ use std::time::Duration;
 pub struct CheckArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub cache: CacheArg,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = read_config(&args.probe).map_err(anyhow::Error::msg)?;
     let runtime = Runtime::new(PoolSize { instances: 8 })?;
-    let resolved = match resolve(&args.probe, &runtime).await {
+    let runtime = args.cache.apply(runtime, config.as_ref().map(|c| &c.agent));
+    let resolved = match resolve(&args.probe, config.as_ref(), &runtime).await {
         Ok(resolved) => resolved,
         Err(ResolveError::Usage(message)) => anyhow::bail!(message),
         Err(ResolveError::Load(name, error)) => {

@@ -2,8 +2,10 @@
 //! subcommand. Every subcommand returns its exit code; errors are printed
 //! by `main` as one line naming what to fix, never as a panic.
 
+mod cache;
 mod check;
 mod format;
+mod new;
 mod operator;
 mod probe_source;
 mod run;
@@ -41,6 +43,9 @@ pub enum Command {
     Reset(operator::ResetArgs),
     /// Show the remediation audit log of the running agent.
     Events(operator::EventsArgs),
+    /// Start a probe project (Rust, Python or JavaScript) that builds and
+    /// passes `watchpost check` as it is.
+    New(new::NewArgs),
 }
 
 /// Output formats of `check`.
@@ -69,6 +74,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => operator::resume(args).await,
         Command::Reset(args) => operator::reset(args).await,
         Command::Events(args) => operator::events(args).await,
+        Command::New(args) => new::run(args).await,
     }
 }
 

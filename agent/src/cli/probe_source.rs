@@ -56,17 +56,25 @@ pub fn fallback_name(probe: &str) -> String {
         .to_string()
 }
 
-pub async fn resolve(args: &ProbeArgs, runtime: &Runtime) -> Result<Resolved, ResolveError> {
-    let config: Option<Config> = match &args.config.config {
-        Some(path) => Some(config::load(path).map_err(|e| ResolveError::Usage(e.to_string()))?),
-        None => None,
-    };
-    let spec: Option<&ProbeSpec> = config
-        .as_ref()
-        .and_then(|c| c.probes.iter().find(|p| p.name == args.probe));
+/// The `-c` config, if one is given; the error lists what is wrong in it.
+pub fn read_config(args: &ProbeArgs) -> Result<Option<Config>, String> {
+    match &args.config.config {
+        Some(path) => config::load(path).map(Some).map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// Make the probe named by `args` ready to run; `config` is the `-c`
+/// config ([`read_config`]).
+pub async fn resolve(
+    args: &ProbeArgs,
+    config: Option<&Config>,
+    runtime: &Runtime,
+) -> Result<Resolved, ResolveError> {
+    let spec: Option<&ProbeSpec> =
+        config.and_then(|c| c.probes.iter().find(|p| p.name == args.probe));
 
     let mut targets: BTreeMap<String, TargetSpec> = config
-        .as_ref()
         .map(|c| {
             c.targets
                 .iter()

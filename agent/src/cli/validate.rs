@@ -10,6 +10,8 @@ use std::sync::Arc;
 pub struct ValidateArgs {
     #[command(flatten)]
     pub config: super::ConfigArg,
+    #[command(flatten)]
+    pub cache: super::cache::CacheArg,
 }
 
 pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -22,6 +24,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let runtime = Runtime::new(PoolSize { instances: 8 })?;
+    let runtime = args.cache.apply(runtime, Some(&config.agent));
     let services = Arc::new(Services::default());
     let mut errors = Vec::new();
     for spec in &config.probes {

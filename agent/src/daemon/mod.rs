@@ -181,7 +181,11 @@ fn reusable(spec: &ProbeSpec, loaded: Option<&Probe>) -> Option<Probe> {
 /// Start the agent on `config`; returns once it is running.
 pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Arc<Shared>> {
     let store = Store::open(&config.agent.state_dir)?;
-    let runtime = Arc::new(Runtime::new(pool_size(&config))?);
+    let cache = crate::runtime::cache::CacheSettings::in_state_dir(
+        &config.agent.state_dir,
+        config.agent.cache_size,
+    );
+    let runtime = Arc::new(Runtime::new(pool_size(&config))?.with_cache(cache));
     let sql = SqlTargets::new(&target_specs(&config)).map_err(anyhow::Error::msg)?;
     let services = Arc::new(Services {
         sql,

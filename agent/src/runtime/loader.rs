@@ -5,7 +5,6 @@ use super::bindings::ProbePre;
 use super::state::RunState;
 use std::fmt;
 use std::path::Path;
-use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 /// Why a file cannot be a probe. The message names the file.
@@ -66,9 +65,9 @@ pub fn check_header(source: &str, bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Compile a component (no cache).
-pub fn compile(engine: &Engine, source: &str, bytes: &[u8]) -> Result<Component, LoadError> {
-    Component::new(engine, bytes).map_err(|e| fail(source, format!("not a valid component: {e:#}")))
+/// The error for bytes that do not compile as a component.
+pub fn invalid_component(source: &str, error: &wasmtime::Error) -> LoadError {
+    fail(source, format!("not a valid component: {error:#}"))
 }
 
 /// Pre-link a compiled component against the host's imports and check that

@@ -3,13 +3,16 @@
 //! One [`Runtime`] owns the shared wasmtime `Engine` (pooling allocator,
 //! epoch interruption) and a `Linker` holding the host side of every import
 //! of the `watchpost:probe` world plus WASI (clocks and random only; no
-//! files, sockets, environment or arguments). [`Runtime::load`] compiles a
-//! component once and pre-links it ([`Probe`]); [`Runtime::run`] gives each
+//! files, sockets, environment or arguments). [`Runtime::load_bytes`]
+//! compiles a component once — or takes it from the [`cache`] when the
+//! runtime has one ([`Runtime::with_cache`]) — and pre-links it
+//! ([`Probe`]); [`Runtime::run`] gives each
 //! run a fresh `Store` with a deadline and a memory cap and turns whatever
 //! happens — a report, a trap, a timeout, a memory bomb — into a
 //! [`Report`](crate::report::Report). Nothing a probe does stops the agent.
 
 pub mod bindings;
+pub mod cache;
 mod capture;
 pub mod engine;
 mod imports;
@@ -27,6 +30,7 @@ use crate::report::{ErrorKind, Report};
 use crate::sql::SqlTargets;
 use anyhow::Result;
 use bindings::ProbePre;
+use cache::{CacheSettings, CacheStats, CompileCache};
 use sha2::{Digest, Sha256};
 use state::RunState;
 use std::collections::BTreeMap;
@@ -34,7 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::Engine;
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 
 /// Limits of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +106,8 @@ pub struct Probe {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<RunState>,
+    /// Compiled probes kept across starts (none: compile every time).
+    cache: Option<Arc<CompileCache>>,
     _ticker: engine::EpochTicker,
 }
 
@@ -118,8 +124,34 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            cache: None,
             _ticker: ticker,
         })
+    }
+
+    /// Keep compiled probes in the compile cache described by `settings`.
+    /// A cache that cannot be opened (say, a directory that cannot be
+    /// created) is logged as a warning and the runtime compiles every
+    /// probe, as without a cache: it never stops probes from loading.
+    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
+        let dir = settings.dir.clone();
+        match CompileCache::open(&self.engine, settings) {
+            Ok(cache) => {
+                tracing::debug!(dir = %dir.display(), "compile cache opened");
+                self.cache = Some(Arc::new(cache));
+            }
+            Err(e) => tracing::warn!(
+                "compile cache disabled: cannot use {}: {e}; set `state_dir` in the config \
+                 or WATCHPOST_STATE_DIR to a writable directory (or pass --no-cache)",
+                dir.display()
+            ),
+        }
+        self
+    }
+
+    /// What the compile cache did so far (`None` without a cache).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|cache| cache.stats())
     }
 
     pub fn engine(&self) -> &Engine {
@@ -145,8 +177,8 @@ impl Runtime {
         services: &Arc<Services>,
     ) -> Result<Probe, LoadError> {
         loader::check_header(source, bytes)?;
-        let sha256 = hex::encode(Sha256::digest(bytes));
-        let component = loader::compile(&self.engine, source, bytes)?;
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let component = self.compile(source, digest, bytes).await?;
         let pre = loader::link(&self.linker, source, &component)?;
         let info = run::describe(&pre, services).await.map_err(|e| LoadError {
             message: format!("{source}: `describe` failed: {e}"),
@@ -154,7 +186,7 @@ impl Runtime {
         Ok(Probe {
             pre,
             source: source.to_string(),
-            sha256,
+            sha256: hex::encode(digest),
             info,
         })
     }
@@ -176,6 +208,32 @@ impl Runtime {
                 self.load_bytes(&source.to_string(), bytes, services).await
             }
             crate::config::WasmSource::File(path) => self.load_file(path, services).await,
+        }
+    }
+
+    /// Compile a component (or take it from the cache) on a blocking
+    /// thread: compiling a Python probe keeps a core busy for seconds.
+    async fn compile(
+        &self,
+        source: &str,
+        digest: [u8; 32],
+        bytes: &[u8],
+    ) -> Result<Component, LoadError> {
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let name = source.to_string();
+        let bytes = bytes.to_vec();
+        let compiled = tokio::task::spawn_blocking(move || match cache {
+            Some(cache) => cache.component(&engine, &name, &digest, &bytes),
+            None => Component::new(&engine, &bytes),
+        })
+        .await;
+        match compiled {
+            Ok(Ok(component)) => Ok(component),
+            Ok(Err(error)) => Err(loader::invalid_component(source, &error)),
+            Err(join) => Err(LoadError {
+                message: format!("{source}: compiling the probe failed unexpectedly: {join}"),
+            }),
         }
     }
 

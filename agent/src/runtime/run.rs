@@ -61,6 +61,9 @@ fn classify(error: wasmtime::Error, store: &Store<RunState>, timeout: Duration) 
         return timed_out(timeout);
     }
     let stderr = state.stderr.text();
+    if let Some(exception) = python_exception(&stderr) {
+        return RunError::new(ErrorKind::Trap, exception);
+    }
     if let Some(panic) = rust_panic(&stderr) {
         return RunError::new(ErrorKind::Trap, panic);
     }
@@ -100,6 +103,31 @@ fn rust_panic(stderr: &str) -> Option<String> {
         .collect();
     let message = crate::util::truncate_utf8(&message.join(" "), 1024).to_string();
     Some(format!("the probe panicked: {message} (at {location})"))
+}
+
+/// An uncaught Python exception and where it was raised, from the
+/// traceback a componentize-py probe prints to stderr before it traps:
+/// `Traceback (most recent call last):\n  File "/0/app.py", line 9, in check\n
+/// ...\nKeyError: 'x'`.
+fn python_exception(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("Traceback (most recent call last):")?;
+    let traceback = &stderr[start..];
+    // The interpreter's own panic follows the traceback.
+    let traceback = traceback
+        .find("\nthread '")
+        .map_or(traceback, |end| &traceback[..end]);
+    let lines: Vec<&str> = traceback
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let exception = lines.last().filter(|l| !l.starts_with("Traceback"))?;
+    let location = lines.iter().rev().find(|l| l.starts_with("File "));
+    let exception = crate::util::truncate_utf8(exception, 1024);
+    Some(match location {
+        Some(location) => format!("the probe raised {exception} ({location})"),
+        None => format!("the probe raised {exception}"),
+    })
 }
 
 /// Run the probe's `check` once.
@@ -224,5 +252,18 @@ mod tests {
             "the probe panicked: boom (at src/lib.rs:12:9)"
         );
         assert_eq!(rust_panic("just some output"), None);
+    }
+
+    #[test]
+    fn python_exceptions_are_read_from_the_traceback() {
+        let stderr = "Traceback (most recent call last):\n  File \"/0/app.py\", line 9, in check\n\
+                      \x20   return d[\"x\"]\nKeyError: 'missing-key'\n\n\
+                      thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\n\
+                      Python function threw an unexpected exception\n";
+        assert_eq!(
+            python_exception(stderr).unwrap(),
+            "the probe raised KeyError: 'missing-key' (File \"/0/app.py\", line 9, in check)"
+        );
+        assert_eq!(python_exception("thread panicked at x:\nboom"), None);
     }
 }
