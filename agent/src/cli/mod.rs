@@ -2,6 +2,7 @@
 //! subcommand. Every subcommand returns its exit code; errors are printed
 //! by `main` as one line naming what to fix, never as a panic.
 
+mod bench;
 mod cache;
 mod check;
 mod format;
@@ -33,6 +34,8 @@ pub enum Command {
     /// Run one probe once and print its report (Nagios exit codes: 0 ok,
     /// 1 warning, 2 critical, 3 unknown).
     Check(check::CheckArgs),
+    /// Measure the per-run cost of a probe (p50/p90/p99, runs per second).
+    Bench(bench::BenchArgs),
     /// Check a config file and load every probe it names.
     Validate(validate::ValidateArgs),
     /// Pause a remediation (or all) in the running agent.
@@ -69,6 +72,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Validate(args) => validate::run(args).await,
         Command::Pause(args) => operator::pause(args).await,
         Command::Resume(args) => operator::resume(args).await,
