@@ -3,7 +3,7 @@
 //! every probe in it runs and reports `ok`.
 
 use std::path::PathBuf;
-use watchpost_e2e::cli::{assert_no_panic, watchpost_run};
+use watchpost_e2e::cli::{assert_no_panic, run, watchpost, watchpost_run};
 use watchpost_e2e::pg::PgPair;
 use watchpost_e2e::report::check;
 
@@ -71,4 +71,43 @@ fn every_probe_of_the_example_is_ok_on_a_healthy_pair() {
             report.json
         );
     }
+}
+
+fn failover_example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/postgres-failover.toml")
+}
+
+/// The failover example is valid and ships the settings the failover tests
+/// (`pg_remediation.rs`) and the failover benchmark use.
+#[test]
+fn the_failover_example_is_valid_and_ships_the_tested_settings() {
+    let path = failover_example().display().to_string();
+    let outcome = watchpost_run(["validate", "-c", &path]);
+    assert_no_panic(&outcome);
+    assert_eq!(outcome.code, 0, "{}", outcome.all_output());
+    let text = std::fs::read_to_string(failover_example()).unwrap();
+    for setting in [
+        "every = \"250ms\"",
+        "timeout = \"400ms\"",
+        "for = 3",
+        "max_lag_bytes = 1048576",
+    ] {
+        assert!(text.contains(setting), "{setting} not in {path}");
+    }
+}
+
+/// The OTLP example is valid.
+#[test]
+fn the_otel_collector_example_is_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/otel-collector.toml")
+        .display()
+        .to_string();
+    let mut command = watchpost();
+    command
+        .args(["validate", "-c", &path])
+        .env("OTLP_TOKEN", "t");
+    let outcome = run(command);
+    assert_no_panic(&outcome);
+    assert_eq!(outcome.code, 0, "{}", outcome.all_output());
 }

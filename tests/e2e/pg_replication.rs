@@ -42,7 +42,12 @@ const LIMITS: &[(&str, &str)] = &[("lag_warning", "200000"), ("lag_critical", "1
 #[test]
 fn lag_grows_past_its_limit_while_replay_is_paused_and_recovers_after_resume() {
     let pair = PgPair::start();
-    let healthy = replication(&pair, LIMITS);
+    // Right after streaming starts the primary may not know the standby's
+    // replay position yet (it comes with the standby's first feedback).
+    let healthy = poll(&with_limits(&pair), Duration::from_secs(30), |r| {
+        r.value_where("postgresql.replication.lag_bytes", "standby", "walreceiver")
+            .is_some()
+    });
     assert_eq!(
         (healthy.code, healthy.status()),
         (0, "ok"),

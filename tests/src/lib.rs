@@ -7,12 +7,14 @@
 //! runs a probe and reads its JSON report, [`probes`] finds the built
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
-//! that records what it receives.
+//! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
+//! HTTP).
 
 pub mod agent;
 pub mod cli;
 pub mod http_sink;
 pub mod kits;
+pub mod otlp;
 pub mod pg;
 pub mod probes;
 pub mod report;

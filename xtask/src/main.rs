@@ -6,7 +6,10 @@
 //!   (idempotent: only what is missing), the probe kits' toolchains
 //!   included.
 //! - `test`: `setup`, then the whole test suite (`cargo test --workspace`).
+//! - `bench [--quick] [--rounds N]`: the benchmark suite behind
+//!   BENCHMARKS.md (see [`bench`]).
 
+mod bench;
 mod kits;
 mod setup;
 
@@ -78,8 +81,11 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("setup") => setup::install(),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask build|setup|test [-- cargo test args]");
+            eprintln!(
+                "usage: cargo xtask build|setup|bench [--quick] [--rounds N]|test [-- cargo test args]"
+            );
             return ExitCode::from(2);
         }
     };

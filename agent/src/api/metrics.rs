@@ -44,6 +44,19 @@ pub async fn exposition(State(shared): State<Arc<Shared>>) -> impl IntoResponse 
     let agent = AgentSample {
         node: &node,
         reloads: &shared.reloads,
+        telemetry_dropped: shared
+            .otlp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|export| {
+                export
+                    .outages
+                    .iter()
+                    .map(|o| (o.signal(), o.dropped()))
+                    .collect()
+            })
+            .unwrap_or_default(),
         resident_bytes,
         cpu_seconds,
     };

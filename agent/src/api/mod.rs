@@ -8,6 +8,7 @@ mod control;
 mod metrics;
 mod probes;
 mod remediation;
+mod role;
 
 use crate::daemon::Shared;
 use axum::Router;
@@ -39,6 +40,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics::exposition))
         .route("/v1/events", get(remediation::events))
         .route("/v1/remediations", get(remediation::list))
+        .route("/v1/role/primary", get(role::primary))
+        .route("/v1/role/replica", get(role::replica))
         .merge(control)
         .with_state(shared)
 }

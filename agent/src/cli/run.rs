@@ -32,6 +32,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Bind first: a taken port is an error before anything runs.
     let listener = crate::api::bind(listen).await?;
     let shared = daemon::start(config, args.config.config.clone()).await?;
+    shared
+        .dry_run_flag
+        .store(args.dry_run, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("status API on http://{listen} (/healthz, /v1/probes, /metrics)");
     let api = tokio::spawn(crate::api::serve(listener, shared.clone()));
     daemon::signals::handle(shared.clone()).await?;

@@ -54,6 +54,10 @@ pub struct Agent {
     pub flapping: Flapping,
     /// Upper bound on the compile cache in `state_dir/cache`.
     pub cache_size: u64,
+    /// The target whose server runs on this node: what the load-balancer
+    /// endpoints (`/v1/role/...`) report on. Default: the one target with a
+    /// `data_dir`, if there is exactly one.
+    pub local_target: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -236,7 +240,7 @@ pub struct ExecAction {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RestartMethod {
-    /// `pg_ctl start -D DATA_DIR` (run as the data directory's owner).
+    /// `pg_ctl restart -D DATA_DIR -m fast` (run as the data directory's owner).
     PgCtl { pg_ctl: PathBuf, data_dir: PathBuf },
     /// Debian's `pg_ctlcluster VERSION CLUSTER restart`.
     PgCtlCluster { version: String, cluster: String },
@@ -302,14 +306,27 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
+impl OtlpProtocol {
+    /// The protocol a config or OTEL_EXPORTER_OTLP_PROTOCOL names.
+    pub fn parse(name: &str) -> Option<OtlpProtocol> {
+        match name {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" | "http" => Some(OtlpProtocol::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Otlp {
     /// Collector endpoint; `None` means the OTEL_EXPORTER_OTLP_* environment
     /// or the protocol's default.
     pub endpoint: Option<String>,
-    pub protocol: OtlpProtocol,
+    /// `None`: OTEL_EXPORTER_OTLP_PROTOCOL, or gRPC.
+    pub protocol: Option<OtlpProtocol>,
     pub interval: Duration,
     /// Headers (values may be `${ENV_VAR}` references, resolved at load).
     pub headers: BTreeMap<String, String>,
-    pub timeout: Duration,
+    /// `None`: OTEL_EXPORTER_OTLP_TIMEOUT, or 10 s.
+    pub timeout: Option<Duration>,
 }

@@ -37,11 +37,11 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
     let mut top = Section::new("top level", root.get_ref(), span);
     let mut parser = Parser { d, source };
 
+    let targets = parser.targets(&mut top);
     let agent = match top.table(&mut parser.d, "agent") {
-        Some(section) => parser.agent(section),
+        Some(section) => parser.agent(section, &targets),
         None => parser.default_agent(),
     };
-    let targets = parser.targets(&mut top);
     let probes = parser.probes(&mut top, &targets);
     let remediations = parser.remediations(&mut top, &probes, &targets);
     let telemetry = match top.table(&mut parser.d, "telemetry") {
@@ -137,10 +137,11 @@ impl<'s> Parser<'s, '_> {
             api_token_env: None,
             flapping: Flapping::default(),
             cache_size: 1 << 30,
+            local_target: None,
         }
     }
 
-    fn agent(&mut self, mut s: Section) -> Agent {
+    fn agent(&mut self, mut s: Section, targets: &BTreeMap<String, Target>) -> Agent {
         let mut agent = self.default_agent();
         let d = &mut self.d;
         if let Some(node) = s.string(d, "node") {
@@ -185,6 +186,18 @@ impl<'s> Parser<'s, '_> {
         }
         if let Some(size) = s.size(d, "cache_size") {
             agent.cache_size = size.value;
+        }
+        if let Some(local) = s.string(d, "local_target") {
+            if !targets.contains_key(&local.value) {
+                d.error(
+                    local.span.clone(),
+                    format!(
+                        "[agent]: `local_target` = {:?} is not a target defined in [targets]",
+                        local.value
+                    ),
+                );
+            }
+            agent.local_target = Some(local.value);
         }
         let span = s.span.clone();
         s.finish(d);
@@ -991,7 +1004,12 @@ impl<'s> Parser<'s, '_> {
         let standby = standby.and_then(|s| self.target_ref(path, "failover", s, targets));
         let primary = self.target_ref(path, "primary", primary, targets);
         let fence = match a.raw("fence").map(|v| (v.get_ref(), v.span())) {
-            None => Fence::None,
+            None => {
+                // Promoting without stopping the old primary risks two
+                // primaries: the choice must be written down.
+                self.d.error(a.span.clone(), format!("{path}: a failover needs `fence`: \"pg_ctl\" (stop the old primary, on this node), a command such as [\"ssh\", \"db-1\", \"pg_ctl\", \"stop\"], or \"none\" to accept the risk of two primaries"));
+                return None;
+            }
             Some((DeValue::String(s), _)) if s == "none" => Fence::None,
             Some((DeValue::String(s), _)) if s == "pg_ctl" => {
                 let fallback = primary
@@ -1067,19 +1085,15 @@ impl<'s> Parser<'s, '_> {
         let d = &mut self.d;
         let otlp = s.table(d, "otlp").map(|mut o| {
             let endpoint = o.string(d, "endpoint").map(|e| e.value);
-            let protocol = match o.string(d, "protocol") {
-                None => OtlpProtocol::Grpc,
-                Some(p) => match p.value.as_str() {
-                    "grpc" => OtlpProtocol::Grpc,
-                    "http/protobuf" | "http" => OtlpProtocol::HttpProtobuf,
-                    other => {
-                        d.error(p.span, format!("[telemetry.otlp]: `protocol` = {other:?} is not supported; write \"grpc\" or \"http/protobuf\""));
-                        OtlpProtocol::Grpc
-                    }
-                },
-            };
+            let protocol = o.string(d, "protocol").and_then(|p| match OtlpProtocol::parse(&p.value) {
+                Some(protocol) => Some(protocol),
+                None => {
+                    d.error(p.span, format!("[telemetry.otlp]: `protocol` = {:?} is not supported; write \"grpc\" or \"http/protobuf\"", p.value));
+                    None
+                }
+            });
             let interval = o.duration(d, "interval").map_or(Duration::from_secs(10), |v| v.value);
-            let timeout = o.duration(d, "timeout").map_or(Duration::from_secs(10), |v| v.value);
+            let timeout = o.duration(d, "timeout").map(|v| v.value);
             let mut headers = BTreeMap::new();
             for (key, value) in o.string_map(d, "headers").unwrap_or_default() {
                 match resolve_env(&value.value) {

@@ -51,6 +51,10 @@ pub struct Shared {
     pub reloads: crate::telemetry::counters::ReloadCounters,
     /// Remediation decisions, the audit log and the operator controls.
     pub remediator: crate::remediate::Remediator,
+    /// `watchpost run --dry-run`: kept across reloads.
+    pub dry_run_flag: std::sync::atomic::AtomicBool,
+    /// The OTLP export, when configured.
+    pub otlp: std::sync::Mutex<Option<crate::telemetry::otlp::OtlpExport>>,
 }
 
 impl Shared {
@@ -100,7 +104,8 @@ impl Shared {
             slot: slot.clone(),
             shared: self.clone(),
         });
-        crate::schedule::spawn(&slot.name, job, every, cancel, self.tasks.clone());
+        let window = crate::schedule::first_run_window(self.config().probes.len());
+        crate::schedule::spawn(&slot.name, job, every, window, cancel, self.tasks.clone());
     }
 }
 
@@ -212,6 +217,8 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         reload_lock: tokio::sync::Mutex::new(()),
         reloads: crate::telemetry::counters::ReloadCounters::default(),
         remediator,
+        otlp: std::sync::Mutex::new(None),
+        dry_run_flag: std::sync::atomic::AtomicBool::new(false),
         config: RwLock::new(Arc::new(config.clone())),
     });
     let mut slots = BTreeMap::new();
@@ -224,6 +231,8 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     *shared.slots.write().unwrap_or_else(|e| e.into_inner()) = slots.clone();
     // Listen before the first run, so that no transition is missed.
     crate::remediate::Remediator::start(&shared);
+    let export = crate::telemetry::otlp::start(&shared)?;
+    *shared.otlp.lock().unwrap_or_else(|e| e.into_inner()) = export;
     for slot in slots.values() {
         shared.schedule(slot);
     }
@@ -258,5 +267,9 @@ pub async fn stop(shared: &Shared) {
         tracing::warn!("some runs did not finish in time; stopping anyway");
     }
     shared.writer.flush().await;
+    let export = shared.otlp.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(export) = export {
+        export.shutdown().await;
+    }
     tracing::info!("stopped; state written to {}", shared.store.dir().display());
 }

@@ -54,7 +54,12 @@ pub async fn reload(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
 }
 
 async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
-    let new = config::load_or_default(shared.config_path.as_deref()).map_err(|e| e.to_string())?;
+    let mut new =
+        config::load_or_default(shared.config_path.as_deref()).map_err(|e| e.to_string())?;
+    // `--dry-run` on the command line outlives reloads.
+    if shared.dry_run_flag.load(Ordering::Relaxed) {
+        new.agent.dry_run = true;
+    }
     let old = shared.config();
     let services = shared.services();
     let sql = services.sql.rebuild(&target_specs(&new))?;

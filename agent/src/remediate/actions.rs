@@ -43,11 +43,7 @@ pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec
                 "-t".into(),
                 timeout_secs.to_string(),
                 "-l".into(),
-                data_dir
-                    .join("log")
-                    .join("watchpost-restart.log")
-                    .display()
-                    .to_string(),
+                restart_log(data_dir).display().to_string(),
             ],
             command::owner_if_root(data_dir),
         ),
@@ -70,6 +66,65 @@ pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec
         argv,
         user,
         ..CommandSpec::default()
+    }
+}
+
+/// Where `pg_ctl restart` writes the server's output: the cluster's `log`
+/// directory when it has one, else the data directory itself (pg_ctl
+/// fails to start a server whose log file cannot be opened).
+fn restart_log(data_dir: &std::path::Path) -> std::path::PathBuf {
+    let logs = data_dir.join("log");
+    let dir = if logs.is_dir() {
+        logs
+    } else {
+        data_dir.to_path_buf()
+    };
+    dir.join("watchpost-restart.log")
+}
+
+/// A killed postmaster whose parent does not reap it (in a container whose
+/// PID 1 is not an init) stays a zombie: `kill(pid, 0)` still succeeds, so
+/// pg_ctl waits for it to stop and PostgreSQL refuses to start ("is another
+/// postmaster running?"). A zombie is dead: its `postmaster.pid` and its
+/// socket lock file are set aside (renamed), which is what PostgreSQL does
+/// itself with the files of a process that is gone.
+fn set_aside_dead_postmaster_pid(data_dir: &std::path::Path) {
+    let pid_file = data_dir.join("postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        return;
+    };
+    // postmaster.pid: pid, data dir, start time, port, socket dir, ...
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let Some(pid) = lines.first().and_then(|l| l.parse::<u32>().ok()) else {
+        return;
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if state != Some("Z") {
+        return;
+    }
+    let mut stale = vec![pid_file];
+    if let (Some(port), Some(dir)) = (lines.get(3), lines.get(4))
+        && !dir.is_empty()
+    {
+        let lock = std::path::Path::new(dir).join(format!(".s.PGSQL.{port}.lock"));
+        let holder = std::fs::read_to_string(&lock).unwrap_or_default();
+        if holder.lines().next().map(str::trim) == Some(&pid.to_string()) {
+            stale.push(lock);
+        }
+    }
+    for file in stale {
+        let aside = file.with_extension(format!("dead-{pid}"));
+        match std::fs::rename(&file, &aside) {
+            Ok(()) => tracing::warn!(
+                "the postmaster (pid {pid}) of {} is dead but not reaped; set {} aside",
+                data_dir.display(),
+                file.display()
+            ),
+            Err(e) => tracing::warn!("cannot set aside {}: {e}", file.display()),
+        }
     }
 }
 
@@ -112,6 +167,7 @@ pub async fn run_simple(ctx: &ActionContext<'_>, action: &Action) -> ActionOutco
                 if let Some((uid, gid)) = spec.user {
                     let _ = std::os::unix::fs::chown(&log_dir, Some(uid), Some(gid));
                 }
+                set_aside_dead_postmaster_pid(data_dir);
             }
             spec.env = ctx.env.clone();
             from_command(command::run(&spec).await, "restart")

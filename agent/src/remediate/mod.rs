@@ -257,7 +257,19 @@ impl Remediator {
                         trigger_detail,
                     ),
                 );
-                if let Some(alert) = &remediation.alert {
+                if let Some(alert) = &remediation.alert
+                    && dry_run
+                {
+                    let record = self.base_record(
+                        shared,
+                        &t,
+                        "dry-run",
+                        Some(alert.kind()),
+                        format!("dry run: would send the {} alert", alert.kind()),
+                        serde_json::Value::Null,
+                    );
+                    self.record(shared, record);
+                } else if let Some(alert) = &remediation.alert {
                     let ctx = self.context(shared, &t, "breaker-open", &message);
                     let outcome = actions::run_simple(&ctx, alert).await;
                     let record = self.base_record(

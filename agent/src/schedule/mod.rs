@@ -19,6 +19,18 @@ use tokio_util::task::TaskTracker;
 /// still report soon after start, spread over this window.
 pub const FIRST_RUN_WINDOW: Duration = Duration::from_secs(2);
 
+/// First runs are spread over this much time per configured probe (up to
+/// [`FIRST_RUN_WINDOW`]): 10 probes all report within 20 ms of start,
+/// 1,000 are spread over 2 s so that they do not all start at once.
+pub const FIRST_RUN_SPREAD_PER_PROBE: Duration = Duration::from_millis(2);
+
+/// The window first runs are spread over when `probes` are configured.
+pub fn first_run_window(probes: usize) -> Duration {
+    FIRST_RUN_SPREAD_PER_PROBE
+        .saturating_mul(u32::try_from(probes).unwrap_or(u32::MAX))
+        .min(FIRST_RUN_WINDOW)
+}
+
 /// Something the scheduler runs periodically.
 pub trait Job: Send + Sync + 'static {
     /// One run. `planned` is when the tick was due, to measure lateness.
@@ -42,17 +54,19 @@ pub fn phase(name: &str, window: Duration) -> Duration {
     Duration::from_nanos(nanos)
 }
 
-/// Start the timing loop of one job. It stops when `cancel` fires; a run
-/// in flight then finishes on its own (runs are spawned on `tracker`, so
-/// shutdown can wait for them).
+/// Start the timing loop of one job, its first run within `window` (see
+/// [`first_run_window`]) and then every `every`, at a phase of its own. It
+/// stops when `cancel` fires; a run in flight then finishes on its own
+/// (runs are spawned on `tracker`, so shutdown can wait for them).
 pub fn spawn<J: Job>(
     name: &str,
     job: Arc<J>,
     every: Duration,
+    window: Duration,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let first = Instant::now() + phase(name, every.min(FIRST_RUN_WINDOW));
+    let first = Instant::now() + phase(name, every.min(window));
     let in_flight = Arc::new(AtomicBool::new(false));
     let runs = tracker.clone();
     tracker.spawn(async move {
@@ -95,6 +109,13 @@ mod tests {
     use std::sync::atomic::AtomicU32;
 
     #[test]
+    fn few_probes_start_at_once_and_many_are_spread() {
+        assert_eq!(first_run_window(10), Duration::from_millis(20));
+        assert_eq!(first_run_window(1000), FIRST_RUN_WINDOW);
+        assert_eq!(first_run_window(0), Duration::ZERO);
+    }
+
+    #[test]
     fn phases_are_stable_and_inside_the_window() {
         let window = Duration::from_secs(2);
         let a = phase("disk", window);
@@ -134,6 +155,7 @@ mod tests {
             "slow",
             job.clone(),
             Duration::from_millis(100),
+            FIRST_RUN_WINDOW,
             cancel.clone(),
             tracker.clone(),
         );

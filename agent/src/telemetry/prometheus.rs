@@ -36,6 +36,8 @@ pub struct ProbeSample<'a> {
 pub struct AgentSample<'a> {
     pub node: &'a str,
     pub reloads: &'a ReloadCounters,
+    /// What OTLP export dropped, by signal (empty when export is off).
+    pub telemetry_dropped: Vec<(&'static str, u64)>,
     pub resident_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
 }
@@ -285,6 +287,11 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
         );
         let Some(report) = p.report else { continue };
         for m in &report.measurements {
+            // Histogram samples (one value per operation) are exported
+            // over OTLP; as gauges they would repeat a series.
+            if crate::telemetry::otlp::instruments::is_histogram_sample(&m.name) {
+                continue;
+            }
             let name = gauge_name(&m.name, &m.unit);
             let help = p
                 .described
@@ -323,6 +330,15 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
             "Resident memory of the agent process",
             vec![node()],
             rss as f64,
+        );
+    }
+    for (signal, dropped) in &agent.telemetry_dropped {
+        f.add(
+            "watchpost_telemetry_dropped_total",
+            "counter",
+            "OTLP data points and log records lost to failed exports, by signal",
+            vec![node(), ("signal".into(), signal.to_string())],
+            *dropped as f64,
         );
     }
     if let Some(cpu) = agent.cpu_seconds {

@@ -6,6 +6,8 @@ use watchpost_probe::{Result, sql};
 
 /// How the tries went.
 pub struct Latency {
+    /// Every try, in the order run.
+    pub tries: Vec<Duration>,
     pub median: Duration,
     pub max: Duration,
 }
@@ -19,8 +21,10 @@ pub fn measure(target: &str, statement: &str, tries: usize) -> Result<Latency> {
         sql::query(target, statement, &[])?;
         times.push(started.elapsed());
     }
+    let tries = times.clone();
     times.sort();
     Ok(Latency {
+        tries,
         median: nearest_rank(&times, 0.5),
         max: times.last().copied().unwrap_or_default(),
     })

@@ -304,6 +304,52 @@ impl Cluster {
         self.start();
     }
 
+    /// The postmaster's pid, from `postmaster.pid` (None when not running).
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Tell the harness whether the server runs, after something else (the
+    /// agent's remediation, a signal) started or stopped it, so that Drop
+    /// stops what runs.
+    pub fn set_running(&mut self, running: bool) {
+        self.running = running;
+    }
+
+    /// Start the server by hand with `pg_ctl start`, as an operator would,
+    /// and say whether it started (it may refuse).
+    pub fn try_start(&mut self) -> bool {
+        let mut pg_ctl = server_command("pg_ctl", &self.socket_dir);
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .args(["-w", "-t", "30", "start"]);
+        let ok = pg_ctl.output().map(|o| o.status.success()).unwrap_or(false);
+        self.running |= ok;
+        ok
+    }
+
+    /// The first value of `statement` as superuser, or the error.
+    pub fn try_value(&self, statement: &str) -> Result<String, String> {
+        let dsn = format!(
+            "host={} port={} user={SUPERUSER} dbname=postgres connect_timeout=2",
+            self.socket_dir.display(),
+            self.port
+        );
+        let mut client = Client::connect(&dsn, NoTls).map_err(|e| describe(&e))?;
+        let messages = client.simple_query(statement).map_err(|e| describe(&e))?;
+        messages
+            .into_iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or_default().to_string()),
+                _ => None,
+            })
+            .ok_or_else(|| "no rows".to_string())
+    }
+
     /// The end of the server's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

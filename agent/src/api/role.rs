@@ -1,0 +1,186 @@
+//! Load-balancer checks, like Patroni's: `GET /v1/role/primary` answers
+//! 200 only while this node's database is a healthy primary, and `GET
+//! /v1/role/replica?max_lag=BYTES` only while it is a healthy standby
+//! within that lag; otherwise 503. HAProxy or pgbouncer route on them.
+//!
+//! "This node's database" is `[agent] local_target` (or the one target with
+//! a `data_dir`). The answer comes from the latest reports of the
+//! `pg-alive` probe checking that target (up, accepting sessions, role) and,
+//! for replicas, of the `pg-replication` probe watching it as a standby
+//! (WAL receiver streaming, replay not paused, received-but-not-replayed
+//! bytes). A report older than three intervals counts as no report.
+
+use crate::config::Config;
+use crate::daemon::Shared;
+use crate::daemon::slot::ProbeSlot;
+use crate::report::{Report, Status};
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+type Answer = (StatusCode, Json<Value>);
+
+fn unavailable(reason: impl Into<String>) -> Answer {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"healthy": false, "reason": reason.into()})),
+    )
+}
+
+/// The target whose server runs on this node.
+fn local_target(config: &Config) -> Option<String> {
+    if let Some(local) = &config.agent.local_target {
+        return Some(local.clone());
+    }
+    let mut with_data_dir = config.targets.iter().filter(|(_, t)| t.data_dir.is_some());
+    match (with_data_dir.next(), with_data_dir.next()) {
+        (Some((name, _)), None) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// The target a probe checks under config key `key` (default `default`).
+fn checked_target(slot: &ProbeSlot, key: &str, default: &str) -> String {
+    let setup = slot.setup();
+    setup
+        .spec
+        .config
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// The latest fresh report of the first probe built from `probe` that
+/// checks `target` under `key`, with the probe's name.
+fn latest(
+    shared: &Shared,
+    probe: &str,
+    key: &str,
+    default: &str,
+    target: &str,
+) -> Result<(String, Report), String> {
+    let slot = shared
+        .slots()
+        .into_values()
+        .find(|slot| {
+            slot.setup().probe.info.name == probe && checked_target(slot, key, default) == target
+        })
+        .ok_or_else(|| format!("no {probe} probe checks target `{target}`"))?;
+    let every = slot.setup().spec.every;
+    let state = slot.state();
+    let report = state
+        .last_report
+        .clone()
+        .ok_or_else(|| format!("{} has not reported yet", slot.name))?;
+    let age = state
+        .last_run
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or(Duration::MAX);
+    if age > (every * 3).max(Duration::from_secs(10)) {
+        return Err(format!(
+            "the last report of {} is {:.0} s old",
+            slot.name,
+            age.as_secs_f64()
+        ));
+    }
+    Ok((slot.name.clone(), report))
+}
+
+fn value(report: &Report, name: &str) -> Option<f64> {
+    report
+        .measurements
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.value)
+}
+
+/// pg-alive's verdict on the local server: (probe name, in recovery?).
+fn alive(shared: &Shared) -> Result<(String, String, bool), String> {
+    let config = shared.config();
+    let target = local_target(&config).ok_or("no local target: set `local_target` in [agent] (the target whose server runs on this node)")?;
+    let (probe, report) = latest(shared, "pg-alive", "target", "primary", &target)?;
+    if report.status != Status::Ok {
+        return Err(format!("{probe} is {}: {}", report.status, report.message));
+    }
+    if value(&report, "postgresql.accepting_connections").unwrap_or(1.0) < 1.0 {
+        return Err(format!("{probe}: the server refuses new sessions"));
+    }
+    let recovery = value(&report, "postgresql.is_in_recovery")
+        .ok_or_else(|| format!("{probe} did not report the server's role"))?;
+    Ok((target, probe, recovery >= 1.0))
+}
+
+/// `GET /v1/role/primary`.
+pub async fn primary(State(shared): State<Arc<Shared>>) -> Answer {
+    match alive(&shared) {
+        Ok((target, probe, false)) => (
+            StatusCode::OK,
+            Json(json!({"healthy": true, "role": "primary", "target": target, "probe": probe})),
+        ),
+        Ok((target, _, true)) => unavailable(format!("`{target}` is a standby, not a primary")),
+        Err(reason) => unavailable(reason),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReplicaQuery {
+    /// Most bytes of received-but-not-replayed WAL allowed.
+    max_lag: Option<u64>,
+}
+
+/// `GET /v1/role/replica?max_lag=BYTES`.
+pub async fn replica(State(shared): State<Arc<Shared>>, Query(q): Query<ReplicaQuery>) -> Answer {
+    let (target, probe) = match alive(&shared) {
+        Ok((target, probe, true)) => (target, probe),
+        Ok((target, _, false)) => {
+            return unavailable(format!("`{target}` is a primary, not a standby"));
+        }
+        Err(reason) => return unavailable(reason),
+    };
+    let (replication, report) = match latest(
+        &shared,
+        "pg-replication",
+        "standby",
+        "standby",
+        &target,
+    ) {
+        Ok(found) => found,
+        Err(reason) if q.max_lag.is_some() => {
+            return unavailable(format!("cannot tell the lag: {reason}"));
+        }
+        Err(_) => {
+            return (
+                StatusCode::OK,
+                Json(json!({"healthy": true, "role": "replica", "target": target, "probe": probe})),
+            );
+        }
+    };
+    if value(&report, "postgresql.replication.standby.streaming") == Some(0.0) {
+        return unavailable(format!("{replication}: the WAL receiver is not streaming"));
+    }
+    if value(&report, "postgresql.replication.standby.replay_paused") == Some(1.0) {
+        return unavailable(format!("{replication}: replay is paused"));
+    }
+    let gap = value(&report, "postgresql.replication.standby.receive_replay_gap");
+    if let Some(max) = q.max_lag {
+        match gap {
+            Some(gap) if gap > max as f64 => {
+                return unavailable(format!(
+                    "{replication}: {gap:.0} bytes behind, more than max_lag = {max}"
+                ));
+            }
+            None => return unavailable(format!("{replication} did not report the standby's lag")),
+            _ => {}
+        }
+    }
+    (
+        StatusCode::OK,
+        Json(
+            json!({"healthy": true, "role": "replica", "target": target, "probe": probe, "lag_bytes": gap}),
+        ),
+    )
+}

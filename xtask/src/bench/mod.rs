@@ -1,0 +1,210 @@
+//! `cargo xtask bench [--quick] [--rounds N]`: the benchmark suite behind
+//! BENCHMARKS.md, in one run, each figure the median (and range) of
+//! several rounds:
+//!
+//! - [`per_run`]: a trivial Rust probe through `watchpost bench` against
+//!   fork + exec of a tiny native program and of `check_dummy`; `pg-alive`
+//!   against `check_pgsql` on the local PostgreSQL;
+//! - [`footprint`]: the release agent's RSS, CPU and scheduling lateness
+//!   over a window with 10, 100 and 1,000 probes every second and 20 every
+//!   5 s;
+//! - [`cold_start`]: start to every probe's first report, with an empty
+//!   and with a warm compile cache;
+//! - the failover and restart benchmark on a real PostgreSQL pair
+//!   (`tests/examples/failover_bench.rs`).
+//!
+//! Results go to stdout and `target/bench/results.md`.
+
+mod agent;
+mod cold_start;
+mod footprint;
+mod per_run;
+mod stats;
+
+use crate::{cargo, root, run};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Options of one suite run.
+pub struct Options {
+    /// Shorter windows and fewer runs: a smoke run of the suite.
+    pub quick: bool,
+    /// Rounds of each measurement.
+    pub rounds: usize,
+}
+
+/// One line of the results table.
+pub struct Row {
+    pub what: String,
+    pub figure: String,
+    pub note: String,
+}
+
+impl Row {
+    pub fn new(what: impl Into<String>, figure: impl Into<String>, note: impl Into<String>) -> Row {
+        Row {
+            what: what.into(),
+            figure: figure.into(),
+            note: note.into(),
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        quick: false,
+        rounds: 3,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--rounds" => {
+                options.rounds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--rounds needs a positive number")?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown bench option {other:?}: use --quick, --rounds N"
+                ));
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// Paths of what the suite runs.
+pub struct Built {
+    pub watchpost: PathBuf,
+    pub trivial: PathBuf,
+    pub dir: PathBuf,
+}
+
+fn build() -> Result<Built, String> {
+    let root = root();
+    run(cargo().args(["build", "--release", "-p", "watchpost"]))?;
+    let trivial = watchpost_probe_build::build(&root, &["trivial"])?.remove(0);
+    let target = watchpost_probe_build::target_dir(&root);
+    let dir = target.join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(Built {
+        watchpost: target.join("release/watchpost"),
+        trivial,
+        dir,
+    })
+}
+
+/// The failover benchmark's summary lines.
+fn failover(options: &Options) -> Result<Vec<Row>, String> {
+    let rounds = if options.quick { 1 } else { options.rounds };
+    let output = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "watchpost-e2e",
+            "--example",
+            "failover_bench",
+            "--",
+        ])
+        .arg(rounds.to_string())
+        .output()
+        .map_err(|e| format!("cannot run the failover benchmark: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "the failover benchmark failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut rows = Vec::new();
+    for line in stdout.lines() {
+        eprintln!("xtask: {line}");
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if value.get("median_ms").is_none() {
+            continue;
+        }
+        let (what, goal) = match value["benchmark"].as_str() {
+            Some("failover") => (
+                "failover: primary stopped -> write on the promoted standby",
+                "goal < 2 s",
+            ),
+            _ => ("restart: postmaster SIGKILLed -> accepting connections", ""),
+        };
+        rows.push(Row::new(
+            what,
+            format!(
+                "{} ms (range {}-{} ms, {} rounds)",
+                value["median_ms"], value["min_ms"], value["max_ms"], value["rounds"]
+            ),
+            goal,
+        ));
+    }
+    Ok(rows)
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::from("| measurement | figure | note |\n|---|---|---|\n");
+    for row in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            row.what, row.figure, row.note
+        ));
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+pub fn bench(args: &[String]) -> Result<(), String> {
+    let options = parse(args)?;
+    crate::setup::apt_install(&per_run::missing_plugins())?;
+    let built = build()?;
+    let mut rows = Vec::new();
+    rows.extend(per_run::run(&built, &options)?);
+    rows.extend(cold_start::run(&built, &options)?);
+    rows.extend(footprint::run(&built, &options)?);
+    rows.extend(failover(&options)?);
+    let text = format!(
+        "Machine: {}. Rounds: {}{}.\n\n{}",
+        machine(),
+        options.rounds,
+        if options.quick { " (--quick)" } else { "" },
+        render(&rows)
+    );
+    println!("\n{text}");
+    let out = built.dir.join("results.md");
+    std::fs::write(&out, &text).map_err(|e| format!("write {}: {e}", out.display()))?;
+    eprintln!("xtask: results in {}", out.display());
+    Ok(())
+}
+
+/// A command for the release agent.
+pub fn watchpost(built: &Built) -> Command {
+    Command::new(&built.watchpost)
+}
+
+/// Write `text` to `dir/name` and return the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+    Ok(path)
+}
