@@ -145,13 +145,20 @@ pub async fn load_probes(
 ) -> Result<BTreeMap<String, Probe>, String> {
     let mut probes = BTreeMap::new();
     let mut errors = Vec::new();
+    // Probes that name the same component share one compiled copy.
+    let mut by_source: std::collections::HashMap<String, Probe> = Default::default();
     for spec in &config.probes {
         if let Some(probe) = reusable(spec, loaded.get(&spec.name)) {
             probes.insert(spec.name.clone(), probe);
             continue;
         }
+        if let Some(probe) = by_source.get(&spec.wasm.to_string()) {
+            probes.insert(spec.name.clone(), probe.clone());
+            continue;
+        }
         match runtime.load_source(&spec.wasm, services).await {
             Ok(probe) => {
+                by_source.insert(spec.wasm.to_string(), probe.clone());
                 probes.insert(spec.name.clone(), probe);
             }
             Err(e) => errors.push(format!(

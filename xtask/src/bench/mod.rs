@@ -87,7 +87,9 @@ fn build() -> Result<Built, String> {
     let root = root();
     run(cargo().args(["build", "--release", "-p", "watchpost"]))?;
     let trivial = watchpost_probe_build::build(&root, &["trivial"])?.remove(0);
-    let target = watchpost_probe_build::target_dir(&root);
+    // The probe build's directory is TARGET/wasm.
+    let wasm_target = watchpost_probe_build::target_dir(&root);
+    let target = wasm_target.parent().unwrap_or(&wasm_target).to_path_buf();
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     Ok(Built {
