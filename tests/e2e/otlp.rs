@@ -122,11 +122,11 @@ fn grpc_export_carries_measurements_statuses_counters_and_the_resource() {
         sum.is_monotonic && sum.aggregation_temporality == 2,
         "{sum:?}"
     );
-    let (_, count) = wait_for("three runs of warn exported", PATIENCE, || {
+    // It grows: three runs of `warn` (every 200 ms) are exported.
+    wait_for("three runs of warn exported", PATIENCE, || {
         let (_, m) = receiver.metric("watchpost.probe.runs")?;
         point(&m, &[("probe", "warn")]).filter(|(_, v)| *v >= 3.0)
     });
-    assert!(count >= 3.0);
 
     // The status gauge: 1 = warning, an integer, with probe and target.
     let (_, status) = wait_metric(&receiver, "watchpost.probe.status", &[("probe", "warn")]);

@@ -1084,7 +1084,12 @@ impl<'s> Parser<'s, '_> {
     fn telemetry(&mut self, mut s: Section) -> Telemetry {
         let d = &mut self.d;
         let otlp = s.table(d, "otlp").map(|mut o| {
-            let endpoint = o.string(d, "endpoint").map(|e| e.value);
+            let endpoint = o.string(d, "endpoint").map(|e| {
+                if let Err(problem) = check_endpoint(&e.value) {
+                    d.error(e.span, format!("[telemetry.otlp]: `endpoint` = {:?} {problem}", e.value));
+                }
+                e.value
+            });
             let protocol = o.string(d, "protocol").and_then(|p| match OtlpProtocol::parse(&p.value) {
                 Some(protocol) => Some(protocol),
                 None => {
@@ -1098,6 +1103,11 @@ impl<'s> Parser<'s, '_> {
             for (key, value) in o.string_map(d, "headers").unwrap_or_default() {
                 match resolve_env(&value.value) {
                     Ok(resolved) => {
+                        if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
+                            d.error(value.span.clone(), format!("[telemetry.otlp]: {key:?} is not a valid header name (letters, digits and - only)"));
+                        } else if http::HeaderValue::from_str(&resolved).is_err() {
+                            d.error(value.span.clone(), format!("[telemetry.otlp]: the value of header `{key}` has characters a header cannot carry (control characters or non-ASCII)"));
+                        }
                         headers.insert(key, resolved);
                     }
                     Err(var) => d.error(
@@ -1164,4 +1174,18 @@ fn flapping(d: &mut Diagnostics, mut s: Section, default: Flapping) -> Flapping 
     }
     s.finish(d);
     flap
+}
+
+/// Why an OTLP endpoint cannot be used, if it cannot.
+fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|_| "is not a URL; write e.g. \"http://127.0.0.1:4317\"")?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => Ok(()),
+        Some("https") => {
+            Err("uses https, which is not supported yet; send to a local Collector over http://")
+        }
+        _ => Err("must be an http:// URL with a host, e.g. \"http://127.0.0.1:4317\""),
+    }
 }

@@ -318,3 +318,25 @@ interval = "10s"
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn otlp_endpoints_and_headers_are_checked_at_load() {
+    one(
+        "[telemetry.otlp]\nendpoint = \"127.0.0.1:4317\"\n",
+        2,
+        12,
+        &["`endpoint`", "http://127.0.0.1:4317"],
+    );
+    one(
+        "[telemetry.otlp]\nendpoint = \"https://collector:4317\"\n",
+        2,
+        12,
+        &["https", "not supported"],
+    );
+    one(
+        "[telemetry.otlp]\nheaders = { \"bad header\" = \"x\" }\n",
+        2,
+        28,
+        &["\"bad header\"", "not a valid header name"],
+    );
+}

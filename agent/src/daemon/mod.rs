@@ -148,12 +148,15 @@ pub async fn load_probes(
     // Probes that name the same component share one compiled copy.
     let mut by_source: std::collections::HashMap<String, Probe> = Default::default();
     for spec in &config.probes {
-        if let Some(probe) = reusable(spec, loaded.get(&spec.name)) {
-            probes.insert(spec.name.clone(), probe);
-            continue;
-        }
+        // Read (and hash) each component file once, however many probes
+        // name it.
         if let Some(probe) = by_source.get(&spec.wasm.to_string()) {
             probes.insert(spec.name.clone(), probe.clone());
+            continue;
+        }
+        if let Some(probe) = reusable(spec, loaded.get(&spec.name)) {
+            by_source.insert(spec.wasm.to_string(), probe.clone());
+            probes.insert(spec.name.clone(), probe);
             continue;
         }
         match runtime.load_source(&spec.wasm, services).await {

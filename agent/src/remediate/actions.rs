@@ -43,7 +43,12 @@ pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec
                 "-t".into(),
                 timeout_secs.to_string(),
                 "-l".into(),
-                restart_log(data_dir).display().to_string(),
+                // `run_simple` makes sure the directory exists.
+                data_dir
+                    .join("log")
+                    .join("watchpost-restart.log")
+                    .display()
+                    .to_string(),
             ],
             command::owner_if_root(data_dir),
         ),
@@ -67,19 +72,6 @@ pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec
         user,
         ..CommandSpec::default()
     }
-}
-
-/// Where `pg_ctl restart` writes the server's output: the cluster's `log`
-/// directory when it has one, else the data directory itself (pg_ctl
-/// fails to start a server whose log file cannot be opened).
-fn restart_log(data_dir: &std::path::Path) -> std::path::PathBuf {
-    let logs = data_dir.join("log");
-    let dir = if logs.is_dir() {
-        logs
-    } else {
-        data_dir.to_path_buf()
-    };
-    dir.join("watchpost-restart.log")
 }
 
 /// A killed postmaster whose parent does not reap it (in a container whose

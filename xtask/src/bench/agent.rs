@@ -104,14 +104,7 @@ impl RunningAgent {
 
     /// CPU seconds (user + system) used so far.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<f64> = after
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0.0))
-            .collect();
-        (11..13).filter_map(|i| fields.get(i)).sum::<f64>() / 100.0
+        super::proc_cpu_seconds(&format!("/proc/{}/stat", self.child.id()), false)
     }
 
     /// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`).

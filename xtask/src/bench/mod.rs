@@ -210,3 +210,17 @@ pub fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
     std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
     Ok(path)
 }
+
+/// CPU seconds from a `/proc/PID/stat` file: user + system, and with
+/// `children`, also those of waited-for children (fields 14-17).
+pub fn proc_cpu_seconds(stat: &str, children: bool) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the command name start at field 3 (the state).
+    let after = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<f64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let last = if children { 15 } else { 13 };
+    (11..last).filter_map(|i| fields.get(i)).sum::<f64>() / 100.0
+}

@@ -64,15 +64,7 @@ fn watchpost_bench(built: &Built, args: &[&str]) -> Result<Bench, String> {
 
 /// CPU time of this process and its waited-for children, in seconds.
 fn cpu_with_children() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name: utime, stime, cutime, cstime are
-    // fields 14-17 of the whole line.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = after
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    (11..15).filter_map(|i| fields.get(i)).sum::<f64>() / 100.0
+    super::proc_cpu_seconds("/proc/self/stat", true)
 }
 
 /// One round of spawns: p50 and p99 of spawn to exit, and CPU per run,

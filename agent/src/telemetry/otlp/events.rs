@@ -8,7 +8,8 @@
 use crate::daemon::events::{RemediationEvent, RunEvent};
 use crate::report::Status;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, Severity};
-use opentelemetry_sdk::logs::SdkLogger;
+use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
+use std::time::SystemTime;
 
 fn severity(status: Status) -> Severity {
     match status {
@@ -18,6 +19,24 @@ fn severity(status: Status) -> Severity {
     }
 }
 
+/// A record of `event` at `at` with its severity and body.
+fn record(
+    logger: &SdkLogger,
+    event: &'static str,
+    at: SystemTime,
+    severity: Severity,
+    body: String,
+) -> SdkLogRecord {
+    let mut record = logger.create_log_record();
+    record.set_event_name(event);
+    record.set_timestamp(at);
+    record.set_observed_timestamp(at);
+    record.set_severity_number(severity);
+    record.set_severity_text(severity.name());
+    record.set_body(AnyValue::from(body));
+    record
+}
+
 /// Emit the state changes of one run, if it made any.
 pub fn state_changes(logger: &SdkLogger, run: &RunEvent, target: &str, node: &str) {
     let changes = &run.changes;
@@ -25,13 +44,7 @@ pub fn state_changes(logger: &SdkLogger, run: &RunEvent, target: &str, node: &st
                 severity: Severity,
                 body: String,
                 attributes: Vec<(&'static str, AnyValue)>| {
-        let mut record = logger.create_log_record();
-        record.set_event_name(event);
-        record.set_timestamp(run.at);
-        record.set_observed_timestamp(run.at);
-        record.set_severity_number(severity);
-        record.set_severity_text(severity.name());
-        record.set_body(AnyValue::from(body));
+        let mut record = record(logger, event, run.at, severity, body);
         record.add_attribute("probe", run.probe.clone());
         record.add_attribute("target", target.to_string());
         record.add_attribute("node", node.to_string());
@@ -96,18 +109,18 @@ pub fn state_changes(logger: &SdkLogger, run: &RunEvent, target: &str, node: &st
 
 /// Emit one remediation decision or outcome, with the audit record's fields.
 pub fn remediation(logger: &SdkLogger, event: &RemediationEvent, node: &str) {
-    let mut record = logger.create_log_record();
-    record.set_event_name("watchpost.remediation");
-    record.set_timestamp(event.at);
-    record.set_observed_timestamp(event.at);
     let severity = match event.decision.as_str() {
         "failed" | "not-verified" => Severity::Error,
-        "fired" | "succeeded" | "verified" | "dry-run" => Severity::Info,
+        "fired" | "succeeded" | "dry-run" => Severity::Info,
         _ => Severity::Warn,
     };
-    record.set_severity_number(severity);
-    record.set_severity_text(severity.name());
-    record.set_body(AnyValue::from(event.message.clone()));
+    let mut record = record(
+        logger,
+        "watchpost.remediation",
+        event.at,
+        severity,
+        event.message.clone(),
+    );
     record.add_attribute("id", event.id.clone());
     record.add_attribute("remediation", event.remediation.clone());
     record.add_attribute("probe", event.probe.clone());

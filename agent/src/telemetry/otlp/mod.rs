@@ -160,76 +160,73 @@ fn header_map(settings: &ExportSettings) -> anyhow::Result<http::HeaderMap> {
     Ok(map)
 }
 
+/// The gRPC settings every exporter shares.
+fn tonic_options<B: WithExportConfig + WithTonicConfig>(
+    mut builder: B,
+    settings: &ExportSettings,
+    endpoint: &Option<String>,
+) -> anyhow::Result<B> {
+    builder = builder.with_retry_policy(retry_policy());
+    if !settings.headers.is_empty() {
+        builder = builder.with_metadata(tonic_metadata(settings)?);
+    }
+    Ok(common_options(builder, settings, endpoint))
+}
+
+/// The http/protobuf settings every exporter shares.
+fn http_options<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    settings: &ExportSettings,
+    endpoint: &Option<String>,
+) -> B {
+    let builder = builder
+        .with_retry_policy(retry_policy())
+        .with_headers(settings.headers.clone().into_iter().collect());
+    common_options(builder, settings, endpoint)
+}
+
+/// Endpoint and timeout, set only when the config gives them (else the
+/// exporter reads OTEL_EXPORTER_OTLP_*).
+fn common_options<B: WithExportConfig>(
+    mut builder: B,
+    settings: &ExportSettings,
+    endpoint: &Option<String>,
+) -> B {
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(timeout) = settings.timeout {
+        builder = builder.with_timeout(timeout);
+    }
+    builder
+}
+
+const SEE: &str = "(see [telemetry.otlp] and OTEL_EXPORTER_OTLP_*)";
+
 fn metric_exporter(settings: &ExportSettings) -> anyhow::Result<MetricExporter> {
+    let endpoint = &settings.metrics_endpoint;
     let built = match settings.protocol {
         OtlpProtocol::Grpc => {
-            let mut builder = MetricExporter::builder()
-                .with_tonic()
-                .with_retry_policy(retry_policy());
-            if !settings.headers.is_empty() {
-                builder = builder.with_metadata(tonic_metadata(settings)?);
-            }
-            if let Some(endpoint) = &settings.metrics_endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(timeout) = settings.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            builder.build()
+            tonic_options(MetricExporter::builder().with_tonic(), settings, endpoint)?.build()
         }
         OtlpProtocol::HttpProtobuf => {
-            let mut builder = MetricExporter::builder()
-                .with_http()
-                .with_retry_policy(retry_policy())
-                .with_headers(settings.headers.clone().into_iter().collect());
-            if let Some(endpoint) = &settings.metrics_endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(timeout) = settings.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            builder.build()
+            http_options(MetricExporter::builder().with_http(), settings, endpoint).build()
         }
     };
-    built.context(
-        "cannot set up the OTLP metrics exporter (see [telemetry.otlp] and OTEL_EXPORTER_OTLP_*)",
-    )
+    built.with_context(|| format!("cannot set up the OTLP metrics exporter {SEE}"))
 }
 
 fn log_exporter(settings: &ExportSettings) -> anyhow::Result<LogExporter> {
+    let endpoint = &settings.logs_endpoint;
     let built = match settings.protocol {
         OtlpProtocol::Grpc => {
-            let mut builder = LogExporter::builder()
-                .with_tonic()
-                .with_retry_policy(retry_policy());
-            if !settings.headers.is_empty() {
-                builder = builder.with_metadata(tonic_metadata(settings)?);
-            }
-            if let Some(endpoint) = &settings.logs_endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(timeout) = settings.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            builder.build()
+            tonic_options(LogExporter::builder().with_tonic(), settings, endpoint)?.build()
         }
         OtlpProtocol::HttpProtobuf => {
-            let mut builder = LogExporter::builder()
-                .with_http()
-                .with_retry_policy(retry_policy())
-                .with_headers(settings.headers.clone().into_iter().collect());
-            if let Some(endpoint) = &settings.logs_endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let Some(timeout) = settings.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            builder.build()
+            http_options(LogExporter::builder().with_http(), settings, endpoint).build()
         }
     };
-    built.context(
-        "cannot set up the OTLP logs exporter (see [telemetry.otlp] and OTEL_EXPORTER_OTLP_*)",
-    )
+    built.with_context(|| format!("cannot set up the OTLP logs exporter {SEE}"))
 }
 
 fn tonic_metadata(

@@ -8,7 +8,6 @@
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::resource::{EnvResourceDetector, TelemetryResourceDetector};
-use std::io::Read;
 use std::path::Path;
 
 /// The file in `state_dir` holding the instance id.
@@ -47,29 +46,10 @@ pub fn instance_id(state_dir: &Path) -> anyhow::Result<String> {
             return Ok(id.to_string());
         }
     }
-    let id = random_uuid()?;
+    let id = uuid::Uuid::new_v4().to_string();
     crate::store::atomic::write(&path, format!("{id}\n").as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write the instance id to {}: {e}", path.display()))?;
     Ok(id)
-}
-
-/// A version 4 UUID from the kernel's random source.
-fn random_uuid() -> anyhow::Result<String> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom for an instance id: {e}"))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
 }
 
 #[cfg(test)]
