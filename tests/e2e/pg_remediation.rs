@@ -32,6 +32,19 @@ fn failover_remediation() -> String {
     )
 }
 
+/// An agent watching `pair` with the failover remediation, once it has
+/// seen the primary alive.
+fn start_failover_agent(pair: &PgPair) -> Agent {
+    let agent = Agent::start(&format!(
+        "{}{}{}",
+        targets(pair),
+        alive_probe(),
+        failover_remediation()
+    ));
+    wait_alive_ok(&agent);
+    agent
+}
+
 fn wait_alive_ok(agent: &Agent) {
     wait_for("alive-primary to be ok", PATIENCE, || {
         agent
@@ -92,14 +105,7 @@ fn a_killed_primary_is_restarted_and_verified_with_one_record_pair() {
 #[test]
 fn a_stopped_primary_fails_over_in_recorded_steps_once() {
     let mut pair = PgPair::start();
-    let config = format!(
-        "{}{}{}",
-        targets(&pair),
-        alive_probe(),
-        failover_remediation()
-    );
-    let agent = Agent::start(&config);
-    wait_alive_ok(&agent);
+    let agent = start_failover_agent(&pair);
     pair.primary.execute(
         "CREATE TABLE before_failover (id int PRIMARY KEY); INSERT INTO before_failover VALUES (1)",
     );
@@ -198,14 +204,7 @@ fn a_stopped_primary_fails_over_in_recorded_steps_once() {
 #[test]
 fn a_lagging_standby_is_not_promoted() {
     let mut pair = PgPair::start();
-    let config = format!(
-        "{}{}{}",
-        targets(&pair),
-        alive_probe(),
-        failover_remediation()
-    );
-    let agent = Agent::start(&config);
-    wait_alive_ok(&agent);
+    let agent = start_failover_agent(&pair);
     pair.standby.pause_replay();
     pair.primary.execute("CREATE TABLE bulk AS SELECT g AS id, repeat('x', 500) AS pad FROM generate_series(1, 10000) g");
     watchpost_e2e::pg::wait_until(
@@ -247,14 +246,7 @@ fn a_lagging_standby_is_not_promoted() {
 #[test]
 fn a_short_freeze_of_the_primary_causes_no_failover() {
     let pair = PgPair::start();
-    let config = format!(
-        "{}{}{}",
-        targets(&pair),
-        alive_probe(),
-        failover_remediation()
-    );
-    let agent = Agent::start(&config);
-    wait_alive_ok(&agent);
+    let agent = start_failover_agent(&pair);
     let pid = pair.primary.postmaster_pid().unwrap();
     // Frozen for 700 ms: at most two failed checks of the three needed.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
@@ -277,14 +269,7 @@ fn a_short_freeze_of_the_primary_causes_no_failover() {
 #[test]
 fn a_primary_refusing_connections_causes_no_failover() {
     let pair = PgPair::start();
-    let config = format!(
-        "{}{}{}",
-        targets(&pair),
-        alive_probe(),
-        failover_remediation()
-    );
-    let agent = Agent::start(&config);
-    wait_alive_ok(&agent);
+    let agent = start_failover_agent(&pair);
     let mut held = Vec::new();
     while let Ok(client) = pair.primary.connect_as(watchpost_e2e::pg::MONITOR_USER) {
         held.push(client);
