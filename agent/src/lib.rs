@@ -31,6 +31,7 @@ pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod hostinfo;
 pub mod logging;
 pub mod policy;

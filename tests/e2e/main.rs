@@ -20,6 +20,7 @@ mod pg_remediation;
 mod pg_replication;
 mod postgres;
 mod remediation;
+mod remediation_engine;
 mod sandbox;
 mod sql_capability;
 mod sql_pool;

@@ -330,3 +330,137 @@ fn load_balancer_endpoints_follow_the_roles() {
     );
     pair.standby.resume_replay();
 }
+
+/// Targets whose standby is reached through `proxy`.
+fn targets_via(pair: &PgPair, proxy: &watchpost_e2e::proxy::StallingProxy) -> String {
+    targets(pair).replace(
+        &format!("port={}", pair.standby.port()),
+        &format!("port={}", proxy.port),
+    )
+}
+
+/// Wait until the standby is a writable primary; how long it took.
+fn wait_writable(pair: &PgPair, since: Instant, agent: &Agent) -> Duration {
+    loop {
+        let write = pair.standby.try_value(
+            "CREATE TABLE IF NOT EXISTS after_failover (id int); INSERT INTO after_failover VALUES (1); SELECT 1",
+        );
+        if write.is_ok() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < PATIENCE,
+            "no write on the standby: {write:?}\n{:#?}\n{}",
+            agent.audit(),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_slow_action_elsewhere_does_not_delay_the_failover() {
+    let mut pair = PgPair::start();
+    let busy = format!(
+        "[[probe]]\nname = \"other\"\nwasm = \"{}\"\nevery = \"100ms\"\nconfig = {{ status = \"critical\" }}\n\n[[remediation]]\nname = \"slow\"\non = {{ probe = \"other\", status = \"critical\" }}\naction = {{ exec = [\"sleep\", \"60\"], timeout = \"90s\" }}\n\n",
+        watchpost_e2e::agent::wasm("flip")
+    );
+    let agent = Agent::start(&format!(
+        "{}{}{busy}{}",
+        targets(&pair),
+        alive_probe(),
+        failover_remediation()
+    ));
+    wait_alive_ok(&agent);
+    wait_for("the slow action to start", PATIENCE, || {
+        agent.audit_of("slow", "fired").into_iter().next()
+    });
+    let stopped = Instant::now();
+    pair.primary.kill();
+    let took = wait_writable(&pair, stopped, &agent);
+    let done = wait_for("the failover to finish", PATIENCE, || {
+        agent.audit_of("failover", "succeeded").into_iter().next()
+    });
+    assert!(
+        agent.audit_of("slow", "succeeded").is_empty(),
+        "the slow action is still running"
+    );
+    // The same bound as alone: three 250 ms checks, then the steps.
+    assert!(took < Duration::from_secs(15), "{took:?}: {done:#}");
+    eprintln!("failover beside a 60 s action: write accepted {took:?} after the primary stopped");
+    pair.standby.set_running(true);
+}
+
+#[test]
+fn a_standby_that_stops_answering_fails_the_failover_at_its_bounded_step() {
+    let mut pair = PgPair::start();
+    let proxy = watchpost_e2e::proxy::StallingProxy::start(pair.standby.port());
+    let agent = Agent::start(&format!(
+        "{}{}{}",
+        targets_via(&pair, &proxy),
+        alive_probe(),
+        failover_remediation()
+    ));
+    wait_alive_ok(&agent);
+    proxy.stall(true);
+    let stopped = Instant::now();
+    pair.primary.kill();
+    let failed = wait_for("the failover to fail", Duration::from_secs(60), || {
+        agent.audit_of("failover", "failed").into_iter().next()
+    });
+    let took = stopped.elapsed();
+    let step = &agent.audit_of("failover", "step")[0];
+    assert_eq!(step["reason"], "pre-check", "{step:#}");
+    assert_eq!(step["detail"]["ok"], false, "{step:#}");
+    // Three checks (~1 s), then the pre-check's limit (10 s).
+    assert!(took < Duration::from_secs(20), "{took:?}: {failed:#}");
+    // The agent goes on: probes run and the API answers.
+    let runs = agent.probe("alive-primary").unwrap()["counters"]["runs"]
+        .as_u64()
+        .unwrap();
+    agent.wait_for_runs("alive-primary", runs + 4);
+    assert_eq!(pair.standby.value("SELECT pg_is_in_recovery()"), "t");
+    pair.primary.set_running(false);
+}
+
+#[test]
+fn sigterm_after_the_fence_is_reported_as_interrupted_at_the_next_start() {
+    let mut pair = PgPair::start();
+    // A post step that outlasts the shutdown grace (20 s), so the failover
+    // is still running when the agent has to stop.
+    let config = format!(
+        "{}{}[[remediation]]\nname = \"failover\"\non = {{ probe = \"alive-primary\", status = \"critical\" }}\naction = {{ failover = \"standby\", primary = \"primary\", fence = \"pg_ctl\", pg_ctl = \"{PG_CTL}\", max_lag_bytes = 1048576, write_within = \"10s\", post = [{{ exec = [\"sleep\", \"60\"], timeout = \"90s\" }}] }}\n",
+        targets(&pair),
+        alive_probe(),
+    );
+    let mut agent = Agent::start(&config);
+    wait_alive_ok(&agent);
+    pair.primary.kill();
+    let fired = wait_for("the fence step record", PATIENCE, || {
+        agent
+            .audit_of("failover", "step")
+            .into_iter()
+            .find(|r| r["reason"] == "fence")
+    });
+    let asked = Instant::now();
+    agent.signal(libc::SIGTERM);
+    assert_eq!(agent.wait_exit(), 0, "{}", agent.log());
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(28), "stopping took {took:?}");
+    assert!(agent.audit_of("failover", "succeeded").is_empty());
+    assert!(agent.audit_of("failover", "failed").is_empty());
+    agent.spawn();
+    let interrupted = wait_for("an interrupted record", PATIENCE, || {
+        agent.audit_of("failover", "interrupted").into_iter().next()
+    });
+    assert_eq!(interrupted["id"], fired["id"]);
+    assert!(
+        agent.log().contains("interrupted"),
+        "logged as an error:\n{}",
+        agent.log()
+    );
+    // Never re-run on its own: no second fire.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(agent.audit_of("failover", "fired").len(), 1);
+    pair.standby.set_running(true);
+}

@@ -34,6 +34,33 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
+    /// A sink that answers 200 to every request, each only after `delay`
+    /// (a slow receiver; requests are served concurrently).
+    pub fn start_slow(delay: std::time::Duration) -> HttpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let Some(request) = read_request(&mut stream) else {
+                        return;
+                    };
+                    log.lock().unwrap().push(request);
+                    std::thread::sleep(delay);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                });
+            }
+        });
+        HttpSink { port, received }
+    }
+
     /// Start a sink answering `statuses` in turn (the last one repeats).
     pub fn start(statuses: &[u16]) -> HttpSink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -8,7 +8,7 @@
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
-//! HTTP).
+//! HTTP), [`proxy`] is a TCP proxy that can stall.
 
 pub mod agent;
 pub mod cli;
@@ -17,4 +17,5 @@ pub mod kits;
 pub mod otlp;
 pub mod pg;
 pub mod probes;
+pub mod proxy;
 pub mod report;

@@ -57,6 +57,9 @@ pub async fn exposition(State(shared): State<Arc<Shared>>) -> impl IntoResponse 
                     .collect()
             })
             .unwrap_or_default(),
+        remediation_decisions: crate::telemetry::CounterSource::remediation_decisions(
+            shared.as_ref(),
+        ),
         resident_bytes,
         cpu_seconds,
     };

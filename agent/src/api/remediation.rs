@@ -32,7 +32,7 @@ pub async fn events(
 
 /// `GET /v1/remediations`.
 pub async fn list(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(shared.remediator.view(&shared))
+    Json(shared.remediator.view())
 }
 
 #[derive(Deserialize)]
@@ -84,7 +84,7 @@ fn pause_target(shared: &Arc<Shared>, name: &str, q: PauseQuery) -> (StatusCode,
         format!("remediation {name:?}")
     };
     done(
-        shared.remediator.pause(shared, name, duration),
+        shared.remediator.pause(name, duration),
         format!("paused {what}"),
     )
 }
@@ -118,7 +118,7 @@ pub async fn resume(
         return e;
     }
     done(
-        shared.remediator.resume(&shared, &name),
+        shared.remediator.resume(&name),
         format!("resumed remediation {name:?}"),
     )
 }
@@ -126,7 +126,7 @@ pub async fn resume(
 /// `POST /v1/resume`: lift the pause of every remediation.
 pub async fn resume_all(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<Value>) {
     done(
-        shared.remediator.resume(&shared, ALL),
+        shared.remediator.resume(ALL),
         "resumed all remediations".into(),
     )
 }
@@ -140,7 +140,7 @@ pub async fn reset(
         return e;
     }
     done(
-        shared.remediator.reset(&shared, &name),
+        shared.remediator.reset(&name),
         format!("reset remediation {name:?}"),
     )
 }

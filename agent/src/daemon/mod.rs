@@ -1,25 +1,27 @@
 //! The running agent (`watchpost run`): its shared state, start-up, hot
 //! reload and shutdown.
 //!
-//! [`Shared`] is what every task sees: the runtime, the services behind the
-//! probes' imports, one [`slot::ProbeSlot`] per configured probe, the state
-//! writer and the event bus. Each slot has a timing loop ([`crate::schedule`])
-//! whose ticks go through [`pipeline`]; [`reload`] diffs a new config
-//! against the slots; [`signals`] maps SIGHUP/SIGTERM/SIGINT to reload and
-//! shutdown.
+//! [`Shared`] is what the daemon's own tasks and the status API see: the
+//! runtime, the services behind the probes' imports, one
+//! [`slot::ProbeSlot`] per configured probe, the state writer and the event
+//! bus. Each slot has a timing loop ([`crate::schedule`]) whose ticks go
+//! through [`pipeline`]; [`reload`] diffs a new config against the slots;
+//! [`signals`] maps SIGHUP/SIGTERM/SIGINT to reload and shutdown. The
+//! stages downstream (remediation, OTLP export) never see `Shared`: they
+//! get narrow ports ([`port`]) and events.
 
-pub mod events;
 pub mod pipeline;
+pub mod port;
 pub mod reload;
 pub mod signals;
 pub mod slot;
 
 use crate::config::{Config, ProbeSpec};
+use crate::events::Bus;
 use crate::runtime::{Probe, Runtime, Services, engine::PoolSize};
 use crate::sql::{SqlTargets, TargetSpec};
 use crate::store::{Store, writer::StateWriter};
 use anyhow::Context;
-use events::Bus;
 use slot::{ProbeSetup, ProbeSlot};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,7 +52,7 @@ pub struct Shared {
     reload_lock: tokio::sync::Mutex<()>,
     pub reloads: crate::telemetry::counters::ReloadCounters,
     /// Remediation decisions, the audit log and the operator controls.
-    pub remediator: crate::remediate::Remediator,
+    pub remediator: Arc<crate::remediate::Remediator>,
     /// `watchpost run --dry-run`: kept across reloads.
     pub dry_run_flag: std::sync::atomic::AtomicBool,
     /// The OTLP export, when configured.
@@ -235,13 +237,21 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     for spec in &config.probes {
         let probe = probes[&spec.name].clone();
         let state = states.remove(&spec.name).unwrap_or_default();
-        let slot = Arc::new(ProbeSlot::new(ProbeSetup::new(spec.clone(), probe), state));
+        let slot = Arc::new(ProbeSlot::new(
+            ProbeSetup::new(spec.clone(), probe, &config.agent.node),
+            state,
+        ));
         slots.insert(spec.name.clone(), slot);
     }
     *shared.slots.write().unwrap_or_else(|e| e.into_inner()) = slots.clone();
-    // Listen before the first run, so that no transition is missed.
-    crate::remediate::Remediator::start(&shared);
-    let export = crate::telemetry::otlp::start(&shared)?;
+    // Reconcile and start remediation before the first run.
+    shared
+        .remediator
+        .start(Arc::new(port::RemediationPort(Arc::downgrade(&shared))));
+    let counters: std::sync::Weak<dyn crate::telemetry::CounterSource> =
+        Arc::downgrade(&shared) as _;
+    let export =
+        crate::telemetry::otlp::start(&config, shared.store.dir(), &shared.events, counters)?;
     *shared.otlp.lock().unwrap_or_else(|e| e.into_inner()) = export;
     for slot in slots.values() {
         shared.schedule(slot);
@@ -257,12 +267,14 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     Ok(shared)
 }
 
-/// Stop scheduling, let runs in flight finish (each within its timeout),
-/// write all state, and return.
+/// Stop scheduling and starting remediation actions, let runs in flight
+/// finish (each within its timeout) and actions in flight within
+/// [`crate::remediate::SHUTDOWN_GRACE`], write all state, and return.
 pub async fn stop(shared: &Shared) {
     for slot in shared.slots().values() {
         slot.stop();
     }
+    let actions = shared.remediator.shutdown(crate::remediate::SHUTDOWN_GRACE);
     shared.tasks.close();
     let longest = shared
         .slots()
@@ -270,10 +282,12 @@ pub async fn stop(shared: &Shared) {
         .map(|s| s.setup().spec.timeout)
         .max()
         .unwrap_or_default();
-    if tokio::time::timeout(longest + Duration::from_secs(2), shared.tasks.wait())
-        .await
-        .is_err()
-    {
+    let runs = tokio::time::timeout(
+        longest.saturating_add(Duration::from_secs(2)),
+        shared.tasks.wait(),
+    );
+    let (runs, ()) = tokio::join!(runs, actions);
+    if runs.is_err() {
         tracing::warn!("some runs did not finish in time; stopping anyway");
     }
     shared.writer.flush().await;

@@ -3,8 +3,8 @@
 //! state for disk, log what changed and publish the event.
 
 use super::Shared;
-use super::events::RunEvent;
 use super::slot::ProbeSlot;
+use crate::events::RunEvent;
 use crate::policy::state::Changes;
 use crate::report::Status;
 use crate::schedule::Job;
@@ -49,7 +49,7 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
     slot.counters.record_run(&report);
 
     let at = SystemTime::now();
-    let (changes, hard, state_type, flapping) = {
+    let (changes, hard, state_type, flapping, urgent) = {
         let mut state = slot.state();
         let changes = state.apply(&setup.spec, &report, at);
         let urgent =
@@ -60,11 +60,20 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
             state.hard(),
             state.state_type(),
             state.flap.flapping,
+            urgent,
         )
     };
+    if urgent {
+        // A trigger may hold now (or a condition that held one back may
+        // have cleared): remediation reads the new state.
+        shared.remediator.wake();
+    }
     log(&slot.name, &report, &changes);
     shared.events.publish(RunEvent {
         probe: slot.name.clone(),
+        node: setup.node.clone(),
+        target: setup.target.clone(),
+        descriptions: setup.descriptions.clone(),
         at,
         report: Arc::new(report),
         changes,

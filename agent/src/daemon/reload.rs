@@ -106,7 +106,7 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
                     summary.unchanged.push(spec.name.clone());
                 } else {
                     let every_changed = current.spec.every != spec.every;
-                    slot.swap(ProbeSetup::new(spec.clone(), probe));
+                    slot.swap(ProbeSetup::new(spec.clone(), probe, &new.agent.node));
                     if every_changed {
                         to_schedule.push(slot.clone());
                     }
@@ -116,7 +116,10 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
             }
             None => {
                 let state = shared.store.load_probe(&spec.name).unwrap_or_default();
-                let slot = Arc::new(ProbeSlot::new(ProbeSetup::new(spec.clone(), probe), state));
+                let slot = Arc::new(ProbeSlot::new(
+                    ProbeSetup::new(spec.clone(), probe, &new.agent.node),
+                    state,
+                ));
                 to_schedule.push(slot.clone());
                 next.insert(spec.name.clone(), slot);
                 summary.added.push(spec.name.clone());
@@ -134,5 +137,7 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
     for slot in &to_schedule {
         shared.schedule(slot);
     }
+    // Remediations may have been added or changed: look at the triggers.
+    shared.remediator.wake();
     Ok(summary)
 }

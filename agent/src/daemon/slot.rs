@@ -8,6 +8,7 @@ use crate::config::ProbeSpec;
 use crate::policy::state::ProbeState;
 use crate::runtime::{Grants, Limits, Probe};
 use crate::telemetry::counters::ProbeCounters;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
@@ -18,10 +19,15 @@ pub struct ProbeSetup {
     pub probe: Probe,
     pub grants: Arc<Grants>,
     pub limits: Limits,
+    /// For the run events: the node, what the probe watches, and its
+    /// measurements' descriptions (computed once, shared by every event).
+    pub node: Arc<str>,
+    pub target: Arc<str>,
+    pub descriptions: Arc<BTreeMap<String, String>>,
 }
 
 impl ProbeSetup {
-    pub fn new(spec: ProbeSpec, probe: Probe) -> Self {
+    pub fn new(spec: ProbeSpec, probe: Probe, node: &str) -> Self {
         let grants = Arc::new(Grants {
             name: spec.name.clone(),
             config: spec.config.clone(),
@@ -31,11 +37,21 @@ impl ProbeSetup {
             timeout: spec.timeout,
             memory: spec.memory,
         };
+        let target = crate::telemetry::otlp::instruments::target_of(&spec).into();
+        let descriptions = probe
+            .info
+            .measurements
+            .iter()
+            .map(|m| (m.name.clone(), m.description.clone()))
+            .collect();
         ProbeSetup {
             spec,
             probe,
             grants,
             limits,
+            node: node.into(),
+            target,
+            descriptions: Arc::new(descriptions),
         }
     }
 }

@@ -2,8 +2,12 @@
 //! status of the latest run, per-threshold confirmation, flap detection and
 //! a history. [`ProbeState::apply`] folds one run into it and says what
 //! changed, which is what remediation, telemetry and the audit act on.
+//!
+//! A threshold rule whose measurement is missing from a run (a failed run,
+//! a standby gone from `pg_stat_replication`) keeps its previous state: an
+//! absent value is not evidence that the problem is gone.
 
-use super::confirm::{HardChange, StateType, Tracker};
+use super::confirm::{HardChange, Onsets, StateType, Tracker};
 use super::flap::FlapDetector;
 use super::thresholds;
 use crate::config::ProbeSpec;
@@ -37,6 +41,10 @@ pub struct ProbeState {
     pub last_report: Option<Report>,
     #[serde(default, with = "humantime_serde")]
     pub last_run: Option<SystemTime>,
+    /// When each level of the combined hard status ([`ProbeState::hard`])
+    /// began: what identifies an incident for remediation.
+    #[serde(default)]
+    pub onsets: Onsets,
 }
 
 /// What one run changed.
@@ -83,10 +91,23 @@ impl ProbeState {
         self.rules.get(measurement).map(|t| t.hard)
     }
 
+    /// The hard status a trigger watches (the probe's combined status, or
+    /// one rule's) and the onset of the incident during which it holds
+    /// the `wanted` level (see [`Onsets::of`]).
+    pub fn watched(&self, measurement: Option<&str>, wanted: Status) -> (Status, u64) {
+        match measurement {
+            None => (self.hard(), self.onsets.of(wanted)),
+            Some(m) => self
+                .rules
+                .get(m)
+                .map_or((Status::Ok, 0), |t| (t.hard, t.onsets.of(wanted))),
+        }
+    }
+
     /// Fold one run into the state.
     pub fn apply(&mut self, spec: &ProbeSpec, report: &Report, at: SystemTime) -> Changes {
         let before = self.hard();
-        self.own.observe(report.status, spec.confirm);
+        self.own.observe(report.status, spec.confirm, at);
         let statuses = thresholds::rule_statuses(&spec.thresholds, report);
         // Rules removed from the config are forgotten.
         self.rules
@@ -94,12 +115,21 @@ impl ProbeState {
         let mut rule_changes = Vec::new();
         for (rule, status) in spec.thresholds.iter().zip(statuses) {
             let tracker = self.rules.entry(rule.measurement.clone()).or_default();
-            if let Some(change) = tracker.observe(status, rule.confirm) {
+            // Missing from this run: the rule keeps its state.
+            let Some(status) = status else { continue };
+            if let Some(change) = tracker.observe(status, rule.confirm, at) {
                 rule_changes.push((rule.measurement.clone(), change));
             }
         }
         let status = self.current();
         let after = self.hard();
+        let hard = (before != after).then_some(HardChange {
+            from: before,
+            to: after,
+        });
+        if let Some(change) = hard {
+            self.onsets.stamp(change, at);
+        }
         let flapping = self.flap.observe(status, spec.flapping);
         self.history.push_back(HistoryEntry {
             at,
@@ -113,10 +143,7 @@ impl ProbeState {
         self.last_run = Some(at);
         Changes {
             status,
-            hard: (before != after).then_some(HardChange {
-                from: before,
-                to: after,
-            }),
+            hard,
             rules: rule_changes,
             flapping,
         }
@@ -224,6 +251,34 @@ mod tests {
                 to: Status::Ok
             })
         );
+    }
+
+    /// A failed run without the measurement keeps a hard-critical rule
+    /// critical (it used to count as ok, so the rule recovered on a
+    /// timeout and its remediation fired again at the next breach).
+    #[test]
+    fn a_missing_measurement_keeps_the_rule_state() {
+        let rule = ThresholdRule {
+            measurement: "lag".into(),
+            warning: None,
+            critical: Some(Range::parse("~:100").unwrap()),
+            confirm: Confirm {
+                failures: 1,
+                recoveries: 1,
+            },
+        };
+        let spec = spec(1, 1, vec![rule]);
+        let mut state = ProbeState::default();
+        state.apply(&spec, &report(Status::Ok, 500.0), SystemTime::now());
+        assert_eq!(state.rule_hard("lag"), Some(Status::Critical));
+        let mut failed = report(Status::Unknown, 0.0);
+        failed.measurements.clear();
+        let c = state.apply(&spec, &failed, SystemTime::now());
+        assert!(c.rules.is_empty(), "{c:?}");
+        assert_eq!(state.rule_hard("lag"), Some(Status::Critical));
+        let (hard, onset) = state.watched(Some("lag"), Status::Critical);
+        assert_eq!(hard, Status::Critical);
+        assert!(onset > 0);
     }
 
     #[test]

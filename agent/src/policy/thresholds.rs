@@ -8,9 +8,10 @@
 use crate::config::ThresholdRule;
 use crate::report::{Report, Status};
 
-/// The status each rule gives this report, in rule order. A rule whose
-/// measurement is absent from the report gives `ok`.
-pub fn rule_statuses(rules: &[ThresholdRule], report: &Report) -> Vec<Status> {
+/// The status each rule gives this report, in rule order; `None` for a
+/// rule whose measurement is absent from the report (no evidence either
+/// way: the caller keeps the rule's previous state).
+pub fn rule_statuses(rules: &[ThresholdRule], report: &Report) -> Vec<Option<Status>> {
     rules
         .iter()
         .map(|rule| {
@@ -18,16 +19,31 @@ pub fn rule_statuses(rules: &[ThresholdRule], report: &Report) -> Vec<Status> {
                 .measurements
                 .iter()
                 .filter(|m| m.name == rule.measurement)
-                .map(|m| rule.status(m.value))
-                .fold(Status::Ok, Status::worst)
+                .map(|m| rule_status(rule, m.value))
+                .reduce(Status::worst)
         })
         .collect()
 }
 
-/// The run's overall status: the probe's own verdict made worse by the rules.
+/// The status one value gets from a rule: critical if the critical range
+/// alerts, else warning if the warning range alerts, else ok (critical
+/// wins, as in the monitoring-plugins `get_status`).
+pub fn rule_status(rule: &ThresholdRule, value: f64) -> Status {
+    if rule.critical.as_ref().is_some_and(|r| r.alerts(value)) {
+        Status::Critical
+    } else if rule.warning.as_ref().is_some_and(|r| r.alerts(value)) {
+        Status::Warning
+    } else {
+        Status::Ok
+    }
+}
+
+/// The run's overall status: the probe's own verdict made worse by the
+/// rules (a rule without a value in this run adds nothing).
 pub fn overall(rules: &[ThresholdRule], report: &Report) -> Status {
     rule_statuses(rules, report)
         .into_iter()
+        .flatten()
         .fold(report.status, Status::worst)
 }
 
@@ -80,7 +96,7 @@ mod tests {
             Status::Ok,
             &[("lag", 5.0), ("lag", 50.0), ("other", 1000.0)],
         );
-        assert_eq!(rule_statuses(&rules, &r), vec![Status::Warning]);
+        assert_eq!(rule_statuses(&rules, &r), vec![Some(Status::Warning)]);
         assert_eq!(overall(&rules, &r), Status::Warning);
     }
 

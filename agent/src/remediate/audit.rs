@@ -6,6 +6,7 @@
 //! so its action never started) is moved to `audit.log.partial-TIMESTAMP`
 //! when the log is opened, keeping the log valid JSON lines.
 
+use crate::events::Decision;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
@@ -25,11 +26,11 @@ pub struct AuditRecord {
     pub node: String,
     pub remediation: String,
     pub probe: String,
-    /// `fired`, `skipped`, `dry-run`, `step`, `succeeded`, `failed`,
-    /// `not-verified`, `breaker-open`, `alert`, `reset`, `paused`, `resumed`.
-    pub decision: String,
+    /// What was decided or what happened.
+    pub decision: Decision,
     /// Why (skips: `cooldown`, `breaker`, `flapping`, `suppressed`,
-    /// `paused`, `blocked`, `running`); for steps, the step's name.
+    /// `paused`, `blocked`, `running`, `stale`); for steps, the step's
+    /// name; for alerts, the alert's kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `exec`, `restart`, `failover` or `webhook`.
@@ -102,7 +103,7 @@ pub fn read_tail(path: &Path, limit: usize) -> io::Result<Vec<AuditRecord>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut records = std::collections::VecDeque::with_capacity(limit.min(4096));
+    let mut records = std::collections::VecDeque::with_capacity(limit.clamp(1, 4096));
     for line in io::BufReader::new(file).lines() {
         if let Ok(record) = serde_json::from_str::<AuditRecord>(&line?) {
             if records.len() == limit {
@@ -112,6 +113,11 @@ pub fn read_tail(path: &Path, limit: usize) -> io::Result<Vec<AuditRecord>> {
         }
     }
     Ok(records.into())
+}
+
+/// Every readable record of the audit log at `path`, oldest first.
+pub fn read_all(path: &Path) -> io::Result<Vec<AuditRecord>> {
+    read_tail(path, usize::MAX)
 }
 
 /// If the file does not end with a newline, a write was cut short: move the
@@ -154,7 +160,7 @@ mod tests {
             node: "n".into(),
             remediation: "r".into(),
             probe: "p".into(),
-            decision: "fired".into(),
+            decision: Decision::Fired,
             reason: None,
             action: "exec".into(),
             status: crate::report::Status::Critical,

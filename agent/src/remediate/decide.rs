@@ -1,12 +1,59 @@
 //! Whether a triggered remediation acts, and if not, why. The checks, in
 //! order: the probe is flapping; an `unless` condition holds; an operator
-//! paused it; it is still running; failovers are blocked; it is in
-//! cooldown; its breaker is open or its rate limit is reached. Pure logic
-//! on the ledger, so that every outcome is testable and recorded.
+//! paused it; its previous action is still running; failovers are blocked;
+//! it is in cooldown; its breaker is open or its rate limit is reached.
+//! Pure logic on the ledger, so that every outcome is testable and recorded.
+//!
+//! The first four are *passing* conditions ([`SkipReason::is_transient`]):
+//! the trigger is reconsidered when they clear while it still holds
+//! ("restart unless the disk is full" restarts once the disk is freed).
+//! The others settle the trigger for its incident.
 
 use super::ledger::Ledger;
 use crate::config::{Action, Remediation};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
+
+/// Why a trigger was not acted on (the audit record's `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    Flapping,
+    Suppressed,
+    Paused,
+    Running,
+    Blocked,
+    Cooldown,
+    Breaker,
+    /// The probe's state no longer matched when the decision was made.
+    Stale,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Flapping => "flapping",
+            SkipReason::Suppressed => "suppressed",
+            SkipReason::Paused => "paused",
+            SkipReason::Running => "running",
+            SkipReason::Blocked => "blocked",
+            SkipReason::Cooldown => "cooldown",
+            SkipReason::Breaker => "breaker",
+            SkipReason::Stale => "stale",
+        }
+    }
+
+    /// A condition that passes: the trigger is reconsidered when it clears.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            SkipReason::Flapping
+                | SkipReason::Suppressed
+                | SkipReason::Paused
+                | SkipReason::Running
+        )
+    }
+}
 
 /// The outcome of a decision.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,8 +62,8 @@ pub enum Verdict {
     Fire,
     /// Dry run: record that it would run.
     WouldFire,
-    /// Do not act: the reason keyword and a sentence.
-    Skip { reason: &'static str, why: String },
+    /// Do not act: the reason and a sentence.
+    Skip { reason: SkipReason, why: String },
     /// The rate limit was just exceeded: the breaker opens now (an alert goes out).
     BreakerOpens { why: String },
 }
@@ -41,25 +88,25 @@ pub fn decide(ledger: &mut Ledger, s: &Situation) -> Verdict {
     let r = s.remediation;
     if s.flapping {
         return Verdict::Skip {
-            reason: "flapping",
+            reason: SkipReason::Flapping,
             why: format!("probe {:?} is flapping", r.on.probe),
         };
     }
     if let Some(condition) = &s.suppressed_by {
         return Verdict::Skip {
-            reason: "suppressed",
+            reason: SkipReason::Suppressed,
             why: format!("suppressed while {condition}"),
         };
     }
     if ledger.paused(&r.name, s.now) {
         return Verdict::Skip {
-            reason: "paused",
+            reason: SkipReason::Paused,
             why: "paused by an operator".into(),
         };
     }
     if s.running {
         return Verdict::Skip {
-            reason: "running",
+            reason: SkipReason::Running,
             why: "the previous action is still running".into(),
         };
     }
@@ -69,7 +116,7 @@ pub fn decide(ledger: &mut Ledger, s: &Situation) -> Verdict {
         && let Ok(left) = until.duration_since(s.now)
     {
         return Verdict::Skip {
-            reason: "blocked",
+            reason: SkipReason::Blocked,
             why: format!(
                 "failovers are blocked for {} more after the last one (`watchpost reset {}` lifts it)",
                 human(left),
@@ -80,7 +127,7 @@ pub fn decide(ledger: &mut Ledger, s: &Situation) -> Verdict {
     let guards = ledger.guards(&r.name, s.dry_run);
     if let Some(left) = guards.cooling_down(r.cooldown, s.now) {
         return Verdict::Skip {
-            reason: "cooldown",
+            reason: SkipReason::Cooldown,
             why: format!("in cooldown for {} more", human(left)),
         };
     }
@@ -92,7 +139,7 @@ pub fn decide(ledger: &mut Ledger, s: &Situation) -> Verdict {
                 .map_or(true, |open| open < limit.per)
             {
                 return Verdict::Skip {
-                    reason: "breaker",
+                    reason: SkipReason::Breaker,
                     why: format!(
                         "the breaker is open: more than {} actions within {} (`watchpost reset {}` closes it)",
                         limit.count,
@@ -175,7 +222,7 @@ mod tests {
         assert!(matches!(
             decide(&mut ledger, &situation(&r, t0 + Duration::from_secs(30))),
             Verdict::Skip {
-                reason: "cooldown",
+                reason: SkipReason::Cooldown,
                 ..
             }
         ));
@@ -208,7 +255,7 @@ mod tests {
             assert!(matches!(
                 decide(&mut ledger, &situation(&r, at(s))),
                 Verdict::Skip {
-                    reason: "breaker",
+                    reason: SkipReason::Breaker,
                     ..
                 }
             ));
@@ -227,7 +274,7 @@ mod tests {
         assert!(matches!(
             decide(&mut ledger, &s),
             Verdict::Skip {
-                reason: "flapping",
+                reason: SkipReason::Flapping,
                 ..
             }
         ));
@@ -238,7 +285,7 @@ mod tests {
         assert!(matches!(
             decide(&mut ledger, &situation(&r, now)),
             Verdict::Skip {
-                reason: "paused",
+                reason: SkipReason::Paused,
                 ..
             }
         ));
@@ -261,7 +308,7 @@ mod tests {
         assert!(matches!(
             decide(&mut ledger, &s),
             Verdict::Skip {
-                reason: "cooldown",
+                reason: SkipReason::Cooldown,
                 ..
             }
         ));

@@ -13,7 +13,11 @@
 //! 5. **post** steps (repoint a proxy, notify), whose failures are recorded
 //!    but do not undo the promotion.
 //!
-//! Each step's outcome goes to the audit log as it completes.
+//! Each step's outcome goes to the audit log as it completes. Every step
+//! is bounded ([`step_limit`]): a server that accepts the connection and
+//! then stalls (a paused pooler, dropped packets) fails the step at its
+//! limit with a record, never hangs the failover. Admin sessions also set
+//! `statement_timeout` and TCP keepalives (see `sql::admin`).
 
 use super::command::{self, CommandSpec};
 use crate::config::{FailoverAction, Fence};
@@ -66,10 +70,44 @@ pub async fn promote(
         record(&step);
         if step.ok { Ok(()) } else { Err(step.message) }
     };
-    run(pre_check(sql, action).await)?;
-    run(fence(sql, action, old_primary).await)?;
-    run(promote_standby(sql, action).await)?;
-    run(verify_write(sql, action).await)
+    run(bounded("pre-check", action, pre_check(sql, action)).await)?;
+    run(bounded("fence", action, fence(sql, action, old_primary)).await)?;
+    run(bounded("promote", action, promote_standby(sql, action)).await)?;
+    run(bounded("verify-write", action, verify_write(sql, action)).await)
+}
+
+/// Time for one command of the fence (`pg_ctl status`, `pg_ctl stop`, a
+/// fence command).
+const FENCE_COMMAND: Duration = Duration::from_secs(30);
+
+/// The most a step may take: connecting plus its own work.
+pub fn step_limit(step: &str, action: &FailoverAction) -> Duration {
+    match step {
+        "pre-check" => CONNECT * 2,
+        "fence" => FENCE_COMMAND * 2 + CONNECT,
+        "promote" => action.write_within + CONNECT * 2,
+        _ => action.write_within + CONNECT,
+    }
+}
+
+/// Run a step within its limit; past it, the step failed.
+async fn bounded(
+    name: &'static str,
+    action: &FailoverAction,
+    step: impl std::future::Future<Output = Step>,
+) -> Step {
+    let limit = step_limit(name, action);
+    match tokio::time::timeout(limit, step).await {
+        Ok(step) => step,
+        Err(_) => Step::failed(
+            name,
+            format!(
+                "did not finish within {} (the server accepted the connection but stopped answering?)",
+                crate::config::units::format_duration(limit)
+            ),
+            json!({"limit_ms": limit.as_millis() as u64}),
+        ),
+    }
 }
 
 async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
@@ -148,7 +186,7 @@ async fn fence(sql: &SqlTargets, action: &FailoverAction, old_primary: &str) -> 
         Fence::Command(argv) => {
             let spec = CommandSpec {
                 argv: argv.clone(),
-                timeout: Duration::from_secs(30),
+                timeout: FENCE_COMMAND,
                 ..CommandSpec::default()
             };
             match command::run(&spec).await {
@@ -197,7 +235,7 @@ async fn pg_ctl_fence(
         argv: std::iter::once(pg_ctl.display().to_string())
             .chain(args.iter().map(|a| a.to_string()))
             .collect(),
-        timeout: Duration::from_secs(30),
+        timeout: FENCE_COMMAND,
         user,
         ..CommandSpec::default()
     };
@@ -282,7 +320,17 @@ async fn promote_standby(sql: &SqlTargets, action: &FailoverAction) -> Step {
             );
         }
     };
-    let wait = action.write_within.as_secs().max(1) as i32;
+    let wait = i32::try_from(action.write_within.as_secs().max(1)).unwrap_or(i32::MAX);
+    // pg_promote waits up to `wait` s: the session's statement timeout
+    // must not cut it short.
+    let allow = format!("SET statement_timeout = {}", (i64::from(wait) + 5) * 1000);
+    if let Err(e) = client.batch_execute(&allow).await {
+        return Step::failed(
+            "promote",
+            format!("cannot prepare the session on `{target}`: {e}"),
+            Value::Null,
+        );
+    }
     match client
         .query_one("SELECT pg_promote(true, $1)", &[&wait])
         .await

@@ -1,6 +1,8 @@
 //! What remediation must remember across restarts: when each remediation
 //! last fired (its cooldown), the fires inside its rate-limit window, its
-//! breaker, operator pauses, and the failover block. Kept in
+//! breaker, operator pauses, the failover block, and which incident each
+//! remediation last settled (so a restart neither re-decides an incident
+//! nor misses a new one). Kept in
 //! `state_dir/remediation.json`, replaced crash-safely on every change and
 //! before the audit record of a fire, so a restart never re-fires an action
 //! still in cooldown.
@@ -43,6 +45,11 @@ pub struct LedgerData {
     /// Failovers are refused until then.
     #[serde(default, with = "humantime_serde")]
     pub failover_blocked_until: Option<SystemTime>,
+    /// The incident (the onset of its trigger's level, ms since the Unix
+    /// epoch; see `policy::confirm::Onsets`) each remediation last settled
+    /// with a fire, a dry run, a breaker or a final skip.
+    #[serde(default)]
+    pub settled: BTreeMap<String, u64>,
 }
 
 /// Key of the pause that covers every remediation.
@@ -114,8 +121,11 @@ impl Guards {
     /// Still in cooldown at `now`?
     pub fn cooling_down(&self, cooldown: Duration, now: SystemTime) -> Option<Duration> {
         let last = self.last_fired?;
-        let until = last + cooldown;
-        until.duration_since(now).ok()
+        match last.checked_add(cooldown) {
+            Some(until) => until.duration_since(now).ok(),
+            // Beyond the clock's range: cooling down for as long as it can say.
+            None => Some(Duration::MAX),
+        }
     }
 
     /// Forget fires older than the window.

@@ -1,56 +1,78 @@
-//! Remediation that operators can trust. The [`Remediator`] listens to run
-//! events; when a probe's state turns hard into what a `[[remediation]]`
-//! waits for ([`trigger`]), it decides ([`decide`]: flapping, `unless`,
-//! pauses, cooldown, rate limit and breaker, failover block, dry run),
-//! records the decision durably ([`ledger`], [`audit`]) *before* acting,
-//! runs the action ([`actions`], [`command`], [`webhook`], [`failover`]),
-//! verifies it by re-running a probe, and records the outcome. Every
-//! decision is also published as an event (for OTLP) and counted.
+//! Remediation that operators can trust, and that never loses a trigger.
+//!
+//! The [`Remediator`] is a handle on one engine task ([`engine`]) that the
+//! run pipeline wakes whenever a probe's hard state, a threshold's state or
+//! flapping changes (a wake-up coalesces; it carries no data to drop). The
+//! engine then reads every trigger's *current* state through the agent's
+//! [`port::AgentPort`] and acts on each incident once: a trigger holds when
+//! its probe (or threshold) is hard at the wanted level ([`trigger`]), and
+//! an incident is named by the onset of that level, so a restart neither
+//! repeats nor misses one. It decides ([`decide`]: flapping, `unless`,
+//! pauses, running, failover block, cooldown, rate limit and breaker, dry
+//! run), records the decision durably ([`audit`] first, then the
+//! [`ledger`]) *before* acting, and runs each action in a task of its own
+//! ([`act`]: [`command`], [`webhook`], [`failover`]), bounded in time, so a
+//! slow restart never delays a failover. Triggers skipped for a passing
+//! reason (unless, pause, flapping, an action still running) are
+//! reconsidered when it clears. At start, [`reconcile`] reports actions
+//! that a crash or shutdown interrupted. Every decision is also published
+//! as an event (for OTLP) and counted.
 
-pub mod actions;
+pub mod act;
 pub mod audit;
 pub mod command;
 pub mod decide;
+pub mod engine;
 pub mod failover;
 pub mod ledger;
+pub mod port;
+pub mod reconcile;
 pub mod trigger;
 pub mod webhook;
 
-use crate::config::{Action, Remediation};
-use crate::daemon::Shared;
-use crate::daemon::events::{AgentEvent, RemediationEvent, RunEvent};
+use crate::config::Action;
+use crate::events::{Decision, RemediationEvent};
 use crate::report::Status;
-use actions::{ActionContext, ActionOutcome};
 use audit::{AuditLog, AuditRecord};
-use decide::{Situation, Verdict};
+use decide::SkipReason;
 use ledger::Ledger;
+use port::AgentPort;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// The remediation service of a running agent.
+/// How long shutdown waits for actions in flight before it leaves them
+/// (the next start records them as `interrupted`).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The remediation service of a running agent: a cheap handle
+/// (`Arc<Remediator>`) on the engine task and its durable state.
 pub struct Remediator {
     pub audit: AuditLog,
     ledger: Mutex<Ledger>,
     /// Remediations whose action is running.
     running: Mutex<HashSet<String>>,
+    /// Transient skips already recorded, by remediation: (incident, reason),
+    /// so that a condition that lasts is recorded once, not at every wake.
+    pending: Mutex<HashMap<String, (u64, SkipReason)>>,
     http: reqwest::Client,
     /// Decisions so far, by (remediation, decision).
-    counts: Mutex<BTreeMap<(String, String), u64>>,
-}
-
-/// What triggered a remediation, for records, env vars and webhooks.
-struct Trigger<'a> {
-    remediation: &'a Remediation,
-    event: &'a RunEvent,
-    status: Status,
-    id: String,
+    counts: Mutex<BTreeMap<(String, Decision), u64>>,
+    port: OnceLock<Arc<dyn AgentPort>>,
+    wake: Notify,
+    /// Action tasks, so that shutdown can wait for them.
+    actions: TaskTracker,
+    /// Set when shutdown begins: no new action starts after it.
+    stopping: CancellationToken,
 }
 
 impl Remediator {
     /// Open the audit log and the ledger in `state_dir`.
-    pub fn open(state_dir: &std::path::Path) -> anyhow::Result<Remediator> {
+    pub fn open(state_dir: &std::path::Path) -> anyhow::Result<Arc<Remediator>> {
         let audit = AuditLog::open(state_dir).map_err(|e| {
             anyhow::anyhow!("cannot open the audit log in {}: {e}", state_dir.display())
         })?;
@@ -58,60 +80,97 @@ impl Remediator {
             .user_agent(concat!("watchpost/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| anyhow::anyhow!("cannot create the HTTP client for webhooks: {e}"))?;
-        Ok(Remediator {
+        Ok(Arc::new(Remediator {
             audit,
             ledger: Mutex::new(Ledger::open(state_dir)),
             running: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
             http,
             counts: Mutex::new(BTreeMap::new()),
-        })
+            port: OnceLock::new(),
+            wake: Notify::new(),
+            actions: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+        }))
+    }
+
+    /// Reconcile the audit log with what a previous run left (see
+    /// [`reconcile`]), then start the engine on `port`. Call once, before
+    /// the first probe run.
+    pub fn start(self: &Arc<Self>, port: Arc<dyn AgentPort>) {
+        if self.port.set(port).is_err() {
+            return; // already started
+        }
+        reconcile::interrupted_actions(self);
+        tokio::spawn(engine::run(self.clone()));
+    }
+
+    /// Something a trigger may depend on changed: evaluate soon. Cheap and
+    /// coalescing; never blocks.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stop starting actions, and wait up to `grace` for those in flight.
+    /// Actions still running then are left (and recorded as `interrupted`
+    /// at the next start).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.cancel();
+        self.actions.close();
+        if tokio::time::timeout(grace, self.actions.wait())
+            .await
+            .is_err()
+        {
+            let running: Vec<String> = self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            tracing::error!(
+                "stopping with remediation actions still running after {}: {}; the next start records them as interrupted",
+                crate::config::units::format_duration(grace),
+                running.join(", ")
+            );
+        }
     }
 
     /// Decision counts, by (remediation, decision).
-    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+    pub fn counts(&self) -> BTreeMap<(String, Decision), u64> {
         self.counts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    /// Start listening to the agent's run events.
-    pub fn start(shared: &Arc<Shared>) {
-        let (mut events, _dropped) = shared.events.subscribe("remediation");
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                let AgentEvent::Run(run) = event else {
-                    continue;
-                };
-                if run.changes.hard.is_none() && run.changes.rules.is_empty() {
-                    continue;
-                }
-                let config = shared.config();
-                for remediation in &config.remediations {
-                    if let Some(change) = trigger::fired_by(&remediation.on, &run) {
-                        shared
-                            .remediator
-                            .consider(&shared, remediation, &run, change.to, config.agent.dry_run)
-                            .await;
-                    }
-                }
-            }
-        });
+    fn port(&self) -> Option<&Arc<dyn AgentPort>> {
+        self.port.get()
+    }
+
+    fn node(&self) -> String {
+        self.port().map(|p| p.node()).unwrap_or_default()
     }
 
     fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {
         f(&mut self.ledger.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    fn is_running(&self, name: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+
     /// Append a record, publish it as an event and count it. False if it
     /// could not be written (then nothing may act on it).
-    fn record(&self, shared: &Shared, record: AuditRecord) -> bool {
+    fn record(&self, record: AuditRecord) -> bool {
         *self
             .counts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((record.remediation.clone(), record.decision.clone()))
+            .entry((record.remediation.clone(), record.decision))
             .or_default() += 1;
         let written = match self.audit.append(&record) {
             Ok(()) => true,
@@ -123,303 +182,35 @@ impl Remediator {
                 false
             }
         };
-        let level_warn = matches!(
-            record.decision.as_str(),
-            "fired" | "failed" | "not-verified" | "breaker-open"
-        );
-        if level_warn {
+        if record.decision == Decision::Interrupted {
+            tracing::error!(remediation = %record.remediation, decision = %record.decision, "{}", record.message);
+        } else if record.decision.is_alarming() {
             tracing::warn!(remediation = %record.remediation, decision = %record.decision, "{}", record.message);
         } else {
             tracing::info!(remediation = %record.remediation, decision = %record.decision, "{}", record.message);
         }
-        shared.events.publish_remediation(RemediationEvent {
-            at: record.at,
-            remediation: record.remediation,
-            probe: record.probe,
-            decision: record.decision,
-            reason: record.reason,
-            action: record.action,
-            status: record.status,
-            message: record.message,
-            id: record.id,
-        });
+        if let Some(port) = self.port() {
+            port.publish(RemediationEvent {
+                at: record.at,
+                node: record.node,
+                remediation: record.remediation,
+                probe: record.probe,
+                decision: record.decision,
+                reason: record.reason,
+                action: record.action,
+                status: record.status,
+                message: record.message,
+                id: record.id,
+            });
+        }
         written
-    }
-
-    fn base_record(
-        &self,
-        shared: &Shared,
-        t: &Trigger,
-        decision: &str,
-        reason: Option<&str>,
-        message: String,
-        detail: Value,
-    ) -> AuditRecord {
-        AuditRecord {
-            id: t.id.clone(),
-            at: SystemTime::now(),
-            node: shared.node(),
-            remediation: t.remediation.name.clone(),
-            probe: t.event.probe.clone(),
-            decision: decision.into(),
-            reason: reason.map(String::from),
-            action: t.remediation.action.kind().into(),
-            status: t.status,
-            message,
-            detail,
-        }
-    }
-
-    /// A triggered remediation: decide, record, act.
-    async fn consider(
-        &self,
-        shared: &Arc<Shared>,
-        remediation: &Remediation,
-        event: &Arc<RunEvent>,
-        status: Status,
-        global_dry_run: bool,
-    ) {
-        let t = Trigger {
-            remediation,
-            event,
-            status,
-            id: self.audit.new_id(&remediation.name),
-        };
-        let dry_run = global_dry_run || remediation.dry_run;
-        let suppressed_by = remediation.unless.iter().find_map(|c| {
-            let hard = shared.slot(&c.probe)?.state().hard();
-            trigger::matches(hard, c.status).then(|| format!("probe {:?} is {hard}", c.probe))
-        });
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&remediation.name);
-        let situation = Situation {
-            remediation,
-            now: SystemTime::now(),
-            dry_run,
-            flapping: event.flapping,
-            suppressed_by,
-            running,
-        };
-        let (verdict, saved) = self.with_ledger(|ledger| {
-            let verdict = decide::decide(ledger, &situation);
-            let saved = match &verdict {
-                Verdict::Skip { .. } => Ok(()),
-                _ => ledger.save(),
-            };
-            (verdict, saved)
-        });
-        let trigger_detail = trigger_detail(event, status);
-        let what = describe(remediation);
-        let because = format!(
-            "probe {:?} is {status}: {}",
-            event.probe, event.report.message
-        );
-        if let Err(e) = saved {
-            tracing::error!(
-                "cannot save the remediation ledger; not acting on {:?}: {e}",
-                remediation.name
-            );
-            let message = format!("not run: the remediation state could not be saved ({e})");
-            self.record(
-                shared,
-                self.base_record(shared, &t, "failed", Some("state"), message, trigger_detail),
-            );
-            return;
-        }
-        match verdict {
-            Verdict::Skip { reason, why } => {
-                let message = format!("skipped {what}: {why} ({because})");
-                self.record(
-                    shared,
-                    self.base_record(shared, &t, "skipped", Some(reason), message, trigger_detail),
-                );
-            }
-            Verdict::WouldFire => {
-                let message = format!("dry run: would {what} because {because}");
-                self.record(
-                    shared,
-                    self.base_record(shared, &t, "dry-run", None, message, trigger_detail),
-                );
-            }
-            Verdict::BreakerOpens { why } => {
-                let message = format!("breaker open for {what}: {why}");
-                self.record(
-                    shared,
-                    self.base_record(
-                        shared,
-                        &t,
-                        "breaker-open",
-                        Some("breaker"),
-                        message.clone(),
-                        trigger_detail,
-                    ),
-                );
-                if let Some(alert) = &remediation.alert
-                    && dry_run
-                {
-                    let record = self.base_record(
-                        shared,
-                        &t,
-                        "dry-run",
-                        Some(alert.kind()),
-                        format!("dry run: would send the {} alert", alert.kind()),
-                        serde_json::Value::Null,
-                    );
-                    self.record(shared, record);
-                } else if let Some(alert) = &remediation.alert {
-                    let ctx = self.context(shared, &t, "breaker-open", &message);
-                    let outcome = actions::run_simple(&ctx, alert).await;
-                    let record = self.base_record(
-                        shared,
-                        &t,
-                        "alert",
-                        Some(alert.kind()),
-                        outcome.message,
-                        outcome.detail,
-                    );
-                    self.record(shared, record);
-                }
-            }
-            Verdict::Fire => {
-                let message = format!("{what} because {because}");
-                if !self.record(
-                    shared,
-                    self.base_record(shared, &t, "fired", None, message.clone(), trigger_detail),
-                ) {
-                    return; // not on disk: do not act
-                }
-                self.running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(remediation.name.clone());
-                let outcome = self.act(shared, &t, &message).await;
-                self.running
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&remediation.name);
-                let verified = match (&remediation.verify, outcome.ok) {
-                    (Some(verify), true) => {
-                        Some(verify_probe(shared, &verify.probe, verify.within).await)
-                    }
-                    _ => None,
-                };
-                let (decision, summary) = match (outcome.ok, &verified) {
-                    (false, _) => ("failed", outcome.message.clone()),
-                    (true, Some((false, why))) => {
-                        ("not-verified", format!("{}; but {why}", outcome.message))
-                    }
-                    (true, Some((true, why))) => {
-                        ("succeeded", format!("{}; {why}", outcome.message))
-                    }
-                    (true, None) => ("succeeded", outcome.message.clone()),
-                };
-                let mut detail = outcome.detail;
-                if let Value::Object(map) = &mut detail {
-                    map.insert(
-                        "verified".into(),
-                        json!(verified.as_ref().map(|(ok, _)| *ok)),
-                    );
-                } else {
-                    detail = json!({"verified": verified.as_ref().map(|(ok, _)| *ok)});
-                }
-                self.record(
-                    shared,
-                    self.base_record(shared, &t, decision, None, summary, detail),
-                );
-            }
-        }
-    }
-
-    fn context<'a>(
-        &'a self,
-        shared: &Shared,
-        t: &Trigger,
-        decision: &str,
-        message: &str,
-    ) -> ActionContext<'a> {
-        let sql = shared.services().sql.clone();
-        let measurements = serde_json::to_string(&t.event.report.measurements).unwrap_or_default();
-        let env = BTreeMap::from([
-            ("WATCHPOST_EVENT_ID".to_string(), t.id.clone()),
-            (
-                "WATCHPOST_REMEDIATION".to_string(),
-                t.remediation.name.clone(),
-            ),
-            ("WATCHPOST_PROBE".to_string(), t.event.probe.clone()),
-            ("WATCHPOST_STATUS".to_string(), t.status.to_string()),
-            (
-                "WATCHPOST_MESSAGE".to_string(),
-                t.event.report.message.clone(),
-            ),
-            ("WATCHPOST_MEASUREMENTS".to_string(), measurements),
-            ("WATCHPOST_NODE".to_string(), shared.node()),
-        ]);
-        let event = json!({
-            "event": "watchpost.remediation",
-            "id": t.id,
-            "decision": decision,
-            "node": shared.node(),
-            "remediation": t.remediation.name,
-            "action": t.remediation.action.kind(),
-            "probe": t.event.probe,
-            "status": t.status,
-            "message": message,
-            "probe_message": t.event.report.message,
-            "measurements": t.event.report.measurements,
-            "at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        });
-        ActionContext {
-            http: &self.http,
-            sql,
-            env,
-            event,
-        }
-    }
-
-    async fn act(&self, shared: &Arc<Shared>, t: &Trigger<'_>, message: &str) -> ActionOutcome {
-        let ctx = self.context(shared, t, "fired", message);
-        match &t.remediation.action {
-            Action::Failover(failover) => {
-                let mut record_step = |step: &failover::Step| {
-                    let record = self.base_record(
-                        shared,
-                        t,
-                        "step",
-                        Some(step.name),
-                        format!("{}: {}", step.name, step.message),
-                        json!({"ok": step.ok, "detail": step.detail}),
-                    );
-                    self.record(shared, record);
-                };
-                let (outcome, promoted) =
-                    actions::run_failover(&ctx, failover, &mut record_step).await;
-                if promoted {
-                    self.with_ledger(|ledger| {
-                        ledger.data.failover_blocked_until =
-                            Some(SystemTime::now() + failover.block_for);
-                        if let Err(e) = ledger.save() {
-                            tracing::error!("cannot save the failover block: {e}");
-                        }
-                    });
-                }
-                outcome
-            }
-            action => actions::run_simple(&ctx, action).await,
-        }
     }
 
     /// Pause one remediation (or all, with `ledger::ALL`) for a while or
     /// until resumed.
-    pub fn pause(
-        &self,
-        shared: &Shared,
-        name: &str,
-        duration: Option<Duration>,
-    ) -> std::io::Result<()> {
-        let until = duration.map(|d| SystemTime::now() + d);
+    pub fn pause(&self, name: &str, duration: Option<Duration>) -> std::io::Result<()> {
+        // A pause beyond the clock's range is a pause until resumed.
+        let until = duration.and_then(|d| SystemTime::now().checked_add(d));
         self.with_ledger(|l| {
             l.data.paused.insert(name.to_string(), until);
             l.save()
@@ -428,32 +219,32 @@ impl Remediator {
             format!("for {}", crate::config::units::format_duration(d))
         });
         self.operator_record(
-            shared,
             name,
-            "paused",
+            Decision::Paused,
             format!("paused {how_long} by an operator"),
         );
         Ok(())
     }
 
-    /// Lift a pause.
-    pub fn resume(&self, shared: &Shared, name: &str) -> std::io::Result<()> {
+    /// Lift a pause; triggers it held back are reconsidered.
+    pub fn resume(&self, name: &str) -> std::io::Result<()> {
         self.with_ledger(|l| {
             l.data.paused.remove(name);
             l.save()
         })?;
-        self.operator_record(shared, name, "resumed", "resumed by an operator".into());
+        self.operator_record(name, Decision::Resumed, "resumed by an operator".into());
+        self.wake();
         Ok(())
     }
 
     /// Close the breaker and clear the cooldown of `name`; lift the
     /// failover block if it is a failover.
-    pub fn reset(&self, shared: &Shared, name: &str) -> std::io::Result<()> {
-        let is_failover = shared
-            .config()
-            .remediations
-            .iter()
-            .any(|r| r.name == name && matches!(r.action, Action::Failover(_)));
+    pub fn reset(&self, name: &str) -> std::io::Result<()> {
+        let is_failover = self.port().and_then(|p| p.config()).is_some_and(|c| {
+            c.remediations
+                .iter()
+                .any(|r| r.name == name && matches!(r.action, Action::Failover(_)))
+        });
         self.with_ledger(|l| {
             l.data.live.remove(name);
             l.data.dry_run.remove(name);
@@ -467,30 +258,32 @@ impl Remediator {
         } else {
             "breaker closed, cooldown cleared"
         };
-        self.operator_record(shared, name, "reset", format!("{what} by an operator"));
+        self.operator_record(name, Decision::Reset, format!("{what} by an operator"));
         Ok(())
     }
 
-    fn operator_record(&self, shared: &Shared, name: &str, decision: &str, message: String) {
+    fn operator_record(&self, name: &str, decision: Decision, message: String) {
         let record = AuditRecord {
             id: self.audit.new_id(name),
             at: SystemTime::now(),
-            node: shared.node(),
+            node: self.node(),
             remediation: name.to_string(),
             probe: String::new(),
-            decision: decision.into(),
+            decision,
             reason: Some("operator".into()),
             action: String::new(),
             status: Status::Ok,
             message,
             detail: Value::Null,
         };
-        self.record(shared, record);
+        self.record(record);
     }
 
     /// The guard state of every configured remediation, for the API.
-    pub fn view(&self, shared: &Shared) -> Value {
-        let config = shared.config();
+    pub fn view(&self) -> Value {
+        let Some(config) = self.port().and_then(|p| p.config()) else {
+            return json!({"remediations": [], "paused_all": false});
+        };
         let now = SystemTime::now();
         self.with_ledger(|l| {
             let blocked = l.data.failover_blocked_until.filter(|t| *t > now);
@@ -507,6 +300,7 @@ impl Remediator {
                         "on": {"probe": r.on.probe, "status": r.on.status, "measurement": r.on.measurement},
                         "dry_run": r.dry_run || config.agent.dry_run,
                         "paused": paused,
+                        "running": self.is_running(&r.name),
                         "cooldown_remaining_seconds": cooldown_left,
                         "last_fired": guards.last_fired.map(|t| humantime::format_rfc3339_millis(t).to_string()),
                         "fires_in_window": guards.fires.len(),
@@ -520,73 +314,4 @@ impl Remediator {
             json!({"remediations": list, "paused_all": l.data.paused.contains_key(ledger::ALL)})
         })
     }
-}
-
-fn trigger_detail(event: &RunEvent, status: Status) -> Value {
-    json!({
-        "trigger": {
-            "probe": event.probe,
-            "status": status,
-            "changes": {
-                "hard": event.changes.hard.map(|c| json!({"from": c.from, "to": c.to})),
-                "thresholds": event.changes.rules.iter().map(|(m, c)| json!({"measurement": m, "from": c.from, "to": c.to})).collect::<Vec<_>>(),
-            },
-            "message": event.report.message,
-            "measurements": event.report.measurements,
-            "error": event.report.error,
-        }
-    })
-}
-
-/// "restart (pg_ctl restart ...)"-style description of the action.
-fn describe(r: &Remediation) -> String {
-    match &r.action {
-        Action::Exec(e) => format!("{}: exec {}", r.name, e.argv.join(" ")),
-        Action::Restart(restart) => {
-            format!(
-                "{}: restart ({})",
-                r.name,
-                actions::restart_command(&restart.method, restart.timeout.as_secs())
-                    .argv
-                    .join(" ")
-            )
-        }
-        Action::Failover(f) => format!(
-            "{}: fail over from `{}` to `{}`",
-            r.name, f.primary, f.standby
-        ),
-        Action::Webhook(w) => format!("{}: webhook {}", r.name, w.url),
-    }
-}
-
-/// Re-run `probe` until it is ok or `within` has passed: (ok, what happened).
-async fn verify_probe(shared: &Arc<Shared>, probe: &str, within: Duration) -> (bool, String) {
-    let Some(slot) = shared.slot(probe) else {
-        return (false, format!("verify probe {probe:?} is not configured"));
-    };
-    let started = Instant::now();
-    let mut runs = 0;
-    let mut last = String::new();
-    while started.elapsed() < within {
-        runs += 1;
-        let (status, message) = crate::daemon::pipeline::check_now(shared, &slot).await;
-        if status == Status::Ok {
-            return (
-                true,
-                format!(
-                    "verified: {probe} ok after {runs} run(s) in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                ),
-            );
-        }
-        last = format!("{status}: {message}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    (
-        false,
-        format!(
-            "not verified: {probe} was not ok within {} ({runs} run(s); last {last})",
-            crate::config::units::format_duration(within)
-        ),
-    )
 }

@@ -1,6 +1,11 @@
 //! The webhook action: an HTTP POST of a JSON event, with a timeout,
 //! retries with exponential backoff on failures and 5xx answers, and an
 //! optional bearer token read from the environment (never from the config).
+//!
+//! Bounded: the backoff doubles up to [`MAX_BACKOFF`], and the whole
+//! delivery, retries included, ends by [`DELIVERY_DEADLINE`] (each attempt's
+//! timeout is cut to what is left), so `retries = 20` cannot hold an
+//! action task for days.
 
 use crate::config::WebhookAction;
 use serde::Serialize;
@@ -8,6 +13,12 @@ use std::time::{Duration, Instant};
 
 /// First wait before a retry; doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The whole delivery, every attempt and wait included, ends by then.
+pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(300);
 
 /// What the delivery did.
 #[derive(Clone, Debug, Serialize)]
@@ -48,9 +59,14 @@ pub async fn deliver(
         return delivery;
     }
     let mut backoff = FIRST_BACKOFF;
+    let deadline = started + DELIVERY_DEADLINE;
     loop {
         delivery.attempts += 1;
-        let mut request = client.post(&hook.url).timeout(hook.timeout).json(body);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut request = client
+            .post(&hook.url)
+            .timeout(hook.timeout.min(left))
+            .json(body);
         if let Some(token) = &token {
             request = request.bearer_auth(token);
         }
@@ -74,8 +90,17 @@ pub async fn deliver(
         if delivery.attempts > hook.retries {
             break;
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left <= backoff {
+            delivery.error = Some(format!(
+                "{}; gave up at the delivery deadline of {} s",
+                delivery.error.take().unwrap_or_default(),
+                DELIVERY_DEADLINE.as_secs()
+            ));
+            break;
+        }
         tokio::time::sleep(backoff).await;
-        backoff *= 2;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     delivery.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     delivery

@@ -45,6 +45,31 @@ enum Retry {
     Reprepare,
 }
 
+/// `statement_timeout` of the agent's own admin sessions (a statement
+/// that needs longer sets its own).
+pub const ADMIN_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bound an admin session on the server and on the wire: a statement
+/// timeout, and TCP keepalives plus a user timeout so that a peer that
+/// stops answering (dropped packets, a frozen host) fails the session in
+/// about ten seconds instead of the kernel's two hours.
+fn bound_admin_session(admin: &mut tokio_postgres::Config) {
+    let options = admin.get_options().unwrap_or_default().to_string();
+    admin.options(
+        format!(
+            "{options} -c statement_timeout={}",
+            ADMIN_STATEMENT_TIMEOUT.as_millis()
+        )
+        .trim(),
+    );
+    admin
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10));
+}
+
 impl Target {
     pub fn new(name: &str, spec: &TargetSpec) -> Result<Self, String> {
         let mut config = tokio_postgres::Config::from_str(&spec.dsn)
@@ -54,6 +79,7 @@ impl Target {
         }
         let mut admin = config.clone();
         admin.connect_timeout(CONNECT_TIMEOUT);
+        bound_admin_session(&mut admin);
         if spec.read_only {
             let options = config.get_options().unwrap_or_default().to_string();
             config.options(format!("{options} -c default_transaction_read_only=on").trim());

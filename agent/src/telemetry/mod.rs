@@ -7,3 +7,16 @@ pub mod counters;
 pub mod histogram;
 pub mod otlp;
 pub mod prometheus;
+
+use counters::ProbeCounters;
+
+/// The agent's own counters, read at each collection (the daemon
+/// implements it for /metrics and OTLP; telemetry never reaches into the daemon).
+pub trait CounterSource: Send + Sync {
+    /// Visit every probe's counters.
+    fn each_probe(&self, visit: &mut dyn FnMut(&str, &ProbeCounters));
+    /// Remediation decisions so far: (remediation, decision word, count).
+    fn remediation_decisions(&self) -> Vec<(String, &'static str, u64)>;
+    /// Config reloads: (succeeded, failed).
+    fn reloads(&self) -> (u64, u64);
+}

@@ -38,6 +38,8 @@ pub struct AgentSample<'a> {
     pub reloads: &'a ReloadCounters,
     /// What OTLP export dropped, by signal (empty when export is off).
     pub telemetry_dropped: Vec<(&'static str, u64)>,
+    /// Remediation decisions so far: (remediation, decision word, count).
+    pub remediation_decisions: Vec<(String, &'static str, u64)>,
     pub resident_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
 }
@@ -321,6 +323,19 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
             "Config reloads, by result",
             vec![node(), ("result".into(), result.into())],
             counter.load(Ordering::Relaxed) as f64,
+        );
+    }
+    for (remediation, decision, count) in &agent.remediation_decisions {
+        f.add(
+            "watchpost_remediation_decisions_total",
+            "counter",
+            "Remediation decisions and outcomes (fired, skipped, succeeded, failed, interrupted, ...)",
+            vec![
+                node(),
+                ("remediation".into(), remediation.clone()),
+                ("decision".into(), decision.to_string()),
+            ],
+            *count as f64,
         );
     }
     if let Some(rss) = agent.resident_bytes {

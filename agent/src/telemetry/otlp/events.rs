@@ -5,7 +5,7 @@
 //! attributes), e.g. "restarted postgresql at 12:03:04 because pg-alive
 //! was critical".
 
-use crate::daemon::events::{RemediationEvent, RunEvent};
+use crate::events::{RemediationEvent, RunEvent};
 use crate::report::Status;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, Severity};
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
@@ -109,9 +109,10 @@ pub fn state_changes(logger: &SdkLogger, run: &RunEvent, target: &str, node: &st
 
 /// Emit one remediation decision or outcome, with the audit record's fields.
 pub fn remediation(logger: &SdkLogger, event: &RemediationEvent, node: &str) {
-    let severity = match event.decision.as_str() {
-        "failed" | "not-verified" => Severity::Error,
-        "fired" | "succeeded" | "dry-run" => Severity::Info,
+    use crate::events::Decision;
+    let severity = match event.decision {
+        Decision::Failed | Decision::NotVerified | Decision::Interrupted => Severity::Error,
+        Decision::Fired | Decision::Succeeded | Decision::DryRun => Severity::Info,
         _ => Severity::Warn,
     };
     let mut record = record(
@@ -124,7 +125,7 @@ pub fn remediation(logger: &SdkLogger, event: &RemediationEvent, node: &str) {
     record.add_attribute("id", event.id.clone());
     record.add_attribute("remediation", event.remediation.clone());
     record.add_attribute("probe", event.probe.clone());
-    record.add_attribute("decision", event.decision.clone());
+    record.add_attribute("decision", event.decision.as_str());
     if let Some(reason) = &event.reason {
         record.add_attribute("reason", reason.clone());
     }

@@ -13,14 +13,13 @@
 //! `watchpost.telemetry.dropped` {signal}.
 
 use super::guard::Outage;
-use crate::daemon::Shared;
-use crate::daemon::events::RunEvent;
+use crate::events::RunEvent;
+use crate::telemetry::CounterSource;
 use crate::telemetry::counters::ERROR_KINDS;
 use crate::telemetry::histogram::RUN_BUCKETS;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Gauge, Histogram, Meter};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 /// Measurements that are samples of a semantic-convention histogram rather
@@ -138,72 +137,76 @@ impl Recorder {
 }
 
 /// Register the counters read from the agent at each collection.
-pub fn register_counters(meter: &Meter, shared: Weak<Shared>, outages: Vec<Arc<Outage>>) {
-    let probes = shared.clone();
+pub fn register_counters(
+    meter: &Meter,
+    source: Weak<dyn CounterSource>,
+    outages: Vec<Arc<Outage>>,
+) {
+    let probes = source.clone();
     meter
         .u64_observable_counter("watchpost.probe.runs")
         .with_unit("{run}")
         .with_description("Probe runs")
         .with_callback(move |observer| {
-            let Some(shared) = probes.upgrade() else {
+            let Some(source) = probes.upgrade() else {
                 return;
             };
-            for (name, slot) in shared.slots() {
-                observer.observe(slot.counters.runs(), &[KeyValue::new("probe", name)]);
-            }
+            source.each_probe(&mut |name, counters| {
+                observer.observe(counters.runs(), &[KeyValue::new("probe", name.to_string())]);
+            });
         })
         .build();
-    let probes = shared.clone();
+    let probes = source.clone();
     meter
         .u64_observable_counter("watchpost.probe.errors")
         .with_unit("{run}")
         .with_description("Runs that ended as unknown, by error kind")
         .with_callback(move |observer| {
-            let Some(shared) = probes.upgrade() else {
+            let Some(source) = probes.upgrade() else {
                 return;
             };
-            for (name, slot) in shared.slots() {
+            source.each_probe(&mut |name, counters| {
                 for kind in ERROR_KINDS {
                     observer.observe(
-                        slot.counters.errors(kind),
+                        counters.errors(kind),
                         &[
-                            KeyValue::new("probe", name.clone()),
+                            KeyValue::new("probe", name.to_string()),
                             KeyValue::new("error.type", kind.as_str()),
                         ],
                     );
                 }
-            }
+            });
         })
         .build();
-    let probes = shared.clone();
+    let probes = source.clone();
     meter
         .u64_observable_counter("watchpost.probe.skipped_ticks")
         .with_unit("{tick}")
         .with_description("Ticks skipped because the previous run had not finished")
         .with_callback(move |observer| {
-            let Some(shared) = probes.upgrade() else {
+            let Some(source) = probes.upgrade() else {
                 return;
             };
-            for (name, slot) in shared.slots() {
+            source.each_probe(&mut |name, counters| {
                 observer.observe(
-                    slot.counters.skipped_ticks(),
-                    &[KeyValue::new("probe", name)],
+                    counters.skipped_ticks(),
+                    &[KeyValue::new("probe", name.to_string())],
                 );
-            }
+            });
         })
         .build();
-    let agent = shared.clone();
+    let agent = source.clone();
     meter
         .u64_observable_counter("watchpost.remediation.decisions")
         .with_unit("{decision}")
         .with_description(
-            "Remediation decisions and outcomes (fired, skipped, succeeded, failed, ...)",
+            "Remediation decisions and outcomes (fired, skipped, succeeded, failed, interrupted, ...)",
         )
         .with_callback(move |observer| {
-            let Some(shared) = agent.upgrade() else {
+            let Some(source) = agent.upgrade() else {
                 return;
             };
-            for ((remediation, decision), count) in shared.remediator.counts() {
+            for (remediation, decision, count) in source.remediation_decisions() {
                 observer.observe(
                     count,
                     &[
@@ -214,23 +217,18 @@ pub fn register_counters(meter: &Meter, shared: Weak<Shared>, outages: Vec<Arc<O
             }
         })
         .build();
-    let agent = shared;
+    let agent = source;
     meter
         .u64_observable_counter("watchpost.config.reloads")
         .with_unit("{reload}")
         .with_description("Config reloads, by result")
         .with_callback(move |observer| {
-            let Some(shared) = agent.upgrade() else {
+            let Some(source) = agent.upgrade() else {
                 return;
             };
-            for (result, counter) in [
-                ("ok", &shared.reloads.succeeded),
-                ("failed", &shared.reloads.failed),
-            ] {
-                observer.observe(
-                    counter.load(Ordering::Relaxed),
-                    &[KeyValue::new("result", result)],
-                );
+            let (succeeded, failed) = source.reloads();
+            for (result, count) in [("ok", succeeded), ("failed", failed)] {
+                observer.observe(count, &[KeyValue::new("result", result)]);
             }
         })
         .build();

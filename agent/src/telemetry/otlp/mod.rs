@@ -21,9 +21,8 @@ pub mod instruments;
 pub mod resource;
 pub mod settings;
 
-use crate::config::OtlpProtocol;
-use crate::daemon::Shared;
-use crate::daemon::events::AgentEvent;
+use crate::config::{Config, OtlpProtocol};
+use crate::events::{AgentEvent, Bus};
 use anyhow::Context;
 use guard::{GuardedLogs, GuardedMetrics, Outage};
 use opentelemetry::logs::LoggerProvider as _;
@@ -58,16 +57,22 @@ fn retry_policy() -> RetryPolicy {
 }
 
 /// Start exporting if the config or the environment asks for it, before
-/// the first run, so that no run and no event is missed.
-pub fn start(shared: &Arc<Shared>) -> anyhow::Result<Option<OtlpExport>> {
-    let config = shared.config();
+/// the first run, so that no run and no event is missed: events from
+/// `bus`, the agent's counters read from `counters` at each collection;
+/// the instance id is kept in `state_dir`.
+pub fn start(
+    config: &Config,
+    state_dir: &std::path::Path,
+    bus: &Bus,
+    counters: std::sync::Weak<dyn crate::telemetry::CounterSource>,
+) -> anyhow::Result<Option<OtlpExport>> {
     let Some(settings) =
         settings::resolve(config.telemetry.otlp.as_ref(), |v| std::env::var(v).ok())
             .map_err(anyhow::Error::msg)?
     else {
         return Ok(None);
     };
-    let resource = resource::resource(&config.agent.node, shared.store.dir())?;
+    let resource = resource::resource(&config.agent.node, state_dir)?;
     let metrics_outage = Outage::new("metrics", &settings.describe);
     let logs_outage = Outage::new("logs", &settings.describe);
     let metric_exporter = GuardedMetrics {
@@ -91,11 +96,11 @@ pub fn start(shared: &Arc<Shared>) -> anyhow::Result<Option<OtlpExport>> {
         .build();
     let outages = vec![metrics_outage, logs_outage];
     let meter = meters.meter("watchpost");
-    instruments::register_counters(&meter, Arc::downgrade(shared), outages.clone());
+    instruments::register_counters(&meter, counters, outages.clone());
     let recorder = instruments::Recorder::new(meter);
     let logger = loggers.logger("watchpost");
-    let (events, _dropped) = shared.events.subscribe("otlp");
-    tokio::spawn(forward(events, Arc::downgrade(shared), recorder, logger));
+    let (events, _dropped) = bus.subscribe("otlp");
+    tokio::spawn(forward(events, recorder, logger));
     tracing::info!(
         "exporting OTLP ({}) to {} every {}",
         match settings.protocol {
@@ -113,35 +118,23 @@ pub fn start(shared: &Arc<Shared>) -> anyhow::Result<Option<OtlpExport>> {
 }
 
 /// Turn bus events into data points and log records until the bus closes.
+/// Everything needed (node, target, descriptions) comes in the events.
 async fn forward(
     mut events: tokio::sync::mpsc::Receiver<AgentEvent>,
-    shared: std::sync::Weak<Shared>,
     mut recorder: instruments::Recorder,
     logger: opentelemetry_sdk::logs::SdkLogger,
 ) {
     while let Some(event) = events.recv().await {
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let node = shared.node();
         match event {
             AgentEvent::Run(run) => {
-                let Some(slot) = shared.slot(&run.probe) else {
-                    continue;
-                };
-                let setup = slot.setup();
-                let target = instruments::target_of(&setup.spec);
-                let described = &setup.probe.info.measurements;
-                recorder.record(&run, &target, |name| {
-                    described
-                        .iter()
-                        .find(|d| d.name == name)
-                        .map(|d| d.description.clone())
-                        .unwrap_or_default()
+                recorder.record(&run, &run.target, |name| {
+                    run.descriptions.get(name).cloned().unwrap_or_default()
                 });
-                events::state_changes(&logger, &run, &target, &node);
+                events::state_changes(&logger, &run, &run.target, &run.node);
             }
-            AgentEvent::Remediation(decision) => events::remediation(&logger, &decision, &node),
+            AgentEvent::Remediation(decision) => {
+                events::remediation(&logger, &decision, &decision.node)
+            }
         }
     }
 }

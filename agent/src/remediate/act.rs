@@ -1,14 +1,25 @@
-//! Carrying out an action: exec, restart, webhook, and failover (whose
-//! steps live in [`super::failover`]). Every action ends in an
-//! [`ActionOutcome`] that goes into the audit log as it is.
+//! Carrying out a fired remediation, in a task of its own: the action
+//! (exec, restart, webhook, or failover, whose steps live in
+//! [`super::failover`]), then the verify probe, then the outcome record.
+//! Every part is bounded in time (the action's timeout, the webhook's
+//! delivery deadline, each failover step's limit, verify's `within`), so a
+//! task always ends with an outcome; only a stop of the agent can cut it
+//! short, and the next start reports that (`interrupted`).
 
+use super::Remediator;
 use super::command::{self, CommandSpec};
+use super::engine::record_of;
 use super::failover::{self, Step};
+use super::trigger::Incident;
 use super::webhook;
-use crate::config::{Action, RestartMethod};
+use crate::config::{Action, Remediation, RestartMethod};
+use crate::events::Decision;
+use crate::report::Status;
 use crate::sql::SqlTargets;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// What the action did.
 #[derive(Clone, Debug)]
@@ -19,13 +30,204 @@ pub struct ActionOutcome {
 }
 
 /// What an action may use and know.
-pub struct ActionContext<'a> {
-    pub http: &'a reqwest::Client,
+pub struct ActionContext {
+    pub http: reqwest::Client,
     pub sql: SqlTargets,
     /// Environment describing the trigger, for exec-style actions.
     pub env: BTreeMap<String, String>,
     /// The JSON event for webhooks.
     pub event: Value,
+}
+
+impl ActionContext {
+    fn new(core: &Remediator, incident: &Incident, decision: &str, message: &str) -> Self {
+        let node = core.node();
+        ActionContext {
+            http: core.http.clone(),
+            sql: core.port().map(|p| p.sql()).unwrap_or_default(),
+            env: incident.env(&node),
+            event: incident.event(&node, decision, message),
+        }
+    }
+}
+
+/// "restart (pg_ctl restart ...)"-style description of the action.
+pub fn describe(r: &Remediation) -> String {
+    match &r.action {
+        Action::Exec(e) => format!("{}: exec {}", r.name, e.argv.join(" ")),
+        Action::Restart(restart) => {
+            format!(
+                "{}: restart ({})",
+                r.name,
+                restart_command(&restart.method, restart.timeout.as_secs())
+                    .argv
+                    .join(" ")
+            )
+        }
+        Action::Failover(f) => format!(
+            "{}: fail over from `{}` to `{}`",
+            r.name, f.primary, f.standby
+        ),
+        Action::Webhook(w) => format!("{}: webhook {}", r.name, w.url),
+    }
+}
+
+/// Start the action of a fired incident in a task of its own.
+pub fn spawn(core: &Arc<Remediator>, incident: Incident, message: String) {
+    let name = incident.remediation.name.clone();
+    core.running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.clone());
+    let task_core = core.clone();
+    core.actions.spawn(async move {
+        let core = task_core;
+        carry_out(&core, &incident, &message).await;
+        core.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
+        // Triggers held back while this ran are reconsidered.
+        core.wake();
+    });
+}
+
+/// Send the alert of an opened breaker in a task of its own.
+pub fn spawn_alert(
+    core: &Arc<Remediator>,
+    incident: Incident,
+    alert: Action,
+    dry_run: bool,
+    message: String,
+) {
+    let task_core = core.clone();
+    core.actions.spawn(async move {
+        let core = task_core;
+        let record = if dry_run {
+            record_of(
+                &core,
+                &incident,
+                Decision::DryRun,
+                Some(alert.kind()),
+                format!("dry run: would send the {} alert", alert.kind()),
+                Value::Null,
+            )
+        } else {
+            let ctx = ActionContext::new(&core, &incident, "breaker-open", &message);
+            let outcome = run_simple(&ctx, &alert).await;
+            record_of(
+                &core,
+                &incident,
+                Decision::Alert,
+                Some(alert.kind()),
+                outcome.message,
+                outcome.detail,
+            )
+        };
+        core.record(record);
+    });
+}
+
+/// The action, the verify probe, the outcome record.
+async fn carry_out(core: &Arc<Remediator>, incident: &Incident, message: &str) {
+    let remediation = &incident.remediation;
+    let ctx = ActionContext::new(core, incident, "fired", message);
+    let outcome = match &remediation.action {
+        Action::Failover(action) => {
+            let mut record_step = |step: &Step| {
+                core.record(record_of(
+                    core,
+                    incident,
+                    Decision::Step,
+                    Some(step.name),
+                    format!("{}: {}", step.name, step.message),
+                    json!({"ok": step.ok, "detail": step.detail}),
+                ));
+            };
+            let (outcome, promoted) = run_failover(&ctx, action, &mut record_step).await;
+            if promoted {
+                block_failovers(core, action.block_for);
+            }
+            outcome
+        }
+        action => run_simple(&ctx, action).await,
+    };
+    let verified = match (&remediation.verify, outcome.ok) {
+        (Some(verify), true) => Some(verify_probe(core, &verify.probe, verify.within).await),
+        _ => None,
+    };
+    let (decision, summary) = match (outcome.ok, &verified) {
+        (false, _) => (Decision::Failed, outcome.message.clone()),
+        (true, Some((false, why))) => (
+            Decision::NotVerified,
+            format!("{}; but {why}", outcome.message),
+        ),
+        (true, Some((true, why))) => (Decision::Succeeded, format!("{}; {why}", outcome.message)),
+        (true, None) => (Decision::Succeeded, outcome.message.clone()),
+    };
+    let mut detail = outcome.detail;
+    let verified_flag = json!(verified.as_ref().map(|(ok, _)| *ok));
+    if let Value::Object(map) = &mut detail {
+        map.insert("verified".into(), verified_flag);
+    } else {
+        detail = json!({ "verified": verified_flag });
+    }
+    core.record(record_of(core, incident, decision, None, summary, detail));
+}
+
+/// Refuse failovers for `block_for` after one promoted a standby.
+fn block_failovers(core: &Remediator, block_for: Duration) {
+    core.with_ledger(|ledger| {
+        // `block_for` is at most a year (config checks it); a clock beyond
+        // range blocks for that year.
+        let now = SystemTime::now();
+        let until = now
+            .checked_add(block_for)
+            .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+            .unwrap_or(now);
+        ledger.data.failover_blocked_until = Some(until);
+        if let Err(e) = ledger.save() {
+            tracing::error!("cannot save the failover block: {e}");
+        }
+    });
+}
+
+/// Re-run `probe` until it is ok or `within` has passed: (ok, what happened).
+async fn verify_probe(core: &Remediator, probe: &str, within: Duration) -> (bool, String) {
+    let Some(port) = core.port().cloned() else {
+        return (false, "the agent is not running".into());
+    };
+    let started = Instant::now();
+    let mut runs = 0;
+    let mut last = String::new();
+    while started.elapsed() < within {
+        runs += 1;
+        let left = within.saturating_sub(started.elapsed());
+        let run = tokio::time::timeout(left, port.check_now(probe)).await;
+        let (status, message) = match run {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => return (false, format!("verify probe {probe:?} is not configured")),
+            Err(_) => break,
+        };
+        if status == Status::Ok {
+            return (
+                true,
+                format!(
+                    "verified: {probe} ok after {runs} run(s) in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+        }
+        last = format!("{status}: {message}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    (
+        false,
+        format!(
+            "not verified: {probe} was not ok within {} ({runs} run(s); last {last})",
+            crate::config::units::format_duration(within)
+        ),
+    )
 }
 
 /// The command a restart method runs.
@@ -136,7 +338,7 @@ fn from_command(result: Result<command::CommandOutcome, String>, what: &str) -> 
 }
 
 /// Run a non-failover action.
-pub async fn run_simple(ctx: &ActionContext<'_>, action: &Action) -> ActionOutcome {
+pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
     match action {
         Action::Exec(exec) => {
             let mut env = ctx.env.clone();
@@ -165,7 +367,7 @@ pub async fn run_simple(ctx: &ActionContext<'_>, action: &Action) -> ActionOutco
             from_command(command::run(&spec).await, "restart")
         }
         Action::Webhook(hook) => {
-            let delivery = webhook::deliver(ctx.http, hook, &ctx.event).await;
+            let delivery = webhook::deliver(&ctx.http, hook, &ctx.event).await;
             let message = if delivery.delivered {
                 format!(
                     "webhook delivered to {} ({} attempt(s))",
@@ -197,7 +399,7 @@ pub async fn run_simple(ctx: &ActionContext<'_>, action: &Action) -> ActionOutco
 /// every step as it completes. `promoted` tells whether the standby was
 /// promoted (the failover block applies even if a later step failed).
 pub async fn run_failover(
-    ctx: &ActionContext<'_>,
+    ctx: &ActionContext,
     action: &crate::config::FailoverAction,
     record: &mut (dyn FnMut(&Step) + Send),
 ) -> (ActionOutcome, bool) {
