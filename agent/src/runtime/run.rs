@@ -5,6 +5,7 @@ use super::bindings::{ProbePre, types};
 use super::output;
 use super::state::RunState;
 use super::{Grants, Limits, MeasurementInfo, ProbeInfo, Services};
+use crate::config::units::human_bytes;
 use crate::report::{ErrorKind, Report, RunError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,8 +53,8 @@ fn classify(error: wasmtime::Error, store: &Store<RunState>, timeout: Duration) 
             ErrorKind::Memory,
             format!(
                 "the probe tried to use {} of memory; its limit is {} (raise `memory` in its config if this is expected)",
-                super::human_bytes(asked),
-                super::human_bytes(state.limiter.cap())
+                human_bytes(asked),
+                human_bytes(state.limiter.cap())
             ),
         );
     }

@@ -19,7 +19,6 @@ mod values;
 
 use crate::runtime::bindings::sql::{Error, Rows, Value};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use target::Target;
@@ -33,13 +32,6 @@ pub struct TargetSpec {
     pub dsn: String,
     /// Sessions start with `default_transaction_read_only = on`.
     pub read_only: bool,
-}
-
-/// Why a DSN is not usable.
-pub fn validate_dsn(dsn: &str) -> Result<(), String> {
-    tokio_postgres::Config::from_str(dsn)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// All configured targets, by name. Cheap to clone; immutable (a config
