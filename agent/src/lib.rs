@@ -10,17 +10,22 @@
 //!                    hostinfo, sql      store
 //! ```
 //!
-//! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors.
+//! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors,
+//!   with the Nagios range syntax and the bounded units (durations, sizes)
+//!   it is written in. A leaf: it imports only [`report`], [`builtin`] and
+//!   [`hostinfo`].
 //! - [`runtime`]: the sandbox: loads probe components (through the compile
 //!   cache in `state_dir/cache`), runs them with a deadline and a memory
 //!   cap, and implements the world's imports on top of [`hostinfo`] (host
-//!   metrics) and [`sql`] (database targets).
+//!   metrics) and [`sql`] (database targets, with value and error types of
+//!   its own that the runtime converts to and from the WIT's).
 //! - [`report`]: what a run produced — the data passed between stages.
 //! - [`policy`]: thresholds (Nagios ranges), soft/hard states, flapping.
 //! - [`remediate`]: actions on hard states, with guards and an audit log.
 //! - [`schedule`]: when probes run; [`daemon`]: the running agent, its
 //!   pipeline (schedule -> runtime -> policy -> store/events) and reload.
-//! - [`store`]: persistent state; [`telemetry`]: /metrics (and OTLP);
+//! - [`store`]: persistent state (any serde value, by name; it imports
+//!   nothing from the agent); [`telemetry`]: /metrics (and OTLP);
 //!   [`api`]: the status API.
 //! - [`builtin`]: the probes embedded in the binary.
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.

@@ -208,6 +208,7 @@ impl Report {
 
 /// (De)serialize a `Duration` as fractional milliseconds.
 pub mod duration_ms {
+    use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -215,8 +216,29 @@ pub mod duration_ms {
         s.serialize_f64(d.as_secs_f64() * 1000.0)
     }
 
+    /// A value no `Duration` holds (say `1e300` in a damaged state file) is
+    /// an error, never a panic.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms = f64::deserialize(d)?;
-        Ok(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+        Duration::try_from_secs_f64(ms.max(0.0) / 1000.0)
+            .map_err(|_| D::Error::custom(format!("{ms} ms is not a duration")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[derive(serde::Deserialize)]
+    struct Timed {
+        #[serde(with = "super::duration_ms")]
+        d: Duration,
+    }
+
+    #[test]
+    fn durations_too_large_to_hold_are_errors_not_panics() {
+        let ok: Timed = serde_json::from_str(r#"{"d": 1500.0}"#).unwrap();
+        assert_eq!(ok.d, Duration::from_millis(1500));
+        assert!(serde_json::from_str::<Timed>(r#"{"d": 1e300}"#).is_err());
     }
 }

@@ -35,3 +35,39 @@ fn usage_errors_exit_unknown_without_a_panic() {
     assert!(text.contains("PROBE"), "{text}");
     assert!(!text.contains("panicked"));
 }
+
+#[test]
+fn validate_refuses_out_of_range_durations_at_their_place_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watchpost.toml");
+    std::fs::write(
+        &path,
+        "[[probe]]\nname = \"disk\"\nwasm = \"builtin:host-disk\"\n\
+         every = \"0.001ms\"\ntimeout = \"200000000000000d\"\n\n\
+         [[remediation]]\nname = \"r\"\non = { probe = \"disk\" }\n\
+         action = { exec = [\"true\"] }\ncooldown = \"200000000000000d\"\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let out = watchpost(&["validate", "-c", &file]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for expected in [
+        format!(
+            "{file}:4:9: [[probe]] \"disk\": `every` = \"0.001ms\" is out of range: write a duration from 10ms to 30d"
+        ),
+        format!(
+            "{file}:5:11: [[probe]] \"disk\": `timeout` = \"200000000000000d\" is out of range"
+        ),
+        format!(
+            "{file}:11:12: [[remediation]] \"r\": `cooldown` = \"200000000000000d\" is out of range: write a duration from 0s to 365d"
+        ),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("panicked") && !text.contains("internal error"),
+        "{text}"
+    );
+    assert!(!text.contains("backtrace"), "{text}");
+}

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use watchpost::runtime::bindings::sql::{Error, Rows, Value};
-use watchpost::sql::{SqlTargets, TargetSpec};
+use watchpost::sql::{Error, Rows, SqlTargets, TargetSpec, Value};
 use watchpost_e2e::pg::PgPair;
 
 fn backend_pid(rows: Result<Rows, Error>) -> i64 {

@@ -6,8 +6,9 @@
 
 use super::cache::CacheArg;
 use super::probe_source::{ProbeArgs, ResolveError, read_config, resolve};
+use crate::config::units::human_bytes;
 use crate::report::Status;
-use crate::runtime::{Runtime, engine::PoolSize, human_bytes};
+use crate::runtime::{Runtime, engine::PoolSize};
 use serde::Serialize;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -92,14 +92,19 @@ pub fn key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Parse a duration argument such as `5s`.
+/// Parse a deadline argument such as `5s` (10ms to 30d, as a probe's
+/// `timeout` in the config).
 pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::units::parse_duration(text)
-        .ok_or_else(|| crate::config::units::DURATION_HINT.to_string())
+    crate::config::units::SCHEDULE.parse(text)
 }
 
-/// Parse a size argument such as `64MiB`.
+/// Parse a pause argument such as `10m` (up to 365d, as a `cooldown`).
+pub fn pause_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::units::HOLD.parse(text)
+}
+
+/// Parse a memory cap argument such as `64MiB` (64KiB to 1GiB, as a
+/// probe's `memory` in the config).
 pub fn size_arg(text: &str) -> Result<u64, String> {
-    crate::config::units::parse_size(text)
-        .ok_or_else(|| crate::config::units::SIZE_HINT.to_string())
+    crate::config::units::PROBE_MEMORY.parse(text)
 }

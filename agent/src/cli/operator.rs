@@ -29,7 +29,7 @@ pub struct PauseArgs {
     #[arg(long)]
     pub all: bool,
     /// For how long (default: until `watchpost resume`).
-    #[arg(long = "for", value_name = "DURATION", value_parser = super::duration_arg)]
+    #[arg(long = "for", value_name = "DURATION", value_parser = super::pause_arg)]
     pub duration: Option<Duration>,
     #[command(flatten)]
     pub api: ApiArgs,

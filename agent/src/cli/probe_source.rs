@@ -91,7 +91,7 @@ pub async fn resolve(
         })
         .unwrap_or_default();
     for (name, dsn) in &args.targets {
-        crate::sql::validate_dsn(dsn).map_err(|e| {
+        crate::config::validate_dsn(dsn).map_err(|e| {
             ResolveError::Usage(format!(
                 "--target {name}=...: not a valid connection string: {e}"
             ))
@@ -147,7 +147,7 @@ pub async fn resolve(
             .memory
             .or(spec.map(|s| s.memory))
             .unwrap_or(defaults.memory)
-            .min(crate::runtime::engine::MAX_PROBE_MEMORY),
+            .min(crate::config::units::MAX_PROBE_MEMORY),
     };
     Ok(Resolved {
         grants: Arc::new(Grants {

@@ -10,12 +10,13 @@
 mod diagnostics;
 mod model;
 mod parse;
+pub mod range;
 mod reader;
 pub mod units;
 
 pub use diagnostics::{ConfigErrors, Diagnostic};
 pub use model::*;
-pub use parse::{default_concurrency, default_state_dir, resolve_env};
+pub use parse::{default_concurrency, default_state_dir, resolve_env, validate_dsn};
 
 use std::path::Path;
 

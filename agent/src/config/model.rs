@@ -1,8 +1,9 @@
 //! The typed, validated config. Everything here has passed validation:
-//! durations are positive, ranges parse, names are unique, every target a
-//! probe is granted exists, every referenced probe exists.
+//! durations and sizes are within their ranges ([`super::units`]), ranges
+//! parse, names are unique, every target a probe is granted exists, every
+//! referenced probe exists.
 
-use crate::policy::range::Range;
+use super::range::Range;
 use crate::report::Status;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -185,38 +185,41 @@ impl<'t, 'i> Section<'t, 'i> {
         }
     }
 
-    pub fn duration(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<At<Duration>> {
+    /// A duration within `range`: a malformed one says how to write one,
+    /// one out of range says which range (see [`units`]).
+    pub fn duration(
+        &mut self,
+        d: &mut Diagnostics,
+        key: &'static str,
+        range: units::DurationRange,
+    ) -> Option<At<Duration>> {
         let text = self.string(d, key)?;
-        match units::parse_duration(&text.value) {
-            Some(duration) if !duration.is_zero() => Some(At::new(duration, text.span)),
-            _ => {
+        match range.parse(&text.value) {
+            Ok(duration) => Some(At::new(duration, text.span)),
+            Err(problem) => {
                 d.error(
                     text.span,
-                    format!(
-                        "{}: `{key}` = {:?} is not a duration; {}",
-                        self.path,
-                        text.value,
-                        units::DURATION_HINT
-                    ),
+                    format!("{}: `{key}` = {:?} is {problem}", self.path, text.value),
                 );
                 None
             }
         }
     }
 
-    pub fn size(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<At<u64>> {
+    /// A size within `range` (see [`units`]).
+    pub fn size(
+        &mut self,
+        d: &mut Diagnostics,
+        key: &'static str,
+        range: units::SizeRange,
+    ) -> Option<At<u64>> {
         let text = self.string(d, key)?;
-        match units::parse_size(&text.value) {
-            Some(size) if size > 0 => Some(At::new(size, text.span)),
-            _ => {
+        match range.parse(&text.value) {
+            Ok(size) => Some(At::new(size, text.span)),
+            Err(problem) => {
                 d.error(
                     text.span,
-                    format!(
-                        "{}: `{key}` = {:?} is not a size; {}",
-                        self.path,
-                        text.value,
-                        units::SIZE_HINT
-                    ),
+                    format!("{}: `{key}` = {:?} is {problem}", self.path, text.value),
                 );
                 None
             }

@@ -340,3 +340,145 @@ fn otlp_endpoints_and_headers_are_checked_at_load() {
         &["\"bad header\"", "not a valid header name"],
     );
 }
+
+/// The remediation around `body` (an `on` and an `action` are required).
+fn remediation(body: &str) -> String {
+    format!(
+        "{PROBE}\n[[remediation]]\nname = \"r\"\non = {{ probe = \"disk\" }}\n\
+         action = {{ exec = [\"true\"] }}\n{body}"
+    )
+}
+
+#[test]
+fn durations_out_of_range_are_refused_at_their_place() {
+    // The issue's vectors: each would panic or busy-loop at run time.
+    one(
+        &format!("{PROBE}every = \"0.001ms\"\n"),
+        4,
+        9,
+        &[
+            "[[probe]] \"disk\": `every` = \"0.001ms\" is out of range: write a duration from 10ms to 30d",
+        ],
+    );
+    one(
+        &format!("{PROBE}timeout = \"200000000000000d\"\n"),
+        4,
+        11,
+        &["`timeout` = \"200000000000000d\" is out of range: write a duration from 10ms to 30d"],
+    );
+    one(
+        &remediation("cooldown = \"200000000000000d\"\n"),
+        9,
+        12,
+        &["`cooldown` = \"200000000000000d\" is out of range: write a duration from 0s to 365d"],
+    );
+    one(
+        &remediation("limit = { count = 1, per = \"0s\" }\n"),
+        9,
+        28,
+        &["`per` = \"0s\" is out of range: write a duration from 10ms to 365d"],
+    );
+    one(
+        &remediation("verify = { probe = \"disk\", within = \"31d\" }\n"),
+        9,
+        37,
+        &["`within` = \"31d\"", "from 10ms to 30d"],
+    );
+    one(
+        "[telemetry.otlp]\ninterval = \"5ms\"\n",
+        2,
+        12,
+        &["`interval` = \"5ms\" is out of range"],
+    );
+}
+
+#[test]
+fn action_durations_are_bounded_too() {
+    let failover = |key: &str, value: &str| {
+        format!(
+            "[targets.a]\ndsn = \"host=a\"\n[targets.b]\ndsn = \"host=b\"\n{PROBE}\n\
+             [[remediation]]\nname = \"r\"\non = {{ probe = \"disk\" }}\n\
+             action = {{ failover = \"b\", primary = \"a\", fence = \"none\", {key} = \"{value}\" }}\n"
+        )
+    };
+    let found = errors(&failover("block_for", "366d"));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0]
+            .message
+            .contains("`block_for` = \"366d\" is out of range: write a duration from 0s to 365d"),
+        "{}",
+        found[0]
+    );
+    assert_eq!(found[0].line, 12);
+    let found = errors(&failover("write_within", "1ms"));
+    assert!(
+        found[0]
+            .message
+            .contains("`write_within` = \"1ms\" is out of range"),
+        "{}",
+        found[0]
+    );
+    one(
+        &format!(
+            "{PROBE}\n[[remediation]]\nname = \"r\"\non = {{ probe = \"disk\" }}\n\
+             action = {{ webhook = \"http://x\", timeout = \"40d\" }}\n"
+        ),
+        8,
+        44,
+        &["`timeout` = \"40d\" is out of range: write a duration from 10ms to 30d"],
+    );
+}
+
+#[test]
+fn durations_at_the_edges_of_their_range_are_accepted() {
+    let text = format!(
+        "{PROBE}every = \"10ms\"\ntimeout = \"30d\"\n\
+         \n[[remediation]]\nname = \"r\"\non = {{ probe = \"disk\" }}\n\
+         action = {{ exec = [\"true\"], timeout = \"10ms\" }}\ncooldown = \"0s\"\n\
+         limit = {{ count = 1, per = \"365d\" }}\n"
+    );
+    let config = parse_str("w.toml", &text, Path::new("/")).unwrap();
+    let probe = &config.probes[0];
+    assert_eq!(probe.every, std::time::Duration::from_millis(10));
+    assert_eq!(probe.timeout, std::time::Duration::from_secs(30 * 86_400));
+    let r = &config.remediations[0];
+    assert_eq!(r.cooldown, std::time::Duration::ZERO);
+    assert_eq!(
+        r.limit.unwrap().per,
+        std::time::Duration::from_secs(365 * 86_400)
+    );
+    let text = format!(
+        "{PROBE}\n[[remediation]]\nname = \"r\"\non = {{ probe = \"disk\" }}\naction = {{ exec = [\"true\"] }}\ncooldown = \"365d\"\n"
+    );
+    assert!(parse_str("w.toml", &text, Path::new("/")).is_ok());
+}
+
+#[test]
+fn sizes_out_of_range_are_refused_at_their_place() {
+    one(
+        &format!("{PROBE}memory = \"2GiB\"\n"),
+        4,
+        10,
+        &["`memory` = \"2GiB\" is out of range: write a size from 64KiB to 1GiB"],
+    );
+    one(
+        &format!("{PROBE}memory = \"1KiB\"\n"),
+        4,
+        10,
+        &["`memory` = \"1KiB\" is out of range"],
+    );
+    one(
+        "[agent]\ncache_size = \"99999999999999999999GiB\"\n",
+        2,
+        14,
+        &[
+            "`cache_size` = \"99999999999999999999GiB\" is out of range: write a size from 1B to 1TiB",
+        ],
+    );
+    let text = format!("{PROBE}memory = \"1GiB\"\n");
+    assert_eq!(
+        parse_str("w.toml", &text, Path::new("/")).unwrap().probes[0].memory,
+        1 << 30
+    );
+}

@@ -41,7 +41,7 @@ pub struct Shared {
     /// The config file, re-read on reload (`None`: the embedded default).
     pub config_path: Option<PathBuf>,
     pub store: Store,
-    pub writer: StateWriter,
+    pub writer: StateWriter<crate::policy::state::ProbeState>,
     pub events: Bus,
     /// Timing loops and runs in flight, so shutdown can wait for them.
     pub tasks: TaskTracker,

@@ -153,8 +153,8 @@ impl ProbeState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::range::Range;
     use crate::config::{Confirm, Flapping, Place, ThresholdRule, WasmSource};
-    use crate::policy::range::Range;
     use crate::report::Measurement;
     use std::time::Duration;
 

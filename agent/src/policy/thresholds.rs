@@ -57,7 +57,7 @@ pub fn rule_for<'r>(rules: &'r [ThresholdRule], measurement: &str) -> Option<&'r
 mod tests {
     use super::*;
     use crate::config::Confirm;
-    use crate::policy::range::Range;
+    use crate::config::range::Range;
     use crate::report::Measurement;
     use std::time::Duration;
 

@@ -4,6 +4,7 @@
 //! Engine settings are fixed here (not per probe) because compiled code and
 //! the compile cache are only valid for the settings they were made with.
 
+use crate::config::units::MAX_PROBE_MEMORY;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +15,6 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch advances: the granularity of deadlines and of the
 /// yields that let other tasks run while a probe computes.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// The largest linear memory any probe may be configured to use.
-pub const MAX_PROBE_MEMORY: u64 = 1 << 30;
 
 /// Sizing of the instance pool: how many runs can be live at once.
 #[derive(Clone, Copy, Debug)]

@@ -5,6 +5,7 @@
 //! that it did, so the run is reported as `memory` rather than as a plain
 //! trap.
 
+use crate::config::units::human_bytes;
 use wasmtime::ResourceLimiter;
 
 /// Tables may hold at most this many elements (function references).
@@ -78,22 +79,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// `1.5 MiB`-style rendering of a byte count.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,11 +99,5 @@ mod tests {
         let error = limiter.memory_growing(65536, 2 << 20, None).unwrap_err();
         assert!(error.to_string().contains("limit is 1.0 MiB"), "{error}");
         assert_eq!(limiter.exceeded(), Some(2 << 20));
-    }
-
-    #[test]
-    fn bytes_render_readably() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(32 << 20), "32.0 MiB");
     }
 }

@@ -22,7 +22,6 @@ mod output;
 mod run;
 mod state;
 
-pub use limiter::human_bytes;
 pub use loader::LoadError;
 
 use crate::hostinfo::HostMetrics;

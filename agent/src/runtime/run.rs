@@ -1,11 +1,17 @@
 //! One run of a probe: a fresh `Store` with a deadline and a memory cap,
-//! the call, and the sorting of every way it can end into a report.
+//! the call, and the sorting of every way it can end into a report —
+//! including a panic in the agent's own code on the run's path, which ends
+//! the run as a failed one instead of taking its task (and the probe's
+//! in-flight flag) down with it.
 
 use super::bindings::{ProbePre, types};
 use super::output;
 use super::state::RunState;
 use super::{Grants, Limits, MeasurementInfo, ProbeInfo, Services};
+use crate::config::units::human_bytes;
 use crate::report::{ErrorKind, Report, RunError};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -27,7 +33,9 @@ fn new_store(
     limits: Limits,
 ) -> (Store<RunState>, Instant) {
     let started = Instant::now();
-    let deadline = started + limits.timeout;
+    // A timeout past what the clock can hold (config keeps it within
+    // `units::SCHEDULE`) ends the run at once as timed out, never panics.
+    let deadline = started.checked_add(limits.timeout).unwrap_or(started);
     let state = RunState::new(grants.clone(), services.clone(), limits.memory, deadline);
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
@@ -52,8 +60,8 @@ fn classify(error: wasmtime::Error, store: &Store<RunState>, timeout: Duration) 
             ErrorKind::Memory,
             format!(
                 "the probe tried to use {} of memory; its limit is {} (raise `memory` in its config if this is expected)",
-                super::human_bytes(asked),
-                super::human_bytes(state.limiter.cap())
+                human_bytes(asked),
+                human_bytes(state.limiter.cap())
             ),
         );
     }
@@ -76,6 +84,20 @@ fn classify(error: wasmtime::Error, store: &Store<RunState>, timeout: Duration) 
         message.push_str(crate::util::truncate_utf8(&stderr, 1024));
     }
     RunError::new(ErrorKind::Trap, message)
+}
+
+/// A panic in the agent (a host call, say) while it ran the probe: the run
+/// fails as a trap, named as the agent's fault, and the agent goes on.
+fn agent_panic(payload: &(dyn std::any::Any + Send)) -> RunError {
+    let message = crate::util::panic_message(payload);
+    tracing::error!("the agent panicked while running a probe: {message}");
+    RunError::new(
+        ErrorKind::Trap,
+        format!(
+            "the agent failed while running the probe ({message}); this is a bug in watchpost, \
+             please report it"
+        ),
+    )
 }
 
 fn timed_out(timeout: Duration) -> RunError {
@@ -142,18 +164,20 @@ pub async fn check(
         let probe = pre.instantiate_async(&mut store).await?;
         probe.call_check(&mut store).await
     };
-    let result = tokio::time::timeout(limits.timeout + GRACE, call).await;
+    let call = AssertUnwindSafe(call).catch_unwind();
+    let result = tokio::time::timeout(limits.timeout.saturating_add(GRACE), call).await;
     let duration = started.elapsed();
     log_output(grants, store.data());
     let peak = store.data().limiter.peak();
     let outcome = match result {
         Err(_elapsed) => Err(timed_out(limits.timeout)),
-        Ok(Err(error)) => Err(classify(error, &store, limits.timeout)),
-        Ok(Ok(Err(message))) => Err(RunError::new(
+        Ok(Err(panic)) => Err(agent_panic(panic.as_ref())),
+        Ok(Ok(Err(error))) => Err(classify(error, &store, limits.timeout)),
+        Ok(Ok(Ok(Err(message)))) => Err(RunError::new(
             ErrorKind::Probe,
             output::clip_message(&message),
         )),
-        Ok(Ok(Ok(report))) => output::check(report),
+        Ok(Ok(Ok(Ok(report)))) => output::check(report),
     };
     // A refused capability decides the outcome, whatever the probe did with
     // the error it got.
@@ -208,10 +232,13 @@ pub async fn describe(
         let probe = pre.instantiate_async(&mut store).await?;
         probe.call_describe(&mut store).await
     };
-    let info = match tokio::time::timeout(DESCRIBE_LIMITS.timeout + GRACE, call).await {
+    let call = AssertUnwindSafe(call).catch_unwind();
+    let limit = DESCRIBE_LIMITS.timeout.saturating_add(GRACE);
+    let info = match tokio::time::timeout(limit, call).await {
         Err(_) => return Err(timed_out(DESCRIBE_LIMITS.timeout)),
-        Ok(Err(error)) => return Err(classify(error, &store, DESCRIBE_LIMITS.timeout)),
-        Ok(Ok(info)) => info,
+        Ok(Err(panic)) => return Err(agent_panic(panic.as_ref())),
+        Ok(Ok(Err(error))) => return Err(classify(error, &store, DESCRIBE_LIMITS.timeout)),
+        Ok(Ok(Ok(info))) => info,
     };
     Ok(ProbeInfo {
         name: info.name,

@@ -4,10 +4,15 @@
 //! A tick spawns the run as its own task and goes back to waiting, so a
 //! slow or hung run never delays another probe's ticks. A tick that finds
 //! the previous run of the same probe still going is skipped and counted
-//! (no pile-up). How many runs execute at once is bounded elsewhere (the
-//! pipeline's semaphore); this module knows nothing of probes.
+//! (no pile-up). A run that panics ends like any other run: the in-flight
+//! flag is cleared by a guard whatever happens, the panic is logged, and
+//! the next tick runs the job again. No time arithmetic here can panic.
+//! How many runs execute at once is bounded elsewhere (the pipeline's
+//! semaphore); this module knows nothing of probes.
 
+use futures_util::FutureExt;
 use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -66,9 +71,15 @@ pub fn spawn<J: Job>(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let first = Instant::now() + phase(name, every.min(window));
+    let now = Instant::now();
+    let first = now
+        .checked_add(phase(name, every.min(window)))
+        .unwrap_or(now);
+    // A zero period would make tokio panic; config keeps `every` >= 10ms.
+    let every = every.max(Duration::from_millis(1));
     let in_flight = Arc::new(AtomicBool::new(false));
     let runs = tracker.clone();
+    let name = name.to_string();
     tracker.spawn(async move {
         let mut ticks = tokio::time::interval_at(first, every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -78,29 +89,49 @@ pub fn spawn<J: Job>(
                 _ = cancel.cancelled() => return,
                 planned = ticks.tick() => planned,
             };
-            job.planned(wall_clock(planned + every));
+            job.planned(wall_clock(planned.checked_add(every).unwrap_or(planned)));
             if in_flight.swap(true, Ordering::AcqRel) {
                 job.skipped();
                 continue;
             }
             let job = job.clone();
-            let in_flight = in_flight.clone();
+            let guard = InFlight(in_flight.clone());
+            let name = name.clone();
             runs.spawn(async move {
-                job.run(planned).await;
-                in_flight.store(false, Ordering::Release);
+                let _guard = guard;
+                if let Err(panic) = AssertUnwindSafe(job.run(planned)).catch_unwind().await {
+                    tracing::error!(
+                        "the run of {name} panicked: {}; this is a bug in watchpost, please \
+                         report it (the next run is on schedule)",
+                        crate::util::panic_message(panic.as_ref())
+                    );
+                }
             });
         }
     });
 }
 
-/// The wall-clock time of a monotonic instant (for display).
+/// Clears a job's in-flight flag when its run ends, however it ends
+/// (returns, panics, or its task is dropped).
+struct InFlight(Arc<AtomicBool>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The wall-clock time of a monotonic instant (for display); the current
+/// time if it cannot be represented.
 fn wall_clock(at: Instant) -> SystemTime {
     let now = Instant::now();
-    if at >= now {
-        SystemTime::now() + (at - now)
+    let wall = SystemTime::now();
+    let shifted = if at >= now {
+        wall.checked_add(at - now)
     } else {
-        SystemTime::now() - (now - at)
-    }
+        wall.checked_sub(now - at)
+    };
+    shifted.unwrap_or(wall)
 }
 
 #[cfg(test)]
@@ -141,6 +172,55 @@ mod tests {
             self.skips.fetch_add(1, Ordering::Relaxed);
         }
         fn planned(&self, _at: SystemTime) {}
+    }
+
+    struct Panicky {
+        runs: AtomicU32,
+        skips: AtomicU32,
+    }
+
+    impl Job for Panicky {
+        async fn run(self: Arc<Self>, _planned: Instant) {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            panic!("a bug on the run's path");
+        }
+        fn skipped(&self) {
+            self.skips.fetch_add(1, Ordering::Relaxed);
+        }
+        fn planned(&self, _at: SystemTime) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_run_does_not_leave_the_job_in_flight() {
+        let job = Arc::new(Panicky {
+            runs: AtomicU32::new(0),
+            skips: AtomicU32::new(0),
+        });
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        spawn(
+            "panicky",
+            job.clone(),
+            Duration::from_millis(100),
+            FIRST_RUN_WINDOW,
+            cancel.clone(),
+            tracker.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+        // Every tick runs again: none is skipped as "still in flight".
+        assert!(job.runs.load(Ordering::Relaxed) >= 9);
+        assert_eq!(job.skips.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn far_instants_map_to_a_wall_clock_without_panicking() {
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+        assert!(wall_clock(far) > SystemTime::now());
+        assert!(wall_clock(Instant::now()) <= SystemTime::now() + Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

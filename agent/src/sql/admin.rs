@@ -5,7 +5,7 @@
 
 use super::SqlTargets;
 use super::errors;
-use crate::runtime::bindings::sql::Error;
+use super::types::Error;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 

@@ -1,7 +1,8 @@
-//! Sorting database failures into the WIT's typed errors, so that probes
-//! can tell "down" (unreachable) from "alive but unhealthy" (refused).
+//! Sorting database failures into typed errors ([`Error`](super::Error)),
+//! so that probes can tell "down" (unreachable) from "alive but unhealthy"
+//! (refused).
 
-use crate::runtime::bindings::sql::{Error, QueryError};
+use super::types::{Error, QueryError};
 use tokio_postgres::error::SqlState;
 
 /// SQLSTATE for value conversion problems between the agent and a probe.

@@ -8,23 +8,25 @@
 //!
 //! Files: [`target`] opens sessions and runs statements on one target,
 //! [`admin`] opens read-write sessions for the agent's own actions,
-//! `rows` turns a result stream into the WIT's rows within size limits,
-//! `values` converts values, `errors` sorts failures into the WIT's kinds.
+//! `rows` turns a result stream into [`Rows`] within size limits,
+//! `values` converts values, `errors` sorts failures into the kinds of
+//! [`Error`], and `types` defines those (the runtime converts them to and
+//! from the probe world's WIT types).
 
 mod admin;
 mod errors;
 mod rows;
 mod target;
+mod types;
 mod values;
 
-use crate::runtime::bindings::sql::{Error, Rows, Value};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use target::Target;
 
 pub use rows::{MAX_RESULT_BYTES, MAX_ROWS};
+pub use types::{Error, QueryError, Rows, Value};
 
 /// How a target is configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,13 +35,6 @@ pub struct TargetSpec {
     pub dsn: String,
     /// Sessions start with `default_transaction_read_only = on`.
     pub read_only: bool,
-}
-
-/// Why a DSN is not usable.
-pub fn validate_dsn(dsn: &str) -> Result<(), String> {
-    tokio_postgres::Config::from_str(dsn)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// All configured targets, by name. Cheap to clone; immutable (a config

@@ -1,9 +1,9 @@
-//! Reading a statement's result stream into the WIT's `rows`, within the
+//! Reading a statement's result stream into [`Rows`](super::Rows), within the
 //! limits of what a probe may receive.
 
 use super::errors;
+use super::types::{Error, QueryError, Rows, Value};
 use super::values::Cell;
-use crate::runtime::bindings::sql::{Error, QueryError, Rows, Value};
 use futures_util::{StreamExt, pin_mut};
 
 /// Rows a statement may return to a probe.

@@ -11,8 +11,8 @@
 use super::TargetSpec;
 use super::errors;
 use super::rows::collect;
+use super::types::{Error, Rows, Value};
 use super::values::Param;
-use crate::runtime::bindings::sql::{Error, Rows, Value};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::str::FromStr;
 use std::time::{Duration, Instant};

@@ -1,9 +1,9 @@
-//! Conversion between the WIT `sql.value` and PostgreSQL's binary wire
-//! format: result cells of any type become a value (numbers and booleans as
+//! Conversion between [`Value`](super::Value) (the WIT `sql.value`) and
+//! PostgreSQL's binary wire format: result cells of any type become a value (numbers and booleans as
 //! such, everything else as its text form), and parameters bind to the
 //! type PostgreSQL inferred for their placeholder.
 
-use crate::runtime::bindings::sql::Value;
+use super::types::Value;
 use bytes::BytesMut;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use postgres_types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};

@@ -3,11 +3,15 @@
 //! crash-safely ([`atomic`]); a file that cannot be read back is set aside
 //! (renamed `*.corrupt-TIMESTAMP`) with a logged message, never silently
 //! overwritten. [`writer`] batches writes off the probe runs' path.
+//!
+//! The store knows files, not what is in them: it saves and loads any
+//! serde value by probe name, so it depends on nothing else in the agent
+//! (the policy decides what a probe's state is).
 
 pub mod atomic;
 pub mod writer;
 
-use crate::policy::state::ProbeState;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -17,11 +21,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Version of the probe state file format.
 const FORMAT: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
-struct ProbeFile {
+/// What a probe's file holds (`T` is the probe's state).
+#[derive(Serialize)]
+struct ProbeFile<'a, T> {
     format: u32,
-    probe: String,
-    state: ProbeState,
+    probe: &'a str,
+    state: &'a T,
+}
+
+/// A probe's file as read back.
+#[derive(Deserialize)]
+struct ProbeFileOwned<T> {
+    format: u32,
+    state: T,
 }
 
 /// The `state_dir` and what lives in it.
@@ -63,11 +75,11 @@ impl Store {
     }
 
     /// Write one probe's state durably.
-    pub fn save_probe(&self, name: &str, state: &ProbeState) -> io::Result<()> {
+    pub fn save_probe<T: Serialize>(&self, name: &str, state: &T) -> io::Result<()> {
         let file = ProbeFile {
             format: FORMAT,
-            probe: name.to_string(),
-            state: state.clone(),
+            probe: name,
+            state,
         };
         let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
         atomic::write(&self.probe_path(name), &bytes)
@@ -75,7 +87,7 @@ impl Store {
 
     /// Read one probe's state, if it has been saved (an unreadable file is
     /// set aside and logged).
-    pub fn load_probe(&self, name: &str) -> Option<ProbeState> {
+    pub fn load_probe<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         let path = self.probe_path(name);
         if !path.exists() {
             return None;
@@ -86,7 +98,7 @@ impl Store {
     }
 
     /// Read every probe's state. Unreadable files are set aside and logged.
-    pub fn load_probes(&self) -> BTreeMap<String, ProbeState> {
+    pub fn load_probes<T: DeserializeOwned>(&self) -> BTreeMap<String, T> {
         let mut states = BTreeMap::new();
         let Ok(entries) = std::fs::read_dir(self.dir.join("probes")) else {
             return states;
@@ -112,9 +124,9 @@ impl Store {
     }
 }
 
-fn read_probe_file(path: &Path) -> Result<ProbeState, String> {
+fn read_probe_file<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let file: ProbeFile =
+    let file: ProbeFileOwned<T> =
         serde_json::from_slice(&bytes).map_err(|e| format!("it is not valid state JSON: {e}"))?;
     if file.format != FORMAT {
         return Err(format!(
@@ -150,15 +162,27 @@ fn set_aside(path: &Path, problem: &str) {
 mod tests {
     use super::*;
 
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct State {
+        failures: u32,
+    }
+
     #[test]
     fn states_survive_a_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut state = ProbeState::default();
-        state.own.failures = 7;
-        store.save_probe("disk", &state).unwrap();
-        let loaded = store.load_probes();
-        assert_eq!(loaded["disk"].own.failures, 7);
+        store.save_probe("disk", &State { failures: 7 }).unwrap();
+        let loaded: BTreeMap<String, State> = store.load_probes();
+        assert_eq!(loaded["disk"].failures, 7);
+        assert_eq!(
+            store.load_probe::<State>("disk"),
+            Some(State { failures: 7 })
+        );
+        let text = std::fs::read_to_string(dir.path().join("probes/disk.json")).unwrap();
+        assert_eq!(
+            text,
+            r#"{"format":1,"probe":"disk","state":{"failures":7}}"#
+        );
     }
 
     #[test]
@@ -166,7 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         std::fs::write(dir.path().join("probes/disk.json"), b"{ not json").unwrap();
-        assert!(store.load_probes().is_empty());
+        assert!(store.load_probes::<State>().is_empty());
         let names: Vec<String> = std::fs::read_dir(dir.path().join("probes"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

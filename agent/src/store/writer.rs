@@ -2,10 +2,11 @@
 //! on; the writer keeps the latest state per probe and writes it within
 //! [`FLUSH_EVERY`], or at once when the hard state changed, on a blocking
 //! thread. So a thousand probes cost at most one write per probe per second,
-//! and a probe run never waits on the disk.
+//! and a probe run never waits on the disk. `T` is what is saved per probe
+//! (the policy's probe state).
 
 use super::Store;
-use crate::policy::state::ProbeState;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -13,31 +14,38 @@ use tokio::sync::{mpsc, oneshot};
 /// Longest time a changed state waits in memory.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-enum Message {
+enum Message<T> {
     Save {
         probe: String,
-        state: Box<ProbeState>,
+        state: Box<T>,
         urgent: bool,
     },
     Flush(oneshot::Sender<()>),
 }
 
 /// Handle to the writer task. Cheap to clone.
-#[derive(Clone)]
-pub struct StateWriter {
-    sender: mpsc::UnboundedSender<Message>,
+pub struct StateWriter<T> {
+    sender: mpsc::UnboundedSender<Message<T>>,
 }
 
-impl StateWriter {
+impl<T> Clone for StateWriter<T> {
+    fn clone(&self) -> Self {
+        StateWriter {
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+impl<T: Serialize + Clone + Send + 'static> StateWriter<T> {
     /// Start the writer task for `store`.
-    pub fn start(store: Store) -> StateWriter {
+    pub fn start(store: Store) -> StateWriter<T> {
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run(store, receiver));
         StateWriter { sender }
     }
 
     /// Queue `state` for `probe`; `urgent` writes it without waiting.
-    pub fn save(&self, probe: &str, state: &ProbeState, urgent: bool) {
+    pub fn save(&self, probe: &str, state: &T, urgent: bool) {
         let _ = self.sender.send(Message::Save {
             probe: probe.to_string(),
             state: Box::new(state.clone()),
@@ -54,8 +62,11 @@ impl StateWriter {
     }
 }
 
-async fn run(store: Store, mut receiver: mpsc::UnboundedReceiver<Message>) {
-    let mut pending: BTreeMap<String, ProbeState> = BTreeMap::new();
+async fn run<T: Serialize + Send + 'static>(
+    store: Store,
+    mut receiver: mpsc::UnboundedReceiver<Message<T>>,
+) {
+    let mut pending: BTreeMap<String, T> = BTreeMap::new();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -96,7 +107,7 @@ async fn run(store: Store, mut receiver: mpsc::UnboundedReceiver<Message>) {
     }
 }
 
-async fn write_all(store: &Store, pending: BTreeMap<String, ProbeState>) {
+async fn write_all<T: Serialize + Send + 'static>(store: &Store, pending: BTreeMap<String, T>) {
     if pending.is_empty() {
         return;
     }

@@ -1,9 +1,69 @@
 //! `sql`: statements against the database targets the probe is granted.
 //! Asking for any other target is refused and remembered, so that the run
 //! ends as `denied` whatever the probe does with the error.
+//!
+//! This is also where the WIT's `sql` types meet the [`crate::sql`]
+//! module's own: the `From` conversions below are the only link between
+//! them, so that `sql` does not depend on the runtime.
 
-use crate::runtime::bindings::sql::{Error, Host, Rows, Value};
+use crate::runtime::bindings::sql::{Error, Host, QueryError, Rows, Value};
 use crate::runtime::state::RunState;
+use crate::sql;
+
+impl From<Value> for sql::Value {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => sql::Value::Null,
+            Value::Boolean(b) => sql::Value::Boolean(b),
+            Value::Int(i) => sql::Value::Int(i),
+            Value::Float(f) => sql::Value::Float(f),
+            Value::Text(s) => sql::Value::Text(s),
+            Value::Bytes(b) => sql::Value::Bytes(b),
+        }
+    }
+}
+
+impl From<sql::Value> for Value {
+    fn from(value: sql::Value) -> Self {
+        match value {
+            sql::Value::Null => Value::Null,
+            sql::Value::Boolean(b) => Value::Boolean(b),
+            sql::Value::Int(i) => Value::Int(i),
+            sql::Value::Float(f) => Value::Float(f),
+            sql::Value::Text(s) => Value::Text(s),
+            sql::Value::Bytes(b) => Value::Bytes(b),
+        }
+    }
+}
+
+impl From<sql::Rows> for Rows {
+    fn from(rows: sql::Rows) -> Self {
+        Rows {
+            columns: rows.columns,
+            rows: rows
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().map(Value::from).collect())
+                .collect(),
+            affected: rows.affected,
+        }
+    }
+}
+
+impl From<sql::Error> for Error {
+    fn from(error: sql::Error) -> Self {
+        match error {
+            sql::Error::NotGranted(m) => Error::NotGranted(m),
+            sql::Error::Unreachable(m) => Error::Unreachable(m),
+            sql::Error::Refused(m) => Error::Refused(m),
+            sql::Error::Timeout(m) => Error::Timeout(m),
+            sql::Error::Query(q) => Error::Query(QueryError {
+                code: q.code,
+                message: q.message,
+            }),
+        }
+    }
+}
 
 impl RunState {
     /// Check the grant; record a refusal.
@@ -46,9 +106,12 @@ impl Host for RunState {
         params: Vec<Value>,
     ) -> Result<Rows, Error> {
         self.grant(&target)?;
+        let params: Vec<sql::Value> = params.into_iter().map(sql::Value::from).collect();
         self.services
             .sql
             .query(&target, &statement, &params, self.sql_deadline)
             .await
+            .map(Rows::from)
+            .map_err(Error::from)
     }
 }

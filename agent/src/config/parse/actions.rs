@@ -1,0 +1,270 @@
+//! Remediation actions (`exec`, `restart`, `failover`, `webhook`) and the
+//! `alert` and failover `post` steps, which are actions too.
+
+use super::super::model::*;
+use super::super::reader::{At, Section, type_name};
+use super::super::units;
+use super::Parser;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::de::DeValue;
+
+impl Parser<'_, '_> {
+    pub(super) fn argv(
+        &mut self,
+        path: &str,
+        key: &'static str,
+        s: &mut Section,
+    ) -> Option<Vec<String>> {
+        let list = s.string_list(&mut self.d, key)?;
+        if list.is_empty() || list[0].value.is_empty() {
+            self.d.error(s.span.clone(), format!("{path}: `{key}` needs a program and its arguments, e.g. [\"systemctl\", \"restart\", \"postgresql\"]"));
+            return None;
+        }
+        Some(list.into_iter().map(|a| a.value).collect())
+    }
+
+    pub(super) fn action(
+        &mut self,
+        mut a: Section,
+        targets: &BTreeMap<String, Target>,
+        allow_post: bool,
+    ) -> Option<Action> {
+        let path = a.path.clone();
+        let kinds = ["exec", "restart", "failover", "webhook"];
+        let present: Vec<&str> = kinds.iter().copied().filter(|k| a.has(k)).collect();
+        if present.len() != 1 {
+            self.d.error(
+                a.span.clone(),
+                format!("{path}: give exactly one of `exec`, `restart`, `failover` or `webhook` (found {})", if present.is_empty() { "none".to_string() } else { present.join(", ") }),
+            );
+            a.finish(&mut self.d);
+            return None;
+        }
+        let action = match present[0] {
+            "exec" => {
+                let argv = self.argv(&path, "exec", &mut a);
+                let d = &mut self.d;
+                let timeout = a
+                    .duration(d, "timeout", units::SCHEDULE)
+                    .map_or(Duration::from_secs(60), |t| t.value);
+                let env = a
+                    .string_map(d, "env")
+                    .map(|m| m.into_iter().map(|(k, v)| (k, v.value)).collect())
+                    .unwrap_or_default();
+                argv.map(|argv| Action::Exec(ExecAction { argv, timeout, env }))
+            }
+            "restart" => self.restart(&path, &mut a, targets),
+            "failover" => self.failover(&path, &mut a, targets, allow_post),
+            _ => {
+                let d = &mut self.d;
+                let url = a.string(d, "webhook");
+                if let Some(u) = &url
+                    && !(u.value.starts_with("http://") || u.value.starts_with("https://"))
+                {
+                    d.error(
+                        u.span.clone(),
+                        format!("{path}: `webhook` must be an http:// or https:// URL"),
+                    );
+                }
+                let timeout = a
+                    .duration(d, "timeout", units::SCHEDULE)
+                    .map_or(Duration::from_secs(5), |t| t.value);
+                let retries = a
+                    .integer(d, "retries", 0, 100)
+                    .map_or(3, |r| r.value as u32);
+                let bearer_env = a.string(d, "bearer_env").map(|b| b.value);
+                url.map(|u| {
+                    Action::Webhook(WebhookAction {
+                        url: u.value,
+                        timeout,
+                        retries,
+                        bearer_env,
+                    })
+                })
+            }
+        };
+        a.finish(&mut self.d);
+        action
+    }
+
+    pub(super) fn pg_ctl_paths(
+        &mut self,
+        path: &str,
+        a: &mut Section,
+        data_dir_key: &'static str,
+        fallback: Option<PathBuf>,
+    ) -> Option<(PathBuf, PathBuf)> {
+        let d = &mut self.d;
+        let pg_ctl = a
+            .string(d, "pg_ctl")
+            .map_or_else(|| PathBuf::from("pg_ctl"), |p| PathBuf::from(p.value));
+        let data_dir = a
+            .string(d, data_dir_key)
+            .map(|p| PathBuf::from(p.value))
+            .or(fallback);
+        match data_dir {
+            Some(dir) => Some((pg_ctl, dir)),
+            None => {
+                d.error(a.span.clone(), format!("{path}: `{data_dir_key}` is needed (the PostgreSQL data directory), or set `data_dir` on the target"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn restart(
+        &mut self,
+        path: &str,
+        a: &mut Section,
+        targets: &BTreeMap<String, Target>,
+    ) -> Option<Action> {
+        let d = &mut self.d;
+        let method_text = a.string(d, "restart")?;
+        let timeout = a
+            .duration(d, "timeout", units::SCHEDULE)
+            .map_or(Duration::from_secs(60), |t| t.value);
+        let target = a.string(d, "target");
+        let target_dir = target
+            .and_then(|t| self.target_ref(path, "target", t, targets))
+            .and_then(|t| targets.get(&t).and_then(|t| t.data_dir.clone()));
+        let d = &mut self.d;
+        let method = match method_text.value.as_str() {
+            "pg_ctl" => {
+                let (pg_ctl, data_dir) = self.pg_ctl_paths(path, a, "data_dir", target_dir)?;
+                RestartMethod::PgCtl { pg_ctl, data_dir }
+            }
+            "pg_ctlcluster" => {
+                let version = a.string(d, "version");
+                let cluster = a
+                    .string(d, "cluster")
+                    .map_or_else(|| "main".to_string(), |c| c.value);
+                match version {
+                    Some(v) => RestartMethod::PgCtlCluster {
+                        version: v.value,
+                        cluster,
+                    },
+                    None => {
+                        d.error(a.span.clone(), format!("{path}: `version` is needed for pg_ctlcluster, e.g. version = \"15\""));
+                        return None;
+                    }
+                }
+            }
+            "systemctl" => match a.string(d, "unit") {
+                Some(u) => RestartMethod::Systemctl { unit: u.value },
+                None => {
+                    d.error(a.span.clone(), format!("{path}: `unit` is needed for systemctl, e.g. unit = \"postgresql@15-main\""));
+                    return None;
+                }
+            },
+            "command" => RestartMethod::Command(self.argv(path, "command", a)?),
+            other => {
+                d.error(method_text.span, format!("{path}: `restart` = {other:?} is not a method; write \"pg_ctl\", \"pg_ctlcluster\", \"systemctl\" or \"command\""));
+                return None;
+            }
+        };
+        Some(Action::Restart(RestartAction { method, timeout }))
+    }
+
+    pub(super) fn failover(
+        &mut self,
+        path: &str,
+        a: &mut Section,
+        targets: &BTreeMap<String, Target>,
+        allow_post: bool,
+    ) -> Option<Action> {
+        let d = &mut self.d;
+        let standby = a.string(d, "failover");
+        let primary = a
+            .string(d, "primary")
+            .unwrap_or_else(|| At::new("primary".into(), a.span.clone()));
+        let max_lag_bytes = a
+            .integer(d, "max_lag_bytes", 0, u64::MAX >> 1)
+            .map_or(1 << 20, |v| v.value);
+        let write_within = a
+            .duration(d, "write_within", units::SCHEDULE)
+            .map_or(Duration::from_secs(10), |v| v.value);
+        let block_for = a
+            .duration(d, "block_for", units::HOLD)
+            .map_or(Duration::from_secs(3600), |v| v.value);
+        let fence_required = a.bool(d, "fence_required").unwrap_or(true);
+        let standby = standby.and_then(|s| self.target_ref(path, "failover", s, targets));
+        let primary = self.target_ref(path, "primary", primary, targets);
+        let fence = match a.raw("fence").map(|v| (v.get_ref(), v.span())) {
+            None => {
+                // Promoting without stopping the old primary risks two
+                // primaries: the choice must be written down.
+                self.d.error(a.span.clone(), format!("{path}: a failover needs `fence`: \"pg_ctl\" (stop the old primary, on this node), a command such as [\"ssh\", \"db-1\", \"pg_ctl\", \"stop\"], or \"none\" to accept the risk of two primaries"));
+                return None;
+            }
+            Some((DeValue::String(s), _)) if s == "none" => Fence::None,
+            Some((DeValue::String(s), _)) if s == "pg_ctl" => {
+                let fallback = primary
+                    .as_ref()
+                    .and_then(|p| targets.get(p))
+                    .and_then(|t| t.data_dir.clone());
+                let (pg_ctl, data_dir) =
+                    self.pg_ctl_paths(path, a, "primary_data_dir", fallback)?;
+                Fence::PgCtl { pg_ctl, data_dir }
+            }
+            Some((DeValue::Array(_), _)) => Fence::Command(self.argv(path, "fence", a)?),
+            Some((_, span)) => {
+                self.d.error(span, format!("{path}: `fence` must be \"pg_ctl\" (built in), \"none\" or a command such as [\"ssh\", \"db-1\", \"pg_ctl\", \"stop\"]"));
+                return None;
+            }
+        };
+        if !matches!(fence, Fence::PgCtl { .. }) {
+            for key in ["pg_ctl", "primary_data_dir"] {
+                if let Some(v) = a.raw(key) {
+                    self.d.error(
+                        v.span(),
+                        format!("{path}: `{key}` is only used with fence = \"pg_ctl\""),
+                    );
+                }
+            }
+        }
+        let mut post = Vec::new();
+        if let Some(raw) = a.raw("post") {
+            if !allow_post {
+                self.d
+                    .error(raw.span(), format!("{path}: `post` steps cannot be nested"));
+            } else if let DeValue::Array(items) = raw.get_ref() {
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::Table(t) => {
+                            let section = Section::new(format!("{path} post"), t, item.span());
+                            if let Some(step) = self.action(section, targets, false) {
+                                post.push(step);
+                            }
+                        }
+                        other => self.d.error(
+                            item.span(),
+                            format!(
+                                "{path}: each `post` step must be an action table, found {}",
+                                type_name(other)
+                            ),
+                        ),
+                    }
+                }
+            } else {
+                self.d.error(raw.span(), format!("{path}: `post` must be an array of actions, e.g. [{{ webhook = \"http://...\" }}]"));
+            }
+        }
+        if standby.is_some() && standby == primary {
+            self.d.error(
+                a.span.clone(),
+                format!("{path}: `failover` and `primary` must be different targets"),
+            );
+        }
+        Some(Action::Failover(FailoverAction {
+            primary: primary?,
+            standby: standby?,
+            max_lag_bytes,
+            fence,
+            fence_required,
+            write_within,
+            block_for,
+            post,
+        }))
+    }
+}

@@ -1,0 +1,319 @@
+//! From TOML text to a validated [`Config`], collecting every error.
+//!
+//! This file holds the reader's entry point ([`parse`]), the [`Parser`]
+//! that carries the diagnostics through every section, the `[agent]`
+//! section and the helpers shared by the sections. Each other section has
+//! a file of its own, so that each file does one job: [`targets`],
+//! [`probe`] (and its [`thresholds`]), [`remediation`] (and its
+//! [`actions`]) and [`otlp`] (`[telemetry]`).
+
+mod actions;
+mod otlp;
+mod probe;
+mod remediation;
+mod targets;
+mod thresholds;
+
+use super::diagnostics::{ConfigErrors, Diagnostics, line_column};
+use super::model::*;
+use super::reader::{Section, type_name};
+use super::units;
+use crate::report::Status;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::de::{DeTable, DeValue};
+
+pub use targets::validate_dsn;
+
+/// Where a config comes from and how to resolve what it names.
+pub struct Source<'a> {
+    /// Name used in messages (usually the path as given).
+    pub file: &'a str,
+    pub text: &'a str,
+    /// Directory that relative `wasm` paths are resolved against.
+    pub base_dir: &'a Path,
+    /// Names of the probes embedded in the binary (`builtin:NAME`).
+    pub builtins: &'a [&'a str],
+}
+
+pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
+    let mut d = Diagnostics::new(source.file, source.text);
+    let root = match DeTable::parse(source.text) {
+        Ok(root) => root,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            d.error(span, format!("invalid TOML: {}", e.message().trim()));
+            return Err(d.into_errors());
+        }
+    };
+    let span = root.span();
+    let mut top = Section::new("top level", root.get_ref(), span);
+    let mut parser = Parser { d, source };
+
+    let targets = parser.targets(&mut top);
+    let agent = match top.table(&mut parser.d, "agent") {
+        Some(section) => parser.agent(section, &targets),
+        None => parser.default_agent(),
+    };
+    let probes = parser.probes(&mut top, &targets);
+    let remediations = parser.remediations(&mut top, &probes, &targets);
+    let telemetry = match top.table(&mut parser.d, "telemetry") {
+        Some(section) => parser.telemetry(section),
+        None => Telemetry::default(),
+    };
+    let mut d = parser.d;
+    top.finish(&mut d);
+    if !d.is_empty() {
+        return Err(d.into_errors());
+    }
+    Ok(Config {
+        file: source.file.to_string(),
+        agent,
+        targets,
+        probes,
+        remediations,
+        telemetry,
+    })
+}
+
+struct Parser<'s, 'a> {
+    d: Diagnostics<'s>,
+    source: &'a Source<'a>,
+}
+
+fn status_word(
+    d: &mut Diagnostics,
+    path: &str,
+    key: &str,
+    text: super::reader::At<String>,
+) -> Option<Status> {
+    match Status::parse(&text.value) {
+        Some(status) => Some(status),
+        None => {
+            d.error(
+                text.span,
+                format!(
+                    "{path}: `{key}` = {:?} is not a status; write \"ok\", \"warning\", \"critical\" or \"unknown\"",
+                    text.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Names of probes, targets and remediations: they become file names and
+/// metric labels, so 1 to 64 letters, digits, `-`, `_` or `.`, starting
+/// with a letter or digit.
+fn valid_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+/// Default state directory: `/var/lib/watchpost` for root, else under `$HOME`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WATCHPOST_STATE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    match std::env::var_os("HOME") {
+        Some(home) if !is_root => PathBuf::from(home).join(".local/state/watchpost"),
+        _ => PathBuf::from("/var/lib/watchpost"),
+    }
+}
+
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+impl Parser<'_, '_> {
+    fn place(&self, span: &std::ops::Range<usize>) -> Place {
+        let (line, column) = line_column(self.source.text, span.start);
+        Place {
+            file: self.source.file.to_string(),
+            line,
+            column,
+        }
+    }
+
+    fn default_agent(&self) -> Agent {
+        Agent {
+            node: crate::hostinfo::hostname(),
+            state_dir: default_state_dir(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            concurrency: default_concurrency(),
+            dry_run: false,
+            api_token_env: None,
+            flapping: Flapping::default(),
+            cache_size: 1 << 30,
+            local_target: None,
+        }
+    }
+
+    fn agent(&mut self, mut s: Section, targets: &BTreeMap<String, Target>) -> Agent {
+        let mut agent = self.default_agent();
+        let d = &mut self.d;
+        if let Some(node) = s.string(d, "node") {
+            if valid_name(&node.value) {
+                agent.node = node.value;
+            } else {
+                d.error(
+                    node.span,
+                    format!(
+                        "[agent]: `node` = {:?} must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
+                        node.value
+                    ),
+                );
+            }
+        }
+        if let Some(dir) = s.string(d, "state_dir") {
+            let path = PathBuf::from(&dir.value);
+            agent.state_dir = if path.is_absolute() {
+                path
+            } else {
+                self.source.base_dir.join(path)
+            };
+        }
+        if let Some(listen) = s.string(d, "listen") {
+            match listen.value.parse::<SocketAddr>() {
+                Ok(addr) => agent.listen = addr,
+                Err(_) => d.error(
+                    listen.span,
+                    format!("[agent]: `listen` = {:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:9464\"", listen.value),
+                ),
+            }
+        }
+        if let Some(n) = s.integer(d, "concurrency", 1, 1024) {
+            agent.concurrency = n.value as usize;
+        }
+        if let Some(dry) = s.bool(d, "dry_run") {
+            agent.dry_run = dry;
+        }
+        agent.api_token_env = s.string(d, "api_token_env").map(|t| t.value);
+        if let Some(flap) = s.table(d, "flapping") {
+            agent.flapping = flapping(d, flap, Flapping::default());
+        }
+        if let Some(size) = s.size(d, "cache_size", units::CACHE_SIZE) {
+            agent.cache_size = size.value;
+        }
+        if let Some(local) = s.string(d, "local_target") {
+            if !targets.contains_key(&local.value) {
+                d.error(
+                    local.span.clone(),
+                    format!(
+                        "[agent]: `local_target` = {:?} is not a target defined in [targets]",
+                        local.value
+                    ),
+                );
+            }
+            agent.local_target = Some(local.value);
+        }
+        let span = s.span.clone();
+        s.finish(d);
+        if !agent.listen.ip().is_loopback() && agent.api_token_env.is_none() {
+            d.error(
+                span,
+                format!(
+                    "[agent]: `listen` = \"{}\" is reachable from other hosts, so the control endpoints need a token: \
+                     set `api_token_env` to the name of an environment variable holding it",
+                    agent.listen
+                ),
+            );
+        }
+        agent
+    }
+
+    fn array_of_tables<'t, 'i>(
+        &mut self,
+        top: &mut Section<'t, 'i>,
+        key: &'static str,
+        example: &str,
+    ) -> Vec<(&'t DeTable<'i>, std::ops::Range<usize>)> {
+        let Some(value) = top.raw(key) else {
+            return Vec::new();
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.d.error(
+                value.span(),
+                format!("`{key}` must be an array of tables: write each as [[{key}]] ({example})"),
+            );
+            return Vec::new();
+        };
+        let mut tables = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::Table(t) => tables.push((t, item.span())),
+                other => self.d.error(
+                    item.span(),
+                    format!(
+                        "each `{key}` entry must be a table, found {}",
+                        type_name(other)
+                    ),
+                ),
+            }
+        }
+        tables
+    }
+}
+
+/// Replace `${NAME}` with the environment variable NAME; the name of the
+/// first unset variable on error.
+pub fn resolve_env(text: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &rest[start + 2..start + end];
+        out.push_str(&std::env::var(name).map_err(|_| name.to_string())?);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn confirm(d: &mut Diagnostics, s: &mut Section, default: Confirm) -> Confirm {
+    Confirm {
+        failures: s
+            .integer(d, "for", 1, 1000)
+            .map_or(default.failures, |v| v.value as u32),
+        recoveries: s
+            .integer(d, "recover", 1, 1000)
+            .map_or(default.recoveries, |v| v.value as u32),
+    }
+}
+
+fn flapping(d: &mut Diagnostics, mut s: Section, default: Flapping) -> Flapping {
+    let enabled = s.bool(d, "enabled").unwrap_or(default.enabled);
+    let high = s.number(d, "high");
+    let low = s.number(d, "low");
+    let flap = Flapping {
+        enabled,
+        high: high.as_ref().map_or(default.high, |h| h.value),
+        low: low.as_ref().map_or(default.low, |l| l.value),
+    };
+    if !(0.0..=100.0).contains(&flap.high)
+        || !(0.0..=100.0).contains(&flap.low)
+        || flap.low > flap.high
+    {
+        d.error(
+            s.span.clone(),
+            format!("{}: `low` ({}) and `high` ({}) must be percentages with low <= high, e.g. high = 30, low = 25", s.path, flap.low, flap.high),
+        );
+    }
+    s.finish(d);
+    flap
+}

@@ -1,0 +1,68 @@
+//! `[telemetry]` and `[telemetry.otlp]`: where and how often metrics and
+//! events are exported, checked at load so a bad endpoint or header is a
+//! config error, not a silent export failure.
+
+use super::super::model::*;
+use super::super::reader::Section;
+use super::super::units;
+use super::{Parser, resolve_env};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+impl Parser<'_, '_> {
+    pub(super) fn telemetry(&mut self, mut s: Section) -> Telemetry {
+        let d = &mut self.d;
+        let otlp = s.table(d, "otlp").map(|mut o| {
+            let endpoint = o.string(d, "endpoint").map(|e| {
+                if let Err(problem) = check_endpoint(&e.value) {
+                    d.error(e.span, format!("[telemetry.otlp]: `endpoint` = {:?} {problem}", e.value));
+                }
+                e.value
+            });
+            let protocol = o.string(d, "protocol").and_then(|p| match OtlpProtocol::parse(&p.value) {
+                Some(protocol) => Some(protocol),
+                None => {
+                    d.error(p.span, format!("[telemetry.otlp]: `protocol` = {:?} is not supported; write \"grpc\" or \"http/protobuf\"", p.value));
+                    None
+                }
+            });
+            let interval = o.duration(d, "interval", units::SCHEDULE).map_or(Duration::from_secs(10), |v| v.value);
+            let timeout = o.duration(d, "timeout", units::SCHEDULE).map(|v| v.value);
+            let mut headers = BTreeMap::new();
+            for (key, value) in o.string_map(d, "headers").unwrap_or_default() {
+                match resolve_env(&value.value) {
+                    Ok(resolved) => {
+                        if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
+                            d.error(value.span.clone(), format!("[telemetry.otlp]: {key:?} is not a valid header name (letters, digits and - only)"));
+                        } else if http::HeaderValue::from_str(&resolved).is_err() {
+                            d.error(value.span.clone(), format!("[telemetry.otlp]: the value of header `{key}` has characters a header cannot carry (control characters or non-ASCII)"));
+                        }
+                        headers.insert(key, resolved);
+                    }
+                    Err(var) => d.error(
+                        value.span,
+                        format!("[telemetry.otlp]: header `{key}` uses ${{{var}}}, but the environment variable {var} is not set"),
+                    ),
+                }
+            }
+            o.finish(d);
+            Otlp { endpoint, protocol, interval, headers, timeout }
+        });
+        s.finish(d);
+        Telemetry { otlp }
+    }
+}
+
+/// Why an OTLP endpoint cannot be used, if it cannot.
+fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|_| "is not a URL; write e.g. \"http://127.0.0.1:4317\"")?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => Ok(()),
+        Some("https") => {
+            Err("uses https, which is not supported yet; send to a local Collector over http://")
+        }
+        _ => Err("must be an http:// URL with a host, e.g. \"http://127.0.0.1:4317\""),
+    }
+}

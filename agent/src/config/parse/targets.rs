@@ -1,0 +1,103 @@
+//! `[targets.NAME]`: the database servers probes and actions may use, and
+//! the check that a name given elsewhere refers to one of them.
+
+use super::super::model::*;
+use super::super::reader::{At, Section, type_name};
+use super::{Parser, valid_name};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use toml::de::DeValue;
+
+/// Why a DSN is not usable.
+pub fn validate_dsn(dsn: &str) -> Result<(), String> {
+    tokio_postgres::Config::from_str(dsn)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+impl Parser<'_, '_> {
+    pub(super) fn targets(&mut self, top: &mut Section) -> BTreeMap<String, Target> {
+        let mut targets = BTreeMap::new();
+        let Some(section) = top.table(&mut self.d, "targets") else {
+            return targets;
+        };
+        for (name, value) in section.entries() {
+            let name_text = name.get_ref().to_string();
+            let DeValue::Table(table) = value.get_ref() else {
+                self.d.error(
+                    value.span(),
+                    format!("[targets]: `{name_text}` is {}, expected a table such as [targets.{name_text}]", type_name(value.get_ref())),
+                );
+                continue;
+            };
+            if !valid_name(&name_text) {
+                self.d.error(name.span(), format!("[targets]: target name {name_text:?} must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit"));
+            }
+            let mut s = Section::new(format!("[targets.{name_text}]"), table, value.span());
+            let d = &mut self.d;
+            let kind = match s.string(d, "kind") {
+                None => TargetKind::Postgres,
+                Some(k) if k.value == "postgres" || k.value == "postgresql" => TargetKind::Postgres,
+                Some(k) => {
+                    d.error(
+                        k.span,
+                        format!(
+                            "{}: `kind` = {:?} is not supported; write \"postgres\"",
+                            s.path, k.value
+                        ),
+                    );
+                    TargetKind::Postgres
+                }
+            };
+            let dsn = s.required_string(
+                d,
+                "dsn",
+                "\"host=127.0.0.1 port=5432 user=watchpost dbname=postgres\"",
+            );
+            if let Some(dsn) = &dsn
+                && let Err(e) = validate_dsn(&dsn.value)
+            {
+                d.error(
+                    dsn.span.clone(),
+                    format!("{}: `dsn` is not a valid connection string: {e}", s.path),
+                );
+            }
+            let read_only = s.bool(d, "read_only").unwrap_or(true);
+            let data_dir = s.string(d, "data_dir").map(|p| PathBuf::from(p.value));
+            s.finish(d);
+            if let Some(dsn) = dsn {
+                targets.insert(
+                    name_text,
+                    Target {
+                        kind,
+                        dsn: dsn.value,
+                        read_only,
+                        data_dir,
+                    },
+                );
+            }
+        }
+        targets
+    }
+
+    pub(super) fn target_ref(
+        &mut self,
+        path: &str,
+        key: &str,
+        name: At<String>,
+        targets: &BTreeMap<String, Target>,
+    ) -> Option<String> {
+        if targets.contains_key(&name.value) {
+            return Some(name.value);
+        }
+        self.d.error(
+            name.span,
+            format!(
+                "{path}: `{key}` names target {:?}, which is not defined in [targets]",
+                name.value
+            ),
+        );
+        None
+    }
+}

@@ -1,0 +1,81 @@
+//! The values, results and errors of database calls, as plain Rust types.
+//!
+//! They mirror the `sql` interface of the probe world (`wit/sql.wit`), but
+//! belong to this module so that `sql` does not depend on the runtime: the
+//! runtime converts them to and from its WIT bindings at its boundary
+//! (`runtime/imports/sql.rs`), and the agent's own actions use them as is.
+
+use std::fmt;
+
+/// A value passed to or read from the database (the WIT's `value`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Boolean(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// A statement's result (the WIT's `rows`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rows {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// One list of values per row, in column order.
+    pub rows: Vec<Vec<Value>>,
+    /// Rows inserted, updated or deleted (0 for queries).
+    pub affected: u64,
+}
+
+/// An error reported by the database itself (the WIT's `query-error`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryError {
+    /// The five-character SQLSTATE, e.g. `42P01` (undefined table).
+    pub code: String,
+    pub message: String,
+}
+
+/// Why a statement did not run or did not finish (the WIT's `error`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The caller is not granted the target (or no such target exists).
+    NotGranted(String),
+    /// No server answered: the database is down as far as we can tell.
+    Unreachable(String),
+    /// A server answered but would not serve this session.
+    Refused(String),
+    /// The statement or the connection ran out of time.
+    Timeout(String),
+    /// The server ran the statement and reported an error.
+    Query(QueryError),
+}
+
+/// `Error::Unreachable("...")`, as the WIT bindings print it (messages
+/// such as the failover's steps show errors this way).
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotGranted(e) => f.debug_tuple("Error::NotGranted").field(e).finish(),
+            Error::Unreachable(e) => f.debug_tuple("Error::Unreachable").field(e).finish(),
+            Error::Refused(e) => f.debug_tuple("Error::Refused").field(e).finish(),
+            Error::Timeout(e) => f.debug_tuple("Error::Timeout").field(e).finish(),
+            Error::Query(e) => f.debug_tuple("Error::Query").field(e).finish(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotGranted(m) => write!(f, "not granted: {m}"),
+            Error::Unreachable(m) => write!(f, "unreachable: {m}"),
+            Error::Refused(m) => write!(f, "refused: {m}"),
+            Error::Timeout(m) => write!(f, "timeout: {m}"),
+            Error::Query(q) => write!(f, "query failed: {} ({})", q.message, q.code),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
