@@ -2,31 +2,44 @@
 //!
 //! The agent runs health probes (WebAssembly components) in a sandbox on a
 //! schedule, turns their reports into states, and acts and reports on them.
-//! Data flows one way, and the modules follow it:
+//! Data flows one way, and the modules follow it (an arrow: "is used by";
+//! `tests/module_graph.rs` fails on an import against it):
 //!
 //! ```text
-//!   config ──► schedule ──► runtime ──► policy ──► remediate
-//!                             │           │    └──► telemetry, api
-//!                    hostinfo, sql      store
+//!   report, util, builtin, hostinfo, store, sql          (leaves)
+//!        │
+//!   config ──► schedule ──► runtime ──► policy ──► events
+//!                                          │          │
+//!                                          ├──► remediate ◄─┐ ports
+//!                                          └──► telemetry ◄─┤ (traits)
+//!                                                           │
+//!                                     daemon ───────────────┘ ──► api ──► cli
 //! ```
 //!
 //! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors,
 //!   with the Nagios range syntax and the bounded units (durations, sizes)
 //!   it is written in. A leaf: it imports only [`report`], [`builtin`] and
 //!   [`hostinfo`].
+//! - [`schedule`]: when probes run (a timing loop per probe).
 //! - [`runtime`]: the sandbox: loads probe components (through the compile
 //!   cache in `state_dir/cache`), runs them with a deadline and a memory
 //!   cap, and implements the world's imports on top of [`hostinfo`] (host
 //!   metrics) and [`sql`] (database targets, with value and error types of
 //!   its own that the runtime converts to and from the WIT's).
 //! - [`report`]: what a run produced — the data passed between stages.
-//! - [`policy`]: thresholds (Nagios ranges), soft/hard states, flapping.
-//! - [`remediate`]: actions on hard states, with guards and an audit log.
-//! - [`schedule`]: when probes run; [`daemon`]: the running agent, its
-//!   pipeline (schedule -> runtime -> policy -> store/events) and reload.
+//! - [`policy`]: thresholds (Nagios ranges), soft/hard states confirmed per
+//!   level, incident onsets, flapping.
+//! - [`events`]: what the daemon tells listeners after each run and each
+//!   remediation decision, and the typed [`events::Decision`] vocabulary.
+//! - [`remediate`]: actions on hard states, one task per action, with
+//!   guards, reconciliation and an audit log; it sees the agent only
+//!   through [`remediate::port::AgentPort`].
+//! - [`telemetry`]: /metrics and OTLP, fed by events and by
+//!   [`telemetry::CounterSource`].
+//! - [`daemon`]: the running agent: its pipeline (schedule -> runtime ->
+//!   policy -> store/events, waking remediation), reload, and the ports.
 //! - [`store`]: persistent state (any serde value, by name; it imports
-//!   nothing from the agent); [`telemetry`]: /metrics (and OTLP);
-//!   [`api`]: the status API.
+//!   nothing from the agent); [`api`]: the status API.
 //! - [`builtin`]: the probes embedded in the binary.
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
 //! - [`util`]: small shared helpers.

@@ -129,7 +129,7 @@ fn an_incident_left_undecided_by_a_crash_fires_once_after_the_restart() {
     wait_for("a hard critical state on disk", PATIENCE, || {
         let text = std::fs::read_to_string(agent.state_file("down")).ok()?;
         let state: serde_json::Value = serde_json::from_str(&text).ok()?;
-        (state["own"]["hard"] == "critical").then_some(())
+        (state["state"]["own"]["hard"] == "critical").then_some(())
     });
     agent.kill9();
     let config = format!(

@@ -67,14 +67,14 @@ fn pause_target(shared: &Arc<Shared>, name: &str, q: PauseQuery) -> (StatusCode,
     let duration = match q
         .duration
         .as_deref()
-        .map(crate::config::units::parse_duration)
+        .map(|text| crate::config::units::HOLD.parse(text))
     {
         None => None,
-        Some(Some(d)) => Some(d),
-        Some(None) => {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
             return (
                 StatusCode::BAD_REQUEST,
-                Json(json!({"error": format!("`for`: {}", crate::config::units::DURATION_HINT)})),
+                Json(json!({"error": format!("`for`: {e}")})),
             );
         }
     };

@@ -80,7 +80,7 @@ fn latest(
         .last_run
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or(Duration::MAX);
-    if age > (every * 3).max(Duration::from_secs(10)) {
+    if age > every.saturating_mul(3).max(Duration::from_secs(10)) {
         return Err(format!(
             "the last report of {} is {:.0} s old",
             slot.name,

@@ -195,7 +195,7 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
             .await?;
         let records: Vec<AuditRecord> = serde_json::from_value(body["events"].clone())?;
         for record in records {
-            let key = (record.id.clone(), record.decision.clone(), record.at);
+            let key = (record.id.clone(), record.decision, record.at);
             if !seen.insert(key) {
                 continue;
             }

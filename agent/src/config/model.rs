@@ -158,19 +158,6 @@ pub struct ThresholdRule {
     pub confirm: Confirm,
 }
 
-impl ThresholdRule {
-    /// The status of one value: critical wins over warning.
-    pub fn status(&self, value: f64) -> Status {
-        if self.critical.as_ref().is_some_and(|r| r.alerts(value)) {
-            Status::Critical
-        } else if self.warning.as_ref().is_some_and(|r| r.alerts(value)) {
-            Status::Warning
-        } else {
-            Status::Ok
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct Remediation {
     pub name: String,

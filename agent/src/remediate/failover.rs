@@ -356,7 +356,9 @@ async fn promote_standby(sql: &SqlTargets, action: &FailoverAction) -> Step {
 async fn verify_write(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let target = &action.standby;
     let started = Instant::now();
-    let deadline = started + action.write_within;
+    let deadline = started
+        .checked_add(action.write_within)
+        .unwrap_or(started + CONNECT);
     let mut last_error = String::new();
     let mut attempts = 0;
     while Instant::now() < deadline {
