@@ -70,10 +70,28 @@ pub enum Decision {
     /// An action that was fired has no outcome: the agent stopped (crash,
     /// kill, shutdown timeout) while it ran. Found at the next start.
     Interrupted,
-    /// Operator commands.
+    /// Operator commands (and, for the cluster, maintenance mode).
     Reset,
     Paused,
     Resumed,
+    /// Cluster mode: this member took the leader key.
+    Acquired,
+    /// Cluster mode: this member gave the leader key up.
+    Released,
+    /// Cluster mode: the leader could no longer be sure it holds the key.
+    LostLease,
+    /// Cluster mode: the local server was stopped or turned into a standby.
+    Demoted,
+    /// Cluster mode: the local server was promoted.
+    Promoted,
+    /// Cluster mode: the local server was rewound against the leader.
+    Rewound,
+    /// Cluster mode: the local server streams from (was pointed at) the leader.
+    Following,
+    /// Cluster mode: the leader's crashed server was restarted in place.
+    Restarted,
+    /// Cluster mode: no leader, and this member may not take over (why).
+    NoCandidate,
 }
 
 impl Decision {
@@ -93,6 +111,15 @@ impl Decision {
             Decision::Reset => "reset",
             Decision::Paused => "paused",
             Decision::Resumed => "resumed",
+            Decision::Acquired => "acquired",
+            Decision::Released => "released",
+            Decision::LostLease => "lost-lease",
+            Decision::Demoted => "demoted",
+            Decision::Promoted => "promoted",
+            Decision::Rewound => "rewound",
+            Decision::Following => "following",
+            Decision::Restarted => "restarted",
+            Decision::NoCandidate => "no-candidate",
         }
     }
 
@@ -114,6 +141,9 @@ impl Decision {
                 | Decision::NotVerified
                 | Decision::BreakerOpen
                 | Decision::Interrupted
+                | Decision::LostLease
+                | Decision::Demoted
+                | Decision::NoCandidate
         )
     }
 }

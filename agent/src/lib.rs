@@ -34,6 +34,8 @@
 //! - [`remediate`]: actions on hard states, one task per action, with
 //!   guards, reconciliation and an audit log; it sees the agent only
 //!   through [`remediate::port::AgentPort`].
+//! - [`cluster`]: the cluster mode: a leader lease in etcd, elections,
+//!   demotion, rewind; decisions recorded through [`remediate`].
 //! - [`telemetry`]: /metrics and OTLP, fed by events and by
 //!   [`telemetry::CounterSource`].
 //! - [`daemon`]: the running agent: its pipeline (schedule -> runtime ->
@@ -47,6 +49,7 @@
 pub mod api;
 pub mod builtin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod events;

@@ -33,6 +33,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "cluster",
+        &[
+            "config",
+            "events",
+            "remediate",
+            "report",
+            "sql",
+            "store",
+            "util",
+        ],
+    ),
+    (
         "telemetry",
         &[
             "config", "events", "hostinfo", "report", "runtime", "store", "util",
@@ -42,6 +54,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "daemon",
         &[
             "builtin",
+            "cluster",
             "config",
             "events",
             "hostinfo",
@@ -59,6 +72,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "api",
         &[
+            "cluster",
             "config",
             "daemon",
             "events",
@@ -77,6 +91,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "api",
             "builtin",
+            "cluster",
             "config",
             "daemon",
             "events",

@@ -4,6 +4,7 @@
 
 mod check_host_probes;
 mod check_output;
+mod cluster;
 mod compile_cache;
 mod daemon;
 mod kit_c;

@@ -8,10 +8,14 @@
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
-//! HTTP), [`proxy`] is a TCP proxy that can stall.
+//! HTTP), [`proxy`] is a TCP proxy that can stall, [`etcd`] a real etcd
+//! cluster and [`ha`] three PostgreSQL nodes with an agent each in cluster
+//! mode.
 
 pub mod agent;
 pub mod cli;
+pub mod etcd;
+pub mod ha;
 pub mod http_sink;
 pub mod kits;
 pub mod otlp;

@@ -26,6 +26,51 @@ pub use command::free_port;
 use std::time::Duration;
 use tempfile::TempDir;
 
+/// `n` servers: `node1` the primary, the others its streaming standbys.
+pub struct PgNodes {
+    pub nodes: Vec<Cluster>,
+    /// Removed after the servers stopped (fields drop in order).
+    _dir: TempDir,
+}
+
+impl PgNodes {
+    pub fn start(n: usize) -> PgNodes {
+        let dir = tempfile::Builder::new()
+            .prefix("watchpost-pg-")
+            .tempdir()
+            .expect("create a temporary directory");
+        command::hand_over(dir.path());
+        // pg_rewind reads the old primary's WAL back to the last common
+        // checkpoint: keep some, as a cluster-mode node should.
+        let settings = [("wal_keep_size".to_string(), "64MB".to_string())];
+        let mut primary = Cluster::init(dir.path(), "node1", &settings);
+        primary.start();
+        primary.execute(&format!(
+            "CREATE ROLE {MONITOR_USER} LOGIN IN ROLE pg_monitor;"
+        ));
+        let mut nodes = vec![primary];
+        for i in 2..=n {
+            let mut standby = Cluster::base_backup(&nodes[0], dir.path(), &format!("node{i}"));
+            standby.start();
+            nodes.push(standby);
+        }
+        wait_until(Duration::from_secs(30), "every standby to stream", || {
+            nodes[0].value("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                == (n - 1).to_string()
+        });
+        PgNodes { nodes, _dir: dir }
+    }
+}
+
+impl Drop for PgNodes {
+    fn drop(&mut self) {
+        // The agents start and stop servers on their own: stop every one.
+        for node in &mut self.nodes {
+            node.set_running(true);
+        }
+    }
+}
+
 /// A primary and its streaming standby.
 pub struct PgPair {
     pub primary: Cluster,

@@ -4,6 +4,7 @@
 //! `Authorization: Bearer TOKEN` when `api_token_env` is set (required when
 //! the API listens beyond loopback).
 
+mod cluster;
 mod control;
 mod metrics;
 mod probes;
@@ -42,6 +43,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/remediations", get(remediation::list))
         .route("/v1/role/primary", get(role::primary))
         .route("/v1/role/replica", get(role::replica))
+        .route("/v1/cluster", get(cluster::view))
         .merge(control)
         .with_state(shared)
 }

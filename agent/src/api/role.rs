@@ -116,6 +116,9 @@ fn alive(shared: &Shared) -> Result<(String, String, bool), String> {
 
 /// `GET /v1/role/primary`.
 pub async fn primary(State(shared): State<Arc<Shared>>) -> Answer {
+    if let Some(answer) = super::cluster::primary(&shared) {
+        return answer;
+    }
     match alive(&shared) {
         Ok((target, probe, false)) => (
             StatusCode::OK,
@@ -134,6 +137,9 @@ pub struct ReplicaQuery {
 
 /// `GET /v1/role/replica?max_lag=BYTES`.
 pub async fn replica(State(shared): State<Arc<Shared>>, Query(q): Query<ReplicaQuery>) -> Answer {
+    if let Some(answer) = super::cluster::replica(&shared, q.max_lag) {
+        return answer;
+    }
     let (target, probe) = match alive(&shared) {
         Ok((target, probe, true)) => (target, probe),
         Ok((target, _, false)) => {

@@ -5,6 +5,7 @@
 mod bench;
 mod cache;
 mod check;
+mod cluster;
 mod format;
 mod new;
 mod operator;
@@ -49,6 +50,8 @@ pub enum Command {
     /// Start a probe project (Rust, Python or JavaScript) that builds and
     /// passes `watchpost check` as it is.
     New(new::NewArgs),
+    /// The cluster mode: list the members, pause or resume automatic failover.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Output formats of `check`.
@@ -79,6 +82,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reset(args) => operator::reset(args).await,
         Command::Events(args) => operator::events(args).await,
         Command::New(args) => new::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
     }
 }
 

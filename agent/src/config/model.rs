@@ -34,6 +34,55 @@ pub struct Config {
     pub probes: Vec<ProbeSpec>,
     pub remediations: Vec<Remediation>,
     pub telemetry: Telemetry,
+    /// `[cluster]`: this node's part in a cluster sharing etcd (None: a
+    /// single-node agent).
+    pub cluster: Option<ClusterSpec>,
+}
+
+/// `[cluster]`: how this node takes part in its replication cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSpec {
+    /// The cluster's name: its keys live under `/watchpost/SCOPE/`.
+    pub scope: String,
+    /// etcd client URLs (v3 API).
+    pub etcd: Vec<String>,
+    /// This member's name (default: `[agent] node`).
+    pub name: String,
+    /// The leader lease (default 3 s): a lost leader is replaced after at
+    /// most this long, and demotes itself before it can be.
+    pub ttl: Duration,
+    /// How often the agent observes its server, renews its lease and
+    /// decides (default `ttl / 6`).
+    pub loop_wait: Duration,
+    /// The target of the local server (a superuser or an admin role: it
+    /// promotes, demotes and repoints replication).
+    pub target: String,
+    pub data_dir: std::path::PathBuf,
+    /// PostgreSQL's programs (`pg_ctl`, `pg_rewind`, `postgres`).
+    pub bin_dir: std::path::PathBuf,
+    /// Where the other members reach this server (published in etcd).
+    pub host: String,
+    pub port: u16,
+    /// The role followers stream as; its password comes from `passfile`
+    /// (libpq format, readable by the postgres OS user), never from etcd.
+    pub replication_user: String,
+    pub passfile: Option<std::path::PathBuf>,
+    /// A standby further than this behind the leader's last published
+    /// flush position is never promoted (Patroni's default: 1 MiB).
+    pub max_lag_bytes: u64,
+    /// When the leader's server crashes (its node alive), how long the
+    /// agent restarts it in place before handing leadership over (0: hand
+    /// over at once).
+    pub restart_timeout: Duration,
+    /// Never take the leader key (Patroni's `nofailover` tag).
+    pub nofailover: bool,
+    /// Among equally advanced standbys, the higher wins.
+    pub failover_priority: u64,
+}
+
+impl ClusterSpec {
+    /// The shipped leader lease.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(3);
 }
 
 #[derive(Clone, Debug, PartialEq)]

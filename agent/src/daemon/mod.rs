@@ -57,6 +57,9 @@ pub struct Shared {
     pub dry_run_flag: std::sync::atomic::AtomicBool,
     /// The OTLP export, when configured.
     pub otlp: std::sync::Mutex<Option<crate::telemetry::otlp::OtlpExport>>,
+    /// This node's part in its cluster, when `[cluster]` is configured
+    /// (set once at start; a change of `[cluster]` needs a restart).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -230,6 +233,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         reloads: crate::telemetry::counters::ReloadCounters::default(),
         remediator,
         otlp: std::sync::Mutex::new(None),
+        cluster: std::sync::OnceLock::new(),
         dry_run_flag: std::sync::atomic::AtomicBool::new(false),
         config: RwLock::new(Arc::new(config.clone())),
     });
@@ -253,6 +257,17 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     let export =
         crate::telemetry::otlp::start(&config, shared.store.dir(), &shared.events, counters)?;
     *shared.otlp.lock().unwrap_or_else(|e| e.into_inner()) = export;
+    if let Some(spec) = config.cluster.clone() {
+        let cluster = crate::cluster::Cluster::start(
+            spec,
+            shared.services().sql.clone(),
+            shared.remediator.clone(),
+            format!("http://{}", config.agent.listen),
+            shared.store.dir(),
+            shared.shutdown.clone(),
+        )?;
+        let _ = shared.cluster.set(cluster);
+    }
     for slot in slots.values() {
         shared.schedule(slot);
     }

@@ -50,6 +50,7 @@ pub fn evaluate(core: &Arc<Remediator>) {
     let Some(config) = port.config() else {
         return;
     };
+    let _deciding = core.deciding.lock().unwrap_or_else(|e| e.into_inner());
     core.pending
         .lock()
         .unwrap_or_else(|e| e.into_inner())

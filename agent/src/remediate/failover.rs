@@ -275,6 +275,44 @@ async fn pg_ctl_fence(
     Ok(done.join("; "))
 }
 
+/// Create `standby.signal` in `data_dir` (owned by the directory's owner
+/// when the agent runs as root), refusing to follow a symlink planted in
+/// its place.
+pub fn write_standby_signal(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(data_dir.join("standby.signal"))?;
+    if let Some((uid, gid)) = command::owner_if_root(data_dir) {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// `DATA_DIR/log` for `pg_ctl -l`, created as the directory's owner's
+/// (a symlink there is refused).
+pub fn ensure_log_dir(data_dir: &Path) -> std::io::Result<()> {
+    let log = data_dir.join("log");
+    match std::fs::symlink_metadata(&log) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::other(format!(
+            "{} is a symlink; refusing to use it",
+            log.display()
+        ))),
+        Ok(_) => Ok(()),
+        Err(_) => {
+            std::fs::create_dir(&log)?;
+            if let Some((uid, gid)) = command::owner_if_root(data_dir) {
+                std::os::unix::fs::lchown(&log, Some(uid), Some(gid))?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// `standby.signal` plus `primary_conninfo` in `postgresql.auto.conf`.
 pub fn demote_on_disk(
     data_dir: &Path,

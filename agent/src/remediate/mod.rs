@@ -68,6 +68,10 @@ pub struct Remediator {
     actions: TaskTracker,
     /// Set when shutdown begins: no new action starts after it.
     stopping: CancellationToken,
+    /// Held while the engine decides, so that shutdown waits for a
+    /// decision in progress (and the action it starts) before it counts
+    /// the actions to wait for.
+    deciding: Mutex<()>,
 }
 
 impl Remediator {
@@ -91,6 +95,7 @@ impl Remediator {
             wake: Notify::new(),
             actions: TaskTracker::new(),
             stopping: CancellationToken::new(),
+            deciding: Mutex::new(()),
         }))
     }
 
@@ -116,6 +121,8 @@ impl Remediator {
     /// at the next start).
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.cancel();
+        // A decision being made finishes (its action is then tracked).
+        drop(self.deciding.lock().unwrap_or_else(|e| e.into_inner()));
         self.actions.close();
         if tokio::time::timeout(grace, self.actions.wait())
             .await
@@ -260,6 +267,25 @@ impl Remediator {
         };
         self.operator_record(name, Decision::Reset, format!("{what} by an operator"));
         Ok(())
+    }
+
+    /// Record a decision of the cluster mode (`remediation` = `cluster`):
+    /// audit log, event, count, log line.
+    pub fn record_cluster(&self, decision: Decision, message: String, detail: Value) {
+        let record = AuditRecord {
+            id: self.audit.new_id("cluster"),
+            at: SystemTime::now(),
+            node: self.node(),
+            remediation: "cluster".into(),
+            probe: String::new(),
+            decision,
+            reason: None,
+            action: "cluster".into(),
+            status: Status::Ok,
+            message,
+            detail,
+        };
+        self.record(record);
     }
 
     fn operator_record(&self, name: &str, decision: Decision, message: String) {

@@ -8,6 +8,7 @@
 //! [`actions`]) and [`otlp`] (`[telemetry]`).
 
 mod actions;
+mod cluster;
 mod otlp;
 mod probe;
 mod remediation;
@@ -62,6 +63,10 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
         Some(section) => parser.telemetry(section),
         None => Telemetry::default(),
     };
+    let cluster = match top.table(&mut parser.d, "cluster") {
+        Some(section) => parser.cluster(section, &agent, &targets),
+        None => None,
+    };
     let mut d = parser.d;
     top.finish(&mut d);
     if !d.is_empty() {
@@ -74,6 +79,7 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
         probes,
         remediations,
         telemetry,
+        cluster,
     })
 }
 

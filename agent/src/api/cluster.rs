@@ -1,0 +1,112 @@
+//! The cluster mode's side of the status API: `GET /v1/cluster` (the
+//! members as this node's loop last read them, like `patronictl list`),
+//! and the role endpoints' answers when `[cluster]` is configured — from
+//! the leader key, not from a probe: `/v1/role/primary` is 200 only while
+//! this node holds the key and its server is an answering primary;
+//! `/v1/role/replica` only while its server streams from the current
+//! leader within `max_lag` of the leader's last published position.
+
+use crate::cluster::Cluster;
+use crate::daemon::Shared;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+type Answer = (StatusCode, Json<Value>);
+
+fn unavailable(reason: impl Into<String>) -> Answer {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"healthy": false, "reason": reason.into(), "mode": "cluster"})),
+    )
+}
+
+/// `GET /v1/cluster`: 404 when the agent is not in cluster mode.
+pub async fn view(State(shared): State<Arc<Shared>>) -> Answer {
+    match shared.cluster.get() {
+        Some(cluster) => (StatusCode::OK, Json(cluster.json())),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({"error": "this agent is not in cluster mode (no [cluster] in its config)"}),
+            ),
+        ),
+    }
+}
+
+/// The primary check in cluster mode (None: not in cluster mode).
+pub fn primary(shared: &Shared) -> Option<Answer> {
+    let cluster = shared.cluster.get()?;
+    let view = cluster.view();
+    if !Cluster::fresh(&view, cluster.spec.ttl) {
+        return Some(unavailable("the cluster loop has not read etcd recently"));
+    }
+    if !view.is_leader {
+        return Some(unavailable(format!(
+            "this node does not hold the leader key (leader: {})",
+            view.leader.as_deref().unwrap_or("none")
+        )));
+    }
+    if !view.observation.primary() {
+        return Some(unavailable(format!(
+            "this node holds the leader key but its server is {}",
+            view.observation.role()
+        )));
+    }
+    Some((
+        StatusCode::OK,
+        Json(
+            json!({"healthy": true, "role": "primary", "mode": "cluster", "member": cluster.spec.name, "timeline": view.observation.timeline}),
+        ),
+    ))
+}
+
+/// The replica check in cluster mode (None: not in cluster mode).
+pub fn replica(shared: &Shared, max_lag: Option<u64>) -> Option<Answer> {
+    let cluster = shared.cluster.get()?;
+    let view = cluster.view();
+    if !Cluster::fresh(&view, cluster.spec.ttl) {
+        return Some(unavailable("the cluster loop has not read etcd recently"));
+    }
+    let seen = &view.observation;
+    if !(seen.answering && seen.in_recovery) {
+        return Some(unavailable(format!("the local server is {}", seen.role())));
+    }
+    let Some(leader) = view
+        .leader
+        .as_ref()
+        .and_then(|l| view.members.iter().find(|m| &m.name == l))
+    else {
+        return Some(unavailable("there is no leader to stream from"));
+    };
+    let upstream = format!("{}:{}", leader.host, leader.port);
+    if seen.streaming_from.as_deref() != Some(upstream.as_str()) {
+        return Some(unavailable(format!(
+            "not streaming from the leader `{}` ({upstream})",
+            leader.name
+        )));
+    }
+    let lag = view
+        .leader_optime
+        .zip(seen.replayed)
+        .map(|(optime, replayed)| optime.saturating_sub(replayed));
+    if let Some(max) = max_lag {
+        match lag {
+            Some(lag) if lag > max => {
+                return Some(unavailable(format!(
+                    "{lag} bytes behind the leader, more than max_lag = {max}"
+                )));
+            }
+            None => return Some(unavailable("cannot tell the lag behind the leader")),
+            _ => {}
+        }
+    }
+    Some((
+        StatusCode::OK,
+        Json(
+            json!({"healthy": true, "role": "replica", "mode": "cluster", "leader": leader.name, "lag_bytes": lag}),
+        ),
+    ))
+}

@@ -1,0 +1,239 @@
+//! The few etcd v3 calls the cluster mode needs — leases, a range over the
+//! scope, a put under a lease, create-if-absent and delete-if-ours
+//! transactions — spoken through etcd's own JSON gateway (`/v3/...`, the
+//! documented gRPC gateway of etcd 3.4+) over the agent's HTTP client.
+//!
+//! Why not the `etcd-client` crate: it generates its gRPC code with
+//! `protoc` at build time, so every build of the agent, the README's
+//! first command on a fresh machine included, would need a protobuf
+//! compiler installed. The gateway is the same API, served by etcd itself.
+//!
+//! Every call is bounded (`timeout` per request) and tries the endpoints
+//! in turn, starting with the one that answered last.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A failed call: what went wrong, for logs and records.
+#[derive(Debug, Clone)]
+pub struct EtcdError(pub String);
+
+impl std::fmt::Display for EtcdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One key and its value, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kv {
+    pub key: String,
+    pub value: String,
+    /// The lease the key is attached to (0: none).
+    pub lease: i64,
+}
+
+/// An etcd cluster, by its client URLs.
+pub struct Etcd {
+    endpoints: Vec<String>,
+    http: reqwest::Client,
+    timeout: Duration,
+    /// The endpoint that answered last.
+    current: AtomicUsize,
+}
+
+fn b64(text: &str) -> String {
+    B64.encode(text.as_bytes())
+}
+
+fn unb64(value: &Value) -> String {
+    value
+        .as_str()
+        .and_then(|s| B64.decode(s).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+/// etcd's JSON gateway writes 64-bit integers as strings.
+fn int(value: &Value) -> i64 {
+    match value {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The end of a prefix range: the prefix with its last byte incremented.
+fn prefix_end(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
+    }
+    B64.encode(bytes)
+}
+
+impl Etcd {
+    /// A client of `endpoints`, each request bounded by `timeout`.
+    pub fn new(endpoints: Vec<String>, timeout: Duration) -> Result<Etcd, EtcdError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| EtcdError(format!("cannot create the HTTP client for etcd: {e}")))?;
+        Ok(Etcd {
+            endpoints,
+            http,
+            timeout,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// POST `body` to `path` on the first endpoint that answers.
+    async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for i in 0..self.endpoints.len() {
+            let at = (start + i) % self.endpoints.len();
+            let url = format!("{}{path}", self.endpoints[at]);
+            let sent = self
+                .http
+                .post(&url)
+                .timeout(self.timeout)
+                .json(&body)
+                .send();
+            match sent.await {
+                Ok(response) if response.status().is_success() => {
+                    self.current.store(at, Ordering::Relaxed);
+                    return response
+                        .json::<Value>()
+                        .await
+                        .map_err(|e| EtcdError(format!("{url}: unreadable answer: {e}")));
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    errors.push(format!("{url}: {status} {}", text.trim()));
+                }
+                Err(e) => errors.push(format!("{url}: {e}")),
+            }
+        }
+        Err(EtcdError(format!(
+            "no etcd endpoint answered: {}",
+            errors.join("; ")
+        )))
+    }
+
+    /// A new lease of `ttl` seconds: its id.
+    pub async fn grant(&self, ttl: Duration) -> Result<i64, EtcdError> {
+        let answer = self
+            .call("/v3/lease/grant", json!({"TTL": ttl.as_secs().max(1)}))
+            .await?;
+        match int(&answer["ID"]) {
+            0 => Err(EtcdError(format!("etcd granted no lease: {answer}"))),
+            id => Ok(id),
+        }
+    }
+
+    /// Renew a lease: `Ok(false)` if it has expired (it is gone for good).
+    pub async fn keep_alive(&self, lease: i64) -> Result<bool, EtcdError> {
+        let answer = self
+            .call("/v3/lease/keepalive", json!({"ID": lease.to_string()}))
+            .await?;
+        Ok(int(&answer["result"]["TTL"]) > 0)
+    }
+
+    /// Revoke a lease: every key under it goes at once.
+    pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
+        self.call("/v3/lease/revoke", json!({"ID": lease.to_string()}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Put `key` = `value`, under `lease` (0: none).
+    pub async fn put(&self, key: &str, value: &str, lease: i64) -> Result<(), EtcdError> {
+        let mut body = json!({"key": b64(key), "value": b64(value)});
+        if lease != 0 {
+            body["lease"] = json!(lease.to_string());
+        }
+        self.call("/v3/kv/put", body).await.map(|_| ())
+    }
+
+    /// Every key under `prefix`.
+    pub async fn prefix(&self, prefix: &str) -> Result<Vec<Kv>, EtcdError> {
+        let answer = self
+            .call(
+                "/v3/kv/range",
+                json!({"key": b64(prefix), "range_end": prefix_end(prefix)}),
+            )
+            .await?;
+        Ok(answer["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| Kv {
+                        key: unb64(&kv["key"]),
+                        value: unb64(&kv["value"]),
+                        lease: int(&kv["lease"]),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Create `key` = `value` under `lease` only if it does not exist, in
+    /// one transaction: whether this call created it.
+    pub async fn create(&self, key: &str, value: &str, lease: i64) -> Result<bool, EtcdError> {
+        let answer = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                    "success": [{"request_put": {"key": b64(key), "value": b64(value), "lease": lease.to_string()}}],
+                }),
+            )
+            .await?;
+        Ok(answer["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Delete `key` only if its value is `value`, in one transaction:
+    /// whether it was deleted.
+    pub async fn delete_if(&self, key: &str, value: &str) -> Result<bool, EtcdError> {
+        let answer = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(value)}],
+                    "success": [{"request_delete_range": {"key": b64(key)}}],
+                }),
+            )
+            .await?;
+        Ok(answer["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Delete `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
+        self.call("/v3/kv/deleterange", json!({"key": b64(key)}))
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_after_the_prefix() {
+        assert_eq!(B64.decode(prefix_end("/a/")).unwrap(), b"/a0");
+    }
+
+    #[test]
+    fn gateway_integers_are_strings() {
+        assert_eq!(int(&json!("42")), 42);
+        assert_eq!(int(&json!(7)), 7);
+        assert_eq!(int(&Value::Null), 0);
+    }
+}

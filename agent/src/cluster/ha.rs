@@ -1,0 +1,530 @@
+//! The high-availability loop of one member, every `loop_wait`:
+//!
+//! 1. renew its lease (first: the leader's safety depends on it);
+//! 2. look at the local server;
+//! 3. publish itself (and, as the leader, its flush position);
+//! 4. read the scope (leader, last leader position, members, pause);
+//! 5. act: as the leader, keep a healthy primary (restart it in place if
+//!    it crashed, hand over if it stays down); as a follower, keep
+//!    following the leader (repoint, or demote and rewind a server that
+//!    runs as a primary); with no leader, the most advanced healthy standby
+//!    takes the key in one transaction and promotes.
+//!
+//! The leader demotes its server (stop, immediate) as soon as it cannot
+//! be sure it still holds the key: when a renewal says the lease is gone,
+//! or when no renewal has succeeded for `ttl` minus a safety margin
+//! (measured from *before* the last successful request was sent, so always
+//! before etcd can expire the lease). While it leads, its data directory
+//! keeps `standby.signal`, so a restart by anyone but the agent brings the
+//! server back read-only.
+
+use super::etcd::{Etcd, Kv};
+use super::local::{LocalServer, Observation};
+use super::member::{Member, not_a_candidate};
+use super::{ClusterView, Keys};
+use crate::events::Decision;
+use crate::remediate::Remediator;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// After a failed rewind, how long before the next attempt.
+const REWIND_RETRY: Duration = Duration::from_secs(30);
+
+/// What the loop remembers between ticks.
+pub struct Ha {
+    pub etcd: Etcd,
+    pub local: LocalServer,
+    pub keys: Keys,
+    pub audit: Arc<Remediator>,
+    pub view: Arc<Mutex<ClusterView>>,
+    pub api: String,
+    /// `state_dir/cluster-leader`: present while this node's data
+    /// directory may hold WAL the next leader does not have (it led).
+    pub marker: PathBuf,
+    lease: Option<i64>,
+    /// We hold the leader key until then (at the latest).
+    leader_until: Option<Instant>,
+    /// Since when the local postmaster is gone while we lead.
+    down_since: Option<Instant>,
+    /// When we repointed replication and started waiting for streaming.
+    following_since: Option<Instant>,
+    /// The last "no candidate" reason recorded, so it is recorded once.
+    last_note: Option<String>,
+    /// When a rewind last failed: the next try waits [`REWIND_RETRY`].
+    rewind_failed: Option<Instant>,
+    paused: bool,
+}
+
+impl Ha {
+    pub fn new(
+        etcd: Etcd,
+        local: LocalServer,
+        keys: Keys,
+        audit: Arc<Remediator>,
+        view: Arc<Mutex<ClusterView>>,
+        api: String,
+        marker: PathBuf,
+    ) -> Ha {
+        Ha {
+            etcd,
+            local,
+            keys,
+            audit,
+            view,
+            api,
+            marker,
+            lease: None,
+            leader_until: None,
+            down_since: None,
+            following_since: None,
+            last_note: None,
+            rewind_failed: None,
+            paused: false,
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.local.spec.ttl
+    }
+
+    /// The margin kept before the lease could expire: a third of it.
+    fn margin(&self) -> Duration {
+        self.ttl() / 3
+    }
+
+    fn holding(&self) -> bool {
+        self.leader_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn record(&self, decision: Decision, message: String) {
+        self.audit
+            .record_cluster(decision, message, json!({"member": self.local.spec.name}));
+    }
+
+    /// One pass of the loop.
+    pub async fn tick(&mut self) {
+        self.renew().await;
+        let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
+        let seen = self.local.observe(budget).await;
+        let me = self.member(&seen);
+        let published = self.publish(&me, &seen).await;
+        let scope = match published {
+            Ok(()) => self.etcd.prefix(&self.keys.root).await,
+            Err(e) => Err(e),
+        };
+        let Ok(scope) = scope else {
+            // etcd out of reach: no decision can be made; only the
+            // leader's own deadline matters.
+            self.check_deadline().await;
+            self.update_view(&seen, None, &[], None);
+            return;
+        };
+        let leader = scope.iter().find(|kv| kv.key == self.keys.leader).cloned();
+        let optime = scope
+            .iter()
+            .find(|kv| kv.key == self.keys.optime)
+            .and_then(|kv| kv.value.parse::<u64>().ok());
+        let members: Vec<Member> = scope
+            .iter()
+            .filter(|kv| kv.key.starts_with(&self.keys.members))
+            .filter_map(|kv| serde_json::from_str(&kv.value).ok())
+            .collect();
+        self.note_pause(scope.iter().any(|kv| kv.key == self.keys.pause));
+        self.update_view(
+            &seen,
+            leader.as_ref().map(|l| l.value.clone()),
+            &members,
+            optime,
+        );
+        self.act(&seen, &me, leader.as_ref(), optime, &members)
+            .await;
+    }
+
+    /// Renew (or get) the lease; demote at once if the key may be lost.
+    async fn renew(&mut self) {
+        let sent = Instant::now();
+        let renewed = match self.lease {
+            Some(lease) => self.etcd.keep_alive(lease).await,
+            None => match self.etcd.grant(self.ttl()).await {
+                Ok(lease) => {
+                    self.lease = Some(lease);
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match renewed {
+            Ok(true) if self.leader_until.is_some() => {
+                self.leader_until = Some(sent + self.ttl() - self.margin());
+            }
+            Ok(true) => {}
+            Ok(false) => {
+                self.lease = None;
+                if self.leader_until.take().is_some() {
+                    self.lose_lease("the lease expired before it could be renewed")
+                        .await;
+                }
+            }
+            Err(e) => tracing::warn!("cluster: cannot renew the lease: {e}"),
+        }
+    }
+
+    /// etcd is out of reach: past the deadline, stop serving.
+    async fn check_deadline(&mut self) {
+        if let Some(until) = self.leader_until
+            && Instant::now() >= until
+        {
+            self.leader_until = None;
+            self.lose_lease(&format!(
+                "no lease renewal for {} (etcd out of reach); the lease may expire elsewhere",
+                crate::config::units::format_duration(self.ttl() - self.margin())
+            ))
+            .await;
+        }
+    }
+
+    async fn lose_lease(&mut self, why: &str) {
+        self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
+        match self.local.stop("immediate").await {
+            Ok(()) => self.record(
+                Decision::Demoted,
+                "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
+            ),
+            Err(e) => tracing::error!("cluster: cannot stop the local server after losing the lease: {e}"),
+        }
+    }
+
+    fn member(&self, seen: &Observation) -> Member {
+        let spec = &self.local.spec;
+        Member {
+            name: spec.name.clone(),
+            role: seen.role().into(),
+            healthy: seen.healthy_standby(),
+            lsn: seen.lsn,
+            replayed: seen.replayed,
+            timeline: seen.timeline,
+            streaming_from: seen.streaming_from.clone(),
+            host: spec.host.clone(),
+            port: spec.port,
+            api: self.api.clone(),
+            nofailover: spec.nofailover,
+            failover_priority: spec.failover_priority,
+            updated: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        }
+    }
+
+    async fn publish(&self, me: &Member, seen: &Observation) -> Result<(), super::etcd::EtcdError> {
+        let Some(lease) = self.lease else {
+            return Err(super::etcd::EtcdError("no lease".into()));
+        };
+        let text = serde_json::to_string(me).unwrap_or_default();
+        self.etcd
+            .put(&self.keys.member(&me.name), &text, lease)
+            .await?;
+        if self.holding()
+            && seen.primary()
+            && let Some(lsn) = seen.lsn
+        {
+            self.etcd
+                .put(&self.keys.optime, &lsn.to_string(), 0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn note_pause(&mut self, paused: bool) {
+        if paused != self.paused {
+            self.paused = paused;
+            let (decision, what) = if paused {
+                (
+                    Decision::Paused,
+                    "maintenance mode: no automatic failover until `watchpost cluster resume`",
+                )
+            } else {
+                (
+                    Decision::Resumed,
+                    "maintenance mode lifted: automatic failover again",
+                )
+            };
+            self.record(decision, what.into());
+        }
+    }
+
+    fn update_view(
+        &self,
+        seen: &Observation,
+        leader: Option<String>,
+        members: &[Member],
+        optime: Option<u64>,
+    ) {
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        view.observation = seen.clone();
+        view.leader = leader;
+        view.is_leader = self.holding();
+        view.members = members.to_vec();
+        view.leader_optime = optime;
+        view.paused = self.paused;
+        view.updated = Some(Instant::now());
+    }
+
+    async fn act(
+        &mut self,
+        seen: &Observation,
+        me: &Member,
+        leader: Option<&Kv>,
+        optime: Option<u64>,
+        members: &[Member],
+    ) {
+        let mine = leader.is_some_and(|l| l.value == me.name && Some(l.lease) == self.lease);
+        match leader {
+            Some(_) if mine => self.lead(seen).await,
+            Some(l) => {
+                if self.leader_until.take().is_some() {
+                    self.lose_lease(&format!("`{}` holds the leader key", l.value))
+                        .await;
+                    return;
+                }
+                if let Some(upstream) = members.iter().find(|m| m.name == l.value) {
+                    self.follow(seen, upstream).await;
+                }
+            }
+            None => {
+                if self.leader_until.take().is_some() {
+                    self.lose_lease("the leader key is gone").await;
+                    return;
+                }
+                if !self.paused {
+                    self.elect(seen, me, optime, members).await;
+                }
+            }
+        }
+    }
+
+    /// As the leader: keep a healthy primary.
+    async fn lead(&mut self, seen: &Observation) {
+        if seen.primary() {
+            self.down_since = None;
+            return;
+        }
+        if seen.running && seen.answering && seen.in_recovery {
+            // Restarted (in place by us, or by hand): only the key holder
+            // may make it a primary again, on a new timeline.
+            match self.local.promote().await {
+                Ok(()) => {
+                    let _ = self.local.mark_standby();
+                    self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
+                }
+                Err(e) => {
+                    tracing::error!("cluster: cannot promote the restarted local server: {e}")
+                }
+            }
+            return;
+        }
+        if seen.running {
+            return; // alive but not answering (busy, frozen): not a crash
+        }
+        let down = *self.down_since.get_or_insert_with(Instant::now);
+        if down.elapsed() >= self.local.spec.restart_timeout {
+            let _ = self.local.mark_standby();
+            match self
+                .etcd
+                .delete_if(&self.keys.leader, &self.local.spec.name)
+                .await
+            {
+                Ok(_) => {
+                    self.leader_until = None;
+                    self.down_since = None;
+                    self.record(Decision::Released, format!(
+                        "released the leader key: the local server is down and was not back within restart_timeout = {}",
+                        crate::config::units::format_duration(self.local.spec.restart_timeout)
+                    ));
+                }
+                Err(e) => tracing::error!("cluster: cannot release the leader key: {e}"),
+            }
+            return;
+        }
+        match self.local.start().await {
+            Ok(()) => self.record(Decision::Restarted, "restarted the crashed local server in place (it comes up as a standby; this node promotes it while it holds the key)".into()),
+            Err(e) => tracing::warn!("cluster: restart in place failed: {e}"),
+        }
+    }
+
+    /// As a follower of `leader`: be a standby streaming from it. A
+    /// stopped server is pointed at the leader and started; a running
+    /// standby is repointed; one that still does not stream 10 s later
+    /// (it diverged: a former primary) and a server running as a primary
+    /// are rewound against the leader.
+    async fn follow(&mut self, seen: &Observation, leader: &Member) {
+        let upstream = format!("{}:{}", leader.host, leader.port);
+        if seen.streaming_from.as_deref() == Some(upstream.as_str()) && seen.in_recovery {
+            if self.following_since.take().is_some() || self.marker.exists() {
+                let _ = std::fs::remove_file(&self.marker);
+                self.record(
+                    Decision::Following,
+                    format!("streams from the leader `{}` ({upstream})", leader.name),
+                );
+            }
+            return;
+        }
+        if leader.role != "primary" {
+            // The leader's server is not up yet: nothing to follow, and
+            // no time counts against this standby meanwhile.
+            self.following_since = None;
+            return;
+        }
+        let stuck = self
+            .following_since
+            .is_some_and(|since| since.elapsed() > Duration::from_secs(10));
+        if seen.primary() || stuck {
+            if self
+                .rewind_failed
+                .is_some_and(|at| at.elapsed() < REWIND_RETRY)
+            {
+                return;
+            }
+            if seen.primary() {
+                self.record(Decision::Demoted, format!("the local server runs as a primary while `{}` holds the leader key: demoting it", leader.name));
+            }
+            let source = format!(
+                "{} dbname=postgres",
+                self.local.conninfo(&leader.host, leader.port)
+            );
+            match self
+                .local
+                .rewind_and_follow(&leader.host, leader.port, &source)
+                .await
+            {
+                Ok(outcome) => {
+                    self.following_since = Some(Instant::now());
+                    self.rewind_failed = None;
+                    self.record(Decision::Rewound, format!("rewound the local server against `{}` ({outcome}); it restarts as its standby", leader.name));
+                }
+                Err(e) => {
+                    self.rewind_failed = Some(Instant::now());
+                    self.record(
+                        Decision::Failed,
+                        format!(
+                            "cannot rejoin the local server to `{}` (retried in {} s): {e}",
+                            leader.name,
+                            REWIND_RETRY.as_secs()
+                        ),
+                    );
+                }
+            }
+            return;
+        }
+        if !seen.running {
+            // Stopped (crashed, demoted, or never started): point it at the
+            // leader and start it as a standby.
+            let conninfo = self.local.conninfo(&leader.host, leader.port);
+            let owner = crate::remediate::command::owner_if_root(&self.local.spec.data_dir);
+            if let Err(e) = crate::remediate::failover::demote_on_disk(
+                &self.local.spec.data_dir,
+                &conninfo,
+                owner,
+            ) {
+                tracing::error!("cluster: cannot point the local server at the leader: {e}");
+                return;
+            }
+            match self.local.start().await {
+                Ok(()) => self.following_since = Some(Instant::now()),
+                Err(e) => tracing::warn!("cluster: cannot start the local standby: {e}"),
+            }
+            return;
+        }
+        if seen.answering && self.following_since.is_none() {
+            match self.local.follow(&leader.host, leader.port).await {
+                Ok(()) => self.following_since = Some(Instant::now()),
+                Err(e) => tracing::warn!("cluster: cannot repoint replication: {e}"),
+            }
+        }
+    }
+
+    /// No leader: take the key if this member is the one to.
+    async fn elect(
+        &mut self,
+        seen: &Observation,
+        me: &Member,
+        optime: Option<u64>,
+        members: &[Member],
+    ) {
+        let Some(lease) = self.lease else { return };
+        let spec = self.local.spec.clone();
+        if seen.primary() {
+            // Bootstrap (or nobody took over): a primary at or past the
+            // last leader position leads.
+            if optime.is_some_and(|o| seen.lsn.unwrap_or(0) < o) {
+                self.note(format!("not taking the leader key: this primary is behind the last leader position ({:?} < {optime:?})", seen.lsn));
+                return;
+            }
+            if let Ok(true) = self.etcd.create(&self.keys.leader, &spec.name, lease).await {
+                self.take_office();
+                let _ = self.local.mark_standby();
+                self.record(
+                    Decision::Acquired,
+                    "acquired the leader key: the local server is the primary".into(),
+                );
+            }
+            return;
+        }
+        if let Some(why) = not_a_candidate(me, members, optime, spec.max_lag_bytes) {
+            if (seen.answering && seen.in_recovery) || me.nofailover {
+                self.note(format!(
+                    "no leader, and this member may not take over: {why}"
+                ));
+            }
+            return;
+        }
+        match self.etcd.create(&self.keys.leader, &spec.name, lease).await {
+            Ok(true) => {}
+            Ok(false) => return, // another member was faster
+            Err(e) => {
+                tracing::warn!("cluster: cannot take the leader key: {e}");
+                return;
+            }
+        }
+        self.take_office();
+        self.record(
+            Decision::Acquired,
+            format!(
+                "acquired the leader key ({} bytes received, leader's last position {optime:?})",
+                me.lsn.unwrap_or(0)
+            ),
+        );
+        match self.local.promote().await {
+            Ok(()) => {
+                let _ = self.local.mark_standby();
+                self.last_note = None;
+                self.record(
+                    Decision::Promoted,
+                    "promoted the local standby; it accepts writes".into(),
+                );
+            }
+            Err(e) => {
+                self.record(
+                    Decision::Failed,
+                    format!("promotion failed ({e}); releasing the leader key"),
+                );
+                let _ = self.etcd.delete_if(&self.keys.leader, &spec.name).await;
+                self.leader_until = None;
+            }
+        }
+    }
+
+    fn take_office(&mut self) {
+        self.leader_until = Some(Instant::now() + self.ttl() - self.margin());
+        self.down_since = None;
+        let _ = std::fs::write(&self.marker, b"");
+    }
+
+    /// Record a note once (until it changes).
+    fn note(&mut self, text: String) {
+        if self.last_note.as_deref() != Some(text.as_str()) {
+            self.record(Decision::NoCandidate, text.clone());
+            self.last_note = Some(text);
+        }
+    }
+}

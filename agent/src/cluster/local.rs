@@ -1,0 +1,374 @@
+//! The local PostgreSQL server as the cluster mode sees and drives it:
+//! one observation per loop (is the postmaster alive, does it answer, is
+//! it in recovery, its WAL positions, whom it streams from), and the few
+//! things the agent does to it (start, stop, promote, mark as a standby,
+//! follow a leader, rewind). Programs run as the data directory's owner;
+//! every call is bounded.
+
+use crate::config::ClusterSpec;
+use crate::remediate::command::{self, CommandSpec};
+use crate::sql::SqlTargets;
+use std::path::Path;
+use std::time::Duration;
+
+/// What one look at the local server found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observation {
+    /// A postmaster process runs for the data directory.
+    pub running: bool,
+    /// It answered a query within the loop's budget.
+    pub answering: bool,
+    pub in_recovery: bool,
+    /// Primary: its flush position; standby: the position received (or,
+    /// when nothing was received since start, replayed). Bytes from 0/0.
+    pub lsn: Option<u64>,
+    pub replayed: Option<u64>,
+    pub replay_paused: bool,
+    pub timeline: Option<u64>,
+    /// The WAL receiver's upstream (`host:port`) while it streams.
+    pub streaming_from: Option<String>,
+}
+
+impl Observation {
+    /// A standby that may become the leader: answering, in recovery,
+    /// replaying.
+    pub fn healthy_standby(&self) -> bool {
+        self.answering && self.in_recovery && !self.replay_paused && self.lsn.is_some()
+    }
+
+    pub fn primary(&self) -> bool {
+        self.answering && !self.in_recovery
+    }
+
+    /// `primary`, `standby`, `stopped` or `not answering`.
+    pub fn role(&self) -> &'static str {
+        match (self.running, self.answering, self.in_recovery) {
+            (false, _, _) => "stopped",
+            (true, false, _) => "not answering",
+            (true, true, false) => "primary",
+            (true, true, true) => "standby",
+        }
+    }
+}
+
+/// The local server of a cluster member.
+pub struct LocalServer {
+    pub spec: ClusterSpec,
+    pub sql: SqlTargets,
+}
+
+const OBSERVE: &str = "SELECT pg_is_in_recovery() AS recovery,
+    pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery()
+        THEN COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+        ELSE pg_current_wal_flush_lsn() END, '0/0')::float8 AS lsn,
+    CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 END AS replayed,
+    CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS paused,
+    (SELECT timeline_id FROM pg_control_checkpoint())::int8 AS timeline,
+    (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming') AS upstream";
+
+impl LocalServer {
+    fn data_dir(&self) -> &Path {
+        &self.spec.data_dir
+    }
+
+    fn program(&self, name: &str) -> String {
+        self.spec.bin_dir.join(name).display().to_string()
+    }
+
+    /// Run a PostgreSQL program as the data directory's owner.
+    async fn run(&self, argv: Vec<String>, timeout: Duration) -> Result<String, String> {
+        let spec = CommandSpec {
+            argv,
+            timeout,
+            user: command::owner_if_root(self.data_dir()),
+            ..CommandSpec::default()
+        };
+        let out = command::run(&spec).await?;
+        if out.success() {
+            Ok(out.summary())
+        } else {
+            Err(out.summary())
+        }
+    }
+
+    /// Whether a postmaster process is alive for the data directory (a
+    /// frozen one counts as alive: it is not restarted or replaced).
+    pub fn postmaster_alive(&self) -> bool {
+        let Ok(text) = std::fs::read_to_string(self.data_dir().join("postmaster.pid")) else {
+            return false;
+        };
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            == Some("Z");
+        // SAFETY: kill(2) with signal 0 only checks that the process exists.
+        !zombie && unsafe { libc::kill(pid, 0) } == 0
+    }
+
+    /// Look at the server, within `budget`.
+    pub async fn observe(&self, budget: Duration) -> Observation {
+        let running = self.postmaster_alive();
+        let mut seen = Observation {
+            running,
+            ..Observation::default()
+        };
+        if !running {
+            return seen;
+        }
+        let query = async {
+            let client = self
+                .sql
+                .admin_session(&self.spec.target, budget)
+                .await
+                .ok()?;
+            client.query_one(OBSERVE, &[]).await.ok()
+        };
+        let Ok(Some(row)) = tokio::time::timeout(budget, query).await else {
+            return seen;
+        };
+        let lsn = |name: &str| row.get::<_, Option<f64>>(name).map(|v| v.max(0.0) as u64);
+        seen.answering = true;
+        seen.in_recovery = row.get("recovery");
+        seen.lsn = lsn("lsn");
+        seen.replayed = lsn("replayed");
+        seen.replay_paused = row.get::<_, Option<bool>>("paused").unwrap_or(false);
+        seen.timeline = row
+            .get::<_, Option<i64>>("timeline")
+            .map(|t| t.max(0) as u64);
+        seen.streaming_from = row.get("upstream");
+        seen
+    }
+
+    /// Run statements on the local server, one at a time (each in its
+    /// own implicit transaction: `ALTER SYSTEM` refuses to run in one).
+    async fn sql_batch(&self, statements: &str, within: Duration) -> Result<(), String> {
+        let work = async {
+            let client = self
+                .sql
+                .admin_session(&self.spec.target, within)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            for statement in statements.split(";\n") {
+                client
+                    .batch_execute(statement)
+                    .await
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => format!("{statement}: {}", db.message()),
+                        None => format!("{statement}: {e}"),
+                    })?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(within, work)
+            .await
+            .map_err(|_| format!("no answer within {within:?}"))?
+    }
+
+    /// Promote the local standby and wait until it takes a write.
+    pub async fn promote(&self) -> Result<(), String> {
+        self.sql_batch("SELECT pg_promote(true, 10)", Duration::from_secs(15))
+            .await?;
+        self.sql_batch(
+            "CREATE TEMP TABLE watchpost_promoted (at timestamptz);\nINSERT INTO watchpost_promoted VALUES (now());\nALTER SYSTEM RESET primary_conninfo;\nSELECT pg_reload_conf()",
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// The `primary_conninfo` this member uses to stream from `host:port`.
+    pub fn conninfo(&self, host: &str, port: u16) -> String {
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut parts = vec![
+            format!("host={}", quote(host)),
+            format!("port={port}"),
+            format!("user={}", quote(&self.spec.replication_user)),
+            format!("application_name={}", quote(&self.spec.name)),
+        ];
+        if let Some(passfile) = &self.spec.passfile {
+            parts.push(format!(
+                "passfile={}",
+                quote(&passfile.display().to_string())
+            ));
+        }
+        parts.join(" ")
+    }
+
+    /// Repoint a running standby at `host:port` (PostgreSQL 13+ applies
+    /// `primary_conninfo` on reload; `recovery_target_timeline` is `latest`).
+    pub async fn follow(&self, host: &str, port: u16) -> Result<(), String> {
+        let info = self.conninfo(host, port).replace('\'', "''");
+        self.sql_batch(
+            &format!("ALTER SYSTEM SET primary_conninfo = '{info}';\nSELECT pg_reload_conf()"),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// `standby.signal` in the data directory: a (re)start, by the agent,
+    /// an operator or a service manager, brings the server up in recovery.
+    /// Only the agent holding the leader key promotes it.
+    pub fn mark_standby(&self) -> std::io::Result<()> {
+        crate::remediate::failover::write_standby_signal(self.data_dir())
+    }
+
+    /// Start the server (as a standby when `standby.signal` is there).
+    pub async fn start(&self) -> Result<(), String> {
+        let dir = self.data_dir().display().to_string();
+        let log = self.data_dir().join("log").join("watchpost-cluster.log");
+        crate::remediate::failover::ensure_log_dir(self.data_dir())
+            .map_err(|e| format!("cannot prepare the log directory: {e}"))?;
+        self.run(
+            vec![
+                self.program("pg_ctl"),
+                "start".into(),
+                "-D".into(),
+                dir,
+                "-w".into(),
+                "-t".into(),
+                "60".into(),
+                "-l".into(),
+                log.display().to_string(),
+            ],
+            Duration::from_secs(70),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Stop the server: `immediate` to stop acknowledging writes at once
+    /// (losing the lease), `fast` for a clean shutdown (before a rewind).
+    pub async fn stop(&self, mode: &str) -> Result<(), String> {
+        if !self.postmaster_alive() {
+            return Ok(());
+        }
+        let dir = self.data_dir().display().to_string();
+        self.run(
+            vec![
+                self.program("pg_ctl"),
+                "stop".into(),
+                "-D".into(),
+                dir,
+                "-m".into(),
+                mode.into(),
+                "-w".into(),
+                "-t".into(),
+                "30".into(),
+            ],
+            Duration::from_secs(40),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The cluster state `pg_controldata` reports ("shut down", "in
+    /// production", ...).
+    async fn control_state(&self) -> Result<String, String> {
+        let spec = CommandSpec {
+            argv: vec![
+                self.program("pg_controldata"),
+                "-D".into(),
+                self.data_dir().display().to_string(),
+            ],
+            timeout: Duration::from_secs(10),
+            user: command::owner_if_root(self.data_dir()),
+            ..CommandSpec::default()
+        };
+        let out = command::run(&spec).await?;
+        if !out.success() {
+            return Err(format!("pg_controldata failed: {}", out.summary()));
+        }
+        out.output
+            .lines()
+            .find_map(|l| l.strip_prefix("Database cluster state:"))
+            .map(|s| s.trim().to_string())
+            .ok_or_else(|| "pg_controldata printed no cluster state".to_string())
+    }
+
+    /// Rejoin a former primary (running or not) as a standby of
+    /// `host:port`: shut it down cleanly (a crashed one is first started
+    /// as a standby, which replays its own WAL, then stopped), `pg_rewind`
+    /// it against the leader (a no-op when it did not diverge), point it at
+    /// the leader and start it.
+    pub async fn rewind_and_follow(
+        &self,
+        host: &str,
+        port: u16,
+        source: &str,
+    ) -> Result<String, String> {
+        let owner = command::owner_if_root(self.data_dir());
+        let conninfo = self.conninfo(host, port);
+        self.stop("fast").await?;
+        if !self.control_state().await?.starts_with("shut down") {
+            crate::remediate::failover::demote_on_disk(self.data_dir(), &conninfo, owner)
+                .map_err(|e| format!("cannot write standby.signal: {e}"))?;
+            self.start().await?;
+            self.stop("fast").await?;
+        }
+        // pg_rewind copies the source's configuration files over this
+        // node's own (its port, its pg_hba): keep them and put them back.
+        let kept = keep_config(self.data_dir());
+        let rewound = self
+            .run(
+                vec![
+                    self.program("pg_rewind"),
+                    "-D".into(),
+                    self.data_dir().display().to_string(),
+                    format!("--source-server={source}"),
+                ],
+                Duration::from_secs(300),
+            )
+            .await;
+        restore_config(self.data_dir(), kept);
+        let rewound = rewound.map_err(|e| format!("pg_rewind failed: {e}"))?;
+        crate::remediate::failover::demote_on_disk(self.data_dir(), &conninfo, owner)
+            .map_err(|e| format!("cannot write standby.signal and primary_conninfo: {e}"))?;
+        self.start().await?;
+        Ok(rewound)
+    }
+}
+
+/// The configuration files a data directory may hold.
+const CONFIG_FILES: [&str; 4] = [
+    "postgresql.conf",
+    "postgresql.auto.conf",
+    "pg_hba.conf",
+    "pg_ident.conf",
+];
+
+/// The node's own configuration files, read before a rewind.
+fn keep_config(data_dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    CONFIG_FILES
+        .iter()
+        .filter_map(|name| {
+            let path = data_dir.join(name);
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            (meta.is_file()).then(|| Some((*name, std::fs::read(&path).ok()?)))?
+        })
+        .collect()
+}
+
+/// Put the kept files back (same owner; written in place, not followed
+/// through a symlink: `keep_config` only kept regular files).
+fn restore_config(data_dir: &Path, kept: Vec<(&'static str, Vec<u8>)>) {
+    for (name, bytes) in kept {
+        let path = data_dir.join(name);
+        if let Err(e) = crate::store::atomic::write(&path, &bytes) {
+            tracing::error!("cannot restore {} after pg_rewind: {e}", path.display());
+            continue;
+        }
+        if let Some((uid, gid)) = command::owner_if_root(data_dir) {
+            let _ = std::os::unix::fs::lchown(&path, Some(uid), Some(gid));
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! What each member publishes under its own lease
+//! (`/watchpost/SCOPE/members/NAME`), and the election rule that reads
+//! them: among the live, healthy standbys, only the most advanced one
+//! (received WAL, then `failover_priority`, then name) within
+//! `max_lag_bytes` of the leader's last published flush position may take
+//! the leader key. Pure functions, so the rule is tested on its own.
+
+use serde::{Deserialize, Serialize};
+
+/// One member's published view of itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    /// `primary`, `standby`, `stopped` or `not answering`.
+    pub role: String,
+    /// A standby that may be promoted (answering, replaying, not paused).
+    pub healthy: bool,
+    /// Primary: flush position; standby: received position (bytes).
+    pub lsn: Option<u64>,
+    pub replayed: Option<u64>,
+    pub timeline: Option<u64>,
+    /// Whom it streams from (`host:port`), if anyone.
+    pub streaming_from: Option<String>,
+    /// Where the others reach its server.
+    pub host: String,
+    pub port: u16,
+    /// Its agent's status API.
+    pub api: String,
+    pub nofailover: bool,
+    pub failover_priority: u64,
+    /// When it was published (RFC 3339).
+    pub updated: String,
+}
+
+/// Why a standby may not take the leader key, or `None` when it may.
+pub fn not_a_candidate(
+    me: &Member,
+    others: &[Member],
+    leader_optime: Option<u64>,
+    max_lag_bytes: u64,
+) -> Option<String> {
+    if me.nofailover {
+        return Some("tagged nofailover".into());
+    }
+    if !me.healthy {
+        return Some(format!(
+            "not a healthy standby ({}{})",
+            me.role,
+            if me.role == "standby" {
+                ", replay paused or nothing received"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mine = me.lsn.unwrap_or(0);
+    if let Some(optime) = leader_optime
+        && optime.saturating_sub(mine) > max_lag_bytes
+    {
+        return Some(format!(
+            "{} bytes behind the leader's last published position, more than max_lag_bytes = {max_lag_bytes}",
+            optime - mine
+        ));
+    }
+    let better = others.iter().find(|o| {
+        o.name != me.name
+            && o.healthy
+            && !o.nofailover
+            && (
+                o.lsn.unwrap_or(0),
+                o.failover_priority,
+                std::cmp::Reverse(&o.name),
+            ) > (mine, me.failover_priority, std::cmp::Reverse(&me.name))
+    });
+    better.map(|o| {
+        format!(
+            "`{}` is a better candidate (received {} vs {mine}, priority {} vs {})",
+            o.name,
+            o.lsn.unwrap_or(0),
+            o.failover_priority,
+            me.failover_priority
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standby(name: &str, lsn: u64) -> Member {
+        Member {
+            name: name.into(),
+            role: "standby".into(),
+            healthy: true,
+            lsn: Some(lsn),
+            failover_priority: 1,
+            ..Member::default()
+        }
+    }
+
+    #[test]
+    fn the_most_advanced_standby_wins() {
+        let a = standby("a", 100);
+        let b = standby("b", 200);
+        let all = [a.clone(), b.clone()];
+        assert!(not_a_candidate(&b, &all, Some(200), 1 << 20).is_none());
+        assert!(
+            not_a_candidate(&a, &all, Some(200), 1 << 20)
+                .unwrap()
+                .contains("`b` is a better candidate")
+        );
+    }
+
+    #[test]
+    fn ties_go_to_priority_then_name() {
+        let mut a = standby("a", 100);
+        let b = standby("b", 100);
+        assert!(not_a_candidate(&a, &[a.clone(), b.clone()], None, 0).is_none());
+        assert!(not_a_candidate(&b, &[a.clone(), b.clone()], None, 0).is_some());
+        a.failover_priority = 0;
+        assert!(not_a_candidate(&b, &[a.clone(), b.clone()], None, 0).is_none());
+    }
+
+    #[test]
+    fn a_standby_too_far_behind_the_leader_is_never_promoted() {
+        let a = standby("a", 100);
+        let why =
+            not_a_candidate(&a, std::slice::from_ref(&a), Some(100 + (2 << 20)), 1 << 20).unwrap();
+        assert!(why.contains("bytes behind"), "{why}");
+    }
+
+    #[test]
+    fn unhealthy_and_nofailover_members_are_not_candidates_nor_rivals() {
+        let mut paused = standby("z", 999);
+        paused.healthy = false;
+        let a = standby("a", 100);
+        assert!(not_a_candidate(&paused, std::slice::from_ref(&a), None, 1 << 20).is_some());
+        assert!(not_a_candidate(&a, &[paused], None, 1 << 20).is_none());
+        let mut tagged = standby("b", 100);
+        tagged.nofailover = true;
+        assert_eq!(
+            not_a_candidate(&tagged, &[], None, 1 << 20).as_deref(),
+            Some("tagged nofailover")
+        );
+    }
+}

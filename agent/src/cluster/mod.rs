@@ -1,0 +1,164 @@
+//! Cluster mode: the agents of a PostgreSQL replication cluster share one
+//! view through etcd — the existing consensus store, never a home-made
+//! one — the way Patroni does, with a shorter lease.
+//!
+//! Keys under `/watchpost/SCOPE/`:
+//!
+//! - `leader`: the leader's name, under the leader's lease. Only the agent
+//!   holding it runs its server as a primary; a node that loses it stops
+//!   its server before the lease can expire elsewhere.
+//! - `optime`: the leader's flush position, published every loop (no
+//!   lease: it is the last known position when the leader disappears).
+//! - `members/NAME`: each member's view of itself ([`member::Member`]),
+//!   under its own lease.
+//! - `pause`: present in maintenance mode (no automatic failover).
+//!
+//! [`ha`] is the loop, [`local`] the local server, [`etcd`] the client,
+//! [`member`] the published view and the election rule. Decisions go to
+//! the audit log (`remediation = "cluster"`) and out as events.
+
+pub mod etcd;
+pub mod ha;
+pub mod local;
+pub mod member;
+
+use crate::config::ClusterSpec;
+use crate::remediate::Remediator;
+use crate::sql::SqlTargets;
+use local::Observation;
+use member::Member;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The key names of one scope.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    pub root: String,
+    pub leader: String,
+    pub optime: String,
+    pub members: String,
+    pub pause: String,
+}
+
+impl Keys {
+    pub fn new(scope: &str) -> Keys {
+        let root = format!("/watchpost/{scope}/");
+        Keys {
+            leader: format!("{root}leader"),
+            optime: format!("{root}optime"),
+            members: format!("{root}members/"),
+            pause: format!("{root}pause"),
+            root,
+        }
+    }
+
+    pub fn member(&self, name: &str) -> String {
+        format!("{}{name}", self.members)
+    }
+}
+
+/// What the loop last saw, for the role endpoints, the API and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub observation: Observation,
+    /// The leader key's holder, as last read.
+    pub leader: Option<String>,
+    /// This node holds the leader key (and its lease is not past the
+    /// safety deadline).
+    pub is_leader: bool,
+    pub members: Vec<Member>,
+    pub leader_optime: Option<u64>,
+    pub paused: bool,
+    /// When the loop last completed a look at etcd.
+    pub updated: Option<Instant>,
+}
+
+/// The running cluster member: a handle on its loop's view.
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    view: Arc<Mutex<ClusterView>>,
+}
+
+impl Cluster {
+    /// Start the member's loop. `api` is this agent's status API address,
+    /// published for the others; decisions are recorded through `audit`.
+    pub fn start(
+        spec: ClusterSpec,
+        sql: SqlTargets,
+        audit: Arc<Remediator>,
+        api: String,
+        state_dir: &std::path::Path,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Cluster>> {
+        let request_timeout = spec
+            .loop_wait
+            .max(Duration::from_millis(300))
+            .min(spec.ttl / 3);
+        let etcd = etcd::Etcd::new(spec.etcd.clone(), request_timeout)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let view = Arc::new(Mutex::new(ClusterView::default()));
+        let local = local::LocalServer {
+            spec: spec.clone(),
+            sql,
+        };
+        let mut ha = ha::Ha::new(
+            etcd,
+            local,
+            Keys::new(&spec.scope),
+            audit,
+            view.clone(),
+            api,
+            state_dir.join("cluster-leader"),
+        );
+        let every = spec.loop_wait;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => ha.tick().await,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+        tracing::info!(
+            scope = %spec.scope,
+            member = %spec.name,
+            "cluster mode: leader lease {}, loop every {}",
+            crate::config::units::format_duration(spec.ttl),
+            crate::config::units::format_duration(spec.loop_wait)
+        );
+        Ok(Arc::new(Cluster { spec, view }))
+    }
+
+    pub fn view(&self) -> ClusterView {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether the view is recent enough to answer from (two leases).
+    pub fn fresh(view: &ClusterView, ttl: Duration) -> bool {
+        view.updated.is_some_and(|at| at.elapsed() < ttl * 2)
+    }
+
+    /// The view as JSON, for `/v1/cluster`.
+    pub fn json(&self) -> Value {
+        let view = self.view();
+        json!({
+            "scope": self.spec.scope,
+            "member": self.spec.name,
+            "leader": view.leader,
+            "is_leader": view.is_leader,
+            "paused": view.paused,
+            "leader_optime": view.leader_optime,
+            "local": {
+                "role": view.observation.role(),
+                "lsn": view.observation.lsn,
+                "timeline": view.observation.timeline,
+                "streaming_from": view.observation.streaming_from,
+            },
+            "members": view.members,
+        })
+    }
+}

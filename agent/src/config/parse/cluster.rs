@@ -1,0 +1,183 @@
+//! `[cluster]`: the cluster mode, in which the agent on every PostgreSQL
+//! node of a replication cluster shares one view through etcd and holds
+//! (or follows) the leader key. Checked at load: the etcd endpoints, the
+//! lease timing (renewals well within the lease, as Patroni requires
+//! `loop_wait + 2 × retry_timeout <= ttl`), the local server's target.
+
+use super::super::model::*;
+use super::super::reader::Section;
+use super::super::units::{self, DurationRange};
+use super::Parser;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The leader lease: at least etcd's minimum lease (2 s with its default
+/// heartbeat), at most a minute.
+const TTL: DurationRange = DurationRange::new(Duration::from_secs(2), Duration::from_secs(60));
+
+impl Parser<'_, '_> {
+    pub(super) fn cluster(
+        &mut self,
+        mut s: Section,
+        agent: &Agent,
+        targets: &BTreeMap<String, Target>,
+    ) -> Option<ClusterSpec> {
+        let d = &mut self.d;
+        let scope = s.required_string(d, "scope", "\"main\"");
+        if let Some(scope) = &scope
+            && !super::valid_name(&scope.value)
+        {
+            d.error(
+                scope.span.clone(),
+                format!(
+                    "[cluster]: `scope` = {:?}: write 1 to 64 letters, digits, - _ or .",
+                    scope.value
+                ),
+            );
+        }
+        let etcd: Vec<String> = match s.string_list(d, "etcd") {
+            Some(list) if list.is_empty() => {
+                d.error(s.span.clone(), "[cluster]: `etcd` is empty; list the etcd client URLs, e.g. [\"http://10.0.0.1:2379\"]".to_string());
+                vec![]
+            }
+            Some(list) => list
+                .into_iter()
+                .filter_map(|url| match check_endpoint(&url.value) {
+                    Ok(()) => Some(url.value.trim_end_matches('/').to_string()),
+                    Err(problem) => {
+                        d.error(
+                            url.span,
+                            format!("[cluster]: etcd endpoint {:?} {problem}", url.value),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            None => {
+                if !s.has("etcd") {
+                    d.error(s.span.clone(), "[cluster]: `etcd` is missing; add e.g. `etcd = [\"http://127.0.0.1:2379\"]`".to_string());
+                }
+                vec![]
+            }
+        };
+        let name = s.string(d, "name").map_or(agent.node.clone(), |n| {
+            if !super::valid_name(&n.value) {
+                d.error(
+                    n.span.clone(),
+                    format!(
+                        "[cluster]: `name` = {:?}: write 1 to 64 letters, digits, - _ or .",
+                        n.value
+                    ),
+                );
+            }
+            n.value
+        });
+        let ttl_at = s.duration(d, "ttl", TTL);
+        let ttl = ttl_at
+            .as_ref()
+            .map_or(ClusterSpec::DEFAULT_TTL, |t| t.value);
+        let loop_wait = match s.duration(d, "loop_wait", units::SCHEDULE) {
+            Some(w) if w.value.saturating_mul(4) > ttl => {
+                d.error(w.span, format!(
+                    "[cluster]: `loop_wait` = {} leaves too little of the {} lease: the leader renews every loop and must be able to miss a few; write at most a quarter of `ttl`",
+                    units::format_duration(w.value), units::format_duration(ttl)
+                ));
+                ttl / 6
+            }
+            Some(w) => w.value,
+            None => ttl / 6,
+        };
+        let target = s.string(d, "target");
+        let (target_name, data_dir) = match &target {
+            Some(t) => match targets.get(&t.value) {
+                Some(found) if found.data_dir.is_some() => {
+                    (t.value.clone(), found.data_dir.clone())
+                }
+                Some(_) => {
+                    d.error(t.span.clone(), format!("[cluster]: target `{}` has no `data_dir`: the cluster mode manages the local server and needs its data directory", t.value));
+                    (t.value.clone(), None)
+                }
+                None => {
+                    d.error(
+                        t.span.clone(),
+                        format!(
+                            "[cluster]: no [targets.{}]: name the target of this node's server",
+                            t.value
+                        ),
+                    );
+                    (t.value.clone(), None)
+                }
+            },
+            None => match agent.local_target.as_ref() {
+                Some(local) => (
+                    local.clone(),
+                    targets.get(local).and_then(|t| t.data_dir.clone()),
+                ),
+                None => {
+                    d.error(s.span.clone(), "[cluster]: `target` is missing: name the [targets.NAME] of this node's server (with its `data_dir`)".to_string());
+                    (String::new(), None)
+                }
+            },
+        };
+        let bin_dir = s
+            .string(d, "bin_dir")
+            .map_or_else(|| "/usr/lib/postgresql/15/bin".into(), |b| b.value.into());
+        let connect = s.required_string(d, "connect", "\"10.0.0.1:5432\"").and_then(|c| {
+            match c.value.rsplit_once(':').and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?))) {
+                Some((host, port)) if !host.is_empty() => Some((host, port)),
+                _ => {
+                    d.error(c.span, format!("[cluster]: `connect` = {:?}: write the HOST:PORT other members reach this server at", c.value));
+                    None
+                }
+            }
+        });
+        let replication_user = s
+            .string(d, "replication_user")
+            .map_or_else(|| "postgres".into(), |u| u.value);
+        let passfile = s.string(d, "passfile").map(|p| p.value.into());
+        let max_lag_bytes = s
+            .integer(d, "max_lag_bytes", 0, 1 << 40)
+            .map_or(1 << 20, |v| v.value);
+        let restart_timeout = s
+            .duration(d, "restart_timeout", units::HOLD)
+            .map_or(Duration::from_secs(30), |v| v.value);
+        let nofailover = s.bool(d, "nofailover").unwrap_or(false);
+        let failover_priority = s
+            .integer(d, "failover_priority", 0, 1_000_000)
+            .map_or(1, |v| v.value);
+        s.finish(d);
+        let (scope, (host, port), data_dir) = (scope?, connect?, data_dir?);
+        if etcd.is_empty() {
+            return None;
+        }
+        Some(ClusterSpec {
+            scope: scope.value,
+            etcd,
+            name,
+            ttl,
+            loop_wait,
+            target: target_name,
+            data_dir,
+            bin_dir,
+            host,
+            port,
+            replication_user,
+            passfile,
+            max_lag_bytes,
+            restart_timeout,
+            nofailover,
+            failover_priority,
+        })
+    }
+}
+
+/// Why an etcd endpoint cannot be used, if it cannot.
+fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|_| "is not a URL; write e.g. \"http://10.0.0.1:2379\"")?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") if uri.host().is_some() => Ok(()),
+        _ => Err("must be an http:// or https:// URL with a host, e.g. \"http://10.0.0.1:2379\""),
+    }
+}

@@ -1,0 +1,311 @@
+//! Cluster mode with real parts: a 3-member etcd, three PostgreSQL servers
+//! (a primary and two streaming standbys) and one agent per server. Node
+//! loss, an old primary started by hand, a lagging standby, etcd losing a
+//! member and its quorum, freezes that must not fail over, and a crash of
+//! the leader's server with its node alive.
+
+use std::time::{Duration, Instant};
+use watchpost_e2e::agent::{PATIENCE, wait_for};
+use watchpost_e2e::ha::HaCluster;
+
+const TTL: Duration = Duration::from_secs(3);
+
+fn code(ha: &HaCluster, i: usize, path: &str) -> u16 {
+    ha.agents[i].get(path).map(|(c, _)| c).unwrap_or(0)
+}
+
+/// The index of the member that holds the key, as agent `i` reads it.
+fn leader_seen_by(ha: &HaCluster, i: usize) -> Option<String> {
+    ha.view(i)["leader"].as_str().map(String::from)
+}
+
+#[test]
+fn node_loss_promotes_one_standby_and_the_old_primary_never_returns_read_write() {
+    let mut ha = HaCluster::start("");
+    ha.pg.nodes[0].execute("CREATE TABLE before_loss (id int); INSERT INTO before_loss VALUES (1)");
+    std::thread::sleep(Duration::from_secs(1));
+    // The node is lost: its agent and its server die together.
+    ha.agents[0].kill9();
+    let lost = Instant::now();
+    ha.pg.nodes[0].kill();
+    let new = wait_for("a promotion", PATIENCE, || {
+        ha.records("promoted").into_iter().map(|(i, _)| i).next()
+    });
+    let took = ha
+        .first_write(new, lost, PATIENCE)
+        .expect("a write on the new primary");
+    eprintln!(
+        "cluster node loss: write accepted on node{} {took:?} after the loss",
+        new + 1
+    );
+    assert!(took < TTL + Duration::from_secs(4), "{took:?}");
+    let other = if new == 1 { 2 } else { 1 };
+    wait_for(
+        "the other standby to follow the new leader",
+        PATIENCE,
+        || (code(&ha, other, "/v1/role/replica") == 200).then_some(()),
+    );
+    assert_eq!(code(&ha, new, "/v1/role/primary"), 200);
+    assert_eq!(code(&ha, other, "/v1/role/primary"), 503);
+    assert_eq!(
+        ha.records("promoted").len(),
+        1,
+        "{:#?}",
+        ha.records("promoted")
+    );
+    assert_eq!(
+        ha.pg.nodes[new].value("SELECT count(*) FROM before_loss"),
+        "1"
+    );
+
+    // Started by hand with its agent dead: it does not take writes.
+    if ha.pg.nodes[0].try_start() {
+        assert_eq!(
+            ha.pg.nodes[0]
+                .try_value("SELECT pg_is_in_recovery()")
+                .as_deref(),
+            Ok("t"),
+            "the old primary came back read-write"
+        );
+        assert!(
+            ha.pg.nodes[0]
+                .try_value("CREATE TABLE split_brain (x int); SELECT 1")
+                .is_err()
+        );
+    }
+    // Its agent starts: it rewinds and streams from the new leader.
+    ha.agents[0].spawn();
+    wait_for(
+        "the old primary to stream from the new leader",
+        Duration::from_secs(60),
+        || (code(&ha, 0, "/v1/role/replica") == 200).then_some(()),
+    );
+    assert!(
+        !ha.agents[0].audit_of("cluster", "following").is_empty(),
+        "{:#?}",
+        ha.agents[0].audit()
+    );
+    assert_eq!(
+        leader_seen_by(&ha, 0).as_deref(),
+        Some(format!("node{}", new + 1).as_str())
+    );
+}
+
+#[test]
+fn a_former_primary_started_read_write_by_hand_is_demoted_and_rewound() {
+    let mut ha = HaCluster::start("");
+    ha.agents[0].kill9();
+    ha.pg.nodes[0].kill();
+    let new = wait_for("a promotion", PATIENCE, || {
+        ha.records("promoted").into_iter().map(|(i, _)| i).next()
+    });
+    ha.first_write(new, Instant::now(), PATIENCE)
+        .expect("the new primary takes writes");
+    // An operator removes the safety and starts the old primary by hand:
+    // it runs read-write on the old timeline and takes a write there.
+    std::fs::remove_file(ha.pg.nodes[0].data_dir().join("standby.signal")).unwrap();
+    assert!(ha.pg.nodes[0].try_start());
+    assert_eq!(
+        ha.pg.nodes[0]
+            .try_value("CREATE TABLE diverged (x int); SELECT 1")
+            .as_deref(),
+        Ok("1")
+    );
+    // Its agent starts: it demotes the server and rewinds it.
+    ha.agents[0].spawn();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while code(&ha, 0, "/v1/role/replica") != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not rejoined:\n{}",
+            ha.agents[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for decision in ["demoted", "rewound"] {
+        assert!(
+            !ha.agents[0].audit_of("cluster", decision).is_empty(),
+            "no {decision} record: {:#?}",
+            ha.agents[0].audit()
+        );
+    }
+    assert_eq!(ha.pg.nodes[0].value("SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        ha.pg.nodes[0].value("SELECT count(*) FROM pg_class WHERE relname = 'diverged'"),
+        "0",
+        "the diverged write was rewound away"
+    );
+}
+
+#[test]
+fn a_lagging_standby_is_never_promoted() {
+    let mut ha = HaCluster::start("");
+    ha.pg.nodes[2].pause_replay();
+    ha.pg.nodes[0].execute(
+        "CREATE TABLE bulk AS SELECT g AS id, repeat('x', 1000) AS pad FROM generate_series(1, 20000) g",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    ha.agents[0].kill9();
+    ha.pg.nodes[0].kill();
+    let new = wait_for("a promotion", PATIENCE, || {
+        ha.records("promoted").into_iter().map(|(i, _)| i).next()
+    });
+    assert_eq!(new, 1, "node3 (replay paused) was promoted");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ha.records("promoted").len(), 1);
+    assert_eq!(ha.pg.nodes[2].value("SELECT pg_is_in_recovery()"), "t");
+}
+
+#[test]
+fn with_only_a_lagging_standby_left_nobody_is_promoted() {
+    let mut ha = HaCluster::start("");
+    // node2 is gone first; node3 stops replaying; the primary writes 20 MB.
+    ha.agents[1].kill9();
+    ha.pg.nodes[1].kill();
+    ha.pg.nodes[2].pause_replay();
+    ha.pg.nodes[0].execute(
+        "CREATE TABLE bulk AS SELECT g AS id, repeat('x', 1000) AS pad FROM generate_series(1, 20000) g",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    ha.agents[0].kill9();
+    ha.pg.nodes[0].kill();
+    let why = wait_for("node3 to say why it does not take over", PATIENCE, || {
+        ha.agents[2]
+            .audit_of("cluster", "no-candidate")
+            .into_iter()
+            .next()
+    });
+    assert!(
+        why["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a healthy standby"),
+        "{why:#}"
+    );
+    std::thread::sleep(TTL * 2);
+    assert!(
+        ha.records("promoted").is_empty(),
+        "{:#?}",
+        ha.records("promoted")
+    );
+    assert_eq!(ha.pg.nodes[2].value("SELECT pg_is_in_recovery()"), "t");
+}
+
+#[test]
+fn etcd_losing_a_member_changes_nothing_and_losing_quorum_demotes_the_leader() {
+    let mut ha = HaCluster::start("");
+    ha.etcd.kill(0);
+    std::thread::sleep(TTL * 2);
+    assert_eq!(
+        code(&ha, 0, "/v1/role/primary"),
+        200,
+        "{}",
+        ha.agents[0].log()
+    );
+    assert!(ha.records("promoted").is_empty());
+    assert!(ha.records("lost-lease").is_empty());
+    // Quorum gone: nobody may be sure of anything.
+    ha.etcd.kill(1);
+    ha.etcd.kill(2);
+    let cut = Instant::now();
+    wait_for("the leader to demote itself", PATIENCE, || {
+        ha.agents[0]
+            .audit_of("cluster", "demoted")
+            .into_iter()
+            .next()
+    });
+    let took = cut.elapsed();
+    eprintln!("etcd quorum lost: the leader stopped its server {took:?} later");
+    assert!(
+        ha.pg.nodes[0]
+            .try_value("CREATE TABLE after_quorum (x int); SELECT 1")
+            .is_err()
+    );
+    assert_eq!(code(&ha, 0, "/v1/role/primary"), 503);
+    std::thread::sleep(TTL);
+    assert!(
+        ha.records("promoted").is_empty(),
+        "{:#?}",
+        ha.records("promoted")
+    );
+    for i in 1..3 {
+        assert_eq!(ha.pg.nodes[i].value("SELECT pg_is_in_recovery()"), "t");
+    }
+}
+
+#[test]
+fn freezes_shorter_than_the_lease_fail_nobody_over() {
+    let ha = HaCluster::start("");
+    // The postmaster frozen for 3 s: the leader's agent still holds the key.
+    let pid = ha.pg.nodes[0].postmaster_pid().unwrap();
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(3));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // The leader's agent frozen for less than ttl minus the renewal interval.
+    let agent = ha.agents[0].pid() as i32;
+    unsafe { libc::kill(agent, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(agent, libc::SIGCONT) };
+    std::thread::sleep(TTL * 2);
+    assert!(
+        ha.records("promoted").is_empty(),
+        "{:#?}",
+        ha.records("promoted")
+    );
+    assert!(
+        ha.records("lost-lease").is_empty(),
+        "{:#?}",
+        ha.records("lost-lease")
+    );
+    assert_eq!(code(&ha, 0, "/v1/role/primary"), 200);
+    assert_eq!(leader_seen_by(&ha, 1).as_deref(), Some("node1"));
+}
+
+#[test]
+fn a_crashed_leader_server_is_restarted_in_place() {
+    let mut ha = HaCluster::start("");
+    ha.pg.nodes[0].kill();
+    wait_for(
+        "the leader's server to be back as the primary",
+        PATIENCE,
+        || {
+            ha.agents[0]
+                .audit_of("cluster", "promoted")
+                .into_iter()
+                .next()
+        },
+    );
+    assert!(!ha.agents[0].audit_of("cluster", "restarted").is_empty());
+    ha.wait_leader("node1");
+    let write = ha.pg.nodes[0].try_value("CREATE TABLE after_restart (x int); SELECT 1");
+    assert_eq!(write.as_deref(), Ok("1"), "{}", ha.agents[0].log());
+    for i in 1..3 {
+        assert!(ha.agents[i].audit_of("cluster", "promoted").is_empty());
+    }
+}
+
+#[test]
+fn with_restart_timeout_zero_a_crash_fails_over_at_once() {
+    let mut ha = HaCluster::start("restart_timeout = \"0s\"");
+    let crashed = Instant::now();
+    ha.pg.nodes[0].kill();
+    let new = wait_for("a promotion", PATIENCE, || {
+        ha.records("promoted").into_iter().map(|(i, _)| i).next()
+    });
+    let took = ha
+        .first_write(new, crashed, PATIENCE)
+        .expect("a write on the new primary");
+    eprintln!("cluster crash, fail over at once: write accepted {took:?} after the crash");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(!ha.agents[0].audit_of("cluster", "released").is_empty());
+    // The old leader's agent brings its server back as a follower.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while code(&ha, 0, "/v1/role/replica") != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the old leader does not follow:\n{}",
+            ha.agents[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

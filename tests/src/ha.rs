@@ -1,0 +1,114 @@
+//! Three PostgreSQL nodes (one primary, two streaming standbys), a
+//! 3-member etcd, and one Watchpost agent per node in cluster mode, each
+//! with its own state directory and API port: the harness of the cluster
+//! failover tests and benchmark.
+
+use crate::agent::{Agent, PATIENCE, wait_for};
+use crate::etcd::EtcdCluster;
+use crate::pg::{Cluster, PgNodes, SUPERUSER};
+use std::time::{Duration, Instant};
+
+pub struct HaCluster {
+    /// Agents first: they stop before the servers and etcd go.
+    pub agents: Vec<Agent>,
+    pub pg: PgNodes,
+    pub etcd: EtcdCluster,
+    pub scope: String,
+}
+
+/// The config of node `i` (0-based); `extra` goes into `[cluster]`.
+pub fn node_config(etcd: &EtcdCluster, node: &Cluster, i: usize, extra: &str) -> String {
+    format!(
+        "[agent]\nstate_dir = \"{{STATE}}\"\nlisten = \"{{LISTEN}}\"\nnode = \"node{n}\"\n\n\
+         [targets.local]\ndsn = \"host=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres connect_timeout=2\"\ndata_dir = \"{data}\"\n\n\
+         [cluster]\nscope = \"test\"\netcd = [{endpoints}]\ntarget = \"local\"\nconnect = \"127.0.0.1:{port}\"\nreplication_user = \"{SUPERUSER}\"\n{extra}\n",
+        n = i + 1,
+        port = node.port(),
+        data = node.data_dir().display(),
+        endpoints = etcd.endpoints_toml(),
+    )
+}
+
+impl HaCluster {
+    /// Everything started, node1 the leader, the others following it.
+    pub fn start(extra: &str) -> HaCluster {
+        let etcd = EtcdCluster::start(3);
+        let pg = PgNodes::start(3);
+        let agents = pg
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| Agent::start(&node_config(&etcd, node, i, extra)))
+            .collect();
+        let ha = HaCluster {
+            agents,
+            pg,
+            etcd,
+            scope: "test".into(),
+        };
+        ha.wait_leader("node1");
+        for i in 1..3 {
+            let deadline = Instant::now() + PATIENCE;
+            while ha.agents[i]
+                .get("/v1/role/replica")
+                .map(|(c, _)| c)
+                .unwrap_or(0)
+                != 200
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "node{} is not a replica: {:?}\n{}\n{:#}",
+                    i + 1,
+                    ha.agents[i].get("/v1/role/replica"),
+                    ha.agents[i].log(),
+                    ha.view(i)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        ha
+    }
+
+    /// Wait until `name` holds the key and serves as the primary.
+    pub fn wait_leader(&self, name: &str) -> usize {
+        let i: usize = name.trim_start_matches("node").parse::<usize>().unwrap() - 1;
+        wait_for(&format!("{name} to lead"), PATIENCE, || {
+            (self.agents[i].get("/v1/role/primary").ok()?.0 == 200).then_some(())
+        });
+        i
+    }
+
+    /// The cluster as one agent sees it (`/v1/cluster`).
+    pub fn view(&self, i: usize) -> serde_json::Value {
+        self.agents[i].json("/v1/cluster")
+    }
+
+    /// Audit records of the cluster mode with `decision`, across agents:
+    /// (node index, record).
+    pub fn records(&self, decision: &str) -> Vec<(usize, serde_json::Value)> {
+        self.agents
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                a.audit_of("cluster", decision)
+                    .into_iter()
+                    .map(move |r| (i, r))
+            })
+            .collect()
+    }
+
+    /// Poll `node` every 100 ms with `CREATE TABLE ...; INSERT` (the peers'
+    /// clock) until one succeeds: the time from `since`.
+    pub fn first_write(&self, node: usize, since: Instant, within: Duration) -> Option<Duration> {
+        while since.elapsed() < within {
+            let ok = self.pg.nodes[node]
+                .try_value("CREATE TABLE IF NOT EXISTS failover_clock (x int); INSERT INTO failover_clock VALUES (1); SELECT 1")
+                .is_ok();
+            if ok {
+                return Some(since.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
