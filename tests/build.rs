@@ -14,6 +14,8 @@ const PROBES: &[&str] = &[
     "pg-consistency",
     "pg-integrity",
     "pg-performance",
+    "pg-archiving",
+    "pg-backup",
     "spin",
     "membomb",
     "panics",

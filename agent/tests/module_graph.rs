@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "runtime",
         &["builtin", "config", "hostinfo", "report", "sql", "util"],
     ),
+    ("drill", &["config", "report", "runtime"]),
     ("policy", &["config", "report"]),
     ("events", &["policy", "report"]),
     (
@@ -43,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "builtin",
             "config",
+            "drill",
             "events",
             "hostinfo",
             "policy",
@@ -79,6 +81,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "builtin",
             "config",
             "daemon",
+            "drill",
             "events",
             "hostinfo",
             "policy",
