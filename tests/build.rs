@@ -27,6 +27,7 @@ const PROBES: &[&str] = &[
     "notaprobe",
     "flip",
     "sqlrun",
+    "readfile",
 ];
 
 fn main() {

@@ -9,7 +9,7 @@
 //!   report, util, builtin, hostinfo, store, sql          (leaves)
 //!        │
 //!   config ──► schedule ──► runtime ──► policy ──► events
-//!                             drill ◄──┘   │          │   (drill: daemon, cli)
+//!                            └─► drill     │          │   (drill ──► daemon, cli)
 //!                                          ├──► remediate ◄─┐ ports
 //!                                          └──► telemetry ◄─┤ (traits)
 //!                                                           │

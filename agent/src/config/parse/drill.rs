@@ -227,3 +227,43 @@ impl Parser<'_, '_> {
         queries
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{DrillMethod, WasmSource, parse_str};
+    use std::path::Path;
+
+    #[test]
+    fn a_drill_is_also_a_scheduled_probe() {
+        let text = "[[drill]]\nname = \"restore\"\nevery = \"12h\"\nbackup = \"/srv/b\"\narchive = \"/srv/wal\"\n\
+                    checks = [{ query = \"SELECT 1\", min = 1 }]\n\
+                    [drill.thresholds.\"postgresql.restore.duration\"]\nwarning = \"~:60\"\n";
+        let config = parse_str("w.toml", text, Path::new("/")).unwrap();
+        assert_eq!(config.drills.len(), 1);
+        let drill = &config.drills[0];
+        assert!(
+            matches!(&drill.method, DrillMethod::PgBasebackup { archive: Some(a), .. } if a == Path::new("/srv/wal"))
+        );
+        assert_eq!(drill.owner_of, Path::new("/srv/b"));
+        let probe = config.probes.iter().find(|p| p.name == "restore").unwrap();
+        assert_eq!(probe.wasm, WasmSource::Drill("restore".into()));
+        assert_eq!(probe.every.as_secs(), 12 * 3600);
+        assert_eq!(probe.thresholds.len(), 1);
+    }
+
+    #[test]
+    fn a_drill_needs_exactly_one_source_and_bounds_on_checks() {
+        let errors = parse_str(
+            "w.toml",
+            "[[drill]]\nname = \"r\"\nbackup = \"/b\"\npgbackrest = \"main\"\nchecks = [{ query = \"SELECT 1\" }]\n",
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(errors.contains("give exactly one of `backup`"), "{errors}");
+        assert!(
+            errors.contains("a check needs `min` and/or `max`"),
+            "{errors}"
+        );
+    }
+}

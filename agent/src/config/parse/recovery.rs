@@ -171,3 +171,53 @@ impl Parser<'_, '_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Action, parse_str};
+    use std::path::Path;
+
+    const TARGETS: &str = "[targets.primary]\ndsn = \"host=a\"\n[targets.standby]\ndsn = \"host=b\"\ndata_dir = \"/pg/standby\"\n\
+                           [[probe]]\nname = \"p\"\nwasm = \"builtin:pg-alive\"\n";
+
+    fn action(text: &str) -> Result<Action, String> {
+        let config = format!(
+            "{TARGETS}[[remediation]]\nname = \"r\"\non = {{ probe = \"p\" }}\naction = {text}\n"
+        );
+        parse_str("w.toml", &config, Path::new("/"))
+            .map(|c| c.remediations[0].action.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn recovery_actions_parse() {
+        let Action::Terminate(t) = action("{ terminate = \"primary\", transaction_older_than = \"10m\", blocking = true, users = [\"app\"] }").unwrap() else {
+            panic!("not terminate")
+        };
+        assert!(t.filter.blocking);
+        assert_eq!(t.filter.users, ["app"]);
+        assert!(matches!(
+            action("{ cancel = \"primary\", running_longer_than = \"2m\" }"),
+            Ok(Action::Cancel(_))
+        ));
+        assert!(matches!(
+            action("{ resume_replay = \"standby\" }"),
+            Ok(Action::ResumeReplay(_))
+        ));
+        let Action::Reinit(r) = action("{ reinit = \"standby\" }").unwrap() else {
+            panic!("not reinit")
+        };
+        assert_eq!(r.data_dir, Path::new("/pg/standby"));
+        assert_eq!(r.primary, "primary");
+    }
+
+    #[test]
+    fn recovery_actions_say_what_is_missing() {
+        let e = action("{ terminate = \"primary\" }").unwrap_err();
+        assert!(e.contains("needs a rule saying which sessions"), "{e}");
+        let e = action("{ reinit = \"primary\", primary = \"standby\" }").unwrap_err();
+        assert!(e.contains("needs the standby's data directory"), "{e}");
+        let e = action("{ reinit = \"standby\", primary = \"standby\" }").unwrap_err();
+        assert!(e.contains("must be different targets"), "{e}");
+    }
+}
