@@ -5,16 +5,24 @@
 
 use crate::backup_kit::BIN;
 use std::time::Duration;
-use watchpost_e2e::agent::{Agent, PATIENCE, wait_for};
+use watchpost_e2e::agent::{Agent, PATIENCE};
 use watchpost_e2e::pg::{PgPair, SUPERUSER, wait_until};
 
 /// The remediation record of `name` with `decision`, waiting for it.
 fn record(agent: &Agent, name: &str, decision: &str) -> serde_json::Value {
-    wait_for(
-        &format!("a {decision} record of {name}"),
-        PATIENCE * 2,
-        || agent.audit_of(name, decision).into_iter().next(),
-    )
+    let deadline = std::time::Instant::now() + PATIENCE * 2;
+    loop {
+        if let Some(found) = agent.audit_of(name, decision).into_iter().next() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {decision} record of {name}: {:#?}\n{}",
+            agent.audit(),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn terminate_config(pair: &PgPair, dry_run: bool) -> String {
@@ -141,6 +149,9 @@ fn reinit_reclones_a_corrupted_standby_and_keeps_the_old_directory() {
         "CREATE TABLE victim (id int PRIMARY KEY, payload text);
          INSERT INTO victim SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 200) g;",
     );
+    // A checkpoint on the primary lets the standby's restartpoint write
+    // the page to disk.
+    pair.primary.execute("CHECKPOINT");
     pair.wait_for_replay();
     pair.standby.execute("CHECKPOINT");
     pair.standby.corrupt_first_page("victim");

@@ -94,13 +94,19 @@ pub async fn online(
 ) -> Result<(), String> {
     let client = connect(spec, s, port, "postgres").await?;
     // The last replayed commit; without one, when the backup started.
-    let age = "SELECT extract(epoch FROM now() - coalesce(pg_last_xact_replay_timestamp(), \
-               (regexp_match(pg_read_file('backup_label.old', true), 'START TIME: ([^\\n]+)'))[1]::timestamptz))::float8";
-    found.data_age = first_value(&client, age)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok());
+    let replayed = "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8";
+    let started = "SELECT extract(epoch FROM now() - (regexp_match(pg_read_file('backup_label.old'), \
+                   'START TIME: ([^\\n]+)'))[1]::timestamptz)::float8";
+    for query in [replayed, started] {
+        match first_value(&client, query).await {
+            Ok(Some(v)) => {
+                found.data_age = v.parse().ok();
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("drill: data age: {e}"),
+        }
+    }
     for check in &spec.queries {
         let label = format!("check {:?} on {}", check.query, check.database);
         let value = match connect(spec, s, port, &check.database).await {
