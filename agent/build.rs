@@ -14,6 +14,8 @@ const BUILTINS: &[&str] = &[
     "pg-consistency",
     "pg-integrity",
     "pg-performance",
+    "pg-archiving",
+    "pg-backup",
 ];
 
 fn main() {

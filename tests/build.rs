@@ -14,6 +14,8 @@ const PROBES: &[&str] = &[
     "pg-consistency",
     "pg-integrity",
     "pg-performance",
+    "pg-archiving",
+    "pg-backup",
     "spin",
     "membomb",
     "panics",
@@ -25,6 +27,7 @@ const PROBES: &[&str] = &[
     "notaprobe",
     "flip",
     "sqlrun",
+    "readfile",
 ];
 
 fn main() {

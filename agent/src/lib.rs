@@ -9,7 +9,7 @@
 //!   report, util, builtin, hostinfo, store, sql          (leaves)
 //!        │
 //!   config ──► schedule ──► runtime ──► policy ──► events
-//!                                          │          │
+//!                            └─► drill     │          │   (drill ──► daemon, cli)
 //!                                          ├──► remediate ◄─┐ ports
 //!                                          └──► telemetry ◄─┤ (traits)
 //!                                                           │
@@ -31,6 +31,10 @@
 //!   level, incident onsets, flapping.
 //! - [`events`]: what the daemon tells listeners after each run and each
 //!   remediation decision, and the typed [`events::Decision`] vocabulary.
+//! - [`drill`]: restore drills, checks the agent runs itself (restore
+//!   the newest backup into a scratch copy, recover, verify, tear down),
+//!   handed to the runtime as [`runtime::NativeCheck`]s so that the daemon
+//!   schedules them like probes and their reports take the same path.
 //! - [`remediate`]: actions on hard states, one task per action, with
 //!   guards, reconciliation and an audit log; it sees the agent only
 //!   through [`remediate::port::AgentPort`].
@@ -52,6 +56,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod drill;
 pub mod events;
 pub mod hostinfo;
 pub mod logging;

@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "runtime",
         &["builtin", "config", "hostinfo", "report", "sql", "util"],
     ),
+    ("drill", &["config", "report", "runtime"]),
     ("policy", &["config", "report"]),
     ("events", &["policy", "report"]),
     (
@@ -56,6 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "builtin",
             "cluster",
             "config",
+            "drill",
             "events",
             "hostinfo",
             "policy",
@@ -94,6 +96,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cluster",
             "config",
             "daemon",
+            "drill",
             "events",
             "hostinfo",
             "policy",

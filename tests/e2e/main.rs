@@ -2,21 +2,26 @@
 //! binary on real probe components built from source (see `tests/build.rs`)
 //! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
+mod backup_kit;
 mod check_host_probes;
 mod check_output;
 mod cluster;
 mod compile_cache;
 mod daemon;
+mod dirs;
 mod kit_c;
 mod kit_js;
 mod kit_python;
 mod new_project;
 mod not_probes;
 mod otlp;
+mod pg_backup;
 mod pg_consistency;
+mod pg_drill;
 mod pg_example;
 mod pg_integrity;
 mod pg_performance;
+mod pg_recovery;
 mod pg_remediation;
 mod pg_replication;
 mod postgres;

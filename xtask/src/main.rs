@@ -27,6 +27,8 @@ const PROBES: &[&str] = &[
     "pg-consistency",
     "pg-integrity",
     "pg-performance",
+    "pg-archiving",
+    "pg-backup",
 ];
 
 fn root() -> PathBuf {

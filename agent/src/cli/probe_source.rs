@@ -19,6 +19,9 @@ pub struct ProbeArgs {
     /// Define and grant a database target for this run (repeatable).
     #[arg(long = "target", value_name = "NAME=DSN", value_parser = super::key_value)]
     pub targets: Vec<(String, String)>,
+    /// Grant a read-only directory, seen by the probe at /NAME (repeatable).
+    #[arg(long = "dir", value_name = "NAME=PATH", value_parser = super::key_value)]
+    pub dirs: Vec<(String, String)>,
     /// Set a probe config value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = super::key_value)]
     pub set: Vec<(String, String)>,
@@ -117,7 +120,18 @@ pub async fn resolve(
             None => WasmSource::File(PathBuf::from(&args.probe)),
         },
     };
-    let probe = runtime.load_source(&source, &services).await.map_err(|e| {
+    let drill = match &source {
+        WasmSource::Drill(name) => config.and_then(|c| {
+            let spec = c.drills.iter().find(|d| &d.name == name)?;
+            Some(crate::drill::probe(spec, &c.agent.state_dir))
+        }),
+        _ => None,
+    };
+    let loaded = match drill {
+        Some(probe) => Ok(probe),
+        None => runtime.load_source(&source, &services).await,
+    };
+    let probe = loaded.map_err(|e| {
         ResolveError::Load(
             spec.map_or_else(|| fallback_name(&args.probe), |s| s.name.clone()),
             e,
@@ -135,6 +149,15 @@ pub async fn resolve(
         if !granted.contains(name) {
             granted.push(name.clone());
         }
+    }
+    let mut dirs = spec.map(|s| s.dirs.clone()).unwrap_or_default();
+    for (dir, path) in &args.dirs {
+        if !std::path::Path::new(path).is_dir() {
+            return Err(ResolveError::Usage(format!(
+                "--dir {dir}={path}: not a directory; grant an existing directory"
+            )));
+        }
+        dirs.insert(dir.clone(), PathBuf::from(path));
     }
     let name = spec.map_or_else(|| probe.info.name.clone(), |s| s.name.clone());
     let defaults = Limits::default();
@@ -154,6 +177,7 @@ pub async fn resolve(
             name: name.clone(),
             config: probe_config,
             targets: granted,
+            dirs,
         }),
         name,
         probe,

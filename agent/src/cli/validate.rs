@@ -28,6 +28,11 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let services = Arc::new(Services::default());
     let mut errors = Vec::new();
     for spec in &config.probes {
+        if let config::WasmSource::Drill(name) = &spec.wasm {
+            let every = config::units::format_duration(spec.every);
+            println!("drill {name:?}: restore drill, every {every}");
+            continue;
+        }
         match runtime.load_source(&spec.wasm, &services).await {
             Ok(probe) => println!(
                 "probe {:?}: {} {} ({}), every {}",

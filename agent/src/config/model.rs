@@ -33,6 +33,10 @@ pub struct Config {
     pub targets: BTreeMap<String, Target>,
     pub probes: Vec<ProbeSpec>,
     pub remediations: Vec<Remediation>,
+    /// Restore drills; each also appears in `probes` (with
+    /// [`WasmSource::Drill`]) so that its reports go through the same
+    /// states, thresholds, remediations and telemetry as a probe's.
+    pub drills: Vec<DrillSpec>,
     pub telemetry: Telemetry,
     /// `[cluster]`: this node's part in a cluster sharing etcd (None: a
     /// single-node agent).
@@ -151,6 +155,8 @@ pub enum WasmSource {
     Builtin(String),
     /// A file (relative paths are resolved against the config file's directory).
     File(PathBuf),
+    /// Not a component: the `[[drill]]` of this name, run by the agent.
+    Drill(String),
 }
 
 impl std::fmt::Display for WasmSource {
@@ -158,6 +164,7 @@ impl std::fmt::Display for WasmSource {
         match self {
             WasmSource::Builtin(name) => write!(f, "builtin:{name}"),
             WasmSource::File(path) => write!(f, "{}", path.display()),
+            WasmSource::Drill(name) => write!(f, "drill:{name}"),
         }
     }
 }
@@ -189,6 +196,8 @@ pub struct ProbeSpec {
     pub timeout: Duration,
     pub memory: u64,
     pub targets: Vec<String>,
+    /// Read-only directories granted by name (seen by the probe at `/NAME`).
+    pub dirs: BTreeMap<String, PathBuf>,
     pub config: BTreeMap<String, String>,
     pub thresholds: Vec<ThresholdRule>,
     /// Soft/hard confirmation of the probe's own status.
@@ -255,6 +264,14 @@ pub enum Action {
     Restart(RestartAction),
     Failover(FailoverAction),
     Webhook(WebhookAction),
+    /// Roll back stuck work: terminate matching sessions.
+    Terminate(SessionAction),
+    /// Cancel matching statements.
+    Cancel(SessionAction),
+    /// Redo: resume WAL replay on a standby whose replay is paused.
+    ResumeReplay(ResumeReplayAction),
+    /// Re-clone a standby from its primary (the old directory moved aside).
+    Reinit(ReinitAction),
 }
 
 impl Action {
@@ -264,8 +281,112 @@ impl Action {
             Action::Restart(_) => "restart",
             Action::Failover(_) => "failover",
             Action::Webhook(_) => "webhook",
+            Action::Terminate(_) => "terminate",
+            Action::Cancel(_) => "cancel",
+            Action::ResumeReplay(_) => "resume-replay",
+            Action::Reinit(_) => "reinit",
         }
     }
+}
+
+/// Which sessions a `terminate` or `cancel` acts on. Replication
+/// connections, background workers and the agent's own sessions are never
+/// matched; the filters below are and-ed.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct SessionFilter {
+    /// Sessions idle in a transaction for longer than this.
+    pub idle_in_transaction: Option<Duration>,
+    /// Transactions open longer than this (with `blocking`, only those
+    /// that block another session).
+    pub transaction_older_than: Option<Duration>,
+    pub blocking: bool,
+    /// Statements running longer than this (`cancel`'s main filter).
+    pub running_longer_than: Option<Duration>,
+    /// Only these databases / users / application names (empty: any).
+    pub databases: Vec<String>,
+    pub users: Vec<String>,
+    pub applications: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionAction {
+    /// The target whose sessions are acted on (its role needs
+    /// `pg_signal_backend` or superuser).
+    pub target: String,
+    pub filter: SessionFilter,
+    /// At most this many sessions per run.
+    pub max_sessions: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumeReplayAction {
+    pub target: String,
+    /// How long to wait for replay to be running again.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReinitAction {
+    /// The standby to re-clone (its data directory is on this node).
+    pub standby: String,
+    /// The primary to clone from.
+    pub primary: String,
+    pub data_dir: PathBuf,
+    /// Where PostgreSQL's programs are (`pg_ctl`, `pg_basebackup`).
+    pub bin_dir: PathBuf,
+    /// Bound on the whole re-clone (stop, clone, start).
+    pub timeout: Duration,
+    /// How long the new standby has to stream after it starts.
+    pub stream_within: Duration,
+}
+
+/// How a drill gets the backup into its scratch directory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DrillMethod {
+    /// A `pg_basebackup` backup directory (plain or tar format; or the
+    /// newest subdirectory holding a `backup_manifest`), with WAL from
+    /// `archive` through `restore_command`.
+    PgBasebackup {
+        backup: PathBuf,
+        archive: Option<PathBuf>,
+    },
+    /// `pgbackrest restore` of the newest backup of `stanza`.
+    PgBackRest {
+        stanza: String,
+        config: Option<PathBuf>,
+    },
+    /// Any command that fills `$WATCHPOST_DRILL_DATA` with a data
+    /// directory ready to start (recovery settings included).
+    Command(Vec<String>),
+}
+
+/// One verification query of a drill: its first value must be within the
+/// bounds (e.g. `SELECT count(*) FROM orders` at least 1000).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrillQuery {
+    pub database: String,
+    pub query: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DrillSpec {
+    pub name: String,
+    pub method: DrillMethod,
+    pub bin_dir: PathBuf,
+    /// Run the restored server as the owner of this directory (the backup,
+    /// the repository or, for `command`, `run_as_owner_of`).
+    pub owner_of: PathBuf,
+    /// The restored cluster's superuser, for verification.
+    pub superuser: String,
+    /// Free space that must remain after the restore.
+    pub reserve: u64,
+    pub queries: Vec<DrillQuery>,
+    pub amcheck: bool,
+    pub checksums: bool,
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -220,7 +220,7 @@ fn actions_need_exactly_one_kind() {
         8,
         10,
         &[
-            "give exactly one of `exec`, `restart`, `failover` or `webhook`",
+            "give exactly one of `exec`, `restart`, `failover`, `webhook`, `terminate`, `cancel`, `resume_replay` or `reinit`",
             "found exec, webhook",
         ],
     );

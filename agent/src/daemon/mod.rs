@@ -153,6 +153,13 @@ pub async fn load_probes(
     // Probes that name the same component share one compiled copy.
     let mut by_source: std::collections::HashMap<String, Probe> = Default::default();
     for spec in &config.probes {
+        if let crate::config::WasmSource::Drill(name) = &spec.wasm {
+            if let Some(drill) = config.drills.iter().find(|d| &d.name == name) {
+                let probe = crate::drill::probe(drill, &config.agent.state_dir);
+                probes.insert(spec.name.clone(), probe);
+            }
+            continue;
+        }
         // Read (and hash) each component file once, however many probes
         // name it.
         if let Some(probe) = by_source.get(&spec.wasm.to_string()) {
@@ -190,6 +197,7 @@ fn reusable(spec: &ProbeSpec, loaded: Option<&Probe>) -> Option<Probe> {
     }
     match &spec.wasm {
         crate::config::WasmSource::Builtin(_) => Some(loaded.clone()),
+        crate::config::WasmSource::Drill(_) => None,
         crate::config::WasmSource::File(path) => {
             let bytes = std::fs::read(path).ok()?;
             let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));

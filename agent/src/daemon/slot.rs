@@ -32,6 +32,7 @@ impl ProbeSetup {
             name: spec.name.clone(),
             config: spec.config.clone(),
             targets: spec.targets.clone(),
+            dirs: spec.dirs.clone(),
         });
         let limits = Limits {
             timeout: spec.timeout,

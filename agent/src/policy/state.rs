@@ -160,6 +160,7 @@ mod tests {
 
     fn spec(failures: u32, recoveries: u32, thresholds: Vec<ThresholdRule>) -> ProbeSpec {
         ProbeSpec {
+            dirs: Default::default(),
             name: "p".into(),
             wasm: WasmSource::Builtin("host-cpu".into()),
             sha256: None,

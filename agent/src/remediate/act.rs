@@ -1,6 +1,7 @@
 //! Carrying out a fired remediation, in a task of its own: the action
-//! (exec, restart, webhook, or failover, whose steps live in
-//! [`super::failover`]), then the verify probe, then the outcome record.
+//! (exec, restart, webhook, failover, whose steps live in
+//! [`super::failover`], or a recovery action, in [`super::recovery`]),
+//! then the verify probe, then the outcome record.
 //! Every part is bounded in time (the action's timeout, the webhook's
 //! delivery deadline, each failover step's limit, verify's `within`), so a
 //! task always ends with an outcome; only a stop of the agent can cut it
@@ -10,6 +11,7 @@ use super::Remediator;
 use super::command::{self, CommandSpec};
 use super::engine::record_of;
 use super::failover::{self, Step};
+use super::recovery;
 use super::trigger::Incident;
 use super::webhook;
 use crate::config::{Action, Remediation, RestartMethod};
@@ -69,7 +71,51 @@ pub fn describe(r: &Remediation) -> String {
             r.name, f.primary, f.standby
         ),
         Action::Webhook(w) => format!("{}: webhook {}", r.name, w.url),
+        Action::Terminate(a) | Action::Cancel(a) => {
+            format!("{}: {} sessions on `{}`", r.name, r.action.kind(), a.target)
+        }
+        Action::ResumeReplay(a) => format!("{}: resume replay on `{}`", r.name, a.target),
+        Action::Reinit(a) => format!("{}: re-clone `{}` from `{}`", r.name, a.standby, a.primary),
     }
+}
+
+/// What a dry run of `action` would act on, for actions that can tell
+/// without acting (`terminate` and `cancel` list the sessions).
+pub async fn preview(ctx: &ActionContext, action: &Action) -> Option<ActionOutcome> {
+    match action {
+        Action::Terminate(a) => Some(recovery::sessions(&ctx.sql, a, "terminate", false).await),
+        Action::Cancel(a) => Some(recovery::sessions(&ctx.sql, a, "cancel", false).await),
+        _ => None,
+    }
+}
+
+/// Record the dry run of an action that can list what it would act on,
+/// in a task of its own; false (nothing spawned) for other actions.
+pub fn spawn_dry_run(core: &Arc<Remediator>, incident: Incident, message: String) -> bool {
+    if !matches!(
+        incident.remediation.action,
+        Action::Terminate(_) | Action::Cancel(_)
+    ) {
+        return false;
+    }
+    let task_core = core.clone();
+    core.actions.spawn(async move {
+        let core = task_core;
+        let ctx = ActionContext::new(&core, &incident, "dry-run", &message);
+        let (summary, detail) = match preview(&ctx, &incident.remediation.action).await {
+            Some(outcome) => (format!("{message}: {}", outcome.message), outcome.detail),
+            None => (message, Value::Null),
+        };
+        core.record(record_of(
+            &core,
+            &incident,
+            Decision::DryRun,
+            None,
+            summary,
+            detail,
+        ));
+    });
+    true
 }
 
 /// Start the action of a fired incident in a task of its own.
@@ -387,6 +433,10 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
                 detail: json!({"delivery": delivery}),
             }
         }
+        Action::Terminate(a) => recovery::sessions(&ctx.sql, a, "terminate", true).await,
+        Action::Cancel(a) => recovery::sessions(&ctx.sql, a, "cancel", true).await,
+        Action::ResumeReplay(a) => recovery::resume_replay(&ctx.sql, a).await,
+        Action::Reinit(a) => recovery::reinit(&ctx.sql, a).await,
         Action::Failover(_) => ActionOutcome {
             ok: false,
             message: "a failover cannot be a post step or an alert".into(),

@@ -192,6 +192,10 @@ fn consider(
                 return;
             }
             let message = format!("dry run: would {what} because {because}");
+            // Session actions list what they would act on (in a task).
+            if act::spawn_dry_run(core, incident.clone(), message.clone()) {
+                return;
+            }
             core.record(record_of(
                 core,
                 &incident,

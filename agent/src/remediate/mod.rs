@@ -27,6 +27,8 @@ pub mod failover;
 pub mod ledger;
 pub mod port;
 pub mod reconcile;
+pub mod recovery;
+mod reinit;
 pub mod trigger;
 pub mod webhook;
 

@@ -2,8 +2,9 @@
 //!
 //! One [`Runtime`] owns the shared wasmtime `Engine` (pooling allocator,
 //! epoch interruption) and a `Linker` holding the host side of every import
-//! of the `watchpost:probe` world plus WASI (clocks and random only; no
-//! files, sockets, environment or arguments). [`Runtime::load_bytes`]
+//! of the `watchpost:probe` world plus WASI (clocks and random, and the
+//! read-only directories a probe is granted; no other files, no sockets,
+//! environment or arguments). [`Runtime::load_bytes`]
 //! compiles a component once — or takes it from the [`cache`] when the
 //! runtime has one ([`Runtime::with_cache`]) — and pre-links it
 //! ([`Probe`]); [`Runtime::run`] gives each
@@ -57,13 +58,15 @@ impl Default for Limits {
     }
 }
 
-/// What a probe is given for its runs: its name (for logs), its config and
-/// the database targets it may use.
+/// What a probe is given for its runs: its name (for logs), its config,
+/// the database targets it may use and the directories it may read
+/// (name -> host path; the probe sees each read-only at `/NAME`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Grants {
     pub name: String,
     pub config: BTreeMap<String, String>,
     pub targets: Vec<String>,
+    pub dirs: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// The shared services behind the world's imports.
@@ -90,10 +93,30 @@ pub struct MeasurementInfo {
     pub description: String,
 }
 
-/// A loaded probe: compiled, pre-linked and described. Cheap to clone.
+/// A boxed future returned by a [`NativeCheck`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A check the agent runs itself, outside the sandbox (a restore drill
+/// starts a server and runs programs, which no probe may): it gets the
+/// same schedule, deadline, states and telemetry as a component. The
+/// runtime bounds it with the probe's `timeout` by dropping its future, so
+/// an implementation cleans up in `Drop`.
+pub trait NativeCheck: Send + Sync + 'static {
+    fn check(&self) -> BoxFuture<'_, Report>;
+}
+
+/// What runs: a pre-linked component, or a native check.
+#[derive(Clone)]
+enum Body {
+    Component(ProbePre<RunState>),
+    Native(Arc<dyn NativeCheck>),
+}
+
+/// A loaded probe: compiled, pre-linked and described (or a native
+/// check). Cheap to clone.
 #[derive(Clone)]
 pub struct Probe {
-    pre: ProbePre<RunState>,
+    body: Body,
     /// Where it came from (a path), for messages.
     pub source: String,
     /// sha256 of the component bytes, hex.
@@ -183,7 +206,7 @@ impl Runtime {
             message: format!("{source}: `describe` failed: {e}"),
         })?;
         Ok(Probe {
-            pre,
+            body: Body::Component(pre),
             source: source.to_string(),
             sha256: hex::encode(digest),
             info,
@@ -207,6 +230,9 @@ impl Runtime {
                 self.load_bytes(&source.to_string(), bytes, services).await
             }
             crate::config::WasmSource::File(path) => self.load_file(path, services).await,
+            crate::config::WasmSource::Drill(name) => Err(LoadError {
+                message: format!("drill:{name}: a drill is not a component; the agent runs it"),
+            }),
         }
     }
 
@@ -245,7 +271,38 @@ impl Runtime {
         services: &Arc<Services>,
         limits: Limits,
     ) -> Report {
-        run::check(&probe.pre, grants, services, limits).await
+        match &probe.body {
+            Body::Component(pre) => run::check(pre, grants, services, limits).await,
+            Body::Native(check) => {
+                let started = std::time::Instant::now();
+                match tokio::time::timeout(limits.timeout, check.check()).await {
+                    Ok(report) => report,
+                    Err(_) => Report::failed(
+                        crate::report::RunError::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "did not finish within its timeout of {:.0} s (stopped and cleaned up)",
+                                limits.timeout.as_secs_f64()
+                            ),
+                        ),
+                        started.elapsed(),
+                        0,
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl Probe {
+    /// A probe whose runs are `check`, described by `info`.
+    pub fn native(source: String, info: ProbeInfo, check: Arc<dyn NativeCheck>) -> Probe {
+        Probe {
+            body: Body::Native(check),
+            source,
+            sha256: String::new(),
+            info,
+        }
     }
 }
 

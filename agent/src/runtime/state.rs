@@ -1,10 +1,12 @@
-//! The data a probe's `Store` holds for one run: its WASI context (clocks
-//! and random only), its memory limiter, what it is granted, and the shared
+//! The data a probe's `Store` holds for one run: its WASI context (clocks,
+//! random, and the directories it is granted, preopened read-only at
+//! `/NAME`), its memory limiter, what it is granted, and the shared
 //! services behind the world's imports.
 
 use super::capture::OutputTail;
 use super::limiter::MemoryLimiter;
 use super::{Grants, Services};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 const SQL_MARGIN_MIN: Duration = Duration::from_millis(10);
 const SQL_MARGIN_MAX: Duration = Duration::from_millis(250);
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub struct RunState {
     wasi: WasiCtx,
@@ -32,6 +34,8 @@ pub struct RunState {
     pub(super) denied: Option<String>,
     pub(super) stdout: OutputTail,
     pub(super) stderr: OutputTail,
+    /// Granted directories that could not be opened for this run, by name.
+    pub(super) dir_errors: BTreeMap<String, String>,
 }
 
 impl RunState {
@@ -43,12 +47,19 @@ impl RunState {
     ) -> Self {
         let stdout = OutputTail::default();
         let stderr = OutputTail::default();
-        // No preopened directories, no environment, no arguments, no
-        // sockets (denied by default): clocks and random only.
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        // No environment, no arguments, no sockets (denied by default):
+        // clocks, random and the granted directories, read-only. WASI
+        // resolves every path (symlinks included) inside its preopen, so a
+        // link out of a granted directory does not open.
+        let mut builder = WasiCtx::builder();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        let mut dir_errors = BTreeMap::new();
+        for (name, path) in &grants.dirs {
+            if let Err(e) = builder.preopened_dir(path, format!("/{name}"), FsPerms::ReadOnly) {
+                dir_errors.insert(name.clone(), format!("{}: {e:#}", path.display()));
+            }
+        }
+        let wasi = builder.build();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let margin = (timeout / 20).clamp(SQL_MARGIN_MIN, SQL_MARGIN_MAX);
         RunState {
@@ -63,6 +74,7 @@ impl RunState {
             denied: None,
             stdout,
             stderr,
+            dir_errors,
         }
     }
 }

@@ -32,8 +32,9 @@
 //! `cdylib`) and try it with `watchpost check target/.../load.wasm`.
 //!
 //! Modules follow the capabilities of the world: [`config`] (the probe's
-//! settings), [`log`], [`host`] (machine metrics) and [`sql`] (database
-//! targets; [`sql::ident`] puts names from config into statements safely).
+//! settings), [`log`], [`host`] (machine metrics), [`sql`] (database
+//! targets; [`sql::ident`] puts names from config into statements safely)
+//! and [`dirs`] (read-only directories, e.g. backup repositories).
 //! [`report`] builds what `check` returns: a [`Report`] directly, or
 //! [`Findings`] (problems with their statuses, and notes) for probes that
 //! check several things. A failed `sql` call met with `?` decides the
@@ -43,6 +44,7 @@
 #[doc(hidden)]
 pub mod bindings;
 pub mod config;
+pub mod dirs;
 mod error;
 pub mod log;
 pub mod report;

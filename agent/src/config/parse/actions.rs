@@ -1,5 +1,6 @@
-//! Remediation actions (`exec`, `restart`, `failover`, `webhook`) and the
-//! `alert` and failover `post` steps, which are actions too.
+//! Remediation actions (`exec`, `restart`, `failover`, `webhook`; the
+//! recovery ones are in [`super::recovery`]) and the `alert` and failover
+//! `post` steps, which are actions too.
 
 use super::super::model::*;
 use super::super::reader::{At, Section, type_name};
@@ -33,11 +34,16 @@ impl Parser<'_, '_> {
     ) -> Option<Action> {
         let path = a.path.clone();
         let kinds = ["exec", "restart", "failover", "webhook"];
-        let present: Vec<&str> = kinds.iter().copied().filter(|k| a.has(k)).collect();
+        let present: Vec<&str> = kinds
+            .iter()
+            .chain(super::recovery::KINDS.iter())
+            .copied()
+            .filter(|k| a.has(k))
+            .collect();
         if present.len() != 1 {
             self.d.error(
                 a.span.clone(),
-                format!("{path}: give exactly one of `exec`, `restart`, `failover` or `webhook` (found {})", if present.is_empty() { "none".to_string() } else { present.join(", ") }),
+                format!("{path}: give exactly one of `exec`, `restart`, `failover`, `webhook`, `terminate`, `cancel`, `resume_replay` or `reinit` (found {})", if present.is_empty() { "none".to_string() } else { present.join(", ") }),
             );
             a.finish(&mut self.d);
             return None;
@@ -57,6 +63,9 @@ impl Parser<'_, '_> {
             }
             "restart" => self.restart(&path, &mut a, targets),
             "failover" => self.failover(&path, &mut a, targets, allow_post),
+            kind if super::recovery::KINDS.contains(&kind) => {
+                self.recovery_action(kind, &path, &mut a, targets)
+            }
             _ => {
                 let d = &mut self.d;
                 let url = a.string(d, "webhook");

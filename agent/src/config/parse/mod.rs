@@ -4,13 +4,18 @@
 //! that carries the diagnostics through every section, the `[agent]`
 //! section and the helpers shared by the sections. Each other section has
 //! a file of its own, so that each file does one job: [`targets`],
-//! [`probe`] (and its [`thresholds`]), [`remediation`] (and its
-//! [`actions`]) and [`otlp`] (`[telemetry]`).
+//! [`probe`] (and its [`thresholds`] and [`dirs`] grants), [`drill`]
+//! (`[[drill]]` restore drills), [`remediation`] (and its [`actions`],
+//! the recovery ones in [`recovery`]), [`otlp`] (`[telemetry]`) and
+//! [`cluster`] (`[cluster]`).
 
 mod actions;
 mod cluster;
+mod dirs;
+mod drill;
 mod otlp;
 mod probe;
+mod recovery;
 mod remediation;
 mod targets;
 mod thresholds;
@@ -57,7 +62,9 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
         Some(section) => parser.agent(section, &targets),
         None => parser.default_agent(),
     };
-    let probes = parser.probes(&mut top, &targets);
+    let mut probes = parser.probes(&mut top, &targets);
+    let (drills, drill_probes) = parser.drills(&mut top, &probes);
+    probes.extend(drill_probes);
     let remediations = parser.remediations(&mut top, &probes, &targets);
     let telemetry = match top.table(&mut parser.d, "telemetry") {
         Some(section) => parser.telemetry(section),
@@ -78,6 +85,7 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
         targets,
         probes,
         remediations,
+        drills,
         telemetry,
         cluster,
     })

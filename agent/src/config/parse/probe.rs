@@ -100,6 +100,8 @@ impl Parser<'_, '_> {
             .string_map(d, "config")
             .map(|m| m.into_iter().map(|(k, v)| (k, v.value)).collect())
             .unwrap_or_default();
+        let dirs = self.dirs(s);
+        let d = &mut self.d;
         let confirm = confirm(d, s, Confirm::default());
         let flapping = s
             .table(d, "flapping")
@@ -117,6 +119,7 @@ impl Parser<'_, '_> {
             timeout,
             memory,
             targets: granted.into_iter().map(|t| t.value).collect(),
+            dirs,
             config,
             thresholds,
             confirm,

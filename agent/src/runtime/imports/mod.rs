@@ -3,6 +3,7 @@
 //! it applies the run's grants and limits, then calls a shared service.
 
 mod config;
+mod dirs;
 mod host;
 mod log;
 mod sql;

@@ -1,0 +1,269 @@
+//! `[[drill]]` entries: scheduled restore drills. Each becomes a
+//! [`DrillSpec`] and a [`ProbeSpec`] of the same name (with
+//! [`WasmSource::Drill`]), so that its reports go through the probes'
+//! states, thresholds, remediations and telemetry.
+//!
+//! ```toml
+//! [[drill]]
+//! name = "restore"
+//! every = "24h"
+//! timeout = "1h"
+//! backup = "/srv/backups/base"        # or pgbackrest = "main", or command = [...]
+//! archive = "/srv/wal-archive"
+//! checks = [{ query = "SELECT count(*) FROM orders", database = "app", min = 1 }]
+//! ```
+
+use super::super::diagnostics::line_column;
+use super::super::model::*;
+use super::super::reader::{Section, type_name};
+use super::super::units::{self, SizeRange};
+use super::{Parser, confirm, flapping, valid_name};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::de::DeValue;
+
+/// Bounds of `reserve` (free space left after the restore).
+const RESERVE: SizeRange = SizeRange::new(0, 1 << 50);
+
+impl Parser<'_, '_> {
+    /// The drills, and the probe entries that schedule them.
+    pub(super) fn drills(
+        &mut self,
+        top: &mut Section,
+        probes: &[ProbeSpec],
+    ) -> (Vec<DrillSpec>, Vec<ProbeSpec>) {
+        let mut drills: Vec<DrillSpec> = Vec::new();
+        let mut specs = Vec::new();
+        for (table, span) in self.array_of_tables(
+            top,
+            "drill",
+            "[[drill]] name = \"restore\" backup = \"/srv/backups/base\" archive = \"/srv/wal\"",
+        ) {
+            let mut s = Section::new("[[drill]]", table, span.clone());
+            let name = s.required_string(&mut self.d, "name", "\"restore\"");
+            if let Some(name) = &name {
+                s.path = format!("[[drill]] {:?}", name.value);
+                let taken = probes.iter().any(|p| p.name == name.value)
+                    || drills.iter().any(|d| d.name == name.value);
+                if !valid_name(&name.value) || taken {
+                    self.d.error(
+                        name.span.clone(),
+                        format!(
+                            "{}: the name must be 1 to 64 letters, digits, `-`, `_` or `.` and not used by another probe or drill",
+                            s.path
+                        ),
+                    );
+                }
+            }
+            let body = self.drill_body(&mut s, name.as_ref().map_or("?", |n| n.value.as_str()));
+            s.finish(&mut self.d);
+            if let (Some(name), Some((drill, mut spec))) = (name, body) {
+                let (line, column) = line_column(self.source.text, name.span.start);
+                spec.place = Place {
+                    file: self.source.file.to_string(),
+                    line,
+                    column,
+                };
+                drills.push(drill);
+                specs.push(spec);
+            }
+        }
+        (drills, specs)
+    }
+
+    fn absolute(&self, text: &str) -> PathBuf {
+        let path = PathBuf::from(text);
+        if path.is_absolute() {
+            path
+        } else {
+            self.source.base_dir.join(path)
+        }
+    }
+
+    fn drill_body(&mut self, s: &mut Section, name: &str) -> Option<(DrillSpec, ProbeSpec)> {
+        let d = &mut self.d;
+        let every = s
+            .duration(d, "every", units::SCHEDULE)
+            .map_or(Duration::from_secs(86_400), |v| v.value);
+        let timeout = s
+            .duration(d, "timeout", units::SCHEDULE)
+            .map_or(Duration::from_secs(3600), |v| v.value);
+        let reserve = s.size(d, "reserve", RESERVE).map_or(1 << 30, |v| v.value);
+        let superuser = s
+            .string(d, "superuser")
+            .map_or_else(|| "postgres".to_string(), |v| v.value);
+        let amcheck = s.bool(d, "amcheck").unwrap_or(true);
+        let checksums = s.bool(d, "checksums").unwrap_or(true);
+        let bin_dir = s.string(d, "bin_dir").map(|b| PathBuf::from(b.value));
+        let owner_of = s.string(d, "run_as_owner_of").map(|p| p.value);
+        let backup = s.string(d, "backup").map(|p| p.value);
+        let archive = s.string(d, "archive").map(|p| p.value);
+        let stanza = s.string(d, "pgbackrest").map(|p| p.value);
+        let br_config = s.string(d, "pgbackrest_config").map(|p| p.value);
+        let command = if s.has("command") {
+            self.argv(&s.path.clone(), "command", s)
+        } else {
+            None
+        };
+        let queries = self.drill_queries(s);
+        let d = &mut self.d;
+        let confirm = confirm(d, s, Confirm::default());
+        let flapping = s
+            .table(d, "flapping")
+            .map_or(Flapping::default(), |f| flapping(d, f, Flapping::default()));
+        let thresholds = self.thresholds(s);
+        let given = [backup.is_some(), stanza.is_some(), command.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            self.d.error(
+                s.span.clone(),
+                format!("{}: give exactly one of `backup` (a pg_basebackup directory, with `archive`), `pgbackrest` (a stanza) or `command` (a program that fills $WATCHPOST_DRILL_DATA)", s.path),
+            );
+            return None;
+        }
+        let method = if let Some(backup) = &backup {
+            DrillMethod::PgBasebackup {
+                backup: self.absolute(backup),
+                archive: archive.as_deref().map(|a| self.absolute(a)),
+            }
+        } else if let Some(stanza) = stanza {
+            DrillMethod::PgBackRest {
+                stanza,
+                config: br_config.as_deref().map(|c| self.absolute(c)),
+            }
+        } else {
+            DrillMethod::Command(command?)
+        };
+        let owner_of = match (&owner_of, &method) {
+            (Some(path), _) => self.absolute(path),
+            (None, DrillMethod::PgBasebackup { backup, .. }) => backup.clone(),
+            (None, DrillMethod::PgBackRest { .. }) => PathBuf::from("/var/lib/pgbackrest"),
+            (None, DrillMethod::Command(_)) => {
+                self.d.error(s.span.clone(), format!("{}: a `command` drill needs `run_as_owner_of`: a directory whose owner the restored server runs as (e.g. the backup's)", s.path));
+                return None;
+            }
+        };
+        if name == "?" {
+            return None;
+        }
+        let drill = DrillSpec {
+            name: name.to_string(),
+            method,
+            bin_dir: bin_dir.unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin")),
+            owner_of,
+            superuser,
+            reserve,
+            queries,
+            amcheck,
+            checksums,
+            timeout,
+        };
+        let spec = ProbeSpec {
+            name: name.to_string(),
+            wasm: WasmSource::Drill(name.to_string()),
+            sha256: None,
+            every,
+            timeout,
+            memory: 64 << 20,
+            targets: Vec::new(),
+            dirs: BTreeMap::new(),
+            config: BTreeMap::new(),
+            thresholds,
+            confirm,
+            flapping,
+            place: Place::default(),
+        };
+        Some((drill, spec))
+    }
+
+    fn drill_queries(&mut self, s: &mut Section) -> Vec<DrillQuery> {
+        let mut queries = Vec::new();
+        let Some(raw) = s.raw("checks") else {
+            return queries;
+        };
+        let DeValue::Array(items) = raw.get_ref() else {
+            self.d.error(raw.span(), format!("{}: `checks` must be an array of tables, e.g. [{{ query = \"SELECT count(*) FROM t\", min = 1 }}]", s.path));
+            return queries;
+        };
+        for item in items.iter() {
+            let DeValue::Table(table) = item.get_ref() else {
+                self.d.error(
+                    item.span(),
+                    format!(
+                        "{}: each check must be a table, found {}",
+                        s.path,
+                        type_name(item.get_ref())
+                    ),
+                );
+                continue;
+            };
+            let mut c = Section::new(format!("{} check", s.path), table, item.span());
+            let d = &mut self.d;
+            let query = c.required_string(d, "query", "\"SELECT count(*) FROM orders\"");
+            let database = c
+                .string(d, "database")
+                .map_or_else(|| "postgres".to_string(), |v| v.value);
+            let min = c.number(d, "min").map(|v| v.value);
+            let max = c.number(d, "max").map(|v| v.value);
+            if min.is_none() && max.is_none() {
+                d.error(
+                    item.span(),
+                    format!(
+                        "{}: a check needs `min` and/or `max` (bounds on the query's first value)",
+                        s.path
+                    ),
+                );
+            }
+            c.finish(d);
+            if let Some(query) = query {
+                queries.push(DrillQuery {
+                    database,
+                    query: query.value,
+                    min,
+                    max,
+                });
+            }
+        }
+        queries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{DrillMethod, WasmSource, parse_str};
+    use std::path::Path;
+
+    #[test]
+    fn a_drill_is_also_a_scheduled_probe() {
+        let text = "[[drill]]\nname = \"restore\"\nevery = \"12h\"\nbackup = \"/srv/b\"\narchive = \"/srv/wal\"\n\
+                    checks = [{ query = \"SELECT 1\", min = 1 }]\n\
+                    [drill.thresholds.\"postgresql.restore.duration\"]\nwarning = \"~:60\"\n";
+        let config = parse_str("w.toml", text, Path::new("/")).unwrap();
+        assert_eq!(config.drills.len(), 1);
+        let drill = &config.drills[0];
+        assert!(
+            matches!(&drill.method, DrillMethod::PgBasebackup { archive: Some(a), .. } if a == Path::new("/srv/wal"))
+        );
+        assert_eq!(drill.owner_of, Path::new("/srv/b"));
+        let probe = config.probes.iter().find(|p| p.name == "restore").unwrap();
+        assert_eq!(probe.wasm, WasmSource::Drill("restore".into()));
+        assert_eq!(probe.every.as_secs(), 12 * 3600);
+        assert_eq!(probe.thresholds.len(), 1);
+    }
+
+    #[test]
+    fn a_drill_needs_exactly_one_source_and_bounds_on_checks() {
+        let errors = parse_str(
+            "w.toml",
+            "[[drill]]\nname = \"r\"\nbackup = \"/b\"\npgbackrest = \"main\"\nchecks = [{ query = \"SELECT 1\" }]\n",
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(errors.contains("give exactly one of `backup`"), "{errors}");
+        assert!(
+            errors.contains("a check needs `min` and/or `max`"),
+            "{errors}"
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Restore drills (`[[drill]]`): a scheduled job that proves a backup
+//! restores, and measures how long that takes. It restores the newest
+//! backup into a scratch directory under `state_dir/drills/` (after
+//! checking that the space is there), starts it on a free local port —
+//! unix socket only, in that directory — as the owner of the backup, lets
+//! recovery replay the WAL archive to its end, runs the verification
+//! (configured queries, amcheck over every B-tree index, then
+//! `pg_checksums --check` on the stopped copy) and always tears it down.
+//!
+//! A drill is a [`NativeCheck`]: the daemon schedules it like a probe, and
+//! its [`Report`] goes through the same thresholds, states, remediations,
+//! events and telemetry. Measurements: `postgresql.restore.duration` (s,
+//! from the start of the restore to a promoted server: the recovery time
+//! actually achievable, RTO), `postgresql.restore.data_age` (s, now minus
+//! the last replayed commit: the recovery point, RPO),
+//! `postgresql.restore.verified` (1/0), `postgresql.restore.size` (By) and
+//! `postgresql.restore.verify_duration` (s).
+
+mod restore;
+mod scratch;
+mod verify;
+
+use crate::config::DrillSpec;
+use crate::report::{Measurement, Report, Status};
+use crate::runtime::{BoxFuture, MeasurementInfo, NativeCheck, Probe, ProbeInfo};
+use scratch::Scratch;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A drill ready to run.
+pub struct Drill {
+    spec: DrillSpec,
+    state_dir: PathBuf,
+}
+
+/// The probe that runs the drill `spec`; leftovers of an interrupted
+/// earlier drill of that name are removed now.
+pub fn probe(spec: &DrillSpec, state_dir: &Path) -> Probe {
+    if let Ok(drills) = scratch::drills_dir(state_dir) {
+        scratch::sweep(&drills, &spec.name, &spec.bin_dir);
+    }
+    let drill = Drill {
+        spec: spec.clone(),
+        state_dir: state_dir.to_path_buf(),
+    };
+    Probe::native(format!("drill:{}", spec.name), info(), Arc::new(drill))
+}
+
+fn info() -> ProbeInfo {
+    let m = |name: &str, unit: &str, description: &str| MeasurementInfo {
+        name: name.into(),
+        unit: unit.into(),
+        description: description.into(),
+    };
+    ProbeInfo {
+        name: "restore-drill".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        kind: "integrity".into(),
+        description: "restores the newest backup into a scratch copy, recovers, verifies it and tears it down".into(),
+        measurements: vec![
+            m("postgresql.restore.duration", "s", "restore and recovery until the copy accepts writes (RTO)"),
+            m("postgresql.restore.data_age", "s", "age of the last commit the copy replayed (RPO)"),
+            m("postgresql.restore.verified", "1", "1 when every verification passed"),
+            m("postgresql.restore.size", "By", "bytes restored"),
+            m("postgresql.restore.verify_duration", "s", "time the verification took"),
+        ],
+    }
+}
+
+fn measurement(name: &str, value: f64, unit: &str) -> Measurement {
+    Measurement {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        attributes: Vec::new(),
+    }
+}
+
+fn human(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+impl NativeCheck for Drill {
+    fn check(&self) -> BoxFuture<'_, Report> {
+        Box::pin(self.run())
+    }
+}
+
+impl Drill {
+    async fn run(&self) -> Report {
+        let started = Instant::now();
+        let deadline = started + self.spec.timeout;
+        let mut measurements = Vec::new();
+        let (status, message) = match self.drill(deadline, &mut measurements).await {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                measurements.push(measurement("postgresql.restore.verified", 0.0, "1"));
+                (Status::Critical, format!("restore drill failed: {why}"))
+            }
+        };
+        Report {
+            status,
+            message,
+            measurements,
+            error: None,
+            duration: started.elapsed(),
+            peak_memory: 0,
+        }
+    }
+
+    async fn drill(
+        &self,
+        deadline: Instant,
+        out: &mut Vec<Measurement>,
+    ) -> Result<(Status, String), String> {
+        let spec = &self.spec;
+        let owner = scratch::owner_of(&spec.owner_of)?;
+        let drills = scratch::drills_dir(&self.state_dir)?;
+        scratch::sweep(&drills, &spec.name, &spec.bin_dir);
+        let size = restore::needed_bytes(spec, deadline, owner).await;
+        let free = scratch::free_bytes(&drills)?;
+        // The copy grows by the WAL it replays: a tenth on top.
+        let needed = size + size / 10 + spec.reserve;
+        if free < needed {
+            out.push(measurement("postgresql.restore.verified", 0.0, "1"));
+            return Ok((
+                Status::Critical,
+                format!(
+                    "restore drill refused: it needs {} ({} backup + 10% + {} reserve) but {} has {} free; \
+                     free space there, point `state_dir` elsewhere, or lower `reserve`",
+                    human(needed),
+                    human(size),
+                    human(spec.reserve),
+                    drills.display(),
+                    human(free)
+                ),
+            ));
+        }
+        let restore_started = Instant::now();
+        let s = Scratch::create(&drills, &spec.name, owner, &spec.bin_dir)?;
+        let port = free_port()?;
+        let source = restore::restore(spec, &s, port, deadline).await?;
+        let restored = scratch::tree_size(&s.data);
+        // Start and recover to the end of the archive.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let argv: Vec<String> = vec![
+            spec.bin_dir.join("pg_ctl").display().to_string(),
+            "start".into(),
+            "-D".into(),
+            s.data.display().to_string(),
+            "-l".into(),
+            s.dir.join("server.log").display().to_string(),
+            "-w".into(),
+            "-t".into(),
+            left.as_secs().max(1).to_string(),
+        ];
+        let ran = scratch::run(&argv, s.owner, &s.dir, &[], left + Duration::from_secs(5)).await?;
+        if !ran.ok {
+            let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("FATAL") || l.contains("PANIC"))
+                .unwrap_or(ran.last_line());
+            return Err(format!("the restored copy did not start: {}", last.trim()));
+        }
+        verify::wait_promoted(spec, &s, port, deadline).await?;
+        let rto = restore_started.elapsed().as_secs_f64();
+        out.push(measurement("postgresql.restore.duration", rto, "s"));
+        out.push(measurement(
+            "postgresql.restore.size",
+            restored as f64,
+            "By",
+        ));
+
+        let verify_started = Instant::now();
+        let mut found = verify::Findings::default();
+        verify::online(spec, &s, port, &mut found).await?;
+        if let Some(age) = found.data_age {
+            out.push(measurement(
+                "postgresql.restore.data_age",
+                age.max(0.0),
+                "s",
+            ));
+        }
+        let stop = vec![
+            spec.bin_dir.join("pg_ctl").display().to_string(),
+            "stop".into(),
+            "-D".into(),
+            s.data.display().to_string(),
+            "-m".into(),
+            "fast".into(),
+            "-w".into(),
+        ];
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stopped = scratch::run(&stop, s.owner, &s.dir, &[], left).await?;
+        if !stopped.ok {
+            found
+                .failures
+                .push(format!("pg_ctl stop: {}", stopped.last_line()));
+        } else if spec.checksums {
+            verify::checksums(spec, &s, deadline, &mut found).await;
+        }
+        out.push(measurement(
+            "postgresql.restore.verify_duration",
+            verify_started.elapsed().as_secs_f64(),
+            "s",
+        ));
+        let verified = found.failures.is_empty();
+        out.push(measurement(
+            "postgresql.restore.verified",
+            if verified { 1.0 } else { 0.0 },
+            "1",
+        ));
+        drop(s);
+        let age = found.data_age.map_or_else(
+            || "data age unknown".to_string(),
+            |a| format!("data {a:.0} s old (RPO)"),
+        );
+        if verified {
+            Ok((
+                Status::Ok,
+                format!(
+                    "restored {} from {source} in {rto:.1} s (RTO), {age}; verified: {}",
+                    human(restored),
+                    found.passed.join(", ")
+                ),
+            ))
+        } else {
+            Ok((
+                Status::Critical,
+                format!(
+                    "restored {} from {source} in {rto:.1} s, but verification failed: {}",
+                    human(restored),
+                    found.failures.join("; ")
+                ),
+            ))
+        }
+    }
+}
+
+/// A local TCP port nothing listens on now. The copy listens only on its
+/// unix socket, but the port names the socket (and a free one avoids a
+/// lock file clash with a server on this host).
+fn free_port() -> Result<u16, String> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
