@@ -17,6 +17,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/psql", "postgresql-client-15"),
     // Backup repositories and restore drills (tests of pg-backup and drills).
     ("/usr/bin/pgbackrest", "pgbackrest"),
+    // The cluster-mode tests run a real 3-member etcd.
+    ("/usr/bin/etcd", "etcd-server"),
     // `promtool check metrics` validates /metrics.
     ("/usr/bin/promtool", "prometheus"),
     // The C probe kit: clang, wasm-ld, wasi-libc and compiler-rt for wasm32.

@@ -60,6 +60,15 @@ pub async fn exposition(State(shared): State<Arc<Shared>>) -> impl IntoResponse 
         remediation_decisions: crate::telemetry::CounterSource::remediation_decisions(
             shared.as_ref(),
         ),
+        cluster: shared.cluster.get().map(|cluster| {
+            let view = cluster.view();
+            (
+                cluster.spec.scope.clone(),
+                view.is_leader,
+                view.members.len(),
+                view.observation.timeline,
+            )
+        }),
         resident_bytes,
         cpu_seconds,
     };

@@ -54,6 +54,8 @@ pub struct Ha {
     last_note: Option<String>,
     /// When a rewind last failed: the next try waits [`REWIND_RETRY`].
     rewind_failed: Option<Instant>,
+    /// The server's settings were checked for `pg_rewind`.
+    checked: bool,
     paused: bool,
 }
 
@@ -81,6 +83,7 @@ impl Ha {
             following_since: None,
             last_note: None,
             rewind_failed: None,
+            checked: false,
             paused: false,
         }
     }
@@ -109,6 +112,13 @@ impl Ha {
         self.renew().await;
         let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
         let seen = self.local.observe(budget).await;
+        if seen.answering && !self.checked {
+            self.checked = true;
+            if let Some(problem) = self.local.rewind_precondition().await {
+                tracing::error!("cluster: {problem}");
+                self.record(Decision::Failed, problem);
+            }
+        }
         let me = self.member(&seen);
         let published = self.publish(&me, &seen).await;
         let scope = match published {

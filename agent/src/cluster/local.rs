@@ -150,6 +150,32 @@ impl LocalServer {
         seen
     }
 
+    /// Why `pg_rewind` could not work on this server, if it could not: it
+    /// needs data checksums or `wal_log_hints = on`.
+    pub async fn rewind_precondition(&self) -> Option<String> {
+        let work = async {
+            let client = self
+                .sql
+                .admin_session(&self.spec.target, Duration::from_secs(5))
+                .await
+                .ok()?;
+            let row = client
+                .query_one("SELECT current_setting('data_checksums') AS checksums, current_setting('wal_log_hints') AS hints", &[])
+                .await
+                .ok()?;
+            Some((
+                row.get::<_, String>("checksums"),
+                row.get::<_, String>("hints"),
+            ))
+        };
+        match tokio::time::timeout(Duration::from_secs(6), work).await {
+            Ok(Some((checksums, hints))) if checksums == "off" && hints == "off" => Some(
+                "the local server has neither data checksums nor wal_log_hints: pg_rewind cannot rejoin it after a failover; set `wal_log_hints = on` (needs a restart) or enable checksums (`pg_checksums --enable` on a stopped server)".into(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Run statements on the local server, one at a time (each in its
     /// own implicit transaction: `ALTER SYSTEM` refuses to run in one).
     async fn sql_batch(&self, statements: &str, within: Duration) -> Result<(), String> {

@@ -482,3 +482,47 @@ fn sizes_out_of_range_are_refused_at_their_place() {
         1 << 30
     );
 }
+
+const CLUSTER_TARGET: &str = "[targets.local]\ndsn = \"host=127.0.0.1 user=postgres\"\ndata_dir = \"/var/lib/postgresql/15/main\"\n\n";
+
+#[test]
+fn a_cluster_section_parses_with_defaults() {
+    let text = format!(
+        "{CLUSTER_TARGET}[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:5432\"\n"
+    );
+    let config = parse_str("w.toml", &text, Path::new("/")).unwrap();
+    let cluster = config.cluster.unwrap();
+    assert_eq!(cluster.ttl, ClusterSpec::DEFAULT_TTL);
+    assert_eq!(cluster.loop_wait, ClusterSpec::DEFAULT_TTL / 6);
+    assert_eq!((cluster.host.as_str(), cluster.port), ("10.9.9.9", 5432));
+    assert_eq!(cluster.max_lag_bytes, 1 << 20);
+    assert_eq!(cluster.data_dir, Path::new("/var/lib/postgresql/15/main"));
+}
+
+#[test]
+fn cluster_errors_name_the_key() {
+    let base = format!(
+        "{CLUSTER_TARGET}[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:5432\"\n"
+    );
+    // A lease under etcd's minimum.
+    one(&format!("{base}ttl = \"1s\"\n"), 10, 7, &["`ttl`", "2s"]);
+    // Renewals too rare for the lease.
+    one(
+        &format!("{base}loop_wait = \"2s\"\n"),
+        10,
+        13,
+        &["`loop_wait`", "quarter of `ttl`"],
+    );
+    one(
+        &base.replace("connect = \"10.9.9.9:5432\"", "connect = \"nohost\""),
+        9,
+        11,
+        &["`connect`", "HOST:PORT"],
+    );
+    one(
+        &base.replace("http://127.0.0.1:2379", "127.0.0.1:2379"),
+        7,
+        9,
+        &["etcd endpoint", "http://"],
+    );
+}

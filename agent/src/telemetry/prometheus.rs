@@ -40,6 +40,9 @@ pub struct AgentSample<'a> {
     pub telemetry_dropped: Vec<(&'static str, u64)>,
     /// Remediation decisions so far: (remediation, decision word, count).
     pub remediation_decisions: Vec<(String, &'static str, u64)>,
+    /// Cluster mode: (scope, this node holds the leader key, members seen,
+    /// the local server's timeline).
+    pub cluster: Option<(String, bool, usize, Option<u64>)>,
     pub resident_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
 }
@@ -337,6 +340,32 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
             ],
             *count as f64,
         );
+    }
+    if let Some((scope, leader, members, timeline)) = &agent.cluster {
+        let labels = || vec![node(), ("scope".to_string(), scope.clone())];
+        f.add(
+            "watchpost_cluster_is_leader",
+            "gauge",
+            "1 while this node holds the cluster's leader key",
+            labels(),
+            f64::from(u8::from(*leader)),
+        );
+        f.add(
+            "watchpost_cluster_members",
+            "gauge",
+            "Members with a live key in the cluster, as this node last read them",
+            labels(),
+            *members as f64,
+        );
+        if let Some(timeline) = timeline {
+            f.add(
+                "watchpost_cluster_timeline",
+                "gauge",
+                "The local server's timeline",
+                labels(),
+                *timeline as f64,
+            );
+        }
     }
     if let Some(rss) = agent.resident_bytes {
         f.add(
