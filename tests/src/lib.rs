@@ -8,14 +8,18 @@
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
-//! HTTP), [`proxy`] is a TCP proxy that can stall.
+//! HTTP), [`proxy`] is a TCP proxy that can stall, [`browser`] is headless
+//! Chromium driven over WebDriver, [`prometheus`] is a Prometheus server
+//! scraping agents.
 
 pub mod agent;
+pub mod browser;
 pub mod cli;
 pub mod http_sink;
 pub mod kits;
 pub mod otlp;
 pub mod pg;
 pub mod probes;
+pub mod prometheus;
 pub mod proxy;
 pub mod report;

@@ -61,6 +61,8 @@ pub struct ProbeSlot {
     setup: RwLock<Arc<ProbeSetup>>,
     pub state: Mutex<ProbeState>,
     pub counters: ProbeCounters,
+    /// Recent measurements, in memory, for the status page's charts.
+    pub recent: Mutex<crate::telemetry::recent::Recent>,
     next_run: Mutex<Option<SystemTime>>,
     /// Stops this slot's timing loop.
     cancel: Mutex<CancellationToken>,
@@ -73,6 +75,7 @@ impl ProbeSlot {
             setup: RwLock::new(Arc::new(setup)),
             state: Mutex::new(state),
             counters: ProbeCounters::default(),
+            recent: Mutex::default(),
             next_run: Mutex::new(None),
             cancel: Mutex::new(CancellationToken::new()),
         }
