@@ -15,8 +15,13 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // Test clusters are made with the server's own initdb/pg_ctl/pg_basebackup.
     ("/usr/lib/postgresql/15/bin/initdb", "postgresql-15"),
     ("/usr/bin/psql", "postgresql-client-15"),
-    // `promtool check metrics` validates /metrics.
+    // `promtool check metrics` validates /metrics; the dashboard test
+    // runs the server itself.
     ("/usr/bin/promtool", "prometheus"),
+    ("/usr/bin/prometheus", "prometheus"),
+    // The status page tests drive headless Chromium over WebDriver.
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
     // The C probe kit: clang, wasm-ld, wasi-libc and compiler-rt for wasm32.
     ("/usr/bin/clang-19", "clang-19"),
     ("/usr/bin/wasm-ld-19", "lld-19"),

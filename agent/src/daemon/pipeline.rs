@@ -63,10 +63,7 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
             urgent,
         )
     };
-    slot.recent
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .record(at, &report);
+    slot.recent().record(at, &report);
     if urgent {
         // A trigger may hold now (or a condition that held one back may
         // have cleared): remediation reads the new state.

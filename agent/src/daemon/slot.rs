@@ -62,7 +62,7 @@ pub struct ProbeSlot {
     pub state: Mutex<ProbeState>,
     pub counters: ProbeCounters,
     /// Recent measurements, in memory, for the status page's charts.
-    pub recent: Mutex<crate::telemetry::recent::Recent>,
+    recent: Mutex<crate::telemetry::recent::Recent>,
     next_run: Mutex<Option<SystemTime>>,
     /// Stops this slot's timing loop.
     cancel: Mutex<CancellationToken>,
@@ -93,6 +93,10 @@ impl ProbeSlot {
 
     pub fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn recent(&self) -> std::sync::MutexGuard<'_, crate::telemetry::recent::Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn next_run(&self) -> Option<SystemTime> {

@@ -25,7 +25,7 @@ td.msg{max-width:32em;overflow-wrap:anywhere}.dim{color:var(--dim)}.num{text-ali
 .badge{display:inline-block;min-width:5.5em;text-align:center;border-radius:3px;padding:0 .4em;color:#fff;font-weight:600}
 .s-ok{background:var(--ok)}.s-warning{background:var(--warning)}.s-critical{background:var(--critical)}.s-unknown{background:var(--unknown)}
 svg .s-ok{fill:var(--ok)}svg .s-warning{fill:var(--warning)}svg .s-critical{fill:var(--critical)}svg .s-unknown{fill:var(--unknown)}
-svg .soft{opacity:.45}svg polyline{fill:none;stroke:#3355cc;stroke-width:1.5}
+svg.history{background:#e6e8ee}svg .soft{opacity:.45}svg polyline{fill:none;stroke:#3355cc;stroke-width:1.5}
 .flag{color:#fff;background:#c05621;border-radius:3px;padding:0 .3em;font-size:.85em}
 .counts span{margin-right:1.2em}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:var(--dim)}dd{margin:0}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f0f1f5;padding:.5em;margin:.3em 0}

@@ -23,7 +23,7 @@ struct Chart {
 }
 
 fn charts(slot: &crate::daemon::slot::ProbeSlot) -> (Vec<Chart>, usize, u64) {
-    let recent = slot.recent.lock().unwrap_or_else(|e| e.into_inner());
+    let recent = slot.recent();
     let charts = recent
         .series()
         .iter()
