@@ -1,14 +1,16 @@
 //! Small inline SVG charts: a probe's status history as a strip of
-//! coloured bars (one per run, soft states paler), and a measurement's
+//! coloured bars (one per stretch of equal runs, soft states paler), and a measurement's
 //! recent values as a sparkline (gaps where a run lacked the value).
 
 use crate::policy::confirm::StateType;
 use crate::policy::state::HistoryEntry;
 use maud::{Markup, html};
 
-/// One bar per history entry, oldest on the left, room for `slots` bars
-/// (the newest at the right edge); each bar's title says when, what and
-/// whether it was confirmed.
+/// The history as bars, oldest on the left, with room for `slots` runs
+/// (the newest at the right edge). Consecutive runs with the same status
+/// and state type make one bar (a steady probe costs one element, not
+/// one per run); each bar's title says since when, what, whether it was
+/// confirmed, and for how many runs.
 pub fn history(
     entries: &[HistoryEntry],
     slots: usize,
@@ -16,19 +18,33 @@ pub fn history(
     id: Option<&str>,
 ) -> Markup {
     let slots = slots.max(entries.len()).max(1);
-    let bar = f64::from(width) / slots as f64;
-    let first = slots - entries.len();
+    let run = f64::from(width) / slots as f64;
+    // (first index, length) of each stretch of equal runs.
+    let mut stretches: Vec<(usize, usize)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match stretches.last_mut() {
+            Some((start, len))
+                if entries[*start].status == e.status
+                    && entries[*start].state_type == e.state_type =>
+            {
+                *len += 1
+            }
+            _ => stretches.push((i, 1)),
+        }
+    }
+    let offset = slots - entries.len();
     html! {
         svg id=[id] class="history" width=(width) height=(height)
             viewBox={ "0 0 " (width) " " (height) } role="img"
             aria-label={ "status of the last " (entries.len()) " runs" } {
-            @for (i, e) in entries.iter().enumerate() {
-                rect x=(format!("{:.1}", (first + i) as f64 * bar)) y="0"
-                    width=(format!("{:.1}", (bar - 1.0).max(1.0))) height=(height)
+            @for &(start, len) in &stretches {
+                @let e = &entries[start];
+                rect x=(format!("{:.1}", (offset + start) as f64 * run)) y="0"
+                    width=(format!("{:.1}", (len as f64 * run - 1.0).max(1.0))) height=(height)
                     class={ "s-" (e.status.as_str()) @if e.state_type == StateType::Soft { " soft" } } {
                     title {
-                        (humantime::format_rfc3339_seconds(e.at)) " "
-                        (e.status.as_str()) " (" (match e.state_type { StateType::Hard => "hard", StateType::Soft => "soft" }) ")"
+                        (e.status.as_str()) " (" (match e.state_type { StateType::Hard => "hard", StateType::Soft => "soft" }) ") since "
+                        (humantime::format_rfc3339_seconds(e.at)) ", " (len) " run" @if len > 1 { "s" }
                     }
                 }
             }
@@ -86,6 +102,23 @@ pub fn sparkline(values: &[f64], width: u32, height: u32) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_runs_make_one_bar() {
+        use crate::report::Status;
+        let entry = |status| HistoryEntry {
+            at: std::time::UNIX_EPOCH,
+            status,
+            state_type: StateType::Hard,
+        };
+        let entries: Vec<_> = [Status::Ok, Status::Ok, Status::Critical, Status::Ok]
+            .into_iter()
+            .map(entry)
+            .collect();
+        let svg = history(&entries, 50, (100, 10), None).into_string();
+        assert_eq!(svg.matches("<rect").count(), 3, "{svg}");
+        assert!(svg.contains("2 runs"), "{svg}");
+    }
 
     #[test]
     fn a_gap_splits_the_line() {

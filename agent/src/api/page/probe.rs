@@ -85,7 +85,7 @@ pub async fn probe(State(shared): State<Arc<Shared>>, Path(name): Path<String>) 
         } @else {
             @let entries: Vec<_> = state.history.iter().cloned().collect();
             p { (chart::history(&entries, crate::policy::state::HISTORY, (600, 28), Some("history"))) }
-            p class="dim" { "The last " (entries.len()) " runs, oldest on the left; pale bars are soft (unconfirmed) states." }
+            p class="dim" { "The last " (entries.len()) " runs, oldest on the left; pale bars are soft (unconfirmed) states; hover a bar for its time." }
             (changes(&entries))
         }
         h2 { "Thresholds" }
