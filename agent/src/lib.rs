@@ -41,11 +41,13 @@
 //! - [`cluster`]: the cluster mode: a leader lease in etcd, elections,
 //!   demotion, rewind; decisions recorded through [`remediate`].
 //! - [`telemetry`]: /metrics and OTLP, fed by events and by
-//!   [`telemetry::CounterSource`].
+//!   [`telemetry::CounterSource`]; the recent measurements kept in memory
+//!   for the status page's charts ([`telemetry::recent`]).
 //! - [`daemon`]: the running agent: its pipeline (schedule -> runtime ->
 //!   policy -> store/events, waking remediation), reload, and the ports.
 //! - [`store`]: persistent state (any serde value, by name; it imports
-//!   nothing from the agent); [`api`]: the status API.
+//!   nothing from the agent); [`api`]: the status API and the status
+//!   page for browsers.
 //! - [`builtin`]: the probes embedded in the binary.
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
 //! - [`util`]: small shared helpers.

@@ -9,10 +9,12 @@
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
 //! HTTP), [`proxy`] is a TCP proxy that can stall, [`etcd`] a real etcd
-//! cluster and [`ha`] three PostgreSQL nodes with an agent each in cluster
-//! mode.
+//! cluster, [`ha`] three PostgreSQL nodes with an agent each in cluster
+//! mode, [`browser`] is headless Chromium driven over WebDriver, and
+//! [`prometheus`] is a Prometheus server scraping agents.
 
 pub mod agent;
+pub mod browser;
 pub mod cli;
 pub mod etcd;
 pub mod ha;
@@ -21,5 +23,6 @@ pub mod kits;
 pub mod otlp;
 pub mod pg;
 pub mod probes;
+pub mod prometheus;
 pub mod proxy;
 pub mod report;

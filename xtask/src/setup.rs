@@ -19,8 +19,13 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/pgbackrest", "pgbackrest"),
     // The cluster-mode tests run a real 3-member etcd.
     ("/usr/bin/etcd", "etcd-server"),
-    // `promtool check metrics` validates /metrics.
+    // `promtool check metrics` validates /metrics; the dashboard test
+    // runs the server itself.
     ("/usr/bin/promtool", "prometheus"),
+    ("/usr/bin/prometheus", "prometheus"),
+    // The status page tests drive headless Chromium over WebDriver.
+    ("/usr/bin/chromium", "chromium"),
+    ("/usr/bin/chromedriver", "chromium-driver"),
     // The C probe kit: clang, wasm-ld, wasi-libc and compiler-rt for wasm32.
     ("/usr/bin/clang-19", "clang-19"),
     ("/usr/bin/wasm-ld-19", "lld-19"),

@@ -1,12 +1,16 @@
 //! The status API, bound to 127.0.0.1 unless configured: health, probe
-//! states, Prometheus metrics, the remediation audit log, and control
-//! (reload, pause/resume/reset of remediations). Control endpoints need
-//! `Authorization: Bearer TOKEN` when `api_token_env` is set (required when
-//! the API listens beyond loopback).
+//! states, Prometheus metrics, the remediation audit log, control
+//! (reload, pause/resume/reset of remediations), and the status page for
+//! people ([`page`]: `/`, `/probes/{name}`, `/remediations`). Control
+//! endpoints need `Authorization: Bearer TOKEN` when `api_token_env` is
+//! set (required when the API listens beyond loopback), and refuse a
+//! request that a browser sent from another origin (its `Origin` header
+//! names another host), so a web page elsewhere cannot drive them.
 
 mod cluster;
 mod control;
 mod metrics;
+mod page;
 mod probes;
 mod remediation;
 mod role;
@@ -35,6 +39,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
             require_token,
         ));
     Router::new()
+        .route("/", get(page::overview))
+        .route("/probes/{name}", get(page::probe))
+        .route("/remediations", get(page::remediations))
         .route("/healthz", get(healthz))
         .route("/v1/probes", get(probes::list))
         .route("/v1/probes/{name}", get(probes::one))
@@ -68,6 +75,13 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
+    if cross_origin(&request) {
+        return (
+            StatusCode::FORBIDDEN,
+            "a control request from another origin is refused\n",
+        )
+            .into_response();
+    }
     let configured = shared.config().agent.api_token_env.is_some();
     match token(&shared) {
         None if !configured => next.run(request).await,
@@ -89,6 +103,24 @@ async fn require_token(
             }
         }
     }
+}
+
+/// A browser request whose `Origin` is not this listener's own (`Host`).
+/// Command-line clients send no `Origin`.
+fn cross_origin(request: &Request) -> bool {
+    let headers = request.headers();
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return false;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    host.is_none() || origin_host != host
 }
 
 /// Bind the API; the error names the address and what to change.

@@ -63,6 +63,7 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
             urgent,
         )
     };
+    slot.recent().record(at, &report);
     if urgent {
         // A trigger may hold now (or a condition that held one back may
         // have cleared): remediation reads the new state.

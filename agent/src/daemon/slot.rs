@@ -62,6 +62,8 @@ pub struct ProbeSlot {
     setup: RwLock<Arc<ProbeSetup>>,
     pub state: Mutex<ProbeState>,
     pub counters: ProbeCounters,
+    /// Recent measurements, in memory, for the status page's charts.
+    recent: Mutex<crate::telemetry::recent::Recent>,
     next_run: Mutex<Option<SystemTime>>,
     /// Stops this slot's timing loop.
     cancel: Mutex<CancellationToken>,
@@ -74,6 +76,7 @@ impl ProbeSlot {
             setup: RwLock::new(Arc::new(setup)),
             state: Mutex::new(state),
             counters: ProbeCounters::default(),
+            recent: Mutex::default(),
             next_run: Mutex::new(None),
             cancel: Mutex::new(CancellationToken::new()),
         }
@@ -91,6 +94,10 @@ impl ProbeSlot {
 
     pub fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn recent(&self) -> std::sync::MutexGuard<'_, crate::telemetry::recent::Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn next_run(&self) -> Option<SystemTime> {

@@ -1,12 +1,14 @@
 //! Telemetry: everything the agent exports. [`prometheus`] renders the
 //! text exposition served on /metrics; [`otlp`] pushes metrics and events
 //! to an OpenTelemetry collector; [`histogram`] and [`counters`] are the
-//! agent's own numbers both read.
+//! agent's own numbers both read; [`recent`] keeps each probe's recent
+//! measurements in memory for the status page's charts.
 
 pub mod counters;
 pub mod histogram;
 pub mod otlp;
 pub mod prometheus;
+pub mod recent;
 
 use counters::ProbeCounters;
 
