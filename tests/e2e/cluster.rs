@@ -10,6 +10,16 @@ use watchpost_e2e::ha::HaCluster;
 
 const TTL: Duration = Duration::from_secs(3);
 
+#[test]
+fn the_shipped_cluster_examples_validate() {
+    for node in 1..=3 {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../examples/cluster/node{node}.toml"));
+        let outcome = watchpost_e2e::cli::watchpost_run(["validate", "-c", path.to_str().unwrap()]);
+        assert_eq!(outcome.code, 0, "{}", outcome.all_output());
+    }
+}
+
 fn code(ha: &HaCluster, i: usize, path: &str) -> u16 {
     ha.agents[i].get(path).map(|(c, _)| c).unwrap_or(0)
 }
@@ -259,6 +269,10 @@ fn freezes_shorter_than_the_lease_fail_nobody_over() {
     );
     assert_eq!(code(&ha, 0, "/v1/role/primary"), 200);
     assert_eq!(leader_seen_by(&ha, 1).as_deref(), Some("node1"));
+    // The status page shows the cluster as this node sees it.
+    let page = ha.agents[1].get("/").unwrap().1;
+    assert!(page.contains("id=\"cluster\""), "{page}");
+    assert!(page.contains("<strong>node1</strong>"), "{page}");
 }
 
 #[test]

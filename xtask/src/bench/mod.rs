@@ -11,7 +11,9 @@
 //! - [`cold_start`]: start to every probe's first report, with an empty
 //!   and with a warm compile cache;
 //! - the failover and restart benchmark on a real PostgreSQL pair
-//!   (`tests/examples/failover_bench.rs`).
+//!   (`tests/examples/failover_bench.rs`);
+//! - the cluster-mode benchmark: node loss and crashes on three nodes with
+//!   a 3-member etcd (`tests/examples/cluster_bench.rs`).
 //!
 //! Results go to stdout and `target/bench/results.md`.
 
@@ -99,8 +101,8 @@ fn build() -> Result<Built, String> {
     })
 }
 
-/// The failover benchmark's summary lines.
-fn failover(options: &Options) -> Result<Vec<Row>, String> {
+/// The summary lines of the failover benchmark `example`.
+fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
     let rounds = if options.quick { 1 } else { options.rounds };
     let output = cargo()
         .args([
@@ -110,7 +112,7 @@ fn failover(options: &Options) -> Result<Vec<Row>, String> {
             "-p",
             "watchpost-e2e",
             "--example",
-            "failover_bench",
+            example,
             "--",
         ])
         .arg(rounds.to_string())
@@ -136,6 +138,18 @@ fn failover(options: &Options) -> Result<Vec<Row>, String> {
             Some("failover") => (
                 "failover: primary stopped -> write on the promoted standby",
                 "goal < 2 s",
+            ),
+            Some("cluster-node-loss") => (
+                "cluster: leader's node lost (agent kill -9 + server stopped) -> write on the new primary",
+                "goal < 5 s; Patroni 26 s (defaults), ~20 s (floor)",
+            ),
+            Some("cluster-crash-at-once") => (
+                "cluster: leader's server crashed, restart_timeout = 0s -> write on the new primary",
+                "goal < 2 s",
+            ),
+            Some("cluster-crash-restart") => (
+                "cluster: leader's server crashed (default) -> restarted in place, write accepted",
+                "",
             ),
             _ => ("restart: postmaster SIGKILLed -> accepting connections", ""),
         };
@@ -184,7 +198,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     rows.extend(per_run::run(&built, &options)?);
     rows.extend(cold_start::run(&built, &options)?);
     rows.extend(footprint::run(&built, &options)?);
-    rows.extend(failover(&options)?);
+    rows.extend(failover(&options, "failover_bench")?);
+    rows.extend(failover(&options, "cluster_bench")?);
     let text = format!(
         "Machine: {}. Rounds: {}{}.\n\n{}",
         machine(),
