@@ -3,7 +3,7 @@
 //! with its own state directory and API port: the harness of the cluster
 //! failover tests and benchmark.
 
-use crate::agent::{Agent, PATIENCE, wait_for};
+use crate::agent::{Agent, PATIENCE};
 use crate::etcd::EtcdCluster;
 use crate::pg::{Cluster, PgNodes, SUPERUSER};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ impl HaCluster {
         };
         ha.wait_leader("node1");
         for i in 1..3 {
-            let deadline = Instant::now() + PATIENCE;
+            let deadline = Instant::now() + PATIENCE * 2;
             while ha.agents[i]
                 .get("/v1/role/replica")
                 .map(|(c, _)| c)
@@ -72,10 +72,22 @@ impl HaCluster {
     /// Wait until `name` holds the key and serves as the primary.
     pub fn wait_leader(&self, name: &str) -> usize {
         let i: usize = name.trim_start_matches("node").parse::<usize>().unwrap() - 1;
-        wait_for(&format!("{name} to lead"), PATIENCE, || {
-            (self.agents[i].get("/v1/role/primary").ok()?.0 == 200).then_some(())
-        });
-        i
+        // Generous: etcd, three servers and three agents start on a busy
+        // 2-core machine.
+        let deadline = Instant::now() + PATIENCE * 2;
+        loop {
+            let answer = self.agents[i].get("/v1/role/primary");
+            if answer.as_ref().is_ok_and(|(code, _)| *code == 200) {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} does not lead: {answer:?}\n{}\netcd: {}",
+                self.agents[i].log(),
+                self.etcd.log(0).lines().rev().take(20).collect::<Vec<_>>().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The cluster as one agent sees it (`/v1/cluster`).
