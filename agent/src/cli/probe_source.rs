@@ -84,6 +84,7 @@ pub async fn resolve(
                         TargetSpec {
                             dsn: t.dsn.clone(),
                             read_only: t.read_only,
+                            password: t.password.as_ref().map(|p| p.expose().to_string()),
                         },
                     )
                 })
@@ -101,6 +102,7 @@ pub async fn resolve(
             TargetSpec {
                 dsn: dsn.clone(),
                 read_only: true,
+                password: None,
             },
         );
     }

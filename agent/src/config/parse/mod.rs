@@ -11,6 +11,7 @@ mod actions;
 mod otlp;
 mod probe;
 mod remediation;
+mod secrets;
 mod targets;
 mod thresholds;
 
