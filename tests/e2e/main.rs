@@ -18,6 +18,7 @@ mod pg_integrity;
 mod pg_performance;
 mod pg_remediation;
 mod pg_replication;
+mod pg_tls;
 mod postgres;
 mod remediation;
 mod remediation_engine;

@@ -8,7 +8,8 @@
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
-//! HTTP), [`proxy`] is a TCP proxy that can stall.
+//! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
+//! certificates.
 
 pub mod agent;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod http_sink;
 pub mod kits;
 pub mod otlp;
 pub mod pg;
+pub mod pki;
 pub mod probes;
 pub mod proxy;
 pub mod report;
