@@ -23,5 +23,6 @@ mod postgres;
 mod remediation;
 mod remediation_engine;
 mod sandbox;
+mod secrets;
 mod sql_capability;
 mod sql_pool;
