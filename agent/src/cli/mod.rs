@@ -19,7 +19,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "watchpost",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WATCHPOST_COMMIT"), ")"),
     about = "Health agent for database nodes: sandboxed WebAssembly probes, thresholds, remediation, OpenTelemetry"
 )]
 pub struct Cli {
