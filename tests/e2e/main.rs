@@ -2,6 +2,7 @@
 //! binary on real probe components built from source (see `tests/build.rs`)
 //! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
+mod audit_rotation;
 mod check_host_probes;
 mod check_output;
 mod compile_cache;
