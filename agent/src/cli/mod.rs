@@ -6,6 +6,7 @@ mod bench;
 mod cache;
 mod check;
 mod format;
+mod generate;
 mod new;
 mod operator;
 mod probe_source;
@@ -49,6 +50,10 @@ pub enum Command {
     /// Start a probe project (Rust, Python or JavaScript) that builds and
     /// passes `watchpost check` as it is.
     New(new::NewArgs),
+    /// Write the man page and shell completions into a directory (for
+    /// packagers).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 /// Output formats of `check`.
@@ -79,6 +84,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reset(args) => operator::reset(args).await,
         Command::Events(args) => operator::events(args).await,
         Command::New(args) => new::run(args).await,
+        Command::Generate(args) => generate::run(args).await,
     }
 }
 
