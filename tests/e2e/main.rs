@@ -13,6 +13,7 @@ mod kit_python;
 mod new_project;
 mod not_probes;
 mod otlp;
+mod otlp_tls;
 mod package;
 mod pg_consistency;
 mod pg_example;

@@ -9,7 +9,7 @@
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
 //! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
-//! certificates.
+//! certificates, [`tls_proxy`] puts TLS in front of a test server.
 
 pub mod agent;
 pub mod cli;
@@ -21,3 +21,4 @@ pub mod pki;
 pub mod probes;
 pub mod proxy;
 pub mod report;
+pub mod tls_proxy;
