@@ -43,4 +43,31 @@ fn main() {
     }
     table.push_str("]\n");
     std::fs::write(out.join("builtins.rs"), table).expect("write builtins.rs");
+    commit(&root);
+}
+
+/// `WATCHPOST_COMMIT` for `watchpost --version`: the commit the binary is
+/// built from (`WATCHPOST_COMMIT` in the environment wins, for builds
+/// outside a git checkout), rebuilt when HEAD moves.
+fn commit(root: &std::path::Path) {
+    println!("cargo:rerun-if-env-changed=WATCHPOST_COMMIT");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    for path in ["HEAD", "logs/HEAD"] {
+        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo:rerun-if-changed={}", root.join(file).display());
+        }
+    }
+    let commit = std::env::var("WATCHPOST_COMMIT")
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=WATCHPOST_COMMIT={commit}");
 }

@@ -18,8 +18,9 @@
 //!
 //! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors,
 //!   with the Nagios range syntax and the bounded units (durations, sizes)
-//!   it is written in. A leaf: it imports only [`report`], [`builtin`] and
-//!   [`hostinfo`].
+//!   it is written in. A leaf: it imports only [`report`], [`builtin`],
+//!   [`hostinfo`] and [`sql`] (to read DSNs and secret files as the agent
+//!   will use them).
 //! - [`schedule`]: when probes run (a timing loop per probe).
 //! - [`runtime`]: the sandbox: loads probe components (through the compile
 //!   cache in `state_dir/cache`), runs them with a deadline and a memory

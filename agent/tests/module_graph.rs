@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hostinfo", &[]),
     ("store", &[]),
     ("sql", &[]),
-    ("config", &["builtin", "hostinfo", "report"]),
+    ("config", &["builtin", "hostinfo", "report", "sql"]),
     ("schedule", &["util"]),
     (
         "runtime",

@@ -3,6 +3,7 @@
 //! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
 mod backup_kit;
+mod audit_rotation;
 mod check_host_probes;
 mod check_output;
 mod cluster;
@@ -17,6 +18,8 @@ mod new_project;
 mod not_probes;
 mod otlp;
 mod pg_backup;
+mod otlp_tls;
+mod package;
 mod pg_consistency;
 mod pg_drill;
 mod pg_example;
@@ -25,10 +28,12 @@ mod pg_performance;
 mod pg_recovery;
 mod pg_remediation;
 mod pg_replication;
+mod pg_tls;
 mod postgres;
 mod remediation;
 mod remediation_engine;
 mod sandbox;
+mod secrets;
 mod sql_capability;
 mod sql_pool;
 mod status_page;

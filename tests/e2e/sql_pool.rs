@@ -26,6 +26,7 @@ fn pooled_sessions_serve_run_after_run_and_survive_a_restart() {
         TargetSpec {
             dsn: pair.primary.dsn(),
             read_only: true,
+            password: None,
         },
     )]);
     let targets = SqlTargets::new(&specs).expect("targets");

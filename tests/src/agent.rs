@@ -190,6 +190,25 @@ impl Agent {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
     }
 
+    /// GET a JSON document of up to 512 MiB (must answer 200), waiting
+    /// up to a minute.
+    pub fn json_large(&self, path: &str) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let mut response = agent.get(&self.url(path)).call().expect("GET");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(512 << 20)
+            .read_to_string()
+            .expect("read the body");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e})"))
+    }
+
     /// One probe from /v1/probes.
     pub fn probe(&self, name: &str) -> Option<Value> {
         let all = self.json("/v1/probes");

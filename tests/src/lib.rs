@@ -8,9 +8,10 @@
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
 //! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
-//! HTTP), [`proxy`] is a TCP proxy that can stall, [`etcd`] a real etcd
-//! cluster, [`ha`] three PostgreSQL nodes with an agent each in cluster
-//! mode, [`browser`] is headless Chromium driven over WebDriver, and
+//! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
+//! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
+//! a real etcd cluster, [`ha`] three PostgreSQL nodes with an agent each in
+//! cluster mode, [`browser`] is headless Chromium driven over WebDriver, and
 //! [`prometheus`] is a Prometheus server scraping agents.
 
 pub mod agent;
@@ -22,7 +23,9 @@ pub mod http_sink;
 pub mod kits;
 pub mod otlp;
 pub mod pg;
+pub mod pki;
 pub mod probes;
 pub mod prometheus;
 pub mod proxy;
 pub mod report;
+pub mod tls_proxy;

@@ -19,6 +19,7 @@
 
 mod cluster;
 mod command;
+pub mod tls;
 
 pub use cluster::{Cluster, MONITOR_USER, PASSWORD_GROUP, SUPERUSER, wait_until};
 pub use command::free_port;

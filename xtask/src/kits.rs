@@ -62,10 +62,10 @@ pub fn python(kit: &Path) -> Result<(), String> {
 /// JavaScript kit's `node_modules`. A copy of the lock installed last is
 /// kept in `node_modules/`, so a changed lock is installed again.
 ///
-/// `npm install` rather than `npm ci`: with the lock present and in step
-/// with `package.json` it installs exactly the locked versions, and it
-/// tolerates platform-specific optional packages that a registry does not
-/// serve (npm ci refuses a lock without them).
+/// `npm ci`: exactly the locked versions, and the lock is never rewritten,
+/// so a test run leaves the checkout clean. The lock lists the optional
+/// packages of every platform (regenerate it with `npm install
+/// --package-lock-only` after changing `package.json`).
 pub fn js(kit: &Path) -> Result<(), String> {
     let lock_path = kit.join("package-lock.json");
     let lock = std::fs::read_to_string(&lock_path)
@@ -79,7 +79,7 @@ pub fn js(kit: &Path) -> Result<(), String> {
     }
     run(Command::new("npm")
         .current_dir(kit)
-        .args(["install", "--no-audit", "--no-fund"]))?;
+        .args(["ci", "--no-audit", "--no-fund"]))?;
     std::fs::write(&installed_lock, lock)
         .map_err(|e| format!("cannot write {}: {e}", installed_lock.display()))
 }

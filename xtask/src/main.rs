@@ -5,11 +5,15 @@
 //! - `setup`: install what the tests need on a fresh Debian machine
 //!   (idempotent: only what is missing), the probe kits' toolchains
 //!   included.
-//! - `test`: `setup`, then the whole test suite (`cargo test --workspace`).
+//! - `test`: `setup`, the Debian package of the dev build (`dist --dev`,
+//!   which the package test installs), then the whole test suite
+//!   (`cargo test --workspace`).
+//! - `dist [--dev]`: the Debian package in `target/debian/` (see [`dist`]).
 //! - `bench [--quick] [--rounds N]`: the benchmark suite behind
 //!   BENCHMARKS.md (see [`bench`]).
 
 mod bench;
+mod dist;
 mod kits;
 mod setup;
 
@@ -74,6 +78,7 @@ fn build() -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     setup::install()?;
     run(cargo().args(["build", "-p", "watchpost"]))?;
+    dist::dist(&["--dev".to_string()])?;
     run(cargo().args(["test", "--workspace"]).args(extra))
 }
 
@@ -83,10 +88,11 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("setup") => setup::install(),
         Some("test") => test(&args[1..]),
+        Some("dist") => dist::dist(&args[1..]).map(|_| ()),
         Some("bench") => bench::bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask build|setup|bench [--quick] [--rounds N]|test [-- cargo test args]"
+                "usage: cargo xtask build|setup|dist [--dev]|bench [--quick] [--rounds N]|test [-- cargo test args]"
             );
             return ExitCode::from(2);
         }

@@ -26,6 +26,11 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // The status page tests drive headless Chromium over WebDriver.
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
+    // The package test: `systemd-analyze verify` on the unit, `adduser`
+    // for the package's postinst, gzip for the man page.
+    ("/usr/bin/systemd-analyze", "systemd"),
+    ("/usr/sbin/adduser", "adduser"),
+    ("/usr/bin/gzip", "gzip"),
     // The C probe kit: clang, wasm-ld, wasi-libc and compiler-rt for wasm32.
     ("/usr/bin/clang-19", "clang-19"),
     ("/usr/bin/wasm-ld-19", "lld-19"),
@@ -83,5 +88,6 @@ pub fn install() -> Result<(), String> {
     let root = super::root();
     kits::python(&root.join("examples/probes/python"))?;
     kits::js(&root.join("examples/probes/js"))?;
-    kits::wit_bindgen(&root.join("target/tools"))
+    kits::wit_bindgen(&root.join("target/tools"))?;
+    super::dist::install_cargo_deb(&root.join("target/tools"))
 }

@@ -20,7 +20,7 @@ pub async fn events(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<EventsQuery>,
 ) -> (StatusCode, Json<Value>) {
-    let limit = q.limit.unwrap_or(100).clamp(1, 100_000);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000_000);
     match shared.remediator.audit.tail(limit) {
         Ok(records) => (StatusCode::OK, Json(json!({"events": records}))),
         Err(e) => (

@@ -7,6 +7,7 @@ mod cache;
 mod check;
 mod cluster;
 mod format;
+mod generate;
 mod new;
 mod operator;
 mod probe_source;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(
     name = "watchpost",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WATCHPOST_COMMIT"), ")"),
     about = "Health agent for database nodes: sandboxed WebAssembly probes, thresholds, remediation, OpenTelemetry"
 )]
 pub struct Cli {
@@ -52,6 +53,10 @@ pub enum Command {
     New(new::NewArgs),
     /// The cluster mode: list the members, pause or resume automatic failover.
     Cluster(cluster::ClusterArgs),
+    /// Write the man page and shell completions into a directory (for
+    /// packagers).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 /// Output formats of `check`.
@@ -83,6 +88,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(args) => operator::events(args).await,
         Command::New(args) => new::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
+        Command::Generate(args) => generate::run(args).await,
     }
 }
 

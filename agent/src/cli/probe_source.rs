@@ -87,6 +87,7 @@ pub async fn resolve(
                         TargetSpec {
                             dsn: t.dsn.clone(),
                             read_only: t.read_only,
+                            password: t.password.as_ref().map(|p| p.expose().to_string()),
                         },
                     )
                 })
@@ -104,6 +105,7 @@ pub async fn resolve(
             TargetSpec {
                 dsn: dsn.clone(),
                 read_only: true,
+                password: None,
             },
         );
     }

@@ -143,6 +143,9 @@ pub struct Target {
     pub kind: TargetKind,
     pub dsn: String,
     pub read_only: bool,
+    /// The password from `password_file` or `password_env`, when the DSN
+    /// has none.
+    pub password: Option<Secret>,
     /// The server's data directory, when it is on this node (used by the
     /// built-in PostgreSQL fence and restart).
     pub data_dir: Option<PathBuf>,
@@ -451,6 +454,8 @@ pub struct WebhookAction {
     pub retries: u32,
     /// Environment variable holding a bearer token.
     pub bearer_env: Option<String>,
+    /// The bearer token read from `bearer_file` at load.
+    pub bearer: Option<Secret>,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -487,4 +492,32 @@ pub struct Otlp {
     pub headers: BTreeMap<String, String>,
     /// `None`: OTEL_EXPORTER_OTLP_TIMEOUT, or 10 s.
     pub timeout: Option<Duration>,
+    /// Headers read from `headers_file` at load (`Name: value` lines).
+    pub secret_headers: BTreeMap<String, Secret>,
+    /// TLS to the collector: a CA bundle and a client certificate
+    /// (`None`: the OTEL_EXPORTER_OTLP_* variables, or the OS trust store).
+    pub certificate: Option<PathBuf>,
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// A secret read at load (a password, a token, a header value): printed
+/// as `<secret>`, so that no `{:?}` of the config shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
 }

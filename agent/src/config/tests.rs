@@ -328,10 +328,10 @@ fn otlp_endpoints_and_headers_are_checked_at_load() {
         &["`endpoint`", "http://127.0.0.1:4317"],
     );
     one(
-        "[telemetry.otlp]\nendpoint = \"https://collector:4317\"\n",
-        2,
-        12,
-        &["https", "not supported"],
+        "[telemetry.otlp]\nendpoint = \"https://collector:4317\"\ncertificate = \"/nonexistent/ca.pem\"\n",
+        3,
+        15,
+        &["/nonexistent/ca.pem", "cannot read"],
     );
     one(
         "[telemetry.otlp]\nheaders = { \"bad header\" = \"x\" }\n",

@@ -125,6 +125,7 @@ pub fn target_specs(config: &Config) -> BTreeMap<String, TargetSpec> {
                 TargetSpec {
                     dsn: t.dsn.clone(),
                     read_only: t.read_only,
+                    password: t.password.as_ref().map(|p| p.expose().to_string()),
                 },
             )
         })

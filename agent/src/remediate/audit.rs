@@ -5,12 +5,23 @@
 //! says what was decided. A line cut short by a crash (never acknowledged,
 //! so its action never started) is moved to `audit.log.partial-TIMESTAMP`
 //! when the log is opened, keeping the log valid JSON lines.
+//!
+//! Rotation ([`Rotation`]: 64 MiB, 8 rotated files by default): before a
+//! record that would take the file past its size, the file is fsynced
+//! and renamed to `audit.log.NNNNNN` in one atomic rename, and a new
+//! `audit.log` begins; a record is never split and, at every instant,
+//! is in exactly one file, so a `kill -9` during a rotation loses
+//! nothing. [`read_tail`] and [`read_all`] read across the rotated files
+//! (see `segments`).
+
+mod segments;
 
 use crate::events::Decision;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,26 +55,83 @@ pub struct AuditRecord {
     pub detail: Value,
 }
 
+/// When the log rotates and how many rotated files it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// A file is rotated before a record would take it past this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (the oldest beyond this are deleted).
+    pub keep: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 64 << 20,
+            keep: 8,
+        }
+    }
+}
+
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Current>,
     sequence: AtomicU64,
+    rotation: Rotation,
+}
+
+/// The file being written.
+struct Current {
+    file: File,
+    len: u64,
+    /// The number the next rotated file gets.
+    next_number: u64,
+}
+
+/// Open `path` for appending; never through a symlink.
+fn open_current(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// fsync a directory, so that a rename or a creation in it is durable.
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 impl AuditLog {
-    /// Open (or create) `state_dir/audit.log`, repairing a torn last line.
+    /// Open (or create) `state_dir/audit.log`, repairing a torn last line,
+    /// with the default [`Rotation`].
     pub fn open(state_dir: &Path) -> io::Result<AuditLog> {
+        AuditLog::open_with(state_dir, Rotation::default())
+    }
+
+    /// [`AuditLog::open`] with a rotation of its own.
+    pub fn open_with(state_dir: &Path, rotation: Rotation) -> io::Result<AuditLog> {
         let path = state_dir.join("audit.log");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)?;
+        let mut file = open_current(&path)?;
         repair_tail(&path, &mut file)?;
+        let len = file.metadata()?.len();
+        let next_number = segments::rotated(&path)?
+            .last()
+            .map_or(1, |(number, _)| number + 1);
         Ok(AuditLog {
             path,
-            file: Mutex::new(file),
+            file: Mutex::new(Current {
+                file,
+                len,
+                next_number,
+            }),
             sequence: AtomicU64::new(0),
+            rotation: Rotation {
+                max_bytes: rotation.max_bytes.max(1),
+                keep: rotation.keep.max(1),
+            },
         })
     }
 
@@ -83,11 +151,43 @@ impl AuditLog {
 
     /// Append one record and fsync it.
     pub fn append(&self, record: &AuditRecord) -> io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
-        line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.write_all(&line)?;
-        file.sync_data()
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Append records in order, with one fsync for all of them (each is
+    /// on disk when this returns), rotating between records as needed.
+    pub fn append_all(&self, records: &[AuditRecord]) -> io::Result<()> {
+        let mut current = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        for record in records {
+            let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+            line.push(b'\n');
+            if current.len > 0 && current.len + line.len() as u64 > self.rotation.max_bytes {
+                self.rotate(&mut current)?;
+            }
+            current.file.write_all(&line)?;
+            current.len += line.len() as u64;
+        }
+        current.file.sync_data()
+    }
+
+    /// Close the current file (synced) under the next number, start a new
+    /// one, and delete the oldest rotated files beyond `keep`.
+    fn rotate(&self, current: &mut Current) -> io::Result<()> {
+        current.file.sync_data()?;
+        let rotated = segments::rotated_name(&self.path, current.next_number);
+        std::fs::rename(&self.path, &rotated)?;
+        current.next_number += 1;
+        current.file = open_current(&self.path)?;
+        current.len = 0;
+        sync_dir(&self.path)?;
+        let all = segments::rotated(&self.path)?;
+        let excess = all.len().saturating_sub(self.rotation.keep);
+        for (_, old) in &all[..excess] {
+            if let Err(e) = std::fs::remove_file(old) {
+                tracing::warn!("cannot delete the old audit log {}: {e}", old.display());
+            }
+        }
+        Ok(())
     }
 
     /// The last `limit` records (unreadable lines are skipped).
@@ -96,26 +196,14 @@ impl AuditLog {
     }
 }
 
-/// The last `limit` records of the audit log at `path`.
+/// The last `limit` records of the audit log at `path` (and of its
+/// rotated files), oldest first.
 pub fn read_tail(path: &Path, limit: usize) -> io::Result<Vec<AuditRecord>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut records = std::collections::VecDeque::with_capacity(limit.clamp(1, 4096));
-    for line in io::BufReader::new(file).lines() {
-        if let Ok(record) = serde_json::from_str::<AuditRecord>(&line?) {
-            if records.len() == limit {
-                records.pop_front();
-            }
-            records.push_back(record);
-        }
-    }
-    Ok(records.into())
+    segments::read_tail(path, limit)
 }
 
-/// Every readable record of the audit log at `path`, oldest first.
+/// Every readable record of the audit log at `path` and its rotated
+/// files, oldest first.
 pub fn read_all(path: &Path) -> io::Result<Vec<AuditRecord>> {
     read_tail(path, usize::MAX)
 }
@@ -207,5 +295,56 @@ mod tests {
             .filter(|n| n.starts_with("audit.log.partial-"))
             .collect();
         assert_eq!(aside.len(), 1);
+    }
+
+    #[test]
+    fn rotation_keeps_every_record_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            max_bytes: 1000,
+            keep: 100,
+        };
+        let log = AuditLog::open_with(dir.path(), rotation).unwrap();
+        for i in 0..40 {
+            log.append(&record(&i.to_string())).unwrap();
+        }
+        let batch: Vec<_> = (40..100).map(|i| record(&i.to_string())).collect();
+        log.append_all(&batch).unwrap();
+        let files = segments::rotated(log.path()).unwrap();
+        assert!(files.len() > 5, "{files:?}");
+        for (_, file) in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(text.len() <= 1000 && text.ends_with('\n'));
+        }
+        let ids: Vec<String> = read_all(log.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let expected: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        assert_eq!(ids, expected);
+        let tail: Vec<String> = log.tail(7).unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(tail, expected[93..]);
+        // Reopened, it goes on numbering after the last rotated file.
+        drop(log);
+        let log = AuditLog::open_with(
+            dir.path(),
+            Rotation {
+                max_bytes: 1000,
+                keep: 3,
+            },
+        )
+        .unwrap();
+        log.append_all(
+            &(100..120)
+                .map(|i| record(&i.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let after = segments::rotated(log.path()).unwrap();
+        assert_eq!(after.len(), 3);
+        assert!(after[0].0 > files.last().unwrap().0);
+        let all = read_all(log.path()).unwrap();
+        assert_eq!(all.last().unwrap().id, "119");
     }
 }

@@ -40,10 +40,13 @@ pub async fn deliver(
     body: &serde_json::Value,
 ) -> Delivery {
     let started = Instant::now();
-    let token = hook
-        .bearer_env
-        .as_ref()
-        .and_then(|var| std::env::var(var).ok());
+    let token = match &hook.bearer {
+        Some(secret) => Some(secret.expose().to_string()),
+        None => hook
+            .bearer_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok()),
+    };
     let mut delivery = Delivery {
         url: hook.url.clone(),
         attempts: 0,

@@ -7,7 +7,6 @@ use super::SqlTargets;
 use super::errors;
 use super::types::Error;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 impl SqlTargets {
     /// A new read-write session to `target`, connected within `within`.
@@ -17,16 +16,16 @@ impl SqlTargets {
         target: &str,
         within: Duration,
     ) -> Result<tokio_postgres::Client, Error> {
-        let config = &self.get(target)?.admin;
-        let (client, connection) = tokio::time::timeout(within, config.connect(NoTls))
-            .await
-            .map_err(|_| {
-                Error::Timeout(format!(
-                    "target `{target}`: connecting took longer than {within:?}"
-                ))
-            })?
-            .map_err(|e| errors::connect_error(target, &e))?;
-        tokio::spawn(connection);
+        let found = self.get(target)?;
+        let (client, _connection) =
+            tokio::time::timeout(within, found.connector.connect(&found.admin))
+                .await
+                .map_err(|_| {
+                    Error::Timeout(format!(
+                        "target `{target}`: connecting took longer than {within:?}"
+                    ))
+                })?
+                .map_err(|e| errors::connect_error(target, &e))?;
         Ok(client)
     }
 
@@ -83,6 +82,7 @@ mod tests {
             TargetSpec {
                 dsn: "host=127.0.0.1 port=5433 user=rep password=it's dbname=app".into(),
                 read_only: true,
+                password: None,
             },
         )]);
         let targets = SqlTargets::new(&specs).unwrap();

@@ -52,8 +52,28 @@ pub fn is_stale_statement(code: &str, message: &str) -> bool {
             && message.contains("cached plan must not change result type"))
 }
 
+/// The TLS failure behind an error, if it is one.
+fn tls_failure(error: &tokio_postgres::Error) -> Option<String> {
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        source = inner.source();
+    }
+    let text = error.to_string();
+    (text.contains("TLS") || text.contains("tls")).then(|| full_message(error))
+}
+
 /// An error met while opening a session.
 pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
+    if let Some(tls) = tls_failure(error) {
+        // The server answered but the TLS handshake failed: a wrong CA,
+        // host name or client certificate, or a server without TLS.
+        return Error::Refused(format!(
+            "target `{target}`: tls: {tls} (check the DSN's sslmode, sslrootcert, sslcert and sslkey)"
+        ));
+    }
     let message = format!("target `{target}`: {}", full_message(error));
     if let Some(db) = error.as_db_error() {
         // The server answered: it is alive, but would not serve us

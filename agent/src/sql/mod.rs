@@ -11,12 +11,19 @@
 //! `rows` turns a result stream into [`Rows`] within size limits,
 //! `values` converts values, `errors` sorts failures into the kinds of
 //! [`Error`], and `types` defines those (the runtime converts them to and
-//! from the probe world's WIT types).
+//! from the probe world's WIT types). [`conninfo`] reads a DSN as libpq
+//! does, [`tls`] connects with its `sslmode`, [`passfile`] finds a
+//! password in a libpq password file, and [`secrets`] reads secret files
+//! that only the agent may read (the config reads its secrets with it too).
 
 mod admin;
+pub mod conninfo;
 mod errors;
+pub mod passfile;
 mod rows;
+pub mod secrets;
 mod target;
+pub mod tls;
 mod types;
 mod values;
 
@@ -29,12 +36,26 @@ pub use rows::{MAX_RESULT_BYTES, MAX_ROWS};
 pub use types::{Error, QueryError, Rows, Value};
 
 /// How a target is configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TargetSpec {
     /// A libpq-style connection string (`host=... port=... user=...`) or URL.
     pub dsn: String,
     /// Sessions start with `default_transaction_read_only = on`.
     pub read_only: bool,
+    /// The password when the DSN has none (from the config's
+    /// `password_file` or `password_env`); else the passfile's.
+    pub password: Option<String>,
+}
+
+/// The password is never printed.
+impl std::fmt::Debug for TargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetSpec")
+            .field("dsn", &"<redacted>")
+            .field("read_only", &self.read_only)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// All configured targets, by name. Cheap to clone; immutable (a config

@@ -7,16 +7,21 @@
 //! (the server restarted since it was opened) is dropped and the statement
 //! retried once on a new session, for read-only targets, so that the first
 //! run after a restart does not report the server down.
+//!
+//! Every session, pooled or not, is opened by the target's
+//! [`Connector`] with the DSN's `sslmode` (see [`super::tls`]); a password
+//! not in the DSN comes from the config's secret or the passfile.
 
 use super::TargetSpec;
+use super::conninfo::ConnInfo;
 use super::errors;
+use super::passfile;
 use super::rows::collect;
+use super::tls::Connector;
 use super::types::{Error, Rows, Value};
 use super::values::Param;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
-use tokio_postgres::NoTls;
 
 /// Connections kept per target.
 const POOL_SIZE: usize = 4;
@@ -33,6 +38,8 @@ pub struct Target {
     /// The same without the read-only session option: for the agent's own
     /// actions (a failover's promotion and write check), never for probes.
     pub admin: tokio_postgres::Config,
+    /// Opens sessions with the DSN's TLS settings.
+    pub connector: Connector,
     pool: Pool,
 }
 
@@ -72,8 +79,22 @@ fn bound_admin_session(admin: &mut tokio_postgres::Config) {
 
 impl Target {
     pub fn new(name: &str, spec: &TargetSpec) -> Result<Self, String> {
-        let mut config = tokio_postgres::Config::from_str(&spec.dsn)
-            .map_err(|e| format!("target `{name}`: invalid dsn: {e}"))?;
+        let info =
+            ConnInfo::parse(&spec.dsn).map_err(|e| format!("target `{name}`: invalid dsn: {e}"))?;
+        let connector = Connector::new(info.ssl_mode, &info.files)
+            .map_err(|e| format!("target `{name}`: {e}"))?;
+        let mut config = info.config;
+        if config.get_password().is_none() {
+            if let Some(password) = &spec.password {
+                config.password(password.as_bytes());
+            } else if let Some(file) =
+                passfile::locate(info.passfile.as_deref(), |v| std::env::var(v).ok())
+                && let Some(password) =
+                    passfile::lookup(&file, &config).map_err(|e| format!("target `{name}`: {e}"))?
+            {
+                config.password(password.as_bytes());
+            }
+        }
         if config.get_application_name().is_none() {
             config.application_name("watchpost");
         }
@@ -86,9 +107,9 @@ impl Target {
         }
         config.connect_timeout(CONNECT_TIMEOUT);
         config.keepalives(true);
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -102,6 +123,7 @@ impl Target {
             spec: spec.clone(),
             config,
             admin,
+            connector,
             pool,
         })
     }
@@ -208,11 +230,10 @@ impl Target {
         let started = Instant::now();
         let work = async {
             let (client, connection) = self
-                .config
-                .connect(NoTls)
+                .connector
+                .connect(&self.config)
                 .await
                 .map_err(|e| errors::connect_error(&self.name, &e))?;
-            let connection = tokio::spawn(connection);
             client
                 .simple_query("")
                 .await

@@ -84,12 +84,20 @@ impl Parser<'_, '_> {
                     .integer(d, "retries", 0, 100)
                     .map_or(3, |r| r.value as u32);
                 let bearer_env = a.string(d, "bearer_env").map(|b| b.value);
+                let bearer = self.secret_file(&mut a, "bearer_file");
+                if let (Some(b), Some(_)) = (&bearer, &bearer_env) {
+                    self.d.error(
+                        b.span.clone(),
+                        format!("{path}: give `bearer_file` or `bearer_env`, not both"),
+                    );
+                }
                 url.map(|u| {
                     Action::Webhook(WebhookAction {
                         url: u.value,
                         timeout,
                         retries,
                         bearer_env,
+                        bearer: bearer.map(|b| b.value),
                     })
                 })
             }

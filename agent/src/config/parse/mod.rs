@@ -17,6 +17,7 @@ mod otlp;
 mod probe;
 mod recovery;
 mod remediation;
+mod secrets;
 mod targets;
 mod thresholds;
 

@@ -1,19 +1,28 @@
 //! `[targets.NAME]`: the database servers probes and actions may use, and
-//! the check that a name given elsewhere refers to one of them.
+//! the check that a name given elsewhere refers to one of them. A DSN is
+//! read as the agent will use it ([`crate::sql::conninfo`]): its TLS
+//! files and passfile are opened here, so that `validate` reports an
+//! unreadable certificate or an exposed key at the DSN. The password may
+//! come from `password_file` or `password_env` instead of the DSN.
 
 use super::super::model::*;
 use super::super::reader::{At, Section, type_name};
 use super::{Parser, valid_name};
+use crate::sql::conninfo::ConnInfo;
+use crate::sql::{passfile, tls};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::str::FromStr;
 use toml::de::DeValue;
 
-/// Why a DSN is not usable.
+/// Why a DSN is not usable: its syntax, its TLS settings and files (each
+/// certificate must parse, a key must be private), its passfile.
 pub fn validate_dsn(dsn: &str) -> Result<(), String> {
-    tokio_postgres::Config::from_str(dsn)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let info = ConnInfo::parse(dsn)?;
+    tls::check_files(info.ssl_mode, &info.files)?;
+    if let Some(file) = &info.passfile {
+        passfile::lookup(file, &info.config)?;
+    }
+    Ok(())
 }
 
 impl Parser<'_, '_> {
@@ -55,16 +64,29 @@ impl Parser<'_, '_> {
                 "dsn",
                 "\"host=127.0.0.1 port=5432 user=watchpost dbname=postgres\"",
             );
+            let dsn_has_password = dsn.as_ref().is_some_and(|dsn| {
+                ConnInfo::parse(&dsn.value).is_ok_and(|i| i.config.get_password().is_some())
+            });
             if let Some(dsn) = &dsn
                 && let Err(e) = validate_dsn(&dsn.value)
             {
                 d.error(
                     dsn.span.clone(),
-                    format!("{}: `dsn` is not a valid connection string: {e}", s.path),
+                    format!("{}: `dsn` is not usable: {e}", s.path),
                 );
             }
             let read_only = s.bool(d, "read_only").unwrap_or(true);
             let data_dir = s.string(d, "data_dir").map(|p| PathBuf::from(p.value));
+            let password = self.secret(&mut s, "password_file", "password_env");
+            let d = &mut self.d;
+            if let Some(password) = &password
+                && dsn_has_password
+            {
+                d.error(
+                    password.span.clone(),
+                    format!("{}: the `dsn` already has a password; remove it from the dsn to keep it out of the config", s.path),
+                );
+            }
             s.finish(d);
             if let Some(dsn) = dsn {
                 targets.insert(
@@ -73,6 +95,7 @@ impl Parser<'_, '_> {
                         kind,
                         dsn: dsn.value,
                         read_only,
+                        password: password.map(|p| p.value),
                         data_dir,
                     },
                 );

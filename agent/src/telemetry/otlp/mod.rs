@@ -14,12 +14,14 @@
 //! - [`instruments`]: the metric names and how runs become data points.
 //! - [`events`]: the log records.
 //! - [`guard`]: drop counting and one log line per outage.
+//! - [`tls`]: TLS to `https://` collectors (CA bundle, mTLS).
 
 pub mod events;
 pub mod guard;
 pub mod instruments;
 pub mod resource;
 pub mod settings;
+pub mod tls;
 
 use crate::config::{Config, OtlpProtocol};
 use crate::events::{AgentEvent, Bus};
@@ -35,7 +37,7 @@ use opentelemetry_sdk::logs::log_processor_with_async_runtime::BatchLogProcessor
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
 use opentelemetry_sdk::runtime::Tokio;
-use settings::ExportSettings;
+use settings::{ExportSettings, TlsSettings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,12 +144,22 @@ async fn forward(
 /// Headers for the exporters, checked.
 fn header_map(settings: &ExportSettings) -> anyhow::Result<http::HeaderMap> {
     let mut map = http::HeaderMap::new();
-    for (name, value) in &settings.headers {
+    let secret = settings
+        .secret_headers
+        .iter()
+        .map(|(name, value)| (name, value.expose()));
+    for (name, value) in settings
+        .headers
+        .iter()
+        .map(|(n, v)| (n, v.as_str()))
+        .chain(secret)
+    {
         let key = http::HeaderName::from_bytes(name.as_bytes())
             .with_context(|| format!("[telemetry.otlp]: header name {name:?} is not valid"))?;
-        let value = http::HeaderValue::from_str(value).with_context(|| {
+        let mut value = http::HeaderValue::from_str(value).with_context(|| {
             format!("[telemetry.otlp]: the value of header {name:?} is not valid")
         })?;
+        value.set_sensitive(true);
         map.insert(key, value);
     }
     Ok(map)
@@ -158,10 +170,14 @@ fn tonic_options<B: WithExportConfig + WithTonicConfig>(
     mut builder: B,
     settings: &ExportSettings,
     endpoint: &Option<String>,
+    tls: &TlsSettings,
 ) -> anyhow::Result<B> {
     builder = builder.with_retry_policy(retry_policy());
-    if !settings.headers.is_empty() {
+    if !settings.headers.is_empty() || !settings.secret_headers.is_empty() {
         builder = builder.with_metadata(tonic_metadata(settings)?);
+    }
+    if let Some(config) = tls::grpc(tls)? {
+        builder = builder.with_tls_config(config);
     }
     Ok(common_options(builder, settings, endpoint))
 }
@@ -171,11 +187,30 @@ fn http_options<B: WithExportConfig + WithHttpConfig>(
     builder: B,
     settings: &ExportSettings,
     endpoint: &Option<String>,
-) -> B {
-    let builder = builder
+    tls: &TlsSettings,
+) -> anyhow::Result<B> {
+    let headers = settings.headers.clone().into_iter().chain(
+        settings
+            .secret_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string())),
+    );
+    let mut builder = builder
         .with_retry_policy(retry_policy())
-        .with_headers(settings.headers.clone().into_iter().collect());
-    common_options(builder, settings, endpoint)
+        .with_headers(headers.collect());
+    let timeout = settings.timeout.unwrap_or_else(env_timeout);
+    if let Some(client) = tls::http(tls, timeout)? {
+        builder = builder.with_http_client(client);
+    }
+    Ok(common_options(builder, settings, endpoint))
+}
+
+/// OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds), else 10 s.
+fn env_timeout() -> Duration {
+    std::env::var("OTEL_EXPORTER_OTLP_TIMEOUT")
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
 /// Endpoint and timeout, set only when the config gives them (else the
@@ -200,10 +235,24 @@ fn metric_exporter(settings: &ExportSettings) -> anyhow::Result<MetricExporter> 
     let endpoint = &settings.metrics_endpoint;
     let built = match settings.protocol {
         OtlpProtocol::Grpc => {
-            tonic_options(MetricExporter::builder().with_tonic(), settings, endpoint)?.build()
+            let tls = &settings.metrics_tls;
+            tonic_options(
+                MetricExporter::builder().with_tonic(),
+                settings,
+                endpoint,
+                tls,
+            )?
+            .build()
         }
         OtlpProtocol::HttpProtobuf => {
-            http_options(MetricExporter::builder().with_http(), settings, endpoint).build()
+            let tls = &settings.metrics_tls;
+            http_options(
+                MetricExporter::builder().with_http(),
+                settings,
+                endpoint,
+                tls,
+            )?
+            .build()
         }
     };
     built.with_context(|| format!("cannot set up the OTLP metrics exporter {SEE}"))
@@ -213,10 +262,12 @@ fn log_exporter(settings: &ExportSettings) -> anyhow::Result<LogExporter> {
     let endpoint = &settings.logs_endpoint;
     let built = match settings.protocol {
         OtlpProtocol::Grpc => {
-            tonic_options(LogExporter::builder().with_tonic(), settings, endpoint)?.build()
+            let tls = &settings.logs_tls;
+            tonic_options(LogExporter::builder().with_tonic(), settings, endpoint, tls)?.build()
         }
         OtlpProtocol::HttpProtobuf => {
-            http_options(LogExporter::builder().with_http(), settings, endpoint).build()
+            let tls = &settings.logs_tls;
+            http_options(LogExporter::builder().with_http(), settings, endpoint, tls)?.build()
         }
     };
     built.with_context(|| format!("cannot set up the OTLP logs exporter {SEE}"))

@@ -6,10 +6,14 @@
 //! per-signal `..._METRICS_ENDPOINT` / `..._LOGS_ENDPOINT`). Values the
 //! config leaves out are not set on the exporter builders, so that the
 //! exporter crate reads them from the environment as other OpenTelemetry
-//! software does (endpoints, headers, timeout, compression).
+//! software does (endpoints, headers, timeout, compression). TLS files
+//! come from the config or `OTEL_EXPORTER_OTLP_CERTIFICATE`,
+//! `..._CLIENT_CERTIFICATE` and `..._CLIENT_KEY` (the per-signal variants
+//! too), which the exporter crate does not read itself.
 
-use crate::config::{Otlp, OtlpProtocol};
+use crate::config::{Otlp, OtlpProtocol, Secret};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Environment variables that turn export on without a config table.
@@ -29,9 +33,53 @@ pub struct ExportSettings {
     pub logs_endpoint: Option<String>,
     pub interval: Duration,
     pub headers: BTreeMap<String, String>,
+    /// Headers from `headers_file` (never printed).
+    pub secret_headers: BTreeMap<String, Secret>,
     pub timeout: Option<Duration>,
     /// Where the data goes, for log lines.
     pub describe: String,
+    /// TLS for the metrics and the logs exporters.
+    pub metrics_tls: TlsSettings,
+    pub logs_tls: TlsSettings,
+}
+
+/// TLS to the collector for one signal.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsSettings {
+    /// The endpoint (config or environment) is https://.
+    pub https: bool,
+    /// CA bundle (else the OS trust store).
+    pub certificate: Option<PathBuf>,
+    /// Client certificate and key for mTLS.
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// TLS settings for `signal` (`METRICS` or `LOGS`): the config's, else
+/// the signal's variable, else the general one.
+fn tls_settings(
+    config: &Otlp,
+    endpoint: Option<&str>,
+    signal: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> TlsSettings {
+    let var = |suffix: &str| {
+        env(&format!("OTEL_EXPORTER_OTLP_{signal}_{suffix}"))
+            .or_else(|| env(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
+            .filter(|v| !v.is_empty())
+    };
+    let path = |configured: &Option<PathBuf>, suffix: &str| {
+        configured
+            .clone()
+            .or_else(|| var(suffix).map(PathBuf::from))
+    };
+    let endpoint = endpoint.map(String::from).or_else(|| var("ENDPOINT"));
+    TlsSettings {
+        https: endpoint.is_some_and(|e| e.starts_with("https://")),
+        certificate: path(&config.certificate, "CERTIFICATE"),
+        client_certificate: path(&config.client_certificate, "CLIENT_CERTIFICATE"),
+        client_key: path(&config.client_key, "CLIENT_KEY"),
+    }
 }
 
 /// The settings for `config`, or `None` when export is off. `env` reads
@@ -51,6 +99,10 @@ pub fn resolve(
             interval: Duration::from_secs(10),
             headers: BTreeMap::new(),
             timeout: None,
+            secret_headers: BTreeMap::new(),
+            certificate: None,
+            client_certificate: None,
+            client_key: None,
         },
         None => return Ok(None),
     };
@@ -89,14 +141,19 @@ pub fn resolve(
                 OtlpProtocol::HttpProtobuf => "http://localhost:4318".into(),
             }),
     };
+    let metrics_tls = tls_settings(&config, metrics_endpoint.as_deref(), "METRICS", &env);
+    let logs_tls = tls_settings(&config, logs_endpoint.as_deref(), "LOGS", &env);
     Ok(Some(ExportSettings {
         protocol,
         metrics_endpoint,
         logs_endpoint,
         interval: config.interval,
         headers: config.headers,
+        secret_headers: config.secret_headers,
         timeout: config.timeout,
         describe,
+        metrics_tls,
+        logs_tls,
     }))
 }
 
@@ -132,7 +189,34 @@ mod tests {
             interval: Duration::from_secs(5),
             headers: BTreeMap::new(),
             timeout: None,
+            secret_headers: BTreeMap::new(),
+            certificate: None,
+            client_certificate: None,
+            client_key: None,
         }
+    }
+
+    #[test]
+    fn tls_files_come_from_the_config_then_the_signal_then_the_general_variable() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/general.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/logs.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/key.pem"),
+        ]);
+        let s = resolve(None, &env).unwrap().unwrap();
+        assert!(s.metrics_tls.https);
+        assert_eq!(
+            s.metrics_tls.certificate,
+            Some(PathBuf::from("/general.pem"))
+        );
+        assert_eq!(s.logs_tls.certificate, Some(PathBuf::from("/logs.pem")));
+        assert_eq!(s.logs_tls.client_key, Some(PathBuf::from("/key.pem")));
+        let mut config = table(Some("http://c:4317"), None);
+        config.certificate = Some(PathBuf::from("/mine.pem"));
+        let s = resolve(Some(&config), &env).unwrap().unwrap();
+        assert!(!s.metrics_tls.https);
+        assert_eq!(s.metrics_tls.certificate, Some(PathBuf::from("/mine.pem")));
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! The Debian package (`cargo xtask dist`, which `cargo xtask test` runs
+//! first): installed with `dpkg -i` on this machine, its files, user and
+//! permissions checked, its unit checked by `systemd-analyze verify`, the
+//! installed binary started as the `watchpost` user on the packaged
+//! config (answering `/healthz`), then removed (`dpkg -r` keeps the
+//! config) and purged (`dpkg -P` removes it). Needs root, as dpkg does.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use watchpost_e2e::cli::target_dir;
+
+fn sh(program: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn must(program: &str, args: &[&str]) -> String {
+    let (ok, text) = sh(program, args);
+    assert!(ok, "{program} {args:?} failed:\n{text}");
+    text
+}
+
+/// The newest package in target/debian/.
+fn package() -> PathBuf {
+    let dir = target_dir().join("debian");
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask dist` first", dir.display()))
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    debs.pop()
+        .unwrap_or_else(|| panic!("no .deb in {}; run `cargo xtask dist`", dir.display()))
+}
+
+fn mode(path: &str) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn uid_of(user: &str) -> u32 {
+    must("id", &["-u", user]).trim().parse().unwrap()
+}
+
+#[test]
+fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "dpkg needs root");
+    let deb = package();
+    let deb = deb.to_str().unwrap();
+    // A previous run that stopped half-way.
+    let _ = sh("dpkg", &["-P", "watchpost"]);
+    must("dpkg", &["-i", deb]);
+
+    assert_eq!(mode("/usr/bin/watchpost"), 0o755);
+    let version = must("/usr/bin/watchpost", &["--version"]);
+    assert!(version.contains("commit"), "{version}");
+    let config = "/etc/watchpost/watchpost.toml";
+    assert_eq!(mode(config), 0o640);
+    assert_eq!(std::fs::metadata(config).unwrap().uid(), 0);
+    assert!(
+        must("dpkg-query", &["-W", "-f=${Conffiles}", "watchpost"]).contains(config),
+        "the config is not a conffile"
+    );
+    assert_eq!(mode("/var/lib/watchpost"), 0o700);
+    let watchpost = uid_of("watchpost");
+    assert_ne!(watchpost, 0);
+    assert_eq!(
+        std::fs::metadata("/var/lib/watchpost").unwrap().uid(),
+        watchpost
+    );
+    let passwd = must("getent", &["passwd", "watchpost"]);
+    assert!(passwd.trim_end().ends_with("/usr/sbin/nologin"), "{passwd}");
+    if sh("getent", &["group", "postgres"]).0 {
+        let groups = must("id", &["-nG", "watchpost"]);
+        assert!(
+            groups.split_whitespace().any(|g| g == "postgres"),
+            "{groups}"
+        );
+    }
+    for file in [
+        "/usr/share/man/man1/watchpost.1.gz",
+        "/usr/share/bash-completion/completions/watchpost",
+    ] {
+        assert!(Path::new(file).exists(), "{file} is missing");
+    }
+    let unit = "/usr/lib/systemd/system/watchpost.service";
+    let verify = must("systemd-analyze", &["verify", unit]);
+    assert!(!verify.contains("watchpost.service:"), "{verify}");
+    let unit_text = std::fs::read_to_string(unit).unwrap();
+    for line in [
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/watchpost",
+        "NoNewPrivileges=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit_text.contains(line), "{line} not in the unit");
+    }
+    must("/usr/bin/watchpost", &["validate", "-c", config]);
+
+    // The packaged config, as the service runs it (its port may be taken
+    // by another test's agent: the same file on a free port then).
+    let port = watchpost_e2e::agent::free_port();
+    let text = std::fs::read_to_string(config).unwrap();
+    let copy = "/etc/watchpost/test-copy.toml";
+    std::fs::write(
+        copy,
+        text.replace("127.0.0.1:9464", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    must("chown", &["root:watchpost", copy]);
+    std::fs::set_permissions(copy, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut agent = Command::new("runuser")
+        .args([
+            "-u",
+            "watchpost",
+            "--",
+            "/usr/bin/watchpost",
+            "run",
+            "-c",
+            copy,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let healthy = loop {
+        if ureq::get(&url).call().is_ok_and(|r| r.status() == 200) {
+            break true;
+        }
+        if Instant::now() > deadline || agent.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = agent.kill();
+    let _ = agent.wait();
+    std::fs::remove_file(copy).unwrap();
+    assert!(healthy, "the installed agent did not answer {url}");
+    // It wrote its state where the unit lets it, as its own user.
+    let cache = std::fs::read_dir("/var/lib/watchpost").unwrap().count();
+    assert!(cache > 0, "nothing in /var/lib/watchpost");
+
+    must("dpkg", &["-r", "watchpost"]);
+    assert!(!Path::new("/usr/bin/watchpost").exists());
+    assert!(Path::new(config).exists(), "dpkg -r removed the conffile");
+    must("dpkg", &["-P", "watchpost"]);
+    assert!(!Path::new(config).exists(), "dpkg -P kept the conffile");
+    assert!(!Path::new("/var/lib/watchpost").exists());
+}
