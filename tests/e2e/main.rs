@@ -6,6 +6,7 @@ mod check_host_probes;
 mod check_output;
 mod compile_cache;
 mod daemon;
+mod host_hang;
 mod kit_c;
 mod kit_js;
 mod kit_python;

@@ -15,6 +15,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     // Test clusters are made with the server's own initdb/pg_ctl/pg_basebackup.
     ("/usr/lib/postgresql/15/bin/initdb", "postgresql-15"),
     ("/usr/bin/psql", "postgresql-client-15"),
+    // The hung-filesystem test mounts a FUSE filesystem and stops its daemon.
+    ("/usr/bin/bindfs", "bindfs"),
     // `promtool check metrics` validates /metrics.
     ("/usr/bin/promtool", "prometheus"),
     // The C probe kit: clang, wasm-ld, wasi-libc and compiler-rt for wasm32.

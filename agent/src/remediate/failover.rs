@@ -229,7 +229,9 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
         return fail(
             format!(
                 "the standby `{target}`'s WAL receiver is {} and the primary's WAL is not on this node (fence = \"pg_ctl\" with its data_dir): its distance from the primary's last flush cannot be measured; check it and promote by hand",
-                receiver.as_deref().map_or("gone".to_string(), |s| format!("`{s}`"))
+                receiver
+                    .as_deref()
+                    .map_or("gone".to_string(), |s| format!("`{s}`"))
             ),
             detail,
         );
@@ -254,24 +256,31 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
             detail,
         );
     };
-    let distance =
-        match wal_beyond(&tools.join("pg_waldump"), &data_dir.join("pg_wal"), &received).await {
-            Ok(distance) => distance,
-            Err(e) => {
-                return fail(
-                    format!(
-                        "cannot measure how far the standby `{target}` is from the primary's last flush: {e}"
-                    ),
-                    detail,
-                );
-            }
-        };
+    let distance = match wal_beyond(
+        &tools.join("pg_waldump"),
+        &data_dir.join("pg_wal"),
+        &received,
+    )
+    .await
+    {
+        Ok(distance) => distance,
+        Err(e) => {
+            return fail(
+                format!(
+                    "cannot measure how far the standby `{target}` is from the primary's last flush: {e}"
+                ),
+                detail,
+            );
+        }
+    };
     detail["behind_primary_bytes"] = json!(distance);
     if distance > action.max_lag_bytes as f64 {
         return fail(
             format!(
                 "the standby `{target}` is {distance:.0} bytes behind the primary's last flush (its WAL receiver is {}), more than max_lag_bytes = {}: promoting it would lose those commits",
-                receiver.as_deref().map_or("gone".to_string(), |s| format!("`{s}`")),
+                receiver
+                    .as_deref()
+                    .map_or("gone".to_string(), |s| format!("`{s}`")),
                 action.max_lag_bytes
             ),
             detail,
