@@ -15,6 +15,8 @@ mod not_probes;
 mod otlp;
 mod pg_consistency;
 mod pg_example;
+mod pg_failover_safety;
+mod pg_field_faults;
 mod pg_integrity;
 mod pg_performance;
 mod pg_remediation;
