@@ -35,10 +35,19 @@ fn start_agent(pair: &PgPair) -> Agent {
 
 /// The first failed failover's message.
 fn refusal(agent: &Agent) -> String {
-    let failed = wait_for("a refused failover", PATIENCE, || {
-        agent.audit_of("failover", "failed").into_iter().next()
-    });
-    failed["message"].as_str().unwrap().to_string()
+    let started = Instant::now();
+    loop {
+        if let Some(failed) = agent.audit_of("failover", "failed").into_iter().next() {
+            return failed["message"].as_str().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no refused failover: {:#?}\n{}",
+            agent.audit(),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -47,14 +56,19 @@ fn a_standby_whose_receiver_is_gone_is_refused_and_the_commit_survives() {
     let agent = start_agent(&pair);
     // The standby stops receiving; the primary commits ~3.5 MB more.
     pair.standby
-        .execute("ALTER SYSTEM SET primary_conninfo = ''; SELECT pg_reload_conf()");
+        .execute("ALTER SYSTEM SET primary_conninfo = ''");
+    pair.standby.execute("SELECT pg_reload_conf()");
     watchpost_e2e::pg::wait_until(Duration::from_secs(30), "the receiver to stop", || {
         pair.primary
             .value("SELECT count(*) FROM pg_stat_replication")
             == "0"
     });
-    pair.primary
-        .execute("CREATE TABLE committed AS SELECT g AS id FROM generate_series(1, 100000) g");
+    // The test servers commit asynchronously: flush the WAL, as a
+    // synchronous commit would, so the commit is on the primary's disk.
+    pair.primary.execute(
+        "CREATE TABLE committed AS SELECT g AS id FROM generate_series(1, 100000) g; \
+         SELECT pg_switch_wal()",
+    );
     pair.primary.kill();
     let message = refusal(&agent);
     assert!(

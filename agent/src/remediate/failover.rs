@@ -22,9 +22,12 @@
 //! limit with a record, never hangs the failover. Admin sessions also set
 //! `statement_timeout` and TCP keepalives (see `sql::admin`).
 
+mod evidence;
+
 use super::command::{self, CommandSpec};
 use crate::config::{FailoverAction, Fence};
 use crate::sql::SqlTargets;
+use evidence::{cluster_state, wal_beyond};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -294,65 +297,6 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
         ),
         detail,
     )
-}
-
-/// `Database cluster state` from `pg_controldata DATA_DIR`.
-async fn cluster_state(pg_controldata: &Path, data_dir: &Path) -> Result<String, String> {
-    let output = tokio::process::Command::new(pg_controldata)
-        .arg(data_dir)
-        .env("LC_ALL", "C")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("{}: {e}", pg_controldata.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("Database cluster state:"))
-        .map(|s| s.trim().to_string())
-        .ok_or_else(|| {
-            format!(
-                "{} {}: {}",
-                pg_controldata.display(),
-                data_dir.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )
-        })
-}
-
-/// Bytes of valid WAL in `wal_dir` past `from` (an LSN such as `0/3000148`):
-/// `pg_waldump` reads from there to the end of valid WAL and names it.
-async fn wal_beyond(pg_waldump: &Path, wal_dir: &Path, from: &str) -> Result<f64, String> {
-    let output = tokio::process::Command::new(pg_waldump)
-        .arg("--quiet")
-        .arg("--path")
-        .arg(wal_dir)
-        .arg("--start")
-        .arg(from)
-        .env("LC_ALL", "C")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("{}: {e}", pg_waldump.display()))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if stderr.contains("could not find a valid record after") {
-        return Ok(0.0);
-    }
-    let end = stderr
-        .split_whitespace()
-        .rev()
-        .find_map(|word| parse_lsn(word.trim_end_matches([':', ',', '.'])));
-    match (end, parse_lsn(from)) {
-        (Some(end), Some(start)) if stderr.contains("error in WAL record") => {
-            Ok(end.saturating_sub(start) as f64)
-        }
-        _ => Err(format!("pg_waldump: {}", stderr.trim())),
-    }
-}
-
-/// `0/3000148` as a byte position.
-fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.split_once('/')?;
-    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
 }
 
 async fn fence(sql: &SqlTargets, action: &FailoverAction, old_primary: &str) -> Step {
