@@ -65,10 +65,9 @@ fn a_standby_whose_receiver_is_gone_is_refused_and_the_commit_survives() {
     });
     // The test servers commit asynchronously: flush the WAL, as a
     // synchronous commit would, so the commit is on the primary's disk.
-    pair.primary.execute(
-        "CREATE TABLE committed AS SELECT g AS id FROM generate_series(1, 100000) g; \
-         SELECT pg_switch_wal()",
-    );
+    pair.primary
+        .execute("CREATE TABLE committed AS SELECT g AS id FROM generate_series(1, 100000) g");
+    pair.primary.execute("SELECT pg_switch_wal()");
     pair.primary.kill();
     let message = refusal(&agent);
     assert!(
