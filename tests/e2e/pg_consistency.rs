@@ -89,7 +89,7 @@ fn a_table_with_row_level_security_is_named_as_not_compared() {
     assert_eq!(report.status(), "warning", "{:#}", report.json);
     assert!(
         report.message().contains(
-            "public.secret not compared: row-level security hides rows from the probe's role: \
+            "secret not compared: row-level security hides rows from the probe's role: \
              use a role with BYPASSRLS"
         ),
         "{:#}",

@@ -96,7 +96,7 @@ pub fn named(primary: &str, names: &[Name]) -> Result<Vec<Table>> {
 /// not the owner of a table without `FORCE ROW LEVEL SECURITY`), or no
 /// primary key.
 const SKIPPED: &str = "\
-SELECT n.nspname AS schema_name, c.relname AS table_name, \
+SELECT n.nspname AS schema_name, c.relname AS table_name, c.oid::int8 AS oid, \
   CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') \
          THEN 'no SELECT privilege: grant SELECT on it to the probe''s role' \
        WHEN c.relrowsecurity \
@@ -117,35 +117,47 @@ pub struct Skipped {
 /// The tables that cannot be compared: among every table the default
 /// filter selects, or among `names` when the config names them.
 pub fn skipped(primary: &str, names: Option<&[Name]>) -> Result<Vec<Skipped>> {
-    let rows = match names {
-        None => sql::query(
-            primary,
-            &format!("{SKIPPED} WHERE {DEFAULT_FILTER} ORDER BY n.nspname, c.relname"),
-            &[],
-        )?,
-        Some(names) => {
-            let list: Vec<String> = names.iter().map(Name::quoted).collect();
-            sql::query(
+    let rows = sql::query(
+        primary,
+        &format!("{SKIPPED} WHERE {DEFAULT_FILTER} ORDER BY n.nspname, c.relname"),
+        &[],
+    )?;
+    // Named tables keep the name the config gave them.
+    let mut wanted = Vec::new();
+    if let Some(names) = names {
+        for name in names {
+            let found = sql::query(
                 primary,
-                &format!(
-                    "{SKIPPED} WHERE c.oid = ANY(ARRAY(SELECT to_regclass(t) FROM \
-                     unnest(string_to_array($1, chr(1))) t)) ORDER BY n.nspname, c.relname"
-                ),
-                &[Value::Text(list.join("\u{1}"))],
-            )?
+                "SELECT to_regclass($1)::oid::int8 AS oid",
+                &[Value::Text(name.quoted())],
+            )?;
+            if let Some(oid) = found.first()?.int("oid")? {
+                wanted.push((oid, name.clone()));
+            }
         }
-    };
+    }
     let mut skipped = Vec::new();
     for row in rows.iter() {
-        if let Some(reason) = row.text("reason")? {
-            skipped.push(Skipped {
-                name: Name::qualified(
-                    row.text("schema_name")?.unwrap_or_default(),
-                    row.text("table_name")?.unwrap_or_default(),
-                ),
-                reason: reason.to_string(),
-            });
-        }
+        let Some(reason) = row.text("reason")? else {
+            continue;
+        };
+        let name = match names {
+            None => Name::qualified(
+                row.text("schema_name")?.unwrap_or_default(),
+                row.text("table_name")?.unwrap_or_default(),
+            ),
+            Some(_) => {
+                let oid = row.int("oid")?;
+                match wanted.iter().find(|(o, _)| Some(*o) == oid) {
+                    Some((_, name)) => name.clone(),
+                    None => continue,
+                }
+            }
+        };
+        skipped.push(Skipped {
+            name,
+            reason: reason.to_string(),
+        });
     }
     Ok(skipped)
 }
