@@ -212,3 +212,45 @@ pub async fn replica(State(shared): State<Arc<Shared>>, Query(q): Query<ReplicaQ
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Measurement;
+
+    fn report(values: &[(&str, f64)]) -> Report {
+        Report {
+            status: Status::Ok,
+            message: String::new(),
+            measurements: values
+                .iter()
+                .map(|(name, value)| Measurement {
+                    name: name.to_string(),
+                    value: *value,
+                    unit: String::new(),
+                    attributes: vec![],
+                })
+                .collect(),
+            error: None,
+            duration: Duration::ZERO,
+            peak_memory: 0,
+        }
+    }
+
+    #[test]
+    fn the_lag_is_the_one_from_the_primary_and_a_stalled_stream_has_none() {
+        let gap = "postgresql.replication.standby.receive_replay_gap";
+        let lag = "postgresql.replication.standby.lag_bytes";
+        let contact = "postgresql.replication.standby.contact_age";
+        // The stalled WAL sender: nothing unreplayed, 21.9 MiB behind.
+        let stalled = report(&[(gap, 0.0), (lag, 22_963_814.0), (contact, 0.5)]);
+        assert_eq!(standby_lag(&stalled), Ok(Some(22_963_814.0)));
+        let silent = report(&[(gap, 0.0), (contact, 34.0)]);
+        let reason = standby_lag(&silent).unwrap_err();
+        assert!(
+            reason.contains("has not heard from the primary for 34 s"),
+            "{reason}"
+        );
+        assert_eq!(standby_lag(&report(&[(gap, 7.0)])), Ok(Some(7.0)));
+    }
+}
