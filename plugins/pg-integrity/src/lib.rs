@@ -128,9 +128,19 @@ impl Probe for PgIntegrity {
         let scan = scan::Settings::from_config()?;
 
         let mut findings = Findings::new();
-        check_checksums(&target, require_checksums, &mut findings)?;
+        // Each part stands alone; a server that cannot be reached ends the
+        // run with its status at the first.
+        if let Err(error) = check_checksums(&target, require_checksums, &mut findings) {
+            if error.status().is_some() {
+                return Err(error);
+            }
+            findings.problem(
+                Status::Unknown,
+                format!("checksums: cannot be checked: {error}"),
+            );
+        }
         if let Some(scope) = scope {
-            check_indexes(&target, &scope, &mut findings)?;
+            findings.part("index checks", |f| check_indexes(&target, &scope, f));
         }
         if let Some(scan) = &scan {
             findings.part("integrity scan", |f| match amcheck::installed(&target)? {
