@@ -43,12 +43,19 @@ fn prepared_pair() -> PgPair {
 fn a_healthy_pair_is_consistent() {
     let pair = prepared_pair();
     let report = consistency(&pair, &[("rows_per_chunk", "400"), ("time_budget", "10s")]);
+    // Every table is compared but the one without a key, which is named:
+    // "all tables" never silently means "some".
     assert_eq!(
         (report.code, report.status()),
-        (0, "ok"),
+        (1, "warning"),
         "{:#}",
         report.json
     );
+    assert_eq!(
+        report.message(),
+        "public.no_key not compared: no primary key to compare it chunk by chunk"
+    );
+    assert_eq!(report.value("postgresql.consistency.skipped_tables"), 1.0);
     for (table, rows) in [("public.accounts", 5000.0), ("public.order_lines", 3000.0)] {
         let value = |name| {
             report
@@ -59,17 +66,56 @@ fn a_healthy_pair_is_consistent() {
         assert_eq!(value("postgresql.consistency.compared_rows"), rows);
         assert_eq!(value("postgresql.consistency.complete"), 1.0);
     }
-    // Tables without a primary key, and unlogged ones, are left out.
+    // Unlogged tables are not replicated, so not compared (nor named).
     let tables: Vec<&str> = report
         .measurements("postgresql.consistency.compared_rows")
         .iter()
         .filter_map(|m| m["attributes"]["table"].as_str())
         .collect();
     assert_eq!(tables.len(), 2, "{tables:?}");
+}
+
+#[test]
+fn a_table_with_row_level_security_is_named_as_not_compared() {
+    let pair = prepared_pair();
+    pair.primary.execute(
+        "CREATE TABLE secret (id int PRIMARY KEY, owner text); \
+         INSERT INTO secret VALUES (1, 'a'), (2, 'b'); \
+         ALTER TABLE secret ENABLE ROW LEVEL SECURITY; \
+         CREATE POLICY own ON secret USING (owner = current_user)",
+    );
+    pair.wait_for_replay();
+    let report = consistency(&pair, &[("tables", "accounts, secret")]);
+    assert_eq!(report.status(), "warning", "{:#}", report.json);
     assert!(
-        report.message().contains("no difference"),
-        "{}",
-        report.message()
+        report.message().contains(
+            "secret not compared: row-level security hides rows from the probe's role: \
+             use a role with BYPASSRLS"
+        ),
+        "{:#}",
+        report.json
+    );
+    assert_eq!(report.value("postgresql.consistency.skipped_tables"), 1.0);
+    assert!(
+        report
+            .value_where(
+                "postgresql.consistency.compared_rows",
+                "table",
+                "public.secret"
+            )
+            .is_none()
+    );
+    // A role that bypasses row-level security compares it.
+    pair.primary.execute("ALTER ROLE watchpost BYPASSRLS");
+    let report = consistency(&pair, &[("tables", "accounts, secret")]);
+    assert_eq!(report.status(), "ok", "{:#}", report.json);
+    assert_eq!(
+        report.value_where(
+            "postgresql.consistency.compared_rows",
+            "table",
+            "public.secret"
+        ),
+        Some(2.0)
     );
 }
 
@@ -93,7 +139,14 @@ fn rows_being_written_on_the_primary_are_not_reported() {
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        let report = consistency(&pair, &[("rows_per_chunk", "200"), ("time_budget", "10s")]);
+        let report = consistency(
+            &pair,
+            &[
+                ("rows_per_chunk", "200"),
+                ("time_budget", "10s"),
+                ("tables", "accounts, order_lines"),
+            ],
+        );
         writing.store(false, Ordering::Relaxed);
         assert_eq!(report.status(), "ok", "{:#}", report.json);
         assert_eq!(
@@ -184,7 +237,9 @@ fn tables_that_cannot_be_compared_are_named() {
     );
     let keyless = consistency(&pair, &[("tables", "no_key")]);
     assert!(
-        keyless.message().contains("no_key has no primary key"),
+        keyless
+            .message()
+            .contains("no_key not compared: no primary key"),
         "{}",
         keyless.message()
     );

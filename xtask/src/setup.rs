@@ -21,6 +21,9 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/etcd", "etcd-server"),
     // `promtool check metrics` validates /metrics; the dashboard test
     // runs the server itself.
+    // The hung-filesystem test mounts a FUSE filesystem and stops its daemon.
+    ("/usr/bin/bindfs", "bindfs"),
+    // `promtool check metrics` validates /metrics.
     ("/usr/bin/promtool", "prometheus"),
     ("/usr/bin/prometheus", "prometheus"),
     // The status page tests drive headless Chromium over WebDriver.

@@ -7,8 +7,11 @@
 //! a `data_dir`). The answer comes from the latest reports of the
 //! `pg-alive` probe checking that target (up, accepting sessions, role) and,
 //! for replicas, of the `pg-replication` probe watching it as a standby
-//! (WAL receiver streaming, replay not paused, received-but-not-replayed
-//! bytes). A report older than three intervals counts as no report.
+//! (WAL receiver streaming, replay not paused, and its lag measured from the
+//! primary's position: a standby whose stream stalled, which has not heard
+//! from the primary for longer than the probe allows, is never healthy,
+//! whatever it received). A report older than three intervals counts as no
+//! report.
 
 use crate::config::Config;
 use crate::daemon::Shared;
@@ -131,8 +134,30 @@ pub async fn primary(State(shared): State<Arc<Shared>>) -> Answer {
 
 #[derive(Deserialize)]
 pub struct ReplicaQuery {
-    /// Most bytes of received-but-not-replayed WAL allowed.
+    /// Most bytes the standby may be behind the primary.
     max_lag: Option<u64>,
+}
+
+/// The standby's lag in bytes as pg-replication measured it: from the
+/// primary's position (`standby.lag_bytes`), never only from what the
+/// standby received. A probe that reports how long ago the standby heard
+/// from the primary but no lag found the stream stalled: no lag can be
+/// trusted then (an error). A probe of an older version that reports
+/// neither gives the received-but-not-replayed gap.
+fn standby_lag(report: &Report) -> Result<Option<f64>, String> {
+    if let Some(lag) = value(report, "postgresql.replication.standby.lag_bytes") {
+        return Ok(Some(lag));
+    }
+    if let Some(age) = value(report, "postgresql.replication.standby.contact_age") {
+        return Err(format!(
+            "the standby has not heard from the primary for {age:.0} s: its stream is stalled \
+             and its lag unknown"
+        ));
+    }
+    Ok(value(
+        report,
+        "postgresql.replication.standby.receive_replay_gap",
+    ))
 }
 
 /// `GET /v1/role/replica?max_lag=BYTES`.
@@ -171,12 +196,15 @@ pub async fn replica(State(shared): State<Arc<Shared>>, Query(q): Query<ReplicaQ
     if value(&report, "postgresql.replication.standby.replay_paused") == Some(1.0) {
         return unavailable(format!("{replication}: replay is paused"));
     }
-    let gap = value(&report, "postgresql.replication.standby.receive_replay_gap");
+    let lag = match standby_lag(&report) {
+        Ok(lag) => lag,
+        Err(reason) => return unavailable(format!("{replication}: {reason}")),
+    };
     if let Some(max) = q.max_lag {
-        match gap {
-            Some(gap) if gap > max as f64 => {
+        match lag {
+            Some(lag) if lag > max as f64 => {
                 return unavailable(format!(
-                    "{replication}: {gap:.0} bytes behind, more than max_lag = {max}"
+                    "{replication}: {lag:.0} bytes behind the primary, more than max_lag = {max}"
                 ));
             }
             None => return unavailable(format!("{replication} did not report the standby's lag")),
@@ -186,7 +214,49 @@ pub async fn replica(State(shared): State<Arc<Shared>>, Query(q): Query<ReplicaQ
     (
         StatusCode::OK,
         Json(
-            json!({"healthy": true, "role": "replica", "target": target, "probe": probe, "lag_bytes": gap}),
+            json!({"healthy": true, "role": "replica", "target": target, "probe": probe, "lag_bytes": lag}),
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Measurement;
+
+    fn report(values: &[(&str, f64)]) -> Report {
+        Report {
+            status: Status::Ok,
+            message: String::new(),
+            measurements: values
+                .iter()
+                .map(|(name, value)| Measurement {
+                    name: name.to_string(),
+                    value: *value,
+                    unit: String::new(),
+                    attributes: vec![],
+                })
+                .collect(),
+            error: None,
+            duration: Duration::ZERO,
+            peak_memory: 0,
+        }
+    }
+
+    #[test]
+    fn the_lag_is_the_one_from_the_primary_and_a_stalled_stream_has_none() {
+        let gap = "postgresql.replication.standby.receive_replay_gap";
+        let lag = "postgresql.replication.standby.lag_bytes";
+        let contact = "postgresql.replication.standby.contact_age";
+        // The stalled WAL sender: nothing unreplayed, 21.9 MiB behind.
+        let stalled = report(&[(gap, 0.0), (lag, 22_963_814.0), (contact, 0.5)]);
+        assert_eq!(standby_lag(&stalled), Ok(Some(22_963_814.0)));
+        let silent = report(&[(gap, 0.0), (contact, 34.0)]);
+        let reason = standby_lag(&silent).unwrap_err();
+        assert!(
+            reason.contains("has not heard from the primary for 34 s"),
+            "{reason}"
+        );
+        assert_eq!(standby_lag(&report(&[(gap, 7.0)])), Ok(Some(7.0)));
+    }
 }

@@ -104,6 +104,32 @@ fn bad_threshold_ranges_say_what_is_wrong() {
 }
 
 #[test]
+fn units_in_threshold_ranges_convert_or_are_refused_at_their_place() {
+    let text = format!(
+        "{PROBE}[probe.thresholds.\"postgresql.replication.lag_bytes\"]\nwarning = \"~:16MiB\"\n\
+         [probe.thresholds.\"system.filesystem.utilization\"]\ncritical = \"~:60%\"\n"
+    );
+    let config = parse_str("w.toml", &text, Path::new("/nonexistent")).expect("valid");
+    let rules = &config.probes[0].thresholds;
+    assert_eq!(rules[0].warning.as_ref().unwrap().end, 16_777_216.0);
+    assert!(rules[1].critical.as_ref().unwrap().alerts(0.70));
+    one(
+        &format!(
+            "{PROBE}[probe.thresholds.\"system.filesystem.utilization\"]\nwarning = \"~:16MiB\"\n"
+        ),
+        5,
+        11,
+        &["a size but the measurement is in `1`", "percentage (60%)"],
+    );
+    one(
+        &format!("{PROBE}[probe.thresholds.\"my.thing\"]\ncritical = \"~:3 parsecs\"\n"),
+        5,
+        12,
+        &["unknown unit \"parsecs\"", "MiB"],
+    );
+}
+
+#[test]
 fn duplicate_probe_names_point_at_the_first_use() {
     one(
         &format!("{PROBE}\n{PROBE}"),

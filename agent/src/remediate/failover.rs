@@ -1,8 +1,11 @@
 //! The PostgreSQL failover action, in recorded steps:
 //!
 //! 1. **pre-check**: the standby is reachable, in recovery, replay is not
-//!    paused, and the WAL it received but has not replayed is within
-//!    `max_lag_bytes` (default 1 MiB, Patroni's default);
+//!    paused, the WAL it received but has not replayed is within
+//!    `max_lag_bytes` (default 1 MiB, Patroni's default), and so is its
+//!    distance from the primary's last flush; the primary is really gone
+//!    (not answering, not still streaming to the standby, not stopped
+//!    cleanly): see [`pre_check`];
 //! 2. **fence** the old primary: the built-in `pg_ctl` fence stops it if it
 //!    runs and writes `standby.signal` and `primary_conninfo` (pointing at
 //!    the new primary) into its data directory, so that a restart by hand
@@ -19,9 +22,12 @@
 //! limit with a record, never hangs the failover. Admin sessions also set
 //! `statement_timeout` and TCP keepalives (see `sql::admin`).
 
+mod evidence;
+
 use super::command::{self, CommandSpec};
 use crate::config::{FailoverAction, Fence};
 use crate::sql::SqlTargets;
+use evidence::{cluster_state, wal_beyond};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -110,29 +116,55 @@ async fn bounded(
     }
 }
 
+/// Seconds the pre-check waits for the old primary to answer: one that
+/// answers (or refuses a session: starting, stopping, full) is alive.
+const PRIMARY_PROBE: Duration = Duration::from_secs(2);
+
+/// What the standby says about its replication, read in one statement.
+const STANDBY_STATE: &str = "SELECT pg_is_in_recovery() AS recovery,
+    CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS paused,
+    CASE WHEN pg_is_in_recovery() THEN
+      COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::float8
+    END AS gap,
+    CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END AS received,
+    (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS receiver,
+    (SELECT extract(epoch FROM now() - last_msg_receipt_time)::float8
+       FROM pg_stat_wal_receiver LIMIT 1) AS contact_age";
+
+/// The pre-check: promote only a standby that is in recovery, not paused,
+/// has replayed what it received (within `max_lag_bytes`), and is within
+/// `max_lag_bytes` of what the primary last flushed — and only when the
+/// primary is really gone:
+///
+/// - a standby whose WAL receiver still streams is hearing from the
+///   primary: the primary is alive (a freeze, a restart in progress);
+/// - a primary that answers, or refuses a session (starting up, shutting
+///   down, full), is alive;
+/// - a primary whose data directory is on this node (the `pg_ctl` fence)
+///   and whose `pg_controldata` says `shut down` was stopped on purpose,
+///   not crashed; there `pg_waldump` reads the primary's own WAL from the
+///   standby's received position to its end: the distance from its last
+///   flush;
+/// - without the primary's WAL on this node, a standby whose receiver is
+///   gone cannot be measured against it, and is refused (promote by hand
+///   after checking; the cluster mode compares against the position the
+///   primary's agent published).
 async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let target = &action.standby;
+    let fail = |message: String, detail: Value| Step::failed("pre-check", message, detail);
     let client = match sql.admin_session(target, CONNECT).await {
         Ok(client) => client,
         Err(e) => {
-            return Step::failed(
-                "pre-check",
+            return fail(
                 format!("the standby `{target}` is not reachable: {e:?}"),
                 Value::Null,
             );
         }
     };
-    let query = "SELECT pg_is_in_recovery() AS recovery,
-                        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS paused,
-                        CASE WHEN pg_is_in_recovery() THEN
-                          COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::float8
-                        END AS gap,
-                        (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS receiver";
-    let row = match client.query_one(query, &[]).await {
+    let row = match client.query_one(STANDBY_STATE, &[]).await {
         Ok(row) => row,
         Err(e) => {
-            return Step::failed(
-                "pre-check",
+            return fail(
                 format!("cannot read the standby's replication state: {e}"),
                 Value::Null,
             );
@@ -141,19 +173,19 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let recovery: bool = row.get("recovery");
     let paused: Option<bool> = row.get("paused");
     let gap: Option<f64> = row.get("gap");
+    let received: Option<String> = row.get("received");
     let receiver: Option<String> = row.get("receiver");
-    let detail = json!({"in_recovery": recovery, "replay_paused": paused, "unreplayed_bytes": gap, "wal_receiver": receiver, "max_lag_bytes": action.max_lag_bytes});
+    let contact_age: Option<f64> = row.get("contact_age");
+    let mut detail = json!({"in_recovery": recovery, "replay_paused": paused, "unreplayed_bytes": gap, "received_lsn": received, "wal_receiver": receiver, "primary_contact_age_s": contact_age, "max_lag_bytes": action.max_lag_bytes});
     if !recovery {
-        return Step::failed(
-            "pre-check",
+        return fail(
             format!("`{target}` is not in recovery: it is not a standby (already promoted?)"),
             detail,
         );
     }
     let gap = gap.unwrap_or(0.0);
     if gap > action.max_lag_bytes as f64 {
-        return Step::failed(
-            "pre-check",
+        return fail(
             format!(
                 "the standby `{target}` is {gap:.0} bytes behind (received but not replayed), more than max_lag_bytes = {}",
                 action.max_lag_bytes
@@ -162,10 +194,97 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
         );
     }
     if paused == Some(true) {
-        return Step::failed(
-            "pre-check",
+        return fail(
             format!(
                 "replay is paused on the standby `{target}`: resume it (pg_wal_replay_resume()) or promote by hand"
+            ),
+            detail,
+        );
+    }
+    if receiver.as_deref() == Some("streaming") {
+        return fail(
+            format!(
+                "the standby `{target}` still streams from the primary (last message {:.1} s ago): the primary is alive (frozen or restarting?); not failing over",
+                contact_age.unwrap_or(0.0)
+            ),
+            detail,
+        );
+    }
+    let primary = &action.primary;
+    match sql.admin_session(primary, PRIMARY_PROBE).await {
+        Ok(_) => {
+            return fail(
+                format!("the primary `{primary}` answers: it is not down; not failing over"),
+                detail,
+            );
+        }
+        Err(crate::sql::Error::Refused(why)) => {
+            return fail(
+                format!(
+                    "the primary `{primary}` answers but refuses the session ({why}): it is alive (starting, stopping or full); not failing over"
+                ),
+                detail,
+            );
+        }
+        Err(_) => {}
+    }
+    let Fence::PgCtl { pg_ctl, data_dir } = &action.fence else {
+        return fail(
+            format!(
+                "the standby `{target}`'s WAL receiver is {} and the primary's WAL is not on this node (fence = \"pg_ctl\" with its data_dir): its distance from the primary's last flush cannot be measured; check it and promote by hand",
+                receiver
+                    .as_deref()
+                    .map_or("gone".to_string(), |s| format!("`{s}`"))
+            ),
+            detail,
+        );
+    };
+    let tools = pg_ctl.parent().unwrap_or(Path::new(""));
+    match cluster_state(&tools.join("pg_controldata"), data_dir).await {
+        Ok(state) if state.starts_with("shut down") || state == "shutting down" => {
+            detail["primary_state"] = json!(state);
+            return fail(
+                format!(
+                    "the primary was stopped cleanly (pg_controldata: `{state}`): a planned stop, not a crash; not failing over"
+                ),
+                detail,
+            );
+        }
+        Ok(state) => detail["primary_state"] = json!(state),
+        Err(e) => return fail(format!("cannot read the primary's state: {e}"), detail),
+    }
+    let Some(received) = received else {
+        return fail(
+            format!("the standby `{target}` has received no WAL yet"),
+            detail,
+        );
+    };
+    let distance = match wal_beyond(
+        &tools.join("pg_waldump"),
+        &data_dir.join("pg_wal"),
+        &received,
+    )
+    .await
+    {
+        Ok(distance) => distance,
+        Err(e) => {
+            return fail(
+                format!(
+                    "cannot measure how far the standby `{target}` is from the primary's last flush: {e}"
+                ),
+                detail,
+            );
+        }
+    };
+    detail["behind_primary_bytes"] = json!(distance);
+    if distance > action.max_lag_bytes as f64 {
+        return fail(
+            format!(
+                "the standby `{target}` is {distance:.0} bytes behind the primary's last flush (its WAL receiver is {}), more than max_lag_bytes = {}: promoting it would lose those commits",
+                receiver
+                    .as_deref()
+                    .map_or("gone".to_string(), |s| format!("`{s}`")),
+                action.max_lag_bytes
             ),
             detail,
         );
@@ -173,7 +292,7 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     Step::ok(
         "pre-check",
         format!(
-            "`{target}` is a standby {gap:.0} bytes behind (limit {})",
+            "`{target}` is a standby {distance:.0} bytes behind the primary's last flush and {gap:.0} bytes from replaying what it received (limit {})",
             action.max_lag_bytes
         ),
         detail,

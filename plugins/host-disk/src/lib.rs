@@ -1,8 +1,14 @@
 //! `host-disk`: filesystem utilization per mount point.
 //!
 //! Config: `mounts`: comma-separated mount points to check (default: every
-//! real filesystem; a listed mount point that is not mounted is critical);
-//! `warning` / `critical`: space in use, percent (default 85 / 95).
+//! real local filesystem; a listed mount point that is not mounted is
+//! critical); `remote`: also check network and FUSE filesystems (`nfs`,
+//! `cifs`, `fuse.*`, ...) without listing them [false]; `warning` /
+//! `critical`: space in use, percent (default 85 / 95).
+//!
+//! A filesystem that does not answer in time (the agent gives each mount's
+//! `statvfs` its own thread and a timeout, and reports a hung one with a
+//! size of 0) is `unknown`, by name; the others are measured as usual.
 
 use watchpost_probe::{
     Info, Kind, Probe, Report, Result, Status, Threshold, config, host, measurement,
@@ -49,11 +55,25 @@ impl Probe for HostDisk {
                 problems.push(format!("{mount} is not mounted"));
             }
         }
-        let checked = filesystems
-            .iter()
-            .filter(|fs| wanted.is_empty() || wanted.contains(&fs.mount_point));
+        let remote: bool = config::get_or("remote", false)?;
+        let checked = filesystems.iter().filter(|fs| {
+            if wanted.is_empty() {
+                remote || !is_remote(&fs.fs_type)
+            } else {
+                wanted.contains(&fs.mount_point)
+            }
+        });
         let mut count = 0;
         for fs in checked {
+            if fs.total_bytes == 0 {
+                report.worsen(Status::Unknown);
+                problems.push(format!(
+                    "{} ({}) did not answer in time (a stalled network server or FUSE daemon?): \
+                     size unknown",
+                    fs.mount_point, fs.fs_type
+                ));
+                continue;
+            }
             count += 1;
             let used = fs.total_bytes.saturating_sub(fs.available_bytes);
             let utilization = if fs.total_bytes == 0 {
@@ -105,6 +125,27 @@ impl Probe for HostDisk {
         };
         Ok(report)
     }
+}
+
+/// True for a network or FUSE filesystem type: these can hang, and are
+/// checked only when listed in `mounts` or with `remote = true`.
+fn is_remote(fs_type: &str) -> bool {
+    const REMOTE: &[&str] = &[
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "afs",
+        "sshfs",
+        "davfs",
+        "fuse",
+    ];
+    fs_type.starts_with("fuse.") || REMOTE.contains(&fs_type)
 }
 
 watchpost_probe::export_probe!(HostDisk);

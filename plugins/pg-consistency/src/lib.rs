@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 use walk::Walk;
 use watchpost_probe::sql::ident::{Name, parse_names};
 use watchpost_probe::{
-    Error, Findings, Info, Kind, Probe, Report, Result, Status, bail, config, sql,
+    Error, Findings, Info, Kind, Probe, Report, Result, Status, bail, config, measurement, sql,
 };
 
 struct PgConsistency;
@@ -110,6 +110,11 @@ impl Probe for PgConsistency {
             "the standby's tables hold the same rows as the primary's, chunk by chunk",
         )
         .version(env!("CARGO_PKG_VERSION"))
+        .measures(
+            "postgresql.consistency.skipped_tables",
+            "1",
+            "tables not compared (no primary key, no privilege, row-level security), each named",
+        )
         .measures(
             "postgresql.consistency.mismatched_chunks",
             "1",
@@ -164,10 +169,32 @@ impl Probe for PgConsistency {
                 settings.standby
             ));
         }
+        // Every table that cannot be compared is named, with why, and
+        // counted: `tables = all` must never silently mean "some".
+        let skipped = tables::skipped(&settings.primary, settings.tables.as_deref())?;
+        findings.push(measurement(
+            "postgresql.consistency.skipped_tables",
+            skipped.len() as f64,
+            "1",
+        ));
+        for table in &skipped {
+            findings.problem(
+                Status::Warning,
+                format!("{} not compared: {}", table.name, table.reason),
+            );
+        }
         let mut tables = match &settings.tables {
-            Some(names) => tables::named(&settings.primary, names)?,
+            Some(names) => {
+                let names: Vec<_> = names
+                    .iter()
+                    .filter(|n| !skipped.iter().any(|s| s.name == **n))
+                    .cloned()
+                    .collect();
+                tables::named(&settings.primary, &names)?
+            }
             None => tables::all(&settings.primary)?,
         };
+        tables.retain(|t| !skipped.iter().any(|s| s.name == t.name));
         // Smallest first: what a small table leaves of its share goes to
         // the bigger ones after it.
         tables.sort_by(|a, b| a.estimated_rows.total_cmp(&b.estimated_rows));

@@ -1,5 +1,8 @@
 //! Which tables to compare, and their primary keys, read from the
-//! primary's catalog.
+//! primary's catalog; and which cannot be compared, and why ([`skipped`]):
+//! no primary key, no `SELECT` privilege, or row-level security that
+//! hides rows from the probe's role (comparing what it sees would compare
+//! a part, or nothing, and call it equal). Every such table is named.
 
 use crate::chunks::{KeyColumn, Table};
 use watchpost_probe::sql::ident::Name;
@@ -85,4 +88,76 @@ pub fn named(primary: &str, names: &[Name]) -> Result<Vec<Table>> {
         }
     }
     Ok(tables)
+}
+
+/// Why each table is not compared, for the tables the default filter
+/// selects (or the named ones): no `SELECT` privilege, row-level security
+/// that applies to the probe's role (not a superuser, not `BYPASSRLS`, and
+/// not the owner of a table without `FORCE ROW LEVEL SECURITY`), or no
+/// primary key.
+const SKIPPED: &str = "\
+SELECT n.nspname AS schema_name, c.relname AS table_name, c.oid::int8 AS oid, \
+  CASE WHEN NOT has_table_privilege(c.oid, 'SELECT') \
+         THEN 'no SELECT privilege: grant SELECT on it to the probe''s role' \
+       WHEN c.relrowsecurity \
+            AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user) \
+            AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) \
+         THEN 'row-level security hides rows from the probe''s role: use a role with BYPASSRLS' \
+       WHEN NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
+         THEN 'no primary key to compare it chunk by chunk' \
+  END AS reason \
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace";
+
+/// A table that is not compared, and why.
+pub struct Skipped {
+    pub name: Name,
+    pub reason: String,
+}
+
+/// The tables that cannot be compared: among every table the default
+/// filter selects, or among `names` when the config names them.
+pub fn skipped(primary: &str, names: Option<&[Name]>) -> Result<Vec<Skipped>> {
+    let rows = sql::query(
+        primary,
+        &format!("{SKIPPED} WHERE {DEFAULT_FILTER} ORDER BY n.nspname, c.relname"),
+        &[],
+    )?;
+    // Named tables keep the name the config gave them.
+    let mut wanted = Vec::new();
+    if let Some(names) = names {
+        for name in names {
+            let found = sql::query(
+                primary,
+                "SELECT to_regclass($1)::oid::int8 AS oid",
+                &[Value::Text(name.quoted())],
+            )?;
+            if let Some(oid) = found.first()?.int("oid")? {
+                wanted.push((oid, name.clone()));
+            }
+        }
+    }
+    let mut skipped = Vec::new();
+    for row in rows.iter() {
+        let Some(reason) = row.text("reason")? else {
+            continue;
+        };
+        let name = match names {
+            None => Name::qualified(
+                row.text("schema_name")?.unwrap_or_default(),
+                row.text("table_name")?.unwrap_or_default(),
+            ),
+            Some(_) => {
+                let oid = row.int("oid")?;
+                match wanted.iter().find(|(o, _)| Some(*o) == oid) {
+                    Some((_, name)) => name.clone(),
+                    None => continue,
+                }
+            }
+        };
+        skipped.push(Skipped {
+            name,
+            reason: reason.to_string(),
+        });
+    }
+    Ok(skipped)
 }

@@ -9,6 +9,10 @@
 //!   set, `bt_index_check` over those tables' B-tree indexes
 //!   (`postgresql.integrity.index_corruptions`): any corruption is
 //!   `critical`.
+//! - An active, budgeted scan of every table's pages and indexes
+//!   (`verify_heapam`, `bt_index_check` with `heapallindexed`), resumable
+//!   across runs by the clock, over a configured cycle: see the `scan`
+//!   module. It finds a corrupt page that no query reads.
 //! - Constraint audits declared in the config (uniqueness, not-null, value
 //!   ranges, orphaned references; the syntax is in the `rules` module):
 //!   `postgresql.integrity.constraint_violations` {rule} per rule, with the
@@ -19,6 +23,12 @@
 //! - `require_checksums`: `warning` when data checksums are off [false].
 //! - `check_indexes`: comma-separated tables whose B-tree indexes amcheck
 //!   verifies, or `*` for every table (it reads every index page) [none].
+//! - `scan_cycle`: check every table page within this time, e.g. `24h`
+//!   [off]; `scan_every`: the probe's `every` (each run then checks
+//!   exactly its share of the cycle) [unset: `scan_budget_blocks` from the
+//!   cycle's position]; `scan_budget_blocks` [16384, 128 MiB];
+//!   `scan_time` [2s]. Needs amcheck 1.3 (PostgreSQL 14+) and `EXECUTE` on
+//!   `verify_heapam` and `bt_index_check(regclass, boolean)`.
 //! - `violations_warning` / `violations_critical`: violations a rule may
 //!   have [0 / 0: any violation is critical].
 //! - `unique.NAME`, `not_null.NAME`, `range.NAME`, `orphans.NAME`: audits,
@@ -35,6 +45,7 @@ mod amcheck;
 mod audits;
 mod checksums;
 mod rules;
+mod scan;
 
 use amcheck::Scope;
 use watchpost_probe::sql::ident::parse_names;
@@ -73,6 +84,26 @@ impl Probe for PgIntegrity {
             "B-tree indexes amcheck verified",
         )
         .measures(
+            "postgresql.integrity.scan.position",
+            "1",
+            "where in its cycle the active scan is, 0 to 1",
+        )
+        .measures(
+            "postgresql.integrity.scan.blocks",
+            "1",
+            "table blocks the active scan checked this run",
+        )
+        .measures(
+            "postgresql.integrity.scan.rate",
+            "By/s",
+            "bytes of table pages the active scan checked per second",
+        )
+        .measures(
+            "postgresql.integrity.scan.corruptions",
+            "1",
+            "corrupt pages and indexes the active scan found this run",
+        )
+        .measures(
             "postgresql.integrity.constraint_violations",
             "1",
             "rows violating a configured constraint audit, per rule",
@@ -94,11 +125,31 @@ impl Probe for PgIntegrity {
         let limit =
             Threshold::above(0.0, 0.0).configured("violations_warning", "violations_critical")?;
         let rules = rules::parse_all(&config::entries()).map_err(Error::msg)?;
+        let scan = scan::Settings::from_config()?;
 
         let mut findings = Findings::new();
-        check_checksums(&target, require_checksums, &mut findings)?;
+        // Each part stands alone; a server that cannot be reached ends the
+        // run with its status at the first.
+        if let Err(error) = check_checksums(&target, require_checksums, &mut findings) {
+            if error.status().is_some() {
+                return Err(error);
+            }
+            findings.problem(
+                Status::Unknown,
+                format!("checksums: cannot be checked: {error}"),
+            );
+        }
         if let Some(scope) = scope {
-            check_indexes(&target, &scope, &mut findings)?;
+            findings.part("index checks", |f| check_indexes(&target, &scope, f));
+        }
+        if let Some(scan) = &scan {
+            findings.part("integrity scan", |f| match amcheck::installed(&target)? {
+                Some(schema) => scan::run(&target, &schema, scan, f),
+                None => Err(Error::msg(
+                    "`scan_cycle` is set but the amcheck extension is not installed \
+                     (CREATE EXTENSION amcheck)",
+                )),
+            });
         }
         let mut passed = 0;
         for rule in &rules {

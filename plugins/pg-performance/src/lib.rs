@@ -31,7 +31,11 @@
 //! - `slow_statements`: statements reported [5; 0 turns it off];
 //!   `statement_warning` / `statement_critical`: mean seconds [off].
 //!
-//! The role needs `pg_monitor` to see other sessions and statements.
+//! Every part stands alone: one that cannot be read (a missing column or
+//! extension, a missing privilege) is `unknown` with its reason, and the
+//! others keep reporting. The role needs `pg_monitor` to see other roles'
+//! transactions (without it that part is `unknown`, naming the privilege,
+//! never "0 s") and statements.
 
 mod activity;
 mod canary;
@@ -125,70 +129,95 @@ impl Probe for PgPerformance {
         let limits = Limits::from_config()?;
         let mut findings = Findings::new();
 
-        // This opens the pooled session the canary then reuses.
-        let activity = activity::read(&target)?;
-        let latency = canary::measure(&target, &canary, tries)?;
-        let p50 = latency.median.as_secs_f64();
-        for try_ in &latency.tries {
-            findings.push(operation(try_.as_secs_f64()));
-        }
-        findings.push(canary_series("p50", p50));
-        findings.push(canary_series("max", latency.max.as_secs_f64()));
-        judge(
-            &mut findings,
-            &limits.latency,
-            p50,
-            format!(
-                "canary p50 {:.2} ms, max {:.2} ms over {tries} tries",
-                p50 * 1000.0,
-                latency.max.as_secs_f64() * 1000.0
+        // The canary opens the pooled session the other parts reuse; a
+        // server that cannot be reached ends the run here with its status.
+        match canary::measure(&target, &canary, tries) {
+            Ok(latency) => report_canary(&latency, tries, &limits, &mut findings),
+            Err(error) if error.status().is_some() => return Err(error),
+            Err(error) => findings.problem(
+                Status::Unknown,
+                format!("canary: cannot be checked: {error}"),
             ),
-        );
-
-        if activity.max_connections > 0.0 {
-            let ratio = activity.connections / activity.max_connections;
-            findings.push(measurement("postgresql.connections.used_ratio", ratio, "1"));
-            judge(
-                &mut findings,
-                &limits.connections,
-                ratio,
-                format!(
-                    "{:.0} of {:.0} connections used",
-                    activity.connections, activity.max_connections
-                ),
-            );
         }
-        findings.push(measurement(
-            "postgresql.transaction.oldest_age",
-            activity.oldest_transaction,
-            "s",
-        ));
-        judge(
-            &mut findings,
-            &limits.transaction,
-            activity.oldest_transaction,
-            format!("oldest transaction {:.0} s", activity.oldest_transaction),
-        );
-        findings.push(measurement("postgresql.xid.age", activity.xid_age, "1"));
-        judge(
-            &mut findings,
-            &limits.xid,
-            activity.xid_age,
-            format!("XID age {:.0}", activity.xid_age),
-        );
-        if let Some(ratio) = activity.cache_hit_ratio {
-            findings.push(measurement("postgresql.cache.hit_ratio", ratio, "1"));
-            let text = format!("cache hit ratio {:.3}", ratio);
-            match &limits.cache_hit {
-                Some(limit) => judge(&mut findings, limit, ratio, text),
-                None => findings.note(text),
+        // Each part stands alone: one that cannot be read is `unknown`
+        // with its reason, the others keep reporting.
+        findings.part("connections", |f| {
+            let (used, max) = activity::connections(&target)?;
+            if max > 0.0 {
+                let ratio = used / max;
+                f.push(measurement("postgresql.connections.used_ratio", ratio, "1"));
+                judge(
+                    f,
+                    &limits.connections,
+                    ratio,
+                    format!("{used:.0} of {max:.0} connections used"),
+                );
             }
-        }
+            Ok(())
+        });
+        findings.part("oldest transaction", |f| {
+            let oldest = activity::oldest_transaction(&target)?;
+            f.push(measurement(
+                "postgresql.transaction.oldest_age",
+                oldest,
+                "s",
+            ));
+            judge(
+                f,
+                &limits.transaction,
+                oldest,
+                format!("oldest transaction {oldest:.0} s"),
+            );
+            Ok(())
+        });
+        findings.part("XID age", |f| {
+            let age = activity::xid_age(&target)?;
+            f.push(measurement("postgresql.xid.age", age, "1"));
+            judge(f, &limits.xid, age, format!("XID age {age:.0}"));
+            Ok(())
+        });
+        findings.part("cache hit ratio", |f| {
+            if let Some(ratio) = activity::cache_hit_ratio(&target)? {
+                f.push(measurement("postgresql.cache.hit_ratio", ratio, "1"));
+                let text = format!("cache hit ratio {ratio:.3}");
+                match &limits.cache_hit {
+                    Some(limit) => judge(f, limit, ratio, text),
+                    None => f.note(text),
+                }
+            }
+            Ok(())
+        });
         if slow_statements > 0 {
-            report_statements(&target, slow_statements, &limits, &mut findings)?;
+            findings.part("statements", |f| {
+                report_statements(&target, slow_statements, &limits, f)
+            });
         }
         Ok(findings.into_report())
     }
+}
+
+fn report_canary(
+    latency: &canary::Latency,
+    tries: usize,
+    limits: &Limits,
+    findings: &mut Findings,
+) {
+    let p50 = latency.median.as_secs_f64();
+    for try_ in &latency.tries {
+        findings.push(operation(try_.as_secs_f64()));
+    }
+    findings.push(canary_series("p50", p50));
+    findings.push(canary_series("max", latency.max.as_secs_f64()));
+    judge(
+        findings,
+        &limits.latency,
+        p50,
+        format!(
+            "canary p50 {:.2} ms, max {:.2} ms over {tries} tries",
+            p50 * 1000.0,
+            latency.max.as_secs_f64() * 1000.0
+        ),
+    );
 }
 
 fn report_statements(
@@ -197,13 +226,16 @@ fn report_statements(
     limits: &Limits,
     findings: &mut Findings,
 ) -> Result<()> {
-    let statements = match statements::slowest(target, limit)? {
-        Slowest::Found(statements) => statements,
+    let (statements, notes) = match statements::slowest(target, limit)? {
+        Slowest::Found(statements, notes) => (statements, notes),
         Slowest::Unavailable(reason) => {
             findings.note(format!("no statement statistics: {reason}"));
             return Ok(());
         }
     };
+    for note in notes {
+        findings.note(note);
+    }
     for statement in &statements {
         findings.push(
             measurement(

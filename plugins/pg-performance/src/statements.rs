@@ -1,9 +1,13 @@
 //! The slowest statements by mean execution time, from
 //! `pg_stat_statements` when the extension is installed and loaded.
+//!
+//! Versions before 1.8 (common after `pg_upgrade`) call the column
+//! `mean_time`, not `mean_exec_time`: the probe reads whichever exists and
+//! says so.
 
-use watchpost_probe::Result;
 use watchpost_probe::sql::ident::quote;
 use watchpost_probe::sql::{self, SqlError, Value};
+use watchpost_probe::{Result, bail};
 
 /// Characters of a statement's text kept as its label.
 const TEXT_CHARS: i64 = 80;
@@ -16,9 +20,10 @@ pub struct Statement {
     pub mean_seconds: f64,
 }
 
-/// The statements, or why they cannot be read.
+/// The statements, or why they cannot be read, with notes on how they
+/// were read (an older column, statements of other roles hidden).
 pub enum Slowest {
-    Found(Vec<Statement>),
+    Found(Vec<Statement>, Vec<String>),
     Unavailable(String),
 }
 
@@ -26,22 +31,56 @@ pub enum Slowest {
 pub fn slowest(target: &str, limit: i64) -> Result<Slowest> {
     let installed = sql::query(
         target,
-        "SELECT n.nspname AS schema_name FROM pg_extension e \
+        "SELECT n.nspname AS schema_name, e.extversion AS version FROM pg_extension e \
          JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'",
         &[],
     )?;
-    let Some(schema) = installed.iter().next() else {
+    let Some(found) = installed.iter().next() else {
         return Ok(Slowest::Unavailable(
             "pg_stat_statements is not installed".into(),
         ));
     };
-    let schema = quote(schema.text("schema_name")?.unwrap_or("public"));
+    let version = found.text("version")?.unwrap_or("?").to_string();
+    let schema = quote(found.text("schema_name")?.unwrap_or("public"));
+    let columns = sql::query(
+        target,
+        &format!(
+            "SELECT attname::text AS name FROM pg_attribute \
+             WHERE attrelid = '{schema}.pg_stat_statements'::regclass \
+               AND attname IN ('mean_exec_time', 'mean_time') AND NOT attisdropped"
+        ),
+        &[],
+    )?;
+    let has = |name: &str| {
+        columns
+            .iter()
+            .any(|r| r.text("name").ok().flatten() == Some(name))
+    };
+    let mut notes = Vec::new();
+    let mean = if has("mean_exec_time") {
+        "mean_exec_time"
+    } else if has("mean_time") {
+        notes.push(format!(
+            "pg_stat_statements {version} has no column `mean_exec_time` (1.8+): read `mean_time` \
+             (ALTER EXTENSION pg_stat_statements UPDATE brings the new columns)"
+        ));
+        "mean_time"
+    } else {
+        bail!(
+            "pg_stat_statements {version} has neither `mean_exec_time` nor `mean_time`: \
+             update the extension (ALTER EXTENSION pg_stat_statements UPDATE)"
+        );
+    };
+    if !sql::sees_all_stats(target)? {
+        notes
+            .push("statements of other roles are hidden: grant pg_monitor to see them".to_string());
+    }
     let statement = format!(
         "SELECT queryid::text AS queryid, \
                 left(regexp_replace(query, '\\s+', ' ', 'g'), {TEXT_CHARS}) AS text, \
-                calls, mean_exec_time / 1000.0 AS mean_seconds \
-         FROM {schema}.pg_stat_statements WHERE calls > 0 \
-         ORDER BY mean_exec_time DESC LIMIT $1"
+                calls, {mean} / 1000.0 AS mean_seconds \
+         FROM {schema}.pg_stat_statements WHERE calls > 0 AND queryid IS NOT NULL \
+         ORDER BY {mean} DESC LIMIT $1"
     );
     let rows = match sql::query(target, &statement, &[Value::Int(limit)]) {
         Ok(rows) => rows,
@@ -60,5 +99,5 @@ pub fn slowest(target: &str, limit: i64) -> Result<Slowest> {
             mean_seconds: row.float("mean_seconds")?.unwrap_or(0.0),
         });
     }
-    Ok(Slowest::Found(found))
+    Ok(Slowest::Found(found, notes))
 }

@@ -14,6 +14,13 @@
 //! replay what it had already received before it counts (on a quiet
 //! primary the age of the last transaction is no measure of delay).
 //!
+//! Lag on the standby side is measured from the primary's position, and
+//! from a standby that has not heard from the primary recently it is
+//! unknown, never 0 (see `standby.rs`). WAL senders that replay nothing
+//! (`pg_receivewal`, `pg_basebackup`) are not standbys (see `primary.rs`).
+//! Each side stands alone: one that cannot be read is `unknown` with the
+//! reason (a missing `pg_monitor` is named), the other keeps reporting.
+//!
 //! Statuses: fewer streaming standbys than `min_standbys`, a standby side
 //! that is not streaming or not in recovery, or a primary side in recovery
 //! are `critical`; a standby that is not streaming yet (e.g. `catchup`)
@@ -27,6 +34,11 @@
 //!   [16777216 (16 MiB) / 268435456 (256 MiB)].
 //! - `delay_warning` / `delay_critical`: seconds replay is behind
 //!   [30 / 300].
+//! - `not_standbys`: `application_name`s that are never standbys
+//!   [`pg_receivewal, pg_basebackup, pg_recvlogical`].
+//! - `contact_limit`: seconds without a message from the primary after
+//!   which a standby's stream counts as stalled [`wal_receiver_timeout / 2
+//!   + wal_receiver_status_interval + 1`, 41 with the defaults].
 //!
 //! The role needs `pg_monitor` (or `pg_read_all_stats`) to see other
 //! sessions' replication details.
@@ -107,6 +119,17 @@ impl Probe for PgReplication {
             "age of the last replayed transaction while replay is behind (0 when caught up)",
         )
         .measures(
+            "postgresql.replication.standby.lag_bytes",
+            "By",
+            "WAL the standby has not replayed, from the primary's flushed position (primary \
+             granted) or the last position the primary reported to it",
+        )
+        .measures(
+            "postgresql.replication.standby.contact_age",
+            "s",
+            "seconds since the standby last heard from the primary",
+        )
+        .measures(
             "postgresql.replication.standby.replay_paused",
             "1",
             "1 when replay is paused on the standby",
@@ -128,12 +151,18 @@ impl Probe for PgReplication {
                  or name them with `primary = \"...\"` / `standby = \"...\"` in its config"
             );
         }
+        // Each side stands alone: a primary that cannot be reached (or
+        // read) leaves the standby's side reporting, and the other way.
         let mut findings = Findings::new();
         if let Some(target) = &primary {
-            primary::check(target, &limits, &mut findings)?;
+            findings.part(&format!("primary `{target}`"), |f| {
+                primary::check(target, &limits, f)
+            });
         }
         if let Some(target) = &standby {
-            standby::check(target, &limits, &mut findings)?;
+            findings.part(&format!("standby `{target}`"), |f| {
+                standby::check(target, primary.as_deref(), &limits, f)
+            });
         }
         Ok(findings.into_report())
     }

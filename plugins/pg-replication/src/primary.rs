@@ -1,11 +1,23 @@
-//! The primary's side: `pg_stat_replication`, one row per standby
-//! streaming (or trying to) from it.
+//! The primary's side: `pg_stat_replication`, one row per WAL sender.
+//!
+//! Not every WAL sender is a standby: `pg_receivewal` (a WAL archiver) and
+//! `pg_basebackup` stream WAL too but replay nothing. A row counts as a
+//! standby unless its `application_name` is one of `not_standbys`
+//! (default `pg_receivewal, pg_basebackup, pg_recvlogical`), its state is
+//! `backup`, or it streams without ever reporting a replay position
+//! (flushes WAL, replays none: what a WAL archiver does). Those are named
+//! in a note and counted apart.
+//!
+//! A role without `pg_monitor` sees the rows but not their state or
+//! positions: the part is then `unknown`, naming the privilege, rather than
+//! "0 standbys streaming".
 
 use crate::{Limits, bytes};
-use watchpost_probe::{Findings, Result, Status, measurement, sql};
+use watchpost_probe::{Findings, Result, Status, config, measurement, sql};
 
 const STANDBYS: &str = "\
 SELECT application_name, client_addr::text AS client_addr, client_port, state, \
+       replay_lsn IS NULL AND flush_lsn IS NOT NULL AS replays_nothing, \
        pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8 AS lag_bytes, \
        extract(epoch FROM replay_lag)::float8 AS replay_lag \
 FROM pg_stat_replication \
@@ -38,13 +50,27 @@ pub fn check(target: &str, limits: &Limits, findings: &mut Findings) -> Result<(
         );
         return Ok(());
     }
+    if !sql::sees_all_stats(target)? {
+        return Err(sql::needs_pg_monitor(
+            target,
+            "the standbys' replication state",
+        ));
+    }
     let rows = sql::query(target, STANDBYS, &[])?;
+    let not_standbys = not_standbys();
     let mut standbys = Vec::new();
+    let mut others = Vec::new();
     for row in rows.iter() {
         let name = match row.text("application_name")? {
             Some(name) if !name.is_empty() => name.to_string(),
             _ => "unnamed".to_string(),
         };
+        let state = row.text("state")?.unwrap_or("unknown");
+        let replays_nothing = state == "streaming" && row.bool("replays_nothing")? == Some(true);
+        if not_standbys.contains(&name) || state == "backup" || replays_nothing {
+            others.push(format!("{name} ({state})"));
+            continue;
+        }
         standbys.push(Standby {
             name,
             address: format!(
@@ -59,6 +85,12 @@ pub fn check(target: &str, limits: &Limits, findings: &mut Findings) -> Result<(
         });
     }
     label(&mut standbys);
+    if !others.is_empty() {
+        findings.note(format!(
+            "{target}: WAL senders that are not standbys (replay nothing): {}",
+            others.join(", ")
+        ));
+    }
 
     let streaming = standbys.iter().filter(|s| s.state == "streaming").count();
     findings.push(measurement(
@@ -82,6 +114,18 @@ pub fn check(target: &str, limits: &Limits, findings: &mut Findings) -> Result<(
         findings.note(format!("{target}: no standby connected"));
     }
     Ok(())
+}
+
+/// The `application_name`s that are never standbys (config `not_standbys`).
+fn not_standbys() -> Vec<String> {
+    let configured = config::list("not_standbys");
+    if config::raw("not_standbys").is_some() {
+        configured
+    } else {
+        ["pg_receivewal", "pg_basebackup", "pg_recvlogical"]
+            .map(String::from)
+            .to_vec()
+    }
 }
 
 /// Label standbys by name; standbys that share one are told apart by

@@ -149,6 +149,25 @@ impl Findings {
         self.measurements.push(measurement);
     }
 
+    /// Run one part of a check on its own, so that a part that fails (a
+    /// missing column or extension, an unsupported object, a missing
+    /// privilege) is reported as that part's problem and the others go on.
+    ///
+    /// An error that decides a status (a target unreachable: `critical`;
+    /// refused: `warning`) is recorded with it; any other error is
+    /// `unknown` for this part: `PART: cannot be checked: ERROR`. Returns
+    /// true when the part ran to the end.
+    pub fn part(&mut self, part: &str, f: impl FnOnce(&mut Findings) -> Result<()>) -> bool {
+        match f(self) {
+            Ok(()) => true,
+            Err(error) => {
+                let status = error.status().unwrap_or(Status::Unknown);
+                self.problem(status, format!("{part}: cannot be checked: {error}"));
+                false
+            }
+        }
+    }
+
     /// The worst status so far.
     pub fn status(&self) -> Status {
         self.problems
@@ -347,6 +366,23 @@ mod tests {
         quiet.note("one");
         quiet.note("two");
         assert_eq!(quiet.into_report().message, "one; two");
+    }
+
+    #[test]
+    fn a_failing_part_is_unknown_and_the_others_report() {
+        let mut findings = Findings::new();
+        assert!(!findings.part("statements", |_| Err(crate::Error::msg("no column `x`"))));
+        assert!(findings.part("connections", |f| {
+            f.push(measurement("c", 1.0, "1"));
+            Ok(())
+        }));
+        let report = findings.into_report();
+        assert_eq!(report.status, Status::Unknown);
+        assert_eq!(
+            report.message,
+            "statements: cannot be checked: no column `x`"
+        );
+        assert_eq!(report.measurements.len(), 1);
     }
 
     #[test]

@@ -210,6 +210,28 @@ impl Cluster {
         dsn
     }
 
+    /// Start `pg_receivewal` (a WAL archiver, not a standby) streaming
+    /// this server's WAL into `dir` (owned by the server's OS user).
+    pub fn receivewal(&self, dir: &Path) -> std::process::Child {
+        super::command::hand_over(dir);
+        let mut command = server_command("pg_receivewal", dir);
+        command
+            .arg("-D")
+            .arg(dir)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+            ])
+            .args(["--no-loop", "--no-password"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command.spawn().expect("start pg_receivewal")
+    }
+
     /// A new superuser session over the unix socket.
     pub fn connect(&self) -> Client {
         let dsn = format!(

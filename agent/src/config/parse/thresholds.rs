@@ -1,5 +1,11 @@
 //! `[probe.thresholds."MEASUREMENT"]`: the Nagios ranges that turn a
 //! measurement's value into a status.
+//!
+//! A unit in a range (`~:16MiB`, `~:500ms`, `~:60%`) is converted to the
+//! unit the measurement is reported in (see [`Range`]). For the
+//! measurements the built-in and bundled probes report, a unit of the wrong
+//! kind is an error at its `FILE:LINE:COL` (`~:60%` on a byte count); for
+//! other names the unit's own kind is trusted.
 
 use super::super::diagnostics::Diagnostics;
 use super::super::model::*;
@@ -29,9 +35,13 @@ impl Parser<'_, '_> {
                 table,
                 value.span(),
             );
+            let unit = measurement_unit(&name);
             let range = |t: &mut Section, key: &'static str, d: &mut Diagnostics| {
                 let text = t.string(d, key)?;
-                match Range::parse(&text.value) {
+                match Range::parse(&text.value).and_then(|range| match unit {
+                    Some(unit) => range.check_unit(unit).map(|()| range),
+                    None => Ok(range),
+                }) {
                     Ok(range) => Some(range),
                     Err(e) => {
                         d.error(
@@ -63,5 +73,42 @@ impl Parser<'_, '_> {
             });
         }
         rules
+    }
+}
+
+/// The unit a measurement is reported in, for the names the bundled probes
+/// report (UCUM: `By`, `s`, `1`), and for names that say it by convention
+/// (`*.utilization`, `*_ratio`: `1`; `*.duration`: `s`; `*_bytes`: `By`).
+pub(crate) fn measurement_unit(name: &str) -> Option<&'static str> {
+    const KNOWN: &[(&str, &str)] = &[
+        ("postgresql.replication.replay_lag", "s"),
+        ("postgresql.replication.standby.replay_delay", "s"),
+        ("postgresql.replication.standby.contact_age", "s"),
+        ("postgresql.replication.standby.lag_bytes", "By"),
+        ("postgresql.replication.standby.receive_replay_gap", "By"),
+        ("postgresql.transaction.oldest_age", "s"),
+        ("postgresql.xid.age", "1"),
+        ("postgresql.integrity.scan.rate", "By/s"),
+        ("system.filesystem.limit", "By"),
+        ("system.filesystem.usage", "By"),
+        ("system.memory.limit", "By"),
+        ("system.memory.usage", "By"),
+        ("system.paging.usage", "By"),
+        ("process.memory.usage", "By"),
+        ("system.cpu.load_average.1m", "1"),
+        ("system.cpu.load_average.5m", "1"),
+        ("system.cpu.load_average.15m", "1"),
+    ];
+    if let Some((_, unit)) = KNOWN.iter().find(|(known, _)| *known == name) {
+        return Some(unit);
+    }
+    if name.ends_with(".utilization") || name.ends_with("_ratio") {
+        Some("1")
+    } else if name.ends_with(".duration") {
+        Some("s")
+    } else if name.ends_with("_bytes") {
+        Some("By")
+    } else {
+        None
     }
 }

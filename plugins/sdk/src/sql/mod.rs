@@ -26,6 +26,39 @@ pub fn ping(target: &str) -> std::result::Result<std::time::Duration, SqlError> 
     crate::bindings::watchpost::probe::sql::ping(target).map(std::time::Duration::from_nanos)
 }
 
+/// True when the session's role on `target` sees every session's
+/// statistics (other roles' queries, transactions, replication state):
+/// a superuser or a member of `pg_read_all_stats` (which `pg_monitor`
+/// includes). Without it PostgreSQL hides those columns as NULL rather
+/// than failing, so a probe must ask before it trusts a NULL.
+pub fn sees_all_stats(target: &str) -> Result<bool> {
+    let rows = query(
+        target,
+        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS sees, \
+                current_user::text AS role_name",
+        &[],
+    )?;
+    Ok(rows.first()?.bool("sees")?.unwrap_or(false))
+}
+
+/// The error for a part that cannot be checked because the role lacks
+/// `pg_monitor`: `cannot see WHAT on TARGET: grant pg_monitor to ROLE`.
+pub fn needs_pg_monitor(target: &str, what: &str) -> Error {
+    let role = query(target, "SELECT current_user::text AS role_name", &[])
+        .ok()
+        .and_then(|rows| {
+            rows.iter()
+                .next()
+                .and_then(|r| r.text("role_name").ok().flatten().map(String::from))
+        })
+        .unwrap_or_else(|| "the probe's role".to_string());
+    Error::msg(format!(
+        "cannot see {what} on `{target}`: grant pg_monitor to {role} \
+         (GRANT pg_monitor TO {role})"
+    ))
+}
+
 /// True when the probe is granted `target`.
 pub fn is_granted(target: &str) -> bool {
     targets().iter().any(|t| t == target)

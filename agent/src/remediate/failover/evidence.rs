@@ -1,0 +1,111 @@
+//! Evidence for the failover pre-check that only the primary's own data
+//! directory holds, when it is on this node: whether it was stopped
+//! cleanly (`pg_controldata`) and where its WAL ends (`pg_waldump`), i.e.
+//! how far a standby's received position is from the primary's last
+//! flush.
+
+use std::path::Path;
+
+/// `Database cluster state` from `pg_controldata DATA_DIR`.
+pub async fn cluster_state(pg_controldata: &Path, data_dir: &Path) -> Result<String, String> {
+    let output = tokio::process::Command::new(pg_controldata)
+        .arg(data_dir)
+        .env("LC_ALL", "C")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("{}: {e}", pg_controldata.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Database cluster state:"))
+        .map(|s| s.trim().to_string())
+        .ok_or_else(|| {
+            format!(
+                "{} {}: {}",
+                pg_controldata.display(),
+                data_dir.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })
+}
+
+/// Bytes of valid WAL in `wal_dir` past `from` (an LSN such as `0/3000148`):
+/// `pg_waldump` reads from there to the end of valid WAL and names it.
+pub async fn wal_beyond(pg_waldump: &Path, wal_dir: &Path, from: &str) -> Result<f64, String> {
+    let output = tokio::process::Command::new(pg_waldump)
+        .arg("--quiet")
+        .arg("--path")
+        .arg(wal_dir)
+        .arg("--start")
+        .arg(from)
+        .env("LC_ALL", "C")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("{}: {e}", pg_waldump.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("could not find a valid record after") {
+        return Ok(0.0);
+    }
+    let start = parse_lsn(from).ok_or_else(|| format!("{from:?} is not an LSN"))?;
+    // The WAL ends where a record is invalid, or where the next segment
+    // was never written (after a segment switch).
+    let end = if stderr.contains("error in WAL record") {
+        stderr
+            .split_whitespace()
+            .rev()
+            .find_map(|word| parse_lsn(word.trim_end_matches([':', ',', '.'])))
+    } else {
+        missing_segment_start(&stderr, WAL_SEGMENT).filter(|end| *end > start)
+    };
+    match end {
+        Some(end) => Ok(end.saturating_sub(start) as f64),
+        None => Err(format!("pg_waldump: {}", stderr.trim())),
+    }
+}
+
+/// WAL segment size: PostgreSQL's default, which the test servers and
+/// distribution packages use.
+const WAL_SEGMENT: u64 = 16 * 1024 * 1024;
+
+/// The start LSN of the segment pg_waldump could not find
+/// (`could not find file "000000010000000000000004"`).
+fn missing_segment_start(stderr: &str, segment: u64) -> Option<u64> {
+    let name = stderr
+        .split("could not find file \"")
+        .nth(1)?
+        .split('"')
+        .next()?;
+    if name.len() != 24 {
+        return None;
+    }
+    let high = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let low = u64::from_str_radix(&name[16..24], 16).ok()?;
+    let per_id = 0x1_0000_0000 / segment;
+    Some((high * per_id + low) * segment)
+}
+
+/// `0/3000148` as a byte position.
+fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wal_positions_read_from_pg_waldump() {
+        assert_eq!(parse_lsn("0/1B46C50"), Some(0x1B46C50));
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        let missing =
+            "pg_waldump: error: could not find file \"000000010000000000000004\": No such file";
+        assert_eq!(
+            missing_segment_start(missing, WAL_SEGMENT),
+            Some(4 * WAL_SEGMENT)
+        );
+        let next_id = "could not find file \"000000010000000100000000\"";
+        assert_eq!(missing_segment_start(next_id, WAL_SEGMENT), Some(1 << 32));
+    }
+}

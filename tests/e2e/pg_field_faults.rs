@@ -1,0 +1,211 @@
+//! Faults replayed from peers' bug reports (issue 13), on a real primary
+//! and standby, each asserting the right value: a stalled stream makes
+//! the standby's lag grow; `pg_receivewal` alone is no standby; a role
+//! without `pg_monitor` gets `unknown` naming the privilege, never a
+//! healthy or failing value; `pg_stat_statements` 1.7 leaves every other
+//! measurement reporting.
+
+use std::time::{Duration, Instant};
+use watchpost_e2e::pg::PgPair;
+use watchpost_e2e::probes;
+use watchpost_e2e::report::{Checked, check, sets};
+
+fn run(probe: &str, targets: &[(&str, String)], settings: &[(&str, &str)]) -> Checked {
+    let mut args: Vec<String> = targets
+        .iter()
+        .flat_map(|(name, dsn)| ["--target".to_string(), format!("{name}={dsn}")])
+        .collect();
+    args.extend(sets(settings));
+    check(&probes::path(probe), &args)
+}
+
+/// SIGSTOP/SIGCONT a server process of the test's own cluster.
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) on a process of the test's own PostgreSQL.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+#[test]
+fn a_stalled_stream_makes_the_standby_lag_grow() {
+    let pair = PgPair::start();
+    pair.primary.execute("CREATE TABLE t (id int)");
+    pair.wait_for_replay();
+    // The stream stalls: the standby's WAL receiver stops taking WAL (its
+    // status stays `streaming`, as with a stalled WAL sender on the other
+    // end), while the primary writes on.
+    let receiver: i32 = pair
+        .standby
+        .value("SELECT pid FROM pg_stat_wal_receiver")
+        .parse()
+        .unwrap();
+    signal(receiver, libc::SIGSTOP);
+    pair.primary.execute(
+        "INSERT INTO t SELECT g FROM generate_series(1, 100000) g", // ~3.5 MB of WAL
+    );
+    let both = [
+        ("primary", pair.primary.dsn()),
+        ("standby", pair.standby.dsn()),
+    ];
+    let limits = [("lag_warning", "1048576"), ("lag_critical", "67108864")];
+    let seen = run("pg-replication", &both, &limits);
+    let lag = seen
+        .value_where(
+            "postgresql.replication.standby.lag_bytes",
+            "source",
+            "primary",
+        )
+        .unwrap_or_else(|| panic!("{:#}", seen.json));
+    assert!(lag > 1_048_576.0, "{:#}", seen.json);
+    assert_ne!(seen.status(), "ok", "{:#}", seen.json);
+    assert!(
+        seen.message().contains("behind the primary (primary)"),
+        "{:#}",
+        seen.json
+    );
+    // The standby alone cannot see the primary's position: once it has
+    // not heard from it past the limit (2 s here; by default past the ping
+    // an idle primary answers, 41 s), its lag is unknown, not 0.
+    let alone = [("standby", pair.standby.dsn())];
+    std::thread::sleep(Duration::from_secs(3));
+    let stalled = run("pg-replication", &alone, &[("contact_limit", "2")]);
+    assert!(
+        stalled
+            .measurements("postgresql.replication.standby.lag_bytes")
+            .is_empty(),
+        "{:#}",
+        stalled.json
+    );
+    assert!(
+        stalled.message().contains("has not heard from the primary"),
+        "{:#}",
+        stalled.json
+    );
+    assert_eq!(stalled.status(), "warning");
+    signal(receiver, libc::SIGCONT);
+}
+
+#[test]
+fn pg_receivewal_alone_is_not_a_standby() {
+    let mut pair = PgPair::start();
+    pair.standby.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let mut receivewal = pair.primary.receivewal(dir.path());
+    let primary = [("primary", pair.primary.dsn())];
+    let started = Instant::now();
+    let report = loop {
+        let report = run("pg-replication", &primary, &[]);
+        if report.message().contains("pg_receivewal") || started.elapsed() > Duration::from_secs(20)
+        {
+            break report;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = receivewal.kill();
+    let _ = receivewal.wait();
+    assert_eq!(report.value("postgresql.replication.standbys"), 0.0);
+    assert_eq!(report.status(), "critical", "{:#}", report.json);
+    assert!(
+        report.message().contains("0 standby streaming"),
+        "{:#}",
+        report.json
+    );
+    pair.standby.set_running(false);
+}
+
+#[test]
+fn without_pg_monitor_the_hidden_parts_are_unknown_naming_the_privilege() {
+    let pair = PgPair::start();
+    pair.primary
+        .execute("CREATE ROLE plain LOGIN; CREATE TABLE busy (id int); GRANT ALL ON busy TO plain");
+    pair.wait_for_replay();
+    // Another role's open transaction, 2 s old by the time the probe looks.
+    let mut other = pair.primary.connect();
+    let mut tx = other.transaction().unwrap();
+    tx.batch_execute("INSERT INTO busy VALUES (1)").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+
+    let replication = run(
+        "pg-replication",
+        &[
+            ("primary", pair.primary.dsn_as("plain", None)),
+            ("standby", pair.standby.dsn_as("plain", None)),
+        ],
+        &[],
+    );
+    assert_eq!(replication.status(), "unknown", "{:#}", replication.json);
+    assert!(
+        replication.message().contains("grant pg_monitor to plain"),
+        "{:#}",
+        replication.json
+    );
+    assert!(
+        replication
+            .measurements("postgresql.replication.standbys")
+            .is_empty()
+    );
+
+    let performance = run(
+        "pg-performance",
+        &[("primary", pair.primary.dsn_as("plain", None))],
+        &[],
+    );
+    assert_eq!(performance.status(), "unknown", "{:#}", performance.json);
+    assert!(
+        performance.message().contains(
+            "oldest transaction: cannot be checked: cannot see other roles' transactions"
+        ),
+        "{:#}",
+        performance.json
+    );
+    assert!(performance.message().contains("grant pg_monitor"));
+    assert!(
+        performance
+            .measurements("postgresql.transaction.oldest_age")
+            .is_empty()
+    );
+    // The other parts still report.
+    assert!(performance.value("postgresql.xid.age") > 0.0);
+    assert!(
+        !performance
+            .measurements("postgresql.connections.used_ratio")
+            .is_empty()
+    );
+    // With pg_monitor, the 2 s transaction is seen.
+    let seen = run("pg-performance", &[("primary", pair.primary.dsn())], &[]);
+    assert!(
+        seen.value("postgresql.transaction.oldest_age") >= 2.0,
+        "{:#}",
+        seen.json
+    );
+    tx.rollback().unwrap();
+}
+
+#[test]
+fn pg_stat_statements_1_7_leaves_every_other_part_reporting() {
+    let pair = PgPair::start();
+    pair.primary.execute(
+        "DROP EXTENSION IF EXISTS pg_stat_statements; \
+         CREATE EXTENSION pg_stat_statements VERSION '1.7'; \
+         SELECT count(*) FROM pg_class",
+    );
+    let report = run("pg-performance", &[("primary", pair.primary.dsn())], &[]);
+    assert!(report.code < 3, "{:#}", report.json);
+    assert!(
+        report.message().contains("no column `mean_exec_time`"),
+        "{:#}",
+        report.json
+    );
+    for name in [
+        "postgresql.canary.duration",
+        "postgresql.connections.used_ratio",
+        "postgresql.transaction.oldest_age",
+        "postgresql.xid.age",
+        "postgresql.statement.mean_duration",
+    ] {
+        assert!(
+            !report.measurements(name).is_empty(),
+            "{name}: {:#}",
+            report.json
+        );
+    }
+}
