@@ -2,8 +2,8 @@
 //! binary on real probe components built from source (see `tests/build.rs`)
 //! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
-mod backup_kit;
 mod audit_rotation;
+mod backup_kit;
 mod check_host_probes;
 mod check_output;
 mod cluster;
@@ -18,9 +18,9 @@ mod kit_python;
 mod new_project;
 mod not_probes;
 mod otlp;
-mod pg_backup;
 mod otlp_tls;
 mod package;
+mod pg_backup;
 mod pg_consistency;
 mod pg_drill;
 mod pg_example;

@@ -84,7 +84,13 @@ impl HaCluster {
                 Instant::now() < deadline,
                 "{name} does not lead: {answer:?}\n{}\netcd: {}",
                 self.agents[i].log(),
-                self.etcd.log(0).lines().rev().take(20).collect::<Vec<_>>().join("\n")
+                self.etcd
+                    .log(0)
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
             std::thread::sleep(Duration::from_millis(100));
         }
