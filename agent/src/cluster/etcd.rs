@@ -129,7 +129,11 @@ impl Etcd {
     /// A new lease of `ttl` seconds: its id.
     pub async fn grant(&self, ttl: Duration) -> Result<i64, EtcdError> {
         let answer = self
-            .call("/v3/lease/grant", json!({"TTL": ttl.as_secs().max(1)}))
+            // Rounded up: the agent's own deadline is computed from `ttl`.
+            .call(
+                "/v3/lease/grant",
+                json!({"TTL": ttl.as_secs_f64().ceil().max(1.0) as u64}),
+            )
             .await?;
         match int(&answer["ID"]) {
             0 => Err(EtcdError(format!("etcd granted no lease: {answer}"))),
@@ -142,6 +146,11 @@ impl Etcd {
         let answer = self
             .call("/v3/lease/keepalive", json!({"ID": lease.to_string()}))
             .await?;
+        // An answer without a result is an error (an etcd election, say),
+        // not the lease's end; a result without a TTL is the lease's end.
+        if answer.get("result").is_none() {
+            return Err(EtcdError(format!("etcd did not renew the lease: {answer}")));
+        }
         Ok(int(&answer["result"]["TTL"]) > 0)
     }
 
@@ -191,6 +200,22 @@ impl Etcd {
                 "/v3/kv/txn",
                 json!({
                     "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                    "success": [{"request_put": {"key": b64(key), "value": b64(value), "lease": lease.to_string()}}],
+                }),
+            )
+            .await?;
+        Ok(answer["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// Put `key` = `value` under `lease` only if its value is already
+    /// `value` (take over one's own key from an expired lease), in one
+    /// transaction: whether it was replaced.
+    pub async fn replace_if(&self, key: &str, value: &str, lease: i64) -> Result<bool, EtcdError> {
+        let answer = self
+            .call(
+                "/v3/kv/txn",
+                json!({
+                    "compare": [{"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(value)}],
                     "success": [{"request_put": {"key": b64(key), "value": b64(value), "lease": lease.to_string()}}],
                 }),
             )

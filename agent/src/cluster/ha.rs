@@ -46,6 +46,9 @@ pub struct Ha {
     lease: Option<i64>,
     /// We hold the leader key until then (at the latest).
     leader_until: Option<Instant>,
+    /// When the last successful renewal (or grant) was sent: a new
+    /// leader's deadline counts from it.
+    renewed_at: Option<Instant>,
     /// Since when the local postmaster is gone while we lead.
     down_since: Option<Instant>,
     /// When we repointed replication and started waiting for streaming.
@@ -79,6 +82,7 @@ impl Ha {
             marker,
             lease: None,
             leader_until: None,
+            renewed_at: None,
             down_since: None,
             following_since: None,
             last_note: None,
@@ -125,10 +129,17 @@ impl Ha {
             Ok(()) => self.etcd.prefix(&self.keys.root).await,
             Err(e) => Err(e),
         };
+        self.check_deadline().await;
         let Ok(scope) = scope else {
-            // etcd out of reach: no decision can be made; only the
-            // leader's own deadline matters.
-            self.check_deadline().await;
+            // etcd out of reach: no decision can be made. A server running
+            // as a primary without the key (this agent restarted, or its
+            // stop failed) must not go on taking writes.
+            if seen.primary() && !self.holding() {
+                self.stop_stray_primary(
+                    "etcd is out of reach and this node does not hold the leader key",
+                )
+                .await;
+            }
             self.update_view(&seen, None, &[], None);
             return;
         };
@@ -156,23 +167,40 @@ impl Ha {
     /// Renew (or get) the lease; demote at once if the key may be lost.
     async fn renew(&mut self) {
         let sent = Instant::now();
-        let renewed = match self.lease {
-            Some(lease) => self.etcd.keep_alive(lease).await,
-            None => match self.etcd.grant(self.ttl()).await {
-                Ok(lease) => {
-                    self.lease = Some(lease);
-                    Ok(true)
-                }
-                Err(e) => Err(e),
-            },
+        let call = async {
+            match self.lease {
+                Some(lease) => self
+                    .etcd
+                    .keep_alive(lease)
+                    .await
+                    .map(|alive| (lease, alive)),
+                None => self.etcd.grant(self.ttl()).await.map(|lease| (lease, true)),
+            }
+        };
+        // A leader never waits for etcd past its own deadline.
+        let bound = match self.leader_until {
+            Some(until) => until
+                .saturating_duration_since(sent)
+                .max(Duration::from_millis(50)),
+            None => self.ttl(),
+        };
+        let renewed = match tokio::time::timeout(bound, call).await {
+            Ok(result) => result,
+            Err(_) => Err(super::etcd::EtcdError(
+                "no answer before the lease deadline".into(),
+            )),
         };
         match renewed {
-            Ok(true) if self.leader_until.is_some() => {
-                self.leader_until = Some(sent + self.ttl() - self.margin());
+            Ok((lease, true)) => {
+                self.lease = Some(lease);
+                self.renewed_at = Some(sent);
+                if self.leader_until.is_some() {
+                    self.leader_until = Some(sent + self.ttl() - self.margin());
+                }
             }
-            Ok(true) => {}
-            Ok(false) => {
+            Ok((_, false)) => {
                 self.lease = None;
+                self.renewed_at = None;
                 if self.leader_until.take().is_some() {
                     self.lose_lease("the lease expired before it could be renewed")
                         .await;
@@ -204,6 +232,46 @@ impl Ha {
                 "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
             ),
             Err(e) => tracing::error!("cluster: cannot stop the local server after losing the lease: {e}"),
+        }
+    }
+
+    /// The agent is stopping: a leader stops its server (a fast shutdown,
+    /// which sends its WAL to the standbys, within a third of the lease;
+    /// then immediate), releases the key and revokes its lease, so that a
+    /// standby takes over at once and no server serves writes without an
+    /// agent holding the key.
+    pub async fn step_down(&mut self) {
+        if self.leader_until.is_some() {
+            let fast = tokio::time::timeout(self.margin(), self.local.stop("fast")).await;
+            if !matches!(fast, Ok(Ok(()))) {
+                let _ = self.local.stop("immediate").await;
+            }
+            let _ = self.local.mark_standby();
+            let _ = self
+                .etcd
+                .delete_if(&self.keys.leader, &self.local.spec.name)
+                .await;
+            self.leader_until = None;
+            self.record(
+                Decision::Released,
+                "the agent is stopping: stopped the local server and released the leader key"
+                    .into(),
+            );
+        }
+        if let Some(lease) = self.lease.take() {
+            let _ = self.etcd.revoke(lease).await;
+        }
+    }
+
+    /// Stop a server that runs as a primary while this node does not hold
+    /// the key; tried again every loop until it is down.
+    async fn stop_stray_primary(&mut self, why: &str) {
+        match self.local.stop("immediate").await {
+            Ok(()) => self.record(
+                Decision::Demoted,
+                format!("stopped the local server, a primary without the leader key: {why}"),
+            ),
+            Err(e) => tracing::error!("cluster: cannot stop the local primary ({why}): {e}"),
         }
     }
 
@@ -289,6 +357,31 @@ impl Ha {
         members: &[Member],
     ) {
         let mine = leader.is_some_and(|l| l.value == me.name && Some(l.lease) == self.lease);
+        let ours_from_before =
+            leader.is_some_and(|l| l.value == me.name && Some(l.lease) != self.lease);
+        if ours_from_before {
+            // The key still names this node under the lease of an earlier
+            // run of this agent: nobody else leads. Take it over (only if
+            // it still names us) rather than following ourselves.
+            if let Some(lease) = self.lease
+                && let (Some(sent), Ok(true)) = (
+                    self.renewed_at,
+                    self.etcd
+                        .replace_if(&self.keys.leader, &me.name, lease)
+                        .await,
+                )
+            {
+                self.leader_until = Some(sent + self.ttl() - self.margin());
+                self.record(
+                    Decision::Acquired,
+                    "took over the leader key left by an earlier run of this agent".into(),
+                );
+                self.lead(seen).await;
+            } else if seen.primary() {
+                self.stop_stray_primary("the leader key names this node under an old lease that could not be taken over").await;
+            }
+            return;
+        }
         match leader {
             Some(_) if mine => self.lead(seen).await,
             Some(l) => {
@@ -322,7 +415,7 @@ impl Ha {
         if seen.running && seen.answering && seen.in_recovery {
             // Restarted (in place by us, or by hand): only the key holder
             // may make it a primary again, on a new timeline.
-            match self.local.promote().await {
+            match self.promote().await {
                 Ok(()) => {
                     let _ = self.local.mark_standby();
                     self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
@@ -381,8 +474,13 @@ impl Ha {
         }
         if leader.role != "primary" {
             // The leader's server is not up yet: nothing to follow, and
-            // no time counts against this standby meanwhile.
+            // no time counts against this standby meanwhile. A primary
+            // here must not take writes meanwhile.
             self.following_since = None;
+            if seen.primary() {
+                self.stop_stray_primary(&format!("`{}` holds the leader key", leader.name))
+                    .await;
+            }
             return;
         }
         let stuck = self
@@ -414,6 +512,22 @@ impl Ha {
                 }
                 Err(e) => {
                     self.rewind_failed = Some(Instant::now());
+                    // Keep a standby running meanwhile (read-only, and a
+                    // candidate should the leader go).
+                    if !seen.primary() && !self.local.postmaster_alive() {
+                        let conninfo = self.local.conninfo(&leader.host, leader.port);
+                        let owner =
+                            crate::remediate::command::owner_if_root(&self.local.spec.data_dir);
+                        if crate::remediate::failover::demote_on_disk(
+                            &self.local.spec.data_dir,
+                            &conninfo,
+                            owner,
+                        )
+                        .is_ok()
+                        {
+                            let _ = self.local.start().await;
+                        }
+                    }
                     self.record(
                         Decision::Failed,
                         format!(
@@ -504,7 +618,7 @@ impl Ha {
                 me.lsn.unwrap_or(0)
             ),
         );
-        match self.local.promote().await {
+        match self.promote().await {
             Ok(()) => {
                 let _ = self.local.mark_standby();
                 self.last_note = None;
@@ -514,9 +628,12 @@ impl Ha {
                 );
             }
             Err(e) => {
+                // It may still finish promoting: stop it before letting
+                // another member lead.
+                let _ = self.local.stop("immediate").await;
                 self.record(
                     Decision::Failed,
-                    format!("promotion failed ({e}); releasing the leader key"),
+                    format!("promotion failed ({e}); stopped the local server and released the leader key"),
                 );
                 let _ = self.etcd.delete_if(&self.keys.leader, &spec.name).await;
                 self.leader_until = None;
@@ -524,8 +641,34 @@ impl Ha {
         }
     }
 
+    /// Promote the local standby while renewing the lease every loop;
+    /// give up (the caller stops the server) if the lease is lost or the
+    /// promotion does not finish within 20 s.
+    async fn promote(&mut self) -> Result<(), String> {
+        self.local.start_promotion().await?;
+        let started = Instant::now();
+        loop {
+            if !self.holding() {
+                return Err("the lease could not be renewed during the promotion".into());
+            }
+            let seen = self
+                .local
+                .observe(self.local.spec.loop_wait.max(Duration::from_millis(500)))
+                .await;
+            if seen.primary() {
+                return self.local.confirm_promotion().await;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err("the server did not leave recovery within 20 s".into());
+            }
+            tokio::time::sleep(self.local.spec.loop_wait.min(Duration::from_millis(200))).await;
+            self.renew().await;
+        }
+    }
+
     fn take_office(&mut self) {
-        self.leader_until = Some(Instant::now() + self.ttl() - self.margin());
+        let since = self.renewed_at.unwrap_or_else(Instant::now);
+        self.leader_until = Some(since + self.ttl() - self.margin());
         self.down_since = None;
         let _ = std::fs::write(&self.marker, b"");
     }

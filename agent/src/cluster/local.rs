@@ -201,10 +201,17 @@ impl LocalServer {
             .map_err(|_| format!("no answer within {within:?}"))?
     }
 
-    /// Promote the local standby and wait until it takes a write.
-    pub async fn promote(&self) -> Result<(), String> {
-        self.sql_batch("SELECT pg_promote(true, 10)", Duration::from_secs(15))
-            .await?;
+    /// Ask the local standby to promote, without waiting (the caller
+    /// keeps renewing its lease meanwhile).
+    pub async fn start_promotion(&self) -> Result<(), String> {
+        self.sql_batch("SELECT pg_promote(false)", Duration::from_secs(5))
+            .await
+    }
+
+    /// After the promotion: a write is accepted, and `primary_conninfo`
+    /// is cleared (a restart not by the agent comes back as a standby of
+    /// nobody).
+    pub async fn confirm_promotion(&self) -> Result<(), String> {
         self.sql_batch(
             "CREATE TEMP TABLE watchpost_promoted (at timestamptz);\nINSERT INTO watchpost_promoted VALUES (now());\nALTER SYSTEM RESET primary_conninfo;\nSELECT pg_reload_conf()",
             Duration::from_secs(10),

@@ -79,6 +79,8 @@ pub struct ClusterView {
 pub struct Cluster {
     pub spec: ClusterSpec,
     view: Arc<Mutex<ClusterView>>,
+    /// The loop's task, which steps down when the agent stops.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Cluster {
@@ -113,15 +115,16 @@ impl Cluster {
             state_dir.join("cluster-leader"),
         );
         let every = spec.loop_wait;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticks.tick() => ha.tick().await,
-                    _ = stop.cancelled() => return,
+                    _ = stop.cancelled() => break,
                 }
             }
+            ha.step_down().await;
         });
         tracing::info!(
             scope = %spec.scope,
@@ -130,7 +133,22 @@ impl Cluster {
             crate::config::units::format_duration(spec.ttl),
             crate::config::units::format_duration(spec.loop_wait)
         );
-        Ok(Arc::new(Cluster { spec, view }))
+        Ok(Arc::new(Cluster {
+            spec,
+            view,
+            task: Mutex::new(Some(task)),
+        }))
+    }
+
+    /// Wait (up to `bound`) for the loop to step down after the agent's
+    /// shutdown token was cancelled.
+    pub async fn stopped(&self, bound: Duration) {
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task
+            && tokio::time::timeout(bound, task).await.is_err()
+        {
+            tracing::error!("cluster: stepping down took longer than {bound:?}");
+        }
     }
 
     pub fn view(&self) -> ClusterView {

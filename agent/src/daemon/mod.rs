@@ -314,6 +314,9 @@ pub async fn stop(shared: &Shared) {
     if runs.is_err() {
         tracing::warn!("some runs did not finish in time; stopping anyway");
     }
+    if let Some(cluster) = shared.cluster.get() {
+        cluster.stopped(Duration::from_secs(10)).await;
+    }
     shared.writer.flush().await;
     let export = shared.otlp.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(export) = export {

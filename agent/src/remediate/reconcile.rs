@@ -45,7 +45,14 @@ pub fn interrupted_actions(core: &Remediator) {
         let onset = fired.detail["trigger"]["onset_ms"].as_u64();
         core.with_ledger(|l| {
             let guards = l.guards(&fired.remediation, false);
-            if guards.last_fired.is_none_or(|t| t < fired.at) {
+            // The ledger's fire is stamped when it was decided, a moment
+            // before the record: the same fire, not a second one.
+            let same = |t: SystemTime| {
+                fired.at.duration_since(t).unwrap_or_default() < std::time::Duration::from_secs(10)
+                    || t >= fired.at
+            };
+            if !guards.fires.iter().any(|t| same(*t)) && guards.last_fired.is_none_or(|t| !same(t))
+            {
                 guards.fired(fired.at);
             }
             if let Some(onset) = onset {
