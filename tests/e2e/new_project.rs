@@ -22,7 +22,7 @@ fn new_project(name: &str, lang: &str) -> (tempfile::TempDir, PathBuf) {
     assert_no_panic(&outcome);
     assert_eq!(outcome.code, 0, "{}", outcome.all_output());
     assert!(outcome.stdout.contains("next:"), "{}", outcome.stdout);
-    for wit in ["world", "types", "log", "config", "host", "sql"] {
+    for wit in ["world", "types", "log", "config", "host", "sql", "dirs"] {
         assert!(dir.join(format!("wit/{wit}.wit")).exists(), "wit/{wit}.wit");
     }
     (temp, dir)

@@ -38,6 +38,7 @@ const WIT: &[Template] = &[
     file("wit/config.wit", include_str!("../../../../wit/config.wit")),
     file("wit/host.wit", include_str!("../../../../wit/host.wit")),
     file("wit/sql.wit", include_str!("../../../../wit/sql.wit")),
+    file("wit/dirs.wit", include_str!("../../../../wit/dirs.wit")),
 ];
 
 const RUST: &[Template] = &[
