@@ -552,3 +552,17 @@ fn cluster_errors_name_the_key() {
         &["etcd endpoint", "http://"],
     );
 }
+
+#[test]
+fn a_single_agent_failover_is_refused_in_cluster_mode() {
+    let text = format!(
+        "{CLUSTER_TARGET}[targets.standby]\ndsn = \"host=127.0.0.1 port=5433 user=postgres\"\n\n[[probe]]\nname = \"alive\"\nwasm = \"builtin:pg-alive\"\ntargets = [\"local\"]\nconfig = {{ target = \"local\" }}\n\n[[remediation]]\nname = \"failover\"\non = {{ probe = \"alive\" }}\naction = {{ failover = \"standby\", primary = \"local\", fence = \"none\" }}\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:5432\"\n"
+    );
+    let found = errors(&text);
+    assert!(
+        found
+            .iter()
+            .any(|d| d.message.contains("is a failover; in cluster mode")),
+        "{found:#?}"
+    );
+}

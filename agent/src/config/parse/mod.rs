@@ -72,7 +72,24 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
         None => Telemetry::default(),
     };
     let cluster = match top.table(&mut parser.d, "cluster") {
-        Some(section) => parser.cluster(section, &agent, &targets),
+        Some(section) => {
+            let span = section.span.clone();
+            // In cluster mode the leader key decides failovers: a
+            // single-agent failover beside it could promote a second server.
+            for r in remediations
+                .iter()
+                .filter(|r| matches!(r.action, Action::Failover(_)))
+            {
+                parser.d.error(
+                    span.clone(),
+                    format!(
+                        "[cluster]: remediation {:?} ({}) is a failover; in cluster mode the leader key decides failovers: remove that remediation (or the [cluster] section)",
+                        r.name, r.place
+                    ),
+                );
+            }
+            parser.cluster(section, &agent, &targets)
+        }
         None => None,
     };
     let mut d = parser.d;
