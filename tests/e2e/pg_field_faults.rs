@@ -209,3 +209,104 @@ fn pg_stat_statements_1_7_leaves_every_other_part_reporting() {
         );
     }
 }
+
+/// The load balancer's replica check on the standby's node: with the
+/// stream stalled while the primary writes on, it answers 503 naming the
+/// lag behind the primary, not 200 with a lag of 0.
+#[test]
+fn a_stalled_stream_takes_the_standby_out_of_the_replica_pool() {
+    use watchpost_e2e::agent::{Agent, PATIENCE, wait_for};
+    let pair = PgPair::start();
+    pair.primary.execute("CREATE TABLE t (id int)");
+    pair.wait_for_replay();
+    let config = format!(
+        "[agent]\nstate_dir = \"{{STATE}}\"\nlisten = \"{{LISTEN}}\"\nlocal_target = \"standby\"\n\n\
+         [targets.primary]\ndsn = \"{}\"\n\n[targets.standby]\ndsn = \"{}\"\n\n\
+         [[probe]]\nname = \"alive-standby\"\nwasm = \"builtin:pg-alive\"\nevery = \"250ms\"\ntimeout = \"1s\"\ntargets = [\"standby\"]\nconfig = {{ target = \"standby\" }}\n\n\
+         [[probe]]\nname = \"replication\"\nwasm = \"builtin:pg-replication\"\nevery = \"250ms\"\ntimeout = \"2s\"\ntargets = [\"primary\", \"standby\"]\n",
+        pair.primary.dsn(),
+        pair.standby.dsn()
+    );
+    let agent = Agent::start(&config);
+    let code = |path: &str| agent.get(path).map(|(c, _)| c).unwrap_or(0);
+    wait_for("the standby to be in the replica pool", PATIENCE, || {
+        (code("/v1/role/replica?max_lag=1048576") == 200).then_some(())
+    });
+    let receiver: i32 = pair
+        .standby
+        .value("SELECT pid FROM pg_stat_wal_receiver")
+        .parse()
+        .unwrap();
+    signal(receiver, libc::SIGSTOP);
+    pair.primary
+        .execute("INSERT INTO t SELECT g FROM generate_series(1, 100000) g");
+    let answer = wait_for("the replica check to fail", PATIENCE, || {
+        agent
+            .get("/v1/role/replica?max_lag=1048576")
+            .ok()
+            .filter(|(c, _)| *c == 503)
+    });
+    signal(receiver, libc::SIGCONT);
+    assert!(
+        answer.1.contains("behind")
+            || answer.1.contains("stalled")
+            || answer.1.contains("not heard"),
+        "{}",
+        answer.1
+    );
+}
+
+/// Replay blocked by a query conflict after the primary sat idle: the
+/// standby's replay delay is the real one (the primary's `replay_lag`, a
+/// few seconds), not `now() - pg_last_xact_replay_timestamp()`, which
+/// also counts the idle time before.
+#[test]
+fn a_conflict_blocked_replay_reports_the_real_delay() {
+    let pair = PgPair::with_settings(&[
+        ("max_standby_streaming_delay", "-1"),
+        ("hot_standby_feedback", "off"),
+    ]);
+    pair.primary
+        .execute("CREATE TABLE c (id int); INSERT INTO c SELECT generate_series(1, 1000)");
+    pair.wait_for_replay();
+    // A standby query holding a snapshot of `c`.
+    let mut reader = pair.standby.connect();
+    reader
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM c")
+        .unwrap();
+    // The primary sits idle, then removes rows the reader still sees:
+    // replay of the cleanup waits for the reader (no delay limit).
+    std::thread::sleep(Duration::from_secs(8));
+    pair.primary.execute("DELETE FROM c");
+    pair.primary.execute("VACUUM c");
+    pair.primary.execute("INSERT INTO c VALUES (1)");
+    let blocked = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let both = [
+        ("primary", pair.primary.dsn()),
+        ("standby", pair.standby.dsn()),
+    ];
+    let seen = run("pg-replication", &both, &[]);
+    let delay = seen
+        .value_where(
+            "postgresql.replication.standby.replay_delay",
+            "source",
+            "primary",
+        )
+        .or_else(|| {
+            seen.measurements("postgresql.replication.standby.replay_delay")
+                .first()
+                .and_then(|m| m["value"].as_f64())
+        })
+        .unwrap_or_else(|| panic!("{:#}", seen.json));
+    let since_block = blocked.elapsed().as_secs_f64();
+    reader.batch_execute("ROLLBACK").unwrap();
+    // Close to the time replay has been blocked (plus the status
+    // interval), far from the idle time the timestamp method adds (8 s).
+    assert!(delay > 1.0, "delay {delay} s: {:#}", seen.json);
+    assert!(
+        delay < since_block + 2.5,
+        "delay {delay} s after {since_block:.1} s of blocked replay: {:#}",
+        seen.json
+    );
+}
