@@ -20,7 +20,7 @@
 
 use super::etcd::{Etcd, Kv};
 use super::local::{LocalServer, Observation};
-use super::member::{Member, not_a_candidate};
+use super::member::Member;
 use super::{ClusterView, Keys};
 use crate::events::Decision;
 use crate::remediate::Remediator;
@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// After a failed rewind, how long before the next attempt.
-const REWIND_RETRY: Duration = Duration::from_secs(30);
+pub(super) const REWIND_RETRY: Duration = Duration::from_secs(30);
 
 /// What the loop remembers between ticks.
 pub struct Ha {
@@ -43,23 +43,23 @@ pub struct Ha {
     /// `state_dir/cluster-leader`: present while this node's data
     /// directory may hold WAL the next leader does not have (it led).
     pub marker: PathBuf,
-    lease: Option<i64>,
+    pub(super) lease: Option<i64>,
     /// We hold the leader key until then (at the latest).
-    leader_until: Option<Instant>,
+    pub(super) leader_until: Option<Instant>,
     /// When the last successful renewal (or grant) was sent: a new
     /// leader's deadline counts from it.
-    renewed_at: Option<Instant>,
+    pub(super) renewed_at: Option<Instant>,
     /// Since when the local postmaster is gone while we lead.
-    down_since: Option<Instant>,
+    pub(super) down_since: Option<Instant>,
     /// When we repointed replication and started waiting for streaming.
-    following_since: Option<Instant>,
+    pub(super) following_since: Option<Instant>,
     /// The last "no candidate" reason recorded, so it is recorded once.
-    last_note: Option<String>,
+    pub(super) last_note: Option<String>,
     /// When a rewind last failed: the next try waits [`REWIND_RETRY`].
-    rewind_failed: Option<Instant>,
+    pub(super) rewind_failed: Option<Instant>,
     /// The server's settings were checked for `pg_rewind`.
-    checked: bool,
-    paused: bool,
+    pub(super) checked: bool,
+    pub(super) paused: bool,
 }
 
 impl Ha {
@@ -92,21 +92,21 @@ impl Ha {
         }
     }
 
-    fn ttl(&self) -> Duration {
+    pub(super) fn ttl(&self) -> Duration {
         self.local.spec.ttl
     }
 
     /// The margin kept before the lease could expire: a third of it.
-    fn margin(&self) -> Duration {
+    pub(super) fn margin(&self) -> Duration {
         self.ttl() / 3
     }
 
-    fn holding(&self) -> bool {
+    pub(super) fn holding(&self) -> bool {
         self.leader_until
             .is_some_and(|until| Instant::now() < until)
     }
 
-    fn record(&self, decision: Decision, message: String) {
+    pub(super) fn record(&self, decision: Decision, message: String) {
         self.audit
             .record_cluster(decision, message, json!({"member": self.local.spec.name}));
     }
@@ -165,7 +165,7 @@ impl Ha {
     }
 
     /// Renew (or get) the lease; demote at once if the key may be lost.
-    async fn renew(&mut self) {
+    pub(super) async fn renew(&mut self) {
         let sent = Instant::now();
         let call = async {
             match self.lease {
@@ -224,7 +224,7 @@ impl Ha {
         }
     }
 
-    async fn lose_lease(&mut self, why: &str) {
+    pub(super) async fn lose_lease(&mut self, why: &str) {
         self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
         match self.local.stop("immediate").await {
             Ok(()) => self.record(
@@ -265,7 +265,7 @@ impl Ha {
 
     /// Stop a server that runs as a primary while this node does not hold
     /// the key; tried again every loop until it is down.
-    async fn stop_stray_primary(&mut self, why: &str) {
+    pub(super) async fn stop_stray_primary(&mut self, why: &str) {
         match self.local.stop("immediate").await {
             Ok(()) => self.record(
                 Decision::Demoted,
@@ -452,232 +452,6 @@ impl Ha {
         match self.local.start().await {
             Ok(()) => self.record(Decision::Restarted, "restarted the crashed local server in place (it comes up as a standby; this node promotes it while it holds the key)".into()),
             Err(e) => tracing::warn!("cluster: restart in place failed: {e}"),
-        }
-    }
-
-    /// As a follower of `leader`: be a standby streaming from it. A
-    /// stopped server is pointed at the leader and started; a running
-    /// standby is repointed; one that still does not stream 10 s later
-    /// (it diverged: a former primary) and a server running as a primary
-    /// are rewound against the leader.
-    async fn follow(&mut self, seen: &Observation, leader: &Member) {
-        let upstream = format!("{}:{}", leader.host, leader.port);
-        if seen.streaming_from.as_deref() == Some(upstream.as_str()) && seen.in_recovery {
-            if self.following_since.take().is_some() || self.marker.exists() {
-                let _ = std::fs::remove_file(&self.marker);
-                self.record(
-                    Decision::Following,
-                    format!("streams from the leader `{}` ({upstream})", leader.name),
-                );
-            }
-            return;
-        }
-        if leader.role != "primary" {
-            // The leader's server is not up yet: nothing to follow, and
-            // no time counts against this standby meanwhile. A primary
-            // here must not take writes meanwhile.
-            self.following_since = None;
-            if seen.primary() {
-                self.stop_stray_primary(&format!("`{}` holds the leader key", leader.name))
-                    .await;
-            }
-            return;
-        }
-        let stuck = self
-            .following_since
-            .is_some_and(|since| since.elapsed() > Duration::from_secs(10));
-        if seen.primary() || stuck {
-            if self
-                .rewind_failed
-                .is_some_and(|at| at.elapsed() < REWIND_RETRY)
-            {
-                return;
-            }
-            if seen.primary() {
-                self.record(Decision::Demoted, format!("the local server runs as a primary while `{}` holds the leader key: demoting it", leader.name));
-            }
-            let source = format!(
-                "{} dbname=postgres",
-                self.local.conninfo(&leader.host, leader.port)
-            );
-            match self
-                .local
-                .rewind_and_follow(&leader.host, leader.port, &source)
-                .await
-            {
-                Ok(outcome) => {
-                    self.following_since = Some(Instant::now());
-                    self.rewind_failed = None;
-                    self.record(Decision::Rewound, format!("rewound the local server against `{}` ({outcome}); it restarts as its standby", leader.name));
-                }
-                Err(e) => {
-                    self.rewind_failed = Some(Instant::now());
-                    // Keep a standby running meanwhile (read-only, and a
-                    // candidate should the leader go).
-                    if !seen.primary() && !self.local.postmaster_alive() {
-                        let conninfo = self.local.conninfo(&leader.host, leader.port);
-                        let owner =
-                            crate::remediate::command::owner_if_root(&self.local.spec.data_dir);
-                        if crate::remediate::failover::demote_on_disk(
-                            &self.local.spec.data_dir,
-                            &conninfo,
-                            owner,
-                        )
-                        .is_ok()
-                        {
-                            let _ = self.local.start().await;
-                        }
-                    }
-                    self.record(
-                        Decision::Failed,
-                        format!(
-                            "cannot rejoin the local server to `{}` (retried in {} s): {e}",
-                            leader.name,
-                            REWIND_RETRY.as_secs()
-                        ),
-                    );
-                }
-            }
-            return;
-        }
-        if !seen.running {
-            // Stopped (crashed, demoted, or never started): point it at the
-            // leader and start it as a standby.
-            let conninfo = self.local.conninfo(&leader.host, leader.port);
-            let owner = crate::remediate::command::owner_if_root(&self.local.spec.data_dir);
-            if let Err(e) = crate::remediate::failover::demote_on_disk(
-                &self.local.spec.data_dir,
-                &conninfo,
-                owner,
-            ) {
-                tracing::error!("cluster: cannot point the local server at the leader: {e}");
-                return;
-            }
-            match self.local.start().await {
-                Ok(()) => self.following_since = Some(Instant::now()),
-                Err(e) => tracing::warn!("cluster: cannot start the local standby: {e}"),
-            }
-            return;
-        }
-        if seen.answering && self.following_since.is_none() {
-            match self.local.follow(&leader.host, leader.port).await {
-                Ok(()) => self.following_since = Some(Instant::now()),
-                Err(e) => tracing::warn!("cluster: cannot repoint replication: {e}"),
-            }
-        }
-    }
-
-    /// No leader: take the key if this member is the one to.
-    async fn elect(
-        &mut self,
-        seen: &Observation,
-        me: &Member,
-        optime: Option<u64>,
-        members: &[Member],
-    ) {
-        let Some(lease) = self.lease else { return };
-        let spec = self.local.spec.clone();
-        if seen.primary() {
-            // Bootstrap (or nobody took over): a primary at or past the
-            // last leader position leads.
-            if optime.is_some_and(|o| seen.lsn.unwrap_or(0) < o) {
-                self.note(format!("not taking the leader key: this primary is behind the last leader position ({:?} < {optime:?})", seen.lsn));
-                return;
-            }
-            if let Ok(true) = self.etcd.create(&self.keys.leader, &spec.name, lease).await {
-                self.take_office();
-                let _ = self.local.mark_standby();
-                self.record(
-                    Decision::Acquired,
-                    "acquired the leader key: the local server is the primary".into(),
-                );
-            }
-            return;
-        }
-        if let Some(why) = not_a_candidate(me, members, optime, spec.max_lag_bytes) {
-            if (seen.answering && seen.in_recovery) || me.nofailover {
-                self.note(format!(
-                    "no leader, and this member may not take over: {why}"
-                ));
-            }
-            return;
-        }
-        match self.etcd.create(&self.keys.leader, &spec.name, lease).await {
-            Ok(true) => {}
-            Ok(false) => return, // another member was faster
-            Err(e) => {
-                tracing::warn!("cluster: cannot take the leader key: {e}");
-                return;
-            }
-        }
-        self.take_office();
-        self.record(
-            Decision::Acquired,
-            format!(
-                "acquired the leader key ({} bytes received, leader's last position {optime:?})",
-                me.lsn.unwrap_or(0)
-            ),
-        );
-        match self.promote().await {
-            Ok(()) => {
-                let _ = self.local.mark_standby();
-                self.last_note = None;
-                self.record(
-                    Decision::Promoted,
-                    "promoted the local standby; it accepts writes".into(),
-                );
-            }
-            Err(e) => {
-                // It may still finish promoting: stop it before letting
-                // another member lead.
-                let _ = self.local.stop("immediate").await;
-                self.record(
-                    Decision::Failed,
-                    format!("promotion failed ({e}); stopped the local server and released the leader key"),
-                );
-                let _ = self.etcd.delete_if(&self.keys.leader, &spec.name).await;
-                self.leader_until = None;
-            }
-        }
-    }
-
-    /// Promote the local standby while renewing the lease every loop;
-    /// give up (the caller stops the server) if the lease is lost or the
-    /// promotion does not finish within 20 s.
-    async fn promote(&mut self) -> Result<(), String> {
-        self.local.start_promotion().await?;
-        let started = Instant::now();
-        loop {
-            if !self.holding() {
-                return Err("the lease could not be renewed during the promotion".into());
-            }
-            let seen = self
-                .local
-                .observe(self.local.spec.loop_wait.max(Duration::from_millis(500)))
-                .await;
-            if seen.primary() {
-                return self.local.confirm_promotion().await;
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                return Err("the server did not leave recovery within 20 s".into());
-            }
-            tokio::time::sleep(self.local.spec.loop_wait.min(Duration::from_millis(200))).await;
-            self.renew().await;
-        }
-    }
-
-    fn take_office(&mut self) {
-        let since = self.renewed_at.unwrap_or_else(Instant::now);
-        self.leader_until = Some(since + self.ttl() - self.margin());
-        self.down_since = None;
-        let _ = std::fs::write(&self.marker, b"");
-    }
-
-    /// Record a note once (until it changes).
-    fn note(&mut self, text: String) {
-        if self.last_note.as_deref() != Some(text.as_str()) {
-            self.record(Decision::NoCandidate, text.clone());
-            self.last_note = Some(text);
         }
     }
 }

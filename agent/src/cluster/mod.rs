@@ -13,10 +13,12 @@
 //!   under its own lease.
 //! - `pause`: present in maintenance mode (no automatic failover).
 //!
-//! [`ha`] is the loop, [`local`] the local server, [`etcd`] the client,
+//! [`ha`] is the loop (its follower and election side in `elect`),
+//! [`local`] the local server, [`etcd`] the client,
 //! [`member`] the published view and the election rule. Decisions go to
 //! the audit log (`remediation = "cluster"`) and out as events.
 
+mod elect;
 pub mod etcd;
 pub mod ha;
 pub mod local;
