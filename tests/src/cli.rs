@@ -95,50 +95,66 @@ impl Outcome {
 }
 
 /// Run `command` to completion, measuring its peak RSS.
-pub fn run(mut command: Command) -> Outcome {
-    let child = command
+///
+/// The command runs under the `peak_rss` helper of this crate (see
+/// `src/bin/peak_rss.rs` for why a child of the test process cannot
+/// measure its own peak), with the command's arguments, environment and
+/// working directory.
+pub fn run(command: Command) -> Outcome {
+    let measured = tempfile::NamedTempFile::new().expect("a temporary file for the peak RSS");
+    let mut wrapped = Command::new(helper("peak_rss"));
+    wrapped
+        .arg(measured.path())
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    let output = wrapped
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn watchpost");
-    let pid = child.id() as libc::pid_t;
-    // Read the pipes on threads, then reap the child with wait4 to get its
-    // own resource usage (not that of every child of the test process).
-    let mut child = child;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut text).ok();
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut text).ok();
-        text
-    });
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child, not yet reaped; status and usage are valid.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(
-        reaped,
-        pid,
-        "wait4 failed: {}",
-        std::io::Error::last_os_error()
-    );
-    std::mem::forget(child);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
+        .output()
+        .expect("spawn watchpost under peak_rss");
+    let code = match output.status.code() {
+        Some(code) => code,
+        None => panic!("peak_rss itself was killed: {:?}", output.status),
     };
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let max_rss_kib = std::fs::read_to_string(measured.path())
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or_else(|| panic!("peak_rss wrote no measurement (exit {code}):\n{stderr}"));
     Outcome {
         code,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-        max_rss_kib: usage.ru_maxrss,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+        max_rss_kib,
+    }
+}
+
+/// A binary of this crate (`src/bin/NAME.rs`), which cargo builds before
+/// it runs the integration tests: `target/<profile>/NAME`.
+fn helper(name: &str) -> PathBuf {
+    let path = target_dir().join(profile()).join(name);
+    assert!(
+        path.exists(),
+        "{} does not exist: `cargo test -p watchpost-e2e` builds it",
+        path.display()
+    );
+    path
+}
+
+/// The cargo profile directory this test executable was built into.
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
     }
 }
 
