@@ -6,7 +6,7 @@
 //! `tests/module_graph.rs` fails on an import against it):
 //!
 //! ```text
-//!   report, util, builtin, hostinfo, store, sql          (leaves)
+//!   report, util, safefs, builtin, hostinfo, store, sql  (leaves)
 //!        │
 //!   config ──► schedule ──► runtime ──► policy ──► events
 //!                            └─► drill     │          │   (drill ──► daemon, cli)
@@ -51,7 +51,8 @@
 //!   page for browsers.
 //! - [`builtin`]: the probes embedded in the binary.
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
-//! - [`util`]: small shared helpers.
+//! - [`util`]: small shared helpers; [`safefs`]: file work, as root, in
+//!   directories other users own (a data directory), never through a link.
 
 pub mod api;
 pub mod builtin;
@@ -67,6 +68,7 @@ pub mod policy;
 pub mod remediate;
 pub mod report;
 pub mod runtime;
+pub mod safefs;
 pub mod schedule;
 pub mod sql;
 pub mod store;

@@ -12,30 +12,34 @@ use std::path::Path;
 /// (`crate::NAME`). Leaves first; each module may use only modules above
 /// it in this list.
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("safefs", &[]),
     ("report", &[]),
     ("util", &[]),
     ("builtin", &[]),
     ("hostinfo", &[]),
-    ("store", &[]),
+    ("store", &["safefs"]),
     ("sql", &[]),
     ("config", &["builtin", "hostinfo", "report", "sql"]),
     ("schedule", &["util"]),
     (
         "runtime",
-        &["builtin", "config", "hostinfo", "report", "sql", "util"],
+        &[
+            "safefs", "builtin", "config", "hostinfo", "report", "sql", "util",
+        ],
     ),
-    ("drill", &["config", "report", "runtime"]),
+    ("drill", &["safefs", "config", "report", "runtime"]),
     ("policy", &["config", "report"]),
     ("events", &["policy", "report"]),
     (
         "remediate",
         &[
-            "config", "events", "policy", "report", "sql", "store", "util",
+            "safefs", "config", "events", "policy", "report", "sql", "store", "util",
         ],
     ),
     (
         "cluster",
         &[
+            "safefs",
             "config",
             "events",
             "remediate",
@@ -54,6 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "daemon",
         &[
+            "safefs",
             "builtin",
             "cluster",
             "config",
@@ -74,6 +79,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "api",
         &[
+            "safefs",
             "cluster",
             "config",
             "daemon",
@@ -91,6 +97,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "safefs",
             "api",
             "builtin",
             "cluster",

@@ -12,6 +12,7 @@ mod daemon;
 mod dashboard;
 mod dirs;
 mod host_hang;
+mod host_security;
 mod kit_c;
 mod kit_js;
 mod kit_python;

@@ -131,7 +131,10 @@ pub async fn resolve(
     };
     let loaded = match drill {
         Some(probe) => Ok(probe),
-        None => runtime.load_source(&source, &services).await,
+        None => {
+            let pin = spec.and_then(|s| s.sha256.as_deref());
+            runtime.load_source(&source, pin, &services).await
+        }
     };
     let probe = loaded.map_err(|e| {
         ResolveError::Load(

@@ -33,7 +33,10 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             println!("drill {name:?}: restore drill, every {every}");
             continue;
         }
-        match runtime.load_source(&spec.wasm, &services).await {
+        match runtime
+            .load_source(&spec.wasm, spec.sha256.as_deref(), &services)
+            .await
+        {
             Ok(probe) => println!(
                 "probe {:?}: {} {} ({}), every {}",
                 spec.name,

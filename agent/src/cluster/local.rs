@@ -94,19 +94,13 @@ impl LocalServer {
     /// Whether a postmaster process is alive for the data directory (a
     /// frozen one counts as alive: it is not restarted or replaced).
     pub fn postmaster_alive(&self) -> bool {
-        let Ok(text) = std::fs::read_to_string(self.data_dir().join("postmaster.pid")) else {
-            return false;
-        };
-        let Some(pid) = text
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse::<i32>().ok())
+        // postmaster.pid is the database user's file: read without
+        // following a link, its pid checked.
+        let Some(pid) = crate::remediate::pgdata::postmaster_pid(self.data_dir())
+            .and_then(|pid| i32::try_from(pid).ok())
         else {
             return false;
         };
-        if pid <= 0 {
-            return false;
-        }
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let zombie = state
             .rsplit_once(')')
@@ -379,29 +373,41 @@ const CONFIG_FILES: [&str; 4] = [
     "pg_ident.conf",
 ];
 
-/// The node's own configuration files, read before a rewind.
-fn keep_config(data_dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
+/// The largest configuration file kept across a rewind.
+const MAX_CONFIG: u64 = 4 << 20;
+
+/// The node's own configuration files, read before a rewind (regular
+/// files of the directory's owner only: never through a link).
+fn keep_config(data_dir: &Path) -> Vec<(&'static str, Vec<u8>, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = crate::safefs::OwnedDir::open(data_dir) else {
+        return Vec::new();
+    };
     CONFIG_FILES
         .iter()
         .filter_map(|name| {
-            let path = data_dir.join(name);
-            let meta = std::fs::symlink_metadata(&path).ok()?;
-            (meta.is_file()).then(|| Some((*name, std::fs::read(&path).ok()?)))?
+            let bytes = dir.read(name, MAX_CONFIG).ok()??;
+            let mode = std::fs::symlink_metadata(dir.entry(name))
+                .map(|m| m.mode() & 0o777)
+                .unwrap_or(0o600);
+            Some((*name, bytes, mode))
         })
         .collect()
 }
 
-/// Put the kept files back (same owner; written in place, not followed
-/// through a symlink: `keep_config` only kept regular files).
-fn restore_config(data_dir: &Path, kept: Vec<(&'static str, Vec<u8>)>) {
-    for (name, bytes) in kept {
-        let path = data_dir.join(name);
-        if let Err(e) = crate::store::atomic::write(&path, &bytes) {
-            tracing::error!("cannot restore {} after pg_rewind: {e}", path.display());
-            continue;
+/// Put the kept files back (replaced under a random temporary name,
+/// handed to the directory's owner by descriptor, never through a link).
+fn restore_config(data_dir: &Path, kept: Vec<(&'static str, Vec<u8>, u32)>) {
+    let dir = match crate::safefs::OwnedDir::open(data_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::error!("cannot restore the configuration files after pg_rewind: {e}");
+            return;
         }
-        if let Some((uid, gid)) = command::owner_if_root(data_dir) {
-            let _ = std::os::unix::fs::lchown(&path, Some(uid), Some(gid));
+    };
+    for (name, bytes, mode) in kept {
+        if let Err(e) = dir.replace(name, &bytes, mode) {
+            tracing::error!("cannot restore {name} after pg_rewind: {e}");
         }
     }
 }

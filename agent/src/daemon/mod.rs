@@ -163,16 +163,24 @@ pub async fn load_probes(
         }
         // Read (and hash) each component file once, however many probes
         // name it.
-        if let Some(probe) = by_source.get(&spec.wasm.to_string()) {
+        let pinned = |probe: &Probe| {
+            spec.sha256
+                .as_deref()
+                .is_none_or(|pin| pin.eq_ignore_ascii_case(&probe.sha256))
+        };
+        if let Some(probe) = by_source.get(&spec.wasm.to_string()).filter(|p| pinned(p)) {
             probes.insert(spec.name.clone(), probe.clone());
             continue;
         }
-        if let Some(probe) = reusable(spec, loaded.get(&spec.name)) {
+        if let Some(probe) = reusable(spec, loaded.get(&spec.name)).filter(|p| pinned(p)) {
             by_source.insert(spec.wasm.to_string(), probe.clone());
             probes.insert(spec.name.clone(), probe);
             continue;
         }
-        match runtime.load_source(&spec.wasm, services).await {
+        match runtime
+            .load_source(&spec.wasm, spec.sha256.as_deref(), services)
+            .await
+        {
             Ok(probe) => {
                 by_source.insert(spec.wasm.to_string(), probe.clone());
                 probes.insert(spec.name.clone(), probe);

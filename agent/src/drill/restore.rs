@@ -91,15 +91,7 @@ async fn step(
 }
 
 fn make_data_dir(s: &Scratch) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&s.data)
-        .map_err(|e| format!("cannot create {}: {e}", s.data.display()))?;
-    if let Some((uid, gid)) = s.owner {
-        std::os::unix::fs::lchown(&s.data, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    s.make_dir(&s.data)
 }
 
 /// Put the backup in `s.data` and make it ready to recover on `port`.
@@ -252,9 +244,11 @@ fn configure(s: &Scratch, port: u16, recovery: &[String]) -> Result<(), String> 
     lines.extend(recovery.iter().cloned());
     lines.push(String::new());
     s.append(&s.data.join("postgresql.auto.conf"), &lines.join("\n"))?;
-    // unlink does not follow a link.
-    let _ = std::fs::remove_file(s.data.join("standby.signal"));
-    if std::fs::symlink_metadata(s.data.join("recovery.signal")).is_err() {
+    // Relative to the data directory opened once, never through a link.
+    let data = crate::safefs::OwnedDir::open(&s.data).map_err(|e| e.to_string())?;
+    data.remove_file("standby.signal")
+        .map_err(|e| e.to_string())?;
+    if !data.exists("recovery.signal").map_err(|e| e.to_string())? {
         s.write_new(&s.data.join("recovery.signal"), "")?;
     }
     Ok(())

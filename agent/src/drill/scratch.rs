@@ -6,8 +6,8 @@
 //! drill the agent did not see through (a `kill -9`) are swept the same
 //! way before the next one, and when the drill is loaded.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use crate::safefs::OwnedDir;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -165,54 +165,75 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let dir = drills.join(format!("{name}-{stamp}"));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
+        let leaf = format!("{name}-{stamp}");
+        let dir = drills.join(&leaf);
+        // Made and handed over by descriptor, never through a link.
+        let parent = OwnedDir::open(drills).map_err(|e| e.to_string())?;
+        if parent.exists(&leaf).map_err(|e| e.to_string())? {
+            return Err(format!("cannot create {}: it exists", dir.display()));
+        }
+        let parent = match owner {
+            Some(owner) => parent.expecting(owner),
+            None => parent,
+        };
+        parent
+            .subdir(&leaf, true)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let scratch = Scratch {
+        Ok(Scratch {
             data: dir.join("data"),
             dir,
             owner,
             pg_ctl: bin_dir.join("pg_ctl"),
-        };
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(&scratch.dir, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot hand {} over: {e}", scratch.dir.display()))?;
+        })
+    }
+
+    /// The directory holding `path`, opened without following a link,
+    /// its entries expected to be the owner's; and the file name.
+    fn parent_of<'a>(&self, path: &'a Path) -> Result<(OwnedDir, &'a str), String> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: not a file name", path.display()))?;
+        let dir =
+            OwnedDir::open(path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
+        Ok(match self.owner {
+            Some(owner) => (dir.expecting(owner), name),
+            None => (dir, name),
+        })
+    }
+
+    /// Make directory `path` (0700, the owner's), never through a link.
+    pub fn make_dir(&self, path: &Path) -> Result<(), String> {
+        let (dir, name) = self.parent_of(path)?;
+        if dir.exists(name).map_err(|e| e.to_string())? {
+            return Err(format!("cannot create {}: it exists", path.display()));
         }
-        Ok(scratch)
+        dir.subdir(name, true)
+            .map(|_| ())
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))
     }
 
     /// Create file `path` (which must not exist: a planted link fails)
     /// with `text`, owned by the owner.
     pub fn write_new(&self, path: &Path, text: &str) -> Result<(), String> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        file.write_all(text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot hand {} over: {e}", path.display()))?;
+        let (dir, name) = self.parent_of(path)?;
+        if dir.exists(name).map_err(|e| e.to_string())? {
+            return Err(format!("cannot create {}: it exists", path.display()));
         }
-        Ok(())
+        dir.replace(name, text.as_bytes(), 0o600)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))
     }
 
     /// Append `text` to `path`, creating it when missing; never through a
-    /// symlink.
+    /// symlink (the file is rewritten under a new name and renamed over).
     pub fn append(&self, path: &Path, text: &str) -> Result<(), String> {
-        if std::fs::symlink_metadata(path).is_err() {
-            return self.write_new(path, text);
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| format!("cannot open {} (a symlink?): {e}", path.display()))?;
-        file.write_all(text.as_bytes())
+        let (dir, name) = self.parent_of(path)?;
+        let mut bytes = dir
+            .read(name, 16 << 20)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        bytes.extend_from_slice(text.as_bytes());
+        dir.replace(name, &bytes, 0o600)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }

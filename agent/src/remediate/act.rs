@@ -70,7 +70,7 @@ pub fn describe(r: &Remediation) -> String {
             "{}: fail over from `{}` to `{}`",
             r.name, f.primary, f.standby
         ),
-        Action::Webhook(w) => format!("{}: webhook {}", r.name, w.url),
+        Action::Webhook(w) => format!("{}: webhook {}", r.name, webhook::redacted(&w.url)),
         Action::Terminate(a) | Action::Cancel(a) => {
             format!("{}: {} sessions on `{}`", r.name, r.action.kind(), a.target)
         }
@@ -322,52 +322,6 @@ pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec
     }
 }
 
-/// A killed postmaster whose parent does not reap it (in a container whose
-/// PID 1 is not an init) stays a zombie: `kill(pid, 0)` still succeeds, so
-/// pg_ctl waits for it to stop and PostgreSQL refuses to start ("is another
-/// postmaster running?"). A zombie is dead: its `postmaster.pid` and its
-/// socket lock file are set aside (renamed), which is what PostgreSQL does
-/// itself with the files of a process that is gone.
-fn set_aside_dead_postmaster_pid(data_dir: &std::path::Path) {
-    let pid_file = data_dir.join("postmaster.pid");
-    let Ok(text) = std::fs::read_to_string(&pid_file) else {
-        return;
-    };
-    // postmaster.pid: pid, data dir, start time, port, socket dir, ...
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let Some(pid) = lines.first().and_then(|l| l.parse::<u32>().ok()) else {
-        return;
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    if state != Some("Z") {
-        return;
-    }
-    let mut stale = vec![pid_file];
-    if let (Some(port), Some(dir)) = (lines.get(3), lines.get(4))
-        && !dir.is_empty()
-    {
-        let lock = std::path::Path::new(dir).join(format!(".s.PGSQL.{port}.lock"));
-        let holder = std::fs::read_to_string(&lock).unwrap_or_default();
-        if holder.lines().next().map(str::trim) == Some(&pid.to_string()) {
-            stale.push(lock);
-        }
-    }
-    for file in stale {
-        let aside = file.with_extension(format!("dead-{pid}"));
-        match std::fs::rename(&file, &aside) {
-            Ok(()) => tracing::warn!(
-                "the postmaster (pid {pid}) of {} is dead but not reaped; set {} aside",
-                data_dir.display(),
-                file.display()
-            ),
-            Err(e) => tracing::warn!("cannot set aside {}: {e}", file.display()),
-        }
-    }
-}
-
 fn from_command(result: Result<command::CommandOutcome, String>, what: &str) -> ActionOutcome {
     match result {
         Ok(out) => ActionOutcome {
@@ -401,13 +355,20 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
             let mut spec = restart_command(&restart.method, restart.timeout.as_secs().max(1));
             spec.timeout = restart.timeout;
             if let RestartMethod::PgCtl { data_dir, .. } = &restart.method {
-                // pg_ctl -l needs the log directory to exist.
-                let log_dir = data_dir.join("log");
-                let _ = std::fs::create_dir_all(&log_dir);
-                if let Some((uid, gid)) = spec.user {
-                    let _ = std::os::unix::fs::chown(&log_dir, Some(uid), Some(gid));
+                // pg_ctl -l needs the log directory to exist: made as the
+                // data directory's owner's, never through a link.
+                let prepared = super::pgdata::open(data_dir).and_then(|dir| {
+                    spec.user = dir.run_as();
+                    dir.subdir("log", true)
+                });
+                if let Err(e) = prepared {
+                    return ActionOutcome {
+                        ok: false,
+                        message: format!("restart refused: {e}"),
+                        detail: Value::Null,
+                    };
                 }
-                set_aside_dead_postmaster_pid(data_dir);
+                super::pgdata::set_aside_dead_postmaster_pid(data_dir);
             }
             spec.env = ctx.env.clone();
             from_command(command::run(&spec).await, "restart")
@@ -417,12 +378,12 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
             let message = if delivery.delivered {
                 format!(
                     "webhook delivered to {} ({} attempt(s))",
-                    hook.url, delivery.attempts
+                    delivery.url, delivery.attempts
                 )
             } else {
                 format!(
                     "webhook to {} failed after {} attempt(s): {}",
-                    hook.url,
+                    delivery.url,
                     delivery.attempts,
                     delivery.error.clone().unwrap_or_default()
                 )

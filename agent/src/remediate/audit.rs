@@ -227,7 +227,13 @@ fn repair_tail(path: &Path, file: &mut File) -> io::Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let aside = path.with_extension(format!("log.partial-{stamp}"));
-    std::fs::write(&aside, &bytes[keep..])?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&aside)
+        .and_then(|mut f| io::Write::write_all(&mut f, &bytes[keep..]))?;
     file.set_len(keep as u64)?;
     file.sync_all()?;
     tracing::warn!(

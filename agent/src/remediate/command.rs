@@ -136,14 +136,12 @@ async fn collect(
     }
 }
 
-/// The owner (uid, gid) of a path, for running PostgreSQL tools as the
-/// data directory's owner when the agent runs as root.
+/// The owner (uid, gid) of directory `path`, for running PostgreSQL
+/// tools as the data directory's owner when the agent runs as root; `None`
+/// when the agent is not root, the directory is root's, or it is a
+/// symlink (never followed).
 pub fn owner_if_root(path: &std::path::Path) -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let meta = std::fs::metadata(path).ok()?;
-    (root && meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
+    crate::safefs::OwnedDir::open(path).ok()?.run_as()
 }
 
 #[cfg(test)]

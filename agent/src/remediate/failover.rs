@@ -25,6 +25,7 @@
 mod evidence;
 
 use super::command::{self, CommandSpec};
+pub use super::pgdata::{demote_on_disk, ensure_log_dir, write_standby_signal};
 use crate::config::{FailoverAction, Fence};
 use crate::sql::SqlTargets;
 use evidence::{cluster_state, wal_beyond};
@@ -240,7 +241,12 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
         );
     };
     let tools = pg_ctl.parent().unwrap_or(Path::new(""));
-    match cluster_state(&tools.join("pg_controldata"), data_dir).await {
+    // PostgreSQL's programs read the directory as its owner, never as root.
+    let owner = match super::pgdata::open(data_dir) {
+        Ok(dir) => dir.run_as(),
+        Err(e) => return fail(format!("refused: {e}"), detail),
+    };
+    match cluster_state(&tools.join("pg_controldata"), data_dir, owner).await {
         Ok(state) if state.starts_with("shut down") || state == "shutting down" => {
             detail["primary_state"] = json!(state);
             return fail(
@@ -263,6 +269,7 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
         &tools.join("pg_waldump"),
         &data_dir.join("pg_wal"),
         &received,
+        owner,
     )
     .await
     {
@@ -343,13 +350,14 @@ async fn pg_ctl_fence(
     data_dir: &Path,
     old_primary: &str,
 ) -> Result<String, String> {
-    if !data_dir.join("PG_VERSION").exists() {
+    let data = super::pgdata::open(data_dir).map_err(|e| format!("refused: {e}"))?;
+    if data.kind("PG_VERSION").ok().flatten().is_none() {
         return Err(format!(
             "{} is not a PostgreSQL data directory on this node",
             data_dir.display()
         ));
     }
-    let user = command::owner_if_root(data_dir);
+    let user = data.run_as();
     let pg = |args: &[&str]| CommandSpec {
         argv: std::iter::once(pg_ctl.display().to_string())
             .chain(args.iter().map(|a| a.to_string()))
@@ -381,87 +389,23 @@ async fn pg_ctl_fence(
     } else {
         done.push("the old primary was not running");
     }
-    let conninfo = sql
-        .replication_conninfo(&action.standby, old_primary)
+    let login = sql
+        .replication_login(&action.standby, old_primary)
         .map_err(|e| format!("cannot build primary_conninfo: {e:?}"))?;
-    demote_on_disk(data_dir, &conninfo, user).map_err(|e| {
+    let written = match &login.password {
+        Some(password) => {
+            super::pgdata::demote_with_password(data_dir, &login.conninfo, &login.user, password)
+        }
+        None => demote_on_disk(data_dir, &login.conninfo, Some(data.owner())),
+    };
+    written.map_err(|e| {
         format!(
-            "cannot write standby.signal into {}: {e}",
+            "cannot write standby.signal and primary_conninfo into {}: {e}",
             data_dir.display()
         )
     })?;
     done.push("wrote standby.signal and primary_conninfo: it can only start as a standby");
     Ok(done.join("; "))
-}
-
-/// Create `standby.signal` in `data_dir` (owned by the directory's owner
-/// when the agent runs as root), refusing to follow a symlink planted in
-/// its place.
-pub fn write_standby_signal(data_dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(data_dir.join("standby.signal"))?;
-    if let Some((uid, gid)) = command::owner_if_root(data_dir) {
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-    }
-    Ok(())
-}
-
-/// `DATA_DIR/log` for `pg_ctl -l`, created as the directory's owner's
-/// (a symlink there is refused).
-pub fn ensure_log_dir(data_dir: &Path) -> std::io::Result<()> {
-    let log = data_dir.join("log");
-    match std::fs::symlink_metadata(&log) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::other(format!(
-            "{} is a symlink; refusing to use it",
-            log.display()
-        ))),
-        Ok(_) => Ok(()),
-        Err(_) => {
-            std::fs::create_dir(&log)?;
-            if let Some((uid, gid)) = command::owner_if_root(data_dir) {
-                std::os::unix::fs::lchown(&log, Some(uid), Some(gid))?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// `standby.signal` plus `primary_conninfo` in `postgresql.auto.conf`.
-pub fn demote_on_disk(
-    data_dir: &Path,
-    conninfo: &str,
-    owner: Option<(u32, u32)>,
-) -> std::io::Result<()> {
-    let signal = data_dir.join("standby.signal");
-    std::fs::write(&signal, b"")?;
-    let auto = data_dir.join("postgresql.auto.conf");
-    let existing = std::fs::read_to_string(&auto).unwrap_or_default();
-    let mut kept: Vec<&str> = existing
-        .lines()
-        .filter(|l| {
-            !l.trim_start().starts_with("primary_conninfo")
-                && !l.trim_start().starts_with("recovery_target_timeline")
-        })
-        .collect();
-    let line = format!(
-        "primary_conninfo = '{}'",
-        conninfo.replace('\\', "\\\\").replace('\'', "''")
-    );
-    kept.push("# Written by watchpost when this server was fenced after a failover.");
-    kept.push(&line);
-    kept.push("recovery_target_timeline = 'latest'");
-    crate::store::atomic::write(&auto, format!("{}\n", kept.join("\n")).as_bytes())?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&signal, Some(uid), Some(gid))?;
-        std::os::unix::fs::chown(&auto, Some(uid), Some(gid))?;
-    }
-    Ok(())
 }
 
 async fn promote_standby(sql: &SqlTargets, action: &FailoverAction) -> Step {
@@ -551,28 +495,4 @@ async fn verify_write(sql: &SqlTargets, action: &FailoverAction) -> Step {
         ),
         json!({"attempts": attempts}),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn demotion_replaces_an_older_primary_conninfo() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("postgresql.auto.conf"),
-            "work_mem = '8MB'\nprimary_conninfo = 'host=old'\n",
-        )
-        .unwrap();
-        demote_on_disk(dir.path(), "host='127.0.0.1' port=5433 user='o''k'", None).unwrap();
-        let text = std::fs::read_to_string(dir.path().join("postgresql.auto.conf")).unwrap();
-        assert!(text.contains("work_mem = '8MB'"));
-        assert!(!text.contains("host=old"));
-        assert!(
-            text.contains("primary_conninfo = 'host=''127.0.0.1'' port=5433 user=''o''''k'''"),
-            "{text}"
-        );
-        assert!(dir.path().join("standby.signal").exists());
-    }
 }

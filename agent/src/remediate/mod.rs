@@ -25,6 +25,7 @@ pub mod decide;
 pub mod engine;
 pub mod failover;
 pub mod ledger;
+pub mod pgdata;
 pub mod port;
 pub mod reconcile;
 pub mod recovery;
@@ -84,6 +85,9 @@ impl Remediator {
         })?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("watchpost/", env!("CARGO_PKG_VERSION")))
+            // A redirect could carry the event and the bearer token to
+            // another host: a 3xx is an answer, not a new address.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow::anyhow!("cannot create the HTTP client for webhooks: {e}"))?;
         Ok(Arc::new(Remediator {

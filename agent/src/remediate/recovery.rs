@@ -16,7 +16,7 @@
 //! that is itself in recovery. The old directory is renamed aside
 //! (`DIR.reinit-UNIXTIME`), never deleted. PostgreSQL's programs run as
 //! the data directory's owner; the new directory is made by the agent and
-//! handed over with `lchown` (no symlink is followed).
+//! handed over with `fchown` on its descriptor (no symlink is followed).
 
 use super::act::ActionOutcome;
 use crate::config::{ResumeReplayAction, SessionAction};

@@ -4,10 +4,12 @@
 //! (or, when it does not answer, its data directory has `standby.signal`)
 //! and the primary answers as a primary; stop the standby; rename its data
 //! directory aside (never delete it); make a new empty one owned by the
-//! old one's owner; `pg_basebackup -R` from the primary as that owner;
-//! copy back the standby's own `postgresql.conf`, `pg_hba.conf` and
-//! `pg_ident.conf` (as that owner, without following links); start it;
-//! wait until its WAL receiver streams.
+//! old one's owner; `pg_basebackup` from the primary as that owner (the
+//! password in its environment, never in its argv); copy back the
+//! standby's own `postgresql.conf`, `pg_hba.conf` and `pg_ident.conf` (as
+//! that owner, without following links); write `standby.signal` and a
+//! `primary_conninfo` whose password is in a passfile (see
+//! [`super::pgdata`]); start it; wait until its WAL receiver streams.
 
 use super::act::ActionOutcome;
 use super::command::{self, CommandSpec};
@@ -119,8 +121,10 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
         }
         Some(true) => steps.note("check", true, "the target is a standby"),
         None => {
-            let signal = std::fs::symlink_metadata(dir.join("standby.signal"));
-            if !signal.map(|m| m.is_file()).unwrap_or(false) {
+            let signal = super::pgdata::open(dir)
+                .and_then(|d| d.kind("standby.signal"))
+                .map_err(|e| format!("refused: {e}"))?;
+            if signal != Some(rustix::fs::FileType::RegularFile) {
                 return Err(format!(
                     "refused: `{}` does not answer and {} has no standby.signal, so it is not known to be a standby",
                     action.standby,
@@ -149,25 +153,13 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
             ));
         }
     }
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|e| format!("the data directory {}: {e}", dir.display()))?;
-    if !meta.is_dir() {
-        return Err(format!(
-            "{} is not a directory (a symlink?); refusing",
-            dir.display()
-        ));
-    }
-    let owner = command::owner_if_root(dir);
-    // SAFETY: geteuid has no preconditions.
-    if owner.is_none() && unsafe { libc::geteuid() } == 0 {
-        return Err(format!(
-            "{} is owned by root; PostgreSQL cannot run as root",
-            dir.display()
-        ));
-    }
+    // A link in place of the directory, or a root-owned one, is refused.
+    let data = super::pgdata::open(dir).map_err(|e| format!("refused: {e}"))?;
+    let owner = data.run_as();
+    let owner_ids = data.owner();
 
     // Stop: fast, else immediate (a server that does not run is fine).
-    if dir.join("postmaster.pid").exists() {
+    if data.exists("postmaster.pid").unwrap_or(true) {
         let stop = |mode: &str| {
             vec![
                 bin(action, "pg_ctl"),
@@ -215,36 +207,40 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
         format!("kept the old directory as {}", aside.display()),
     );
 
-    // A new, empty directory for the owner.
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(dir, Some(uid), Some(gid))
-                .map_err(|e| format!("cannot hand {} to uid {uid}: {e}", dir.display()))?;
-        }
-    }
+    // A new, empty directory for the owner: made beside the old one
+    // without following a link, and handed over by descriptor.
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let fresh = crate::safefs::OwnedDir::open(parent)
+        .map(|p| p.expecting(owner_ids))
+        .and_then(|p| p.subdir(&name, true))
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    drop(fresh);
 
-    // Clone.
-    let conninfo = sql
-        .replication_conninfo(&action.primary, &action.standby)
+    // Clone, as the owner; the password (if the primary's DSN has one) in
+    // the environment, never on the command line.
+    let login = sql
+        .replication_login(&action.primary, &action.standby)
         .map_err(|e| e.to_string())?;
     let argv = vec![
         bin(action, "pg_basebackup"),
         "-D".into(),
         dir.display().to_string(),
-        "-R".into(),
         "-X".into(),
         "stream".into(),
         "--checkpoint=fast".into(),
         "-d".into(),
-        conninfo,
+        login.conninfo.clone(),
     ];
+    let env: Vec<(&str, String)> = login
+        .password
+        .iter()
+        .map(|p| ("PGPASSWORD", p.clone()))
+        .collect();
     let cloned = Instant::now();
-    run_as(argv, owner, &[], steps.left()).await.map_err(|e| {
+    run_as(argv, owner, &env, steps.left()).await.map_err(|e| {
         format!(
             "pg_basebackup failed (the old directory is at {}): {e}",
             aside.display()
@@ -277,6 +273,16 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
         run_as(argv, owner, &[], steps.left().min(Duration::from_secs(30))).await?;
     }
     steps.note("config", true, format!("kept {}", kept.join(", ")));
+
+    // A standby of the primary: standby.signal and primary_conninfo, its
+    // password in a passfile of the owner's.
+    let demoted = match &login.password {
+        Some(password) => {
+            super::pgdata::demote_with_password(dir, &login.conninfo, &login.user, password)
+        }
+        None => super::pgdata::demote_on_disk(dir, &login.conninfo, Some(owner_ids)),
+    };
+    demoted.map_err(|e| format!("cannot make {} a standby: {e}", dir.display()))?;
 
     // Start.
     let log: PathBuf = dir.join("watchpost-reinit.log");

@@ -6,6 +6,12 @@
 //! delivery, retries included, ends by [`DELIVERY_DEADLINE`] (each attempt's
 //! timeout is cut to what is left), so `retries = 20` cannot hold an
 //! action task for days.
+//!
+//! A webhook URL often is the secret (a chat hook's token in its path):
+//! records, logs and messages only ever show its scheme and host
+//! ([`redacted`]). Redirects are not followed (the client is built with
+//! none): a 3xx is a failed delivery, so the event and the bearer token
+//! never go to another address.
 
 use crate::config::WebhookAction;
 use serde::Serialize;
@@ -33,6 +39,21 @@ pub struct Delivery {
     pub duration_ms: f64,
 }
 
+/// `scheme://host[:port]` of `url`, for records and logs: its path, query,
+/// user and password (where hook tokens live) are left out.
+pub fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or("");
+            match parsed.port() {
+                Some(port) => format!("{}://{host}:{port}", parsed.scheme()),
+                None => format!("{}://{host}", parsed.scheme()),
+            }
+        }
+        Err(_) => "<invalid URL>".to_string(),
+    }
+}
+
 /// POST `body` to the hook's URL.
 pub async fn deliver(
     client: &reqwest::Client,
@@ -48,7 +69,7 @@ pub async fn deliver(
             .and_then(|var| std::env::var(var).ok()),
     };
     let mut delivery = Delivery {
-        url: hook.url.clone(),
+        url: redacted(&hook.url),
         attempts: 0,
         status: None,
         delivered: false,
@@ -82,13 +103,20 @@ pub async fn deliver(
                     delivery.error = None;
                     break;
                 }
-                delivery.error = Some(format!("the hook answered {status}"));
-                // A 4xx will not get better by retrying.
-                if status.is_client_error() {
+                delivery.error = Some(if status.is_redirection() {
+                    format!(
+                        "the hook answered {status} (a redirect, which is not followed: configure the final URL)"
+                    )
+                } else {
+                    format!("the hook answered {status}")
+                });
+                // A 4xx or a redirect will not get better by retrying.
+                if status.is_client_error() || status.is_redirection() {
                     break;
                 }
             }
-            Err(e) => delivery.error = Some(error_text(&e)),
+            // reqwest's message names the full URL: drop it.
+            Err(e) => delivery.error = Some(error_text(&e.without_url())),
         }
         if delivery.attempts > hook.retries {
             break;
@@ -118,4 +146,22 @@ fn error_text(e: &reqwest::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_to_scheme_and_host() {
+        assert_eq!(
+            redacted("https://hooks.example.com/services/T0/B0/s3cr3t?x=1"),
+            "https://hooks.example.com"
+        );
+        assert_eq!(
+            redacted("http://user:pw@127.0.0.1:8080/hook/token"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(redacted("not a url"), "<invalid URL>");
+    }
 }

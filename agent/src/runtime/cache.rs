@@ -91,13 +91,16 @@ pub struct CompileCache {
 impl CompileCache {
     /// Open (creating it if needed, private to this user) the cache
     /// directory for artifacts compiled by `engine`.
+    ///
+    /// A cache directory (or the directory holding it) that is a symlink,
+    /// belongs to another user or is writable by group or others is
+    /// refused: its entries become native code in the agent.
     pub fn open(engine: &Engine, settings: CacheSettings) -> io::Result<Self> {
-        fs::create_dir_all(&settings.dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&settings.dir, fs::Permissions::from_mode(0o700))?;
+        crate::safefs::create_private_dir(&settings.dir)?;
+        if let Some(parent) = settings.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::safefs::check_parent_dir(parent)?;
         }
+        crate::safefs::check_private_dir(&settings.dir)?;
         Ok(CompileCache {
             settings,
             engine_id: engine_fingerprint(engine),
@@ -191,11 +194,28 @@ impl CompileCache {
         path: &Path,
         sha256: &[u8; 32],
     ) -> Result<Option<Component>, String> {
-        let data = match fs::read(path) {
-            Ok(data) => data,
+        let mut file = match File::open(path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read it: {e}")),
         };
+        // Only an entry this user wrote, that no one else may change.
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = file
+                .metadata()
+                .map_err(|e| format!("cannot read it: {e}"))?;
+            let me = rustix::process::geteuid().as_raw();
+            if !meta.is_file() || meta.uid() != me || meta.mode() & 0o022 != 0 {
+                return Err(format!(
+                    "not a private file of this user (uid {}, mode {:04o})",
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ));
+            }
+        }
+        let mut data = Vec::new();
+        io::Read::read_to_end(&mut file, &mut data).map_err(|e| format!("cannot read it: {e}"))?;
         let artifact = verify(&data, &self.engine_id, sha256)?;
         // SAFETY: `verify` checked that these bytes are, bit for bit, what
         // `Component::serialize` produced for this very component with an

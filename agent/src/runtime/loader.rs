@@ -38,6 +38,22 @@ pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
+/// Refuse bytes whose sha256 (`digest`) is not `pin` (hex, any case).
+pub fn check_pin(source: &str, pin: &str, digest: &[u8; 32]) -> Result<(), LoadError> {
+    let actual = hex::encode(digest);
+    if pin.eq_ignore_ascii_case(&actual) {
+        Ok(())
+    } else {
+        Err(fail(
+            source,
+            format!(
+                "`sha256` pin does not match the bytes read: their sha256 is {actual}, the pin says {pin}; \
+                 the file changed (update the pin if that was on purpose); not compiled"
+            ),
+        ))
+    }
+}
+
 /// Refuse empty files, non-Wasm files and core modules before compiling.
 pub fn check_header(source: &str, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.is_empty() {

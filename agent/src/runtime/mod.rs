@@ -180,15 +180,23 @@ impl Runtime {
         &self.engine
     }
 
-    /// Load the probe at `path`: read, compile, link, describe.
+    /// Load the probe at `path`: read, compile, link, describe. With
+    /// `pin` (a sha256 in hex), the file is read once and the bytes read
+    /// are hashed and compared before they are compiled: a file swapped
+    /// after the config was checked is refused, never compiled.
     pub async fn load_file(
         &self,
         path: &Path,
+        pin: Option<&str>,
         services: &Arc<Services>,
     ) -> Result<Probe, LoadError> {
         let bytes = loader::read(path)?;
-        self.load_bytes(&path.display().to_string(), &bytes, services)
-            .await
+        let source = path.display().to_string();
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some(pin) = pin {
+            loader::check_pin(&source, pin, &digest)?;
+        }
+        self.load_digested(&source, &bytes, digest, services).await
     }
 
     /// Load a probe from its bytes; `source` names it in messages.
@@ -198,8 +206,20 @@ impl Runtime {
         bytes: &[u8],
         services: &Arc<Services>,
     ) -> Result<Probe, LoadError> {
-        loader::check_header(source, bytes)?;
         let digest: [u8; 32] = Sha256::digest(bytes).into();
+        self.load_digested(source, bytes, digest, services).await
+    }
+
+    /// Compile (or take from the cache, keyed by `digest`), link and
+    /// describe `bytes`, whose sha256 is `digest`.
+    async fn load_digested(
+        &self,
+        source: &str,
+        bytes: &[u8],
+        digest: [u8; 32],
+        services: &Arc<Services>,
+    ) -> Result<Probe, LoadError> {
+        loader::check_header(source, bytes)?;
         let component = self.compile(source, digest, bytes).await?;
         let pre = loader::link(&self.linker, source, &component)?;
         let info = run::describe(&pre, services).await.map_err(|e| LoadError {
@@ -213,10 +233,12 @@ impl Runtime {
         })
     }
 
-    /// Load a probe named by the config: a built-in one or a file.
+    /// Load a probe named by the config: a built-in one or a file (whose
+    /// `sha256` pin, if any, is checked on the very bytes compiled).
     pub async fn load_source(
         &self,
         source: &crate::config::WasmSource,
+        pin: Option<&str>,
         services: &Arc<Services>,
     ) -> Result<Probe, LoadError> {
         match source {
@@ -229,7 +251,7 @@ impl Runtime {
                 })?;
                 self.load_bytes(&source.to_string(), bytes, services).await
             }
-            crate::config::WasmSource::File(path) => self.load_file(path, services).await,
+            crate::config::WasmSource::File(path) => self.load_file(path, pin, services).await,
             crate::config::WasmSource::Drill(name) => Err(LoadError {
                 message: format!("drill:{name}: a drill is not a component; the agent runs it"),
             }),
@@ -318,3 +340,6 @@ pub fn is_sandbox_error(kind: ErrorKind) -> bool {
             | ErrorKind::InvalidOutput
     )
 }
+
+#[cfg(test)]
+mod pin_tests;

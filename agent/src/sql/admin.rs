@@ -29,13 +29,15 @@ impl SqlTargets {
         Ok(client)
     }
 
-    /// libpq keyword/value connection info of `target` for a standby's
-    /// `primary_conninfo`: host, port, user, password (no database).
-    pub fn replication_conninfo(
+    /// How a standby logs in to stream from `target`: libpq keyword/value
+    /// connection info (host, port, user, application name; never the
+    /// password, which the caller puts in a passfile or the environment),
+    /// the user, and the password of `target`'s DSN, if any.
+    pub fn replication_login(
         &self,
         target: &str,
         application_name: &str,
-    ) -> Result<String, Error> {
+    ) -> Result<ReplicationLogin, Error> {
         let config = &self.get(target)?.admin;
         let mut parts = Vec::new();
         match config.get_hosts().first() {
@@ -50,17 +52,37 @@ impl SqlTargets {
         if let Some(port) = config.get_ports().first() {
             parts.push(format!("port={port}"));
         }
-        if let Some(user) = config.get_user() {
-            parts.push(format!("user={}", quote(user)));
-        }
-        if let Some(password) = config.get_password() {
-            parts.push(format!(
-                "password={}",
-                quote(&String::from_utf8_lossy(password))
-            ));
+        let user = config.get_user().unwrap_or_default().to_string();
+        if !user.is_empty() {
+            parts.push(format!("user={}", quote(&user)));
         }
         parts.push(format!("application_name={}", quote(application_name)));
-        Ok(parts.join(" "))
+        Ok(ReplicationLogin {
+            conninfo: parts.join(" "),
+            user,
+            password: config
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+        })
+    }
+}
+
+/// See [`SqlTargets::replication_login`].
+#[derive(Clone)]
+pub struct ReplicationLogin {
+    /// `host=... port=... user=... application_name=...`, no password.
+    pub conninfo: String,
+    pub user: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ReplicationLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationLogin")
+            .field("conninfo", &self.conninfo)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -86,10 +108,12 @@ mod tests {
             },
         )]);
         let targets = SqlTargets::new(&specs).unwrap();
-        let info = targets.replication_conninfo("standby", "db-1").unwrap();
+        let login = targets.replication_login("standby", "db-1").unwrap();
         assert_eq!(
-            info,
-            r"host='127.0.0.1' port=5433 user='rep' password='it\'s' application_name='db-1'"
+            login.conninfo,
+            r"host='127.0.0.1' port=5433 user='rep' application_name='db-1'"
         );
+        assert_eq!(login.password.as_deref(), Some("it's"));
+        assert!(!format!("{login:?}").contains("it's"));
     }
 }

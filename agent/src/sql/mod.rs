@@ -17,6 +17,7 @@
 //! that only the agent may read (the config reads its secrets with it too).
 
 mod admin;
+pub use admin::ReplicationLogin;
 pub mod conninfo;
 mod errors;
 pub mod passfile;

@@ -45,14 +45,30 @@ pub struct Store {
 impl Store {
     /// Open (and create) the state directory; the error says which
     /// directory and what to do.
+    ///
+    /// The directory (created 0700 when missing) and its subdirectories
+    /// (`probes`, `cache`, `drills`) must be the agent user's and not
+    /// writable by group or others: the agent, often root, trusts what is
+    /// in them (the compile cache holds native code it loads).
     pub fn open(dir: &Path) -> anyhow::Result<Store> {
         let probes = dir.join("probes");
-        std::fs::create_dir_all(&probes).map_err(|e| {
+        crate::safefs::create_private_dir(&probes).map_err(|e| {
             anyhow::anyhow!(
-                "cannot create the state directory {}: {e}; set `state_dir` in [agent] to a writable directory",
-                probes.display()
+                "cannot create the state directory ({e}); set `state_dir` in [agent] to a writable directory"
             )
         })?;
+        for sub in [
+            dir.to_path_buf(),
+            probes.clone(),
+            dir.join("cache"),
+            dir.join("drills"),
+        ] {
+            if sub != dir && std::fs::symlink_metadata(&sub).is_err() {
+                continue;
+            }
+            crate::safefs::check_private_dir(&sub)
+                .map_err(|e| anyhow::anyhow!("refusing the state directory: {e}"))?;
+        }
         let probe = probes.join(format!(".write-test-{}", std::process::id()));
         std::fs::write(&probe, b"").map_err(|e| {
             anyhow::anyhow!(

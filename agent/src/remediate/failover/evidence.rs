@@ -4,11 +4,27 @@
 //! how far a standby's received position is from the primary's last
 //! flush.
 
+use crate::safefs::Owner;
 use std::path::Path;
 
+/// A command for a PostgreSQL program, run as `owner` when given (the
+/// data directory's owner: root never reads the database user's files).
+fn as_owner(program: &Path, owner: Option<Owner>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.current_dir("/");
+    if let Some((uid, gid)) = owner {
+        command.uid(uid).gid(gid);
+    }
+    command
+}
+
 /// `Database cluster state` from `pg_controldata DATA_DIR`.
-pub async fn cluster_state(pg_controldata: &Path, data_dir: &Path) -> Result<String, String> {
-    let output = tokio::process::Command::new(pg_controldata)
+pub async fn cluster_state(
+    pg_controldata: &Path,
+    data_dir: &Path,
+    owner: Option<Owner>,
+) -> Result<String, String> {
+    let output = as_owner(pg_controldata, owner)
         .arg(data_dir)
         .env("LC_ALL", "C")
         .kill_on_drop(true)
@@ -31,8 +47,13 @@ pub async fn cluster_state(pg_controldata: &Path, data_dir: &Path) -> Result<Str
 
 /// Bytes of valid WAL in `wal_dir` past `from` (an LSN such as `0/3000148`):
 /// `pg_waldump` reads from there to the end of valid WAL and names it.
-pub async fn wal_beyond(pg_waldump: &Path, wal_dir: &Path, from: &str) -> Result<f64, String> {
-    let output = tokio::process::Command::new(pg_waldump)
+pub async fn wal_beyond(
+    pg_waldump: &Path,
+    wal_dir: &Path,
+    from: &str,
+    owner: Option<Owner>,
+) -> Result<f64, String> {
+    let output = as_owner(pg_waldump, owner)
         .arg("--quiet")
         .arg("--path")
         .arg(wal_dir)

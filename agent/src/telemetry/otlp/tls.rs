@@ -44,11 +44,17 @@ pub fn grpc(tls: &TlsSettings) -> anyhow::Result<Option<ClientTlsConfig>> {
     Ok(Some(config))
 }
 
-/// A reqwest client for http/protobuf over TLS, or `None` for a
-/// plain-text endpoint (the exporter's own client is used then).
+/// A reqwest client for http/protobuf (over TLS when the endpoint is
+/// https). Neither follows redirects: a redirect could send the exported
+/// data and its headers (tokens) elsewhere.
 pub fn http(tls: &TlsSettings, timeout: Duration) -> anyhow::Result<Option<reqwest::Client>> {
     if !tls.https {
-        return Ok(None);
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build the OTLP HTTP client")?;
+        return Ok(Some(client));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -86,6 +92,7 @@ pub fn http(tls: &TlsSettings, timeout: Duration) -> anyhow::Result<Option<reqwe
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the OTLP HTTP client")?;
     Ok(Some(client))
