@@ -182,7 +182,8 @@ fn the_fence_writes_no_password_and_the_old_primary_logs_in_through_the_passfile
     )
     .unwrap();
     // Replication logins show in its log.
-    pair.standby.value("ALTER SYSTEM SET log_connections = on");
+    pair.standby
+        .execute("ALTER SYSTEM SET log_connections = on");
     pair.standby.value("SELECT pg_reload_conf()");
     let agent = Agent::start(&failover_config(
         &pair,
