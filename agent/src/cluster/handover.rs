@@ -306,7 +306,7 @@ impl Ha {
         let started = Instant::now();
         let mut renewed = Instant::now();
         let mut seen = self.local.observe(budget).await;
-        while !seen.replayed.is_some_and(|r| r > end) {
+        while seen.replayed.is_none_or(|r| r <= end) {
             if started.elapsed() > CATCH_UP_WAIT {
                 self.step(format!(
                     "switchover: not taking over: replayed only up to {} in {} s, not past the old leader's end {}",
