@@ -7,6 +7,7 @@ mod backup_kit;
 mod check_host_probes;
 mod check_output;
 mod cluster;
+mod cluster_switchover;
 mod compile_cache;
 mod daemon;
 mod dashboard;

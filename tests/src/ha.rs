@@ -96,6 +96,19 @@ impl HaCluster {
         }
     }
 
+    /// A superuser DSN over TCP for node `i`'s server.
+    pub fn tcp_dsn(&self, i: usize) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} dbname=postgres connect_timeout=1",
+            self.pg.nodes[i].port()
+        )
+    }
+
+    /// The config file of node `i`'s agent (for `watchpost cluster ...`).
+    pub fn config(&self, i: usize) -> std::path::PathBuf {
+        self.agents[i].config_path()
+    }
+
     /// The cluster as one agent sees it (`/v1/cluster`).
     pub fn view(&self, i: usize) -> serde_json::Value {
         self.agents[i].json("/v1/cluster")

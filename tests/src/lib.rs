@@ -11,7 +11,8 @@
 //! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
 //! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
 //! a real etcd cluster, [`ha`] three PostgreSQL nodes with an agent each in
-//! cluster mode, [`browser`] is headless Chromium driven over WebDriver, and
+//! cluster mode, [`splitbrain`] the writers that detect split brain and
+//! lost writes, [`browser`] is headless Chromium driven over WebDriver, and
 //! [`prometheus`] is a Prometheus server scraping agents.
 
 pub mod agent;
@@ -28,4 +29,5 @@ pub mod probes;
 pub mod prometheus;
 pub mod proxy;
 pub mod report;
+pub mod splitbrain;
 pub mod tls_proxy;

@@ -19,6 +19,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/pgbackrest", "pgbackrest"),
     // The cluster-mode tests run a real 3-member etcd.
     ("/usr/bin/etcd", "etcd-server"),
+    // The cluster tests route writes through HAProxy (role endpoints) and
+    // give each node a network namespace of its own.
+    ("/usr/sbin/haproxy", "haproxy"),
+    ("/usr/sbin/ip", "iproute2"),
     // `promtool check metrics` validates /metrics; the dashboard test
     // runs the server itself.
     // The hung-filesystem test mounts a FUSE filesystem and stops its daemon.

@@ -5,6 +5,8 @@
 //! this node holds the key and its server is an answering primary;
 //! `/v1/role/replica` only while its server streams from the current
 //! leader within `max_lag` of the leader's last published position.
+//! `POST /v1/cluster/switchover` asks for a planned switchover (a control
+//! endpoint, like `watchpost cluster switchover`).
 
 use crate::cluster::Cluster;
 use crate::daemon::Shared;
@@ -109,4 +111,60 @@ pub fn replica(shared: &Shared, max_lag: Option<u64>) -> Option<Answer> {
             json!({"healthy": true, "role": "replica", "mode": "cluster", "leader": leader.name, "lag_bytes": lag}),
         ),
     ))
+}
+
+/// The body of `POST /v1/cluster/switchover`.
+#[derive(serde::Deserialize)]
+pub struct SwitchoverBody {
+    /// The member to take over.
+    pub to: String,
+    /// Not before this time (RFC 3339).
+    pub at: Option<String>,
+}
+
+/// `POST /v1/cluster/switchover` `{"to": NODE, "at": TIME?}`: 202 with the
+/// request written to etcd (the agents carry it out; its outcome goes to
+/// `/watchpost/SCOPE/switchover_result` and the audit logs), 409 with the
+/// reason when refused, 400 for a bad time, 404 outside cluster mode.
+pub async fn switchover(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<SwitchoverBody>,
+) -> Answer {
+    let Some(cluster) = shared.cluster.get() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({"error": "this agent is not in cluster mode (no [cluster] in its config)"}),
+            ),
+        );
+    };
+    let at = match body.at.as_deref().map(humantime::parse_rfc3339_weak) {
+        None => None,
+        Some(Ok(at)) => Some(at),
+        Some(Err(e)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({"error": format!("`at`: {e}; write an RFC 3339 time, e.g. 2026-12-01T03:00:00Z")}),
+                ),
+            );
+        }
+    };
+    let spec = &cluster.spec;
+    let etcd =
+        match crate::cluster::etcd::Etcd::new(spec.etcd.clone(), std::time::Duration::from_secs(3))
+        {
+            Ok(etcd) => etcd,
+            Err(e) => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": e.0})),
+                );
+            }
+        };
+    let keys = crate::cluster::Keys::new(&spec.scope);
+    match crate::cluster::switchover::ask(&etcd, &keys, spec.max_lag_bytes, &body.to, at).await {
+        Ok(request) => (StatusCode::ACCEPTED, Json(json!({"request": request}))),
+        Err(why) => (StatusCode::CONFLICT, Json(json!({"error": why}))),
+    }
 }

@@ -34,6 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/remediations/{name}/pause", post(remediation::pause))
         .route("/v1/remediations/{name}/resume", post(remediation::resume))
         .route("/v1/remediations/{name}/reset", post(remediation::reset))
+        .route("/v1/cluster/switchover", post(cluster::switchover))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,

@@ -1,7 +1,9 @@
-//! `watchpost cluster list|pause|resume -c FILE`: the cluster as etcd
-//! holds it, read straight from etcd with the config's `[cluster]` (like
-//! `patronictl list`), and maintenance mode (no automatic failover) set or
-//! lifted for every member at once. Each agent records the change.
+//! `watchpost cluster list|pause|resume|switchover -c FILE`: the cluster
+//! as etcd holds it, read straight from etcd with the config's `[cluster]`
+//! (like `patronictl list`), maintenance mode (no automatic failover) set
+//! or lifted for every member at once, and a planned switchover asked for
+//! (checked, then carried out by the agents). Each agent records what it
+//! does.
 
 use crate::cluster::Keys;
 use crate::cluster::etcd::Etcd;
@@ -32,6 +34,23 @@ pub enum ClusterAction {
     Pause,
     /// Lift maintenance mode.
     Resume,
+    /// Planned switchover: the leader stops cleanly, NODE replays all of
+    /// its WAL, takes the key and promotes; the old leader follows it.
+    Switchover {
+        /// The member to take over (a healthy standby streaming from the leader).
+        #[arg(long, value_name = "NODE", required_unless_present = "cancel")]
+        to: Option<String>,
+        /// Not before this time (RFC 3339, e.g. 2026-12-01T03:00:00Z);
+        /// the command returns once the switchover is scheduled.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Withdraw a switchover the leader has not started yet.
+        #[arg(long, conflicts_with_all = ["to", "at"])]
+        cancel: bool,
+        /// How long to wait for the outcome (seconds).
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
 }
 
 fn spec(args: &ClusterArgs) -> anyhow::Result<ClusterSpec> {
@@ -69,6 +88,65 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ClusterAction::List => list(&etcd, &keys, &spec, args.json).await,
+        ClusterAction::Switchover {
+            to,
+            at,
+            cancel,
+            wait,
+        } => switchover(&etcd, &keys, &spec, to, at, cancel, wait).await,
+    }
+}
+
+async fn switchover(
+    etcd: &Etcd,
+    keys: &Keys,
+    spec: &ClusterSpec,
+    to: Option<String>,
+    at: Option<String>,
+    cancel: bool,
+    wait: u64,
+) -> anyhow::Result<ExitCode> {
+    use crate::cluster::switchover;
+    if cancel {
+        let request = switchover::cancel(etcd, keys)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("cancelled the switchover to `{}`", request.to);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let to = to.ok_or_else(|| anyhow::anyhow!("name the member to switch over to: --to NODE"))?;
+    let at = at
+        .map(|text| {
+            humantime::parse_rfc3339_weak(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "--at {text:?}: {e}; write an RFC 3339 time, e.g. 2026-12-01T03:00:00Z"
+                )
+            })
+        })
+        .transpose()?;
+    let request = switchover::ask(etcd, keys, spec.max_lag_bytes, &to, at)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(at) = &request.at {
+        println!(
+            "cluster {:?}: switchover from `{}` to `{}` scheduled at {at}",
+            spec.scope, request.from, request.to
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "cluster {:?}: switchover from `{}` to `{}` asked for; waiting for it",
+        spec.scope, request.from, request.to
+    );
+    let outcome = switchover::outcome(etcd, keys, &request.id, Duration::from_secs(wait))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if outcome.ok {
+        println!("switchover done: {}", outcome.message);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("switchover failed: {}", outcome.message);
+        Ok(ExitCode::FAILURE)
     }
 }
 

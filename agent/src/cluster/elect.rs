@@ -222,7 +222,7 @@ impl Ha {
         }
     }
 
-    fn take_office(&mut self) {
+    pub(super) fn take_office(&mut self) {
         let since = self.renewed_at.unwrap_or_else(Instant::now);
         self.leader_until = Some(since + self.ttl() - self.margin());
         self.down_since = None;

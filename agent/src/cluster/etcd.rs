@@ -36,6 +36,20 @@ pub struct Kv {
     pub lease: i64,
 }
 
+/// One operation of a transaction ([`Etcd::txn`]).
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Put `key` = `value` under `lease` (0: none).
+    Put {
+        key: String,
+        value: String,
+        lease: i64,
+    },
+    Delete {
+        key: String,
+    },
+}
+
 /// An etcd cluster, by its client URLs.
 pub struct Etcd {
     endpoints: Vec<String>,
@@ -236,6 +250,51 @@ impl Etcd {
             )
             .await?;
         Ok(answer["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// One transaction: if every `(key, value)` of `when` holds (a key
+    /// compared with `None` must not exist), apply `then`. Whether it did.
+    pub async fn txn(&self, when: &[(&str, Option<&str>)], then: &[Op]) -> Result<bool, EtcdError> {
+        let compare: Vec<Value> = when
+            .iter()
+            .map(|(key, value)| match value {
+                Some(v) => json!({"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(v)}),
+                None => json!({"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}),
+            })
+            .collect();
+        let success: Vec<Value> = then
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, lease } => {
+                    let mut put = json!({"key": b64(key), "value": b64(value)});
+                    if *lease != 0 {
+                        put["lease"] = json!(lease.to_string());
+                    }
+                    json!({ "request_put": put })
+                }
+                Op::Delete { key } => json!({"request_delete_range": {"key": b64(key)}}),
+            })
+            .collect();
+        let answer = self
+            .call(
+                "/v3/kv/txn",
+                json!({"compare": compare, "success": success}),
+            )
+            .await?;
+        Ok(answer["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    /// One key, if it exists.
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
+        let answer = self.call("/v3/kv/range", json!({"key": b64(key)})).await?;
+        Ok(answer["kvs"]
+            .as_array()
+            .and_then(|kvs| kvs.first())
+            .map(|kv| Kv {
+                key: unb64(&kv["key"]),
+                value: unb64(&kv["value"]),
+                lease: int(&kv["lease"]),
+            }))
     }
 
     /// Delete `key`.

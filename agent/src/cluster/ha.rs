@@ -60,6 +60,9 @@ pub struct Ha {
     /// The server's settings were checked for `pg_rewind`.
     pub(super) checked: bool,
     pub(super) paused: bool,
+    /// After a switchover away from this node: to whom, and where its
+    /// WAL ended (checked once it streams again).
+    pub(super) rejoin: Option<(String, super::local::ShutDown)>,
 }
 
 impl Ha {
@@ -89,6 +92,7 @@ impl Ha {
             rewind_failed: None,
             checked: false,
             paused: false,
+            rejoin: None,
         }
     }
 
@@ -160,8 +164,15 @@ impl Ha {
             &members,
             optime,
         );
-        self.act(&seen, &me, leader.as_ref(), optime, &members)
+        let switchover = super::handover::pending(&scope, &self.keys.switchover);
+        self.act(&seen, &me, leader.as_ref(), optime, &members, switchover)
             .await;
+        if self.rejoin.is_some() {
+            let upstream = leader
+                .as_ref()
+                .and_then(|l| members.iter().find(|m| m.name == l.value));
+            self.check_rejoin(&seen, upstream).await;
+        }
     }
 
     /// Renew (or get) the lease; demote at once if the key may be lost.
@@ -355,6 +366,7 @@ impl Ha {
         leader: Option<&Kv>,
         optime: Option<u64>,
         members: &[Member],
+        switchover: Option<(super::switchover::Request, String)>,
     ) {
         let mine = leader.is_some_and(|l| l.value == me.name && Some(l.lease) == self.lease);
         let ours_from_before =
@@ -380,6 +392,20 @@ impl Ha {
             } else if seen.primary() {
                 self.stop_stray_primary("the leader key names this node under an old lease that could not be taken over").await;
             }
+            return;
+        }
+        if let Some(pending) = switchover
+            && self
+                .switchover(
+                    pending,
+                    leader.map(|l| l.value.as_str()),
+                    mine,
+                    seen.primary(),
+                    members,
+                    optime,
+                )
+                .await
+        {
             return;
         }
         match leader {

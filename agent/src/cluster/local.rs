@@ -411,3 +411,95 @@ fn restore_config(data_dir: &Path, kept: Vec<(&'static str, Vec<u8>, u32)>) {
         }
     }
 }
+
+/// What `pg_controldata` says about a cleanly stopped server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShutDown {
+    /// "Latest checkpoint location": the shutdown checkpoint record's
+    /// start, in bytes from 0/0. A standby that replayed past it has every
+    /// record the server wrote.
+    pub checkpoint: u64,
+    pub timeline: u64,
+}
+
+/// `X/Y` (PostgreSQL's text form of an LSN) in bytes from 0/0.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// The switchover's side of the local server.
+impl LocalServer {
+    /// `CHECKPOINT`: the shutdown checkpoint that follows has little to
+    /// write, so the server stops taking writes for a shorter time.
+    pub async fn checkpoint(&self) -> Result<(), String> {
+        self.sql_batch("CHECKPOINT", Duration::from_secs(120)).await
+    }
+
+    /// After a clean stop: where its WAL ends (`pg_controldata`); an error
+    /// when the server is not cleanly shut down.
+    pub async fn shut_down_at(&self) -> Result<ShutDown, String> {
+        let spec = CommandSpec {
+            argv: vec![
+                self.program("pg_controldata"),
+                "-D".into(),
+                self.data_dir().display().to_string(),
+            ],
+            timeout: Duration::from_secs(10),
+            user: command::owner_if_root(self.data_dir()),
+            ..CommandSpec::default()
+        };
+        let out = command::run(&spec).await?;
+        if !out.success() {
+            return Err(format!("pg_controldata failed: {}", out.summary()));
+        }
+        let field = |name: &str| {
+            out.output
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        let state = field("Database cluster state:").unwrap_or_default();
+        if state != "shut down" {
+            return Err(format!(
+                "the server is not cleanly shut down (pg_controldata: {state:?})"
+            ));
+        }
+        let checkpoint = field("Latest checkpoint location:")
+            .and_then(|v| parse_lsn(&v))
+            .ok_or("pg_controldata printed no latest checkpoint location")?;
+        let timeline = field("Latest checkpoint's TimeLineID:")
+            .and_then(|v| v.parse().ok())
+            .ok_or("pg_controldata printed no timeline")?;
+        Ok(ShutDown {
+            checkpoint,
+            timeline,
+        })
+    }
+}
+
+impl LocalServer {
+    /// The timeline the WAL receiver streams on, while it streams.
+    pub async fn receiving_timeline(&self) -> Option<u64> {
+        let work = async {
+            let client = self
+                .sql
+                .admin_session(&self.spec.target, Duration::from_secs(2))
+                .await
+                .ok()?;
+            let row = client
+                .query_opt(
+                    "SELECT received_tli::int8 AS tli FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                    &[],
+                )
+                .await
+                .map_err(|e| tracing::debug!("cluster: cannot read the receiving timeline: {e}"))
+                .ok()??;
+            row.get::<_, Option<i64>>("tli").map(|t| t as u64)
+        };
+        tokio::time::timeout(Duration::from_secs(3), work)
+            .await
+            .ok()
+            .flatten()
+    }
+}

@@ -12,6 +12,8 @@
 //! - `members/NAME`: each member's view of itself ([`member::Member`]),
 //!   under its own lease.
 //! - `pause`: present in maintenance mode (no automatic failover).
+//! - `switchover`: a planned switchover asked for by an operator
+//!   ([`switchover::Request`]); `switchover_result` its outcome.
 //!
 //! [`ha`] is the loop (its follower and election side in `elect`),
 //! [`local`] the local server, [`etcd`] the client,
@@ -21,8 +23,10 @@
 mod elect;
 pub mod etcd;
 pub mod ha;
+mod handover;
 pub mod local;
 pub mod member;
+pub mod switchover;
 
 use crate::config::ClusterSpec;
 use crate::remediate::Remediator;
@@ -42,6 +46,8 @@ pub struct Keys {
     pub optime: String,
     pub members: String,
     pub pause: String,
+    pub switchover: String,
+    pub switchover_result: String,
 }
 
 impl Keys {
@@ -52,6 +58,8 @@ impl Keys {
             optime: format!("{root}optime"),
             members: format!("{root}members/"),
             pause: format!("{root}pause"),
+            switchover: format!("{root}switchover"),
+            switchover_result: format!("{root}switchover_result"),
             root,
         }
     }

@@ -1,0 +1,449 @@
+//! The loops' side of a planned switchover ([`super::switchover`]), with
+//! no acknowledged write lost by construction:
+//!
+//! 1. the leader checks the request again (the target may have fallen
+//!    behind since), runs a `CHECKPOINT`, and stops its server with a
+//!    clean (`fast`) shutdown: it stops taking writes, and its WAL
+//!    senders send every record, the shutdown checkpoint included, to
+//!    the connected standbys before they exit;
+//! 2. it reads where its WAL ends (`pg_controldata`) and marks the
+//!    request `stopped` at that position, still holding the key;
+//! 3. the target, once it has replayed past that position, takes the key
+//!    in one transaction (only if the key still names the old leader and
+//!    the request is unchanged) and promotes;
+//! 4. the old leader sees the key move and follows the new leader: its
+//!    WAL ends where the new timeline begins, so it starts as a standby
+//!    without `pg_rewind`; the agent checks it streams on the new timeline.
+//!
+//! If the target has not taken the key within [`HAND_OVER_WAIT`], the old
+//! leader withdraws the request in one transaction (so the target can no
+//! longer take it) and stays the leader: its server comes back as the
+//! primary through the usual restart in place. Every step is recorded.
+
+use super::etcd::Op;
+use super::ha::Ha;
+use super::local::{Observation, ShutDown};
+use super::member::Member;
+use super::switchover::{Outcome, Request, Stage, refusal};
+use crate::events::Decision;
+use std::time::{Duration, Instant};
+
+/// How long the old leader waits for the target to take the key.
+pub const HAND_OVER_WAIT: Duration = Duration::from_secs(20);
+/// How long the target waits to replay past the old leader's end.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(15);
+/// How often both sides look while a switchover is under way.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The request in the scope, with its raw value (compared in transactions).
+pub fn pending(scope: &[super::etcd::Kv], key: &str) -> Option<(Request, String)> {
+    let kv = scope.iter().find(|kv| kv.key == key)?;
+    let request = serde_json::from_str(&kv.value).ok()?;
+    Some((request, kv.value.clone()))
+}
+
+impl Ha {
+    /// Act on a pending switchover, if this member has a part in it now:
+    /// whether it did (the loop does nothing else this time).
+    pub(super) async fn switchover(
+        &mut self,
+        (request, raw): (Request, String),
+        leader: Option<&str>,
+        mine: bool,
+        primary: bool,
+        members: &[Member],
+        optime: Option<u64>,
+    ) -> bool {
+        let me = self.local.spec.name.clone();
+        if mine && request.from != me {
+            // Asked of an earlier leader: void.
+            self.finish(
+                &request,
+                &raw,
+                false,
+                format!("the leader changed to `{me}` before the switchover could start"),
+                None,
+            )
+            .await;
+            return false;
+        }
+        if !request.due() {
+            return false;
+        }
+        match request.stage {
+            Stage::Stopped if mine => {
+                // A hand-over left unfinished (this agent restarted in
+                // the middle): withdraw it before the server comes back.
+                let why = "abandoned: the old leader's agent restarted during the hand-over; it stays the leader".to_string();
+                !self.finish(&request, &raw, false, why, Some(&me)).await
+            }
+            Stage::Requested if mine && primary => {
+                self.hand_over(request, raw, members, optime).await;
+                true
+            }
+            Stage::Requested if request.to == me => {
+                self.await_stop(&request).await;
+                true
+            }
+            Stage::Stopped if request.to == me && leader == Some(request.from.as_str()) => {
+                self.take_over(request, raw).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Write the outcome (and withdraw the request when `withdraw` says
+    /// which leader must still hold the key).
+    async fn finish(
+        &mut self,
+        request: &Request,
+        raw: &str,
+        ok: bool,
+        message: String,
+        withdraw: Option<&str>,
+    ) -> bool {
+        let outcome = serde_json::to_string(&Outcome {
+            id: request.id.clone(),
+            ok,
+            message: message.clone(),
+        })
+        .unwrap_or_default();
+        let leader_key = self.keys.leader.clone();
+        let mut when = vec![(self.keys.switchover.as_str(), Some(raw))];
+        if let Some(leader) = withdraw {
+            when.push((leader_key.as_str(), Some(leader)));
+        }
+        let done = self
+            .etcd
+            .txn(
+                &when,
+                &[
+                    Op::Delete {
+                        key: self.keys.switchover.clone(),
+                    },
+                    Op::Put {
+                        key: self.keys.switchover_result.clone(),
+                        value: outcome,
+                        lease: 0,
+                    },
+                ],
+            )
+            .await
+            .unwrap_or(false);
+        if done {
+            self.record(
+                if ok {
+                    Decision::Succeeded
+                } else {
+                    Decision::Failed
+                },
+                format!("switchover to `{}`: {message}", request.to),
+            );
+        }
+        done
+    }
+
+    fn step(&self, message: String) {
+        self.record(Decision::Step, message);
+    }
+
+    /// The old leader's side.
+    async fn hand_over(
+        &mut self,
+        request: Request,
+        raw: String,
+        members: &[Member],
+        optime: Option<u64>,
+    ) {
+        let me = self.local.spec.name.clone();
+        let max_lag = self.local.spec.max_lag_bytes;
+        if let Some(why) = refusal(&request.to, Some(&me), members, optime, max_lag) {
+            self.finish(&request, &raw, false, format!("refused: {why}"), Some(&me))
+                .await;
+            return;
+        }
+        self.step(format!("switchover to `{}`: checkpoint", request.to));
+        if let Err(e) = self.local.checkpoint().await {
+            self.finish(
+                &request,
+                &raw,
+                false,
+                format!("abandoned: the checkpoint failed: {e}"),
+                Some(&me),
+            )
+            .await;
+            return;
+        }
+        self.step(format!("switchover to `{}`: stopping the local server cleanly (fast): it stops taking writes and sends all its WAL to the standbys", request.to));
+        {
+            let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            view.is_leader = false;
+            view.observation = Observation::default();
+        }
+        let _ = self.local.mark_standby();
+        let end = match self.local.stop("fast").await {
+            Ok(()) => self.local.shut_down_at().await,
+            Err(e) => Err(e),
+        };
+        let end = match end {
+            Ok(end) => end,
+            Err(e) => {
+                // Still the leader: the loop brings the server back.
+                self.finish(
+                    &request,
+                    &raw,
+                    false,
+                    format!("abandoned: the local server did not stop cleanly: {e}"),
+                    Some(&me),
+                )
+                .await;
+                return;
+            }
+        };
+        let stopped = Request {
+            stage: Stage::Stopped,
+            lsn: Some(end.checkpoint),
+            timeline: Some(end.timeline),
+            ..request.clone()
+        };
+        let stopped_raw = serde_json::to_string(&stopped).unwrap_or_default();
+        let marked = self
+            .etcd
+            .txn(
+                &[
+                    (&self.keys.switchover, Some(&raw)),
+                    (&self.keys.leader, Some(&me)),
+                ],
+                &[Op::Put {
+                    key: self.keys.switchover.clone(),
+                    value: stopped_raw.clone(),
+                    lease: 0,
+                }],
+            )
+            .await;
+        if !matches!(marked, Ok(true)) {
+            self.step(format!("switchover to `{}` abandoned: the request changed or the key moved before the hand-over ({marked:?})", request.to));
+            return;
+        }
+        self.step(format!(
+            "switchover to `{}`: the local server is shut down at {} on timeline {}; waiting for `{}` to replay past it and take the key",
+            request.to, lsn_text(end.checkpoint), end.timeline, request.to
+        ));
+        let started = Instant::now();
+        let mut renewed = Instant::now();
+        while started.elapsed() < HAND_OVER_WAIT {
+            tokio::time::sleep(POLL).await;
+            if renewed.elapsed() >= self.local.spec.loop_wait {
+                renewed = Instant::now();
+                self.renew().await;
+                if !self.holding() {
+                    return; // the lease is gone: the loop goes on from there
+                }
+            }
+            if let Ok(Some(kv)) = self.etcd.get(&self.keys.leader).await
+                && kv.value == request.to
+            {
+                self.handed_over(&request, end, started.elapsed());
+                return;
+            }
+        }
+        // Withdraw, so that the target can no longer take the key.
+        let why = format!(
+            "abandoned: `{}` did not take the key within {} s; this node stays the leader and its server comes back as the primary",
+            request.to,
+            HAND_OVER_WAIT.as_secs()
+        );
+        if !self
+            .finish(&stopped, &stopped_raw, false, why, Some(&me))
+            .await
+            && let Ok(Some(kv)) = self.etcd.get(&self.keys.leader).await
+            && kv.value == request.to
+        {
+            self.handed_over(&request, end, started.elapsed());
+        }
+    }
+
+    fn handed_over(&mut self, request: &Request, end: ShutDown, took: Duration) {
+        self.leader_until = None;
+        self.rejoin = Some((request.to.clone(), end));
+        self.record(
+            Decision::Released,
+            format!("switchover: `{}` took the leader key {} ms after this server stopped; this node follows it", request.to, took.as_millis()),
+        );
+    }
+
+    /// The target, before the leader stopped: look often, so that it
+    /// takes over as soon as the leader's server is down.
+    async fn await_stop(&mut self, request: &Request) {
+        let started = Instant::now();
+        let mut renewed = Instant::now();
+        while started.elapsed() < HAND_OVER_WAIT {
+            tokio::time::sleep(POLL).await;
+            if renewed.elapsed() >= self.local.spec.loop_wait {
+                renewed = Instant::now();
+                self.renew().await;
+            }
+            let Ok(found) = self.etcd.get(&self.keys.switchover).await else {
+                continue;
+            };
+            let Some(kv) = found else { return };
+            match serde_json::from_str::<Request>(&kv.value) {
+                Ok(next) if next.id == request.id && next.stage == Stage::Stopped => {
+                    self.take_over(next, kv.value).await;
+                    return;
+                }
+                Ok(next) if next.id == request.id => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// The target's side, once the old leader is shut down.
+    async fn take_over(&mut self, request: Request, raw: String) {
+        let Some(end) = request.lsn else { return };
+        let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
+        let started = Instant::now();
+        let mut renewed = Instant::now();
+        let mut seen = self.local.observe(budget).await;
+        while seen.replayed.is_none_or(|r| r <= end) {
+            if started.elapsed() > CATCH_UP_WAIT {
+                self.step(format!(
+                    "switchover: not taking over: replayed only up to {} in {} s, not past the old leader's end {}",
+                    seen.replayed.map_or("?".into(), lsn_text), CATCH_UP_WAIT.as_secs(), lsn_text(end)
+                ));
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+            if renewed.elapsed() >= self.local.spec.loop_wait {
+                renewed = Instant::now();
+                self.renew().await;
+            }
+            seen = self.local.observe(budget).await;
+        }
+        let Some(lease) = self.lease else { return };
+        let me = self.local.spec.name.clone();
+        let took = self
+            .etcd
+            .txn(
+                &[
+                    (&self.keys.leader, Some(&request.from)),
+                    (&self.keys.switchover, Some(&raw)),
+                ],
+                &[
+                    Op::Put {
+                        key: self.keys.leader.clone(),
+                        value: me.clone(),
+                        lease,
+                    },
+                    Op::Delete {
+                        key: self.keys.switchover.clone(),
+                    },
+                ],
+            )
+            .await;
+        if !matches!(took, Ok(true)) {
+            self.step(format!(
+                "switchover: not taking over: the request was withdrawn or the key moved ({took:?})"
+            ));
+            return;
+        }
+        self.take_office();
+        self.record(
+            Decision::Acquired,
+            format!(
+                "switchover: replayed up to {} (past `{}`'s end {} on timeline {}): took the leader key",
+                seen.replayed.map_or("?".into(), lsn_text), request.from, lsn_text(end), request.timeline.unwrap_or(0)
+            ),
+        );
+        let (ok, message) = match self.promote().await {
+            Ok(()) => {
+                let _ = self.local.mark_standby();
+                self.record(
+                    Decision::Promoted,
+                    "switchover: promoted the local standby; it accepts writes".into(),
+                );
+                (true, format!("`{me}` leads; `{}` follows it", request.from))
+            }
+            Err(e) => {
+                let _ = self.local.stop("immediate").await;
+                let _ = self.etcd.delete_if(&self.keys.leader, &me).await;
+                self.leader_until = None;
+                (
+                    false,
+                    format!(
+                        "`{me}` took the key but its promotion failed ({e}); it stopped its server and released the key"
+                    ),
+                )
+            }
+        };
+        let outcome = serde_json::to_string(&Outcome {
+            id: request.id.clone(),
+            ok,
+            message: message.clone(),
+        })
+        .unwrap_or_default();
+        let _ = self
+            .etcd
+            .put(&self.keys.switchover_result, &outcome, 0)
+            .await;
+        self.record(
+            if ok {
+                Decision::Succeeded
+            } else {
+                Decision::Failed
+            },
+            format!("switchover to `{me}`: {message}"),
+        );
+    }
+
+    /// After handing over: once the local server streams from the new
+    /// leader on its new timeline, record that it rejoined without a
+    /// rewind (its WAL ended where the new timeline begins).
+    pub(super) async fn check_rejoin(&mut self, seen: &Observation, leader: Option<&Member>) {
+        let Some((to, end)) = self.rejoin.clone() else {
+            return;
+        };
+        let Some(leader) = leader else { return };
+        if leader.name != to {
+            if leader.name != self.local.spec.name {
+                self.rejoin = None; // another failover since: nothing to verify
+            }
+            return;
+        }
+        let upstream = format!("{}:{}", leader.host, leader.port);
+        if !(seen.in_recovery && seen.streaming_from.as_deref() == Some(upstream.as_str())) {
+            return;
+        }
+        let timeline = self.local.receiving_timeline().await;
+        tracing::debug!(?timeline, ?end, "cluster: rejoin after the switchover");
+        let Some(timeline) = timeline.filter(|t| *t > end.timeline) else {
+            return;
+        };
+        self.rejoin = None;
+        self.step(format!(
+            "switchover: rejoined as a standby of `{to}` without pg_rewind: streams on timeline {timeline} (its own WAL ended at {} on timeline {}), replayed up to {}",
+            lsn_text(end.checkpoint), end.timeline, seen.replayed.map_or("?".into(), lsn_text)
+        ));
+    }
+}
+
+/// Bytes from 0/0 as PostgreSQL writes an LSN (`X/Y`).
+pub fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::local::parse_lsn;
+    use super::*;
+
+    #[test]
+    fn lsns_read_and_print_alike() {
+        for text in ["0/3000028", "1A/FF00", "0/0"] {
+            assert_eq!(lsn_text(parse_lsn(text).unwrap()), text);
+        }
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        assert_eq!(parse_lsn("x"), None);
+    }
+}

@@ -1,0 +1,315 @@
+//! A planned switchover, as an operator asks for it (`watchpost cluster
+//! switchover --to NODE [--at TIME]`, or `POST /v1/cluster/switchover`):
+//! the request is checked against the members as etcd holds them and
+//! written to `/watchpost/SCOPE/switchover` (create-if-absent: one at a
+//! time); the leader's and the target's loops carry it out (`handover`);
+//! the target writes the outcome to `/watchpost/SCOPE/switchover_result`.
+//!
+//! A request is refused, with the reason, when there is no leader, the
+//! target is the leader, not a member, tagged `nofailover`, not a healthy
+//! standby, not streaming from the leader, or has replayed more than
+//! `max_lag_bytes` less than the leader's last published position.
+
+use super::Keys;
+use super::etcd::{Etcd, Op};
+use super::member::Member;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+/// Where a switchover stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Asked for; the leader has not acted yet.
+    Requested,
+    /// The leader's server is cleanly stopped at `lsn`: the target takes
+    /// the key once it has replayed past it.
+    Stopped,
+}
+
+/// The value of `/watchpost/SCOPE/switchover`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Unique per request: the outcome names it.
+    pub id: String,
+    /// The leader when it was asked for.
+    pub from: String,
+    pub to: String,
+    /// Not before then (RFC 3339); `None`: at once.
+    pub at: Option<String>,
+    pub stage: Stage,
+    /// `Stopped`: the old leader's shutdown checkpoint (bytes from 0/0)
+    /// and its timeline.
+    pub lsn: Option<u64>,
+    pub timeline: Option<u64>,
+}
+
+impl Request {
+    /// Whether its time has come.
+    pub fn due(&self) -> bool {
+        match &self.at {
+            None => true,
+            Some(at) => humantime::parse_rfc3339_weak(at).map_or(true, |t| SystemTime::now() >= t),
+        }
+    }
+}
+
+/// The value of `/watchpost/SCOPE/switchover_result`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub id: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+/// Why `to` may not take over from `leader` now, or `None` when it may.
+pub fn refusal(
+    to: &str,
+    leader: Option<&str>,
+    members: &[Member],
+    leader_optime: Option<u64>,
+    max_lag_bytes: u64,
+) -> Option<String> {
+    let Some(leader) = leader else {
+        return Some("there is no leader to switch over from".into());
+    };
+    if to == leader {
+        return Some(format!("`{to}` already leads"));
+    }
+    let Some(target) = members.iter().find(|m| m.name == to) else {
+        let mut names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        names.sort();
+        return Some(format!(
+            "no live member `{to}` (members: {})",
+            names.join(", ")
+        ));
+    };
+    if target.nofailover {
+        return Some(format!("`{to}` is tagged nofailover"));
+    }
+    if !target.healthy {
+        return Some(format!(
+            "`{to}` is not a healthy standby (its server is {}{})",
+            target.role,
+            if target.role == "standby" {
+                ", replay paused or nothing received"
+            } else {
+                ""
+            }
+        ));
+    }
+    let Some(from) = members.iter().find(|m| m.name == leader) else {
+        return Some(format!(
+            "the leader `{leader}` has not published itself in etcd"
+        ));
+    };
+    let upstream = format!("{}:{}", from.host, from.port);
+    if target.streaming_from.as_deref() != Some(upstream.as_str()) {
+        return Some(format!(
+            "`{to}` does not stream from the leader `{leader}` ({upstream}); it streams from {}",
+            target.streaming_from.as_deref().unwrap_or("nobody")
+        ));
+    }
+    let replayed = target.replayed.or(target.lsn).unwrap_or(0);
+    if let Some(optime) = leader_optime
+        && optime.saturating_sub(replayed) > max_lag_bytes
+    {
+        return Some(format!(
+            "`{to}` has replayed {} bytes less than the leader's last position, more than max_lag_bytes = {max_lag_bytes}",
+            optime - replayed
+        ));
+    }
+    None
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Check and write a request: the request, or why it was refused.
+pub async fn ask(
+    etcd: &Etcd,
+    keys: &Keys,
+    max_lag_bytes: u64,
+    to: &str,
+    at: Option<SystemTime>,
+) -> Result<Request, String> {
+    let scope = etcd.prefix(&keys.root).await.map_err(err)?;
+    let value = |key: &str| {
+        scope
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| kv.value.clone())
+    };
+    if let Some(pending) = value(&keys.switchover) {
+        return Err(format!(
+            "a switchover is already pending ({pending}); cancel it with `watchpost cluster switchover --cancel`"
+        ));
+    }
+    let leader = value(&keys.leader);
+    let optime = value(&keys.optime).and_then(|v| v.parse::<u64>().ok());
+    let members: Vec<Member> = scope
+        .iter()
+        .filter(|kv| kv.key.starts_with(&keys.members))
+        .filter_map(|kv| serde_json::from_str(&kv.value).ok())
+        .collect();
+    if let Some(why) = refusal(to, leader.as_deref(), &members, optime, max_lag_bytes) {
+        return Err(format!("switchover to `{to}` refused: {why}"));
+    }
+    let now = SystemTime::now();
+    let request = Request {
+        id: format!(
+            "{}-{}",
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+            std::process::id()
+        ),
+        from: leader.unwrap_or_default(),
+        to: to.into(),
+        at: at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
+        stage: Stage::Requested,
+        lsn: None,
+        timeline: None,
+    };
+    let text = serde_json::to_string(&request).map_err(err)?;
+    let written = etcd
+        .txn(
+            &[
+                (&keys.switchover, None),
+                (&keys.leader, Some(&request.from)),
+            ],
+            &[Op::Put {
+                key: keys.switchover.clone(),
+                value: text,
+                lease: 0,
+            }],
+        )
+        .await
+        .map_err(err)?;
+    if !written {
+        return Err(
+            "the leader changed, or another switchover was asked for meanwhile: try again".into(),
+        );
+    }
+    Ok(request)
+}
+
+/// Withdraw a request its leader has not acted on yet.
+pub async fn cancel(etcd: &Etcd, keys: &Keys) -> Result<Request, String> {
+    let Some(kv) = etcd.get(&keys.switchover).await.map_err(err)? else {
+        return Err("no switchover is pending".into());
+    };
+    let request: Request = serde_json::from_str(&kv.value)
+        .map_err(|e| format!("unreadable switchover request {:?}: {e}", kv.value))?;
+    if request.stage != Stage::Requested
+        || !etcd
+            .delete_if(&keys.switchover, &kv.value)
+            .await
+            .map_err(err)?
+    {
+        return Err(format!(
+            "the switchover to `{}` is already under way: it cannot be cancelled",
+            request.to
+        ));
+    }
+    Ok(request)
+}
+
+/// Wait (up to `within`) for the outcome of request `id`.
+pub async fn outcome(
+    etcd: &Etcd,
+    keys: &Keys,
+    id: &str,
+    within: Duration,
+) -> Result<Outcome, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(Some(kv)) = etcd.get(&keys.switchover_result).await
+            && let Ok(found) = serde_json::from_str::<Outcome>(&kv.value)
+            && found.id == id
+        {
+            return Ok(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "no outcome within {} s; see `watchpost cluster list` and the agents' audit logs",
+                within.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, role: &str, upstream: Option<&str>, replayed: u64) -> Member {
+        Member {
+            name: name.into(),
+            role: role.into(),
+            healthy: role == "standby",
+            lsn: Some(replayed),
+            replayed: Some(replayed),
+            streaming_from: upstream.map(String::from),
+            host: "h".into(),
+            port: 5432 + name.len() as u16,
+            ..Member::default()
+        }
+    }
+
+    fn cluster() -> Vec<Member> {
+        vec![
+            member("a", "primary", None, 1000),
+            member("bb", "standby", Some("h:5433"), 1000),
+            member("ccc", "standby", Some("h:5434"), 1000),
+        ]
+    }
+
+    #[test]
+    fn a_streaming_standby_close_enough_may_take_over() {
+        assert_eq!(refusal("bb", Some("a"), &cluster(), Some(1000), 0), None);
+    }
+
+    #[test]
+    fn each_refusal_names_its_reason() {
+        let all = cluster();
+        let why = |to: &str, leader: Option<&str>, members: &[Member], optime| {
+            refusal(to, leader, members, optime, 100).unwrap()
+        };
+        assert!(why("bb", None, &all, None).contains("no leader"));
+        assert!(why("a", Some("a"), &all, None).contains("already leads"));
+        assert!(
+            why("zz", Some("a"), &all, None).contains("no live member `zz` (members: a, bb, ccc)")
+        );
+        assert!(why("ccc", Some("a"), &all, None).contains("does not stream from the leader"));
+        assert!(why("bb", Some("a"), &all, Some(5000)).contains("4000 bytes less"));
+        let mut sick = all.clone();
+        sick[1].healthy = false;
+        assert!(why("bb", Some("a"), &sick, None).contains("not a healthy standby"));
+        sick[1].healthy = true;
+        sick[1].nofailover = true;
+        assert!(why("bb", Some("a"), &sick, None).contains("nofailover"));
+    }
+
+    #[test]
+    fn a_request_is_due_at_its_time() {
+        let mut r = Request {
+            id: "1".into(),
+            from: "a".into(),
+            to: "b".into(),
+            at: None,
+            stage: Stage::Requested,
+            lsn: None,
+            timeline: None,
+        };
+        assert!(r.due());
+        r.at = Some(
+            humantime::format_rfc3339(SystemTime::now() + Duration::from_secs(3600)).to_string(),
+        );
+        assert!(!r.due());
+        r.at = Some(humantime::format_rfc3339(SystemTime::now()).to_string());
+        assert!(r.due());
+    }
+}
