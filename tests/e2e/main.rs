@@ -2,6 +2,7 @@
 //! binary on real probe components built from source (see `tests/build.rs`)
 //! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
+mod api_security;
 mod audit_rotation;
 mod backup_kit;
 mod check_host_probes;
