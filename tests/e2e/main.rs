@@ -20,6 +20,7 @@ mod new_project;
 mod not_probes;
 mod otlp;
 mod otlp_tls;
+mod output_safety;
 mod package;
 mod pg_backup;
 mod pg_consistency;

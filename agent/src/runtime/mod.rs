@@ -19,7 +19,7 @@ pub mod engine;
 mod imports;
 mod limiter;
 pub mod loader;
-mod output;
+pub mod output;
 mod run;
 mod state;
 
