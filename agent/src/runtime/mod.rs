@@ -16,6 +16,8 @@ pub mod bindings;
 pub mod cache;
 mod capture;
 pub mod engine;
+#[cfg(test)]
+mod fuzz;
 mod imports;
 mod limiter;
 pub mod loader;
