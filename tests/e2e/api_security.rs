@@ -219,7 +219,14 @@ fn a_reload_cannot_weaken_the_authentication_of_the_bound_socket() {
         &with_token("api_token_env = \"WATCHPOST_RELOAD_TOKEN\""),
         &[("WATCHPOST_RELOAD_TOKEN", token)],
     );
-    assert_eq!(agent.get_anonymous("/v1/probes").unwrap().0, 401);
+    // With `api_token_env`, reads need the token too, but for health and
+    // the load-balancer checks.
+    for path in ["/", "/v1/probes", "/metrics", "/v1/events"] {
+        assert_eq!(agent.get_anonymous(path).unwrap().0, 401, "{path}");
+    }
+    assert_eq!(agent.get_anonymous("/healthz").unwrap().0, 200);
+    assert_eq!(agent.get_anonymous("/v1/role/primary").unwrap().0, 503);
+    assert_eq!(agent.get("/metrics").unwrap().0, 200);
     let bearer = format!("Bearer {token}");
     // The token dropped from the config: refused, with the reason.
     agent.write_config(&with_token(""));
