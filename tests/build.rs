@@ -28,6 +28,7 @@ const PROBES: &[&str] = &[
     "flip",
     "sqlrun",
     "readfile",
+    "clashing",
 ];
 
 fn main() {

@@ -2,6 +2,7 @@
 //! binary on real probe components built from source (see `tests/build.rs`)
 //! and, for the PostgreSQL probes, on real clusters (see `watchpost_e2e::pg`).
 
+mod api_security;
 mod audit_rotation;
 mod backup_kit;
 mod check_host_probes;
@@ -21,6 +22,7 @@ mod new_project;
 mod not_probes;
 mod otlp;
 mod otlp_tls;
+mod output_safety;
 mod package;
 mod pg_backup;
 mod pg_consistency;

@@ -106,12 +106,9 @@ fn the_breaker_opens_after_the_limit_and_alerts_once() {
     let view = agent.json("/v1/remediations");
     assert_eq!(view["remediations"][0]["breaker_open"], true);
     // An operator reset closes it.
-    let outcome = watchpost_e2e::cli::watchpost_run([
-        "reset",
-        "loop",
-        "--api",
-        &format!("http://127.0.0.1:{}", agent.port),
-    ]);
+    // The command finds the agent and its generated token from -c.
+    let config_path = agent.config_path().display().to_string();
+    let outcome = watchpost_e2e::cli::watchpost_run(["reset", "loop", "-c", &config_path]);
     assert_eq!(outcome.code, 0, "{}", outcome.all_output());
     assert_eq!(
         agent.json("/v1/remediations")["remediations"][0]["breaker_open"],
@@ -223,9 +220,9 @@ fn unless_suppresses_and_pause_skips() {
         "config = { status = \"critical\" }",
         "config = { status = \"ok\" }",
     ));
-    let api = format!("http://127.0.0.1:{}", agent.port);
-    let paused =
-        watchpost_e2e::cli::watchpost_run(["pause", "guarded", "--for", "1h", "--api", &api]);
+    // The commands find the agent and its generated token from -c.
+    let api = agent.config_path().display().to_string();
+    let paused = watchpost_e2e::cli::watchpost_run(["pause", "guarded", "--for", "1h", "-c", &api]);
     assert_eq!(paused.code, 0, "{}", paused.all_output());
     assert_eq!(agent.post("/v1/reload").0, 200);
     wait_for("a paused skip", PATIENCE, || {
@@ -235,12 +232,12 @@ fn unless_suppresses_and_pause_skips() {
             .find(|r| r["reason"] == "paused")
     });
     assert!(!out.exists());
-    let resumed = watchpost_e2e::cli::watchpost_run(["resume", "guarded", "--api", &api]);
+    let resumed = watchpost_e2e::cli::watchpost_run(["resume", "guarded", "-c", &api]);
     assert_eq!(resumed.code, 0, "{}", resumed.all_output());
     wait_for("a fire after resume", PATIENCE, || {
         (!agent.audit_of("guarded", "fired").is_empty()).then_some(())
     });
-    let events = watchpost_e2e::cli::watchpost_run(["events", "-n", "100", "--api", &api]);
+    let events = watchpost_e2e::cli::watchpost_run(["events", "-n", "100", "-c", &api]);
     assert_eq!(events.code, 0);
     for decision in ["paused", "resumed", "fired"] {
         assert!(

@@ -11,7 +11,6 @@ use watchpost_e2e::agent::{Agent, PATIENCE, wasm};
 use watchpost_e2e::browser::{Browser, screenshot};
 
 const AREA: &str = "status-page";
-const TOKEN: &str = "page-test-token";
 /// What the hostile probe's message carries (the flip probe repeats an
 /// unknown `status` in its error message).
 const SCRIPT: &str = "<script>document.title='pwned'</script>";
@@ -22,7 +21,6 @@ fn config(switch: &str) -> String {
         r#"[agent]
 state_dir = "{{STATE}}"
 listen = "{{LISTEN}}"
-api_token_env = "WATCHPOST_PAGE_TOKEN"
 
 [[probe]]
 name = "cpu"
@@ -113,8 +111,13 @@ fn status_of(agent: &Agent, probe: &str) -> String {
         .to_string()
 }
 
+/// The page's address.
+fn base(agent: &Agent) -> String {
+    format!("http://127.0.0.1:{}", agent.port)
+}
+
 async fn with_javascript(agent: &Agent, client: &Client) {
-    let base = format!("http://127.0.0.1:{}", agent.port);
+    let base = base(agent);
     client.goto(&format!("{base}/")).await.unwrap();
     // Every probe is listed with the status the API gives it (each one
     // compared on its own: host probes may change between two reads).
@@ -242,7 +245,7 @@ async fn with_javascript(agent: &Agent, client: &Client) {
         .find(Locator::Css("#token"))
         .await
         .unwrap()
-        .send_keys(TOKEN)
+        .send_keys(&agent.token().expect("the generated token"))
         .await
         .unwrap();
     until("a pause through the page's button", async || {
@@ -265,7 +268,7 @@ async fn with_javascript(agent: &Agent, client: &Client) {
 }
 
 async fn without_javascript(agent: &Agent, client: &Client) {
-    let base = format!("http://127.0.0.1:{}", agent.port);
+    let base = base(agent);
     client.goto(&format!("{base}/")).await.unwrap();
     let rows = rows_dom(client).await;
     let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
@@ -307,7 +310,7 @@ async fn without_javascript(agent: &Agent, client: &Client) {
 
 #[test]
 fn the_status_page_in_a_browser_with_and_without_javascript() {
-    let agent = Agent::start_with_env(&config("ok"), &[("WATCHPOST_PAGE_TOKEN", TOKEN)]);
+    let agent = Agent::start(&config("ok"));
     for probe in ["cpu", "memory", "disk", "switch", "hostile"] {
         agent.wait_for_runs(probe, 2);
     }
@@ -327,8 +330,63 @@ fn the_status_page_in_a_browser_with_and_without_javascript() {
     });
 }
 
-/// POST with an `Origin` header: (status code, body).
-fn post_from(agent: &Agent, path: &str, origin: Option<&str>) -> u16 {
+#[test]
+fn with_the_generated_token_only_the_holder_can_drive_the_agent() {
+    let agent = Agent::start(&format!(
+        "[[probe]]\nname = \"switch\"\nwasm = \"{}\"\nevery = \"1s\"\nconfig = {{ status = \"critical\" }}\n\
+         [[remediation]]\nname = \"note\"\non = {{ probe = \"switch\" }}\naction = {{ exec = [\"true\"] }}\ndry_run = true\n",
+        wasm("flip")
+    ));
+    agent.wait_for_runs("switch", 1);
+    let token = agent
+        .token()
+        .expect("the agent generated state_dir/api-token");
+    // Without api_token_env the pages are readable without the token, and
+    // carry the buttons and the token field (the token is needed to use them).
+    for path in ["/", "/remediations", "/probes/switch"] {
+        let (code, body) = agent.get_anonymous(path).unwrap();
+        assert_eq!(code, 200, "{path}");
+        assert!(body.contains("<main"), "{path}: {body}");
+        assert!(body.contains("id=\"token\""), "{path}");
+    }
+    assert!(
+        agent
+            .get_anonymous("/remediations")
+            .unwrap()
+            .1
+            .contains("<button")
+    );
+    assert_eq!(agent.get("/probes/nope").unwrap().0, 404);
+    let port = agent.port;
+    let own = format!("http://127.0.0.1:{port}");
+    // No token: refused, whatever the origin.
+    assert_eq!(post_from(&agent, "/v1/pause", None, None), 401);
+    assert_eq!(post_from(&agent, "/v1/pause", Some(&own), None), 401);
+    // A page elsewhere cannot post, even with the token.
+    assert_eq!(
+        post_from(
+            &agent,
+            "/v1/pause",
+            Some("http://evil.example"),
+            Some(&token)
+        ),
+        403
+    );
+    assert_eq!(
+        post_from(&agent, "/v1/pause", Some("null"), Some(&token)),
+        403
+    );
+    assert_eq!(agent.json("/v1/remediations")["paused_all"], false);
+    // The page's own origin and command-line clients (no Origin) may.
+    assert_eq!(
+        post_from(&agent, "/v1/pause", Some(&own), Some(&token)),
+        200
+    );
+    assert_eq!(post_from(&agent, "/v1/resume", None, Some(&token)), 200);
+}
+
+/// POST with an `Origin` header and a token: the status code.
+fn post_from(agent: &Agent, path: &str, origin: Option<&str>, token: Option<&str>) -> u16 {
     let client: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -337,39 +395,8 @@ fn post_from(agent: &Agent, path: &str, origin: Option<&str>) -> u16 {
     if let Some(origin) = origin {
         request = request.header("Origin", origin);
     }
-    request.send_empty().unwrap().status().as_u16()
-}
-
-#[test]
-fn without_a_token_the_page_is_read_only_and_other_origins_cannot_drive_the_agent() {
-    let agent = Agent::start(&format!(
-        "[[probe]]\nname = \"switch\"\nwasm = \"{}\"\nevery = \"1s\"\nconfig = {{ status = \"critical\" }}\n\
-         [[remediation]]\nname = \"note\"\non = {{ probe = \"switch\" }}\naction = {{ exec = [\"true\"] }}\ndry_run = true\n",
-        wasm("flip")
-    ));
-    agent.wait_for_runs("switch", 1);
-    for path in ["/", "/remediations", "/probes/switch"] {
-        let (code, body) = agent.get(path).unwrap();
-        assert_eq!(code, 200, "{path}");
-        assert!(body.contains("<main"), "{path}: {body}");
-        assert!(
-            !body.contains("<button"),
-            "{path} has operator buttons without a token"
-        );
-        assert!(!body.contains("id=\"token\""), "{path}");
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
     }
-    assert!(agent.get("/remediations").unwrap().1.contains("Read-only"));
-    assert_eq!(agent.get("/probes/nope").unwrap().0, 404);
-    // A page elsewhere cannot post to the control endpoints.
-    let port = agent.port;
-    assert_eq!(
-        post_from(&agent, "/v1/pause", Some("http://evil.example")),
-        403
-    );
-    assert_eq!(post_from(&agent, "/v1/pause", Some("null")), 403);
-    assert_eq!(agent.json("/v1/remediations")["paused_all"], false);
-    // The page's own origin and command-line clients (no Origin) may.
-    let own = format!("http://127.0.0.1:{port}");
-    assert_eq!(post_from(&agent, "/v1/pause", Some(&own)), 200);
-    assert_eq!(post_from(&agent, "/v1/resume", None), 200);
+    request.send_empty().unwrap().status().as_u16()
 }

@@ -21,6 +21,8 @@ pub struct Agent {
     embedded: bool,
     /// Extra environment of the agent process.
     env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft and hard) of the agent process, if set.
+    nofile: Option<u64>,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -71,6 +73,25 @@ impl Agent {
             starts: 0,
             embedded: false,
             env,
+            nofile: None,
+        };
+        agent.write_config(config);
+        agent.spawn();
+        agent
+    }
+
+    /// [`Agent::start`] with at most `nofile` open files (soft and hard
+    /// limit), as on a host with the common default of 1024.
+    pub fn start_with_nofile(config: &str, nofile: u64) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = Agent {
+            dir,
+            port: free_port(),
+            child: None,
+            starts: 0,
+            embedded: false,
+            env: Vec::new(),
+            nofile: Some(nofile),
         };
         agent.write_config(config);
         agent.spawn();
@@ -88,6 +109,7 @@ impl Agent {
             starts: 0,
             embedded: true,
             env: Vec::new(),
+            nofile: None,
         };
         agent.spawn();
         agent
@@ -130,6 +152,22 @@ impl Agent {
             command.arg("-c").arg(self.config_path());
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit(2), async-signal-safe, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         command
             .env("WATCHPOST_LOG", "info,watchpost=debug")
             .env("NO_COLOR", "1")
@@ -166,19 +204,52 @@ impl Agent {
             .into()
     }
 
-    /// GET: (status code, body).
+    /// The API token the agent uses: the variable its config's
+    /// `api_token_env` names (from the agent's environment), else the
+    /// token it generated in `state_dir/api-token`.
+    pub fn token(&self) -> Option<String> {
+        let config = std::fs::read_to_string(self.config_path()).unwrap_or_default();
+        let named = config.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == "api_token_env").then(|| value.trim().trim_matches('"').to_string())
+        });
+        if let Some(name) = named {
+            return self
+                .env
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone());
+        }
+        std::fs::read_to_string(self.state_dir().join("api-token"))
+            .ok()
+            .map(|t| t.trim().to_string())
+    }
+
+    /// GET with the agent's token: (status code, body).
     pub fn get(&self, path: &str) -> Result<(u16, String), ureq::Error> {
+        let mut request = Self::agent().get(&self.url(path));
+        if let Some(token) = self.token() {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.call()?;
+        let code = response.status().as_u16();
+        Ok((code, response.body_mut().read_to_string()?))
+    }
+
+    /// GET without a token: (status code, body).
+    pub fn get_anonymous(&self, path: &str) -> Result<(u16, String), ureq::Error> {
         let mut response = Self::agent().get(&self.url(path)).call()?;
         let code = response.status().as_u16();
         Ok((code, response.body_mut().read_to_string()?))
     }
 
-    /// POST with an empty body: (status code, body).
+    /// POST with an empty body and the agent's token: (status code, body).
     pub fn post(&self, path: &str) -> (u16, String) {
-        let mut response = Self::agent()
-            .post(&self.url(path))
-            .send_empty()
-            .expect("POST");
+        let mut request = Self::agent().post(&self.url(path));
+        if let Some(token) = self.token() {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.send_empty().expect("POST");
         let code = response.status().as_u16();
         (code, response.body_mut().read_to_string().unwrap())
     }
@@ -198,7 +269,11 @@ impl Agent {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let mut response = agent.get(&self.url(path)).call().expect("GET");
+        let mut request = agent.get(&self.url(path));
+        if let Some(token) = self.token() {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.call().expect("GET");
         assert_eq!(response.status().as_u16(), 200, "{path}");
         let body = response
             .body_mut()

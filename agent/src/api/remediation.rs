@@ -15,13 +15,20 @@ pub struct EventsQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/events?limit=N`: the last N audit records (default 100).
+/// Most records one `GET /v1/events` returns.
+pub const MAX_EVENTS: usize = 1000;
+
+/// `GET /v1/events?limit=N`: the last N audit records (default 100, at
+/// most [`MAX_EVENTS`]), read from the end of the log on a blocking
+/// thread (not on the async workers).
 pub async fn events(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<EventsQuery>,
 ) -> (StatusCode, Json<Value>) {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1_000_000);
-    match shared.remediator.audit.tail(limit) {
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_EVENTS);
+    let remediator = shared.remediator.clone();
+    let read = tokio::task::spawn_blocking(move || remediator.audit.tail(limit)).await;
+    match read.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))) {
         Ok(records) => (StatusCode::OK, Json(json!({"events": records}))),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

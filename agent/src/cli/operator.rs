@@ -1,8 +1,10 @@
 //! Operator commands that talk to a running agent's status API:
 //! `watchpost pause|resume|reset|events`. The agent is found from the `-c`
-//! config's `listen` (default 127.0.0.1:9464) or `--api URL`; the token,
-//! when the agent requires one, from the variable its `api_token_env`
-//! names, or `WATCHPOST_TOKEN`.
+//! config's `listen` (default 127.0.0.1:9464) or `--api URL`; the token
+//! from the variable the config's `api_token_env` names, else
+//! `WATCHPOST_TOKEN`, else the file the agent generated,
+//! `state_dir/api-token` (the `-c` config's `state_dir`, or the default
+//! one): run as the agent's user, the commands need no flag.
 
 use crate::config;
 use crate::remediate::audit::AuditRecord;
@@ -87,11 +89,7 @@ impl Api {
             (None, Some(c)) => format!("http://{}", c.agent.listen),
             (None, None) => "http://127.0.0.1:9464".to_string(),
         };
-        let token_var = config
-            .as_ref()
-            .and_then(|c| c.agent.api_token_env.clone())
-            .unwrap_or_else(|| "WATCHPOST_TOKEN".into());
-        let token = std::env::var(token_var).ok().filter(|t| !t.is_empty());
+        let token = token(config.as_ref());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
@@ -125,6 +123,37 @@ impl Api {
             anyhow::bail!("the agent answered {status}: {message}");
         }
         Ok(body)
+    }
+}
+
+/// The token to send: see the module's doc. A token file that cannot be
+/// read is skipped here (the agent's 401 then says where it is).
+fn token(config: Option<&config::Config>) -> Option<String> {
+    let from_env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    };
+    if let Some(name) = config.and_then(|c| c.agent.api_token_env.as_deref()) {
+        return from_env(name);
+    }
+    if let Some(token) = from_env("WATCHPOST_TOKEN") {
+        return Some(token);
+    }
+    let state_dir = match config {
+        Some(c) => c.agent.state_dir.clone(),
+        None => config::default_state_dir(),
+    };
+    let path = crate::api::auth::token_path(&state_dir);
+    match crate::api::auth::read_token_file(&path, false) {
+        Ok(token) => Some(token),
+        Err(e) => {
+            if path.exists() {
+                eprintln!("watchpost: {e}");
+            }
+            None
+        }
     }
 }
 

@@ -31,12 +31,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let listen = config.agent.listen;
     // Bind first: a taken port is an error before anything runs.
     let listener = crate::api::bind(listen).await?;
+    let token_env = config.agent.api_token_env.clone();
+    let state_dir = config.agent.state_dir.clone();
+    // The token before anything runs: a missing variable or a bad token
+    // file is an error at start.
+    let auth = crate::api::auth::ApiAuth::load(listen, token_env.as_deref(), &state_dir)?;
     let shared = daemon::start(config, args.config.config.clone()).await?;
     shared
         .dry_run_flag
         .store(args.dry_run, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("status API on http://{listen} (/healthz, /v1/probes, /metrics)");
-    let api = tokio::spawn(crate::api::serve(listener, shared.clone()));
+    tracing::info!("the API token is in {}", auth.source);
+    let api = tokio::spawn(crate::api::serve(
+        listener,
+        shared.clone(),
+        std::sync::Arc::new(auth),
+    ));
     daemon::signals::handle(shared.clone()).await?;
     daemon::stop(&shared).await;
     match api.await {

@@ -69,4 +69,6 @@ pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigErrors> {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

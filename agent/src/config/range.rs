@@ -429,6 +429,18 @@ mod tests {
         }
 
         #[test]
+        fn whatever_parses_prints_back_to_the_same_bounds(text in "[@~:0-9.eE+%-]{0,24}|(inf|NaN|1e400|-0):?") {
+            if let Ok(r) = Range::parse(&text) {
+                let printed = r.to_string();
+                let back = Range::parse(&printed)
+                    .map_err(|e| TestCaseError::fail(format!("{text:?} printed as {printed:?}, which does not parse: {e}")))?;
+                // A range with a unit prints in the measurement's unit
+                // (`50%` as `0.5`): the same bounds, without the unit.
+                prop_assert_eq!((back.start, back.end, back.inside), (r.start, r.end, r.inside));
+            }
+        }
+
+        #[test]
         fn a_start_above_the_end_is_rejected(a in -1e6f64..1e6, gap in 0.001f64..1e6) {
             let text = format!("{}:{a}", a + gap);
             prop_assert!(Range::parse(&text).is_err());

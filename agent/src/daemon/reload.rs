@@ -25,6 +25,40 @@ pub struct ReloadSummary {
     pub needs_restart: Vec<String>,
 }
 
+/// The status API's socket and its token are set at start: a reload that
+/// would change them is refused, so that it can never leave the bound
+/// socket with weaker authentication than the config it was bound for
+/// (e.g. `listen` moved back to loopback and `api_token_env` dropped while
+/// the old public address is still bound).
+fn refuse_auth_change(old: &config::Agent, new: &config::Agent) -> Result<(), String> {
+    let mut changed = Vec::new();
+    if old.listen != new.listen {
+        changed.push(format!(
+            "`listen` ({} -> {}): the API stays bound to {} until a restart",
+            old.listen, new.listen, old.listen
+        ));
+    }
+    if old.api_token_env != new.api_token_env {
+        let show = |v: &Option<String>| {
+            v.as_deref()
+                .map_or("not set".to_string(), |n| format!("{n:?}"))
+        };
+        changed.push(format!(
+            "`api_token_env` ({} -> {}): the API keeps the token it started with until a restart",
+            show(&old.api_token_env),
+            show(&new.api_token_env)
+        ));
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "[agent]: the status API's address and token cannot change by reload: {}; \
+         restore them in the config to reload, or restart the agent to apply them",
+        changed.join("; ")
+    ))
+}
+
 /// Reload the config file (or the embedded default).
 pub async fn reload(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
     let _one_at_a_time = shared.reload_lock.lock().await;
@@ -61,6 +95,7 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
         new.agent.dry_run = true;
     }
     let old = shared.config();
+    refuse_auth_change(&old.agent, &new.agent)?;
     let services = shared.services();
     let sql = services.sql.rebuild(&target_specs(&new))?;
     let services = Arc::new(crate::runtime::Services {
@@ -77,7 +112,6 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
     // Valid: from here on, nothing fails.
     let mut summary = ReloadSummary::default();
     for (setting, changed) in [
-        ("agent.listen", old.agent.listen != new.agent.listen),
         (
             "agent.state_dir",
             old.agent.state_dir != new.agent.state_dir,

@@ -16,10 +16,12 @@ pub mod bindings;
 pub mod cache;
 mod capture;
 pub mod engine;
+#[cfg(test)]
+mod fuzz;
 mod imports;
 mod limiter;
 pub mod loader;
-mod output;
+pub mod output;
 mod run;
 mod state;
 

@@ -4,6 +4,11 @@
 //! A report that breaks the contract (a bad name, a NaN, ten thousand
 //! measurements) is refused as `invalid-output`; an overlong message is
 //! only truncated, with a marker, because the rest of the report is fine.
+//!
+//! Two attribute keys of one measurement that become the same Prometheus
+//! label (`a.b` and `a_b` are both `a_b`) are refused too: exported as
+//! they are, they would make Prometheus reject the whole scrape, every
+//! metric of the node with it.
 
 use super::bindings::types;
 use crate::report::{ErrorKind, Measurement, RunError, Status};
@@ -56,6 +61,30 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// The Prometheus label an attribute key becomes: every character but
+/// ASCII letters, digits, `_` and `:` as `_`, a leading digit prefixed
+/// with `_`, and the exporter's own labels (`probe`, `node`, `le`)
+/// prefixed with `attr_`.
+pub fn label_name(key: &str) -> String {
+    let mut out: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    if matches!(out.as_str(), "probe" | "node" | "le") {
+        out.insert_str(0, "attr_");
+    }
+    out
+}
+
 /// Check a report from `check` against the contract.
 pub fn check(report: types::Report) -> Result<Checked, RunError> {
     if report.measurements.len() > MAX_MEASUREMENTS {
@@ -100,6 +129,17 @@ pub fn check(report: types::Report) -> Result<Checked, RunError> {
                      measurement names, values at most {MAX_ATTRIBUTE_BYTES} bytes",
                     m.name,
                     truncate_utf8(&a.key, 64)
+                )));
+            }
+            let label = label_name(&a.key);
+            if let Some((other, _)) = attributes
+                .iter()
+                .find(|(k, _): &&(String, String)| label_name(k) == label)
+            {
+                return Err(invalid(format!(
+                    "measurement `{}` has the attributes `{other}` and `{}`, which are the same \
+                     label `{label}` once exported: rename one of them",
+                    m.name, a.key
                 )));
             }
             attributes.push((a.key, a.value));
@@ -161,6 +201,33 @@ mod tests {
             check(report(many)).err().unwrap().kind,
             ErrorKind::InvalidOutput
         );
+    }
+
+    #[test]
+    fn attributes_that_become_the_same_label_are_invalid_output() {
+        let with = |keys: &[&str]| {
+            let mut one = m("x", 1.0);
+            one.attributes = keys
+                .iter()
+                .map(|k| types::Attribute {
+                    key: k.to_string(),
+                    value: "v".into(),
+                })
+                .collect();
+            check(report(vec![one]))
+        };
+        for clash in [
+            ["a.b", "a_b"],
+            ["a-b", "a.b"],
+            ["x", "x"],
+            ["probe", "attr_probe"],
+        ] {
+            let err = with(&clash).err().unwrap();
+            assert_eq!(err.kind, ErrorKind::InvalidOutput);
+            assert!(err.message.contains("same"), "{err}");
+            assert!(err.message.contains(clash[1]), "{err}");
+        }
+        assert!(with(&["a.b", "a.c", "ab"]).is_ok());
     }
 
     #[test]

@@ -93,42 +93,57 @@ fn fixed<const N: usize>(raw: &[u8]) -> Result<[u8; N], BoxError> {
 }
 
 /// PostgreSQL's binary NUMERIC (base-10000 digits) as decimal text.
+/// Anything PostgreSQL cannot send (a negative count or scale, a digit
+/// above 9999, a length that does not match, an unknown sign) is an
+/// error, never a panic or an endless loop.
 fn numeric_text(raw: &[u8]) -> Result<String, BoxError> {
     let word = |i: usize| -> Result<i16, BoxError> {
         Ok(i16::from_be_bytes(fixed(
             raw.get(i * 2..i * 2 + 2).ok_or("short numeric")?,
         )?))
     };
-    let ndigits = word(0)? as usize;
+    let ndigits = usize::try_from(word(0)?).map_err(|_| "numeric: negative digit count")?;
     let weight = word(1)? as i32;
     let sign = word(2)? as u16;
-    let dscale = word(3)? as usize;
+    // PostgreSQL keeps the display scale in the low 14 bits (at most 16383).
+    let dscale = usize::try_from(word(3)?).map_err(|_| "numeric: negative display scale")?;
+    if dscale > 0x3FFF {
+        return Err("numeric: display scale above 16383".into());
+    }
     match sign {
         0xC000 => return Ok("NaN".into()),
         0xD000 => return Ok("Infinity".into()),
         0xF000 => return Ok("-Infinity".into()),
-        _ => {}
+        0x0000 | 0x4000 => {}
+        other => return Err(format!("numeric: unknown sign {other:#06x}").into()),
+    }
+    if raw.len() != 8 + 2 * ndigits {
+        return Err(format!(
+            "numeric: {} bytes for {ndigits} digits (expected {})",
+            raw.len(),
+            8 + 2 * ndigits
+        )
+        .into());
     }
     let digits = (0..ndigits)
         .map(|i| word(4 + i))
         .collect::<Result<Vec<_>, _>>()?;
+    if digits.iter().any(|d| !(0..10_000).contains(d)) {
+        return Err("numeric: a base-10000 digit out of range".into());
+    }
     let mut text = String::new();
     if sign == 0x4000 {
         text.push('-');
     }
-    // Integer part: digit groups with weight >= 0.
-    if weight < 0 {
-        text.push('0');
-    } else {
+    // Integer part: digit groups with weight >= 0, without leading zeros.
+    let mut int = String::new();
+    if weight >= 0 {
         for i in 0..=weight as usize {
-            let group = digits.get(i).copied().unwrap_or(0);
-            if i == 0 {
-                write!(text, "{group}")?;
-            } else {
-                write!(text, "{group:04}")?;
-            }
+            write!(int, "{:04}", digits.get(i).copied().unwrap_or(0))?;
         }
     }
+    let int = int.trim_start_matches('0');
+    text.push_str(if int.is_empty() { "0" } else { int });
     if dscale > 0 {
         let mut fraction = String::new();
         let mut position = weight + 1;
@@ -155,8 +170,9 @@ fn interval_text(raw: &[u8]) -> Result<String, BoxError> {
     let months = i32::from_be_bytes(fixed(raw.get(12..16).ok_or("short interval")?)?);
     let mut parts = Vec::new();
     let (years, months) = (months / 12, months % 12);
-    let plural =
-        |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
+    let plural = |n: i32, one: &str, many: &str| {
+        format!("{n} {}", if n.unsigned_abs() == 1 { one } else { many })
+    };
     if years != 0 {
         parts.push(plural(years, "year", "years"));
     }
@@ -392,6 +408,113 @@ mod tests {
             interval(3_723_000_000, 1, 14),
             "1 year 2 mons 1 day 01:02:03"
         );
+    }
+
+    /// The decimal text of base-10000 `digits` with `weight`, written the
+    /// simple way: every decimal digit at its power of ten.
+    fn reference(negative: bool, weight: i16, dscale: u16, digits: &[i16]) -> String {
+        let mut decimal = std::collections::BTreeMap::new();
+        for (i, d) in digits.iter().enumerate() {
+            let group_exp = (weight as i64 - i as i64) * 4;
+            for (k, c) in format!("{d:04}").chars().enumerate() {
+                decimal.insert(group_exp + 3 - k as i64, c);
+            }
+        }
+        let top = decimal.keys().next_back().copied().unwrap_or(0).max(0);
+        let mut int: String = (0..=top)
+            .rev()
+            .map(|e| decimal.get(&e).copied().unwrap_or('0'))
+            .collect();
+        let trimmed = int.trim_start_matches('0');
+        int = if trimmed.is_empty() {
+            "0".into()
+        } else {
+            trimmed.into()
+        };
+        let frac: String = (1..=dscale as i64)
+            .map(|e| decimal.get(&-e).copied().unwrap_or('0'))
+            .collect();
+        let mut text = if negative { format!("-{int}") } else { int };
+        if dscale > 0 {
+            text.push('.');
+            text.push_str(&frac);
+        }
+        text
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_bytes_of_any_type_decode_without_panic(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            for ty in [Type::NUMERIC, Type::PG_LSN, Type::INTERVAL, Type::UUID, Type::TIMESTAMPTZ,
+                       Type::DATE, Type::INT8, Type::FLOAT8, Type::JSONB, Type::TEXT, Type::BOOL, Type::OID] {
+                let _ = decode(&ty, &raw);
+            }
+        }
+
+        #[test]
+        fn any_numeric_header_decodes_or_errs_without_panic(
+            ndigits in proptest::prelude::any::<i16>(),
+            weight in proptest::prelude::any::<i16>(),
+            sign in proptest::prelude::any::<u16>(),
+            dscale in proptest::prelude::any::<i16>(),
+            digits in proptest::collection::vec(proptest::prelude::any::<i16>(), 0..8),
+        ) {
+            let raw = numeric(ndigits, weight, sign, dscale, &digits);
+            let _ = numeric_text(&raw);
+        }
+
+        #[test]
+        fn valid_numerics_decode_like_the_reference(
+            negative: bool,
+            weight in -40i16..40,
+            dscale in 0u16..200,
+            digits in proptest::collection::vec(0i16..10_000, 0..12),
+        ) {
+            let sign = if negative { 0x4000 } else { 0 };
+            let raw = numeric(digits.len() as i16, weight, sign, dscale as i16, &digits);
+            let text = numeric_text(&raw).unwrap();
+            proptest::prop_assert_eq!(text, reference(negative, weight, dscale, &digits));
+        }
+
+        #[test]
+        fn lsns_and_intervals_of_any_value_render(
+            lsn: u64, micros: i64, days: i32, months: i32,
+        ) {
+            let Value::Text(text) = decode(&Type::PG_LSN, &lsn.to_be_bytes()).unwrap() else {
+                panic!("an LSN decodes to text");
+            };
+            let (hi, lo) = text.split_once('/').unwrap();
+            let back = (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap();
+            proptest::prop_assert_eq!(back, lsn);
+            let mut raw = micros.to_be_bytes().to_vec();
+            raw.extend_from_slice(&days.to_be_bytes());
+            raw.extend_from_slice(&months.to_be_bytes());
+            proptest::prop_assert!(!interval_text(&raw).unwrap().is_empty());
+        }
+    }
+
+    /// Found by the property above: a negative display scale looped
+    /// without end (it became a huge unsigned number).
+    #[test]
+    fn a_negative_display_scale_is_an_error_not_an_endless_loop() {
+        let e = numeric_text(&numeric(1, 0, 0, -1, &[5])).unwrap_err();
+        assert!(e.to_string().contains("display scale"), "{e}");
+        let e = numeric_text(&numeric(-1, 0, 0, 0, &[])).unwrap_err();
+        assert!(e.to_string().contains("negative digit count"), "{e}");
+    }
+
+    /// Found by the property above: `i32::MIN` days overflowed `abs()`.
+    #[test]
+    fn the_most_negative_interval_renders() {
+        let mut raw = i64::MIN.to_be_bytes().to_vec();
+        raw.extend_from_slice(&i32::MIN.to_be_bytes());
+        raw.extend_from_slice(&i32::MIN.to_be_bytes());
+        let text = interval_text(&raw).unwrap();
+        assert!(text.contains("-2147483648 days"), "{text}");
     }
 
     #[test]

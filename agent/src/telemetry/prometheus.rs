@@ -216,20 +216,19 @@ impl Families {
     }
 }
 
-/// Attribute keys as label names, never clashing with `probe` or `node`.
+/// Attribute keys as label names, never clashing with `probe` or `node`
+/// ([`crate::runtime::output::label_name`]); a key that would repeat a
+/// label already there is left out (reports with such keys are refused
+/// before they get here; a repeated label would fail the whole scrape).
 fn attribute_labels(attributes: &[(String, String)]) -> Vec<(String, String)> {
-    attributes
-        .iter()
-        .map(|(k, v)| {
-            let key = sanitize(k);
-            let key = if key == "probe" || key == "node" || key == "le" {
-                format!("attr_{key}")
-            } else {
-                key
-            };
-            (key, v.clone())
-        })
-        .collect()
+    let mut out: Vec<(String, String)> = Vec::with_capacity(attributes.len());
+    for (k, v) in attributes {
+        let key = crate::runtime::output::label_name(k);
+        if !out.iter().any(|(seen, _)| *seen == key) {
+            out.push((key, v.clone()));
+        }
+    }
+    out
 }
 
 /// Render the whole exposition.

@@ -38,7 +38,7 @@ pub const JS: &str = r#"
 var main=document.getElementById("main"),live=document.getElementById("live"),said=document.getElementById("said"),tok=document.getElementById("token");
 var every=+main.dataset.refresh||5000;
 function tick(){
- fetch(location.href,{cache:"no-store",headers:{Accept:"text/html"}}).then(function(r){if(!r.ok)throw r.status;return r.text()}).then(function(t){
+ fetch(location.pathname+location.search,{cache:"no-store",headers:{Accept:"text/html"}}).then(function(r){if(!r.ok)throw r.status;return r.text()}).then(function(t){
   var m=new DOMParser().parseFromString(t,"text/html").getElementById("main");
   if(m){
    var open=[].map.call(main.querySelectorAll("details[open][data-id]"),function(d){return d.dataset.id+d.dataset.decision});

@@ -13,8 +13,8 @@
 //! then refreshes with a `<meta refresh>`). With JavaScript, a small inline
 //! script ([`assets`]) re-fetches the same page every few seconds and
 //! swaps its `<main>`, and sends the operator buttons' requests. The
-//! buttons exist only when an API token is configured; the token is typed
-//! into the page, kept in the tab's `sessionStorage` and sent as
+//! API always has a token for its POSTs (see [`super::auth`]); the token is
+//! typed into the page, kept in the tab's `sessionStorage` and sent as
 //! `Authorization: Bearer`, never as a cookie, so another site cannot make
 //! the browser send it. A Content-Security-Policy admits only the page's
 //! own inline script and style (by hash), requests to the agent itself,
@@ -62,7 +62,6 @@ fn refresh(shared: &Shared) -> Duration {
 fn layout(shared: &Shared, title: &str, nav: Nav, main: Markup) -> Response {
     let node = shared.node();
     let every = refresh(shared);
-    let operator = super::token(shared).is_some();
     let link = |to: Nav, href: &str, text: &str| {
         html! { a href=(href) class=[(nav == to).then_some("here")] { (text) } }
     };
@@ -86,11 +85,9 @@ fn layout(shared: &Shared, title: &str, nav: Nav, main: Markup) -> Response {
                         a href="/v1/probes" { "JSON" }
                         a href="/metrics" { "Metrics" }
                     }
-                    @if operator {
-                        label class="token" {
-                            "Operator token "
-                            input id="token" type="password" autocomplete="off" placeholder="for pause, resume, reset";
-                        }
+                    label class="token" {
+                        "Operator token "
+                        input id="token" type="password" autocomplete="off" placeholder="for pause, resume, reset";
                     }
                     span id="live" class="live" {}
                 }

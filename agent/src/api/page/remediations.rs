@@ -1,6 +1,6 @@
 //! `GET /remediations`: every remediation with its guards (cooldown left,
 //! rate-limit window and breaker, pause, failover block, running), the
-//! operator buttons when a token is configured, and the audit timeline
+//! operator buttons (they send the token typed into the page), and the audit timeline
 //! (the tail of `/v1/events`), each record with its detail.
 
 use super::{Nav, badge, layout, number, segment, when};
@@ -34,24 +34,21 @@ pub fn guards(r: &Value) -> Markup {
 pub async fn remediations(State(shared): State<Arc<Shared>>) -> Response {
     let view = shared.remediator.view();
     let list = view["remediations"].as_array().cloned().unwrap_or_default();
-    let operator = super::super::token(&shared).is_some();
     let timeline = shared.remediator.audit.tail(TIMELINE);
     let main = html! {
         h1 { "Remediations" }
         @if view["paused_all"].as_bool() == Some(true) {
             p { span class="flag" { "all remediations are paused" } }
         }
-        @if operator {
-            p { button type="button" data-post="/v1/pause" { "Pause all" }
-                button type="button" data-post="/v1/resume" { "Resume all" } }
-        }
+        p { button type="button" data-post="/v1/pause" { "Pause all" }
+            button type="button" data-post="/v1/resume" { "Resume all" } }
         @if list.is_empty() {
             p class="dim" { "No remediations are configured." }
         } @else {
             table id="remediations" {
                 thead { tr {
                     th { "Remediation" } th { "On" } th { "Action" } th { "Last fired" } th { "Guards" }
-                    @if operator { th { "Operator" } }
+                    th { "Operator" }
                 } }
                 tbody { @for r in &list {
                     @let name = r["name"].as_str().unwrap_or_default();
@@ -65,20 +62,15 @@ pub async fn remediations(State(shared): State<Arc<Shared>>) -> Response {
                         td { (r["action"].as_str().unwrap_or_default()) }
                         td { (when(r["last_fired"].as_str().and_then(|t| humantime::parse_rfc3339(t).ok()))) }
                         td { (guards(r)) }
-                        @if operator {
-                            td {
-                                @let base = format!("/v1/remediations/{}", segment(name));
-                                button type="button" data-post={ (base) "/pause" } { "Pause" }
-                                button type="button" data-post={ (base) "/resume" } { "Resume" }
-                                button type="button" data-post={ (base) "/reset" } { "Reset" }
-                            }
+                        td {
+                            @let base = format!("/v1/remediations/{}", segment(name));
+                            button type="button" data-post={ (base) "/pause" } { "Pause" }
+                            button type="button" data-post={ (base) "/resume" } { "Resume" }
+                            button type="button" data-post={ (base) "/reset" } { "Reset" }
                         }
                     }
                 } }
             }
-        }
-        @if !operator && !list.is_empty() {
-            p class="dim" { "Read-only: set `api_token_env` in [agent] to pause, resume or reset from here." }
         }
         h2 { "Audit timeline" }
         @match &timeline {

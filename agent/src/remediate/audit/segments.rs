@@ -9,7 +9,7 @@
 
 use super::AuditRecord;
 use std::fs::File;
-use std::io::{self, BufRead};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -51,18 +51,41 @@ pub fn rotated(path: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-/// Every readable record of one file (unreadable lines are skipped).
-fn records_of(file: File, keep_last: usize) -> io::Result<Vec<AuditRecord>> {
-    let mut records = std::collections::VecDeque::new();
-    for line in io::BufReader::new(file).lines() {
-        if let Ok(record) = serde_json::from_str::<AuditRecord>(&line?) {
-            if records.len() == keep_last {
-                records.pop_front();
+/// The last `keep_last` readable records of one file, oldest first
+/// (unreadable lines are skipped). The file is read backwards in blocks,
+/// so a long log costs only what is returned.
+fn records_of(mut file: File, keep_last: usize) -> io::Result<Vec<AuditRecord>> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut end = file.metadata()?.len();
+    let mut newest_first = Vec::new();
+    // Bytes after the last newline seen, not yet a whole line.
+    let mut carry: Vec<u8> = Vec::new();
+    while end > 0 && newest_first.len() < keep_last {
+        let start = end.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&carry);
+        let mut lines: Vec<&[u8]> = block.split(|b| *b == b'\n').collect();
+        // The first piece may be the end of a line that starts earlier.
+        let first = if start > 0 {
+            lines.remove(0).to_vec()
+        } else {
+            Vec::new()
+        };
+        for line in lines.into_iter().rev() {
+            if newest_first.len() == keep_last {
+                break;
             }
-            records.push_back(record);
+            if let Ok(record) = serde_json::from_slice::<AuditRecord>(line) {
+                newest_first.push(record);
+            }
         }
+        carry = first;
+        end = start;
     }
-    Ok(records.into())
+    newest_first.reverse();
+    Ok(newest_first)
 }
 
 fn open_if_there(path: &Path) -> io::Result<Option<File>> {

@@ -10,7 +10,11 @@
 //! `watchpost.probe.runs`, `watchpost.probe.errors` {error.type},
 //! `watchpost.probe.skipped_ticks`, `watchpost.remediation.decisions`
 //! {remediation, decision}, `watchpost.config.reloads` {result} and
-//! `watchpost.telemetry.dropped` {signal}.
+//! `watchpost.telemetry.dropped` {signal}, and
+//! `watchpost.measurements.dropped` {probe}: measurements not exported
+//! because their probe already has [`MAX_NAMES_PER_PROBE`] distinct
+//! measurement names (a probe inventing names every run would otherwise
+//! grow the instruments without bound).
 
 use super::guard::Outage;
 use crate::events::RunEvent;
@@ -19,8 +23,12 @@ use crate::telemetry::counters::ERROR_KINDS;
 use crate::telemetry::histogram::RUN_BUCKETS;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Gauge, Histogram, Meter};
-use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+/// Distinct (name, unit) pairs exported for one probe; more are dropped
+/// and counted.
+pub const MAX_NAMES_PER_PROBE: usize = 256;
 
 /// Measurements that are samples of a semantic-convention histogram rather
 /// than gauges: each reported value is one observation. The buckets are
@@ -43,6 +51,10 @@ pub struct Recorder {
     status: Gauge<u64>,
     hard_status: Gauge<u64>,
     run_duration: Histogram<f64>,
+    /// (name, unit) pairs seen, by probe.
+    names: HashMap<String, HashSet<(String, String)>>,
+    /// Measurements dropped over the cap, by probe.
+    dropped: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 /// The `target` attribute of a probe: what it checks.
@@ -75,6 +87,21 @@ impl Recorder {
             .with_description("Duration of probe runs (instantiate and check)")
             .with_boundaries(RUN_BUCKETS.to_vec())
             .build();
+        let dropped = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+        let counts = dropped.clone();
+        meter
+            .u64_observable_counter("watchpost.measurements.dropped")
+            .with_unit("{measurement}")
+            .with_description(
+                "Measurements not exported: their probe already had 256 distinct measurement names",
+            )
+            .with_callback(move |observer| {
+                let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                for (probe, n) in counts.iter() {
+                    observer.observe(*n, &[KeyValue::new("probe", probe.clone())]);
+                }
+            })
+            .build();
         Recorder {
             meter,
             gauges: HashMap::new(),
@@ -82,7 +109,40 @@ impl Recorder {
             status,
             hard_status,
             run_duration,
+            names: HashMap::new(),
+            dropped,
         }
+    }
+
+    /// Whether `probe` may export `name`/`unit`: a pair it exported
+    /// before, or a new one within [`MAX_NAMES_PER_PROBE`] (else counted).
+    fn admit(&mut self, probe: &str, name: &str, unit: &str) -> bool {
+        let seen = self.names.entry(probe.to_string()).or_default();
+        let key = (name.to_string(), unit.to_string());
+        if seen.contains(&key) {
+            return true;
+        }
+        if seen.len() < MAX_NAMES_PER_PROBE {
+            seen.insert(key);
+            return true;
+        }
+        *self
+            .dropped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(probe.to_string())
+            .or_default() += 1;
+        false
+    }
+
+    /// Measurements dropped over the cap so far, for `probe`.
+    pub fn dropped(&self, probe: &str) -> u64 {
+        self.dropped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(probe)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Record one run of a probe checking `target`; `describe` gives a
@@ -100,6 +160,9 @@ impl Recorder {
         self.run_duration
             .record(report.duration.as_secs_f64(), &base[..1]);
         for m in &report.measurements {
+            if !self.admit(&run.probe, &m.name, &m.unit) {
+                continue;
+            }
             let mut attributes: Vec<KeyValue> = m
                 .attributes
                 .iter()
@@ -245,4 +308,26 @@ pub fn register_counters(
             }
         })
         .build();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_inventing_names_is_capped_and_counted() {
+        let meter = opentelemetry::global::meter("test");
+        let mut r = Recorder::new(meter);
+        for i in 0..MAX_NAMES_PER_PROBE {
+            assert!(r.admit("p", &format!("fresh.{i}"), "1"));
+        }
+        // Known names keep going; new ones are dropped and counted.
+        assert!(r.admit("p", "fresh.0", "1"));
+        assert!(!r.admit("p", "fresh.new", "1"));
+        assert!(!r.admit("p", "fresh.newer", "1"));
+        assert_eq!(r.dropped("p"), 2);
+        // Another probe has its own allowance.
+        assert!(r.admit("q", "fresh.new", "1"));
+        assert_eq!(r.dropped("q"), 0);
+    }
 }
