@@ -108,6 +108,10 @@ pub struct Agent {
     pub flapping: Flapping,
     /// Upper bound on the compile cache in `state_dir/cache`.
     pub cache_size: u64,
+    /// How often soft state (runs that changed nothing anything acts on)
+    /// is written to the state journal: one write and one fsync for every
+    /// changed probe (default 1 s).
+    pub state_flush: std::time::Duration,
     /// The target whose server runs on this node: what the load-balancer
     /// endpoints (`/v1/role/...`) report on. Default: the one target with a
     /// `data_dir`, if there is exactly one.

@@ -42,6 +42,10 @@ pub const SCHEDULE: DurationRange = DurationRange::new(Duration::from_millis(10)
 /// `cooldown`, a failover's `block_for`, and pauses (`watchpost pause --for`).
 pub const HOLD: DurationRange = DurationRange::new(Duration::ZERO, days(365));
 
+/// How often soft state is written, 10 ms to 10 minutes: `state_flush`.
+pub const STATE_FLUSH: DurationRange =
+    DurationRange::new(Duration::from_millis(10), Duration::from_secs(600));
+
 /// Rate-limit windows, 10 ms to 365 days: `limit.per`.
 pub const WINDOW: DurationRange = DurationRange::new(Duration::from_millis(10), days(365));
 

@@ -10,6 +10,7 @@
 //! stages downstream (remediation, OTLP export) never see `Shared`: they
 //! get narrow ports ([`port`]) and events.
 
+mod persist;
 pub mod pipeline;
 pub mod port;
 pub mod reload;
@@ -232,7 +233,9 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         .await
         .map_err(anyhow::Error::msg)
         .context("the config names probes that cannot be loaded")?;
-    let mut states = store.load_probes();
+    // Compiling leaves freed memory in the allocator's arenas.
+    crate::util::release_free_memory();
+    let (mut states, stale) = store.load_all::<crate::policy::state::ProbeState>();
     let remediator = crate::remediate::Remediator::open(store.dir())?;
     let shared = Arc::new(Shared {
         runtime,
@@ -240,7 +243,12 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         semaphore: RwLock::new(Arc::new(Semaphore::new(config.agent.concurrency))),
         slots: RwLock::new(BTreeMap::new()),
         config_path,
-        writer: StateWriter::start(store.clone()),
+        writer: StateWriter::start(
+            store.clone(),
+            states.clone(),
+            stale,
+            config.agent.state_flush,
+        ),
         store,
         events: Bus::default(),
         tasks: TaskTracker::new(),

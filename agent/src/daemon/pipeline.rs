@@ -1,6 +1,7 @@
 //! One scheduled run through every stage: wait for a free run slot, run the
 //! probe in the sandbox, fold the report into the probe's state, queue the
-//! state for disk, log what changed and publish the event.
+//! state for disk (and wait for it when something will act on the change),
+//! log what changed and publish the event.
 
 use super::Shared;
 use super::slot::ProbeSlot;
@@ -49,22 +50,28 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
     slot.counters.record_run(&report);
 
     let at = SystemTime::now();
-    let (changes, hard, state_type, flapping, urgent) = {
+    let (changes, hard, state_type, flapping, urgent, written) = {
         let mut state = slot.state();
         let changes = state.apply(&setup.spec, &report, at);
         let urgent =
             changes.hard.is_some() || changes.flapping.is_some() || !changes.rules.is_empty();
-        shared.writer.save(&slot.name, &state, urgent);
+        let written = shared.writer.save(&slot.name, &state, urgent);
         (
             changes,
             state.hard(),
             state.state_type(),
             state.flap.flapping,
             urgent,
+            written,
         )
     };
     slot.recent().record(at, &report);
     if urgent {
+        // What remediation acts on is on disk first (a crash cannot take
+        // it back).
+        if let Some(written) = written {
+            let _ = written.await;
+        }
         // A trigger may hold now (or a condition that held one back may
         // have cleared): remediation reads the new state.
         shared.remediator.wake();

@@ -108,6 +108,7 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
         .map(|(name, slot)| (name.clone(), slot.setup().probe.clone()))
         .collect();
     let probes = load_probes(&shared.runtime, &services, &new, &loaded).await?;
+    crate::util::release_free_memory();
 
     // Valid: from here on, nothing fails.
     let mut summary = ReloadSummary::default();
@@ -149,7 +150,11 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
                 next.insert(spec.name.clone(), slot.clone());
             }
             None => {
-                let state = shared.store.load_probe(&spec.name).unwrap_or_default();
+                let state = shared
+                    .writer
+                    .latest(&spec.name)
+                    .or_else(|| shared.store.load_probe(&spec.name))
+                    .unwrap_or_default();
                 let slot = Arc::new(ProbeSlot::new(
                     ProbeSetup::new(spec.clone(), probe, &new.agent.node),
                     state,

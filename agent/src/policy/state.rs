@@ -45,6 +45,10 @@ pub struct ProbeState {
     /// began: what identifies an incident for remediation.
     #[serde(default)]
     pub onsets: Onsets,
+    /// Runs folded in so far: orders the saved copies of the state (see
+    /// `store::journal`).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// What one run changed.
@@ -141,6 +145,7 @@ impl ProbeState {
         }
         self.last_report = Some(report.clone());
         self.last_run = Some(at);
+        self.seq += 1;
         Changes {
             status,
             hard,

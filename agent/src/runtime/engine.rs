@@ -7,7 +7,8 @@
 use crate::config::units::MAX_PROBE_MEMORY;
 use anyhow::{Context, Result};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -66,38 +67,91 @@ pub fn build(pool: PoolSize) -> Result<Engine> {
 }
 
 /// A background thread that advances the engine's epoch every
-/// [`EPOCH_TICK`]. Stops when dropped.
+/// [`EPOCH_TICK`] while at least one run is in flight, and sleeps (parked
+/// on a condition variable, no wake-ups) while none is: an idle agent
+/// costs no CPU for deadlines nobody waits on. Runs announce themselves
+/// with [`EpochTicker::busy`]. Stops when dropped.
 pub struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    /// Runs (and load-time `describe` calls) in flight.
+    busy: AtomicUsize,
+    /// Guards the sleep/wake hand-over (and holds the stop flag).
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// Keeps the epoch advancing while it lives: hold one for the whole life
+/// of a `Store` whose deadline depends on the epoch.
+pub struct Busy {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.inner.busy.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EpochTicker {
     pub fn start(engine: &Engine) -> Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let inner = Arc::new(Inner {
+            busy: AtomicUsize::new(0),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
         let engine = engine.clone();
         let thread = std::thread::Builder::new()
             .name("watchpost-epoch".into())
             .spawn({
-                let stop = stop.clone();
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                }
+                let inner = inner.clone();
+                move || tick(&engine, &inner)
             })
             .context("cannot start the epoch thread")?;
         Ok(EpochTicker {
-            stop,
+            inner,
             thread: Some(thread),
         })
+    }
+
+    /// Mark a run in flight until the guard is dropped; wakes the ticker
+    /// if it slept.
+    pub fn busy(&self) -> Busy {
+        if self.inner.busy.fetch_add(1, Ordering::AcqRel) == 0 {
+            // Taking the lock orders this wake-up after the ticker's check
+            // of the count, so it cannot be lost.
+            let _stop = self.inner.stop.lock().unwrap_or_else(|e| e.into_inner());
+            self.inner.wake.notify_one();
+        }
+        Busy {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+fn tick(engine: &Engine, inner: &Inner) {
+    loop {
+        {
+            let mut stop = inner.stop.lock().unwrap_or_else(|e| e.into_inner());
+            while !*stop && inner.busy.load(Ordering::Acquire) == 0 {
+                stop = inner.wake.wait(stop).unwrap_or_else(|e| e.into_inner());
+            }
+            if *stop {
+                return;
+            }
+        }
+        std::thread::sleep(EPOCH_TICK);
+        engine.increment_epoch();
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        *self.inner.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.inner.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

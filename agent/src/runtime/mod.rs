@@ -224,6 +224,7 @@ impl Runtime {
         loader::check_header(source, bytes)?;
         let component = self.compile(source, digest, bytes).await?;
         let pre = loader::link(&self.linker, source, &component)?;
+        let _busy = self._ticker.busy();
         let info = run::describe(&pre, services).await.map_err(|e| LoadError {
             message: format!("{source}: `describe` failed: {e}"),
         })?;
@@ -296,7 +297,11 @@ impl Runtime {
         limits: Limits,
     ) -> Report {
         match &probe.body {
-            Body::Component(pre) => run::check(pre, grants, services, limits).await,
+            Body::Component(pre) => {
+                // The epoch advances only while some run needs it.
+                let _busy = self._ticker.busy();
+                run::check(pre, grants, services, limits).await
+            }
             Body::Native(check) => {
                 let started = std::time::Instant::now();
                 match tokio::time::timeout(limits.timeout, check.check()).await {

@@ -2,13 +2,16 @@
 //! restart or a crash. One JSON file per probe in `probes/`, replaced
 //! crash-safely ([`atomic`]); a file that cannot be read back is set aside
 //! (renamed `*.corrupt-TIMESTAMP`) with a logged message, never silently
-//! overwritten. [`writer`] batches writes off the probe runs' path.
+//! overwritten. [`writer`] batches writes off the probe runs' path: soft
+//! changes go to a [`journal`] (one write and one fsync per interval for
+//! every changed probe), changes something acts on to the probe's file.
 //!
 //! The store knows files, not what is in them: it saves and loads any
 //! serde value by probe name, so it depends on nothing else in the agent
 //! (the policy decides what a probe's state is).
 
 pub mod atomic;
+pub mod journal;
 pub mod writer;
 
 use serde::de::DeserializeOwned;
@@ -111,6 +114,21 @@ impl Store {
         read_probe_file(&path)
             .map_err(|problem| set_aside(&path, &problem))
             .ok()
+    }
+
+    /// Every probe's latest state: its own file, the snapshot and the
+    /// journal folded together (see [`journal`]), and the probes whose own
+    /// file is older than that.
+    pub fn load_all<T: journal::Journaled>(&self) -> (BTreeMap<String, T>, Vec<String>) {
+        let mut states: BTreeMap<String, T> = self.load_probes();
+        let own: BTreeMap<String, u64> = states.iter().map(|(n, s)| (n.clone(), s.seq())).collect();
+        journal::Journal::new(&self.dir).load(&mut states);
+        let stale = states
+            .iter()
+            .filter(|(name, state)| own.get(*name) != Some(&state.seq()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        (states, stale)
     }
 
     /// Read every probe's state. Unreadable files are set aside and logged.

@@ -11,7 +11,7 @@ pub struct RunningAgent {
     port: u16,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -43,11 +43,19 @@ impl RunningAgent {
         state: &Path,
     ) -> Result<RunningAgent, String> {
         let port = free_port();
-        let path = write(
-            &built.dir,
-            &format!("{name}.toml"),
-            &config(&built.trivial, count, every, state, port),
-        )?;
+        let text = config(&built.trivial, count, every, state, port);
+        RunningAgent::start_config(built, name, &text, port)
+    }
+
+    /// Start the agent on the config `text`, whose status API listens on
+    /// `port` (see [`free_port`]).
+    pub fn start_config(
+        built: &Built,
+        name: &str,
+        text: &str,
+        port: u16,
+    ) -> Result<RunningAgent, String> {
+        let path = write(&built.dir, &format!("{name}.toml"), text)?;
         let log = std::fs::File::create(built.dir.join(format!("{name}.log")))
             .map_err(|e| format!("create the agent log: {e}"))?;
         let child = watchpost(built)
@@ -100,6 +108,10 @@ impl RunningAgent {
             }
             std::thread::sleep(poll);
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// CPU seconds (user + system) used so far.

@@ -15,11 +15,22 @@
 //! - the cluster-mode benchmark: node loss and crashes on three nodes with
 //!   a 3-member etcd (`tests/examples/cluster_bench.rs`).
 //!
+//! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
+//!   of the embedded default config, state writes (fsyncs and bytes per
+//!   second) at 1,000 probes, RSS after a cold and a warm start;
+//! - [`monit`]: Debian's Monit with equivalent checks, side by side.
+//!
+//! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`;
+//! `--counts 10,100` limits the footprint to those probe counts.
+//!
 //! Results go to stdout and `target/bench/results.md`.
 
 mod agent;
 mod cold_start;
 mod footprint;
+mod monit;
+mod overhead;
 mod per_run;
 mod stats;
 
@@ -33,6 +44,30 @@ pub struct Options {
     pub quick: bool,
     /// Rounds of each measurement.
     pub rounds: usize,
+    /// Sections to run (empty: all).
+    pub only: Vec<String>,
+    /// Probe counts of the footprint section (empty: all).
+    pub counts: Vec<usize>,
+}
+
+/// Every section `--only` may name.
+pub const SECTIONS: &[&str] = &[
+    "per-run",
+    "cold-start",
+    "footprint",
+    "idle",
+    "io",
+    "rss",
+    "monit",
+    "failover",
+    "cluster",
+];
+
+impl Options {
+    /// Whether the section `name` runs.
+    pub fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == name)
+    }
 }
 
 /// One line of the results table.
@@ -56,6 +91,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         quick: false,
         rounds: 3,
+        only: Vec::new(),
+        counts: Vec::new(),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -68,9 +105,30 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .filter(|n| *n > 0)
                     .ok_or("--rounds needs a positive number")?;
             }
+            "--only" => {
+                let list = args.next().ok_or("--only needs a list of sections")?;
+                for name in list.split(',') {
+                    if !SECTIONS.contains(&name) {
+                        return Err(format!(
+                            "unknown bench section {name:?}: sections are {}",
+                            SECTIONS.join(", ")
+                        ));
+                    }
+                    options.only.push(name.to_string());
+                }
+            }
+            "--counts" => {
+                let list = args.next().ok_or("--counts needs a list of probe counts")?;
+                for n in list.split(',') {
+                    options.counts.push(
+                        n.parse()
+                            .map_err(|_| format!("--counts: {n:?} is not a number"))?,
+                    );
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown bench option {other:?}: use --quick, --rounds N"
+                    "unknown bench option {other:?}: use --quick, --rounds N, --only SECTION[,SECTION], --counts N[,N]"
                 ));
             }
         }
@@ -190,19 +248,56 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
+/// The 1, 5 and 15 minute load averages (other work on the machine skews
+/// CPU figures; they are printed with the results).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 pub fn bench(args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
-    crate::setup::apt_install(&per_run::missing_plugins())?;
+    if options.wants("per-run") {
+        crate::setup::apt_install(&per_run::missing_plugins())?;
+    }
+    if options.wants("monit") || options.wants("io") {
+        crate::setup::apt_install(&monit::missing_tools())?;
+    }
     let built = build()?;
     let mut rows = Vec::new();
-    rows.extend(per_run::run(&built, &options)?);
-    rows.extend(cold_start::run(&built, &options)?);
-    rows.extend(footprint::run(&built, &options)?);
-    rows.extend(failover(&options, "failover_bench")?);
-    rows.extend(failover(&options, "cluster_bench")?);
+    if options.wants("per-run") {
+        rows.extend(per_run::run(&built, &options)?);
+    }
+    if options.wants("cold-start") {
+        rows.extend(cold_start::run(&built, &options)?);
+    }
+    if options.wants("footprint") {
+        rows.extend(footprint::run(&built, &options)?);
+    }
+    if options.wants("idle") {
+        rows.extend(overhead::idle(&built, &options)?);
+    }
+    if options.wants("io") {
+        rows.extend(overhead::io(&built, &options)?);
+    }
+    if options.wants("rss") {
+        rows.extend(overhead::rss(&built, &options)?);
+    }
+    if options.wants("monit") {
+        rows.extend(monit::run(&built, &options)?);
+    }
+    if options.wants("failover") {
+        rows.extend(failover(&options, "failover_bench")?);
+    }
+    if options.wants("cluster") {
+        rows.extend(failover(&options, "cluster_bench")?);
+    }
     let text = format!(
-        "Machine: {}. Rounds: {}{}.\n\n{}",
+        "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",
         machine(),
+        load_average(),
         options.rounds,
         if options.quick { " (--quick)" } else { "" },
         render(&rows)

@@ -188,6 +188,7 @@ impl Parser<'_, '_> {
             api_token_env: None,
             flapping: Flapping::default(),
             cache_size: 1 << 30,
+            state_flush: std::time::Duration::from_secs(1),
             local_target: None,
         }
     }
@@ -237,6 +238,9 @@ impl Parser<'_, '_> {
         }
         if let Some(size) = s.size(d, "cache_size", units::CACHE_SIZE) {
             agent.cache_size = size.value;
+        }
+        if let Some(every) = s.duration(d, "state_flush", units::STATE_FLUSH) {
+            agent.state_flush = every.value;
         }
         if let Some(local) = s.string(d, "local_target") {
             if !targets.contains_key(&local.value) {
