@@ -39,4 +39,5 @@ mod sandbox;
 mod secrets;
 mod sql_capability;
 mod sql_pool;
+mod sql_safety;
 mod status_page;
