@@ -43,5 +43,4 @@ mod sandbox;
 mod secrets;
 mod sql_capability;
 mod sql_pool;
-mod sql_safety;
 mod status_page;

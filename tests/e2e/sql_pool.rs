@@ -27,9 +27,6 @@ fn pooled_sessions_serve_run_after_run_and_survive_a_restart() {
             dsn: pair.primary.dsn(),
             read_only: true,
             password: None,
-            admin_dsn: None,
-            admin_password: None,
-            strict_privileges: false,
         },
     )]);
     let targets = SqlTargets::new(&specs).expect("targets");
@@ -37,7 +34,7 @@ fn pooled_sessions_serve_run_after_run_and_survive_a_restart() {
     // Each call stands for one probe run, with its own deadline.
     let run = |statement: &str| {
         let deadline = Instant::now() + Duration::from_secs(10);
-        runtime.block_on(targets.query("primary", statement, &[], deadline, 1 << 20))
+        runtime.block_on(targets.query("primary", statement, &[], deadline))
     };
 
     let first = backend_pid(run("SELECT pg_backend_pid()"));

@@ -77,8 +77,23 @@ pub async fn resolve(
     let spec: Option<&ProbeSpec> =
         config.and_then(|c| c.probes.iter().find(|p| p.name == args.probe));
 
-    let mut targets: BTreeMap<String, TargetSpec> =
-        config.map(crate::daemon::target_specs).unwrap_or_default();
+    let mut targets: BTreeMap<String, TargetSpec> = config
+        .map(|c| {
+            c.targets
+                .iter()
+                .map(|(name, t)| {
+                    (
+                        name.clone(),
+                        TargetSpec {
+                            dsn: t.dsn.clone(),
+                            read_only: t.read_only,
+                            password: t.password.as_ref().map(|p| p.expose().to_string()),
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     for (name, dsn) in &args.targets {
         crate::config::validate_dsn(dsn).map_err(|e| {
             ResolveError::Usage(format!(
@@ -91,9 +106,6 @@ pub async fn resolve(
                 dsn: dsn.clone(),
                 read_only: true,
                 password: None,
-                admin_dsn: None,
-                admin_password: None,
-                strict_privileges: false,
             },
         );
     }

@@ -1,8 +1,5 @@
 //! `watchpost validate [-c FILE]`: check a config and load every probe it
-//! names; print every error as `FILE:LINE:COL: message`. Each target that
-//! a probe is granted and that answers has its probe role's privileges
-//! checked: a role that may do more than monitor is a warning, an error
-//! with `strict_privileges`.
+//! names; print every error as `FILE:LINE:COL: message`.
 
 use crate::config::{self, Diagnostic};
 use crate::runtime::{Runtime, Services, engine::PoolSize};
@@ -56,7 +53,6 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             }),
         }
     }
-    errors.extend(check_privileges(&config).await);
     if errors.is_empty() {
         println!(
             "{}: valid ({} probes, {} targets, {} remediations)",
@@ -73,42 +69,4 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{} error(s); the config is not valid", errors.len());
         Ok(ExitCode::from(1))
     }
-}
-
-/// How long `validate` waits for each target's privilege check.
-const PRIVILEGE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Check the role of each target granted to a probe (see
-/// [`crate::sql::privileges`]); print warnings and notes, return the
-/// errors (dangerous roles of targets with `strict_privileges`).
-async fn check_privileges(config: &config::Config) -> Vec<Diagnostic> {
-    use crate::sql::privileges::Checked;
-    let granted: std::collections::BTreeSet<&str> = config
-        .probes
-        .iter()
-        .flat_map(|p| p.targets.iter().map(String::as_str))
-        .collect();
-    let Ok(targets) = crate::sql::SqlTargets::new(&crate::daemon::target_specs(config)) else {
-        return Vec::new();
-    };
-    let mut errors = Vec::new();
-    for name in granted {
-        match targets.privileges(name, PRIVILEGE_CHECK).await {
-            Ok(Checked::Fine) => println!("target {name:?}: the probes' role may only monitor"),
-            Ok(Checked::Dangerous { message, strict }) if strict => errors.push(Diagnostic {
-                file: config.file.clone(),
-                line: 0,
-                column: 0,
-                message,
-            }),
-            Ok(Checked::Dangerous { message, .. }) => {
-                eprintln!("{}: warning: {message}", config.file)
-            }
-            Err(e) => eprintln!(
-                "{}: note: target {name:?}: cannot check the privileges of the probes' role: {e}",
-                config.file
-            ),
-        }
-    }
-    errors
 }

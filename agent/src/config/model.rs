@@ -153,17 +153,6 @@ pub struct Target {
     /// The server's data directory, when it is on this node (used by the
     /// built-in PostgreSQL fence and restart).
     pub data_dir: Option<PathBuf>,
-    /// `admin_dsn`: the connection string of the agent's own actions
-    /// (failover, fence, terminate, recovery), never given to probes.
-    /// None: they use `dsn`.
-    pub admin_dsn: Option<String>,
-    /// `admin_password_file` / `admin_password_env`: the password of
-    /// `admin_dsn` when it has none.
-    pub admin_password: Option<Secret>,
-    /// `strict_privileges`: refuse probe sessions whose role may do more
-    /// than monitor (superuser, server file or program roles,
-    /// pg_signal_backend, pg_promote, ...) instead of logging a warning.
-    pub strict_privileges: bool,
 }
 
 /// Where a probe's component comes from.

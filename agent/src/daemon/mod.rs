@@ -127,9 +127,6 @@ pub fn target_specs(config: &Config) -> BTreeMap<String, TargetSpec> {
                     dsn: t.dsn.clone(),
                     read_only: t.read_only,
                     password: t.password.as_ref().map(|p| p.expose().to_string()),
-                    admin_dsn: t.admin_dsn.clone(),
-                    admin_password: t.admin_password.as_ref().map(|p| p.expose().to_string()),
-                    strict_privileges: t.strict_privileges,
                 },
             )
         })

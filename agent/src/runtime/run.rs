@@ -185,18 +185,6 @@ pub async fn check(
         Some(denied) => Err(RunError::new(ErrorKind::Denied, denied)),
         None => outcome,
     };
-    // So does a failure of the agent's own, and a host call that held more
-    // than the probe's memory cap on its behalf.
-    let state = store.data();
-    let outcome = match (&state.agent_fault, state.limiter.exceeded()) {
-        (Some(fault), _) => Err(RunError::new(ErrorKind::Agent, fault.clone())),
-        (None, Some(_)) => Err(classify(
-            wasmtime::Error::msg("memory cap exceeded"),
-            &store,
-            limits.timeout,
-        )),
-        _ => outcome,
-    };
     match outcome {
         Ok(checked) => Report {
             status: checked.status,

@@ -32,9 +32,6 @@ pub struct RunState {
     pub(super) log_dropped: u32,
     /// The first capability the probe asked for and was refused.
     pub(super) denied: Option<String>,
-    /// The first failure of the agent's own (out of file descriptors or
-    /// memory) met while serving the probe: the run ends `unknown`.
-    pub(super) agent_fault: Option<String>,
     pub(super) stdout: OutputTail,
     pub(super) stderr: OutputTail,
     /// Granted directories that could not be opened for this run, by name.
@@ -75,7 +72,6 @@ impl RunState {
             log_lines: 0,
             log_dropped: 0,
             denied: None,
-            agent_fault: None,
             stdout,
             stderr,
             dir_errors,

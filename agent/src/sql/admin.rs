@@ -18,7 +18,7 @@ impl SqlTargets {
     ) -> Result<tokio_postgres::Client, Error> {
         let found = self.get(target)?;
         let (client, _connection) =
-            tokio::time::timeout(within, found.admin_connector.connect(&found.admin))
+            tokio::time::timeout(within, found.connector.connect(&found.admin))
                 .await
                 .map_err(|_| {
                     Error::Timeout(format!(
@@ -105,9 +105,6 @@ mod tests {
                 dsn: "host=127.0.0.1 port=5433 user=rep password=it's dbname=app".into(),
                 read_only: true,
                 password: None,
-                admin_dsn: None,
-                admin_password: None,
-                strict_privileges: false,
             },
         )]);
         let targets = SqlTargets::new(&specs).unwrap();
