@@ -28,7 +28,8 @@ pub fn is_root() -> bool {
 }
 
 /// Refuse a directory of the agent's own (`state_dir`, its `cache`) that
-/// someone else could write into: a symlink, one owned by another user, or
+/// someone else could write into: a symlink, one owned by a user other than
+/// the agent's or root, or
 /// one writable by group or others. The error names the path and the fix.
 pub fn check_private_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
@@ -48,7 +49,10 @@ pub fn check_private_dir(path: &Path) -> io::Result<()> {
         ));
     }
     let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
+    // Root's directories are trusted too (root can do anything anyway):
+    // `watchpost validate` run as root makes the cache of a service that
+    // runs as its own user.
+    if meta.uid() != me && meta.uid() != 0 {
         return Err(error(
             io::ErrorKind::PermissionDenied,
             path,

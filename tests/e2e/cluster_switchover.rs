@@ -172,28 +172,24 @@ fn a_switchover_the_target_cannot_take_is_refused_with_the_reason() {
             outcome.all_output()
         );
     }
-    // The same check through the API.
-    let api = ha.view(1)["members"][0]["api"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let url = if api.starts_with("http") {
-        format!("{api}/v1/cluster/switchover")
-    } else {
-        format!("http://{api}/v1/cluster/switchover")
-    };
-    let http: ureq::Agent = ureq::Agent::config_builder()
+    // The same check through the API, which wants the agent's token.
+    let (status, body) = ha.agents[0].post_json("/v1/cluster/switchover", r#"{"to": "node3"}"#);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not a healthy standby"), "{body}");
+    let anonymous: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let mut answer = http
-        .post(&url)
+    let answer = anonymous
+        .post(&ha.agents[0].url("/v1/cluster/switchover"))
         .header("content-type", "application/json")
-        .send(r#"{"to": "node3"}"#)
+        .send(r#"{"to": "node2"}"#)
         .unwrap();
-    let body = answer.body_mut().read_to_string().unwrap();
-    assert_eq!(answer.status().as_u16(), 409, "{body}");
-    assert!(body.contains("not a healthy standby"), "{body}");
+    assert_eq!(
+        answer.status().as_u16(),
+        401,
+        "a switchover without the token"
+    );
     // A bad time is named.
     let outcome = switchover(&ha, &["--to", "node2", "--at", "tomorrow"]);
     assert_ne!(outcome.code, 0);

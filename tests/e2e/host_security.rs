@@ -346,9 +346,22 @@ fn state_files_are_created_private() {
         let path = state.join(sub);
         assert_eq!(owner_and_mode(&path).2, 0o700, "{}", path.display());
     }
-    for file in ["audit.log", "probes/down.json"] {
+    // The soft-state journal is written at the next flush (1 s).
+    wait_for("the soft-state journal", PATIENCE, || {
+        state.join("probes.journal").exists().then_some(())
+    });
+    for file in ["audit.log", "probes/down.json", "probes.journal"] {
         let path = state.join(file);
         assert_eq!(owner_and_mode(&path).2, 0o600, "{}", path.display());
+    }
+    // And every other file the agent made there.
+    for dir in [state.to_path_buf(), state.join("probes")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                assert_eq!(owner_and_mode(&path).2 & 0o077, 0, "{}", path.display());
+            }
+        }
     }
     for entry in std::fs::read_dir(state.join("cache")).unwrap() {
         let path = entry.unwrap().path();

@@ -192,7 +192,8 @@ impl Agent {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The address of `path` on the agent's API.
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -250,6 +251,19 @@ impl Agent {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
         let mut response = request.send_empty().expect("POST");
+        let code = response.status().as_u16();
+        (code, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// POST a JSON body with the agent's token: (status code, body).
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        let mut request = Self::agent()
+            .post(&self.url(path))
+            .header("Content-Type", "application/json");
+        if let Some(token) = self.token() {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.send(body).expect("POST");
         let code = response.status().as_u16();
         (code, response.body_mut().read_to_string().unwrap())
     }

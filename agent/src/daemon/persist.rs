@@ -151,8 +151,18 @@ mod tests {
             .append(b"{\"probe\":\"p\",\"delta\":{\"seq\":")
             .unwrap();
         let mut loaded: BTreeMap<String, ProbeState> = BTreeMap::new();
-        Journal::new(store.dir()).load(&mut loaded);
+        let mut reopened = Journal::new(store.dir());
+        reopened.load(&mut loaded);
         assert_eq!(loaded["p"], live);
         assert_eq!(loaded["p"].history.len(), HISTORY);
+        // The torn line was cut off at load: what the restarted agent
+        // appends next is read back, not glued to the fragment.
+        run(&mut live, crate::report::Status::Critical);
+        let mut line = Vec::new();
+        record(&mut line, "p", &live, since).unwrap();
+        reopened.append(&line).unwrap();
+        let mut again: BTreeMap<String, ProbeState> = BTreeMap::new();
+        Journal::new(store.dir()).load(&mut again);
+        assert_eq!(again["p"], live);
     }
 }

@@ -52,9 +52,15 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
     let at = SystemTime::now();
     let (changes, hard, state_type, flapping, urgent, written) = {
         let mut state = slot.state();
+        let before = state.currents();
         let changes = state.apply(&setup.spec, &report, at);
-        let urgent =
-            changes.hard.is_some() || changes.flapping.is_some() || !changes.rules.is_empty();
+        // Urgent: what remediation acts on, and any soft change of status
+        // (it resets a confirmation counter; losing that reset to a crash
+        // would confirm the next failure too early after the restart).
+        let urgent = changes.hard.is_some()
+            || changes.flapping.is_some()
+            || !changes.rules.is_empty()
+            || state.currents() != before;
         let written = shared.writer.save(&slot.name, &state, urgent);
         (
             changes,

@@ -74,6 +74,16 @@ impl ProbeState {
             .fold(self.own.hard, Status::worst)
     }
 
+    /// The latest status of the probe's own verdict and of each threshold
+    /// rule, in rule order. A change between two runs means a
+    /// confirmation counter was reset, which must reach the disk before a
+    /// crash could make a restart confirm on stale counts.
+    pub fn currents(&self) -> Vec<Status> {
+        std::iter::once(self.own.current)
+            .chain(self.rules.values().map(|t| t.current))
+            .collect()
+    }
+
     /// The latest run's status.
     pub fn current(&self) -> Status {
         self.rules

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Version of the snapshot format.
@@ -134,7 +135,7 @@ impl Journal {
             line.clear();
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) => break,
-                Ok(n) => self.journal_bytes += n as u64,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!("cannot read {}: {e}", path.display());
                     break;
@@ -146,8 +147,12 @@ impl Journal {
                     "{}: line {number} is incomplete (the agent stopped while writing it); skipped",
                     path.display()
                 );
+                // Cut it off, or the next record appended would be glued
+                // to it and lost at the next start.
+                self.cut_journal(&path);
                 break;
             }
+            self.journal_bytes += line.len() as u64;
             match serde_json::from_slice::<Record<T::Delta>>(&line) {
                 Ok(record) => states.entry(record.probe).or_default().apply(record.delta),
                 Err(e) => tracing::warn!(
@@ -158,11 +163,33 @@ impl Journal {
         }
     }
 
+    /// Truncate the journal to its complete lines (`journal_bytes`).
+    fn cut_journal(&mut self, path: &Path) {
+        let cut = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .and_then(|file| {
+                file.set_len(self.journal_bytes)?;
+                file.sync_data()
+            });
+        if let Err(e) = cut {
+            tracing::error!(
+                "cannot cut the incomplete last line off {}: {e}",
+                path.display()
+            );
+        }
+    }
+
     fn file(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
+            // Private like every state file, and never through a link
+            // planted in the state directory.
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(self.journal_path())?;
             self.journal_bytes = file.metadata()?.len();
             self.file = Some(file);
