@@ -226,6 +226,30 @@ pub mod duration_ms {
 }
 
 #[cfg(test)]
+impl Report {
+    /// A report for unit tests: `status` and unitless measurements
+    /// `(name, value)`, nothing else.
+    pub fn with_values(status: Status, values: &[(&str, f64)]) -> Report {
+        Report {
+            status,
+            message: String::new(),
+            measurements: values
+                .iter()
+                .map(|(name, value)| Measurement {
+                    name: name.to_string(),
+                    value: *value,
+                    unit: String::new(),
+                    attributes: vec![],
+                })
+                .collect(),
+            error: None,
+            duration: std::time::Duration::ZERO,
+            peak_memory: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 

@@ -7,31 +7,7 @@
 
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{Agent, PATIENCE, wait_for, wasm};
-use watchpost_e2e::prometheus::Prometheus;
-
-fn promtool_check(metrics: &str) {
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (Debian package prometheus; `cargo xtask setup`)");
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n{metrics}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use watchpost_e2e::prometheus::{Prometheus, promtool_check};
 
 #[test]
 fn clashing_attributes_do_not_break_the_scrape() {

@@ -222,25 +222,9 @@ pub async fn replica(State(shared): State<Arc<Shared>>, Query(q): Query<ReplicaQ
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Measurement;
 
     fn report(values: &[(&str, f64)]) -> Report {
-        Report {
-            status: Status::Ok,
-            message: String::new(),
-            measurements: values
-                .iter()
-                .map(|(name, value)| Measurement {
-                    name: name.to_string(),
-                    value: *value,
-                    unit: String::new(),
-                    attributes: vec![],
-                })
-                .collect(),
-            error: None,
-            duration: Duration::ZERO,
-            peak_memory: 0,
-        }
+        Report::with_values(Status::Ok, values)
     }
 
     #[test]

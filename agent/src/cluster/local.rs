@@ -298,9 +298,9 @@ impl LocalServer {
         .map(|_| ())
     }
 
-    /// The cluster state `pg_controldata` reports ("shut down", "in
-    /// production", ...).
-    async fn control_state(&self) -> Result<String, String> {
+    /// `pg_controldata -D DATA_DIR`, run as the directory's owner: its
+    /// output, or an error naming the failure.
+    async fn controldata(&self) -> Result<command::CommandOutcome, String> {
         let spec = CommandSpec {
             argv: vec![
                 self.program("pg_controldata"),
@@ -315,6 +315,13 @@ impl LocalServer {
         if !out.success() {
             return Err(format!("pg_controldata failed: {}", out.summary()));
         }
+        Ok(out)
+    }
+
+    /// The cluster state `pg_controldata` reports ("shut down", "in
+    /// production", ...).
+    async fn control_state(&self) -> Result<String, String> {
+        let out = self.controldata().await?;
         out.output
             .lines()
             .find_map(|l| l.strip_prefix("Database cluster state:"))
@@ -439,20 +446,7 @@ impl LocalServer {
     /// After a clean stop: where its WAL ends (`pg_controldata`); an error
     /// when the server is not cleanly shut down.
     pub async fn shut_down_at(&self) -> Result<ShutDown, String> {
-        let spec = CommandSpec {
-            argv: vec![
-                self.program("pg_controldata"),
-                "-D".into(),
-                self.data_dir().display().to_string(),
-            ],
-            timeout: Duration::from_secs(10),
-            user: command::owner_if_root(self.data_dir()),
-            ..CommandSpec::default()
-        };
-        let out = command::run(&spec).await?;
-        if !out.success() {
-            return Err(format!("pg_controldata failed: {}", out.summary()));
-        }
+        let out = self.controldata().await?;
         let field = |name: &str| {
             out.output
                 .lines()

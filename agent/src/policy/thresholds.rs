@@ -58,26 +58,9 @@ mod tests {
     use super::*;
     use crate::config::Confirm;
     use crate::config::range::Range;
-    use crate::report::Measurement;
-    use std::time::Duration;
 
     fn report(status: Status, values: &[(&str, f64)]) -> Report {
-        Report {
-            status,
-            message: String::new(),
-            measurements: values
-                .iter()
-                .map(|(name, value)| Measurement {
-                    name: name.to_string(),
-                    value: *value,
-                    unit: String::new(),
-                    attributes: vec![],
-                })
-                .collect(),
-            error: None,
-            duration: Duration::ZERO,
-            peak_memory: 0,
-        }
+        Report::with_values(status, values)
     }
 
     fn rule(measurement: &str, warning: &str, critical: &str) -> ThresholdRule {
