@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         }
     };
     watchpost::logging::init(&cli.command);
+    raise_open_files_limit();
     // TLS for webhooks and the OTLP HTTP exporter uses rustls with ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -48,6 +49,25 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("watchpost: error: {e:#}");
             ExitCode::from(3)
+        }
+    }
+}
+
+/// Raise the soft limit on open files to the hard limit: the agent holds
+/// sockets for its API, database pools and exporters, and a soft limit of
+/// 1024 is easy to reach. (Running out is still reported as the agent's
+/// own failure, never as a database being down.)
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

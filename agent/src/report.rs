@@ -132,6 +132,9 @@ pub enum ErrorKind {
     Probe,
     /// The probe could not be loaded or instantiated.
     Load,
+    /// The agent itself failed while serving the probe (out of file
+    /// descriptors or memory): nothing is known about what it checks.
+    Agent,
 }
 
 impl ErrorKind {
@@ -145,6 +148,7 @@ impl ErrorKind {
             ErrorKind::InvalidOutput => "invalid-output",
             ErrorKind::Probe => "probe",
             ErrorKind::Load => "load",
+            ErrorKind::Agent => "agent",
         }
     }
 }

@@ -43,4 +43,5 @@ mod sandbox;
 mod secrets;
 mod sql_capability;
 mod sql_pool;
+mod sql_safety;
 mod status_page;

@@ -30,9 +30,12 @@ fn an_infinite_loop_is_cut_off_at_the_timeout() {
     let (outcome, report) = check("spin", &["--timeout", "500ms"]);
     assert_unknown(&outcome, &report, "timeout");
     let took = report["duration_ms"].as_f64().unwrap();
+    // Not before the deadline; after it, within a bound loose enough for
+    // a loaded CI machine (it is the cut-off that is tested, not speed:
+    // an uncut loop would run until the harness gives up).
     assert!(
-        (500.0..600.0).contains(&took),
-        "ended after {took} ms; the deadline is 500 ms (+100 ms allowed)"
+        (500.0..2500.0).contains(&took),
+        "ended after {took} ms; the deadline is 500 ms"
     );
 }
 
@@ -42,7 +45,7 @@ fn a_probe_blocked_in_a_host_call_is_cut_off_at_the_timeout() {
     let (outcome, report) = check("sleepy", &["--timeout", "300ms"]);
     assert_unknown(&outcome, &report, "timeout");
     let took = report["duration_ms"].as_f64().unwrap();
-    assert!((300.0..400.0).contains(&took), "ended after {took} ms");
+    assert!((300.0..2300.0).contains(&took), "ended after {took} ms");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 

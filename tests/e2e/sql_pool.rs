@@ -21,20 +21,13 @@ fn backend_pid(rows: Result<Rows, Error>) -> i64 {
 #[test]
 fn pooled_sessions_serve_run_after_run_and_survive_a_restart() {
     let mut pair = PgPair::start();
-    let specs = BTreeMap::from([(
-        "primary".to_string(),
-        TargetSpec {
-            dsn: pair.primary.dsn(),
-            read_only: true,
-            password: None,
-        },
-    )]);
+    let specs = BTreeMap::from([("primary".to_string(), TargetSpec::new(pair.primary.dsn()))]);
     let targets = SqlTargets::new(&specs).expect("targets");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     // Each call stands for one probe run, with its own deadline.
     let run = |statement: &str| {
         let deadline = Instant::now() + Duration::from_secs(10);
-        runtime.block_on(targets.query("primary", statement, &[], deadline))
+        runtime.block_on(targets.query("primary", statement, &[], deadline, 1 << 20))
     };
 
     let first = backend_pid(run("SELECT pg_backend_pid()"));

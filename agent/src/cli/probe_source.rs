@@ -77,37 +77,15 @@ pub async fn resolve(
     let spec: Option<&ProbeSpec> =
         config.and_then(|c| c.probes.iter().find(|p| p.name == args.probe));
 
-    let mut targets: BTreeMap<String, TargetSpec> = config
-        .map(|c| {
-            c.targets
-                .iter()
-                .map(|(name, t)| {
-                    (
-                        name.clone(),
-                        TargetSpec {
-                            dsn: t.dsn.clone(),
-                            read_only: t.read_only,
-                            password: t.password.as_ref().map(|p| p.expose().to_string()),
-                        },
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut targets: BTreeMap<String, TargetSpec> =
+        config.map(crate::daemon::target_specs).unwrap_or_default();
     for (name, dsn) in &args.targets {
         crate::config::validate_dsn(dsn).map_err(|e| {
             ResolveError::Usage(format!(
                 "--target {name}=...: not a valid connection string: {e}"
             ))
         })?;
-        targets.insert(
-            name.clone(),
-            TargetSpec {
-                dsn: dsn.clone(),
-                read_only: true,
-                password: None,
-            },
-        );
+        targets.insert(name.clone(), TargetSpec::new(dsn.clone()));
     }
     let sql = SqlTargets::new(&targets).map_err(ResolveError::Usage)?;
     let services = Arc::new(Services {
@@ -133,7 +111,12 @@ pub async fn resolve(
         Some(probe) => Ok(probe),
         None => {
             let pin = spec.and_then(|s| s.sha256.as_deref());
-            runtime.load_source(&source, pin, &services).await
+            let cap = args
+                .memory
+                .or(spec.map(|s| s.memory))
+                .unwrap_or(Limits::default().memory)
+                .min(crate::config::units::MAX_PROBE_MEMORY);
+            runtime.load_source(&source, pin, &services, cap).await
         }
     };
     let probe = loaded.map_err(|e| {

@@ -1,5 +1,8 @@
 //! `watchpost validate [-c FILE]`: check a config and load every probe it
-//! names; print every error as `FILE:LINE:COL: message`.
+//! names; print every error as `FILE:LINE:COL: message`. Each target that
+//! a probe is granted and that answers has its probe role's privileges
+//! checked: a role that may do more than monitor is a warning, an error
+//! with `strict_privileges`.
 
 use crate::config::{self, Diagnostic};
 use crate::runtime::{Runtime, Services, engine::PoolSize};
@@ -34,7 +37,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         match runtime
-            .load_source(&spec.wasm, spec.sha256.as_deref(), &services)
+            .load_source(&spec.wasm, spec.sha256.as_deref(), &services, spec.memory)
             .await
         {
             Ok(probe) => println!(
@@ -53,6 +56,8 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             }),
         }
     }
+    errors.extend(check_privileges(&config).await);
+    warn_admin_password_in_fence(&config);
     if errors.is_empty() {
         println!(
             "{}: valid ({} probes, {} targets, {} remediations)",
@@ -68,5 +73,66 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         }
         eprintln!("{} error(s); the config is not valid", errors.len());
         Ok(ExitCode::from(1))
+    }
+}
+
+/// How long `validate` waits for each target's privilege check.
+const PRIVILEGE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Check the role of each target granted to a probe (see
+/// [`crate::sql::privileges`]); print warnings and notes, return the
+/// errors (dangerous roles of targets with `strict_privileges`).
+async fn check_privileges(config: &config::Config) -> Vec<Diagnostic> {
+    use crate::sql::privileges::Checked;
+    let granted: std::collections::BTreeSet<&str> = config
+        .probes
+        .iter()
+        .flat_map(|p| p.targets.iter().map(String::as_str))
+        .collect();
+    let Ok(targets) = crate::sql::SqlTargets::new(&crate::daemon::target_specs(config)) else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    for name in granted {
+        match targets.privileges(name, PRIVILEGE_CHECK).await {
+            Ok(Checked::Fine) => println!("target {name:?}: the probes' role may only monitor"),
+            Ok(Checked::Dangerous { message, strict }) if strict => errors.push(Diagnostic {
+                file: config.file.clone(),
+                line: 0,
+                column: 0,
+                message,
+            }),
+            Ok(Checked::Dangerous { message, .. }) => {
+                eprintln!("{}: warning: {message}", config.file)
+            }
+            Err(e) => eprintln!(
+                "{}: note: target {name:?}: cannot check the privileges of the probes' role: {e}",
+                config.file
+            ),
+        }
+    }
+    errors
+}
+
+/// A failover's fence writes the standby target's replication login into
+/// the old primary's data directory (a passfile the postgres OS user can
+/// read): without `replication_dsn` that is the admin role's password.
+fn warn_admin_password_in_fence(config: &config::Config) {
+    for remediation in &config.remediations {
+        let config::Action::Failover(failover) = &remediation.action else {
+            continue;
+        };
+        let Some(target) = config.targets.get(&failover.standby) else {
+            continue;
+        };
+        if target.admin_dsn.is_some() && target.replication_dsn.is_none() {
+            eprintln!(
+                "{}: warning: target `{}`: the fence of remediation `{}` gives the old primary \
+                 the admin_dsn's login to stream with, and its password lands in a file the \
+                 postgres OS user reads; set `replication_dsn` (and \
+                 `replication_password_file`) to a role with only REPLICATION",
+                config.file, failover.standby, remediation.name
+            );
+        }
     }
 }

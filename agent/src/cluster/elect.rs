@@ -72,14 +72,14 @@ impl Ha {
                     // candidate should the leader go).
                     if !seen.primary() && !self.local.postmaster_alive() {
                         let conninfo = self.local.conninfo(&leader.host, leader.port);
-                        let owner =
-                            crate::remediate::command::owner_if_root(&self.local.spec.data_dir);
-                        if crate::remediate::failover::demote_on_disk(
-                            &self.local.spec.data_dir,
-                            &conninfo,
-                            owner,
-                        )
-                        .is_ok()
+                        if let Ok(owner) =
+                            crate::remediate::command::owner_if_root(&self.local.spec.data_dir)
+                            && crate::remediate::failover::demote_on_disk(
+                                &self.local.spec.data_dir,
+                                &conninfo,
+                                owner,
+                            )
+                            .is_ok()
                         {
                             let _ = self.local.start().await;
                         }
@@ -100,12 +100,16 @@ impl Ha {
             // Stopped (crashed, demoted, or never started): point it at the
             // leader and start it as a standby.
             let conninfo = self.local.conninfo(&leader.host, leader.port);
-            let owner = crate::remediate::command::owner_if_root(&self.local.spec.data_dir);
-            if let Err(e) = crate::remediate::failover::demote_on_disk(
-                &self.local.spec.data_dir,
-                &conninfo,
-                owner,
-            ) {
+            if let Err(e) = crate::remediate::command::owner_if_root(&self.local.spec.data_dir)
+                .and_then(|owner| {
+                    crate::remediate::failover::demote_on_disk(
+                        &self.local.spec.data_dir,
+                        &conninfo,
+                        owner,
+                    )
+                    .map_err(|e| e.to_string())
+                })
+            {
                 tracing::error!("cluster: cannot point the local server at the leader: {e}");
                 return;
             }

@@ -80,7 +80,7 @@ impl LocalServer {
         let spec = CommandSpec {
             argv,
             timeout,
-            user: command::owner_if_root(self.data_dir()),
+            user: command::owner_if_root(self.data_dir())?,
             ..CommandSpec::default()
         };
         let out = command::run(&spec).await?;
@@ -308,7 +308,7 @@ impl LocalServer {
                 self.data_dir().display().to_string(),
             ],
             timeout: Duration::from_secs(10),
-            user: command::owner_if_root(self.data_dir()),
+            user: command::owner_if_root(self.data_dir())?,
             ..CommandSpec::default()
         };
         let out = command::run(&spec).await?;
@@ -340,7 +340,7 @@ impl LocalServer {
         port: u16,
         source: &str,
     ) -> Result<String, String> {
-        let owner = command::owner_if_root(self.data_dir());
+        let owner = command::owner_if_root(self.data_dir())?;
         let conninfo = self.conninfo(host, port);
         self.stop("fast").await?;
         if !self.control_state().await?.starts_with("shut down") {

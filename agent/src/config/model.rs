@@ -99,6 +99,10 @@ pub struct Agent {
     pub listen: SocketAddr,
     /// Probe runs in flight at once (default: number of cores).
     pub concurrency: usize,
+    /// `memory_budget`: the sum of the memory caps of the runs in flight
+    /// (and of `describe` calls while probes load), in bytes; a run waits
+    /// for room before it starts. Default 1 GiB.
+    pub memory_budget: u64,
     /// Evaluate and record remediations without running them.
     pub dry_run: bool,
     /// Environment variable holding the token required by control
@@ -153,6 +157,25 @@ pub struct Target {
     /// The server's data directory, when it is on this node (used by the
     /// built-in PostgreSQL fence and restart).
     pub data_dir: Option<PathBuf>,
+    /// `admin_dsn`: the connection string of the agent's own actions
+    /// (failover, fence, terminate, recovery), never given to probes.
+    /// None: they use `dsn`.
+    pub admin_dsn: Option<String>,
+    /// `admin_password_file` / `admin_password_env`: the password of
+    /// `admin_dsn` when it has none.
+    pub admin_password: Option<Secret>,
+    /// `strict_privileges`: refuse probe sessions whose role may do more
+    /// than monitor (superuser, server file or program roles,
+    /// pg_signal_backend, pg_promote, ...) instead of logging a warning.
+    pub strict_privileges: bool,
+    /// `replication_dsn`: how another server streams from this one once
+    /// it is fenced (the fence writes it into the old primary's
+    /// `primary_conninfo`, its password into a passfile the postgres OS
+    /// user can read): a `REPLICATION`-only role. None: the admin DSN's
+    /// (or the DSN's) login.
+    pub replication_dsn: Option<String>,
+    /// `replication_password_file` / `replication_password_env`.
+    pub replication_password: Option<Secret>,
 }
 
 /// Where a probe's component comes from.

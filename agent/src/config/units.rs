@@ -26,7 +26,7 @@ const fn days(n: u64) -> Duration {
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
+pub const GIB: u64 = 1 << 30;
 const TIB: u64 = 1 << 40;
 
 /// The longest duration the parser accepts at all (100 years): anything
@@ -55,6 +55,10 @@ pub const MAX_PROBE_MEMORY: u64 = GIB;
 /// A probe's `memory` (and `watchpost check --memory`): one WebAssembly
 /// page (64 KiB) to [`MAX_PROBE_MEMORY`].
 pub const PROBE_MEMORY: SizeRange = SizeRange::new(64 * KIB, MAX_PROBE_MEMORY);
+
+/// `[agent] memory_budget`, the sum of the memory caps of the runs in
+/// flight: 1 MiB to 1 TiB.
+pub const MEMORY_BUDGET: SizeRange = SizeRange::new(MIB, TIB);
 
 /// `[agent] cache_size`, the compile cache's bound: 1 byte (keep nothing
 /// worth mentioning) to 1 TiB.

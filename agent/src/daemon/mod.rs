@@ -127,6 +127,14 @@ pub fn target_specs(config: &Config) -> BTreeMap<String, TargetSpec> {
                     dsn: t.dsn.clone(),
                     read_only: t.read_only,
                     password: t.password.as_ref().map(|p| p.expose().to_string()),
+                    admin_dsn: t.admin_dsn.clone(),
+                    admin_password: t.admin_password.as_ref().map(|p| p.expose().to_string()),
+                    strict_privileges: t.strict_privileges,
+                    replication_dsn: t.replication_dsn.clone(),
+                    replication_password: t
+                        .replication_password
+                        .as_ref()
+                        .map(|p| p.expose().to_string()),
                 },
             )
         })
@@ -179,7 +187,7 @@ pub async fn load_probes(
             continue;
         }
         match runtime
-            .load_source(&spec.wasm, spec.sha256.as_deref(), services)
+            .load_source(&spec.wasm, spec.sha256.as_deref(), services, spec.memory)
             .await
         {
             Ok(probe) => {
@@ -223,7 +231,11 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         &config.agent.state_dir,
         config.agent.cache_size,
     );
-    let runtime = Arc::new(Runtime::new(pool_size(&config))?.with_cache(cache));
+    let runtime = Arc::new(
+        Runtime::new(pool_size(&config))?
+            .with_cache(cache)
+            .with_memory_budget(config.agent.memory_budget),
+    );
     let sql = SqlTargets::new(&target_specs(&config)).map_err(anyhow::Error::msg)?;
     let services = Arc::new(Services {
         sql,

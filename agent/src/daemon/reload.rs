@@ -118,6 +118,10 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
             old.agent.state_dir != new.agent.state_dir,
         ),
         ("telemetry", old.telemetry != new.telemetry),
+        (
+            "agent.memory_budget",
+            old.agent.memory_budget != new.agent.memory_budget,
+        ),
     ] {
         if changed {
             summary.needs_restart.push(setting.to_string());

@@ -298,7 +298,9 @@ pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec
                     .display()
                     .to_string(),
             ],
-            command::owner_if_root(data_dir),
+            // Only for describing the action: running it opens the data
+            // directory itself and refuses one it cannot hand to its owner.
+            command::owner_if_root(data_dir).ok().flatten(),
         ),
         RestartMethod::PgCtlCluster { version, cluster } => (
             vec![

@@ -136,12 +136,32 @@ async fn collect(
     }
 }
 
-/// The owner (uid, gid) of directory `path`, for running PostgreSQL
-/// tools as the data directory's owner when the agent runs as root; `None`
-/// when the agent is not root, the directory is root's, or it is a
-/// symlink (never followed).
-pub fn owner_if_root(path: &std::path::Path) -> Option<(u32, u32)> {
-    crate::safefs::OwnedDir::open(path).ok()?.run_as()
+/// Who PostgreSQL's programs working in data directory `path` run as:
+/// `None` (the agent itself) when the agent is not root, else the
+/// directory's owner (uid, gid).
+///
+/// Errors, when the agent is root, name why nobody but root could be
+/// found, so that the caller refuses to act rather than run a program as
+/// root in a directory another user controls: the directory is missing,
+/// a symlink (never followed), or owned by root.
+pub fn owner_if_root(path: &std::path::Path) -> Result<Option<(u32, u32)>, String> {
+    if !crate::safefs::is_root() {
+        return Ok(None);
+    }
+    let dir = crate::safefs::OwnedDir::open(path).map_err(|e| {
+        format!(
+            "refusing to run PostgreSQL's programs as root: cannot open the data directory {} \
+             safely: {e}",
+            path.display()
+        )
+    })?;
+    dir.run_as().map(Some).ok_or_else(|| {
+        format!(
+            "{} is owned by root; PostgreSQL's programs run as the data directory's owner, \
+             never as root (chown -R postgres: it)",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -154,6 +174,27 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             ..CommandSpec::default()
         }
+    }
+
+    #[test]
+    fn programs_never_run_as_root_in_a_directory_nobody_else_owns() {
+        let dir = tempfile::tempdir().unwrap();
+        if !crate::safefs::is_root() {
+            assert_eq!(owner_if_root(dir.path()), Ok(None));
+            return;
+        }
+        // Root's own directory, a link to one, a missing one: refused.
+        let err = owner_if_root(dir.path()).unwrap_err();
+        assert!(err.contains("owned by root"), "{err}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert!(owner_if_root(&link).is_err());
+        assert!(owner_if_root(&dir.path().join("missing")).is_err());
+        // Another user's: that user.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        assert_eq!(owner_if_root(&theirs), Ok(Some((65534, 65534))));
     }
 
     #[tokio::test]

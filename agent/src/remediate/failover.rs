@@ -227,6 +227,14 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
                 detail,
             );
         }
+        Err(crate::sql::Error::Agent(why)) => {
+            return fail(
+                format!(
+                    "the agent could not reach the primary `{primary}` for a reason of its own ({why}): that says nothing about the primary; not failing over"
+                ),
+                detail,
+            );
+        }
         Err(_) => {}
     }
     let Fence::PgCtl { pg_ctl, data_dir } = &action.fence else {

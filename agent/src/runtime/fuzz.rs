@@ -18,7 +18,12 @@ static RUNTIME: LazyLock<(tokio::runtime::Runtime, Runtime)> = LazyLock::new(|| 
 fn load(bytes: &[u8]) -> Result<(), TestCaseError> {
     let (tokio, runtime) = &*RUNTIME;
     let services = Arc::new(Services::default());
-    match tokio.block_on(runtime.load_bytes("fuzzed.wasm", bytes, &services)) {
+    match tokio.block_on(runtime.load_bytes(
+        "fuzzed.wasm",
+        bytes,
+        &services,
+        super::Limits::default().memory,
+    )) {
         Ok(_) => {}
         Err(e) => prop_assert!(e.message.starts_with("fuzzed.wasm: "), "{e}"),
     }

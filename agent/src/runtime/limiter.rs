@@ -46,6 +46,20 @@ impl MemoryLimiter {
     pub fn cap(&self) -> u64 {
         self.cap
     }
+
+    /// Bytes the run may still take before its cap: what a host call may
+    /// hold on the probe's behalf (a database result) before it is copied
+    /// into the probe's memory.
+    pub fn headroom(&self) -> u64 {
+        self.cap.saturating_sub(self.current)
+    }
+
+    /// A host call on the probe's behalf went over the cap: `asked` more
+    /// bytes than the probe held. The run ends as `memory`.
+    pub fn host_exceeded(&mut self, asked: u64) {
+        let wanted = self.current.saturating_add(asked);
+        self.exceeded = Some(self.exceeded.map_or(wanted, |e| e.max(wanted)));
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {

@@ -13,6 +13,7 @@
 //! [`Report`](crate::report::Report). Nothing a probe does stops the agent.
 
 pub mod bindings;
+pub mod budget;
 pub mod cache;
 mod capture;
 pub mod engine;
@@ -132,6 +133,9 @@ pub struct Runtime {
     linker: Linker<RunState>,
     /// Compiled probes kept across starts (none: compile every time).
     cache: Option<Arc<CompileCache>>,
+    /// The agent-wide memory budget, in MiB permits: a run (or a load's
+    /// `describe`) holds its cap's worth while it runs.
+    budget: budget::MemoryBudget,
     _ticker: engine::EpochTicker,
 }
 
@@ -149,6 +153,7 @@ impl Runtime {
             engine,
             linker,
             cache: None,
+            budget: budget::MemoryBudget::new(budget::DEFAULT),
             _ticker: ticker,
         })
     }
@@ -173,6 +178,13 @@ impl Runtime {
         self
     }
 
+    /// Bound the sum of the memory caps of runs in flight to `bytes` (see
+    /// [`budget`]).
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.budget = budget::MemoryBudget::new(bytes);
+        self
+    }
+
     /// What the compile cache did so far (`None` without a cache).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|cache| cache.stats())
@@ -191,6 +203,7 @@ impl Runtime {
         path: &Path,
         pin: Option<&str>,
         services: &Arc<Services>,
+        cap: u64,
     ) -> Result<Probe, LoadError> {
         let bytes = loader::read(path)?;
         let source = path.display().to_string();
@@ -198,7 +211,8 @@ impl Runtime {
         if let Some(pin) = pin {
             loader::check_pin(&source, pin, &digest)?;
         }
-        self.load_digested(&source, &bytes, digest, services).await
+        self.load_digested(&source, &bytes, digest, services, cap)
+            .await
     }
 
     /// Load a probe from its bytes; `source` names it in messages.
@@ -207,9 +221,11 @@ impl Runtime {
         source: &str,
         bytes: &[u8],
         services: &Arc<Services>,
+        cap: u64,
     ) -> Result<Probe, LoadError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        self.load_digested(source, bytes, digest, services).await
+        self.load_digested(source, bytes, digest, services, cap)
+            .await
     }
 
     /// Compile (or take from the cache, keyed by `digest`), link and
@@ -220,14 +236,18 @@ impl Runtime {
         bytes: &[u8],
         digest: [u8; 32],
         services: &Arc<Services>,
+        cap: u64,
     ) -> Result<Probe, LoadError> {
         loader::check_header(source, bytes)?;
         let component = self.compile(source, digest, bytes).await?;
         let pre = loader::link(&self.linker, source, &component)?;
+        let _room = self.budget.reserve(cap).await;
         let _busy = self._ticker.busy();
-        let info = run::describe(&pre, services).await.map_err(|e| LoadError {
-            message: format!("{source}: `describe` failed: {e}"),
-        })?;
+        let info = run::describe(&pre, services, cap)
+            .await
+            .map_err(|e| LoadError {
+                message: format!("{source}: `describe` failed: {e}"),
+            })?;
         Ok(Probe {
             body: Body::Component(pre),
             source: source.to_string(),
@@ -243,6 +263,7 @@ impl Runtime {
         source: &crate::config::WasmSource,
         pin: Option<&str>,
         services: &Arc<Services>,
+        cap: u64,
     ) -> Result<Probe, LoadError> {
         match source {
             crate::config::WasmSource::Builtin(name) => {
@@ -252,9 +273,10 @@ impl Runtime {
                         crate::builtin::names().join(", ")
                     ),
                 })?;
-                self.load_bytes(&source.to_string(), bytes, services).await
+                self.load_bytes(&source.to_string(), bytes, services, cap)
+                    .await
             }
-            crate::config::WasmSource::File(path) => self.load_file(path, pin, services).await,
+            crate::config::WasmSource::File(path) => self.load_file(path, pin, services, cap).await,
             crate::config::WasmSource::Drill(name) => Err(LoadError {
                 message: format!("drill:{name}: a drill is not a component; the agent runs it"),
             }),
@@ -298,6 +320,9 @@ impl Runtime {
     ) -> Report {
         match &probe.body {
             Body::Component(pre) => {
+                // Room in the agent's memory budget first: the cap is what
+                // the run may take, in the sandbox and in host calls.
+                let _room = self.budget.reserve(limits.memory).await;
                 // The epoch advances only while some run needs it.
                 let _busy = self._ticker.busy();
                 run::check(pre, grants, services, limits).await

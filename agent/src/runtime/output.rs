@@ -11,6 +11,7 @@
 //! metric of the node with it.
 
 use super::bindings::types;
+use super::{MeasurementInfo, ProbeInfo};
 use crate::report::{ErrorKind, Measurement, RunError, Status};
 use crate::util::truncate_utf8;
 
@@ -83,6 +84,82 @@ pub fn label_name(key: &str) -> String {
         out.insert_str(0, "attr_");
     }
     out
+}
+
+/// Largest description (of a probe or a measurement) kept from
+/// `describe`, in bytes; longer ones are truncated with a marker.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// Check what `describe` returned against the contract, as a report is
+/// checked: at most [`MAX_MEASUREMENTS`] measurements with valid, distinct
+/// names and units of at most [`MAX_ATTRIBUTE_BYTES`]; a name and version
+/// of at most [`MAX_NAME_BYTES`]. Descriptions are truncated. Anything
+/// else is `invalid-output`, and the probe does not load.
+pub fn info(info: types::Info) -> Result<ProbeInfo, RunError> {
+    let clip = |text: &str, max: usize| {
+        let text = text.trim();
+        if text.len() <= max {
+            text.to_string()
+        } else {
+            format!("{}… [truncated]", truncate_utf8(text, max))
+        }
+    };
+    if info.name.len() > MAX_NAME_BYTES || info.version.len() > MAX_NAME_BYTES {
+        return Err(invalid(format!(
+            "`describe` returned a name or version over {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    if info.measurements.len() > MAX_MEASUREMENTS {
+        return Err(invalid(format!(
+            "`describe` lists {} measurements; at most {MAX_MEASUREMENTS} are allowed",
+            info.measurements.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(info.measurements.len());
+    let mut measurements = Vec::with_capacity(info.measurements.len());
+    for m in info.measurements {
+        if !valid_name(&m.name) {
+            return Err(invalid(format!(
+                "`describe` lists the measurement name {:?}, which is invalid: use 1 to \
+                 {MAX_NAME_BYTES} letters, digits, `.`, `_` or `-`",
+                truncate_utf8(&m.name, 64)
+            )));
+        }
+        if m.unit.len() > MAX_ATTRIBUTE_BYTES {
+            return Err(invalid(format!(
+                "`describe` gives measurement `{}` an overlong unit",
+                m.name
+            )));
+        }
+        if !seen.insert(m.name.clone()) {
+            return Err(invalid(format!(
+                "`describe` lists measurement `{}` twice",
+                m.name
+            )));
+        }
+        measurements.push(MeasurementInfo {
+            description: clip(&m.description, MAX_DESCRIPTION_BYTES),
+            name: m.name,
+            unit: m.unit,
+        });
+    }
+    Ok(ProbeInfo {
+        name: info.name,
+        version: info.version,
+        kind: kind_name(info.kind).to_string(),
+        description: clip(&info.description, MAX_DESCRIPTION_BYTES),
+        measurements,
+    })
+}
+
+fn kind_name(kind: types::Kind) -> &'static str {
+    match kind {
+        types::Kind::Availability => "availability",
+        types::Kind::Consistency => "consistency",
+        types::Kind::Integrity => "integrity",
+        types::Kind::Performance => "performance",
+        types::Kind::Host => "host",
+    }
 }
 
 /// Check a report from `check` against the contract.
@@ -228,6 +305,40 @@ mod tests {
             assert!(err.message.contains(clash[1]), "{err}");
         }
         assert!(with(&["a.b", "a.c", "ab"]).is_ok());
+    }
+
+    fn described(measurements: Vec<(&str, &str)>) -> types::Info {
+        types::Info {
+            name: "p".into(),
+            version: "1".into(),
+            kind: types::Kind::Host,
+            description: "d".repeat(10_000),
+            measurements: measurements
+                .into_iter()
+                .map(|(name, unit)| types::MeasurementInfo {
+                    name: name.into(),
+                    unit: unit.into(),
+                    description: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn describe_output_is_checked_like_a_report() {
+        let fine = info(described(vec![("a.b", "By"), ("c", "1")])).unwrap();
+        assert_eq!(fine.measurements.len(), 2);
+        assert!(fine.description.len() < MAX_DESCRIPTION_BYTES + 20);
+        let long_unit = "u".repeat(MAX_ATTRIBUTE_BYTES + 1);
+        for bad in [
+            described(vec![("has space", "1")]),
+            described(vec![("x", "1"), ("x", "1")]),
+            described(vec![("x", long_unit.as_str())]),
+            described(vec![("x", "1"); MAX_MEASUREMENTS + 1]),
+        ] {
+            let err = info(bad).err().unwrap();
+            assert_eq!(err.kind, ErrorKind::InvalidOutput, "{err}");
+        }
     }
 
     #[test]

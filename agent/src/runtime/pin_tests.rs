@@ -25,7 +25,7 @@ async fn a_file_swapped_after_the_config_was_parsed_is_not_compiled() {
     let runtime = Runtime::new(engine::PoolSize { instances: 2 }).unwrap();
     let services = Arc::new(Services::default());
     let err = match runtime
-        .load_source(&spec.wasm, spec.sha256.as_deref(), &services)
+        .load_source(&spec.wasm, spec.sha256.as_deref(), &services, spec.memory)
         .await
     {
         Ok(probe) => panic!("loaded {} despite the pin", probe.sha256),
@@ -43,7 +43,12 @@ async fn a_file_swapped_after_the_config_was_parsed_is_not_compiled() {
     // The pinned bytes load, and what was compiled is what was pinned.
     std::fs::write(&path, pinned).unwrap();
     let probe = runtime
-        .load_source(&WasmSource::File(path.clone()), Some(&pin), &services)
+        .load_source(
+            &WasmSource::File(path.clone()),
+            Some(&pin),
+            &services,
+            super::Limits::default().memory,
+        )
         .await
         .unwrap();
     assert_eq!(probe.sha256, pin);

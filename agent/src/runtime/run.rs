@@ -4,10 +4,10 @@
 //! the run as a failed one instead of taking its task (and the probe's
 //! in-flight flag) down with it.
 
-use super::bindings::{ProbePre, types};
+use super::bindings::ProbePre;
 use super::output;
 use super::state::RunState;
-use super::{Grants, Limits, MeasurementInfo, ProbeInfo, Services};
+use super::{Grants, Limits, ProbeInfo, Services};
 use crate::config::units::human_bytes;
 use crate::report::{ErrorKind, Report, RunError};
 use futures_util::FutureExt;
@@ -20,11 +20,9 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 /// abandoned (code running in the sandbox is stopped at the deadline itself).
 const GRACE: Duration = Duration::from_millis(20);
 
-/// Limits for the `describe` call at load time.
-const DESCRIBE_LIMITS: Limits = Limits {
-    timeout: Duration::from_secs(5),
-    memory: 256 << 20,
-};
+/// How long the `describe` call at load time may take; it runs under the
+/// probe's own memory cap.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn new_store(
     pre: &ProbePre<RunState>,
@@ -39,6 +37,11 @@ fn new_store(
     let state = RunState::new(grants.clone(), services.clone(), limits.memory, deadline);
     let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
+    // What the host may copy out of the probe in one call (a statement and
+    // its parameters, a log line, the report itself) is bounded by the
+    // probe's own cap rather than wasmtime's fixed 128 MiB: the host never
+    // allocates more on a probe's behalf than the probe could hold.
+    store.set_hostcall_fuel(usize::try_from(limits.memory).unwrap_or(usize::MAX));
     // Every epoch tick past the deadline check: stop at the deadline,
     // otherwise yield to the executor so a busy probe does not hog a thread.
     store.set_epoch_deadline(1);
@@ -185,6 +188,18 @@ pub async fn check(
         Some(denied) => Err(RunError::new(ErrorKind::Denied, denied)),
         None => outcome,
     };
+    // So does a failure of the agent's own, and a host call that held more
+    // than the probe's memory cap on its behalf.
+    let state = store.data();
+    let outcome = match (&state.agent_fault, state.limiter.exceeded()) {
+        (Some(fault), _) => Err(RunError::new(ErrorKind::Agent, fault.clone())),
+        (None, Some(_)) => Err(classify(
+            wasmtime::Error::msg("memory cap exceeded"),
+            &store,
+            limits.timeout,
+        )),
+        _ => outcome,
+    };
     match outcome {
         Ok(checked) => Report {
             status: checked.status,
@@ -218,53 +233,35 @@ fn log_output(grants: &Grants, state: &RunState) {
     }
 }
 
-/// Call `describe` once, at load time.
+/// Call `describe` once, at load time, under memory cap `cap` (bytes); its
+/// output is checked like a report's ([`super::output::info`]).
 pub async fn describe(
     pre: &ProbePre<RunState>,
     services: &Arc<Services>,
+    cap: u64,
 ) -> Result<ProbeInfo, RunError> {
+    let limits = Limits {
+        timeout: DESCRIBE_TIMEOUT,
+        memory: cap,
+    };
     let grants = Arc::new(Grants {
         name: "describe".into(),
         ..Grants::default()
     });
-    let (mut store, _) = new_store(pre, &grants, services, DESCRIBE_LIMITS);
+    let (mut store, _) = new_store(pre, &grants, services, limits);
     let call = async {
         let probe = pre.instantiate_async(&mut store).await?;
         probe.call_describe(&mut store).await
     };
     let call = AssertUnwindSafe(call).catch_unwind();
-    let limit = DESCRIBE_LIMITS.timeout.saturating_add(GRACE);
+    let limit = DESCRIBE_TIMEOUT.saturating_add(GRACE);
     let info = match tokio::time::timeout(limit, call).await {
-        Err(_) => return Err(timed_out(DESCRIBE_LIMITS.timeout)),
+        Err(_) => return Err(timed_out(DESCRIBE_TIMEOUT)),
         Ok(Err(panic)) => return Err(agent_panic(panic.as_ref())),
-        Ok(Ok(Err(error))) => return Err(classify(error, &store, DESCRIBE_LIMITS.timeout)),
+        Ok(Ok(Err(error))) => return Err(classify(error, &store, DESCRIBE_TIMEOUT)),
         Ok(Ok(Ok(info))) => info,
     };
-    Ok(ProbeInfo {
-        name: info.name,
-        version: info.version,
-        kind: kind_name(info.kind).to_string(),
-        description: info.description,
-        measurements: info
-            .measurements
-            .into_iter()
-            .map(|m| MeasurementInfo {
-                name: m.name,
-                unit: m.unit,
-                description: m.description,
-            })
-            .collect(),
-    })
-}
-
-fn kind_name(kind: types::Kind) -> &'static str {
-    match kind {
-        types::Kind::Availability => "availability",
-        types::Kind::Consistency => "consistency",
-        types::Kind::Integrity => "integrity",
-        types::Kind::Performance => "performance",
-        types::Kind::Host => "host",
-    }
+    super::output::info(info)
 }
 
 #[cfg(test)]

@@ -17,6 +17,11 @@ const SQL_MARGIN_MAX: Duration = Duration::from_millis(250);
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+/// Handles (streams, pollables, directories) a run may hold at once. Each
+/// is host memory outside the probe's cap; wasmtime's default (a million)
+/// would let a probe that opens streams in a loop hold tens of MB.
+pub(super) const MAX_RESOURCES: usize = 4096;
+
 pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -32,6 +37,9 @@ pub struct RunState {
     pub(super) log_dropped: u32,
     /// The first capability the probe asked for and was refused.
     pub(super) denied: Option<String>,
+    /// The first failure of the agent's own (out of file descriptors or
+    /// memory) met while serving the probe: the run ends `unknown`.
+    pub(super) agent_fault: Option<String>,
     pub(super) stdout: OutputTail,
     pub(super) stderr: OutputTail,
     /// Granted directories that could not be opened for this run, by name.
@@ -65,13 +73,18 @@ impl RunState {
         RunState {
             sql_deadline: deadline.checked_sub(margin).unwrap_or(deadline),
             wasi,
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             limiter: MemoryLimiter::new(memory_cap),
             grants,
             services,
             log_lines: 0,
             log_dropped: 0,
             denied: None,
+            agent_fault: None,
             stdout,
             stderr,
             dir_errors,

@@ -18,7 +18,7 @@ impl SqlTargets {
     ) -> Result<tokio_postgres::Client, Error> {
         let found = self.get(target)?;
         let (client, _connection) =
-            tokio::time::timeout(within, found.connector.connect(&found.admin))
+            tokio::time::timeout(within, found.admin_connector.connect(&found.admin))
                 .await
                 .map_err(|_| {
                     Error::Timeout(format!(
@@ -32,13 +32,14 @@ impl SqlTargets {
     /// How a standby logs in to stream from `target`: libpq keyword/value
     /// connection info (host, port, user, application name; never the
     /// password, which the caller puts in a passfile or the environment),
-    /// the user, and the password of `target`'s DSN, if any.
+    /// the user, and the password, of `target`'s `replication_dsn` (else
+    /// of its admin login: `admin_dsn`, else `dsn`).
     pub fn replication_login(
         &self,
         target: &str,
         application_name: &str,
     ) -> Result<ReplicationLogin, Error> {
-        let config = &self.get(target)?.admin;
+        let config = &self.get(target)?.replication;
         let mut parts = Vec::new();
         match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => {
@@ -101,11 +102,7 @@ mod tests {
     fn conninfo_keeps_the_address_and_credentials() {
         let specs = BTreeMap::from([(
             "standby".to_string(),
-            TargetSpec {
-                dsn: "host=127.0.0.1 port=5433 user=rep password=it's dbname=app".into(),
-                read_only: true,
-                password: None,
-            },
+            TargetSpec::new("host=127.0.0.1 port=5433 user=rep password=it's dbname=app"),
         )]);
         let targets = SqlTargets::new(&specs).unwrap();
         let login = targets.replication_login("standby", "db-1").unwrap();
@@ -115,5 +112,27 @@ mod tests {
         );
         assert_eq!(login.password.as_deref(), Some("it's"));
         assert!(!format!("{login:?}").contains("it's"));
+    }
+
+    #[test]
+    fn the_replication_dsn_is_preferred_to_the_admin_login() {
+        let spec = TargetSpec {
+            admin_dsn: Some("host=127.0.0.1 port=5433 user=failover password=admin".into()),
+            replication_dsn: Some("host=127.0.0.1 port=5433 user=streamer".into()),
+            replication_password: Some("rep".into()),
+            ..TargetSpec::new("host=127.0.0.1 port=5433 user=monitor")
+        };
+        let targets = SqlTargets::new(&BTreeMap::from([("standby".to_string(), spec)])).unwrap();
+        let login = targets.replication_login("standby", "db-1").unwrap();
+        assert_eq!(login.user, "streamer");
+        assert_eq!(login.password.as_deref(), Some("rep"));
+        // Without it, the admin login (as before).
+        let spec = TargetSpec {
+            admin_dsn: Some("host=127.0.0.1 port=5433 user=failover password=admin".into()),
+            ..TargetSpec::new("host=127.0.0.1 port=5433 user=monitor")
+        };
+        let targets = SqlTargets::new(&BTreeMap::from([("standby".to_string(), spec)])).unwrap();
+        let login = targets.replication_login("standby", "db-1").unwrap();
+        assert_eq!(login.user, "failover");
     }
 }

@@ -2,6 +2,7 @@
 //! so that probes can tell "down" (unreachable) from "alive but unhealthy"
 //! (refused).
 
+use super::guard::GUARD_ROUTINE;
 use super::types::{Error, QueryError};
 use tokio_postgres::error::SqlState;
 
@@ -25,15 +26,53 @@ fn full_message(error: &dyn std::error::Error) -> String {
     message
 }
 
-fn io_kind(error: &tokio_postgres::Error) -> Option<std::io::ErrorKind> {
-    let mut source = std::error::Error::source(error);
+/// The io error behind an error, if any.
+fn io_error(error: &dyn std::error::Error) -> Option<&std::io::Error> {
+    let mut source = error.source();
     while let Some(inner) = source {
         if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
+            return Some(io);
         }
         source = inner.source();
     }
     None
+}
+
+fn io_kind(error: &tokio_postgres::Error) -> Option<std::io::ErrorKind> {
+    io_error(error).map(std::io::Error::kind)
+}
+
+/// True for failures of the agent's own process or host rather than of
+/// the server or the network: out of file descriptors (EMFILE, ENFILE) or
+/// memory (ENOMEM, ENOBUFS). Such a failure says nothing about the
+/// database, so it must never read as "the database is down".
+pub fn is_agent_side(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+    ) || error.kind() == std::io::ErrorKind::OutOfMemory
+}
+
+/// The agent-side or size-limit failure behind `error`, if it is one.
+fn own_failure(target: &str, error: &tokio_postgres::Error) -> Option<Error> {
+    if let Some(db) = error.as_db_error()
+        && db.routine() == Some(GUARD_ROUTINE)
+    {
+        return Some(Error::TooLarge {
+            asked: db.detail().and_then(|d| d.parse().ok()).unwrap_or(u64::MAX),
+            message: format!(
+                "target `{target}`: {}: add a LIMIT, select fewer columns or aggregate in SQL",
+                db.message()
+            ),
+        });
+    }
+    let io = io_error(error)?;
+    is_agent_side(io).then(|| {
+        Error::Agent(format!(
+            "target `{target}`: the agent could not open or use a session: {io} (this is the \
+             agent's own resource limit, not the database's)"
+        ))
+    })
 }
 
 /// The innermost message of an error (a conversion error's own words).
@@ -67,6 +106,9 @@ fn tls_failure(error: &tokio_postgres::Error) -> Option<String> {
 
 /// An error met while opening a session.
 pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
+    if let Some(own) = own_failure(target, error) {
+        return own;
+    }
     if let Some(tls) = tls_failure(error) {
         // The server answered but the TLS handshake failed: a wrong CA,
         // host name or client certificate, or a server without TLS.
@@ -98,6 +140,9 @@ pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
 
 /// An error met while running a statement on an open session.
 pub fn query_error(target: &str, error: &tokio_postgres::Error) -> Error {
+    if let Some(own) = own_failure(target, error) {
+        return own;
+    }
     if let Some(db) = error.as_db_error() {
         let code = db.code();
         if *code == SqlState::QUERY_CANCELED {
@@ -133,4 +178,19 @@ pub fn query_error(target: &str, error: &tokio_postgres::Error) -> Error {
         code: DATA_EXCEPTION.to_string(),
         message: full_message(error),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_or_memory_is_the_agents_own_failure() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS] {
+            assert!(is_agent_side(&std::io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::ECONNREFUSED, libc::EHOSTUNREACH, libc::ETIMEDOUT] {
+            assert!(!is_agent_side(&std::io::Error::from_raw_os_error(errno)));
+        }
+    }
 }

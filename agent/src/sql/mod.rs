@@ -2,9 +2,13 @@
 //!
 //! A target is a named PostgreSQL server from the config. Probes name
 //! targets; the DSN (and any password in it) never leaves this module.
-//! Each target has a small connection pool reused across runs; sessions
-//! are read-only unless the target says otherwise, and every statement runs
-//! under a `statement_timeout` no longer than what is left of the run.
+//! Each target has a small connection pool reused across runs; every probe
+//! statement runs in a transaction of its own (read-only unless the target
+//! says otherwise) under a `statement_timeout` no longer than what is left
+//! of the run, and its result is bounded by the probe's memory cap
+//! ([`guard`] bounds each message on the wire). The agent's own actions
+//! connect with the target's separate admin DSN ([`admin`]); the role
+//! probes use is checked for privileges beyond monitoring ([`privileges`]).
 //!
 //! Files: [`target`] opens sessions and runs statements on one target,
 //! [`admin`] opens read-write sessions for the agent's own actions,
@@ -20,7 +24,9 @@ mod admin;
 pub use admin::ReplicationLogin;
 pub mod conninfo;
 mod errors;
+mod guard;
 pub mod passfile;
+pub mod privileges;
 mod rows;
 pub mod secrets;
 mod target;
@@ -46,6 +52,36 @@ pub struct TargetSpec {
     /// The password when the DSN has none (from the config's
     /// `password_file` or `password_env`); else the passfile's.
     pub password: Option<String>,
+    /// The connection string of the agent's own actions (failover, fence,
+    /// terminate, ...), never given to probes; None: they use `dsn`.
+    pub admin_dsn: Option<String>,
+    /// The password of `admin_dsn` when it has none.
+    pub admin_password: Option<String>,
+    /// Refuse probe sessions whose role may do more than monitor (see
+    /// [`privileges`]); false: log it once.
+    pub strict_privileges: bool,
+    /// The login another server streams from this one with (see
+    /// [`SqlTargets::replication_login`]); None: the admin DSN's.
+    pub replication_dsn: Option<String>,
+    /// The password of `replication_dsn` when it has none.
+    pub replication_password: Option<String>,
+}
+
+impl TargetSpec {
+    /// A read-only target at `dsn` with nothing else set: no secrets, no
+    /// admin or replication DSN, privileges only warned about.
+    pub fn new(dsn: impl Into<String>) -> Self {
+        TargetSpec {
+            dsn: dsn.into(),
+            read_only: true,
+            password: None,
+            admin_dsn: None,
+            admin_password: None,
+            strict_privileges: false,
+            replication_dsn: None,
+            replication_password: None,
+        }
+    }
 }
 
 /// The password is never printed.
@@ -55,6 +91,20 @@ impl std::fmt::Debug for TargetSpec {
             .field("dsn", &"<redacted>")
             .field("read_only", &self.read_only)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("admin_dsn", &self.admin_dsn.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("strict_privileges", &self.strict_privileges)
+            .field(
+                "replication_dsn",
+                &self.replication_dsn.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "replication_password",
+                &self.replication_password.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -98,15 +148,20 @@ impl SqlTargets {
             .ok_or_else(|| Error::NotGranted(format!("no target named `{name}` is configured")))
     }
 
-    /// Run one statement on a pooled session of `target` before `deadline`.
+    /// Run one statement on a pooled session of `target` before `deadline`,
+    /// in a transaction of its own, holding at most `budget` bytes of
+    /// result (see [`rows`]; [`Error::TooLarge`] past it).
     pub async fn query(
         &self,
         target: &str,
         statement: &str,
         params: &[Value],
         deadline: Instant,
+        budget: usize,
     ) -> Result<Rows, Error> {
-        self.get(target)?.query(statement, params, deadline).await
+        self.get(target)?
+            .query(statement, params, deadline, budget)
+            .await
     }
 
     /// Open, test and close a new session to `target`; the time it took.

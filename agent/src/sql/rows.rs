@@ -11,20 +11,35 @@ pub const MAX_ROWS: usize = 100_000;
 /// Bytes of cell data a statement may return to a probe.
 pub const MAX_RESULT_BYTES: usize = 32 << 20;
 
-/// Every row of `stream`, decoded; an error past the size limits.
+/// Every row of `stream`, decoded, within `budget` bytes of host memory
+/// (at most [`MAX_RESULT_BYTES`]): each value counts its real size
+/// ([`value_size`]), the row that goes over included, and the stream stops
+/// at once. Past [`MAX_ROWS`] or [`MAX_RESULT_BYTES`]: a query error
+/// (`54000`); past a smaller `budget` (what is left of the probe's memory
+/// cap): [`Error::TooLarge`]. Either way the caller must close the session:
+/// the server may still be sending.
 pub async fn collect(
     target: &str,
     columns: Vec<String>,
     stream: tokio_postgres::RowStream,
+    budget: usize,
 ) -> Result<Rows, Error> {
+    let limit = budget.min(MAX_RESULT_BYTES);
+    let mut bytes: usize = columns.iter().map(|c| CELL + c.len()).sum();
     let mut rows = Vec::new();
-    let mut bytes = 0usize;
     pin_mut!(stream);
     while let Some(row) = stream.next().await {
         let row = row.map_err(|e| errors::query_error(target, &e))?;
-        if rows.len() == MAX_ROWS || bytes > MAX_RESULT_BYTES {
-            return Err(too_large(rows.len(), bytes));
+        if rows.len() == MAX_ROWS {
+            return Err(too_large(rows.len() + 1, bytes));
         }
+        // The row's raw size first: it is not decoded (copied) unless it
+        // fits; then each value's decoded size (text may be longer).
+        let estimate = ROW + row.len() * CELL + row.raw_size_bytes();
+        if bytes + estimate > limit {
+            return Err(over(limit, budget, rows.len() + 1, bytes + estimate));
+        }
+        bytes += ROW;
         let mut values = Vec::with_capacity(row.len());
         for i in 0..row.len() {
             let Cell(value) = row.try_get::<_, Cell>(i).map_err(|e| {
@@ -38,6 +53,9 @@ pub async fn collect(
                 })
             })?;
             bytes += value_size(&value);
+            if bytes > limit {
+                return Err(over(limit, budget, rows.len() + 1, bytes));
+            }
             values.push(value);
         }
         rows.push(values);
@@ -50,6 +68,27 @@ pub async fn collect(
     })
 }
 
+/// Host bytes of one value in a row, besides its text or bytes.
+const CELL: usize = std::mem::size_of::<Value>();
+/// Host bytes of one row, besides its values.
+const ROW: usize = std::mem::size_of::<Vec<Value>>();
+
+/// The error for a result that went past `limit` at `bytes`.
+fn over(limit: usize, budget: usize, rows: usize, bytes: usize) -> Error {
+    if budget < MAX_RESULT_BYTES {
+        Error::TooLarge {
+            asked: bytes as u64,
+            message: format!(
+                "the result took over {bytes} bytes by row {rows}, more than the {limit} bytes \
+                 left of the probe's memory cap: add a LIMIT or aggregate in SQL, or raise the \
+                 probe's `memory`"
+            ),
+        }
+    } else {
+        too_large(rows, bytes)
+    }
+}
+
 fn too_large(rows: usize, bytes: usize) -> Error {
     Error::Query(QueryError {
         code: errors::PROGRAM_LIMIT_EXCEEDED.to_string(),
@@ -60,10 +99,36 @@ fn too_large(rows: usize, bytes: usize) -> Error {
     })
 }
 
-fn value_size(value: &Value) -> usize {
-    match value {
+/// Host bytes a decoded value takes: its own size plus what it points to.
+pub fn value_size(value: &Value) -> usize {
+    CELL + match value {
         Value::Text(s) => s.len(),
         Value::Bytes(b) => b.len(),
-        _ => 8,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_null_values_cost_their_cell() {
+        assert_eq!(value_size(&Value::Null), CELL);
+        assert_eq!(value_size(&Value::Text(String::new())), CELL);
+        assert_eq!(value_size(&Value::Text("abc".into())), CELL + 3);
+        const { assert!(CELL >= 24) };
+    }
+
+    #[test]
+    fn going_past_the_probes_cap_is_too_large_and_past_the_agents_limit_a_query_error() {
+        assert!(matches!(
+            over(1000, 1000, 3, 1001),
+            Error::TooLarge { asked: 1001, .. }
+        ));
+        match over(MAX_RESULT_BYTES, usize::MAX, 3, MAX_RESULT_BYTES + 1) {
+            Error::Query(q) => assert_eq!(q.code, "54000"),
+            other => panic!("{other:?}"),
+        }
     }
 }

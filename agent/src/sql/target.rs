@@ -8,19 +8,36 @@
 //! retried once on a new session, for read-only targets, so that the first
 //! run after a restart does not report the server down.
 //!
+//! Every probe statement runs in a transaction of its own, opened in the
+//! same round trip: `BEGIN READ ONLY` (on a read-only target) with
+//! `SET LOCAL` statement, lock and idle-in-transaction timeouts, then the
+//! statement, then [`END`]: `COMMIT` and a reset of the session. Nothing a
+//! single statement does outlives it: a `SET default_transaction_read_only
+//! = off` or `SET SESSION CHARACTERISTICS` is reset, a `BEGIN` or an error
+//! leaves no open or aborted transaction behind, a session advisory lock
+//! is released, and none of it depends on a startup option a pooler may
+//! drop. A session goes back to the pool only when that end answered (it
+//! is then idle, whatever the statement did); otherwise it is closed.
+//!
+//! A new pooled session first checks its role's privileges
+//! ([`super::privileges`]): a role that could turn a probe against the
+//! server is logged once, or refused with `strict_privileges`.
+//!
 //! Every session, pooled or not, is opened by the target's
 //! [`Connector`] with the DSN's `sslmode` (see [`super::tls`]); a password
-//! not in the DSN comes from the config's secret or the passfile.
+//! not in the DSN comes from the config's secret or the passfile. The
+//! agent's own actions use the separate admin DSN when the target has one.
 
 use super::TargetSpec;
 use super::conninfo::ConnInfo;
 use super::errors;
 use super::passfile;
+use super::privileges;
 use super::rows::collect;
 use super::tls::Connector;
 use super::types::{Error, Rows, Value};
 use super::values::Param;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::time::{Duration, Instant};
 
 /// Connections kept per target.
@@ -30,16 +47,48 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prepared statements kept per session before the cache is emptied (probes
 /// that build statements with literals would otherwise grow it forever).
 const MAX_CACHED_STATEMENTS: usize = 256;
+/// Longest a probe statement waits for a lock: a probe queued behind an
+/// `ACCESS EXCLUSIVE` lock would block every session queued behind it.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long past its statement timeout the server keeps a probe session
+/// idle in a transaction (the agent vanished mid-run) before ending it.
+const IDLE_IN_TRANSACTION_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait for the [`END`] of a probe statement's transaction; a
+/// session that does not answer in time is closed.
+const END_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What ends every probe statement's transaction, in one round trip: the
+/// `COMMIT` (of a read-only transaction on a read-only target: it changes
+/// no data, but unlike `ROLLBACK` it hands the WAL that reading wrote,
+/// HOT pruning and hint-bit images, to the WAL writer; after a `ROLLBACK`
+/// of a transaction without an xid that WAL stays unflushed on an idle
+/// primary and a standby never reaches `pg_current_wal_insert_lsn()`),
+/// then a reset of everything a statement may leave in the session that a
+/// commit keeps: settings (`SET`, `set_config`, `SET SESSION
+/// CHARACTERISTICS` all go back to the session's startup values), the
+/// role, session-level advisory locks, held cursors and `LISTEN`s. This is
+/// `DISCARD ALL` without `DEALLOCATE ALL` (which would drop the session's
+/// cached statements) and without `DISCARD TEMP` (a read-only transaction
+/// cannot create temporary tables).
+const END: &str = "COMMIT; RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; \
+                   SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *";
 
 pub struct Target {
     name: String,
     pub spec: TargetSpec,
     config: tokio_postgres::Config,
-    /// The same without the read-only session option: for the agent's own
-    /// actions (a failover's promotion and write check), never for probes.
+    /// For the agent's own actions (a failover's promotion and write
+    /// check, fencing, terminating sessions), never for probes: the admin
+    /// DSN when the target has one, else the DSN, without the read-only
+    /// session option.
     pub admin: tokio_postgres::Config,
+    /// Opens admin sessions with the admin DSN's TLS settings.
+    pub admin_connector: Connector,
     /// Opens sessions with the DSN's TLS settings.
     pub connector: Connector,
+    /// How another server logs in to stream from this one: the
+    /// replication DSN when the target has one, else the admin login.
+    pub replication: tokio_postgres::Config,
     pool: Pool,
 }
 
@@ -77,28 +126,55 @@ fn bound_admin_session(admin: &mut tokio_postgres::Config) {
         .tcp_user_timeout(Duration::from_secs(10));
 }
 
+/// The connection settings and connector of one DSN of target `name`
+/// (`key` names it in errors), with `password` when the DSN has none, else
+/// the passfile's.
+fn open_dsn(
+    name: &str,
+    key: &str,
+    dsn: &str,
+    password: Option<&str>,
+) -> Result<(tokio_postgres::Config, Connector), String> {
+    let info = ConnInfo::parse(dsn).map_err(|e| format!("target `{name}`: invalid {key}: {e}"))?;
+    let connector =
+        Connector::new(info.ssl_mode, &info.files).map_err(|e| format!("target `{name}`: {e}"))?;
+    let mut config = info.config;
+    if config.get_password().is_none() {
+        if let Some(password) = password {
+            config.password(password.as_bytes());
+        } else if let Some(file) =
+            passfile::locate(info.passfile.as_deref(), |v| std::env::var(v).ok())
+            && let Some(password) =
+                passfile::lookup(&file, &config).map_err(|e| format!("target `{name}`: {e}"))?
+        {
+            config.password(password.as_bytes());
+        }
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("watchpost");
+    }
+    Ok((config, connector))
+}
+
 impl Target {
     pub fn new(name: &str, spec: &TargetSpec) -> Result<Self, String> {
-        let info =
-            ConnInfo::parse(&spec.dsn).map_err(|e| format!("target `{name}`: invalid dsn: {e}"))?;
-        let connector = Connector::new(info.ssl_mode, &info.files)
-            .map_err(|e| format!("target `{name}`: {e}"))?;
-        let mut config = info.config;
-        if config.get_password().is_none() {
-            if let Some(password) = &spec.password {
-                config.password(password.as_bytes());
-            } else if let Some(file) =
-                passfile::locate(info.passfile.as_deref(), |v| std::env::var(v).ok())
-                && let Some(password) =
-                    passfile::lookup(&file, &config).map_err(|e| format!("target `{name}`: {e}"))?
-            {
-                config.password(password.as_bytes());
+        let (mut config, connector) = open_dsn(name, "dsn", &spec.dsn, spec.password.as_deref())?;
+        let (mut admin, admin_connector) = match &spec.admin_dsn {
+            Some(dsn) => open_dsn(name, "admin_dsn", dsn, spec.admin_password.as_deref())?,
+            None => (config.clone(), connector.clone()),
+        };
+        let replication = match &spec.replication_dsn {
+            Some(dsn) => {
+                open_dsn(
+                    name,
+                    "replication_dsn",
+                    dsn,
+                    spec.replication_password.as_deref(),
+                )?
+                .0
             }
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("watchpost");
-        }
-        let mut admin = config.clone();
+            None => admin.clone(),
+        };
         admin.connect_timeout(CONNECT_TIMEOUT);
         bound_admin_session(&mut admin);
         if spec.read_only {
@@ -116,6 +192,7 @@ impl Target {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .post_create(privileges::hook(name, spec.strict_privileges))
             .build()
             .map_err(|e| format!("target `{name}`: cannot build a connection pool: {e}"))?;
         Ok(Target {
@@ -123,7 +200,9 @@ impl Target {
             spec: spec.clone(),
             config,
             admin,
+            admin_connector,
             connector,
+            replication,
             pool,
         })
     }
@@ -134,12 +213,13 @@ impl Target {
         statement: &str,
         params: &[Value],
         deadline: Instant,
+        budget: usize,
     ) -> Result<Rows, Error> {
         let mut retried = false;
         loop {
             let client = self.session(deadline).await?;
             let reused = Object::metrics(&client).recycle_count > 0;
-            let attempt = self.run(&client, statement, params, deadline);
+            let attempt = self.run(&client, statement, params, deadline, budget);
             let outcome = match tokio::time::timeout(self.remaining(deadline)?, attempt).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
@@ -152,17 +232,27 @@ impl Target {
             if client.statement_cache.size() > MAX_CACHED_STATEMENTS {
                 client.statement_cache.clear();
             }
+            let (outcome, ended) = outcome;
+            // A session whose transaction did not end cleanly (or whose
+            // server may still be sending an oversized result) is closed.
+            let client = if ended {
+                Some(client)
+            } else {
+                let _ = Object::take(client);
+                None
+            };
             let error = match outcome {
                 Ok(rows) => return Ok(rows),
                 Err(error) => error,
             };
-            match self.retry(&error, reused) {
-                Some(_) if retried => return Err(error),
-                Some(Retry::NewSession) => {
+            match (self.retry(&error, reused), client) {
+                (Some(_), _) if retried => return Err(error),
+                (Some(Retry::NewSession), Some(client)) => {
                     let _ = Object::take(client);
                 }
-                Some(Retry::Reprepare) => client.statement_cache.clear(),
-                None => return Err(error),
+                (Some(Retry::NewSession), None) => {}
+                (Some(Retry::Reprepare), Some(client)) => client.statement_cache.clear(),
+                (Some(Retry::Reprepare), None) | (None, _) => return Err(error),
             }
             retried = true;
         }
@@ -184,23 +274,44 @@ impl Target {
             .await
             .map_err(|_| self.timed_out("connecting"))?
             .map_err(|e| match e {
-                deadpool_postgres::PoolError::Backend(e) => errors::connect_error(&self.name, &e),
+                deadpool_postgres::PoolError::Backend(e)
+                | deadpool_postgres::PoolError::PostCreateHook(HookError::Backend(e)) => {
+                    errors::connect_error(&self.name, &e)
+                }
+                deadpool_postgres::PoolError::PostCreateHook(HookError::Message(m)) => {
+                    Error::Refused(format!("target `{}`: {m}", self.name))
+                }
                 other => Error::Unreachable(format!("target `{}`: {other}", self.name)),
             })
     }
 
-    /// Bound the session's statements by what is left of the run, then
-    /// prepare (or reuse) the statement and run it; the `SET` travels in
-    /// the same round trip as the statement.
+    /// Run the statement in a transaction of its own (see the module
+    /// docs): the `BEGIN` and its timeouts travel in the same round trip
+    /// as the statement, then [`END`]. Returns the outcome and
+    /// whether the session ended idle, fit for the pool.
     async fn run(
         &self,
         client: &Object,
         statement: &str,
         params: &[Value],
         deadline: Instant,
-    ) -> Result<Rows, Error> {
-        let budget_ms = self.remaining(deadline)?.as_millis().max(1);
-        let set_timeout = format!("SET statement_timeout = {budget_ms}");
+        budget: usize,
+    ) -> (Result<Rows, Error>, bool) {
+        let budget_ms = match self.remaining(deadline) {
+            Ok(left) => left.as_millis().max(1),
+            Err(e) => return (Err(e), true),
+        };
+        let mode = if self.spec.read_only {
+            "READ ONLY"
+        } else {
+            "READ WRITE"
+        };
+        let begin = format!(
+            "BEGIN {mode}; SET LOCAL statement_timeout = {budget_ms}; \
+             SET LOCAL lock_timeout = {}; SET LOCAL idle_in_transaction_session_timeout = {}",
+            budget_ms.min(LOCK_TIMEOUT.as_millis()),
+            budget_ms + IDLE_IN_TRANSACTION_GRACE.as_millis()
+        );
         let statement = async {
             let prepared = client
                 .prepare_cached(statement)
@@ -215,13 +326,27 @@ impl Target {
                 .query_raw(&prepared, params.iter().map(Param))
                 .await
                 .map_err(|e| errors::query_error(&self.name, &e))?;
-            collect(&self.name, columns, stream).await
+            collect(&self.name, columns, stream, budget).await
         };
-        // `join!` polls the SET first, so it is queued on the connection
+        // `join!` polls the BEGIN first, so it is queued on the connection
         // before the statement: the server runs them in that order.
-        let (set, rows) = tokio::join!(client.batch_execute(&set_timeout), statement);
-        set.map_err(|e| errors::query_error(&self.name, &e))?;
-        rows
+        let (begun, rows) = tokio::join!(client.batch_execute(&begin), statement);
+        let oversized = matches!(&rows, Err(Error::TooLarge { .. }))
+            || matches!(&rows, Err(Error::Query(q)) if q.code == errors::PROGRAM_LIMIT_EXCEEDED);
+        if oversized {
+            // The server may still be sending rows: close the session at
+            // once rather than read (and drop) the rest of the result.
+            return (rows, false);
+        }
+        let ended = matches!(
+            tokio::time::timeout(END_TIMEOUT, client.batch_execute(END)).await,
+            Ok(Ok(()))
+        );
+        let outcome = match begun {
+            Err(e) => Err(errors::query_error(&self.name, &e)),
+            Ok(()) => rows,
+        };
+        (outcome, ended)
     }
 
     /// Open, test and close a new session (not from the pool); the time it
@@ -246,6 +371,11 @@ impl Target {
         tokio::time::timeout(self.remaining(deadline)?, work)
             .await
             .map_err(|_| self.timed_out("connecting"))?
+    }
+
+    /// The connection settings of probe sessions.
+    pub fn probe_config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     fn remaining(&self, deadline: Instant) -> Result<Duration, Error> {

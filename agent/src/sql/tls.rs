@@ -15,6 +15,7 @@
 //! client certificate; the key must be private (see [`super::secrets`]).
 //! [`Connector`] opens every session of a target: pooled, ping and admin.
 
+use super::guard::{Guard, GuardedTls, Socket, connect_socket};
 use super::secrets::read_secret_file;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -25,6 +26,7 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_postgres::config::SslMode as WireMode;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// libpq's `sslmode`.
@@ -232,15 +234,20 @@ impl Connector {
 }
 
 impl Attempt {
+    /// Open the socket ourselves (see [`super::guard`]) and start the
+    /// session over it, with every message from the server bounded.
     async fn connect(
         &self,
         config: &tokio_postgres::Config,
     ) -> Result<Session, tokio_postgres::Error> {
         let mut config = config.clone();
+        let (socket, host) = connect_socket(&config).await;
         match self {
             Attempt::Plain => {
                 config.ssl_mode(WireMode::Disable);
-                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                let (client, connection) = config
+                    .connect_raw(Guard::new(socket), tokio_postgres::NoTls)
+                    .await?;
                 Ok((
                     client,
                     tokio::spawn(async move {
@@ -250,7 +257,9 @@ impl Attempt {
             }
             Attempt::Tls(make) => {
                 config.ssl_mode(WireMode::Require);
-                let (client, connection) = config.connect(make.clone()).await?;
+                let tls = MakeTlsConnect::<Socket>::make_tls_connect(&mut make.clone(), &host)
+                    .map_err(|never| match never {})?;
+                let (client, connection) = config.connect_raw(socket, GuardedTls(tls)).await?;
                 Ok((
                     client,
                     tokio::spawn(async move {

@@ -50,6 +50,16 @@ pub enum Error {
     Timeout(String),
     /// The server ran the statement and reported an error.
     Query(QueryError),
+    /// The agent itself could not do it: out of file descriptors (EMFILE,
+    /// ENFILE) or memory (ENOMEM). Says nothing about the database, so it
+    /// is never reported as `Unreachable`; a run that meets it ends
+    /// `unknown`.
+    Agent(String),
+    /// The result is larger than the probe may receive (its memory cap or
+    /// the agent's result limit): the statement was stopped and its
+    /// session closed. `asked` is the size reached, in bytes of host
+    /// memory, when it was stopped.
+    TooLarge { asked: u64, message: String },
 }
 
 /// `Error::Unreachable("...")`, as the WIT bindings print it (messages
@@ -62,6 +72,10 @@ impl fmt::Debug for Error {
             Error::Refused(e) => f.debug_tuple("Error::Refused").field(e).finish(),
             Error::Timeout(e) => f.debug_tuple("Error::Timeout").field(e).finish(),
             Error::Query(e) => f.debug_tuple("Error::Query").field(e).finish(),
+            Error::Agent(e) => f.debug_tuple("Error::Agent").field(e).finish(),
+            Error::TooLarge { message, .. } => {
+                f.debug_tuple("Error::TooLarge").field(message).finish()
+            }
         }
     }
 }
@@ -74,6 +88,8 @@ impl fmt::Display for Error {
             Error::Refused(m) => write!(f, "refused: {m}"),
             Error::Timeout(m) => write!(f, "timeout: {m}"),
             Error::Query(q) => write!(f, "query failed: {} ({})", q.message, q.code),
+            Error::Agent(m) => write!(f, "agent error: {m}"),
+            Error::TooLarge { message, .. } => write!(f, "result too large: {message}"),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Error kinds counted separately, in export order.
-pub const ERROR_KINDS: [ErrorKind; 7] = [
+pub const ERROR_KINDS: [ErrorKind; 8] = [
     ErrorKind::Timeout,
     ErrorKind::Memory,
     ErrorKind::Trap,
@@ -16,6 +16,7 @@ pub const ERROR_KINDS: [ErrorKind; 7] = [
     ErrorKind::InvalidOutput,
     ErrorKind::Probe,
     ErrorKind::Load,
+    ErrorKind::Agent,
 ];
 
 #[derive(Debug, Default)]

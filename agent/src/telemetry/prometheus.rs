@@ -275,7 +275,7 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
         for kind in ERROR_KINDS {
             let mut l = base.clone();
             l.push(("kind".into(), kind.as_str().into()));
-            f.add("watchpost_probe_errors_total", "counter", "Runs that ended as unknown, by error kind (timeout, memory, trap, denied, invalid-output, probe, load)", l, p.counters.errors(kind) as f64);
+            f.add("watchpost_probe_errors_total", "counter", "Runs that ended as unknown, by error kind (timeout, memory, trap, denied, invalid-output, probe, load, agent)", l, p.counters.errors(kind) as f64);
         }
         f.histogram(
             "watchpost_probe_run_duration_seconds",

@@ -184,6 +184,7 @@ impl Parser<'_, '_> {
             state_dir: default_state_dir(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             concurrency: default_concurrency(),
+            memory_budget: units::GIB,
             dry_run: false,
             api_token_env: None,
             flapping: Flapping::default(),
@@ -228,6 +229,9 @@ impl Parser<'_, '_> {
         }
         if let Some(n) = s.integer(d, "concurrency", 1, 1024) {
             agent.concurrency = n.value as usize;
+        }
+        if let Some(budget) = s.size(d, "memory_budget", units::MEMORY_BUDGET) {
+            agent.memory_budget = budget.value;
         }
         if let Some(dry) = s.bool(d, "dry_run") {
             agent.dry_run = dry;

@@ -4,6 +4,15 @@
 //! files and passfile are opened here, so that `validate` reports an
 //! unreadable certificate or an exposed key at the DSN. The password may
 //! come from `password_file` or `password_env` instead of the DSN.
+//!
+//! `dsn` is what probes use; `admin_dsn` (with `admin_password_file` or
+//! `admin_password_env`) is what the agent's own actions use, so that the
+//! role that may promote or fence never reaches a probe.
+//! `strict_privileges` refuses a probe role that may do more than monitor.
+//! `replication_dsn` (with `replication_password_file` or
+//! `replication_password_env`) is the login a fenced old primary streams
+//! with, so that the password the fence leaves in its data directory is a
+//! `REPLICATION`-only role's, not the admin role's.
 
 use super::super::model::*;
 use super::super::reader::{At, Section, type_name};
@@ -76,9 +85,66 @@ impl Parser<'_, '_> {
                 );
             }
             let read_only = s.bool(d, "read_only").unwrap_or(true);
+            let strict_privileges = s.bool(d, "strict_privileges").unwrap_or(false);
+            let admin_dsn = s.string(d, "admin_dsn");
+            if let Some(admin) = &admin_dsn
+                && let Err(e) = validate_dsn(&admin.value)
+            {
+                d.error(
+                    admin.span.clone(),
+                    format!("{}: `admin_dsn` is not usable: {e}", s.path),
+                );
+            }
+            let admin_has_password = admin_dsn.as_ref().is_some_and(|dsn| {
+                ConnInfo::parse(&dsn.value).is_ok_and(|i| i.config.get_password().is_some())
+            });
+            let replication_dsn = s.string(d, "replication_dsn");
+            if let Some(replication) = &replication_dsn
+                && let Err(e) = validate_dsn(&replication.value)
+            {
+                d.error(
+                    replication.span.clone(),
+                    format!("{}: `replication_dsn` is not usable: {e}", s.path),
+                );
+            }
+            let replication_has_password = replication_dsn.as_ref().is_some_and(|dsn| {
+                ConnInfo::parse(&dsn.value).is_ok_and(|i| i.config.get_password().is_some())
+            });
             let data_dir = s.string(d, "data_dir").map(|p| PathBuf::from(p.value));
             let password = self.secret(&mut s, "password_file", "password_env");
+            let admin_password = self.secret(&mut s, "admin_password_file", "admin_password_env");
+            let replication_password = self.secret(
+                &mut s,
+                "replication_password_file",
+                "replication_password_env",
+            );
             let d = &mut self.d;
+            if let Some(password) = &replication_password {
+                if replication_dsn.is_none() {
+                    d.error(
+                        password.span.clone(),
+                        format!("{}: a replication password needs `replication_dsn`; add it, or remove the replication password", s.path),
+                    );
+                } else if replication_has_password {
+                    d.error(
+                        password.span.clone(),
+                        format!("{}: the `replication_dsn` already has a password; remove it from the replication_dsn to keep it out of the config", s.path),
+                    );
+                }
+            }
+            if let Some(password) = &admin_password {
+                if admin_dsn.is_none() {
+                    d.error(
+                        password.span.clone(),
+                        format!("{}: an admin password needs `admin_dsn`; add it, or remove the admin password", s.path),
+                    );
+                } else if admin_has_password {
+                    d.error(
+                        password.span.clone(),
+                        format!("{}: the `admin_dsn` already has a password; remove it from the admin_dsn to keep it out of the config", s.path),
+                    );
+                }
+            }
             if let Some(password) = &password
                 && dsn_has_password
             {
@@ -97,6 +163,11 @@ impl Parser<'_, '_> {
                         read_only,
                         password: password.map(|p| p.value),
                         data_dir,
+                        admin_dsn: admin_dsn.map(|a| a.value),
+                        admin_password: admin_password.map(|p| p.value),
+                        strict_privileges,
+                        replication_dsn: replication_dsn.map(|r| r.value),
+                        replication_password: replication_password.map(|p| p.value),
                     },
                 );
             }

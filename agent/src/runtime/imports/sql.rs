@@ -61,6 +61,18 @@ impl From<sql::Error> for Error {
                 code: q.code,
                 message: q.message,
             }),
+            // The run ends `unknown` whatever the probe makes of these
+            // (see `RunState::settle`); to the probe they are errors of
+            // the agent's side (SQLSTATE class 58, system error) and of a
+            // result over a limit (54000, program limit exceeded).
+            sql::Error::Agent(m) => Error::Query(QueryError {
+                code: "58000".into(),
+                message: m,
+            }),
+            sql::Error::TooLarge { message, .. } => Error::Query(QueryError {
+                code: "54000".into(),
+                message,
+            }),
         }
     }
 }
@@ -88,11 +100,31 @@ impl RunState {
     }
 }
 
+impl RunState {
+    /// Record what a failed call means for the run: a failure of the
+    /// agent's own ends it as `agent`, a result larger than the probe's
+    /// memory cap as `memory`.
+    fn settle(&mut self, error: sql::Error) -> Error {
+        match &error {
+            sql::Error::Agent(m) if self.agent_fault.is_none() => {
+                self.agent_fault = Some(m.clone());
+            }
+            sql::Error::TooLarge { asked, .. } if *asked >= self.limiter.headroom() => {
+                self.limiter.host_exceeded(*asked);
+            }
+            _ => {}
+        }
+        Error::from(error)
+    }
+}
+
 impl Host for RunState {
     async fn ping(&mut self, target: String) -> Result<u64, Error> {
         self.grant(&target)?;
-        let took = self.services.sql.ping(&target, self.sql_deadline).await?;
-        Ok(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX))
+        match self.services.sql.ping(&target, self.sql_deadline).await {
+            Ok(took) => Ok(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)),
+            Err(error) => Err(self.settle(error)),
+        }
     }
 
     async fn targets(&mut self) -> Vec<String> {
@@ -107,11 +139,17 @@ impl Host for RunState {
     ) -> Result<Rows, Error> {
         self.grant(&target)?;
         let params: Vec<sql::Value> = params.into_iter().map(sql::Value::from).collect();
-        self.services
+        // The result is held here before it is copied into the probe's
+        // memory: it counts against the probe's cap.
+        let budget = self.limiter.headroom().min(sql::MAX_RESULT_BYTES as u64) as usize;
+        match self
+            .services
             .sql
-            .query(&target, &statement, &params, self.sql_deadline)
+            .query(&target, &statement, &params, self.sql_deadline, budget)
             .await
-            .map(Rows::from)
-            .map_err(Error::from)
+        {
+            Ok(rows) => Ok(Rows::from(rows)),
+            Err(error) => Err(self.settle(error)),
+        }
     }
 }

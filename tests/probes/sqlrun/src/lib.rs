@@ -3,7 +3,9 @@
 //! against `target` (default `primary`), `repeat` times (default 1). Every
 //! cell becomes a measurement `sql.cell` {run, row, column, value}, where
 //! value is `kind:text` (`int:1`, `text:abc`, `null`); a failure is a
-//! critical report whose message starts with `error KIND:`.
+//! critical report whose message starts with `error KIND:`. With `then`,
+//! that statement runs after the last run of `sql` (whatever its outcome,
+//! e.g. `BEGIN` then `SELECT 1/0`), and its failure is the report.
 
 use watchpost_probe::sql::{self, Value};
 use watchpost_probe::{Info, Kind, Probe, Report, Result, bail, config, measurement};
@@ -59,16 +61,18 @@ impl Probe for SqlRun {
         };
         let repeat: u32 = config::get_or("repeat", 1)?;
         let mut report = Report::ok("ran");
+        let then: Option<String> = config::get("then")?;
         for run in 0..repeat {
             let rows = match sql::query(&target, &statement, &params) {
                 Ok(rows) => rows,
-                Err(error) => {
+                Err(error) if then.is_none() => {
                     return Ok(Report::critical(format!(
                         "error {}: {}",
                         error.kind(),
                         error.describe()
                     )));
                 }
+                Err(_) => continue,
             };
             report.push(
                 measurement("sql.affected", rows.affected as f64, "1").attr("run", run.to_string()),
@@ -84,6 +88,15 @@ impl Probe for SqlRun {
                     );
                 }
             }
+        }
+        if let Some(then) = then
+            && let Err(error) = sql::query(&target, &then, &[])
+        {
+            return Ok(Report::critical(format!(
+                "error {}: {}",
+                error.kind(),
+                error.describe()
+            )));
         }
         Ok(report)
     }
