@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{PATIENCE, wait_for};
 use watchpost_e2e::cli::watchpost_run;
 use watchpost_e2e::ha::HaCluster;
+use watchpost_e2e::haproxy::HaProxy;
+use watchpost_e2e::pg::SUPERUSER;
 use watchpost_e2e::splitbrain::{self, Writer};
 
 fn code(ha: &HaCluster, i: usize, path: &str) -> u16 {
@@ -22,10 +24,15 @@ fn switchover(ha: &HaCluster, args: &[&str]) -> watchpost_e2e::cli::Outcome {
     watchpost_run(argv)
 }
 
-fn writers(ha: &HaCluster) -> Writer {
-    let targets: Vec<(String, String)> = (0..3)
+/// Writers on every node directly and, with `proxy`, one through HAProxy
+/// (routing on the role endpoints), as an application would connect.
+fn writers(ha: &HaCluster, proxy: Option<&HaProxy>) -> Writer {
+    let mut targets: Vec<(String, String)> = (0..3)
         .map(|i| (format!("node{}", i + 1), ha.tcp_dsn(i)))
         .collect();
+    if let Some(proxy) = proxy {
+        targets.push(("haproxy".into(), proxy.dsn(SUPERUSER)));
+    }
     Writer::start(&targets, Duration::from_millis(50))
 }
 
@@ -33,7 +40,8 @@ fn writers(ha: &HaCluster) -> Writer {
 fn a_switchover_under_write_load_loses_no_acknowledged_write_and_needs_no_rewind() {
     let ha = HaCluster::start("");
     ha.pg.nodes[0].execute(splitbrain::TABLE);
-    let writer = writers(&ha);
+    let proxy = HaProxy::start(&ha.backends());
+    let writer = writers(&ha, Some(&proxy));
     wait_for("writes acknowledged", PATIENCE, || {
         (writer.count() >= 20).then_some(())
     });
@@ -79,6 +87,12 @@ fn a_switchover_under_write_load_loses_no_acknowledged_write_and_needs_no_rewind
     wait_for("writes on the new leader", PATIENCE, || {
         (writer.count() >= before + 20).then_some(())
     });
+    // HAProxy follows the role endpoints to the new leader.
+    let through = |w: &Writer| w.count_via("haproxy");
+    let before = through(&writer);
+    wait_for("writes through HAProxy on the new leader", PATIENCE, || {
+        (through(&writer) >= before + 10).then_some(())
+    });
     let report = writer.stop();
     let ended = Instant::now();
     // Zero lost acknowledged writes; one server at a time acknowledges.
@@ -93,10 +107,12 @@ fn a_switchover_under_write_load_loses_no_acknowledged_write_and_needs_no_rewind
     assert!(on(ha.pg.nodes[0].port()) > 0 && on(ha.pg.nodes[1].port()) > 0);
     assert_eq!(on(ha.pg.nodes[2].port()), 0);
     let gap = report.longest_gap(None, asked, ended);
+    let via_proxy = report.longest_gap(Some("haproxy"), asked, ended);
     eprintln!(
-        "switchover: the command returned after {took:?}; longest time without an acknowledged write {gap:?}; {} writes acknowledged",
+        "switchover: the command returned after {took:?}; longest time without an acknowledged write {gap:?} (through HAProxy {via_proxy:?}); {} writes acknowledged",
         report.acks.len()
     );
+    drop(proxy);
     // Every step recorded; the old leader was not rewound.
     let message = rejoined["message"].as_str().unwrap();
     assert!(message.contains("without pg_rewind"), "{message}");

@@ -9,7 +9,11 @@
 //! 2. crash, fail over at once (`restart_timeout = "0s"`): the leader's
 //!    server stopped (immediate), its agent alive;
 //! 3. crash, restart in place (the default): the same, until the same node
-//!    takes a write again.
+//!    takes a write again;
+//! 4. planned switchover (`watchpost cluster switchover --to node2`) under
+//!    a writer every 50 ms through HAProxy routing on the role endpoints:
+//!    the longest time the client went without an acknowledged write,
+//!    from the command to 20 writes on the new leader.
 //!
 //! ```sh
 //! cargo run --release -p watchpost-e2e --example cluster_bench -- 3
@@ -20,8 +24,12 @@
 //! bench` runs it.
 
 use std::time::{Duration, Instant};
-use watchpost_e2e::agent::PATIENCE;
+use watchpost_e2e::agent::{PATIENCE, wait_for};
+use watchpost_e2e::cli::watchpost_run;
 use watchpost_e2e::ha::HaCluster;
+use watchpost_e2e::haproxy::HaProxy;
+use watchpost_e2e::pg::SUPERUSER;
+use watchpost_e2e::splitbrain::{self, Writer};
 
 /// Poll the standbys until one takes a write: the time since `since`.
 fn first_write_on_a_standby(ha: &HaCluster, since: Instant) -> Duration {
@@ -62,6 +70,38 @@ fn crash_restart_in_place() -> Duration {
         .expect("the leader's server back and writable")
 }
 
+fn switchover() -> Duration {
+    let ha = HaCluster::start("");
+    ha.pg.nodes[0].execute(splitbrain::TABLE);
+    let proxy = HaProxy::start(&ha.backends());
+    let writer = Writer::start(
+        &[("haproxy".to_string(), proxy.dsn(SUPERUSER))],
+        Duration::from_millis(50),
+    );
+    wait_for("writes through HAProxy", PATIENCE, || {
+        (writer.count() >= 20).then_some(())
+    });
+    let asked = Instant::now();
+    let config = ha.config(0);
+    let outcome = watchpost_run([
+        "cluster",
+        "switchover",
+        "--to",
+        "node2",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(outcome.code, 0, "{}", outcome.all_output());
+    ha.wait_leader("node2");
+    let before = writer.count();
+    wait_for("writes on the new leader", PATIENCE, || {
+        (writer.count() >= before + 20).then_some(())
+    });
+    let ended = Instant::now();
+    let report = writer.stop();
+    report.longest_gap(Some("haproxy"), asked, ended)
+}
+
 fn summary(name: &str, rounds: &[Duration]) -> String {
     let mut ms: Vec<f64> = rounds.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
@@ -80,10 +120,11 @@ fn main() {
         .map(|a| a.parse().expect("rounds: a number"))
         .unwrap_or(3);
     type Scenario = (&'static str, fn() -> Duration);
-    let scenarios: [Scenario; 3] = [
+    let scenarios: [Scenario; 4] = [
         ("cluster-node-loss", node_loss),
         ("cluster-crash-at-once", crash_at_once),
         ("cluster-crash-restart", crash_restart_in_place),
+        ("cluster-switchover", switchover),
     ];
     let mut summaries = Vec::new();
     for (name, scenario) in scenarios {

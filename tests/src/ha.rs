@@ -104,6 +104,18 @@ impl HaCluster {
         )
     }
 
+    /// Every node as an HAProxy backend: its server, checked on its
+    /// agent's role endpoint.
+    pub fn backends(&self) -> Vec<crate::haproxy::Backend> {
+        (0..self.agents.len())
+            .map(|i| crate::haproxy::Backend {
+                name: format!("node{}", i + 1),
+                pg_port: self.pg.nodes[i].port(),
+                api_port: self.agents[i].port,
+            })
+            .collect()
+    }
+
     /// The config file of node `i`'s agent (for `watchpost cluster ...`).
     pub fn config(&self, i: usize) -> std::path::PathBuf {
         self.agents[i].config_path()

@@ -105,6 +105,16 @@ impl Writer {
         self.acks.lock().unwrap().len()
     }
 
+    /// Acknowledged writes so far through the writer named `via`.
+    pub fn count_via(&self, via: &str) -> usize {
+        self.acks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.via == via)
+            .count()
+    }
+
     pub fn stop(mut self) -> Report {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {

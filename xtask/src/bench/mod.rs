@@ -13,7 +13,8 @@
 //! - the failover and restart benchmark on a real PostgreSQL pair
 //!   (`tests/examples/failover_bench.rs`);
 //! - the cluster-mode benchmark: node loss and crashes on three nodes with
-//!   a 3-member etcd (`tests/examples/cluster_bench.rs`).
+//!   a 3-member etcd, and the client-visible write gap of a planned
+//!   switchover through HAProxy (`tests/examples/cluster_bench.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -204,6 +205,10 @@ fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
             Some("cluster-crash-at-once") => (
                 "cluster: leader's server crashed, restart_timeout = 0s -> write on the new primary",
                 "goal < 2 s",
+            ),
+            Some("cluster-switchover") => (
+                "cluster: planned switchover, longest gap between acknowledged writes (every 50 ms, through HAProxy)",
+                "goal < 1 s",
             ),
             Some("cluster-crash-restart") => (
                 "cluster: leader's server crashed (default) -> restarted in place, write accepted",
