@@ -49,3 +49,35 @@ fn pooled_sessions_serve_run_after_run_and_survive_a_restart() {
         other => panic!("expected unreachable, got {other:?}"),
     }
 }
+
+/// A statement prepared with SQL `PREPARE` could take the name of one the
+/// driver cached and forge another probe's result: a session that holds
+/// one is closed, never pooled; a session that held a large row too (its
+/// read buffer stays grown). Ordinary sessions stay pooled.
+#[test]
+fn sessions_that_a_statement_changed_for_good_are_not_pooled() {
+    let pair = PgPair::start();
+    let specs = BTreeMap::from([("primary".to_string(), TargetSpec::new(pair.primary.dsn()))]);
+    let targets = SqlTargets::new(&specs).expect("targets");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let run = |statement: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        runtime.block_on(targets.query("primary", statement, &[], deadline, 8 << 20))
+    };
+    let first = backend_pid(run("SELECT pg_backend_pid()"));
+    assert_eq!(backend_pid(run("SELECT pg_backend_pid()")), first);
+    run("PREPARE forged AS SELECT true AS in_recovery").expect("PREPARE runs");
+    let next = backend_pid(run("SELECT pg_backend_pid()"));
+    assert_ne!(
+        next, first,
+        "the session with a SQL-prepared statement was pooled"
+    );
+    match run("SELECT count(*) FROM pg_prepared_statements WHERE from_sql") {
+        Ok(rows) => assert!(matches!(rows.rows[0][0], Value::Int(0)), "{rows:?}"),
+        Err(error) => panic!("{error:?}"),
+    }
+    // A 2 MB row: returned, then its session is closed.
+    let same = backend_pid(run("SELECT pg_backend_pid()"));
+    run("SELECT repeat('x', 2000000)").expect("a 2 MB row within the budget");
+    assert_ne!(backend_pid(run("SELECT pg_backend_pid()")), same);
+}

@@ -73,7 +73,7 @@ fn one_probe_cannot_make_the_next_write_or_poison_its_session() {
     ] {
         agent.wait_for_runs(probe, 6);
     }
-    // The SETs themselves ran (their transaction was rolled back).
+    // The SETs themselves ran (the session was reset after them).
     for probe in ["unlock", "characteristics"] {
         let report = last_report(&agent, probe, 6);
         assert_eq!(report["status"], "ok", "{probe}: {report:#}");

@@ -1,4 +1,4 @@
-//! `watchpost cluster list|pause|resume|switchover -c FILE`: the cluster
+//! `watchpost cluster list|pause|resume|switchover|restart -c FILE`: the cluster
 //! as etcd holds it, read straight from etcd with the config's `[cluster]`
 //! (like `patronictl list`), maintenance mode (no automatic failover) set
 //! or lifted for every member at once, and a planned switchover asked for
@@ -51,6 +51,20 @@ pub enum ClusterAction {
         #[arg(long, default_value_t = 60)]
         wait: u64,
     },
+    /// Rolling restart: each standby in turn (back and streaming before
+    /// the next), then the leader by a switchover to a standby.
+    Restart {
+        /// Only servers with a setting waiting for a restart
+        /// (`pg_settings.pending_restart`).
+        #[arg(long)]
+        pending: bool,
+        /// Switch back to the old leader once it streams again.
+        #[arg(long)]
+        switch_back: bool,
+        /// How long each step may take (seconds).
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
 }
 
 fn spec(args: &ClusterArgs) -> anyhow::Result<ClusterSpec> {
@@ -94,6 +108,11 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             cancel,
             wait,
         } => switchover(&etcd, &keys, &spec, to, at, cancel, wait).await,
+        ClusterAction::Restart {
+            pending,
+            switch_back,
+            wait,
+        } => super::cluster_restart::run(&etcd, &keys, &spec, pending, switch_back, wait).await,
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod cache;
 mod check;
 mod cluster;
+mod cluster_restart;
 mod format;
 mod generate;
 mod new;
@@ -51,7 +52,8 @@ pub enum Command {
     /// Start a probe project (Rust, Python or JavaScript) that builds and
     /// passes `watchpost check` as it is.
     New(new::NewArgs),
-    /// The cluster mode: list the members, pause or resume automatic failover.
+    /// The cluster mode: list the members, pause or resume automatic
+    /// failover, switch over, restart every server in turn.
     Cluster(cluster::ClusterArgs),
     /// Write the man page and shell completions into a directory (for
     /// packagers).

@@ -125,11 +125,16 @@ fn warn_admin_password_in_fence(config: &config::Config) {
         let Some(target) = config.targets.get(&failover.standby) else {
             continue;
         };
-        if target.admin_dsn.is_some() && target.replication_dsn.is_none() {
+        if target.replication_dsn.is_none() {
+            let login = if target.admin_dsn.is_some() {
+                "admin_dsn"
+            } else {
+                "dsn"
+            };
             eprintln!(
                 "{}: warning: target `{}`: the fence of remediation `{}` gives the old primary \
-                 the admin_dsn's login to stream with, and its password lands in a file the \
-                 postgres OS user reads; set `replication_dsn` (and \
+                 the {login}'s login to stream with, and its password (if any) lands in a file \
+                 the postgres OS user reads; set `replication_dsn` (and \
                  `replication_password_file`) to a role with only REPLICATION",
                 config.file, failover.standby, remediation.name
             );

@@ -72,16 +72,23 @@ impl Ha {
                     // candidate should the leader go).
                     if !seen.primary() && !self.local.postmaster_alive() {
                         let conninfo = self.local.conninfo(&leader.host, leader.port);
-                        if let Ok(owner) =
+                        let marked =
                             crate::remediate::command::owner_if_root(&self.local.spec.data_dir)
-                            && crate::remediate::failover::demote_on_disk(
-                                &self.local.spec.data_dir,
-                                &conninfo,
-                                owner,
-                            )
-                            .is_ok()
-                        {
-                            let _ = self.local.start().await;
+                                .and_then(|owner| {
+                                    crate::remediate::failover::demote_on_disk(
+                                        &self.local.spec.data_dir,
+                                        &conninfo,
+                                        owner,
+                                    )
+                                    .map_err(|e| e.to_string())
+                                });
+                        match marked {
+                            Ok(()) => {
+                                let _ = self.local.start().await;
+                            }
+                            Err(e) => tracing::warn!(
+                                "cluster: cannot keep the local server running as a standby: {e}"
+                            ),
                         }
                     }
                     self.record(

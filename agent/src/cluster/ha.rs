@@ -167,6 +167,7 @@ impl Ha {
         let switchover = super::handover::pending(&scope, &self.keys.switchover);
         self.act(&seen, &me, leader.as_ref(), optime, &members, switchover)
             .await;
+        self.serve_restart(&scope, &seen).await;
         if self.rejoin.is_some() {
             let upstream = leader
                 .as_ref()

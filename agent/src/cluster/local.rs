@@ -473,6 +473,30 @@ impl LocalServer {
 }
 
 impl LocalServer {
+    /// The settings that wait for a restart (`pg_settings.pending_restart`),
+    /// by name.
+    pub async fn pending_restart(&self) -> Result<Vec<String>, String> {
+        let within = Duration::from_secs(10);
+        let work = async {
+            let client = self
+                .sql
+                .admin_session(&self.spec.target, within)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let rows = client
+                .query(
+                    "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name",
+                    &[],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        };
+        tokio::time::timeout(within, work)
+            .await
+            .map_err(|_| format!("no answer within {within:?}"))?
+    }
+
     /// The timeline the WAL receiver streams on, while it streams.
     pub async fn receiving_timeline(&self) -> Option<u64> {
         let work = async {

@@ -14,6 +14,8 @@
 //! - `pause`: present in maintenance mode (no automatic failover).
 //! - `switchover`: a planned switchover asked for by an operator
 //!   ([`switchover::Request`]); `switchover_result` its outcome.
+//! - `restart/NAME`: one step of a rolling restart for member NAME
+//!   ([`restart::Request`]); `restart_result/NAME` its outcome.
 //!
 //! [`ha`] is the loop (its follower and election side in `elect`),
 //! [`local`] the local server, [`etcd`] the client,
@@ -26,6 +28,7 @@ pub mod ha;
 mod handover;
 pub mod local;
 pub mod member;
+pub mod restart;
 pub mod switchover;
 
 use crate::config::ClusterSpec;
@@ -48,6 +51,9 @@ pub struct Keys {
     pub pause: String,
     pub switchover: String,
     pub switchover_result: String,
+    /// Prefixes of the rolling restart's requests and outcomes.
+    pub restart: String,
+    pub restart_result: String,
 }
 
 impl Keys {
@@ -60,12 +66,24 @@ impl Keys {
             pause: format!("{root}pause"),
             switchover: format!("{root}switchover"),
             switchover_result: format!("{root}switchover_result"),
+            restart: format!("{root}restart/"),
+            restart_result: format!("{root}restart_result/"),
             root,
         }
     }
 
     pub fn member(&self, name: &str) -> String {
         format!("{}{name}", self.members)
+    }
+
+    /// The rolling restart's request for member `name`.
+    pub fn restart_of(&self, name: &str) -> String {
+        format!("{}{name}", self.restart)
+    }
+
+    /// The outcome of the rolling restart's request for member `name`.
+    pub fn restart_result_of(&self, name: &str) -> String {
+        format!("{}{name}", self.restart_result)
     }
 }
 

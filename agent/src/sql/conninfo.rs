@@ -55,6 +55,21 @@ impl ConnInfo {
                 _ => unreachable!("only OURS are split off"),
             }
         }
+        // The agent opens each host's socket itself (`super::guard`), and
+        // that path does not check the session's role nor balance hosts:
+        // a "read-write" DSN listing two nodes could land on the standby.
+        if info.config.get_target_session_attrs() != tokio_postgres::config::TargetSessionAttrs::Any
+        {
+            return Err(
+                "`target_session_attrs` is not supported by Watchpost; give each target one \
+                 server (cluster mode and the role endpoints say which one is the primary)"
+                    .into(),
+            );
+        }
+        if info.config.get_load_balance_hosts() != tokio_postgres::config::LoadBalanceHosts::Disable
+        {
+            return Err("`load_balance_hosts` is not supported by Watchpost; remove it".into());
+        }
         if info.files.cert.is_some() != info.files.key.is_some() {
             return Err(
                 "give both `sslcert` and `sslkey` for a client certificate, or neither".into(),
@@ -187,6 +202,18 @@ fn percent_decode(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keywords_that_choose_among_hosts_are_refused() {
+        for dsn in [
+            "host=a,b target_session_attrs=read-write",
+            "host=a,b load_balance_hosts=random",
+        ] {
+            let err = ConnInfo::parse(dsn).err().unwrap();
+            assert!(err.contains("not supported"), "{dsn}: {err}");
+        }
+        assert!(ConnInfo::parse("host=a,b target_session_attrs=any").is_ok());
+    }
 
     #[test]
     fn tls_keywords_are_taken_out_of_both_forms() {

@@ -17,30 +17,48 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// One row per danger, as text: the role is a superuser or may become one
-/// (`SET ROLE`, e.g. inside a `DO` block, works for any role it is a
-/// member of), has `REPLICATION`, is a member of a role that reaches the
-/// server's files, programs or other sessions, or may execute a function
-/// that changes the server's state.
+/// One row per danger, as text, for the session's role and every role it
+/// may become (`SET ROLE`, e.g. inside a `DO` block, works for any role it
+/// is a member of, inheriting or not): a superuser, `REPLICATION`, a
+/// member of a role that reaches the server's files, programs, other
+/// sessions or checkpoints, and any `pg_catalog` function revoked from
+/// `PUBLIC` that it may execute and `pg_monitor` may not (`pg_promote`,
+/// `pg_read_file`, `lo_export`, `pg_stat_reset`, ...). A superuser's
+/// functions are not listed one by one; the functions that change the
+/// server's state most are named for it too.
 const CHECK: &str = "\
-SELECT 'is a superuser' FROM pg_roles WHERE rolname = current_user AND rolsuper \
-UNION ALL \
-SELECT 'may SET ROLE to the superuser ' || rolname FROM pg_roles \
- WHERE rolsuper AND rolname <> current_user AND pg_has_role(current_user, oid, 'MEMBER') \
-UNION ALL \
-SELECT 'has REPLICATION (may stream or copy every table)' FROM pg_roles \
+WITH mine AS ( \
+  SELECT oid, rolname, rolsuper, rolreplication FROM pg_catalog.pg_roles \
+   WHERE pg_catalog.pg_has_role(current_user, oid, 'MEMBER')), \
+found (rank, danger) AS ( \
+SELECT 0, 'is a superuser' FROM mine WHERE rolname = current_user AND rolsuper \
+UNION \
+SELECT 1, 'may SET ROLE to the superuser ' || rolname FROM mine \
+ WHERE rolsuper AND rolname <> current_user \
+UNION \
+SELECT 2, 'has REPLICATION (may stream or copy every table)' FROM mine \
  WHERE rolname = current_user AND rolreplication AND NOT rolsuper \
-UNION ALL \
-SELECT 'is a member of ' || rolname FROM pg_roles \
+UNION \
+SELECT 3, 'may SET ROLE to ' || rolname || ', which has REPLICATION' FROM mine \
+ WHERE rolname <> current_user AND rolreplication AND NOT rolsuper \
+UNION \
+SELECT 4, 'is a member of ' || rolname FROM mine \
  WHERE rolname IN ('pg_execute_server_program', 'pg_write_server_files', \
-                   'pg_read_server_files', 'pg_signal_backend') \
-   AND pg_has_role(current_user, oid, 'MEMBER') \
-UNION ALL \
-SELECT 'may execute ' || f FROM unnest(ARRAY['pg_promote(boolean,integer)', \
+                   'pg_read_server_files', 'pg_signal_backend', 'pg_checkpoint') \
+UNION \
+SELECT 5, 'may execute ' || f FROM unnest(ARRAY['pg_promote(boolean,integer)', \
   'pg_wal_replay_pause()', 'pg_wal_replay_resume()', 'pg_reload_conf()', \
   'pg_switch_wal()']) AS f \
- WHERE to_regprocedure(f) IS NOT NULL \
-   AND has_function_privilege(to_regprocedure(f), 'EXECUTE')";
+ WHERE pg_catalog.to_regprocedure(f) IS NOT NULL \
+   AND pg_catalog.has_function_privilege(pg_catalog.to_regprocedure(f), 'EXECUTE') \
+UNION \
+SELECT 5, 'may execute ' || p.oid::pg_catalog.regprocedure::text \
+  FROM pg_catalog.pg_proc p, mine m \
+ WHERE p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND NOT m.rolsuper \
+   AND NOT pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE') \
+   AND NOT pg_catalog.has_function_privilege('pg_monitor', p.oid, 'EXECUTE') \
+   AND pg_catalog.has_function_privilege(m.oid, p.oid, 'EXECUTE')) \
+SELECT danger FROM found ORDER BY rank, danger";
 
 /// What the session's role may do beyond monitoring (empty: nothing).
 pub async fn dangers(

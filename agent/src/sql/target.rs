@@ -68,10 +68,62 @@ const END_TIMEOUT: Duration = Duration::from_secs(2);
 /// CHARACTERISTICS` all go back to the session's startup values), the
 /// role, session-level advisory locks, held cursors and `LISTEN`s. This is
 /// `DISCARD ALL` without `DEALLOCATE ALL` (which would drop the session's
-/// cached statements) and without `DISCARD TEMP` (a read-only transaction
-/// cannot create temporary tables).
+/// cached statements). A statement prepared with SQL `PREPARE` (even from
+/// a `DO` block) could stand in for a statement the driver cached under
+/// the same name and forge another probe's result: its presence makes the
+/// last statement fail (a division by zero), and a session whose end
+/// failed is closed. A read-write target also drops temporary objects
+/// (a temporary view named like a catalog view would shadow it) and
+/// sequence state ([`END_READ_WRITE`]).
 const END: &str = "COMMIT; RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; \
-                   SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *";
+                   SELECT pg_catalog.pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; \
+                   SELECT 1 / (NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements \
+                   WHERE from_sql))::int";
+
+/// [`END`] for a target with `read_only = false`.
+const END_READ_WRITE: &str = "COMMIT; RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL; \
+                   SELECT pg_catalog.pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; \
+                   DISCARD TEMP; DISCARD SEQUENCES; \
+                   SELECT 1 / (NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements \
+                   WHERE from_sql))::int";
+
+/// A session whose result held a row this large (bytes in the agent) is
+/// closed rather than pooled: the driver's read buffer grew to hold it and
+/// would keep that memory for the session's life.
+const POOLED_ROW_MAX: usize = 1 << 20;
+
+/// A pooled session checked out for one statement: dropped before the
+/// statement's end answered (the caller gave up, the agent is stopping),
+/// it is closed, never returned to the pool mid-transaction.
+struct Checkout(Option<Object>);
+
+impl Checkout {
+    fn client(&self) -> &Object {
+        self.0
+            .as_ref()
+            .expect("a checkout holds its session until it is released")
+    }
+
+    /// The statement ended cleanly: the session may go back to the pool.
+    fn release(mut self) -> Object {
+        self.0.take().expect("a checkout is released once")
+    }
+
+    /// Close the session now.
+    fn close(mut self) {
+        if let Some(client) = self.0.take() {
+            let _ = Object::take(client);
+        }
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            let _ = Object::take(client);
+        }
+    }
+}
 
 pub struct Target {
     name: String,
@@ -217,28 +269,28 @@ impl Target {
     ) -> Result<Rows, Error> {
         let mut retried = false;
         loop {
-            let client = self.session(deadline).await?;
-            let reused = Object::metrics(&client).recycle_count > 0;
-            let attempt = self.run(&client, statement, params, deadline, budget);
+            let checkout = Checkout(Some(self.session(deadline).await?));
+            let reused = Object::metrics(checkout.client()).recycle_count > 0;
+            let attempt = self.run(checkout.client(), statement, params, deadline, budget);
             let outcome = match tokio::time::timeout(self.remaining(deadline)?, attempt).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     // The session may still be busy with the statement:
                     // keep it out of the pool.
-                    let _ = Object::take(client);
+                    checkout.close();
                     return Err(self.timed_out("the statement"));
                 }
             };
-            if client.statement_cache.size() > MAX_CACHED_STATEMENTS {
-                client.statement_cache.clear();
+            if checkout.client().statement_cache.size() > MAX_CACHED_STATEMENTS {
+                checkout.client().statement_cache.clear();
             }
             let (outcome, ended) = outcome;
             // A session whose transaction did not end cleanly (or whose
             // server may still be sending an oversized result) is closed.
             let client = if ended {
-                Some(client)
+                Some(checkout.release())
             } else {
-                let _ = Object::take(client);
+                checkout.close();
                 None
             };
             let error = match outcome {
@@ -279,7 +331,7 @@ impl Target {
                     errors::connect_error(&self.name, &e)
                 }
                 deadpool_postgres::PoolError::PostCreateHook(HookError::Message(m)) => {
-                    Error::Refused(format!("target `{}`: {m}", self.name))
+                    Error::Refused(m.to_string())
                 }
                 other => Error::Unreachable(format!("target `{}`: {other}", self.name)),
             })
@@ -297,8 +349,10 @@ impl Target {
         deadline: Instant,
         budget: usize,
     ) -> (Result<Rows, Error>, bool) {
+        // PostgreSQL's timeouts are `int` milliseconds (at most ~24.8
+        // days); a probe's timeout may be longer.
         let budget_ms = match self.remaining(deadline) {
-            Ok(left) => left.as_millis().max(1),
+            Ok(left) => left.as_millis().clamp(1, (i32::MAX / 2) as u128),
             Err(e) => return (Err(e), true),
         };
         let mode = if self.spec.read_only {
@@ -328,20 +382,35 @@ impl Target {
                 .map_err(|e| errors::query_error(&self.name, &e))?;
             collect(&self.name, columns, stream, budget).await
         };
-        // `join!` polls the BEGIN first, so it is queued on the connection
-        // before the statement: the server runs them in that order.
-        let (begun, rows) = tokio::join!(client.batch_execute(&begin), statement);
-        let oversized = matches!(&rows, Err(Error::TooLarge { .. }))
-            || matches!(&rows, Err(Error::Query(q)) if q.code == errors::PROGRAM_LIMIT_EXCEEDED);
-        if oversized {
-            // The server may still be sending rows: close the session at
-            // once rather than read (and drop) the rest of the result.
+        // `biased`: the BEGIN is polled first, so it is queued on the
+        // connection before the statement (each queues its request before
+        // its first await): the server runs them in that order.
+        let (begun, rows) = tokio::join!(biased; client.batch_execute(&begin), statement);
+        let cut_short = matches!(&rows, Err(Error::TooLarge { .. }))
+            || matches!(&rows, Err(Error::Query(q))
+                if q.code == errors::PROGRAM_LIMIT_EXCEEDED || q.code == errors::DATA_EXCEPTION);
+        if cut_short {
+            // Oversized, or a value the agent could not decode: the server
+            // may still be sending rows, so close the session at once
+            // rather than read (and drop) the rest of the result.
             return (rows, false);
         }
+        let end = if self.spec.read_only {
+            END
+        } else {
+            END_READ_WRITE
+        };
         let ended = matches!(
-            tokio::time::timeout(END_TIMEOUT, client.batch_execute(END)).await,
+            tokio::time::timeout(END_TIMEOUT, client.batch_execute(end)).await,
             Ok(Ok(()))
         );
+        // A large row grew the session's read buffer for good: close it.
+        let large = rows.as_ref().is_ok_and(|rows| {
+            rows.rows
+                .iter()
+                .any(|row| row.iter().map(super::rows::value_size).sum::<usize>() > POOLED_ROW_MAX)
+        });
+        let ended = ended && !large;
         let outcome = match begun {
             Err(e) => Err(errors::query_error(&self.name, &e)),
             Ok(()) => rows,
