@@ -48,8 +48,8 @@ pub trait Job: Send + Sync + 'static {
 /// Phases are multiples of this (when the window holds more than one):
 /// probes with the same `every` then share timer wake-ups, up to 100 a
 /// second, instead of one wake-up of the runtime per run (1,000 a second
-/// at 1,000 probes every 1 s), which cost about as much as the agent's
-/// own work per run.
+/// at 1,000 probes every 1 s), the largest cost around a run outside the
+/// sandbox (BENCHMARKS.md, the profile).
 pub const PHASE_GRID: Duration = Duration::from_millis(10);
 
 /// The first instant at or after `at` on the process-wide
@@ -106,7 +106,11 @@ pub fn spawn<J: Job>(
     let now = Instant::now();
     // Loops started apart (one after another, or by a reload) share the
     // grid only if it starts at the same instant for all.
-    let start = if window > PHASE_GRID { on_grid(now) } else { now };
+    let start = if window > PHASE_GRID {
+        on_grid(now)
+    } else {
+        now
+    };
     let first = start.checked_add(phase(name, window)).unwrap_or(now);
     // A zero period would make tokio panic; config keeps `every` >= 10ms.
     let every = every.max(Duration::from_millis(1));
@@ -183,7 +187,11 @@ mod tests {
             .map(|i| phase(&format!("probe-{i}"), window))
             .collect();
         // On the grid, spread over its 200 steps.
-        assert!(phases.iter().all(|p| p.as_nanos() % PHASE_GRID.as_nanos() == 0));
+        assert!(
+            phases
+                .iter()
+                .all(|p| p.as_nanos() % PHASE_GRID.as_nanos() == 0)
+        );
         let distinct: std::collections::HashSet<_> = phases.iter().collect();
         assert!(distinct.len() > 60, "phases spread out");
         // A window within one grid step keeps a fine phase.

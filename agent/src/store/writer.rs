@@ -206,8 +206,20 @@ async fn run<T: Journaled>(mut task: Task<T>, channel: Arc<Channel<T>>, every: D
                 },
             )
         };
+        if batch.closed
+            && batch.states.is_empty()
+            && batch.urgent.is_empty()
+            && batch.flush.is_empty()
+            && task.own_files.is_empty()
+        {
+            // Everything is on disk (the shutdown flushed it).
+            return;
+        }
         let all = !batch.flush.is_empty() || batch.closed;
-        task = write(task, batch.states, batch.urgent, all).await;
+        let Some(written) = write(task, batch.states, batch.urgent, all).await else {
+            return;
+        };
+        task = written;
         deadline = None;
         for done in batch.flush {
             let _ = done.send(());
@@ -220,20 +232,27 @@ async fn run<T: Journaled>(mut task: Task<T>, channel: Arc<Channel<T>>, every: D
 
 /// On a blocking thread: the urgent probes' own files, the journal record
 /// of every other changed probe, a compaction when due, and with `all`,
-/// every changed probe's own file.
+/// every changed probe's own file. `None` when the runtime shuts down
+/// under it.
 async fn write<T: Journaled>(
     mut task: Task<T>,
     pending: HashMap<String, T>,
     urgent: Vec<(String, oneshot::Sender<()>)>,
     all: bool,
-) -> Task<T> {
+) -> Option<Task<T>> {
     let joined = tokio::task::spawn_blocking(move || {
         task.write_now(pending, urgent, all);
         task
     })
     .await;
     match joined {
-        Ok(task) => task,
+        Ok(task) => Some(task),
+        // The runtime is going away (the process ends, after the final
+        // flush): nothing is left to write to.
+        Err(e) if e.is_cancelled() => {
+            tracing::debug!("the state writer stops with the runtime");
+            None
+        }
         Err(e) => {
             tracing::error!("the state writer failed: {e}");
             std::process::abort()

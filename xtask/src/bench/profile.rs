@@ -3,10 +3,9 @@
 //! default 1,000), after every probe has run and a warm-up, is sampled by
 //! `perf record -e cpu-clock --call-graph dwarf` (every thread, kernel
 //! included) over a window; each sample is put in one stage of the run's
-//! path by the innermost frame of its call chain that names a stage (so
-//! `malloc` under `StateWriter::save` counts for the state hand-off), and
-//! the share of each stage is turned into µs per run with the agent's CPU
-//! time and run count over the same window.
+//! path by the frames of its call chain (see [`STAGES`]), and the share
+//! of each stage is turned into µs per run with the agent's CPU time and
+//! run count over the same window.
 //!
 //! `cpu-clock` samples CPU time (this machine has no hardware counters,
 //! and valgrind cannot hold wasmtime's pooled address space, over 1 TiB
@@ -21,10 +20,12 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Stages, innermost first: the first whose marker a frame's symbol
-/// contains names the sample's stage. Order matters where a stage calls
-/// another (the writer serialises with serde_json, a run takes the
-/// semaphore from `run_once`).
+/// Stages, in order of precedence: a sample belongs to the first stage
+/// one of whose markers a frame of its call chain contains (so `malloc`
+/// under `StateWriter::save` counts for the state hand-off, a timer set
+/// by a run's timeout for the sandbox, and the rest of `run_once`, which
+/// the compiler inlines into its caller, for the pipeline glue). Frames
+/// in `/tmp/perf-PID.map` are the probe's compiled code.
 const STAGES: &[(&str, &[&str])] = &[
     (
         "state writer task (journal, fsync, snapshot)",
@@ -36,25 +37,63 @@ const STAGES: &[(&str, &[&str])] = &[
             "store::atomic",
         ],
     ),
-    ("state hand-off per run (StateWriter::save)", &["writer::StateWriter"]),
-    ("policy (ProbeState::apply)", &["policy::"]),
+    (
+        "state hand-off per run (StateWriter::save)",
+        &["writer::StateWriter"],
+    ),
+    (
+        "policy (ProbeState::apply)",
+        &[
+            "policy::state",
+            "policy::confirm",
+            "policy::flap",
+            "policy::thresholds",
+        ],
+    ),
     ("recent measurements ring", &["telemetry::recent"]),
     (
         "metrics (counters, histograms)",
         &["telemetry::counters", "telemetry::histogram"],
     ),
-    ("event bus", &["events::Bus", "events::RunEvent"]),
+    (
+        "event bus",
+        &["events::Bus", "events::RunEvent", "AgentEvent"],
+    ),
     ("OTLP export", &["telemetry::otlp", "opentelemetry"]),
-    ("logging", &["tracing_subscriber", "tracing_core", "daemon::pipeline::log"]),
-    ("status API (the bench's /metrics reads)", &["watchpost::api", "hyper", "axum"]),
+    (
+        "logging",
+        &["tracing_subscriber", "tracing_core", "pipeline::log"],
+    ),
+    (
+        "status API (the bench's /metrics reads)",
+        &["watchpost::api", "hyper", "axum"],
+    ),
     ("semaphore", &["batch_semaphore", "Semaphore"]),
     (
-        "sandbox (instantiate, call, drop the store)",
-        &["runtime::run::", "wasmtime", "cranelift", "wasi", "runtime::state", "runtime::output"],
+        "sandbox (instantiate, call, reset the slot)",
+        &[
+            "runtime::run::",
+            "Runtime::run",
+            "ProbePre",
+            "wasmtime",
+            "cranelift",
+            "runtime::state",
+            "runtime::output",
+            "/tmp/perf-",
+        ],
     ),
     ("epoch ticker thread", &["runtime::engine::tick"]),
-    ("pipeline glue (run_once)", &["daemon::pipeline"]),
-    ("scheduling (timing loops)", &["watchpost::schedule"]),
+    (
+        "pipeline glue (run_once, inlined)",
+        &[
+            "daemon::pipeline",
+            "AssertUnwindSafe<F> as core::future::future::Future>::poll",
+        ],
+    ),
+    (
+        "scheduling (timing loops)",
+        &["watchpost::schedule", "task_tracker::TrackedFuture"],
+    ),
     (
         "tokio (task wake-ups, timers, worker parking)",
         &["tokio::"],
@@ -69,14 +108,14 @@ fn classify(script: &str) -> BTreeMap<String, u64> {
         let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
         let Some(header) = lines.next() else { continue };
         let frames: Vec<&str> = lines.collect();
-        let stage = frames
+        let stage = STAGES
             .iter()
-            .find_map(|frame| {
-                STAGES
+            .find(|(_, markers)| {
+                frames
                     .iter()
-                    .find(|(_, markers)| markers.iter().any(|m| frame.contains(m)))
-                    .map(|(stage, _)| (*stage).to_string())
+                    .any(|frame| markers.iter().any(|m| frame.contains(m)))
             })
+            .map(|(stage, _)| (*stage).to_string())
             .unwrap_or_else(|| {
                 let thread = header.split_whitespace().next().unwrap_or("?");
                 if thread.starts_with("watchpost-epoc") {
@@ -150,7 +189,7 @@ pub fn run(built: &Built, options: &Options) -> Result<Vec<Row>, String> {
     // shares are the profile.
     let per_run_us = (cpu_after - cpu_before) / run_count * 1e6;
     let mut stages: Vec<(String, u64)> = by_stage.into_iter().collect();
-    stages.sort_by(|a, b| b.1.cmp(&a.1));
+    stages.sort_by_key(|s| std::cmp::Reverse(s.1));
     let mut rows = vec![Row::new(
         format!("profile, {count} probes every 1s: CPU per run while sampled"),
         format!("{per_run_us:.1} µs"),
