@@ -213,6 +213,16 @@ impl Bus {
         (receiver, dropped)
     }
 
+    /// Whether anyone listens: a producer may skip building an event
+    /// nobody would receive.
+    pub fn has_subscribers(&self) -> bool {
+        !self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Tell every subscriber about a run.
     pub fn publish(&self, event: RunEvent) {
         self.send(AgentEvent::Run(Arc::new(event)));

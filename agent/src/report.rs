@@ -182,7 +182,7 @@ impl fmt::Display for RunError {
 }
 
 /// The result of one run of one probe.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub status: Status,
     pub message: String,
@@ -194,6 +194,38 @@ pub struct Report {
     pub duration: Duration,
     /// Peak linear memory the run used, in bytes.
     pub peak_memory: u64,
+}
+
+impl Clone for Report {
+    fn clone(&self) -> Self {
+        Report {
+            status: self.status,
+            message: self.message.clone(),
+            measurements: self.measurements.clone(),
+            error: self.error.clone(),
+            duration: self.duration,
+            peak_memory: self.peak_memory,
+        }
+    }
+
+    /// Field by field, into the buffers `self` already holds: a probe's
+    /// state keeps its last report this way on every run.
+    fn clone_from(&mut self, source: &Self) {
+        let Report {
+            status,
+            message,
+            measurements,
+            error,
+            duration,
+            peak_memory,
+        } = source;
+        self.status = *status;
+        self.message.clone_from(message);
+        self.measurements.clone_from(measurements);
+        self.error.clone_from(error);
+        self.duration = *duration;
+        self.peak_memory = *peak_memory;
+    }
 }
 
 impl Report {

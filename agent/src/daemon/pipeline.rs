@@ -52,7 +52,6 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
     let at = SystemTime::now();
     let (changes, hard, state_type, flapping, urgent, written) = {
         let mut state = slot.state();
-        let before = state.currents();
         let changes = state.apply(&setup.spec, &report, at);
         // Urgent: what remediation acts on, and any soft change of status
         // (it resets a confirmation counter; losing that reset to a crash
@@ -60,7 +59,7 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
         let urgent = changes.hard.is_some()
             || changes.flapping.is_some()
             || !changes.rules.is_empty()
-            || state.currents() != before;
+            || changes.currents;
         let written = shared.writer.save(&slot.name, &state, urgent);
         (
             changes,
@@ -83,6 +82,10 @@ pub async fn run_once(shared: &Shared, slot: &ProbeSlot, planned: Instant) {
         shared.remediator.wake();
     }
     log(&slot.name, &report, &changes);
+    if !shared.events.has_subscribers() {
+        // Nobody listens (no OTLP export): no event to build.
+        return;
+    }
     shared.events.publish(RunEvent {
         probe: slot.name.clone(),
         node: setup.node.clone(),

@@ -30,7 +30,7 @@ pub struct HistoryEntry {
 }
 
 /// Everything remembered about a probe, persisted in `state_dir`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeState {
     /// The probe's own status, confirmed with the probe's `for`/`recover`.
     pub own: Tracker,
@@ -51,6 +51,47 @@ pub struct ProbeState {
     pub seq: u64,
 }
 
+impl Clone for ProbeState {
+    fn clone(&self) -> Self {
+        let mut copy = ProbeState::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    /// Field by field, into the memory `self` already holds: the state
+    /// writer copies every run's state into the previous copy this way
+    /// (the history's, the flap window's and the report's buffers are
+    /// reused). The patterns name every field, so a new one cannot be
+    /// forgotten here.
+    fn clone_from(&mut self, source: &Self) {
+        let ProbeState {
+            own,
+            rules,
+            flap,
+            history,
+            last_report,
+            last_run,
+            onsets,
+            seq,
+        } = source;
+        self.own.clone_from(own);
+        self.rules.clone_from(rules);
+        let FlapDetector {
+            window,
+            flapping,
+            percent,
+        } = flap;
+        self.flap.window.clone_from(window);
+        self.flap.flapping = *flapping;
+        self.flap.percent = *percent;
+        self.history.clone_from(history);
+        self.last_report.clone_from(last_report);
+        self.last_run = *last_run;
+        self.onsets = *onsets;
+        self.seq = *seq;
+    }
+}
+
 /// What one run changed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Changes {
@@ -62,6 +103,11 @@ pub struct Changes {
     pub rules: Vec<(String, HardChange)>,
     /// Flapping started (`true`) or stopped (`false`).
     pub flapping: Option<bool>,
+    /// The latest status of the probe's own verdict or of a threshold
+    /// rule changed, or a rule came or went: a confirmation counter was
+    /// reset, which must reach the disk before a crash could make a
+    /// restart confirm on stale counts.
+    pub currents: bool,
 }
 
 impl ProbeState {
@@ -72,16 +118,6 @@ impl ProbeState {
             .values()
             .map(|t| t.hard)
             .fold(self.own.hard, Status::worst)
-    }
-
-    /// The latest status of the probe's own verdict and of each threshold
-    /// rule, in rule order. A change between two runs means a
-    /// confirmation counter was reset, which must reach the disk before a
-    /// crash could make a restart confirm on stale counts.
-    pub fn currents(&self) -> Vec<Status> {
-        std::iter::once(self.own.current)
-            .chain(self.rules.values().map(|t| t.current))
-            .collect()
     }
 
     /// The latest run's status.
@@ -121,16 +157,26 @@ impl ProbeState {
     /// Fold one run into the state.
     pub fn apply(&mut self, spec: &ProbeSpec, report: &Report, at: SystemTime) -> Changes {
         let before = self.hard();
+        let mut currents = self.own.current != report.status;
         self.own.observe(report.status, spec.confirm, at);
         let statuses = thresholds::rule_statuses(&spec.thresholds, report);
         // Rules removed from the config are forgotten.
+        let rules = self.rules.len();
         self.rules
             .retain(|name, _| spec.thresholds.iter().any(|r| &r.measurement == name));
+        currents |= self.rules.len() != rules;
         let mut rule_changes = Vec::new();
         for (rule, status) in spec.thresholds.iter().zip(statuses) {
-            let tracker = self.rules.entry(rule.measurement.clone()).or_default();
+            let tracker = match self.rules.get_mut(&rule.measurement) {
+                Some(tracker) => tracker,
+                None => {
+                    currents = true;
+                    self.rules.entry(rule.measurement.clone()).or_default()
+                }
+            };
             // Missing from this run: the rule keeps its state.
             let Some(status) = status else { continue };
+            currents |= tracker.current != status;
             if let Some(change) = tracker.observe(status, rule.confirm, at) {
                 rule_changes.push((rule.measurement.clone(), change));
             }
@@ -153,7 +199,12 @@ impl ProbeState {
         while self.history.len() > HISTORY {
             self.history.pop_front();
         }
-        self.last_report = Some(report.clone());
+        // Into the previous report's buffers (no allocation when the
+        // message and measurements are alike).
+        match &mut self.last_report {
+            Some(last) => last.clone_from(report),
+            None => self.last_report = Some(report.clone()),
+        }
         self.last_run = Some(at);
         self.seq += 1;
         Changes {
@@ -161,6 +212,7 @@ impl ProbeState {
             hard,
             rules: rule_changes,
             flapping,
+            currents,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! When probes run: one timing loop per probe, at its `every`, with a
 //! stable per-probe phase so that probes do not all fire together.
 //!
-//! A tick spawns the run as its own task and goes back to waiting, so a
-//! slow or hung run never delays another probe's ticks. A tick that finds
-//! the previous run of the same probe still going is skipped and counted
-//! (no pile-up). A run that panics ends like any other run: the in-flight
-//! flag is cleared by a guard whatever happens, the panic is logged, and
-//! the next tick runs the job again. No time arithmetic here can panic.
+//! Each probe's loop is its own task and drives its runs itself, so a
+//! slow or hung run never delays another probe's ticks. A tick that comes
+//! while the previous run of the same probe is still going is skipped and
+//! counted (no pile-up). A run that panics ends like any other run: the
+//! panic is caught and logged, and the next tick runs the job again. No
+//! time arithmetic here can panic.
 //! How many runs execute at once is bounded elsewhere (the pipeline's
 //! semaphore); this module knows nothing of probes.
 
@@ -14,7 +14,6 @@ use futures_util::FutureExt;
 use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +45,28 @@ pub trait Job: Send + Sync + 'static {
     fn planned(&self, at: SystemTime);
 }
 
-/// A stable offset in `[0, window)` derived from the probe's name.
+/// Phases are multiples of this (when the window holds more than one):
+/// probes with the same `every` then share timer wake-ups, up to 100 a
+/// second, instead of one wake-up of the runtime per run (1,000 a second
+/// at 1,000 probes every 1 s), the largest cost around a run outside the
+/// sandbox (BENCHMARKS.md, the profile).
+pub const PHASE_GRID: Duration = Duration::from_millis(10);
+
+/// The first instant at or after `at` on the process-wide
+/// [`PHASE_GRID`] (`at` itself if that cannot be represented).
+fn on_grid(at: Instant) -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    let grid = PHASE_GRID.as_nanos();
+    let since = at.saturating_duration_since(base).as_nanos();
+    u64::try_from(since.div_ceil(grid) * grid)
+        .ok()
+        .and_then(|nanos| base.checked_add(Duration::from_nanos(nanos)))
+        .unwrap_or(at)
+}
+
+/// A stable offset in `[0, window)` derived from the probe's name, on the
+/// [`PHASE_GRID`] when the window spans more than one step of it.
 pub fn phase(name: &str, window: Duration) -> Duration {
     if window.is_zero() {
         return Duration::ZERO;
@@ -55,14 +75,25 @@ pub fn phase(name: &str, window: Duration) -> Duration {
     // start of the same build.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut hasher);
-    let nanos = hasher.finish() % window.as_nanos().max(1) as u64;
+    let step = window.as_nanos().max(1) as u64;
+    let grid = PHASE_GRID.as_nanos() as u64;
+    let nanos = if step > grid {
+        hasher.finish() % (step / grid) * grid
+    } else {
+        hasher.finish() % step
+    };
     Duration::from_nanos(nanos)
 }
 
 /// Start the timing loop of one job, its first run within `window` (see
 /// [`first_run_window`]) and then every `every`, at a phase of its own. It
-/// stops when `cancel` fires; a run in flight then finishes on its own
-/// (runs are spawned on `tracker`, so shutdown can wait for them).
+/// stops when `cancel` fires; a run in flight then finishes first (the
+/// loop is spawned on `tracker`, so shutdown can wait for it).
+///
+/// The run is driven by the loop's own task, not spawned per tick: a
+/// spawn per run cost an allocation of the whole run's future and often
+/// a wake-up of another worker thread. The loop still hears its ticks
+/// while a run goes on, and counts them as skipped.
 pub fn spawn<J: Job>(
     name: &str,
     job: Arc<J>,
@@ -71,54 +102,54 @@ pub fn spawn<J: Job>(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let window = every.min(window);
     let now = Instant::now();
-    let first = now
-        .checked_add(phase(name, every.min(window)))
-        .unwrap_or(now);
+    // Loops started apart (one after another, or by a reload) share the
+    // grid only if it starts at the same instant for all.
+    let start = if window > PHASE_GRID {
+        on_grid(now)
+    } else {
+        now
+    };
+    let first = start.checked_add(phase(name, window)).unwrap_or(now);
     // A zero period would make tokio panic; config keeps `every` >= 10ms.
     let every = every.max(Duration::from_millis(1));
-    let in_flight = Arc::new(AtomicBool::new(false));
-    let runs = tracker.clone();
     let name = name.to_string();
     tracker.spawn(async move {
         let mut ticks = tokio::time::interval_at(first, every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         job.planned(wall_clock(first));
+        let next = |planned: Instant| wall_clock(planned.checked_add(every).unwrap_or(planned));
+        // Registered once, not at every tick.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let planned = tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 planned = ticks.tick() => planned,
             };
-            job.planned(wall_clock(planned.checked_add(every).unwrap_or(planned)));
-            if in_flight.swap(true, Ordering::AcqRel) {
-                job.skipped();
-                continue;
-            }
-            let job = job.clone();
-            let guard = InFlight(in_flight.clone());
-            let name = name.clone();
-            runs.spawn(async move {
-                let _guard = guard;
-                if let Err(panic) = AssertUnwindSafe(job.run(planned)).catch_unwind().await {
-                    tracing::error!(
-                        "the run of {name} panicked: {}; this is a bug in watchpost, please \
-                         report it (the next run is on schedule)",
-                        crate::util::panic_message(panic.as_ref())
-                    );
+            job.planned(next(planned));
+            let run = AssertUnwindSafe(job.clone().run(planned)).catch_unwind();
+            tokio::pin!(run);
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    outcome = &mut run => break outcome,
+                    planned = ticks.tick() => {
+                        job.planned(next(planned));
+                        job.skipped();
+                    }
                 }
-            });
+            };
+            if let Err(panic) = outcome {
+                tracing::error!(
+                    "the run of {name} panicked: {}; this is a bug in watchpost, please \
+                     report it (the next run is on schedule)",
+                    crate::util::panic_message(panic.as_ref())
+                );
+            }
         }
     });
-}
-
-/// Clears a job's in-flight flag when its run ends, however it ends
-/// (returns, panics, or its task is dropped).
-struct InFlight(Arc<AtomicBool>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
 }
 
 /// The wall-clock time of a monotonic instant (for display); the current
@@ -137,7 +168,7 @@ fn wall_clock(at: Instant) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     #[test]
     fn few_probes_start_at_once_and_many_are_spread() {
@@ -152,10 +183,19 @@ mod tests {
         let a = phase("disk", window);
         assert_eq!(a, phase("disk", window));
         assert!(a < window);
-        let distinct: std::collections::HashSet<_> = (0..100)
+        let phases: Vec<_> = (0..100)
             .map(|i| phase(&format!("probe-{i}"), window))
             .collect();
-        assert!(distinct.len() > 90, "phases spread out");
+        // On the grid, spread over its 200 steps.
+        assert!(
+            phases
+                .iter()
+                .all(|p| p.as_nanos() % PHASE_GRID.as_nanos() == 0)
+        );
+        let distinct: std::collections::HashSet<_> = phases.iter().collect();
+        assert!(distinct.len() > 60, "phases spread out");
+        // A window within one grid step keeps a fine phase.
+        assert!(phase("disk", Duration::from_millis(5)) < Duration::from_millis(5));
     }
 
     struct Slow {

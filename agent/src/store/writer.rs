@@ -10,30 +10,69 @@
 //! every changed probe's own file is rewritten too. A probe run never waits
 //! on the disk, except for an urgent change. `T` is what is saved per probe
 //! (the policy's probe state).
-
+//!
+//! A soft save costs a run little: the state is copied into a shared queue
+//! (into the previous copy's memory when the probe is already queued) and
+//! the writer task is woken only by the first save after a write (to arm
+//! its timer), by an urgent save and by a flush, not by every run.
 use super::Store;
 use super::journal::{self, Journal, Journaled};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 /// Longest time a changed state waits in memory by default.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-enum Message<T> {
-    Save {
-        probe: String,
-        state: Box<T>,
-        /// Urgent: write now and say when it is on disk.
-        done: Option<oneshot::Sender<()>>,
-    },
-    Flush(oneshot::Sender<()>),
+/// What runs hand over, taken whole by the writer task when it writes.
+struct Queue<T> {
+    /// The latest state of every probe changed since the last write.
+    states: HashMap<String, T>,
+    /// Probes to write at once, and who waits for them.
+    urgent: Vec<(String, oneshot::Sender<()>)>,
+    /// Flushes asked for (write everything, every own file).
+    flush: Vec<oneshot::Sender<()>>,
+    /// Every handle is gone: write what is left and stop.
+    closed: bool,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            states: HashMap::new(),
+            urgent: Vec::new(),
+            flush: Vec::new(),
+            closed: false,
+        }
+    }
+}
+
+/// The queue and the writer task's wake-up, shared by handles and task.
+struct Channel<T> {
+    queue: Mutex<Queue<T>>,
+    wake: Notify,
+}
+
+impl<T> Channel<T> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<T>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Closes the channel when the last handle goes.
+struct Closer<T>(Arc<Channel<T>>);
+
+impl<T> Drop for Closer<T> {
+    fn drop(&mut self) {
+        self.0.queue().closed = true;
+        self.0.wake.notify_one();
+    }
 }
 
 /// Handle to the writer task. Cheap to clone.
 pub struct StateWriter<T> {
-    sender: mpsc::UnboundedSender<Message<T>>,
+    channel: Arc<Closer<T>>,
     /// The latest state of every probe as last written.
     written: Arc<Mutex<BTreeMap<String, T>>>,
 }
@@ -41,7 +80,7 @@ pub struct StateWriter<T> {
 impl<T> Clone for StateWriter<T> {
     fn clone(&self) -> Self {
         StateWriter {
-            sender: self.sender.clone(),
+            channel: self.channel.clone(),
             written: self.written.clone(),
         }
     }
@@ -57,33 +96,49 @@ impl<T: Journaled> StateWriter<T> {
         stale: Vec<String>,
         every: Duration,
     ) -> StateWriter<T> {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let channel = Arc::new(Channel {
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+        });
         let written = Arc::new(Mutex::new(states));
         let task = Task {
             journal: Journal::new(store.dir()),
             store,
             written: written.clone(),
-            pending: HashMap::new(),
             own_files: stale.into_iter().collect(),
         };
-        tokio::spawn(run(task, receiver, every.max(Duration::from_millis(10))));
-        StateWriter { sender, written }
+        tokio::spawn(run(
+            task,
+            channel.clone(),
+            every.max(Duration::from_millis(10)),
+        ));
+        StateWriter {
+            channel: Arc::new(Closer(channel)),
+            written,
+        }
     }
 
     /// Queue `state` for `probe`. `urgent` writes it at once: the returned
     /// receiver fires when it is on disk (or when the writer is gone).
     pub fn save(&self, probe: &str, state: &T, urgent: bool) -> Option<oneshot::Receiver<()>> {
-        let (done, wait) = if urgent {
+        let channel = &self.channel.0;
+        let mut queue = channel.queue();
+        let first = queue.states.is_empty();
+        match queue.states.get_mut(probe) {
+            Some(queued) => queued.clone_from(state),
+            None => {
+                queue.states.insert(probe.to_string(), state.clone());
+            }
+        }
+        let wait = urgent.then(|| {
             let (done, wait) = oneshot::channel();
-            (Some(done), Some(wait))
-        } else {
-            (None, None)
-        };
-        let _ = self.sender.send(Message::Save {
-            probe: probe.to_string(),
-            state: Box::new(state.clone()),
-            done,
+            queue.urgent.push((probe.to_string(), done));
+            wait
         });
+        drop(queue);
+        if first || urgent {
+            channel.wake.notify_one();
+        }
         wait
     }
 
@@ -101,9 +156,10 @@ impl<T: Journaled> StateWriter<T> {
     /// returns when it is on disk (at shutdown).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.sender.send(Message::Flush(done)).is_ok() {
-            let _ = wait.await;
-        }
+        let channel = &self.channel.0;
+        channel.queue().flush.push(done);
+        channel.wake.notify_one();
+        let _ = wait.await;
     }
 }
 
@@ -111,17 +167,11 @@ struct Task<T> {
     store: Store,
     journal: Journal,
     written: Arc<Mutex<BTreeMap<String, T>>>,
-    /// Changed since the last flush.
-    pending: HashMap<String, T>,
     /// Probes whose own file is older than their journal records.
     own_files: HashSet<String>,
 }
 
-async fn run<T: Journaled>(
-    mut task: Task<T>,
-    mut receiver: mpsc::UnboundedReceiver<Message<T>>,
-    every: Duration,
-) {
+async fn run<T: Journaled>(mut task: Task<T>, channel: Arc<Channel<T>>, every: Duration) {
     // Armed only while something waits to be written: an idle agent has
     // no timer here.
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -132,71 +182,77 @@ async fn run<T: Journaled>(
                 None => std::future::pending().await,
             }
         };
-        let mut urgent = Vec::new();
-        let mut flush = None;
         tokio::select! {
-            message = receiver.recv() => match message {
-                Some(message) => task.take(message, &mut urgent, &mut flush),
-                None => {
-                    write(task, Vec::new(), true).await;
-                    return;
-                }
-            },
+            _ = channel.wake.notified() => {}
             _ = sleep => {}
         }
-        // Take whatever else is already queued.
-        while let Ok(message) = receiver.try_recv() {
-            task.take(message, &mut urgent, &mut flush);
-        }
         let timer_due = deadline.is_some_and(|at| at <= tokio::time::Instant::now());
-        if urgent.is_empty() && flush.is_none() && !timer_due {
-            if deadline.is_none() && !task.pending.is_empty() {
-                deadline = Some(tokio::time::Instant::now() + every);
+        let batch = {
+            let mut queue = channel.queue();
+            if queue.urgent.is_empty() && queue.flush.is_empty() && !queue.closed && !timer_due {
+                if deadline.is_none() && !queue.states.is_empty() {
+                    deadline = Some(tokio::time::Instant::now() + every);
+                }
+                continue;
             }
-            continue;
+            let closed = queue.closed;
+            let capacity = queue.states.len();
+            std::mem::replace(
+                &mut *queue,
+                Queue {
+                    states: HashMap::with_capacity(capacity),
+                    closed,
+                    ..Queue::default()
+                },
+            )
+        };
+        if batch.closed
+            && batch.states.is_empty()
+            && batch.urgent.is_empty()
+            && batch.flush.is_empty()
+            && task.own_files.is_empty()
+        {
+            // Everything is on disk (the shutdown flushed it).
+            return;
         }
-        task = write(task, urgent, flush.is_some()).await;
+        let all = !batch.flush.is_empty() || batch.closed;
+        let Some(written) = write(task, batch.states, batch.urgent, all).await else {
+            return;
+        };
+        task = written;
         deadline = None;
-        for done in flush.into_iter().flatten() {
+        for done in batch.flush {
             let _ = done.send(());
         }
-    }
-}
-
-impl<T: Journaled> Task<T> {
-    fn take(
-        &mut self,
-        message: Message<T>,
-        urgent: &mut Vec<(String, oneshot::Sender<()>)>,
-        flush: &mut Option<Vec<oneshot::Sender<()>>>,
-    ) {
-        match message {
-            Message::Save { probe, state, done } => {
-                if let Some(done) = done {
-                    urgent.push((probe.clone(), done));
-                }
-                self.pending.insert(probe, *state);
-            }
-            Message::Flush(done) => flush.get_or_insert_with(Vec::new).push(done),
+        if batch.closed {
+            return;
         }
     }
 }
 
 /// On a blocking thread: the urgent probes' own files, the journal record
 /// of every other changed probe, a compaction when due, and with `all`,
-/// every changed probe's own file.
+/// every changed probe's own file. `None` when the runtime shuts down
+/// under it.
 async fn write<T: Journaled>(
     mut task: Task<T>,
+    pending: HashMap<String, T>,
     urgent: Vec<(String, oneshot::Sender<()>)>,
     all: bool,
-) -> Task<T> {
+) -> Option<Task<T>> {
     let joined = tokio::task::spawn_blocking(move || {
-        task.write_now(urgent, all);
+        task.write_now(pending, urgent, all);
         task
     })
     .await;
     match joined {
-        Ok(task) => task,
+        Ok(task) => Some(task),
+        // The runtime is going away (the process ends, after the final
+        // flush): nothing is left to write to.
+        Err(e) if e.is_cancelled() => {
+            tracing::debug!("the state writer stops with the runtime");
+            None
+        }
         Err(e) => {
             tracing::error!("the state writer failed: {e}");
             std::process::abort()
@@ -205,8 +261,12 @@ async fn write<T: Journaled>(
 }
 
 impl<T: Journaled> Task<T> {
-    fn write_now(&mut self, urgent: Vec<(String, oneshot::Sender<()>)>, all: bool) {
-        let pending = std::mem::take(&mut self.pending);
+    fn write_now(
+        &mut self,
+        pending: HashMap<String, T>,
+        urgent: Vec<(String, oneshot::Sender<()>)>,
+        all: bool,
+    ) {
         let shared = self.written.clone();
         let mut written = shared.lock().unwrap_or_else(|e| e.into_inner());
         let urgent_names: HashSet<&str> = urgent.iter().map(|(p, _)| p.as_str()).collect();

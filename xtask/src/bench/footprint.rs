@@ -21,7 +21,8 @@ struct Sample {
     skipped: f64,
 }
 
-fn total(metrics: &str, name: &str) -> f64 {
+/// The sum of a metric over its label sets.
+pub(super) fn total(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))

@@ -19,11 +19,14 @@
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
 //!   second) at 1,000 probes, RSS after a cold and a warm start;
-//! - [`monit`]: Debian's Monit with equivalent checks, side by side.
+//! - [`monit`]: Debian's Monit with equivalent checks, side by side;
+//! - [`profile`]: where a run's CPU goes in the running agent, by stage
+//!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
-//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`;
-//! `--counts 10,100` limits the footprint to those probe counts.
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, and
+//! `profile` (only when named); `--counts 10,100` limits the footprint to
+//! those probe counts (the profile takes the first, default 1,000).
 //!
 //! Results go to stdout and `target/bench/results.md`.
 
@@ -33,6 +36,7 @@ mod footprint;
 mod monit;
 mod overhead;
 mod per_run;
+mod profile;
 mod stats;
 
 use crate::{cargo, root, run};
@@ -62,12 +66,14 @@ pub const SECTIONS: &[&str] = &[
     "monit",
     "failover",
     "cluster",
+    "profile",
 ];
 
 impl Options {
     /// Whether the section `name` runs.
     pub fn wants(&self, name: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == name)
+        // The profile needs perf and is slow: only when asked for.
+        (self.only.is_empty() && name != "profile") || self.only.iter().any(|s| s == name)
     }
 }
 
@@ -292,6 +298,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("monit") {
         rows.extend(monit::run(&built, &options)?);
+    }
+    if options.wants("profile") {
+        rows.extend(profile::run(&built, &options)?);
     }
     if options.wants("failover") {
         rows.extend(failover(&options, "failover_bench")?);
