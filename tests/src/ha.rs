@@ -34,19 +34,21 @@ impl HaCluster {
     pub fn start(extra: &str) -> HaCluster {
         let etcd = EtcdCluster::start(3);
         let pg = PgNodes::start(3);
-        let agents = pg
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| Agent::start(&node_config(&etcd, node, i, extra)))
-            .collect();
-        let ha = HaCluster {
-            agents,
+        // node1's agent first, and leading, before the others start: on a
+        // loaded machine a later agent's first loop could otherwise take
+        // the key before node1's first loop ends.
+        let first = Agent::start(&node_config(&etcd, &pg.nodes[0], 0, extra));
+        let mut ha = HaCluster {
+            agents: vec![first],
             pg,
             etcd,
             scope: "test".into(),
         };
         ha.wait_leader("node1");
+        for i in 1..ha.pg.nodes.len() {
+            let config = node_config(&ha.etcd, &ha.pg.nodes[i], i, extra);
+            ha.agents.push(Agent::start(&config));
+        }
         for i in 1..3 {
             let deadline = Instant::now() + PATIENCE * 2;
             while ha.agents[i]
