@@ -63,6 +63,9 @@ pub struct Ha {
     /// After a switchover away from this node: to whom, and where its
     /// WAL ended (checked once it streams again).
     pub(super) rejoin: Option<(String, super::local::ShutDown)>,
+    /// The separate process that stops the server if this agent stops
+    /// renewing while it leads.
+    pub(super) watchdog: super::watchdog::Watchdog,
 }
 
 impl Ha {
@@ -75,7 +78,12 @@ impl Ha {
         api: String,
         marker: PathBuf,
     ) -> Ha {
+        let watchdog = super::watchdog::Watchdog::new(
+            local.spec.data_dir.clone(),
+            marker.with_file_name("cluster-watchdog.json"),
+        );
         Ha {
+            watchdog,
             etcd,
             local,
             keys,
@@ -103,6 +111,16 @@ impl Ha {
     /// The margin kept before the lease could expire: a third of it.
     pub(super) fn margin(&self) -> Duration {
         self.ttl() / 3
+    }
+
+    /// Arm the watchdog with the lease deadline plus a sixth of `ttl`
+    /// (the agent's own stop comes first; etcd cannot expire the lease
+    /// before another sixth), or disarm it; record it if it fired.
+    pub(super) fn guard(&mut self) {
+        let until = self.leader_until.map(|until| until + self.ttl() / 6);
+        if let Some(message) = self.watchdog.sync(until) {
+            self.record(Decision::Demoted, message);
+        }
     }
 
     pub(super) fn holding(&self) -> bool {
@@ -145,6 +163,7 @@ impl Ha {
                 .await;
             }
             self.update_view(&seen, None, &[], None);
+            self.guard();
             return;
         };
         let leader = scope.iter().find(|kv| kv.key == self.keys.leader).cloned();
@@ -173,6 +192,7 @@ impl Ha {
                 .and_then(|l| members.iter().find(|m| m.name == l.value));
             self.check_rejoin(&seen, upstream).await;
         }
+        self.guard();
     }
 
     /// Renew (or get) the lease; demote at once if the key may be lost.
@@ -219,6 +239,7 @@ impl Ha {
             }
             Err(e) => tracing::warn!("cluster: cannot renew the lease: {e}"),
         }
+        self.guard();
     }
 
     /// etcd is out of reach: past the deadline, stop serving.
@@ -244,6 +265,7 @@ impl Ha {
             ),
             Err(e) => tracing::error!("cluster: cannot stop the local server after losing the lease: {e}"),
         }
+        self.guard();
     }
 
     /// The agent is stopping: a leader stops its server (a fast shutdown,
@@ -269,6 +291,7 @@ impl Ha {
                     .into(),
             );
         }
+        self.guard();
         if let Some(lease) = self.lease.take() {
             let _ = self.etcd.revoke(lease).await;
         }
@@ -384,6 +407,7 @@ impl Ha {
                 )
             {
                 self.leader_until = Some(sent + self.ttl() - self.margin());
+                self.guard();
                 self.record(
                     Decision::Acquired,
                     "took over the leader key left by an earlier run of this agent".into(),
