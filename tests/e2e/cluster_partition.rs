@@ -109,6 +109,12 @@ fn a_cut_off_leader_stops_taking_writes_before_a_standby_is_promoted_and_rejoins
         old_last - cut,
         new_first - old_last
     );
+    let fenced_by: Vec<String> = ha.agents[0]
+        .audit_of("cluster", "demoted")
+        .iter()
+        .map(|r| r["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    eprintln!("leader partition: the old leader's stop: {fenced_by:?}");
     let present = splitbrain::present(&ha.dsn(new));
     eprintln!(
         "leader partition: acknowledged writes missing from the new leader (asynchronous replication): {}",

@@ -258,12 +258,28 @@ impl Ha {
 
     pub(super) async fn lose_lease(&mut self, why: &str) {
         self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
+        // A lease this node stopped trusting is never renewed again: when
+        // renewals reach etcd but their answers come too late (a slow
+        // link), it would otherwise keep the key alive for a leader that
+        // no longer serves, and nobody could take over.
+        let lease = self.lease.take();
+        self.renewed_at = None;
         match self.local.stop("immediate").await {
-            Ok(()) => self.record(
-                Decision::Demoted,
-                "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
-            ),
-            Err(e) => tracing::error!("cluster: cannot stop the local server after losing the lease: {e}"),
+            Ok(()) => {
+                self.record(
+                    Decision::Demoted,
+                    "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
+                );
+                // The server is down: give the lease (and the key under
+                // it) back, so that a standby need not wait for it to
+                // expire.
+                if let Some(lease) = lease {
+                    let _ = self.etcd.revoke(lease).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!("cluster: cannot stop the local server after losing the lease: {e}")
+            }
         }
         self.guard();
     }

@@ -304,7 +304,8 @@ impl Watchdog {
 
     fn spawn(&mut self) -> std::io::Result<()> {
         use std::os::unix::process::CommandExt;
-        let mut command = Command::new(std::env::current_exe()?);
+        // This very binary, also when a package upgrade replaced the file.
+        let mut command = Command::new("/proc/self/exe");
         command
             .arg("watchdog")
             .arg("--data-dir")
