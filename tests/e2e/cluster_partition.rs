@@ -85,7 +85,11 @@ fn a_cut_off_leader_stops_taking_writes_before_a_standby_is_promoted_and_rejoins
             .into_iter()
             .next()
     });
-    assert_ne!(ha.code(0, "/v1/role/primary"), 200);
+    wait_for(
+        "the old leader to stop saying it is the primary",
+        PATIENCE,
+        || (ha.code(0, "/v1/role/primary") != 200).then_some(()),
+    );
     std::thread::sleep(Duration::from_secs(20).saturating_sub(cut.elapsed()));
     ha.net.heal(0);
     let healed = Instant::now();

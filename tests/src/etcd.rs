@@ -153,6 +153,16 @@ impl EtcdCluster {
         self.spawn(i, "existing");
     }
 
+    /// Put `key` = `value` (no lease) through member 0's JSON gateway.
+    pub fn put(&self, key: &str, value: &str) {
+        let (host, port) = self.client(0);
+        let body = serde_json::json!({"key": b64(key), "value": b64(value)}).to_string();
+        let answer = ureq::post(&format!("http://{host}:{port}/v3/kv/put"))
+            .header("content-type", "application/json")
+            .send(body.as_str());
+        assert!(answer.is_ok(), "etcd put {key}: {answer:?}");
+    }
+
     /// Member `i`'s (address, client port).
     pub fn client(&self, i: usize) -> (String, u16) {
         (self.members[i].host.clone(), self.members[i].client)
@@ -174,4 +184,26 @@ impl Drop for EtcdCluster {
             self.kill(i);
         }
     }
+}
+
+/// Standard base64 (with padding), as etcd's JSON gateway wants keys.
+fn b64(text: &str) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -136,6 +136,9 @@ impl Ha {
     /// One pass of the loop.
     pub async fn tick(&mut self) {
         self.renew().await;
+        // Past the deadline already (etcd out of reach): stop now, not
+        // after this loop's other etcd calls have timed out too.
+        let mut demoted = self.check_deadline().await;
         let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
         let seen = self.local.observe(budget).await;
         if seen.answering && !self.checked {
@@ -151,12 +154,12 @@ impl Ha {
             Ok(()) => self.etcd.prefix(&self.keys.root).await,
             Err(e) => Err(e),
         };
-        self.check_deadline().await;
+        demoted |= self.check_deadline().await;
         let Ok(scope) = scope else {
             // etcd out of reach: no decision can be made. A server running
             // as a primary without the key (this agent restarted, or its
             // stop failed) must not go on taking writes.
-            if seen.primary() && !self.holding() {
+            if seen.primary() && !self.holding() && !demoted {
                 self.stop_stray_primary(
                     "etcd is out of reach and this node does not hold the leader key",
                 )
@@ -243,7 +246,8 @@ impl Ha {
     }
 
     /// etcd is out of reach: past the deadline, stop serving.
-    async fn check_deadline(&mut self) {
+    /// Whether it stopped the server.
+    async fn check_deadline(&mut self) -> bool {
         if let Some(until) = self.leader_until
             && Instant::now() >= until
         {
@@ -253,11 +257,18 @@ impl Ha {
                 crate::config::units::format_duration(self.ttl() - self.margin())
             ))
             .await;
+            return true;
         }
+        false
     }
 
     pub(super) async fn lose_lease(&mut self, why: &str) {
         self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
+        // The role endpoints stop saying "primary" at once.
+        self.view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_leader = false;
         // A lease this node stopped trusting is never renewed again: when
         // renewals reach etcd but their answers come too late (a slow
         // link), it would otherwise keep the key alive for a leader that
