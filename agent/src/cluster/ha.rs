@@ -118,8 +118,13 @@ impl Ha {
     /// before another sixth), or disarm it; record it if it fired.
     pub(super) fn guard(&mut self) {
         let until = self.leader_until.map(|until| until + self.ttl() / 6);
-        if let Some(message) = self.watchdog.sync(until) {
-            self.record(Decision::Demoted, message);
+        if let Some((stopped, message)) = self.watchdog.sync(until) {
+            let decision = if stopped {
+                Decision::Demoted
+            } else {
+                Decision::Step
+            };
+            self.record(decision, message);
         }
     }
 
@@ -281,9 +286,10 @@ impl Ha {
                     Decision::Demoted,
                     "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
                 );
-                // The server is down: give the lease (and the key under
-                // it) back, so that a standby need not wait for it to
-                // expire.
+                // The server is down: disarm the watchdog, and give the
+                // lease (and the key under it) back, so that a standby
+                // need not wait for it to expire.
+                self.guard();
                 if let Some(lease) = lease {
                     let _ = self.etcd.revoke(lease).await;
                 }

@@ -130,14 +130,15 @@ pub fn serve(args: WatchdogArgs) -> i32 {
 fn fire(args: &WatchdogArgs, why: &str) -> i32 {
     let outcome = fence(&args.data_dir);
     let message = match &outcome {
-        Ok(done) => format!("the watchdog stopped the local server ({why}): {done}"),
+        Ok((true, done)) => format!("the watchdog stopped the local server ({why}): {done}"),
+        Ok((false, done)) => format!("the watchdog fired ({why}): {done}"),
         Err(e) => format!("the watchdog could not stop the local server ({why}): {e}"),
     };
     eprintln!("watchpost watchdog: {message}");
     let record = serde_json::json!({
         "at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         "data_dir": args.data_dir,
-        "stopped": outcome.is_ok(),
+        "stopped": matches!(outcome, Ok((true, _))),
         "message": message,
     });
     if let Err(e) = write_record(&args.record, &record.to_string()) {
@@ -175,16 +176,23 @@ fn alive(pid: i32) -> bool {
 /// without following a link), after checking that the process is that
 /// server: it runs in the data directory and belongs to the directory's
 /// owner (a reused pid is left alone). SIGKILL if it is not gone in 2 s.
-pub fn fence(data_dir: &Path) -> Result<String, String> {
+/// `(whether it signalled the server, what happened)`.
+pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
     use std::os::unix::fs::MetadataExt;
     let Some(pid) = crate::remediate::pgdata::postmaster_pid(data_dir)
         .and_then(|pid| i32::try_from(pid).ok())
         .filter(|pid| *pid > 1)
     else {
-        return Ok("no postmaster.pid: the server was not running".into());
+        return Ok((
+            false,
+            "no postmaster.pid: the server was not running".into(),
+        ));
     };
     if !alive(pid) {
-        return Ok(format!("the postmaster (pid {pid}) was already gone"));
+        return Ok((
+            false,
+            format!("the postmaster (pid {pid}) was already gone"),
+        ));
     }
     let dir =
         std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
@@ -210,17 +218,21 @@ pub fn fence(data_dir: &Path) -> Result<String, String> {
     let sent = Instant::now();
     while sent.elapsed() < Duration::from_secs(2) {
         if !alive(pid) {
-            return Ok(format!(
-                "immediate shutdown (SIGQUIT to the postmaster, pid {pid}) done in {} ms",
-                sent.elapsed().as_millis()
+            return Ok((
+                true,
+                format!(
+                    "immediate shutdown (SIGQUIT to the postmaster, pid {pid}) done in {} ms",
+                    sent.elapsed().as_millis()
+                ),
             ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     // SAFETY: as above; its backends exit when they see it gone.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    Ok(format!(
-        "the postmaster (pid {pid}) ignored SIGQUIT for 2 s: killed (SIGKILL)"
+    Ok((
+        true,
+        format!("the postmaster (pid {pid}) ignored SIGQUIT for 2 s: killed (SIGKILL)"),
     ))
 }
 
@@ -244,9 +256,9 @@ impl Watchdog {
     }
 
     /// Keep the watchdog in step with the lease: armed with `until` while
-    /// leading, disarmed otherwise. What it did meanwhile, if it stopped
-    /// the server (for the audit log).
-    pub fn sync(&mut self, until: Option<Instant>) -> Option<String> {
+    /// leading, disarmed otherwise. What it did meanwhile, if it fired
+    /// (for the audit log): whether it stopped the server, and its record.
+    pub fn sync(&mut self, until: Option<Instant>) -> Option<(bool, String)> {
         let fired = self.reap();
         if until == self.sent {
             return fired;
@@ -284,8 +296,9 @@ impl Watchdog {
         fired
     }
 
-    /// A watchdog that exited: why, if it stopped the server.
-    fn reap(&mut self) -> Option<String> {
+    /// A watchdog that exited after firing: whether it stopped the
+    /// server, and what it recorded.
+    fn reap(&mut self) -> Option<(bool, String)> {
         let (child, _) = self.child.as_mut()?;
         let status = child.try_wait().ok()??;
         self.child = None;
@@ -295,11 +308,12 @@ impl Watchdog {
             return None;
         }
         let text = std::fs::read_to_string(&self.record).unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(String::from))
-            .unwrap_or_else(|| "the watchdog stopped the local server".into());
-        Some(message)
+        let record = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+        let message = record["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| "the watchdog fired".into());
+        Some((record["stopped"] == true, message))
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
