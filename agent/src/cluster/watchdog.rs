@@ -20,7 +20,7 @@
 //! Protocol, one line each: `arm NS` (deadline, CLOCK_MONOTONIC
 //! nanoseconds, shared by every process of the machine) and `disarm`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -106,10 +106,18 @@ pub fn serve(args: WatchdogArgs) -> i32 {
         if ready <= 0 {
             continue; // timeout (checked at the top) or EINTR
         }
+        // Straight from the descriptor (no buffering that `poll` cannot see).
         let mut buffer = [0u8; 4096];
-        match stdin.lock().read(&mut buffer) {
-            Ok(0) | Err(_) => open = false,
-            Ok(n) => pending.extend_from_slice(&buffer[..n]),
+        // SAFETY: read(2) into a buffer owned here, at most its length.
+        let n = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        match n {
+            0 => open = false,
+            n if n < 0 => {
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    open = false;
+                }
+            }
+            n => pending.extend_from_slice(&buffer[..n as usize]),
         }
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
@@ -365,5 +373,40 @@ impl Drop for Watchdog {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_map_onto_the_monotonic_clock() {
+        let now = monotonic_ns();
+        let later = instant_ns(Instant::now() + Duration::from_secs(2));
+        assert!((now + 1_900_000_000..now + 2_100_000_000).contains(&later));
+        let earlier = instant_ns(Instant::now() - Duration::from_millis(10));
+        assert!(earlier < monotonic_ns());
+    }
+
+    #[test]
+    fn a_data_directory_without_a_server_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stopped, what) = fence(dir.path()).unwrap();
+        assert!(!stopped, "{what}");
+        // A postmaster.pid naming a process that is not this server (this
+        // test, running elsewhere) is not signalled.
+        std::fs::write(
+            dir.path().join("postmaster.pid"),
+            format!("{}\n{}\n", std::process::id(), dir.path().display()),
+        )
+        .unwrap();
+        let refused = fence(dir.path());
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("is not this server")),
+            "{refused:?}"
+        );
     }
 }
