@@ -336,7 +336,7 @@ fn watchdogs(data_dir: &std::path::Path) -> Vec<u32> {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            args.iter().any(|a| a == "watchdog") && args.iter().any(|a| *a == wanted)
+            args.iter().any(|a| a == "watchdog") && args.contains(&wanted)
         })
         .collect()
 }
