@@ -353,6 +353,24 @@ impl Ha {
             }
             seen = self.local.observe(budget).await;
         }
+        // Just before taking the key, from the look that saw the replay:
+        // still a standby, and on no newer timeline than the old leader's
+        // end (a server promoted meanwhile, by hand, has another history).
+        if !seen.in_recovery
+            || seen
+                .timeline
+                .zip(request.timeline)
+                .is_some_and(|(mine, theirs)| mine > theirs)
+        {
+            self.step(format!(
+                "switchover: not taking over: the local server is {} on timeline {:?}, not a standby of `{}`'s timeline {:?}",
+                seen.role(),
+                seen.timeline,
+                request.from,
+                request.timeline
+            ));
+            return;
+        }
         let Some(lease) = self.lease else { return };
         let me = self.local.spec.name.clone();
         let took = self
