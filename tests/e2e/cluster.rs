@@ -323,3 +323,63 @@ fn with_restart_timeout_zero_a_crash_fails_over_at_once() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Pids of `watchpost watchdog` processes for `data_dir`.
+fn watchdogs(data_dir: &std::path::Path) -> Vec<u32> {
+    let wanted = data_dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = line
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a == "watchdog") && args.contains(&wanted)
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_leader_runs_a_watchdog_and_a_clean_stop_ends_it_without_firing() {
+    let mut ha = HaCluster::start("");
+    let leader = watchdogs(ha.pg.nodes[0].data_dir());
+    assert_eq!(leader.len(), 1, "the leader's watchdog: {leader:?}");
+    for i in 1..3 {
+        assert!(watchdogs(ha.pg.nodes[i].data_dir()).is_empty());
+    }
+    // A separate process in a session of its own: not the agent's child
+    // thread, not in its process group.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", leader[0])).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    assert_eq!(fields[3], leader[0].to_string(), "its own session: {stat}");
+    // A clean stop (SIGTERM): the agent stops its server and releases the
+    // key itself; the watchdog exits without firing.
+    ha.agents[0].signal(libc::SIGTERM);
+    assert_eq!(ha.agents[0].wait_exit(), 0, "{}", ha.agents[0].log());
+    wait_for("the watchdog to exit", PATIENCE, || {
+        watchdogs(ha.pg.nodes[0].data_dir())
+            .is_empty()
+            .then_some(())
+    });
+    assert!(
+        !ha.agents[0]
+            .state_dir()
+            .join("cluster-watchdog.json")
+            .exists(),
+        "the watchdog fired on a clean stop"
+    );
+    // The new leader runs one.
+    let new = wait_for("a new leader", PATIENCE, || {
+        (1..3).find(|i| code(&ha, *i, "/v1/role/primary") == 200)
+    });
+    wait_for("the new leader's watchdog", PATIENCE, || {
+        (watchdogs(ha.pg.nodes[new].data_dir()).len() == 1).then_some(())
+    });
+}

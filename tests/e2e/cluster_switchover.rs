@@ -235,4 +235,17 @@ fn a_switchover_the_target_cannot_take_is_refused_with_the_reason() {
     assert!(ha.records("step").is_empty(), "{:#?}", ha.records("step"));
     assert!(ha.records("promoted").is_empty());
     assert_eq!(code(&ha, 0, "/v1/role/primary"), 200);
+    // Once the leader has marked a request `stopping` (its compare-and-set
+    // before the checkpoint), a cancel is refused with the reason.
+    ha.etcd.put(
+        "/watchpost/test/switchover",
+        r#"{"id":"t-1","from":"node1","to":"node2","at":"2099-01-01T00:00:00Z","stage":"stopping","lsn":null,"timeline":null}"#,
+    );
+    let refused = switchover(&ha, &["--cancel"]);
+    assert_ne!(refused.code, 0, "{}", refused.all_output());
+    assert!(
+        refused.all_output().contains("already under way"),
+        "{}",
+        refused.all_output()
+    );
 }

@@ -23,6 +23,10 @@ pub struct Agent {
     env: Vec<(String, String)>,
     /// RLIMIT_NOFILE (soft and hard) of the agent process, if set.
     nofile: Option<u64>,
+    /// The network namespace it runs in (`ip netns exec`), if any.
+    netns: Option<String>,
+    /// The address its API listens on (127.0.0.1 unless in a namespace).
+    host: String,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -74,6 +78,30 @@ impl Agent {
             embedded: false,
             env,
             nofile: None,
+            netns: None,
+            host: "127.0.0.1".into(),
+        };
+        agent.write_config(config);
+        agent.spawn();
+        agent
+    }
+
+    /// [`Agent::start_with_env`] in network namespace `netns`, its API
+    /// on `host` (an address of that namespace the tests reach).
+    pub fn start_in(config: &str, env: &[(&str, &str)], netns: &str, host: &str) -> Agent {
+        let mut agent = Agent {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+            starts: 0,
+            embedded: false,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            nofile: None,
+            netns: Some(netns.to_string()),
+            host: host.to_string(),
         };
         agent.write_config(config);
         agent.spawn();
@@ -92,6 +120,8 @@ impl Agent {
             embedded: false,
             env: Vec::new(),
             nofile: Some(nofile),
+            netns: None,
+            host: "127.0.0.1".into(),
         };
         agent.write_config(config);
         agent.spawn();
@@ -110,6 +140,8 @@ impl Agent {
             embedded: true,
             env: Vec::new(),
             nofile: None,
+            netns: None,
+            host: "127.0.0.1".into(),
         };
         agent.spawn();
         agent
@@ -136,7 +168,7 @@ impl Agent {
         };
         let text = text
             .replace("{STATE}", &self.state_dir().display().to_string())
-            .replace("{LISTEN}", &format!("127.0.0.1:{}", self.port));
+            .replace("{LISTEN}", &format!("{}:{}", self.host, self.port));
         std::fs::write(self.config_path(), text).unwrap();
     }
 
@@ -144,7 +176,18 @@ impl Agent {
     pub fn spawn(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
-        let mut command = watchpost();
+        let mut command = match &self.netns {
+            // `ip netns exec` execs the program: the pid stays the agent's.
+            Some(ns) => {
+                let mut command = std::process::Command::new("ip");
+                command
+                    .args(["netns", "exec", ns])
+                    .arg(crate::cli::binary())
+                    .env("WATCHPOST_STATE_DIR", crate::cli::shared_state_dir());
+                command
+            }
+            None => watchpost(),
+        };
         command.arg("run");
         if self.embedded {
             command.env("WATCHPOST_STATE_DIR", self.state_dir());
@@ -194,7 +237,7 @@ impl Agent {
 
     /// The address of `path` on the agent's API.
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.host, self.port)
     }
 
     fn agent() -> ureq::Agent {

@@ -11,7 +11,10 @@
 //! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
 //! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
 //! a real etcd cluster, [`ha`] three PostgreSQL nodes with an agent each in
-//! cluster mode, [`haproxy`] HAProxy routing on the agents' role endpoints, [`splitbrain`] the writers that detect split brain and
+//! cluster mode, [`haproxy`] HAProxy routing on the agents' role
+//! endpoints, [`netns`] network namespaces that can be cut apart and
+//! slowed, [`partition`] that cluster in them, [`splitbrain`] the writers
+//! that detect split brain and
 //! lost writes, [`browser`] is headless Chromium driven over WebDriver, and
 //! [`prometheus`] is a Prometheus server scraping agents.
 
@@ -23,7 +26,9 @@ pub mod ha;
 pub mod haproxy;
 pub mod http_sink;
 pub mod kits;
+pub mod netns;
 pub mod otlp;
+pub mod partition;
 pub mod pg;
 pub mod pki;
 pub mod probes;

@@ -55,6 +55,10 @@ pub enum Command {
     /// The cluster mode: list the members, pause or resume automatic
     /// failover, switch over, restart every server in turn.
     Cluster(cluster::ClusterArgs),
+    /// Cluster mode's fence, started by the agent while it leads: stops
+    /// the local server when the agent's heartbeat stops.
+    #[command(hide = true)]
+    Watchdog(crate::cluster::watchdog::WatchdogArgs),
     /// Write the man page and shell completions into a directory (for
     /// packagers).
     #[command(hide = true)]
@@ -91,6 +95,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::New(args) => new::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Generate(args) => generate::run(args).await,
+        Command::Watchdog(args) => {
+            let code = tokio::task::spawn_blocking(move || crate::cluster::watchdog::serve(args))
+                .await
+                .map_err(|e| anyhow::anyhow!("the watchdog stopped: {e}"))?;
+            Ok(ExitCode::from(code as u8))
+        }
     }
 }
 

@@ -238,6 +238,8 @@ impl Ha {
         self.leader_until = Some(since + self.ttl() - self.margin());
         self.down_since = None;
         let _ = std::fs::write(&self.marker, b"");
+        // Armed before the server is promoted.
+        self.guard();
     }
 
     /// Record a note once (until it changes).

@@ -63,6 +63,9 @@ pub struct Ha {
     /// After a switchover away from this node: to whom, and where its
     /// WAL ended (checked once it streams again).
     pub(super) rejoin: Option<(String, super::local::ShutDown)>,
+    /// The separate process that stops the server if this agent stops
+    /// renewing while it leads.
+    pub(super) watchdog: super::watchdog::Watchdog,
 }
 
 impl Ha {
@@ -75,7 +78,12 @@ impl Ha {
         api: String,
         marker: PathBuf,
     ) -> Ha {
+        let watchdog = super::watchdog::Watchdog::new(
+            local.spec.data_dir.clone(),
+            marker.with_file_name("cluster-watchdog.json"),
+        );
         Ha {
+            watchdog,
             etcd,
             local,
             keys,
@@ -105,6 +113,21 @@ impl Ha {
         self.ttl() / 3
     }
 
+    /// Arm the watchdog with the lease deadline plus a sixth of `ttl`
+    /// (the agent's own stop comes first; etcd cannot expire the lease
+    /// before another sixth), or disarm it; record it if it fired.
+    pub(super) fn guard(&mut self) {
+        let until = self.leader_until.map(|until| until + self.ttl() / 6);
+        if let Some((stopped, message)) = self.watchdog.sync(until) {
+            let decision = if stopped {
+                Decision::Demoted
+            } else {
+                Decision::Step
+            };
+            self.record(decision, message);
+        }
+    }
+
     pub(super) fn holding(&self) -> bool {
         self.leader_until
             .is_some_and(|until| Instant::now() < until)
@@ -118,6 +141,9 @@ impl Ha {
     /// One pass of the loop.
     pub async fn tick(&mut self) {
         self.renew().await;
+        // Past the deadline already (etcd out of reach): stop now, not
+        // after this loop's other etcd calls have timed out too.
+        let mut demoted = self.check_deadline().await;
         let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
         let seen = self.local.observe(budget).await;
         if seen.answering && !self.checked {
@@ -133,18 +159,19 @@ impl Ha {
             Ok(()) => self.etcd.prefix(&self.keys.root).await,
             Err(e) => Err(e),
         };
-        self.check_deadline().await;
+        demoted |= self.check_deadline().await;
         let Ok(scope) = scope else {
             // etcd out of reach: no decision can be made. A server running
             // as a primary without the key (this agent restarted, or its
             // stop failed) must not go on taking writes.
-            if seen.primary() && !self.holding() {
+            if seen.primary() && !self.holding() && !demoted {
                 self.stop_stray_primary(
                     "etcd is out of reach and this node does not hold the leader key",
                 )
                 .await;
             }
             self.update_view(&seen, None, &[], None);
+            self.guard();
             return;
         };
         let leader = scope.iter().find(|kv| kv.key == self.keys.leader).cloned();
@@ -174,6 +201,7 @@ impl Ha {
                 .and_then(|l| members.iter().find(|m| m.name == l.value));
             self.check_rejoin(&seen, upstream).await;
         }
+        self.guard();
     }
 
     /// Renew (or get) the lease; demote at once if the key may be lost.
@@ -220,10 +248,12 @@ impl Ha {
             }
             Err(e) => tracing::warn!("cluster: cannot renew the lease: {e}"),
         }
+        self.guard();
     }
 
     /// etcd is out of reach: past the deadline, stop serving.
-    async fn check_deadline(&mut self) {
+    /// Whether it stopped the server.
+    async fn check_deadline(&mut self) -> bool {
         if let Some(until) = self.leader_until
             && Instant::now() >= until
         {
@@ -233,18 +263,43 @@ impl Ha {
                 crate::config::units::format_duration(self.ttl() - self.margin())
             ))
             .await;
+            return true;
         }
+        false
     }
 
     pub(super) async fn lose_lease(&mut self, why: &str) {
         self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
+        // The role endpoints stop saying "primary" at once.
+        self.view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_leader = false;
+        // A lease this node stopped trusting is never renewed again: when
+        // renewals reach etcd but their answers come too late (a slow
+        // link), it would otherwise keep the key alive for a leader that
+        // no longer serves, and nobody could take over.
+        let lease = self.lease.take();
+        self.renewed_at = None;
         match self.local.stop("immediate").await {
-            Ok(()) => self.record(
-                Decision::Demoted,
-                "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
-            ),
-            Err(e) => tracing::error!("cluster: cannot stop the local server after losing the lease: {e}"),
+            Ok(()) => {
+                self.record(
+                    Decision::Demoted,
+                    "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
+                );
+                // The server is down: disarm the watchdog, and give the
+                // lease (and the key under it) back, so that a standby
+                // need not wait for it to expire.
+                self.guard();
+                if let Some(lease) = lease {
+                    let _ = self.etcd.revoke(lease).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!("cluster: cannot stop the local server after losing the lease: {e}")
+            }
         }
+        self.guard();
     }
 
     /// The agent is stopping: a leader stops its server (a fast shutdown,
@@ -270,6 +325,7 @@ impl Ha {
                     .into(),
             );
         }
+        self.guard();
         if let Some(lease) = self.lease.take() {
             let _ = self.etcd.revoke(lease).await;
         }
@@ -385,6 +441,7 @@ impl Ha {
                 )
             {
                 self.leader_until = Some(sent + self.ttl() - self.margin());
+                self.guard();
                 self.record(
                     Decision::Acquired,
                     "took over the leader key left by an earlier run of this agent".into(),

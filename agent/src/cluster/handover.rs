@@ -2,7 +2,9 @@
 //! no acknowledged write lost by construction:
 //!
 //! 1. the leader checks the request again (the target may have fallen
-//!    behind since), runs a `CHECKPOINT`, and stops its server with a
+//!    behind since), marks it `stopping` (a compare-and-set: a cancel
+//!    accepted before it leaves the server alone, one after it is
+//!    refused), runs a `CHECKPOINT`, and stops its server with a
 //!    clean (`fast`) shutdown: it stops taking writes, and its WAL
 //!    senders send every record, the shutdown checkpoint included, to
 //!    the connected standbys before they exit;
@@ -71,7 +73,7 @@ impl Ha {
             return false;
         }
         match request.stage {
-            Stage::Stopped if mine => {
+            Stage::Stopping | Stage::Stopped if mine => {
                 // A hand-over left unfinished (this agent restarted in
                 // the middle): withdraw it before the server comes back.
                 let why = "abandoned: the old leader's agent restarted during the hand-over; it stays the leader".to_string();
@@ -81,7 +83,7 @@ impl Ha {
                 self.hand_over(request, raw, members, optime).await;
                 true
             }
-            Stage::Requested if request.to == me => {
+            Stage::Requested | Stage::Stopping if request.to == me => {
                 self.await_stop(&request).await;
                 true
             }
@@ -163,6 +165,36 @@ impl Ha {
                 .await;
             return;
         }
+        // From here on the leader stops its server: a compare-and-set to
+        // `stopping` first, so that a cancel accepted before it is seen
+        // (nothing is stopped) and one after it is refused.
+        let stopping = Request {
+            stage: Stage::Stopping,
+            ..request.clone()
+        };
+        let stopping_raw = serde_json::to_string(&stopping).unwrap_or_default();
+        let started = self
+            .etcd
+            .txn(
+                &[
+                    (&self.keys.switchover, Some(&raw)),
+                    (&self.keys.leader, Some(&me)),
+                ],
+                &[Op::Put {
+                    key: self.keys.switchover.clone(),
+                    value: stopping_raw.clone(),
+                    lease: 0,
+                }],
+            )
+            .await;
+        if !matches!(started, Ok(true)) {
+            self.step(format!(
+                "switchover to `{}` not started: the request was cancelled or changed, or the key moved ({started:?}); the local server was not touched",
+                request.to
+            ));
+            return;
+        }
+        let (request, raw) = (stopping, stopping_raw);
         self.step(format!("switchover to `{}`: checkpoint", request.to));
         if let Err(e) = self.local.checkpoint().await {
             self.finish(
@@ -320,6 +352,24 @@ impl Ha {
                 self.renew().await;
             }
             seen = self.local.observe(budget).await;
+        }
+        // Just before taking the key, from the look that saw the replay:
+        // still a standby, and on no newer timeline than the old leader's
+        // end (a server promoted meanwhile, by hand, has another history).
+        if !seen.in_recovery
+            || seen
+                .timeline
+                .zip(request.timeline)
+                .is_some_and(|(mine, theirs)| mine > theirs)
+        {
+            self.step(format!(
+                "switchover: not taking over: the local server is {} on timeline {:?}, not a standby of `{}`'s timeline {:?}",
+                seen.role(),
+                seen.timeline,
+                request.from,
+                request.timeline
+            ));
+            return;
         }
         let Some(lease) = self.lease else { return };
         let me = self.local.spec.name.clone();

@@ -19,7 +19,8 @@
 //!
 //! [`ha`] is the loop (its follower and election side in `elect`),
 //! [`local`] the local server, [`etcd`] the client,
-//! [`member`] the published view and the election rule. Decisions go to
+//! [`member`] the published view and the election rule, [`watchdog`] the
+//! separate process that fences a frozen leader. Decisions go to
 //! the audit log (`remediation = "cluster"`) and out as events.
 
 mod elect;
@@ -30,6 +31,7 @@ pub mod local;
 pub mod member;
 pub mod restart;
 pub mod switchover;
+pub mod watchdog;
 
 use crate::config::ClusterSpec;
 use crate::remediate::Remediator;

@@ -20,8 +20,11 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
-    /// Asked for; the leader has not acted yet.
+    /// Asked for; the leader has not acted yet (`--cancel` withdraws it).
     Requested,
+    /// The leader has started (a compare-and-set from `requested`, before
+    /// its checkpoint): it is about to stop its server; no cancel now.
+    Stopping,
     /// The leader's server is cleanly stopped at `lsn`: the target takes
     /// the key once it has replayed past it.
     Stopped,
@@ -202,16 +205,26 @@ pub async fn cancel(etcd: &Etcd, keys: &Keys) -> Result<Request, String> {
     };
     let request: Request = serde_json::from_str(&kv.value)
         .map_err(|e| format!("unreadable switchover request {:?}: {e}", kv.value))?;
-    if request.stage != Stage::Requested
-        || !etcd
-            .delete_if(&keys.switchover, &kv.value)
-            .await
-            .map_err(err)?
+    let under_way = |request: &Request| {
+        format!(
+            "the switchover to `{}` is already under way (the leader `{}` has started stopping its server): it cannot be cancelled; it completes, or the leader abandons it and stays the leader",
+            request.to, request.from
+        )
+    };
+    if request.stage != Stage::Requested {
+        return Err(under_way(&request));
+    }
+    // Only while the value is still the `requested` one: the leader's
+    // compare-and-set to `stopping` and this delete cannot both succeed.
+    if !etcd
+        .delete_if(&keys.switchover, &kv.value)
+        .await
+        .map_err(err)?
     {
-        return Err(format!(
-            "the switchover to `{}` is already under way: it cannot be cancelled",
-            request.to
-        ));
+        return Err(match etcd.get(&keys.switchover).await.map_err(err)? {
+            Some(now) => under_way(&serde_json::from_str(&now.value).unwrap_or(request)),
+            None => "the switchover finished or was withdrawn meanwhile".into(),
+        });
     }
     Ok(request)
 }

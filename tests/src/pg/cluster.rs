@@ -3,7 +3,7 @@
 //! promote, pause replay, corrupt a page). Dropping it stops the server
 //! (`pg_ctl stop -m immediate`), also when a test panics.
 
-use super::command::{free_port, run, server_command};
+use super::command::{free_port, run, server_command, server_command_in};
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +27,8 @@ pub struct Cluster {
     log: PathBuf,
     port: u16,
     running: bool,
+    /// The network namespace it is started in, if any.
+    netns: Option<String>,
 }
 
 impl Cluster {
@@ -96,6 +98,7 @@ impl Cluster {
             log: root.join(format!("{name}.log")),
             port: free_port(),
             running: false,
+            netns: None,
         }
     }
 
@@ -116,7 +119,7 @@ impl Cluster {
     pub fn start(&mut self) {
         for attempt in 1..=3 {
             self.append_config(&[format!("port = {}", self.port)]);
-            let mut pg_ctl = server_command("pg_ctl", &self.socket_dir);
+            let mut pg_ctl = server_command_in("pg_ctl", &self.socket_dir, self.netns.as_deref());
             pg_ctl
                 .arg("-D")
                 .arg(&self.data)
@@ -332,6 +335,23 @@ impl Cluster {
         text.lines().next()?.trim().parse().ok()
     }
 
+    /// Start the server (from now on) in network namespace `netns`,
+    /// listening on every address there (`listen_addresses = '*'`) and
+    /// trusting `net` (a CIDR) for sessions and replication.
+    pub fn move_to_netns(&mut self, netns: &str, net: &str) {
+        self.append_config(&["listen_addresses = '*'".to_string()]);
+        let mut hba = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("pg_hba.conf"))
+            .expect("open pg_hba.conf");
+        writeln!(
+            hba,
+            "host all all {net} trust\nhost replication all {net} trust"
+        )
+        .expect("append to pg_hba.conf");
+        self.netns = Some(netns.to_string());
+    }
+
     /// Tell the harness whether the server runs, after something else (the
     /// agent's remediation, a signal) started or stopped it, so that Drop
     /// stops what runs.
@@ -342,7 +362,7 @@ impl Cluster {
     /// Start the server by hand with `pg_ctl start`, as an operator would,
     /// and say whether it started (it may refuse).
     pub fn try_start(&mut self) -> bool {
-        let mut pg_ctl = server_command("pg_ctl", &self.socket_dir);
+        let mut pg_ctl = server_command_in("pg_ctl", &self.socket_dir, self.netns.as_deref());
         pg_ctl
             .arg("-D")
             .arg(&self.data)

@@ -42,6 +42,21 @@ pub fn server_command(name: &str, cwd: &Path) -> Command {
     command
 }
 
+/// [`server_command`] run in network namespace `netns` (`ip netns exec`,
+/// which execs the program: the server it starts lives in the namespace).
+pub fn server_command_in(name: &str, cwd: &Path, netns: Option<&str>) -> Command {
+    let Some(ns) = netns else {
+        return server_command(name, cwd);
+    };
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns]);
+    if is_root() {
+        command.args(["runuser", "-u", SERVER_USER, "--"]);
+    }
+    command.arg(program(name)).current_dir(cwd);
+    command
+}
+
 /// Run `command`; panic with its output if it fails.
 pub fn run(mut command: Command) -> String {
     let shown = format!("{command:?}");

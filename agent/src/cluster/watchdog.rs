@@ -1,0 +1,412 @@
+//! Self-fencing that does not depend on the agent being alive: while this
+//! node leads, the agent keeps a small separate process, `watchpost
+//! watchdog`, fed through a pipe with the deadline of its lease (the same
+//! one the agent keeps: `ttl` minus a third from before the last good
+//! renewal was sent, plus a sixth of `ttl` so that the agent's own stop
+//! comes first). If no newer deadline arrives in time — the agent is
+//! frozen (SIGSTOP, a stuck disk), its loop is stuck, or it died without
+//! stepping down — the watchdog stops the local PostgreSQL at once
+//! (SIGQUIT to the postmaster, PostgreSQL's immediate shutdown), still
+//! half a third of the lease before etcd can expire it and a standby can
+//! take over, and records why.
+//!
+//! It is a process of its own (its own session too), so that stopping the
+//! agent or its process group does not stop it. The agent disarms it when
+//! it gives the key up (its server stopped first); on a clean agent exit
+//! the pipe closes while disarmed and the watchdog exits without touching
+//! the server. `/dev/watchdog` (a kernel watchdog that resets the machine,
+//! as Patroni uses) is not used.
+//!
+//! Protocol, one line each: `arm NS` (deadline, CLOCK_MONOTONIC
+//! nanoseconds, shared by every process of the machine) and `disarm`.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The exit code of a watchdog that stopped the server.
+pub const FENCED: i32 = 2;
+
+/// `watchpost watchdog` (started by the agent, not by hand).
+#[derive(clap::Args, Debug)]
+pub struct WatchdogArgs {
+    /// The data directory of the server to stop.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Where to write why it stopped the server (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub record: PathBuf,
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// `at` as CLOCK_MONOTONIC nanoseconds (Rust's `Instant` is that clock).
+fn instant_ns(at: Instant) -> u64 {
+    let now = Instant::now();
+    let base = monotonic_ns();
+    match at.checked_duration_since(now) {
+        Some(ahead) => base + ahead.as_nanos() as u64,
+        None => base.saturating_sub(now.duration_since(at).as_nanos() as u64),
+    }
+}
+
+/// The watchdog process itself: read the agent's lines, stop the server
+/// when the deadline passes. Its exit code: 0 (disarmed, agent gone),
+/// [`FENCED`] (the server was stopped), 3 (bad use).
+pub fn serve(args: WatchdogArgs) -> i32 {
+    // Its pages stay in memory (a swapped-out watchdog is a slow one).
+    // SAFETY: mlockall only changes how this process's current pages are
+    // kept; a failure (no privilege) leaves it as it was.
+    unsafe { libc::mlockall(libc::MCL_CURRENT) };
+    let stdin = std::io::stdin();
+    let fd = stdin.as_raw_fd();
+    let mut armed: Option<u64> = None;
+    let mut open = true;
+    let mut pending = Vec::new();
+    loop {
+        let now = monotonic_ns();
+        if let Some(deadline) = armed
+            && now >= deadline
+        {
+            return fire(
+                &args,
+                "no heartbeat from the agent before the lease deadline",
+            );
+        }
+        if !open {
+            match armed {
+                None => return 0,
+                Some(deadline) => {
+                    std::thread::sleep(Duration::from_nanos(deadline - now));
+                    continue;
+                }
+            }
+        }
+        let wait_ms = armed.map_or(-1, |d| {
+            ((d - now) / 1_000_000 + 1).min(i32::MAX as u64) as i32
+        });
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, owned here, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, wait_ms) };
+        if ready <= 0 {
+            continue; // timeout (checked at the top) or EINTR
+        }
+        // Straight from the descriptor (no buffering that `poll` cannot see).
+        let mut buffer = [0u8; 4096];
+        // SAFETY: read(2) into a buffer owned here, at most its length.
+        let n = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        match n {
+            0 => open = false,
+            n if n < 0 => {
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    open = false;
+                }
+            }
+            n => pending.extend_from_slice(&buffer[..n as usize]),
+        }
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            match line.trim().split_once(' ') {
+                Some(("arm", ns)) => match ns.parse::<u64>() {
+                    Ok(ns) => armed = Some(ns),
+                    Err(_) => eprintln!("watchpost watchdog: ignored a bad line: {line:?}"),
+                },
+                _ if line.trim() == "disarm" => armed = None,
+                _ => eprintln!("watchpost watchdog: ignored a bad line: {line:?}"),
+            }
+        }
+    }
+}
+
+/// Stop the server and record why; the exit code.
+fn fire(args: &WatchdogArgs, why: &str) -> i32 {
+    let outcome = fence(&args.data_dir);
+    let message = match &outcome {
+        Ok((true, done)) => format!("the watchdog stopped the local server ({why}): {done}"),
+        Ok((false, done)) => format!("the watchdog fired ({why}): {done}"),
+        Err(e) => format!("the watchdog could not stop the local server ({why}): {e}"),
+    };
+    eprintln!("watchpost watchdog: {message}");
+    let record = serde_json::json!({
+        "at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "data_dir": args.data_dir,
+        "stopped": matches!(outcome, Ok((true, _))),
+        "message": message,
+    });
+    if let Err(e) = write_record(&args.record, &record.to_string()) {
+        eprintln!(
+            "watchpost watchdog: cannot write {}: {e}",
+            args.record.display()
+        );
+    }
+    FENCED
+}
+
+fn write_record(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        == Some("Z");
+    // SAFETY: signal 0 only checks that the process exists.
+    !stat.is_empty() && !zombie && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Immediate shutdown of the postmaster `postmaster.pid` names (read
+/// without following a link), after checking that the process is that
+/// server: it runs in the data directory and belongs to the directory's
+/// owner (a reused pid is left alone). SIGKILL if it is not gone in 2 s.
+/// `(whether it signalled the server, what happened)`.
+pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(pid) = crate::remediate::pgdata::postmaster_pid(data_dir)
+        .and_then(|pid| i32::try_from(pid).ok())
+        .filter(|pid| *pid > 1)
+    else {
+        return Ok((
+            false,
+            "no postmaster.pid: the server was not running".into(),
+        ));
+    };
+    if !alive(pid) {
+        return Ok((
+            false,
+            format!("the postmaster (pid {pid}) was already gone"),
+        ));
+    }
+    let dir =
+        std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .map_err(|e| format!("cannot read the working directory of pid {pid}: {e}"))?;
+    let owner = std::fs::metadata(&dir).map_err(|e| e.to_string())?.uid();
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .map_err(|e| e.to_string())?
+        .uid();
+    if cwd != dir || uid != owner {
+        return Err(format!(
+            "pid {pid} from postmaster.pid is not this server (it runs in {} as uid {uid}): not signalled",
+            cwd.display()
+        ));
+    }
+    // SAFETY: kill(2) on the checked postmaster pid.
+    if unsafe { libc::kill(pid, libc::SIGQUIT) } != 0 {
+        return Err(format!(
+            "SIGQUIT to the postmaster (pid {pid}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let sent = Instant::now();
+    while sent.elapsed() < Duration::from_secs(2) {
+        if !alive(pid) {
+            return Ok((
+                true,
+                format!(
+                    "immediate shutdown (SIGQUIT to the postmaster, pid {pid}) done in {} ms",
+                    sent.elapsed().as_millis()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: as above; its backends exit when they see it gone.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    Ok((
+        true,
+        format!("the postmaster (pid {pid}) ignored SIGQUIT for 2 s: killed (SIGKILL)"),
+    ))
+}
+
+/// The agent's side: the running watchdog, if any, and its feed.
+pub struct Watchdog {
+    data_dir: PathBuf,
+    record: PathBuf,
+    child: Option<(Child, ChildStdin)>,
+    /// The last deadline sent (None: disarmed).
+    sent: Option<Instant>,
+}
+
+impl Watchdog {
+    pub fn new(data_dir: PathBuf, record: PathBuf) -> Watchdog {
+        Watchdog {
+            data_dir,
+            record,
+            child: None,
+            sent: None,
+        }
+    }
+
+    /// Keep the watchdog in step with the lease: armed with `until` while
+    /// leading, disarmed otherwise. What it did meanwhile, if it fired
+    /// (for the audit log): whether it stopped the server, and its record.
+    pub fn sync(&mut self, until: Option<Instant>) -> Option<(bool, String)> {
+        let fired = self.reap();
+        if until == self.sent {
+            return fired;
+        }
+        let line = match until {
+            Some(at) => {
+                if self.child.is_none()
+                    && let Err(e) = self.spawn()
+                {
+                    tracing::error!("cluster: cannot start the watchdog: {e}");
+                    return fired;
+                }
+                format!("arm {}\n", instant_ns(at))
+            }
+            None if self.child.is_none() => {
+                self.sent = None;
+                return fired;
+            }
+            None => "disarm\n".into(),
+        };
+        if let Some((_, stdin)) = self.child.as_mut() {
+            match stdin.write(line.as_bytes()) {
+                Ok(n) if n == line.len() => self.sent = until,
+                Ok(_) => tracing::warn!("cluster: the watchdog's pipe is full"),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tracing::warn!("cluster: the watchdog's pipe is full")
+                }
+                Err(e) => {
+                    tracing::warn!("cluster: cannot feed the watchdog: {e}");
+                    self.child = None;
+                    self.sent = None;
+                }
+            }
+        }
+        fired
+    }
+
+    /// A watchdog that exited after firing: whether it stopped the
+    /// server, and what it recorded.
+    fn reap(&mut self) -> Option<(bool, String)> {
+        let (child, _) = self.child.as_mut()?;
+        let status = child.try_wait().ok()??;
+        self.child = None;
+        self.sent = None;
+        if status.code() != Some(FENCED) {
+            tracing::warn!("cluster: the watchdog exited ({status})");
+            return None;
+        }
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        let record = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+        let message = record["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| "the watchdog fired".into());
+        Some((record["stopped"] == true, message))
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        // This very binary, also when a package upgrade replaced the file.
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .arg("watchdog")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--record")
+            .arg(&self.record)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        // SAFETY: only setsid(2), async-signal-safe, between fork and exec:
+        // its own session, so a signal to the agent's group misses it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no pipe"))?;
+        // The agent never blocks on a watchdog that does not read.
+        // SAFETY: fcntl on the pipe's own descriptor.
+        unsafe {
+            let flags = libc::fcntl(stdin.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(stdin.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        tracing::info!(pid = child.id(), "cluster: watchdog started");
+        self.child = Some((child, stdin));
+        Ok(())
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // A clean drop (the loop ended, the key given up): closing the
+        // pipe while disarmed lets it exit; while armed it stays and
+        // fences at the deadline.
+        if let Some((mut child, stdin)) = self.child.take() {
+            drop(stdin);
+            if self.sent.is_none() {
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_map_onto_the_monotonic_clock() {
+        let now = monotonic_ns();
+        let later = instant_ns(Instant::now() + Duration::from_secs(2));
+        assert!((now + 1_900_000_000..now + 2_100_000_000).contains(&later));
+        let earlier = instant_ns(Instant::now() - Duration::from_millis(10));
+        assert!(earlier < monotonic_ns());
+    }
+
+    #[test]
+    fn a_data_directory_without_a_server_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stopped, what) = fence(dir.path()).unwrap();
+        assert!(!stopped, "{what}");
+        // A postmaster.pid naming a process that is not this server (this
+        // test, running elsewhere) is not signalled.
+        std::fs::write(
+            dir.path().join("postmaster.pid"),
+            format!("{}\n{}\n", std::process::id(), dir.path().display()),
+        )
+        .unwrap();
+        let refused = fence(dir.path());
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("is not this server")),
+            "{refused:?}"
+        );
+    }
+}
