@@ -106,6 +106,8 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
         "ReadWritePaths=/var/lib/watchpost",
         "NoNewPrivileges=yes",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        // The cluster watchdog must outlive a crashed agent.
+        "KillMode=process",
     ] {
         assert!(unit_text.contains(line), "{line} not in the unit");
     }
