@@ -1,5 +1,26 @@
 //! Small helpers shared across modules.
 
+/// A Prometheus metric or label name made of `name`
+/// (`[a-zA-Z_:][a-zA-Z0-9_:]*`): every other character as `_`, a leading
+/// digit (or nothing) prefixed with `_`. The runtime checks attribute keys
+/// with it and the exporter names metrics with it, so both agree.
+pub fn prometheus_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
 /// The longest prefix of `text` of at most `max` bytes that ends on a
 /// character boundary.
 pub fn truncate_utf8(text: &str, max: usize) -> &str {

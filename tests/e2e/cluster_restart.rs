@@ -6,13 +6,12 @@
 //! servers acknowledging writes at once; with nothing pending, `--pending`
 //! restarts nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use watchpost_e2e::agent::{PATIENCE, wait_for};
 use watchpost_e2e::cli::watchpost_run;
 use watchpost_e2e::ha::HaCluster;
 use watchpost_e2e::haproxy::HaProxy;
-use watchpost_e2e::pg::SUPERUSER;
-use watchpost_e2e::splitbrain::{self, Writer};
+use watchpost_e2e::splitbrain;
 
 fn restart(ha: &HaCluster, args: &[&str]) -> watchpost_e2e::cli::Outcome {
     let config = ha.config(0);
@@ -52,11 +51,7 @@ fn a_rolling_restart_applies_a_pending_setting_everywhere_and_loses_no_write() {
         });
     }
     let proxy = HaProxy::start(&ha.backends());
-    let mut targets: Vec<(String, String)> = (0..3)
-        .map(|i| (format!("node{}", i + 1), ha.tcp_dsn(i)))
-        .collect();
-    targets.push(("haproxy".into(), proxy.dsn(SUPERUSER)));
-    let writer = Writer::start(&targets, Duration::from_millis(50));
+    let writer = ha.writers(Some(&proxy));
     wait_for("writes acknowledged", PATIENCE, || {
         (writer.count() >= 20).then_some(())
     });

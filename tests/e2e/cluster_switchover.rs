@@ -10,7 +10,6 @@ use watchpost_e2e::agent::{PATIENCE, wait_for};
 use watchpost_e2e::cli::watchpost_run;
 use watchpost_e2e::ha::HaCluster;
 use watchpost_e2e::haproxy::HaProxy;
-use watchpost_e2e::pg::SUPERUSER;
 use watchpost_e2e::splitbrain::{self, Writer};
 
 fn code(ha: &HaCluster, i: usize, path: &str) -> u16 {
@@ -24,24 +23,12 @@ fn switchover(ha: &HaCluster, args: &[&str]) -> watchpost_e2e::cli::Outcome {
     watchpost_run(argv)
 }
 
-/// Writers on every node directly and, with `proxy`, one through HAProxy
-/// (routing on the role endpoints), as an application would connect.
-fn writers(ha: &HaCluster, proxy: Option<&HaProxy>) -> Writer {
-    let mut targets: Vec<(String, String)> = (0..3)
-        .map(|i| (format!("node{}", i + 1), ha.tcp_dsn(i)))
-        .collect();
-    if let Some(proxy) = proxy {
-        targets.push(("haproxy".into(), proxy.dsn(SUPERUSER)));
-    }
-    Writer::start(&targets, Duration::from_millis(50))
-}
-
 #[test]
 fn a_switchover_under_write_load_loses_no_acknowledged_write_and_needs_no_rewind() {
     let ha = HaCluster::start("");
     ha.pg.nodes[0].execute(splitbrain::TABLE);
     let proxy = HaProxy::start(&ha.backends());
-    let writer = writers(&ha, Some(&proxy));
+    let writer = ha.writers(Some(&proxy));
     wait_for("writes acknowledged", PATIENCE, || {
         (writer.count() >= 20).then_some(())
     });

@@ -447,3 +447,17 @@ impl Drop for Agent {
 pub fn wasm(probe: &str) -> String {
     crate::probes::path(probe).display().to_string()
 }
+
+/// The cluster mode's audit records with `decision` across `agents` (one
+/// per node): (node index, record).
+pub fn cluster_records(agents: &[Agent], decision: &str) -> Vec<(usize, Value)> {
+    agents
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.audit_of("cluster", decision)
+                .into_iter()
+                .map(move |r| (i, r))
+        })
+        .collect()
+}

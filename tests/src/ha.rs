@@ -106,6 +106,19 @@ impl HaCluster {
         )
     }
 
+    /// The split-brain detector writing every 50 ms to every node directly
+    /// and, with `proxy`, through HAProxy (as `haproxy`), as an
+    /// application would connect.
+    pub fn writers(&self, proxy: Option<&crate::haproxy::HaProxy>) -> crate::splitbrain::Writer {
+        let mut targets: Vec<(String, String)> = (0..self.pg.nodes.len())
+            .map(|i| (format!("node{}", i + 1), self.tcp_dsn(i)))
+            .collect();
+        if let Some(proxy) = proxy {
+            targets.push(("haproxy".into(), proxy.dsn(SUPERUSER)));
+        }
+        crate::splitbrain::Writer::start(&targets, Duration::from_millis(50))
+    }
+
     /// Every node as an HAProxy backend: its server, checked on its
     /// agent's role endpoint.
     pub fn backends(&self) -> Vec<crate::haproxy::Backend> {
@@ -131,15 +144,7 @@ impl HaCluster {
     /// Audit records of the cluster mode with `decision`, across agents:
     /// (node index, record).
     pub fn records(&self, decision: &str) -> Vec<(usize, serde_json::Value)> {
-        self.agents
-            .iter()
-            .enumerate()
-            .flat_map(|(i, a)| {
-                a.audit_of("cluster", decision)
-                    .into_iter()
-                    .map(move |r| (i, r))
-            })
-            .collect()
+        crate::agent::cluster_records(&self.agents, decision)
     }
 
     /// Poll `node` every 100 ms with `CREATE TABLE ...; INSERT` (the peers'

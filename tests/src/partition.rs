@@ -174,15 +174,7 @@ impl NetCluster {
 
     /// Audit records of the cluster mode with `decision`, across agents.
     pub fn records(&self, decision: &str) -> Vec<(usize, serde_json::Value)> {
-        self.agents
-            .iter()
-            .enumerate()
-            .flat_map(|(i, a)| {
-                a.audit_of("cluster", decision)
-                    .into_iter()
-                    .map(move |r| (i, r))
-            })
-            .collect()
+        crate::agent::cluster_records(&self.agents, decision)
     }
 
     /// Latency added to each direction between node `i` and etcd.

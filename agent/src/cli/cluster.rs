@@ -7,7 +7,6 @@
 
 use crate::cluster::Keys;
 use crate::cluster::etcd::Etcd;
-use crate::cluster::member::Member;
 use crate::config::{self, ClusterSpec};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -179,21 +178,9 @@ async fn list(
         .prefix(&keys.root)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let leader = scope
-        .iter()
-        .find(|kv| kv.key == keys.leader)
-        .map(|kv| kv.value.clone());
-    let optime = scope
-        .iter()
-        .find(|kv| kv.key == keys.optime)
-        .and_then(|kv| kv.value.parse::<u64>().ok());
-    let paused = scope.iter().any(|kv| kv.key == keys.pause);
-    let mut members: Vec<Member> = scope
-        .iter()
-        .filter(|kv| kv.key.starts_with(&keys.members))
-        .filter_map(|kv| serde_json::from_str(&kv.value).ok())
-        .collect();
-    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let snapshot = keys.snapshot(&scope);
+    let leader = snapshot.leader_name();
+    let (optime, paused, members) = (snapshot.optime, snapshot.paused, snapshot.members);
     if as_json {
         let out = serde_json::json!({"scope": spec.scope, "leader": leader, "leader_optime": optime, "paused": paused, "members": members});
         println!("{}", serde_json::to_string_pretty(&out)?);

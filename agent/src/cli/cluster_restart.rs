@@ -22,20 +22,15 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
-/// What etcd says now: the leader's name and the members.
-async fn read(etcd: &Etcd, keys: &Keys) -> anyhow::Result<(Option<String>, Vec<Member>)> {
+/// What etcd says now: the leader's name, its last position and the
+/// members.
+async fn read(
+    etcd: &Etcd,
+    keys: &Keys,
+) -> anyhow::Result<(Option<String>, Option<u64>, Vec<Member>)> {
     let scope = etcd.prefix(&keys.root).await.map_err(|e| anyhow!("{e}"))?;
-    let leader = scope
-        .iter()
-        .find(|kv| kv.key == keys.leader)
-        .map(|kv| kv.value.clone());
-    let mut members: Vec<Member> = scope
-        .iter()
-        .filter(|kv| kv.key.starts_with(&keys.members))
-        .filter_map(|kv| serde_json::from_str(&kv.value).ok())
-        .collect();
-    members.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((leader, members))
+    let snapshot = keys.snapshot(&scope);
+    Ok((snapshot.leader_name(), snapshot.optime, snapshot.members))
 }
 
 /// Ask `node`'s agent for one restart step and wait for its outcome.
@@ -99,7 +94,7 @@ async fn streaming(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {
-        let (_, members) = read(etcd, keys).await?;
+        let (_, _, members) = read(etcd, keys).await?;
         let upstream = members
             .iter()
             .find(|m| m.name == leader)
@@ -174,7 +169,7 @@ pub async fn run(
     wait: u64,
 ) -> anyhow::Result<ExitCode> {
     let within = Duration::from_secs(wait);
-    let (leader, members) = read(etcd, keys).await?;
+    let (leader, _, members) = read(etcd, keys).await?;
     let leader = leader.context("there is no leader: a rolling restart needs a healthy cluster")?;
     let mut restarted = 0;
     for member in members.iter().filter(|m| m.name != leader) {
@@ -198,12 +193,7 @@ pub async fn run(
     if pending_only && outcome.pending.is_empty() {
         println!("{leader}: leads; no setting waits for a restart");
     } else {
-        let scope = etcd.prefix(&keys.root).await.map_err(|e| anyhow!("{e}"))?;
-        let optime = scope
-            .iter()
-            .find(|kv| kv.key == keys.optime)
-            .and_then(|kv| kv.value.parse::<u64>().ok());
-        let (_, members) = read(etcd, keys).await?;
+        let (_, optime, members) = read(etcd, keys).await?;
         let Some(to) = successor(&leader, &members, optime, spec.max_lag_bytes) else {
             bail!(
                 "no standby can take over from `{leader}` now (see `watchpost cluster list`); \

@@ -71,18 +71,7 @@ impl Ha {
                     // Keep a standby running meanwhile (read-only, and a
                     // candidate should the leader go).
                     if !seen.primary() && !self.local.postmaster_alive() {
-                        let conninfo = self.local.conninfo(&leader.host, leader.port);
-                        let marked =
-                            crate::remediate::command::owner_if_root(&self.local.spec.data_dir)
-                                .and_then(|owner| {
-                                    crate::remediate::failover::demote_on_disk(
-                                        &self.local.spec.data_dir,
-                                        &conninfo,
-                                        owner,
-                                    )
-                                    .map_err(|e| e.to_string())
-                                });
-                        match marked {
+                        match self.local.point_at(&leader.host, leader.port) {
                             Ok(()) => {
                                 let _ = self.local.start().await;
                             }
@@ -106,17 +95,7 @@ impl Ha {
         if !seen.running {
             // Stopped (crashed, demoted, or never started): point it at the
             // leader and start it as a standby.
-            let conninfo = self.local.conninfo(&leader.host, leader.port);
-            if let Err(e) = crate::remediate::command::owner_if_root(&self.local.spec.data_dir)
-                .and_then(|owner| {
-                    crate::remediate::failover::demote_on_disk(
-                        &self.local.spec.data_dir,
-                        &conninfo,
-                        owner,
-                    )
-                    .map_err(|e| e.to_string())
-                })
-            {
+            if let Err(e) = self.local.point_at(&leader.host, leader.port) {
                 tracing::error!("cluster: cannot point the local server at the leader: {e}");
                 return;
             }

@@ -174,17 +174,10 @@ impl Ha {
             self.guard();
             return;
         };
-        let leader = scope.iter().find(|kv| kv.key == self.keys.leader).cloned();
-        let optime = scope
-            .iter()
-            .find(|kv| kv.key == self.keys.optime)
-            .and_then(|kv| kv.value.parse::<u64>().ok());
-        let members: Vec<Member> = scope
-            .iter()
-            .filter(|kv| kv.key.starts_with(&self.keys.members))
-            .filter_map(|kv| serde_json::from_str(&kv.value).ok())
-            .collect();
-        self.note_pause(scope.iter().any(|kv| kv.key == self.keys.pause));
+        let snapshot = self.keys.snapshot(&scope);
+        let leader = snapshot.leader.cloned();
+        let (optime, members) = (snapshot.optime, snapshot.members);
+        self.note_pause(snapshot.paused);
         self.update_view(
             &seen,
             leader.as_ref().map(|l| l.value.clone()),

@@ -146,6 +146,33 @@ impl Ha {
         done
     }
 
+    /// Move the switchover request from `raw` (its value now) to `next`,
+    /// in one transaction and only while this node (`me`) still holds the
+    /// leader key: whether it moved, and `next` as written.
+    async fn advance(
+        &self,
+        raw: &str,
+        next: &Request,
+        me: &str,
+    ) -> (Result<bool, super::etcd::EtcdError>, String) {
+        let next_raw = serde_json::to_string(next).unwrap_or_default();
+        let moved = self
+            .etcd
+            .txn(
+                &[
+                    (&self.keys.switchover, Some(raw)),
+                    (&self.keys.leader, Some(me)),
+                ],
+                &[Op::Put {
+                    key: self.keys.switchover.clone(),
+                    value: next_raw.clone(),
+                    lease: 0,
+                }],
+            )
+            .await;
+        (moved, next_raw)
+    }
+
     fn step(&self, message: String) {
         self.record(Decision::Step, message);
     }
@@ -172,21 +199,7 @@ impl Ha {
             stage: Stage::Stopping,
             ..request.clone()
         };
-        let stopping_raw = serde_json::to_string(&stopping).unwrap_or_default();
-        let started = self
-            .etcd
-            .txn(
-                &[
-                    (&self.keys.switchover, Some(&raw)),
-                    (&self.keys.leader, Some(&me)),
-                ],
-                &[Op::Put {
-                    key: self.keys.switchover.clone(),
-                    value: stopping_raw.clone(),
-                    lease: 0,
-                }],
-            )
-            .await;
+        let (started, stopping_raw) = self.advance(&raw, &stopping, &me).await;
         if !matches!(started, Ok(true)) {
             self.step(format!(
                 "switchover to `{}` not started: the request was cancelled or changed, or the key moved ({started:?}); the local server was not touched",
@@ -239,21 +252,7 @@ impl Ha {
             timeline: Some(end.timeline),
             ..request.clone()
         };
-        let stopped_raw = serde_json::to_string(&stopped).unwrap_or_default();
-        let marked = self
-            .etcd
-            .txn(
-                &[
-                    (&self.keys.switchover, Some(&raw)),
-                    (&self.keys.leader, Some(&me)),
-                ],
-                &[Op::Put {
-                    key: self.keys.switchover.clone(),
-                    value: stopped_raw.clone(),
-                    lease: 0,
-                }],
-            )
-            .await;
+        let (marked, stopped_raw) = self.advance(&raw, &stopped, &me).await;
         if !matches!(marked, Ok(true)) {
             self.step(format!("switchover to `{}` abandoned: the request changed or the key moved before the hand-over ({marked:?})", request.to));
             return;

@@ -147,27 +147,41 @@ impl LocalServer {
     /// Why `pg_rewind` could not work on this server, if it could not: it
     /// needs data checksums or `wal_log_hints = on`.
     pub async fn rewind_precondition(&self) -> Option<String> {
+        let rows = self
+            .rows(
+                "SELECT current_setting('data_checksums') AS checksums, current_setting('wal_log_hints') AS hints",
+                Duration::from_secs(6),
+            )
+            .await
+            .ok()?;
+        let row = rows.first()?;
+        let off = |name: &str| row.get::<_, String>(name) == "off";
+        (off("checksums") && off("hints")).then(|| {
+            "the local server has neither data checksums nor wal_log_hints: pg_rewind cannot rejoin it after a failover; set `wal_log_hints = on` (needs a restart) or enable checksums (`pg_checksums --enable` on a stopped server)".into()
+        })
+    }
+
+    /// The rows of `statement` on the local server (an admin session), all
+    /// within `within`.
+    async fn rows(
+        &self,
+        statement: &str,
+        within: Duration,
+    ) -> Result<Vec<tokio_postgres::Row>, String> {
         let work = async {
             let client = self
                 .sql
-                .admin_session(&self.spec.target, Duration::from_secs(5))
+                .admin_session(&self.spec.target, within)
                 .await
-                .ok()?;
-            let row = client
-                .query_one("SELECT current_setting('data_checksums') AS checksums, current_setting('wal_log_hints') AS hints", &[])
+                .map_err(|e| format!("{e:?}"))?;
+            client
+                .query(statement, &[])
                 .await
-                .ok()?;
-            Some((
-                row.get::<_, String>("checksums"),
-                row.get::<_, String>("hints"),
-            ))
+                .map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(Duration::from_secs(6), work).await {
-            Ok(Some((checksums, hints))) if checksums == "off" && hints == "off" => Some(
-                "the local server has neither data checksums nor wal_log_hints: pg_rewind cannot rejoin it after a failover; set `wal_log_hints = on` (needs a restart) or enable checksums (`pg_checksums --enable` on a stopped server)".into(),
-            ),
-            _ => None,
-        }
+        tokio::time::timeout(within, work)
+            .await
+            .map_err(|_| format!("no answer within {within:?}"))?
     }
 
     /// Run statements on the local server, one at a time (each in its
@@ -247,6 +261,19 @@ impl LocalServer {
     /// Only the agent holding the leader key promotes it.
     pub fn mark_standby(&self) -> std::io::Result<()> {
         crate::remediate::failover::write_standby_signal(self.data_dir())
+    }
+
+    /// Mark the stopped server a standby of `host:port` on disk
+    /// (`standby.signal` and `primary_conninfo`, as the data directory's
+    /// owner), so that it starts as one.
+    pub fn point_at(&self, host: &str, port: u16) -> Result<(), String> {
+        let owner = command::owner_if_root(self.data_dir())?;
+        crate::remediate::failover::demote_on_disk(
+            self.data_dir(),
+            &self.conninfo(host, port),
+            owner,
+        )
+        .map_err(|e| format!("cannot write standby.signal and primary_conninfo: {e}"))
     }
 
     /// Start the server (as a standby when `standby.signal` is there).
@@ -340,12 +367,9 @@ impl LocalServer {
         port: u16,
         source: &str,
     ) -> Result<String, String> {
-        let owner = command::owner_if_root(self.data_dir())?;
-        let conninfo = self.conninfo(host, port);
         self.stop("fast").await?;
         if !self.control_state().await?.starts_with("shut down") {
-            crate::remediate::failover::demote_on_disk(self.data_dir(), &conninfo, owner)
-                .map_err(|e| format!("cannot write standby.signal: {e}"))?;
+            self.point_at(host, port)?;
             self.start().await?;
             self.stop("fast").await?;
         }
@@ -365,8 +389,7 @@ impl LocalServer {
             .await;
         restore_config(self.data_dir(), kept);
         let rewound = rewound.map_err(|e| format!("pg_rewind failed: {e}"))?;
-        crate::remediate::failover::demote_on_disk(self.data_dir(), &conninfo, owner)
-            .map_err(|e| format!("cannot write standby.signal and primary_conninfo: {e}"))?;
+        self.point_at(host, port)?;
         self.start().await?;
         Ok(rewound)
     }
@@ -476,48 +499,25 @@ impl LocalServer {
     /// The settings that wait for a restart (`pg_settings.pending_restart`),
     /// by name.
     pub async fn pending_restart(&self) -> Result<Vec<String>, String> {
-        let within = Duration::from_secs(10);
-        let work = async {
-            let client = self
-                .sql
-                .admin_session(&self.spec.target, within)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-            let rows = client
-                .query(
-                    "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name",
-                    &[],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
-        };
-        tokio::time::timeout(within, work)
-            .await
-            .map_err(|_| format!("no answer within {within:?}"))?
+        let rows = self
+            .rows(
+                "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name",
+                Duration::from_secs(10),
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
     }
 
     /// The timeline the WAL receiver streams on, while it streams.
     pub async fn receiving_timeline(&self) -> Option<u64> {
-        let work = async {
-            let client = self
-                .sql
-                .admin_session(&self.spec.target, Duration::from_secs(2))
-                .await
-                .ok()?;
-            let row = client
-                .query_opt(
-                    "SELECT received_tli::int8 AS tli FROM pg_stat_wal_receiver WHERE status = 'streaming'",
-                    &[],
-                )
-                .await
-                .map_err(|e| tracing::debug!("cluster: cannot read the receiving timeline: {e}"))
-                .ok()??;
-            row.get::<_, Option<i64>>("tli").map(|t| t as u64)
-        };
-        tokio::time::timeout(Duration::from_secs(3), work)
+        let rows = self
+            .rows(
+                "SELECT received_tli::int8 AS tli FROM pg_stat_wal_receiver WHERE status = 'streaming'",
+                Duration::from_secs(3),
+            )
             .await
-            .ok()
-            .flatten()
+            .map_err(|e| tracing::debug!("cluster: cannot read the receiving timeline: {e}"))
+            .ok()?;
+        rows.first()?.get::<_, Option<i64>>("tli").map(|t| t as u64)
     }
 }

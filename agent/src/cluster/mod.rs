@@ -78,6 +78,26 @@ impl Keys {
         format!("{}{name}", self.members)
     }
 
+    /// What one read of the scope's prefix (`kvs`) says: the leader key,
+    /// the leader's last position, the members (by name) and the pause.
+    pub fn snapshot<'a>(&self, kvs: &'a [etcd::Kv]) -> Snapshot<'a> {
+        let mut members: Vec<Member> = kvs
+            .iter()
+            .filter(|kv| kv.key.starts_with(&self.members))
+            .filter_map(|kv| serde_json::from_str(&kv.value).ok())
+            .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Snapshot {
+            leader: kvs.iter().find(|kv| kv.key == self.leader),
+            optime: kvs
+                .iter()
+                .find(|kv| kv.key == self.optime)
+                .and_then(|kv| kv.value.parse().ok()),
+            members,
+            paused: kvs.iter().any(|kv| kv.key == self.pause),
+        }
+    }
+
     /// The rolling restart's request for member `name`.
     pub fn restart_of(&self, name: &str) -> String {
         format!("{}{name}", self.restart)
@@ -86,6 +106,26 @@ impl Keys {
     /// The outcome of the rolling restart's request for member `name`.
     pub fn restart_result_of(&self, name: &str) -> String {
         format!("{}{name}", self.restart_result)
+    }
+}
+
+/// One read of a scope, parsed ([`Keys::snapshot`]).
+pub struct Snapshot<'a> {
+    /// The leader key (its value names the leader; its lease is the
+    /// leader's).
+    pub leader: Option<&'a etcd::Kv>,
+    /// The leader's last published flush position (bytes from 0/0).
+    pub optime: Option<u64>,
+    /// The live members, by name.
+    pub members: Vec<Member>,
+    /// Maintenance mode.
+    pub paused: bool,
+}
+
+impl Snapshot<'_> {
+    /// The leader's name.
+    pub fn leader_name(&self) -> Option<String> {
+        self.leader.map(|kv| kv.value.clone())
     }
 }
 

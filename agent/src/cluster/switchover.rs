@@ -149,13 +149,9 @@ pub async fn ask(
             "a switchover is already pending ({pending}); cancel it with `watchpost cluster switchover --cancel`"
         ));
     }
-    let leader = value(&keys.leader);
-    let optime = value(&keys.optime).and_then(|v| v.parse::<u64>().ok());
-    let members: Vec<Member> = scope
-        .iter()
-        .filter(|kv| kv.key.starts_with(&keys.members))
-        .filter_map(|kv| serde_json::from_str(&kv.value).ok())
-        .collect();
+    let snapshot = keys.snapshot(&scope);
+    let leader = snapshot.leader_name();
+    let (members, optime) = (snapshot.members, snapshot.optime);
     if let Some(why) = refusal(to, leader.as_deref(), &members, optime, max_lag_bytes) {
         return Err(format!("switchover to `{to}` refused: {why}"));
     }

@@ -67,19 +67,7 @@ fn valid_name(name: &str) -> bool {
 /// with `_`, and the exporter's own labels (`probe`, `node`, `le`)
 /// prefixed with `attr_`.
 pub fn label_name(key: &str) -> String {
-    let mut out: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
+    let mut out = crate::util::prometheus_name(key);
     if matches!(out.as_str(), "probe" | "node" | "le") {
         out.insert_str(0, "attr_");
     }

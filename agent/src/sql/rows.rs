@@ -27,6 +27,7 @@ pub async fn collect(
     let limit = budget.min(MAX_RESULT_BYTES);
     let mut bytes: usize = columns.iter().map(|c| CELL + c.len()).sum();
     let mut rows = Vec::new();
+    let mut largest_row = 0;
     pin_mut!(stream);
     while let Some(row) = stream.next().await {
         let row = row.map_err(|e| errors::query_error(target, &e))?;
@@ -39,6 +40,7 @@ pub async fn collect(
         if bytes + estimate > limit {
             return Err(over(limit, budget, rows.len() + 1, bytes + estimate));
         }
+        let row_start = bytes;
         bytes += ROW;
         let mut values = Vec::with_capacity(row.len());
         for i in 0..row.len() {
@@ -59,12 +61,14 @@ pub async fn collect(
             values.push(value);
         }
         rows.push(values);
+        largest_row = largest_row.max(bytes - row_start);
     }
     let affected = stream.rows_affected().unwrap_or(0);
     Ok(Rows {
         columns,
         rows,
         affected,
+        largest_row,
     })
 }
 

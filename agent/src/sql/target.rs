@@ -405,11 +405,9 @@ impl Target {
             Ok(Ok(()))
         );
         // A large row grew the session's read buffer for good: close it.
-        let large = rows.as_ref().is_ok_and(|rows| {
-            rows.rows
-                .iter()
-                .any(|row| row.iter().map(super::rows::value_size).sum::<usize>() > POOLED_ROW_MAX)
-        });
+        let large = rows
+            .as_ref()
+            .is_ok_and(|rows| rows.largest_row > POOLED_ROW_MAX);
         let ended = ended && !large;
         let outcome = match begun {
             Err(e) => Err(errors::query_error(&self.name, &e)),

@@ -27,6 +27,9 @@ pub struct Rows {
     pub rows: Vec<Vec<Value>>,
     /// Rows inserted, updated or deleted (0 for queries).
     pub affected: u64,
+    /// Host bytes of the largest row, its values included
+    /// ([`super::rows::value_size`]).
+    pub largest_row: usize,
 }
 
 /// An error reported by the database itself (the WIT's `query-error`).

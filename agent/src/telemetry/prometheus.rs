@@ -47,27 +47,9 @@ pub struct AgentSample<'a> {
     pub cpu_seconds: Option<f64>,
 }
 
-/// A metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub fn sanitize(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
-
 /// The gauge name of a measurement.
 pub fn gauge_name(measurement: &str, unit: &str) -> String {
-    let mut name = sanitize(measurement);
+    let mut name = crate::util::prometheus_name(measurement);
     let suffix = match unit {
         "By" => "_bytes",
         "s" => "_seconds",

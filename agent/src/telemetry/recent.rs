@@ -158,26 +158,11 @@ impl Recent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Measurement, Status};
+    use crate::report::Status;
     use std::time::Duration;
 
     fn report(values: &[(&str, f64)]) -> Report {
-        Report {
-            status: Status::Ok,
-            message: String::new(),
-            measurements: values
-                .iter()
-                .map(|(name, value)| Measurement {
-                    name: name.to_string(),
-                    value: *value,
-                    unit: "1".into(),
-                    attributes: vec![],
-                })
-                .collect(),
-            error: None,
-            duration: Duration::ZERO,
-            peak_memory: 0,
-        }
+        Report::with_values(Status::Ok, values)
     }
 
     fn at(i: u64) -> SystemTime {
