@@ -19,7 +19,7 @@ use crate::cluster::switchover;
 use crate::config::ClusterSpec;
 use anyhow::{Context, anyhow, bail};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// What etcd says now: the leader's name, its last position and the
@@ -41,14 +41,7 @@ async fn ask(
     pending_only: bool,
     within: Duration,
 ) -> anyhow::Result<Outcome> {
-    let id = format!(
-        "{}-{}",
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-        std::process::id()
-    );
+    let id = crate::cluster::request_id();
     let request = serde_json::to_string(&Request {
         id: id.clone(),
         pending_only,

@@ -109,6 +109,17 @@ impl Keys {
     }
 }
 
+/// A new id for an operator's request (switchover, restart step): the
+/// time in ns and the asking process, so that its outcome can be told
+/// from an earlier one's.
+pub fn request_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{nanos}-{}", std::process::id())
+}
+
 /// One read of a scope, parsed ([`Keys::snapshot`]).
 pub struct Snapshot<'a> {
     /// The leader key (its value names the leader; its lease is the

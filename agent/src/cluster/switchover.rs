@@ -155,15 +155,8 @@ pub async fn ask(
     if let Some(why) = refusal(to, leader.as_deref(), &members, optime, max_lag_bytes) {
         return Err(format!("switchover to `{to}` refused: {why}"));
     }
-    let now = SystemTime::now();
     let request = Request {
-        id: format!(
-            "{}-{}",
-            now.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-            std::process::id()
-        ),
+        id: super::request_id(),
         from: leader.unwrap_or_default(),
         to: to.into(),
         at: at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
