@@ -92,6 +92,9 @@ pub enum Decision {
     Restarted,
     /// Cluster mode: no leader, and this member may not take over (why).
     NoCandidate,
+    /// Cluster mode: the leader changed its synchronous standbys (in
+    /// PostgreSQL's `synchronous_standby_names` or in etcd's `sync` key).
+    Synchronous,
 }
 
 impl Decision {
@@ -120,6 +123,7 @@ impl Decision {
             Decision::Following => "following",
             Decision::Restarted => "restarted",
             Decision::NoCandidate => "no-candidate",
+            Decision::Synchronous => "synchronous",
         }
     }
 

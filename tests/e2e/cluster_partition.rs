@@ -6,7 +6,10 @@
 //! for 20 s, a standby cut off, the leader's agent frozen (SIGSTOP) for
 //! twice the lease while its server runs, and 500 ms of added round trip
 //! between the leader and etcd for 30 s. In every one, no two servers
-//! acknowledge writes in overlapping time spans after the fault.
+//! acknowledge writes in overlapping time spans after the fault. The
+//! leader cut and the freeze run again with `synchronous = true`: then
+//! the cut-off leader acknowledges no write sent after the cut, and no
+//! acknowledged write is missing from the new leader.
 
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{PATIENCE, wait_for};
@@ -15,9 +18,10 @@ use watchpost_e2e::splitbrain::{self, Report, Writer};
 
 const TTL: Duration = Duration::from_secs(3);
 
-/// A cluster with the detector's table and writers running, acknowledged.
-fn start() -> (NetCluster, Writer) {
-    let ha = NetCluster::start("");
+/// A cluster (`extra` in its `[cluster]`) with the detector's table and
+/// writers running, acknowledged.
+fn start(extra: &str) -> (NetCluster, Writer) {
+    let ha = NetCluster::start(extra);
     ha.pg.nodes[0].execute(splitbrain::TABLE);
     // The table reaches the standbys before the writers start.
     std::thread::sleep(Duration::from_millis(500));
@@ -71,9 +75,46 @@ fn no_overlap(ha: &NetCluster, report: &Report, since: Instant, episode: &str) {
     );
 }
 
+/// What `synchronous = true` adds: no acknowledged write is missing from
+/// the new leader `new`.
+fn none_lost(ha: &NetCluster, report: &Report, new: usize, episode: &str) {
+    let missing = report.missing(&splitbrain::present(&ha.dsn(new)));
+    eprintln!(
+        "{episode} (synchronous): {} writes acknowledged, {} missing from the new leader",
+        report.acks.len(),
+        missing.len()
+    );
+    assert_eq!(
+        missing,
+        Vec::<i64>::new(),
+        "acknowledged writes lost ({episode})"
+    );
+}
+
 #[test]
 fn a_cut_off_leader_stops_taking_writes_before_a_standby_is_promoted_and_rejoins_after_healing() {
-    let (ha, writer) = start();
+    leader_cut(false);
+}
+
+#[test]
+fn with_synchronous_replication_a_cut_off_leader_acknowledges_nothing_and_nothing_is_lost() {
+    leader_cut(true);
+}
+
+fn leader_cut(synchronous: bool) {
+    let (ha, writer) = start(if synchronous {
+        "synchronous = true"
+    } else {
+        ""
+    });
+    if synchronous {
+        wait_for("node1 to wait for a synchronous standby", PATIENCE, || {
+            ha.pg.nodes[0]
+                .value("SHOW synchronous_standby_names")
+                .starts_with("ANY 1")
+                .then_some(())
+        });
+    }
     let cut = Instant::now();
     ha.net.cut(0);
     let new = ha.wait_new_leader(0, PATIENCE);
@@ -119,17 +160,29 @@ fn a_cut_off_leader_stops_taking_writes_before_a_standby_is_promoted_and_rejoins
         .map(|r| r["message"].as_str().unwrap_or("").to_string())
         .collect();
     eprintln!("leader partition: the old leader's stop: {fenced_by:?}");
-    let present = splitbrain::present(&ha.dsn(new));
-    eprintln!(
-        "leader partition: acknowledged writes missing from the new leader (asynchronous replication): {}",
-        report.missing(&present).len()
-    );
     no_overlap(&ha, &report, cut, "leader cut off for 20 s");
+    if synchronous {
+        // A write sent after the cut needs a standby's flush: none can come.
+        let port = ha.pg.nodes[0].port();
+        let late: Vec<_> = report
+            .acks
+            .iter()
+            .filter(|a| a.server == port && a.sent >= cut + Duration::from_millis(100))
+            .collect();
+        assert!(late.is_empty(), "the cut-off leader acknowledged {late:?}");
+        none_lost(&ha, &report, new, "leader cut off for 20 s");
+    } else {
+        let present = splitbrain::present(&ha.dsn(new));
+        eprintln!(
+            "leader partition: acknowledged writes missing from the new leader (asynchronous replication): {}",
+            report.missing(&present).len()
+        );
+    }
 }
 
 #[test]
 fn a_cut_off_standby_changes_nothing_on_the_leader_and_rejoins() {
-    let (ha, writer) = start();
+    let (ha, writer) = start("");
     let cut = Instant::now();
     ha.net.cut(2);
     std::thread::sleep(TTL * 4);
@@ -163,7 +216,20 @@ fn a_cut_off_standby_changes_nothing_on_the_leader_and_rejoins() {
 
 #[test]
 fn a_frozen_leader_agent_is_fenced_by_its_watchdog_before_a_standby_takes_over() {
-    let (ha, writer) = start();
+    frozen_leader(false);
+}
+
+#[test]
+fn with_synchronous_replication_a_frozen_leader_agent_loses_no_acknowledged_write() {
+    frozen_leader(true);
+}
+
+fn frozen_leader(synchronous: bool) {
+    let (ha, writer) = start(if synchronous {
+        "synchronous = true"
+    } else {
+        ""
+    });
     let agent = ha.agents[0].pid() as i32;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(agent, libc::SIGSTOP) };
@@ -207,11 +273,14 @@ fn a_frozen_leader_agent_is_fenced_by_its_watchdog_before_a_standby_takes_over()
         new + 1
     );
     no_overlap(&ha, &report, frozen, "leader's agent frozen for 2 x ttl");
+    if synchronous {
+        none_lost(&ha, &report, new, "leader's agent frozen for 2 x ttl");
+    }
 }
 
 #[test]
 fn slow_network_between_the_leader_and_etcd_never_gives_two_writers() {
-    let (ha, writer) = start();
+    let (ha, writer) = start("");
     let slow = Instant::now();
     // 250 ms each way: 500 ms more round trip, as `netem delay 500ms` on
     // the leader's interface would add.

@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_partition;
 mod cluster_restart;
 mod cluster_switchover;
+mod cluster_sync;
 mod compile_cache;
 mod daemon;
 mod dashboard;

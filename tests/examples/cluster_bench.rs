@@ -13,13 +13,21 @@
 //! 4. planned switchover (`watchpost cluster switchover --to node2`) under
 //!    a writer every 50 ms through HAProxy routing on the role endpoints:
 //!    the longest time the client went without an acknowledged write,
-//!    from the command to 20 writes on the new leader.
+//!    from the command to 20 writes on the new leader;
+//! 5. rolling restart (`watchpost cluster restart`: every standby, then
+//!    the leader by a switchover) under the same writer: the same gap;
+//! 6. commit latency on the leader, asynchronous and with `synchronous =
+//!    true` (quorum 1 of 2 standbys): the median of 1,000 autocommit
+//!    single-row INSERTs, `synchronous_commit = on` in both (the test
+//!    servers run with `fsync = off`: the figure is what waiting for a
+//!    standby adds, not a disk's flush).
 //!
 //! ```sh
 //! cargo run --release -p watchpost-e2e --example cluster_bench -- 3
 //! ```
 //!
-//! The argument is the number of rounds of each (default 3). Prints one
+//! The argument is the number of rounds of each (default 3); a second one
+//! runs only the scenarios whose name contains it. Prints one
 //! JSON line per round and a summary line per scenario; `cargo xtask
 //! bench` runs it.
 
@@ -72,6 +80,24 @@ fn crash_restart_in_place() -> Duration {
 
 fn switchover() -> Duration {
     let ha = HaCluster::start("");
+    gap_through_haproxy(&ha, || {
+        let config = ha.config(0);
+        let outcome = watchpost_run([
+            "cluster",
+            "switchover",
+            "--to",
+            "node2",
+            "-c",
+            config.to_str().unwrap(),
+        ]);
+        assert_eq!(outcome.code, 0, "{}", outcome.all_output());
+        ha.wait_leader("node2");
+    })
+}
+
+/// The longest gap between writes acknowledged through HAProxy while
+/// `operation` runs, until 20 more writes after it.
+fn gap_through_haproxy(ha: &HaCluster, operation: impl FnOnce()) -> Duration {
     ha.pg.nodes[0].execute(splitbrain::TABLE);
     let proxy = HaProxy::start(&ha.backends());
     let writer = Writer::start(
@@ -82,19 +108,9 @@ fn switchover() -> Duration {
         (writer.count() >= 20).then_some(())
     });
     let asked = Instant::now();
-    let config = ha.config(0);
-    let outcome = watchpost_run([
-        "cluster",
-        "switchover",
-        "--to",
-        "node2",
-        "-c",
-        config.to_str().unwrap(),
-    ]);
-    assert_eq!(outcome.code, 0, "{}", outcome.all_output());
-    ha.wait_leader("node2");
+    operation();
     let before = writer.count();
-    wait_for("writes on the new leader", PATIENCE, || {
+    wait_for("writes after the operation", PATIENCE, || {
         (writer.count() >= before + 20).then_some(())
     });
     let ended = Instant::now();
@@ -102,11 +118,56 @@ fn switchover() -> Duration {
     report.longest_gap(Some("haproxy"), asked, ended)
 }
 
+fn rolling_restart() -> Duration {
+    let ha = HaCluster::start("");
+    gap_through_haproxy(&ha, || {
+        let config = ha.config(0);
+        let outcome = watchpost_run(["cluster", "restart", "-c", config.to_str().unwrap()]);
+        assert_eq!(outcome.code, 0, "{}", outcome.all_output());
+    })
+}
+
+/// The median time of 1,000 autocommit single-row INSERTs on the leader
+/// of a cluster with `extra`, once it waits for `standby_names`.
+fn commit_latency(extra: &str, standby_names: &str) -> Duration {
+    let ha = HaCluster::start(extra);
+    let leader = &ha.pg.nodes[0];
+    leader.execute("ALTER SYSTEM SET synchronous_commit = on; SELECT pg_reload_conf()");
+    wait_for("the leader's synchronous standbys", PATIENCE, || {
+        (leader.value("SHOW synchronous_standby_names") == standby_names).then_some(())
+    });
+    let mut client = postgres::Client::connect(&ha.tcp_dsn(0), postgres::NoTls).expect("connect");
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS commit_clock (id bigint)")
+        .expect("create the table");
+    let mut took: Vec<Duration> = (0..1000)
+        .map(|i| {
+            let started = Instant::now();
+            client
+                .batch_execute(&format!("INSERT INTO commit_clock VALUES ({i})"))
+                .expect("insert");
+            started.elapsed()
+        })
+        .collect();
+    took.sort();
+    took[took.len() / 2]
+}
+
+fn commit_async() -> Duration {
+    commit_latency("", "")
+}
+
+fn commit_synchronous() -> Duration {
+    commit_latency("synchronous = true", "ANY 1 (\"node2\", \"node3\")")
+}
+
 fn summary(name: &str, rounds: &[Duration]) -> String {
     let mut ms: Vec<f64> = rounds.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
+    // Commit latencies are fractions of a millisecond.
+    let digits = if ms[ms.len() - 1] < 10.0 { 3 } else { 0 };
     format!(
-        "{{\"benchmark\":\"{name}\",\"rounds\":{},\"median_ms\":{:.0},\"min_ms\":{:.0},\"max_ms\":{:.0}}}",
+        "{{\"benchmark\":\"{name}\",\"rounds\":{},\"median_ms\":{:.digits$},\"min_ms\":{:.digits$},\"max_ms\":{:.digits$}}}",
         ms.len(),
         ms[ms.len() / 2],
         ms[0],
@@ -120,14 +181,18 @@ fn main() {
         .map(|a| a.parse().expect("rounds: a number"))
         .unwrap_or(3);
     type Scenario = (&'static str, fn() -> Duration);
-    let scenarios: [Scenario; 4] = [
+    let scenarios: [Scenario; 7] = [
         ("cluster-node-loss", node_loss),
         ("cluster-crash-at-once", crash_at_once),
         ("cluster-crash-restart", crash_restart_in_place),
         ("cluster-switchover", switchover),
+        ("cluster-rolling-restart", rolling_restart),
+        ("cluster-commit-async", commit_async),
+        ("cluster-commit-synchronous", commit_synchronous),
     ];
     let mut summaries = Vec::new();
-    for (name, scenario) in scenarios {
+    let only = std::env::args().nth(2).unwrap_or_default();
+    for (name, scenario) in scenarios.into_iter().filter(|(n, _)| n.contains(&only)) {
         let mut taken = Vec::new();
         for round in 0..rounds {
             let took = scenario();

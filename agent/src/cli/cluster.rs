@@ -180,9 +180,12 @@ async fn list(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let snapshot = keys.snapshot(&scope);
     let leader = snapshot.leader_name();
+    let sync: Option<crate::cluster::sync::SyncSet> = snapshot
+        .sync
+        .and_then(|kv| serde_json::from_str(&kv.value).ok());
     let (optime, paused, members) = (snapshot.optime, snapshot.paused, snapshot.members);
     if as_json {
-        let out = serde_json::json!({"scope": spec.scope, "leader": leader, "leader_optime": optime, "paused": paused, "members": members});
+        let out = serde_json::json!({"scope": spec.scope, "leader": leader, "leader_optime": optime, "paused": paused, "synchronous": sync, "members": members});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -192,6 +195,13 @@ async fn list(
         leader.as_deref().unwrap_or("none"),
         if paused { "  (maintenance mode)" } else { "" }
     );
+    if let Some(set) = &sync {
+        println!(
+            "synchronous: every acknowledged commit is on {} of [{}]",
+            set.quorum,
+            set.members.join(", ")
+        );
+    }
     println!(
         "{:<16} {:<22} {:<8} {:<14} {:>4} {:>12}",
         "member", "host", "leader", "role", "tl", "lag (bytes)"

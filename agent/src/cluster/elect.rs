@@ -130,7 +130,7 @@ impl Ha {
                 self.note(format!("not taking the leader key: this primary is behind the last leader position ({:?} < {optime:?})", seen.lsn));
                 return;
             }
-            if let Ok(true) = self.etcd.create(&self.keys.leader, &spec.name, lease).await {
+            if let Ok(true) = self.create_leader_key(lease, members).await {
                 self.take_office();
                 let _ = self.local.mark_standby();
                 self.record(
@@ -140,7 +140,20 @@ impl Ha {
             }
             return;
         }
-        if let Some(why) = not_a_candidate(me, members, optime, spec.max_lag_bytes) {
+        if self.sync_key.is_some() && me.leaderless.is_none() {
+            // A synchronous set exists: wait one loop for a look at the
+            // local server taken after the leader key went.
+            return;
+        }
+        // Under a synchronous set the quorum rule proves a standby holds
+        // every acknowledged commit: the lag bound no longer applies.
+        let max_lag = match self.sync_key {
+            Some(_) => u64::MAX,
+            None => spec.max_lag_bytes,
+        };
+        let why = not_a_candidate(me, members, optime, max_lag)
+            .or_else(|| self.sync_unproven(me, members));
+        if let Some(why) = why {
             if (seen.answering && seen.in_recovery) || me.nofailover {
                 self.note(format!(
                     "no leader, and this member may not take over: {why}"
@@ -148,7 +161,7 @@ impl Ha {
             }
             return;
         }
-        match self.etcd.create(&self.keys.leader, &spec.name, lease).await {
+        match self.create_leader_key(lease, members).await {
             Ok(true) => {}
             Ok(false) => return, // another member was faster
             Err(e) => {
@@ -164,6 +177,7 @@ impl Ha {
                 me.lsn.unwrap_or(0)
             ),
         );
+        self.prepare_synchronous(members).await;
         match self.promote().await {
             Ok(()) => {
                 let _ = self.local.mark_standby();

@@ -34,6 +34,19 @@ pub struct Kv {
     pub value: String,
     /// The lease the key is attached to (0: none).
     pub lease: i64,
+    /// The store revision of its last change (etcd's `mod_revision`).
+    pub revision: i64,
+}
+
+impl Kv {
+    fn read(kv: &Value) -> Kv {
+        Kv {
+            key: unb64(&kv["key"]),
+            value: unb64(&kv["value"]),
+            lease: int(&kv["lease"]),
+            revision: int(&kv["mod_revision"]),
+        }
+    }
 }
 
 /// One operation of a transaction ([`Etcd::txn`]).
@@ -186,24 +199,24 @@ impl Etcd {
 
     /// Every key under `prefix`.
     pub async fn prefix(&self, prefix: &str) -> Result<Vec<Kv>, EtcdError> {
+        self.prefix_at(prefix).await.map(|(kvs, _)| kvs)
+    }
+
+    /// Every key under `prefix`, and the store revision the read saw
+    /// (etcd's response `header.revision`): a later change of any key has
+    /// a higher revision.
+    pub async fn prefix_at(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
         let answer = self
             .call(
                 "/v3/kv/range",
                 json!({"key": b64(prefix), "range_end": prefix_end(prefix)}),
             )
             .await?;
-        Ok(answer["kvs"]
+        let kvs = answer["kvs"]
             .as_array()
-            .map(|kvs| {
-                kvs.iter()
-                    .map(|kv| Kv {
-                        key: unb64(&kv["key"]),
-                        value: unb64(&kv["value"]),
-                        lease: int(&kv["lease"]),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+            .map(|kvs| kvs.iter().map(Kv::read).collect())
+            .unwrap_or_default();
+        Ok((kvs, int(&answer["header"]["revision"])))
     }
 
     /// Create `key` = `value` under `lease` only if it does not exist, in
@@ -290,11 +303,7 @@ impl Etcd {
         Ok(answer["kvs"]
             .as_array()
             .and_then(|kvs| kvs.first())
-            .map(|kv| Kv {
-                key: unb64(&kv["key"]),
-                value: unb64(&kv["value"]),
-                lease: int(&kv["lease"]),
-            }))
+            .map(Kv::read))
     }
 
     /// Delete `key`.

@@ -66,6 +66,14 @@ pub struct Ha {
     /// The separate process that stops the server if this agent stops
     /// renewing while it leads.
     pub(super) watchdog: super::watchdog::Watchdog,
+    /// The `sync` key as last read (any term's).
+    pub(super) sync_key: Option<Kv>,
+    /// The revision of the last read of the scope if it showed no leader
+    /// key (published with the next observation: [`Member::leaderless`]).
+    pub(super) leaderless: Option<i64>,
+    /// Narrowing the synchronous set: the set PostgreSQL already waits
+    /// for, and the WAL position they must flush before etcd says so.
+    pub(super) shrink_mark: Option<(Vec<String>, u64)>,
 }
 
 impl Ha {
@@ -101,6 +109,9 @@ impl Ha {
             checked: false,
             paused: false,
             rejoin: None,
+            sync_key: None,
+            leaderless: None,
+            shrink_mark: None,
         }
     }
 
@@ -156,11 +167,12 @@ impl Ha {
         let me = self.member(&seen);
         let published = self.publish(&me, &seen).await;
         let scope = match published {
-            Ok(()) => self.etcd.prefix(&self.keys.root).await,
+            Ok(()) => self.etcd.prefix_at(&self.keys.root).await,
             Err(e) => Err(e),
         };
         demoted |= self.check_deadline().await;
-        let Ok(scope) = scope else {
+        let Ok((scope, revision)) = scope else {
+            self.leaderless = None;
             // etcd out of reach: no decision can be made. A server running
             // as a primary without the key (this agent restarted, or its
             // stop failed) must not go on taking writes.
@@ -176,6 +188,8 @@ impl Ha {
         };
         let snapshot = self.keys.snapshot(&scope);
         let leader = snapshot.leader.cloned();
+        self.sync_key = snapshot.sync.cloned();
+        self.leaderless = leader.is_none().then_some(revision);
         let (optime, members) = (snapshot.optime, snapshot.members);
         self.note_pause(snapshot.paused);
         self.update_view(
@@ -352,6 +366,7 @@ impl Ha {
             nofailover: spec.nofailover,
             failover_priority: spec.failover_priority,
             updated: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            leaderless: self.leaderless,
         }
     }
 
@@ -406,6 +421,10 @@ impl Ha {
         view.members = members.to_vec();
         view.leader_optime = optime;
         view.paused = self.paused;
+        view.sync = self
+            .sync_key
+            .as_ref()
+            .and_then(|kv| serde_json::from_str(&kv.value).ok());
         view.updated = Some(Instant::now());
     }
 
@@ -460,7 +479,12 @@ impl Ha {
             return;
         }
         match leader {
-            Some(_) if mine => self.lead(seen).await,
+            Some(_) if mine => {
+                self.lead(seen).await;
+                if seen.primary() && self.holding() {
+                    self.keep_synchronous(members).await;
+                }
+            }
             Some(l) => {
                 if self.leader_until.take().is_some() {
                     self.lose_lease(&format!("`{}` holds the leader key", l.value))

@@ -372,6 +372,12 @@ impl Ha {
         }
         let Some(lease) = self.lease else { return };
         let me = self.local.spec.name.clone();
+        let members = self
+            .view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .members
+            .clone();
         let took = self
             .etcd
             .txn(
@@ -388,6 +394,7 @@ impl Ha {
                     Op::Delete {
                         key: self.keys.switchover.clone(),
                     },
+                    self.opening_sync(&members),
                 ],
             )
             .await;
@@ -405,6 +412,7 @@ impl Ha {
                 seen.replayed.map_or("?".into(), lsn_text), request.from, lsn_text(end), request.timeline.unwrap_or(0)
             ),
         );
+        self.prepare_synchronous(&members).await;
         let (ok, message) = match self.promote().await {
             Ok(()) => {
                 let _ = self.local.mark_standby();

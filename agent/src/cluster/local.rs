@@ -19,8 +19,10 @@ pub struct Observation {
     /// It answered a query within the loop's budget.
     pub answering: bool,
     pub in_recovery: bool,
-    /// Primary: its flush position; standby: the position received (or,
-    /// when nothing was received since start, replayed). Bytes from 0/0.
+    /// Primary: its flush position; standby: the further of the positions
+    /// received and replayed (after a restart, PostgreSQL resets the
+    /// received position to the start of the segment it streams from,
+    /// behind what it replayed from its own `pg_wal`). Bytes from 0/0.
     pub lsn: Option<u64>,
     pub replayed: Option<u64>,
     pub replay_paused: bool,
@@ -59,7 +61,7 @@ pub struct LocalServer {
 
 const OBSERVE: &str = "SELECT pg_is_in_recovery() AS recovery,
     pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery()
-        THEN COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+        THEN GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
         ELSE pg_current_wal_flush_lsn() END, '0/0')::float8 AS lsn,
     CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 END AS replayed,
     CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS paused,
@@ -163,7 +165,7 @@ impl LocalServer {
 
     /// The rows of `statement` on the local server (an admin session), all
     /// within `within`.
-    async fn rows(
+    pub(super) async fn rows(
         &self,
         statement: &str,
         within: Duration,
@@ -186,7 +188,7 @@ impl LocalServer {
 
     /// Run statements on the local server, one at a time (each in its
     /// own implicit transaction: `ALTER SYSTEM` refuses to run in one).
-    async fn sql_batch(&self, statements: &str, within: Duration) -> Result<(), String> {
+    pub(super) async fn sql_batch(&self, statements: &str, within: Duration) -> Result<(), String> {
         let work = async {
             let client = self
                 .sql
@@ -221,8 +223,48 @@ impl LocalServer {
     /// nobody).
     pub async fn confirm_promotion(&self) -> Result<(), String> {
         self.sql_batch(
-            "CREATE TEMP TABLE watchpost_promoted (at timestamptz);\nINSERT INTO watchpost_promoted VALUES (now());\nALTER SYSTEM RESET primary_conninfo;\nSELECT pg_reload_conf()",
+            // Not waiting for synchronous standbys: they stream from the
+            // new primary only once it is one.
+            "BEGIN; SET LOCAL synchronous_commit = local; CREATE TEMP TABLE watchpost_promoted (at timestamptz); INSERT INTO watchpost_promoted VALUES (now()); COMMIT;\nALTER SYSTEM RESET primary_conninfo;\nSELECT pg_reload_conf()",
             Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// Set `synchronous_standby_names` (a standby keeps it for its
+    /// promotion; `ALTER SYSTEM` runs in recovery too) and reload.
+    pub async fn set_standby_names(&self, names: &str) -> Result<(), String> {
+        let names = names.replace('\'', "''");
+        self.sql_batch(
+            &format!(
+                "ALTER SYSTEM SET synchronous_standby_names = '{names}';\nSELECT pg_reload_conf()"
+            ),
+            Duration::from_secs(5),
+        )
+        .await
+    }
+
+    /// Whether commits skip waiting for standbys server-wide
+    /// (`synchronous_commit` = `off` or `local`), which would make
+    /// `synchronous_standby_names` moot.
+    pub async fn commits_skip_standbys(&self) -> Result<bool, String> {
+        let rows = self
+            .rows(
+                "SELECT current_setting('synchronous_commit') AS commit",
+                Duration::from_secs(2),
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .is_some_and(|r| matches!(r.get::<_, &str>("commit"), "off" | "local")))
+    }
+
+    /// `synchronous_commit = on` server-wide (a role's or database's own
+    /// setting still applies to its sessions), and reload.
+    pub async fn wait_for_standbys_on_commit(&self) -> Result<(), String> {
+        self.sql_batch(
+            "ALTER SYSTEM SET synchronous_commit = on;\nSELECT pg_reload_conf()",
+            Duration::from_secs(5),
         )
         .await
     }

@@ -30,6 +30,12 @@ pub struct Member {
     pub failover_priority: u64,
     /// When it was published (RFC 3339).
     pub updated: String,
+    /// The etcd revision of a read of the scope that showed no leader key,
+    /// when `lsn` was read after it (so it is final if the old leader's
+    /// server is down); none while a leader exists. The synchronous
+    /// election rule counts only such positions ([`super::sync::unproven`]).
+    #[serde(default)]
+    pub leaderless: Option<i64>,
 }
 
 /// Why a standby may not take the leader key, or `None` when it may.

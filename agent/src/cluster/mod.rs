@@ -11,6 +11,8 @@
 //!   lease: it is the last known position when the leader disappears).
 //! - `members/NAME`: each member's view of itself ([`member::Member`]),
 //!   under its own lease.
+//! - `sync`: with `synchronous = true`, the members among which every
+//!   acknowledged commit is ([`sync::SyncSet`]), written by the leader.
 //! - `pause`: present in maintenance mode (no automatic failover).
 //! - `switchover`: a planned switchover asked for by an operator
 //!   ([`switchover::Request`]); `switchover_result` its outcome.
@@ -19,7 +21,8 @@
 //!
 //! [`ha`] is the loop (its follower and election side in `elect`),
 //! [`local`] the local server, [`etcd`] the client,
-//! [`member`] the published view and the election rule, [`watchdog`] the
+//! [`member`] the published view and the election rule, [`sync`] the
+//! synchronous standbys and their election rule, [`watchdog`] the
 //! separate process that fences a frozen leader. Decisions go to
 //! the audit log (`remediation = "cluster"`) and out as events.
 
@@ -31,6 +34,7 @@ pub mod local;
 pub mod member;
 pub mod restart;
 pub mod switchover;
+pub mod sync;
 pub mod watchdog;
 
 use crate::config::ClusterSpec;
@@ -51,6 +55,7 @@ pub struct Keys {
     pub optime: String,
     pub members: String,
     pub pause: String,
+    pub sync: String,
     pub switchover: String,
     pub switchover_result: String,
     /// Prefixes of the rolling restart's requests and outcomes.
@@ -66,6 +71,7 @@ impl Keys {
             optime: format!("{root}optime"),
             members: format!("{root}members/"),
             pause: format!("{root}pause"),
+            sync: format!("{root}sync"),
             switchover: format!("{root}switchover"),
             switchover_result: format!("{root}switchover_result"),
             restart: format!("{root}restart/"),
@@ -95,6 +101,7 @@ impl Keys {
                 .and_then(|kv| kv.value.parse().ok()),
             members,
             paused: kvs.iter().any(|kv| kv.key == self.pause),
+            sync: kvs.iter().find(|kv| kv.key == self.sync),
         }
     }
 
@@ -131,6 +138,9 @@ pub struct Snapshot<'a> {
     pub members: Vec<Member>,
     /// Maintenance mode.
     pub paused: bool,
+    /// The synchronous set ([`sync::SyncSet`]), as written (its revision
+    /// is the election rule's reference).
+    pub sync: Option<&'a etcd::Kv>,
 }
 
 impl Snapshot<'_> {
@@ -152,6 +162,8 @@ pub struct ClusterView {
     pub members: Vec<Member>,
     pub leader_optime: Option<u64>,
     pub paused: bool,
+    /// The synchronous set (`synchronous = true`), as last read.
+    pub sync: Option<sync::SyncSet>,
     /// When the loop last completed a look at etcd.
     pub updated: Option<Instant>,
 }
@@ -251,6 +263,7 @@ impl Cluster {
             "is_leader": view.is_leader,
             "paused": view.paused,
             "leader_optime": view.leader_optime,
+            "synchronous": view.sync,
             "local": {
                 "role": view.observation.role(),
                 "lsn": view.observation.lsn,

@@ -82,6 +82,14 @@ pub struct ClusterSpec {
     pub nofailover: bool,
     /// Among equally advanced standbys, the higher wins.
     pub failover_priority: u64,
+    /// `synchronous`: quorum synchronous replication kept by the leader
+    /// (Patroni's `synchronous_mode`, strict): a commit is acknowledged
+    /// once `synchronous_node_count` standbys have flushed it, and only a
+    /// standby proven to hold every acknowledged commit is promoted.
+    pub synchronous: bool,
+    /// `synchronous_node_count` (Patroni's name; default 1): how many
+    /// standbys must flush a commit before it is acknowledged.
+    pub synchronous_node_count: u32,
 }
 
 impl ClusterSpec {

@@ -523,6 +523,15 @@ fn a_cluster_section_parses_with_defaults() {
     assert_eq!((cluster.host.as_str(), cluster.port), ("10.9.9.9", 5432));
     assert_eq!(cluster.max_lag_bytes, 1 << 20);
     assert_eq!(cluster.data_dir, Path::new("/var/lib/postgresql/15/main"));
+    assert!(!cluster.synchronous);
+    assert_eq!(cluster.synchronous_node_count, 1);
+    let text = format!("{text}synchronous = true\nsynchronous_node_count = 2\n");
+    let cluster = parse_str("w.toml", &text, Path::new("/"))
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert!(cluster.synchronous);
+    assert_eq!(cluster.synchronous_node_count, 2);
 }
 
 #[test]
@@ -544,6 +553,12 @@ fn cluster_errors_name_the_key() {
         9,
         11,
         &["`connect`", "HOST:PORT"],
+    );
+    one(
+        &format!("{base}synchronous_node_count = 0\n"),
+        10,
+        26,
+        &["`synchronous_node_count`"],
     );
     one(
         &base.replace("http://127.0.0.1:2379", "127.0.0.1:2379"),

@@ -127,7 +127,9 @@ const STANDBY_STATE: &str = "SELECT pg_is_in_recovery() AS recovery,
     CASE WHEN pg_is_in_recovery() THEN
       COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)::float8
     END AS gap,
-    CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END AS received,
+    CASE WHEN pg_is_in_recovery() THEN
+      GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text
+    END AS received,
     (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS receiver,
     (SELECT extract(epoch FROM now() - last_msg_receipt_time)::float8
        FROM pg_stat_wal_receiver LIMIT 1) AS contact_age";

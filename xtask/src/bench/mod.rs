@@ -14,7 +14,8 @@
 //!   (`tests/examples/failover_bench.rs`);
 //! - the cluster-mode benchmark: node loss and crashes on three nodes with
 //!   a 3-member etcd, and the client-visible write gap of a planned
-//!   switchover through HAProxy (`tests/examples/cluster_bench.rs`).
+//!   switchover and a rolling restart through HAProxy, and the commit
+//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -215,6 +216,18 @@ fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
             Some("cluster-switchover") => (
                 "cluster: planned switchover, longest gap between acknowledged writes (every 50 ms, through HAProxy)",
                 "goal < 1 s",
+            ),
+            Some("cluster-rolling-restart") => (
+                "cluster: rolling restart (`watchpost cluster restart`), longest gap between acknowledged writes (every 50 ms, through HAProxy)",
+                "goal < 1 s",
+            ),
+            Some("cluster-commit-async") => (
+                "cluster: commit latency on the leader, asynchronous (median of 1,000 autocommit INSERTs, loopback, fsync off)",
+                "",
+            ),
+            Some("cluster-commit-synchronous") => (
+                "cluster: commit latency on the leader, `synchronous = true` (quorum 1 of 2 standbys; same load)",
+                "the cost of zero lost acknowledged writes",
             ),
             Some("cluster-crash-restart") => (
                 "cluster: leader's server crashed (default) -> restarted in place, write accepted",

@@ -145,6 +145,10 @@ impl Parser<'_, '_> {
         let failover_priority = s
             .integer(d, "failover_priority", 0, 1_000_000)
             .map_or(1, |v| v.value);
+        let synchronous = s.bool(d, "synchronous").unwrap_or(false);
+        let synchronous_node_count = s
+            .integer(d, "synchronous_node_count", 1, 16)
+            .map_or(1, |v| v.value as u32);
         s.finish(d);
         let (scope, (host, port), data_dir) = (scope?, connect?, data_dir?);
         if etcd.is_empty() {
@@ -167,6 +171,8 @@ impl Parser<'_, '_> {
             restart_timeout,
             nofailover,
             failover_priority,
+            synchronous,
+            synchronous_node_count,
         })
     }
 }
