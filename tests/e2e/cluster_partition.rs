@@ -75,6 +75,29 @@ fn no_overlap(ha: &NetCluster, report: &Report, since: Instant, episode: &str) {
     );
 }
 
+/// With `synchronous = true`: wait until node1 waits for both standbys
+/// and etcd's set names just them (no longer node1 itself, with which no
+/// standby could be proven to hold every acknowledged write).
+fn wait_synchronous(ha: &NetCluster) {
+    wait_for(
+        "node1 to wait for its synchronous standbys",
+        PATIENCE,
+        || {
+            (ha.pg.nodes[0].value("SHOW synchronous_standby_names")
+                == "ANY 1 (\"node2\", \"node3\")")
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the synchronous set to be the two standbys",
+        PATIENCE,
+        || {
+            let view = ha.agents[0].json("/v1/cluster");
+            (view["synchronous"]["members"] == serde_json::json!(["node2", "node3"])).then_some(())
+        },
+    );
+}
+
 /// What `synchronous = true` adds: no acknowledged write is missing from
 /// the new leader `new`.
 fn none_lost(ha: &NetCluster, report: &Report, new: usize, episode: &str) {
@@ -108,12 +131,7 @@ fn leader_cut(synchronous: bool) {
         ""
     });
     if synchronous {
-        wait_for("node1 to wait for a synchronous standby", PATIENCE, || {
-            ha.pg.nodes[0]
-                .value("SHOW synchronous_standby_names")
-                .starts_with("ANY 1")
-                .then_some(())
-        });
+        wait_synchronous(&ha);
     }
     let cut = Instant::now();
     ha.net.cut(0);
@@ -230,6 +248,9 @@ fn frozen_leader(synchronous: bool) {
     } else {
         ""
     });
+    if synchronous {
+        wait_synchronous(&ha);
+    }
     let agent = ha.agents[0].pid() as i32;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(agent, libc::SIGSTOP) };

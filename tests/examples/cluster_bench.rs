@@ -132,7 +132,8 @@ fn rolling_restart() -> Duration {
 fn commit_latency(extra: &str, standby_names: &str) -> Duration {
     let ha = HaCluster::start(extra);
     let leader = &ha.pg.nodes[0];
-    leader.execute("ALTER SYSTEM SET synchronous_commit = on; SELECT pg_reload_conf()");
+    leader.execute("ALTER SYSTEM SET synchronous_commit = on");
+    leader.execute("SELECT pg_reload_conf()");
     wait_for("the leader's synchronous standbys", PATIENCE, || {
         (leader.value("SHOW synchronous_standby_names") == standby_names).then_some(())
     });
@@ -197,8 +198,8 @@ fn main() {
         for round in 0..rounds {
             let took = scenario();
             println!(
-                "{{\"benchmark\":\"{name}\",\"round\":{round},\"ms\":{}}}",
-                took.as_millis()
+                "{{\"benchmark\":\"{name}\",\"round\":{round},\"ms\":{:.3}}}",
+                took.as_secs_f64() * 1000.0
             );
             taken.push(took);
         }

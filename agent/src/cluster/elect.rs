@@ -126,6 +126,12 @@ impl Ha {
         if seen.primary() {
             // Bootstrap (or nobody took over): a primary at or past the
             // last leader position leads.
+            if let Some(other) = self.sync_leader().filter(|l| *l != spec.name) {
+                // The synchronous set is another leader's: this primary
+                // cannot hold the commits acknowledged in its term.
+                self.stop_stray_primary(&format!("the synchronous set is `{other}`'s: this former primary cannot hold the commits acknowledged in that term; it rejoins as a standby when a leader exists")).await;
+                return;
+            }
             if optime.is_some_and(|o| seen.lsn.unwrap_or(0) < o) {
                 self.note(format!("not taking the leader key: this primary is behind the last leader position ({:?} < {optime:?})", seen.lsn));
                 return;
@@ -230,6 +236,8 @@ impl Ha {
         let since = self.renewed_at.unwrap_or_else(Instant::now);
         self.leader_until = Some(since + self.ttl() - self.margin());
         self.down_since = None;
+        // A narrowing of an earlier term proves nothing about this one.
+        self.shrink_mark = None;
         let _ = std::fs::write(&self.marker, b"");
         // Armed before the server is promoted.
         self.guard();

@@ -5,7 +5,8 @@
 //! 3. publish itself (and, as the leader, its flush position);
 //! 4. read the scope (leader, last leader position, members, pause);
 //! 5. act: as the leader, keep a healthy primary (restart it in place if
-//!    it crashed, hand over if it stays down); as a follower, keep
+//!    it crashed, hand over if it stays down) and, with `synchronous =
+//!    true`, its synchronous standbys ([`super::sync`]); as a follower, keep
 //!    following the leader (repoint, or demote and rewind a server that
 //!    runs as a primary); with no leader, the most advanced healthy standby
 //!    takes the key in one transaction and promotes.
@@ -74,6 +75,9 @@ pub struct Ha {
     /// Narrowing the synchronous set: the set PostgreSQL already waits
     /// for, and the WAL position they must flush before etcd says so.
     pub(super) shrink_mark: Option<(Vec<String>, u64)>,
+    /// Fewer standbys can be synchronous than `synchronous_node_count`:
+    /// how many (warned once per change).
+    pub(super) sync_short: Option<usize>,
 }
 
 impl Ha {
@@ -112,6 +116,7 @@ impl Ha {
             sync_key: None,
             leaderless: None,
             shrink_mark: None,
+            sync_short: None,
         }
     }
 
@@ -288,6 +293,7 @@ impl Ha {
         // no longer serves, and nobody could take over.
         let lease = self.lease.take();
         self.renewed_at = None;
+        self.shrink_mark = None;
         match self.local.stop("immediate").await {
             Ok(()) => {
                 self.record(
@@ -366,7 +372,7 @@ impl Ha {
             nofailover: spec.nofailover,
             failover_priority: spec.failover_priority,
             updated: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            leaderless: self.leaderless,
+            leaderless: super::sync::settled(seen, self.leaderless),
         }
     }
 

@@ -27,6 +27,12 @@ pub struct Observation {
     pub replayed: Option<u64>,
     pub replay_paused: bool,
     pub timeline: Option<u64>,
+    /// A standby that has read to the end of its own `pg_wal` since it
+    /// started: its startup process asked for streaming, which sets the
+    /// received position (`pg_last_wal_receive_lsn()` is not null). Until
+    /// then `lsn` may lag behind the WAL it holds (replay of its own
+    /// `pg_wal` in progress, or held back by `recovery_min_apply_delay`).
+    pub wal_end_read: bool,
     /// The WAL receiver's upstream (`host:port`) while it streams.
     pub streaming_from: Option<String>,
 }
@@ -66,6 +72,7 @@ const OBSERVE: &str = "SELECT pg_is_in_recovery() AS recovery,
     CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 END AS replayed,
     CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS paused,
     (SELECT timeline_id FROM pg_control_checkpoint())::int8 AS timeline,
+    pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS NOT NULL AS wal_end_read,
     (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming') AS upstream";
 
 impl LocalServer {
@@ -142,6 +149,7 @@ impl LocalServer {
         seen.timeline = row
             .get::<_, Option<i64>>("timeline")
             .map(|t| t.max(0) as u64);
+        seen.wal_end_read = row.get::<_, Option<bool>>("wal_end_read").unwrap_or(false);
         seen.streaming_from = row.get("upstream");
         seen
     }
@@ -231,6 +239,20 @@ impl LocalServer {
         .await
     }
 
+    /// `synchronous_standby_names` as the agent's session sees it.
+    pub async fn standby_names(&self) -> Result<String, String> {
+        let rows = self
+            .rows(
+                "SELECT current_setting('synchronous_standby_names') AS names",
+                Duration::from_secs(2),
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map(|r| r.get::<_, String>("names"))
+            .unwrap_or_default())
+    }
+
     /// Set `synchronous_standby_names` (a standby keeps it for its
     /// promotion; `ALTER SYSTEM` runs in recovery too) and reload.
     pub async fn set_standby_names(&self, names: &str) -> Result<(), String> {
@@ -247,7 +269,7 @@ impl LocalServer {
     /// Whether commits skip waiting for standbys server-wide
     /// (`synchronous_commit` = `off` or `local`), which would make
     /// `synchronous_standby_names` moot.
-    pub async fn commits_skip_standbys(&self) -> Result<bool, String> {
+    pub async fn synchronous_commit_is_local(&self) -> Result<bool, String> {
         let rows = self
             .rows(
                 "SELECT current_setting('synchronous_commit') AS commit",
@@ -261,7 +283,7 @@ impl LocalServer {
 
     /// `synchronous_commit = on` server-wide (a role's or database's own
     /// setting still applies to its sessions), and reload.
-    pub async fn wait_for_standbys_on_commit(&self) -> Result<(), String> {
+    pub async fn set_synchronous_commit_on(&self) -> Result<(), String> {
         self.sql_batch(
             "ALTER SYSTEM SET synchronous_commit = on;\nSELECT pg_reload_conf()",
             Duration::from_secs(5),

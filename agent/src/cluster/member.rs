@@ -15,7 +15,8 @@ pub struct Member {
     pub role: String,
     /// A standby that may be promoted (answering, replaying, not paused).
     pub healthy: bool,
-    /// Primary: flush position; standby: received position (bytes).
+    /// Primary: flush position; standby: the further of the received and
+    /// replayed positions (bytes from 0/0).
     pub lsn: Option<u64>,
     pub replayed: Option<u64>,
     pub timeline: Option<u64>,
@@ -31,7 +32,8 @@ pub struct Member {
     /// When it was published (RFC 3339).
     pub updated: String,
     /// The etcd revision of a read of the scope that showed no leader key,
-    /// when `lsn` was read after it (so it is final if the old leader's
+    /// when `lsn` was read after it, on a standby that had read to the
+    /// end of its own `pg_wal` (so `lsn` is final once the old leader's
     /// server is down); none while a leader exists. The synchronous
     /// election rule counts only such positions ([`super::sync::unproven`]).
     #[serde(default)]
