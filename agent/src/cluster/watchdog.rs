@@ -170,6 +170,57 @@ fn write_record(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
+/// The process `pid` pinned by a pidfd (Linux 5.3+), so that a signal
+/// sent through it reaches that process or nothing, even if it exits and
+/// its pid is reused between the checks and the signal.
+struct Pinned {
+    pid: i32,
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Pinned {
+    fn open(pid: i32) -> Pinned {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) takes a pid and flags; a non-negative
+        // result is a new file descriptor that this value owns.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        Pinned {
+            pid,
+            // SAFETY: see above; -1 (ENOSYS on an old kernel) is no fd.
+            fd: (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }),
+        }
+    }
+
+    /// Send `signal`: through the pidfd, or kill(2) without one.
+    fn signal(&self, signal: i32) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let result = match &self.fd {
+            // SAFETY: pidfd_send_signal(2) on our own pidfd, no siginfo.
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            },
+            // SAFETY: kill(2) on the checked pid.
+            None => libc::c_long::from(unsafe { libc::kill(self.pid, signal) }),
+        };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Still running (not exited, not a zombie).
+    fn alive(&self) -> bool {
+        self.signal(0).is_ok() && alive(self.pid)
+    }
+}
+
 fn alive(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let zombie = stat
@@ -183,7 +234,9 @@ fn alive(pid: i32) -> bool {
 /// Immediate shutdown of the postmaster `postmaster.pid` names (read
 /// without following a link), after checking that the process is that
 /// server: it runs in the data directory and belongs to the directory's
-/// owner (a reused pid is left alone). SIGKILL if it is not gone in 2 s.
+/// owner (a reused pid is left alone), and with the process pinned by a
+/// pidfd from before the checks, so no other process can receive the
+/// signal. SIGKILL if it is not gone in 2 s.
 /// `(whether it signalled the server, what happened)`.
 pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
     use std::os::unix::fs::MetadataExt;
@@ -196,7 +249,10 @@ pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
             "no postmaster.pid: the server was not running".into(),
         ));
     };
-    if !alive(pid) {
+    // Pinned before the checks: the signals below reach the process
+    // checked, or none (a pid reused meanwhile is never signalled).
+    let pinned = Pinned::open(pid);
+    if !pinned.alive() {
         return Ok((
             false,
             format!("the postmaster (pid {pid}) was already gone"),
@@ -216,16 +272,12 @@ pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
             cwd.display()
         ));
     }
-    // SAFETY: kill(2) on the checked postmaster pid.
-    if unsafe { libc::kill(pid, libc::SIGQUIT) } != 0 {
-        return Err(format!(
-            "SIGQUIT to the postmaster (pid {pid}): {}",
-            std::io::Error::last_os_error()
-        ));
+    if let Err(e) = pinned.signal(libc::SIGQUIT) {
+        return Err(format!("SIGQUIT to the postmaster (pid {pid}): {e}"));
     }
     let sent = Instant::now();
     while sent.elapsed() < Duration::from_secs(2) {
-        if !alive(pid) {
+        if !pinned.alive() {
             return Ok((
                 true,
                 format!(
@@ -236,8 +288,8 @@ pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // SAFETY: as above; its backends exit when they see it gone.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Its backends exit when they see it gone.
+    let _ = pinned.signal(libc::SIGKILL);
     Ok((
         true,
         format!("the postmaster (pid {pid}) ignored SIGQUIT for 2 s: killed (SIGKILL)"),
@@ -387,6 +439,33 @@ mod tests {
         assert!((now + 1_900_000_000..now + 2_100_000_000).contains(&later));
         let earlier = instant_ns(Instant::now() - Duration::from_millis(10));
         assert!(earlier < monotonic_ns());
+    }
+
+    #[test]
+    fn a_pinned_process_is_signalled_and_once_gone_never_again() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pinned = Pinned::open(child.id() as i32);
+        assert!(
+            pinned.fd.is_some(),
+            "pidfd_open is on every kernel since 5.3"
+        );
+        assert!(pinned.alive());
+        pinned.signal(libc::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM)
+        );
+        // Reaped: its pid may belong to another process from now on, but
+        // the pidfd still names the one that exited.
+        assert!(!pinned.alive());
+        assert_eq!(
+            pinned.signal(libc::SIGKILL).unwrap_err().raw_os_error(),
+            Some(libc::ESRCH)
+        );
     }
 
     #[test]
