@@ -122,6 +122,8 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
             "agent.memory_budget",
             old.agent.memory_budget != new.agent.memory_budget,
         ),
+        // The cluster loop reads its settings once, at start.
+        ("cluster", old.cluster != new.cluster),
     ] {
         if changed {
             summary.needs_restart.push(setting.to_string());
