@@ -1,0 +1,270 @@
+//! The leader's side of synchronous replication, one step per loop:
+//! read what its server says ([`REPLICATION`]), then open its set, widen
+//! it (etcd first, then PostgreSQL) or narrow it (PostgreSQL first, then
+//! etcd once the remaining standbys have flushed past a mark), or turn
+//! synchronous replication off.
+
+use super::{SyncSet, choose, standby_names, written_by_agent};
+use crate::cluster::etcd::Op;
+use crate::cluster::ha::Ha;
+use crate::cluster::member::Member;
+use crate::events::Decision;
+use std::time::Duration;
+
+/// What the leader's server says of its synchronous replication (one
+/// statement: [`REPLICATION`]).
+struct Replication {
+    /// `synchronous_standby_names` in force in the agent's session.
+    names: String,
+    /// `synchronous_commit` (the server's, unless the agent's role has its own).
+    commit: String,
+    /// `pg_current_wal_lsn()`, bytes from 0/0.
+    lsn: u64,
+    /// Each streaming standby: its `application_name`, flushed position
+    /// (bytes) and whether its WAL sender counts it as a synchronous
+    /// candidate (`sync_priority` > 0, from the sender's own reading of
+    /// the setting: a sender that has not reloaded yet still shows the
+    /// old one).
+    streaming: Vec<(String, u64, bool)>,
+}
+
+const REPLICATION: &str = "SELECT current_setting('synchronous_standby_names') AS names,
+    current_setting('synchronous_commit') AS commit,
+    pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS lsn,
+    COALESCE((SELECT json_agg(json_build_array(application_name,
+        pg_wal_lsn_diff(flush_lsn, '0/0')::float8, sync_priority > 0))::text
+      FROM pg_stat_replication WHERE state = 'streaming' AND flush_lsn IS NOT NULL), '[]') AS streaming";
+
+impl Ha {
+    /// As the leader with a primary: one step towards the synchronous
+    /// standbys `members` call for (see the module's order of writes).
+    pub(in crate::cluster) async fn keep_synchronous(&mut self, members: &[Member]) {
+        let synchronous = self.local.spec.synchronous;
+        let raw = self.sync_key.as_ref().map(|kv| kv.value.clone());
+        let pg = match self.replication().await {
+            Ok(pg) => pg,
+            Err(e) => {
+                tracing::warn!(
+                    "cluster: cannot read synchronous replication (pg_stat_replication, synchronous_standby_names): {e}"
+                );
+                return;
+            }
+        };
+        if !synchronous {
+            self.turn_off(raw, &pg).await;
+            return;
+        }
+        if matches!(pg.commit.as_str(), "off" | "local") {
+            self.raise_synchronous_commit().await;
+            return;
+        }
+        let me = self.local.spec.name.clone();
+        let current = raw
+            .as_deref()
+            .and_then(|v| serde_json::from_str::<SyncSet>(v).ok())
+            .filter(|set| set.leader == me);
+        let Some(current) = current else {
+            self.open_set(raw.as_deref(), &pg).await;
+            return;
+        };
+        let target = self.target(&current, &pg, members);
+        let wanted = standby_names(self.local.spec.synchronous_node_count, &target);
+        if pg.names != wanted {
+            self.grow(raw.as_deref(), &current, &target, &wanted).await;
+        } else {
+            self.narrow(raw.as_deref(), &current, &target, &pg).await;
+        }
+    }
+
+    /// Synchronous replication is off: asynchronous in PostgreSQL first
+    /// (a setting the agent wrote), then the set goes.
+    async fn turn_off(&mut self, raw: Option<String>, pg: &Replication) {
+        if written_by_agent(&pg.names) {
+            self.apply_names("", "synchronous replication is off").await;
+        } else if let Some(raw) = raw
+            && self.write_set(Some(&raw), None).await
+        {
+            self.record(
+                Decision::Synchronous,
+                "synchronous replication is off: removed the synchronous set".into(),
+            );
+        }
+    }
+
+    /// Leading without this term's set (synchronous turned on, or the set
+    /// was lost): this node holds everything so far, the standbys
+    /// streaming may too.
+    async fn open_set(&mut self, raw: Option<&str>, pg: &Replication) {
+        let spec = self.local.spec.clone();
+        let mut names = vec![spec.name.clone()];
+        names.extend(pg.streaming.iter().map(|(n, _, _)| n.clone()));
+        let set = SyncSet::new(&spec.name, spec.synchronous_node_count, names);
+        if self.write_set(raw, Some(&set)).await {
+            self.record(
+                Decision::Synchronous,
+                format!("opened the synchronous set [{}]", set.members.join(", ")),
+            );
+        }
+    }
+
+    /// The standbys to wait for: those streaming that are live members,
+    /// padded ([`choose`]) with the set's and the live ones.
+    fn target(&mut self, current: &SyncSet, pg: &Replication, members: &[Member]) -> Vec<String> {
+        let quorum = self.local.spec.synchronous_node_count;
+        let live = self.standbys(members);
+        let streaming: Vec<String> = pg
+            .streaming
+            .iter()
+            .map(|(n, _, _)| n.clone())
+            .filter(|n| live.contains(n))
+            .collect();
+        let known: Vec<String> = current
+            .members
+            .iter()
+            .filter(|n| **n != self.local.spec.name)
+            .chain(live.iter())
+            .cloned()
+            .collect();
+        let target = choose(&streaming, &known, quorum);
+        let short = (target.len() < quorum as usize).then_some(target.len());
+        if short.is_some() && short != self.sync_short {
+            tracing::warn!(
+                "cluster: synchronous_node_count = {quorum} but only {} standby(s) can be synchronous: commits wait until {quorum} stream",
+                target.len()
+            );
+        }
+        self.sync_short = short;
+        target
+    }
+
+    /// PostgreSQL must wait for `target` (`wanted`): the set in etcd
+    /// widened first, then the setting.
+    async fn grow(
+        &mut self,
+        raw: Option<&str>,
+        current: &SyncSet,
+        target: &[String],
+        wanted: &str,
+    ) {
+        self.shrink_mark = None;
+        let mut grown = current.members.clone();
+        grown.extend(target.iter().cloned());
+        let quorum = self.local.spec.synchronous_node_count.min(current.quorum);
+        let widened = SyncSet::new(&current.leader, quorum, grown);
+        if widened != *current && !self.write_set(raw, Some(&widened)).await {
+            return;
+        }
+        self.apply_names(wanted, "the standbys streaming changed")
+            .await;
+    }
+
+    /// PostgreSQL already waits for `target` alone: etcd follows once every
+    /// WAL sender applies the setting and `quorum` of `target` flushed past
+    /// a position taken then.
+    async fn narrow(
+        &mut self,
+        raw: Option<&str>,
+        current: &SyncSet,
+        target: &[String],
+        pg: &Replication,
+    ) {
+        let quorum = self.local.spec.synchronous_node_count;
+        let narrowed = SyncSet::new(&current.leader, quorum, target.to_vec());
+        if narrowed == *current || target.len() < quorum as usize {
+            self.shrink_mark = None;
+            return;
+        }
+        let mark = match &self.shrink_mark {
+            Some((names, lsn)) if names == target => *lsn,
+            _ => {
+                let applied = pg
+                    .streaming
+                    .iter()
+                    .all(|(n, _, candidate)| *candidate == target.contains(n));
+                if applied {
+                    self.shrink_mark = Some((target.to_vec(), pg.lsn));
+                }
+                return;
+            }
+        };
+        let flushed = pg
+            .streaming
+            .iter()
+            .filter(|(n, at, _)| target.contains(n) && *at >= mark)
+            .count();
+        if flushed < quorum as usize {
+            return;
+        }
+        if self.write_set(raw, Some(&narrowed)).await {
+            self.shrink_mark = None;
+            self.record(
+                Decision::Synchronous,
+                format!(
+                    "synchronous set narrowed to [{}] (quorum {}): they hold every acknowledged commit",
+                    narrowed.members.join(", "),
+                    narrowed.quorum
+                ),
+            );
+        }
+    }
+
+    async fn replication(&self) -> Result<Replication, String> {
+        let rows = self.local.rows(REPLICATION, Duration::from_secs(2)).await?;
+        let row = rows.first().ok_or("the statement returned no row")?;
+        let streaming: Vec<(String, f64, bool)> =
+            serde_json::from_str(&row.get::<_, String>("streaming")).map_err(|e| e.to_string())?;
+        Ok(Replication {
+            names: row.get("names"),
+            commit: row.get("commit"),
+            lsn: row.get::<_, f64>("lsn").max(0.0) as u64,
+            streaming: streaming
+                .into_iter()
+                .map(|(n, at, candidate)| (n, at.max(0.0) as u64, candidate))
+                .collect(),
+        })
+    }
+
+    /// `synchronous_standby_names` = `names` on the local server, recorded.
+    async fn apply_names(&mut self, names: &str, why: &str) {
+        match self.local.set_standby_names(names).await {
+            Ok(()) => self.record(
+                Decision::Synchronous,
+                format!("synchronous_standby_names = '{names}' ({why})"),
+            ),
+            Err(e) => tracing::warn!("cluster: cannot set synchronous_standby_names: {e}"),
+        }
+    }
+
+    /// Replace the set `raw` (as read) with `set` (`None`: remove it),
+    /// only while this member holds the leader key and nobody changed the
+    /// set meanwhile: whether it was written.
+    async fn write_set(&mut self, raw: Option<&str>, set: Option<&SyncSet>) -> bool {
+        let name = self.local.spec.name.clone();
+        let op = match set {
+            Some(set) => Op::Put {
+                key: self.keys.sync.clone(),
+                value: serde_json::to_string(set).unwrap_or_default(),
+                lease: 0,
+            },
+            None => Op::Delete {
+                key: self.keys.sync.clone(),
+            },
+        };
+        let when = [
+            (self.keys.leader.as_str(), Some(name.as_str())),
+            (self.keys.sync.as_str(), raw),
+        ];
+        match self.etcd.txn(&when, &[op]).await {
+            Ok(true) => {
+                // The next read shows it; until then act on nothing.
+                self.sync_key = None;
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!("cluster: cannot write the synchronous set: {e}");
+                false
+            }
+        }
+    }
+}

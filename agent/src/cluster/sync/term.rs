@@ -1,0 +1,125 @@
+//! What opens a leader's term under synchronous replication: its set,
+//! written in the same etcd transaction as the leader key, and the
+//! setting a standby takes before it promotes; and the standby's side of
+//! the election (is it proven to hold every acknowledged commit?).
+
+use super::{SyncSet, standby_names, unproven, written_by_agent};
+use crate::cluster::etcd::{EtcdError, Op};
+use crate::cluster::ha::Ha;
+use crate::cluster::member::Member;
+use crate::events::Decision;
+
+impl Ha {
+    /// The leader named in the last read `sync` key, if any.
+    pub(in crate::cluster) fn sync_leader(&self) -> Option<String> {
+        let kv = self.sync_key.as_ref()?;
+        serde_json::from_str::<SyncSet>(&kv.value)
+            .ok()
+            .map(|set| set.leader)
+    }
+
+    /// Under the last read `sync` key (any term's), why `me` may not take
+    /// over, or `None`; no key: the asynchronous rule alone applies.
+    pub(in crate::cluster) fn sync_unproven(
+        &self,
+        me: &Member,
+        members: &[Member],
+    ) -> Option<String> {
+        let kv = self.sync_key.as_ref()?;
+        match serde_json::from_str::<SyncSet>(&kv.value) {
+            Ok(set) => unproven(&set, kv.revision, me, members),
+            Err(e) => Some(format!(
+                "synchronous: the `sync` key is unreadable ({e}); nobody can be proven to hold every acknowledged commit"
+            )),
+        }
+    }
+
+    /// The transaction operation that opens a term along with the leader
+    /// key: the new set (this member and the standbys in `members`) with
+    /// `synchronous = true`, else the removal of an earlier term's set.
+    pub(in crate::cluster) fn opening_sync(&self, members: &[Member]) -> Op {
+        let spec = &self.local.spec;
+        if !spec.synchronous {
+            return Op::Delete {
+                key: self.keys.sync.clone(),
+            };
+        }
+        let mut names = vec![spec.name.clone()];
+        names.extend(self.standbys(members));
+        let set = SyncSet::new(&spec.name, spec.synchronous_node_count, names);
+        Op::Put {
+            key: self.keys.sync.clone(),
+            value: serde_json::to_string(&set).unwrap_or_default(),
+            lease: 0,
+        }
+    }
+
+    /// Take the free leader key under `lease` with the term's set, in one
+    /// transaction: whether this call took it.
+    pub(in crate::cluster) async fn create_leader_key(
+        &self,
+        lease: i64,
+        members: &[Member],
+    ) -> Result<bool, EtcdError> {
+        let ops = [
+            Op::Put {
+                key: self.keys.leader.clone(),
+                value: self.local.spec.name.clone(),
+                lease,
+            },
+            self.opening_sync(members),
+        ];
+        self.etcd.txn(&[(&self.keys.leader, None)], &ops).await
+    }
+
+    /// Before promoting: make the standbys of `members` synchronous in
+    /// the local server's configuration (applied on promotion), so that
+    /// its first commit already waits for them; with synchronous
+    /// replication off, clear a setting the agent wrote in an earlier term.
+    pub(in crate::cluster) async fn prepare_synchronous(&self, members: &[Member]) {
+        let spec = &self.local.spec;
+        let names = if spec.synchronous {
+            standby_names(spec.synchronous_node_count, &self.standbys(members))
+        } else {
+            match self.local.standby_names().await {
+                Ok(names) if written_by_agent(&names) => String::new(),
+                _ => return,
+            }
+        };
+        if let Err(e) = self.local.set_standby_names(&names).await {
+            tracing::warn!("cluster: cannot set synchronous_standby_names before promoting: {e}");
+        }
+        if spec.synchronous
+            && self
+                .local
+                .synchronous_commit_is_local()
+                .await
+                .unwrap_or(false)
+        {
+            self.raise_synchronous_commit().await;
+        }
+    }
+
+    /// `synchronous_commit` is `off` or `local`: commits would not wait for
+    /// the standbys at all. Set it to `on`, and say so.
+    pub(super) async fn raise_synchronous_commit(&self) {
+        match self.local.set_synchronous_commit_on().await {
+            Ok(()) => self.record(
+                Decision::Synchronous,
+                "synchronous_commit was off or local, so commits did not wait for the synchronous standbys: set it to on (ALTER SYSTEM)".into(),
+            ),
+            Err(e) => tracing::warn!("cluster: cannot set synchronous_commit = on: {e}"),
+        }
+    }
+
+    /// The other live members that run as standbys and may be promoted
+    /// (Patroni leaves `nofailover` members out of the synchronous set:
+    /// one holding the most WAL would stop every election).
+    pub(super) fn standbys(&self, members: &[Member]) -> Vec<String> {
+        members
+            .iter()
+            .filter(|m| m.name != self.local.spec.name && m.role == "standby" && !m.nofailover)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+}
