@@ -180,9 +180,9 @@ async fn list(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let snapshot = keys.snapshot(&scope);
     let leader = snapshot.leader_name();
-    let sync: Option<crate::cluster::sync::SyncSet> = snapshot
+    let sync = snapshot
         .sync
-        .and_then(|kv| serde_json::from_str(&kv.value).ok());
+        .and_then(|kv| crate::cluster::sync::SyncKey::read(kv).set.ok());
     let (optime, paused, members) = (snapshot.optime, snapshot.paused, snapshot.members);
     if as_json {
         let out = serde_json::json!({"scope": spec.scope, "leader": leader, "leader_optime": optime, "paused": paused, "synchronous": sync, "members": members});

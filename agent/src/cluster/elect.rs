@@ -146,9 +146,10 @@ impl Ha {
             }
             return;
         }
-        if self.sync_key.is_some() && me.leaderless.is_none() {
-            // A synchronous set exists: wait one loop for a look at the
-            // local server taken after the leader key went.
+        if self.sync_key.is_some() && me.leaderless.is_none() && seen.wal_end_read {
+            // A synchronous set exists: wait one loop, silently, for a
+            // look at the local server taken after the leader key went
+            // (a standby still reading its own WAL says so below).
             return;
         }
         // Under a synchronous set the quorum rule proves a standby holds

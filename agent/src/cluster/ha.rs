@@ -68,7 +68,7 @@ pub struct Ha {
     /// renewing while it leads.
     pub(super) watchdog: super::watchdog::Watchdog,
     /// The `sync` key as last read (any term's).
-    pub(super) sync_key: Option<Kv>,
+    pub(super) sync_key: Option<super::sync::SyncKey>,
     /// The revision of the last read of the scope if it showed no leader
     /// key (published with the next observation: [`Member::leaderless`]).
     pub(super) leaderless: Option<i64>,
@@ -193,7 +193,7 @@ impl Ha {
         };
         let snapshot = self.keys.snapshot(&scope);
         let leader = snapshot.leader.cloned();
-        self.sync_key = snapshot.sync.cloned();
+        self.sync_key = snapshot.sync.map(super::sync::SyncKey::read);
         self.leaderless = leader.is_none().then_some(revision);
         let (optime, members) = (snapshot.optime, snapshot.members);
         self.note_pause(snapshot.paused);
@@ -427,10 +427,7 @@ impl Ha {
         view.members = members.to_vec();
         view.leader_optime = optime;
         view.paused = self.paused;
-        view.sync = self
-            .sync_key
-            .as_ref()
-            .and_then(|kv| serde_json::from_str(&kv.value).ok());
+        view.sync = self.sync_key.as_ref().and_then(|key| key.set.clone().ok());
         view.updated = Some(Instant::now());
     }
 

@@ -239,54 +239,30 @@ impl LocalServer {
         .await
     }
 
-    /// `synchronous_standby_names` as the agent's session sees it.
-    pub async fn standby_names(&self) -> Result<String, String> {
+    /// A setting as the agent's session sees it (`current_setting`).
+    pub async fn setting(&self, name: &str) -> Result<String, String> {
         let rows = self
             .rows(
-                "SELECT current_setting('synchronous_standby_names') AS names",
+                &format!(
+                    "SELECT current_setting('{}') AS value",
+                    name.replace('\'', "''")
+                ),
                 Duration::from_secs(2),
             )
             .await?;
         Ok(rows
             .first()
-            .map(|r| r.get::<_, String>("names"))
+            .map(|r| r.get::<_, String>("value"))
             .unwrap_or_default())
     }
 
-    /// Set `synchronous_standby_names` (a standby keeps it for its
-    /// promotion; `ALTER SYSTEM` runs in recovery too) and reload.
-    pub async fn set_standby_names(&self, names: &str) -> Result<(), String> {
-        let names = names.replace('\'', "''");
+    /// `ALTER SYSTEM SET name = 'value'` and reload (`ALTER SYSTEM` runs
+    /// on a standby too: a standby keeps the setting for its promotion).
+    pub async fn alter_system(&self, name: &str, value: &str) -> Result<(), String> {
+        let value = value.replace('\'', "''");
         self.sql_batch(
-            &format!(
-                "ALTER SYSTEM SET synchronous_standby_names = '{names}';\nSELECT pg_reload_conf()"
-            ),
-            Duration::from_secs(5),
-        )
-        .await
-    }
-
-    /// Whether commits skip waiting for standbys server-wide
-    /// (`synchronous_commit` = `off` or `local`), which would make
-    /// `synchronous_standby_names` moot.
-    pub async fn synchronous_commit_is_local(&self) -> Result<bool, String> {
-        let rows = self
-            .rows(
-                "SELECT current_setting('synchronous_commit') AS commit",
-                Duration::from_secs(2),
-            )
-            .await?;
-        Ok(rows
-            .first()
-            .is_some_and(|r| matches!(r.get::<_, &str>("commit"), "off" | "local")))
-    }
-
-    /// `synchronous_commit = on` server-wide (a role's or database's own
-    /// setting still applies to its sessions), and reload.
-    pub async fn set_synchronous_commit_on(&self) -> Result<(), String> {
-        self.sql_batch(
-            "ALTER SYSTEM SET synchronous_commit = on;\nSELECT pg_reload_conf()",
-            Duration::from_secs(5),
+            &format!("ALTER SYSTEM SET {name} = '{value}';\nSELECT pg_reload_conf()"),
+            Duration::from_secs(10),
         )
         .await
     }
@@ -312,12 +288,8 @@ impl LocalServer {
     /// Repoint a running standby at `host:port` (PostgreSQL 13+ applies
     /// `primary_conninfo` on reload; `recovery_target_timeline` is `latest`).
     pub async fn follow(&self, host: &str, port: u16) -> Result<(), String> {
-        let info = self.conninfo(host, port).replace('\'', "''");
-        self.sql_batch(
-            &format!("ALTER SYSTEM SET primary_conninfo = '{info}';\nSELECT pg_reload_conf()"),
-            Duration::from_secs(10),
-        )
-        .await
+        self.alter_system("primary_conninfo", &self.conninfo(host, port))
+            .await
     }
 
     /// `standby.signal` in the data directory: a (re)start, by the agent,

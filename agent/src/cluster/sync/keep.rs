@@ -4,7 +4,7 @@
 //! etcd once the remaining standbys have flushed past a mark), or turn
 //! synchronous replication off.
 
-use super::{SyncSet, choose, standby_names, written_by_agent};
+use super::{SyncSet, choose, commits_skip_standbys, standby_names, written_by_agent};
 use crate::cluster::etcd::Op;
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
@@ -40,7 +40,11 @@ impl Ha {
     /// standbys `members` call for (see the module's order of writes).
     pub(in crate::cluster) async fn keep_synchronous(&mut self, members: &[Member]) {
         let synchronous = self.local.spec.synchronous;
-        let raw = self.sync_key.as_ref().map(|kv| kv.value.clone());
+        let key = self.sync_key.clone();
+        if !synchronous && key.is_none() {
+            return; // asynchronous, and nothing to undo
+        }
+        let raw = key.as_ref().map(|k| k.raw.clone());
         let pg = match self.replication().await {
             Ok(pg) => pg,
             Err(e) => {
@@ -54,15 +58,12 @@ impl Ha {
             self.turn_off(raw, &pg).await;
             return;
         }
-        if matches!(pg.commit.as_str(), "off" | "local") {
+        if commits_skip_standbys(&pg.commit) {
             self.raise_synchronous_commit().await;
             return;
         }
         let me = self.local.spec.name.clone();
-        let current = raw
-            .as_deref()
-            .and_then(|v| serde_json::from_str::<SyncSet>(v).ok())
-            .filter(|set| set.leader == me);
+        let current = key.and_then(|k| k.set.ok()).filter(|set| set.leader == me);
         let Some(current) = current else {
             self.open_set(raw.as_deref(), &pg).await;
             return;
@@ -226,7 +227,11 @@ impl Ha {
 
     /// `synchronous_standby_names` = `names` on the local server, recorded.
     async fn apply_names(&mut self, names: &str, why: &str) {
-        match self.local.set_standby_names(names).await {
+        match self
+            .local
+            .alter_system("synchronous_standby_names", names)
+            .await
+        {
             Ok(()) => self.record(
                 Decision::Synchronous,
                 format!("synchronous_standby_names = '{names}' ({why})"),

@@ -34,6 +34,7 @@
 mod keep;
 mod term;
 
+use super::etcd::Kv;
 use super::local::Observation;
 use super::member::Member;
 use serde::{Deserialize, Serialize};
@@ -76,10 +77,37 @@ pub fn settled(seen: &Observation, leaderless: Option<i64>) -> Option<i64> {
     leaderless.filter(|_| seen.in_recovery && seen.wal_end_read)
 }
 
+/// Whether `synchronous_commit` = `commit` makes commits skip waiting for
+/// standbys (`off`, `local`), which makes `synchronous_standby_names` moot.
+pub fn commits_skip_standbys(commit: &str) -> bool {
+    matches!(commit, "off" | "local")
+}
+
 /// Whether `names` is a `synchronous_standby_names` the agent writes
 /// ([`standby_names`]): cleared when synchronous replication is off.
 pub fn written_by_agent(names: &str) -> bool {
     names.starts_with("ANY ") && names.contains(" (\"") && names.ends_with("\")")
+}
+
+/// The `sync` key as read, parsed once per read.
+#[derive(Clone, Debug)]
+pub struct SyncKey {
+    /// Its text, compared in the leader's transactions (nobody changed it).
+    pub raw: String,
+    /// Its etcd `mod_revision`: the election's reference.
+    pub revision: i64,
+    /// The set, or why the text is not one.
+    pub set: Result<SyncSet, String>,
+}
+
+impl SyncKey {
+    pub fn read(kv: &Kv) -> SyncKey {
+        SyncKey {
+            raw: kv.value.clone(),
+            revision: kv.revision,
+            set: serde_json::from_str(&kv.value).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// `synchronous_standby_names` for `names` with quorum `quorum`: PostgreSQL's
@@ -130,7 +158,7 @@ pub fn unproven(
     };
     if !settled(me) {
         return Some(
-            "synchronous: waiting for a look at the local server taken after the leader key went"
+            "synchronous: this standby's position is not final yet (it has not read its own pg_wal to the end since it started: replay in progress, or held back by recovery_min_apply_delay)"
                 .into(),
         );
     }

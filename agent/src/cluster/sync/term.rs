@@ -3,7 +3,7 @@
 //! setting a standby takes before it promotes; and the standby's side of
 //! the election (is it proven to hold every acknowledged commit?).
 
-use super::{SyncSet, standby_names, unproven, written_by_agent};
+use super::{SyncSet, commits_skip_standbys, standby_names, unproven, written_by_agent};
 use crate::cluster::etcd::{EtcdError, Op};
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
@@ -12,10 +12,8 @@ use crate::events::Decision;
 impl Ha {
     /// The leader named in the last read `sync` key, if any.
     pub(in crate::cluster) fn sync_leader(&self) -> Option<String> {
-        let kv = self.sync_key.as_ref()?;
-        serde_json::from_str::<SyncSet>(&kv.value)
-            .ok()
-            .map(|set| set.leader)
+        let key = self.sync_key.as_ref()?;
+        key.set.as_ref().ok().map(|set| set.leader.clone())
     }
 
     /// Under the last read `sync` key (any term's), why `me` may not take
@@ -25,9 +23,9 @@ impl Ha {
         me: &Member,
         members: &[Member],
     ) -> Option<String> {
-        let kv = self.sync_key.as_ref()?;
-        match serde_json::from_str::<SyncSet>(&kv.value) {
-            Ok(set) => unproven(&set, kv.revision, me, members),
+        let key = self.sync_key.as_ref()?;
+        match &key.set {
+            Ok(set) => unproven(set, key.revision, me, members),
             Err(e) => Some(format!(
                 "synchronous: the `sync` key is unreadable ({e}); nobody can be proven to hold every acknowledged commit"
             )),
@@ -81,20 +79,21 @@ impl Ha {
         let names = if spec.synchronous {
             standby_names(spec.synchronous_node_count, &self.standbys(members))
         } else {
-            match self.local.standby_names().await {
+            match self.local.setting("synchronous_standby_names").await {
                 Ok(names) if written_by_agent(&names) => String::new(),
                 _ => return,
             }
         };
-        if let Err(e) = self.local.set_standby_names(&names).await {
+        if let Err(e) = self
+            .local
+            .alter_system("synchronous_standby_names", &names)
+            .await
+        {
             tracing::warn!("cluster: cannot set synchronous_standby_names before promoting: {e}");
         }
         if spec.synchronous
-            && self
-                .local
-                .synchronous_commit_is_local()
-                .await
-                .unwrap_or(false)
+            && let Ok(commit) = self.local.setting("synchronous_commit").await
+            && commits_skip_standbys(&commit)
         {
             self.raise_synchronous_commit().await;
         }
@@ -103,7 +102,7 @@ impl Ha {
     /// `synchronous_commit` is `off` or `local`: commits would not wait for
     /// the standbys at all. Set it to `on`, and say so.
     pub(super) async fn raise_synchronous_commit(&self) {
-        match self.local.set_synchronous_commit_on().await {
+        match self.local.alter_system("synchronous_commit", "on").await {
             Ok(()) => self.record(
                 Decision::Synchronous,
                 "synchronous_commit was off or local, so commits did not wait for the synchronous standbys: set it to on (ALTER SYSTEM)".into(),
