@@ -3,20 +3,7 @@
 
 use std::path::PathBuf;
 
-/// Built-in probes: (name in `builtin:NAME`, crate name).
-const BUILTINS: &[&str] = &[
-    "host-cpu",
-    "host-memory",
-    "host-disk",
-    "process",
-    "pg-alive",
-    "pg-replication",
-    "pg-consistency",
-    "pg-integrity",
-    "pg-performance",
-    "pg-archiving",
-    "pg-backup",
-];
+use watchpost_probe_build::BUILTINS;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -4,18 +4,9 @@
 
 use std::path::PathBuf;
 
-const PROBES: &[&str] = &[
-    "host-cpu",
-    "host-memory",
-    "host-disk",
-    "process",
-    "pg-alive",
-    "pg-replication",
-    "pg-consistency",
-    "pg-integrity",
-    "pg-performance",
-    "pg-archiving",
-    "pg-backup",
+/// The hostile and helper probes of `tests/probes`; the built-in ones
+/// come from [`watchpost_probe_build::BUILTINS`].
+const TEST_PROBES: &[&str] = &[
     "spin",
     "membomb",
     "panics",
@@ -37,7 +28,12 @@ fn main() {
     for dir in ["plugins", "wit", "tests/probes"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    let paths = match watchpost_probe_build::build(&root, PROBES) {
+    let probes: Vec<&str> = watchpost_probe_build::BUILTINS
+        .iter()
+        .chain(TEST_PROBES)
+        .copied()
+        .collect();
+    let paths = match watchpost_probe_build::build(&root, &probes) {
         Ok(paths) => paths,
         Err(message) => {
             eprintln!("error: {message}");
@@ -45,7 +41,7 @@ fn main() {
         }
     };
     let mut table = String::from("&[\n");
-    for (name, path) in PROBES.iter().zip(paths) {
+    for (name, path) in probes.iter().zip(paths) {
         table.push_str(&format!(
             "    ({name:?}, {:?}),\n",
             path.display().to_string()

@@ -15,11 +15,12 @@
 use crate::policy::confirm::StateType;
 use crate::policy::state::Changes;
 use crate::report::{Report, Status};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::mpsc;
 
@@ -206,25 +207,18 @@ impl Bus {
     pub fn subscribe(&self, name: &'static str) -> (mpsc::Receiver<AgentEvent>, Arc<AtomicU64>) {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Subscriber {
-                name,
-                sender,
-                dropped: dropped.clone(),
-            });
+        self.subscribers.lock().push(Subscriber {
+            name,
+            sender,
+            dropped: dropped.clone(),
+        });
         (receiver, dropped)
     }
 
     /// Whether anyone listens: a producer may skip building an event
     /// nobody would receive.
     pub fn has_subscribers(&self) -> bool {
-        !self
-            .subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        !self.subscribers.lock().is_empty()
     }
 
     /// Tell every subscriber about a run.
@@ -238,7 +232,7 @@ impl Bus {
     }
 
     fn send(&self, event: AgentEvent) {
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subscribers = self.subscribers.lock();
         subscribers.retain(|s| !s.sender.is_closed());
         for s in subscribers.iter() {
             if s.sender.try_send(event.clone()).is_err()

@@ -13,9 +13,10 @@
 //! measured, and gets no new thread while its last `statvfs` is still
 //! stuck: one stuck thread per hung mount at most, never a pile.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -323,7 +324,7 @@ fn read_filesystems(stuck: &Arc<Mutex<HashSet<String>>>, timeout: Duration) -> V
     let (sender, receiver) = mpsc::channel();
     let mounts = mounts();
     for (index, (_, mount_point, _, _)) in mounts.iter().enumerate() {
-        let mut stuck_now = stuck.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stuck_now = stuck.lock();
         if !stuck_now.insert(mount_point.clone()) {
             continue; // its last statvfs has not come back yet
         }
@@ -333,17 +334,11 @@ fn read_filesystems(stuck: &Arc<Mutex<HashSet<String>>>, timeout: Duration) -> V
             .name("watchpost-statvfs".into())
             .spawn(move || {
                 let sizes = statvfs(&path);
-                marks
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&path);
+                marks.lock().remove(&path);
                 let _ = sender.send((index, sizes));
             });
         if spawned.is_err() {
-            stuck
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(mount_point);
+            stuck.lock().remove(mount_point);
         }
     }
     drop(sender);
@@ -387,7 +382,7 @@ async fn with<S: Send + 'static, R: Default + Send + 'static>(
 ) -> R {
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
-        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = state.lock();
         f(&mut state)
     })
     .await
@@ -449,6 +444,6 @@ mod tests {
             root.is_some_and(|fs| fs.answered && fs.total > 0),
             "{list:?}"
         );
-        assert!(stuck.lock().unwrap().is_empty());
+        assert!(stuck.lock().is_empty());
     }
 }

@@ -21,19 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Every probe crate in `plugins/` (the SDK and build helper excluded).
-const PROBES: &[&str] = &[
-    "host-cpu",
-    "host-memory",
-    "host-disk",
-    "process",
-    "pg-alive",
-    "pg-replication",
-    "pg-consistency",
-    "pg-integrity",
-    "pg-performance",
-    "pg-archiving",
-    "pg-backup",
-];
+use watchpost_probe_build::BUILTINS as PROBES;
 
 fn root() -> PathBuf {
     watchpost_probe_build::workspace_root(Path::new(env!("CARGO_MANIFEST_DIR")))

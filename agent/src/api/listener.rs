@@ -16,11 +16,12 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -155,7 +156,7 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: 
                 continue;
             }
         };
-        let admitted = registry.lock().unwrap_or_else(|e| e.into_inner()).admit();
+        let admitted = registry.lock().admit();
         let Some((id, conn)) = admitted else {
             // Every slot busy in time: this one is closed (dropped).
             continue;
@@ -183,7 +184,7 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let clock = {
-        let r = registry.lock().unwrap_or_else(|e| e.into_inner());
+        let r = registry.lock();
         r.started
     };
     let handle = conn.clone();
@@ -224,11 +225,7 @@ async fn connection(
             let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
         }
     }
-    registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .open
-        .remove(&id);
+    registry.lock().open.remove(&id);
 }
 
 #[cfg(test)]

@@ -47,7 +47,6 @@ pub async fn exposition(State(shared): State<Arc<Shared>>) -> impl IntoResponse 
         telemetry_dropped: shared
             .otlp
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|export| {
                 export

@@ -25,9 +25,10 @@ use super::member::Member;
 use super::{ClusterView, Keys};
 use crate::events::Decision;
 use crate::remediate::Remediator;
+use parking_lot::Mutex;
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// After a failed rewind, how long before the next attempt.
@@ -283,10 +284,7 @@ impl Ha {
     pub(super) async fn lose_lease(&mut self, why: &str) {
         self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
         // The role endpoints stop saying "primary" at once.
-        self.view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_leader = false;
+        self.view.lock().is_leader = false;
         // A lease this node stopped trusting is never renewed again: when
         // renewals reach etcd but their answers come too late (a slow
         // link), it would otherwise keep the key alive for a leader that
@@ -420,7 +418,7 @@ impl Ha {
         members: &[Member],
         optime: Option<u64>,
     ) {
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut view = self.view.lock();
         view.observation = seen.clone();
         view.leader = leader;
         view.is_leader = self.holding();

@@ -222,7 +222,7 @@ impl Ha {
         }
         self.step(format!("switchover to `{}`: stopping the local server cleanly (fast): it stops taking writes and sends all its WAL to the standbys", request.to));
         {
-            let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            let mut view = self.view.lock();
             view.is_leader = false;
             view.observation = Observation::default();
         }
@@ -372,12 +372,7 @@ impl Ha {
         }
         let Some(lease) = self.lease else { return };
         let me = self.local.spec.name.clone();
-        let members = self
-            .view
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .members
-            .clone();
+        let members = self.view.lock().members.clone();
         let took = self
             .etcd
             .txn(

@@ -42,8 +42,9 @@ use crate::remediate::Remediator;
 use crate::sql::SqlTargets;
 use local::Observation;
 use member::Member;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -236,7 +237,7 @@ impl Cluster {
     /// Wait (up to `bound`) for the loop to step down after the agent's
     /// shutdown token was cancelled.
     pub async fn stopped(&self, bound: Duration) {
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = self.task.lock().take();
         if let Some(task) = task
             && tokio::time::timeout(bound, task).await.is_err()
         {
@@ -245,7 +246,7 @@ impl Cluster {
     }
 
     pub fn view(&self) -> ClusterView {
-        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.view.lock().clone()
     }
 
     /// Whether the view is recent enough to answer from (two leases).

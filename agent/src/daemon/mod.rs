@@ -23,10 +23,11 @@ use crate::runtime::{Probe, Runtime, Services, engine::PoolSize};
 use crate::sql::{SqlTargets, TargetSpec};
 use crate::store::{Store, writer::StateWriter};
 use anyhow::Context;
+use parking_lot::RwLock;
 use slot::{ProbeSetup, ProbeSlot};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +58,7 @@ pub struct Shared {
     /// `watchpost run --dry-run`: kept across reloads.
     pub dry_run_flag: std::sync::atomic::AtomicBool,
     /// The OTLP export, when configured.
-    pub otlp: std::sync::Mutex<Option<crate::telemetry::otlp::OtlpExport>>,
+    pub otlp: parking_lot::Mutex<Option<crate::telemetry::otlp::OtlpExport>>,
     /// This node's part in its cluster, when `[cluster]` is configured
     /// (set once at start; a change of `[cluster]` needs a restart).
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
@@ -65,37 +66,24 @@ pub struct Shared {
 
 impl Shared {
     pub fn services(&self) -> Arc<Services> {
-        self.services
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.services.read().clone()
     }
 
     pub fn semaphore(&self) -> Arc<Semaphore> {
-        self.semaphore
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.semaphore.read().clone()
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.config.read().clone()
     }
 
     /// Every slot, by name.
     pub fn slots(&self) -> BTreeMap<String, Arc<ProbeSlot>> {
-        self.slots.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.slots.read().clone()
     }
 
     pub fn slot(&self, name: &str) -> Option<Arc<ProbeSlot>> {
-        self.slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.slots.read().get(name).cloned()
     }
 
     pub fn node(&self) -> String {
@@ -269,7 +257,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         reload_lock: tokio::sync::Mutex::new(()),
         reloads: crate::telemetry::counters::ReloadCounters::default(),
         remediator,
-        otlp: std::sync::Mutex::new(None),
+        otlp: parking_lot::Mutex::new(None),
         cluster: std::sync::OnceLock::new(),
         dry_run_flag: std::sync::atomic::AtomicBool::new(false),
         config: RwLock::new(Arc::new(config.clone())),
@@ -284,7 +272,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         ));
         slots.insert(spec.name.clone(), slot);
     }
-    *shared.slots.write().unwrap_or_else(|e| e.into_inner()) = slots.clone();
+    *shared.slots.write() = slots.clone();
     // Reconcile and start remediation before the first run.
     shared
         .remediator
@@ -293,7 +281,7 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
         Arc::downgrade(&shared) as _;
     let export =
         crate::telemetry::otlp::start(&config, shared.store.dir(), &shared.events, counters)?;
-    *shared.otlp.lock().unwrap_or_else(|e| e.into_inner()) = export;
+    *shared.otlp.lock() = export;
     if let Some(spec) = config.cluster.clone() {
         let cluster = crate::cluster::Cluster::start(
             spec,
@@ -346,7 +334,7 @@ pub async fn stop(shared: &Shared) {
         cluster.stopped(Duration::from_secs(10)).await;
     }
     shared.writer.flush().await;
-    let export = shared.otlp.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let export = shared.otlp.lock().take();
     if let Some(export) = export {
         export.shutdown().await;
     }

@@ -129,10 +129,9 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
             summary.needs_restart.push(setting.to_string());
         }
     }
-    *shared.services.write().unwrap_or_else(|e| e.into_inner()) = services;
+    *shared.services.write() = services;
     if old.agent.concurrency != new.agent.concurrency {
-        *shared.semaphore.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Semaphore::new(new.agent.concurrency));
+        *shared.semaphore.write() = Arc::new(Semaphore::new(new.agent.concurrency));
     }
     let mut next = BTreeMap::new();
     let mut to_schedule = Vec::new();
@@ -177,8 +176,8 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
             summary.removed.push(name.clone());
         }
     }
-    *shared.slots.write().unwrap_or_else(|e| e.into_inner()) = next;
-    *shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+    *shared.slots.write() = next;
+    *shared.config.write() = Arc::new(new);
     for slot in &to_schedule {
         shared.schedule(slot);
     }

@@ -8,8 +8,9 @@ use crate::config::ProbeSpec;
 use crate::policy::state::ProbeState;
 use crate::runtime::{Grants, Limits, Probe};
 use crate::telemetry::counters::ProbeCounters;
+use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
@@ -84,46 +85,40 @@ impl ProbeSlot {
 
     /// The setup runs use from now on.
     pub fn setup(&self) -> Arc<ProbeSetup> {
-        self.setup.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.setup.read().clone()
     }
 
     /// Swap in a new setup (a changed config or component).
     pub fn swap(&self, setup: ProbeSetup) {
-        *self.setup.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(setup);
+        *self.setup.write() = Arc::new(setup);
     }
 
-    pub fn state(&self) -> std::sync::MutexGuard<'_, ProbeState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn state(&self) -> parking_lot::MutexGuard<'_, ProbeState> {
+        self.state.lock()
     }
 
-    pub fn recent(&self) -> std::sync::MutexGuard<'_, crate::telemetry::recent::Recent> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn recent(&self) -> parking_lot::MutexGuard<'_, crate::telemetry::recent::Recent> {
+        self.recent.lock()
     }
 
     pub fn next_run(&self) -> Option<SystemTime> {
-        *self.next_run.lock().unwrap_or_else(|e| e.into_inner())
+        *self.next_run.lock()
     }
 
     pub fn set_next_run(&self, at: SystemTime) {
-        *self.next_run.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+        *self.next_run.lock() = Some(at);
     }
 
     /// A fresh token for a new timing loop; the previous loop is stopped.
     pub fn restart_token(&self) -> CancellationToken {
         let fresh = CancellationToken::new();
-        let old = std::mem::replace(
-            &mut *self.cancel.lock().unwrap_or_else(|e| e.into_inner()),
-            fresh.clone(),
-        );
+        let old = std::mem::replace(&mut *self.cancel.lock(), fresh.clone());
         old.cancel();
         fresh
     }
 
     /// Stop the timing loop (a run in flight finishes).
     pub fn stop(&self) {
-        self.cancel
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .cancel();
+        self.cancel.lock().cancel();
     }
 }

@@ -121,18 +121,12 @@ pub fn spawn_dry_run(core: &Arc<Remediator>, incident: Incident, message: String
 /// Start the action of a fired incident in a task of its own.
 pub fn spawn(core: &Arc<Remediator>, incident: Incident, message: String) {
     let name = incident.remediation.name.clone();
-    core.running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(name.clone());
+    core.running.lock().insert(name.clone());
     let task_core = core.clone();
     core.actions.spawn(async move {
         let core = task_core;
         carry_out(&core, &incident, &message).await;
-        core.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&name);
+        core.running.lock().remove(&name);
         // Triggers held back while this ran are reconsidered.
         core.wake();
     });

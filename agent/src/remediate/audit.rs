@@ -17,13 +17,13 @@
 mod segments;
 
 use crate::events::Decision;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -157,7 +157,7 @@ impl AuditLog {
     /// Append records in order, with one fsync for all of them (each is
     /// on disk when this returns), rotating between records as needed.
     pub fn append_all(&self, records: &[AuditRecord]) -> io::Result<()> {
-        let mut current = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.file.lock();
         for record in records {
             let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
             line.push(b'\n');

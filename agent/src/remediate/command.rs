@@ -84,7 +84,7 @@ pub async fn run(spec: &CommandSpec) -> Result<CommandOutcome, String> {
         .spawn()
         .map_err(|e| format!("cannot run {program:?}: {e}"))?;
     let pid = child.id();
-    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let output = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
     let mut readers = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         readers.push(tokio::spawn(collect(stdout, output.clone())));
@@ -108,7 +108,7 @@ pub async fn run(spec: &CommandSpec) -> Result<CommandOutcome, String> {
     for reader in readers {
         let _ = tokio::time::timeout(Duration::from_millis(200), reader).await;
     }
-    let bytes = output.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let bytes = output.lock().clone();
     Ok(CommandOutcome {
         argv: spec.argv.clone(),
         exit_code,
@@ -120,14 +120,14 @@ pub async fn run(spec: &CommandSpec) -> Result<CommandOutcome, String> {
 
 async fn collect(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
-    into: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    into: std::sync::Arc<parking_lot::Mutex<Vec<u8>>>,
 ) {
     let mut buffer = [0u8; 4096];
     while let Ok(n) = pipe.read(&mut buffer).await {
         if n == 0 {
             break;
         }
-        let mut out = into.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = into.lock();
         out.extend_from_slice(&buffer[..n]);
         if out.len() > OUTPUT_BYTES {
             let excess = out.len() - OUTPUT_BYTES;

@@ -29,11 +29,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub async fn run(core: Arc<Remediator>) {
     loop {
         evaluate(&core);
-        let waiting = !core
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
+        let waiting = !core.pending.lock().is_empty();
         tokio::select! {
             _ = core.wake.notified() => {}
             _ = tokio::time::sleep(RECHECK), if waiting => {}
@@ -50,10 +46,9 @@ pub fn evaluate(core: &Arc<Remediator>) {
     let Some(config) = port.config() else {
         return;
     };
-    let _deciding = core.deciding.lock().unwrap_or_else(|e| e.into_inner());
+    let _deciding = core.deciding.lock();
     core.pending
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
         .retain(|name, _| config.remediations.iter().any(|r| &r.name == name));
     for remediation in &config.remediations {
         if core.stopping.is_cancelled() {
@@ -64,10 +59,7 @@ pub fn evaluate(core: &Arc<Remediator>) {
             continue;
         };
         if !holds(watched.hard, on.status) {
-            core.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&remediation.name);
+            core.pending.lock().remove(&remediation.name);
             continue;
         }
         let settled = core.with_ledger(|l| l.data.settled.get(&remediation.name).copied());
@@ -157,7 +149,6 @@ fn consider(
             let first = core
                 .pending
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .insert(remediation.name.clone(), (incident.onset, reason))
                 != Some((incident.onset, reason));
             if first {
@@ -261,10 +252,7 @@ fn consider(
 /// decision changed: cooldown, window, breaker). False if it could not be
 /// saved.
 fn settle(core: &Remediator, incident: &Incident) -> bool {
-    core.pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&incident.remediation.name);
+    core.pending.lock().remove(&incident.remediation.name);
     let saved = core.with_ledger(|l| {
         l.data
             .settled

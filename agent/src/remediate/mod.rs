@@ -39,10 +39,11 @@ use crate::report::Status;
 use audit::{AuditLog, AuditRecord};
 use decide::SkipReason;
 use ledger::Ledger;
+use parking_lot::Mutex;
 use port::AgentPort;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -128,19 +129,13 @@ impl Remediator {
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.cancel();
         // A decision being made finishes (its action is then tracked).
-        drop(self.deciding.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(self.deciding.lock());
         self.actions.close();
         if tokio::time::timeout(grace, self.actions.wait())
             .await
             .is_err()
         {
-            let running: Vec<String> = self
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect();
+            let running: Vec<String> = self.running.lock().iter().cloned().collect();
             tracing::error!(
                 "stopping with remediation actions still running after {}: {}; the next start records them as interrupted",
                 crate::config::units::format_duration(grace),
@@ -151,10 +146,7 @@ impl Remediator {
 
     /// Decision counts, by (remediation, decision).
     pub fn counts(&self) -> BTreeMap<(String, Decision), u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.counts.lock().clone()
     }
 
     fn port(&self) -> Option<&Arc<dyn AgentPort>> {
@@ -166,14 +158,11 @@ impl Remediator {
     }
 
     fn with_ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> R {
-        f(&mut self.ledger.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.ledger.lock())
     }
 
     fn is_running(&self, name: &str) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(name)
+        self.running.lock().contains(name)
     }
 
     /// Append a record, publish it as an event and count it. False if it
@@ -182,7 +171,6 @@ impl Remediator {
         *self
             .counts
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .entry((record.remediation.clone(), record.decision))
             .or_default() += 1;
         let written = match self.audit.append(&record) {

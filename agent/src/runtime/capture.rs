@@ -6,7 +6,8 @@
 //! there before it aborts).
 
 use bytes::Bytes;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -27,7 +28,7 @@ struct Tail {
 
 impl OutputTail {
     fn append(&self, data: &[u8]) {
-        let mut tail = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tail = self.buffer.lock();
         tail.bytes.extend_from_slice(data);
         if tail.bytes.len() > TAIL_BYTES {
             let excess = tail.bytes.len() - TAIL_BYTES;
@@ -38,7 +39,7 @@ impl OutputTail {
 
     /// What was kept, as text (invalid UTF-8 replaced), trimmed.
     pub fn text(&self) -> String {
-        let tail = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = self.buffer.lock();
         let text = String::from_utf8_lossy(&tail.bytes);
         let text = text.trim();
         if tail.dropped > 0 {

@@ -6,9 +6,9 @@
 
 use crate::config::units::MAX_PROBE_MEMORY;
 use anyhow::{Context, Result};
+use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -146,7 +146,7 @@ impl EpochTicker {
         if self.inner.busy.fetch_add(1, Ordering::SeqCst) == 0
             && self.inner.parked.load(Ordering::SeqCst)
         {
-            let _stop = self.inner.stop.lock().unwrap_or_else(|e| e.into_inner());
+            let _stop = self.inner.stop.lock();
             self.inner.wake.notify_one();
         }
         Busy {
@@ -158,12 +158,12 @@ impl EpochTicker {
 fn tick(engine: &Engine, inner: &Inner) {
     loop {
         {
-            let mut stop = inner.stop.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stop = inner.stop.lock();
             // Park when nothing ran during the last tick.
             if inner.started.swap(0, Ordering::Relaxed) == 0 {
                 inner.parked.store(true, Ordering::SeqCst);
                 while !*stop && inner.busy.load(Ordering::SeqCst) == 0 {
-                    stop = inner.wake.wait(stop).unwrap_or_else(|e| e.into_inner());
+                    inner.wake.wait(&mut stop);
                 }
                 inner.parked.store(false, Ordering::SeqCst);
                 // The run that woke it is counted by `busy`, not as a
@@ -181,7 +181,7 @@ fn tick(engine: &Engine, inner: &Inner) {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        *self.inner.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *self.inner.stop.lock() = true;
         self.inner.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -17,8 +17,9 @@
 //! its timer), by an urgent save and by a flush, not by every run.
 use super::Store;
 use super::journal::{self, Journal, Journaled};
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
@@ -55,8 +56,8 @@ struct Channel<T> {
 }
 
 impl<T> Channel<T> {
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<T>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn queue(&self) -> parking_lot::MutexGuard<'_, Queue<T>> {
+        self.queue.lock()
     }
 }
 
@@ -145,11 +146,7 @@ impl<T: Journaled> StateWriter<T> {
     /// The state of `probe` as last written (for a probe added back by a
     /// reload).
     pub fn latest(&self, probe: &str) -> Option<T> {
-        self.written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(probe)
-            .cloned()
+        self.written.lock().get(probe).cloned()
     }
 
     /// Write everything queued, and every changed probe's own file;
@@ -268,7 +265,7 @@ impl<T: Journaled> Task<T> {
         all: bool,
     ) {
         let shared = self.written.clone();
-        let mut written = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut written = shared.lock();
         let urgent_names: HashSet<&str> = urgent.iter().map(|(p, _)| p.as_str()).collect();
         let mut records = Vec::new();
         for (probe, state) in &pending {

@@ -9,6 +9,24 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The built-in probes: the crates in `plugins/` that the agent embeds
+/// (`wasm = "builtin:NAME"`), builds for `cargo xtask build` and the tests
+/// run. The one list: add a probe crate here and it is embedded, built and
+/// tested everywhere.
+pub const BUILTINS: &[&str] = &[
+    "host-cpu",
+    "host-memory",
+    "host-disk",
+    "process",
+    "pg-alive",
+    "pg-replication",
+    "pg-consistency",
+    "pg-integrity",
+    "pg-performance",
+    "pg-archiving",
+    "pg-backup",
+];
+
 /// The Rust target probes are built for: its `cdylib` output is a component.
 pub const TARGET: &str = "wasm32-wasip2";
 

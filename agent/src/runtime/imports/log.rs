@@ -4,8 +4,9 @@
 
 use crate::runtime::bindings::log::{Host, Level};
 use crate::runtime::state::RunState;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Instant;
 
 /// Lines a run may log; later lines are counted and dropped.
@@ -31,7 +32,7 @@ static BUCKETS: LazyLock<Mutex<HashMap<String, Bucket>>> =
 /// Take one line from `probe`'s budget: `Some(dropped before)` if the line
 /// may be written, `None` if it is dropped.
 fn take(probe: &str, now: Instant) -> Option<u64> {
-    let mut buckets = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut buckets = BUCKETS.lock();
     let bucket = buckets.entry(probe.to_string()).or_insert(Bucket {
         tokens: BURST,
         at: now,

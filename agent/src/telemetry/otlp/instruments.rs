@@ -23,8 +23,9 @@ use crate::telemetry::counters::ERROR_KINDS;
 use crate::telemetry::histogram::RUN_BUCKETS;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Gauge, Histogram, Meter};
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 /// Distinct (name, unit) pairs exported for one probe; more are dropped
 /// and counted.
@@ -96,7 +97,7 @@ impl Recorder {
                 "Measurements not exported: their probe already had 256 distinct measurement names",
             )
             .with_callback(move |observer| {
-                let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                let counts = counts.lock();
                 for (probe, n) in counts.iter() {
                     observer.observe(*n, &[KeyValue::new("probe", probe.clone())]);
                 }
@@ -126,23 +127,13 @@ impl Recorder {
             seen.insert(key);
             return true;
         }
-        *self
-            .dropped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(probe.to_string())
-            .or_default() += 1;
+        *self.dropped.lock().entry(probe.to_string()).or_default() += 1;
         false
     }
 
     /// Measurements dropped over the cap so far, for `probe`.
     pub fn dropped(&self, probe: &str) -> u64 {
-        self.dropped
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(probe)
-            .copied()
-            .unwrap_or(0)
+        self.dropped.lock().get(probe).copied().unwrap_or(0)
     }
 
     /// Record one run of a probe checking `target`; `describe` gives a
