@@ -30,6 +30,8 @@ mod package;
 mod pg_backup;
 mod pg_consistency;
 mod pg_drill;
+mod pg_drill_disk;
+mod pg_drill_tablespace;
 mod pg_example;
 mod pg_failover_safety;
 mod pg_field_faults;
