@@ -220,7 +220,12 @@ pub async fn restore(
                     "the stanza name {stanza:?} has characters other than letters, digits, `-`, `_` and `.`"
                 ));
             }
-            fetch.push_str(&format!(" --stanza={stanza} archive-get %f \"%p\""));
+            // archive-get resolves %p against pg1-path: the copy's, never
+            // the configured (live) data directory.
+            let data = plain_path("drill", &s.data)?;
+            fetch.push_str(&format!(
+                " --pg1-path=\"{data}\" --stanza={stanza} archive-get %f \"%p\""
+            ));
             argv.extend([
                 format!("--stanza={stanza}"),
                 format!("--pg1-path={}", s.data.display()),
