@@ -28,6 +28,7 @@ mod otlp_tls;
 mod output_safety;
 mod package;
 mod pg_backup;
+mod pg_backup_repos;
 mod pg_consistency;
 mod pg_drill;
 mod pg_drill_disk;
