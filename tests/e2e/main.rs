@@ -8,6 +8,7 @@ mod backup_kit;
 mod check_host_probes;
 mod check_output;
 mod cluster;
+mod cluster_failclosed;
 mod cluster_partition;
 mod cluster_restart;
 mod cluster_switchover;

@@ -583,6 +583,25 @@ fn cluster_errors_name_the_key() {
         9,
         &["etcd endpoint", "http://"],
     );
+    // PostgreSQL truncates application_name to 63 bytes: a 64-byte member
+    // name would never match synchronous_standby_names.
+    let long = "n".repeat(64);
+    one(
+        &format!("{base}name = \"{long}\"\n"),
+        10,
+        8,
+        &["`name`", "64 bytes", "application_name", "at most 63"],
+    );
+    let fits = "n".repeat(63);
+    let cluster = parse_str(
+        "w.toml",
+        &format!("{base}name = \"{fits}\"\n"),
+        Path::new("/"),
+    )
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!(cluster.name, fits);
 }
 
 #[test]
