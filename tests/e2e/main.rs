@@ -22,6 +22,8 @@ mod host_security;
 mod kit_c;
 mod kit_js;
 mod kit_python;
+mod mysql_alive;
+mod mysql_driver;
 mod new_project;
 mod not_probes;
 mod otlp;

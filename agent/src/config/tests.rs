@@ -617,3 +617,28 @@ fn a_single_agent_failover_is_refused_in_cluster_mode() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn mysql_targets_take_a_url_and_refuse_what_only_postgresql_has() {
+    let text = "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://watchpost@127.0.0.1:3306/app\"\n";
+    let config = parse_str("w.toml", text, Path::new("/nonexistent")).expect("a mysql target");
+    assert_eq!(config.targets["db"].kind, TargetKind::Mysql);
+    one(
+        "[targets.db]\nkind = \"mysql\"\ndsn = \"host=127.0.0.1\"\n",
+        3,
+        7,
+        &["[targets.db]: `dsn` is not usable", "mysql://"],
+    );
+    one(
+        "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://w@db/\"\nadmin_dsn = \"mysql://root@db/\"\n",
+        4,
+        13,
+        &["`admin_dsn` is not supported for kind = \"mysql\""],
+    );
+    one(
+        "[targets.db]\nkind = \"oracle\"\ndsn = \"host=db\"\n",
+        2,
+        8,
+        &["`kind` = \"oracle\" is not supported", "\"mysql\""],
+    );
+}
