@@ -2,7 +2,8 @@
 //! names; print every error as `FILE:LINE:COL: message`. Each target that
 //! a probe is granted and that answers has its probe role's privileges
 //! checked: a role that may do more than monitor is a warning, an error
-//! with `strict_privileges`.
+//! with `strict_privileges`. A `pg-backup` probe on a Barman repository
+//! is an error (not supported), on WAL-G a warning (see `backup_formats`).
 
 use crate::config::{self, Diagnostic};
 use crate::runtime::{Runtime, Services, engine::PoolSize};
@@ -56,6 +57,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             }),
         }
     }
+    errors.extend(super::backup_formats::unsupported(&config));
     errors.extend(check_privileges(&config).await);
     warn_admin_password_in_fence(&config);
     warn_drills_beside_data(&config);

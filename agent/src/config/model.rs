@@ -151,7 +151,10 @@ impl Default for Flapping {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetKind {
+    /// PostgreSQL, the default.
     Postgres,
+    /// MariaDB or MySQL (`kind = "mysql"`).
+    Mysql,
 }
 
 #[derive(Clone, Debug, PartialEq)]

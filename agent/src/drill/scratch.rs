@@ -187,7 +187,9 @@ impl Scratch {
 
 /// Stop a server left running in `data` and remove `dir`.
 fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
-    if data.join("postmaster.pid").exists() {
+    // Unless known stopped (a pid file that cannot be read is not "no
+    // server"), stop it before the directory goes.
+    if !crate::remediate::postmaster::probe(data).state.stopped() {
         let mut stop = std::process::Command::new(pg_ctl);
         stop.arg("stop")
             .arg("-D")
