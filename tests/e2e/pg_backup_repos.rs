@@ -123,10 +123,16 @@ fn pgbackrest_full_differential_incremental_bundled_or_not_are_complete() {
     );
 
     // A file the incremental backup references, deleted from the full one.
-    let stored = repo1.join(&full1).join("pg_data/PG_VERSION.gz");
+    let stored = repo1
+        .join("backup/main")
+        .join(&full1)
+        .join("pg_data/PG_VERSION.gz");
     std::fs::remove_file(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display()));
     // The full backup's bundle in repo2, cut short.
-    let bundle = repo2.join(label(&repo2, 'F')).join("bundle/1");
+    let bundle = repo2
+        .join("backup/main")
+        .join(label(&repo2, 'F'))
+        .join("bundle/1");
     let length = std::fs::metadata(&bundle).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
