@@ -22,7 +22,6 @@ mod host_security;
 mod kit_c;
 mod kit_js;
 mod kit_python;
-mod mysql_alive;
 mod mysql_driver;
 mod new_project;
 mod not_probes;
