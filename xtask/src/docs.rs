@@ -91,6 +91,10 @@ fn install(tools: &Path, name: &str, version: &str) -> Result<(), String> {
         .env_remove("CARGO_ENCODED_RUSTFLAGS"))
 }
 
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 /// Every value of `attribute="..."` in an HTML text.
 fn attribute_values<'a>(html: &'a str, attribute: &str) -> Vec<&'a str> {
     let needle = format!(" {attribute}=\"");
@@ -153,6 +157,13 @@ pub fn check_html(root: &Path, html: &Path) -> Result<Vec<String>, String> {
             if let Some(file) = repo_path(link) {
                 if !root.join(file).exists() {
                     broken.push(format!("{name}: {link}: no {file} in the repository"));
+                } else if let Some((_, fragment)) = link.split_once('#')
+                    && file.ends_with(".md")
+                    && !markdown_anchors(&read(&root.join(file))?).contains(fragment)
+                {
+                    broken.push(format!(
+                        "{name}: {link}: no heading for #{fragment} in {file}"
+                    ));
                 }
                 continue;
             }
@@ -212,8 +223,7 @@ fn collect_pages(
         if path.is_dir() {
             collect_pages(base, &path, pages)?;
         } else if path.extension().is_some_and(|e| e == "html") {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let text = read(&path)?;
             let relative = path.strip_prefix(base).unwrap_or(&path).to_path_buf();
             pages.insert(relative, text);
         }
@@ -276,8 +286,7 @@ fn markdown_links(text: &str) -> Vec<&str> {
 /// relative paths must exist in the repository, and an anchor into a
 /// Markdown file must name one of its headings.
 pub fn check_markdown(root: &Path, file: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = read(file)?;
     let name = file
         .strip_prefix(root)
         .unwrap_or(file)
@@ -304,15 +313,12 @@ pub fn check_markdown(root: &Path, file: &Path) -> Result<Vec<String>, String> {
         }
         if let Some(fragment) = fragment.filter(|f| !f.is_empty())
             && target.extension().is_some_and(|e| e == "md")
+            && !markdown_anchors(&read(&target)?).contains(fragment)
         {
-            let target_text = std::fs::read_to_string(&target)
-                .map_err(|e| format!("cannot read {}: {e}", target.display()))?;
-            if !markdown_anchors(&target_text).contains(fragment) {
-                broken.push(format!(
-                    "{name}: {link}: no heading for #{fragment} in {}",
-                    target.display()
-                ));
-            }
+            broken.push(format!(
+                "{name}: {link}: no heading for #{fragment} in {}",
+                target.display()
+            ));
         }
     }
     Ok(broken)
