@@ -11,10 +11,15 @@
 //! checkout. The links of `README.md` and `BENCHMARKS.md` (relative paths
 //! and their anchors, as GitHub renders them) are checked the same way.
 //! External links are never fetched: CI has no internet.
+//!
+//! The book is built from a staging copy of `docs/` (`target/book-src`)
+//! to which a page per built-in probe is added, generated from the code
+//! (see [`probes`]); the agent is built (dev profile) to describe them.
 
 mod links;
+mod probes;
 
-use super::{root, run};
+use super::{PROBES, cargo, root, run};
 use links::{check_html, check_markdown};
 use std::path::Path;
 use std::process::Command;
@@ -37,13 +42,26 @@ pub fn docs() -> Result<(), String> {
     dirs.extend(std::env::split_paths(&path));
     let path = std::env::join_paths(dirs).map_err(|e| format!("PATH: {e}"))?;
     let book = root.join("target/book");
-    if book.exists() {
-        std::fs::remove_dir_all(&book)
-            .map_err(|e| format!("cannot remove the old {}: {e}", book.display()))?;
+    let staging = root.join("target/book-src");
+    for old in [&book, &staging] {
+        if old.exists() {
+            std::fs::remove_dir_all(old)
+                .map_err(|e| format!("cannot remove the old {}: {e}", old.display()))?;
+        }
     }
+    copy_dir(&root.join("docs"), &staging)?;
+    run(cargo().args(["build", "-p", "watchpost"]))?;
+    probes::generate(
+        &root,
+        &staging,
+        &root.join("target/debug/watchpost"),
+        PROBES,
+    )?;
     run(Command::new(tools.join("bin/mdbook"))
         .arg("build")
-        .arg(root.join("docs"))
+        .arg(&staging)
+        .arg("--dest-dir")
+        .arg(&book)
         .env("PATH", path))?;
     let mut broken = check_html(&root, &book.join("html"))?;
     for page in LOOSE_PAGES {
@@ -86,4 +104,26 @@ fn install(tools: &Path, name: &str, version: &str) -> Result<(), String> {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS"))
+}
+
+/// Copy a directory tree (files and directories only).
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("create {}: {e}", to.display()))?;
+    let entries =
+        std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        if entry
+            .file_type()
+            .map_err(|e| format!("{}: {e}", source.display()))?
+            .is_dir()
+        {
+            copy_dir(&source, &dest)?;
+        } else {
+            std::fs::copy(&source, &dest)
+                .map_err(|e| format!("copy {} to {}: {e}", source.display(), dest.display()))?;
+        }
+    }
+    Ok(())
 }
