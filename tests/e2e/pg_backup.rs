@@ -99,6 +99,66 @@ fn archiving_failure_is_critical_naming_the_segment_and_clears_when_fixed() {
     assert!(kept >= 64.0 * 1024.0 * 1024.0, "{kept}");
 }
 
+/// Set the time of every `.ready` file in `data`'s archive status
+/// directory to `ago` before now, as if the segments had waited that long.
+fn age_ready_files(data: &Path, ago: Duration) {
+    let when = std::time::SystemTime::now() - ago;
+    for entry in std::fs::read_dir(data.join("pg_wal/archive_status")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ready") {
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(when).unwrap();
+        }
+    }
+}
+
+/// Issue 25: `archive_command = 'sleep 3600'` fails nothing (`stuck`
+/// stays 0), but the oldest segment waiting is past the default limits
+/// (10 min warning, 1 h critical) and nothing was archived since: the
+/// message names that segment and says the archiver makes no progress.
+#[test]
+fn a_hung_archive_command_is_caught_by_the_oldest_waiting_segment() {
+    let mut pair =
+        PgPair::with_settings(&[("archive_mode", "on"), ("archive_command", "sleep 3600")]);
+    pair.primary.execute("CREATE TABLE t (id int)");
+    for _ in 0..4 {
+        pair.primary
+            .execute("INSERT INTO t VALUES (1); SELECT pg_switch_wal()");
+    }
+    let waiting = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
+    wait_until(Duration::from_secs(30), "4 segments waiting", || {
+        pair.primary.value(waiting).parse::<u32>().unwrap_or(0) >= 4
+    });
+    let oldest = pair.primary.value(
+        "SELECT replace(name, '.ready', '') FROM pg_ls_archive_statusdir() \
+         WHERE name LIKE '%.ready' ORDER BY modification, name LIMIT 1",
+    );
+    let fresh = archiving(&pair, &[]);
+    assert_eq!(fresh.status(), "ok", "{:#}", fresh.json);
+    assert!(fresh.value("postgresql.archiver.oldest_waiting_age") < 600.0);
+
+    age_ready_files(pair.primary.data_dir(), Duration::from_secs(11 * 60));
+    let late = archiving(&pair, &[]);
+    assert_eq!(late.status(), "warning", "{:#}", late.json);
+    assert_eq!(late.value("postgresql.archiver.stuck"), 0.0);
+    let age = late.value("postgresql.archiver.oldest_waiting_age");
+    assert!((660.0..700.0).contains(&age), "{age}");
+    for says in [
+        format!("the oldest WAL segment waiting to be archived, {oldest}, has waited"),
+        "the archiver is making no progress".to_string(),
+        "archived_count 0".to_string(),
+    ] {
+        assert!(late.message().contains(&says), "{says}: {}", late.message());
+    }
+
+    age_ready_files(pair.primary.data_dir(), Duration::from_secs(61 * 60));
+    let hung = archiving(&pair, &[]);
+    assert_eq!(hung.status(), "critical", "{:#}", hung.json);
+    // The server's shutdown would wait for the hung command: stop it hard
+    // (the signal reaches the archiver's process group, `sleep` included).
+    pair.primary.kill();
+}
+
 fn backup_probe(dirs: &[(&str, &Path)], settings: &[(&str, &str)]) -> Checked {
     let mut args: Vec<String> = dirs
         .iter()

@@ -14,7 +14,7 @@ use watchpost_e2e::cli::{assert_no_panic, watchpost_run};
 use watchpost_e2e::report::Checked;
 
 /// Write a config with one drill (`body`) and state in `root/state`.
-fn drill_config(root: &Path, body: &str) -> PathBuf {
+pub fn drill_config(root: &Path, body: &str) -> PathBuf {
     let state = postgres_dir(root, "state");
     let config = root.join("drill.toml");
     std::fs::write(
@@ -28,7 +28,7 @@ fn drill_config(root: &Path, body: &str) -> PathBuf {
     config
 }
 
-fn run_drill(config: &Path, extra: &[&str]) -> Checked {
+pub fn run_drill(config: &Path, extra: &[&str]) -> Checked {
     let mut args = vec![
         "check".to_string(),
         "restore".into(),
@@ -47,7 +47,7 @@ fn run_drill(config: &Path, extra: &[&str]) -> Checked {
 }
 
 /// Nothing of any drill is left: no scratch directory, so no server.
-fn assert_cleaned(root: &Path) {
+pub fn assert_cleaned(root: &Path) {
     let drills = root.join("state/drills");
     let left: Vec<_> = std::fs::read_dir(&drills)
         .map(|e| e.flatten().map(|e| e.path()).collect())
@@ -157,7 +157,7 @@ fn an_interrupted_drill_leaves_nothing_behind() {
     let config = drill_config(
         root.path(),
         &format!(
-            "command = [\"sleep\", \"60\"]\nrun_as_owner_of = \"{}\"\n",
+            "command = [\"sleep\", \"60\"]\nexpected_size = \"1MiB\"\nrun_as_owner_of = \"{}\"\n",
             backups.display()
         ),
     );

@@ -3,10 +3,13 @@
 //! the standby's lag grow; `pg_receivewal` alone is no standby; a role
 //! without `pg_monitor` gets `unknown` naming the privilege, never a
 //! healthy or failing value; `pg_stat_statements` 1.7 leaves every other
-//! measurement reporting.
+//! measurement reporting. From issue 25: the connection slots reserved
+//! for superusers are no capacity for applications, and a bare
+//! identifier in a probe's config folds only its ASCII letters, as the
+//! server folds it.
 
 use std::time::{Duration, Instant};
-use watchpost_e2e::pg::PgPair;
+use watchpost_e2e::pg::{MONITOR_USER, PgNodes, PgPair, SUPERUSER};
 use watchpost_e2e::probes;
 use watchpost_e2e::report::{Checked, check, sets};
 
@@ -308,5 +311,70 @@ fn a_conflict_blocked_replay_reports_the_real_delay() {
         delay < since_block + 2.5,
         "delay {delay} s after {since_block:.1} s of blocked replay: {:#}",
         seen.json
+    );
+}
+
+/// max_connections 20 with 3 slots reserved for superusers: 17 ordinary
+/// sessions get every slot applications can have (the 18th is refused),
+/// so the probe, connected as a superuser into a reserved slot, reports
+/// `critical` and says that ordinary clients have nothing left — not
+/// `warning` for 18 of 20.
+#[test]
+fn reserved_slots_are_no_capacity_for_ordinary_clients() {
+    let nodes = PgNodes::start(1);
+    let primary = &nodes.nodes[0];
+    assert_eq!(primary.value("SHOW superuser_reserved_connections"), "3");
+    let mut held = Vec::new();
+    while let Ok(client) = primary.connect_as(MONITOR_USER) {
+        held.push(client);
+        assert!(held.len() <= 20, "max_connections is not enforced");
+    }
+    assert_eq!(held.len(), 17, "ordinary sessions before the refusal");
+    let seen = run(
+        "pg-performance",
+        &[("primary", primary.dsn_as(SUPERUSER, None))],
+        &[("slow_statements", "0")],
+    );
+    assert_eq!(seen.status(), "critical", "{:#}", seen.json);
+    assert!(
+        seen.message()
+            .contains("ordinary clients have 0 of 17 left"),
+        "{:#}",
+        seen.json
+    );
+    assert!(seen.value("postgresql.connections.used_ratio") >= 1.0);
+    drop(held);
+}
+
+/// `check_indexes = ÄRGER` names the table `Ärger` in a UTF-8 database
+/// (only ASCII letters fold); `"ÄRGER"` quoted is kept as written and
+/// does not exist.
+#[test]
+fn bare_identifiers_fold_only_their_ascii_letters() {
+    let nodes = PgNodes::start(1);
+    let primary = &nodes.nodes[0];
+    primary.execute(
+        "CREATE EXTENSION amcheck; \
+         CREATE TABLE \"Ärger\" (id int PRIMARY KEY); \
+         INSERT INTO \"Ärger\" SELECT generate_series(1, 100); \
+         GRANT SELECT ON \"Ärger\" TO watchpost",
+    );
+    let target = [("primary", primary.dsn_as(SUPERUSER, None))];
+    let seen = run(
+        "pg-integrity",
+        &target,
+        &[("check_indexes", "ÄRGER"), ("scan_cycle", "off")],
+    );
+    assert_eq!(seen.status(), "ok", "{:#}", seen.json);
+    assert_eq!(seen.value("postgresql.integrity.indexes_checked"), 1.0);
+    let quoted = run(
+        "pg-integrity",
+        &target,
+        &[("check_indexes", "\"ÄRGER\""), ("scan_cycle", "off")],
+    );
+    assert!(
+        quoted.message().contains("table \"ÄRGER\" does not exist"),
+        "{:#}",
+        quoted.json
     );
 }

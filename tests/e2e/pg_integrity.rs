@@ -2,9 +2,11 @@
 //! checksum failures (critical); amcheck finds an index whose order no
 //! longer matches its operator class; constraint audits find planted
 //! duplicates, NULLs, out-of-range values and orphans; the active scan
-//! finds a flipped byte in a page no query reads, with relation and block.
+//! finds a flipped byte in a page no query reads, with relation and block
+//! — with the shipped defaults too (issue 25), and says when it cannot
+//! run or was turned off.
 
-use watchpost_e2e::pg::PgPair;
+use watchpost_e2e::pg::{PgNodes, PgPair};
 use watchpost_e2e::probes;
 use watchpost_e2e::report::{Checked, check, sets};
 
@@ -288,5 +290,58 @@ fn report_load_effect(pair: &PgPair) {
         "load: {alone:.0} updates/s alone, {beside:.0} updates/s beside {scans} full scans \
          ({:+.0}%)",
         (beside / alone - 1.0) * 100.0
+    );
+}
+
+/// Issue 25: with no scan setting at all, a flipped byte in a page no
+/// query reads is found (the default cycle, a week, covers this small
+/// database in one run: within one cycle); without the grants the default
+/// scan says it is not running, and `scan_cycle = "off"` turns it off.
+#[test]
+fn latent_corruption_is_found_with_default_settings() {
+    let mut nodes = PgNodes::start(1);
+    let primary = &mut nodes.nodes[0];
+    primary.execute(
+        "CREATE EXTENSION amcheck;
+         CREATE TABLE victim (id int PRIMARY KEY, pad text);
+         INSERT INTO victim SELECT g, repeat('y', 100) FROM generate_series(1, 100) g;
+         CHECKPOINT;",
+    );
+    let target = vec!["--target".to_string(), format!("primary={}", primary.dsn())];
+    let ungranted = check(&probes::path("pg-integrity"), &target);
+    assert_eq!(ungranted.status(), "ok", "{:#}", ungranted.json);
+    assert!(
+        ungranted.message().contains("integrity scan not running")
+            && ungranted.message().contains("GRANT EXECUTE ON FUNCTION"),
+        "{}",
+        ungranted.message()
+    );
+    primary.execute(
+        "GRANT EXECUTE ON FUNCTION verify_heapam(regclass, boolean, boolean, text, bigint, bigint)
+           TO watchpost;
+         GRANT EXECUTE ON FUNCTION bt_index_check(regclass, boolean) TO watchpost;",
+    );
+    let healthy = check(&probes::path("pg-integrity"), &target);
+    assert_eq!(healthy.status(), "ok", "{:#}", healthy.json);
+    assert!(healthy.value("postgresql.integrity.scan.blocks") >= 1.0);
+
+    primary.corrupt_first_page("victim");
+    let corrupt = check(&probes::path("pg-integrity"), &target);
+    assert_eq!(corrupt.status(), "critical", "{:#}", corrupt.json);
+    assert_eq!(corrupt.value("postgresql.integrity.checksum_failures"), 0.0);
+    assert!(
+        corrupt.message().contains("public.victim blocks 0..")
+            && corrupt.message().contains("invalid page in block 0"),
+        "{}",
+        corrupt.message()
+    );
+    let mut off = target.clone();
+    off.extend(sets(&[("scan_cycle", "off")]));
+    let unseen = check(&probes::path("pg-integrity"), &off);
+    assert_eq!(unseen.status(), "ok", "{:#}", unseen.json);
+    assert!(
+        unseen
+            .measurements("postgresql.integrity.scan.blocks")
+            .is_empty()
     );
 }

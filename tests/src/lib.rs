@@ -6,7 +6,7 @@
 //! [`cli`] runs the binary once, [`agent`] runs it as a daemon, [`report`]
 //! runs a probe and reads its JSON report, [`probes`] finds the built
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
-//! [`pg`] makes a primary and standby pair, [`http_sink`] is an HTTP server
+//! [`pg`] makes a primary and standby pair, [`mariadb`] starts MariaDB servers, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
 //! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
 //! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
@@ -26,6 +26,7 @@ pub mod ha;
 pub mod haproxy;
 pub mod http_sink;
 pub mod kits;
+pub mod mariadb;
 pub mod netns;
 pub mod otlp;
 pub mod partition;

@@ -17,6 +17,12 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/psql", "postgresql-client-15"),
     // Backup repositories and restore drills (tests of pg-backup and drills).
     ("/usr/bin/pgbackrest", "pgbackrest"),
+    // MariaDB test servers (mariadbd, mariadb-install-db, the mariadb
+    // client), backups of them, and pt-table-checksum/pt-heartbeat.
+    ("/usr/sbin/mariadbd", "mariadb-server"),
+    ("/usr/bin/mariadb", "mariadb-client"),
+    ("/usr/bin/mariadb-backup", "mariadb-backup"),
+    ("/usr/bin/pt-table-checksum", "percona-toolkit"),
     // The cluster-mode tests run a real 3-member etcd.
     ("/usr/bin/etcd", "etcd-server"),
     // The cluster tests route writes through HAProxy (role endpoints) and

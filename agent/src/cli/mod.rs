@@ -2,6 +2,7 @@
 //! subcommand. Every subcommand returns its exit code; errors are printed
 //! by `main` as one line naming what to fix, never as a panic.
 
+mod backup_formats;
 mod bench;
 mod cache;
 mod check;

@@ -2,7 +2,8 @@
 //! names; print every error as `FILE:LINE:COL: message`. Each target that
 //! a probe is granted and that answers has its probe role's privileges
 //! checked: a role that may do more than monitor is a warning, an error
-//! with `strict_privileges`.
+//! with `strict_privileges`. A `pg-backup` probe on a Barman repository
+//! is an error (not supported), on WAL-G a warning (see `backup_formats`).
 
 use crate::config::{self, Diagnostic};
 use crate::runtime::{Runtime, Services, engine::PoolSize};
@@ -56,8 +57,10 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             }),
         }
     }
+    errors.extend(super::backup_formats::unsupported(&config));
     errors.extend(check_privileges(&config).await);
     warn_admin_password_in_fence(&config);
+    warn_drills_beside_data(&config);
     if errors.is_empty() {
         println!(
             "{}: valid ({} probes, {} targets, {} remediations)",
@@ -112,6 +115,36 @@ async fn check_privileges(config: &config::Config) -> Vec<Diagnostic> {
         }
     }
     errors
+}
+
+/// Drills restore into `state_dir/drills`: warn when that is the
+/// filesystem of a data directory the config names.
+fn warn_drills_beside_data(config: &config::Config) {
+    if config.drills.is_empty() {
+        return;
+    }
+    let mut data_dirs: Vec<std::path::PathBuf> = config
+        .targets
+        .values()
+        .filter_map(|t| t.data_dir.clone())
+        .collect();
+    data_dirs.extend(config.cluster.iter().map(|c| c.data_dir.clone()));
+    for remediation in &config.remediations {
+        match &remediation.action {
+            config::Action::Reinit(r) => data_dirs.push(r.data_dir.clone()),
+            config::Action::Restart(config::RestartAction {
+                method: config::RestartMethod::PgCtl { data_dir, .. },
+                ..
+            }) => data_dirs.push(data_dir.clone()),
+            _ => {}
+        }
+    }
+    data_dirs.sort();
+    data_dirs.dedup();
+    let drills = config.agent.state_dir.join("drills");
+    for warning in crate::drill::shared_filesystems(&drills, &data_dirs) {
+        eprintln!("{}: warning: {warning}", config.file);
+    }
 }
 
 /// A failover's fence writes the standby target's replication login into

@@ -7,6 +7,7 @@
 use super::ha::{Ha, REWIND_RETRY};
 use super::local::Observation;
 use super::member::{Member, not_a_candidate};
+use super::owner::Won;
 use crate::events::Decision;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ impl Ha {
                     self.rewind_failed = Some(Instant::now());
                     // Keep a standby running meanwhile (read-only, and a
                     // candidate should the leader go).
-                    if !seen.primary() && !self.local.postmaster_alive() {
+                    if !seen.primary() && self.local.postmaster().state.stopped() {
                         match self.local.point_at(&leader.host, leader.port) {
                             Ok(()) => {
                                 let _ = self.local.start().await;
@@ -92,7 +93,7 @@ impl Ha {
             }
             return;
         }
-        if !seen.running {
+        if seen.stopped() {
             // Stopped (crashed, demoted, or never started): point it at the
             // leader and start it as a standby.
             if let Err(e) = self.local.point_at(&leader.host, leader.port) {
@@ -136,7 +137,8 @@ impl Ha {
                 self.note(format!("not taking the leader key: this primary is behind the last leader position ({:?} < {optime:?})", seen.lsn));
                 return;
             }
-            if let Ok(true) = self.create_leader_key(lease, members).await {
+            let answer = self.create_leader_key(lease, members).await;
+            if self.won_key(answer, lease).await == Won::Yes {
                 self.take_office();
                 let _ = self.local.mark_standby();
                 self.record(
@@ -168,11 +170,14 @@ impl Ha {
             }
             return;
         }
-        match self.create_leader_key(lease, members).await {
-            Ok(true) => {}
-            Ok(false) => return, // another member was faster
-            Err(e) => {
-                tracing::warn!("cluster: cannot take the leader key: {e}");
+        let answer = self.create_leader_key(lease, members).await;
+        match self.won_key(answer, lease).await {
+            Won::Yes => {}
+            Won::No => return, // another member was faster
+            Won::Unknown(e) => {
+                // Read with the scope next loop: a key found ours then
+                // takes office there (`found_key_ours`).
+                tracing::warn!("cluster: whether this node took the leader key is unknown: {e}");
                 return;
             }
         }
@@ -197,13 +202,16 @@ impl Ha {
             Err(e) => {
                 // It may still finish promoting: stop it before letting
                 // another member lead.
-                let _ = self.local.stop("immediate").await;
-                self.record(
-                    Decision::Failed,
-                    format!("promotion failed ({e}); stopped the local server and released the leader key"),
-                );
-                let _ = self.etcd.delete_if(&self.keys.leader, &spec.name).await;
-                self.leader_until = None;
+                if self
+                    .stop_and_release(&format!("promotion failed ({e})"))
+                    .await
+                    .is_ok()
+                {
+                    self.record(
+                        Decision::Failed,
+                        format!("promotion failed ({e}); stopped the local server and released the leader key"),
+                    );
+                }
             }
         }
     }

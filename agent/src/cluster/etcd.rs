@@ -9,7 +9,11 @@
 //! compiler installed. The gateway is the same API, served by etcd itself.
 //!
 //! Every call is bounded (`timeout` per request) and tries the endpoints
-//! in turn, starting with the one that answered last.
+//! in turn, starting with the one that answered last. A transaction is
+//! not idempotent: it is sent to the next endpoint only when the previous
+//! one could not be reached at all (the request never left); once sent,
+//! a lost or late answer is an error saying so, and the caller reads the
+//! key back ([`super::owner`]) rather than resending it blindly.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -61,6 +65,23 @@ pub enum Op {
     Delete {
         key: String,
     },
+}
+
+/// When a call may go to the next endpoint after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resend {
+    /// Reads, renewals, puts: the same effect however often applied.
+    Always,
+    /// Transactions: only when the request could not be sent.
+    UnsentOnly,
+}
+
+/// A transaction that was sent but not answered: it may have been applied.
+fn maybe_applied(errors: &[String]) -> EtcdError {
+    EtcdError(format!(
+        "the transaction was sent but its answer was lost (it may have been applied; not resent): {}",
+        errors.join("; ")
+    ))
 }
 
 /// An etcd cluster, by its client URLs.
@@ -120,6 +141,16 @@ impl Etcd {
 
     /// POST `body` to `path` on the first endpoint that answers.
     async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        self.call_as(path, body, Resend::Always).await
+    }
+
+    /// POST a transaction: resent to another endpoint only when no
+    /// connection could be made (see the module's documentation).
+    async fn call_txn(&self, body: Value) -> Result<Value, EtcdError> {
+        self.call_as("/v3/kv/txn", body, Resend::UnsentOnly).await
+    }
+
+    async fn call_as(&self, path: &str, body: Value, resend: Resend) -> Result<Value, EtcdError> {
         let start = self.current.load(Ordering::Relaxed);
         let mut errors = Vec::new();
         for i in 0..self.endpoints.len() {
@@ -143,8 +174,16 @@ impl Etcd {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
                     errors.push(format!("{url}: {status} {}", text.trim()));
+                    if resend == Resend::UnsentOnly {
+                        return Err(maybe_applied(&errors));
+                    }
                 }
-                Err(e) => errors.push(format!("{url}: {e}")),
+                Err(e) => {
+                    errors.push(format!("{url}: {e}"));
+                    if resend == Resend::UnsentOnly && !e.is_connect() {
+                        return Err(maybe_applied(&errors));
+                    }
+                }
             }
         }
         Err(EtcdError(format!(
@@ -223,8 +262,7 @@ impl Etcd {
     /// one transaction: whether this call created it.
     pub async fn create(&self, key: &str, value: &str, lease: i64) -> Result<bool, EtcdError> {
         let answer = self
-            .call(
-                "/v3/kv/txn",
+            .call_txn(
                 json!({
                     "compare": [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
                     "success": [{"request_put": {"key": b64(key), "value": b64(value), "lease": lease.to_string()}}],
@@ -239,8 +277,7 @@ impl Etcd {
     /// transaction: whether it was replaced.
     pub async fn replace_if(&self, key: &str, value: &str, lease: i64) -> Result<bool, EtcdError> {
         let answer = self
-            .call(
-                "/v3/kv/txn",
+            .call_txn(
                 json!({
                     "compare": [{"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(value)}],
                     "success": [{"request_put": {"key": b64(key), "value": b64(value), "lease": lease.to_string()}}],
@@ -254,8 +291,7 @@ impl Etcd {
     /// whether it was deleted.
     pub async fn delete_if(&self, key: &str, value: &str) -> Result<bool, EtcdError> {
         let answer = self
-            .call(
-                "/v3/kv/txn",
+            .call_txn(
                 json!({
                     "compare": [{"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(value)}],
                     "success": [{"request_delete_range": {"key": b64(key)}}],
@@ -289,10 +325,7 @@ impl Etcd {
             })
             .collect();
         let answer = self
-            .call(
-                "/v3/kv/txn",
-                json!({"compare": compare, "success": success}),
-            )
+            .call_txn(json!({"compare": compare, "success": success}))
             .await?;
         Ok(answer["succeeded"].as_bool().unwrap_or(false))
     }
@@ -321,6 +354,96 @@ mod tests {
     #[test]
     fn a_prefix_range_ends_after_the_prefix() {
         assert_eq!(B64.decode(prefix_end("/a/")).unwrap(), b"/a0");
+    }
+
+    /// An endpoint that accepts connections and never answers, one that
+    /// answers every request (counted), and a port nobody listens on.
+    async fn endpoints() -> (Vec<String>, std::sync::Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_at = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                held.push(conn);
+            }
+        });
+        let answering = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let answering_at = answering.local_addr().unwrap();
+        let count = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = answering.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 65536];
+                    let mut got = Vec::new();
+                    loop {
+                        let n = conn.read(&mut buffer).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buffer[..n]);
+                        let text = String::from_utf8_lossy(&got).to_string();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let length = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if body.len() >= length {
+                                break;
+                            }
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"succeeded":true,"kvs":[]}"#;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused_at = refused.local_addr().unwrap();
+        drop(refused);
+        (
+            vec![
+                format!("http://{refused_at}"),
+                format!("http://{silent_at}"),
+                format!("http://{answering_at}"),
+            ],
+            count,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_sent_transaction_whose_answer_is_lost_is_never_resent_elsewhere() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (urls, count) = endpoints().await;
+        let etcd = Etcd::new(urls.clone(), Duration::from_millis(300)).unwrap();
+        // Refused (never sent): the next endpoint; silent (sent, no
+        // answer): an error, not the third endpoint.
+        let lost = etcd.create("/k", "me", 1).await.unwrap_err();
+        assert!(lost.0.contains("not resent"), "{lost}");
+        assert_eq!(count.load(Ordering::SeqCst), 0);
+        // A read goes on to the endpoint that answers.
+        assert_eq!(etcd.get("/k").await.unwrap(), None);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        // An unreachable endpoint before one that answers: the
+        // transaction never left, so it goes to the next.
+        let etcd = Etcd::new(
+            vec![urls[0].clone(), urls[2].clone()],
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert!(etcd.create("/k", "me", 1).await.unwrap());
+        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub struct Ha {
     /// Fewer standbys can be synchronous than `synchronous_node_count`:
     /// how many (warned once per change).
     pub(super) sync_short: Option<usize>,
+    /// The server fault last reported (`postmaster.pid` unusable, state
+    /// unknown), so that it is recorded once per change.
+    pub(super) server_fault: Option<String>,
+    /// A server this node failed to stop after losing the lease: the
+    /// watchdog stays armed with this deadline until it is known stopped.
+    pub(super) unfenced_until: Option<Instant>,
 }
 
 impl Ha {
@@ -118,6 +124,8 @@ impl Ha {
             leaderless: None,
             shrink_mark: None,
             sync_short: None,
+            server_fault: None,
+            unfenced_until: None,
         }
     }
 
@@ -134,7 +142,10 @@ impl Ha {
     /// (the agent's own stop comes first; etcd cannot expire the lease
     /// before another sixth), or disarm it; record it if it fired.
     pub(super) fn guard(&mut self) {
-        let until = self.leader_until.map(|until| until + self.ttl() / 6);
+        let until = self
+            .leader_until
+            .or(self.unfenced_until)
+            .map(|until| until + self.ttl() / 6);
         if let Some((stopped, message)) = self.watchdog.sync(until) {
             let decision = if stopped {
                 Decision::Demoted
@@ -163,6 +174,7 @@ impl Ha {
         let mut demoted = self.check_deadline().await;
         let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
         let seen = self.local.observe(budget).await;
+        self.note_server_fault(&seen);
         if seen.answering && !self.checked {
             self.checked = true;
             if let Some(problem) = self.local.rewind_precondition().await {
@@ -306,9 +318,7 @@ impl Ha {
                     let _ = self.etcd.revoke(lease).await;
                 }
             }
-            Err(e) => {
-                tracing::error!("cluster: cannot stop the local server after losing the lease: {e}")
-            }
+            Err(e) => self.left_unfenced(None, &e),
         }
         self.guard();
     }
@@ -323,6 +333,13 @@ impl Ha {
             let fast = tokio::time::timeout(self.margin(), self.local.stop("fast")).await;
             if !matches!(fast, Ok(Ok(()))) {
                 let _ = self.local.stop("immediate").await;
+            }
+            if !self.known_stopped_before_release() {
+                // The watchdog stays armed with the last deadline: once
+                // this agent is gone it fences the server, before the
+                // lease can expire.
+                self.lease = None;
+                return;
             }
             let _ = self.local.mark_standby();
             let _ = self
@@ -371,6 +388,9 @@ impl Ha {
             failover_priority: spec.failover_priority,
             updated: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             leaderless: super::sync::settled(seen, self.leaderless),
+            // The marker outlives a term until the server streams from a
+            // leader (or this node leads again).
+            diverged: !self.holding() && self.marker.exists(),
         }
     }
 
@@ -445,14 +465,17 @@ impl Ha {
             // The key still names this node under the lease of an earlier
             // run of this agent: nobody else leads. Take it over (only if
             // it still names us) rather than following ourselves.
-            if let Some(lease) = self.lease
-                && let (Some(sent), Ok(true)) = (
-                    self.renewed_at,
-                    self.etcd
+            let taken = match self.lease {
+                Some(lease) => {
+                    let answer = self
+                        .etcd
                         .replace_if(&self.keys.leader, &me.name, lease)
-                        .await,
-                )
-            {
+                        .await;
+                    self.won_key(answer, lease).await == super::owner::Won::Yes
+                }
+                None => false,
+            };
+            if let (Some(sent), true) = (self.renewed_at, taken) {
                 self.leader_until = Some(sent + self.ttl() - self.margin());
                 self.guard();
                 self.record(
@@ -481,6 +504,10 @@ impl Ha {
         }
         match leader {
             Some(_) if mine => {
+                if self.leader_until.is_none() {
+                    self.found_key_ours();
+                    self.prepare_synchronous(members).await;
+                }
                 self.lead(seen).await;
                 if seen.primary() && self.holding() {
                     self.keep_synchronous(members).await;
@@ -514,7 +541,7 @@ impl Ha {
             self.down_since = None;
             return;
         }
-        if seen.running && seen.answering && seen.in_recovery {
+        if seen.answering && seen.in_recovery {
             // Restarted (in place by us, or by hand): only the key holder
             // may make it a primary again, on a new timeline.
             match self.promote().await {
@@ -528,11 +555,16 @@ impl Ha {
             }
             return;
         }
-        if seen.running {
-            return; // alive but not answering (busy, frozen): not a crash
+        if !seen.stopped() {
+            // Alive but not answering (busy, frozen), or whether it runs
+            // cannot be told: not a crash, and never a reason to let go.
+            return;
         }
         let down = *self.down_since.get_or_insert_with(Instant::now);
         if down.elapsed() >= self.local.spec.restart_timeout {
+            if !self.known_stopped_before_release() {
+                return;
+            }
             let _ = self.local.mark_standby();
             match self
                 .etcd

@@ -393,7 +393,7 @@ impl Ha {
                 ],
             )
             .await;
-        if !matches!(took, Ok(true)) {
+        if self.won_key(took.clone(), lease).await != super::owner::Won::Yes {
             self.step(format!(
                 "switchover: not taking over: the request was withdrawn or the key moved ({took:?})"
             ));
@@ -417,17 +417,23 @@ impl Ha {
                 );
                 (true, format!("`{me}` leads; `{}` follows it", request.from))
             }
-            Err(e) => {
-                let _ = self.local.stop("immediate").await;
-                let _ = self.etcd.delete_if(&self.keys.leader, &me).await;
-                self.leader_until = None;
-                (
+            Err(e) => match self
+                .stop_and_release(&format!("switchover: promotion failed ({e})"))
+                .await
+            {
+                Ok(()) => (
                     false,
                     format!(
                         "`{me}` took the key but its promotion failed ({e}); it stopped its server and released the key"
                     ),
-                )
-            }
+                ),
+                Err(stop) => (
+                    false,
+                    format!(
+                        "`{me}` took the key but its promotion failed ({e}) and its server could not be stopped ({stop}): it keeps the key"
+                    ),
+                ),
+            },
         };
         let outcome = serde_json::to_string(&Outcome {
             id: request.id.clone(),

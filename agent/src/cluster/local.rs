@@ -7,6 +7,7 @@
 
 use crate::config::ClusterSpec;
 use crate::remediate::command::{self, CommandSpec};
+use crate::remediate::postmaster::{self, Postmaster};
 use crate::sql::SqlTargets;
 use std::path::Path;
 use std::time::Duration;
@@ -14,8 +15,11 @@ use std::time::Duration;
 /// What one look at the local server found.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observation {
-    /// A postmaster process runs for the data directory.
-    pub running: bool,
+    /// Whether a postmaster process runs for the data directory:
+    /// running, stopped, or unknown (never to be taken for stopped).
+    pub server: Postmaster,
+    /// Why `postmaster.pid` could not be used, if it could not.
+    pub pid_fault: Option<String>,
     /// It answered a query within the loop's budget.
     pub answering: bool,
     pub in_recovery: bool,
@@ -48,13 +52,20 @@ impl Observation {
         self.answering && !self.in_recovery
     }
 
-    /// `primary`, `standby`, `stopped` or `not answering`.
+    /// The server is known to be stopped (an unknown state is not).
+    pub fn stopped(&self) -> bool {
+        self.server.stopped() && !self.answering
+    }
+
+    /// `primary`, `standby`, `stopped`, `not answering` or `unknown`
+    /// (whether a postmaster runs cannot be told).
     pub fn role(&self) -> &'static str {
-        match (self.running, self.answering, self.in_recovery) {
-            (false, _, _) => "stopped",
-            (true, false, _) => "not answering",
-            (true, true, false) => "primary",
-            (true, true, true) => "standby",
+        match (&self.server, self.answering, self.in_recovery) {
+            (_, true, false) => "primary",
+            (_, true, true) => "standby",
+            (Postmaster::Stopped, false, _) => "stopped",
+            (Postmaster::Running(_), false, _) => "not answering",
+            (Postmaster::Unknown(_), false, _) => "unknown",
         }
     }
 }
@@ -100,33 +111,22 @@ impl LocalServer {
         }
     }
 
-    /// Whether a postmaster process is alive for the data directory (a
-    /// frozen one counts as alive: it is not restarted or replaced).
-    pub fn postmaster_alive(&self) -> bool {
-        // postmaster.pid is the database user's file: read without
-        // following a link, its pid checked.
-        let Some(pid) = crate::remediate::pgdata::postmaster_pid(self.data_dir())
-            .and_then(|pid| i32::try_from(pid).ok())
-        else {
-            return false;
-        };
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = state
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            == Some("Z");
-        // SAFETY: kill(2) with signal 0 only checks that the process exists.
-        !zombie && unsafe { libc::kill(pid, 0) } == 0
+    /// Whether a postmaster process runs for the data directory (a
+    /// frozen one counts as running: it is not restarted or replaced),
+    /// three-valued: see [`postmaster::probe`].
+    pub fn postmaster(&self) -> postmaster::Probe {
+        postmaster::probe(self.data_dir())
     }
 
     /// Look at the server, within `budget`.
     pub async fn observe(&self, budget: Duration) -> Observation {
-        let running = self.postmaster_alive();
+        let probe = self.postmaster();
         let mut seen = Observation {
-            running,
+            server: probe.state,
+            pid_fault: probe.fault,
             ..Observation::default()
         };
-        if !running {
+        if seen.server.stopped() {
             return seen;
         }
         let query = async {
@@ -338,8 +338,10 @@ impl LocalServer {
 
     /// Stop the server: `immediate` to stop acknowledging writes at once
     /// (losing the lease), `fast` for a clean shutdown (before a rewind).
+    /// `Ok` only once the server is known to be stopped: a state that
+    /// cannot be told after `pg_ctl stop` is an error.
     pub async fn stop(&self, mode: &str) -> Result<(), String> {
-        if !self.postmaster_alive() {
+        if self.postmaster().state.stopped() {
             return Ok(());
         }
         let dir = self.data_dir().display().to_string();
@@ -357,8 +359,18 @@ impl LocalServer {
             ],
             Duration::from_secs(40),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        // pg_ctl succeeds once postmaster.pid is gone; make sure no
+        // server is left in the directory either way.
+        match self.postmaster().state {
+            Postmaster::Stopped => Ok(()),
+            Postmaster::Running(pid) => Err(format!(
+                "pg_ctl stop succeeded, but the postmaster (pid {pid}) still runs"
+            )),
+            Postmaster::Unknown(why) => Err(format!(
+                "pg_ctl stop succeeded, but whether the server stopped cannot be told: {why}"
+            )),
+        }
     }
 
     /// `pg_controldata -D DATA_DIR`, run as the directory's owner: its

@@ -38,6 +38,12 @@ pub struct Member {
     /// election rule counts only such positions ([`super::sync::unproven`]).
     #[serde(default)]
     pub leaderless: Option<i64>,
+    /// It led, and has not streamed from a leader since: its WAL may
+    /// have diverged from the cluster's timeline (a former primary
+    /// waiting for, or failing, its rewind). Never a candidate, nor a
+    /// rival of one, until it streams from a leader again.
+    #[serde(default)]
+    pub diverged: bool,
 }
 
 /// Why a standby may not take the leader key, or `None` when it may.
@@ -49,6 +55,9 @@ pub fn not_a_candidate(
 ) -> Option<String> {
     if me.nofailover {
         return Some("tagged nofailover".into());
+    }
+    if me.diverged {
+        return Some("it led and has not streamed from a leader since: its WAL may have diverged from the cluster's timeline (a candidate again once it follows a leader, rewound if need be)".into());
     }
     if !me.healthy {
         return Some(format!(
@@ -74,6 +83,7 @@ pub fn not_a_candidate(
         o.name != me.name
             && o.healthy
             && !o.nofailover
+            && !o.diverged
             && (
                 o.lsn.unwrap_or(0),
                 o.failover_priority,
@@ -135,6 +145,22 @@ mod tests {
         let why =
             not_a_candidate(&a, std::slice::from_ref(&a), Some(100 + (2 << 20)), 1 << 20).unwrap();
         assert!(why.contains("bytes behind"), "{why}");
+    }
+
+    #[test]
+    fn a_diverged_former_primary_is_never_a_candidate_nor_a_rival() {
+        // It ran ahead on its own timeline: the most WAL, but not the
+        // cluster's.
+        let mut former = standby("a", 900);
+        former.diverged = true;
+        let b = standby("b", 100);
+        let all = [former.clone(), b.clone()];
+        let why = not_a_candidate(&former, &all, Some(100), 1 << 20).unwrap();
+        assert!(why.contains("diverged"), "{why}");
+        assert!(not_a_candidate(&b, &all, Some(100), 1 << 20).is_none());
+        // Once it streams from a leader again, it is one like the others.
+        former.diverged = false;
+        assert!(not_a_candidate(&former, &[former.clone(), b], Some(100), 1 << 20).is_none());
     }
 
     #[test]

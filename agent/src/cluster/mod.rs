@@ -28,10 +28,12 @@
 
 mod elect;
 pub mod etcd;
+mod failclosed;
 pub mod ha;
 mod handover;
 pub mod local;
 pub mod member;
+mod owner;
 pub mod restart;
 pub mod switchover;
 pub mod sync;
@@ -188,6 +190,7 @@ impl Cluster {
         state_dir: &std::path::Path,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Cluster>> {
+        failclosed::check_at_start(&spec)?;
         let request_timeout = spec
             .loop_wait
             .max(Duration::from_millis(300))

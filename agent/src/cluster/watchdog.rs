@@ -239,15 +239,32 @@ fn alive(pid: i32) -> bool {
 /// signal. SIGKILL if it is not gone in 2 s.
 /// `(whether it signalled the server, what happened)`.
 pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
+    use crate::remediate::postmaster::{Postmaster, probe};
     use std::os::unix::fs::MetadataExt;
-    let Some(pid) = crate::remediate::pgdata::postmaster_pid(data_dir)
-        .and_then(|pid| i32::try_from(pid).ok())
-        .filter(|pid| *pid > 1)
-    else {
-        return Ok((
-            false,
-            "no postmaster.pid: the server was not running".into(),
-        ));
+    // The same three-valued look as the agent's: a postmaster.pid that
+    // cannot be used is not a stopped server (it is looked for in /proc).
+    let seen = probe(data_dir);
+    let pid = match seen.state {
+        Postmaster::Stopped => {
+            return Ok((
+                false,
+                match seen.fault {
+                    None => "no postmaster.pid: the server was not running".into(),
+                    Some(fault) => {
+                        format!("no server process works in the data directory ({fault})")
+                    }
+                },
+            ));
+        }
+        Postmaster::Unknown(why) => {
+            return Err(format!(
+                "whether the server runs cannot be told, so it cannot be stopped: {why}"
+            ));
+        }
+        Postmaster::Running(pid) => pid,
+    };
+    let Some(pid) = i32::try_from(pid).ok().filter(|pid| *pid > 1) else {
+        return Err(format!("postmaster.pid names pid {pid}: not signalled"));
     };
     // Pinned before the checks: the signals below reach the process
     // checked, or none (a pid reused meanwhile is never signalled).

@@ -151,7 +151,10 @@ impl Default for Flapping {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetKind {
+    /// PostgreSQL, the default.
     Postgres,
+    /// MariaDB or MySQL (`kind = "mysql"`).
+    Mysql,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -419,8 +422,12 @@ pub struct DrillSpec {
     pub owner_of: PathBuf,
     /// The restored cluster's superuser, for verification.
     pub superuser: String,
-    /// Free space that must remain after the restore.
+    /// Free space that must remain after the restore, and while it runs
+    /// (bytes; the drill aborts when the scratch filesystem falls below).
     pub reserve: u64,
+    /// Bytes the restore takes (`expected_size`): required for a
+    /// `command` drill, a lower bound on the measured size otherwise.
+    pub expected_size: Option<u64>,
     pub queries: Vec<DrillQuery>,
     pub amcheck: bool,
     pub checksums: bool,

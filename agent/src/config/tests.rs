@@ -103,6 +103,23 @@ fn bad_threshold_ranges_say_what_is_wrong() {
     );
 }
 
+/// Issue 25: bounds compare once converted (`1:12%` is 0.01..0.12, `1h:30m` is refused).
+#[test]
+fn ranges_are_checked_after_their_units_convert() {
+    let rule = |key: &str, range: &str| {
+        format!("{PROBE}[probe.thresholds.\"postgresql.a.duration\"]\n{key} = \"{range}\"\n")
+    };
+    let ratio = rule("warning", "1:12%").replace("a.duration", "connections.used_ratio");
+    let config = parse_str("w.toml", &ratio, Path::new("/nonexistent")).expect("valid");
+    let warning = config.probes[0].thresholds[0].warning.clone().unwrap();
+    assert_eq!((warning.start, warning.end), (0.01, 0.12));
+    assert!(!warning.alerts(0.05) && warning.alerts(0.5));
+    let hours = rule("warning", "1h:30m");
+    one(&hours, 5, 11, &["start 3600 is above the end 1800"]);
+    let percent = rule("critical", "15%:12").replace("a.duration", "x.utilization");
+    one(&percent, 5, 12, &["start 0.15 is above the end 0.12"]);
+}
+
 #[test]
 fn units_in_threshold_ranges_convert_or_are_refused_at_their_place() {
     let text = format!(
@@ -566,6 +583,25 @@ fn cluster_errors_name_the_key() {
         9,
         &["etcd endpoint", "http://"],
     );
+    // PostgreSQL truncates application_name to 63 bytes: a 64-byte member
+    // name would never match synchronous_standby_names.
+    let long = "n".repeat(64);
+    one(
+        &format!("{base}name = \"{long}\"\n"),
+        10,
+        8,
+        &["`name`", "64 bytes", "application_name", "at most 63"],
+    );
+    let fits = "n".repeat(63);
+    let cluster = parse_str(
+        "w.toml",
+        &format!("{base}name = \"{fits}\"\n"),
+        Path::new("/"),
+    )
+    .unwrap()
+    .cluster
+    .unwrap();
+    assert_eq!(cluster.name, fits);
 }
 
 #[test]
@@ -579,5 +615,30 @@ fn a_single_agent_failover_is_refused_in_cluster_mode() {
             .iter()
             .any(|d| d.message.contains("is a failover; in cluster mode")),
         "{found:#?}"
+    );
+}
+
+#[test]
+fn mysql_targets_take_a_url_and_refuse_what_only_postgresql_has() {
+    let text = "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://watchpost@127.0.0.1:3306/app\"\n";
+    let config = parse_str("w.toml", text, Path::new("/nonexistent")).expect("a mysql target");
+    assert_eq!(config.targets["db"].kind, TargetKind::Mysql);
+    one(
+        "[targets.db]\nkind = \"mysql\"\ndsn = \"host=127.0.0.1\"\n",
+        3,
+        7,
+        &["[targets.db]: `dsn` is not usable", "mysql://"],
+    );
+    one(
+        "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://w@db/\"\nadmin_dsn = \"mysql://root@db/\"\n",
+        4,
+        13,
+        &["`admin_dsn` is not supported for kind = \"mysql\""],
+    );
+    one(
+        "[targets.db]\nkind = \"oracle\"\ndsn = \"host=db\"\n",
+        2,
+        8,
+        &["`kind` = \"oracle\" is not supported", "\"mysql\""],
     );
 }

@@ -112,6 +112,10 @@ pub fn target_specs(config: &Config) -> BTreeMap<String, TargetSpec> {
             (
                 name.clone(),
                 TargetSpec {
+                    kind: match t.kind {
+                        crate::config::TargetKind::Postgres => crate::sql::Kind::Postgres,
+                        crate::config::TargetKind::Mysql => crate::sql::Kind::Mysql,
+                    },
                     dsn: t.dsn.clone(),
                     read_only: t.read_only,
                     password: t.password.as_ref().map(|p| p.expose().to_string()),

@@ -1,7 +1,10 @@
 //! Restore drills (`[[drill]]`): a scheduled job that proves a backup
 //! restores, and measures how long that takes. It restores the newest
 //! backup into a scratch directory under `state_dir/drills/` (after
-//! checking that the space is there), starts it on a free local port —
+//! checking that the space is there, and watching it while the drill
+//! runs: `disk`), tablespaces included and every path it could write
+//! through kept inside that directory (`tablespace`, `settings`: a drill
+//! never writes to production or to the backup), starts it on a free local port —
 //! unix socket only, in that directory — as the owner of the backup, lets
 //! recovery replay the WAL archive to its end, runs the verification
 //! (configured queries, amcheck over every B-tree index, then
@@ -16,9 +19,15 @@
 //! `postgresql.restore.verified` (1/0), `postgresql.restore.size` (By) and
 //! `postgresql.restore.verify_duration` (s).
 
+mod disk;
+mod program;
 mod restore;
 mod scratch;
+mod settings;
+mod tablespace;
 mod verify;
+
+pub use disk::shared_filesystems;
 
 use crate::config::DrillSpec;
 use crate::report::{Measurement, Report, Status};
@@ -122,7 +131,7 @@ impl Drill {
         let spec = &self.spec;
         let owner = scratch::owner_of(&spec.owner_of)?;
         let drills = scratch::drills_dir(&self.state_dir)?;
-        scratch::sweep(&drills, &spec.name, &spec.bin_dir);
+        scratch::sweep_async(&drills, &spec.name, &spec.bin_dir).await;
         let size = restore::needed_bytes(spec, deadline, owner).await;
         let free = scratch::free_bytes(&drills)?;
         // The copy grows by the WAL it replays: a tenth on top.
@@ -142,35 +151,37 @@ impl Drill {
                 ),
             ));
         }
-        let restore_started = Instant::now();
         let s = Scratch::create(&drills, &spec.name, owner, &spec.bin_dir)?;
+        let done = self.in_scratch(&s, &drills, deadline, out).await;
+        s.close().await;
+        done
+    }
+
+    /// Restore, recover and verify in `s`; the caller tears it down.
+    async fn in_scratch(
+        &self,
+        s: &Scratch,
+        drills: &Path,
+        deadline: Instant,
+        out: &mut Vec<Measurement>,
+    ) -> Result<(Status, String), String> {
+        let spec = &self.spec;
+        let restore_started = Instant::now();
         let port = free_port()?;
-        let source = restore::restore(spec, &s, port, deadline).await?;
-        let restored = scratch::tree_size(&s.data);
+        let prepared = disk::guarded(
+            drills,
+            spec.reserve,
+            "restoring",
+            restore::restore(spec, s, port, deadline),
+        )
+        .await?;
+        let restored = scratch::tree_size(&s.dir);
         // Start and recover to the end of the archive.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let argv: Vec<String> = vec![
-            spec.bin_dir.join("pg_ctl").display().to_string(),
-            "start".into(),
-            "-D".into(),
-            s.data.display().to_string(),
-            "-l".into(),
-            s.dir.join("server.log").display().to_string(),
-            "-w".into(),
-            "-t".into(),
-            left.as_secs().max(1).to_string(),
-        ];
-        let ran = scratch::run(&argv, s.owner, &s.dir, &[], left + Duration::from_secs(5)).await?;
-        if !ran.ok {
-            let log = std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default();
-            let last = log
-                .lines()
-                .rev()
-                .find(|l| l.contains("FATAL") || l.contains("PANIC"))
-                .unwrap_or(ran.last_line());
-            return Err(format!("the restored copy did not start: {}", last.trim()));
-        }
-        verify::wait_promoted(spec, &s, port, deadline).await?;
+        disk::guarded(drills, spec.reserve, "replaying WAL", async {
+            self.start(s, &prepared.options, deadline).await?;
+            verify::wait_promoted(spec, s, port, deadline).await
+        })
+        .await?;
         let rto = restore_started.elapsed().as_secs_f64();
         out.push(measurement("postgresql.restore.duration", rto, "s"));
         out.push(measurement(
@@ -181,7 +192,7 @@ impl Drill {
 
         let verify_started = Instant::now();
         let mut found = verify::Findings::default();
-        verify::online(spec, &s, port, &mut found).await?;
+        verify::online(spec, s, port, &mut found).await?;
         if let Some(age) = found.data_age {
             out.push(measurement(
                 "postgresql.restore.data_age",
@@ -199,13 +210,13 @@ impl Drill {
             "-w".into(),
         ];
         let left = deadline.saturating_duration_since(Instant::now());
-        let stopped = scratch::run(&stop, s.owner, &s.dir, &[], left).await?;
+        let stopped = program::run(&stop, s.owner, &s.dir, &[], left).await?;
         if !stopped.ok {
             found
                 .failures
                 .push(format!("pg_ctl stop: {}", stopped.last_line()));
         } else if spec.checksums {
-            verify::checksums(spec, &s, deadline, &mut found).await;
+            verify::checksums(spec, s, deadline, &mut found).await;
         }
         out.push(measurement(
             "postgresql.restore.verify_duration",
@@ -218,16 +229,21 @@ impl Drill {
             if verified { 1.0 } else { 0.0 },
             "1",
         ));
-        drop(s);
         let age = found.data_age.map_or_else(
             || "data age unknown".to_string(),
             |a| format!("data {a:.0} s old (RPO)"),
         );
+        let notes = if prepared.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", prepared.notes.join("; "))
+        };
+        let source = &prepared.source;
         if verified {
             Ok((
                 Status::Ok,
                 format!(
-                    "restored {} from {source} in {rto:.1} s (RTO), {age}; verified: {}",
+                    "restored {} from {source}{notes} in {rto:.1} s (RTO), {age}; verified: {}",
                     human(restored),
                     found.passed.join(", ")
                 ),
@@ -236,12 +252,46 @@ impl Drill {
             Ok((
                 Status::Critical,
                 format!(
-                    "restored {} from {source} in {rto:.1} s, but verification failed: {}",
+                    "restored {} from {source}{notes} in {rto:.1} s, but verification failed: {}",
                     human(restored),
                     found.failures.join("; ")
                 ),
             ))
         }
+    }
+
+    /// `pg_ctl start` the copy with `options` (its `-c` overrides); waits
+    /// while it recovers.
+    async fn start(&self, s: &Scratch, options: &str, deadline: Instant) -> Result<(), String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let argv: Vec<String> = vec![
+            self.spec.bin_dir.join("pg_ctl").display().to_string(),
+            "start".into(),
+            "-D".into(),
+            s.data.display().to_string(),
+            "-l".into(),
+            s.dir.join("server.log").display().to_string(),
+            "-o".into(),
+            options.to_string(),
+            "-w".into(),
+            "-t".into(),
+            left.as_secs().max(1).to_string(),
+        ];
+        let ran = program::run(&argv, s.owner, &s.dir, &[], left + Duration::from_secs(5)).await?;
+        if ran.ok {
+            return Ok(());
+        }
+        let log = s
+            .read(&s.dir.join("server.log"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("FATAL") || l.contains("PANIC"))
+            .unwrap_or(ran.last_line());
+        Err(format!("the restored copy did not start: {}", last.trim()))
     }
 }
 

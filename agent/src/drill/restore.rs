@@ -1,12 +1,18 @@
 //! Getting the backup into the scratch directory and ready to recover:
-//! copy or unpack a `pg_basebackup` backup (WAL from the archive through
-//! `restore_command`), `pgbackrest restore`, or a user's command; then the
-//! drill's own settings (a free port, unix socket only in the scratch
-//! directory, trust for local sessions only, no archiving, no streaming)
-//! appended to `postgresql.auto.conf`, and `recovery.signal`, so that the
+//! copy or unpack a `pg_basebackup` backup with its tablespaces (WAL from
+//! the archive through `restore_command`), `pgbackrest restore` with every
+//! tablespace mapped into the scratch directory, or a user's command;
+//! then the copy is confined (no link or tablespace leading out of the
+//! scratch directory) and given the drill's own settings (a free port,
+//! unix socket only in the scratch directory, trust for local sessions
+//! only, no archiving, no streaming, every path-valued setting inside the
+//! scratch directory: see `settings`) and `recovery.signal`, so that the
 //! server recovers to the end of the archive and promotes.
 
+use super::program::{self, step};
 use super::scratch::{self, Scratch};
+use super::settings::{self, Recovery};
+use super::tablespace;
 use crate::config::{DrillMethod, DrillSpec};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -41,11 +47,14 @@ pub fn newest_backup(root: &Path) -> Result<PathBuf, String> {
         })
 }
 
-/// Bytes the restore will need, as far as can be told before it.
+/// Bytes the restore will need, as far as can be told before it: a
+/// `pg_basebackup` backup's files and its tablespaces' (links followed in
+/// the backup, never written), pgBackRest's size of the newest backup, a
+/// command's `expected_size`; at least `expected_size` when given.
 pub async fn needed_bytes(spec: &DrillSpec, deadline: Instant, owner: scratch::Owner) -> u64 {
-    match &spec.method {
+    let measured = match &spec.method {
         DrillMethod::PgBasebackup { backup, .. } => newest_backup(backup)
-            .map(|b| scratch::tree_size(&b))
+            .map(|b| scratch::tree_size(&b) + tablespaces_size(&b))
             .unwrap_or(0),
         DrillMethod::PgBackRest { stanza, config } => {
             let mut argv = vec!["pgbackrest".to_string()];
@@ -58,10 +67,12 @@ pub async fn needed_bytes(spec: &DrillSpec, deadline: Instant, owner: scratch::O
                 "info".into(),
             ]);
             let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(ran) = scratch::run(&argv, owner, Path::new("/"), &[], left).await else {
-                return 0;
-            };
-            let json: serde_json::Value = serde_json::from_str(&ran.output).unwrap_or_default();
+            let ran = program::run_keeping(&argv, owner, Path::new("/"), &[], left, 16 << 20).await;
+            let json: serde_json::Value = ran
+                .ok()
+                .filter(|r| !r.truncated)
+                .and_then(|r| serde_json::from_str(&r.output).ok())
+                .unwrap_or_default();
             json[0]["backup"]
                 .as_array()
                 .and_then(|b| b.last())
@@ -69,29 +80,102 @@ pub async fn needed_bytes(spec: &DrillSpec, deadline: Instant, owner: scratch::O
                 .unwrap_or(0)
         }
         DrillMethod::Command(_) => 0,
+    };
+    measured.max(spec.expected_size.unwrap_or(0))
+}
+
+/// Bytes of the directories a plain backup's `pg_tblspc` links point at.
+fn tablespaces_size(backup: &Path) -> u64 {
+    std::fs::read_dir(backup.join("pg_tblspc"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+                .filter_map(|e| std::fs::canonicalize(e.path()).ok())
+                .map(|target| scratch::tree_size(&target))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A restored copy ready to start.
+pub struct Prepared {
+    /// What was restored, for the message.
+    pub source: String,
+    /// The `pg_ctl -o` options (every override as `-c name=value`).
+    pub options: String,
+    /// Notes for the message (includes not read, tablespaces restored).
+    pub notes: Vec<String>,
+}
+
+fn tar_step(archive: &Path, into: &Path) -> Vec<String> {
+    vec![
+        "tar".into(),
+        "-xf".into(),
+        archive.display().to_string(),
+        "-C".into(),
+        into.display().to_string(),
+    ]
+}
+
+/// A path for a command line in the copy's settings, refused when quotes
+/// or backslashes would need escaping.
+fn plain_path(what: &str, path: &Path) -> Result<String, String> {
+    let text = path.display().to_string();
+    if text.contains(['\'', '"', '\\', '\n', '$', '`']) {
+        return Err(format!(
+            "the {what} path {text:?} has quotes, backslashes or `$`; use a plainer path"
+        ));
     }
+    Ok(text)
 }
 
-fn left(deadline: Instant) -> std::time::Duration {
-    deadline.saturating_duration_since(Instant::now())
-}
-
-async fn step(
-    argv: Vec<String>,
+async fn pg_basebackup(
     s: &Scratch,
-    env: &[(String, String)],
+    backup: &Path,
     deadline: Instant,
+    notes: &mut Vec<String>,
 ) -> Result<(), String> {
-    let ran = scratch::run(&argv, s.owner, &s.dir, env, left(deadline)).await?;
-    if ran.ok {
-        Ok(())
-    } else {
-        Err(format!("{} failed: {}", argv[0], ran.last_line()))
+    let tar = ["base.tar", "base.tar.gz", "base.tar.zst", "base.tar.lz4"]
+        .iter()
+        .map(|f| backup.join(f))
+        .find(|p| p.is_file());
+    let tablespaces = match tar {
+        Some(base) => {
+            s.make_dir(&s.data)?;
+            step(tar_step(&base, &s.data), s.owner, &s.dir, &[], deadline).await?;
+            if let Some(wal) = ["pg_wal.tar", "pg_wal.tar.gz"]
+                .iter()
+                .map(|f| backup.join(f))
+                .find(|p| p.is_file())
+            {
+                let into = s.data.join("pg_wal");
+                step(tar_step(&wal, &into), s.owner, &s.dir, &[], deadline).await?;
+            }
+            let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
+            let ext = name
+                .as_deref()
+                .and_then(|n| n.strip_prefix("base"))
+                .unwrap_or(".tar");
+            tablespace::unpack_tar(s, backup, ext, deadline).await?
+        }
+        None => {
+            let argv = vec![
+                "cp".into(),
+                "-a".into(),
+                format!("{}/.", backup.display()),
+                s.data.display().to_string(),
+            ];
+            step(argv, s.owner, &s.dir, &[], deadline).await?;
+            tablespace::copy_plain(s, backup, deadline).await?
+        }
+    };
+    if tablespaces > 0 {
+        notes.push(format!(
+            "{tablespaces} tablespace(s) restored into the copy"
+        ));
     }
-}
-
-fn make_data_dir(s: &Scratch) -> Result<(), String> {
-    s.make_dir(&s.data)
+    Ok(())
 }
 
 /// Put the backup in `s.data` and make it ready to recover on `port`.
@@ -100,94 +184,57 @@ pub async fn restore(
     s: &Scratch,
     port: u16,
     deadline: Instant,
-) -> Result<String, String> {
-    let mut recovery = Vec::new();
-    let source = match &spec.method {
+) -> Result<Prepared, String> {
+    let mut notes = Vec::new();
+    let (source, recovery) = match &spec.method {
         DrillMethod::PgBasebackup { backup, archive } => {
             let backup = newest_backup(backup)?;
-            let tar = ["base.tar", "base.tar.gz", "base.tar.zst", "base.tar.lz4"]
-                .iter()
-                .map(|f| backup.join(f))
-                .find(|p| p.is_file());
-            match tar {
-                Some(base) => {
-                    make_data_dir(s)?;
-                    let data = s.data.display().to_string();
-                    step(
-                        vec![
-                            "tar".into(),
-                            "-xf".into(),
-                            base.display().to_string(),
-                            "-C".into(),
-                            data.clone(),
-                        ],
-                        s,
-                        &[],
-                        deadline,
-                    )
-                    .await?;
-                    if let Some(wal) = ["pg_wal.tar", "pg_wal.tar.gz"]
-                        .iter()
-                        .map(|f| backup.join(f))
-                        .find(|p| p.is_file())
-                    {
-                        let wal_dir = format!("{data}/pg_wal");
-                        step(
-                            vec![
-                                "tar".into(),
-                                "-xf".into(),
-                                wal.display().to_string(),
-                                "-C".into(),
-                                wal_dir,
-                            ],
-                            s,
-                            &[],
-                            deadline,
-                        )
-                        .await?;
-                    }
+            pg_basebackup(s, &backup, deadline, &mut notes).await?;
+            let recovery = match archive {
+                Some(archive) => {
+                    let path = plain_path("archive", archive)?;
+                    format!("cp \"{path}/%f\" \"%p\"")
                 }
-                None => {
-                    step(
-                        vec![
-                            "cp".into(),
-                            "-a".into(),
-                            format!("{}/.", backup.display()),
-                            s.data.display().to_string(),
-                        ],
-                        s,
-                        &[],
-                        deadline,
-                    )
-                    .await?
-                }
-            }
-            if let Some(archive) = archive {
-                let path = archive.display().to_string();
-                if path.contains(['\'', '"', '\\', '\n']) {
-                    return Err(format!(
-                        "the archive path {path:?} has quotes or backslashes; use a plainer path"
-                    ));
-                }
-                recovery.push(format!("restore_command = 'cp \"{path}/%f\" \"%p\"'"));
-            }
-            format!("pg_basebackup {}", backup.display())
+                None => String::new(),
+            };
+            (
+                format!("pg_basebackup {}", backup.display()),
+                Recovery::Command(recovery),
+            )
         }
         DrillMethod::PgBackRest { stanza, config } => {
-            make_data_dir(s)?;
+            s.make_dir(&s.data)?;
+            let tablespaces = s.dir.join(tablespace::TBLSPC);
+            s.make_dir(&tablespaces)?;
             let mut argv = vec!["pgbackrest".to_string()];
+            let mut fetch = "pgbackrest".to_string();
             if let Some(config) = config {
                 argv.push(format!("--config={}", config.display()));
+                fetch.push_str(&format!(
+                    " --config=\"{}\"",
+                    plain_path("pgbackrest_config", config)?
+                ));
             }
+            if stanza.contains(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c))) {
+                return Err(format!(
+                    "the stanza name {stanza:?} has characters other than letters, digits, `-`, `_` and `.`"
+                ));
+            }
+            fetch.push_str(&format!(" --stanza={stanza} archive-get %f \"%p\""));
             argv.extend([
                 format!("--stanza={stanza}"),
                 format!("--pg1-path={}", s.data.display()),
+                format!("--tablespace-map-all={}", tablespaces.display()),
+                "--no-link-all".into(),
                 "--log-level-file=off".into(),
                 "--log-level-console=warn".into(),
                 "restore".into(),
             ]);
-            step(argv, s, &[], deadline).await?;
-            format!("pgBackRest stanza {stanza}")
+            step(argv, s.owner, &s.dir, &[], deadline).await?;
+            (
+                format!("pgBackRest stanza {stanza}"),
+                Recovery::Command(fetch),
+            )
         }
         DrillMethod::Command(argv) => {
             let env = [
@@ -200,55 +247,54 @@ pub async fn restore(
                     s.dir.display().to_string(),
                 ),
             ];
-            step(argv.clone(), s, &env, deadline).await?;
+            step(argv.clone(), s.owner, &s.dir, &env, deadline).await?;
             if !s.data.join("PG_VERSION").is_file() {
                 return Err(format!(
                     "the command left no data directory in $WATCHPOST_DRILL_DATA ({})",
                     s.data.display()
                 ));
             }
-            format!("command {}", argv[0])
+            (format!("command {}", argv[0]), Recovery::Keep)
         }
     };
-    configure(s, port, &recovery)?;
-    Ok(source)
+    tablespace::confine(s)?;
+    // Without an archive, the copy recovers from the WAL in the backup.
+    let archive_recovery = !matches!(&recovery, Recovery::Command(c) if c.is_empty());
+    configure(s, archive_recovery)?;
+    let restored = settings::read(s)?;
+    for (file, target) in &restored.neutralised {
+        notes.push(format!(
+            "include of {} in {} not read (outside the copy)",
+            target.display(),
+            file.display()
+        ));
+    }
+    let major = settings::major_version(s)?;
+    let overrides = settings::overrides(s, &restored, major, port, &recovery);
+    Ok(Prepared {
+        source,
+        options: settings::command_line(&overrides),
+        notes,
+    })
 }
 
-fn configure(s: &Scratch, port: u16, recovery: &[String]) -> Result<(), String> {
-    let dir = s.dir.display().to_string();
+/// The files the overrides name, and the signal to recover from the
+/// archive (`archive_recovery`) and promote.
+fn configure(s: &Scratch, archive_recovery: bool) -> Result<(), String> {
     s.write_new(&s.dir.join("hba.conf"), "local all all trust\n")?;
     s.write_new(&s.dir.join("ident.conf"), "")?;
     // Debian keeps the config in /etc: the data directory may have none.
     if std::fs::symlink_metadata(s.data.join("postgresql.conf")).is_err() {
         s.write_new(&s.data.join("postgresql.conf"), "")?;
     }
-    let mut lines = vec![
-        "# restore drill (watchpost): a private, throwaway copy".to_string(),
-        format!("port = {port}"),
-        "listen_addresses = ''".into(),
-        format!("unix_socket_directories = '{dir}'"),
-        format!("hba_file = '{dir}/hba.conf'"),
-        format!("ident_file = '{dir}/ident.conf'"),
-        "archive_mode = off".into(),
-        "primary_conninfo = ''".into(),
-        "primary_slot_name = ''".into(),
-        "synchronous_standby_names = ''".into(),
-        "hot_standby = off".into(),
-        "recovery_target_timeline = 'latest'".into(),
-        "logging_collector = off".into(),
-        "log_destination = 'stderr'".into(),
-        "ssl = off".into(),
-        "shared_buffers = '128MB'".into(),
-        "cluster_name = 'watchpost-drill'".into(),
-    ];
-    lines.extend(recovery.iter().cloned());
-    lines.push(String::new());
-    s.append(&s.data.join("postgresql.auto.conf"), &lines.join("\n"))?;
     // Relative to the data directory opened once, never through a link.
     let data = crate::safefs::OwnedDir::open(&s.data).map_err(|e| e.to_string())?;
     data.remove_file("standby.signal")
         .map_err(|e| e.to_string())?;
-    if !data.exists("recovery.signal").map_err(|e| e.to_string())? {
+    if !archive_recovery {
+        data.remove_file("recovery.signal")
+            .map_err(|e| e.to_string())?;
+    } else if !data.exists("recovery.signal").map_err(|e| e.to_string())? {
         s.write_new(&s.data.join("recovery.signal"), "")?;
     }
     Ok(())

@@ -1,16 +1,17 @@
 //! The drill's scratch directory under `state_dir/drills/`, the programs
 //! it runs as the backup's owner, and its teardown: whatever happens —
 //! success, a failed check, an error, the run's deadline dropping the
-//! drill's future — [`Scratch`]'s `Drop` stops the restored server
-//! (`pg_ctl stop -m immediate`) and removes the directory. Leftovers of a
-//! drill the agent did not see through (a `kill -9`) are swept the same
-//! way before the next one, and when the drill is loaded.
+//! drill's future — the restored server is stopped (`pg_ctl stop -m
+//! immediate`) and the directory removed, off the async runtime (a tree of
+//! many gigabytes takes a while): [`Scratch::close`] when the drill ends,
+//! `Drop` when its future is dropped. Leftovers of a drill the agent did
+//! not see through (a `kill -9`) are swept the same way before the next
+//! one, and when the drill is loaded.
 
 use crate::safefs::OwnedDir;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 /// uid/gid to run programs as (`None`: as the agent itself).
 pub type Owner = Option<(u32, u32)>;
@@ -71,72 +72,14 @@ pub fn tree_size(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// A program's outcome: success, and the last lines of its output.
-pub struct Ran {
-    pub ok: bool,
-    pub output: String,
-}
-
-impl Ran {
-    /// The last non-empty output line, for messages.
-    pub fn last_line(&self) -> &str {
-        self.output
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-    }
-}
-
-/// Run `argv` as `owner` in `cwd`, within `timeout` (killed after it).
-pub async fn run(
-    argv: &[String],
-    owner: Owner,
-    cwd: &Path,
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Result<Ran, String> {
-    let (program, args) = argv.split_first().ok_or("empty command")?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().cloned())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some((uid, gid)) = owner {
-        command.uid(uid).gid(gid);
-    }
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!("{program} did not finish within {timeout:?}")),
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
-        Ok(Ok(out)) => {
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            let keep = text.len().saturating_sub(8192);
-            let keep = (keep..text.len())
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
-            Ok(Ran {
-                ok: out.status.success(),
-                output: text[keep..].to_string(),
-            })
-        }
-    }
-}
-
 /// A drill's scratch directory; dropping it tears everything down.
 pub struct Scratch {
     pub dir: PathBuf,
     pub data: PathBuf,
     pub owner: Owner,
     pg_ctl: PathBuf,
+    /// Set once torn down by [`Scratch::close`].
+    closed: bool,
 }
 
 /// `state_dir/drills`, made when missing (traversable, not listable, by
@@ -184,6 +127,7 @@ impl Scratch {
             dir,
             owner,
             pg_ctl: bin_dir.join("pg_ctl"),
+            closed: false,
         })
     }
 
@@ -224,23 +168,28 @@ impl Scratch {
             .map_err(|e| format!("cannot create {}: {e}", path.display()))
     }
 
-    /// Append `text` to `path`, creating it when missing; never through a
-    /// symlink (the file is rewritten under a new name and renamed over).
-    pub fn append(&self, path: &Path, text: &str) -> Result<(), String> {
+    /// The text of `path` (at most 16 MiB), `None` when missing; never
+    /// through a symlink.
+    pub fn read(&self, path: &Path) -> Result<Option<String>, String> {
         let (dir, name) = self.parent_of(path)?;
-        let mut bytes = dir
-            .read(name, 16 << 20)
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
-        bytes.extend_from_slice(text.as_bytes());
-        dir.replace(name, &bytes, 0o600)
+        let bytes = dir.read(name, 16 << 20).map_err(|e| e.to_string())?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Replace `path` with `text` (a new file renamed over it, the
+    /// owner's), never through a symlink.
+    pub fn replace(&self, path: &Path, text: &str) -> Result<(), String> {
+        let (dir, name) = self.parent_of(path)?;
+        dir.replace(name, text.as_bytes(), 0o600)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }
 
 /// Stop a server left running in `data` and remove `dir`.
 fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
-    if data.join("postmaster.pid").exists() {
+    // Unless known stopped (a pid file that cannot be read is not "no
+    // server"), stop it before the directory goes.
+    if !crate::remediate::postmaster::probe(data).state.stopped() {
         let mut stop = std::process::Command::new(pg_ctl);
         stop.arg("stop")
             .arg("-D")
@@ -266,10 +215,55 @@ fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        tear_down(&self.dir, &self.data, &self.pg_ctl, self.owner);
+impl Scratch {
+    /// Stop the copy and remove the directory, on a blocking thread.
+    pub async fn close(mut self) {
+        self.closed = true;
+        let (dir, data, pg_ctl, owner) = (
+            self.dir.clone(),
+            self.data.clone(),
+            self.pg_ctl.clone(),
+            self.owner,
+        );
+        let done =
+            tokio::task::spawn_blocking(move || tear_down(&dir, &data, &pg_ctl, owner)).await;
+        if let Err(e) = done {
+            tracing::warn!("drill: teardown of {} failed: {e}", self.dir.display());
+        }
     }
+}
+
+impl Drop for Scratch {
+    /// The drill's future was dropped (its deadline, the agent stopping):
+    /// tear down on a blocking thread when there is a runtime (the runtime
+    /// waits for it when it shuts down), else here.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let (dir, data, pg_ctl, owner) = (
+            self.dir.clone(),
+            self.data.clone(),
+            self.pg_ctl.clone(),
+            self.owner,
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(move || tear_down(&dir, &data, &pg_ctl, owner));
+            }
+            Err(_) => tear_down(&dir, &data, &pg_ctl, owner),
+        }
+    }
+}
+
+/// [`sweep`] on a blocking thread.
+pub async fn sweep_async(drills: &Path, name: &str, bin_dir: &Path) {
+    let (drills, name, bin_dir) = (
+        drills.to_path_buf(),
+        name.to_string(),
+        bin_dir.to_path_buf(),
+    );
+    let _ = tokio::task::spawn_blocking(move || sweep(&drills, &name, &bin_dir)).await;
 }
 
 /// Tear down what earlier drills named `name` left behind.

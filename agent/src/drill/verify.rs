@@ -4,7 +4,8 @@
 //! the age of the last replayed commit (the recovery point); then, on the
 //! stopped copy, `pg_checksums --check`.
 
-use super::scratch::{self, Scratch};
+use super::program;
+use super::scratch::Scratch;
 use crate::config::DrillSpec;
 use std::time::Instant;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -216,7 +217,7 @@ pub async fn checksums(spec: &DrillSpec, s: &Scratch, deadline: Instant, found: 
         "-D".into(),
         s.data.display().to_string(),
     ];
-    match scratch::run(&argv, s.owner, &s.dir, &[], left).await {
+    match program::run(&argv, s.owner, &s.dir, &[], left).await {
         Err(e) => found.failures.push(format!("pg_checksums: {e}")),
         Ok(ran) if ran.ok => found.passed.push("pg_checksums".into()),
         Ok(ran) if ran.output.contains("data checksums are not enabled") => {

@@ -379,7 +379,14 @@ async fn pg_ctl_fence(
     let dir = data_dir.display().to_string();
     let status = command::run(&pg(&["status", "-D", &dir])).await?;
     let mut done = Vec::new();
-    // pg_ctl status: 0 running, 3 not running.
+    // pg_ctl status: 0 running, 3 not running; anything else (4: no
+    // accessible data directory) cannot tell, and is never "not running".
+    if !matches!(status.exit_code, Some(0) | Some(3)) {
+        return Err(format!(
+            "cannot tell whether the old primary runs (pg_ctl status: {}); not fenced: let the agent read the data directory",
+            status.summary()
+        ));
+    }
     if status.exit_code == Some(0) {
         let stop = command::run(&pg(&[
             "stop",

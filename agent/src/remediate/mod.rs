@@ -27,6 +27,7 @@ pub mod failover;
 pub mod ledger;
 pub mod pgdata;
 pub mod port;
+pub mod postmaster;
 pub mod reconcile;
 pub mod recovery;
 mod reinit;

@@ -22,7 +22,7 @@ use std::path::Path;
 pub const PASSFILE: &str = "watchpost-replication.pgpass";
 
 /// Largest `postgresql.auto.conf` (or `postmaster.pid`) the agent reads.
-const MAX_CONFIG: u64 = 4 << 20;
+pub(super) const MAX_CONFIG: u64 = 4 << 20;
 
 /// Open data directory `path`: a symlink in its place is refused, and when
 /// the agent is root the directory must not be root's (PostgreSQL runs as
@@ -164,21 +164,6 @@ pub fn parse_pid_file(text: &str) -> Option<PidFile> {
     })
 }
 
-/// The postmaster pid `postmaster.pid` names, read without following a
-/// link (`None`: no file, or not a sound one).
-pub fn postmaster_pid(data_dir: &Path) -> Option<u32> {
-    let dir = OwnedDir::open(data_dir).ok()?;
-    let bytes = dir.read("postmaster.pid", MAX_CONFIG).ok()??;
-    parse_pid_file(&String::from_utf8_lossy(&bytes)).map(|p| p.pid)
-}
-
-fn is_zombie(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        == Some("Z")
-}
-
 /// A killed postmaster whose parent does not reap it (in a container whose
 /// PID 1 is not an init) stays a zombie: `kill(pid, 0)` still succeeds, so
 /// pg_ctl waits for it to stop and PostgreSQL refuses to start ("is another
@@ -196,7 +181,7 @@ pub fn set_aside_dead_postmaster_pid(data_dir: &Path) {
         return;
     };
     let pid = found.pid;
-    if !is_zombie(pid) {
+    if !super::postmaster::is_zombie(pid) {
         return;
     }
     let aside = |dir: &OwnedDir, name: &str| {

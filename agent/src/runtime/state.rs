@@ -44,6 +44,9 @@ pub struct RunState {
     pub(super) stderr: OutputTail,
     /// Granted directories that could not be opened for this run, by name.
     pub(super) dir_errors: BTreeMap<String, String>,
+    /// The server's error number of the last failed `sql` call, if it had
+    /// one (the WIT's `error-number`); None after a call that succeeded.
+    pub(super) sql_error_number: Option<u32>,
 }
 
 impl RunState {
@@ -88,6 +91,7 @@ impl RunState {
             stdout,
             stderr,
             dir_errors,
+            sql_error_number: None,
         }
     }
 }

@@ -168,6 +168,7 @@ pub fn query_error(target: &str, error: &tokio_postgres::Error) -> Error {
         return Error::Query(QueryError {
             code: code.code().to_string(),
             message,
+            number: None,
         });
     }
     if error.is_closed() || io_kind(error).is_some() {
@@ -177,6 +178,7 @@ pub fn query_error(target: &str, error: &tokio_postgres::Error) -> Error {
     Error::Query(QueryError {
         code: DATA_EXCEPTION.to_string(),
         message: full_message(error),
+        number: None,
     })
 }
 

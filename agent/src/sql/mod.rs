@@ -1,6 +1,7 @@
 //! Database targets: the service behind the `sql` capability.
 //!
-//! A target is a named PostgreSQL server from the config. Probes name
+//! A target is a named database server from the config: PostgreSQL (the
+//! default kind) or MariaDB/MySQL (`kind = "mysql"`, [`mysql`]). Probes name
 //! targets; the DSN (and any password in it) never leaves this module.
 //! Each target has a small connection pool reused across runs; every probe
 //! statement runs in a transaction of its own (read-only unless the target
@@ -25,6 +26,7 @@ pub use admin::ReplicationLogin;
 pub mod conninfo;
 mod errors;
 mod guard;
+pub mod mysql;
 pub mod passfile;
 pub mod privileges;
 mod rows;
@@ -34,17 +36,20 @@ pub mod tls;
 mod types;
 mod values;
 
+use mysql::MysqlTarget;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use target::Target;
 
 pub use rows::{MAX_RESULT_BYTES, MAX_ROWS};
-pub use types::{Error, QueryError, Rows, Value};
+pub use types::{Error, Kind, QueryError, Rows, Value};
 
 /// How a target is configured.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TargetSpec {
+    /// Which driver opens its sessions.
+    pub kind: Kind,
     /// A libpq-style connection string (`host=... port=... user=...`) or URL.
     pub dsn: String,
     /// Sessions start with `default_transaction_read_only = on`.
@@ -69,10 +74,14 @@ pub struct TargetSpec {
 
 impl TargetSpec {
     /// A read-only target at `dsn` with nothing else set: no secrets, no
-    /// admin or replication DSN, privileges only warned about.
+    /// admin or replication DSN, privileges only warned about; a MySQL
+    /// target for a `mysql://` or `mariadb://` URL ([`Kind::of_dsn`]),
+    /// else PostgreSQL.
     pub fn new(dsn: impl Into<String>) -> Self {
+        let dsn = dsn.into();
         TargetSpec {
-            dsn: dsn.into(),
+            kind: Kind::of_dsn(&dsn),
+            dsn,
             read_only: true,
             password: None,
             admin_dsn: None,
@@ -88,6 +97,7 @@ impl TargetSpec {
 impl std::fmt::Debug for TargetSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TargetSpec")
+            .field("kind", &self.kind)
             .field("dsn", &"<redacted>")
             .field("read_only", &self.read_only)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -113,7 +123,10 @@ impl std::fmt::Debug for TargetSpec {
 /// reload builds a new set with [`SqlTargets::rebuild`]).
 #[derive(Clone, Default)]
 pub struct SqlTargets {
+    /// PostgreSQL targets.
     targets: Arc<BTreeMap<String, Arc<Target>>>,
+    /// MariaDB and MySQL targets ([`mysql`]).
+    mysql: Arc<BTreeMap<String, Arc<MysqlTarget>>>,
 }
 
 impl SqlTargets {
@@ -126,26 +139,70 @@ impl SqlTargets {
     /// targets whose spec did not change.
     pub fn rebuild(&self, specs: &BTreeMap<String, TargetSpec>) -> Result<Self, String> {
         let mut targets = BTreeMap::new();
+        let mut mysql = BTreeMap::new();
         for (name, spec) in specs {
-            let target = match self.targets.get(name) {
-                Some(existing) if existing.spec == *spec => existing.clone(),
-                _ => Arc::new(Target::new(name, spec)?),
-            };
-            targets.insert(name.clone(), target);
+            match spec.kind {
+                Kind::Postgres => {
+                    let target = match self.targets.get(name) {
+                        Some(existing) if existing.spec == *spec => existing.clone(),
+                        _ => Arc::new(Target::new(name, spec)?),
+                    };
+                    targets.insert(name.clone(), target);
+                }
+                Kind::Mysql => {
+                    let target = match self.mysql.get(name) {
+                        Some(existing) if existing.spec == *spec => existing.clone(),
+                        _ => Arc::new(MysqlTarget::new(name, spec)?),
+                    };
+                    mysql.insert(name.clone(), target);
+                }
+            }
         }
         Ok(SqlTargets {
             targets: Arc::new(targets),
+            mysql: Arc::new(mysql),
         })
     }
 
+    /// Every target's name, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.targets.keys().map(String::as_str)
+        let mut names: Vec<&str> = self
+            .targets
+            .keys()
+            .chain(self.mysql.keys())
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names.into_iter()
     }
 
+    /// The PostgreSQL target `name` (the agent's own actions are written
+    /// for PostgreSQL only so far).
     fn get(&self, name: &str) -> Result<&Arc<Target>, Error> {
+        if self.mysql.contains_key(name) {
+            return Err(Error::NotGranted(format!(
+                "target `{name}` is a MariaDB/MySQL target (kind = \"mysql\"); this action \
+                 needs a PostgreSQL one"
+            )));
+        }
         self.targets
             .get(name)
             .ok_or_else(|| Error::NotGranted(format!("no target named `{name}` is configured")))
+    }
+
+    fn get_mysql(&self, name: &str) -> Option<&Arc<MysqlTarget>> {
+        self.mysql.get(name)
+    }
+
+    /// The engine behind `target`: `postgresql`, `mariadb` or `mysql`
+    /// (MariaDB and MySQL are told apart by the server's version, which
+    /// opens a session when none was yet).
+    pub async fn engine(&self, target: &str, deadline: Instant) -> Result<&'static str, Error> {
+        if let Some(mysql) = self.get_mysql(target) {
+            return Ok(mysql.engine(deadline).await?.name());
+        }
+        self.get(target)?;
+        Ok("postgresql")
     }
 
     /// Run one statement on a pooled session of `target` before `deadline`,
@@ -159,6 +216,9 @@ impl SqlTargets {
         deadline: Instant,
         budget: usize,
     ) -> Result<Rows, Error> {
+        if let Some(mysql) = self.get_mysql(target) {
+            return mysql.query(statement, params, deadline, budget).await;
+        }
         self.get(target)?
             .query(statement, params, deadline, budget)
             .await
@@ -166,6 +226,9 @@ impl SqlTargets {
 
     /// Open, test and close a new session to `target`; the time it took.
     pub async fn ping(&self, target: &str, deadline: Instant) -> Result<Duration, Error> {
+        if let Some(mysql) = self.get_mysql(target) {
+            return mysql.ping(deadline).await;
+        }
         self.get(target)?.ping(deadline).await
     }
 }

@@ -141,6 +141,20 @@ impl SqlTargets {
     /// Open a session to `target` as probes would and check its role's
     /// privileges, within `within`.
     pub async fn privileges(&self, target: &str, within: Duration) -> Result<Checked, Error> {
+        if let Some(mysql) = self.get_mysql(target) {
+            let strict = mysql.spec.strict_privileges;
+            let found = tokio::time::timeout(within, mysql.privileges())
+                .await
+                .map_err(|_| {
+                    Error::Timeout(format!(
+                        "target `{target}`: checking privileges took longer than {within:?}"
+                    ))
+                })??;
+            return Ok(match found.into_iter().next() {
+                None => Checked::Fine,
+                Some(message) => Checked::Dangerous { message, strict },
+            });
+        }
         let found = self.get(target)?;
         let work = async {
             let (client, _connection) = found

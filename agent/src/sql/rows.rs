@@ -52,6 +52,7 @@ pub async fn collect(
                         row.columns()[i].name(),
                         errors::source_message(&e)
                     ),
+                    number: None,
                 })
             })?;
             bytes += value_size(&value);
@@ -73,12 +74,12 @@ pub async fn collect(
 }
 
 /// Host bytes of one value in a row, besides its text or bytes.
-const CELL: usize = std::mem::size_of::<Value>();
+pub(super) const CELL: usize = std::mem::size_of::<Value>();
 /// Host bytes of one row, besides its values.
-const ROW: usize = std::mem::size_of::<Vec<Value>>();
+pub(super) const ROW: usize = std::mem::size_of::<Vec<Value>>();
 
 /// The error for a result that went past `limit` at `bytes`.
-fn over(limit: usize, budget: usize, rows: usize, bytes: usize) -> Error {
+pub(super) fn over(limit: usize, budget: usize, rows: usize, bytes: usize) -> Error {
     if budget < MAX_RESULT_BYTES {
         Error::TooLarge {
             asked: bytes as u64,
@@ -93,13 +94,14 @@ fn over(limit: usize, budget: usize, rows: usize, bytes: usize) -> Error {
     }
 }
 
-fn too_large(rows: usize, bytes: usize) -> Error {
+pub(super) fn too_large(rows: usize, bytes: usize) -> Error {
     Error::Query(QueryError {
         code: errors::PROGRAM_LIMIT_EXCEEDED.to_string(),
         message: format!(
             "the result is too large for a probe (over {rows} rows or {bytes} bytes; the limits \
              are {MAX_ROWS} rows and {MAX_RESULT_BYTES} bytes): add a LIMIT or aggregate in SQL"
         ),
+        number: None,
     })
 }
 

@@ -38,6 +38,11 @@ pub struct QueryError {
     /// The five-character SQLSTATE, e.g. `42P01` (undefined table).
     pub code: String,
     pub message: String,
+    /// The server's own error number where the engine has them (MySQL and
+    /// MariaDB: 1062 duplicate key, 1146 no such table, ...); None for
+    /// PostgreSQL and for errors of the agent's side. Probes read it with
+    /// the WIT's `error-number` (the `query-error` record stays as it was).
+    pub number: Option<u32>,
 }
 
 /// Why a statement did not run or did not finish (the WIT's `error`).
@@ -98,3 +103,37 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// The server's error number behind this error (see
+    /// [`QueryError::number`]), when there is one.
+    pub fn number(&self) -> Option<u32> {
+        match self {
+            Error::Query(q) => q.number,
+            _ => None,
+        }
+    }
+}
+
+/// Which engine a target's sessions talk to, and so which driver opens
+/// them: the config's `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// PostgreSQL (`tokio-postgres`), the default.
+    #[default]
+    Postgres,
+    /// MariaDB or MySQL (`mysql_async`), told apart by the server.
+    Mysql,
+}
+
+impl Kind {
+    /// The kind a connection string is written for: `mysql://` and
+    /// `mariadb://` URLs are [`Kind::Mysql`], everything else PostgreSQL.
+    pub fn of_dsn(dsn: &str) -> Kind {
+        let scheme = dsn.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("mysql" | "mariadb") => Kind::Mysql,
+            _ => Kind::Postgres,
+        }
+    }
+}

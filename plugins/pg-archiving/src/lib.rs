@@ -14,7 +14,12 @@
 //!   `archive_timeout` is set). `archive_mode` off is `warning` (a node
 //!   whose backups need the archive cannot be recovered to a point in time).
 //! - Segments waiting (`pg_ls_archive_statusdir()`, the `.ready` files):
-//!   `postgresql.archiver.pending_segments`.
+//!   `postgresql.archiver.pending_segments`, and the age of the oldest
+//!   (`postgresql.archiver.oldest_waiting_age`, from its `.ready` file's
+//!   time): an archiver that hangs (an `archive_command` that never
+//!   returns fails nothing, so `stuck` stays 0) is caught by it. The
+//!   message names the oldest segment and says whether anything was
+//!   archived since it became ready (no progress of `archived_count`).
 //! - Replication slots (`pg_replication_slots`): WAL each keeps
 //!   (`postgresql.replication_slot.wal_retained` {slot}), whether it is in
 //!   use (`postgresql.replication_slot.active` {slot}); an inactive slot
@@ -27,6 +32,8 @@
 //! - `archive_off`: the status when `archive_mode` is off: `ok`,
 //!   `warning` or `critical` [`warning`].
 //! - `pending_warning` / `pending_critical`: segments waiting [16 / 128].
+//! - `waiting_warning` / `waiting_critical`: seconds the oldest segment
+//!   has waited to be archived [600 (10 min) / 3600 (1 h)].
 //! - `age_warning` / `age_critical`: seconds since the last archived
 //!   segment [none].
 //! - `slot_warning` / `slot_critical`: bytes of WAL an inactive slot may
@@ -49,8 +56,17 @@ SELECT current_setting('archive_mode') AS mode, \
        to_char(last_failed_time, 'YYYY-MM-DD HH24:MI:SS TZ') AS failed_at \
 FROM pg_stat_archiver";
 
-const PENDING: &str =
-    "SELECT count(*)::int8 AS pending FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'";
+/// The segments waiting (`.ready`), the oldest of them and its age, and
+/// whether anything was archived since it became ready: the archiver works
+/// oldest first, so nothing archived since means it made no progress.
+const PENDING: &str = "\
+SELECT count(*)::int8 AS pending, \
+       (array_agg(w.name ORDER BY w.modification, w.name))[1] AS oldest, \
+       extract(epoch FROM now() - min(w.modification))::float8 AS oldest_age, \
+       coalesce((SELECT last_archived_time FROM pg_stat_archiver) < min(w.modification), true) \
+         AS no_progress, \
+       (SELECT archived_count FROM pg_stat_archiver)::int8 AS archived_count \
+FROM pg_ls_archive_statusdir() w WHERE w.name LIKE '%.ready'";
 
 const SLOTS: &str = "\
 SELECT slot_name, slot_type, active, wal_status, \
@@ -157,8 +173,11 @@ fn archiver(target: &str, findings: &mut Findings) -> Result<bool> {
 
 fn pending(target: &str, findings: &mut Findings) -> Result<()> {
     let limit = Threshold::above(16.0, 128.0).configured("pending_warning", "pending_critical")?;
+    let wait_limit =
+        Threshold::above(600.0, 3600.0).configured("waiting_warning", "waiting_critical")?;
     let rows = sql::query(target, PENDING, &[])?;
-    let pending = rows.first()?.int("pending")?.unwrap_or(0) as f64;
+    let row = rows.first()?;
+    let pending = row.int("pending")?.unwrap_or(0) as f64;
     findings.push(measurement(
         "postgresql.archiver.pending_segments",
         pending,
@@ -167,6 +186,39 @@ fn pending(target: &str, findings: &mut Findings) -> Result<()> {
     findings.problem(
         limit.status(pending),
         format!("{pending:.0} WAL segment(s) waiting to be archived"),
+    );
+    let (Some(oldest), Some(age)) = (row.text("oldest")?, row.float("oldest_age")?) else {
+        return Ok(());
+    };
+    let age = age.max(0.0);
+    let segment = oldest.trim_end_matches(".ready");
+    findings.push(measurement(
+        "postgresql.archiver.oldest_waiting_age",
+        age,
+        "s",
+    ));
+    let status = wait_limit.status(age);
+    if status == Status::Ok {
+        findings.note(format!(
+            "the oldest waiting segment {segment} has waited {age:.0} s"
+        ));
+        return Ok(());
+    }
+    let progress = if row.bool("no_progress")?.unwrap_or(false) {
+        format!(
+            "the archiver is making no progress: nothing was archived since it became ready              (archived_count {}); check whether archive_command hangs",
+            row.int("archived_count")?.unwrap_or(0)
+        )
+    } else {
+        "the archiver is falling behind".to_string()
+    };
+    findings.problem(
+        status,
+        format!(
+            "the oldest WAL segment waiting to be archived, {segment}, has waited {age:.0} s \
+             (limits {} / {} s): {progress}",
+            wait_limit.warning, wait_limit.critical
+        ),
     );
     Ok(())
 }
@@ -253,6 +305,11 @@ impl Probe for PgArchiving {
             "postgresql.archiver.pending_segments",
             "1",
             "WAL segments waiting to be archived (.ready)",
+        )
+        .measures(
+            "postgresql.archiver.oldest_waiting_age",
+            "s",
+            "time the oldest segment waiting to be archived has waited",
         )
         .measures(
             "postgresql.replication_slot.wal_retained",

@@ -34,8 +34,14 @@ WHERE c.relkind IN ('r', 'm') AND c.relpersistence = 'p' \
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
 ORDER BY c.oid";
 
-/// The scan's settings: `scan_cycle` turns it on.
+/// The shipped cycle: every table page once a week (see BENCHMARKS.md for
+/// the I/O this adds to a busy server).
+pub const DEFAULT_CYCLE: Duration = Duration::from_secs(7 * 86_400);
+
+/// The scan's settings: on by default (cycle [`DEFAULT_CYCLE`]),
+/// `scan_cycle = "off"` turns it off.
 pub struct Settings {
+    /// Every table page is checked once within this time.
     pub cycle: Duration,
     /// Expected time between runs [0: scan from the cycle's position on].
     pub every: Duration,
@@ -43,24 +49,65 @@ pub struct Settings {
     pub budget_blocks: i64,
     /// Most time a run spends scanning.
     pub time: Duration,
+    /// The operator set `scan_cycle`: missing prerequisites are `unknown`
+    /// (with the shipped default they are a note).
+    pub explicit: bool,
 }
 
 impl Settings {
-    /// `None` unless `scan_cycle` is set.
+    /// `None` when `scan_cycle` is `off`.
     pub fn from_config() -> Result<Option<Settings>> {
-        let Some(cycle) = config::get::<Duration>("scan_cycle")? else {
+        let raw = config::raw("scan_cycle");
+        if raw.as_deref().map(str::trim) == Some("off") {
             return Ok(None);
-        };
+        }
+        let cycle = config::get_or("scan_cycle", DEFAULT_CYCLE)?;
         if cycle < Duration::from_secs(1) {
-            watchpost_probe::bail!("config `scan_cycle` must be at least 1s");
+            watchpost_probe::bail!("config `scan_cycle` must be at least 1s, or \"off\"");
+        }
+        let budget_blocks: i64 = config::get_or("scan_budget_blocks", 16384)?;
+        if budget_blocks < 1 {
+            watchpost_probe::bail!("config `scan_budget_blocks` must be at least 1");
         }
         Ok(Some(Settings {
             cycle,
             every: config::get_or("scan_every", Duration::ZERO)?,
-            budget_blocks: config::get_or("scan_budget_blocks", 16384)?,
+            budget_blocks,
             time: config::get_or("scan_time", Duration::from_secs(2))?,
+            explicit: raw.is_some(),
         }))
     }
+}
+
+/// Why the scan cannot run on this server, if it cannot: `verify_heapam`
+/// (amcheck 1.3, PostgreSQL 14+) and `bt_index_check(regclass, boolean)`
+/// must exist in `schema` and be executable by the probe's role.
+pub fn missing_prerequisite(target: &str, schema: &str) -> Result<Option<String>> {
+    let rows = sql::query(
+        target,
+        "SELECT f.signature, p IS NOT NULL AS present, \
+                coalesce(has_function_privilege(p::oid, 'EXECUTE'), false) AS allowed \
+         FROM (VALUES ('verify_heapam(regclass, boolean, boolean, text, bigint, bigint)'), \
+                      ('bt_index_check(regclass, boolean)')) f(signature), \
+              LATERAL (SELECT to_regprocedure(format('%I.', $1::text) || f.signature) AS p) r",
+        &[Value::Text(schema.to_string())],
+    )?;
+    for row in rows.iter() {
+        let signature = row.text("signature")?.unwrap_or_default();
+        if row.bool("present")? != Some(true) {
+            return Ok(Some(format!(
+                "amcheck in schema {schema} has no {signature} (amcheck 1.3, PostgreSQL 14+: \
+                 ALTER EXTENSION amcheck UPDATE)"
+            )));
+        }
+        if row.bool("allowed")? != Some(true) {
+            return Ok(Some(format!(
+                "the role may not execute {schema}.{signature}: GRANT EXECUTE ON FUNCTION \
+                 {schema}.{signature} TO the probe's role"
+            )));
+        }
+    }
+    Ok(None)
 }
 
 struct Relation {

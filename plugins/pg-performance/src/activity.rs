@@ -1,25 +1,64 @@
 //! Load and hygiene numbers from the statistics views, one part each so
 //! that one that cannot be read leaves the others reporting: connections
-//! in use, the oldest open transaction (prepared ones included),
+//! in use against the slots ordinary clients can get, the oldest open transaction (prepared ones included),
 //! transaction-ID age, and the buffer cache hit ratio.
 
 use watchpost_probe::{Result, sql};
 
-/// Client sessions and `max_connections`. Every session's row is visible
-/// to any role (only its details are hidden), so this needs no privilege.
-pub fn connections(target: &str) -> Result<(f64, f64)> {
+/// Connection slots as clients see them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slots {
+    /// Client sessions connected (superusers' included).
+    pub used: f64,
+    /// `max_connections`.
+    pub max: f64,
+    /// Slots only superusers (`superuser_reserved_connections`) or roles
+    /// with `pg_use_reserved_connections` (`reserved_connections`,
+    /// PostgreSQL 16+) may take.
+    pub reserved: f64,
+}
+
+impl Slots {
+    /// Slots an ordinary role can ever get: `max_connections` less the
+    /// reserved ones (at least 1, so that a ratio stays finite).
+    pub fn ordinary(&self) -> f64 {
+        (self.max - self.reserved).max(1.0)
+    }
+
+    /// Slots an ordinary role can still get now: PostgreSQL refuses it
+    /// once no more than the reserved slots are free.
+    pub fn ordinary_left(&self) -> f64 {
+        (self.max - self.reserved - self.used).max(0.0)
+    }
+
+    /// Sessions over the slots ordinary roles can get: 1 means the next
+    /// ordinary client is refused (above 1: superusers hold reserved ones).
+    pub fn used_ratio(&self) -> f64 {
+        self.used / self.ordinary()
+    }
+}
+
+/// Client sessions, `max_connections` and the reserved slots. Every
+/// session's row is visible to any role (only its details are hidden),
+/// so this needs no privilege; `reserved_connections` is read where the
+/// server has it (16+).
+pub fn connections(target: &str) -> Result<Slots> {
     let rows = sql::query(
         target,
         "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int8 \
                   AS connections, \
-                current_setting('max_connections')::int8 AS max_connections",
+                current_setting('max_connections')::int8 AS max_connections, \
+                (SELECT coalesce(sum(setting::int8), 0) FROM pg_settings \
+                  WHERE name IN ('superuser_reserved_connections', 'reserved_connections'))::int8 \
+                  AS reserved",
         &[],
     )?;
     let row = rows.first()?;
-    Ok((
-        row.float("connections")?.unwrap_or(0.0),
-        row.float("max_connections")?.unwrap_or(0.0),
-    ))
+    Ok(Slots {
+        used: row.float("connections")?.unwrap_or(0.0),
+        max: row.float("max_connections")?.unwrap_or(0.0),
+        reserved: row.float("reserved")?.unwrap_or(0.0),
+    })
 }
 
 /// Seconds the oldest open transaction has been running (0 if none),
@@ -62,4 +101,35 @@ pub fn cache_hit_ratio(target: &str) -> Result<Option<f64>> {
         &[],
     )?;
     rows.first()?.float("cache_hit_ratio")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn reserved_slots_are_not_capacity_for_ordinary_clients() {
+        // max_connections 20, 3 reserved for superusers: 17 ordinary
+        // sessions and the probe's own take every slot applications get.
+        let full = Slots {
+            used: 18.0,
+            max: 20.0,
+            reserved: 3.0,
+        };
+        assert_eq!(full.ordinary(), 17.0);
+        assert_eq!(full.ordinary_left(), 0.0);
+        assert!(full.used_ratio() > 1.0);
+        let half = Slots {
+            used: 8.0,
+            max: 20.0,
+            reserved: 4.0,
+        };
+        assert_eq!((half.ordinary_left(), half.used_ratio()), (8.0, 0.5));
+        let none_left = Slots {
+            used: 0.0,
+            max: 3.0,
+            reserved: 3.0,
+        };
+        assert_eq!(none_left.ordinary(), 1.0);
+    }
 }

@@ -6,8 +6,10 @@
 //!   convention's histogram; the agent exports it as a histogram), and
 //!   `postgresql.canary.duration` (s) {statistic = `p50` | `max`}; the
 //!   limits apply to the median.
-//! - `postgresql.connections.used_ratio`: client sessions over
-//!   `max_connections`.
+//! - `postgresql.connections.used_ratio`: client sessions over the slots
+//!   ordinary clients can get (`max_connections` less
+//!   `superuser_reserved_connections` and, on 16+, `reserved_connections`):
+//!   1 means the next ordinary client is refused.
 //! - `postgresql.transaction.oldest_age` (s): the oldest open transaction,
 //!   prepared transactions included (they hold back vacuum).
 //! - `postgresql.xid.age`: transactions since the oldest database was
@@ -107,7 +109,7 @@ impl Probe for PgPerformance {
         .version(env!("CARGO_PKG_VERSION"))
         .measures("db.client.operation.duration", "s", "duration of each canary try")
         .measures("postgresql.canary.duration", "s", "canary statement latency, p50 and max")
-        .measures("postgresql.connections.used_ratio", "1", "client sessions over max_connections")
+        .measures("postgresql.connections.used_ratio", "1", "client sessions over the slots ordinary clients can get (max_connections less reserved)")
         .measures("postgresql.transaction.oldest_age", "s", "age of the oldest open transaction")
         .measures("postgresql.xid.age", "1", "transactions since the oldest database was frozen")
         .measures("postgresql.cache.hit_ratio", "1", "block reads served from shared buffers")
@@ -142,15 +144,23 @@ impl Probe for PgPerformance {
         // Each part stands alone: one that cannot be read is `unknown`
         // with its reason, the others keep reporting.
         findings.part("connections", |f| {
-            let (used, max) = activity::connections(&target)?;
-            if max > 0.0 {
-                let ratio = used / max;
+            let slots = activity::connections(&target)?;
+            if slots.max > 0.0 {
+                let ratio = slots.used_ratio();
                 f.push(measurement("postgresql.connections.used_ratio", ratio, "1"));
                 judge(
                     f,
                     &limits.connections,
                     ratio,
-                    format!("{used:.0} of {max:.0} connections used"),
+                    format!(
+                        "{:.0} of {:.0} connections used, {:.0} of them reserved: \
+                         ordinary clients have {:.0} of {:.0} left",
+                        slots.used,
+                        slots.max,
+                        slots.reserved,
+                        slots.ordinary_left(),
+                        slots.ordinary()
+                    ),
                 );
             }
             Ok(())

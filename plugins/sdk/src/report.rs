@@ -168,6 +168,25 @@ impl Findings {
         }
     }
 
+    /// Take in the findings of one of several like parts (a repository of
+    /// several): their problems and notes prefixed with `prefix`, their
+    /// measurements as they are.
+    pub fn absorb(&mut self, other: Findings, prefix: &str) {
+        self.problems.extend(
+            other
+                .problems
+                .into_iter()
+                .map(|(status, text)| (status, format!("{prefix}{text}"))),
+        );
+        self.notes.extend(
+            other
+                .notes
+                .into_iter()
+                .map(|text| format!("{prefix}{text}")),
+        );
+        self.measurements.extend(other.measurements);
+    }
+
     /// The worst status so far.
     pub fn status(&self) -> Status {
         self.problems

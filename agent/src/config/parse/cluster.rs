@@ -60,18 +60,31 @@ impl Parser<'_, '_> {
                 vec![]
             }
         };
-        let name = s.string(d, "name").map_or(agent.node.clone(), |n| {
-            if !super::valid_name(&n.value) {
-                d.error(
-                    n.span.clone(),
-                    format!(
-                        "[cluster]: `name` = {:?}: write 1 to 64 letters, digits, - _ or .",
-                        n.value
-                    ),
-                );
+        let name = match s.string(d, "name") {
+            Some(n) => {
+                if !super::valid_name(&n.value) {
+                    d.error(
+                        n.span.clone(),
+                        format!(
+                            "[cluster]: `name` = {:?}: write 1 to {APPLICATION_NAME_MAX} letters, digits, - _ or .",
+                            n.value
+                        ),
+                    );
+                } else if let Some(problem) = too_long_for_application_name(&n.value) {
+                    d.error(n.span.clone(), format!("[cluster]: `name` {problem}"));
+                }
+                n.value
             }
-            n.value
-        });
+            None => {
+                if let Some(problem) = too_long_for_application_name(&agent.node) {
+                    d.error(
+                        s.span.clone(),
+                        format!("[cluster]: the member name (the node name by default) {problem}; set a shorter `name` here"),
+                    );
+                }
+                agent.node.clone()
+            }
+        };
         let ttl_at = s.duration(d, "ttl", TTL);
         let ttl = ttl_at
             .as_ref()
@@ -175,6 +188,22 @@ impl Parser<'_, '_> {
             synchronous_node_count,
         })
     }
+}
+
+/// PostgreSQL keeps `application_name` in `NAMEDATALEN - 1` = 63 bytes
+/// and truncates a longer one: a member name longer than that never
+/// matches `synchronous_standby_names`, so every write would wait.
+pub const APPLICATION_NAME_MAX: usize = 63;
+
+/// Why `name` cannot be a member name (it becomes the standby's
+/// `application_name`), if it cannot.
+fn too_long_for_application_name(name: &str) -> Option<String> {
+    (name.len() > APPLICATION_NAME_MAX).then(|| {
+        format!(
+            "{name:?} is {} bytes: PostgreSQL truncates application_name to {APPLICATION_NAME_MAX} bytes, so a synchronous standby of that name would never match; write at most {APPLICATION_NAME_MAX}",
+            name.len()
+        )
+    })
 }
 
 /// Why an etcd endpoint cannot be used, if it cannot.

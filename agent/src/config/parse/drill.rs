@@ -90,6 +90,7 @@ impl Parser<'_, '_> {
             .duration(d, "timeout", units::SCHEDULE)
             .map_or(Duration::from_secs(3600), |v| v.value);
         let reserve = s.size(d, "reserve", RESERVE).map_or(1 << 30, |v| v.value);
+        let expected_size = s.size(d, "expected_size", RESERVE).map(|v| v.value);
         let superuser = s
             .string(d, "superuser")
             .map_or_else(|| "postgres".to_string(), |v| v.value);
@@ -132,6 +133,10 @@ impl Parser<'_, '_> {
                 config: br_config.as_deref().map(|c| self.absolute(c)),
             }
         } else {
+            if expected_size.is_none() {
+                self.d.error(s.span.clone(), format!("{}: a `command` drill needs `expected_size` (e.g. \"50GiB\"): the space its restore takes, checked before the drill and watched during it", s.path));
+                return None;
+            }
             DrillMethod::Command(command?)
         };
         let owner_of = match (&owner_of, &method) {
@@ -153,6 +158,7 @@ impl Parser<'_, '_> {
             owner_of,
             superuser,
             reserve,
+            expected_size,
             queries,
             amcheck,
             checksums,
@@ -265,5 +271,22 @@ mod tests {
             errors.contains("a check needs `min` and/or `max`"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn a_command_drill_declares_its_size() {
+        let base = "[[drill]]\nname = \"r\"\ncommand = [\"/usr/local/bin/restore\"]\nrun_as_owner_of = \"/srv\"\n";
+        let errors = parse_str("w.toml", base, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("w.toml:1:1"), "{errors}");
+        assert!(errors.contains("needs `expected_size`"), "{errors}");
+        let config = parse_str(
+            "w.toml",
+            &format!("{base}expected_size = \"2GiB\"\n"),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(config.drills[0].expected_size, Some(2 << 30));
     }
 }

@@ -57,17 +57,26 @@ impl Parser<'_, '_> {
             let kind = match s.string(d, "kind") {
                 None => TargetKind::Postgres,
                 Some(k) if k.value == "postgres" || k.value == "postgresql" => TargetKind::Postgres,
+                Some(k) if k.value == "mysql" || k.value == "mariadb" => TargetKind::Mysql,
                 Some(k) => {
                     d.error(
                         k.span,
                         format!(
-                            "{}: `kind` = {:?} is not supported; write \"postgres\"",
+                            "{}: `kind` = {:?} is not supported; write \"postgres\" or \"mysql\"",
                             s.path, k.value
                         ),
                     );
                     TargetKind::Postgres
                 }
             };
+            if kind == TargetKind::Mysql {
+                let mysql = self.mysql_target(s, name_text);
+                if let Some(target) = mysql {
+                    targets.insert(target.0, target.1);
+                }
+                continue;
+            }
+            let d = &mut self.d;
             let dsn = s.required_string(
                 d,
                 "dsn",
@@ -173,6 +182,64 @@ impl Parser<'_, '_> {
             }
         }
         targets
+    }
+
+    /// The rest of a `kind = "mysql"` target: a `mysql://` URL
+    /// ([`crate::sql::mysql::dsn`]), its password from a file or the
+    /// environment, `read_only` and `strict_privileges`. The agent's own
+    /// actions are PostgreSQL's only so far: their keys are refused.
+    fn mysql_target(&mut self, mut s: Section, name: String) -> Option<(String, Target)> {
+        let d = &mut self.d;
+        let dsn = s.required_string(d, "dsn", "\"mysql://watchpost@127.0.0.1:3306/\"");
+        let read_only = s.bool(d, "read_only").unwrap_or(true);
+        let strict_privileges = s.bool(d, "strict_privileges").unwrap_or(false);
+        for key in ["admin_dsn", "replication_dsn", "data_dir"] {
+            if let Some(value) = s.string(d, key) {
+                d.error(
+                    value.span,
+                    format!(
+                        "{}: `{key}` is not supported for kind = \"mysql\" yet (the agent's \
+                         own actions work on PostgreSQL targets only); remove it",
+                        s.path
+                    ),
+                );
+            }
+        }
+        let password = self.secret(&mut s, "password_file", "password_env");
+        let d = &mut self.d;
+        let path = s.path.clone();
+        s.finish(d);
+        let dsn = dsn?;
+        match crate::sql::mysql::dsn::parse(&dsn.value, None) {
+            Err(e) => d.error(
+                dsn.span.clone(),
+                format!("{path}: `dsn` is not usable: {e}"),
+            ),
+            Ok(parsed) if parsed.opts.pass().is_some() && password.is_some() => d.error(
+                dsn.span.clone(),
+                format!(
+                    "{}: the `dsn` already has a password; remove it from the dsn to keep it \
+                     out of the config",
+                    path
+                ),
+            ),
+            Ok(_) => {}
+        }
+        Some((
+            name,
+            Target {
+                kind: TargetKind::Mysql,
+                dsn: dsn.value,
+                read_only,
+                password: password.map(|p| p.value),
+                data_dir: None,
+                admin_dsn: None,
+                admin_password: None,
+                strict_privileges,
+                replication_dsn: None,
+                replication_password: None,
+            },
+        ))
     }
 
     pub(super) fn target_ref(

@@ -105,6 +105,7 @@ impl RunState {
     /// agent's own ends it as `agent`, a result larger than the probe's
     /// memory cap as `memory`.
     fn settle(&mut self, error: sql::Error) -> Error {
+        self.sql_error_number = error.number();
         match &error {
             sql::Error::Agent(m) if self.agent_fault.is_none() => {
                 self.agent_fault = Some(m.clone());
@@ -122,7 +123,10 @@ impl Host for RunState {
     async fn ping(&mut self, target: String) -> Result<u64, Error> {
         self.grant(&target)?;
         match self.services.sql.ping(&target, self.sql_deadline).await {
-            Ok(took) => Ok(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)),
+            Ok(took) => {
+                self.sql_error_number = None;
+                Ok(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX))
+            }
             Err(error) => Err(self.settle(error)),
         }
     }
@@ -148,8 +152,26 @@ impl Host for RunState {
             .query(&target, &statement, &params, self.sql_deadline, budget)
             .await
         {
-            Ok(rows) => Ok(Rows::from(rows)),
+            Ok(rows) => {
+                self.sql_error_number = None;
+                Ok(Rows::from(rows))
+            }
             Err(error) => Err(self.settle(error)),
         }
+    }
+
+    async fn engine(&mut self, target: String) -> Result<String, Error> {
+        self.grant(&target)?;
+        match self.services.sql.engine(&target, self.sql_deadline).await {
+            Ok(engine) => {
+                self.sql_error_number = None;
+                Ok(engine.to_string())
+            }
+            Err(error) => Err(self.settle(error)),
+        }
+    }
+
+    async fn error_number(&mut self) -> Option<u32> {
+        self.sql_error_number
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Probes take table and column names from their config and must build
 //! statements with them (identifiers cannot be bound as `$1` parameters).
-//! [`Cursor`] reads names the way PostgreSQL does — a bare name is folded to
-//! lower case, a `"double-quoted"` one is kept exactly, `schema.table` is
+//! [`Cursor`] reads names the way PostgreSQL does — a bare name has its
+//! ASCII letters folded to lower case and every other character kept (as
+//! the server does in a multibyte encoding such as UTF-8: `ÄRGER` is
+//! `Ärger`), a `"double-quoted"` one is kept exactly, `schema.table` is
 //! qualified — and [`quote`] writes every identifier double-quoted with
 //! embedded quotes doubled, so nothing in a config value can change the
 //! statement around it.
@@ -180,18 +182,22 @@ impl<'a> Cursor<'a> {
             }
             return Err(format!("a quoted name is not closed in {:?}", self.text));
         }
+        // The scanner's rules: a letter, `_` or any non-ASCII character
+        // starts a name; digits and `$` may follow.
         let starts_ok = rest
             .chars()
             .next()
-            .is_some_and(|c| c.is_alphabetic() || c == '_');
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || !c.is_ascii());
         if !starts_ok {
             return Err(self.unexpected("a name"));
         }
         let end = rest
-            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()))
             .unwrap_or(rest.len());
         self.position += end;
-        Ok(rest[..end].to_lowercase())
+        // `downcase_identifier`: only ASCII letters fold in a multibyte
+        // encoding; `Ä` stays `Ä`.
+        Ok(rest[..end].to_ascii_lowercase())
     }
 
     /// A name, `schema.name` or `name`.
@@ -256,6 +262,14 @@ mod tests {
             Name::parse("sales.\"Order Lines\"").unwrap().to_string(),
             "sales.\"Order Lines\""
         );
+        // Only ASCII letters fold, as in a UTF-8 database.
+        assert_eq!(Name::parse("ÄRGER").unwrap().name, "Ärger");
+        assert_eq!(
+            Name::parse("Straße.İD").unwrap(),
+            Name::qualified("straße", "İd")
+        );
+        assert_eq!(Name::parse("\"ÄRGER\"").unwrap().name, "ÄRGER");
+        assert_eq!(Name::parse("Ärger").unwrap().to_string(), "\"Ärger\"");
         for bad in ["", "1abc", "a b", "\"open", "\"\"", "a.", "a;b"] {
             assert!(Name::parse(bad).is_err(), "{bad:?} should not parse");
         }

@@ -26,6 +26,17 @@ pub fn ping(target: &str) -> std::result::Result<std::time::Duration, SqlError> 
     crate::bindings::watchpost::probe::sql::ping(target).map(std::time::Duration::from_nanos)
 }
 
+/// The engine behind `target`: `postgresql`, `mariadb` or `mysql`.
+pub fn engine(target: &str) -> std::result::Result<String, SqlError> {
+    crate::bindings::watchpost::probe::sql::engine(target)
+}
+
+/// The server's error number behind this run's last failed call
+/// (MariaDB/MySQL: 1062, 1146, ...; none for PostgreSQL).
+pub fn error_number() -> Option<u32> {
+    crate::bindings::watchpost::probe::sql::error_number()
+}
+
 /// True when the session's role on `target` sees every session's
 /// statistics (other roles' queries, transactions, replication state):
 /// a superuser or a member of `pg_read_all_stats` (which `pg_monitor`

@@ -1,0 +1,149 @@
+//! Fail closed: what the loop does when whether its server runs cannot be
+//! told. "Cannot read" is never "stopped" (see
+//! [`crate::remediate::postmaster`]): the leader never releases the key
+//! nor revokes its lease until the server is known to be stopped — no
+//! failover is better than two primaries — a server it failed to stop
+//! stays under the watchdog, and the fault is logged and recorded loudly
+//! (once per change). At start, cluster mode refuses to run when it
+//! cannot read the data directory and `postmaster.pid`.
+
+use super::ha::Ha;
+use super::local::Observation;
+use crate::config::ClusterSpec;
+use crate::events::Decision;
+use crate::remediate::postmaster::{self, Postmaster};
+use std::time::Instant;
+
+/// Refuse cluster mode when the local server's state cannot be read:
+/// an error naming the fault and the fix.
+pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
+    let seen = postmaster::probe(&spec.data_dir);
+    let fault = match (&seen.fault, &seen.state) {
+        (Some(fault), _) => fault.clone(),
+        (None, Postmaster::Unknown(why)) => why.clone(),
+        (None, _) => return Ok(()),
+    };
+    anyhow::bail!(
+        "cluster mode refuses to start: it cannot tell whether the PostgreSQL server of {} runs ({fault}). \
+         Fix: let the agent read the data directory and its postmaster.pid (run the agent as root or as the \
+         directory's owner; postmaster.pid must be the server's own file: one link, owned by the directory's owner)",
+        spec.data_dir.display()
+    )
+}
+
+impl Ha {
+    /// Log and record, once per change, that `postmaster.pid` cannot be
+    /// used or the server's state cannot be told; and forget a server left
+    /// unfenced once it is known stopped.
+    pub(super) fn note_server_fault(&mut self, seen: &Observation) {
+        if seen.server.stopped() {
+            self.unfenced_until = None;
+        }
+        let fault = match (&seen.pid_fault, &seen.server) {
+            (_, Postmaster::Unknown(why)) => Some(format!(
+                "whether the local server runs cannot be told ({why}): it counts as running; this node never gives up the leader key nor starts or replaces the server until it can tell"
+            )),
+            (Some(fault), state) => Some(format!(
+                "postmaster.pid cannot be used ({fault}); the server was looked for in /proc: {}; fix the file (PostgreSQL's own, one link, owned by the data directory's owner)",
+                match state {
+                    Postmaster::Running(pid) => format!("running (pid {pid})"),
+                    _ => "stopped".into(),
+                }
+            )),
+            (None, _) => None,
+        };
+        if fault != self.server_fault {
+            match &fault {
+                Some(message) => {
+                    tracing::error!("cluster: {message}");
+                    self.record(Decision::Failed, message.clone());
+                }
+                None => tracing::info!("cluster: the local server's state can be read again"),
+            }
+            self.server_fault = fault;
+        }
+    }
+
+    /// Before giving up the key for a server that is down: whether it is
+    /// known to be stopped (looked at again now). When not, says why,
+    /// loudly, and the key is kept.
+    pub(super) fn known_stopped_before_release(&mut self) -> bool {
+        let seen = self.local.postmaster();
+        if seen.state.stopped() {
+            return true;
+        }
+        let message = format!(
+            "not releasing the leader key: the local server is not known to be stopped ({:?}{}); no failover is safer than two primaries",
+            seen.state,
+            seen.fault.map(|f| format!("; {f}")).unwrap_or_default()
+        );
+        if self.server_fault.as_ref() != Some(&message) {
+            tracing::error!("cluster: {message}");
+            self.record(Decision::Failed, message.clone());
+            self.server_fault = Some(message);
+        }
+        false
+    }
+
+    /// Stop the local server (immediate), then give up the leader key:
+    /// only once it is known stopped. Otherwise the key is kept (and the
+    /// watchdog armed), loudly: `Err` with why.
+    pub(super) async fn stop_and_release(&mut self, why: &str) -> Result<(), String> {
+        if let Err(e) = self.local.stop("immediate").await {
+            let message = format!(
+                "{why}: cannot stop the local server ({e}); keeping the leader key (no failover is safer than two primaries)"
+            );
+            tracing::error!("cluster: {message}");
+            self.record(Decision::Failed, message);
+            return Err(e);
+        }
+        let _ = self
+            .etcd
+            .delete_if(&self.keys.leader, &self.local.spec.name)
+            .await;
+        self.leader_until = None;
+        Ok(())
+    }
+
+    /// The server could not be stopped after the lease was lost: keep the
+    /// watchdog armed with the old deadline (it fences the server through
+    /// the same look), and say so.
+    pub(super) fn left_unfenced(&mut self, deadline: Option<Instant>, why: &str) {
+        self.unfenced_until = Some(deadline.unwrap_or_else(Instant::now));
+        let message = format!(
+            "cannot stop the local server after losing the lease ({why}); the watchdog stays armed to fence it, and the lease is not revoked"
+        );
+        tracing::error!("cluster: {message}");
+        self.record(Decision::Failed, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(data_dir: &std::path::Path) -> ClusterSpec {
+        let text = format!(
+            "[targets.local]\ndsn = \"host=127.0.0.1 user=postgres\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:5432\"\n",
+            data_dir.display()
+        );
+        crate::config::parse_str("w.toml", &text, std::path::Path::new("/"))
+            .unwrap()
+            .cluster
+            .unwrap()
+    }
+
+    #[test]
+    fn cluster_mode_refuses_a_postmaster_pid_it_cannot_use_and_names_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        check_at_start(&spec(&data)).unwrap();
+        std::fs::write(data.join("postmaster.pid"), "1\n").unwrap();
+        std::fs::hard_link(data.join("postmaster.pid"), dir.path().join("x")).unwrap();
+        let refused = check_at_start(&spec(&data)).unwrap_err().to_string();
+        for part in ["refuses to start", "hard links", "Fix:", "one link"] {
+            assert!(refused.contains(part), "{part:?} not in {refused}");
+        }
+    }
+}

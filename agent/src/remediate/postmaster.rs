@@ -1,0 +1,297 @@
+//! Whether the PostgreSQL server of a data directory runs, as a
+//! three-valued answer: running, stopped, or **unknown**. Everything that
+//! stops, restarts, fences or gives up the leadership of a server asks
+//! here, and "cannot read" is never taken for "stopped": a second hard
+//! link on `postmaster.pid` (which the safe reader rightly refuses),
+//! EACCES, EIO, EMFILE or a foreign owner make the file unusable, not the
+//! server dead. When the file cannot be used, the postmaster is looked for
+//! another way — a `postgres` process whose working directory is the data
+//! directory (every postmaster and backend chdirs there) — and only a
+//! complete look at `/proc` that finds none says "stopped". `kill(pid,
+//! 0)` failing with EPERM means the process is alive.
+
+use crate::safefs::OwnedDir;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// What is known of a data directory's postmaster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Postmaster {
+    /// A live postmaster (its pid).
+    Running(u32),
+    /// Known stopped: no `postmaster.pid`, its process gone (or a zombie),
+    /// or no server process in the data directory at all.
+    Stopped,
+    /// Cannot tell (why): never to be taken for stopped.
+    Unknown(String),
+}
+
+impl Default for Postmaster {
+    fn default() -> Postmaster {
+        Postmaster::Unknown("not looked at yet".into())
+    }
+}
+
+impl Postmaster {
+    /// Known to be stopped (an unknown state is not).
+    pub fn stopped(&self) -> bool {
+        matches!(self, Postmaster::Stopped)
+    }
+}
+
+/// One look at a data directory's postmaster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub state: Postmaster,
+    /// Why `postmaster.pid` could not be used, when it could not (the
+    /// state then comes from `/proc`, or is unknown): a fault to report.
+    pub fault: Option<String>,
+}
+
+/// Whether a pid is alive, as `kill(pid, 0)` and `/proc` tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Dead,
+}
+
+/// The decision on `kill(pid, 0)`'s result (`errno` when it failed) and
+/// whether `/proc/PID/stat` says zombie: ESRCH is dead, EPERM (someone
+/// else's live process) and any other error are alive.
+pub fn liveness(kill_errno: Option<i32>, zombie: bool) -> Liveness {
+    match kill_errno {
+        None if zombie => Liveness::Dead,
+        Some(libc::ESRCH) => Liveness::Dead,
+        _ => Liveness::Alive,
+    }
+}
+
+/// `/proc/PID/stat` says zombie (exited, not reaped).
+pub fn is_zombie(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        == Some("Z")
+}
+
+/// `pid` alive (signal 0, zombie check).
+pub fn pid_liveness(pid: u32) -> Liveness {
+    let Ok(raw) = i32::try_from(pid) else {
+        return Liveness::Dead;
+    };
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    let errno = if unsafe { libc::kill(raw, 0) } == 0 {
+        None
+    } else {
+        std::io::Error::last_os_error().raw_os_error()
+    };
+    liveness(errno, is_zombie(pid))
+}
+
+/// What `postmaster.pid` says: `Ok(None)` no file, `Ok(Some(pid))`, or
+/// why it cannot be used.
+fn pid_file(data_dir: &Path) -> Result<Option<u32>, String> {
+    let dir = match OwnedDir::open(data_dir) {
+        Ok(dir) => dir,
+        // No data directory: no server can run in it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open the data directory: {e}")),
+    };
+    match dir.read("postmaster.pid", super::pgdata::MAX_CONFIG) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => super::pgdata::parse_pid_file(&String::from_utf8_lossy(&bytes))
+            .map(|p| Some(p.pid))
+            .ok_or_else(|| format!("{} names no pid", dir.entry("postmaster.pid").display())),
+        Err(e) => Err(format!("cannot read postmaster.pid: {e}")),
+    }
+}
+
+/// Look at the postmaster of `data_dir`.
+pub fn probe(data_dir: &Path) -> Probe {
+    match pid_file(data_dir) {
+        Ok(None) => Probe {
+            state: Postmaster::Stopped,
+            fault: None,
+        },
+        Ok(Some(pid)) => Probe {
+            state: match pid_liveness(pid) {
+                Liveness::Alive => Postmaster::Running(pid),
+                Liveness::Dead => Postmaster::Stopped,
+            },
+            fault: None,
+        },
+        Err(fault) => Probe {
+            state: match find_by_cwd(data_dir) {
+                Ok(found) => found,
+                Err(e) => Postmaster::Unknown(format!("{fault}; and {e}")),
+            },
+            fault: Some(fault),
+        },
+    }
+}
+
+/// The postmaster of `data_dir` found in `/proc`: the `postgres` process
+/// working in the data directory whose parent does not. `Stopped` only
+/// when every process could be looked at; an error when some could not
+/// (another user's, without the right to look) or the directory itself
+/// cannot be looked at.
+pub fn find_by_cwd(data_dir: &Path) -> Result<Postmaster, String> {
+    let meta = std::fs::metadata(data_dir)
+        .map_err(|e| format!("cannot look at {}: {e}", data_dir.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    // Without root, another user's processes may be hidden (hidepid) or
+    // closed to us: nothing found proves nothing.
+    let complete_view = me == 0 || meta.uid() == me;
+    let target = (meta.dev(), meta.ino());
+    let entries = std::fs::read_dir("/proc").map_err(|e| format!("cannot list /proc: {e}"))?;
+    let mut found = Vec::new();
+    let mut unseen = None;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "postgres" | "postmaster") {
+            continue;
+        }
+        match std::fs::metadata(format!("/proc/{pid}/cwd")) {
+            Ok(cwd) if (cwd.dev(), cwd.ino()) == target => found.push(pid),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // exited
+            Err(e) => unseen = Some(format!("cannot look at process {pid}: {e}")),
+        }
+    }
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let alive: Vec<u32> = found
+        .iter()
+        .copied()
+        .filter(|pid| pid_liveness(*pid) == Liveness::Alive)
+        .collect();
+    // Backends without their postmaster (it just died) still count.
+    let postmaster = alive
+        .iter()
+        .find(|pid| parent(**pid).is_none_or(|p| !found.contains(&p)))
+        .or(alive.first());
+    match (postmaster, unseen) {
+        (Some(pid), _) => Ok(Postmaster::Running(*pid)),
+        (None, Some(why)) => Err(why),
+        (None, None) if !complete_view => Err(format!(
+            "the agent (uid {me}) cannot see every process of the data directory's owner (uid {})",
+            meta.uid()
+        )),
+        (None, None) => Ok(Postmaster::Stopped),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_results_decide_liveness() {
+        let table = [
+            (None, false, Liveness::Alive),
+            (None, true, Liveness::Dead),
+            (Some(libc::ESRCH), false, Liveness::Dead),
+            // Someone else's live process: alive, not dead.
+            (Some(libc::EPERM), false, Liveness::Alive),
+            (Some(libc::EINVAL), false, Liveness::Alive),
+        ];
+        for (errno, zombie, want) in table {
+            assert_eq!(liveness(errno, zombie), want, "{errno:?} {zombie}");
+        }
+    }
+
+    #[test]
+    fn a_process_of_another_user_is_alive() {
+        // pid 1 exists; unprivileged, kill(1, 0) fails with EPERM.
+        assert_eq!(pid_liveness(1), Liveness::Alive);
+    }
+
+    #[test]
+    fn no_data_directory_or_no_pid_file_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(probe(&dir.path().join("absent")).state, Postmaster::Stopped);
+        assert_eq!(
+            probe(dir.path()),
+            Probe {
+                state: Postmaster::Stopped,
+                fault: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_pid_file_naming_a_live_process_is_running_and_a_dead_one_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        std::fs::write(dir.path().join("postmaster.pid"), format!("{pid}\n")).unwrap();
+        assert_eq!(probe(dir.path()).state, Postmaster::Running(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(probe(dir.path()).state, Postmaster::Stopped);
+    }
+
+    #[test]
+    fn an_unusable_pid_file_is_a_fault_and_never_stopped_while_a_server_works_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        // A stand-in postmaster: a process named `postgres` working in
+        // the data directory.
+        let postgres = dir.path().join("postgres");
+        std::fs::copy("/bin/sleep", &postgres).unwrap();
+        let mut child = std::process::Command::new(&postgres)
+            .arg("30")
+            .current_dir(&data)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // spawn returns once exec released the parent's memory, a moment
+        // before the kernel renames the process.
+        let named = std::time::Instant::now();
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "postgres\n" {
+            assert!(
+                named.elapsed().as_secs() < 5,
+                "the stand-in is not named postgres"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::fs::write(data.join("postmaster.pid"), format!("{pid}\n")).unwrap();
+        // A second hard link: the safe reader refuses the file.
+        std::fs::hard_link(data.join("postmaster.pid"), dir.path().join("x")).unwrap();
+        let seen = probe(&data);
+        assert!(
+            seen.fault.as_ref().is_some_and(|f| f.contains("hard link")),
+            "{seen:?}"
+        );
+        assert_eq!(seen.state, Postmaster::Running(pid));
+        // Unparseable: the same.
+        std::fs::remove_file(dir.path().join("x")).unwrap();
+        std::fs::write(data.join("postmaster.pid"), "garbage\n").unwrap();
+        assert_eq!(probe(&data).state, Postmaster::Running(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Nothing works in the directory any more (a complete look: our
+        // own directory): stopped, still with the fault.
+        let seen = probe(&data);
+        assert_eq!(seen.state, Postmaster::Stopped);
+        assert!(seen.fault.is_some());
+    }
+}

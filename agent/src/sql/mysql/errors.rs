@@ -1,0 +1,145 @@
+//! Sorting MariaDB/MySQL failures into the typed errors probes see
+//! ([`Error`]), as `super::super::errors` does for PostgreSQL: no answer
+//! is `unreachable` (down), an answer that refuses the session is
+//! `refused` (alive but unhealthy: too many connections, bad password,
+//! host blocked, shutting down), and the server's error number is kept
+//! on query errors ([`QueryError::number`]).
+
+use super::super::errors::is_agent_side;
+use super::super::types::{Error, QueryError};
+use mysql_async::{DriverError, IoError};
+
+/// ER_QUERY_TIMEOUT (MariaDB's `max_statement_time`).
+const MARIADB_STATEMENT_TIMEOUT: u16 = 1969;
+/// ER_QUERY_TIMEOUT (MySQL's `max_execution_time`).
+const MYSQL_EXECUTION_TIMEOUT: u16 = 3024;
+/// ER_SERVER_SHUTDOWN: the server is shutting down.
+const SERVER_SHUTDOWN: u16 = 1053;
+/// ER_CONNECTION_KILLED (MariaDB) and ER_QUERY_INTERRUPTED.
+const CONNECTION_KILLED: [u16; 2] = [1927, 1317];
+
+/// Server errors that refuse a new session: too many connections (1040),
+/// access denied (1044, 1045, 1698), unknown database (1049), host
+/// blocked or not allowed (1129, 1130), user over its limits (1203,
+/// 1226), server shutting down (1053), account locked (3118, 4151),
+/// password expired (1820, 1862), auth plugin problems (1251, 1524).
+fn refuses_sessions(code: u16) -> bool {
+    matches!(
+        code,
+        1040 | 1044
+            | 1045
+            | 1698
+            | 1049
+            | 1129
+            | 1130
+            | 1203
+            | 1226
+            | SERVER_SHUTDOWN
+            | 3118
+            | 4151
+            | 1820
+            | 1862
+            | 1251
+            | 1524
+    )
+}
+
+/// An error met while opening a session.
+pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
+    match error {
+        mysql_async::Error::Server(e) if refuses_sessions(e.code) => Error::Refused(format!(
+            "target `{target}`: {} (error {}, SQLSTATE {})",
+            e.message, e.code, e.state
+        )),
+        mysql_async::Error::Io(IoError::Tls(e)) => Error::Refused(format!(
+            "target `{target}`: tls: {e} (check the DSN's ssl-mode and ssl-ca)"
+        )),
+        _ => query_error(target, error),
+    }
+}
+
+/// An error met while running a statement on an open session.
+pub fn query_error(target: &str, error: &mysql_async::Error) -> Error {
+    match error {
+        mysql_async::Error::Server(e) => {
+            if e.code == MARIADB_STATEMENT_TIMEOUT || e.code == MYSQL_EXECUTION_TIMEOUT {
+                Error::Timeout(format!(
+                    "target `{target}`: statement stopped by the server: {}",
+                    e.message
+                ))
+            } else if e.code == SERVER_SHUTDOWN || CONNECTION_KILLED.contains(&e.code) {
+                Error::Unreachable(format!(
+                    "target `{target}`: {} (error {})",
+                    e.message, e.code
+                ))
+            } else {
+                Error::Query(QueryError {
+                    code: e.state.clone(),
+                    message: e.message.clone(),
+                    number: Some(u32::from(e.code)),
+                })
+            }
+        }
+        mysql_async::Error::Io(IoError::Io(io)) if is_agent_side(io) => {
+            Error::Agent(format!("target `{target}`: {io}"))
+        }
+        mysql_async::Error::Io(IoError::Io(io)) if io.kind() == std::io::ErrorKind::TimedOut => {
+            Error::Timeout(format!("target `{target}`: {io}"))
+        }
+        mysql_async::Error::Io(IoError::Tls(e)) => {
+            Error::Refused(format!("target `{target}`: tls: {e}"))
+        }
+        mysql_async::Error::Driver(
+            DriverError::FromValue { .. } | DriverError::FromRow { .. } | DriverError::Params(_),
+        ) => Error::Query(QueryError {
+            code: super::super::errors::DATA_EXCEPTION.to_string(),
+            message: format!("target `{target}`: {error}"),
+            number: None,
+        }),
+        _ => Error::Unreachable(format!("target `{target}`: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::ServerError;
+
+    fn server(code: u16, state: &str) -> mysql_async::Error {
+        mysql_async::Error::Server(ServerError {
+            code,
+            message: "m".into(),
+            state: state.into(),
+        })
+    }
+
+    #[test]
+    fn refusals_timeouts_and_numbers() {
+        for code in [1040, 1045, 1129, 1053] {
+            assert!(
+                matches!(
+                    connect_error("t", &server(code, "HY000")),
+                    Error::Refused(_)
+                ),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            query_error("t", &server(1969, "70100")),
+            Error::Timeout(_)
+        ));
+        let duplicate = query_error("t", &server(1062, "23000"));
+        assert_eq!(duplicate.number(), Some(1062));
+        assert!(matches!(&duplicate, Error::Query(q) if q.code == "23000"));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            connect_error("t", &mysql_async::Error::Io(IoError::Io(refused))),
+            Error::Unreachable(_)
+        ));
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(matches!(
+            query_error("t", &mysql_async::Error::Io(IoError::Io(emfile))),
+            Error::Agent(_)
+        ));
+    }
+}
