@@ -2,7 +2,7 @@
 //! its first load and taken from `state_dir/cache` afterwards; an entry
 //! that is corrupt, truncated or made by another engine is refused and
 //! recompiled; `--no-cache`, `-c` and an unusable directory behave as the
-//! README says. What happened is read from the debug log lines
+//! manual says (docs/src/probes/compile-cache.md). What happened is read from the debug log lines
 //! (`WATCHPOST_LOG=watchpost=debug`), not from timings.
 
 use std::path::{Path, PathBuf};

@@ -209,7 +209,7 @@ fn a_probe_granted_the_failover_target_cannot_promote_it() {
             .then_some(())
     });
     drop(lenient);
-    // The README's failover role can promote (and the monitoring role,
+    // The manual's failover role can promote (and the monitoring role,
     // checked above, cannot).
     pair.primary.execute(
         "CREATE ROLE watchpost_failover LOGIN REPLICATION;

@@ -102,7 +102,7 @@ impl EtcdCluster {
             .args(["--initial-cluster-token", "watchpost-test"])
             // A new Raft leader within ~0.5 s when one is lost, well inside
             // the 2 s a 3 s lease leaves for a renewal (etcd's default, 1 s
-            // randomised up to 2 s, can use it all up; see the README).
+            // randomised up to 2 s, can use it all up; see docs/src/cluster/etcd.md).
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -11,9 +11,12 @@
 //! - `dist [--dev]`: the Debian package in `target/debian/` (see [`dist`]).
 //! - `bench [--quick] [--rounds N]`: the benchmark suite behind
 //!   BENCHMARKS.md (see [`bench`]).
+//! - `docs`: the operator's manual (`docs/`, an mdBook) in `target/book`,
+//!   failing on a broken link (see [`docs`]).
 
 mod bench;
 mod dist;
+mod docs;
 mod kits;
 mod setup;
 
@@ -78,9 +81,10 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("dist") => dist::dist(&args[1..]).map(|_| ()),
         Some("bench") => bench::bench(&args[1..]),
+        Some("docs") => docs::docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask build|setup|dist [--dev]|bench [--quick] [--rounds N]|test [-- cargo test args]"
+                "usage: cargo xtask build|setup|dist [--dev]|bench [--quick] [--rounds N]|docs|test [-- cargo test args]"
             );
             return ExitCode::from(2);
         }

@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod cluster;
 mod cluster_restart;
+mod describe;
 mod format;
 mod generate;
 mod new;
@@ -40,6 +41,9 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Measure the per-run cost of a probe (p50/p90/p99, runs per second).
     Bench(bench::BenchArgs),
+    /// Print what a probe says about itself: its description and every
+    /// measurement it may emit, with units.
+    Describe(describe::DescribeArgs),
     /// Check a config file and load every probe it names.
     Validate(validate::ValidateArgs),
     /// Pause a remediation (or all) in the running agent.
@@ -88,6 +92,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Describe(args) => describe::run(args).await,
         Command::Validate(args) => validate::run(args).await,
         Command::Pause(args) => operator::pause(args).await,
         Command::Resume(args) => operator::resume(args).await,

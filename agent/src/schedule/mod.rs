@@ -49,7 +49,7 @@ pub trait Job: Send + Sync + 'static {
 /// probes with the same `every` then share timer wake-ups, up to 100 a
 /// second, instead of one wake-up of the runtime per run (1,000 a second
 /// at 1,000 probes every 1 s), the largest cost around a run outside the
-/// sandbox (BENCHMARKS.md, the profile).
+/// sandbox (the profile in docs/src/history/benchmarks.md).
 pub const PHASE_GRID: Duration = Duration::from_millis(10);
 
 /// The first instant at or after `at` on the process-wide

@@ -93,7 +93,7 @@ type Split = (String, Vec<(String, String)>);
 fn check_keyword(key: &str) -> Result<bool, String> {
     if UNSUPPORTED.contains(&key) {
         return Err(format!(
-            "`{key}` is not supported by Watchpost; remove it (see the README's PostgreSQL TLS section)"
+            "`{key}` is not supported by Watchpost; remove it (see the manual's PostgreSQL chapter, \"TLS and passwords\": docs/src/engines/postgresql.md)"
         ));
     }
     Ok(OURS.contains(&key))

@@ -85,7 +85,7 @@ pub fn describe(target: &str, user: &str, dangers: &[String], strict: bool) -> S
     format!(
         "target `{target}`: the role `{user}` that probes use {}: {consequence}. Give probes a \
          monitoring role (member of pg_monitor only) and put the failover role in `admin_dsn` \
-         (see the README's \"Least-privilege database roles\")",
+         (see the manual's PostgreSQL chapter, \"Least-privilege database roles\": docs/src/engines/postgresql.md)",
         dangers.join(", ")
     )
 }

@@ -1,0 +1,129 @@
+//! `cargo xtask docs`: the operator's manual (`docs/`, an mdBook) built
+//! into `target/book`, failing on a broken link.
+//!
+//! mdBook and the `mdbook-linkcheck2` backend are installed from crates.io
+//! at pinned versions into `target/tools/bin` (`cargo install --locked`).
+//! The backend checks every link between chapters and to files of the
+//! book; it does not check anchors, so this task then reads the built HTML
+//! and checks every `#fragment` against the ids of the page it names, and
+//! every link to a file of this repository
+//! (`https://github.com/watchpost/watchpost/blob/main/PATH`) against the
+//! checkout. The links of `README.md` and `BENCHMARKS.md` (relative paths
+//! and their anchors, as GitHub renders them) are checked the same way.
+//! External links are never fetched: CI has no internet.
+//!
+//! The book is built from a staging copy of `docs/` (`target/book-src`)
+//! to which a page per built-in probe is added, generated from the code
+//! (see [`probes`]); the agent is built (dev profile) to describe them.
+
+mod links;
+mod probes;
+
+use super::{PROBES, cargo, root, run};
+use links::{check_html, check_markdown};
+use std::path::Path;
+use std::process::Command;
+
+/// The mdBook version installed in `target/tools/bin`.
+pub const MDBOOK: &str = "0.5.4";
+/// The `mdbook-linkcheck2` version (its 0.13 line speaks mdBook 0.5).
+pub const LINKCHECK: &str = "0.13.0";
+/// Markdown files outside the book whose links are checked too.
+const LOOSE_PAGES: [&str; 2] = ["README.md", "BENCHMARKS.md"];
+
+/// `cargo xtask docs`: install the pinned tools, build, check the links.
+pub fn docs() -> Result<(), String> {
+    let root = root();
+    let tools = root.join("target/tools");
+    install(&tools, "mdbook", MDBOOK)?;
+    install(&tools, "mdbook-linkcheck2", LINKCHECK)?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![tools.join("bin")];
+    dirs.extend(std::env::split_paths(&path));
+    let path = std::env::join_paths(dirs).map_err(|e| format!("PATH: {e}"))?;
+    let book = root.join("target/book");
+    let staging = root.join("target/book-src");
+    for old in [&book, &staging] {
+        if old.exists() {
+            std::fs::remove_dir_all(old)
+                .map_err(|e| format!("cannot remove the old {}: {e}", old.display()))?;
+        }
+    }
+    copy_dir(&root.join("docs"), &staging)?;
+    run(cargo().args(["build", "-p", "watchpost"]))?;
+    probes::generate(
+        &root,
+        &staging,
+        &root.join("target/debug/watchpost"),
+        PROBES,
+    )?;
+    run(Command::new(tools.join("bin/mdbook"))
+        .arg("build")
+        .arg(&staging)
+        .arg("--dest-dir")
+        .arg(&book)
+        .env("PATH", path))?;
+    let mut broken = check_html(&root, &book.join("html"))?;
+    for page in LOOSE_PAGES {
+        broken.extend(check_markdown(&root, &root.join(page))?);
+    }
+    if !broken.is_empty() {
+        return Err(format!(
+            "{} broken link(s):\n  {}",
+            broken.len(),
+            broken.join("\n  ")
+        ));
+    }
+    eprintln!(
+        "xtask: the manual is {}",
+        book.join("html/index.html").display()
+    );
+    Ok(())
+}
+
+/// `cargo install --locked NAME --version VERSION --root TOOLS`, unless
+/// `TOOLS/bin/NAME --version` already names that version.
+fn install(tools: &Path, name: &str, version: &str) -> Result<(), String> {
+    let installed = Command::new(tools.join("bin").join(name))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    // "mdbook v0.5.4", "mdbook-linkcheck2 0.13.0"
+    if installed
+        .split_whitespace()
+        .any(|word| word.trim_start_matches('v') == version)
+    {
+        return Ok(());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .args(["install", "--quiet", "--locked", name, "--version", version])
+        .arg("--root")
+        .arg(tools)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"))
+}
+
+/// Copy a directory tree (files and directories only).
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("create {}: {e}", to.display()))?;
+    let entries =
+        std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        if entry
+            .file_type()
+            .map_err(|e| format!("{}: {e}", source.display()))?
+            .is_dir()
+        {
+            copy_dir(&source, &dest)?;
+        } else {
+            std::fs::copy(&source, &dest)
+                .map_err(|e| format!("copy {} to {}: {e}", source.display(), dest.display()))?;
+        }
+    }
+    Ok(())
+}
