@@ -7,10 +7,11 @@
 //!
 //! ```text
 //!   report, util, safefs, builtin, hostinfo, store, sql  (leaves)
-//!        │
+//!        │       safefs ──► pgserver ──► drill, remediate, cluster
 //!   config ──► schedule ──► runtime ──► policy ──► events
 //!                            └─► drill     │          │   (drill ──► daemon, cli)
 //!                                          ├──► remediate ◄─┐ ports
+//!                                          │     └──► cluster │ (daemon, api, cli)
 //!                                          └──► telemetry ◄─┤ (traits)
 //!                                                           │
 //!                                     daemon ───────────────┘ ──► api ──► cli
@@ -39,6 +40,9 @@
 //! - [`remediate`]: actions on hard states, one task per action, with
 //!   guards, reconciliation and an audit log; it sees the agent only
 //!   through [`remediate::port::AgentPort`].
+//! - [`pgserver`]: a PostgreSQL server as files and a process: its data
+//!   directory's files written safely, and whether its postmaster runs
+//!   (running, stopped or unknown — never "stopped" for "cannot read").
 //! - [`cluster`]: the cluster mode: a leader lease in etcd, elections,
 //!   demotion, rewind; decisions recorded through [`remediate`].
 //! - [`telemetry`]: /metrics and OTLP, fed by events and by
@@ -64,6 +68,7 @@ pub mod drill;
 pub mod events;
 pub mod hostinfo;
 pub mod logging;
+pub mod pgserver;
 pub mod policy;
 pub mod remediate;
 pub mod report;

@@ -18,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("builtin", &[]),
     ("hostinfo", &[]),
     ("store", &["safefs"]),
+    ("pgserver", &["safefs"]),
     ("sql", &[]),
     ("config", &["builtin", "hostinfo", "report", "sql"]),
     ("schedule", &["util"]),
@@ -27,13 +28,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "safefs", "builtin", "config", "hostinfo", "report", "sql", "util",
         ],
     ),
-    ("drill", &["safefs", "config", "report", "runtime"]),
+    (
+        "drill",
+        &["safefs", "config", "pgserver", "report", "runtime"],
+    ),
     ("policy", &["config", "report"]),
     ("events", &["policy", "report"]),
     (
         "remediate",
         &[
-            "safefs", "config", "events", "policy", "report", "sql", "store", "util",
+            "safefs", "config", "events", "pgserver", "policy", "report", "sql", "store", "util",
         ],
     ),
     (
@@ -42,6 +46,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "safefs",
             "config",
             "events",
+            "pgserver",
             "remediate",
             "report",
             "sql",

@@ -1,6 +1,6 @@
 //! Fail closed: what the loop does when whether its server runs cannot be
 //! told. "Cannot read" is never "stopped" (see
-//! [`crate::remediate::postmaster`]): the leader never releases the key
+//! [`crate::pgserver::postmaster`]): the leader never releases the key
 //! nor revokes its lease until the server is known to be stopped — no
 //! failover is better than two primaries — a server it failed to stop
 //! stays under the watchdog, and the fault is logged and recorded loudly
@@ -11,7 +11,7 @@ use super::ha::Ha;
 use super::local::Observation;
 use crate::config::ClusterSpec;
 use crate::events::Decision;
-use crate::remediate::postmaster::{self, Postmaster};
+use crate::pgserver::postmaster::{self, Postmaster};
 use std::time::Instant;
 
 /// Refuse cluster mode when the local server's state cannot be read:

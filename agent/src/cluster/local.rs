@@ -6,8 +6,8 @@
 //! every call is bounded.
 
 use crate::config::ClusterSpec;
+use crate::pgserver::postmaster::{self, Postmaster};
 use crate::remediate::command::{self, CommandSpec};
-use crate::remediate::postmaster::{self, Postmaster};
 use crate::sql::SqlTargets;
 use std::path::Path;
 use std::time::Duration;

@@ -239,7 +239,7 @@ fn alive(pid: i32) -> bool {
 /// signal. SIGKILL if it is not gone in 2 s.
 /// `(whether it signalled the server, what happened)`.
 pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
-    use crate::remediate::postmaster::{Postmaster, probe};
+    use crate::pgserver::postmaster::{Postmaster, probe};
     use std::os::unix::fs::MetadataExt;
     // The same three-valued look as the agent's: a postmaster.pid that
     // cannot be used is not a stopped server (it is looked for in /proc).

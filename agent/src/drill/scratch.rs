@@ -189,7 +189,7 @@ impl Scratch {
 fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
     // Unless known stopped (a pid file that cannot be read is not "no
     // server"), stop it before the directory goes.
-    if !crate::remediate::postmaster::probe(data).state.stopped() {
+    if !crate::pgserver::postmaster::probe(data).state.stopped() {
         let mut stop = std::process::Command::new(pg_ctl);
         stop.arg("stop")
             .arg("-D")

@@ -353,7 +353,7 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
             if let RestartMethod::PgCtl { data_dir, .. } = &restart.method {
                 // pg_ctl -l needs the log directory to exist: made as the
                 // data directory's owner's, never through a link.
-                let prepared = super::pgdata::open(data_dir).and_then(|dir| {
+                let prepared = crate::pgserver::pgdata::open(data_dir).and_then(|dir| {
                     spec.user = dir.run_as();
                     dir.subdir("log", true)
                 });
@@ -364,7 +364,7 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
                         detail: Value::Null,
                     };
                 }
-                super::pgdata::set_aside_dead_postmaster_pid(data_dir);
+                crate::pgserver::pgdata::set_aside_dead_postmaster_pid(data_dir);
             }
             spec.env = ctx.env.clone();
             from_command(command::run(&spec).await, "restart")

@@ -25,8 +25,8 @@
 mod evidence;
 
 use super::command::{self, CommandSpec};
-pub use super::pgdata::{demote_on_disk, ensure_log_dir, write_standby_signal};
 use crate::config::{FailoverAction, Fence};
+pub use crate::pgserver::pgdata::{demote_on_disk, ensure_log_dir, write_standby_signal};
 use crate::sql::SqlTargets;
 use evidence::{cluster_state, wal_beyond};
 use serde_json::{Value, json};
@@ -252,7 +252,7 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     };
     let tools = pg_ctl.parent().unwrap_or(Path::new(""));
     // PostgreSQL's programs read the directory as its owner, never as root.
-    let owner = match super::pgdata::open(data_dir) {
+    let owner = match crate::pgserver::pgdata::open(data_dir) {
         Ok(dir) => dir.run_as(),
         Err(e) => return fail(format!("refused: {e}"), detail),
     };
@@ -360,7 +360,7 @@ async fn pg_ctl_fence(
     data_dir: &Path,
     old_primary: &str,
 ) -> Result<String, String> {
-    let data = super::pgdata::open(data_dir).map_err(|e| format!("refused: {e}"))?;
+    let data = crate::pgserver::pgdata::open(data_dir).map_err(|e| format!("refused: {e}"))?;
     if data.kind("PG_VERSION").ok().flatten().is_none() {
         return Err(format!(
             "{} is not a PostgreSQL data directory on this node",
@@ -410,9 +410,12 @@ async fn pg_ctl_fence(
         .replication_login(&action.standby, old_primary)
         .map_err(|e| format!("cannot build primary_conninfo: {e:?}"))?;
     let written = match &login.password {
-        Some(password) => {
-            super::pgdata::demote_with_password(data_dir, &login.conninfo, &login.user, password)
-        }
+        Some(password) => crate::pgserver::pgdata::demote_with_password(
+            data_dir,
+            &login.conninfo,
+            &login.user,
+            password,
+        ),
         None => demote_on_disk(data_dir, &login.conninfo, Some(data.owner())),
     };
     written.map_err(|e| {

@@ -9,7 +9,7 @@
 //! standby's own `postgresql.conf`, `pg_hba.conf` and `pg_ident.conf` (as
 //! that owner, without following links); write `standby.signal` and a
 //! `primary_conninfo` whose password is in a passfile (see
-//! [`super::pgdata`]); start it; wait until its WAL receiver streams.
+//! [`crate::pgserver::pgdata`]); start it; wait until its WAL receiver streams.
 
 use super::act::ActionOutcome;
 use super::command::{self, CommandSpec};
@@ -121,7 +121,7 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
         }
         Some(true) => steps.note("check", true, "the target is a standby"),
         None => {
-            let signal = super::pgdata::open(dir)
+            let signal = crate::pgserver::pgdata::open(dir)
                 .and_then(|d| d.kind("standby.signal"))
                 .map_err(|e| format!("refused: {e}"))?;
             if signal != Some(rustix::fs::FileType::RegularFile) {
@@ -154,7 +154,7 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
         }
     }
     // A link in place of the directory, or a root-owned one, is refused.
-    let data = super::pgdata::open(dir).map_err(|e| format!("refused: {e}"))?;
+    let data = crate::pgserver::pgdata::open(dir).map_err(|e| format!("refused: {e}"))?;
     let owner = data.run_as();
     let owner_ids = data.owner();
 
@@ -277,10 +277,13 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
     // A standby of the primary: standby.signal and primary_conninfo, its
     // password in a passfile of the owner's.
     let demoted = match &login.password {
-        Some(password) => {
-            super::pgdata::demote_with_password(dir, &login.conninfo, &login.user, password)
-        }
-        None => super::pgdata::demote_on_disk(dir, &login.conninfo, Some(owner_ids)),
+        Some(password) => crate::pgserver::pgdata::demote_with_password(
+            dir,
+            &login.conninfo,
+            &login.user,
+            password,
+        ),
+        None => crate::pgserver::pgdata::demote_on_disk(dir, &login.conninfo, Some(owner_ids)),
     };
     demoted.map_err(|e| format!("cannot make {} a standby: {e}", dir.display()))?;
 

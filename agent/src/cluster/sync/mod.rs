@@ -241,7 +241,7 @@ mod tests {
         // Restarted with no upstream: replay of its own pg_wal runs (or
         // waits for recovery_min_apply_delay) behind the WAL it holds.
         let mut seen = Observation {
-            server: crate::remediate::postmaster::Postmaster::Running(1),
+            server: crate::pgserver::postmaster::Postmaster::Running(1),
             answering: true,
             in_recovery: true,
             lsn: Some(100),
