@@ -80,12 +80,24 @@ pub async fn resolve(
     let mut targets: BTreeMap<String, TargetSpec> =
         config.map(crate::daemon::target_specs).unwrap_or_default();
     for (name, dsn) in &args.targets {
-        crate::config::validate_dsn(dsn).map_err(|e| {
+        // A `mysql://` URL picks the MariaDB/MySQL driver;
+        // anything else is a PostgreSQL connection string.
+        let mysql = dsn.starts_with("mysql://");
+        let checked = if mysql {
+            crate::sql::mysql::dsn::parse(dsn, None).map(|_| ())
+        } else {
+            crate::config::validate_dsn(dsn)
+        };
+        checked.map_err(|e| {
             ResolveError::Usage(format!(
                 "--target {name}=...: not a valid connection string: {e}"
             ))
         })?;
-        targets.insert(name.clone(), TargetSpec::new(dsn.clone()));
+        let mut spec = TargetSpec::new(dsn.clone());
+        if mysql {
+            spec.kind = crate::sql::Kind::Mysql;
+        }
+        targets.insert(name.clone(), spec);
     }
     let sql = SqlTargets::new(&targets).map_err(ResolveError::Usage)?;
     let services = Arc::new(Services {

@@ -215,20 +215,23 @@ impl Pinned {
         }
     }
 
-    /// Still running (not exited, not a zombie).
+    /// Still running (not exited, not a zombie). Only ESRCH says a process
+    /// is gone: EPERM (a process the agent may not signal) and any other
+    /// failure of signal 0 leave it alive, so that a fence never reports a
+    /// server it cannot reach as "already gone".
     fn alive(&self) -> bool {
-        self.signal(0).is_ok() && alive(self.pid)
+        match self.signal(0) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
+            _ => alive(self.pid),
+        }
     }
 }
 
+/// Whether `pid` runs, by the one rule of [`crate::pgserver::postmaster`]:
+/// only ESRCH (or a zombie) is gone; EPERM means it exists.
 fn alive(pid: i32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let zombie = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        == Some("Z");
-    // SAFETY: signal 0 only checks that the process exists.
-    !stat.is_empty() && !zombie && unsafe { libc::kill(pid, 0) } == 0
+    use crate::pgserver::postmaster::{Liveness, pid_liveness};
+    u32::try_from(pid).is_ok_and(|pid| pid_liveness(pid) == Liveness::Alive)
 }
 
 /// Immediate shutdown of the postmaster `postmaster.pid` names (read

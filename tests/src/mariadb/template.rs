@@ -34,7 +34,7 @@ fn accounts() -> String {
          GRANT {monitor} ON *.* TO '{PASSWORD_USER}'@'%';
          CREATE USER '{ADMIN_USER}'@'%';
          GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%' WITH GRANT OPTION;
-         CREATE USER 'root'@'127.0.0.1';
+         CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
          GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
          CREATE DATABASE app;"
     )
