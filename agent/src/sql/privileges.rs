@@ -75,13 +75,19 @@ pub async fn dangers(
     Ok(found)
 }
 
-/// The sentence for a role with `dangers`.
-pub fn describe(target: &str, user: &str, dangers: &[String], strict: bool) -> String {
-    let consequence = if strict {
+/// What a dangerous account means for probes, by `strict_privileges`: the
+/// second half of every engine's privilege warning.
+pub(crate) fn consequence(strict: bool) -> &'static str {
+    if strict {
         "`strict_privileges` refuses to give it to probes"
     } else {
         "any probe granted the target can use that; set `strict_privileges = true` to refuse it"
-    };
+    }
+}
+
+/// The sentence for a role with `dangers`.
+pub fn describe(target: &str, user: &str, dangers: &[String], strict: bool) -> String {
+    let consequence = consequence(strict);
     format!(
         "target `{target}`: the role `{user}` that probes use {}: {consequence}. Give probes a \
          monitoring role (member of pg_monitor only) and put the failover role in `admin_dsn` \

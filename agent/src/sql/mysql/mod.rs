@@ -320,30 +320,16 @@ impl MysqlTarget {
                 None
             }
         };
-        let mut collector = convert::Collector::new(budget);
+        let collector = convert::Collector::new(budget);
         let fail = |e: mysql_async::Error| errors::query_error(&self.name, &e);
         match prepared {
             Some(prepared) => {
-                let mut result = conn.exec_iter(&prepared, params).await.map_err(fail)?;
-                collector.columns(result.columns_ref())?;
-                while let Some(row) = result.next().await.map_err(fail)? {
-                    let columns = row.columns();
-                    collector.push(&columns, row.unwrap_raw())?;
-                }
-                let affected = result.affected_rows();
-                result.drop_result().await.map_err(fail)?;
-                Ok(collector.finish(affected))
+                let result = conn.exec_iter(&prepared, params).await.map_err(fail)?;
+                collect(result, collector, fail).await
             }
             None => {
-                let mut result = conn.query_iter(statement).await.map_err(fail)?;
-                collector.columns(result.columns_ref())?;
-                while let Some(row) = result.next().await.map_err(fail)? {
-                    let columns = row.columns();
-                    collector.push(&columns, row.unwrap_raw())?;
-                }
-                let affected = result.affected_rows();
-                result.drop_result().await.map_err(fail)?;
-                Ok(collector.finish(affected))
+                let result = conn.query_iter(statement).await.map_err(fail)?;
+                collect(result, collector, fail).await
             }
         }
     }
@@ -405,4 +391,22 @@ impl MysqlTarget {
             self.spec.strict_privileges,
         )])
     }
+}
+
+/// Every row of `result` into `collector` (counted against its budget),
+/// then the affected-row count; the same for prepared (binary) and plain
+/// (text) statements.
+async fn collect<P: mysql_async::prelude::Protocol>(
+    mut result: mysql_async::QueryResult<'_, '_, P>,
+    mut collector: convert::Collector,
+    fail: impl Fn(mysql_async::Error) -> Error,
+) -> Result<Rows, Error> {
+    collector.columns(result.columns_ref())?;
+    while let Some(row) = result.next().await.map_err(&fail)? {
+        let columns = row.columns();
+        collector.push(&columns, row.unwrap_raw())?;
+    }
+    let affected = result.affected_rows();
+    result.drop_result().await.map_err(&fail)?;
+    Ok(collector.finish(affected))
 }

@@ -85,11 +85,7 @@ pub fn dangers(grants: &[String]) -> Vec<String> {
 
 /// The sentence for an account with `dangers`.
 pub fn describe(target: &str, user: &str, dangers: &[String], strict: bool) -> String {
-    let consequence = if strict {
-        "`strict_privileges` refuses to give it to probes"
-    } else {
-        "any probe granted the target can use that; set `strict_privileges = true` to refuse it"
-    };
+    let consequence = crate::sql::privileges::consequence(strict);
     format!(
         "target `{target}`: the account `{user}` that probes use {}: {consequence}. Give probes \
          an account with monitoring grants only (SELECT, PROCESS, REPLICATION CLIENT or \
