@@ -33,6 +33,7 @@ mod pg_backup;
 mod pg_backup_repos;
 mod pg_consistency;
 mod pg_drill;
+mod pg_drill_confine;
 mod pg_drill_disk;
 mod pg_drill_tablespace;
 mod pg_example;

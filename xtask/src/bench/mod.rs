@@ -21,17 +21,21 @@
 //!   of the embedded default config, state writes (fsyncs and bytes per
 //!   second) at 1,000 probes, RSS after a cold and a warm start;
 //! - [`monit`]: Debian's Monit with equivalent checks, side by side;
+//! - [`backup`]: the restore drill's cost per GiB of a ~1 GiB database and
+//!   `pg-integrity`'s scan cost (pgbench TPS with and without it)
+//!   (`tests/examples/backup_bench.rs`);
 //! - [`profile`]: where a run's CPU goes in the running agent, by stage
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
-//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, and
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`, and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
 //! Results go to stdout and `target/bench/results.md`.
 
 mod agent;
+mod backup;
 mod cold_start;
 mod footprint;
 mod monit;
@@ -67,6 +71,7 @@ pub const SECTIONS: &[&str] = &[
     "monit",
     "failover",
     "cluster",
+    "backup",
     "profile",
 ];
 
@@ -320,6 +325,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("cluster") {
         rows.extend(failover(&options, "cluster_bench")?);
+    }
+    if options.wants("backup") {
+        rows.extend(backup::run(&options)?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",
