@@ -76,9 +76,15 @@ pub fn wait_replicating(replica: &Server) {
 
 /// `SHOW SLAVE STATUS`, by column (empty when it replicates from no one).
 pub fn slave_status(server: &Server) -> BTreeMap<String, String> {
-    let text = server
-        .try_execute("SHOW SLAVE STATUS\\G")
-        .unwrap_or_default();
+    // With column names (the server's `execute` leaves them out).
+    let mut client = std::process::Command::new(super::program("mariadb"));
+    client
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", server.socket().display()))
+        .args(["-uroot", "--batch", "--connect-timeout=5"])
+        .args(["-e", "SHOW SLAVE STATUS\\G"])
+        .stdin(std::process::Stdio::null());
+    let text = super::try_run(client).unwrap_or_default();
     text.lines()
         .filter_map(|line| line.split_once(": "))
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
