@@ -23,6 +23,7 @@ mod kit_c;
 mod kit_js;
 mod kit_python;
 mod mysql_driver;
+mod mysql_failover;
 mod new_project;
 mod not_probes;
 mod otlp;

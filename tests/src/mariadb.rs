@@ -17,6 +17,7 @@
 //! `mariadb` client.
 
 mod command;
+pub mod pair;
 pub mod template;
 
 pub use command::{program, try_run};

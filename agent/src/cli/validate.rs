@@ -155,6 +155,10 @@ fn warn_admin_password_in_fence(config: &config::Config) {
         let config::Action::Failover(failover) = &remediation.action else {
             continue;
         };
+        // MariaDB's fence writes no file: replicas get the login over SQL.
+        if failover.mysql.is_some() {
+            continue;
+        }
         let Some(target) = config.targets.get(&failover.standby) else {
             continue;
         };

@@ -487,6 +487,24 @@ pub struct FailoverAction {
     pub block_for: Duration,
     /// Steps after a successful promotion (repoint a proxy, notify).
     pub post: Vec<Action>,
+    /// Set when the targets are MariaDB/MySQL (`kind = "mysql"`): the
+    /// failover by GTID (`remediate::mysql_failover`).
+    pub mysql: Option<MysqlFailover>,
+}
+
+/// What a MariaDB/MySQL failover needs beyond PostgreSQL's keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MysqlFailover {
+    /// `replicas`: other replicas of the old primary, repointed to the
+    /// new one (`MASTER_USE_GTID = slave_pos`).
+    pub replicas: Vec<String>,
+    /// `apply_within`: how long the replica may take to apply the relay
+    /// log it received before promotion (default 30 s); past it, refused.
+    pub apply_within: Duration,
+    /// `rejoin_within`: how long after a failover the agent waits for the
+    /// old primary to come back and rejoins it as a replica (default 1 h;
+    /// 0: never).
+    pub rejoin_within: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -13,6 +13,7 @@ mod actions;
 mod cluster;
 mod dirs;
 mod drill;
+mod mysql_failover;
 mod otlp;
 mod probe;
 mod recovery;
