@@ -4,7 +4,8 @@
 //!
 //! - [`per_run`]: a trivial Rust probe through `watchpost bench` against
 //!   fork + exec of a tiny native program and of `check_dummy`; `pg-alive`
-//!   against `check_pgsql` on the local PostgreSQL;
+//!   against `check_pgsql` on the local PostgreSQL; `mysql-alive` against
+//!   `check_mysql` and `mysqladmin ping` on a private MariaDB;
 //! - [`footprint`]: the release agent's RSS, CPU and scheduling lateness
 //!   over a window with 10, 100 and 1,000 probes every second and 20 every
 //!   5 s;
@@ -38,6 +39,7 @@ mod agent;
 mod backup;
 mod cold_start;
 mod footprint;
+mod mariadb;
 mod monit;
 mod overhead;
 mod per_run;
