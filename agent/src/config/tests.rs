@@ -5,6 +5,7 @@ use super::*;
 use std::path::Path;
 
 mod cluster;
+mod redis;
 
 fn errors(text: &str) -> Vec<Diagnostic> {
     errors_in(text, Path::new("/nonexistent"))

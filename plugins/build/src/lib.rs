@@ -25,6 +25,8 @@ pub const BUILTINS: &[&str] = &[
     "pg-performance",
     "pg-archiving",
     "pg-backup",
+    "redis-alive",
+    "redis-replication",
 ];
 
 /// The Rust target probes are built for: its `cdylib` output is a component.

@@ -16,6 +16,7 @@ mod drill;
 mod otlp;
 mod probe;
 mod recovery;
+mod redis_target;
 mod remediation;
 mod secrets;
 mod targets;
