@@ -20,12 +20,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["safefs"]),
     ("pgserver", &["safefs"]),
     ("sql", &[]),
-    ("config", &["builtin", "hostinfo", "report", "sql"]),
+    ("redis", &["sql"]),
+    ("config", &["builtin", "hostinfo", "redis", "report", "sql"]),
     ("schedule", &["util"]),
     (
         "runtime",
         &[
-            "safefs", "builtin", "config", "hostinfo", "report", "sql", "util",
+            "safefs", "builtin", "config", "hostinfo", "redis", "report", "sql", "util",
         ],
     ),
     (
@@ -71,6 +72,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "events",
             "hostinfo",
             "policy",
+            "redis",
             "remediate",
             "report",
             "runtime",
@@ -112,6 +114,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "events",
             "hostinfo",
             "policy",
+            "redis",
             "remediate",
             "report",
             "runtime",

@@ -7,7 +7,9 @@
 //! runs a probe and reads its JSON report, [`probes`] finds the built
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
 //! [`pg`] makes a primary and standby pair, [`backup`] archives, base
-//! backups, pgBackRest stanzas and fingerprints for the backup tests, [`mariadb`] starts MariaDB servers, [`http_sink`] is an HTTP server
+//! backups, pgBackRest stanzas and fingerprints for the backup tests,
+//! [`mariadb`] starts MariaDB servers, [`redis`] starts Redis servers and
+//! replicas, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
 //! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
 //! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
@@ -37,6 +39,7 @@ pub mod pki;
 pub mod probes;
 pub mod prometheus;
 pub mod proxy;
+pub mod redis;
 pub mod report;
 pub mod splitbrain;
 pub mod tls_proxy;

@@ -79,7 +79,21 @@ pub async fn resolve(
 
     let mut targets: BTreeMap<String, TargetSpec> =
         config.map(crate::daemon::target_specs).unwrap_or_default();
+    let mut redis_specs = config.map(crate::daemon::redis_specs).unwrap_or_default();
     for (name, dsn) in &args.targets {
+        // A `redis://`, `rediss://` or `unix://` URL is a Redis target.
+        if ["redis://", "rediss://", "unix://"]
+            .iter()
+            .any(|p| dsn.starts_with(p))
+        {
+            crate::redis::conn::check_url(dsn).map_err(|e| {
+                ResolveError::Usage(format!("--target {name}=...: not a usable Redis URL: {e}"))
+            })?;
+            targets.remove(name);
+            redis_specs.insert(name.clone(), crate::redis::RedisSpec::new(dsn.clone()));
+            continue;
+        }
+        redis_specs.remove(name);
         // A `mysql://` URL picks the MariaDB/MySQL driver;
         // anything else is a PostgreSQL connection string.
         let mysql = dsn.starts_with("mysql://");
@@ -100,8 +114,10 @@ pub async fn resolve(
         targets.insert(name.clone(), spec);
     }
     let sql = SqlTargets::new(&targets).map_err(ResolveError::Usage)?;
+    let redis = crate::redis::RedisTargets::new(&redis_specs).map_err(ResolveError::Usage)?;
     let services = Arc::new(Services {
         sql,
+        redis,
         ..Services::default()
     });
 
@@ -143,7 +159,7 @@ pub async fn resolve(
     // A configured probe gets its own targets; an ad-hoc one gets them all.
     let mut granted: Vec<String> = match spec {
         Some(spec) => spec.targets.clone(),
-        None => targets.keys().cloned().collect(),
+        None => targets.keys().chain(redis_specs.keys()).cloned().collect(),
     };
     for (name, _) in &args.targets {
         if !granted.contains(name) {

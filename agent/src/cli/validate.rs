@@ -91,6 +91,13 @@ async fn check_privileges(config: &config::Config) -> Vec<Diagnostic> {
         .probes
         .iter()
         .flat_map(|p| p.targets.iter().map(String::as_str))
+        // Redis targets' users are checked on their first connection.
+        .filter(|name| {
+            config
+                .targets
+                .get(*name)
+                .is_none_or(|t| t.kind != config::TargetKind::Redis)
+        })
         .collect();
     let Ok(targets) = crate::sql::SqlTargets::new(&crate::daemon::target_specs(config)) else {
         return Vec::new();

@@ -155,6 +155,22 @@ pub enum TargetKind {
     Postgres,
     /// MariaDB or MySQL (`kind = "mysql"`).
     Mysql,
+    /// Redis or Valkey (`kind = "redis"`): `dsn` is its URL, the rest in
+    /// [`Target::redis`].
+    Redis,
+}
+
+/// What only a `kind = "redis"` target has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `tls_ca_file`: the CA a `rediss://` server's certificate must chain
+    /// to (None: the OS trust store).
+    pub tls_ca_file: Option<PathBuf>,
+    /// `tls_cert_file` / `tls_key_file`: a client certificate.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// `heartbeat_key`: the one key probes may write (SET, PEXPIRE, DEL).
+    pub heartbeat_key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -187,6 +203,8 @@ pub struct Target {
     pub replication_dsn: Option<String>,
     /// `replication_password_file` / `replication_password_env`.
     pub replication_password: Option<Secret>,
+    /// The options of a `kind = "redis"` target (None for the others).
+    pub redis: Option<RedisOptions>,
 }
 
 /// Where a probe's component comes from.

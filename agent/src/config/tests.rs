@@ -6,6 +6,7 @@ use std::path::Path;
 
 mod cluster;
 mod mysql_failover;
+mod redis;
 
 fn errors(text: &str) -> Vec<Diagnostic> {
     errors_in(text, Path::new("/nonexistent"))

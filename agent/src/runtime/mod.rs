@@ -77,6 +77,7 @@ pub struct Grants {
 pub struct Services {
     pub host: HostMetrics,
     pub sql: SqlTargets,
+    pub redis: crate::redis::RedisTargets,
 }
 
 /// A probe's static description, from its `describe` export.

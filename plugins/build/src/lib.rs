@@ -30,6 +30,8 @@ pub const BUILTINS: &[&str] = &[
     "mysql-performance",
     "mysql-integrity",
     "mysql-consistency",
+    "redis-alive",
+    "redis-replication",
 ];
 
 /// The Rust target probes are built for: its `cdylib` output is a component.

@@ -17,6 +17,7 @@ mod mysql_failover;
 mod otlp;
 mod probe;
 mod recovery;
+mod redis_target;
 mod remediation;
 mod secrets;
 mod targets;

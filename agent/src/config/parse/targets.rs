@@ -58,17 +58,24 @@ impl Parser<'_, '_> {
                 None => TargetKind::Postgres,
                 Some(k) if k.value == "postgres" || k.value == "postgresql" => TargetKind::Postgres,
                 Some(k) if k.value == "mysql" || k.value == "mariadb" => TargetKind::Mysql,
+                Some(k) if k.value == "redis" || k.value == "valkey" => TargetKind::Redis,
                 Some(k) => {
                     d.error(
                         k.span,
                         format!(
-                            "{}: `kind` = {:?} is not supported; write \"postgres\" or \"mysql\"",
+                            "{}: `kind` = {:?} is not supported; write \"postgres\", \"mysql\" or \"redis\"",
                             s.path, k.value
                         ),
                     );
                     TargetKind::Postgres
                 }
             };
+            if kind == TargetKind::Redis {
+                if let Some(target) = self.redis_target(s, name_text) {
+                    targets.insert(target.0, target.1);
+                }
+                continue;
+            }
             if kind == TargetKind::Mysql {
                 let mysql = self.mysql_target(s, name_text);
                 if let Some(target) = mysql {
@@ -177,6 +184,7 @@ impl Parser<'_, '_> {
                         strict_privileges,
                         replication_dsn: replication_dsn.map(|r| r.value),
                         replication_password: replication_password.map(|p| p.value),
+                        redis: None,
                     },
                 );
             }
@@ -271,6 +279,7 @@ impl Parser<'_, '_> {
                 strict_privileges,
                 replication_dsn: replication_dsn.map(|r| r.value),
                 replication_password: replication_password.map(|p| p.value),
+                redis: None,
             },
         ))
     }
