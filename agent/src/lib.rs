@@ -9,7 +9,8 @@
 //!   report, util, safefs, builtin, hostinfo, store, sql  (leaves)
 //!        │       safefs ──► pgserver ──► drill, remediate, cluster
 //!   config ──► schedule ──► runtime ──► policy ──► events
-//!                            └─► drill     │          │   (drill ──► daemon, cli)
+//!                            └─► drill, cluster (etcd's health probe)
+//!                                          │          │   (drill ──► daemon, cli)
 //!                                          ├──► remediate ◄─┐ ports
 //!                                          │     └──► cluster │ (daemon, api, cli)
 //!                                          └──► telemetry ◄─┤ (traits)

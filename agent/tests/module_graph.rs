@@ -49,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "pgserver",
             "remediate",
             "report",
+            "runtime",
             "sql",
             "store",
             "util",

@@ -15,7 +15,9 @@
 //! - the cluster-mode benchmark: node loss and crashes on three nodes with
 //!   a 3-member etcd, and the client-visible write gap of a planned
 //!   switchover and a rolling restart through HAProxy, and the commit
-//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`).
+//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`);
+//! - [`etcd`]: etcd revisions per second of an idle three-node cluster and
+//!   of one under a steady write load (`tests/examples/etcd_revisions.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -25,7 +27,7 @@
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
-//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, and
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `etcd`, and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
@@ -33,6 +35,7 @@
 
 mod agent;
 mod cold_start;
+mod etcd;
 mod footprint;
 mod monit;
 mod overhead;
@@ -67,6 +70,7 @@ pub const SECTIONS: &[&str] = &[
     "monit",
     "failover",
     "cluster",
+    "etcd",
     "profile",
 ];
 
@@ -320,6 +324,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("cluster") {
         rows.extend(failover(&options, "cluster_bench")?);
+    }
+    if options.wants("etcd") {
+        rows.extend(etcd::run(&options)?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",
