@@ -10,7 +10,8 @@
 //!        │       sql ──► redis ──► config, runtime, daemon, cli
 //!        │       safefs ──► pgserver ──► drill, remediate, cluster
 //!   config ──► schedule ──► runtime ──► policy ──► events
-//!                            └─► drill     │          │   (drill ──► daemon, cli)
+//!                            └─► drill, cluster (etcd's health probe)
+//!                                          │          │   (drill ──► daemon, cli)
 //!                                          ├──► remediate ◄─┐ ports
 //!                                          │     └──► cluster │ (daemon, api, cli)
 //!                                          └──► telemetry ◄─┤ (traits)

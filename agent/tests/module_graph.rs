@@ -50,6 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "pgserver",
             "remediate",
             "report",
+            "runtime",
             "sql",
             "store",
             "util",

@@ -133,6 +133,9 @@ pub async fn resolve(
             let spec = c.drills.iter().find(|d| &d.name == name)?;
             Some(crate::drill::probe(spec, &c.agent.state_dir))
         }),
+        WasmSource::Etcd => config.and_then(|c| c.cluster.as_ref()).and_then(|c| {
+            crate::cluster::etcd::health::probe(c, std::time::Duration::from_secs(3)).ok()
+        }),
         _ => None,
     };
     let loaded = match drill {

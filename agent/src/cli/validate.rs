@@ -37,6 +37,14 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             println!("drill {name:?}: restore drill, every {every}");
             continue;
         }
+        if spec.wasm == config::WasmSource::Etcd {
+            let every = config::units::format_duration(spec.every);
+            println!(
+                "probe {:?}: etcd's health (built in), every {every}",
+                spec.name
+            );
+            continue;
+        }
         match runtime
             .load_source(&spec.wasm, spec.sha256.as_deref(), &services, spec.memory)
             .await
@@ -61,6 +69,13 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     errors.extend(check_privileges(&config).await);
     warn_admin_password_in_fence(&config);
     warn_drills_beside_data(&config);
+    for warning in config
+        .cluster
+        .iter()
+        .flat_map(crate::cluster::etcd::access::warnings)
+    {
+        eprintln!("{}: warning: {warning}", config.file);
+    }
     if errors.is_empty() {
         println!(
             "{}: valid ({} probes, {} targets, {} remediations)",

@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// After a failed rewind, how long before the next attempt.
 pub(super) const REWIND_RETRY: Duration = Duration::from_secs(30);
@@ -189,6 +189,7 @@ impl Ha {
             Err(e) => Err(e),
         };
         demoted |= self.check_deadline().await;
+        self.etcd.note(scope.as_ref().err());
         let Ok((scope, revision)) = scope else {
             self.leaderless = None;
             // etcd out of reach: no decision can be made. A server running
@@ -204,6 +205,7 @@ impl Ha {
             self.guard();
             return;
         };
+        self.etcd.check_written(&self.keys.root, &scope);
         let snapshot = self.keys.snapshot(&scope);
         let leader = snapshot.leader.cloned();
         self.sync_key = snapshot.sync.map(super::sync::SyncKey::read);
@@ -386,7 +388,6 @@ impl Ha {
             api: self.api.clone(),
             nofailover: spec.nofailover,
             failover_priority: spec.failover_priority,
-            updated: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             leaderless: super::sync::settled(seen, self.leaderless),
             // The marker outlives a term until the server streams from a
             // leader (or this node leads again).
@@ -400,14 +401,14 @@ impl Ha {
         };
         let text = serde_json::to_string(me).unwrap_or_default();
         self.etcd
-            .put(&self.keys.member(&me.name), &text, lease)
+            .put_changed(&self.keys.member(&me.name), &text, lease)
             .await?;
         if self.holding()
             && seen.primary()
             && let Some(lsn) = seen.lsn
         {
             self.etcd
-                .put(&self.keys.optime, &lsn.to_string(), 0)
+                .put_changed(&self.keys.optime, &lsn.to_string(), 0)
                 .await?;
         }
         Ok(())

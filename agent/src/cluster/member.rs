@@ -29,8 +29,6 @@ pub struct Member {
     pub api: String,
     pub nofailover: bool,
     pub failover_priority: u64,
-    /// When it was published (RFC 3339).
-    pub updated: String,
     /// The etcd revision of a read of the scope that showed no leader key,
     /// when `lsn` was read after it, on a standby that had read to the
     /// end of its own `pg_wal` (so `lsn` is final once the old leader's

@@ -7,7 +7,7 @@
 //! - `leader`: the leader's name, under the leader's lease. Only the agent
 //!   holding it runs its server as a primary; a node that loses it stops
 //!   its server before the lease can expire elsewhere.
-//! - `optime`: the leader's flush position, published every loop (no
+//! - `optime`: the leader's flush position, written when it moves (no
 //!   lease: it is the last known position when the leader disappears).
 //! - `members/NAME`: each member's view of itself ([`member::Member`]),
 //!   under its own lease.
@@ -195,8 +195,8 @@ impl Cluster {
             .loop_wait
             .max(Duration::from_millis(300))
             .min(spec.ttl / 3);
-        let etcd = etcd::Etcd::new(spec.etcd.clone(), request_timeout)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let etcd =
+            etcd::Etcd::for_cluster(&spec, request_timeout).map_err(|e| anyhow::anyhow!("{e}"))?;
         let view = Arc::new(Mutex::new(ClusterView::default()));
         let local = local::LocalServer {
             spec: spec.clone(),

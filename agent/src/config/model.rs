@@ -50,6 +50,12 @@ pub struct ClusterSpec {
     pub scope: String,
     /// etcd client URLs (v3 API).
     pub etcd: Vec<String>,
+    /// How the agent proves itself to etcd and checks etcd's certificate.
+    pub etcd_access: EtcdAccess,
+    /// `etcd_quota`: etcd's `--quota-backend-bytes` (default 2 GiB, etcd's
+    /// default), which the database size is measured against when etcd
+    /// does not report it.
+    pub etcd_quota: u64,
     /// This member's name (default: `[agent] node`).
     pub name: String,
     /// The leader lease (default 3 s): a lost leader is replaced after at
@@ -90,6 +96,22 @@ pub struct ClusterSpec {
     /// `synchronous_node_count` (Patroni's name; default 1): how many
     /// standbys must flush a commit before it is acknowledged.
     pub synchronous_node_count: u32,
+}
+
+/// `[cluster]`'s `etcd_*` keys: TLS and authentication towards etcd.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EtcdAccess {
+    /// `etcd_ca`: the CA that signed etcd's server certificates; `https`
+    /// endpoints are verified against it alone (none: the OS trust store).
+    pub ca: Option<PathBuf>,
+    /// `etcd_cert` + `etcd_key`: the client certificate etcd's
+    /// `--client-cert-auth` asks for (the key file private to the agent).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// `etcd_user` + `etcd_password_file` (or `etcd_password_env`): etcd's
+    /// `auth enable` user; the agent authenticates for a token.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
 }
 
 impl ClusterSpec {
@@ -216,6 +238,9 @@ pub enum WasmSource {
     File(PathBuf),
     /// Not a component: the `[[drill]]` of this name, run by the agent.
     Drill(String),
+    /// Not a component: the health of `[cluster]`'s etcd, checked by the
+    /// agent's own etcd client (the probe `cluster-etcd`).
+    Etcd,
 }
 
 impl std::fmt::Display for WasmSource {
@@ -224,6 +249,7 @@ impl std::fmt::Display for WasmSource {
             WasmSource::Builtin(name) => write!(f, "builtin:{name}"),
             WasmSource::File(path) => write!(f, "{}", path.display()),
             WasmSource::Drill(name) => write!(f, "drill:{name}"),
+            WasmSource::Etcd => f.write_str("cluster:etcd"),
         }
     }
 }

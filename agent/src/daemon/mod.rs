@@ -184,6 +184,20 @@ pub async fn load_probes(
             }
             continue;
         }
+        if spec.wasm == crate::config::WasmSource::Etcd {
+            match config
+                .cluster
+                .as_ref()
+                .map(|c| crate::cluster::etcd::health::probe(c, spec.timeout))
+            {
+                Some(Ok(probe)) => {
+                    probes.insert(spec.name.clone(), probe);
+                }
+                Some(Err(e)) => errors.push(format!("{}: [cluster]: {e}", config.file)),
+                None => {}
+            }
+            continue;
+        }
         // Read (and hash) each component file once, however many probes
         // name it.
         let pinned = |probe: &Probe| {
@@ -229,7 +243,7 @@ fn reusable(spec: &ProbeSpec, loaded: Option<&Probe>) -> Option<Probe> {
     }
     match &spec.wasm {
         crate::config::WasmSource::Builtin(_) => Some(loaded.clone()),
-        crate::config::WasmSource::Drill(_) => None,
+        crate::config::WasmSource::Drill(_) | crate::config::WasmSource::Etcd => None,
         crate::config::WasmSource::File(path) => {
             let bytes = std::fs::read(path).ok()?;
             let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));

@@ -281,6 +281,10 @@ impl Runtime {
             crate::config::WasmSource::Drill(name) => Err(LoadError {
                 message: format!("drill:{name}: a drill is not a component; the agent runs it"),
             }),
+            crate::config::WasmSource::Etcd => Err(LoadError {
+                message: "cluster:etcd: etcd's health is not a component; the agent checks it"
+                    .into(),
+            }),
         }
     }
 

@@ -16,7 +16,9 @@
 //! - the cluster-mode benchmark: node loss and crashes on three nodes with
 //!   a 3-member etcd, and the client-visible write gap of a planned
 //!   switchover and a rolling restart through HAProxy, and the commit
-//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`).
+//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`);
+//! - [`etcd`]: etcd revisions per second of an idle three-node cluster and
+//!   of one under a steady write load (`tests/examples/etcd_revisions.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -29,7 +31,7 @@
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
-//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`, and
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`, `etcd`, and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
@@ -38,6 +40,7 @@
 mod agent;
 mod backup;
 mod cold_start;
+mod etcd;
 mod footprint;
 mod mariadb;
 mod monit;
@@ -74,6 +77,7 @@ pub const SECTIONS: &[&str] = &[
     "failover",
     "cluster",
     "backup",
+    "etcd",
     "profile",
 ];
 
@@ -330,6 +334,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("backup") {
         rows.extend(backup::run(&options)?);
+    }
+    if options.wants("etcd") {
+        rows.extend(etcd::run(&options)?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",
