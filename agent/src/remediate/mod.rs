@@ -25,10 +25,11 @@ pub mod decide;
 pub mod engine;
 pub mod failover;
 pub mod ledger;
+pub mod outcome;
 pub mod port;
 pub mod reconcile;
 pub mod recovery;
-mod reinit;
+pub mod reinit;
 pub mod trigger;
 pub mod webhook;
 
