@@ -16,7 +16,7 @@
 //!                                          │     └──► cluster │ (daemon, api, cli)
 //!                                          └──► telemetry ◄─┤ (traits)
 //!                                                           │
-//!                                     daemon ───────────────┘ ──► api ──► cli
+//!                                     daemon ───────────────┘ ──► api ──► cli ──► logging
 //! ```
 //!
 //! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors,
@@ -62,6 +62,33 @@
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
 //! - [`util`]: small shared helpers; [`safefs`]: file work, as root, in
 //!   directories other users own (a data directory), never through a link.
+//!
+//! `tests/module_graph.rs` also checks that this drawing names every
+//! top-level module and that no folder's modules import each other in a
+//! circle (what two need goes into a leaf file both import).
+//!
+//! ## Errors
+//!
+//! One policy, by who reads the error:
+//!
+//! - **A caller that decides on the kind** gets a typed error: an enum
+//!   whose variants are the cases callers branch on (new ones derive
+//!   `thiserror::Error`; [`sql::Error`]: timeout, refused, too large...;
+//!   [`config::ConfigErrors`]: every diagnostic with its place). Never
+//!   match on an error's text.
+//! - **The command-line edge** ([`cli`], `main`) uses `anyhow`, adding
+//!   context where it is known (`with_context(|| format!("cannot read
+//!   {path}"))`); `main` prints the chain as one line naming what to fix.
+//! - **A message shown as it is** (a probe's reason, an audit record's
+//!   message, a config diagnostic's text) is a `String`: a
+//!   `Result<_, String>` is right where every caller only shows the message
+//!   or wraps it into its own, and wrong as soon as one caller needs to
+//!   tell two failures apart — then it becomes a typed error.
+//! - Bad input is an error naming what to fix, never a panic; "cannot
+//!   tell" is a state of its own (unknown), never "stopped" or "down".
+//!
+//! Locks are `parking_lot`'s, which do not poison: no lock needs a
+//! poisoning workaround.
 
 pub mod api;
 pub mod builtin;

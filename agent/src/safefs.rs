@@ -52,6 +52,19 @@ pub fn check_private_dir(path: &Path) -> io::Result<()> {
     // Root's directories are trusted too (root can do anything anyway):
     // `watchpost validate` run as root makes the cache of a service that
     // runs as its own user.
+    if meta.uid() != me && meta.uid() != 0 && me == 0 {
+        // Root on another user's directory (the packaged service's): root's
+        // files there would be unusable to that user, and chown to root
+        // would break the service.
+        return Err(error(
+            io::ErrorKind::PermissionDenied,
+            path,
+            format!(
+                "belongs to uid {}, and this run is root's: run as that user (`sudo -u USER watchpost ...`) or give this run another `state_dir` (or WATCHPOST_STATE_DIR)",
+                meta.uid()
+            ),
+        ));
+    }
     if meta.uid() != me && meta.uid() != 0 {
         return Err(error(
             io::ErrorKind::PermissionDenied,

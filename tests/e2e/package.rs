@@ -2,7 +2,9 @@
 //! first): installed with `dpkg -i` on this machine, its files, user and
 //! permissions checked, its unit checked by `systemd-analyze verify`, the
 //! installed binary started as the `watchpost` user on the packaged
-//! config (answering `/healthz`), then removed (`dpkg -r` keeps the
+//! config (answering `/healthz`); files a root run left before the install
+//! become the service's, a root `validate` or `run` beside the service
+//! leaves none, an upgrade keeps /etc/watchpost's modes; then removed (`dpkg -r` keeps the
 //! config) and purged (`dpkg -P` removes it). Needs root, as dpkg does.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -63,7 +65,46 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
     let deb = deb.to_str().unwrap();
     // A previous run that stopped half-way.
     let _ = sh("dpkg", &["-P", "watchpost"]);
+    // What a root run before the package leaves (`cargo run -- run` as
+    // root): root's state directory with root's token and cache, and a
+    // hard link to a file that is not the agent's.
+    let _ = std::fs::remove_dir_all("/var/lib/watchpost");
+    std::fs::create_dir_all("/var/lib/watchpost/cache").unwrap();
+    std::fs::write(
+        "/var/lib/watchpost/api-token",
+        format!("{}\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        "/var/lib/watchpost/api-token",
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write("/var/lib/watchpost/cache/probe.bin", "x").unwrap();
+    let outside = Path::new("/var/lib/watchpost-test-outside");
+    std::fs::write(outside, "not the agent's").unwrap();
+    std::fs::hard_link(outside, "/var/lib/watchpost/cache/link").unwrap();
     must("dpkg", &["-i", deb]);
+    let watchpost = uid_of("watchpost");
+    for file in [
+        "/var/lib/watchpost/api-token",
+        "/var/lib/watchpost/cache",
+        "/var/lib/watchpost/cache/probe.bin",
+    ] {
+        assert_eq!(
+            std::fs::metadata(file).unwrap().uid(),
+            watchpost,
+            "{file} is not the service's after the install"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(outside).unwrap().uid(),
+        0,
+        "the install gave away a hard-linked file"
+    );
+    std::fs::remove_file("/var/lib/watchpost/cache/link").unwrap();
+    std::fs::remove_file("/var/lib/watchpost/cache/probe.bin").unwrap();
+    std::fs::remove_file(outside).unwrap();
 
     assert_eq!(mode("/usr/bin/watchpost"), 0o755);
     let version = must("/usr/bin/watchpost", &["--version"]);
@@ -76,7 +117,6 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
         "the config is not a conffile"
     );
     assert_eq!(mode("/var/lib/watchpost"), 0o700);
-    let watchpost = uid_of("watchpost");
     assert_ne!(watchpost, 0);
     assert_eq!(
         std::fs::metadata("/var/lib/watchpost").unwrap().uid(),
@@ -84,13 +124,12 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
     );
     let passwd = must("getent", &["passwd", "watchpost"]);
     assert!(passwd.trim_end().ends_with("/usr/sbin/nologin"), "{passwd}");
-    if sh("getent", &["group", "postgres"]).0 {
-        let groups = must("id", &["-nG", "watchpost"]);
-        assert!(
-            groups.split_whitespace().any(|g| g == "postgres"),
-            "{groups}"
-        );
-    }
+    // The postgres group (which reads the server's data) only when asked.
+    let groups = must("id", &["-nG", "watchpost"]);
+    assert!(
+        !groups.split_whitespace().any(|g| g == "postgres"),
+        "{groups}"
+    );
     for file in [
         "/usr/share/man/man1/watchpost.1.gz",
         "/usr/share/bash-completion/completions/watchpost",
@@ -112,6 +151,17 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
         assert!(unit_text.contains(line), "{line} not in the unit");
     }
     must("/usr/bin/watchpost", &["validate", "-c", config]);
+    // A root validate beside the service leaves nothing of root's there.
+    let roots = must(
+        "find",
+        &["/var/lib/watchpost", "-mindepth", "1", "-user", "root"],
+    );
+    assert!(roots.trim().is_empty(), "root's files left: {roots}");
+    // Modes of /etc/watchpost are set on the first install only.
+    std::fs::set_permissions("/etc/watchpost", std::fs::Permissions::from_mode(0o755)).unwrap();
+    must("dpkg", &["-i", deb]);
+    assert_eq!(mode("/etc/watchpost"), 0o755, "an upgrade reset the mode");
+    std::fs::set_permissions("/etc/watchpost", std::fs::Permissions::from_mode(0o750)).unwrap();
 
     // The packaged config, as the service runs it (its port may be taken
     // by another test's agent: the same file on a free port then).
@@ -125,6 +175,19 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
     .unwrap();
     must("chown", &["root:watchpost", copy]);
     std::fs::set_permissions(copy, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // A root run on the service's state directory is refused before it
+    // writes anything, naming the fix.
+    let (ok, text) = sh("/usr/bin/watchpost", &["run", "-c", copy]);
+    assert!(!ok, "a root run on the service's state directory started");
+    assert!(
+        text.contains("belongs to user watchpost") && text.contains("sudo -u watchpost"),
+        "{text}"
+    );
+    let roots = must(
+        "find",
+        &["/var/lib/watchpost", "-mindepth", "1", "-user", "root"],
+    );
+    assert!(roots.trim().is_empty(), "root's files left: {roots}");
     let mut agent = Command::new("runuser")
         .args([
             "-u",

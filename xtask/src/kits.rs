@@ -5,8 +5,8 @@
 //! for the C kit `wit-bindgen` in `target/tools/bin` (its compiler and libc
 //! are Debian packages, see `setup.rs`).
 
+use super::apt::apt_install;
 use super::run;
-use super::setup::apt_install;
 use std::path::Path;
 use std::process::Command;
 

@@ -14,6 +14,7 @@
 //! - `docs`: the operator's manual (`docs/`, an mdBook) in `target/book`,
 //!   failing on a broken link (see [`docs`]).
 
+mod apt;
 mod bench;
 mod dist;
 mod docs;

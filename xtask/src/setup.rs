@@ -6,9 +6,9 @@
 //! the kits pin. Each step checks first
 //! and does nothing when the tool is already there.
 
-use super::{kits, run};
+use super::apt::apt_install;
+use super::kits;
 use std::path::Path;
-use std::process::Command;
 
 /// (a file that shows it is installed, the Debian package that provides it).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
@@ -58,12 +58,6 @@ fn have(path: &str) -> bool {
     Path::new(path).exists()
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
 fn debian_packages() -> Result<(), String> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
@@ -71,27 +65,6 @@ fn debian_packages() -> Result<(), String> {
         .map(|(_, pkg)| *pkg)
         .collect();
     apt_install(&missing)
-}
-
-/// `apt-get install` `packages` (nothing when empty), with sudo unless root.
-pub fn apt_install(packages: &[&str]) -> Result<(), String> {
-    let missing = packages;
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
-    let apt = |args: &[&str]| {
-        let mut command = Command::new(sudo.first().copied().unwrap_or("apt-get"));
-        if !sudo.is_empty() {
-            command.arg("apt-get");
-        }
-        command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
-        command
-    };
-    run(&mut apt(&["update", "-q"]))?;
-    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
-    install.args(missing);
-    run(&mut install)
 }
 
 /// Install whatever is missing.

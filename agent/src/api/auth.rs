@@ -301,6 +301,19 @@ pub fn read_token_file(path: &Path, strict: bool) -> anyhow::Result<String> {
                     "{} is a symbolic link: refused; delete it (a new token is made at the next start)",
                     path.display()
                 )
+            } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+                let me = rustix::process::geteuid().as_raw();
+                let owner = std::fs::symlink_metadata(path)
+                    .map(|m| format!("uid {}", m.uid()))
+                    .unwrap_or_else(|_| "another user".into());
+                anyhow::anyhow!(
+                    "cannot read the API token file {}: {e}; it belongs to {owner}, not to this \
+                     agent's user (uid {me}): a run as another user (root?) left it. Give the \
+                     state directory back to the agent's user (`chown -R watchpost:watchpost {}` \
+                     for the packaged service; reinstalling the package does it too)",
+                    path.display(),
+                    path.parent().unwrap_or(path).display()
+                )
             } else {
                 anyhow::anyhow!("cannot read the API token file {}: {e}", path.display())
             }

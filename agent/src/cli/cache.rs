@@ -1,7 +1,9 @@
 //! Where `check` and `validate` keep compiled probes: the compile cache in
 //! `state_dir/cache` of the `-c` config, else of the default state
 //! directory (`WATCHPOST_STATE_DIR`, else `~/.local/state/watchpost`, or
-//! `/var/lib/watchpost` for root), unless `--no-cache` is given. The agent
+//! `/var/lib/watchpost` for root), unless `--no-cache` is given; a root run
+//! whose state directory is another user's (the packaged service's) keeps
+//! its own cache instead ([`super::state_dir`]). The agent
 //! itself uses the same cache, so a probe tried with `check` starts fast in
 //! `run`, and the other way round.
 
@@ -23,8 +25,10 @@ impl CacheArg {
         if self.no_cache {
             return None;
         }
-        let settings =
-            |agent: &Agent| CacheSettings::in_state_dir(&agent.state_dir, agent.cache_size);
+        let settings = |agent: &Agent| {
+            let dir = super::state_dir::cache_state_dir(&agent.state_dir);
+            CacheSettings::in_state_dir(&dir, agent.cache_size)
+        };
         Some(match agent {
             Some(agent) => settings(agent),
             None => settings(&config::embedded_default().agent),

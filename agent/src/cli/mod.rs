@@ -8,6 +8,7 @@ mod cache;
 mod check;
 mod cluster;
 mod cluster_restart;
+mod config_cmd;
 mod describe;
 mod format;
 mod generate;
@@ -15,6 +16,7 @@ mod new;
 mod operator;
 mod probe_source;
 mod run;
+mod state_dir;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -46,6 +48,9 @@ pub enum Command {
     Describe(describe::DescribeArgs),
     /// Check a config file and load every probe it names.
     Validate(validate::ValidateArgs),
+    /// About the config file: `watchpost config reference` prints every
+    /// section and key with its type, default and allowed values.
+    Config(config_cmd::ConfigArgs),
     /// Pause a remediation (or all) in the running agent.
     Pause(operator::PauseArgs),
     /// Resume a paused remediation (or all).
@@ -97,6 +102,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await,
         Command::Describe(args) => describe::run(args).await,
         Command::Validate(args) => validate::run(args).await,
+        Command::Config(args) => config_cmd::run(args).await,
         Command::Pause(args) => operator::pause(args).await,
         Command::Resume(args) => operator::resume(args).await,
         Command::Reset(args) => operator::reset(args).await,

@@ -28,6 +28,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         config.agent.dry_run = true;
     }
+    // Before anything is written: a root run must not leave root's files
+    // in the packaged service's state directory.
+    super::state_dir::refuse_foreign(&config.agent.state_dir)?;
     let listen = config.agent.listen;
     // Bind first: a taken port is an error before anything runs.
     let listener = crate::api::bind(listen).await?;

@@ -73,6 +73,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         .cluster
         .iter()
         .flat_map(crate::cluster::etcd::access::warnings)
+        .chain(plaintext_to_remote(&config))
     {
         eprintln!("{}: warning: {warning}", config.file);
     }
@@ -169,6 +170,70 @@ fn warn_drills_beside_data(config: &config::Config) {
     }
 }
 
+/// The DSNs of PostgreSQL targets that reach another host with `sslmode`
+/// `disable`, `allow` or `prefer` (libpq's default): a password and every
+/// query may cross the network in clear, and `prefer` falls back to it
+/// without a word when the server offers no TLS.
+fn plaintext_to_remote(config: &config::Config) -> Vec<String> {
+    use crate::sql::tls::SslMode;
+    use tokio_postgres::config::Host;
+    let mut out = Vec::new();
+    for (name, target) in &config.targets {
+        if target.kind != config::TargetKind::Postgres {
+            continue;
+        }
+        let dsns = [
+            ("dsn", Some(&target.dsn)),
+            ("admin_dsn", target.admin_dsn.as_ref()),
+            ("replication_dsn", target.replication_dsn.as_ref()),
+        ];
+        for (key, dsn) in dsns {
+            let Some(info) = dsn.and_then(|d| crate::sql::conninfo::ConnInfo::parse(d).ok()) else {
+                continue;
+            };
+            let mode = match info.ssl_mode {
+                SslMode::Disable => "disable",
+                SslMode::Allow => "allow",
+                SslMode::Prefer => "prefer",
+                _ => continue,
+            };
+            let remote: Vec<&str> = info
+                .config
+                .get_hosts()
+                .iter()
+                .filter_map(|h| match h {
+                    Host::Tcp(host) if !is_local(host) => Some(host.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !remote.is_empty() {
+                out.push(format!(
+                    "target `{name}`: `{key}` reaches {} with sslmode={mode}{}: the password and \
+                     every query may cross the network unencrypted; write `sslmode=verify-full` \
+                     (with `sslrootcert`) or at least `sslmode=require`",
+                    remote.join(", "),
+                    if mode == "prefer" && !dsn.is_some_and(|d| d.contains("sslmode")) {
+                        " (libpq's default)"
+                    } else {
+                        ""
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A host name or address on this machine.
+fn is_local(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A failover's fence writes the standby target's replication login into
 /// the old primary's data directory (a passfile the postgres OS user can
 /// read): without `replication_dsn` that is the admin role's password.
@@ -197,6 +262,44 @@ fn warn_admin_password_in_fence(config: &config::Config) {
                  `replication_password_file`) to a role with only REPLICATION",
                 config.file, failover.standby, remediation.name
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings(targets: &str) -> Vec<String> {
+        let config = config::parse_str("w.toml", targets, std::path::Path::new("/")).unwrap();
+        plaintext_to_remote(&config)
+    }
+
+    #[test]
+    fn a_remote_target_without_tls_is_a_warning() {
+        let found = warnings("[targets.a]\ndsn = \"host=10.0.0.2 user=w\"\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("`dsn` reaches 10.0.0.2 with sslmode=prefer (libpq's default)"));
+        assert!(found[0].contains("sslmode=verify-full"));
+        let found = warnings(
+            "[targets.a]\ndsn = \"host=db.example.com sslmode=disable\"\nadmin_dsn = \"host=db.example.com sslmode=require\"\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("sslmode=disable:"), "{found:?}");
+    }
+
+    #[test]
+    fn local_and_encrypted_targets_are_fine() {
+        for dsn in [
+            "host=127.0.0.1 sslmode=disable",
+            "host=localhost",
+            "host=/var/run/postgresql",
+            "host=::1 sslmode=prefer",
+            "host=10.0.0.2 sslmode=require",
+            "postgresql://w@10.0.0.2/postgres?sslmode=require",
+        ] {
+            let found = warnings(&format!("[targets.a]\ndsn = \"{dsn}\"\n"));
+            assert!(found.is_empty(), "{dsn}: {found:?}");
         }
     }
 }

@@ -8,10 +8,12 @@
 //! agent never starts (or reloads) half-configured.
 
 mod diagnostics;
+pub mod keys;
 mod model;
 mod parse;
 pub mod range;
 mod reader;
+pub mod reference;
 pub mod units;
 
 pub use diagnostics::{ConfigErrors, Diagnostic};
@@ -70,5 +72,7 @@ pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigErrors> {
 
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod keys_tests;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! nobody asked for as unknown, with a "did you mean" suggestion.
 
 use super::diagnostics::Diagnostics;
+use super::keys::{self, Kind};
 use super::units;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -36,27 +37,62 @@ pub fn type_name(value: &DeValue<'_>) -> &'static str {
     }
 }
 
-/// A table being read. `path` names it in messages, e.g. `[[probe]] "disk"`.
+/// A table being read. `path` names it in messages, e.g. `[[probe]] "disk"`;
+/// `doc` is the table of its keys' docs ([`keys`]), which each getter checks
+/// its key against.
 pub struct Section<'t, 'i> {
     pub path: String,
     table: &'t DeTable<'i>,
     pub span: Range<usize>,
     known: Vec<&'static str>,
+    doc: &'static keys::Table,
 }
 
 impl<'t, 'i> Section<'t, 'i> {
-    pub fn new(path: impl Into<String>, table: &'t DeTable<'i>, span: Range<usize>) -> Self {
+    pub fn new(
+        doc: &'static keys::Table,
+        path: impl Into<String>,
+        table: &'t DeTable<'i>,
+        span: Range<usize>,
+    ) -> Self {
         Section {
             path: path.into(),
             table,
             span,
             known: Vec::new(),
+            doc,
         }
+    }
+
+    /// The doc of each entry of this table, for tables keyed by names the
+    /// user chooses (`[targets.NAME]`).
+    pub fn entry_doc(&self) -> &'static keys::Table {
+        self.doc.entries.unwrap_or(&keys::UNDOCUMENTED)
+    }
+
+    /// The doc of the value of `key`, for a table or array of tables read
+    /// by hand (not through [`Section::table`]).
+    pub fn doc_of(&self, key: &str) -> &'static keys::Table {
+        self.doc
+            .key(key)
+            .and_then(|k| k.table)
+            .unwrap_or(&keys::UNDOCUMENTED)
     }
 
     /// The raw value of `key`, marking the key as known.
     pub fn raw(&mut self, key: &'static str) -> Option<&'t Spanned<DeValue<'i>>> {
+        self.lookup(key, None)
+    }
+
+    /// The raw value of `key` read as `kind`, marking the key as known and
+    /// checking it against its doc.
+    fn lookup(
+        &mut self,
+        key: &'static str,
+        kind: Option<Kind>,
+    ) -> Option<&'t Spanned<DeValue<'i>>> {
         self.known.push(key);
+        keys::asked(self.doc, key, kind);
         self.table
             .iter()
             .find(|(k, _)| k.get_ref().as_ref() == key)
@@ -86,7 +122,7 @@ impl<'t, 'i> Section<'t, 'i> {
     }
 
     pub fn string(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<At<String>> {
-        let value = self.raw(key)?;
+        let value = self.lookup(key, Some(Kind::String))?;
         match value.get_ref() {
             DeValue::String(s) => Some(At::new(s.to_string(), value.span())),
             _ => {
@@ -117,7 +153,7 @@ impl<'t, 'i> Section<'t, 'i> {
     }
 
     pub fn bool(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<bool> {
-        let value = self.raw(key)?;
+        let value = self.lookup(key, Some(Kind::Bool))?;
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => {
@@ -135,7 +171,7 @@ impl<'t, 'i> Section<'t, 'i> {
         min: u64,
         max: u64,
     ) -> Option<At<u64>> {
-        let value = self.raw(key)?;
+        let value = self.lookup(key, Some(Kind::Integer { min, max }))?;
         let parsed = match value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
             _ => {
@@ -162,7 +198,7 @@ impl<'t, 'i> Section<'t, 'i> {
 
     /// A number (integer or float).
     pub fn number(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<At<f64>> {
-        let value = self.raw(key)?;
+        let value = self.lookup(key, Some(Kind::Number))?;
         let parsed = match value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
                 .ok()
@@ -185,6 +221,18 @@ impl<'t, 'i> Section<'t, 'i> {
         }
     }
 
+    /// A string holding a value of `kind` (a duration, a size).
+    fn text(&mut self, d: &mut Diagnostics, key: &'static str, kind: Kind) -> Option<At<String>> {
+        let value = self.lookup(key, Some(kind))?;
+        match value.get_ref() {
+            DeValue::String(s) => Some(At::new(s.to_string(), value.span())),
+            _ => {
+                self.wrong_type(d, key, value, "a string");
+                None
+            }
+        }
+    }
+
     /// A duration within `range`: a malformed one says how to write one,
     /// one out of range says which range (see [`units`]).
     pub fn duration(
@@ -193,7 +241,7 @@ impl<'t, 'i> Section<'t, 'i> {
         key: &'static str,
         range: units::DurationRange,
     ) -> Option<At<Duration>> {
-        let text = self.string(d, key)?;
+        let text = self.text(d, key, Kind::Duration(range))?;
         match range.parse(&text.value) {
             Ok(duration) => Some(At::new(duration, text.span)),
             Err(problem) => {
@@ -213,7 +261,7 @@ impl<'t, 'i> Section<'t, 'i> {
         key: &'static str,
         range: units::SizeRange,
     ) -> Option<At<u64>> {
-        let text = self.string(d, key)?;
+        let text = self.text(d, key, Kind::Size(range))?;
         match range.parse(&text.value) {
             Ok(size) => Some(At::new(size, text.span)),
             Err(problem) => {
@@ -232,7 +280,7 @@ impl<'t, 'i> Section<'t, 'i> {
         d: &mut Diagnostics,
         key: &'static str,
     ) -> Option<Vec<At<String>>> {
-        let value = self.raw(key)?;
+        let value = self.lookup(key, Some(Kind::Strings))?;
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(d, key, value, "an array of strings, e.g. [\"a\", \"b\"]");
             return None;
@@ -256,9 +304,10 @@ impl<'t, 'i> Section<'t, 'i> {
 
     /// A sub-table, as a section of its own.
     pub fn table(&mut self, d: &mut Diagnostics, key: &'static str) -> Option<Section<'t, 'i>> {
-        let value = self.raw(key)?;
+        let value = self.lookup(key, Some(Kind::Table))?;
         match value.get_ref() {
             DeValue::Table(t) => Some(Section::new(
+                self.doc_of(key),
                 format!("{}.{key}", self.path),
                 t,
                 value.span(),
@@ -276,7 +325,7 @@ impl<'t, 'i> Section<'t, 'i> {
         d: &mut Diagnostics,
         key: &'static str,
     ) -> Option<BTreeMap<String, At<String>>> {
-        let value = self.raw(key)?;
+        let value = self.lookup(key, Some(Kind::Map))?;
         let DeValue::Table(table) = value.get_ref() else {
             self.wrong_type(d, key, value, "a table, e.g. { key = \"value\" }");
             return None;

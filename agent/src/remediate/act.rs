@@ -9,10 +9,12 @@
 
 use super::Remediator;
 use super::command::{self, CommandSpec};
-use super::engine::record_of;
 use super::failover::{self, Step};
+pub use super::outcome::ActionOutcome;
 use super::recovery;
+use super::reinit;
 use super::trigger::Incident;
+use super::trigger::record_of;
 use super::webhook;
 use crate::config::{Action, Remediation, RestartMethod};
 use crate::events::Decision;
@@ -22,14 +24,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-/// What the action did.
-#[derive(Clone, Debug)]
-pub struct ActionOutcome {
-    pub ok: bool,
-    pub message: String,
-    pub detail: Value,
-}
 
 /// What an action may use and know.
 pub struct ActionContext {
@@ -402,7 +396,7 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
         Action::Terminate(a) => recovery::sessions(&ctx.sql, a, "terminate", true).await,
         Action::Cancel(a) => recovery::sessions(&ctx.sql, a, "cancel", true).await,
         Action::ResumeReplay(a) => recovery::resume_replay(&ctx.sql, a).await,
-        Action::Reinit(a) => recovery::reinit(&ctx.sql, a).await,
+        Action::Reinit(a) => reinit::reinit(&ctx.sql, a).await,
         Action::Failover(_) => ActionOutcome {
             ok: false,
             message: "a failover cannot be a post step or an alert".into(),

@@ -11,10 +11,9 @@
 
 use super::Remediator;
 use super::act;
-use super::audit::AuditRecord;
 use super::decide::{self, Situation, SkipReason, Verdict};
 use super::port::AgentPort;
-use super::trigger::{Incident, holds};
+use super::trigger::{Incident, holds, record_of};
 use crate::config::Remediation;
 use crate::events::Decision;
 use serde_json::Value;
@@ -80,30 +79,6 @@ pub fn evaluate(core: &Arc<Remediator>) {
             watched.flapping,
             config.agent.dry_run,
         );
-    }
-}
-
-/// A record of `incident` with this decision.
-pub fn record_of(
-    core: &Remediator,
-    incident: &Incident,
-    decision: Decision,
-    reason: Option<&str>,
-    message: String,
-    detail: Value,
-) -> AuditRecord {
-    AuditRecord {
-        id: incident.id.clone(),
-        at: SystemTime::now(),
-        node: core.node(),
-        remediation: incident.remediation.name.clone(),
-        probe: incident.probe().to_string(),
-        decision,
-        reason: reason.map(String::from),
-        action: incident.remediation.action.kind().into(),
-        status: incident.status,
-        message,
-        detail,
     }
 }
 

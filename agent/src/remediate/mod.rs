@@ -26,10 +26,11 @@ pub mod engine;
 pub mod failover;
 pub mod ledger;
 pub mod mysql_failover;
+pub mod outcome;
 pub mod port;
 pub mod reconcile;
 pub mod recovery;
-mod reinit;
+pub mod reinit;
 pub mod trigger;
 pub mod webhook;
 

@@ -18,16 +18,11 @@
 //! the data directory's owner; the new directory is made by the agent and
 //! handed over with `fchown` on its descriptor (no symlink is followed).
 
-use super::act::ActionOutcome;
+use super::outcome::{ActionOutcome, CONNECT, fail, pg_error};
 use crate::config::{ResumeReplayAction, SessionAction};
 use crate::sql::SqlTargets;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
-
-pub use super::reinit::reinit;
-
-/// Connecting for an action gives up after this.
-pub(super) const CONNECT: Duration = Duration::from_secs(5);
 
 const SESSIONS: &str = "\
 WITH blockers AS MATERIALIZED ( \
@@ -58,24 +53,8 @@ SELECT pid, usename, datname, state, xact_age, blocking, \
             ELSE pg_cancel_backend(pid) END AS done \
 FROM picked";
 
-pub(super) fn fail(message: String) -> ActionOutcome {
-    ActionOutcome {
-        ok: false,
-        message,
-        detail: Value::Null,
-    }
-}
-
 fn secs(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64())
-}
-
-/// The server's own message, when it sent one.
-pub(super) fn pg_error(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
-    }
 }
 
 /// `terminate` or `cancel` (`verb`); with `act` false only list what would be.

@@ -11,9 +11,8 @@
 //! `primary_conninfo` whose password is in a passfile (see
 //! [`crate::pgserver::pgdata`]); start it; wait until its WAL receiver streams.
 
-use super::act::ActionOutcome;
 use super::command::{self, CommandSpec};
-use super::recovery::{CONNECT, pg_error};
+use super::outcome::{ActionOutcome, CONNECT, pg_error};
 use crate::config::ReinitAction;
 use crate::sql::SqlTargets;
 use serde_json::{Value, json};

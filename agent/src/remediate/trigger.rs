@@ -107,6 +107,30 @@ impl Incident {
     }
 }
 
+/// A record of `incident` with this decision.
+pub fn record_of(
+    core: &super::Remediator,
+    incident: &Incident,
+    decision: crate::events::Decision,
+    reason: Option<&str>,
+    message: String,
+    detail: Value,
+) -> super::audit::AuditRecord {
+    super::audit::AuditRecord {
+        id: incident.id.clone(),
+        at: SystemTime::now(),
+        node: core.node(),
+        remediation: incident.remediation.name.clone(),
+        probe: incident.probe().to_string(),
+        decision,
+        reason: reason.map(String::from),
+        action: incident.remediation.action.kind().into(),
+        status: incident.status,
+        message,
+        detail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@
 //! connect timeout, keepalives and TCP user timeout) so that the guard
 //! sits under the plain sessions too.
 
-use super::rows::MAX_RESULT_BYTES;
+use super::types::MAX_RESULT_BYTES;
 use socket2::{SockRef, TcpKeepalive};
 use std::io;
 use std::pin::Pin;

@@ -42,8 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use target::Target;
 
-pub use rows::{MAX_RESULT_BYTES, MAX_ROWS};
-pub use types::{Error, Kind, QueryError, Rows, Value};
+pub use types::{Error, Kind, MAX_RESULT_BYTES, MAX_ROWS, QueryError, Rows, Value};
 
 /// How a target is configured.
 #[derive(Clone, PartialEq, Eq)]

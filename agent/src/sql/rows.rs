@@ -2,14 +2,9 @@
 //! limits of what a probe may receive.
 
 use super::errors;
-use super::types::{Error, QueryError, Rows, Value};
+use super::types::{Error, MAX_RESULT_BYTES, MAX_ROWS, QueryError, Rows, Value};
 use super::values::Cell;
 use futures_util::{StreamExt, pin_mut};
-
-/// Rows a statement may return to a probe.
-pub const MAX_ROWS: usize = 100_000;
-/// Bytes of cell data a statement may return to a probe.
-pub const MAX_RESULT_BYTES: usize = 32 << 20;
 
 /// Every row of `stream`, decoded, within `budget` bytes of host memory
 /// (at most [`MAX_RESULT_BYTES`]): each value counts its real size

@@ -7,6 +7,12 @@
 
 use std::fmt;
 
+/// Rows a statement may return to a probe.
+pub const MAX_ROWS: usize = 100_000;
+/// Bytes of cell data a statement may return to a probe (the reader of
+/// results and the guard under the sessions both bound by it).
+pub const MAX_RESULT_BYTES: usize = 32 << 20;
+
 /// A value passed to or read from the database (the WIT's `value`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {

@@ -1,7 +1,8 @@
 //! `host-cpu`: processor utilization and load averages.
 //!
-//! Config: `warning` / `critical`: utilization in percent (default 90 / 98);
-//! `load_warning` / `load_critical`: 1-minute load per core (default off).
+//! Config (defaults in brackets):
+//! - `warning` / `critical`: utilization in percent [90 / 98].
+//! - `load_warning` / `load_critical`: 1-minute load per core [off].
 
 use watchpost_probe::{Info, Kind, Probe, Report, Result, Threshold, host, measurement};
 

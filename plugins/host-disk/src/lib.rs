@@ -1,10 +1,11 @@
 //! `host-disk`: filesystem utilization per mount point.
 //!
-//! Config: `mounts`: comma-separated mount points to check (default: every
-//! real local filesystem; a listed mount point that is not mounted is
-//! critical); `remote`: also check network and FUSE filesystems (`nfs`,
-//! `cifs`, `fuse.*`, ...) without listing them [false]; `warning` /
-//! `critical`: space in use, percent (default 85 / 95).
+//! Config (defaults in brackets):
+//! - `mounts`: comma-separated mount points to check; a listed mount point
+//!   that is not mounted is critical [every real local filesystem].
+//! - `remote`: also check network and FUSE filesystems (`nfs`, `cifs`,
+//!   `fuse.*`, ...) without listing them [false].
+//! - `warning` / `critical`: space in use, percent [85 / 95].
 //!
 //! A filesystem that does not answer in time (the agent gives each mount's
 //! `statvfs` its own thread and a timeout, and reports a hung one with a

@@ -1,7 +1,8 @@
 //! `host-memory`: memory and swap utilization.
 //!
-//! Config: `warning` / `critical`: memory in use, percent (default 90 / 95);
-//! `swap_warning` / `swap_critical`: swap in use, percent (default 80 / 95).
+//! Config (defaults in brackets):
+//! - `warning` / `critical`: memory in use, percent [90 / 95].
+//! - `swap_warning` / `swap_critical`: swap in use, percent [80 / 95].
 
 use watchpost_probe::{Info, Kind, Probe, Report, Result, Threshold, host, measurement};
 

@@ -1,8 +1,9 @@
 //! `process`: is a named process running, how many, how much memory.
 //!
-//! Config: `name` (required): the process name as `ps -o comm` shows it;
-//! `min_count` (default 1): fewer running processes is critical;
-//! `rss_warning` / `rss_critical`: total resident memory in bytes (default off).
+//! Config (defaults in brackets):
+//! - `name`: the process name as `ps -o comm` shows it [required].
+//! - `min_count`: fewer running processes is critical [1].
+//! - `rss_warning` / `rss_critical`: total resident memory in bytes [off].
 
 use watchpost_probe::{
     Info, Kind, Probe, Report, Result, Status, Threshold, config, host, measurement,

@@ -27,12 +27,17 @@
 //! - [`backup`]: the restore drill's cost per GiB of a ~1 GiB database and
 //!   `pg-integrity`'s scan cost (pgbench TPS with and without it)
 //!   (`tests/examples/backup_bench.rs`);
+//! - [`peers`]: the failover time of repmgr, Patroni and pg_auto_failover
+//!   from their Debian packages, by our own method (`xtask/peers/`);
+//!   `--only peers` runs it with `monit` and `per-run` (`check_pgsql`),
+//!   every comparison with a peer in one run;
 //! - [`profile`]: where a run's CPU goes in the running agent, by stage
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
-//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`, `etcd`, and
-//! `profile` (only when named); `--counts 10,100` limits the footprint to
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`,
+//! `etcd`, `peers` (with `monit` and `per-run`), and `profile` (only when
+//! named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
 //! Results go to stdout and `target/bench/results.md`.
@@ -45,6 +50,7 @@ mod footprint;
 mod mariadb;
 mod monit;
 mod overhead;
+mod peers;
 mod per_run;
 mod profile;
 mod stats;
@@ -78,6 +84,7 @@ pub const SECTIONS: &[&str] = &[
     "cluster",
     "backup",
     "etcd",
+    "peers",
     "profile",
 ];
 
@@ -85,7 +92,10 @@ impl Options {
     /// Whether the section `name` runs.
     pub fn wants(&self, name: &str) -> bool {
         // The profile needs perf and is slow: only when asked for.
-        (self.only.is_empty() && name != "profile") || self.only.iter().any(|s| s == name)
+        (self.only.is_empty() && name != "profile")
+            || self.only.iter().any(|s| s == name)
+            // Every comparison with a peer: the failover peers, Monit, check_pgsql.
+            || (["monit", "per-run"].contains(&name) && self.only.iter().any(|s| s == "peers"))
     }
 }
 
@@ -295,10 +305,13 @@ pub fn load_average() -> String {
 pub fn bench(args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
     if options.wants("per-run") {
-        crate::setup::apt_install(&per_run::missing_plugins())?;
+        crate::apt::apt_install(&per_run::missing_plugins())?;
     }
     if options.wants("monit") || options.wants("io") {
-        crate::setup::apt_install(&monit::missing_tools())?;
+        crate::apt::apt_install(&monit::missing_tools())?;
+    }
+    if options.wants("peers") {
+        crate::apt::apt_install(&peers::missing_packages())?;
     }
     let built = build()?;
     let mut rows = Vec::new();
@@ -337,6 +350,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("etcd") {
         rows.extend(etcd::run(&options)?);
+    }
+    if options.wants("peers") {
+        rows.extend(peers::run(&root(), &options)?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",

@@ -14,7 +14,9 @@
 //!
 //! The book is built from a staging copy of `docs/` (`target/book-src`)
 //! to which a page per built-in probe is added, generated from the code
-//! (see [`probes`]); the agent is built (dev profile) to describe them.
+//! (see [`probes`]), and the config reference (`watchpost config
+//! reference`, from the parser's key tables) replaces the stub
+//! `docs/src/config-reference.md`; the agent is built (dev profile) for both.
 
 mod links;
 mod probes;
@@ -51,12 +53,9 @@ pub fn docs() -> Result<(), String> {
     }
     copy_dir(&root.join("docs"), &staging)?;
     run(cargo().args(["build", "-p", "watchpost"]))?;
-    probes::generate(
-        &root,
-        &staging,
-        &root.join("target/debug/watchpost"),
-        PROBES,
-    )?;
+    let agent = root.join("target/debug/watchpost");
+    probes::generate(&root, &staging, &agent, PROBES)?;
+    config_reference(&staging, &agent)?;
     run(Command::new(tools.join("bin/mdbook"))
         .arg("build")
         .arg(&staging)
@@ -79,6 +78,32 @@ pub fn docs() -> Result<(), String> {
         book.join("html/index.html").display()
     );
     Ok(())
+}
+
+/// The page of the book that `watchpost config reference` prints, from
+/// the parser's own key tables, written over the stub in `docs/`.
+const CONFIG_REFERENCE: &str = "src/config-reference.md";
+
+/// Write `watchpost config reference` into the staging copy `book`.
+fn config_reference(book: &Path, agent: &Path) -> Result<(), String> {
+    let output = Command::new(agent)
+        .args(["config", "reference"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", agent.display()))?;
+    if !output.status.success() || output.stdout.is_empty() {
+        return Err(format!(
+            "watchpost config reference failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let page = book.join(CONFIG_REFERENCE);
+    if !page.exists() {
+        return Err(format!(
+            "docs/{CONFIG_REFERENCE} is missing: it is the stub the generated reference replaces (and SUMMARY.md links it)"
+        ));
+    }
+    std::fs::write(&page, &output.stdout)
+        .map_err(|e| format!("cannot write {}: {e}", page.display()))
 }
 
 /// `cargo install --locked NAME --version VERSION --root TOOLS`, unless

@@ -97,13 +97,90 @@ pub fn render(name: &str, info: &Value, source: &str) -> Result<String, String> 
             escape(&field(m, "description")?).replace('|', "\\|")
         ));
     }
-    page.push_str("\n## What it checks, config keys and defaults\n\n");
+    let keys = config_keys(source);
+    if keys.is_empty() {
+        return Err(format!(
+            "plugins/{name}/src/lib.rs: its opening comment has no \"Config (defaults in brackets):\" list \
+             of `- `key`: meaning [default].` lines"
+        ));
+    }
+    page.push_str(
+        "\n## Config keys and default thresholds\n\nSet in the probe's `config = { ... }`; \
+         a `*_warning` / `*_critical` pair is a threshold the probe applies itself.\n\n\
+         | key | default | meaning |\n|---|---|---|\n",
+    );
+    for key in &keys {
+        page.push_str(&format!(
+            "| {} | {} | {} |\n",
+            key.names,
+            escape(&key.default).replace('|', "\\|"),
+            escape(&key.meaning).replace('|', "\\|")
+        ));
+    }
+    page.push_str("\n## What it checks\n\n");
     for line in source.lines().take_while(|l| l.starts_with("//!")) {
         let text = line.trim_start_matches("//!");
         page.push_str(&escape(text.strip_prefix(' ').unwrap_or(text)));
         page.push('\n');
     }
     Ok(page)
+}
+
+/// One item of a probe's "Config (defaults in brackets):" list.
+#[derive(Debug, PartialEq)]
+pub struct ConfigKey {
+    /// The key or keys, as written (`` `warning` / `critical` ``).
+    pub names: String,
+    /// The text in the item's last brackets.
+    pub default: String,
+    /// The rest of the item.
+    pub meaning: String,
+}
+
+/// The "Config (defaults in brackets):" list of a probe's opening comment:
+/// each `- `key`: meaning [default].` item, continued on lines indented by
+/// two spaces, up to the first empty comment line.
+pub fn config_keys(source: &str) -> Vec<ConfigKey> {
+    let lines: Vec<&str> = source
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+        .collect();
+    let Some(start) = lines
+        .iter()
+        .position(|l| l.starts_with("Config (defaults in brackets"))
+    else {
+        return Vec::new();
+    };
+    let mut items: Vec<String> = Vec::new();
+    for line in &lines[start + 1..] {
+        if let Some(item) = line.strip_prefix("- ") {
+            items.push(item.to_string());
+        } else if let (Some(rest), Some(last)) = (line.strip_prefix("  "), items.last_mut()) {
+            last.push(' ');
+            last.push_str(rest.trim());
+        } else {
+            break;
+        }
+    }
+    items.iter().filter_map(|item| parse_item(item)).collect()
+}
+
+fn parse_item(item: &str) -> Option<ConfigKey> {
+    let (names, rest) = item.split_once(": ")?;
+    if !names.starts_with('`') {
+        return None;
+    }
+    let rest = rest.trim_end_matches('.');
+    let (meaning, default) = match (rest.rfind(" ["), rest.ends_with(']')) {
+        (Some(at), true) => (&rest[..at], &rest[at + 2..rest.len() - 1]),
+        _ => (rest, "see the meaning"),
+    };
+    Some(ConfigKey {
+        names: names.to_string(),
+        default: default.to_string(),
+        meaning: meaning.trim_end_matches([';', ',']).to_string(),
+    })
 }
 
 /// Brackets outside code spans escaped, so that a default written
@@ -133,16 +210,52 @@ mod tests {
             "description": "is the server up",
             "measurements": [{"name": "postgresql.up", "unit": "1", "description": "1 when | it answered"}],
         });
-        let source =
-            "//! `pg-alive`: is it up?\n//!\n//! - `target` [`primary`].\n\nuse x;\n//! not this\n";
+        let source = "//! `pg-alive`: is it up?\n//!\n//! Config (defaults in brackets):\n\
+                      //! - `target`: the target [`primary`].\n\nuse x;\n//! not this\n";
         let page = render("pg-alive", &info, source).unwrap();
         assert!(page.starts_with("# pg-alive\n\nis the server up (version 0.1.0, kind `sql`)."));
         assert!(
             page.contains("| `postgresql.up` | `1` | 1 when \\| it answered |"),
             "{page}"
         );
-        assert!(page.contains("- `target` \\[`primary`\\]."), "{page}");
+        assert!(
+            page.contains("- `target`: the target \\[`primary`\\]."),
+            "{page}"
+        );
+        assert!(
+            page.contains("| `target` | `primary` | the target |"),
+            "{page}"
+        );
         assert!(!page.contains("not this"), "{page}");
+    }
+
+    #[test]
+    fn config_lists_become_tables_of_keys_and_defaults() {
+        let source = "//! `x`: y.\n//!\n//! Config (defaults in brackets):\n\
+                      //! - `warning` / `critical`: used, percent [90 / 98].\n\
+                      //! - `mounts`: mount points to check; more\n//!   text [every one].\n\
+                      //! - `odd`: no default given.\n//!\n//! After.\n";
+        let keys = config_keys(source);
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys[0].names, "`warning` / `critical`");
+        assert_eq!(keys[0].default, "90 / 98");
+        assert_eq!(keys[1].meaning, "mount points to check; more text");
+        assert_eq!(keys[1].default, "every one");
+        assert_eq!(keys[2].default, "see the meaning");
+    }
+
+    #[test]
+    fn every_built_in_probe_lists_its_config_keys() {
+        let root = crate::root();
+        for name in crate::PROBES {
+            let path = root.join("plugins").join(name).join("src/lib.rs");
+            let source = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !config_keys(&source).is_empty(),
+                "{}: no \"Config (defaults in brackets):\" list in its opening comment",
+                path.display()
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,56 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::de::DeValue;
 
+use super::super::keys::{Kind, Table, key};
+
+/// `action = { ... }` (also `alert` and a failover's `post` steps): the
+/// keys of every action kind, each naming the kinds it applies to.
+pub(super) static ACTION: Table = Table {
+    heading: "[[remediation]] action",
+    doc: "Exactly one action kind: `exec`, `restart`, `failover`, `webhook`, or the recovery actions `terminate`, `cancel`, `resume_replay` and `reinit`; the other keys refine it (each says which kinds it applies to).",
+    keys: &[
+        key("exec", Kind::Strings, "none", "exec: run a program with arguments, e.g. [\"systemctl\", \"restart\", \"postgresql\"] (no shell)."),
+        key("env", Kind::Map, "{}", "exec: extra environment variables for the program."),
+        key("timeout", Kind::Duration(units::SCHEDULE), "60s (exec, restart), 5s (webhook), 30s (terminate, cancel, resume_replay), 1h (reinit)", "All kinds but failover: deadline of the action."),
+        key("restart", Kind::String, "none", "restart: the method, \"pg_ctl\", \"pg_ctlcluster\", \"systemctl\" or \"command\"."),
+        key("target", Kind::String, "none", "restart: the target whose `data_dir` pg_ctl uses."),
+        key("pg_ctl", Kind::String, "\"pg_ctl\"", "restart = \"pg_ctl\" and fence = \"pg_ctl\": the pg_ctl program."),
+        key("data_dir", Kind::String, "the target's `data_dir`", "restart = \"pg_ctl\": the data directory; reinit: the standby's data directory (absolute)."),
+        key("version", Kind::String, "required for pg_ctlcluster", "restart = \"pg_ctlcluster\": the PostgreSQL major version, e.g. \"15\"."),
+        key("cluster", Kind::String, "\"main\"", "restart = \"pg_ctlcluster\": the cluster name."),
+        key("unit", Kind::String, "required for systemctl", "restart = \"systemctl\": the unit, e.g. \"postgresql@15-main\"."),
+        key("command", Kind::Strings, "required for command", "restart = \"command\": the program and arguments that restart the server."),
+        key("failover", Kind::String, "none", "failover: the target of the standby to promote."),
+        key("primary", Kind::String, "\"primary\"", "failover and reinit: the target of the current primary."),
+        key("max_lag_bytes", Kind::Integer { min: 0, max: u64::MAX >> 1 }, "1048576", "failover: refuse to promote a standby further behind than this.").unit("bytes"),
+        key("write_within", Kind::Duration(units::SCHEDULE), "\"10s\"", "failover: deadline for the promoted standby to accept a write."),
+        key("block_for", Kind::Duration(units::HOLD), "\"1h\"", "failover: refuse further failovers for this long."),
+        key("fence_required", Kind::Bool, "true", "failover: abort if the fence fails."),
+        key("fence", Kind::Shapes("\"pg_ctl\", \"none\" or an array of strings"), "required for failover", "failover: how the old primary is stopped: \"pg_ctl\" (on this node), a command such as [\"ssh\", \"db-1\", \"pg_ctl\", \"stop\"], or \"none\" (accept the risk of two primaries)."),
+        key("primary_data_dir", Kind::String, "the primary target's `data_dir`", "failover with fence = \"pg_ctl\": the old primary's data directory."),
+        key("post", Kind::Tables, "[]", "failover: actions after a successful promotion (repoint a proxy, notify), each an action table; not nested.").of(&ACTION),
+        key("webhook", Kind::String, "none", "webhook: an http:// or https:// URL to POST the event to."),
+        key("retries", Kind::Integer { min: 0, max: 100 }, "3", "webhook: retries after a failed delivery.").unit("retries"),
+        key("bearer_env", Kind::String, "none", "webhook: an environment variable holding a bearer token."),
+        key("bearer_file", Kind::String, "none", "webhook: a private file whose first line is a bearer token."),
+        key("terminate", Kind::String, "none", "terminate: the target whose matching sessions are terminated (needs `idle_in_transaction` or `transaction_older_than`)."),
+        key("cancel", Kind::String, "none", "cancel: the target whose matching statements are cancelled (needs `running_longer_than`)."),
+        key("idle_in_transaction", Kind::Duration(units::HOLD), "none", "terminate: sessions idle in a transaction for longer than this."),
+        key("transaction_older_than", Kind::Duration(units::HOLD), "none", "terminate: transactions open longer than this."),
+        key("running_longer_than", Kind::Duration(units::HOLD), "none", "cancel: statements running longer than this."),
+        key("blocking", Kind::Bool, "false", "terminate: only transactions that block another session (with `transaction_older_than`)."),
+        key("databases", Kind::Strings, "[] (any)", "terminate, cancel: only sessions in these databases."),
+        key("users", Kind::Strings, "[] (any)", "terminate, cancel: only sessions of these users."),
+        key("applications", Kind::Strings, "[] (any)", "terminate, cancel: only sessions with these application names."),
+        key("max_sessions", Kind::Integer { min: 1, max: 10_000 }, "100", "terminate, cancel: at most this many sessions per run.").unit("sessions"),
+        key("resume_replay", Kind::String, "none", "resume_replay: the standby target whose paused replay is resumed."),
+        key("reinit", Kind::String, "none", "reinit: the standby target to re-clone from `primary`."),
+        key("stream_within", Kind::Duration(units::SCHEDULE), "\"1m\"", "reinit: deadline for the re-cloned standby to stream."),
+        key("bin_dir", Kind::String, "\"/usr/lib/postgresql/15/bin\"", "reinit: directory of the PostgreSQL programs."),
+    ],
+    entries: None,
+};
+
 impl Parser<'_, '_> {
     pub(super) fn argv(
         &mut self,
@@ -249,7 +299,8 @@ impl Parser<'_, '_> {
                 for item in items.iter() {
                     match item.get_ref() {
                         DeValue::Table(t) => {
-                            let section = Section::new(format!("{path} post"), t, item.span());
+                            let section =
+                                Section::new(&ACTION, format!("{path} post"), t, item.span());
                             if let Some(step) = self.action(section, targets, false) {
                                 post.push(step);
                             }

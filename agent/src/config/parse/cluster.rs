@@ -18,6 +18,121 @@ const ETCD_QUOTA: units::SizeRange = units::SizeRange::new(1 << 20, 64 * units::
 
 const TTL: DurationRange = DurationRange::new(Duration::from_secs(2), Duration::from_secs(60));
 
+use super::super::keys::{Kind, Table, key};
+
+/// `[cluster]`'s keys.
+pub(super) static CLUSTER: Table = Table {
+    heading: "[cluster]",
+    doc: "Cluster mode: the members of a scope share a leader lease in etcd; the leader runs the primary, the others stream from it, and a failover is an election. A single-agent `failover` remediation cannot be used beside it.",
+    keys: &[
+        key(
+            "scope",
+            Kind::String,
+            "required",
+            "The cluster's name, shared by its members: 1 to 64 letters, digits, `-`, `_` or `.`.",
+        ),
+        key(
+            "etcd",
+            Kind::Strings,
+            "required",
+            "The etcd client URLs, e.g. [\"http://10.0.0.1:2379\"].",
+        ),
+        key(
+            "name",
+            Kind::String,
+            "[agent] node",
+            "This member's name (at most 63 bytes: it is the standby's application_name).",
+        ),
+        key(
+            "ttl",
+            Kind::Duration(TTL),
+            "\"3s\"",
+            "The leader lease's time to live: how long a leader that stopped renewing keeps the key.",
+        ),
+        key(
+            "loop_wait",
+            Kind::Duration(units::SCHEDULE),
+            "ttl / 6",
+            "How often a member runs its loop (the leader renews its lease); at most a quarter of `ttl`.",
+        ),
+        key(
+            "target",
+            Kind::String,
+            "[agent] local_target",
+            "The [targets.NAME] of this node's server (it needs `data_dir`).",
+        ),
+        key(
+            "bin_dir",
+            Kind::String,
+            "\"/usr/lib/postgresql/15/bin\"",
+            "Directory of the PostgreSQL programs.",
+        ),
+        key(
+            "connect",
+            Kind::String,
+            "required",
+            "HOST:PORT other members reach this server at.",
+        ),
+        key(
+            "replication_user",
+            Kind::String,
+            "\"postgres\"",
+            "The role standbys stream as.",
+        ),
+        key(
+            "passfile",
+            Kind::String,
+            "none",
+            "A libpq passfile with the replication role's password, for the standbys' primary_conninfo.",
+        ),
+        key(
+            "max_lag_bytes",
+            Kind::Integer {
+                min: 0,
+                max: 1 << 40,
+            },
+            "1048576",
+            "A standby further behind than this may not take the lead.",
+        )
+        .unit("bytes"),
+        key(
+            "restart_timeout",
+            Kind::Duration(units::HOLD),
+            "\"30s\"",
+            "Deadline of starting or restarting the local server.",
+        ),
+        key(
+            "nofailover",
+            Kind::Bool,
+            "false",
+            "Never take the lead (a member that only follows).",
+        ),
+        key(
+            "failover_priority",
+            Kind::Integer {
+                min: 0,
+                max: 1_000_000,
+            },
+            "1",
+            "Among standbys that received the same WAL, the higher priority takes the lead.",
+        ),
+        key(
+            "synchronous",
+            Kind::Bool,
+            "false",
+            "Synchronous mode: a commit waits for a standby, and only a synchronous standby may take the lead.",
+        ),
+        key(
+            "synchronous_node_count",
+            Kind::Integer { min: 1, max: 16 },
+            "1",
+            "How many synchronous standbys a commit waits for.",
+        )
+        .unit("standbys"),
+    ],
+    entries: None,
+};
+
 impl Parser<'_, '_> {
     pub(super) fn cluster(
         &mut self,

@@ -26,6 +26,154 @@ use toml::de::DeValue;
 /// Bounds of `reserve` (free space left after the restore).
 const RESERVE: SizeRange = SizeRange::new(0, 1 << 50);
 
+use super::super::keys::{Kind, Table, key};
+use super::{FLAPPING, FOR, RECOVER};
+
+/// `[[drill]]`'s keys.
+pub(super) static DRILL: Table = Table {
+    heading: "[[drill]]",
+    doc: "A scheduled restore drill: restore the newest backup into a scratch directory, recover it, verify it and tear it down. Give exactly one of `backup`, `pgbackrest` or `command`. A drill is also a probe of the same name, so its reports take the probes' path (thresholds, remediations, telemetry).",
+    keys: &[
+        key(
+            "name",
+            Kind::String,
+            "required",
+            "Unique name among probes and drills.",
+        ),
+        key(
+            "every",
+            Kind::Duration(units::SCHEDULE),
+            "\"24h\"",
+            "How often the drill runs.",
+        ),
+        key(
+            "timeout",
+            Kind::Duration(units::SCHEDULE),
+            "\"1h\"",
+            "Deadline of one drill, restore to teardown.",
+        ),
+        key(
+            "reserve",
+            Kind::Size(RESERVE),
+            "\"1GiB\"",
+            "Free space the restore must leave on the scratch filesystem.",
+        ),
+        key(
+            "expected_size",
+            Kind::Size(RESERVE),
+            "none (required with `command`)",
+            "Space the restore takes, checked before the drill and watched during it.",
+        ),
+        key(
+            "superuser",
+            Kind::String,
+            "\"postgres\"",
+            "The restored server's superuser, for the checks.",
+        ),
+        key(
+            "amcheck",
+            Kind::Bool,
+            "true",
+            "Verify B-tree indexes with amcheck.",
+        ),
+        key(
+            "checksums",
+            Kind::Bool,
+            "true",
+            "Verify data page checksums (pg_checksums) when the cluster has them.",
+        ),
+        key(
+            "bin_dir",
+            Kind::String,
+            "\"/usr/lib/postgresql/15/bin\"",
+            "Directory of the PostgreSQL programs (postgres, pg_ctl).",
+        ),
+        key(
+            "run_as_owner_of",
+            Kind::String,
+            "the backup directory",
+            "A directory whose owner the restored server runs as (required with `command`).",
+        ),
+        key(
+            "backup",
+            Kind::String,
+            "none",
+            "A pg_basebackup directory to restore (relative to the config's directory).",
+        ),
+        key(
+            "archive",
+            Kind::String,
+            "none",
+            "The WAL archive to recover from, with `backup`.",
+        ),
+        key(
+            "pgbackrest",
+            Kind::String,
+            "none",
+            "A pgBackRest stanza to restore.",
+        ),
+        key(
+            "pgbackrest_config",
+            Kind::String,
+            "pgBackRest's default",
+            "pgBackRest's config file, with `pgbackrest`.",
+        ),
+        key(
+            "command",
+            Kind::Strings,
+            "none",
+            "A program (and arguments) that fills $WATCHPOST_DRILL_DATA with a data directory.",
+        ),
+        key(
+            "checks",
+            Kind::Tables,
+            "[]",
+            "Queries whose first value must lie within bounds on the restored copy.",
+        )
+        .of(&CHECK),
+        FOR,
+        RECOVER,
+        key(
+            "flapping",
+            Kind::Table,
+            "[agent]'s",
+            "Flap detection for this drill.",
+        )
+        .of(&FLAPPING),
+        key(
+            "thresholds",
+            Kind::Table,
+            "{}",
+            "Ranges for the drill's measurements, as in [[probe]].",
+        )
+        .of(&super::thresholds::THRESHOLDS),
+    ],
+    entries: None,
+};
+
+/// One entry of a drill's `checks`.
+static CHECK: Table = Table {
+    heading: "[[drill]] checks",
+    doc: "A query run on the restored copy; the drill fails if its first value is below `min` or above `max` (give one or both).",
+    keys: &[
+        key(
+            "query",
+            Kind::String,
+            "required",
+            "The SQL query, e.g. \"SELECT count(*) FROM orders\".",
+        ),
+        key(
+            "database",
+            Kind::String,
+            "\"postgres\"",
+            "The database to run it in.",
+        ),
+        key("min", Kind::Number, "none", "Lowest acceptable value."),
+        key("max", Kind::Number, "none", "Highest acceptable value."),
+    ],
+    entries: None,
+};
+
 impl Parser<'_, '_> {
     /// The drills, and the probe entries that schedule them.
     pub(super) fn drills(
@@ -40,7 +188,7 @@ impl Parser<'_, '_> {
             "drill",
             "[[drill]] name = \"restore\" backup = \"/srv/backups/base\" archive = \"/srv/wal\"",
         ) {
-            let mut s = Section::new("[[drill]]", table, span.clone());
+            let mut s = Section::new(&DRILL, "[[drill]]", table, span.clone());
             let name = s.required_string(&mut self.d, "name", "\"restore\"");
             if let Some(name) = &name {
                 s.path = format!("[[drill]] {:?}", name.value);
@@ -203,7 +351,7 @@ impl Parser<'_, '_> {
                 );
                 continue;
             };
-            let mut c = Section::new(format!("{} check", s.path), table, item.span());
+            let mut c = Section::new(&CHECK, format!("{} check", s.path), table, item.span());
             let d = &mut self.d;
             let query = c.required_string(d, "query", "\"SELECT count(*) FROM orders\"");
             let database = c

@@ -36,6 +36,170 @@ use toml::de::{DeTable, DeValue};
 
 pub use targets::validate_dsn;
 
+use super::keys::{Key, Kind, Table, key};
+
+/// The config file's top level; each key's table is documented beside the
+/// code that reads it.
+pub(super) static ROOT: Table = Table {
+    heading: "Top level",
+    doc: "A config file is TOML with these sections; all are optional (an empty file is a valid config that runs nothing).",
+    keys: &[
+        key("agent", Kind::Table, "none", "How the agent itself runs.").of(&AGENT),
+        key(
+            "targets",
+            Kind::Table,
+            "none",
+            "The database servers probes and actions may use, by name.",
+        )
+        .of(&targets::TARGETS),
+        key(
+            "probe",
+            Kind::Tables,
+            "none",
+            "The probes to run, each `[[probe]]` with a name, a component and a schedule.",
+        )
+        .of(&probe::PROBE),
+        key("drill", Kind::Tables, "none", "Scheduled restore drills.").of(&drill::DRILL),
+        key(
+            "remediation",
+            Kind::Tables,
+            "none",
+            "What to do when a probe reaches a hard state.",
+        )
+        .of(&remediation::REMEDIATION),
+        key("telemetry", Kind::Table, "none", "Metric and event export.").of(&otlp::TELEMETRY),
+        key(
+            "cluster",
+            Kind::Table,
+            "none",
+            "Cluster mode: a leader lease in etcd decides which node is the primary.",
+        )
+        .of(&cluster::CLUSTER),
+    ],
+    entries: None,
+};
+
+static AGENT: Table = Table {
+    heading: "[agent]",
+    doc: "How the agent itself runs: its name, state, API address and resource bounds.",
+    keys: &[
+        key(
+            "node",
+            Kind::String,
+            "the host name",
+            "This node's name in reports, metrics and the cluster: 1 to 64 letters, digits, `-`, `_` or `.`.",
+        ),
+        key(
+            "state_dir",
+            Kind::String,
+            "/var/lib/watchpost (root), ~/.local/state/watchpost (others)",
+            "Directory of persistent state, the API token, the audit log and the compile cache; `WATCHPOST_STATE_DIR` overrides the default.",
+        ),
+        key(
+            "listen",
+            Kind::String,
+            "\"127.0.0.1:9464\"",
+            "IP:PORT of the status page, API and /metrics; a non-loopback address needs `api_token_env`.",
+        ),
+        key(
+            "concurrency",
+            Kind::Integer { min: 1, max: 1024 },
+            "the number of CPUs",
+            "How many probe runs may be in flight at once.",
+        ),
+        key(
+            "memory_budget",
+            Kind::Size(units::MEMORY_BUDGET),
+            "\"1GiB\"",
+            "Sum of the memory caps of the runs in flight; a run waits until its cap fits.",
+        ),
+        key(
+            "dry_run",
+            Kind::Bool,
+            "false",
+            "Log what every remediation would do instead of doing it.",
+        ),
+        key(
+            "api_token_env",
+            Kind::String,
+            "none",
+            "Name of an environment variable holding the token the control endpoints (reload, pause, reset) require; needed when `listen` is not loopback (else the token is the file `state_dir/api-token`).",
+        ),
+        key(
+            "flapping",
+            Kind::Table,
+            "enabled, high 30, low 25",
+            "Flap detection for every probe (a probe's own `flapping` overrides it).",
+        )
+        .of(&FLAPPING),
+        key(
+            "cache_size",
+            Kind::Size(units::CACHE_SIZE),
+            "\"1GiB\"",
+            "Bound of the compiled-probe cache in `state_dir/cache`.",
+        ),
+        key(
+            "state_flush",
+            Kind::Duration(units::STATE_FLUSH),
+            "\"1s\"",
+            "How often soft state (counters, recent results) is written to disk.",
+        ),
+        key(
+            "local_target",
+            Kind::String,
+            "the one target with a `data_dir`, if exactly one",
+            "The [targets.NAME] whose server runs on this node: what the load-balancer endpoints (/v1/role/...) report on, and cluster mode's default `target`.",
+        ),
+    ],
+    entries: None,
+};
+
+/// `flapping = { ... }` in `[agent]`, `[[probe]]` and `[[drill]]`.
+static FLAPPING: Table = Table {
+    heading: "flapping (in [agent], [[probe]] and [[drill]])",
+    doc: "Flap detection: a probe whose status changes in more than `high` percent of its recent runs is flapping (its notifications and remediations are held) until it falls below `low`.",
+    keys: &[
+        key(
+            "enabled",
+            Kind::Bool,
+            "true",
+            "Whether flapping is detected.",
+        ),
+        key(
+            "high",
+            Kind::Number,
+            "30",
+            "Percent of state changes at which a probe starts flapping (0 to 100, at least `low`).",
+        )
+        .unit("%"),
+        key(
+            "low",
+            Kind::Number,
+            "25",
+            "Percent of state changes below which it stops flapping (0 to 100).",
+        )
+        .unit("%"),
+    ],
+    entries: None,
+};
+
+/// `for` in `[[probe]]`, `[[drill]]` and thresholds.
+const FOR: Key = key(
+    "for",
+    Kind::Integer { min: 1, max: 1000 },
+    "1",
+    "Consecutive failing runs before a soft state becomes hard.",
+)
+.unit("runs");
+/// `recover` in `[[probe]]`, `[[drill]]` and thresholds.
+const RECOVER: Key = key(
+    "recover",
+    Kind::Integer { min: 1, max: 1000 },
+    "1",
+    "Consecutive OK runs before a hard problem state recovers.",
+)
+.unit("runs");
+
 /// Where a config comes from and how to resolve what it names.
 pub struct Source<'a> {
     /// Name used in messages (usually the path as given).
@@ -58,7 +222,7 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
         }
     };
     let span = root.span();
-    let mut top = Section::new("top level", root.get_ref(), span);
+    let mut top = Section::new(&ROOT, "top level", root.get_ref(), span);
     let mut parser = Parser { d, source };
 
     let targets = parser.targets(&mut top);

@@ -11,6 +11,84 @@ use crate::sql::tls::{load_certs, load_key};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::super::keys::{Kind, Table, key};
+
+/// `[telemetry]`'s keys.
+pub(super) static TELEMETRY: Table = Table {
+    heading: "[telemetry]",
+    doc: "Metric and event export. Prometheus needs no config: it scrapes /metrics on `[agent] listen`.",
+    keys: &[key(
+        "otlp",
+        Kind::Table,
+        "none (no export)",
+        "Export metrics and events over OTLP.",
+    )
+    .of(&OTLP)],
+    entries: None,
+};
+
+static OTLP: Table = Table {
+    heading: "[telemetry.otlp]",
+    doc: "An OpenTelemetry (OTLP) exporter; the standard OTEL_EXPORTER_OTLP_* variables fill what is not set here.",
+    keys: &[
+        key(
+            "endpoint",
+            Kind::String,
+            "OTEL_EXPORTER_OTLP_ENDPOINT, else the protocol's default",
+            "The collector's http:// or https:// URL, e.g. \"http://127.0.0.1:4317\".",
+        ),
+        key(
+            "protocol",
+            Kind::String,
+            "\"grpc\"",
+            "\"grpc\" or \"http/protobuf\".",
+        ),
+        key(
+            "interval",
+            Kind::Duration(units::SCHEDULE),
+            "\"10s\"",
+            "How often metrics are exported.",
+        ),
+        key(
+            "timeout",
+            Kind::Duration(units::SCHEDULE),
+            "the exporter's default",
+            "Deadline of one export.",
+        ),
+        key(
+            "headers",
+            Kind::Map,
+            "{}",
+            "Extra headers; `${NAME}` in a value is replaced by the environment variable NAME.",
+        ),
+        key(
+            "headers_file",
+            Kind::String,
+            "none",
+            "A private file of `Name: value` lines (secret headers such as an API key).",
+        ),
+        key(
+            "certificate",
+            Kind::String,
+            "the system's roots",
+            "PEM file of the CA certificates that sign the collector's certificate.",
+        ),
+        key(
+            "client_certificate",
+            Kind::String,
+            "none",
+            "PEM client certificate for mTLS (with `client_key`).",
+        ),
+        key(
+            "client_key",
+            Kind::String,
+            "none",
+            "PEM private key of `client_certificate`.",
+        ),
+    ],
+    entries: None,
+};
+
 impl Parser<'_, '_> {
     pub(super) fn telemetry(&mut self, mut s: Section) -> Telemetry {
         let otlp = match s.table(&mut self.d, "otlp") {

@@ -11,6 +11,88 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::super::keys::{Kind, Table, key};
+use super::{FLAPPING, FOR, RECOVER};
+
+/// `[[probe]]`'s keys.
+pub(super) static PROBE: Table = Table {
+    heading: "[[probe]]",
+    doc: "One probe: a WebAssembly component run on a schedule in a sandbox, with the targets and directories it may reach and the thresholds that turn its measurements into a status. The built-in probes' own `config` keys and default thresholds are on their pages under Probes.",
+    keys: &[
+        key(
+            "name",
+            Kind::String,
+            "required",
+            "Unique name: 1 to 64 letters, digits, `-`, `_` or `.`; it labels metrics and names state files.",
+        ),
+        key(
+            "wasm",
+            Kind::String,
+            "required",
+            "The component: \"builtin:NAME\" for a built-in probe, or a .wasm file (relative to the config's directory).",
+        ),
+        key(
+            "sha256",
+            Kind::String,
+            "none",
+            "Pin of a .wasm file: 64 hex digits (`sha256sum FILE`); a file that differs is refused.",
+        ),
+        key(
+            "every",
+            Kind::Duration(units::SCHEDULE),
+            "\"30s\"",
+            "How often the probe runs.",
+        ),
+        key(
+            "timeout",
+            Kind::Duration(units::SCHEDULE),
+            "\"10s\"",
+            "Deadline of one run; a run past it is stopped and reports unknown.",
+        ),
+        key(
+            "memory",
+            Kind::Size(units::PROBE_MEMORY),
+            "\"64MiB\"",
+            "Cap of the probe's linear memory.",
+        ),
+        key(
+            "targets",
+            Kind::Strings,
+            "[]",
+            "Names of the [targets.NAME] the probe may connect to.",
+        ),
+        key(
+            "dirs",
+            Kind::Map,
+            "{}",
+            "Read-only directories the probe may read: NAME = \"/host/path\", seen by the probe at /NAME.",
+        ),
+        key(
+            "config",
+            Kind::Map,
+            "{}",
+            "The probe's own settings, key = value (see each built-in probe's page).",
+        ),
+        FOR,
+        RECOVER,
+        key(
+            "flapping",
+            Kind::Table,
+            "[agent]'s",
+            "Flap detection for this probe.",
+        )
+        .of(&FLAPPING),
+        key(
+            "thresholds",
+            Kind::Table,
+            "{}",
+            "Ranges that turn measurements into a status, by measurement name.",
+        )
+        .of(&super::thresholds::THRESHOLDS),
+    ],
+    entries: None,
+};
+
 impl Parser<'_, '_> {
     pub(super) fn probes(
         &mut self,
@@ -24,7 +106,7 @@ impl Parser<'_, '_> {
             "probe",
             "[[probe]] name = \"disk\" wasm = \"builtin:host-disk\"",
         ) {
-            let mut s = Section::new("[[probe]]", table, span.clone());
+            let mut s = Section::new(&PROBE, "[[probe]]", table, span.clone());
             let Some(name) = s.required_string(&mut self.d, "name", "\"disk\"") else {
                 // Read the rest anyway, to report its errors too.
                 let _ = self.probe_body(&mut s, "?", targets);

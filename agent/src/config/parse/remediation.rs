@@ -12,6 +12,111 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
+use super::super::keys::{Kind, Table, key};
+use super::actions::ACTION;
+
+/// `[[remediation]]`'s keys.
+pub(super) static REMEDIATION: Table = Table {
+    heading: "[[remediation]]",
+    doc: "What to do when a probe reaches a hard state: one action, guarded by conditions, a cooldown and a rate limit, checked afterwards by a probe, and written to the audit log.",
+    keys: &[
+        key("name", Kind::String, "required", "Unique name: 1 to 64 letters, digits, `-`, `_` or `.`."),
+        key("on", Kind::Table, "required", "The hard state that fires the action.").of(&ON),
+        key("unless", Kind::Shapes("a table or an array of tables"), "none", "Conditions that hold the action back while any of them is true.").of(&CONDITION),
+        key("action", Kind::Table, "required", "What to do: exactly one action kind.").of(&ACTION),
+        key("cooldown", Kind::Duration(units::HOLD), "\"5m\"", "Least time between two runs of this remediation."),
+        key("limit", Kind::Table, "none", "At most `count` runs `per` window.").of(&LIMIT),
+        key("dry_run", Kind::Bool, "false", "Log what the action would do instead of doing it."),
+        key("verify", Kind::Table, "none", "A probe that must be OK `within` a time after the action, else the action counts as failed.").of(&VERIFY),
+        key("alert", Kind::Table, "none", "An exec or webhook action run when the remediation's breaker opens (its rate limit was exceeded).").of(&ACTION),
+    ],
+    entries: None,
+};
+
+/// `on = { ... }`.
+static ON: Table = Table {
+    heading: "[[remediation]] on",
+    doc: "The trigger: a probe in a hard state of at least `status`, optionally caused by one measurement.",
+    keys: &[
+        key("probe", Kind::String, "required", "The probe's name."),
+        key(
+            "status",
+            Kind::String,
+            "\"critical\"",
+            "\"warning\", \"critical\" or \"unknown\" (not \"ok\").",
+        ),
+        key(
+            "measurement",
+            Kind::String,
+            "any",
+            "Fire only when this measurement's thresholds caused the state (it needs thresholds in the probe).",
+        ),
+    ],
+    entries: None,
+};
+
+/// An `unless` condition.
+static CONDITION: Table = Table {
+    heading: "[[remediation]] unless",
+    doc: "A condition that holds the action back: the probe is in a hard state of `status`.",
+    keys: &[
+        key("probe", Kind::String, "required", "The probe's name."),
+        key(
+            "status",
+            Kind::String,
+            "\"critical\"",
+            "\"ok\", \"warning\", \"critical\" or \"unknown\".",
+        ),
+    ],
+    entries: None,
+};
+
+/// `limit = { ... }`.
+static LIMIT: Table = Table {
+    heading: "[[remediation]] limit",
+    doc: "A rate limit; both keys are needed.",
+    keys: &[
+        key(
+            "count",
+            Kind::Integer {
+                min: 1,
+                max: 1_000_000,
+            },
+            "required",
+            "Most runs within one window.",
+        )
+        .unit("runs"),
+        key(
+            "per",
+            Kind::Duration(units::WINDOW),
+            "required",
+            "The window.",
+        ),
+    ],
+    entries: None,
+};
+
+/// `verify = { ... }`.
+static VERIFY: Table = Table {
+    heading: "[[remediation]] verify",
+    doc: "The check that the action worked.",
+    keys: &[
+        key(
+            "probe",
+            Kind::String,
+            "required",
+            "A probe that must report OK after the action.",
+        ),
+        key(
+            "within",
+            Kind::Duration(units::SCHEDULE),
+            "\"30s\"",
+            "How long it may take.",
+        ),
+    ],
+    entries: None,
+};
+
 impl Parser<'_, '_> {
     pub(super) fn remediations(
         &mut self,
@@ -25,7 +130,7 @@ impl Parser<'_, '_> {
         for (table, span) in
             self.array_of_tables(top, "remediation", "[[remediation]] name = \"restart\" ...")
         {
-            let mut s = Section::new("[[remediation]]", table, span.clone());
+            let mut s = Section::new(&REMEDIATION, "[[remediation]]", table, span.clone());
             let name = s.required_string(&mut self.d, "name", "\"restart-postgres\"");
             if let Some(name) = &name {
                 s.path = format!("[[remediation]] {:?}", name.value);
@@ -156,7 +261,7 @@ impl Parser<'_, '_> {
                 }
             };
             for (table, span) in items {
-                let c = Section::new(format!("{} unless", s.path), table, span);
+                let c = Section::new(&CONDITION, format!("{} unless", s.path), table, span);
                 if let Some(c) = self.condition(c, probe_names, Status::Critical) {
                     unless.push(c);
                 }

@@ -23,6 +23,102 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::de::DeValue;
 
+use super::super::keys::{Kind, Table, key};
+
+/// `[targets]`: a table of targets by name.
+pub(super) static TARGETS: Table = Table {
+    heading: "[targets]",
+    doc: "The database servers probes and actions may use, each `[targets.NAME]` (NAME: 1 to 64 letters, digits, `-`, `_` or `.`). A probe reaches only the targets its `targets` list grants.",
+    keys: &[],
+    entries: Some(&TARGET),
+};
+
+static TARGET: Table = Table {
+    heading: "[targets.NAME]",
+    doc: "One database server. `dsn` is what probes use; `admin_dsn` what the agent's own actions use, so that the role that may promote or fence never reaches a probe. Passwords come from a private file or the environment rather than the config.",
+    keys: &[
+        key(
+            "kind",
+            Kind::String,
+            "\"postgres\"",
+            "The engine: \"postgres\" (or \"postgresql\") or \"mysql\" (or \"mariadb\").",
+        ),
+        key(
+            "dsn",
+            Kind::String,
+            "required",
+            "How probes connect: a libpq conninfo or URL for PostgreSQL, a `mysql://` URL for MariaDB/MySQL; its TLS files and passfile are checked at load.",
+        ),
+        key(
+            "read_only",
+            Kind::Bool,
+            "true",
+            "Refuse statements that write, from probes (the agent checks each statement and opens read-only transactions).",
+        ),
+        key(
+            "strict_privileges",
+            Kind::Bool,
+            "false",
+            "Refuse to run probes if the probe role may do more than monitor (superuser, replication, writes).",
+        ),
+        key(
+            "admin_dsn",
+            Kind::String,
+            "none",
+            "How the agent's own actions (promote, fence, checkpoint) connect; PostgreSQL only.",
+        ),
+        key(
+            "replication_dsn",
+            Kind::String,
+            "none",
+            "The login a fenced old primary streams with (a REPLICATION-only role); PostgreSQL only.",
+        ),
+        key(
+            "data_dir",
+            Kind::String,
+            "none",
+            "The server's data directory on this host, for pg_ctl actions, reinit and cluster mode; PostgreSQL only.",
+        ),
+        key(
+            "password_file",
+            Kind::String,
+            "none",
+            "A private file (mode 0600, the agent's user) whose first line is the `dsn`'s password.",
+        ),
+        key(
+            "password_env",
+            Kind::String,
+            "none",
+            "An environment variable holding the `dsn`'s password (instead of `password_file`).",
+        ),
+        key(
+            "admin_password_file",
+            Kind::String,
+            "none",
+            "A private file whose first line is the `admin_dsn`'s password.",
+        ),
+        key(
+            "admin_password_env",
+            Kind::String,
+            "none",
+            "An environment variable holding the `admin_dsn`'s password.",
+        ),
+        key(
+            "replication_password_file",
+            Kind::String,
+            "none",
+            "A private file whose first line is the `replication_dsn`'s password.",
+        ),
+        key(
+            "replication_password_env",
+            Kind::String,
+            "none",
+            "An environment variable holding the `replication_dsn`'s password.",
+        ),
+    ],
+    entries: None,
+};
+
 /// Why a DSN is not usable: its syntax, its TLS settings and files (each
 /// certificate must parse, a key must be private), its passfile.
 pub fn validate_dsn(dsn: &str) -> Result<(), String> {
@@ -52,7 +148,12 @@ impl Parser<'_, '_> {
             if !valid_name(&name_text) {
                 self.d.error(name.span(), format!("[targets]: target name {name_text:?} must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit"));
             }
-            let mut s = Section::new(format!("[targets.{name_text}]"), table, value.span());
+            let mut s = Section::new(
+                section.entry_doc(),
+                format!("[targets.{name_text}]"),
+                table,
+                value.span(),
+            );
             let d = &mut self.d;
             let kind = match s.string(d, "kind") {
                 None => TargetKind::Postgres,

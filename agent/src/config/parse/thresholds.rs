@@ -14,6 +14,39 @@ use super::super::reader::Section;
 use super::{Parser, confirm};
 use toml::de::DeValue;
 
+use super::super::keys::{Kind, Table, key};
+use super::{FOR, RECOVER};
+
+/// `thresholds` in `[[probe]]` and `[[drill]]`: a table by measurement.
+pub(super) static THRESHOLDS: Table = Table {
+    heading: "[probe.thresholds]",
+    doc: "Thresholds by measurement name, each `[probe.thresholds.\"MEASUREMENT\"]` (also in `[[drill]]`). A measurement without thresholds is recorded but never changes the status.",
+    keys: &[],
+    entries: Some(&THRESHOLD),
+};
+
+static THRESHOLD: Table = Table {
+    heading: "[probe.thresholds.\"MEASUREMENT\"]",
+    doc: "Nagios ranges (`10`, `~:80`, `@10:20`, with units such as `~:16MiB`, `~:500ms`, `~:60%` converted to the measurement's unit): a value outside `warning`'s range is a warning, outside `critical`'s a critical. Give one or both.",
+    keys: &[
+        key(
+            "warning",
+            Kind::String,
+            "none",
+            "The range whose outside is a warning, e.g. \"~:80\" (above 80).",
+        ),
+        key(
+            "critical",
+            Kind::String,
+            "none",
+            "The range whose outside is critical, e.g. \"~:90\".",
+        ),
+        FOR,
+        RECOVER,
+    ],
+    entries: None,
+};
+
 impl Parser<'_, '_> {
     pub(super) fn thresholds(&mut self, s: &mut Section) -> Vec<ThresholdRule> {
         let d = &mut self.d;
@@ -31,6 +64,7 @@ impl Parser<'_, '_> {
                 continue;
             };
             let mut t = Section::new(
+                section.entry_doc(),
                 format!("{} thresholds.\"{name}\"", s.path),
                 table,
                 value.span(),
