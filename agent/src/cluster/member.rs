@@ -46,6 +46,21 @@ pub struct Member {
     pub diverged: bool,
 }
 
+/// Why `me` may not take the leader key for its timeline, or `None`: a
+/// candidate must be on the last leader's timeline (`leader_timeline`,
+/// published by the leader). One on an older timeline may be a former
+/// primary whose WAL diverged after the switch point (or a standby that
+/// has not followed the promotion yet); one on a newer timeline was
+/// promoted outside the cluster. Unknown timelines do not refuse.
+pub fn off_timeline(me: &Member, leader_timeline: Option<u64>) -> Option<String> {
+    match (me.timeline, leader_timeline) {
+        (Some(mine), Some(leader)) if mine != leader => Some(format!(
+            "on timeline {mine}, not the last leader's timeline {leader}: its WAL is not known to be on the leader's history (a candidate again once it follows a leader)"
+        )),
+        _ => None,
+    }
+}
+
 /// Why a standby may not take the leader key, or `None` when it may.
 pub fn not_a_candidate(
     me: &Member,
