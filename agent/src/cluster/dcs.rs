@@ -78,8 +78,11 @@ pub trait Dcs: Send + Sync + 'static {
 
     /// Delete `key` only if its value is `value` (release the leader key
     /// only if ours): whether it was deleted. Safe to resend.
-    fn delete_if(&self, key: &str, value: &str)
-    -> impl Future<Output = Result<bool, EtcdError>> + Send;
+    fn delete_if(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<bool, EtcdError>> + Send;
 }
 
 impl Dcs for Etcd {

@@ -4,12 +4,12 @@
 //! standby takes the key in one transaction and promotes while it keeps
 //! renewing its lease.
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::Server;
 use super::ha::{Ha, REWIND_RETRY};
 use super::local::Observation;
-use super::member::{Member, not_a_candidate, off_timeline};
+use super::member::{LeaderTimeline, Member, last_leader, not_a_candidate, off_timeline};
 use super::owner::Won;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -134,6 +134,21 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         optime: Option<u64>,
         members: &[Member],
     ) {
+        if seen.stopped() {
+            // No leader to follow: start it read-only (it comes up in
+            // recovery), so that it publishes its position and may be
+            // elected; a stopped server is nobody's candidate.
+            if let Err(e) = self.local.mark_standby() {
+                tracing::error!(
+                    "cluster: cannot mark the stopped local server as a standby's, so it is not started: {e}"
+                );
+                return;
+            }
+            if let Err(e) = self.local.start().await {
+                tracing::warn!("cluster: cannot start the local server read-only: {e}");
+            }
+            return;
+        }
         let Some(lease) = self.lease else { return };
         let spec = self.local.spec().clone();
         if seen.primary() {
@@ -145,9 +160,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 self.stop_stray_primary(&format!("the synchronous set is `{other}`'s: this former primary cannot hold the commits acknowledged in that term; it rejoins as a standby when a leader exists")).await;
                 return;
             }
-            if let Some(why) = off_timeline(me, self.leader_timeline)
-                .filter(|_| me.diverged || seen.timeline < self.leader_timeline)
-            {
+            if let Some(why) = off_timeline(me, self.leader_timeline) {
                 // A former primary whose timeline is not the last
                 // leader's: it rejoins (rewound) once a leader exists,
                 // never leads on its own timeline.
@@ -177,7 +190,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 self.note(format!("not taking the leader key: this primary is behind the last leader position ({:?} < {optime:?})", seen.lsn));
                 return;
             }
-            let answer = self.create_leader_key(lease, members).await;
+            let term = seen.timeline.map(|timeline| LeaderTimeline {
+                timeline,
+                switch: None,
+            });
+            let answer = self.create_leader_key(lease, members, term).await;
             if self.won_key(answer, lease).await == Won::Yes {
                 self.take_office();
                 if let Err(e) = self.fence_ready() {
@@ -210,6 +227,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Some(_) => u64::MAX,
             None => spec.max_lag_bytes,
         };
+        // The most recent leader (back after losing its lease) is no
+        // diverged former primary: its WAL is the cluster's.
+        let mut me = me.clone();
+        if me.diverged && last_leader(&me, self.leader_timeline) {
+            me.diverged = false;
+        }
+        let me = &me;
         let why = not_a_candidate(me, members, optime, max_lag)
             .or_else(|| off_timeline(me, self.leader_timeline))
             .or_else(|| self.sync_unproven(me, members));
@@ -221,7 +245,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             }
             return;
         }
-        let answer = self.create_leader_key(lease, members).await;
+        // The term's timeline: the one its promotion leads to, begun at
+        // this standby's position.
+        let term = seen.timeline.map(|timeline| LeaderTimeline {
+            timeline: timeline + 1,
+            switch: me.lsn,
+        });
+        let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
             Won::No => return, // another member was faster
@@ -244,10 +274,28 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok(()) => self.prepare_synchronous(members).await,
             Err(e) => Err(e),
         };
+        let attempted = ready.is_ok();
         let promoted = match ready {
             Ok(()) => self.promote().await,
             Err(e) => Err(format!("not promoted: {e}")),
         };
+        if !attempted {
+            // Never promoted: its WAL is still the leader's history, and
+            // it stays a candidate (no former leader's marker).
+            self.mark_diverged(false);
+        }
+        if promoted.is_err() {
+            // The term did not open: the timeline written with the key is
+            // put back, so that the standbys on the last leader's history
+            // remain candidates.
+            let restored = match self.leader_timeline {
+                Some(before) => self.etcd.put(&self.keys.timeline, &before.text(), 0).await,
+                None => Ok(()),
+            };
+            if let Err(e) = restored {
+                tracing::warn!("cluster: cannot put the last leader's timeline back: {e}");
+            }
+        }
         match promoted {
             Ok(()) => {
                 self.keep_standby_marked();

@@ -7,10 +7,10 @@
 //! (once per change). At start, cluster mode refuses to run when it
 //! cannot read the data directory and `postmaster.pid`.
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::Server;
 use super::ha::Ha;
 use super::local::Observation;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::config::ClusterSpec;
 use crate::events::Decision;
 use crate::pgserver::postmaster::{self, Postmaster};

@@ -19,12 +19,12 @@
 //! keeps `standby.signal`, so a restart by anyone but the agent brings the
 //! server back read-only.
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::{Fence, Server};
 use super::etcd::{Etcd, Kv};
 use super::local::{LocalServer, Observation};
 use super::member::Member;
 use super::{ClusterView, Keys};
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::{Fence, Server};
 use crate::events::Decision;
 use crate::remediate::Remediator;
 use parking_lot::Mutex;
@@ -93,7 +93,7 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     /// watchdog stays armed with this deadline until it is known stopped.
     pub(super) unfenced_until: Option<Instant>,
     /// The leader's timeline as last read (the election's reference).
-    pub(super) leader_timeline: Option<u64>,
+    pub(super) leader_timeline: Option<super::member::LeaderTimeline>,
     /// The timeline this node last published as the leader's.
     pub(super) timeline_published: Mutex<Option<u64>>,
 }
@@ -329,10 +329,17 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 .put(&self.keys.optime, &lsn.to_string(), 0)
                 .await?;
             if let Some(timeline) = seen.timeline
+                && self.leader_timeline.is_none()
                 && *self.timeline_published.lock() != Some(timeline)
             {
+                // A term opened before the key existed (an upgrade): its
+                // timeline, without a switch point.
+                let published = super::member::LeaderTimeline {
+                    timeline,
+                    switch: None,
+                };
                 self.etcd
-                    .put(&self.keys.timeline, &timeline.to_string(), 0)
+                    .put(&self.keys.timeline, &published.text(), 0)
                     .await?;
                 *self.timeline_published.lock() = Some(timeline);
             }
@@ -418,8 +425,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     }
                     return;
                 }
-                // As in every term: a restart by anyone comes up read-only.
+                // As in every term: a restart by anyone comes up read-only,
+                // and the marker says this node led.
                 self.keep_standby_marked();
+                self.mark_diverged(true);
                 self.lead(seen).await;
             } else if seen.primary() {
                 self.stop_stray_primary("the leader key names this node under an old lease that could not be taken over").await;
@@ -452,7 +461,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                         if self.stop_and_release(&e).await.is_ok() {
                             self.record(
                                 Decision::Failed,
-                                format!("{e}; stopped the local server and released the leader key"),
+                                format!(
+                                    "{e}; stopped the local server and released the leader key"
+                                ),
                             );
                         }
                         return;
@@ -493,7 +504,20 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         if seen.answering && seen.in_recovery {
             // Restarted (in place by us, or by hand): only the key holder
-            // may make it a primary again, on a new timeline.
+            // may make it a primary again, on a new timeline — published
+            // first, with where it begins.
+            if let Some(timeline) = seen.timeline {
+                let term = super::member::LeaderTimeline {
+                    timeline: timeline + 1,
+                    switch: seen.lsn,
+                };
+                if let Err(e) = self.etcd.put(&self.keys.timeline, &term.text(), 0).await {
+                    tracing::warn!(
+                        "cluster: cannot publish the new timeline before promoting again: {e}"
+                    );
+                    return;
+                }
+            }
             match self.promote().await {
                 Ok(()) => {
                     self.keep_standby_marked();

@@ -22,13 +22,13 @@
 //! longer take it) and stays the leader: its server comes back as the
 //! primary through the usual restart in place. Every step is recorded.
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::Server;
 use super::etcd::Op;
 use super::ha::Ha;
 use super::local::{Observation, ShutDown};
 use super::member::Member;
 use super::switchover::{Outcome, Request, Stage, refusal};
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 use std::time::Duration;
 use tokio::time::Instant;

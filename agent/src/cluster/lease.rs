@@ -67,10 +67,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             && Instant::now() >= until
         {
             self.leader_until = None;
-            self.lose_lease(until, &format!(
-                "no lease renewal for {} (etcd out of reach); the lease may expire elsewhere",
-                crate::config::units::format_duration(self.ttl() - self.margin())
-            ))
+            self.lose_lease(
+                until,
+                &format!(
+                    "no lease renewal for {} (etcd out of reach); the lease may expire elsewhere",
+                    crate::config::units::format_duration(self.ttl() - self.margin())
+                ),
+            )
             .await;
             return true;
         }

@@ -577,7 +577,6 @@ const REPLICATION: &str = "SELECT current_setting('synchronous_standby_names') A
         pg_wal_lsn_diff(flush_lsn, '0/0')::float8, sync_priority > 0))::text
       FROM pg_stat_replication WHERE state = 'streaming' AND flush_lsn IS NOT NULL), '[]') AS streaming";
 
-
 impl LocalServer {
     /// What the primary says of its synchronous replication.
     pub async fn replication(&self) -> Result<super::server::Replication, String> {

@@ -9,8 +9,11 @@
 //!   its server before the lease can expire elsewhere.
 //! - `optime`: the leader's flush position, published every loop (no
 //!   lease: it is the last known position when the leader disappears).
-//! - `timeline`: the leader's timeline, published when it changes (no
-//!   lease): a candidate must be on it ([`member::off_timeline`]).
+//! - `timeline`: the leader's timeline and where its term began
+//!   (`T:LSN`, [`member::LeaderTimeline`]), written with the leader key
+//!   when a term opens (the timeline its promotion leads to) and when it
+//!   changes (no lease): a candidate must be on it or on its history
+//!   ([`member::off_timeline`]).
 //! - `members/NAME`: each member's view of itself ([`member::Member`]),
 //!   under its own lease.
 //! - `sync`: with `synchronous = true`, the members among which every
@@ -120,7 +123,7 @@ impl Keys {
             timeline: kvs
                 .iter()
                 .find(|kv| kv.key == self.timeline)
-                .and_then(|kv| kv.value.parse().ok()),
+                .and_then(|kv| member::LeaderTimeline::parse(&kv.value)),
             members,
             paused: kvs.iter().any(|kv| kv.key == self.pause),
             sync: kvs.iter().find(|kv| kv.key == self.sync),
@@ -157,7 +160,7 @@ pub struct Snapshot<'a> {
     /// The leader's last published flush position (bytes from 0/0).
     pub optime: Option<u64>,
     /// The leader's last published timeline.
-    pub timeline: Option<u64>,
+    pub timeline: Option<member::LeaderTimeline>,
     /// The live members, by name.
     pub members: Vec<Member>,
     /// Maintenance mode.

@@ -8,10 +8,10 @@
 //! an armed watchdog and an `acquired` record — never a writable server
 //! without a fence, and `/v1/role/primary` follows the key.
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::Server;
 use super::etcd::EtcdError;
 use super::ha::Ha;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 
 /// What a transaction meant to give this node the leader key did.

@@ -14,11 +14,11 @@
 //! the settings pending on it, so that the command knows whether to
 //! switch over.
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::Server;
 use super::etcd::{Kv, Op};
 use super::ha::Ha;
 use super::local::Observation;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 use serde::{Deserialize, Serialize};
 

@@ -314,7 +314,9 @@ fn fence_guarded(
                 Some((pinned, pid)) if pinned.alive() => Ok(quit(pinned, *pid)),
                 Some((_, pid)) => Ok((
                     false,
-                    format!("whether the server runs cannot be told ({why}); the postmaster pinned when armed (pid {pid}) is gone"),
+                    format!(
+                        "whether the server runs cannot be told ({why}); the postmaster pinned when armed (pid {pid}) is gone"
+                    ),
                 )),
                 None => Err(format!(
                     "whether the server runs cannot be told, and no postmaster was pinned when armed: it cannot be stopped: {why}"
@@ -345,7 +347,10 @@ fn fence_guarded(
 /// SIGQUIT to the pinned postmaster, then [`wait_gone`].
 fn quit(pinned: &Pinned, pid: i32) -> (bool, String) {
     if let Err(e) = pinned.signal(libc::SIGQUIT) {
-        return (false, format!("SIGQUIT to the pinned postmaster (pid {pid}): {e}"));
+        return (
+            false,
+            format!("SIGQUIT to the pinned postmaster (pid {pid}): {e}"),
+        );
     }
     wait_gone(pinned, pid)
 }

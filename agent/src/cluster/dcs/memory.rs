@@ -404,7 +404,10 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(dcs.get("/l").await.unwrap().unwrap().value, "a");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(dcs.get("/l").await.unwrap().is_none(), "expired with its lease");
+        assert!(
+            dcs.get("/l").await.unwrap().is_none(),
+            "expired with its lease"
+        );
         assert!(!dcs.keep_alive(lease).await.unwrap());
         assert!(!dcs.delete_if("/l", "a").await.unwrap());
     }

@@ -76,6 +76,13 @@ impl Node {
             .any(|(t, switch)| *t == timeline && lsn <= *switch)
     }
 
+    /// A fence left armed by an earlier run of the agent.
+    pub fn arm_left_over(&mut self, until: Instant) {
+        self.next_fence += 1;
+        let id = self.next_fence;
+        self.fences.push((id, Some(until)));
+    }
+
     /// Fire the fences whose deadline passed by `now`: stop the server.
     pub fn fire_fences(&mut self, now: Instant) {
         let due: Vec<u64> = self
@@ -206,7 +213,9 @@ impl Server for FakeServer {
         };
         Probe {
             state,
-            fault: node.unknown.then(|| "postmaster.pid has 2 hard links".into()),
+            fault: node
+                .unknown
+                .then(|| "postmaster.pid has 2 hard links".into()),
         }
     }
 

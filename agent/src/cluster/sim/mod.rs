@@ -10,8 +10,8 @@ pub mod world;
 
 use world::{Faults, Rng, World};
 
-/// Episodes run by `cargo test` (each ~40 s of simulated time).
-const EPISODES: u64 = 2000;
+/// Episodes run by `cargo test` (each 32 s of simulated time).
+const EPISODES: u64 = 1000;
 
 /// Run episode `seed`: `Err` with the broken invariant and the log.
 pub fn episode(seed: u64) -> Result<(), String> {
@@ -25,7 +25,7 @@ pub fn episode(seed: u64) -> Result<(), String> {
         let n = 2 + rng.below(3) as usize;
         let faults = Faults::drawn(&mut rng);
         let mut world = World::new(seed, n, faults);
-        let outcome = world.run(600, 300).await;
+        let outcome = world.run(400, 240).await;
         world.shutdown();
         outcome.map_err(|broken| {
             format!(
@@ -51,7 +51,9 @@ fn seeded_episodes_keep_one_writer_and_fail_over() {
         .unwrap_or(EPISODES);
     for seed in 0..episodes {
         if let Err(failed) = episode(seed) {
-            panic!("{failed}\n\nreplay: WATCHPOST_SIM_SEED={seed} cargo test -p watchpost --lib cluster::sim");
+            panic!(
+                "{failed}\n\nreplay: WATCHPOST_SIM_SEED={seed} cargo test -p watchpost --lib cluster::sim"
+            );
         }
     }
 }

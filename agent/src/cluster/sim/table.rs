@@ -198,7 +198,10 @@ async fn a_leader_keeps_its_primary_and_renews() {
     let mut h = Harness::new(Node::new(true, 1000));
     h.leader("m0", Duration::from_secs(3));
     let did = h.tick().await;
-    assert!(matches!(&did[0], Did::Acquired(why) if why.contains("earlier run")), "{did:?}");
+    assert!(
+        matches!(&did[0], Did::Acquired(why) if why.contains("earlier run")),
+        "{did:?}"
+    );
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(h.tick().await, vec![Did::Renewed]);
@@ -252,7 +255,8 @@ async fn a_leader_whose_server_stays_down_releases_the_key_only_when_known_stopp
         tokio::time::sleep(Duration::from_millis(500)).await;
         let did = h.tick().await;
         assert!(
-            !did.iter().any(|d| matches!(d, Did::Released(_) | Did::Restarted(_))),
+            !did.iter()
+                .any(|d| matches!(d, Did::Released(_) | Did::Restarted(_))),
             "{did:?}"
         );
     }
@@ -267,7 +271,10 @@ async fn a_leader_whose_server_stays_down_releases_the_key_only_when_known_stopp
     let did = h
         .until(60, |d| matches!(d, Did::Released(_) | Did::Restarted(_)))
         .await;
-    assert!(did.iter().any(|d| matches!(d, Did::Restarted(_))), "{did:?}");
+    assert!(
+        did.iter().any(|d| matches!(d, Did::Restarted(_))),
+        "{did:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -344,7 +351,10 @@ async fn a_candidate_whose_fence_cannot_start_does_not_promote_and_gives_the_key
             .any(|d| matches!(d, Did::Failed(why) if why.contains("watchdog"))),
         "{did:?}"
     );
-    assert!(!did.iter().any(|d| matches!(d, Did::Promoted(_))), "{did:?}");
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
     assert!(!h.node.lock().primary);
     assert_eq!(h.holder(), None, "the key is given back");
 }
@@ -356,7 +366,10 @@ async fn under_synchronous_replication_a_candidate_that_cannot_set_its_standbys_
     let mut h = Harness::configured(node, Memory::client, |spec| spec.synchronous = true);
     let did = h.tick().await;
     assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
-    assert!(!did.iter().any(|d| matches!(d, Did::Promoted(_))), "{did:?}");
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
     assert!(!h.node.lock().primary);
     assert_eq!(h.holder(), None, "the key is given back");
 }
@@ -406,12 +419,12 @@ async fn a_diverged_former_primary_on_an_old_timeline_does_not_take_a_free_key()
     let mut h = Harness::new(Node::new(true, 5000));
     std::fs::write(h._dir.path().join("cluster-leader"), b"").unwrap();
     h.other(1, "standby", 1000);
-    h.store
-        .lock()
-        .put(&h.keys.timeline, "2", 0)
-        .unwrap();
+    h.store.lock().put(&h.keys.timeline, "2", 0).unwrap();
     let did = h.tick().await;
-    assert!(matches!(&did[0], Did::Demoted(why) if why.contains("timeline")), "{did:?}");
+    assert!(
+        matches!(&did[0], Did::Demoted(why) if why.contains("timeline")),
+        "{did:?}"
+    );
     assert_eq!(h.holder(), None);
     assert!(!h.node.lock().primary);
 }
@@ -419,10 +432,7 @@ async fn a_diverged_former_primary_on_an_old_timeline_does_not_take_a_free_key()
 #[tokio::test(start_paused = true)]
 async fn a_standby_on_another_timeline_than_the_last_leader_is_no_candidate() {
     let mut h = Harness::new(standby(5000));
-    h.store
-        .lock()
-        .put(&h.keys.timeline, "2", 0)
-        .unwrap();
+    h.store.lock().put(&h.keys.timeline, "2", 0).unwrap();
     let did = h.tick().await;
     assert!(
         matches!(&did[0], Did::NoCandidate(why) if why.contains("timeline")),

@@ -224,6 +224,13 @@ impl World {
             .put(&leader, &name, lease)
             .expect("the bootstrap key is written");
         self.members[0].held_until = store.lease_expiry(lease);
+        // And the fence that earlier run armed (its deadline: the lease's
+        // grant plus ttl minus a third, plus a sixth).
+        let ttl = template().ttl;
+        self.members[0]
+            .node
+            .lock()
+            .arm_left_over(Instant::now() + ttl - ttl / 3 + ttl / 6);
     }
 
     fn now(&self) -> Duration {
@@ -335,8 +342,7 @@ impl World {
     fn restart_agents(&mut self) {
         let now = Instant::now();
         for i in 0..self.members.len() {
-            if self.members[i].task.is_none()
-                && self.members[i].back_at.is_none_or(|at| now >= at)
+            if self.members[i].task.is_none() && self.members[i].back_at.is_none_or(|at| now >= at)
             {
                 self.members[i].back_at = None;
                 self.start_agent(i);
@@ -413,7 +419,7 @@ impl World {
                     if let (Some((last, seen)), Some((timeline, at))) =
                         (&self.last_primary, node.history.last())
                         && *last != m.name
-                        && !seen.contains(*timeline, *at)
+                        && !on_history(&node, seen)
                     {
                         return Err(format!(
                             "{} was promoted from timeline {timeline} at {at}, which is not on the history of the last primary {last} (timeline {}, at {}, history {:?})",
@@ -574,4 +580,23 @@ impl World {
             }
         }
     }
+}
+
+/// Whether the WAL `node` held before its promotion is on `primary`'s
+/// history: each timeline it left ended within the primary's part of it,
+/// and on timelines the primary never saw it wrote nothing.
+fn on_history(node: &Node, primary: &Node) -> bool {
+    let mut start = 0;
+    for (timeline, end) in &node.history {
+        let fine = match timeline.cmp(&primary.timeline) {
+            std::cmp::Ordering::Less => primary.contains(*timeline, *end),
+            std::cmp::Ordering::Equal => *end <= primary.lsn,
+            std::cmp::Ordering::Greater => *end <= start,
+        };
+        if !fine {
+            return false;
+        }
+        start = *end;
+    }
+    true
 }

@@ -4,13 +4,13 @@
 //! etcd once the remaining standbys have flushed past a mark), or turn
 //! synchronous replication off.
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::Server;
 use super::{SyncSet, choose, commits_skip_standbys, standby_names, written_by_agent};
+use crate::cluster::dcs::Dcs;
 use crate::cluster::etcd::Op;
 use crate::cluster::ha::Ha;
-use crate::cluster::server::Replication;
 use crate::cluster::member::Member;
+use crate::cluster::server::Replication;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 
 impl<D: Dcs, S: Server> Ha<D, S> {

@@ -3,12 +3,12 @@
 //! setting a standby takes before it promotes; and the standby's side of
 //! the election (is it proven to hold every acknowledged commit?).
 
-use crate::cluster::dcs::Dcs;
-use crate::cluster::server::Server;
 use super::{SyncSet, commits_skip_standbys, standby_names, unproven, written_by_agent};
+use crate::cluster::dcs::Dcs;
 use crate::cluster::etcd::{EtcdError, Op};
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 
 impl<D: Dcs, S: Server> Ha<D, S> {
@@ -56,12 +56,14 @@ impl<D: Dcs, S: Server> Ha<D, S> {
 
     /// Take the free leader key under `lease` with the term's set, in one
     /// transaction: whether this call took it.
+    /// `timeline`: the term's timeline and switch point, written with it.
     pub(in crate::cluster) async fn create_leader_key(
         &self,
         lease: i64,
         members: &[Member],
+        timeline: Option<crate::cluster::member::LeaderTimeline>,
     ) -> Result<bool, EtcdError> {
-        let ops = [
+        let mut ops = vec![
             Op::Put {
                 key: self.keys.leader.clone(),
                 value: self.local.spec().name.clone(),
@@ -69,6 +71,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             },
             self.opening_sync(members),
         ];
+        if let Some(timeline) = timeline {
+            ops.push(Op::Put {
+                key: self.keys.timeline.clone(),
+                value: timeline.text(),
+                lease: 0,
+            });
+        }
         self.etcd.txn(&[(&self.keys.leader, None)], &ops).await
     }
 
