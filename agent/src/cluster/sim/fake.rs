@@ -112,12 +112,15 @@ impl Node {
     }
 }
 
+/// Every server of a simulated cluster, by `host:port`.
+pub type Peers = Arc<Mutex<Vec<(String, Arc<Mutex<Node>>)>>>;
+
 /// The agent's handle on a fake server.
 pub struct FakeServer {
     pub spec: ClusterSpec,
     pub node: Arc<Mutex<Node>>,
     /// Every server of the cluster by `host:port` (to rewind from).
-    pub peers: Arc<Mutex<Vec<(String, Arc<Mutex<Node>>)>>>,
+    pub peers: Peers,
 }
 
 /// The fence of a fake server: one fence process, started on first arm.

@@ -72,8 +72,7 @@ fn a_seed_replays_exactly() {
             let mut world = World::new(seed, 3, faults);
             let _ = world.run(200, 0).await;
             world.shutdown();
-            let log = world.log.lock().clone();
-            log
+            world.log.lock().clone()
         })
     };
     let first = run(7);

@@ -8,7 +8,7 @@
 //! and checks the invariants after every step. Everything random comes
 //! from the seed, so a seed replays exactly.
 
-use super::fake::{FakeServer, Node};
+use super::fake::{FakeServer, Node, Peers};
 use crate::cluster::Keys;
 use crate::cluster::dcs::memory::{Call, Fault, Memory, Store};
 use crate::cluster::ha::Ha;
@@ -136,7 +136,7 @@ pub struct World {
     faults: Faults,
     store: Arc<Mutex<Store>>,
     members: Vec<Member>,
-    peers: Arc<Mutex<Vec<(String, Arc<Mutex<Node>>)>>>,
+    peers: Peers,
     keys: Keys,
     /// What happened, for a failing seed's report.
     pub log: Arc<Mutex<Vec<String>>>,
