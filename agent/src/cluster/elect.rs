@@ -251,6 +251,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             timeline: timeline + 1,
             switch: me.lsn,
         });
+        self.term_before = Some(self.leader_timeline);
         let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
@@ -279,22 +280,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok(()) => self.promote().await,
             Err(e) => Err(format!("not promoted: {e}")),
         };
-        if !attempted {
-            // Never promoted: its WAL is still the leader's history, and
-            // it stays a candidate (no former leader's marker).
-            self.mark_diverged(false);
-        }
         if promoted.is_err() {
-            // The term did not open: the timeline written with the key is
-            // put back, so that the standbys on the last leader's history
-            // remain candidates.
-            let restored = match self.leader_timeline {
-                Some(before) => self.etcd.put(&self.keys.timeline, &before.text(), 0).await,
-                None => Ok(()),
-            };
-            if let Err(e) = restored {
-                tracing::warn!("cluster: cannot put the last leader's timeline back: {e}");
-            }
+            self.term_not_opened(attempted).await;
         }
         match promoted {
             Ok(()) => {
@@ -356,6 +343,22 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         self.mark_diverged(true);
         // Armed before the server is promoted.
         self.guard();
+    }
+
+    /// The term this node took the key for did not open (its promotion
+    /// failed, or was never `attempted`): a server never promoted keeps
+    /// no former leader's marker (its WAL is still the leader's history),
+    /// and the timeline written with the key is put back, so that the
+    /// standbys on the last leader's history remain candidates.
+    pub(super) async fn term_not_opened(&mut self, attempted: bool) {
+        if !attempted {
+            self.mark_diverged(false);
+        }
+        if let Some(Some(before)) = self.term_before.take()
+            && let Err(e) = self.etcd.put(&self.keys.timeline, &before.text(), 0).await
+        {
+            tracing::warn!("cluster: cannot put the last leader's timeline back: {e}");
+        }
     }
 
     /// A leader's fence must run armed before its server takes writes:

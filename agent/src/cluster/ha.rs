@@ -94,6 +94,9 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) unfenced_until: Option<Instant>,
     /// The leader's timeline as last read (the election's reference).
     pub(super) leader_timeline: Option<super::member::LeaderTimeline>,
+    /// The leader's timeline before this node took the key with a new
+    /// one (put back if its term does not open).
+    pub(super) term_before: Option<Option<super::member::LeaderTimeline>>,
     /// The timeline this node last published as the leader's.
     pub(super) timeline_published: Mutex<Option<u64>>,
 }
@@ -136,6 +139,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             server_fault: None,
             unfenced_until: None,
             leader_timeline: None,
+            term_before: None,
             timeline_published: Mutex::new(None),
         }
     }
@@ -465,6 +469,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                                     "{e}; stopped the local server and released the leader key"
                                 ),
                             );
+                            if !seen.primary() {
+                                self.term_not_opened(false).await;
+                            }
                         }
                         return;
                     }
