@@ -10,7 +10,7 @@ use super::{CONNECT, PRIMARY_PROBE, connect, failed, gtid, ok};
 use crate::config::{FailoverAction, MysqlFailover};
 use crate::events::Decision;
 use crate::remediate::Remediator;
-use crate::remediate::engine::record_of;
+use crate::remediate::trigger::record_of;
 use crate::remediate::failover::Step;
 use crate::remediate::trigger::Incident;
 use crate::sql::{Error, SqlTargets};
