@@ -128,4 +128,8 @@ fn links_hard_links_and_includes_cannot_lead_a_drill_outside() {
         std::fs::read_to_string(&secret).unwrap(),
         "work_mem = '77MB'\n"
     );
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().modified().unwrap(),
+        before
+    );
 }
