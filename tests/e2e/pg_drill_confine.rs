@@ -12,11 +12,13 @@ use crate::pg_drill::{assert_cleaned, drill_config, run_drill};
 use std::path::Path;
 use watchpost_e2e::pg::PgPair;
 
-/// A `command` drill that copies `backup` into the copy, then runs `plant`
+/// A `command` drill that copies `backup` into the copy (recovering from
+/// its own WAL: a `restore_command` that finds nothing), then runs `plant`
 /// (shell, in the copy's data directory).
 fn planting(root: &Path, backup: &Path, plant: &str, checks: &str) -> std::path::PathBuf {
     let script = format!(
-        "set -e; cp -a {}/. \"$WATCHPOST_DRILL_DATA\"; cd \"$WATCHPOST_DRILL_DATA\"; {plant}",
+        "set -e; cp -a {}/. \"$WATCHPOST_DRILL_DATA\"; cd \"$WATCHPOST_DRILL_DATA\"; \
+         echo \"restore_command = 'false'\" >> postgresql.auto.conf; {plant}",
         backup.display()
     );
     let command = serde_json::to_string(&["sh", "-c", &script]).unwrap();
@@ -125,5 +127,9 @@ fn links_hard_links_and_includes_cannot_lead_a_drill_outside() {
     assert_eq!(
         std::fs::read_to_string(&secret).unwrap(),
         "work_mem = '77MB'\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().modified().unwrap(),
+        before
     );
 }

@@ -24,7 +24,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 use watchpost_e2e::backup::{
     BIN, archived_pair, base_backup, postgres_dir, run, switch_and_wait_archived,
 };
