@@ -244,4 +244,40 @@ mod tests {
             Some("tagged nofailover")
         );
     }
+
+    #[test]
+    fn a_candidate_must_be_on_the_last_leaders_timeline_or_before_its_switch_point() {
+        let on = |timeline: u64, lsn: u64| Member {
+            timeline: Some(timeline),
+            lsn: Some(lsn),
+            ..standby("a", lsn)
+        };
+        let term = LeaderTimeline::parse("3:1000").unwrap();
+        assert_eq!(term.text(), "3:1000");
+        assert_eq!(LeaderTimeline::parse("3").unwrap().switch, None);
+        assert_eq!(LeaderTimeline::parse("x:1"), None);
+        let table = [
+            (on(3, 2000), true),
+            (on(4, 10), true),
+            // The timeline before, up to where the term began: its history.
+            (on(2, 1000), true),
+            // Past the switch point on the old timeline: diverged WAL.
+            (on(2, 1001), false),
+            (on(1, 10), false),
+        ];
+        for (member, candidate) in table {
+            assert_eq!(
+                off_timeline(&member, Some(term)).is_none(),
+                candidate,
+                "{:?} {:?}",
+                member.timeline,
+                member.lsn
+            );
+        }
+        assert!(off_timeline(&on(1, 10), None).is_none(), "no term known");
+        let unswitched = LeaderTimeline::parse("3").unwrap();
+        assert!(off_timeline(&on(2, 1), Some(unswitched)).is_some());
+        assert!(last_leader(&on(3, 1), Some(term)));
+        assert!(!last_leader(&on(2, 1), Some(term)));
+    }
 }

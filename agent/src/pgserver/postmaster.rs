@@ -363,6 +363,7 @@ mod tests {
         dead.wait().unwrap();
         std::fs::write(data.join("postmaster.pid"), format!("{dead_pid}\n")).unwrap();
         assert_eq!(probe(&data).state, Postmaster::Running(pid));
+        std::fs::write(data.join("postmaster.pid"), "garbage\n").unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
         // Nothing works in the directory any more (a complete look: our

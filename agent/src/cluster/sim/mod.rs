@@ -5,10 +5,12 @@
 //! `WATCHPOST_SIM_SEED=N cargo test -p watchpost --lib cluster::sim`.
 
 pub mod fake;
+pub mod faults;
 mod table;
 pub mod world;
 
-use world::{Faults, Rng, World};
+use faults::{Faults, Rng};
+use world::World;
 
 /// Episodes run by `cargo test` (each 32 s of simulated time).
 const EPISODES: u64 = 1000;

@@ -1,0 +1,90 @@
+//! What goes wrong in a simulated episode, and the seeded generator that
+//! decides when: the fault mix of an episode ([`Faults`], drawn from its
+//! seed) and the one source of randomness ([`Rng`]), so that a seed
+//! replays exactly.
+
+use std::time::Duration;
+
+/// A small deterministic generator (splitmix64).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn millis(&mut self, max: u64) -> Duration {
+        Duration::from_millis(self.below(max + 1))
+    }
+}
+
+/// How faulty an episode is (probabilities per store call or per step).
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    pub unsent: f64,
+    pub answer_lost: f64,
+    pub late: f64,
+    pub resent: f64,
+    /// A store call on which the agent crashes (stops mid-operation).
+    pub crash_mid: f64,
+    /// Per step and member: the agent crashes between ticks.
+    pub crash: f64,
+    pub server_crash: f64,
+    pub unknown: f64,
+    pub stop_fails: f64,
+    pub rewind_fails: f64,
+    pub fence_broken: f64,
+    pub partition: f64,
+}
+
+impl Faults {
+    pub const NONE: Faults = Faults {
+        unsent: 0.0,
+        answer_lost: 0.0,
+        late: 0.0,
+        resent: 0.0,
+        crash_mid: 0.0,
+        crash: 0.0,
+        server_crash: 0.0,
+        unknown: 0.0,
+        stop_fails: 0.0,
+        rewind_fails: 0.0,
+        fence_broken: 0.0,
+        partition: 0.0,
+    };
+
+    /// A mix drawn from the seed: each kind on or off, at a rate that
+    /// leaves time between faults.
+    pub fn drawn(rng: &mut Rng) -> Faults {
+        let mut on = |p: f64| if rng.chance(0.5) { p } else { 0.0 };
+        Faults {
+            unsent: on(0.02),
+            answer_lost: on(0.02),
+            late: on(0.02),
+            resent: on(0.05),
+            crash_mid: on(0.003),
+            crash: on(0.001),
+            server_crash: on(0.001),
+            unknown: on(0.001),
+            stop_fails: on(0.001),
+            rewind_fails: on(0.002),
+            fence_broken: on(0.001),
+            partition: on(0.001),
+        }
+    }
+}
