@@ -21,7 +21,7 @@ const LEADER_KEY: &str = "/watchpost/test/leader";
 /// (readwrite on `/watchpost/other/` only).
 fn closed_etcd(ca: &Ca, n: usize) -> EtcdCluster {
     let server = ca.server_and_client("etcd-server", &["127.0.0.1", "localhost"]);
-    let mut etcd = EtcdCluster::start_with(
+    let etcd = EtcdCluster::start_with(
         &vec!["127.0.0.1".to_string(); n],
         None,
         EtcdOptions {
@@ -103,15 +103,20 @@ fn agents_form_a_cluster_and_fail_over_through_a_closed_etcd() {
 /// until its log says `expected`; check that it took no leadership and
 /// that `watchpost cluster list` says the same.
 fn refused(etcd: &EtcdCluster, pg: &PgNodes, extra: &str, expected: &[&str]) {
+    let started = std::time::Instant::now();
     let mut agent = Agent::start(&node_config(etcd, &pg.nodes[0], 0, extra));
-    let log = wait_for(
-        &format!("the agent's log to say {expected:?}"),
-        PATIENCE,
-        || {
-            let log = agent.log();
-            expected.iter().all(|e| log.contains(e)).then_some(log)
-        },
-    );
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let log = loop {
+        let log = agent.log();
+        if expected.iter().all(|e| log.contains(e)) {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent's log does not say {expected:?}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     // A few more loops: still nothing taken.
     std::thread::sleep(Duration::from_secs(2));
     let primary = agent.get("/v1/role/primary").map(|(c, _)| c).unwrap_or(0);
@@ -133,6 +138,7 @@ fn refused(etcd: &EtcdCluster, pg: &PgNodes, extra: &str, expected: &[&str]) {
         );
     }
     agent.kill9();
+    eprintln!("refused {expected:?}: checked in {:?}", started.elapsed());
 }
 
 #[test]

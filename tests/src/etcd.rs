@@ -25,6 +25,9 @@ struct EtcdMember {
     child: Option<Child>,
 }
 
+/// The password of etcd's root user once auth is enabled.
+const ROOT_PASSWORD: &str = "root-secret";
+
 /// How the members run beyond the defaults.
 #[derive(Clone, Debug, Default)]
 pub struct EtcdOptions {
@@ -43,8 +46,9 @@ pub struct EtcdCluster {
     /// The network namespace the members run in, if any.
     netns: Option<String>,
     options: EtcdOptions,
-    /// The root user's token once [`EtcdCluster::enable_auth`] ran.
-    root_token: Option<String>,
+    /// The root user's token once [`EtcdCluster::enable_auth`] ran
+    /// (fetched again when etcd says it expired).
+    root_token: std::sync::Mutex<Option<String>>,
 }
 
 impl EtcdCluster {
@@ -82,7 +86,7 @@ impl EtcdCluster {
             members,
             netns: netns.map(String::from),
             options,
-            root_token: None,
+            root_token: std::sync::Mutex::new(None),
         };
         for i in 0..n {
             cluster.spawn(i, "new");
@@ -222,6 +226,21 @@ impl EtcdCluster {
 
     /// [`EtcdCluster::call`] on member `i`.
     pub fn call_at(&self, i: usize, path: &str, body: Value) -> (u16, Value) {
+        let (status, answer) = self.call_once(i, path, &body);
+        if answer.to_string().contains("invalid auth token") {
+            *self.root_token.lock().unwrap() = None;
+            let (_, auth) = self.call_once(
+                i,
+                "/v3/auth/authenticate",
+                &json!({"name": "root", "password": ROOT_PASSWORD}),
+            );
+            *self.root_token.lock().unwrap() = auth["token"].as_str().map(String::from);
+            return self.call_once(i, path, &body);
+        }
+        (status, answer)
+    }
+
+    fn call_once(&self, i: usize, path: &str, body: &Value) -> (u16, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
@@ -230,8 +249,9 @@ impl EtcdCluster {
         let mut request = agent
             .post(&format!("{}{path}", self.admin_url(i)))
             .header("content-type", "application/json");
-        if let Some(token) = &self.root_token {
-            request = request.header("Authorization", token);
+        let token = self.root_token.lock().unwrap().clone();
+        if let Some(token) = token {
+            request = request.header("Authorization", &token);
         }
         match request.send(body.to_string().as_str()) {
             Ok(mut answer) => {
@@ -255,7 +275,7 @@ impl EtcdCluster {
 
     /// `auth enable` with a root user, and for each `(user, password,
     /// prefix)` a role of the same name with readwrite on `prefix` only.
-    pub fn enable_auth(&mut self, users: &[(&str, &str, &str)]) {
+    pub fn enable_auth(&self, users: &[(&str, &str, &str)]) {
         for (user, password, prefix) in users {
             self.must("/v3/auth/role/add", json!({"name": user}));
             self.must(
@@ -270,7 +290,7 @@ impl EtcdCluster {
         }
         self.must(
             "/v3/auth/user/add",
-            json!({"name": "root", "password": "root-secret"}),
+            json!({"name": "root", "password": ROOT_PASSWORD}),
         );
         self.must(
             "/v3/auth/user/grant",
@@ -279,10 +299,11 @@ impl EtcdCluster {
         self.must("/v3/auth/enable", json!({}));
         let answer = self.must(
             "/v3/auth/authenticate",
-            json!({"name": "root", "password": "root-secret"}),
+            json!({"name": "root", "password": ROOT_PASSWORD}),
         );
-        self.root_token = answer["token"].as_str().map(String::from);
-        assert!(self.root_token.is_some(), "no root token: {answer}");
+        let token = answer["token"].as_str().map(String::from);
+        assert!(token.is_some(), "no root token: {answer}");
+        *self.root_token.lock().unwrap() = token;
     }
 
     /// The value of `key`, if it exists (read through the back door).

@@ -62,6 +62,8 @@ pub fn client(access: &EtcdAccess, timeout: Duration) -> Result<reqwest::Client,
 pub struct Auth {
     user: String,
     password: Secret,
+    /// A client certificate is configured (for the TLS errors' advice).
+    has_cert: bool,
     /// The token etcd gave last (`Some("")`: etcd said authentication is
     /// not enabled, so requests go without one).
     token: Mutex<Option<String>>,
@@ -80,6 +82,7 @@ impl Auth {
         Some(Auth {
             user: access.user.clone()?,
             password: access.password.clone()?,
+            has_cert: access.cert.is_some(),
             token: Mutex::new(None),
         })
     }
@@ -101,10 +104,16 @@ impl Auth {
             .json(&json!({"name": self.user, "password": self.password.expose()}))
             .send()
             .await
-            .map_err(|e| AuthFailure::Unreachable(explain_transport(&url, &e, None)))?;
+            .map_err(|e| {
+                AuthFailure::Unreachable(explain_transport(&url, &e, Some(self.has_cert)))
+            })?;
         let status = answer.status();
-        let body: Value = answer.json().await.unwrap_or(Value::Null);
-        let message = error_text(&body);
+        let text = answer.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = match &body {
+            Value::Null => format!("{status} {}", text.trim()),
+            body => error_text(body),
+        };
         let token = if status.is_success() {
             body["token"].as_str().unwrap_or_default().to_string()
         } else if message.contains("authentication is not enabled") {
