@@ -15,7 +15,9 @@
 //! - the cluster-mode benchmark: node loss and crashes on three nodes with
 //!   a 3-member etcd, and the client-visible write gap of a planned
 //!   switchover and a rolling restart through HAProxy, and the commit
-//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`).
+//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`);
+//! - the MariaDB pair failover after `kill -9` of the primary
+//!   (`tests/examples/mysql_failover_bench.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -25,7 +27,8 @@
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
-//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, and
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`,
+//! `mysql-failover`, and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
@@ -229,6 +232,10 @@ fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
                 "cluster: commit latency on the leader, `synchronous = true` (quorum 1 of 2 standbys; same load)",
                 "the cost of zero lost acknowledged writes",
             ),
+            Some("mysql-failover") => (
+                "MariaDB pair failover: primary kill -9 -> write on the promoted replica (polled every 100 ms)",
+                "goal < 2 s; Orchestrator ~10-13 s (GitHub), MHA 10-30 s (documented)",
+            ),
             Some("cluster-crash-restart") => (
                 "cluster: leader's server crashed (default) -> restarted in place, write accepted",
                 "",
@@ -320,6 +327,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("cluster") {
         rows.extend(failover(&options, "cluster_bench")?);
+    }
+    if options.wants("mysql-failover") {
+        rows.extend(failover(&options, "mysql_failover_bench")?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",
