@@ -5,8 +5,9 @@
 //! back; relay log received but not applied is applied before the
 //! promotion; a replica with an errant GTID is refused; an old primary
 //! with a write the new one lacks cannot rejoin (1236) and is recorded as
-//! needing a rebuild; a primary that is alive (its replica's IO thread
-//! merely stopped) is never failed over; an operator's switchover trades
+//! needing a rebuild; a primary that is alive is never failed over,
+//! whether its replica's IO thread was merely stopped or cut off from a
+//! primary that still answers the agent; an operator's switchover trades
 //! the two places.
 
 use std::time::{Duration, Instant};
@@ -136,8 +137,9 @@ fn relay_received_but_not_applied_is_applied_before_the_promotion() {
         .execute("CREATE TABLE app.t (id int PRIMARY KEY)");
     pair.wait_caught_up(&pair.replica);
     pair.replica.execute("STOP SLAVE SQL_THREAD");
-    pair.primary
-        .execute("INSERT INTO app.t SELECT seq FROM seq_1_to_500; INSERT INTO app.t VALUES (1000)");
+    pair.primary.execute(
+        "INSERT INTO app.t SELECT seq FROM app.seq_1_to_500; INSERT INTO app.t VALUES (1000)",
+    );
     let last = pair.primary.value("SELECT @@gtid_binlog_pos");
     wait_for("the replica to receive the inserts", PATIENCE, || {
         (slave_status(&pair.replica).get("Gtid_IO_Pos") == Some(&last)).then_some(())

@@ -19,6 +19,8 @@
 //!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`);
 //! - [`etcd`]: etcd revisions per second of an idle three-node cluster and
 //!   of one under a steady write load (`tests/examples/etcd_revisions.rs`).
+//! - the MariaDB pair failover after `kill -9` of the primary
+//!   (`tests/examples/mysql_failover_bench.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -36,8 +38,8 @@
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
 //! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`,
-//! `etcd`, `peers` (with `monit` and `per-run`), and `profile` (only when
-//! named); `--counts 10,100` limits the footprint to
+//! `etcd`, `mysql-failover`, `peers` (with `monit` and `per-run`), and
+//! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
 //! Results go to stdout and `target/bench/results.md`.
@@ -84,6 +86,7 @@ pub const SECTIONS: &[&str] = &[
     "cluster",
     "backup",
     "etcd",
+    "mysql-failover",
     "peers",
     "profile",
 ];
@@ -250,6 +253,10 @@ fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
                 "cluster: commit latency on the leader, `synchronous = true` (quorum 1 of 2 standbys; same load)",
                 "the cost of zero lost acknowledged writes",
             ),
+            Some("mysql-failover") => (
+                "MariaDB pair failover: primary kill -9 -> write on the promoted replica (polled every 100 ms)",
+                "goal < 2 s; Orchestrator ~10-13 s (GitHub), MHA 10-30 s (documented)",
+            ),
             Some("cluster-crash-restart") => (
                 "cluster: leader's server crashed (default) -> restarted in place, write accepted",
                 "",
@@ -353,6 +360,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("peers") {
         rows.extend(peers::run(&root(), &options)?);
+    }
+    if options.wants("mysql-failover") {
+        rows.extend(failover(&options, "mysql_failover_bench")?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",

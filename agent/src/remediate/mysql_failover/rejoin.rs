@@ -187,22 +187,35 @@ async fn rebuild_required(
     error: &str,
     mut detail: Value,
 ) -> Step {
+    // What the new primary applied from the old one before it was
+    // promoted (RESET SLAVE ALL keeps gtid_slave_pos): the old primary's
+    // transactions beyond it are the ones it lacks. Sequence numbers of
+    // the new primary's own later writes say nothing about them.
     let theirs = match connect(sql, new, CONNECT).await {
-        Ok(mut server) => server.position("gtid_binlog_pos").await.ok(),
+        Ok(mut server) => {
+            let applied = server.position("gtid_slave_pos").await.ok();
+            let binlog = server.position("gtid_binlog_pos").await.ok();
+            applied.zip(binlog)
+        }
         Err(_) => None,
     };
-    let extra = theirs
-        .as_ref()
-        .map(|theirs| gtid::errant(own, theirs, &gtid::Position::default()));
+    let extra = theirs.as_ref().map(|(applied, binlog)| {
+        let lacking = gtid::errant(own, applied, &gtid::Position::default());
+        // Never name one the new primary's own binary log holds.
+        lacking
+            .into_iter()
+            .filter(|g| !binlog.to_string().split(',').any(|b| b == g))
+            .collect::<Vec<_>>()
+    });
     detail["rebuild_required"] = json!(true);
-    detail["new_primary_gtid_binlog_pos"] = json!(theirs.as_ref().map(ToString::to_string));
+    detail["new_primary_gtid_slave_pos"] = json!(theirs.as_ref().map(|t| t.0.to_string()));
+    detail["new_primary_gtid_binlog_pos"] = json!(theirs.as_ref().map(|t| t.1.to_string()));
     detail["extra_gtids"] = json!(extra);
-    let extra_text = match &extra {
-        Some(extra) if !extra.is_empty() => extra.join(","),
-        _ => format!(
-            "beyond {}",
-            theirs.map_or("?".to_string(), |t| t.to_string())
-        ),
+    let extra_text = match (&extra, &theirs) {
+        (Some(extra), Some((applied, _))) if !extra.is_empty() => {
+            format!("{}, after {applied} that it applied", extra.join(","))
+        }
+        _ => "unknown: the new primary's positions could not be read".to_string(),
     };
     failed(
         "rejoin",
