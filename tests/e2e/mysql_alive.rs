@@ -64,7 +64,8 @@ fn mysql_alive_reports_a_writable_primary_and_a_wrong_role() {
 
 #[test]
 fn mysql_alive_refusals_are_warnings_with_the_server_up() {
-    let db = Mariadb::with_settings(&["max_connections=3"]);
+    // MariaDB's smallest max_connections is 10.
+    let db = Mariadb::with_settings(&["max_connections=10"]);
     // A bad password: ER_ACCESS_DENIED (1045), up but refusing.
     let denied = alive(
         &format!("mysql://{PASSWORD_USER}:wrong@127.0.0.1:{}/app", db.port()),
@@ -81,10 +82,10 @@ fn mysql_alive_refusals_are_warnings_with_the_server_up() {
     assert!(denied.message().contains("1045"), "{}", denied.message());
 
     // Every connection taken: ER_CON_COUNT_ERROR (1040).
-    let mut sleepers: Vec<Child> = (0..3).map(|_| sleeper(&db)).collect();
+    let mut sleepers: Vec<Child> = (0..10).map(|_| sleeper(&db)).collect();
     db.wait_for_value(
         "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(60)'",
-        "3",
+        "10",
         Duration::from_secs(20),
     );
     let full = alive(&db.dsn(), &[]);

@@ -28,6 +28,12 @@ LEFT JOIN information_schema.KEY_COLUMN_USAGE k \
 WHERE c.TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
 ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION";
 
+/// A table's (database, name).
+type TableId = (String, String);
+
+/// A key column: its place in the key, name and data type.
+type KeyColumn = (i64, String, String);
+
 /// A table to compare.
 pub struct Table {
     pub db: String,
@@ -60,7 +66,7 @@ pub fn list(
     primary: &str,
     named: Option<&[(String, String)]>,
 ) -> Result<(Vec<Table>, Vec<Skipped>)> {
-    let mut found: BTreeMap<(String, String), Table> = BTreeMap::new();
+    let mut found: BTreeMap<TableId, Table> = BTreeMap::new();
     for row in sql::query(primary, TABLES, &[])?.iter() {
         let db = text(row.get("db")?);
         let name = text(row.get("name")?);
@@ -76,7 +82,7 @@ pub fn list(
             },
         );
     }
-    let mut key_types: BTreeMap<(String, String), Vec<(i64, String, String)>> = BTreeMap::new();
+    let mut key_types: BTreeMap<TableId, Vec<KeyColumn>> = BTreeMap::new();
     for row in sql::query(primary, COLUMNS, &[])?.iter() {
         let id = (text(row.get("db")?), text(row.get("name")?));
         let Some(table) = found.get_mut(&id) else {

@@ -64,7 +64,7 @@ pub fn run(
     let mut tables = Vec::new();
     for row in rows.iter() {
         let db = row.text("db")?.unwrap_or_default().to_string();
-        if !schemas.is_empty() && !schemas.iter().any(|s| *s == db) {
+        if !schemas.is_empty() && !schemas.contains(&db) {
             continue;
         }
         tables.push(Table {

@@ -100,7 +100,7 @@ impl Heartbeat {
             self.column, self.table
         );
         let rows = sql::query(target, &statement, &[])?;
-        Ok(rows.first()?.float("age")?)
+        rows.first()?.float("age")
     }
 }
 
