@@ -103,8 +103,7 @@ impl Probe for RedisAlive {
             }
             Err(error @ RedisError::Timeout(_)) => {
                 return Ok(Report::critical(format!(
-                    "{target} did not answer in time (a frozen or overloaded server; not a \
-                     refusal): {}",
+                    "{target} did not answer in time (frozen or overloaded): {}",
                     error.describe()
                 ))
                 .with(measurement("redis.up", 0.0, "1"))

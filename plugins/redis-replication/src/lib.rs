@@ -129,7 +129,7 @@ impl Probe for RedisReplication {
                 true
             }
         };
-        findings.part("primaries", |f| primaries(f));
+        findings.part("primaries", primaries);
         Ok(findings.into_report())
     }
 }
