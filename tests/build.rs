@@ -20,6 +20,7 @@ const TEST_PROBES: &[&str] = &[
     "sqlrun",
     "readfile",
     "clashing",
+    "redisrun",
 ];
 
 fn main() {

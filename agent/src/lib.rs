@@ -7,9 +7,11 @@
 //!
 //! ```text
 //!   report, util, safefs, builtin, hostinfo, store, sql  (leaves)
+//!        │       sql ──► redis ──► config, runtime, daemon, cli
 //!        │       safefs ──► pgserver ──► drill, remediate, cluster
 //!   config ──► schedule ──► runtime ──► policy ──► events
-//!                            └─► drill     │          │   (drill ──► daemon, cli)
+//!                            └─► drill, cluster (etcd's health probe)
+//!                                          │          │   (drill ──► daemon, cli)
 //!                                          ├──► remediate ◄─┐ ports
 //!                                          │     └──► cluster │ (daemon, api, cli)
 //!                                          └──► telemetry ◄─┤ (traits)
@@ -20,8 +22,11 @@
 //! - [`config`]: the TOML config, validated with `FILE:LINE:COL` errors,
 //!   with the Nagios range syntax and the bounded units (durations, sizes)
 //!   it is written in. A leaf: it imports only [`report`], [`builtin`],
-//!   [`hostinfo`] and [`sql`] (to read DSNs and secret files as the agent
-//!   will use them).
+//!   [`hostinfo`], [`sql`] and [`redis`] (to read DSNs, URLs and secret
+//!   files as the agent will use them).
+//! - [`redis`]: Redis and Valkey targets: the read-only allowlist, replies
+//!   bounded by the run's deadline and memory, the ACL privilege check
+//!   (it borrows [`sql`]'s TLS file loading).
 //! - [`schedule`]: when probes run (a timing loop per probe).
 //! - [`runtime`]: the sandbox: loads probe components (through the compile
 //!   cache in `state_dir/cache`), runs them with a deadline and a memory
@@ -97,6 +102,7 @@ pub mod hostinfo;
 pub mod logging;
 pub mod pgserver;
 pub mod policy;
+pub mod redis;
 pub mod remediate;
 pub mod report;
 pub mod runtime;

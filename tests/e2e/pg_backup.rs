@@ -3,13 +3,12 @@
 //! `pg_basebackup` directory (fresh, old, truncated) and a pgBackRest
 //! repository made by Debian's `pgbackrest`.
 
-use crate::backup_kit::{
-    archived_pair, as_postgres, base_backup, postgres_dir, run, switch_and_wait_archived,
-};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use watchpost_e2e::backup::{
+    PgBackRest, archived_pair, backup_probe, base_backup, postgres_dir, switch_and_wait_archived,
+};
 use watchpost_e2e::pg::{PgPair, wait_until};
 use watchpost_e2e::probes;
 use watchpost_e2e::report::{Checked, check, sets};
@@ -159,15 +158,6 @@ fn a_hung_archive_command_is_caught_by_the_oldest_waiting_segment() {
     pair.primary.kill();
 }
 
-fn backup_probe(dirs: &[(&str, &Path)], settings: &[(&str, &str)]) -> Checked {
-    let mut args: Vec<String> = dirs
-        .iter()
-        .flat_map(|(name, dir)| ["--dir".to_string(), format!("{name}={}", dir.display())])
-        .collect();
-    args.extend(sets(settings));
-    check(&probes::path("pg-backup"), &args)
-}
-
 #[test]
 fn a_base_backup_is_measured_aged_and_found_truncated() {
     let root = tempfile::tempdir().unwrap();
@@ -249,44 +239,13 @@ fn a_base_backup_is_measured_aged_and_found_truncated() {
 }
 
 /// A pgBackRest stanza `main` for `pair`'s primary, with its repository
-/// in `repo` and its config at `conf`; WAL goes there too.
-pub fn pgbackrest_stanza(pair: &PgPair, root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+/// in `root/repo` and one full backup; returns the repository and the
+/// config file. WAL goes there too.
+pub fn pgbackrest_stanza(pair: &PgPair, root: &Path) -> (PathBuf, PathBuf) {
     let repo = postgres_dir(root, "repo");
-    let work = postgres_dir(root, "pgbackrest");
-    let conf = work.join("pgbackrest.conf");
-    let socket = pair.primary.data_dir().parent().unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "[global]\nrepo1-path={}\nlock-path={}\nlog-path={}\nlog-level-file=off\nstart-fast=y\narchive-timeout=60\n\n\
-             [main]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user=postgres\n",
-            repo.display(),
-            work.display(),
-            work.display(),
-            pair.primary.data_dir().display(),
-            pair.primary.port(),
-            socket.display()
-        ),
-    )
-    .unwrap();
-    run({
-        let mut c = Command::new("chmod");
-        c.arg("644").arg(&conf);
-        c
-    });
-    pair.primary.execute(&format!(
-        "ALTER SYSTEM SET archive_command = 'pgbackrest --config={} --stanza=main archive-push %p'",
-        conf.display()
-    ));
-    pair.primary.execute("SELECT pg_reload_conf()");
-    for step in [&["stanza-create"][..], &["backup", "--type=full"]] {
-        let mut c = as_postgres("pgbackrest");
-        c.arg(format!("--config={}", conf.display()))
-            .arg("--stanza=main")
-            .args(step);
-        run(c);
-    }
-    (repo, conf)
+    let stanza = PgBackRest::stanza(pair, root, &format!("repo1-path={}", repo.display()));
+    stanza.run(&["backup", "--type=full"]);
+    (repo, stanza.conf)
 }
 
 #[test]

@@ -1,67 +1,34 @@
 //! `pg-backup` on repositories as they really are (issue 25): pgBackRest
 //! full, differential and incremental backups whose files live in the
 //! backup they reference, bundled and block-incremental, in two
-//! repositories at once; and a WAL archive across a promotion, where the
-//! new timeline's segments are what recovery reads.
+//! repositories at once; an encrypted repository, read without its
+//! passphrase; and a WAL archive across a promotion, where the new
+//! timeline's segments are what recovery reads.
 
-use crate::backup_kit::{
-    archived_pair, as_postgres, base_backup, postgres_dir, run, switch_and_wait_archived,
-};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use watchpost_e2e::backup::{
+    PgBackRest, archived_pair, backup_probe, base_backup, postgres_dir, switch_and_wait_archived,
+};
 use watchpost_e2e::pg::{PgPair, wait_until};
-use watchpost_e2e::probes;
-use watchpost_e2e::report::{Checked, check, sets};
-
-fn backup_probe(dirs: &[(&str, &Path)], settings: &[(&str, &str)]) -> Checked {
-    let mut args: Vec<String> = dirs
-        .iter()
-        .flat_map(|(name, dir)| ["--dir".to_string(), format!("{name}={}", dir.display())])
-        .collect();
-    args.extend(sets(settings));
-    check(&probes::path("pg-backup"), &args)
-}
 
 /// pgBackRest with two repositories for `pair`'s primary: `repo1` plain,
 /// `repo2` bundled and block-incremental. Returns both paths and the
-/// command runner.
-fn two_repositories(pair: &PgPair, root: &Path) -> (PathBuf, PathBuf, impl Fn(&[&str])) {
+/// stanza.
+fn two_repositories(pair: &PgPair, root: &Path) -> (PathBuf, PathBuf, PgBackRest) {
     let repo1 = postgres_dir(root, "repo1");
     let repo2 = postgres_dir(root, "repo2");
-    let work = postgres_dir(root, "pgbackrest");
-    let conf = work.join("pgbackrest.conf");
-    let socket = pair.primary.data_dir().parent().unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "[global]\nrepo1-path={}\nrepo1-retention-full=9\n\
-             repo2-path={}\nrepo2-retention-full=9\nrepo2-bundle=y\nrepo2-block=y\nbeta=y\n\
-             lock-path={work}\nlog-path={work}\nlog-level-file=off\nstart-fast=y\narchive-timeout=60\n\n\
-             [main]\npg1-path={}\npg1-port={}\npg1-socket-path={}\npg1-user=postgres\n",
+    let stanza = PgBackRest::stanza(
+        pair,
+        root,
+        &format!(
+            "repo1-path={}\nrepo1-retention-full=9\n\
+             repo2-path={}\nrepo2-retention-full=9\nrepo2-bundle=y\nrepo2-block=y\nbeta=y",
             repo1.display(),
-            repo2.display(),
-            pair.primary.data_dir().display(),
-            pair.primary.port(),
-            socket.display(),
-            work = work.display(),
+            repo2.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    pair.primary.execute(&format!(
-        "ALTER SYSTEM SET archive_command = 'pgbackrest --config={} --stanza=main archive-push %p'",
-        conf.display()
-    ));
-    pair.primary.execute("SELECT pg_reload_conf()");
-    let pgbackrest = move |args: &[&str]| {
-        let mut c = as_postgres("pgbackrest");
-        c.arg(format!("--config={}", conf.display()))
-            .arg("--stanza=main")
-            .args(args);
-        run(c);
-    };
-    pgbackrest(&["stanza-create"]);
-    (repo1, repo2, pgbackrest)
+    );
+    (repo1, repo2, stanza)
 }
 
 /// The stanza's backup whose label ends with `kind` (`F`, `D`, `I`).
@@ -90,7 +57,7 @@ fn pgbackrest_full_differential_incremental_bundled_or_not_are_complete() {
     ] {
         pair.primary.execute(change);
         for repo in ["1", "2"] {
-            pgbackrest(&["--repo", repo, "backup", &format!("--type={kind}")]);
+            pgbackrest.run(&["--repo", repo, "backup", &format!("--type={kind}")]);
         }
     }
     let dirs = [("repo1", repo1.as_path()), ("repo2", repo2.as_path())];
@@ -265,4 +232,64 @@ fn wal_continuity_follows_the_timelines_of_a_promotion() {
         "{}",
         lost.message()
     );
+}
+
+/// An encrypted repository (`repo1-cipher-type=aes-256-cbc`), which the
+/// probe reads without the passphrase: what it checks is the newest
+/// backup's presence (its directory, and a manifest that is ciphertext)
+/// and its age from the label; it says that files, size and WAL are not
+/// checked; a manifest deleted is reported; the passphrase never appears.
+#[test]
+fn an_encrypted_pgbackrest_repository_is_checked_as_far_as_it_can_be_without_the_passphrase() {
+    const PASS: &str = "drill-secret-passphrase-7f3a";
+    let root = tempfile::tempdir().unwrap();
+    let archive = postgres_dir(root.path(), "archive");
+    let pair = archived_pair(&archive);
+    pair.primary.execute(
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 10000) g",
+    );
+    let repo = postgres_dir(root.path(), "repo");
+    let stanza = PgBackRest::stanza(
+        &pair,
+        root.path(),
+        &format!(
+            "repo1-path={}\nrepo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={PASS}",
+            repo.display()
+        ),
+    );
+    stanza.run(&["backup", "--type=full"]);
+    // Real pgBackRest encrypted it: backup.info is ciphertext.
+    let info = std::fs::read(repo.join("backup/main/backup.info")).unwrap();
+    assert!(
+        info.starts_with(b"Salted__"),
+        "backup.info is not encrypted"
+    );
+    let dirs = [("repo", repo.as_path())];
+    let ok = backup_probe(&dirs, &[]);
+    assert_eq!(ok.status(), "ok", "{:#}", ok.json);
+    assert!(
+        ok.message().contains("the repository is encrypted")
+            && ok.message().contains("not its files, size or WAL"),
+        "{}",
+        ok.message()
+    );
+    assert!(ok.value("postgresql.backup.age") < 600.0);
+    assert_eq!(ok.value("postgresql.backup.count"), 1.0);
+    assert_eq!(ok.value("postgresql.backup.complete"), 1.0);
+    assert!(!ok.json.to_string().contains(PASS));
+
+    // The newest backup's manifest (and its copy) deleted: incomplete.
+    let full = label(&repo, 'F');
+    for name in ["backup.manifest", "backup.manifest.copy"] {
+        let path = repo.join("backup/main").join(&full).join(name);
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let broken = backup_probe(&dirs, &[]);
+    assert_eq!(broken.status(), "critical", "{:#}", broken.json);
+    assert!(
+        broken.message().contains("backup.manifest cannot be read"),
+        "{}",
+        broken.message()
+    );
+    assert_eq!(broken.value("postgresql.backup.complete"), 0.0);
 }

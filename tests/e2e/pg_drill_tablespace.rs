@@ -8,51 +8,13 @@
 //! (checksums and mtimes; the live tablespace's files too, the primary
 //! idle after a checkpoint).
 
-use crate::backup_kit::{BIN, as_postgres, postgres_dir, run, switch_and_wait_archived};
 use crate::pg_drill::{assert_cleaned, drill_config, run_drill};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use watchpost_e2e::pg::{Cluster, PgPair, SUPERUSER};
-
-/// Every entry under `roots` (links not followed): a file's length,
-/// mtime and SHA-256, a link's target, a directory's mtime.
-fn fingerprint(roots: &[&Path]) -> BTreeMap<PathBuf, String> {
-    let mut seen = BTreeMap::new();
-    let mut stack: Vec<PathBuf> = roots.iter().map(|r| r.to_path_buf()).collect();
-    while let Some(path) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        let mtime = format!("{}.{}", meta.mtime(), meta.mtime_nsec());
-        let print = if meta.file_type().is_symlink() {
-            format!("-> {}", std::fs::read_link(&path).unwrap().display())
-        } else if meta.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                stack.push(entry.unwrap().path());
-            }
-            format!("dir {mtime}")
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            format!("{} {mtime} {:x}", bytes.len(), Sha256::digest(&bytes))
-        };
-        seen.insert(path, print);
-    }
-    seen
-}
-
-fn assert_unchanged(
-    what: &str,
-    before: &BTreeMap<PathBuf, String>,
-    after: &BTreeMap<PathBuf, String>,
-) {
-    let changed: Vec<_> = before
-        .iter()
-        .filter(|(p, v)| after.get(*p) != Some(v))
-        .map(|(p, _)| p)
-        .chain(after.keys().filter(|p| !before.contains_key(*p)))
-        .collect();
-    assert!(changed.is_empty(), "{what} changed: {changed:?}");
-}
+use watchpost_e2e::backup::{
+    archived_pair, assert_unchanged, base_backup_with, fingerprint, postgres_dir,
+    switch_and_wait_archived,
+};
+use watchpost_e2e::pg::{Cluster, PgPair};
 
 /// Row count and a checksum of the contents of `orders`.
 fn contents(primary: &Cluster) -> String {
@@ -67,7 +29,7 @@ fn contents(primary: &Cluster) -> String {
 fn primary_with_tablespace(root: &Path) -> (PgPair, PathBuf, PathBuf) {
     let archive = postgres_dir(root, "archive");
     let live_ts = postgres_dir(root, "live_ts");
-    let mut pair = crate::backup_kit::archived_pair(&archive);
+    let mut pair = archived_pair(&archive);
     pair.standby.stop();
     pair.primary.execute(&format!(
         "CREATE TABLESPACE live_ts LOCATION '{}'",
@@ -91,20 +53,6 @@ fn write_after_backup(primary: &Cluster) {
     primary.execute("CHECKPOINT");
 }
 
-fn pg_basebackup(primary: &Cluster, dir: &Path, extra: &[String]) {
-    let socket = primary.data_dir().parent().unwrap();
-    let mut backup = as_postgres(&format!("{BIN}/pg_basebackup"));
-    backup
-        .arg("-D")
-        .arg(dir)
-        .args(["-X", "stream", "--checkpoint=fast", "--no-sync"])
-        .args(extra)
-        .arg("-h")
-        .arg(socket)
-        .args(["-p", &primary.port().to_string(), "-U", SUPERUSER]);
-    run(backup);
-}
-
 /// The drill's checks: the updates and the new rows replayed into the
 /// tablespace.
 const CHECKS: &str = "checks = [{ query = \"SELECT count(*) FROM orders WHERE v = 'updated'\", min = 590, max = 590 }, \
@@ -117,8 +65,8 @@ fn drills_of_tar_and_plain_backups_with_a_tablespace_leave_production_and_the_ba
     let tar_backups = postgres_dir(root.path(), "tar");
     let plain_backups = postgres_dir(root.path(), "plain");
     let plain_ts = postgres_dir(root.path(), "plain_ts");
-    pg_basebackup(&pair.primary, &tar_backups.join("b1"), &["-Ft".into()]);
-    pg_basebackup(
+    base_backup_with(&pair.primary, &tar_backups.join("b1"), &["-Ft".into()]);
+    base_backup_with(
         &pair.primary,
         &plain_backups.join("b1"),
         &[format!("-T{}={}", live_ts.display(), plain_ts.display())],

@@ -2,8 +2,16 @@
 //! (etcd-server 3.4), N members on free loopback ports, data in a
 //! temporary directory. Members can be killed and started again; dropping
 //! it kills them all.
+//!
+//! [`EtcdOptions`] close it: TLS with client-certificate auth (the agents'
+//! endpoints are then `https` only), a backend quota. The tests' own
+//! administration (users, roles, `auth enable`, alarms) goes through a
+//! second, plain-http client listener on loopback that the agents are
+//! never given: the test's back door, not part of what is tested.
 
 use crate::agent::free_port;
+use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +20,21 @@ struct EtcdMember {
     host: String,
     client: u16,
     peer: u16,
+    /// The tests' plain-http listener (with TLS only).
+    admin: Option<u16>,
     child: Option<Child>,
+}
+
+/// How the members run beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdOptions {
+    /// TLS on the client URLs with `--client-cert-auth`: the CA file
+    /// (`--trusted-ca-file`) and the server certificate and key it signed
+    /// (which must also allow client authentication: etcd's gateway dials
+    /// etcd's gRPC with it).
+    pub tls: Option<(PathBuf, crate::pki::Leaf)>,
+    /// `--quota-backend-bytes`.
+    pub quota_bytes: Option<u64>,
 }
 
 pub struct EtcdCluster {
@@ -20,6 +42,9 @@ pub struct EtcdCluster {
     members: Vec<EtcdMember>,
     /// The network namespace the members run in, if any.
     netns: Option<String>,
+    options: EtcdOptions,
+    /// The root user's token once [`EtcdCluster::enable_auth`] ran.
+    root_token: Option<String>,
 }
 
 impl EtcdCluster {
@@ -31,7 +56,13 @@ impl EtcdCluster {
     /// One member per address of `hosts`, in network namespace `netns`
     /// (`ip netns exec`) if given; wait until the cluster is healthy.
     pub fn start_in(hosts: &[String], netns: Option<&str>) -> EtcdCluster {
+        EtcdCluster::start_with(hosts, netns, EtcdOptions::default())
+    }
+
+    /// [`EtcdCluster::start_in`] with `options`.
+    pub fn start_with(hosts: &[String], netns: Option<&str>, options: EtcdOptions) -> EtcdCluster {
         let n = hosts.len();
+        let tls = options.tls.is_some();
         let dir = tempfile::Builder::new()
             .prefix("watchpost-etcd-")
             .tempdir()
@@ -42,6 +73,7 @@ impl EtcdCluster {
                 host: hosts[i - 1].clone(),
                 client: free_port(),
                 peer: free_port(),
+                admin: tls.then(free_port),
                 child: None,
             })
             .collect();
@@ -49,6 +81,8 @@ impl EtcdCluster {
             dir,
             members,
             netns: netns.map(String::from),
+            options,
+            root_token: None,
         };
         for i in 0..n {
             cluster.spawn(i, "new");
@@ -77,17 +111,36 @@ impl EtcdCluster {
             }
             None => Command::new("etcd"),
         };
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut listen = format!("{scheme}://{}:{}", m.host, m.client);
+        if let Some(admin) = m.admin {
+            listen.push_str(&format!(",http://127.0.0.1:{admin}"));
+        }
+        if let Some((ca, server)) = &self.options.tls {
+            command
+                .arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--cert-file")
+                .arg(&server.cert)
+                .arg("--key-file")
+                .arg(&server.key);
+        }
+        if let Some(quota) = self.options.quota_bytes {
+            command.args(["--quota-backend-bytes", &quota.to_string()]);
+        }
         let child = command
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(self.dir.path().join(&m.name))
-            .args([
-                "--listen-client-urls",
-                &format!("http://{}:{}", m.host, m.client),
-            ])
+            .args(["--listen-client-urls", &listen])
             .args([
                 "--advertise-client-urls",
-                &format!("http://{}:{}", m.host, m.client),
+                &format!("{scheme}://{}:{}", m.host, m.client),
             ])
             .args([
                 "--listen-peer-urls",
@@ -114,8 +167,7 @@ impl EtcdCluster {
 
     /// Wait until member `i` says it is healthy.
     pub fn wait_healthy(&self, i: usize) {
-        let m = &self.members[i];
-        let url = format!("http://{}:{}/health", m.host, m.client);
+        let url = format!("{}/health", self.admin_url(i));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = ureq::get(&url)
@@ -137,11 +189,115 @@ impl EtcdCluster {
 
     /// The client URLs, as TOML array items.
     pub fn endpoints_toml(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| format!("\"http://{}:{}\"", m.host, m.client))
+        (0..self.members.len())
+            .map(|i| format!("\"{}\"", self.url(i)))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// Member `i`'s client URL, as the agents are given it.
+    pub fn url(&self, i: usize) -> String {
+        let m = &self.members[i];
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{}", m.host, m.client)
+    }
+
+    /// Member `i`'s URL for the tests' own administration.
+    pub fn admin_url(&self, i: usize) -> String {
+        match self.members[i].admin {
+            Some(admin) => format!("http://127.0.0.1:{admin}"),
+            None => self.url(i),
+        }
+    }
+
+    /// POST `body` to `path` of member 0's JSON gateway, as root once auth
+    /// is enabled: (status, answer).
+    pub fn call(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call_at(0, path, body)
+    }
+
+    /// [`EtcdCluster::call`] on member `i`.
+    pub fn call_at(&self, i: usize, path: &str, body: Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut request = agent
+            .post(&format!("{}{path}", self.admin_url(i)))
+            .header("content-type", "application/json");
+        if let Some(token) = &self.root_token {
+            request = request.header("Authorization", token);
+        }
+        match request.send(body.to_string().as_str()) {
+            Ok(mut answer) => {
+                let status = answer.status().as_u16();
+                let text = answer.body_mut().read_to_string().unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            }
+            Err(e) => (0, Value::String(e.to_string())),
+        }
+    }
+
+    /// [`EtcdCluster::call`] that must succeed.
+    fn must(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.call(path, body.clone());
+        assert_eq!(status, 200, "etcd {path} {body}: {answer}");
+        answer
+    }
+
+    /// `auth enable` with a root user, and for each `(user, password,
+    /// prefix)` a role of the same name with readwrite on `prefix` only.
+    pub fn enable_auth(&mut self, users: &[(&str, &str, &str)]) {
+        for (user, password, prefix) in users {
+            self.must("/v3/auth/role/add", json!({"name": user}));
+            self.must(
+                "/v3/auth/role/grant",
+                json!({"name": user, "perm": {"permType": "READWRITE", "key": b64(prefix), "range_end": b64(&prefix_end(prefix))}}),
+            );
+            self.must(
+                "/v3/auth/user/add",
+                json!({"name": user, "password": password}),
+            );
+            self.must("/v3/auth/user/grant", json!({"user": user, "role": user}));
+        }
+        self.must(
+            "/v3/auth/user/add",
+            json!({"name": "root", "password": "root-secret"}),
+        );
+        self.must(
+            "/v3/auth/user/grant",
+            json!({"user": "root", "role": "root"}),
+        );
+        self.must("/v3/auth/enable", json!({}));
+        let answer = self.must(
+            "/v3/auth/authenticate",
+            json!({"name": "root", "password": "root-secret"}),
+        );
+        self.root_token = answer["token"].as_str().map(String::from);
+        assert!(self.root_token.is_some(), "no root token: {answer}");
+    }
+
+    /// The value of `key`, if it exists (read through the back door).
+    pub fn get(&self, key: &str) -> Option<String> {
+        let answer = self.must("/v3/kv/range", json!({"key": b64(key)}));
+        answer["kvs"][0]["value"].as_str().map(unb64)
+    }
+
+    /// The store's current revision (a header of every answer).
+    pub fn revision(&self) -> i64 {
+        let answer = self.must("/v3/kv/range", json!({"key": b64("/")}));
+        answer["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no revision in {answer}"))
     }
 
     /// kill -9 member `i`.
@@ -159,12 +315,7 @@ impl EtcdCluster {
 
     /// Put `key` = `value` (no lease) through member 0's JSON gateway.
     pub fn put(&self, key: &str, value: &str) {
-        let (host, port) = self.client(0);
-        let body = serde_json::json!({"key": b64(key), "value": b64(value)}).to_string();
-        let answer = ureq::post(&format!("http://{host}:{port}/v3/kv/put"))
-            .header("content-type", "application/json")
-            .send(body.as_str());
-        assert!(answer.is_ok(), "etcd put {key}: {answer:?}");
+        self.must("/v3/kv/put", json!({"key": b64(key), "value": b64(value)}));
     }
 
     /// Member `i`'s (address, client port).
@@ -188,6 +339,36 @@ impl Drop for EtcdCluster {
             self.kill(i);
         }
     }
+}
+
+/// The end of a prefix range: its last byte incremented.
+fn prefix_end(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(bytes).expect("an ASCII prefix")
+}
+
+/// Standard base64 decoding (etcd's values), lossy.
+fn unb64(text: &str) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().take_while(|&c| c != b'=') {
+        let Some(v) = ABC.iter().position(|&a| a == c) else {
+            continue;
+        };
+        bits = (bits << 6) | v as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Standard base64 (with padding), as etcd's JSON gateway wants keys.

@@ -32,7 +32,11 @@ pub fn node_config(etcd: &EtcdCluster, node: &Cluster, i: usize, extra: &str) ->
 impl HaCluster {
     /// Everything started, node1 the leader, the others following it.
     pub fn start(extra: &str) -> HaCluster {
-        let etcd = EtcdCluster::start(3);
+        HaCluster::start_on(EtcdCluster::start(3), extra)
+    }
+
+    /// [`HaCluster::start`] on an etcd already running (closed, say).
+    pub fn start_on(etcd: EtcdCluster, extra: &str) -> HaCluster {
         let pg = PgNodes::start(3);
         // node1's agent first, and leading, before the others start: on a
         // loaded machine a later agent's first loop could otherwise take

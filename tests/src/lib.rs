@@ -6,7 +6,10 @@
 //! [`cli`] runs the binary once, [`agent`] runs it as a daemon, [`report`]
 //! runs a probe and reads its JSON report, [`probes`] finds the built
 //! components, [`kits`] builds the Python, JavaScript and C probe kits,
-//! [`pg`] makes a primary and standby pair, [`mariadb`] starts MariaDB servers, [`http_sink`] is an HTTP server
+//! [`pg`] makes a primary and standby pair, [`backup`] archives, base
+//! backups, pgBackRest stanzas and fingerprints for the backup tests,
+//! [`mariadb`] starts MariaDB servers, [`redis`] starts Redis servers and
+//! replicas, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
 //! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
 //! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
@@ -19,6 +22,7 @@
 //! [`prometheus`] is a Prometheus server scraping agents.
 
 pub mod agent;
+pub mod backup;
 pub mod browser;
 pub mod cli;
 pub mod etcd;
@@ -35,6 +39,7 @@ pub mod pki;
 pub mod probes;
 pub mod prometheus;
 pub mod proxy;
+pub mod redis;
 pub mod report;
 pub mod splitbrain;
 pub mod tls_proxy;

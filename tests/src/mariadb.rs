@@ -17,9 +17,11 @@
 //! `mariadb` client.
 
 mod command;
+pub mod pair;
 pub mod template;
 
 pub use command::{program, try_run};
+pub use pair::{HeartbeatWriter, MariadbPair};
 pub use template::{ADMIN_USER, MONITOR_USER, PASSWORD, PASSWORD_USER};
 
 use crate::pg::{free_port, wait_until};

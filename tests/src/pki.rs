@@ -58,6 +58,22 @@ impl Ca {
         self.sign(file, params)
     }
 
+    /// A server certificate for `hosts` that may also authenticate as a
+    /// client (etcd's gateway dials etcd's own gRPC with it).
+    pub fn server_and_client(&self, file: &str, hosts: &[&str]) -> Leaf {
+        let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("server params");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            hosts.first().copied().unwrap_or("server"),
+        );
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(file, params)
+    }
+
     /// A client certificate whose common name is `user`.
     pub fn client(&self, file: &str, user: &str) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");

@@ -152,8 +152,7 @@ pub async fn switchover(
     };
     let spec = &cluster.spec;
     let etcd =
-        match crate::cluster::etcd::Etcd::new(spec.etcd.clone(), std::time::Duration::from_secs(3))
-        {
+        match crate::cluster::etcd::Etcd::for_cluster(spec, std::time::Duration::from_secs(3)) {
             Ok(etcd) => etcd,
             Err(e) => {
                 return (

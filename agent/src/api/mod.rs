@@ -50,6 +50,10 @@ pub fn router(shared: Arc<Shared>, auth: Arc<ApiAuth>) -> Router {
         .route("/v1/remediations/{name}/pause", post(remediation::pause))
         .route("/v1/remediations/{name}/resume", post(remediation::resume))
         .route("/v1/remediations/{name}/reset", post(remediation::reset))
+        .route(
+            "/v1/remediations/{name}/switchover",
+            post(remediation::switchover),
+        )
         .route("/v1/cluster/switchover", post(cluster::switchover))
         .with_state(shared)
         .layer(middleware::from_fn_with_state(auth, authorize))

@@ -151,3 +151,25 @@ pub async fn reset(
         format!("reset remediation {name:?}"),
     )
 }
+
+/// `POST /v1/remediations/{name}/switchover`: start the planned
+/// switchover of a MariaDB failover remediation; 202 with its `id` (its
+/// steps and outcome are audit records with that id), 409 with why it
+/// cannot start.
+pub async fn switchover(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    if let Err(e) = known(&shared, &name) {
+        return e;
+    }
+    match shared.remediator.switchover(&name) {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(
+                json!({"ok": true, "id": id, "message": format!("switchover of {name:?} started (audit id {id})")}),
+            ),
+        ),
+        Err(why) => (StatusCode::CONFLICT, Json(json!({"error": why}))),
+    }
+}

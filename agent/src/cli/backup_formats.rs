@@ -1,26 +1,60 @@
-//! What `validate` says about `pg-backup` repositories it cannot check in
-//! full: a Barman repository is not supported at all (an error, so that
-//! nobody believes it is watched), and WAL-G is checked only at the depth
-//! of its stop sentinels (a warning saying what is not checked).
+//! What `validate` says about backup repositories it cannot check in
+//! full: a Barman repository is not supported by `pg-backup` at all (an
+//! error, so that nobody believes it is watched), and WAL-G is checked
+//! only at the depth of its stop sentinels (a warning saying what is not
+//! checked). A `backup` drill pointed at a Barman or WAL-G repository is
+//! an error too: it restores `pg_basebackup` backups only.
 
-use crate::config::{Config, Diagnostic, WasmSource};
+use crate::config::{Config, Diagnostic, DrillMethod, WasmSource};
+use crate::drill::{foreign_hint, foreign_layout};
 use std::path::Path;
 
 /// A Barman server directory: `base/BACKUP_ID/backup.info` and `wals/`.
 fn is_barman(dir: &Path) -> bool {
-    dir.join("wals").is_dir()
-        && std::fs::read_dir(dir.join("base")).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().join("backup.info").is_file())
-        })
+    foreign_layout(dir) == Some("Barman")
+}
+
+/// An error for each drill whose `backup` is a Barman or WAL-G repository.
+fn foreign_drills(config: &Config) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for drill in &config.drills {
+        let DrillMethod::PgBasebackup { backup, .. } = &drill.method else {
+            continue;
+        };
+        let Some(tool) = foreign_layout(backup) else {
+            continue;
+        };
+        let place = config
+            .probes
+            .iter()
+            .find(|p| matches!(&p.wasm, WasmSource::Drill(n) if *n == drill.name))
+            .map(|p| p.place.clone())
+            .unwrap_or_default();
+        errors.push(Diagnostic {
+            file: if place.file.is_empty() {
+                config.file.clone()
+            } else {
+                place.file.clone()
+            },
+            line: place.line,
+            column: place.column,
+            message: format!(
+                "[[drill]] {:?}: `backup` {} is a {tool} repository, which the drill does not \
+                 restore (it restores pg_basebackup backups): {}",
+                drill.name,
+                backup.display(),
+                foreign_hint(tool)
+            ),
+        });
+    }
+    errors
 }
 
 /// An error for each `pg-backup` probe pointed at a Barman repository
 /// (`format = "barman"`, or a `repo` grant laid out like one); a printed
 /// warning for each WAL-G one.
 pub fn unsupported(config: &Config) -> Vec<Diagnostic> {
-    let mut errors = Vec::new();
+    let mut errors = foreign_drills(config);
     for spec in &config.probes {
         if !matches!(&spec.wasm, WasmSource::Builtin(name) if name == "pg-backup") {
             continue;
@@ -44,7 +78,10 @@ pub fn unsupported(config: &Config) -> Vec<Diagnostic> {
                     spec.name
                 ),
             });
-        } else if format == "wal-g" {
+        } else if format == "wal-g"
+            || (format == "auto"
+                && spec.dirs.get(repo_name).and_then(|d| foreign_layout(d)) == Some("WAL-G"))
+        {
             eprintln!(
                 "{}: warning: [[probe]] {:?}: WAL-G repositories are checked by their stop \
                  sentinels only (the newest backup's age and size), not their files or WAL \
@@ -58,7 +95,39 @@ pub fn unsupported(config: &Config) -> Vec<Diagnostic> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_barman;
+    use super::{foreign_drills, is_barman};
+
+    #[test]
+    fn a_drill_of_a_wal_g_or_barman_repository_is_refused_naming_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("walg");
+        std::fs::create_dir_all(repo.join("basebackups_005")).unwrap();
+        let text = format!(
+            "[[drill]]\nname = \"nightly\"\nbackup = \"{}\"\n",
+            repo.display()
+        );
+        let config = crate::config::parse_str("w.toml", &text, dir.path()).unwrap();
+        let errors = foreign_drills(&config);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("is a WAL-G repository"),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            errors[0].message.contains("backup-fetch"),
+            "{}",
+            errors[0].message
+        );
+        let plain = dir.path().join("plain");
+        std::fs::create_dir_all(&plain).unwrap();
+        let text = format!(
+            "[[drill]]\nname = \"nightly\"\nbackup = \"{}\"\n",
+            plain.display()
+        );
+        let config = crate::config::parse_str("w.toml", &text, dir.path()).unwrap();
+        assert!(foreign_drills(&config).is_empty());
+    }
 
     #[test]
     fn barman_layouts_are_recognised() {

@@ -80,7 +80,7 @@ fn spec(args: &ClusterArgs) -> anyhow::Result<ClusterSpec> {
 pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let spec = spec(&args)?;
     let etcd =
-        Etcd::new(spec.etcd.clone(), Duration::from_secs(3)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Etcd::for_cluster(&spec, Duration::from_secs(3)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let keys = Keys::new(&spec.scope);
     match args.action {
         ClusterAction::Pause => {

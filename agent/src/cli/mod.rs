@@ -57,6 +57,9 @@ pub enum Command {
     Resume(operator::ResumeArgs),
     /// Close a remediation's breaker, clear its cooldown, lift a failover block.
     Reset(operator::ResetArgs),
+    /// Planned switchover of a MariaDB failover remediation: the primary
+    /// turns read-only, the replica catches up and is promoted.
+    Switchover(operator::SwitchoverArgs),
     /// Show the remediation audit log of the running agent.
     Events(operator::EventsArgs),
     /// Start a probe project (Rust, Python or JavaScript) that builds and
@@ -104,6 +107,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => operator::resume(args).await,
         Command::Reset(args) => operator::reset(args).await,
         Command::Events(args) => operator::events(args).await,
+        Command::Switchover(args) => operator::switchover(args).await,
         Command::New(args) => new::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Generate(args) => generate::run(args).await,

@@ -1,5 +1,5 @@
 //! Operator commands that talk to a running agent's status API:
-//! `watchpost pause|resume|reset|events`. The agent is found from the `-c`
+//! `watchpost pause|resume|reset|switchover|events`. The agent is found from the `-c`
 //! config's `listen` (default 127.0.0.1:9464) or `--api URL`; the token
 //! from the variable the config's `api_token_env` names, else
 //! `WATCHPOST_TOKEN`, else the file the agent generated,
@@ -53,6 +53,17 @@ pub struct ResumeArgs {
 pub struct ResetArgs {
     /// The remediation whose breaker, cooldown (and failover block) to clear.
     pub remediation: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SwitchoverArgs {
+    /// The MariaDB failover remediation whose primary and replica trade places.
+    pub remediation: String,
+    /// Seconds to wait for the outcome (0: return once it started).
+    #[arg(long, default_value_t = 120)]
+    pub wait: u64,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -240,4 +251,42 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Start a switchover and, with `--wait`, print its steps and outcome;
+/// exit 1 when it failed or did not end in time.
+pub async fn switchover(args: SwitchoverArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.api)?;
+    let path = format!("/v1/remediations/{}/switchover", args.remediation);
+    let body = api.call(true, &path).await?;
+    println!("{}", message(&body));
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    if args.wait == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.wait);
+    let mut printed = HashSet::new();
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let body = api.call(false, "/v1/events?limit=1000").await?;
+        let records: Vec<AuditRecord> = serde_json::from_value(body["events"].clone())?;
+        for record in records.iter().filter(|r| r.id == id) {
+            if printed.insert((record.decision, record.at)) {
+                println!("{}", line(record));
+            }
+            if record.decision.is_outcome() {
+                let ok = record.decision == crate::events::Decision::Succeeded;
+                return Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+        }
+    }
+    eprintln!(
+        "the switchover did not end within {} s; follow it with `watchpost events -f`",
+        args.wait
+    );
+    Ok(ExitCode::FAILURE)
 }

@@ -79,7 +79,21 @@ pub async fn resolve(
 
     let mut targets: BTreeMap<String, TargetSpec> =
         config.map(crate::daemon::target_specs).unwrap_or_default();
+    let mut redis_specs = config.map(crate::daemon::redis_specs).unwrap_or_default();
     for (name, dsn) in &args.targets {
+        // A `redis://`, `rediss://` or `unix://` URL is a Redis target.
+        if ["redis://", "rediss://", "unix://"]
+            .iter()
+            .any(|p| dsn.starts_with(p))
+        {
+            crate::redis::conn::check_url(dsn).map_err(|e| {
+                ResolveError::Usage(format!("--target {name}=...: not a usable Redis URL: {e}"))
+            })?;
+            targets.remove(name);
+            redis_specs.insert(name.clone(), crate::redis::RedisSpec::new(dsn.clone()));
+            continue;
+        }
+        redis_specs.remove(name);
         // A `mysql://` URL picks the MariaDB/MySQL driver;
         // anything else is a PostgreSQL connection string.
         let mysql = dsn.starts_with("mysql://");
@@ -100,8 +114,10 @@ pub async fn resolve(
         targets.insert(name.clone(), spec);
     }
     let sql = SqlTargets::new(&targets).map_err(ResolveError::Usage)?;
+    let redis = crate::redis::RedisTargets::new(&redis_specs).map_err(ResolveError::Usage)?;
     let services = Arc::new(Services {
         sql,
+        redis,
         ..Services::default()
     });
 
@@ -116,6 +132,9 @@ pub async fn resolve(
         WasmSource::Drill(name) => config.and_then(|c| {
             let spec = c.drills.iter().find(|d| &d.name == name)?;
             Some(crate::drill::probe(spec, &c.agent.state_dir))
+        }),
+        WasmSource::Etcd => config.and_then(|c| c.cluster.as_ref()).and_then(|c| {
+            crate::cluster::etcd::health::probe(c, std::time::Duration::from_secs(3)).ok()
         }),
         _ => None,
     };
@@ -143,7 +162,7 @@ pub async fn resolve(
     // A configured probe gets its own targets; an ad-hoc one gets them all.
     let mut granted: Vec<String> = match spec {
         Some(spec) => spec.targets.clone(),
-        None => targets.keys().cloned().collect(),
+        None => targets.keys().chain(redis_specs.keys()).cloned().collect(),
     };
     for (name, _) in &args.targets {
         if !granted.contains(name) {

@@ -37,6 +37,14 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             println!("drill {name:?}: restore drill, every {every}");
             continue;
         }
+        if spec.wasm == config::WasmSource::Etcd {
+            let every = config::units::format_duration(spec.every);
+            println!(
+                "probe {:?}: etcd's health (built in), every {every}",
+                spec.name
+            );
+            continue;
+        }
         match runtime
             .load_source(&spec.wasm, spec.sha256.as_deref(), &services, spec.memory)
             .await
@@ -61,7 +69,12 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     errors.extend(check_privileges(&config).await);
     warn_admin_password_in_fence(&config);
     warn_drills_beside_data(&config);
-    for warning in plaintext_to_remote(&config) {
+    for warning in config
+        .cluster
+        .iter()
+        .flat_map(crate::cluster::etcd::access::warnings)
+        .chain(plaintext_to_remote(&config))
+    {
         eprintln!("{}: warning: {warning}", config.file);
     }
     if errors.is_empty() {
@@ -94,6 +107,13 @@ async fn check_privileges(config: &config::Config) -> Vec<Diagnostic> {
         .probes
         .iter()
         .flat_map(|p| p.targets.iter().map(String::as_str))
+        // Redis targets' users are checked on their first connection.
+        .filter(|name| {
+            config
+                .targets
+                .get(*name)
+                .is_none_or(|t| t.kind != config::TargetKind::Redis)
+        })
         .collect();
     let Ok(targets) = crate::sql::SqlTargets::new(&crate::daemon::target_specs(config)) else {
         return Vec::new();
@@ -222,6 +242,10 @@ fn warn_admin_password_in_fence(config: &config::Config) {
         let config::Action::Failover(failover) = &remediation.action else {
             continue;
         };
+        // MariaDB's fence writes no file: replicas get the login over SQL.
+        if failover.mysql.is_some() {
+            continue;
+        }
         let Some(target) = config.targets.get(&failover.standby) else {
             continue;
         };

@@ -6,12 +6,15 @@
 
 use super::ha::{Ha, REWIND_RETRY};
 use super::local::Observation;
-use super::member::{Member, not_a_candidate};
+use super::member::{LeaderTimeline, Member, last_leader, not_a_candidate, off_timeline};
 use super::owner::Won;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     /// As a follower of `leader`: be a standby streaming from it. A
     /// stopped server is pointed at the leader and started; a running
     /// standby is repointed; one that still does not stream 10 s later
@@ -20,8 +23,8 @@ impl Ha {
     pub(super) async fn follow(&mut self, seen: &Observation, leader: &Member) {
         let upstream = format!("{}:{}", leader.host, leader.port);
         if seen.streaming_from.as_deref() == Some(upstream.as_str()) && seen.in_recovery {
-            if self.following_since.take().is_some() || self.marker.exists() {
-                let _ = std::fs::remove_file(&self.marker);
+            if self.following_since.take().is_some() || self.marked_diverged() {
+                self.mark_diverged(false);
                 self.record(
                     Decision::Following,
                     format!("streams from the leader `{}` ({upstream})", leader.name),
@@ -48,6 +51,15 @@ impl Ha {
                 .rewind_failed
                 .is_some_and(|at| at.elapsed() < REWIND_RETRY)
             {
+                // Waiting to retry the rewind: a primary never runs
+                // meanwhile (it would take writes beside the leader's).
+                if seen.primary() {
+                    self.stop_stray_primary(&format!(
+                        "`{}` holds the leader key (its rewind is retried later)",
+                        leader.name
+                    ))
+                    .await;
+                }
                 return;
             }
             if seen.primary() {
@@ -122,8 +134,23 @@ impl Ha {
         optime: Option<u64>,
         members: &[Member],
     ) {
+        if seen.stopped() {
+            // No leader to follow: start it read-only (it comes up in
+            // recovery), so that it publishes its position and may be
+            // elected; a stopped server is nobody's candidate.
+            if let Err(e) = self.local.mark_standby() {
+                tracing::error!(
+                    "cluster: cannot mark the stopped local server as a standby's, so it is not started: {e}"
+                );
+                return;
+            }
+            if let Err(e) = self.local.start().await {
+                tracing::warn!("cluster: cannot start the local server read-only: {e}");
+            }
+            return;
+        }
         let Some(lease) = self.lease else { return };
-        let spec = self.local.spec.clone();
+        let spec = self.local.spec().clone();
         if seen.primary() {
             // Bootstrap (or nobody took over): a primary at or past the
             // last leader position leads.
@@ -133,14 +160,54 @@ impl Ha {
                 self.stop_stray_primary(&format!("the synchronous set is `{other}`'s: this former primary cannot hold the commits acknowledged in that term; it rejoins as a standby when a leader exists")).await;
                 return;
             }
+            if let Some(why) = off_timeline(me, self.leader_timeline) {
+                // A former primary whose timeline is not the last
+                // leader's: it rejoins (rewound) once a leader exists,
+                // never leads on its own timeline.
+                self.stop_stray_primary(&format!(
+                    "this primary may not take the leader key: {why}; it rejoins as a standby when a leader exists"
+                ))
+                .await;
+                return;
+            }
+            if me.diverged
+                && let Some(later) = members
+                    .iter()
+                    .find(|m| m.timeline > seen.timeline && m.name != spec.name)
+            {
+                // It led, and a later leader promoted `later` onto a newer
+                // timeline since: this primary's WAL may have diverged
+                // from the cluster's; it rejoins (rewound) once a leader
+                // exists, never leads on its own timeline.
+                self.stop_stray_primary(&format!(
+                    "this former primary is on timeline {:?} and `{}` on {:?}: its WAL may have diverged; it rejoins as a standby when a leader exists",
+                    seen.timeline, later.name, later.timeline
+                ))
+                .await;
+                return;
+            }
             if optime.is_some_and(|o| seen.lsn.unwrap_or(0) < o) {
                 self.note(format!("not taking the leader key: this primary is behind the last leader position ({:?} < {optime:?})", seen.lsn));
                 return;
             }
-            let answer = self.create_leader_key(lease, members).await;
+            let term = seen.timeline.map(|timeline| LeaderTimeline {
+                timeline,
+                switch: None,
+            });
+            let answer = self.create_leader_key(lease, members, term).await;
             if self.won_key(answer, lease).await == Won::Yes {
                 self.take_office();
-                let _ = self.local.mark_standby();
+                if let Err(e) = self.fence_ready() {
+                    // A leader that cannot be fenced does not lead.
+                    if self.stop_and_release(&e).await.is_ok() {
+                        self.record(
+                            Decision::Failed,
+                            format!("{e}; stopped the local server and released the leader key"),
+                        );
+                    }
+                    return;
+                }
+                self.keep_standby_marked();
                 self.record(
                     Decision::Acquired,
                     "acquired the leader key: the local server is the primary".into(),
@@ -160,7 +227,15 @@ impl Ha {
             Some(_) => u64::MAX,
             None => spec.max_lag_bytes,
         };
+        // The most recent leader (back after losing its lease) is no
+        // diverged former primary: its WAL is the cluster's.
+        let mut me = me.clone();
+        if me.diverged && last_leader(&me, self.leader_timeline) {
+            me.diverged = false;
+        }
+        let me = &me;
         let why = not_a_candidate(me, members, optime, max_lag)
+            .or_else(|| off_timeline(me, self.leader_timeline))
             .or_else(|| self.sync_unproven(me, members));
         if let Some(why) = why {
             if (seen.answering && seen.in_recovery) || me.nofailover {
@@ -170,7 +245,14 @@ impl Ha {
             }
             return;
         }
-        let answer = self.create_leader_key(lease, members).await;
+        // The term's timeline: the one its promotion leads to, begun at
+        // this standby's position.
+        let term = seen.timeline.map(|timeline| LeaderTimeline {
+            timeline: timeline + 1,
+            switch: me.lsn,
+        });
+        self.term_before = Some(self.leader_timeline);
+        let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
             Won::No => return, // another member was faster
@@ -189,10 +271,21 @@ impl Ha {
                 me.lsn.unwrap_or(0)
             ),
         );
-        self.prepare_synchronous(members).await;
-        match self.promote().await {
+        let ready = match self.fence_ready() {
+            Ok(()) => self.prepare_synchronous(members).await,
+            Err(e) => Err(e),
+        };
+        let attempted = ready.is_ok();
+        let promoted = match ready {
+            Ok(()) => self.promote().await,
+            Err(e) => Err(format!("not promoted: {e}")),
+        };
+        if promoted.is_err() {
+            self.term_not_opened(attempted).await;
+        }
+        match promoted {
             Ok(()) => {
-                let _ = self.local.mark_standby();
+                self.keep_standby_marked();
                 self.last_note = None;
                 self.record(
                     Decision::Promoted,
@@ -228,7 +321,7 @@ impl Ha {
             }
             let seen = self
                 .local
-                .observe(self.local.spec.loop_wait.max(Duration::from_millis(500)))
+                .observe(self.local.spec().loop_wait.max(Duration::from_millis(500)))
                 .await;
             if seen.primary() {
                 return self.local.confirm_promotion().await;
@@ -236,7 +329,7 @@ impl Ha {
             if started.elapsed() > Duration::from_secs(20) {
                 return Err("the server did not leave recovery within 20 s".into());
             }
-            tokio::time::sleep(self.local.spec.loop_wait.min(Duration::from_millis(200))).await;
+            tokio::time::sleep(self.local.spec().loop_wait.min(Duration::from_millis(200))).await;
             self.renew().await;
         }
     }
@@ -247,9 +340,35 @@ impl Ha {
         self.down_since = None;
         // A narrowing of an earlier term proves nothing about this one.
         self.shrink_mark = None;
-        let _ = std::fs::write(&self.marker, b"");
+        self.mark_diverged(true);
         // Armed before the server is promoted.
         self.guard();
+    }
+
+    /// The term this node took the key for did not open (its promotion
+    /// failed, or was never `attempted`): a server never promoted keeps
+    /// no former leader's marker (its WAL is still the leader's history),
+    /// and the timeline written with the key is put back, so that the
+    /// standbys on the last leader's history remain candidates.
+    pub(super) async fn term_not_opened(&mut self, attempted: bool) {
+        if !attempted {
+            self.mark_diverged(false);
+        }
+        if let Some(Some(before)) = self.term_before.take()
+            && let Err(e) = self.etcd.put(&self.keys.timeline, &before.text(), 0).await
+        {
+            tracing::warn!("cluster: cannot put the last leader's timeline back: {e}");
+        }
+    }
+
+    /// A leader's fence must run armed before its server takes writes:
+    /// `Err` (why) when the watchdog could not be started or fed.
+    pub(super) fn fence_ready(&self) -> Result<(), String> {
+        if self.watchdog_armed() {
+            Ok(())
+        } else {
+            Err("the watchdog that fences this node's server is not running (see the log): a leader without a fence does not take writes".into())
+        }
     }
 
     /// Record a note once (until it changes).

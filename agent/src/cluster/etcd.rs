@@ -13,13 +13,22 @@
 //! not idempotent: it is sent to the next endpoint only when the previous
 //! one could not be reached at all (the request never left); once sent,
 //! a lost or late answer is an error saying so, and the caller reads the
-//! key back ([`super::owner`]) rather than resending it blindly.
+//! key back ([`super::owner`]) rather than resending it blindly. A
+//! refusal (a 4xx answer: permission denied, NOSPACE, a bad request) is
+//! definite: nothing was applied.
+//!
+//! A closed etcd (TLS with client certificates, `auth enable`) is reached
+//! with [`access`]: the CA, the client certificate and the user's token.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+pub mod access;
+pub mod health;
+mod written;
 
 /// A failed call: what went wrong, for logs and records.
 #[derive(Debug, Clone)]
@@ -91,6 +100,16 @@ pub struct Etcd {
     timeout: Duration,
     /// The endpoint that answered last.
     current: AtomicUsize,
+    /// etcd's `auth enable` user and its token.
+    auth: Option<access::Auth>,
+    /// A client certificate is configured (for the TLS errors' advice).
+    has_cert: bool,
+    /// The scope's prefix, for the advice on a permission refused.
+    prefix: String,
+    /// The last error [`Etcd::note`] logged.
+    noted: parking_lot::Mutex<Option<String>>,
+    /// What [`Etcd::put_changed`] last wrote.
+    written: written::Written,
 }
 
 fn b64(text: &str) -> String {
@@ -126,17 +145,80 @@ fn prefix_end(prefix: &str) -> String {
 impl Etcd {
     /// A client of `endpoints`, each request bounded by `timeout`.
     pub fn new(endpoints: Vec<String>, timeout: Duration) -> Result<Etcd, EtcdError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| EtcdError(format!("cannot create the HTTP client for etcd: {e}")))?;
+        Etcd::with_access(
+            endpoints,
+            timeout,
+            &crate::config::EtcdAccess::default(),
+            "/watchpost/",
+        )
+    }
+
+    /// The client of a `[cluster]` section: its endpoints, TLS and user.
+    pub fn for_cluster(
+        spec: &crate::config::ClusterSpec,
+        timeout: Duration,
+    ) -> Result<Etcd, EtcdError> {
+        let prefix = super::Keys::new(&spec.scope).root;
+        Etcd::with_access(spec.etcd.clone(), timeout, &spec.etcd_access, &prefix)
+    }
+
+    /// A client of `endpoints` reached as `access` says; `prefix` is the
+    /// key prefix its user needs (named in a permission error).
+    pub fn with_access(
+        endpoints: Vec<String>,
+        timeout: Duration,
+        access: &crate::config::EtcdAccess,
+        prefix: &str,
+    ) -> Result<Etcd, EtcdError> {
         Ok(Etcd {
             endpoints,
-            http,
+            http: access::client(access, timeout)?,
             timeout,
             current: AtomicUsize::new(0),
+            auth: access::Auth::new(access),
+            has_cert: access.cert.is_some(),
+            prefix: prefix.to_string(),
+            noted: parking_lot::Mutex::new(None),
+            written: written::Written::default(),
         })
+    }
+
+    /// Log a failed call (a refusal, a certificate problem) once, and
+    /// again only when the failure changes; `None`: calls work again.
+    pub fn note(&self, outcome: Option<&EtcdError>) {
+        let now = outcome.map(|e| e.0.clone());
+        let mut noted = self.noted.lock();
+        if *noted != now {
+            match &now {
+                Some(e) => tracing::error!("cluster: etcd: {e}"),
+                None if noted.is_some() => tracing::info!("cluster: etcd answers again"),
+                None => {}
+            }
+            *noted = now;
+        }
+    }
+
+    /// Send one POST to `url`, with the token (if any) from `base`.
+    async fn send(
+        &self,
+        base: &str,
+        url: &str,
+        body: &Value,
+    ) -> Result<Result<reqwest::Response, reqwest::Error>, access::AuthFailure> {
+        let mut request = self.http.post(url).timeout(self.timeout).json(body);
+        if let Some(auth) = &self.auth {
+            let token = auth.token(&self.http, base, self.timeout).await?;
+            if !token.is_empty() {
+                let mut value = reqwest::header::HeaderValue::from_str(&token).map_err(|_| {
+                    access::AuthFailure::Refused(EtcdError(
+                        "etcd gave a token that is not a valid header value".into(),
+                    ))
+                })?;
+                value.set_sensitive(true);
+                request = request.header(reqwest::header::AUTHORIZATION, value);
+            }
+        }
+        Ok(request.send().await)
     }
 
     /// POST `body` to `path` on the first endpoint that answers.
@@ -155,21 +237,69 @@ impl Etcd {
         let mut errors = Vec::new();
         for i in 0..self.endpoints.len() {
             let at = (start + i) % self.endpoints.len();
-            let url = format!("{}{path}", self.endpoints[at]);
-            let sent = self
-                .http
-                .post(&url)
-                .timeout(self.timeout)
-                .json(&body)
-                .send();
-            match sent.await {
-                Ok(response) if response.status().is_success() => {
-                    self.current.store(at, Ordering::Relaxed);
-                    return response
-                        .json::<Value>()
-                        .await
-                        .map_err(|e| EtcdError(format!("{url}: unreadable answer: {e}")));
+            let base = &self.endpoints[at];
+            let url = format!("{base}{path}");
+            // Sent again once when etcd says the token expired (nothing
+            // was applied).
+            let mut retried = false;
+            let sent = loop {
+                let sent = match self.send(base, &url, &body).await {
+                    Ok(sent) => sent,
+                    Err(access::AuthFailure::Refused(e)) => return Err(e),
+                    Err(access::AuthFailure::Unreachable(e)) => break Err(e),
+                };
+                match sent {
+                    Ok(response) if response.status().is_success() => {
+                        let answer = response
+                            .json::<Value>()
+                            .await
+                            .map_err(|e| EtcdError(format!("{url}: unreadable answer: {e}")))?;
+                        // A streamed call (the lease keep-alive) carries its
+                        // error in a 200 answer's body.
+                        let streamed = &answer["error"];
+                        if let Some(auth) = &self.auth
+                            && streamed.is_object()
+                            && access::token_expired(&access::error_text(streamed))
+                            && !retried
+                        {
+                            auth.forget();
+                            retried = true;
+                            continue;
+                        }
+                        self.current.store(at, Ordering::Relaxed);
+                        return Ok(answer);
+                    }
+                    Ok(response) if response.status().is_client_error() => {
+                        // A refusal is etcd's answer (nothing applied), the
+                        // same from every endpoint.
+                        let status = response.status();
+                        let answer: Value = response.json().await.unwrap_or(Value::Null);
+                        let text = access::error_text(&answer);
+                        if let Some(auth) = &self.auth
+                            && access::token_expired(&text)
+                            && !retried
+                        {
+                            auth.forget();
+                            retried = true;
+                            continue;
+                        }
+                        let user = self.auth.as_ref().map(access::Auth::user);
+                        return Err(EtcdError(format!(
+                            "{url}: {status} {}",
+                            access::explain_refusal(&text, user, &self.prefix)
+                        )));
+                    }
+                    other => break Ok(other),
                 }
+            };
+            let sent = match sent {
+                Ok(sent) => sent,
+                Err(unreachable) => {
+                    errors.push(unreachable);
+                    continue;
+                }
+            };
+            match sent {
                 Ok(response) => {
                     let status = response.status();
                     let text = response.text().await.unwrap_or_default();
@@ -179,7 +309,7 @@ impl Etcd {
                     }
                 }
                 Err(e) => {
-                    errors.push(format!("{url}: {e}"));
+                    errors.push(access::explain_transport(&url, &e, Some(self.has_cert)));
                     if resend == Resend::UnsentOnly && !e.is_connect() {
                         return Err(maybe_applied(&errors));
                     }
@@ -215,7 +345,10 @@ impl Etcd {
         // An answer without a result is an error (an etcd election, say),
         // not the lease's end; a result without a TTL is the lease's end.
         if answer.get("result").is_none() {
-            return Err(EtcdError(format!("etcd did not renew the lease: {answer}")));
+            let user = self.auth.as_ref().map(access::Auth::user);
+            let why =
+                access::explain_refusal(&access::error_text(&answer["error"]), user, &self.prefix);
+            return Err(EtcdError(format!("etcd did not renew the lease: {why}")));
         }
         Ok(int(&answer["result"]["TTL"]) > 0)
     }

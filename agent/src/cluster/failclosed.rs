@@ -9,10 +9,12 @@
 
 use super::ha::Ha;
 use super::local::Observation;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::config::ClusterSpec;
 use crate::events::Decision;
 use crate::pgserver::postmaster::{self, Postmaster};
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Refuse cluster mode when the local server's state cannot be read:
 /// an error naming the fault and the fix.
@@ -31,7 +33,7 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
     )
 }
 
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     /// Log and record, once per change, that `postmaster.pid` cannot be
     /// used or the server's state cannot be told; and forget a server left
     /// unfenced once it is known stopped.
@@ -97,19 +99,110 @@ impl Ha {
             self.record(Decision::Failed, message);
             return Err(e);
         }
-        let _ = self
-            .etcd
-            .delete_if(&self.keys.leader, &self.local.spec.name)
-            .await;
+        // The server is down: a key that cannot be given back now (said
+        // in the log) expires with the lease.
+        let _ = self.release_key().await;
         self.leader_until = None;
         Ok(())
     }
 
+    /// Give the leader key up, the server being known stopped: delete it
+    /// if ours; when that cannot be done (or its answer is lost), revoke
+    /// the lease, which deletes the key with it. `Err` when neither
+    /// reached the store: the key then expires with the lease.
+    pub(super) async fn release_key(&mut self) -> Result<(), String> {
+        let name = self.local.spec().name.clone();
+        let deleted = self.etcd.delete_if(&self.keys.leader, &name).await;
+        if let Err(e) = deleted {
+            tracing::warn!("cluster: cannot delete the leader key ({e}): revoking the lease");
+            if let Some(lease) = self.lease.take() {
+                self.renewed_at = None;
+                if let Err(revoke) = self.etcd.revoke(lease).await {
+                    let message = format!(
+                        "cannot give the leader key up (delete: {e}; revoke: {revoke}): it expires with the lease"
+                    );
+                    tracing::error!("cluster: {message}");
+                    return Err(message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The marker of a former leader (`state_dir/cluster-leader`): present,
+    /// or unreadable (which counts as present: fail closed).
+    pub(super) fn marked_diverged(&self) -> bool {
+        match self.marker_dir().and_then(|(dir, name)| dir.exists(&name)) {
+            Ok(present) => present,
+            Err(e) => {
+                tracing::error!(
+                    "cluster: cannot look at {} ({e}): this node counts as a former leader whose WAL may have diverged",
+                    self.marker.display()
+                );
+                true
+            }
+        }
+    }
+
+    /// Set (this node leads: its WAL may later diverge) or clear (it
+    /// streams from a leader) the former leader's marker; a failure is
+    /// recorded loudly.
+    pub(super) fn mark_diverged(&self, set: bool) {
+        let done = self.marker_dir().and_then(|(dir, name)| {
+            if set {
+                dir.ensure_file(&name, 0o600)
+            } else {
+                match dir.remove_file(&name) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                }
+            }
+        });
+        if let Err(e) = done {
+            let message = format!(
+                "cannot {} {} ({e}): {}",
+                if set { "write" } else { "remove" },
+                self.marker.display(),
+                if set {
+                    "if this node loses the key, nothing will say its WAL may have diverged"
+                } else {
+                    "this node stays out of elections"
+                }
+            );
+            tracing::error!("cluster: {message}");
+            self.record(Decision::Failed, message);
+        }
+    }
+
+    fn marker_dir(&self) -> std::io::Result<(crate::safefs::OwnedDir, String)> {
+        let parent = self.marker.parent().unwrap_or(std::path::Path::new("/"));
+        let name = self
+            .marker
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((crate::safefs::OwnedDir::open(parent)?, name))
+    }
+
+    /// Mark the data directory so that any later start comes up as a
+    /// standby; a failure is recorded loudly (a start by anyone else would
+    /// then make it a primary without the key).
+    pub(super) fn keep_standby_marked(&self) {
+        if let Err(e) = self.local.mark_standby() {
+            let message = format!(
+                "cannot mark the data directory as a standby's ({e}): a restart of the server by anyone but the agent would make it a primary without the leader key"
+            );
+            tracing::error!("cluster: {message}");
+            self.record(crate::events::Decision::Failed, message);
+        }
+    }
+
     /// The server could not be stopped after the lease was lost: keep the
-    /// watchdog armed with the old deadline (it fences the server through
-    /// the same look), and say so.
-    pub(super) fn left_unfenced(&mut self, deadline: Option<Instant>, why: &str) {
-        self.unfenced_until = Some(deadline.unwrap_or_else(Instant::now));
+    /// watchdog armed with the lost term's `deadline`, or now if that is
+    /// earlier (never later than the fence the term had: the lease may
+    /// expire elsewhere from then on), and say so.
+    pub(super) fn left_unfenced(&mut self, deadline: Instant, why: &str) {
+        self.unfenced_until = Some(deadline.min(Instant::now()));
         let message = format!(
             "cannot stop the local server after losing the lease ({why}); the watchdog stays armed to fence it, and the lease is not revoked"
         );

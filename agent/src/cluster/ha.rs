@@ -23,23 +23,30 @@ use super::etcd::{Etcd, Kv};
 use super::local::{LocalServer, Observation};
 use super::member::Member;
 use super::{ClusterView, Keys};
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::{Fence, Server};
 use crate::events::Decision;
 use crate::remediate::Remediator;
 use parking_lot::Mutex;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// After a failed rewind, how long before the next attempt.
 pub(super) const REWIND_RETRY: Duration = Duration::from_secs(30);
 
-/// What the loop remembers between ticks.
-pub struct Ha {
-    pub etcd: Etcd,
-    pub local: LocalServer,
+/// What the loop remembers between ticks, over a consensus store `D`
+/// (etcd in production) and a server `S` (the local PostgreSQL server).
+pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
+    pub etcd: D,
+    pub local: S,
     pub keys: Keys,
-    pub audit: Arc<Remediator>,
+    /// Where decisions are recorded (none in tests: [`Ha::tick`]'s answer).
+    pub audit: Option<Arc<Remediator>>,
+    /// What this tick did so far (returned by [`Ha::tick`]).
+    pub(super) did: Mutex<Vec<super::did::Did>>,
     pub view: Arc<Mutex<ClusterView>>,
     pub api: String,
     /// `state_dir/cluster-leader`: present while this node's data
@@ -67,7 +74,7 @@ pub struct Ha {
     pub(super) rejoin: Option<(String, super::local::ShutDown)>,
     /// The separate process that stops the server if this agent stops
     /// renewing while it leads.
-    pub(super) watchdog: super::watchdog::Watchdog,
+    pub(super) watchdog: S::Fence,
     /// The `sync` key as last read (any term's).
     pub(super) sync_key: Option<super::sync::SyncKey>,
     /// The revision of the last read of the scope if it showed no leader
@@ -85,24 +92,29 @@ pub struct Ha {
     /// A server this node failed to stop after losing the lease: the
     /// watchdog stays armed with this deadline until it is known stopped.
     pub(super) unfenced_until: Option<Instant>,
+    /// The leader's timeline as last read (the election's reference).
+    pub(super) leader_timeline: Option<super::member::LeaderTimeline>,
+    /// The leader's timeline before this node took the key with a new
+    /// one (put back if its term does not open).
+    pub(super) term_before: Option<Option<super::member::LeaderTimeline>>,
+    /// The timeline this node last published as the leader's.
+    pub(super) timeline_published: Mutex<Option<u64>>,
 }
 
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     pub fn new(
-        etcd: Etcd,
-        local: LocalServer,
+        etcd: D,
+        local: S,
         keys: Keys,
-        audit: Arc<Remediator>,
+        audit: Option<Arc<Remediator>>,
         view: Arc<Mutex<ClusterView>>,
         api: String,
         marker: PathBuf,
-    ) -> Ha {
-        let watchdog = super::watchdog::Watchdog::new(
-            local.spec.data_dir.clone(),
-            marker.with_file_name("cluster-watchdog.json"),
-        );
+    ) -> Ha<D, S> {
+        let watchdog = local.fence(marker.with_file_name("cluster-watchdog.json"));
         Ha {
             watchdog,
+            did: Mutex::new(Vec::new()),
             etcd,
             local,
             keys,
@@ -126,11 +138,14 @@ impl Ha {
             sync_short: None,
             server_fault: None,
             unfenced_until: None,
+            leader_timeline: None,
+            term_before: None,
+            timeline_published: Mutex::new(None),
         }
     }
 
     pub(super) fn ttl(&self) -> Duration {
-        self.local.spec.ttl
+        self.local.spec().ttl
     }
 
     /// The margin kept before the lease could expire: a third of it.
@@ -156,23 +171,60 @@ impl Ha {
         }
     }
 
+    /// Whether the fence runs armed (a leader's must).
+    pub fn watchdog_armed(&self) -> bool {
+        self.watchdog.armed()
+    }
+
     pub(super) fn holding(&self) -> bool {
         self.leader_until
             .is_some_and(|until| Instant::now() < until)
     }
 
     pub(super) fn record(&self, decision: Decision, message: String) {
-        self.audit
-            .record_cluster(decision, message, json!({"member": self.local.spec.name}));
+        if let Some(audit) = &self.audit {
+            audit.record_cluster(
+                decision,
+                message.clone(),
+                json!({"member": self.local.spec().name}),
+            );
+        }
+        self.did
+            .lock()
+            .push(super::did::Did::from_record(decision, message));
     }
 
-    /// One pass of the loop.
-    pub async fn tick(&mut self) {
+    /// One pass of the loop: what it did, in order (at least one entry:
+    /// the steady state when nothing was decided).
+    pub async fn tick(&mut self) -> Vec<super::did::Did> {
+        self.did.lock().clear();
+        self.pass().await;
+        let mut did = std::mem::take(&mut *self.did.lock());
+        if did.is_empty() {
+            did.push(self.steady());
+        }
+        did
+    }
+
+    /// What a pass that decided nothing kept: leading, following, or
+    /// waiting.
+    fn steady(&self) -> super::did::Did {
+        use super::did::Did;
+        if self.holding() {
+            Did::Renewed
+        } else if self.view.lock().observation.streaming_from.is_some() {
+            Did::Following
+        } else {
+            Did::Waiting
+        }
+    }
+
+    async fn pass(&mut self) {
         self.renew().await;
         // Past the deadline already (etcd out of reach): stop now, not
         // after this loop's other etcd calls have timed out too.
         let mut demoted = self.check_deadline().await;
-        let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
+        let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
         let seen = self.local.observe(budget).await;
         self.note_server_fault(&seen);
         if seen.answering && !self.checked {
@@ -185,10 +237,11 @@ impl Ha {
         let me = self.member(&seen);
         let published = self.publish(&me, &seen).await;
         let scope = match published {
-            Ok(()) => self.etcd.prefix_at(&self.keys.root).await,
+            Ok(()) => self.etcd.read_scope(&self.keys.root).await,
             Err(e) => Err(e),
         };
         demoted |= self.check_deadline().await;
+        self.etcd.note(scope.as_ref().err());
         let Ok((scope, revision)) = scope else {
             self.leaderless = None;
             // etcd out of reach: no decision can be made. A server running
@@ -204,11 +257,13 @@ impl Ha {
             self.guard();
             return;
         };
+        self.etcd.check_written(&self.keys.root, &scope);
         let snapshot = self.keys.snapshot(&scope);
         let leader = snapshot.leader.cloned();
         self.sync_key = snapshot.sync.map(super::sync::SyncKey::read);
         self.leaderless = leader.is_none().then_some(revision);
         let (optime, members) = (snapshot.optime, snapshot.members);
+        self.leader_timeline = snapshot.timeline;
         self.note_pause(snapshot.paused);
         self.update_view(
             &seen,
@@ -229,136 +284,6 @@ impl Ha {
         self.guard();
     }
 
-    /// Renew (or get) the lease; demote at once if the key may be lost.
-    pub(super) async fn renew(&mut self) {
-        let sent = Instant::now();
-        let call = async {
-            match self.lease {
-                Some(lease) => self
-                    .etcd
-                    .keep_alive(lease)
-                    .await
-                    .map(|alive| (lease, alive)),
-                None => self.etcd.grant(self.ttl()).await.map(|lease| (lease, true)),
-            }
-        };
-        // A leader never waits for etcd past its own deadline.
-        let bound = match self.leader_until {
-            Some(until) => until
-                .saturating_duration_since(sent)
-                .max(Duration::from_millis(50)),
-            None => self.ttl(),
-        };
-        let renewed = match tokio::time::timeout(bound, call).await {
-            Ok(result) => result,
-            Err(_) => Err(super::etcd::EtcdError(
-                "no answer before the lease deadline".into(),
-            )),
-        };
-        match renewed {
-            Ok((lease, true)) => {
-                self.lease = Some(lease);
-                self.renewed_at = Some(sent);
-                if self.leader_until.is_some() {
-                    self.leader_until = Some(sent + self.ttl() - self.margin());
-                }
-            }
-            Ok((_, false)) => {
-                self.lease = None;
-                self.renewed_at = None;
-                if self.leader_until.take().is_some() {
-                    self.lose_lease("the lease expired before it could be renewed")
-                        .await;
-                }
-            }
-            Err(e) => tracing::warn!("cluster: cannot renew the lease: {e}"),
-        }
-        self.guard();
-    }
-
-    /// etcd is out of reach: past the deadline, stop serving.
-    /// Whether it stopped the server.
-    async fn check_deadline(&mut self) -> bool {
-        if let Some(until) = self.leader_until
-            && Instant::now() >= until
-        {
-            self.leader_until = None;
-            self.lose_lease(&format!(
-                "no lease renewal for {} (etcd out of reach); the lease may expire elsewhere",
-                crate::config::units::format_duration(self.ttl() - self.margin())
-            ))
-            .await;
-            return true;
-        }
-        false
-    }
-
-    pub(super) async fn lose_lease(&mut self, why: &str) {
-        self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
-        // The role endpoints stop saying "primary" at once.
-        self.view.lock().is_leader = false;
-        // A lease this node stopped trusting is never renewed again: when
-        // renewals reach etcd but their answers come too late (a slow
-        // link), it would otherwise keep the key alive for a leader that
-        // no longer serves, and nobody could take over.
-        let lease = self.lease.take();
-        self.renewed_at = None;
-        self.shrink_mark = None;
-        match self.local.stop("immediate").await {
-            Ok(()) => {
-                self.record(
-                    Decision::Demoted,
-                    "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
-                );
-                // The server is down: disarm the watchdog, and give the
-                // lease (and the key under it) back, so that a standby
-                // need not wait for it to expire.
-                self.guard();
-                if let Some(lease) = lease {
-                    let _ = self.etcd.revoke(lease).await;
-                }
-            }
-            Err(e) => self.left_unfenced(None, &e),
-        }
-        self.guard();
-    }
-
-    /// The agent is stopping: a leader stops its server (a fast shutdown,
-    /// which sends its WAL to the standbys, within a third of the lease;
-    /// then immediate), releases the key and revokes its lease, so that a
-    /// standby takes over at once and no server serves writes without an
-    /// agent holding the key.
-    pub async fn step_down(&mut self) {
-        if self.leader_until.is_some() {
-            let fast = tokio::time::timeout(self.margin(), self.local.stop("fast")).await;
-            if !matches!(fast, Ok(Ok(()))) {
-                let _ = self.local.stop("immediate").await;
-            }
-            if !self.known_stopped_before_release() {
-                // The watchdog stays armed with the last deadline: once
-                // this agent is gone it fences the server, before the
-                // lease can expire.
-                self.lease = None;
-                return;
-            }
-            let _ = self.local.mark_standby();
-            let _ = self
-                .etcd
-                .delete_if(&self.keys.leader, &self.local.spec.name)
-                .await;
-            self.leader_until = None;
-            self.record(
-                Decision::Released,
-                "the agent is stopping: stopped the local server and released the leader key"
-                    .into(),
-            );
-        }
-        self.guard();
-        if let Some(lease) = self.lease.take() {
-            let _ = self.etcd.revoke(lease).await;
-        }
-    }
-
     /// Stop a server that runs as a primary while this node does not hold
     /// the key; tried again every loop until it is down.
     pub(super) async fn stop_stray_primary(&mut self, why: &str) {
@@ -372,7 +297,7 @@ impl Ha {
     }
 
     fn member(&self, seen: &Observation) -> Member {
-        let spec = &self.local.spec;
+        let spec = &self.local.spec();
         Member {
             name: spec.name.clone(),
             role: seen.role().into(),
@@ -386,11 +311,10 @@ impl Ha {
             api: self.api.clone(),
             nofailover: spec.nofailover,
             failover_priority: spec.failover_priority,
-            updated: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             leaderless: super::sync::settled(seen, self.leaderless),
             // The marker outlives a term until the server streams from a
             // leader (or this node leads again).
-            diverged: !self.holding() && self.marker.exists(),
+            diverged: !self.holding() && self.marked_diverged(),
         }
     }
 
@@ -400,15 +324,30 @@ impl Ha {
         };
         let text = serde_json::to_string(me).unwrap_or_default();
         self.etcd
-            .put(&self.keys.member(&me.name), &text, lease)
+            .put_changed(&self.keys.member(&me.name), &text, lease)
             .await?;
         if self.holding()
             && seen.primary()
             && let Some(lsn) = seen.lsn
         {
             self.etcd
-                .put(&self.keys.optime, &lsn.to_string(), 0)
+                .put_changed(&self.keys.optime, &lsn.to_string(), 0)
                 .await?;
+            if let Some(timeline) = seen.timeline
+                && self.leader_timeline.is_none()
+                && *self.timeline_published.lock() != Some(timeline)
+            {
+                // A term opened before the key existed (an upgrade): its
+                // timeline, without a switch point.
+                let published = super::member::LeaderTimeline {
+                    timeline,
+                    switch: None,
+                };
+                self.etcd
+                    .put(&self.keys.timeline, &published.text(), 0)
+                    .await?;
+                *self.timeline_published.lock() = Some(timeline);
+            }
         }
         Ok(())
     }
@@ -446,7 +385,7 @@ impl Ha {
         view.leader_optime = optime;
         view.paused = self.paused;
         view.sync = self.sync_key.as_ref().and_then(|key| key.set.clone().ok());
-        view.updated = Some(Instant::now());
+        view.updated = Some(std::time::Instant::now());
     }
 
     async fn act(
@@ -482,6 +421,19 @@ impl Ha {
                     Decision::Acquired,
                     "took over the leader key left by an earlier run of this agent".into(),
                 );
+                if let Err(e) = self.fence_ready() {
+                    if self.stop_and_release(&e).await.is_ok() {
+                        self.record(
+                            Decision::Failed,
+                            format!("{e}; stopped the local server and released the leader key"),
+                        );
+                    }
+                    return;
+                }
+                // As in every term: a restart by anyone comes up read-only,
+                // and the marker says this node led.
+                self.keep_standby_marked();
+                self.mark_diverged(true);
                 self.lead(seen).await;
             } else if seen.primary() {
                 self.stop_stray_primary("the leader key names this node under an old lease that could not be taken over").await;
@@ -506,7 +458,24 @@ impl Ha {
             Some(_) if mine => {
                 if self.leader_until.is_none() {
                     self.found_key_ours();
-                    self.prepare_synchronous(members).await;
+                    let ready = match self.fence_ready() {
+                        Ok(()) => self.prepare_synchronous(members).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = ready {
+                        if self.stop_and_release(&e).await.is_ok() {
+                            self.record(
+                                Decision::Failed,
+                                format!(
+                                    "{e}; stopped the local server and released the leader key"
+                                ),
+                            );
+                            if !seen.primary() {
+                                self.term_not_opened(false).await;
+                            }
+                        }
+                        return;
+                    }
                 }
                 self.lead(seen).await;
                 if seen.primary() && self.holding() {
@@ -514,8 +483,8 @@ impl Ha {
                 }
             }
             Some(l) => {
-                if self.leader_until.take().is_some() {
-                    self.lose_lease(&format!("`{}` holds the leader key", l.value))
+                if let Some(until) = self.leader_until.take() {
+                    self.lose_lease(until, &format!("`{}` holds the leader key", l.value))
                         .await;
                     return;
                 }
@@ -524,8 +493,8 @@ impl Ha {
                 }
             }
             None => {
-                if self.leader_until.take().is_some() {
-                    self.lose_lease("the leader key is gone").await;
+                if let Some(until) = self.leader_until.take() {
+                    self.lose_lease(until, "the leader key is gone").await;
                     return;
                 }
                 if !self.paused {
@@ -543,10 +512,23 @@ impl Ha {
         }
         if seen.answering && seen.in_recovery {
             // Restarted (in place by us, or by hand): only the key holder
-            // may make it a primary again, on a new timeline.
+            // may make it a primary again, on a new timeline — published
+            // first, with where it begins.
+            if let Some(timeline) = seen.timeline {
+                let term = super::member::LeaderTimeline {
+                    timeline: timeline + 1,
+                    switch: seen.lsn,
+                };
+                if let Err(e) = self.etcd.put(&self.keys.timeline, &term.text(), 0).await {
+                    tracing::warn!(
+                        "cluster: cannot publish the new timeline before promoting again: {e}"
+                    );
+                    return;
+                }
+            }
             match self.promote().await {
                 Ok(()) => {
-                    let _ = self.local.mark_standby();
+                    self.keep_standby_marked();
                     self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
                 }
                 Err(e) => {
@@ -561,25 +543,21 @@ impl Ha {
             return;
         }
         let down = *self.down_since.get_or_insert_with(Instant::now);
-        if down.elapsed() >= self.local.spec.restart_timeout {
+        if down.elapsed() >= self.local.spec().restart_timeout {
             if !self.known_stopped_before_release() {
                 return;
             }
-            let _ = self.local.mark_standby();
-            match self
-                .etcd
-                .delete_if(&self.keys.leader, &self.local.spec.name)
-                .await
-            {
-                Ok(_) => {
+            self.keep_standby_marked();
+            match self.release_key().await {
+                Ok(()) => {
                     self.leader_until = None;
                     self.down_since = None;
                     self.record(Decision::Released, format!(
                         "released the leader key: the local server is down and was not back within restart_timeout = {}",
-                        crate::config::units::format_duration(self.local.spec.restart_timeout)
+                        crate::config::units::format_duration(self.local.spec().restart_timeout)
                     ));
                 }
-                Err(e) => tracing::error!("cluster: cannot release the leader key: {e}"),
+                Err(e) => tracing::error!("cluster: {e}"),
             }
             return;
         }

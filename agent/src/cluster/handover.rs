@@ -27,8 +27,11 @@ use super::ha::Ha;
 use super::local::{Observation, ShutDown};
 use super::member::Member;
 use super::switchover::{Outcome, Request, Stage, refusal};
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long the old leader waits for the target to take the key.
 pub const HAND_OVER_WAIT: Duration = Duration::from_secs(20);
@@ -44,7 +47,7 @@ pub fn pending(scope: &[super::etcd::Kv], key: &str) -> Option<(Request, String)
     Some((request, kv.value.clone()))
 }
 
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     /// Act on a pending switchover, if this member has a part in it now:
     /// whether it did (the loop does nothing else this time).
     pub(super) async fn switchover(
@@ -56,7 +59,7 @@ impl Ha {
         members: &[Member],
         optime: Option<u64>,
     ) -> bool {
-        let me = self.local.spec.name.clone();
+        let me = self.local.spec().name.clone();
         if mine && request.from != me {
             // Asked of an earlier leader: void.
             self.finish(
@@ -185,8 +188,8 @@ impl Ha {
         members: &[Member],
         optime: Option<u64>,
     ) {
-        let me = self.local.spec.name.clone();
-        let max_lag = self.local.spec.max_lag_bytes;
+        let me = self.local.spec().name.clone();
+        let max_lag = self.local.spec().max_lag_bytes;
         if let Some(why) = refusal(&request.to, Some(&me), members, optime, max_lag) {
             self.finish(&request, &raw, false, format!("refused: {why}"), Some(&me))
                 .await;
@@ -226,7 +229,7 @@ impl Ha {
             view.is_leader = false;
             view.observation = Observation::default();
         }
-        let _ = self.local.mark_standby();
+        self.keep_standby_marked();
         let end = match self.local.stop("fast").await {
             Ok(()) => self.local.shut_down_at().await,
             Err(e) => Err(e),
@@ -265,7 +268,7 @@ impl Ha {
         let mut renewed = Instant::now();
         while started.elapsed() < HAND_OVER_WAIT {
             tokio::time::sleep(POLL).await;
-            if renewed.elapsed() >= self.local.spec.loop_wait {
+            if renewed.elapsed() >= self.local.spec().loop_wait {
                 renewed = Instant::now();
                 self.renew().await;
                 if !self.holding() {
@@ -311,7 +314,7 @@ impl Ha {
         let mut renewed = Instant::now();
         while started.elapsed() < HAND_OVER_WAIT {
             tokio::time::sleep(POLL).await;
-            if renewed.elapsed() >= self.local.spec.loop_wait {
+            if renewed.elapsed() >= self.local.spec().loop_wait {
                 renewed = Instant::now();
                 self.renew().await;
             }
@@ -333,7 +336,7 @@ impl Ha {
     /// The target's side, once the old leader is shut down.
     async fn take_over(&mut self, request: Request, raw: String) {
         let Some(end) = request.lsn else { return };
-        let budget = self.local.spec.loop_wait.max(Duration::from_millis(500));
+        let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
         let started = Instant::now();
         let mut renewed = Instant::now();
         let mut seen = self.local.observe(budget).await;
@@ -346,7 +349,7 @@ impl Ha {
                 return;
             }
             tokio::time::sleep(POLL).await;
-            if renewed.elapsed() >= self.local.spec.loop_wait {
+            if renewed.elapsed() >= self.local.spec().loop_wait {
                 renewed = Instant::now();
                 self.renew().await;
             }
@@ -371,7 +374,7 @@ impl Ha {
             return;
         }
         let Some(lease) = self.lease else { return };
-        let me = self.local.spec.name.clone();
+        let me = self.local.spec().name.clone();
         let members = self.view.lock().members.clone();
         let took = self
             .etcd
@@ -407,10 +410,17 @@ impl Ha {
                 seen.replayed.map_or("?".into(), lsn_text), request.from, lsn_text(end), request.timeline.unwrap_or(0)
             ),
         );
-        self.prepare_synchronous(&members).await;
-        let (ok, message) = match self.promote().await {
+        let ready = match self.fence_ready() {
+            Ok(()) => self.prepare_synchronous(&members).await,
+            Err(e) => Err(e),
+        };
+        let promoted = match ready {
+            Ok(()) => self.promote().await,
+            Err(e) => Err(format!("not promoted: {e}")),
+        };
+        let (ok, message) = match promoted {
             Ok(()) => {
-                let _ = self.local.mark_standby();
+                self.keep_standby_marked();
                 self.record(
                     Decision::Promoted,
                     "switchover: promoted the local standby; it accepts writes".into(),
@@ -464,7 +474,7 @@ impl Ha {
         };
         let Some(leader) = leader else { return };
         if leader.name != to {
-            if leader.name != self.local.spec.name {
+            if leader.name != self.local.spec().name {
                 self.rejoin = None; // another failover since: nothing to verify
             }
             return;

@@ -569,3 +569,29 @@ impl LocalServer {
         rows.first()?.get::<_, Option<i64>>("tli").map(|t| t as u64)
     }
 }
+
+const REPLICATION: &str = "SELECT current_setting('synchronous_standby_names') AS names,
+    current_setting('synchronous_commit') AS commit,
+    pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS lsn,
+    COALESCE((SELECT json_agg(json_build_array(application_name,
+        pg_wal_lsn_diff(flush_lsn, '0/0')::float8, sync_priority > 0))::text
+      FROM pg_stat_replication WHERE state = 'streaming' AND flush_lsn IS NOT NULL), '[]') AS streaming";
+
+impl LocalServer {
+    /// What the primary says of its synchronous replication.
+    pub async fn replication(&self) -> Result<super::server::Replication, String> {
+        let rows = self.rows(REPLICATION, Duration::from_secs(2)).await?;
+        let row = rows.first().ok_or("the statement returned no row")?;
+        let streaming: Vec<(String, f64, bool)> =
+            serde_json::from_str(&row.get::<_, String>("streaming")).map_err(|e| e.to_string())?;
+        Ok(super::server::Replication {
+            names: row.get("names"),
+            commit: row.get("commit"),
+            lsn: row.get::<_, f64>("lsn").max(0.0) as u64,
+            streaming: streaming
+                .into_iter()
+                .map(|(n, at, candidate)| (n, at.max(0.0) as u64, candidate))
+                .collect(),
+        })
+    }
+}

@@ -29,8 +29,6 @@ pub struct Member {
     pub api: String,
     pub nofailover: bool,
     pub failover_priority: u64,
-    /// When it was published (RFC 3339).
-    pub updated: String,
     /// The etcd revision of a read of the scope that showed no leader key,
     /// when `lsn` was read after it, on a standby that had read to the
     /// end of its own `pg_wal` (so `lsn` is final once the old leader's
@@ -44,6 +42,75 @@ pub struct Member {
     /// rival of one, until it streams from a leader again.
     #[serde(default)]
     pub diverged: bool,
+}
+
+/// The last leader's timeline (the key `timeline`, `T` or `T:LSN`): the
+/// timeline of its term and, for a term opened by a promotion, the
+/// position on the previous timeline where it began (its switch point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderTimeline {
+    pub timeline: u64,
+    pub switch: Option<u64>,
+}
+
+impl LeaderTimeline {
+    /// `T` or `T:LSN` (bytes); `None` for anything else.
+    pub fn parse(text: &str) -> Option<LeaderTimeline> {
+        let (timeline, switch) = match text.split_once(':') {
+            Some((t, at)) => (t, Some(at.parse().ok()?)),
+            None => (text, None),
+        };
+        Some(LeaderTimeline {
+            timeline: timeline.parse().ok()?,
+            switch,
+        })
+    }
+
+    pub fn text(&self) -> String {
+        match self.switch {
+            Some(at) => format!("{}:{at}", self.timeline),
+            None => self.timeline.to_string(),
+        }
+    }
+
+    /// Whether `(timeline, lsn)` is on this term's history as far as it
+    /// is known: on its timeline (or a later one), or on the previous
+    /// one at or before the switch point.
+    pub fn holds(&self, timeline: u64, lsn: u64) -> bool {
+        timeline >= self.timeline
+            || (timeline + 1 == self.timeline && self.switch.is_some_and(|at| lsn <= at))
+    }
+}
+
+/// Why `me` may not take the leader key for its timeline, or `None`: a
+/// candidate must be on the last leader's timeline, or on the one before
+/// at or before the point where that leader's term began. One further
+/// behind may be a former primary whose WAL diverged after a switch
+/// point. Unknown timelines do not refuse (a server that is not running
+/// is no candidate anyway).
+pub fn off_timeline(me: &Member, leader: Option<LeaderTimeline>) -> Option<String> {
+    let (Some(mine), Some(leader)) = (me.timeline, leader) else {
+        return None;
+    };
+    if leader.holds(mine, me.lsn.unwrap_or(0)) {
+        return None;
+    }
+    Some(format!(
+        "on timeline {mine} at {}, not on the last leader's history (timeline {}{}): its WAL may have diverged (a candidate again once it follows a leader)",
+        me.lsn.unwrap_or(0),
+        leader.timeline,
+        leader
+            .switch
+            .map(|at| format!(", which began at {at} on timeline {}", leader.timeline - 1))
+            .unwrap_or_default()
+    ))
+}
+
+/// A member that led and has not streamed since (`diverged`) is still
+/// the most recent leader when it is on the last leader's timeline or a
+/// later one: then its WAL is the cluster's, and it may be a candidate.
+pub fn last_leader(me: &Member, leader: Option<LeaderTimeline>) -> bool {
+    matches!((me.timeline, leader), (Some(mine), Some(l)) if mine >= l.timeline)
 }
 
 /// Why a standby may not take the leader key, or `None` when it may.

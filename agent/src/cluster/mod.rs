@@ -7,8 +7,13 @@
 //! - `leader`: the leader's name, under the leader's lease. Only the agent
 //!   holding it runs its server as a primary; a node that loses it stops
 //!   its server before the lease can expire elsewhere.
-//! - `optime`: the leader's flush position, published every loop (no
+//! - `optime`: the leader's flush position, written when it moves (no
 //!   lease: it is the last known position when the leader disappears).
+//! - `timeline`: the leader's timeline and where its term began
+//!   (`T:LSN`, [`member::LeaderTimeline`]), written with the leader key
+//!   when a term opens (the timeline its promotion leads to) and when it
+//!   changes (no lease): a candidate must be on it or on its history
+//!   ([`member::off_timeline`]).
 //! - `members/NAME`: each member's view of itself ([`member::Member`]),
 //!   under its own lease.
 //! - `sync`: with `synchronous = true`, the members among which every
@@ -19,22 +24,33 @@
 //! - `restart/NAME`: one step of a rolling restart for member NAME
 //!   ([`restart::Request`]); `restart_result/NAME` its outcome.
 //!
-//! [`ha`] is the loop (its follower and election side in `elect`),
+//! [`ha`] is the loop, generic over a consensus store ([`dcs::Dcs`]: etcd,
+//! or in memory for tests) and a server ([`server::Server`]: the local
+//! PostgreSQL server, or a fake one); its lease side is in `lease`, its
+//! follower and election side in `elect`; [`ha::Ha::tick`] answers what
+//! it did ([`did::Did`]). The table tests and the seeded simulation of
+//! several members under faults are in `sim`.
 //! [`local`] the local server, [`etcd`] the client,
 //! [`member`] the published view and the election rule, [`sync`] the
 //! synchronous standbys and their election rule, [`watchdog`] the
 //! separate process that fences a frozen leader. Decisions go to
 //! the audit log (`remediation = "cluster"`) and out as events.
 
+pub mod dcs;
+pub mod did;
 mod elect;
 pub mod etcd;
 mod failclosed;
 pub mod ha;
 mod handover;
+mod lease;
 pub mod local;
 pub mod member;
 mod owner;
 pub mod restart;
+pub mod server;
+#[cfg(test)]
+mod sim;
 pub mod switchover;
 pub mod sync;
 pub mod watchdog;
@@ -56,6 +72,7 @@ pub struct Keys {
     pub root: String,
     pub leader: String,
     pub optime: String,
+    pub timeline: String,
     pub members: String,
     pub pause: String,
     pub sync: String,
@@ -72,6 +89,7 @@ impl Keys {
         Keys {
             leader: format!("{root}leader"),
             optime: format!("{root}optime"),
+            timeline: format!("{root}timeline"),
             members: format!("{root}members/"),
             pause: format!("{root}pause"),
             sync: format!("{root}sync"),
@@ -102,6 +120,10 @@ impl Keys {
                 .iter()
                 .find(|kv| kv.key == self.optime)
                 .and_then(|kv| kv.value.parse().ok()),
+            timeline: kvs
+                .iter()
+                .find(|kv| kv.key == self.timeline)
+                .and_then(|kv| member::LeaderTimeline::parse(&kv.value)),
             members,
             paused: kvs.iter().any(|kv| kv.key == self.pause),
             sync: kvs.iter().find(|kv| kv.key == self.sync),
@@ -137,6 +159,8 @@ pub struct Snapshot<'a> {
     pub leader: Option<&'a etcd::Kv>,
     /// The leader's last published flush position (bytes from 0/0).
     pub optime: Option<u64>,
+    /// The leader's last published timeline.
+    pub timeline: Option<member::LeaderTimeline>,
     /// The live members, by name.
     pub members: Vec<Member>,
     /// Maintenance mode.
@@ -195,8 +219,8 @@ impl Cluster {
             .loop_wait
             .max(Duration::from_millis(300))
             .min(spec.ttl / 3);
-        let etcd = etcd::Etcd::new(spec.etcd.clone(), request_timeout)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let etcd =
+            etcd::Etcd::for_cluster(&spec, request_timeout).map_err(|e| anyhow::anyhow!("{e}"))?;
         let view = Arc::new(Mutex::new(ClusterView::default()));
         let local = local::LocalServer {
             spec: spec.clone(),
@@ -206,7 +230,7 @@ impl Cluster {
             etcd,
             local,
             Keys::new(&spec.scope),
-            audit,
+            Some(audit),
             view.clone(),
             api,
             state_dir.join("cluster-leader"),
@@ -217,7 +241,7 @@ impl Cluster {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = ticks.tick() => ha.tick().await,
+                    _ = ticks.tick() => { ha.tick().await; }
                     _ = stop.cancelled() => break,
                 }
             }

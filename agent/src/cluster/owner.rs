@@ -10,6 +10,8 @@
 
 use super::etcd::EtcdError;
 use super::ha::Ha;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 
 /// What a transaction meant to give this node the leader key did.
@@ -43,7 +45,7 @@ pub fn decide(
     }
 }
 
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     /// The outcome of a transaction meant to give this node the leader
     /// key under `lease`: its answer, or, when the answer was lost, what
     /// the key says read back.
@@ -62,7 +64,7 @@ impl Ha {
                 )
             }
         };
-        decide(&answer, read_back.as_ref(), &self.local.spec.name, lease)
+        decide(&answer, read_back.as_ref(), &self.local.spec().name, lease)
     }
 
     /// The scope shows the leader key as this node's under its lease, but

@@ -17,6 +17,8 @@
 use super::etcd::{Kv, Op};
 use super::ha::Ha;
 use super::local::Observation;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 use serde::{Deserialize, Serialize};
 
@@ -41,12 +43,12 @@ pub struct Outcome {
     pub message: String,
 }
 
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     /// Serve the restart request for this node in `scope`, if there is
     /// one: restart a standby's server, answer the leader's pending
     /// settings; then the outcome replaces the request in one transaction.
     pub(super) async fn serve_restart(&mut self, scope: &[Kv], seen: &Observation) {
-        let name = self.local.spec.name.clone();
+        let name = self.local.spec().name.clone();
         let key = self.keys.restart_of(&name);
         let Some(kv) = scope.iter().find(|kv| kv.key == key) else {
             return;

@@ -72,6 +72,9 @@ pub fn serve(args: WatchdogArgs) -> i32 {
     let stdin = std::io::stdin();
     let fd = stdin.as_raw_fd();
     let mut armed: Option<u64> = None;
+    // The postmaster as found when armed, pinned: fenced even if its
+    // state cannot be told any more when the deadline passes.
+    let mut guarded: Option<(Pinned, i32)> = None;
     let mut open = true;
     let mut pending = Vec::new();
     loop {
@@ -81,6 +84,7 @@ pub fn serve(args: WatchdogArgs) -> i32 {
         {
             return fire(
                 &args,
+                guarded.as_ref(),
                 "no heartbeat from the agent before the lease deadline",
             );
         }
@@ -124,7 +128,12 @@ pub fn serve(args: WatchdogArgs) -> i32 {
             let line = String::from_utf8_lossy(&line);
             match line.trim().split_once(' ') {
                 Some(("arm", ns)) => match ns.parse::<u64>() {
-                    Ok(ns) => armed = Some(ns),
+                    Ok(ns) => {
+                        armed = Some(ns);
+                        if !guarded.as_ref().is_some_and(|(p, _)| p.alive()) {
+                            guarded = pin_server(&args.data_dir);
+                        }
+                    }
                     Err(_) => eprintln!("watchpost watchdog: ignored a bad line: {line:?}"),
                 },
                 _ if line.trim() == "disarm" => armed = None,
@@ -135,8 +144,8 @@ pub fn serve(args: WatchdogArgs) -> i32 {
 }
 
 /// Stop the server and record why; the exit code.
-fn fire(args: &WatchdogArgs, why: &str) -> i32 {
-    let outcome = fence(&args.data_dir);
+fn fire(args: &WatchdogArgs, guarded: Option<&(Pinned, i32)>, why: &str) -> i32 {
+    let outcome = fence_guarded(&args.data_dir, guarded);
     let message = match &outcome {
         Ok((true, done)) => format!("the watchdog stopped the local server ({why}): {done}"),
         Ok((false, done)) => format!("the watchdog fired ({why}): {done}"),
@@ -242,8 +251,49 @@ fn alive(pid: i32) -> bool {
 /// signal. SIGKILL if it is not gone in 2 s.
 /// `(whether it signalled the server, what happened)`.
 pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
+    fence_guarded(data_dir, None)
+}
+
+/// The postmaster of `data_dir` pinned, if it runs and is that server.
+fn pin_server(data_dir: &Path) -> Option<(Pinned, i32)> {
     use crate::pgserver::postmaster::{Postmaster, probe};
+    let Postmaster::Running(pid) = probe(data_dir).state else {
+        return None;
+    };
+    let pid = i32::try_from(pid).ok().filter(|pid| *pid > 1)?;
+    let pinned = Pinned::open(pid);
+    (pinned.alive() && is_server(data_dir, pid).is_ok()).then_some((pinned, pid))
+}
+
+/// Whether `pid` is the server of `data_dir`: it works there and belongs
+/// to the directory's owner.
+fn is_server(data_dir: &Path, pid: i32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
+    let dir =
+        std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .map_err(|e| format!("cannot read the working directory of pid {pid}: {e}"))?;
+    let owner = std::fs::metadata(&dir).map_err(|e| e.to_string())?.uid();
+    let uid = std::fs::metadata(format!("/proc/{pid}"))
+        .map_err(|e| e.to_string())?
+        .uid();
+    if cwd != dir || uid != owner {
+        return Err(format!(
+            "pid {pid} from postmaster.pid is not this server (it runs in {} as uid {uid}): not signalled",
+            cwd.display()
+        ));
+    }
+    Ok(())
+}
+
+/// [`fence`], failing closed: when whether the server runs cannot be
+/// told, the postmaster pinned when the watchdog was armed (`guarded`)
+/// is stopped if it still runs.
+fn fence_guarded(
+    data_dir: &Path,
+    guarded: Option<&(Pinned, i32)>,
+) -> Result<(bool, String), String> {
+    use crate::pgserver::postmaster::{Postmaster, probe};
     // The same three-valued look as the agent's: a postmaster.pid that
     // cannot be used is not a stopped server (it is looked for in /proc).
     let seen = probe(data_dir);
@@ -260,9 +310,18 @@ pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
             ));
         }
         Postmaster::Unknown(why) => {
-            return Err(format!(
-                "whether the server runs cannot be told, so it cannot be stopped: {why}"
-            ));
+            return match guarded {
+                Some((pinned, pid)) if pinned.alive() => Ok(quit(pinned, *pid)),
+                Some((_, pid)) => Ok((
+                    false,
+                    format!(
+                        "whether the server runs cannot be told ({why}); the postmaster pinned when armed (pid {pid}) is gone"
+                    ),
+                )),
+                None => Err(format!(
+                    "whether the server runs cannot be told, and no postmaster was pinned when armed: it cannot be stopped: {why}"
+                )),
+            };
         }
         Postmaster::Running(pid) => pid,
     };
@@ -278,42 +337,45 @@ pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
             format!("the postmaster (pid {pid}) was already gone"),
         ));
     }
-    let dir =
-        std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
-        .map_err(|e| format!("cannot read the working directory of pid {pid}: {e}"))?;
-    let owner = std::fs::metadata(&dir).map_err(|e| e.to_string())?.uid();
-    let uid = std::fs::metadata(format!("/proc/{pid}"))
-        .map_err(|e| e.to_string())?
-        .uid();
-    if cwd != dir || uid != owner {
-        return Err(format!(
-            "pid {pid} from postmaster.pid is not this server (it runs in {} as uid {uid}): not signalled",
-            cwd.display()
-        ));
-    }
+    is_server(data_dir, pid)?;
     if let Err(e) = pinned.signal(libc::SIGQUIT) {
         return Err(format!("SIGQUIT to the postmaster (pid {pid}): {e}"));
     }
+    Ok(wait_gone(&pinned, pid))
+}
+
+/// SIGQUIT to the pinned postmaster, then [`wait_gone`].
+fn quit(pinned: &Pinned, pid: i32) -> (bool, String) {
+    if let Err(e) = pinned.signal(libc::SIGQUIT) {
+        return (
+            false,
+            format!("SIGQUIT to the pinned postmaster (pid {pid}): {e}"),
+        );
+    }
+    wait_gone(pinned, pid)
+}
+
+/// Wait 2 s for the signalled postmaster to exit, then SIGKILL it.
+fn wait_gone(pinned: &Pinned, pid: i32) -> (bool, String) {
     let sent = Instant::now();
     while sent.elapsed() < Duration::from_secs(2) {
         if !pinned.alive() {
-            return Ok((
+            return (
                 true,
                 format!(
                     "immediate shutdown (SIGQUIT to the postmaster, pid {pid}) done in {} ms",
                     sent.elapsed().as_millis()
                 ),
-            ));
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     // Its backends exit when they see it gone.
     let _ = pinned.signal(libc::SIGKILL);
-    Ok((
+    (
         true,
         format!("the postmaster (pid {pid}) ignored SIGQUIT for 2 s: killed (SIGKILL)"),
-    ))
+    )
 }
 
 /// The agent's side: the running watchdog, if any, and its feed.
@@ -374,6 +436,11 @@ impl Watchdog {
             }
         }
         fired
+    }
+
+    /// Whether a watchdog process runs armed with the last deadline sent.
+    pub fn armed(&self) -> bool {
+        self.child.is_some() && self.sent.is_some()
     }
 
     /// A watchdog that exited after firing: whether it stopped the

@@ -50,6 +50,12 @@ pub struct ClusterSpec {
     pub scope: String,
     /// etcd client URLs (v3 API).
     pub etcd: Vec<String>,
+    /// How the agent proves itself to etcd and checks etcd's certificate.
+    pub etcd_access: EtcdAccess,
+    /// `etcd_quota`: etcd's `--quota-backend-bytes` (default 2 GiB, etcd's
+    /// default), which the database size is measured against when etcd
+    /// does not report it.
+    pub etcd_quota: u64,
     /// This member's name (default: `[agent] node`).
     pub name: String,
     /// The leader lease (default 3 s): a lost leader is replaced after at
@@ -90,6 +96,22 @@ pub struct ClusterSpec {
     /// `synchronous_node_count` (Patroni's name; default 1): how many
     /// standbys must flush a commit before it is acknowledged.
     pub synchronous_node_count: u32,
+}
+
+/// `[cluster]`'s `etcd_*` keys: TLS and authentication towards etcd.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EtcdAccess {
+    /// `etcd_ca`: the CA that signed etcd's server certificates; `https`
+    /// endpoints are verified against it alone (none: the OS trust store).
+    pub ca: Option<PathBuf>,
+    /// `etcd_cert` + `etcd_key`: the client certificate etcd's
+    /// `--client-cert-auth` asks for (the key file private to the agent).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// `etcd_user` + `etcd_password_file` (or `etcd_password_env`): etcd's
+    /// `auth enable` user; the agent authenticates for a token.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
 }
 
 impl ClusterSpec {
@@ -155,6 +177,22 @@ pub enum TargetKind {
     Postgres,
     /// MariaDB or MySQL (`kind = "mysql"`).
     Mysql,
+    /// Redis or Valkey (`kind = "redis"`): `dsn` is its URL, the rest in
+    /// [`Target::redis`].
+    Redis,
+}
+
+/// What only a `kind = "redis"` target has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `tls_ca_file`: the CA a `rediss://` server's certificate must chain
+    /// to (None: the OS trust store).
+    pub tls_ca_file: Option<PathBuf>,
+    /// `tls_cert_file` / `tls_key_file`: a client certificate.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// `heartbeat_key`: the one key probes may write (SET, PEXPIRE, DEL).
+    pub heartbeat_key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -187,6 +225,8 @@ pub struct Target {
     pub replication_dsn: Option<String>,
     /// `replication_password_file` / `replication_password_env`.
     pub replication_password: Option<Secret>,
+    /// The options of a `kind = "redis"` target (None for the others).
+    pub redis: Option<RedisOptions>,
 }
 
 /// Where a probe's component comes from.
@@ -198,6 +238,9 @@ pub enum WasmSource {
     File(PathBuf),
     /// Not a component: the `[[drill]]` of this name, run by the agent.
     Drill(String),
+    /// Not a component: the health of `[cluster]`'s etcd, checked by the
+    /// agent's own etcd client (the probe `cluster-etcd`).
+    Etcd,
 }
 
 impl std::fmt::Display for WasmSource {
@@ -206,6 +249,7 @@ impl std::fmt::Display for WasmSource {
             WasmSource::Builtin(name) => write!(f, "builtin:{name}"),
             WasmSource::File(path) => write!(f, "{}", path.display()),
             WasmSource::Drill(name) => write!(f, "drill:{name}"),
+            WasmSource::Etcd => f.write_str("cluster:etcd"),
         }
     }
 }
@@ -487,6 +531,24 @@ pub struct FailoverAction {
     pub block_for: Duration,
     /// Steps after a successful promotion (repoint a proxy, notify).
     pub post: Vec<Action>,
+    /// Set when the targets are MariaDB/MySQL (`kind = "mysql"`): the
+    /// failover by GTID (`remediate::mysql_failover`).
+    pub mysql: Option<MysqlFailover>,
+}
+
+/// What a MariaDB/MySQL failover needs beyond PostgreSQL's keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MysqlFailover {
+    /// `replicas`: other replicas of the old primary, repointed to the
+    /// new one (`MASTER_USE_GTID = slave_pos`).
+    pub replicas: Vec<String>,
+    /// `apply_within`: how long the replica may take to apply the relay
+    /// log it received before promotion (default 30 s); past it, refused.
+    pub apply_within: Duration,
+    /// `rejoin_within`: how long after a failover the agent waits for the
+    /// old primary to come back and rejoins it as a replica (default 1 h;
+    /// 0: never).
+    pub rejoin_within: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -5,6 +5,8 @@ use super::*;
 use std::path::Path;
 
 mod cluster;
+mod mysql_failover;
+mod redis;
 
 fn errors(text: &str) -> Vec<Diagnostic> {
     errors_in(text, Path::new("/nonexistent"))
@@ -540,10 +542,16 @@ fn mysql_targets_take_a_url_and_refuse_what_only_postgresql_has() {
         &["[targets.db]: `dsn` is not usable", "mysql://"],
     );
     one(
-        "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://w@db/\"\nadmin_dsn = \"mysql://root@db/\"\n",
+        "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://w@db/\"\ndata_dir = \"/var/lib/mysql\"\n",
+        4,
+        12,
+        &["`data_dir` is not supported for kind = \"mysql\""],
+    );
+    one(
+        "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://w@db/\"\nadmin_dsn = \"host=db\"\n",
         4,
         13,
-        &["`admin_dsn` is not supported for kind = \"mysql\""],
+        &["`admin_dsn` is not usable", "mysql://"],
     );
     one(
         "[targets.db]\nkind = \"oracle\"\ndsn = \"host=db\"\n",

@@ -108,13 +108,14 @@ pub fn target_specs(config: &Config) -> BTreeMap<String, TargetSpec> {
     config
         .targets
         .iter()
+        .filter(|(_, t)| t.kind != crate::config::TargetKind::Redis)
         .map(|(name, t)| {
             (
                 name.clone(),
                 TargetSpec {
                     kind: match t.kind {
-                        crate::config::TargetKind::Postgres => crate::sql::Kind::Postgres,
                         crate::config::TargetKind::Mysql => crate::sql::Kind::Mysql,
+                        _ => crate::sql::Kind::Postgres,
                     },
                     dsn: t.dsn.clone(),
                     read_only: t.read_only,
@@ -129,6 +130,27 @@ pub fn target_specs(config: &Config) -> BTreeMap<String, TargetSpec> {
                         .map(|p| p.expose().to_string()),
                 },
             )
+        })
+        .collect()
+}
+
+/// Redis targets of a config (`kind = "redis"`), as the redis service
+/// wants them.
+pub fn redis_specs(config: &Config) -> BTreeMap<String, crate::redis::RedisSpec> {
+    config
+        .targets
+        .iter()
+        .filter(|(_, t)| t.kind == crate::config::TargetKind::Redis)
+        .map(|(name, t)| {
+            let options = t.redis.clone().unwrap_or_default();
+            let mut spec = crate::redis::RedisSpec::new(t.dsn.clone());
+            spec.password = t.password.as_ref().map(|p| p.expose().to_string());
+            spec.tls_ca_file = options.tls_ca_file;
+            spec.tls_cert_file = options.tls_cert_file;
+            spec.tls_key_file = options.tls_key_file;
+            spec.heartbeat_key = options.heartbeat_key;
+            spec.strict_privileges = t.strict_privileges;
+            (name.clone(), spec)
         })
         .collect()
 }
@@ -159,6 +181,20 @@ pub async fn load_probes(
             if let Some(drill) = config.drills.iter().find(|d| &d.name == name) {
                 let probe = crate::drill::probe(drill, &config.agent.state_dir);
                 probes.insert(spec.name.clone(), probe);
+            }
+            continue;
+        }
+        if spec.wasm == crate::config::WasmSource::Etcd {
+            match config
+                .cluster
+                .as_ref()
+                .map(|c| crate::cluster::etcd::health::probe(c, spec.timeout))
+            {
+                Some(Ok(probe)) => {
+                    probes.insert(spec.name.clone(), probe);
+                }
+                Some(Err(e)) => errors.push(format!("{}: [cluster]: {e}", config.file)),
+                None => {}
             }
             continue;
         }
@@ -207,7 +243,7 @@ fn reusable(spec: &ProbeSpec, loaded: Option<&Probe>) -> Option<Probe> {
     }
     match &spec.wasm {
         crate::config::WasmSource::Builtin(_) => Some(loaded.clone()),
-        crate::config::WasmSource::Drill(_) => None,
+        crate::config::WasmSource::Drill(_) | crate::config::WasmSource::Etcd => None,
         crate::config::WasmSource::File(path) => {
             let bytes = std::fs::read(path).ok()?;
             let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
@@ -229,8 +265,11 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
             .with_memory_budget(config.agent.memory_budget),
     );
     let sql = SqlTargets::new(&target_specs(&config)).map_err(anyhow::Error::msg)?;
+    let redis =
+        crate::redis::RedisTargets::new(&redis_specs(&config)).map_err(anyhow::Error::msg)?;
     let services = Arc::new(Services {
         sql,
+        redis,
         ..Services::default()
     });
     let probes = load_probes(&runtime, &services, &config, &BTreeMap::new())

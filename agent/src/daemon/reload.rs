@@ -98,8 +98,10 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
     refuse_auth_change(&old.agent, &new.agent)?;
     let services = shared.services();
     let sql = services.sql.rebuild(&target_specs(&new))?;
+    let redis = services.redis.rebuild(&super::redis_specs(&new))?;
     let services = Arc::new(crate::runtime::Services {
         sql,
+        redis,
         host: services.host.clone(),
     });
     let slots = shared.slots();

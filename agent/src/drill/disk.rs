@@ -6,7 +6,7 @@
 //! not fill the filesystem it shares with anything else. `validate`
 //! warns when drills share a filesystem with a database's data directory.
 
-use super::scratch::free_bytes;
+use super::scratch::free_bytes_async;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,7 +32,7 @@ pub async fn guarded<T>(
 async fn watch(dir: &Path, reserve: u64, phase: &str) -> String {
     loop {
         tokio::time::sleep(POLL).await;
-        match free_bytes(dir) {
+        match free_bytes_async(dir).await {
             Ok(free) if free < reserve => {
                 return format!(
                     "aborted while {phase}: free space on the filesystem of {} fell to {}, below the \

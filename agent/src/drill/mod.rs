@@ -3,7 +3,8 @@
 //! backup into a scratch directory under `state_dir/drills/` (after
 //! checking that the space is there, and watching it while the drill
 //! runs: `disk`), tablespaces included and every path it could write
-//! through kept inside that directory (`tablespace`, `settings`: a drill
+//! through kept inside that directory (`tablespace`, `confine`,
+//! `settings`: a drill
 //! never writes to production or to the backup), starts it on a free local port —
 //! unix socket only, in that directory — as the owner of the backup, lets
 //! recovery replay the WAL archive to its end, runs the verification
@@ -19,6 +20,7 @@
 //! `postgresql.restore.verified` (1/0), `postgresql.restore.size` (By) and
 //! `postgresql.restore.verify_duration` (s).
 
+mod confine;
 mod disk;
 mod program;
 mod restore;
@@ -28,6 +30,7 @@ mod tablespace;
 mod verify;
 
 pub use disk::shared_filesystems;
+pub use restore::{foreign_hint, foreign_layout};
 
 use crate::config::DrillSpec;
 use crate::report::{Measurement, Report, Status};
@@ -44,10 +47,23 @@ pub struct Drill {
 }
 
 /// The probe that runs the drill `spec`; leftovers of an interrupted
-/// earlier drill of that name are removed now.
+/// earlier drill of that name are removed now, on a blocking thread when
+/// there is a runtime (a reload must not stall it), and never a drill of
+/// this process that is still running.
 pub fn probe(spec: &DrillSpec, state_dir: &Path) -> Probe {
-    if let Ok(drills) = scratch::drills_dir(state_dir) {
-        scratch::sweep(&drills, &spec.name, &spec.bin_dir);
+    let (state, name, bin_dir) = (
+        state_dir.to_path_buf(),
+        spec.name.clone(),
+        spec.bin_dir.clone(),
+    );
+    let sweep = move || {
+        if let Ok(drills) = scratch::drills_dir(&state) {
+            scratch::sweep(&drills, &name, &bin_dir);
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => drop(handle.spawn_blocking(sweep)),
+        Err(_) => sweep(),
     }
     let drill = Drill {
         spec: spec.clone(),
@@ -133,7 +149,7 @@ impl Drill {
         let drills = scratch::drills_dir(&self.state_dir)?;
         scratch::sweep_async(&drills, &spec.name, &spec.bin_dir).await;
         let size = restore::needed_bytes(spec, deadline, owner).await;
-        let free = scratch::free_bytes(&drills)?;
+        let free = scratch::free_bytes_async(&drills).await?;
         // The copy grows by the WAL it replays: a tenth on top.
         let needed = size + size / 10 + spec.reserve;
         if free < needed {
@@ -175,7 +191,7 @@ impl Drill {
             restore::restore(spec, s, port, deadline),
         )
         .await?;
-        let restored = scratch::tree_size(&s.dir);
+        let restored = scratch::tree_size_async(&s.dir).await;
         // Start and recover to the end of the archive.
         disk::guarded(drills, spec.reserve, "replaying WAL", async {
             self.start(s, &prepared.options, deadline).await?;
@@ -191,32 +207,38 @@ impl Drill {
         ));
 
         let verify_started = Instant::now();
-        let mut found = verify::Findings::default();
-        verify::online(spec, s, port, &mut found).await?;
+        // Verifying writes too (amcheck's extension, the shutdown
+        // checkpoint): still watched.
+        let found = disk::guarded(drills, spec.reserve, "verifying", async {
+            let mut found = verify::Findings::default();
+            verify::online(spec, s, port, &mut found).await?;
+            let stop = vec![
+                spec.bin_dir.join("pg_ctl").display().to_string(),
+                "stop".into(),
+                "-D".into(),
+                s.data.display().to_string(),
+                "-m".into(),
+                "fast".into(),
+                "-w".into(),
+            ];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let stopped = program::run(&stop, s.owner, &s.dir, &[], left).await?;
+            if !stopped.ok {
+                found
+                    .failures
+                    .push(format!("pg_ctl stop: {}", stopped.last_line()));
+            } else if spec.checksums {
+                verify::checksums(spec, s, deadline, &mut found).await;
+            }
+            Ok(found)
+        })
+        .await?;
         if let Some(age) = found.data_age {
             out.push(measurement(
                 "postgresql.restore.data_age",
                 age.max(0.0),
                 "s",
             ));
-        }
-        let stop = vec![
-            spec.bin_dir.join("pg_ctl").display().to_string(),
-            "stop".into(),
-            "-D".into(),
-            s.data.display().to_string(),
-            "-m".into(),
-            "fast".into(),
-            "-w".into(),
-        ];
-        let left = deadline.saturating_duration_since(Instant::now());
-        let stopped = program::run(&stop, s.owner, &s.dir, &[], left).await?;
-        if !stopped.ok {
-            found
-                .failures
-                .push(format!("pg_ctl stop: {}", stopped.last_line()));
-        } else if spec.checksums {
-            verify::checksums(spec, s, deadline, &mut found).await;
         }
         out.push(measurement(
             "postgresql.restore.verify_duration",

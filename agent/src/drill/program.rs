@@ -1,7 +1,12 @@
 //! Running the drill's programs (`tar`, `cp`, `pg_ctl`, `pgbackrest`, a
 //! user's restore command) as the backup's owner, within a time bound,
 //! their output kept bounded *while* it is read: a restore that prints
-//! gigabytes of progress never holds more than a few KiB of it.
+//! gigabytes of progress never holds more than a few KiB of it. Each runs
+//! in a process group of its own, killed whole when the program ends,
+//! times out or its drill is aborted: a restore script's `tar`, `cp` or
+//! `pgbackrest` children do not go on writing after the drill gave up.
+//! (`pg_ctl` starts the server in a session of its own, so the copy
+//! outlives `pg_ctl start`; the teardown stops it.)
 
 use super::scratch::Owner;
 use std::path::Path;
@@ -57,6 +62,21 @@ async fn tail(mut stream: impl AsyncRead + Unpin, limit: usize) -> (Vec<u8>, boo
     (kept, dropped)
 }
 
+/// Kills the process group `0` with SIGKILL when dropped (an already
+/// empty group is fine).
+struct Group(i32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory preconditions; a negative pid names
+        // the group the child leads (its pgid stays reserved while any
+        // member lives, so it cannot name another group).
+        unsafe {
+            libc::kill(-self.0, libc::SIGKILL);
+        }
+    }
+}
+
 /// Run `argv` as `owner` in `cwd` within `timeout` (killed after it),
 /// keeping the last [`TAIL`] bytes of each of its outputs.
 pub async fn run(
@@ -88,6 +108,7 @@ pub async fn run_keeping(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     if let Some((uid, gid)) = owner {
         command.uid(uid).gid(gid);
@@ -95,6 +116,10 @@ pub async fn run_keeping(
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let _group = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .map(Group);
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let work = async {
@@ -138,6 +163,21 @@ pub async fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("late");
+        let script = format!("(sleep 2; touch {}) & sleep 60", marker.display());
+        let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
+        let ran = run(&argv, None, dir.path(), &[], Duration::from_millis(300)).await;
+        assert!(ran.is_err());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !marker.exists(),
+            "a child of the program went on after the timeout"
+        );
+    }
 
     #[tokio::test]
     async fn output_is_cut_while_it_is_read() {

@@ -9,6 +9,7 @@
 //! scratch directory: see `settings`) and `recovery.signal`, so that the
 //! server recovers to the end of the archive and promotes.
 
+use super::confine;
 use super::program::{self, step};
 use super::scratch::{self, Scratch};
 use super::settings::{self, Recovery};
@@ -16,6 +17,34 @@ use super::tablespace;
 use crate::config::{DrillMethod, DrillSpec};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// The backup tool whose repository layout `dir` has, when it is one the
+/// `pg_basebackup` drill cannot restore: Barman (`base/ID/backup.info`
+/// and `wals/`) or WAL-G / wal-e (`basebackups_005/`).
+pub fn foreign_layout(dir: &Path) -> Option<&'static str> {
+    let barman = dir.join("wals").is_dir()
+        && std::fs::read_dir(dir.join("base")).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().join("backup.info").is_file())
+        });
+    if barman {
+        Some("Barman")
+    } else if dir.join("basebackups_005").is_dir() {
+        Some("WAL-G")
+    } else {
+        None
+    }
+}
+
+/// What to do instead for a repository of `tool`.
+pub fn foreign_hint(tool: &str) -> &'static str {
+    if tool == "Barman" {
+        "use a `command` drill running `barman restore` into $WATCHPOST_DRILL_DATA"
+    } else {
+        "use a `command` drill running `wal-g backup-fetch \"$WATCHPOST_DRILL_DATA\" LATEST` (through `sh -c`)"
+    }
+}
 
 /// The newest backup under `root`: `root` itself when it holds a
 /// `backup_manifest` or `PG_VERSION`, else its newest subdirectory that does.
@@ -39,11 +68,16 @@ pub fn newest_backup(root: &Path) -> Result<PathBuf, String> {
                 .and_then(|m| m.modified())
                 .ok()
         })
-        .ok_or_else(|| {
-            format!(
+        .ok_or_else(|| match foreign_layout(root) {
+            Some(tool) => format!(
+                "{} is a {tool} repository, which the pg_basebackup drill does not restore: {}",
+                root.display(),
+                foreign_hint(tool)
+            ),
+            None => format!(
                 "no backup in {} (no backup_manifest, PG_VERSION or base.tar in it or its subdirectories)",
                 root.display()
-            )
+            ),
         })
 }
 
@@ -53,9 +87,16 @@ pub fn newest_backup(root: &Path) -> Result<PathBuf, String> {
 /// command's `expected_size`; at least `expected_size` when given.
 pub async fn needed_bytes(spec: &DrillSpec, deadline: Instant, owner: scratch::Owner) -> u64 {
     let measured = match &spec.method {
-        DrillMethod::PgBasebackup { backup, .. } => newest_backup(backup)
-            .map(|b| scratch::tree_size(&b) + tablespaces_size(&b))
-            .unwrap_or(0),
+        DrillMethod::PgBasebackup { backup, .. } => {
+            let backup = backup.clone();
+            tokio::task::spawn_blocking(move || {
+                newest_backup(&backup)
+                    .map(|b| scratch::tree_size(&b) + tablespaces_size(&b))
+                    .unwrap_or(0)
+            })
+            .await
+            .unwrap_or(0)
+        }
         DrillMethod::PgBackRest { stanza, config } => {
             let mut argv = vec!["pgbackrest".to_string()];
             if let Some(config) = config {
@@ -144,20 +185,28 @@ async fn pg_basebackup(
         Some(base) => {
             s.make_dir(&s.data)?;
             step(tar_step(&base, &s.data), s.owner, &s.dir, &[], deadline).await?;
+            let major = settings::major_version(s)?;
+            let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
+            let ext = name
+                .as_deref()
+                .and_then(|n| n.strip_prefix("base"))
+                .unwrap_or(".tar");
+            let tablespaces = tablespace::unpack_tar(s, backup, ext, major, deadline).await?;
+            // Confined before anything is unpacked into the copy's
+            // directories: `pg_wal` could be a link out of it.
+            confined(s, major).await?;
             if let Some(wal) = ["pg_wal.tar", "pg_wal.tar.gz"]
                 .iter()
                 .map(|f| backup.join(f))
                 .find(|p| p.is_file())
             {
                 let into = s.data.join("pg_wal");
+                if std::fs::symlink_metadata(&into).is_err() {
+                    s.make_dir(&into)?;
+                }
                 step(tar_step(&wal, &into), s.owner, &s.dir, &[], deadline).await?;
             }
-            let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
-            let ext = name
-                .as_deref()
-                .and_then(|n| n.strip_prefix("base"))
-                .unwrap_or(".tar");
-            tablespace::unpack_tar(s, backup, ext, deadline).await?
+            tablespaces
         }
         None => {
             let argv = vec![
@@ -167,7 +216,8 @@ async fn pg_basebackup(
                 s.data.display().to_string(),
             ];
             step(argv, s.owner, &s.dir, &[], deadline).await?;
-            tablespace::copy_plain(s, backup, deadline).await?
+            let major = settings::major_version(s)?;
+            tablespace::copy_plain(s, backup, major, deadline).await?
         }
     };
     if tablespaces > 0 {
@@ -221,16 +271,30 @@ pub async fn restore(
                 ));
             }
             // archive-get resolves %p against pg1-path: the copy's, never
-            // the configured (live) data directory.
+            // the configured (live) data directory; its lock and log files
+            // go into the copy's directory too, and it runs synchronously
+            // (an asynchronous one would share production's spool queue).
             let data = plain_path("drill", &s.data)?;
+            let own = s.dir.join("pgbackrest");
+            s.make_dir(&own)?;
+            let own_path = plain_path("drill", &own)?;
             fetch.push_str(&format!(
-                " --pg1-path=\"{data}\" --stanza={stanza} archive-get %f \"%p\""
+                " --pg1-path=\"{data}\" --lock-path=\"{own_path}\" --log-path=\"{own_path}\" \
+                 --log-level-file=off --no-archive-async --stanza={stanza} archive-get %f \"%p\""
             ));
             argv.extend([
                 format!("--stanza={stanza}"),
                 format!("--pg1-path={}", s.data.display()),
+                // Every tablespace into the copy, whatever the config
+                // maps; links restored as directories; never a delta
+                // restore (it would read the configured paths).
+                "--reset-tablespace-map".into(),
                 format!("--tablespace-map-all={}", tablespaces.display()),
+                "--reset-link-map".into(),
                 "--no-link-all".into(),
+                "--no-delta".into(),
+                format!("--lock-path={}", own.display()),
+                format!("--log-path={}", own.display()),
                 "--log-level-file=off".into(),
                 "--log-level-console=warn".into(),
                 "restore".into(),
@@ -262,25 +326,33 @@ pub async fn restore(
             (format!("command {}", argv[0]), Recovery::Keep)
         }
     };
-    tablespace::confine(s)?;
+    let major = settings::major_version(s)?;
+    confined(s, major).await?;
     // Without an archive, the copy recovers from the WAL in the backup.
     let archive_recovery = !matches!(&recovery, Recovery::Command(c) if c.is_empty());
     configure(s, archive_recovery)?;
     let restored = settings::read(s)?;
-    for (file, target) in &restored.neutralised {
+    for (file, target, why) in &restored.neutralised {
         notes.push(format!(
-            "include of {} in {} not read (outside the copy)",
+            "include of {} in {} not read (it {why})",
             target.display(),
             file.display()
         ));
     }
-    let major = settings::major_version(s)?;
-    let overrides = settings::overrides(s, &restored, major, port, &recovery);
+    let overrides = settings::overrides(s, &restored, major, port, &recovery, &mut notes);
     Ok(Prepared {
         source,
         options: settings::command_line(&overrides),
         notes,
     })
+}
+
+/// [`confine::confine`] on a blocking thread (it walks the whole tree).
+async fn confined(s: &Scratch, major: u32) -> Result<(), String> {
+    let view = s.view();
+    tokio::task::spawn_blocking(move || confine::confine(&view, major))
+        .await
+        .map_err(|e| format!("confining the copy: {e}"))?
 }
 
 /// The files the overrides name, and the signal to recover from the

@@ -13,6 +13,23 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+/// The scratch directories of drills running in this process: a sweep
+/// (at a reload, or before another drill) leaves them alone.
+static ACTIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn active(dir: &Path) -> bool {
+    ACTIVE.lock().is_ok_and(|a| a.iter().any(|d| d == dir))
+}
+
+fn set_active(dir: &Path, on: bool) {
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.retain(|d| d != dir);
+        if on {
+            a.push(dir.to_path_buf());
+        }
+    }
+}
+
 /// uid/gid to run programs as (`None`: as the agent itself).
 pub type Owner = Option<(u32, u32)>;
 
@@ -39,7 +56,25 @@ pub fn owner_of(path: &Path) -> Result<Owner, String> {
     Ok(Some((meta.uid(), meta.gid())))
 }
 
+/// [`free_bytes`] on a blocking thread (`statvfs` can hang on a network
+/// filesystem; the runtime's threads must not).
+pub async fn free_bytes_async(path: &Path) -> Result<u64, String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || free_bytes(&path))
+        .await
+        .map_err(|e| format!("statvfs: {e}"))?
+}
+
+/// [`tree_size`] on a blocking thread (a restored tree has many files).
+pub async fn tree_size_async(path: &Path) -> u64 {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || tree_size(&path))
+        .await
+        .unwrap_or(0)
+}
+
 /// Bytes free for unprivileged users on the filesystem of `path`.
+/// Blocking.
 pub fn free_bytes(path: &Path) -> Result<u64, String> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
@@ -119,9 +154,11 @@ impl Scratch {
             Some(owner) => parent.expecting(owner),
             None => parent,
         };
-        parent
-            .subdir(&leaf, true)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        set_active(&dir, true);
+        if let Err(e) = parent.subdir(&leaf, true) {
+            set_active(&dir, false);
+            return Err(format!("cannot create {}: {e}", dir.display()));
+        }
         Ok(Scratch {
             data: dir.join("data"),
             dir,
@@ -131,19 +168,52 @@ impl Scratch {
         })
     }
 
-    /// The directory holding `path`, opened without following a link,
-    /// its entries expected to be the owner's; and the file name.
+    /// The directory holding `path` (below the scratch directory), opened
+    /// from the scratch directory one component at a time, a link refused
+    /// at every step (the copy's owner could have planted one anywhere in
+    /// the restored tree), its entries expected to be the owner's; and the
+    /// file name.
     fn parent_of<'a>(&self, path: &'a Path) -> Result<(OwnedDir, &'a str), String> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| format!("{}: not a file name", path.display()))?;
-        let dir =
-            OwnedDir::open(path.parent().unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
-        Ok(match self.owner {
-            Some(owner) => (dir.expecting(owner), name),
-            None => (dir, name),
-        })
+        let below = path
+            .parent()
+            .and_then(|p| p.strip_prefix(&self.dir).ok())
+            .ok_or_else(|| {
+                format!(
+                    "{}: outside the drill's scratch directory {}",
+                    path.display(),
+                    self.dir.display()
+                )
+            })?;
+        let mut dir = OwnedDir::open(&self.dir).map_err(|e| e.to_string())?;
+        if let Some(owner) = self.owner {
+            dir = dir.expecting(owner);
+        }
+        for part in below.components() {
+            let std::path::Component::Normal(step) = part else {
+                return Err(format!("{}: not a plain path", path.display()));
+            };
+            let step = step
+                .to_str()
+                .ok_or_else(|| format!("{}: not UTF-8", path.display()))?;
+            dir = dir.subdir(step, false).map_err(|e| e.to_string())?;
+        }
+        Ok((dir, name))
+    }
+
+    /// The same directory, for work on another thread; dropping it tears
+    /// nothing down (this one still does).
+    pub fn view(&self) -> Scratch {
+        Scratch {
+            dir: self.dir.clone(),
+            data: self.data.clone(),
+            owner: self.owner,
+            pg_ctl: self.pg_ctl.clone(),
+            closed: true,
+        }
     }
 
     /// Make directory `path` (0700, the owner's), never through a link.
@@ -185,11 +255,13 @@ impl Scratch {
     }
 }
 
-/// Stop a server left running in `data` and remove `dir`.
+/// Stop a server left running in `data` and remove `dir` — only once the
+/// server is known to be gone: a running server, or one whose state
+/// cannot be told, keeps its directory (removing files under a live
+/// postmaster is not a teardown); the next drill's sweep tries again.
 fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
-    // Unless known stopped (a pid file that cannot be read is not "no
-    // server"), stop it before the directory goes.
-    if !crate::pgserver::postmaster::probe(data).state.stopped() {
+    use crate::pgserver::postmaster;
+    if !postmaster::probe(data).state.stopped() {
         let mut stop = std::process::Command::new(pg_ctl);
         stop.arg("stop")
             .arg("-D")
@@ -206,6 +278,15 @@ fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
         if let Err(e) = stop.status() {
             tracing::warn!("drill: cannot stop the server in {}: {e}", data.display());
         }
+        let state = postmaster::probe(data).state;
+        if !state.stopped() {
+            tracing::warn!(
+                "drill: the server in {} is not known to be stopped ({state:?}); its directory is \
+                 kept until it is (the next drill tries again)",
+                data.display()
+            );
+            return;
+        }
     }
     // remove_dir_all does not follow symlinks.
     if let Err(e) = std::fs::remove_dir_all(dir)
@@ -213,6 +294,13 @@ fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
     {
         tracing::warn!("drill: cannot remove {}: {e}", dir.display());
     }
+}
+
+/// [`tear_down`] of a drill of this process, which then stops counting as
+/// running.
+fn tear_down_own(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
+    tear_down(dir, data, pg_ctl, owner);
+    set_active(dir, false);
 }
 
 impl Scratch {
@@ -226,7 +314,7 @@ impl Scratch {
             self.owner,
         );
         let done =
-            tokio::task::spawn_blocking(move || tear_down(&dir, &data, &pg_ctl, owner)).await;
+            tokio::task::spawn_blocking(move || tear_down_own(&dir, &data, &pg_ctl, owner)).await;
         if let Err(e) = done {
             tracing::warn!("drill: teardown of {} failed: {e}", self.dir.display());
         }
@@ -249,9 +337,9 @@ impl Drop for Scratch {
         );
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn_blocking(move || tear_down(&dir, &data, &pg_ctl, owner));
+                handle.spawn_blocking(move || tear_down_own(&dir, &data, &pg_ctl, owner));
             }
-            Err(_) => tear_down(&dir, &data, &pg_ctl, owner),
+            Err(_) => tear_down_own(&dir, &data, &pg_ctl, owner),
         }
     }
 }
@@ -266,7 +354,9 @@ pub async fn sweep_async(drills: &Path, name: &str, bin_dir: &Path) {
     let _ = tokio::task::spawn_blocking(move || sweep(&drills, &name, &bin_dir)).await;
 }
 
-/// Tear down what earlier drills named `name` left behind.
+/// Tear down what earlier drills named `name` left behind (a drill of
+/// this process still running is left alone). Blocking: call it off the
+/// async runtime ([`sweep_async`]).
 pub fn sweep(drills: &Path, name: &str, bin_dir: &Path) {
     use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(drills) else {
@@ -281,7 +371,7 @@ pub fn sweep(drills: &Path, name: &str, bin_dir: &Path) {
         let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
             continue;
         };
-        if !is_ours || !meta.is_dir() {
+        if !is_ours || !meta.is_dir() || active(&entry.path()) {
             continue;
         }
         let owner = (is_root() && meta.uid() != 0).then(|| (meta.uid(), meta.gid()));
@@ -295,5 +385,42 @@ pub fn sweep(drills: &Path, name: &str, bin_dir: &Path) {
             &bin_dir.join("pg_ctl"),
             owner,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_reached_from_the_scratch_directory_never_through_a_link() {
+        let top = tempfile::tempdir().unwrap();
+        let drills = top.path().join("drills");
+        std::fs::create_dir(&drills).unwrap();
+        let outside = top.path().join("live");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("x.conf"), "secret").unwrap();
+        let s = Scratch::create(&drills, "t", None, Path::new("/nonexistent")).unwrap();
+        std::fs::create_dir_all(s.data.join("conf")).unwrap();
+        std::fs::write(s.data.join("conf/y.conf"), "mine").unwrap();
+        assert_eq!(
+            s.read(&s.data.join("conf/y.conf")).unwrap().as_deref(),
+            Some("mine")
+        );
+        // A link in the middle of the path: refused, not followed.
+        std::os::unix::fs::symlink(&outside, s.data.join("linked")).unwrap();
+        assert!(s.read(&s.data.join("linked/x.conf")).is_err());
+        assert!(
+            s.replace(&s.data.join("linked/x.conf"), "overwritten")
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("x.conf")).unwrap(),
+            "secret"
+        );
+        // A path outside the scratch directory, or climbing out of it.
+        assert!(s.read(&outside.join("x.conf")).is_err());
+        assert!(s.read(&s.data.join("../../live/x.conf")).is_err());
+        drop(s);
     }
 }

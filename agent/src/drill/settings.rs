@@ -6,14 +6,23 @@
 //! (deleted when found)... Each is overridden on the server's command line
 //! (`-c`, which wins over every file) with a value inside the scratch
 //! directory or a harmless one, and `include` directives that reach
-//! outside the scratch directory are commented out in the copy's files.
+//! outside the scratch directory (or through a link) are commented out in
+//! the copy's files. The promoted copy must not act on the world either:
+//! no logical replication workers (its subscriptions would apply and
+//! advance production's slots), no triggers or event triggers
+//! (`session_replication_role = replica`; 17+ also `event_triggers =
+//! off`), libraries only
+//! from an allowlist and from `$libdir`, and none of the settings that
+//! hide corruption (`zero_damaged_pages`, `ignore_*`).
 
+use super::confine::resolve;
 use super::scratch::Scratch;
-use super::tablespace::normalize;
 use std::path::{Path, PathBuf};
 
 /// One `name = value` line of a PostgreSQL config file: the lower-cased
-/// name and the value (quotes removed, `''` and `\'` unescaped).
+/// name and the value, a quoted one unescaped as PostgreSQL does
+/// (`GUC_scanstr`: `''`, `\b \f \n \r \t`, octal `\ooo`, and `\` before
+/// any other character is that character).
 pub fn parse_line(line: &str) -> Option<(String, String)> {
     let line = line.trim_start();
     let end = line
@@ -26,24 +35,7 @@ pub fn parse_line(line: &str) -> Option<(String, String)> {
     let rest = line[end..].trim_start();
     let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
     let value = if let Some(quoted) = rest.strip_prefix('\'') {
-        let mut value = String::new();
-        let mut chars = quoted.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\'' if chars.peek() == Some(&'\'') => {
-                    chars.next();
-                    value.push('\'');
-                }
-                '\'' => break,
-                '\\' => {
-                    if let Some(next) = chars.next() {
-                        value.push(next);
-                    }
-                }
-                c => value.push(c),
-            }
-        }
-        value
+        unquote(quoted)
     } else {
         rest.split(|c: char| c.is_whitespace() || c == '#')
             .next()
@@ -53,14 +45,63 @@ pub fn parse_line(line: &str) -> Option<(String, String)> {
     Some((name, value))
 }
 
+/// The text of a quoted value after its opening quote, up to the closing
+/// one, unescaped as PostgreSQL's `GUC_scanstr` does.
+fn unquote(quoted: &str) -> String {
+    let mut value: Vec<u8> = Vec::new();
+    let bytes = quoted.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' if bytes.get(i + 1) == Some(&b'\'') => {
+                value.push(b'\'');
+                i += 2;
+            }
+            b'\'' => break,
+            b'\\' if i + 1 < bytes.len() => {
+                i += 1;
+                let c = bytes[i];
+                i += 1;
+                match c {
+                    b'b' => value.push(0x08),
+                    b'f' => value.push(0x0c),
+                    b'n' => value.push(b'\n'),
+                    b'r' => value.push(b'\r'),
+                    b't' => value.push(b'\t'),
+                    b'0'..=b'7' => {
+                        let mut octal = u32::from(c - b'0');
+                        for _ in 0..2 {
+                            match bytes.get(i) {
+                                Some(d @ b'0'..=b'7') => {
+                                    octal = octal * 8 + u32::from(d - b'0');
+                                    i += 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        value.push((octal & 0xff) as u8);
+                    }
+                    other => value.push(other),
+                }
+            }
+            c => {
+                value.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&value).into_owned()
+}
+
 /// What the copy's config files say, read as the server would (includes
 /// inside the scratch directory followed).
 #[derive(Default)]
 pub struct Restored {
     /// Every setting in file order (later wins).
     pub settings: Vec<(String, String)>,
-    /// Include directives that were commented out: (file, target).
-    pub neutralised: Vec<(PathBuf, PathBuf)>,
+    /// Includes not read (commented out, or a linked file removed from
+    /// the copy): (file, what it named, why).
+    pub neutralised: Vec<(PathBuf, PathBuf, String)>,
 }
 
 impl Restored {
@@ -107,15 +148,22 @@ fn read_file(s: &Scratch, path: &Path, depth: usize, found: &mut Restored) -> Re
             rewritten.push(line.to_string());
             continue;
         }
-        let target = normalize(&base.join(&value));
-        if !target.starts_with(&s.dir) {
-            found.neutralised.push((path.to_path_buf(), target));
-            rewritten.push(format!(
-                "# watchpost drill: an include outside the drill's copy, not read: {line}"
-            ));
-            changed = true;
-            continue;
-        }
+        // Resolved on the copy's filesystem, never through a link.
+        let target = match resolve(&s.dir, base, Path::new(&value)) {
+            Ok(target) => target,
+            Err(why) => {
+                found.neutralised.push((
+                    path.to_path_buf(),
+                    PathBuf::from(&value),
+                    why.to_string(),
+                ));
+                rewritten.push(format!(
+                    "# watchpost drill: an include outside the drill's copy, not read: {line}"
+                ));
+                changed = true;
+                continue;
+            }
+        };
         rewritten.push(line.to_string());
         if name == "include_dir" {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&target)
@@ -130,6 +178,18 @@ fn read_file(s: &Scratch, path: &Path, depth: usize, found: &mut Restored) -> Re
             });
             files.sort();
             for file in files {
+                // A link in the directory: the server would follow it;
+                // the copy loses it instead.
+                if let Err(why) = resolve(&s.dir, &target, &file) {
+                    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    crate::safefs::OwnedDir::open(&target)
+                        .and_then(|d| d.remove_file(name))
+                        .map_err(|e| e.to_string())?;
+                    found
+                        .neutralised
+                        .push((file.clone(), file, why.to_string()));
+                    continue;
+                }
                 read_file(s, &file, depth + 1, found)?;
             }
         } else {
@@ -167,14 +227,41 @@ pub enum Recovery {
     Keep,
 }
 
+/// Libraries the copy may preload: they observe and log, and start
+/// nothing that acts outside the server.
+pub const SAFE_PRELOAD: [&str; 9] = [
+    "pg_stat_statements",
+    "auto_explain",
+    "pgaudit",
+    "pg_prewarm",
+    "plpgsql",
+    "pg_hint_plan",
+    "pg_stat_kcache",
+    "pg_wait_sampling",
+    "pg_qualstats",
+];
+
+/// `shared_preload_libraries` of the copy: the allowlisted ones of
+/// `libraries` (a config list, items possibly double-quoted), and the
+/// ones dropped.
+pub fn preload(libraries: &str) -> (Vec<String>, Vec<String>) {
+    libraries
+        .split(',')
+        .map(|l| l.trim().trim_matches('"').to_string())
+        .filter(|l| !l.is_empty())
+        .partition(|l| SAFE_PRELOAD.contains(&l.as_str()))
+}
+
 /// The `-c` settings the copy starts with (name, value), for major
-/// version `major`, listening on `port`.
+/// version `major`, listening on `port`; what the copy leaves out that
+/// production has goes into `notes`.
 pub fn overrides(
     s: &Scratch,
     restored: &Restored,
     major: u32,
     port: u16,
     recovery: &Recovery,
+    notes: &mut Vec<String>,
 ) -> Vec<(String, String)> {
     let dir = s.dir.display().to_string();
     let data = s.data.display().to_string();
@@ -211,13 +298,31 @@ pub fn overrides(
         ("cluster_name", "watchpost-drill"),
         ("session_preload_libraries", ""),
         ("local_preload_libraries", ""),
+        ("dynamic_library_path", "$libdir"),
+        ("jit", "off"),
+        ("max_logical_replication_workers", "0"),
+        ("zero_damaged_pages", "off"),
+        ("ignore_checksum_failure", "off"),
+        ("ignore_system_indexes", "off"),
+        // Triggers and event triggers (bar those ENABLE ALWAYS) do not
+        // fire: the drill's own DDL (amcheck's extension) starts nothing.
+        ("session_replication_role", "replica"),
     ] {
         set(&mut out, name, value);
+    }
+    if major >= 11 {
+        set(&mut out, "ssl_passphrase_command", "");
+    }
+    if major >= 13 {
+        set(&mut out, "ignore_invalid_pages", "off");
     }
     if major >= 15 {
         set(&mut out, "archive_library", "");
     } else {
         set(&mut out, "stats_temp_directory", "pg_stat_tmp");
+    }
+    if major >= 17 {
+        set(&mut out, "event_triggers", "off");
     }
     if (12..=15).contains(&major) {
         set(&mut out, "promote_trigger_file", "");
@@ -225,14 +330,16 @@ pub fn overrides(
     if let Recovery::Command(command) = recovery {
         set(&mut out, "restore_command", command);
     }
-    // Libraries loaded by path may live anywhere and act on start (a
-    // scheduler's jobs): keep only those named as extensions.
-    let libraries = restored.get("shared_preload_libraries").unwrap_or("");
-    let kept: Vec<&str> = libraries
-        .split(',')
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains('/'))
-        .collect();
+    // Libraries act on start (a scheduler's jobs, a replication agent):
+    // only those known to observe are kept.
+    let (kept, dropped) = preload(restored.get("shared_preload_libraries").unwrap_or(""));
+    if !dropped.is_empty() {
+        notes.push(format!(
+            "shared_preload_libraries {} not loaded in the copy (only {} are)",
+            dropped.join(", "),
+            SAFE_PRELOAD.join(", ")
+        ));
+    }
     set(&mut out, "shared_preload_libraries", &kept.join(","));
     out
 }
@@ -269,8 +376,19 @@ mod tests {
             parse_line("port=5433#x"),
             Some(("port".into(), "5433".into()))
         );
+        assert_eq!(
+            parse_line(r"include '/a\'b\\c\nd\101'"),
+            Some(("include".into(), "/a'b\\c\ndA".into()))
+        );
         assert_eq!(parse_line("# comment"), None);
         assert_eq!(parse_line("   "), None);
+    }
+
+    #[test]
+    fn only_allowlisted_libraries_are_preloaded() {
+        let (kept, dropped) = preload(r#"pg_stat_statements, "pg_cron",$libdir/x, auto_explain"#);
+        assert_eq!(kept, ["pg_stat_statements", "auto_explain"]);
+        assert_eq!(dropped, ["pg_cron", "$libdir/x"]);
     }
 
     #[test]

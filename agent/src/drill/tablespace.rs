@@ -6,12 +6,12 @@
 //! copy started as restored would replay WAL into those directories and
 //! so corrupt production or the backup. Here each tablespace is restored
 //! into `SCRATCH/tblspc/OID` and every reference rewritten to it; then
-//! [`confine`] refuses any copy (whatever restored it) that still has a
+//! `confine` refuses any copy (whatever restored it) that still has a
 //! link or a map entry leading outside the scratch directory.
 
 use super::program::step;
 use super::scratch::Scratch;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The directory under the scratch directory that holds the tablespaces.
@@ -29,21 +29,43 @@ pub fn escape(path: &str) -> String {
     out
 }
 
-/// The entries (OID, path) of a `tablespace_map`, unescaped as
-/// PostgreSQL reads them. An OID that is not all digits is an error.
-pub fn parse_map(text: &str) -> Result<Vec<(String, String)>, String> {
+/// The entries (OID, path) of a `tablespace_map`, unescaped as PostgreSQL
+/// `major` reads it: from 14 on, `\` escapes any character; up to 13, only
+/// a line end (`\` before anything else is a `\` of the path). An OID that
+/// is not all digits is an error.
+pub fn parse_map(text: &str, major: u32) -> Result<Vec<(String, String)>, String> {
     let mut lines = Vec::new();
     let mut line = String::new();
-    let mut escaped = false;
-    for c in text.chars() {
-        if !escaped && (c == '\n' || c == '\r') {
-            if !line.is_empty() {
-                lines.push(std::mem::take(&mut line));
+    if major <= 13 {
+        // PostgreSQL 13's reader, character for character.
+        let mut prev = '\0';
+        for c in text.chars() {
+            let end = c == '\n' || c == '\r';
+            if end && prev == '\\' {
+                line.pop();
+                line.push(c);
+            } else if end {
+                if !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                }
+            } else {
+                line.push(c);
             }
-        } else if !escaped && c == '\\' {
-            escaped = true;
-        } else {
-            line.push(c);
+            prev = c;
+        }
+    } else {
+        let mut escaped = false;
+        for c in text.chars() {
+            if !escaped && (c == '\n' || c == '\r') {
+                if !line.is_empty() {
+                    lines.push(std::mem::take(&mut line));
+                }
+            } else if !escaped && c == '\\' {
+                escaped = true;
+                continue;
+            } else {
+                line.push(c);
+            }
             escaped = false;
         }
     }
@@ -64,32 +86,23 @@ pub fn parse_map(text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// A `tablespace_map` with `entries` (OID, path).
-pub fn render_map(entries: &[(String, PathBuf)]) -> String {
+/// A `tablespace_map` with `entries` (OID, path), readable alike by every
+/// PostgreSQL version: a path with a backslash, LF or CR (which versions
+/// read differently) is refused, naming it.
+pub fn render_map(entries: &[(String, PathBuf)]) -> Result<String, String> {
     entries
         .iter()
-        .map(|(oid, path)| format!("{oid} {}\n", escape(&path.display().to_string())))
-        .collect()
-}
-
-/// `path` with `.` and `..` resolved lexically (no link followed).
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::ParentDir => {
-                out.pop();
+        .map(|(oid, path)| {
+            let text = path.display().to_string();
+            if text.contains(['\\', '\n', '\r']) {
+                return Err(format!(
+                    "the tablespace path {text:?} has a backslash or a line break, which PostgreSQL \
+                     versions read differently in tablespace_map; use a plainer `state_dir`"
+                ));
             }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Where a link at `link` with target `target` leads, lexically.
-fn resolve(link: &Path, target: &Path) -> PathBuf {
-    normalize(&link.parent().unwrap_or(Path::new("/")).join(target))
+            Ok(format!("{oid} {}\n", escape(&text)))
+        })
+        .collect()
 }
 
 /// A tar backup: unpack each tablespace named by the restored
@@ -99,13 +112,14 @@ pub async fn unpack_tar(
     s: &Scratch,
     backup: &Path,
     ext: &str,
+    major: u32,
     deadline: Instant,
 ) -> Result<usize, String> {
     let map = s.data.join("tablespace_map");
     let Some(text) = s.read(&map)? else {
         return Ok(0);
     };
-    let entries = parse_map(&text)?;
+    let entries = parse_map(&text, major)?;
     if entries.is_empty() {
         return Ok(0);
     }
@@ -133,7 +147,7 @@ pub async fn unpack_tar(
         step(argv, s.owner, &s.dir, &[], deadline).await?;
         remapped.push((oid, dest));
     }
-    s.replace(&map, &render_map(&remapped))?;
+    s.replace(&map, &render_map(&remapped)?)?;
     Ok(remapped.len())
 }
 
@@ -162,12 +176,21 @@ async fn owner_step(s: &Scratch, argv: &[&str], deadline: Instant) -> Result<(),
     step(argv, s.owner, &s.dir, &[], deadline).await
 }
 
+/// The WAL directories a backup may have as a link (`--waldir`).
+const WAL_DIRS: [&str; 2] = ["pg_wal", "pg_xlog"];
+
 /// A plain backup copied into `s.data` (`cp -a`, links as links): each
 /// `pg_tblspc/OID` link's target is copied to `SCRATCH/tblspc/OID` and the
-/// link pointed there; any other link at the top of the data directory
-/// (`pg_wal` from `--waldir`) is replaced by a copy of what it points at.
-/// The backup's links are read, never followed for a write.
-pub async fn copy_plain(s: &Scratch, backup: &Path, deadline: Instant) -> Result<usize, String> {
+/// link pointed there; a `pg_wal` link (from `--waldir`) is replaced by a
+/// copy of what it points at. No other link is followed: one left in the
+/// copy is refused by [`super::confine::confine`]. The backup's links
+/// are read, never followed for a write.
+pub async fn copy_plain(
+    s: &Scratch,
+    backup: &Path,
+    major: u32,
+    deadline: Instant,
+) -> Result<usize, String> {
     let link_target = |link: &Path, original: &Path| -> Result<Option<PathBuf>, String> {
         let meta =
             std::fs::symlink_metadata(link).map_err(|e| format!("{}: {e}", link.display()))?;
@@ -175,7 +198,8 @@ pub async fn copy_plain(s: &Scratch, backup: &Path, deadline: Instant) -> Result
             return Ok(None);
         }
         let target = std::fs::read_link(link).map_err(|e| format!("{}: {e}", link.display()))?;
-        let target = resolve(original, &target);
+        // Read in the backup (the source of a copy), as the kernel does.
+        let target = original.parent().unwrap_or(Path::new("/")).join(target);
         if !std::fs::metadata(&target).is_ok_and(|m| m.is_dir()) {
             return Err(format!(
                 "{} in the backup points at {}, which is not a directory: the backup is incomplete",
@@ -185,19 +209,24 @@ pub async fn copy_plain(s: &Scratch, backup: &Path, deadline: Instant) -> Result
         }
         Ok(Some(target))
     };
-    for entry in std::fs::read_dir(&s.data)
-        .map_err(|e| e.to_string())?
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let link = s.data.join(&name);
-        if let Some(target) = link_target(&link, &backup.join(&name))? {
+    for name in WAL_DIRS {
+        let link = s.data.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            continue;
+        }
+        if let Some(target) = link_target(&link, &backup.join(name))? {
             let path = link.display().to_string();
             owner_step(s, &["rm", "-f", "--", &path], deadline).await?;
             copy_target(s, &target, &link, deadline).await?;
         }
     }
     let links = s.data.join("pg_tblspc");
+    if std::fs::symlink_metadata(&links).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{} in the backup is a link: the backup is not a data directory PostgreSQL made",
+            backup.join("pg_tblspc").display()
+        ));
+    }
     let Ok(entries) = std::fs::read_dir(&links) else {
         return Ok(0);
     };
@@ -225,7 +254,7 @@ pub async fn copy_plain(s: &Scratch, backup: &Path, deadline: Instant) -> Result
     // A map (rare in a plain backup) must follow the links.
     let map = s.data.join("tablespace_map");
     if let Some(text) = s.read(&map)? {
-        let entries = parse_map(&text)?
+        let entries = parse_map(&text, major)?
             .into_iter()
             .map(|(oid, path)| {
                 let moved = remapped.iter().find(|(o, _)| *o == oid);
@@ -235,57 +264,9 @@ pub async fn copy_plain(s: &Scratch, backup: &Path, deadline: Instant) -> Result
                 )
             })
             .collect::<Vec<_>>();
-        s.replace(&map, &render_map(&entries))?;
+        s.replace(&map, &render_map(&entries)?)?;
     }
     Ok(remapped.len())
-}
-
-/// Refuse a copy that could write outside the scratch directory: every
-/// link under it must lead (lexically) inside it, and so must every
-/// `tablespace_map` entry.
-pub fn confine(s: &Scratch) -> Result<(), String> {
-    let hint = "the drill refuses to start a copy that would write there; restore tablespaces and \
-                links into the drill's directory ($WATCHPOST_DRILL_DIR)";
-    let inside = |p: &Path| p.starts_with(&s.dir);
-    let mut stack = vec![s.dir.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path).map_err(|e| e.to_string())?;
-                let leads = resolve(&path, &target);
-                if !inside(&leads) {
-                    return Err(format!(
-                        "the restored copy's {} points at {}, outside the drill's scratch directory {}: {hint}",
-                        path.display(),
-                        leads.display(),
-                        s.dir.display()
-                    ));
-                }
-            } else if meta.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    if let Some(text) = s.read(&s.data.join("tablespace_map"))? {
-        for (oid, path) in parse_map(&text)? {
-            let leads = normalize(&s.data.join(&path));
-            if !inside(&leads) {
-                return Err(format!(
-                    "the restored copy's tablespace_map puts tablespace {oid} at {path}, outside the drill's \
-                     scratch directory {}: {hint}",
-                    s.dir.display()
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -295,33 +276,26 @@ mod tests {
     #[test]
     fn the_map_round_trips_paths_with_spaces_backslashes_and_newlines() {
         let odd = PathBuf::from("/srv/a b\\c\nd\re");
-        let text = render_map(&[("16384".into(), odd.clone()), ("16385".into(), "/x".into())]);
-        let parsed = parse_map(&text).unwrap();
+        let text = format!("16384 {}\n16385 /x\n", escape(&odd.display().to_string()));
+        let parsed = parse_map(&text, 15).unwrap();
         assert_eq!(parsed[0], ("16384".to_string(), odd.display().to_string()));
         assert_eq!(parsed[1], ("16385".to_string(), "/x".to_string()));
-        assert!(parse_map("../1 /x\n").is_err());
-        assert!(parse_map("16384\n").is_err());
+        assert!(parse_map("../1 /x\n", 15).is_err());
+        assert!(parse_map("16384\n", 15).is_err());
+        // Our own paths are plain, so every version reads them alike.
+        assert!(render_map(&[("1".into(), odd)]).is_err());
+        assert_eq!(
+            render_map(&[("1".into(), "/s/tblspc/1".into())]).unwrap(),
+            "1 /s/tblspc/1\n"
+        );
     }
 
     #[test]
-    fn links_are_resolved_lexically() {
-        assert_eq!(
-            resolve(
-                Path::new("/s/data/pg_tblspc/1"),
-                Path::new("../../tblspc/1")
-            ),
-            PathBuf::from("/s/tblspc/1")
-        );
-        assert_eq!(
-            resolve(
-                Path::new("/s/data/pg_tblspc/1"),
-                Path::new("../../../../live")
-            ),
-            PathBuf::from("/live")
-        );
-        assert_eq!(
-            resolve(Path::new("/s/data/pg_wal"), Path::new("/live/wal")),
-            PathBuf::from("/live/wal")
-        );
+    fn up_to_13_a_backslash_escapes_only_a_line_end() {
+        // PostgreSQL 13 reads `\\` as two backslashes, `\` LF as LF.
+        let text = "16384 /srv/a\\\\b\\\nc\n";
+        assert_eq!(parse_map(text, 13).unwrap()[0].1, "/srv/a\\\\b\nc");
+        assert_eq!(parse_map("1 /a\\\\\n", 13).unwrap()[0].1, "/a\\\n");
+        assert_eq!(parse_map(text, 14).unwrap()[0].1, "/srv/a\\b\nc");
     }
 }

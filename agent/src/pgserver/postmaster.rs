@@ -93,7 +93,8 @@ pub fn pid_liveness(pid: u32) -> Liveness {
 fn pid_file(data_dir: &Path) -> Result<Option<u32>, String> {
     let dir = match OwnedDir::open(data_dir) {
         Ok(dir) => dir,
-        // No data directory: no server can run in it.
+        // No data directory: a server can only run in a removed one
+        // (looked for by the caller).
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot open the data directory: {e}")),
     };
@@ -106,19 +107,35 @@ fn pid_file(data_dir: &Path) -> Result<Option<u32>, String> {
     }
 }
 
-/// Look at the postmaster of `data_dir`.
+/// Look at the postmaster of `data_dir`. No `postmaster.pid`, a missing
+/// data directory or a dead pid is "stopped" only after a look at
+/// `/proc` finds no server process there (a postmaster whose file was
+/// removed, backends orphaned by a killed postmaster still take writes).
 pub fn probe(data_dir: &Path) -> Probe {
-    match pid_file(data_dir) {
-        Ok(None) => Probe {
+    let confirm = |why: &str| match find_by_cwd(data_dir) {
+        Ok(Postmaster::Stopped) => Probe {
             state: Postmaster::Stopped,
             fault: None,
         },
-        Ok(Some(pid)) => Probe {
-            state: match pid_liveness(pid) {
-                Liveness::Alive => Postmaster::Running(pid),
-                Liveness::Dead => Postmaster::Stopped,
-            },
+        Ok(found) => Probe {
+            state: found,
+            fault: Some(format!(
+                "{why}, yet server processes work in the data directory"
+            )),
+        },
+        Err(e) => Probe {
+            state: Postmaster::Unknown(format!("{why}; and {e}")),
             fault: None,
+        },
+    };
+    match pid_file(data_dir) {
+        Ok(None) => confirm("no postmaster.pid"),
+        Ok(Some(pid)) => match pid_liveness(pid) {
+            Liveness::Alive => Probe {
+                state: Postmaster::Running(pid),
+                fault: None,
+            },
+            Liveness::Dead => confirm(&format!("the postmaster (pid {pid}) is gone")),
         },
         Err(fault) => Probe {
             state: match find_by_cwd(data_dir) {
@@ -136,9 +153,16 @@ pub fn probe(data_dir: &Path) -> Probe {
 /// (another user's, without the right to look) or the directory itself
 /// cannot be looked at.
 pub fn find_by_cwd(data_dir: &Path) -> Result<Postmaster, String> {
-    let meta = std::fs::metadata(data_dir)
-        .map_err(|e| format!("cannot look at {}: {e}", data_dir.display()))?;
     let me = rustix::process::geteuid().as_raw();
+    let meta = match std::fs::metadata(data_dir) {
+        Ok(meta) => meta,
+        // Removed: only a server still working in it (its working
+        // directory then reads "DIR (deleted)") could run.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return find_in_removed(data_dir, me);
+        }
+        Err(e) => return Err(format!("cannot look at {}: {e}", data_dir.display())),
+    };
     // Without root, another user's processes may be hidden (hidepid) or
     // closed to us: nothing found proves nothing.
     let complete_view = me == 0 || meta.uid() == me;
@@ -154,8 +178,7 @@ pub fn find_by_cwd(data_dir: &Path) -> Result<Postmaster, String> {
         else {
             continue;
         };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if !matches!(comm.trim(), "postgres" | "postmaster") {
+        if !is_server_process(pid) {
             continue;
         }
         match std::fs::metadata(format!("/proc/{pid}/cwd")) {
@@ -193,6 +216,49 @@ pub fn find_by_cwd(data_dir: &Path) -> Result<Postmaster, String> {
         )),
         (None, None) => Ok(Postmaster::Stopped),
     }
+}
+
+/// Whether process `pid` is a PostgreSQL server process: its name
+/// (`comm`, or its executable's, for a renamed or wrapped binary) starts
+/// with `postgres` or `postmaster`.
+fn is_server_process(pid: u32) -> bool {
+    let server = |name: &str| name.starts_with("postgres") || name.starts_with("postmaster");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if server(comm.trim()) {
+        return true;
+    }
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|exe| exe.file_name().map(|n| server(&n.to_string_lossy())))
+        .unwrap_or(false)
+}
+
+/// A removed data directory: a server process still working in it, if
+/// any (`Stopped` only when root looked at every process).
+fn find_in_removed(data_dir: &Path, me: u32) -> Result<Postmaster, String> {
+    let gone = format!("{} (deleted)", data_dir.display());
+    let entries = std::fs::read_dir("/proc").map_err(|e| format!("cannot list /proc: {e}"))?;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if is_server_process(pid)
+            && std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| cwd.as_os_str() == gone.as_str())
+            && pid_liveness(pid) == Liveness::Alive
+        {
+            return Ok(Postmaster::Running(pid));
+        }
+    }
+    // Unprivileged (`me` not root), other users' working directories
+    // are closed: a missing directory is still taken as no server, as
+    // none can be started or promoted there either.
+    let _ = me;
+    Ok(Postmaster::Stopped)
 }
 
 #[cfg(test)]
@@ -285,6 +351,17 @@ mod tests {
         // Unparseable: the same.
         std::fs::remove_file(dir.path().join("x")).unwrap();
         std::fs::write(data.join("postmaster.pid"), "garbage\n").unwrap();
+        assert_eq!(probe(&data).state, Postmaster::Running(pid));
+        // No postmaster.pid, or one naming a dead postmaster, while a
+        // server process (an orphaned backend) still works there: running.
+        std::fs::remove_file(data.join("postmaster.pid")).unwrap();
+        let seen = probe(&data);
+        assert_eq!(seen.state, Postmaster::Running(pid), "{seen:?}");
+        assert!(seen.fault.is_some_and(|f| f.contains("no postmaster.pid")));
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        std::fs::write(data.join("postmaster.pid"), format!("{dead_pid}\n")).unwrap();
         assert_eq!(probe(&data).state, Postmaster::Running(pid));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -181,6 +181,15 @@ async fn carry_out(core: &Arc<Remediator>, incident: &Incident, message: &str) {
             let (outcome, promoted) = run_failover(&ctx, action, &mut record_step).await;
             if promoted {
                 block_failovers(core, action.block_for);
+                if let Some(mysql) = &action.mysql {
+                    let (action, mysql) = (action.clone(), mysql.clone());
+                    super::mysql_failover::rejoin::spawn_watch(
+                        core,
+                        incident.clone(),
+                        action,
+                        mysql,
+                    );
+                }
             }
             outcome
         }
@@ -210,7 +219,7 @@ async fn carry_out(core: &Arc<Remediator>, incident: &Incident, message: &str) {
 }
 
 /// Refuse failovers for `block_for` after one promoted a standby.
-fn block_failovers(core: &Remediator, block_for: Duration) {
+pub(super) fn block_failovers(core: &Remediator, block_for: Duration) {
     core.with_ledger(|ledger| {
         // `block_for` is at most a year (config checks it); a clock beyond
         // range blocks for that year.
@@ -411,18 +420,25 @@ pub async fn run_failover(
         }
         record(step);
     };
-    let result = failover::promote(&ctx.sql, action, &action.primary, &mut track).await;
-    if let Err(message) = result {
-        return (
-            ActionOutcome {
-                ok: false,
-                message: format!("failover: {message}"),
-                detail: Value::Null,
-            },
-            promoted,
-        );
-    }
-    let mut post_failures = Vec::new();
+    let result = match &action.mysql {
+        Some(mysql) => super::mysql_failover::promote(&ctx.sql, action, mysql, &mut track).await,
+        None => failover::promote(&ctx.sql, action, &action.primary, &mut track)
+            .await
+            .map(|()| Vec::new()),
+    };
+    let mut post_failures = match result {
+        Ok(failures) => failures,
+        Err(message) => {
+            return (
+                ActionOutcome {
+                    ok: false,
+                    message: format!("failover: {message}"),
+                    detail: Value::Null,
+                },
+                promoted,
+            );
+        }
+    };
     for post in &action.post {
         let outcome = run_simple(ctx, post).await;
         let step = Step {
@@ -443,7 +459,7 @@ pub async fn run_failover(
         )
     } else {
         format!(
-            "failover: promoted `{}`; post steps failed: {}",
+            "failover: promoted `{}`; later steps failed: {}",
             action.standby,
             post_failures.join("; ")
         )

@@ -25,6 +25,7 @@ pub mod decide;
 pub mod engine;
 pub mod failover;
 pub mod ledger;
+pub mod mysql_failover;
 pub mod outcome;
 pub mod port;
 pub mod reconcile;

@@ -13,4 +13,4 @@ wasmtime::component::bindgen!({
 
 // `self::`: in doctests the crate itself is also an extern crate named
 // `watchpost`, which would make a bare `watchpost::` ambiguous.
-pub use self::watchpost::probe::{config, dirs, host, log, sql, types};
+pub use self::watchpost::probe::{config, dirs, host, log, redis, sql, types};

@@ -77,6 +77,7 @@ pub struct Grants {
 pub struct Services {
     pub host: HostMetrics,
     pub sql: SqlTargets,
+    pub redis: crate::redis::RedisTargets,
 }
 
 /// A probe's static description, from its `describe` export.
@@ -279,6 +280,10 @@ impl Runtime {
             crate::config::WasmSource::File(path) => self.load_file(path, pin, services, cap).await,
             crate::config::WasmSource::Drill(name) => Err(LoadError {
                 message: format!("drill:{name}: a drill is not a component; the agent runs it"),
+            }),
+            crate::config::WasmSource::Etcd => Err(LoadError {
+                message: "cluster:etcd: etcd's health is not a component; the agent checks it"
+                    .into(),
             }),
         }
     }

@@ -25,6 +25,13 @@ pub const BUILTINS: &[&str] = &[
     "pg-performance",
     "pg-archiving",
     "pg-backup",
+    "mysql-alive",
+    "mysql-replication",
+    "mysql-performance",
+    "mysql-integrity",
+    "mysql-consistency",
+    "redis-alive",
+    "redis-replication",
 ];
 
 /// The Rust target probes are built for: its `cdylib` output is a component.

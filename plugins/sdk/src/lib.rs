@@ -34,7 +34,9 @@
 //! Modules follow the capabilities of the world: [`config`] (the probe's
 //! settings), [`log`], [`host`] (machine metrics), [`sql`] (database
 //! targets; [`sql::ident`] puts names from config into statements safely)
-//! and [`dirs`] (read-only directories, e.g. backup repositories).
+//! [`redis`] (Redis and Valkey targets: commands from a read-only
+//! allowlist, replies as trees) and [`dirs`] (read-only directories, e.g.
+//! backup repositories).
 //! [`report`] builds what `check` returns: a [`Report`] directly, or
 //! [`Findings`] (problems with their statuses, and notes) for probes that
 //! check several things. A failed `sql` call met with `?` decides the
@@ -47,6 +49,7 @@ pub mod config;
 pub mod dirs;
 mod error;
 pub mod log;
+pub mod redis;
 pub mod report;
 pub mod sql;
 

@@ -4,7 +4,8 @@
 //!
 //! - [`per_run`]: a trivial Rust probe through `watchpost bench` against
 //!   fork + exec of a tiny native program and of `check_dummy`; `pg-alive`
-//!   against `check_pgsql` on the local PostgreSQL;
+//!   against `check_pgsql` on the local PostgreSQL; `mysql-alive` against
+//!   `check_mysql` and `mysqladmin ping` on a private MariaDB;
 //! - [`footprint`]: the release agent's RSS, CPU and scheduling lateness
 //!   over a window with 10, 100 and 1,000 probes every second and 20 every
 //!   5 s;
@@ -15,12 +16,17 @@
 //! - the cluster-mode benchmark: node loss and crashes on three nodes with
 //!   a 3-member etcd, and the client-visible write gap of a planned
 //!   switchover and a rolling restart through HAProxy, and the commit
-//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`).
+//!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`);
+//! - [`etcd`]: etcd revisions per second of an idle three-node cluster and
+//!   of one under a steady write load (`tests/examples/etcd_revisions.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
 //!   second) at 1,000 probes, RSS after a cold and a warm start;
 //! - [`monit`]: Debian's Monit with equivalent checks, side by side;
+//! - [`backup`]: the restore drill's cost per GiB of a ~1 GiB database and
+//!   `pg-integrity`'s scan cost (pgbench TPS with and without it)
+//!   (`tests/examples/backup_bench.rs`);
 //! - [`peers`]: the failover time of repmgr, Patroni and pg_auto_failover
 //!   from their Debian packages, by our own method (`xtask/peers/`);
 //!   `--only peers` runs it with `monit` and `per-run` (`check_pgsql`),
@@ -29,15 +35,19 @@
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
-//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`,
-//! `peers` (with `monit` and `per-run`), and `profile` (only when named); `--counts 10,100` limits the footprint to
+//! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`,
+//! `etcd`, `peers` (with `monit` and `per-run`), and `profile` (only when
+//! named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
 //! Results go to stdout and `target/bench/results.md`.
 
 mod agent;
+mod backup;
 mod cold_start;
+mod etcd;
 mod footprint;
+mod mariadb;
 mod monit;
 mod overhead;
 mod peers;
@@ -72,6 +82,8 @@ pub const SECTIONS: &[&str] = &[
     "monit",
     "failover",
     "cluster",
+    "backup",
+    "etcd",
     "peers",
     "profile",
 ];
@@ -332,6 +344,12 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("cluster") {
         rows.extend(failover(&options, "cluster_bench")?);
+    }
+    if options.wants("backup") {
+        rows.extend(backup::run(&options)?);
+    }
+    if options.wants("etcd") {
+        rows.extend(etcd::run(&options)?);
     }
     if options.wants("peers") {
         rows.extend(peers::run(&root(), &options)?);

@@ -1,7 +1,9 @@
 //! Per-run cost, side by side: a trivial Rust probe through
 //! `watchpost bench` (a fresh sandbox per run, as the agent does) against
 //! fork + exec of a tiny native program and of the Nagios `check_dummy`
-//! plugin; and `pg-alive` against `check_pgsql` on the local PostgreSQL.
+//! plugin; `pg-alive` against `check_pgsql` on the local PostgreSQL; and
+//! `mysql-alive` against `check_mysql` and `mysqladmin ping` on a private
+//! MariaDB ([`super::mariadb`]).
 //! Spawned checks are timed from this process (spawn to exit), their CPU
 //! from this process's and its children's CPU times.
 
@@ -23,6 +25,11 @@ pub fn missing_plugins() -> Vec<&'static str> {
     }
     if !Path::new(PLUGINS).join("check_pgsql").exists() {
         missing.push("monitoring-plugins-standard");
+    }
+    for package in super::mariadb::missing_packages() {
+        if !missing.contains(&package) {
+            missing.push(package);
+        }
     }
     missing
 }
@@ -172,6 +179,10 @@ pub fn run(built: &Built, options: &Options) -> Result<Vec<Row>, String> {
     let mut pg = Vec::new();
     let mut pgsql_rounds = Vec::new();
     let target = format!("primary={PG_DSN}");
+    let mariadb = super::mariadb::Server::start(&built.dir)?;
+    let port = mariadb.port.to_string();
+    let mysql_target = format!("primary=mysql://watchpost@127.0.0.1:{port}/");
+    let (mut mysql, mut check_mysql_rounds, mut mysqladmin_rounds) = (vec![], vec![], vec![]);
     for round in 0..options.rounds {
         eprintln!("xtask: per-run cost, round {}", round + 1);
         wasm.push(watchpost_bench(built, &[&trivial, "-n", runs])?);
@@ -201,6 +212,35 @@ pub fn run(built: &Built, options: &Options) -> Result<Vec<Row>, String> {
             ],
             pg_runs,
         )?);
+        mysql.push(watchpost_bench(
+            built,
+            &[
+                "builtin:mysql-alive",
+                "--target",
+                &mysql_target,
+                "-n",
+                &pg_runs.to_string(),
+            ],
+        )?);
+        let tcp = ["-H", "127.0.0.1", "-P", &port, "-u", "watchpost"];
+        let check_mysql: Vec<&str> = [super::mariadb::CHECK_MYSQL]
+            .into_iter()
+            .chain(tcp)
+            .collect();
+        check_mysql_rounds.push(spawned(&check_mysql, pg_runs)?);
+        let ping = [
+            "mysqladmin",
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+        ];
+        let ping: Vec<&str> = ping
+            .into_iter()
+            .chain(["-u", "watchpost", "ping"])
+            .collect();
+        mysqladmin_rounds.push(spawned(&ping, pg_runs)?);
     }
     let mut rows = compare(
         "trivial Rust probe",
@@ -211,5 +251,13 @@ pub fn run(built: &Built, options: &Options) -> Result<Vec<Row>, String> {
         ],
     );
     rows.extend(compare("pg-alive", &pg, &[("check_pgsql", pgsql_rounds)]));
+    rows.extend(compare(
+        "mysql-alive",
+        &mysql,
+        &[
+            ("check_mysql", check_mysql_rounds),
+            ("mysqladmin ping", mysqladmin_rounds),
+        ],
+    ));
     Ok(rows)
 }

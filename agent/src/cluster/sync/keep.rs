@@ -1,51 +1,29 @@
 //! The leader's side of synchronous replication, one step per loop:
-//! read what its server says ([`REPLICATION`]), then open its set, widen
+//! read what its server says ([`crate::cluster::server::Server::replication`]), then open its set, widen
 //! it (etcd first, then PostgreSQL) or narrow it (PostgreSQL first, then
 //! etcd once the remaining standbys have flushed past a mark), or turn
 //! synchronous replication off.
 
 use super::{SyncSet, choose, commits_skip_standbys, standby_names, written_by_agent};
+use crate::cluster::dcs::Dcs;
 use crate::cluster::etcd::Op;
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
+use crate::cluster::server::Replication;
+use crate::cluster::server::Server;
 use crate::events::Decision;
-use std::time::Duration;
 
-/// What the leader's server says of its synchronous replication (one
-/// statement: [`REPLICATION`]).
-struct Replication {
-    /// `synchronous_standby_names` in force in the agent's session.
-    names: String,
-    /// `synchronous_commit` (the server's, unless the agent's role has its own).
-    commit: String,
-    /// `pg_current_wal_lsn()`, bytes from 0/0.
-    lsn: u64,
-    /// Each streaming standby: its `application_name`, flushed position
-    /// (bytes) and whether its WAL sender counts it as a synchronous
-    /// candidate (`sync_priority` > 0, from the sender's own reading of
-    /// the setting: a sender that has not reloaded yet still shows the
-    /// old one).
-    streaming: Vec<(String, u64, bool)>,
-}
-
-const REPLICATION: &str = "SELECT current_setting('synchronous_standby_names') AS names,
-    current_setting('synchronous_commit') AS commit,
-    pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS lsn,
-    COALESCE((SELECT json_agg(json_build_array(application_name,
-        pg_wal_lsn_diff(flush_lsn, '0/0')::float8, sync_priority > 0))::text
-      FROM pg_stat_replication WHERE state = 'streaming' AND flush_lsn IS NOT NULL), '[]') AS streaming";
-
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     /// As the leader with a primary: one step towards the synchronous
     /// standbys `members` call for (see the module's order of writes).
     pub(in crate::cluster) async fn keep_synchronous(&mut self, members: &[Member]) {
-        let synchronous = self.local.spec.synchronous;
+        let synchronous = self.local.spec().synchronous;
         let key = self.sync_key.clone();
         if !synchronous && key.is_none() {
             return; // asynchronous, and nothing to undo
         }
         let raw = key.as_ref().map(|k| k.raw.clone());
-        let pg = match self.replication().await {
+        let pg = match self.local.replication().await {
             Ok(pg) => pg,
             Err(e) => {
                 tracing::warn!(
@@ -59,17 +37,17 @@ impl Ha {
             return;
         }
         if commits_skip_standbys(&pg.commit) {
-            self.raise_synchronous_commit().await;
+            let _ = self.raise_synchronous_commit().await;
             return;
         }
-        let me = self.local.spec.name.clone();
+        let me = self.local.spec().name.clone();
         let current = key.and_then(|k| k.set.ok()).filter(|set| set.leader == me);
         let Some(current) = current else {
             self.open_set(raw.as_deref(), &pg).await;
             return;
         };
         let target = self.target(&current, &pg, members);
-        let wanted = standby_names(self.local.spec.synchronous_node_count, &target);
+        let wanted = standby_names(self.local.spec().synchronous_node_count, &target);
         if pg.names != wanted {
             self.grow(raw.as_deref(), &current, &target, &wanted).await;
         } else {
@@ -96,7 +74,7 @@ impl Ha {
     /// was lost): this node holds everything so far, the standbys
     /// streaming may too.
     async fn open_set(&mut self, raw: Option<&str>, pg: &Replication) {
-        let spec = self.local.spec.clone();
+        let spec = self.local.spec().clone();
         let mut names = vec![spec.name.clone()];
         names.extend(pg.streaming.iter().map(|(n, _, _)| n.clone()));
         let set = SyncSet::new(&spec.name, spec.synchronous_node_count, names);
@@ -111,7 +89,7 @@ impl Ha {
     /// The standbys to wait for: those streaming that are live members,
     /// padded ([`choose`]) with the set's and the live ones.
     fn target(&mut self, current: &SyncSet, pg: &Replication, members: &[Member]) -> Vec<String> {
-        let quorum = self.local.spec.synchronous_node_count;
+        let quorum = self.local.spec().synchronous_node_count;
         let live = self.standbys(members);
         let streaming: Vec<String> = pg
             .streaming
@@ -122,7 +100,7 @@ impl Ha {
         let known: Vec<String> = current
             .members
             .iter()
-            .filter(|n| **n != self.local.spec.name)
+            .filter(|n| **n != self.local.spec().name)
             .chain(live.iter())
             .cloned()
             .collect();
@@ -150,7 +128,7 @@ impl Ha {
         self.shrink_mark = None;
         let mut grown = current.members.clone();
         grown.extend(target.iter().cloned());
-        let quorum = self.local.spec.synchronous_node_count.min(current.quorum);
+        let quorum = self.local.spec().synchronous_node_count.min(current.quorum);
         let widened = SyncSet::new(&current.leader, quorum, grown);
         if widened != *current && !self.write_set(raw, Some(&widened)).await {
             return;
@@ -169,7 +147,7 @@ impl Ha {
         target: &[String],
         pg: &Replication,
     ) {
-        let quorum = self.local.spec.synchronous_node_count;
+        let quorum = self.local.spec().synchronous_node_count;
         let narrowed = SyncSet::new(&current.leader, quorum, target.to_vec());
         if narrowed == *current || target.len() < quorum as usize {
             self.shrink_mark = None;
@@ -209,22 +187,6 @@ impl Ha {
         }
     }
 
-    async fn replication(&self) -> Result<Replication, String> {
-        let rows = self.local.rows(REPLICATION, Duration::from_secs(2)).await?;
-        let row = rows.first().ok_or("the statement returned no row")?;
-        let streaming: Vec<(String, f64, bool)> =
-            serde_json::from_str(&row.get::<_, String>("streaming")).map_err(|e| e.to_string())?;
-        Ok(Replication {
-            names: row.get("names"),
-            commit: row.get("commit"),
-            lsn: row.get::<_, f64>("lsn").max(0.0) as u64,
-            streaming: streaming
-                .into_iter()
-                .map(|(n, at, candidate)| (n, at.max(0.0) as u64, candidate))
-                .collect(),
-        })
-    }
-
     /// `synchronous_standby_names` = `names` on the local server, recorded.
     async fn apply_names(&mut self, names: &str, why: &str) {
         match self
@@ -244,7 +206,7 @@ impl Ha {
     /// only while this member holds the leader key and nobody changed the
     /// set meanwhile: whether it was written.
     async fn write_set(&mut self, raw: Option<&str>, set: Option<&SyncSet>) -> bool {
-        let name = self.local.spec.name.clone();
+        let name = self.local.spec().name.clone();
         let op = match set {
             Some(set) => Op::Put {
                 key: self.keys.sync.clone(),

@@ -4,12 +4,14 @@
 //! the election (is it proven to hold every acknowledged commit?).
 
 use super::{SyncSet, commits_skip_standbys, standby_names, unproven, written_by_agent};
+use crate::cluster::dcs::Dcs;
 use crate::cluster::etcd::{EtcdError, Op};
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
+use crate::cluster::server::Server;
 use crate::events::Decision;
 
-impl Ha {
+impl<D: Dcs, S: Server> Ha<D, S> {
     /// The leader named in the last read `sync` key, if any.
     pub(in crate::cluster) fn sync_leader(&self) -> Option<String> {
         let key = self.sync_key.as_ref()?;
@@ -36,7 +38,7 @@ impl Ha {
     /// key: the new set (this member and the standbys in `members`) with
     /// `synchronous = true`, else the removal of an earlier term's set.
     pub(in crate::cluster) fn opening_sync(&self, members: &[Member]) -> Op {
-        let spec = &self.local.spec;
+        let spec = &self.local.spec();
         if !spec.synchronous {
             return Op::Delete {
                 key: self.keys.sync.clone(),
@@ -54,19 +56,28 @@ impl Ha {
 
     /// Take the free leader key under `lease` with the term's set, in one
     /// transaction: whether this call took it.
+    /// `timeline`: the term's timeline and switch point, written with it.
     pub(in crate::cluster) async fn create_leader_key(
         &self,
         lease: i64,
         members: &[Member],
+        timeline: Option<crate::cluster::member::LeaderTimeline>,
     ) -> Result<bool, EtcdError> {
-        let ops = [
+        let mut ops = vec![
             Op::Put {
                 key: self.keys.leader.clone(),
-                value: self.local.spec.name.clone(),
+                value: self.local.spec().name.clone(),
                 lease,
             },
             self.opening_sync(members),
         ];
+        if let Some(timeline) = timeline {
+            ops.push(Op::Put {
+                key: self.keys.timeline.clone(),
+                value: timeline.text(),
+                lease: 0,
+            });
+        }
         self.etcd.txn(&[(&self.keys.leader, None)], &ops).await
     }
 
@@ -74,14 +85,20 @@ impl Ha {
     /// the local server's configuration (applied on promotion), so that
     /// its first commit already waits for them; with synchronous
     /// replication off, clear a setting the agent wrote in an earlier term.
-    pub(in crate::cluster) async fn prepare_synchronous(&self, members: &[Member]) {
-        let spec = &self.local.spec;
+    /// `Err` (why) under `synchronous = true` when the settings could not
+    /// be read or written: a promotion then would acknowledge commits no
+    /// standby holds, so the caller does not promote.
+    pub(in crate::cluster) async fn prepare_synchronous(
+        &self,
+        members: &[Member],
+    ) -> Result<(), String> {
+        let spec = self.local.spec();
         let names = if spec.synchronous {
             standby_names(spec.synchronous_node_count, &self.standbys(members))
         } else {
             match self.local.setting("synchronous_standby_names").await {
                 Ok(names) if written_by_agent(&names) => String::new(),
-                _ => return,
+                _ => return Ok(()),
             }
         };
         if let Err(e) = self
@@ -89,25 +106,40 @@ impl Ha {
             .alter_system("synchronous_standby_names", &names)
             .await
         {
-            tracing::warn!("cluster: cannot set synchronous_standby_names before promoting: {e}");
+            let why = format!("cannot set synchronous_standby_names before promoting: {e}");
+            tracing::warn!("cluster: {why}");
+            if spec.synchronous {
+                return Err(why);
+            }
         }
-        if spec.synchronous
-            && let Ok(commit) = self.local.setting("synchronous_commit").await
-            && commits_skip_standbys(&commit)
-        {
-            self.raise_synchronous_commit().await;
+        if spec.synchronous {
+            let commit = self
+                .local
+                .setting("synchronous_commit")
+                .await
+                .map_err(|e| format!("cannot read synchronous_commit before promoting: {e}"))?;
+            if commits_skip_standbys(&commit) {
+                self.raise_synchronous_commit().await?;
+            }
         }
+        Ok(())
     }
 
     /// `synchronous_commit` is `off` or `local`: commits would not wait for
-    /// the standbys at all. Set it to `on`, and say so.
-    pub(super) async fn raise_synchronous_commit(&self) {
+    /// the standbys at all. Set it to `on`, and say so; `Err` if it cannot.
+    pub(super) async fn raise_synchronous_commit(&self) -> Result<(), String> {
         match self.local.alter_system("synchronous_commit", "on").await {
-            Ok(()) => self.record(
-                Decision::Synchronous,
-                "synchronous_commit was off or local, so commits did not wait for the synchronous standbys: set it to on (ALTER SYSTEM)".into(),
-            ),
-            Err(e) => tracing::warn!("cluster: cannot set synchronous_commit = on: {e}"),
+            Ok(()) => {
+                self.record(
+                    Decision::Synchronous,
+                    "synchronous_commit was off or local, so commits did not wait for the synchronous standbys: set it to on (ALTER SYSTEM)".into(),
+                );
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("cluster: cannot set synchronous_commit = on: {e}");
+                Err(format!("cannot set synchronous_commit = on: {e}"))
+            }
         }
     }
 
@@ -117,7 +149,7 @@ impl Ha {
     pub(super) fn standbys(&self, members: &[Member]) -> Vec<String> {
         members
             .iter()
-            .filter(|m| m.name != self.local.spec.name && m.role == "standby" && !m.nofailover)
+            .filter(|m| m.name != self.local.spec().name && m.role == "standby" && !m.nofailover)
             .map(|m| m.name.clone())
             .collect()
     }

@@ -318,6 +318,8 @@ impl Parser<'_, '_> {
                 self.d.error(raw.span(), format!("{path}: `post` must be an array of actions, e.g. [{{ webhook = \"http://...\" }}]"));
             }
         }
+        let mysql =
+            self.mysql_failover(path, a, targets, standby.as_ref(), primary.as_ref(), &fence);
         if standby.is_some() && standby == primary {
             self.d.error(
                 a.span.clone(),
@@ -333,6 +335,7 @@ impl Parser<'_, '_> {
             write_within,
             block_for,
             post,
+            mysql,
         }))
     }
 }

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 /// The leader lease: at least etcd's minimum lease (2 s with its default
 /// heartbeat), at most a minute.
+/// `etcd_quota`: etcd's `--quota-backend-bytes`, 1 MiB to 64 GiB.
+const ETCD_QUOTA: units::SizeRange = units::SizeRange::new(1 << 20, 64 * units::GIB);
+
 const TTL: DurationRange = DurationRange::new(Duration::from_secs(2), Duration::from_secs(60));
 
 use super::super::keys::{Kind, Table, key};
@@ -175,6 +178,8 @@ impl Parser<'_, '_> {
                 vec![]
             }
         };
+        let etcd_access = self.etcd_access(&mut s);
+        let d = &mut self.d;
         let name = match s.string(d, "name") {
             Some(n) => {
                 if !super::valid_name(&n.value) {
@@ -273,6 +278,9 @@ impl Parser<'_, '_> {
         let failover_priority = s
             .integer(d, "failover_priority", 0, 1_000_000)
             .map_or(1, |v| v.value);
+        let etcd_quota = s
+            .size(d, "etcd_quota", ETCD_QUOTA)
+            .map_or(2 * units::GIB, |v| v.value);
         let synchronous = s.bool(d, "synchronous").unwrap_or(false);
         let synchronous_node_count = s
             .integer(d, "synchronous_node_count", 1, 16)
@@ -285,6 +293,8 @@ impl Parser<'_, '_> {
         Some(ClusterSpec {
             scope: scope.value,
             etcd,
+            etcd_access,
+            etcd_quota,
             name,
             ttl,
             loop_wait,

@@ -7,15 +7,18 @@
 //! [`probe`] (and its [`thresholds`] and [`dirs`] grants), [`drill`]
 //! (`[[drill]]` restore drills), [`remediation`] (and its [`actions`],
 //! the recovery ones in [`recovery`]), [`otlp`] (`[telemetry]`) and
-//! [`cluster`] (`[cluster]`).
+//! [`cluster`] (`[cluster]`, its etcd access in [`etcd_access`]).
 
 mod actions;
 mod cluster;
 mod dirs;
 mod drill;
+mod etcd_access;
+mod mysql_failover;
 mod otlp;
 mod probe;
 mod recovery;
+mod redis_target;
 mod remediation;
 mod secrets;
 mod targets;
@@ -256,6 +259,10 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
         }
         None => None,
     };
+    if let Some(cluster) = &cluster {
+        let etcd_probe = parser.etcd_probe(cluster, &probes);
+        probes.extend(etcd_probe);
+    }
     let mut d = parser.d;
     top.finish(&mut d);
     if !d.is_empty() {

@@ -159,17 +159,24 @@ impl Parser<'_, '_> {
                 None => TargetKind::Postgres,
                 Some(k) if k.value == "postgres" || k.value == "postgresql" => TargetKind::Postgres,
                 Some(k) if k.value == "mysql" || k.value == "mariadb" => TargetKind::Mysql,
+                Some(k) if k.value == "redis" || k.value == "valkey" => TargetKind::Redis,
                 Some(k) => {
                     d.error(
                         k.span,
                         format!(
-                            "{}: `kind` = {:?} is not supported; write \"postgres\" or \"mysql\"",
+                            "{}: `kind` = {:?} is not supported; write \"postgres\", \"mysql\" or \"redis\"",
                             s.path, k.value
                         ),
                     );
                     TargetKind::Postgres
                 }
             };
+            if kind == TargetKind::Redis {
+                if let Some(target) = self.redis_target(s, name_text) {
+                    targets.insert(target.0, target.1);
+                }
+                continue;
+            }
             if kind == TargetKind::Mysql {
                 let mysql = self.mysql_target(s, name_text);
                 if let Some(target) = mysql {
@@ -278,6 +285,7 @@ impl Parser<'_, '_> {
                         strict_privileges,
                         replication_dsn: replication_dsn.map(|r| r.value),
                         replication_password: replication_password.map(|p| p.value),
+                        redis: None,
                     },
                 );
             }
@@ -287,45 +295,78 @@ impl Parser<'_, '_> {
 
     /// The rest of a `kind = "mysql"` target: a `mysql://` URL
     /// ([`crate::sql::mysql::dsn`]), its password from a file or the
-    /// environment, `read_only` and `strict_privileges`. The agent's own
-    /// actions are PostgreSQL's only so far: their keys are refused.
+    /// environment, `read_only` and `strict_privileges`; for the agent's
+    /// own actions (the MariaDB/MySQL failover) `admin_dsn` and
+    /// `replication_dsn` (the login replicas use to replicate from it),
+    /// each with its password from a file or the environment.
     fn mysql_target(&mut self, mut s: Section, name: String) -> Option<(String, Target)> {
         let d = &mut self.d;
         let dsn = s.required_string(d, "dsn", "\"mysql://watchpost@127.0.0.1:3306/\"");
         let read_only = s.bool(d, "read_only").unwrap_or(true);
         let strict_privileges = s.bool(d, "strict_privileges").unwrap_or(false);
-        for key in ["admin_dsn", "replication_dsn", "data_dir"] {
-            if let Some(value) = s.string(d, key) {
-                d.error(
-                    value.span,
-                    format!(
-                        "{}: `{key}` is not supported for kind = \"mysql\" yet (the agent's \
-                         own actions work on PostgreSQL targets only); remove it",
-                        s.path
-                    ),
-                );
-            }
+        if let Some(value) = s.string(d, "data_dir") {
+            d.error(
+                value.span,
+                format!(
+                    "{}: `data_dir` is not supported for kind = \"mysql\" (the MariaDB/MySQL \
+                     failover needs no files of the server); remove it",
+                    s.path
+                ),
+            );
         }
+        let admin_dsn = s.string(d, "admin_dsn");
+        let replication_dsn = s.string(d, "replication_dsn");
         let password = self.secret(&mut s, "password_file", "password_env");
+        let admin_password = self.secret(&mut s, "admin_password_file", "admin_password_env");
+        let replication_password = self.secret(
+            &mut s,
+            "replication_password_file",
+            "replication_password_env",
+        );
         let d = &mut self.d;
         let path = s.path.clone();
         s.finish(d);
-        let dsn = dsn?;
-        match crate::sql::mysql::dsn::parse(&dsn.value, None) {
-            Err(e) => d.error(
-                dsn.span.clone(),
-                format!("{path}: `dsn` is not usable: {e}"),
+        let logins = [
+            ("dsn", dsn.as_ref(), &password, "password"),
+            (
+                "admin_dsn",
+                admin_dsn.as_ref(),
+                &admin_password,
+                "admin password",
             ),
-            Ok(parsed) if parsed.opts.pass().is_some() && password.is_some() => d.error(
-                dsn.span.clone(),
-                format!(
-                    "{}: the `dsn` already has a password; remove it from the dsn to keep it \
-                     out of the config",
-                    path
+            (
+                "replication_dsn",
+                replication_dsn.as_ref(),
+                &replication_password,
+                "replication password",
+            ),
+        ];
+        for (key, url, secret, what) in logins {
+            let Some(url) = url else {
+                if let Some(secret) = secret {
+                    d.error(
+                        secret.span.clone(),
+                        format!("{path}: the {what} needs `{key}`; add it, or remove the {what}"),
+                    );
+                }
+                continue;
+            };
+            match crate::sql::mysql::dsn::parse(&url.value, None) {
+                Err(e) => d.error(
+                    url.span.clone(),
+                    format!("{path}: `{key}` is not usable: {e}"),
                 ),
-            ),
-            Ok(_) => {}
+                Ok(parsed) if parsed.opts.pass().is_some() && secret.is_some() => d.error(
+                    url.span.clone(),
+                    format!(
+                        "{path}: the `{key}` already has a password; remove it from the {key} \
+                         to keep it out of the config"
+                    ),
+                ),
+                Ok(_) => {}
+            }
         }
+        let dsn = dsn?;
         Some((
             name,
             Target {
@@ -334,11 +375,12 @@ impl Parser<'_, '_> {
                 read_only,
                 password: password.map(|p| p.value),
                 data_dir: None,
-                admin_dsn: None,
-                admin_password: None,
+                admin_dsn: admin_dsn.map(|a| a.value),
+                admin_password: admin_password.map(|p| p.value),
                 strict_privileges,
-                replication_dsn: None,
-                replication_password: None,
+                replication_dsn: replication_dsn.map(|r| r.value),
+                replication_password: replication_password.map(|p| p.value),
+                redis: None,
             },
         ))
     }

@@ -93,3 +93,69 @@ fn a_single_agent_failover_is_refused_in_cluster_mode() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn etcd_access_keys_are_read_and_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("etcd.pw");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let base = format!(
+        "{CLUSTER_TARGET}[cluster]\nscope = \"main\"\netcd = [\"https://10.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:5432\"\n"
+    );
+    let text = format!(
+        "{base}etcd_user = \"agent\"\netcd_password_file = \"{}\"\netcd_quota = \"4GiB\"\n",
+        password.display()
+    );
+    let config = parse_str("w.toml", &text, dir.path()).unwrap();
+    let cluster = config.cluster.as_ref().unwrap();
+    assert_eq!(cluster.etcd_access.user.as_deref(), Some("agent"));
+    assert_eq!(
+        cluster.etcd_access.password.as_ref().map(|p| p.expose()),
+        Some("s3cret")
+    );
+    assert_eq!(cluster.etcd_quota, 4 << 30);
+    // [cluster] adds the probe of etcd's health, with its thresholds.
+    let probe = config
+        .probes
+        .iter()
+        .find(|p| p.name == "cluster-etcd")
+        .unwrap();
+    assert_eq!(probe.wasm, WasmSource::Etcd);
+    assert_eq!(probe.thresholds.len(), 2);
+    // A user without a password, a password without a user.
+    one(
+        &format!("{base}etcd_user = \"agent\"\n"),
+        10,
+        13,
+        &["`etcd_user`", "etcd_password_file"],
+    );
+    one(
+        &format!("{base}etcd_password_env = \"PATH\"\n"),
+        10,
+        21,
+        &["without `etcd_user`"],
+    );
+    // A certificate without its key; a password file others can read.
+    one(
+        &format!("{base}etcd_cert = \"/etc/hostname\"\n"),
+        10,
+        13,
+        &["`etcd_cert` and `etcd_key`"],
+    );
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let exposed = errors_in(
+        &format!(
+            "{base}etcd_user = \"agent\"\netcd_password_file = \"{}\"\n",
+            password.display()
+        ),
+        dir.path(),
+    );
+    assert!(
+        exposed
+            .iter()
+            .any(|d| d.message.contains("etcd_password_file") && d.message.contains("chmod 0600")),
+        "{exposed:#?}"
+    );
+}

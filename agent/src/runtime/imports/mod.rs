@@ -6,6 +6,7 @@ mod config;
 mod dirs;
 mod host;
 mod log;
+mod redis;
 mod sql;
 
 use super::bindings::types;

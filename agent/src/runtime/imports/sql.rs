@@ -79,7 +79,7 @@ impl From<sql::Error> for Error {
 
 impl RunState {
     /// Check the grant; record a refusal.
-    fn grant(&mut self, target: &str) -> Result<(), Error> {
+    pub(super) fn grant(&mut self, target: &str) -> Result<(), Error> {
         if self.grants.targets.iter().any(|t| t == target) {
             return Ok(());
         }

@@ -26,6 +26,7 @@
 //! compound statement could end the read-only transaction and write.
 //! Statements take `?` placeholders (MySQL's), not `$1`.
 
+pub mod admin;
 pub mod convert;
 pub mod dsn;
 mod errors;

@@ -1,0 +1,148 @@
+//! The leader's lease: renewed first in every loop (the leader's safety
+//! depends on it), with a deadline counted from before the last successful
+//! renewal was sent, so that this node stops serving before etcd can expire
+//! the lease and let another member lead; lost, it stops the server first
+//! and gives the lease back only once the server is known stopped; and the
+//! agent's own stop steps down the same way.
+
+use super::ha::Ha;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::server::Server;
+use crate::events::Decision;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl<D: Dcs, S: Server> Ha<D, S> {
+    /// Renew (or get) the lease; demote at once if the key may be lost.
+    pub(super) async fn renew(&mut self) {
+        let sent = Instant::now();
+        let call = async {
+            match self.lease {
+                Some(lease) => self
+                    .etcd
+                    .keep_alive(lease)
+                    .await
+                    .map(|alive| (lease, alive)),
+                None => self.etcd.grant(self.ttl()).await.map(|lease| (lease, true)),
+            }
+        };
+        // A leader never waits for etcd past its own deadline.
+        let bound = match self.leader_until {
+            Some(until) => until
+                .saturating_duration_since(sent)
+                .max(Duration::from_millis(50)),
+            None => self.ttl(),
+        };
+        let renewed = match tokio::time::timeout(bound, call).await {
+            Ok(result) => result,
+            Err(_) => Err(super::etcd::EtcdError(
+                "no answer before the lease deadline".into(),
+            )),
+        };
+        match renewed {
+            Ok((lease, true)) => {
+                self.lease = Some(lease);
+                self.renewed_at = Some(sent);
+                if self.leader_until.is_some() {
+                    self.leader_until = Some(sent + self.ttl() - self.margin());
+                }
+            }
+            Ok((_, false)) => {
+                self.lease = None;
+                self.renewed_at = None;
+                if let Some(until) = self.leader_until.take() {
+                    self.lose_lease(until, "the lease expired before it could be renewed")
+                        .await;
+                }
+            }
+            Err(e) => tracing::warn!("cluster: cannot renew the lease: {e}"),
+        }
+        self.guard();
+    }
+
+    /// etcd is out of reach: past the deadline, stop serving.
+    /// Whether it stopped the server.
+    pub(super) async fn check_deadline(&mut self) -> bool {
+        if let Some(until) = self.leader_until
+            && Instant::now() >= until
+        {
+            self.leader_until = None;
+            self.lose_lease(
+                until,
+                &format!(
+                    "no lease renewal for {} (etcd out of reach); the lease may expire elsewhere",
+                    crate::config::units::format_duration(self.ttl() - self.margin())
+                ),
+            )
+            .await;
+            return true;
+        }
+        false
+    }
+
+    /// The lease is lost (or may be): stop the server; `deadline` is the
+    /// leader's deadline of the lost term (the fence of a server that
+    /// cannot be stopped is armed no later than it).
+    pub(super) async fn lose_lease(&mut self, deadline: Instant, why: &str) {
+        self.record(Decision::LostLease, format!("lost the leader lease: {why}"));
+        // The role endpoints stop saying "primary" at once.
+        self.view.lock().is_leader = false;
+        // A lease this node stopped trusting is never renewed again: when
+        // renewals reach etcd but their answers come too late (a slow
+        // link), it would otherwise keep the key alive for a leader that
+        // no longer serves, and nobody could take over.
+        let lease = self.lease.take();
+        self.renewed_at = None;
+        self.shrink_mark = None;
+        match self.local.stop("immediate").await {
+            Ok(()) => {
+                self.record(
+                    Decision::Demoted,
+                    "stopped the local server (immediate): it no longer acknowledges writes; it rejoins as a standby when a leader exists".into(),
+                );
+                // The server is down: disarm the watchdog, and give the
+                // lease (and the key under it) back, so that a standby
+                // need not wait for it to expire.
+                self.guard();
+                if let Some(lease) = lease {
+                    let _ = self.etcd.revoke(lease).await;
+                }
+            }
+            Err(e) => self.left_unfenced(deadline, &e),
+        }
+        self.guard();
+    }
+
+    /// The agent is stopping: a leader stops its server (a fast shutdown,
+    /// which sends its WAL to the standbys, within a third of the lease;
+    /// then immediate), releases the key and revokes its lease, so that a
+    /// standby takes over at once and no server serves writes without an
+    /// agent holding the key.
+    pub async fn step_down(&mut self) {
+        if self.leader_until.is_some() {
+            let fast = tokio::time::timeout(self.margin(), self.local.stop("fast")).await;
+            if !matches!(fast, Ok(Ok(()))) {
+                let _ = self.local.stop("immediate").await;
+            }
+            if !self.known_stopped_before_release() {
+                // The watchdog stays armed with the last deadline: once
+                // this agent is gone it fences the server, before the
+                // lease can expire.
+                self.lease = None;
+                return;
+            }
+            self.keep_standby_marked();
+            let _ = self.release_key().await;
+            self.leader_until = None;
+            self.record(
+                Decision::Released,
+                "the agent is stopping: stopped the local server and released the leader key"
+                    .into(),
+            );
+        }
+        self.guard();
+        if let Some(lease) = self.lease.take() {
+            let _ = self.etcd.revoke(lease).await;
+        }
+    }
+}

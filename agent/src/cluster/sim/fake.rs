@@ -1,0 +1,382 @@
+//! A fake database server and fence for the HA loop's table tests and
+//! simulation: a few fields stand for a PostgreSQL server (running, in
+//! recovery, timeline and its history, WAL position, upstream), and the
+//! test flips the faults the loop must survive (a state that cannot be
+//! read, a stop or a rewind that fails, a fence that cannot start).
+
+use crate::cluster::local::{Observation, ShutDown};
+use crate::cluster::server::{Fence, Replication, Server};
+use crate::config::ClusterSpec;
+use crate::pgserver::postmaster::{Postmaster, Probe};
+use parking_lot::Mutex;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One fake server's state, shared by its [`FakeServer`] (the agent's
+/// handle, dropped when the agent crashes) and the test.
+#[derive(Clone, Debug, Default)]
+pub struct Node {
+    pub running: bool,
+    /// Running and out of recovery: accepts writes.
+    pub primary: bool,
+    /// A start comes up in recovery (`standby.signal`).
+    pub standby_marked: bool,
+    /// The upstream it is configured to follow (`host:port`).
+    pub upstream: Option<String>,
+    /// It streams from `upstream` (set by the test's replication step).
+    pub streaming: bool,
+    pub timeline: u64,
+    /// The end of its WAL, bytes.
+    pub lsn: u64,
+    /// The timelines it left and where: `(timeline, switch point)`.
+    pub history: Vec<(u64, u64)>,
+    /// Whether it runs cannot be told (`postmaster.pid` unreadable).
+    pub unknown: bool,
+    /// Stops fail (`pg_ctl stop` errors, the server keeps running).
+    pub stop_fails: bool,
+    /// Rewinds fail.
+    pub rewind_fails: bool,
+    /// The fence cannot be started.
+    pub fence_broken: bool,
+    /// Settings cannot be read or written (SQL fails).
+    pub sql_fails: bool,
+    /// Armed fences (one per fence process; a crashed agent's stays):
+    /// their deadlines.
+    pub fences: Vec<(u64, Option<Instant>)>,
+    /// The fence processes that fired and what they did, not yet reaped.
+    pub fired: Vec<(u64, bool)>,
+    next_fence: u64,
+}
+
+impl Node {
+    /// A server of timeline 1 at `lsn`.
+    pub fn new(primary: bool, lsn: u64) -> Node {
+        Node {
+            running: true,
+            primary,
+            standby_marked: !primary,
+            timeline: 1,
+            lsn,
+            ..Node::default()
+        }
+    }
+
+    /// Whether `(timeline, lsn)` lies on this server's history: the
+    /// same timeline at or behind its end, or an earlier one at or
+    /// before the point where this server left it.
+    pub fn contains(&self, timeline: u64, lsn: u64) -> bool {
+        if timeline == self.timeline {
+            return lsn <= self.lsn;
+        }
+        self.history
+            .iter()
+            .any(|(t, switch)| *t == timeline && lsn <= *switch)
+    }
+
+    /// A fence left armed by an earlier run of the agent.
+    pub fn arm_left_over(&mut self, until: Instant) {
+        self.next_fence += 1;
+        let id = self.next_fence;
+        self.fences.push((id, Some(until)));
+    }
+
+    /// Fire the fences whose deadline passed by `now`: stop the server.
+    pub fn fire_fences(&mut self, now: Instant) {
+        let due: Vec<u64> = self
+            .fences
+            .iter()
+            .filter(|(_, until)| until.is_some_and(|u| now >= u))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.fences.retain(|(f, _)| *f != id);
+            let stopped = self.running;
+            self.running = false;
+            self.primary = false;
+            self.streaming = false;
+            self.fired.push((id, stopped));
+        }
+    }
+
+    fn stop(&mut self) -> Result<(), String> {
+        if self.stop_fails || self.unknown {
+            return Err("pg_ctl stop: the server did not stop".into());
+        }
+        self.running = false;
+        self.primary = false;
+        self.streaming = false;
+        Ok(())
+    }
+}
+
+/// Every server of a simulated cluster, by `host:port`.
+pub type Peers = Arc<Mutex<Vec<(String, Arc<Mutex<Node>>)>>>;
+
+/// The agent's handle on a fake server.
+pub struct FakeServer {
+    pub spec: ClusterSpec,
+    pub node: Arc<Mutex<Node>>,
+    /// Every server of the cluster by `host:port` (to rewind from).
+    pub peers: Peers,
+}
+
+/// The fence of a fake server: one fence process, started on first arm.
+pub struct FakeFence {
+    node: Arc<Mutex<Node>>,
+    id: Option<u64>,
+    sent: Option<Instant>,
+}
+
+impl Fence for FakeFence {
+    fn sync(&mut self, until: Option<Instant>) -> Option<(bool, String)> {
+        let mut node = self.node.lock();
+        let fired = self.id.and_then(|id| {
+            let at = node.fired.iter().position(|(f, _)| *f == id)?;
+            let (_, stopped) = node.fired.remove(at);
+            self.id = None;
+            self.sent = None;
+            Some((stopped, "the fence fired".to_string()))
+        });
+        if until == self.sent {
+            return fired;
+        }
+        match (self.id, until) {
+            (None, None) => self.sent = None,
+            (None, Some(_)) if node.fence_broken => {}
+            (None, Some(at)) => {
+                node.next_fence += 1;
+                let id = node.next_fence;
+                node.fences.push((id, Some(at)));
+                self.id = Some(id);
+                self.sent = until;
+            }
+            (Some(id), until) => {
+                for fence in node.fences.iter_mut().filter(|(f, _)| *f == id) {
+                    fence.1 = until;
+                }
+                self.sent = until;
+            }
+        }
+        fired
+    }
+
+    fn armed(&self) -> bool {
+        self.id.is_some() && self.sent.is_some()
+    }
+}
+
+impl Drop for FakeFence {
+    fn drop(&mut self) {
+        // As the real one: a disarmed fence exits with its agent, an armed
+        // one stays and fires at its deadline.
+        if let Some(id) = self.id
+            && self.sent.is_none()
+        {
+            self.node.lock().fences.retain(|(f, _)| *f != id);
+        }
+    }
+}
+
+fn ready<T: Send>(value: T) -> impl Future<Output = T> + Send {
+    std::future::ready(value)
+}
+
+impl FakeServer {
+    fn peer(&self, host: &str, port: u16) -> Option<Arc<Mutex<Node>>> {
+        let at = format!("{host}:{port}");
+        let peers = self.peers.lock();
+        peers.iter().find(|(a, _)| *a == at).map(|(_, n)| n.clone())
+    }
+}
+
+impl Server for FakeServer {
+    type Fence = FakeFence;
+
+    fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    fn fence(&self, _record: PathBuf) -> FakeFence {
+        FakeFence {
+            node: self.node.clone(),
+            id: None,
+            sent: None,
+        }
+    }
+
+    fn postmaster(&self) -> Probe {
+        let node = self.node.lock();
+        let state = match (node.unknown, node.running) {
+            (true, _) => Postmaster::Unknown("postmaster.pid cannot be read".into()),
+            (false, true) => Postmaster::Running(4242),
+            (false, false) => Postmaster::Stopped,
+        };
+        Probe {
+            state,
+            fault: node
+                .unknown
+                .then(|| "postmaster.pid has 2 hard links".into()),
+        }
+    }
+
+    fn observe(&self, _budget: Duration) -> impl Future<Output = Observation> + Send {
+        let probe = self.postmaster();
+        let node = self.node.lock().clone();
+        ready(Observation {
+            server: probe.state,
+            pid_fault: probe.fault,
+            answering: node.running,
+            in_recovery: node.running && !node.primary,
+            lsn: node.running.then_some(node.lsn),
+            replayed: (node.running && !node.primary).then_some(node.lsn),
+            replay_paused: false,
+            timeline: node.running.then_some(node.timeline),
+            wal_end_read: node.running && !node.primary,
+            streaming_from: (node.running && node.streaming)
+                .then(|| node.upstream.clone())
+                .flatten(),
+        })
+    }
+
+    fn rewind_precondition(&self) -> impl Future<Output = Option<String>> + Send {
+        ready(None)
+    }
+
+    fn start(&self) -> impl Future<Output = Result<(), String>> + Send {
+        let mut node = self.node.lock();
+        let answer = if node.unknown || node.running {
+            Err("pg_ctl start: another server might be running".into())
+        } else {
+            node.running = true;
+            node.primary = !node.standby_marked;
+            Ok(())
+        };
+        ready(answer)
+    }
+
+    fn stop(&self, _mode: &str) -> impl Future<Output = Result<(), String>> + Send {
+        ready(self.node.lock().stop())
+    }
+
+    fn start_promotion(&self) -> impl Future<Output = Result<(), String>> + Send {
+        let mut node = self.node.lock();
+        let answer = if node.running && !node.primary {
+            let (timeline, lsn) = (node.timeline, node.lsn);
+            node.history.push((timeline, lsn));
+            node.timeline += 1;
+            node.primary = true;
+            node.streaming = false;
+            Ok(())
+        } else {
+            Err("not a running standby".into())
+        };
+        ready(answer)
+    }
+
+    fn confirm_promotion(&self) -> impl Future<Output = Result<(), String>> + Send {
+        ready(Ok(()))
+    }
+
+    fn mark_standby(&self) -> std::io::Result<()> {
+        self.node.lock().standby_marked = true;
+        Ok(())
+    }
+
+    fn point_at(&self, host: &str, port: u16) -> Result<(), String> {
+        let mut node = self.node.lock();
+        node.standby_marked = true;
+        node.upstream = Some(format!("{host}:{port}"));
+        Ok(())
+    }
+
+    fn follow(&self, host: &str, port: u16) -> impl Future<Output = Result<(), String>> + Send {
+        let mut node = self.node.lock();
+        node.upstream = Some(format!("{host}:{port}"));
+        node.streaming = false;
+        ready(Ok(()))
+    }
+
+    fn conninfo(&self, host: &str, port: u16) -> String {
+        format!("host={host} port={port}")
+    }
+
+    fn rewind_and_follow(
+        &self,
+        host: &str,
+        port: u16,
+        _source: &str,
+    ) -> impl Future<Output = Result<String, String>> + Send {
+        let source = self.peer(host, port).map(|n| n.lock().clone());
+        let mut node = self.node.lock();
+        let answer = (|| {
+            node.stop()?;
+            if node.rewind_fails {
+                return Err("pg_rewind: could not connect".to_string());
+            }
+            let source = source.ok_or("pg_rewind: no such server")?;
+            if !source.running {
+                return Err("pg_rewind: the source server does not run".into());
+            }
+            node.timeline = source.timeline;
+            node.history = source.history.clone();
+            // Rewound to where its history and the source's part.
+            node.lsn = node.lsn.min(source.lsn);
+            node.upstream = Some(format!("{host}:{port}"));
+            node.standby_marked = true;
+            node.running = true;
+            node.primary = false;
+            Ok("rewound".to_string())
+        })();
+        ready(answer)
+    }
+
+    fn setting(&self, _name: &str) -> impl Future<Output = Result<String, String>> + Send {
+        let fails = self.node.lock().sql_fails;
+        ready(if fails {
+            Err("no answer within 2s".to_string())
+        } else {
+            Ok(String::new())
+        })
+    }
+
+    fn alter_system(
+        &self,
+        _name: &str,
+        _value: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        let fails = self.node.lock().sql_fails;
+        ready(if fails {
+            Err("no answer within 2s".to_string())
+        } else {
+            Ok(())
+        })
+    }
+
+    fn checkpoint(&self) -> impl Future<Output = Result<(), String>> + Send {
+        ready(Ok(()))
+    }
+
+    fn shut_down_at(&self) -> impl Future<Output = Result<ShutDown, String>> + Send {
+        let node = self.node.lock();
+        ready(Ok(ShutDown {
+            checkpoint: node.lsn,
+            timeline: node.timeline,
+        }))
+    }
+
+    fn pending_restart(&self) -> impl Future<Output = Result<Vec<String>, String>> + Send {
+        ready(Ok(Vec::new()))
+    }
+
+    fn receiving_timeline(&self) -> impl Future<Output = Option<u64>> + Send {
+        let node = self.node.lock();
+        ready(node.streaming.then_some(node.timeline))
+    }
+
+    fn replication(&self) -> impl Future<Output = Result<Replication, String>> + Send {
+        ready(Err("no synchronous replication in the fake".to_string()))
+    }
+}

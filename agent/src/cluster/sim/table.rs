@@ -1,0 +1,442 @@
+//! Table tests of the decisions of one pass of the loop ([`Ha::tick`]):
+//! one member over the in-memory store and a fake server, the scope set
+//! up as each row needs, and what the pass did and left checked.
+
+use super::fake::{FakeServer, Node};
+use super::world::spec;
+use crate::cluster::Keys;
+use crate::cluster::dcs::Dcs;
+use crate::cluster::dcs::memory::{Call, Fault, Memory, Store};
+use crate::cluster::did::Did;
+use crate::cluster::ha::Ha;
+use crate::cluster::member::Member;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Member `m0` (this agent) and its scope.
+struct Harness {
+    store: Arc<Mutex<Store>>,
+    node: Arc<Mutex<Node>>,
+    keys: Keys,
+    ha: Ha<Memory, FakeServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new(node: Node) -> Harness {
+        Harness::with(node, Memory::client)
+    }
+
+    fn with(node: Node, client: impl FnOnce(Arc<Mutex<Store>>) -> Memory) -> Harness {
+        Harness::configured(node, client, |_| {})
+    }
+
+    fn configured(
+        node: Node,
+        client: impl FnOnce(Arc<Mutex<Store>>) -> Memory,
+        settings: impl FnOnce(&mut crate::config::ClusterSpec),
+    ) -> Harness {
+        let store = Arc::new(Mutex::new(Store::default()));
+        let node = Arc::new(Mutex::new(node));
+        let dir = tempfile::tempdir().unwrap();
+        let mut me = spec(0);
+        settings(&mut me);
+        let peers = Arc::new(Mutex::new(vec![(
+            format!("{}:{}", me.host, me.port),
+            node.clone(),
+        )]));
+        let keys = Keys::new(&me.scope);
+        let ha = Ha::new(
+            client(store.clone()),
+            FakeServer {
+                spec: me,
+                node: node.clone(),
+                peers,
+            },
+            keys.clone(),
+            None,
+            Arc::default(),
+            "http://10.0.0.1:8080".into(),
+            dir.path().join("cluster-leader"),
+        );
+        Harness {
+            store,
+            node,
+            keys,
+            ha,
+            _dir: dir,
+        }
+    }
+
+    /// Member `i` (not this one) published as `role` at `lsn`.
+    fn other(&self, i: usize, role: &str, lsn: u64) {
+        let s = spec(i);
+        let member = Member {
+            name: s.name.clone(),
+            role: role.into(),
+            healthy: role == "standby",
+            lsn: Some(lsn),
+            timeline: Some(1),
+            host: s.host.clone(),
+            port: s.port,
+            ..Member::default()
+        };
+        let mut store = self.store.lock();
+        let lease = store.grant(Duration::from_secs(30));
+        store
+            .put(
+                &self.keys.member(&s.name),
+                &serde_json::to_string(&member).unwrap(),
+                lease,
+            )
+            .unwrap();
+    }
+
+    /// The leader key held by `name` under a new lease of `ttl`.
+    fn leader(&self, name: &str, ttl: Duration) -> i64 {
+        let mut store = self.store.lock();
+        let lease = store.grant(ttl);
+        store.put(&self.keys.leader, name, lease).unwrap();
+        lease
+    }
+
+    fn optime(&self, lsn: u64) {
+        let mut store = self.store.lock();
+        store.put(&self.keys.optime, &lsn.to_string(), 0).unwrap();
+    }
+
+    fn holder(&self) -> Option<String> {
+        self.store
+            .lock()
+            .get(&self.keys.leader)
+            .map(|kv| kv.value.clone())
+    }
+
+    async fn tick(&mut self) -> Vec<Did> {
+        self.ha.tick().await
+    }
+
+    /// Ticks until one did something matching `want` (at most `n`).
+    async fn until(&mut self, n: usize, want: impl Fn(&Did) -> bool) -> Vec<Did> {
+        let mut all = Vec::new();
+        for _ in 0..n {
+            let did = self.tick().await;
+            let hit = did.iter().any(&want);
+            all.extend(did);
+            if hit {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("not done in {n} passes: {all:?}");
+    }
+}
+
+fn standby(lsn: u64) -> Node {
+    Node::new(false, lsn)
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_leader_the_most_advanced_healthy_standby_takes_the_key_and_promotes() {
+    let mut h = Harness::new(standby(1000));
+    h.other(1, "standby", 900);
+    h.optime(1000);
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(matches!(did[1], Did::Promoted(_)), "{did:?}");
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+    assert!(h.node.lock().primary);
+    assert_eq!(h.node.lock().timeline, 2);
+    assert!(h.ha.watchdog_armed(), "the fence is armed once it leads");
+    assert_eq!(h.tick().await, vec![Did::Renewed]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_leader_a_standby_behind_another_or_past_max_lag_does_not_take_the_key() {
+    let mut h = Harness::new(standby(1000));
+    h.other(1, "standby", 2000);
+    let did = h.tick().await;
+    assert!(matches!(&did[0], Did::NoCandidate(_)), "{did:?}");
+    assert_eq!(h.holder(), None);
+
+    let mut h = Harness::new(standby(1000));
+    h.optime(1000 + 2 * spec(0).max_lag_bytes);
+    let did = h.tick().await;
+    assert!(
+        matches!(&did[0], Did::NoCandidate(why) if why.contains("max_lag_bytes")),
+        "{did:?}"
+    );
+    assert!(!h.node.lock().primary);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_held_elsewhere_a_stopped_server_is_started_as_its_standby() {
+    let mut node = standby(500);
+    node.running = false;
+    let mut h = Harness::new(node);
+    h.other(1, "primary", 1000);
+    h.leader("m1", Duration::from_secs(30));
+    h.tick().await;
+    let node = h.node.lock().clone();
+    assert!(node.running && !node.primary, "{node:?}");
+    assert_eq!(node.upstream.as_deref(), Some("10.0.0.2:5432"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_primary_while_another_holds_the_key_is_demoted_and_rewound() {
+    let mut h = Harness::new(Node::new(true, 1200));
+    h.other(1, "primary", 1000);
+    h.leader("m1", Duration::from_secs(30));
+    let did = h.tick().await;
+    assert!(matches!(&did[0], Did::Demoted(_)), "{did:?}");
+    assert!(!h.node.lock().primary);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_keeps_its_primary_and_renews() {
+    let mut h = Harness::new(Node::new(true, 1000));
+    h.leader("m0", Duration::from_secs(3));
+    let did = h.tick().await;
+    assert!(
+        matches!(&did[0], Did::Acquired(why) if why.contains("earlier run")),
+        "{did:?}"
+    );
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(h.tick().await, vec![Did::Renewed]);
+    }
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_lease_is_gone_stops_its_server_first() {
+    let mut h = Harness::new(Node::new(true, 1000));
+    h.leader("m0", Duration::from_secs(3));
+    h.tick().await;
+    let lease = h.store.lock().get(&h.keys.leader).unwrap().lease;
+    Memory::client(h.store.clone()).revoke(lease).await.unwrap();
+    let did = h.tick().await;
+    assert!(matches!(&did[0], Did::LostLease(_)), "{did:?}");
+    assert!(matches!(&did[1], Did::Demoted(_)), "{did:?}");
+    assert!(!h.node.lock().running);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_server_crashed_restarts_it_in_place_then_promotes_it_again() {
+    let mut h = Harness::new(Node::new(true, 1000));
+    h.leader("m0", Duration::from_secs(3));
+    h.tick().await;
+    {
+        let mut node = h.node.lock();
+        node.running = false;
+        node.primary = false;
+    }
+    let did = h.tick().await;
+    assert!(matches!(&did[0], Did::Restarted(_)), "{did:?}");
+    h.until(3, |d| matches!(d, Did::Promoted(_))).await;
+    assert!(h.node.lock().primary);
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_server_stays_down_releases_the_key_only_when_known_stopped() {
+    let mut h = Harness::new(Node::new(true, 1000));
+    h.leader("m0", Duration::from_secs(3));
+    h.tick().await;
+    {
+        let mut node = h.node.lock();
+        node.running = false;
+        node.primary = false;
+        node.unknown = true;
+    }
+    // Unknown: never released, never restarted over it.
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let did = h.tick().await;
+        assert!(
+            !did.iter()
+                .any(|d| matches!(d, Did::Released(_) | Did::Restarted(_))),
+            "{did:?}"
+        );
+    }
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+    // Known stopped, and a start that fails: released after restart_timeout.
+    {
+        let mut node = h.node.lock();
+        node.unknown = false;
+        node.stop_fails = true;
+        node.running = false;
+    }
+    let did = h
+        .until(60, |d| matches!(d, Did::Released(_) | Did::Restarted(_)))
+        .await;
+    assert!(
+        did.iter().any(|d| matches!(d, Did::Restarted(_))),
+        "{did:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_won_key_whose_answer_was_lost_is_read_back_and_taken_into_office() {
+    let mut lost_once = true;
+    let mut h = Harness::with(standby(1000), |store| {
+        Memory::client(store).with_faults(Box::new(move |call: &Call| {
+            if matches!(call, Call::Txn(..)) && lost_once {
+                lost_once = false;
+                return Fault::AnswerLost(Duration::from_millis(300));
+            }
+            Fault::None
+        }))
+    });
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(did.iter().any(|d| matches!(d, Did::Promoted(_))), "{did:?}");
+    assert!(h.ha.watchdog_armed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_resent_to_another_endpoint_is_read_back_not_taken_for_lost() {
+    let mut resent_once = true;
+    let mut h = Harness::with(standby(1000), |store| {
+        Memory::client(store).with_faults(Box::new(move |call: &Call| {
+            if matches!(call, Call::Txn(..)) && resent_once {
+                resent_once = false;
+                return Fault::Resent;
+            }
+            Fault::None
+        }))
+    });
+    h.until(4, |d| matches!(d, Did::Acquired(_))).await;
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+    assert!(h.ha.watchdog_armed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_cut_from_the_store_stops_serving_before_its_lease_can_expire() {
+    let cut = Arc::new(Mutex::new(false));
+    let flag = cut.clone();
+    let mut h = Harness::with(Node::new(true, 1000), |store| {
+        Memory::client(store).with_faults(Box::new(move |_: &Call| {
+            if *flag.lock() {
+                Fault::Unsent(Duration::from_millis(300))
+            } else {
+                Fault::None
+            }
+        }))
+    });
+    h.leader("m0", Duration::from_secs(3));
+    h.tick().await;
+    *cut.lock() = true;
+    let did = h.until(10, |d| matches!(d, Did::LostLease(_))).await;
+    assert!(did.iter().any(|d| matches!(d, Did::Demoted(_))), "{did:?}");
+    assert!(!h.node.lock().primary);
+    let lease = h.store.lock().get(&h.keys.leader).map(|kv| kv.lease);
+    let expiry = lease.and_then(|l| h.store.lock().lease_expiry(l));
+    assert!(
+        expiry.is_none_or(|e| tokio::time::Instant::now() < e),
+        "stopped before the lease could expire"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_whose_fence_cannot_start_does_not_promote_and_gives_the_key_back() {
+    let mut node = standby(1000);
+    node.fence_broken = true;
+    let mut h = Harness::new(node);
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(
+        did.iter()
+            .any(|d| matches!(d, Did::Failed(why) if why.contains("watchdog"))),
+        "{did:?}"
+    );
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
+    assert!(!h.node.lock().primary);
+    assert_eq!(h.holder(), None, "the key is given back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_synchronous_replication_a_candidate_that_cannot_set_its_standbys_does_not_promote() {
+    let mut node = standby(1000);
+    node.sql_fails = true;
+    let mut h = Harness::configured(node, Memory::client, |spec| spec.synchronous = true);
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
+    assert!(!h.node.lock().primary);
+    assert_eq!(h.holder(), None, "the key is given back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_cannot_stop_its_server_keeps_the_fence_no_later_than_its_term_had() {
+    let mut h = Harness::new(Node::new(true, 1000));
+    h.leader("m0", Duration::from_secs(3));
+    h.tick().await;
+    let armed = h.node.lock().fences[0].1.unwrap();
+    h.node.lock().stop_fails = true;
+    let lease = h.store.lock().get(&h.keys.leader).unwrap().lease;
+    Memory::client(h.store.clone()).revoke(lease).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let did = h.tick().await;
+    assert!(matches!(&did[0], Did::LostLease(_)), "{did:?}");
+    let fence = h.node.lock().fences[0].1.expect("still armed");
+    assert!(fence <= armed, "re-armed later than the term's fence");
+    // The fence fires at once: the lease is gone, the key may be taken.
+    let now = tokio::time::Instant::now();
+    assert!(fence <= now + spec(0).ttl / 6, "{:?}", fence - now);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_former_primary_waiting_to_retry_its_rewind_never_runs_as_a_primary() {
+    let mut node = Node::new(true, 1200);
+    node.rewind_fails = true;
+    let mut h = Harness::new(node);
+    h.other(1, "primary", 1000);
+    h.leader("m1", Duration::from_secs(600));
+    let did = h.tick().await;
+    assert!(did.iter().any(|d| matches!(d, Did::Failed(_))), "{did:?}");
+    // Started again as a primary by someone (no standby.signal).
+    {
+        let mut node = h.node.lock();
+        node.running = true;
+        node.primary = true;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let did = h.tick().await;
+    assert!(matches!(&did[0], Did::Demoted(_)), "{did:?}");
+    assert!(!h.node.lock().primary);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_diverged_former_primary_on_an_old_timeline_does_not_take_a_free_key() {
+    let mut h = Harness::new(Node::new(true, 5000));
+    std::fs::write(h._dir.path().join("cluster-leader"), b"").unwrap();
+    h.other(1, "standby", 1000);
+    h.store.lock().put(&h.keys.timeline, "2", 0).unwrap();
+    let did = h.tick().await;
+    assert!(
+        matches!(&did[0], Did::Demoted(why) if why.contains("timeline")),
+        "{did:?}"
+    );
+    assert_eq!(h.holder(), None);
+    assert!(!h.node.lock().primary);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_on_another_timeline_than_the_last_leader_is_no_candidate() {
+    let mut h = Harness::new(standby(5000));
+    h.store.lock().put(&h.keys.timeline, "2", 0).unwrap();
+    let did = h.tick().await;
+    assert!(
+        matches!(&did[0], Did::NoCandidate(why) if why.contains("timeline")),
+        "{did:?}"
+    );
+    assert_eq!(h.holder(), None);
+}

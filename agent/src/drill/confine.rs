@@ -1,0 +1,224 @@
+//! Keeping a restored copy inside its scratch directory, checked on the
+//! filesystem rather than on paths as text. A path is resolved component by
+//! component, and a component that is a link is never followed: a `..`
+//! after a link climbs from where the link points, not from where it sits,
+//! so a check that resolves `..` lexically can be led out of the directory
+//! (`conf.d/../../etc` with `conf.d` a link). So [`resolve`] refuses any
+//! link on the way, and [`confine`] refuses a copy — whatever restored it
+//! — that has a link leading outside (or through another link), a
+//! `tablespace_map` entry outside, or a file hard-linked to a file outside
+//! (writing one writes the other).
+
+use super::scratch::Scratch;
+use super::tablespace::parse_map;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Why a path does not stay inside the scratch directory.
+#[derive(Debug, PartialEq)]
+pub enum Escape {
+    /// It leads to this path, outside.
+    Outside(PathBuf),
+    /// It passes through this link (never followed).
+    Link(PathBuf),
+}
+
+impl std::fmt::Display for Escape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Escape::Outside(p) => write!(
+                f,
+                "leads to {}, outside the drill's scratch directory",
+                p.display()
+            ),
+            Escape::Link(p) => write!(
+                f,
+                "passes through the link {} (the drill never follows one)",
+                p.display()
+            ),
+        }
+    }
+}
+
+/// Where `target` (absolute, or relative to the directory `from`) leads,
+/// resolved on the filesystem one component at a time, below `root`:
+/// `Ok` with a path inside `root` (which need not exist yet), or the
+/// escape. `root`'s own ancestors are the operator's and trusted; below
+/// `root` every existing component is checked with `lstat` and a link is
+/// refused, the last component included.
+pub fn resolve(root: &Path, from: &Path, target: &Path) -> Result<PathBuf, Escape> {
+    let full = if target.is_absolute() {
+        target.to_path_buf()
+    } else {
+        from.join(target)
+    };
+    let mut at = PathBuf::from("/");
+    // Once a component is missing, what follows cannot be a link.
+    let mut missing = false;
+    for part in full.components() {
+        match part {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                // Within root, the components walked are real directories
+                // (links were refused), so `..` is their parent.
+                if !at.starts_with(root) || at == root {
+                    at.pop();
+                    return Err(Escape::Outside(at));
+                }
+                at.pop();
+            }
+            Component::Normal(name) => {
+                at.push(name);
+                if !at.starts_with(root) {
+                    if root.starts_with(&at) {
+                        continue; // still on the way down to root
+                    }
+                    return Err(Escape::Outside(at));
+                }
+                if at == root || missing {
+                    continue;
+                }
+                match std::fs::symlink_metadata(&at) {
+                    Ok(meta) if meta.file_type().is_symlink() => return Err(Escape::Link(at)),
+                    Ok(_) => {}
+                    Err(_) => missing = true,
+                }
+            }
+        }
+    }
+    if at.starts_with(root) {
+        Ok(at)
+    } else {
+        Err(Escape::Outside(at))
+    }
+}
+
+const HINT: &str = "the drill refuses to start a copy that could write there; restore tablespaces and \
+                    links into the drill's directory ($WATCHPOST_DRILL_DIR), as copies, not links";
+
+/// Refuse a copy that could write outside the scratch directory `s.dir`:
+/// every link under it must lead inside it without passing through
+/// another link, every `tablespace_map` entry too (read as PostgreSQL
+/// `major` reads it), and every file with more than one hard link must
+/// have all of them inside it.
+pub fn confine(s: &Scratch, major: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let root = &s.dir;
+    // (device, inode) -> (links seen, links it has, a path).
+    let mut linked: HashMap<(u64, u64), (u64, u64, PathBuf)> = HashMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+            let path = entry.path();
+            let meta =
+                std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).map_err(|e| e.to_string())?;
+                if let Err(why) = resolve(root, &dir, &target) {
+                    return Err(format!(
+                        "the restored copy's link {} -> {} {why}: {HINT}",
+                        path.display(),
+                        target.display()
+                    ));
+                }
+            } else if meta.is_dir() {
+                stack.push(path);
+            } else if meta.nlink() > 1 {
+                let seen =
+                    linked
+                        .entry((meta.dev(), meta.ino()))
+                        .or_insert((0, meta.nlink(), path));
+                seen.0 += 1;
+            }
+        }
+    }
+    if let Some((_, links, path)) = linked.values().find(|(seen, links, _)| seen < links) {
+        return Err(format!(
+            "the restored copy's file {} has {links} hard links, some outside the drill's scratch \
+             directory {} (it shares its data with a file elsewhere, the backup's perhaps): {HINT}",
+            path.display(),
+            root.display()
+        ));
+    }
+    if let Some(text) = s.read(&s.data.join("tablespace_map"))? {
+        for (oid, path) in parse_map(&text, major)? {
+            if let Err(why) = resolve(root, &s.data, Path::new(&path)) {
+                return Err(format!(
+                    "the restored copy's tablespace_map puts tablespace {oid} at {path}, which {why}: {HINT}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn paths_resolve_inside_and_a_link_on_the_way_is_refused() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("drill-1");
+        std::fs::create_dir_all(root.join("data/pg_tblspc")).unwrap();
+        std::fs::create_dir_all(top.path().join("live/etc")).unwrap();
+        let from = root.join("data/pg_tblspc");
+        assert_eq!(
+            resolve(&root, &from, Path::new("../../tblspc/1")),
+            Ok(root.join("tblspc/1"))
+        );
+        assert_eq!(
+            resolve(&root, &from, Path::new("../../../live")),
+            Err(Escape::Outside(top.path().to_path_buf()))
+        );
+        assert_eq!(
+            resolve(&root, &from, &top.path().join("live")),
+            Err(Escape::Outside(top.path().join("live")))
+        );
+        assert_eq!(
+            resolve(&root, &from, &root.join("tblspc/2")),
+            Ok(root.join("tblspc/2"))
+        );
+        // `..` after a link: lexically inside, really in the live tree.
+        symlink(top.path().join("live/etc"), root.join("data/conf.d")).unwrap();
+        assert_eq!(
+            resolve(&root, &root.join("data"), Path::new("conf.d/../x.conf")),
+            Err(Escape::Link(root.join("data/conf.d")))
+        );
+        // A link as the last component is not followed either.
+        assert_eq!(
+            resolve(&root, &root.join("data"), Path::new("conf.d")),
+            Err(Escape::Link(root.join("data/conf.d")))
+        );
+    }
+
+    #[test]
+    fn a_copy_with_a_hard_link_outside_or_a_link_out_is_refused() {
+        let top = tempfile::tempdir().unwrap();
+        let drills = top.path().join("drills");
+        std::fs::create_dir(&drills).unwrap();
+        let s = Scratch::create(&drills, "t", None, Path::new("/nonexistent")).unwrap();
+        std::fs::create_dir_all(s.data.join("base")).unwrap();
+        std::fs::write(s.data.join("base/1"), "x").unwrap();
+        // Two links of one file, both inside: fine.
+        std::fs::hard_link(s.data.join("base/1"), s.data.join("base/2")).unwrap();
+        confine(&s, 15).unwrap();
+        // A third outside: refused.
+        std::fs::hard_link(s.data.join("base/1"), top.path().join("outside")).unwrap();
+        let err = confine(&s, 15).unwrap_err();
+        assert!(err.contains("hard links"), "{err}");
+        std::fs::remove_file(top.path().join("outside")).unwrap();
+        confine(&s, 15).unwrap();
+        symlink(top.path(), s.data.join("pg_wal")).unwrap();
+        let err = confine(&s, 15).unwrap_err();
+        assert!(err.contains("pg_wal") && err.contains("outside"), "{err}");
+        std::fs::remove_file(s.data.join("pg_wal")).unwrap();
+        std::fs::write(s.data.join("tablespace_map"), "16384 /elsewhere\n").unwrap();
+        let err = confine(&s, 15).unwrap_err();
+        assert!(err.contains("tablespace 16384"), "{err}");
+    }
+}

@@ -1,0 +1,347 @@
+//! Opening a connection to a Redis target: its URL, TLS, the ACL login,
+//! and a socket whose reads are bounded per command ([`Allowance`]), so
+//! that a reply larger than the probe may hold is cut off on the wire
+//! instead of being read whole by the client.
+
+use super::Error;
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+/// Bytes the server may send while a connection is set up (AUTH, HELLO).
+const SETUP_BYTES: i64 = 64 << 10;
+
+/// Where and how to connect, parsed from the target's URL once.
+#[derive(Clone)]
+pub struct Endpoint {
+    addr: ConnectionAddr,
+    login: RedisConnectionInfo,
+    /// TLS settings when the URL is `rediss://`.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+/// TLS files of a target: the CA to check the server against (None: the
+/// OS trust store) and a client certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Check a target URL: `redis://[user[:password]@]host[:port][/db]`,
+/// `rediss://...` (TLS) or `unix:///path/to/socket`. Returns whether it
+/// uses TLS, and whether it holds a password.
+pub fn check_url(url: &str) -> Result<(bool, bool), String> {
+    let (plain, tls) = match url.strip_prefix("rediss://") {
+        Some(rest) => (format!("redis://{rest}"), true),
+        None => (url.to_string(), false),
+    };
+    if !(plain.starts_with("redis://") || plain.starts_with("unix://")) {
+        return Err(format!(
+            "{:?} is not a Redis URL: write redis://[user@]host[:port][/db], rediss://... for \
+             TLS, or unix:///path/to/redis.sock",
+            redact(url)
+        ));
+    }
+    let info = plain
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| format!("{:?} is not a usable Redis URL: {e}", redact(url)))?;
+    if tls && matches!(info.addr(), ConnectionAddr::Unix(_)) {
+        return Err("a Unix socket URL cannot use TLS".into());
+    }
+    Ok((tls, info.redis_settings().password().is_some()))
+}
+
+/// The URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Endpoint {
+    /// The endpoint of `url`, logging in with `password` when the URL has
+    /// none. Errors name what to fix.
+    pub fn new(url: &str, password: Option<&str>, files: &TlsFiles) -> Result<Self, String> {
+        let (tls, _) = check_url(url)?;
+        let plain = match url.strip_prefix("rediss://") {
+            Some(rest) => format!("redis://{rest}"),
+            None => url.to_string(),
+        };
+        let info = plain
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| format!("{:?} is not a usable Redis URL: {e}", redact(url)))?;
+        let mut login = info.redis_settings().clone().set_skip_set_lib_name();
+        if login.password().is_none()
+            && let Some(password) = password
+        {
+            login = login.set_password(password);
+        }
+        let addr = info.addr().clone();
+        let tls = if tls {
+            let ConnectionAddr::Tcp(host, _) = &addr else {
+                return Err("a Unix socket URL cannot use TLS".into());
+            };
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| format!("{host:?} is not a host name TLS can check: {e}"))?;
+            Some((TlsConnector::from(Arc::new(client_config(files)?)), name))
+        } else {
+            if files != &TlsFiles::default() {
+                return Err(
+                    "TLS files are given but the URL is not rediss://; write rediss:// or \
+                     remove them"
+                        .into(),
+                );
+            }
+            None
+        };
+        Ok(Endpoint { addr, login, tls })
+    }
+
+    /// The ACL user this endpoint logs in as (`default` when none is
+    /// given).
+    pub fn user(&self) -> &str {
+        self.login.username().unwrap_or("default")
+    }
+
+    /// Open and set up a connection (AUTH), its reads bounded by the
+    /// returned [`Allowance`]. Not bounded in time: the caller is.
+    pub async fn open(&self) -> Result<(MultiplexedConnection, Arc<Allowance>), Error> {
+        let stream: Box<dyn Io> = match &self.addr {
+            ConnectionAddr::Tcp(host, port) => {
+                let tcp = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| connect_error(&format!("{host}:{port}"), e))?;
+                let _ = tcp.set_nodelay(true);
+                match &self.tls {
+                    Some((connector, name)) => Box::new(
+                        connector
+                            .connect(name.clone(), tcp)
+                            .await
+                            .map_err(|e| Error::Refused(format!("TLS handshake failed: {e}")))?,
+                    ),
+                    None => Box::new(tcp),
+                }
+            }
+            ConnectionAddr::Unix(path) => Box::new(
+                UnixStream::connect(path)
+                    .await
+                    .map_err(|e| connect_error(&path.display().to_string(), e))?,
+            ),
+            other => {
+                return Err(Error::Agent(format!(
+                    "unsupported address {other}; use redis://, rediss:// or unix://"
+                )));
+            }
+        };
+        let allowance = Arc::new(Allowance::new());
+        allowance.reset(SETUP_BYTES);
+        let guarded = Bounded {
+            inner: stream,
+            allowance: allowance.clone(),
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(None);
+        let (connection, driver) =
+            MultiplexedConnection::new_with_config(&self.login, guarded, config)
+                .await
+                .map_err(|e| classify(e, true))?;
+        tokio::spawn(driver);
+        Ok((connection, allowance))
+    }
+}
+
+/// A rustls client config with the ring provider, the CA file (or the OS
+/// trust store) and the client certificate when one is given.
+fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
+    use crate::sql::tls::{load_certs, load_key, root_store};
+    let roots = root_store(files.ca.as_deref())?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS setup: {e}"))?
+    .with_root_certificates(roots);
+    match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|e| format!("the client certificate and key do not fit together: {e}")),
+        (None, None) => Ok(builder.with_no_client_auth()),
+        _ => Err("give both `tls_cert_file` and `tls_key_file`, or neither".into()),
+    }
+}
+
+/// A failed connect: the agent's own limits (out of descriptors or
+/// memory) are not the server's fault.
+fn connect_error(to: &str, error: io::Error) -> Error {
+    match error.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
+            Error::Agent(format!("cannot open a socket to {to}: {error}"))
+        }
+        _ => Error::Unreachable(format!("cannot connect to {to}: {error}")),
+    }
+}
+
+/// Server error codes that mean "alive, but not serving now".
+const REFUSING: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "NOAUTH",
+    "WRONGPASS",
+    "MISCONF",
+];
+
+/// Sort a client error into the kinds of [`Error`]. `fresh`: on a
+/// connection just opened, so that a server that closes it before
+/// answering is refusing (it accepted the TCP connection: it is alive).
+pub fn classify(error: ::redis::RedisError, fresh: bool) -> Error {
+    let text = error.to_string();
+    if let Some(code) = error.code() {
+        let detail = error.detail().unwrap_or_default();
+        let line = format!("{code} {detail}").trim().to_string();
+        if REFUSING.contains(&code)
+            || detail.contains("max number of clients")
+            || detail.contains("invalid password")
+            || detail.contains("invalid username-password")
+        {
+            return Error::Refused(line);
+        }
+        return Error::Server(line);
+    }
+    if error.is_timeout() {
+        return Error::Timeout(text);
+    }
+    if error.is_io_error() || error.is_unrecoverable_error() {
+        if fresh {
+            return Error::Refused(format!(
+                "the server accepted the connection but closed it without answering ({text})"
+            ));
+        }
+        return Error::Unreachable(text);
+    }
+    Error::Server(text)
+}
+
+/// How many more bytes the current command's reply may take on the wire;
+/// reset before each command.
+pub struct Allowance {
+    left: AtomicI64,
+    exceeded: AtomicBool,
+}
+
+impl Allowance {
+    fn new() -> Self {
+        Allowance {
+            left: AtomicI64::new(0),
+            exceeded: AtomicBool::new(false),
+        }
+    }
+
+    /// Allow `bytes` more bytes for the next reply.
+    pub fn reset(&self, bytes: i64) {
+        self.left.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Whether a read went past the allowance (the connection is then
+    /// broken and must be dropped).
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::SeqCst)
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A stream that fails reads past its [`Allowance`].
+struct Bounded {
+    inner: Box<dyn Io>,
+    allowance: Arc<Allowance>,
+}
+
+impl AsyncRead for Bounded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            let read = (buf.filled().len() - before) as i64;
+            if self.allowance.left.fetch_sub(read, Ordering::SeqCst) - read < 0 {
+                self.allowance.exceeded.store(true, Ordering::SeqCst);
+                return Poll::Ready(Err(io::Error::other(
+                    "the reply is larger than the probe may receive",
+                )));
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Bounded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Upper bound on connecting, whatever the run's deadline.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_passwords_redacted() {
+        assert_eq!(check_url("redis://127.0.0.1:6379/0"), Ok((false, false)));
+        assert_eq!(check_url("rediss://u:p@db.example:6380"), Ok((true, true)));
+        assert_eq!(check_url("unix:///run/redis.sock"), Ok((false, false)));
+        let error = check_url("http://x").unwrap_err();
+        assert!(error.contains("not a Redis URL"), "{error}");
+        assert_eq!(
+            redact("redis://probe:secret@h:1/0"),
+            "redis://probe:***@h:1/0"
+        );
+        assert!(
+            !check_url("mysql://u:secret@h/")
+                .unwrap_err()
+                .contains("secret")
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! After a MariaDB failover: wait for the old primary to come back, and
+//! make it a replica of the new one — or, when it cannot be (error 1236:
+//! it holds transactions the new primary never received, so the new
+//! primary's binary log has no place for it to start from), leave it
+//! read-only and not replicating, and record its extra GTIDs and that it
+//! must be rebuilt. Never silently: either outcome is an audit record.
+
+use super::server::NOT_IN_PRIMARY_BINLOG;
+use super::{CONNECT, PRIMARY_PROBE, connect, failed, gtid, ok};
+use crate::config::{FailoverAction, MysqlFailover};
+use crate::events::Decision;
+use crate::remediate::Remediator;
+use crate::remediate::trigger::record_of;
+use crate::remediate::failover::Step;
+use crate::remediate::trigger::Incident;
+use crate::sql::{Error, SqlTargets};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the old primary is tried while it is away.
+const POLL: Duration = Duration::from_secs(1);
+/// How long a rejoined server may take to start replicating.
+const START_WITHIN: Duration = Duration::from_secs(10);
+
+/// Watch for the old primary in a task of its own (for `rejoin_within`,
+/// or until the agent stops), and rejoin it once it answers. Every
+/// outcome is recorded under the failover's incident.
+pub fn spawn_watch(
+    core: &Arc<Remediator>,
+    incident: Incident,
+    action: FailoverAction,
+    mysql: MysqlFailover,
+) {
+    if mysql.rejoin_within.is_zero() {
+        return;
+    }
+    let task_core = core.clone();
+    core.actions.spawn(async move {
+        let core = task_core;
+        let stopping = core.stopping.clone();
+        tokio::select! {
+            _ = stopping.cancelled() => {}
+            step = watch(&core, &action, &mysql) => {
+                let decision = if step.ok { Decision::Step } else { Decision::Failed };
+                core.record(record_of(
+                    &core,
+                    &incident,
+                    decision,
+                    Some("rejoin"),
+                    format!("rejoin: {}", step.message),
+                    json!({"ok": step.ok, "detail": step.detail}),
+                ));
+            }
+        }
+    });
+}
+
+/// Poll the old primary until it answers (then rejoin it) or
+/// `rejoin_within` passes.
+async fn watch(core: &Remediator, action: &FailoverAction, mysql: &MysqlFailover) -> Step {
+    let started = Instant::now();
+    loop {
+        let sql = core.port().map(|p| p.sql()).unwrap_or_default();
+        match sql
+            .mysql_admin_session(&action.primary, PRIMARY_PROBE)
+            .await
+        {
+            Ok(_) => return rejoin(&sql, &action.primary, &action.standby).await,
+            Err(Error::NotGranted(why)) => return failed("rejoin", why, Value::Null),
+            Err(_) => {}
+        }
+        if started.elapsed() >= mysql.rejoin_within {
+            return failed(
+                "rejoin",
+                format!(
+                    "the old primary `{}` did not come back within rejoin_within = {}; when it does, make it a replica of `{}` by hand (or rebuild it)",
+                    action.primary,
+                    crate::config::units::format_duration(mysql.rejoin_within),
+                    action.standby
+                ),
+                Value::Null,
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Fence `old` (read-only, sessions killed) and make it replicate from
+/// `new` by GTID, starting after its own last transactions. Ok when it
+/// replicates; failed with `rebuild_required` when the new primary lacks
+/// some of its transactions (1236).
+pub async fn rejoin(sql: &SqlTargets, old: &str, new: &str) -> Step {
+    let fail = |message: String, detail: Value| failed("rejoin", message, detail);
+    let mut server = match connect(sql, old, CONNECT).await {
+        Ok(server) => server,
+        Err(e) => return fail(format!("cannot connect to `{old}`: {e:?}"), Value::Null),
+    };
+    let killed = match server.fence().await {
+        Ok(killed) => killed,
+        Err(e) => {
+            return fail(
+                format!("the old primary `{old}` is back but could not be made read-only: {e:?}"),
+                Value::Null,
+            );
+        }
+    };
+    let login = match sql.mysql_replica_login(new) {
+        Ok(login) => login,
+        Err(e) => return fail(format!("{e:?}"), Value::Null),
+    };
+    let own = match server.position("gtid_binlog_pos").await {
+        Ok(own) => own,
+        Err(e) => return fail(format!("cannot read `{old}`'s GTIDs: {e:?}"), Value::Null),
+    };
+    // Its own transactions are where it stands: replicate from after them.
+    let start = [
+        "STOP SLAVE",
+        "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos",
+    ];
+    if let Err(e) = server.run(&start).await {
+        return fail(
+            format!("cannot prepare `{old}` to replicate: {e:?}"),
+            Value::Null,
+        );
+    }
+    if let Err(e) = server.follow(&login).await {
+        return fail(
+            format!("cannot point `{old}` at `{new}`: {e:?}"),
+            Value::Null,
+        );
+    }
+    let mut detail = json!({"killed_sessions": killed.len(), "gtid_binlog_pos": own.to_string()});
+    let started = Instant::now();
+    while started.elapsed() < START_WITHIN {
+        let status = match server.replica_status().await {
+            Ok(Some(status)) => status,
+            Ok(None) => return fail(format!("`{old}` lost its replication settings"), detail),
+            Err(e) => return fail(format!("cannot read `{old}`'s state: {e:?}"), detail),
+        };
+        detail["replica"] = status.detail();
+        if status.last_io_errno == NOT_IN_PRIMARY_BINLOG {
+            let _ = server.run(&["STOP SLAVE"]).await;
+            return rebuild_required(sql, old, new, &own, &status.last_io_error, detail).await;
+        }
+        if status.last_io_errno != 0 || status.last_sql_errno != 0 {
+            let _ = server.run(&["STOP SLAVE"]).await;
+            return fail(
+                format!(
+                    "`{old}` cannot replicate from `{new}`: IO error {} ({}), SQL error {} ({}); it stays read-only",
+                    status.last_io_errno,
+                    status.last_io_error,
+                    status.last_sql_errno,
+                    status.last_sql_error
+                ),
+                detail,
+            );
+        }
+        if status.io_running == "Yes" && status.sql_running == "Yes" {
+            return ok(
+                "rejoin",
+                format!(
+                    "the old primary `{old}` is back: read-only, {} session(s) killed, and replicating from `{new}` by GTID",
+                    killed.len()
+                ),
+                detail,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = server.run(&["STOP SLAVE"]).await;
+    fail(
+        format!(
+            "`{old}` did not start replicating from `{new}` within {START_WITHIN:?}; it stays read-only"
+        ),
+        detail,
+    )
+}
+
+/// The record of an old primary the new one cannot take back: its GTIDs
+/// beyond the new primary's position, and that it must be rebuilt.
+async fn rebuild_required(
+    sql: &SqlTargets,
+    old: &str,
+    new: &str,
+    own: &gtid::Position,
+    error: &str,
+    mut detail: Value,
+) -> Step {
+    let theirs = match connect(sql, new, CONNECT).await {
+        Ok(mut server) => server.position("gtid_binlog_pos").await.ok(),
+        Err(_) => None,
+    };
+    let extra = theirs
+        .as_ref()
+        .map(|theirs| gtid::errant(own, theirs, &gtid::Position::default()));
+    detail["rebuild_required"] = json!(true);
+    detail["new_primary_gtid_binlog_pos"] = json!(theirs.as_ref().map(ToString::to_string));
+    detail["extra_gtids"] = json!(extra);
+    let extra_text = match &extra {
+        Some(extra) if !extra.is_empty() => extra.join(","),
+        _ => format!(
+            "beyond {}",
+            theirs.map_or("?".to_string(), |t| t.to_string())
+        ),
+    };
+    failed(
+        "rejoin",
+        format!(
+            "rebuild required: the old primary `{old}` has transactions the new primary `{new}` lacks (GTIDs {extra_text}; its gtid_binlog_pos {own}); `{new}` refused it (error {NOT_IN_PRIMARY_BINLOG}: {error}). It stays read-only and does not replicate: rebuild it from `{new}` (mariadb-backup), after saving what those transactions wrote if it matters"
+        ),
+        detail,
+    )
+}

@@ -1,0 +1,225 @@
+//! What the MariaDB/MySQL failover reads from and does to one server over
+//! an admin session: its replication state (`SHOW SLAVE STATUS`, read by
+//! either column spelling, MariaDB's or MySQL 8's `Replica_`/`Source_`),
+//! its GTID positions, `read_only`, killing its client sessions, and
+//! pointing it at a new primary.
+
+use super::gtid::Position;
+use crate::sql::Error;
+use crate::sql::mysql::Engine;
+use crate::sql::mysql::admin::{AdminSession, ReplicaLogin, statement_error};
+use mysql_async::Row;
+use mysql_async::prelude::Queryable;
+use serde_json::{Value, json};
+
+/// MariaDB's error for a replica asking for GTIDs the primary's binary
+/// log does not have (ER_MASTER_FATAL_ERROR_READING_BINLOG).
+pub const NOT_IN_PRIMARY_BINLOG: u32 = 1236;
+
+/// A replica's state, from one `SHOW SLAVE STATUS` row.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaStatus {
+    /// `Yes`, `No` or `Connecting` (`Preparing` on MySQL).
+    pub io_running: String,
+    pub sql_running: String,
+    pub last_io_errno: u32,
+    pub last_io_error: String,
+    pub last_sql_errno: u32,
+    pub last_sql_error: String,
+    /// The primary's binary log file and position the IO thread read to,
+    /// and the SQL thread applied to.
+    pub read_file: String,
+    pub read_pos: u64,
+    pub exec_file: String,
+    pub exec_pos: u64,
+    /// `Slave_Pos`, `Current_Pos` or `No`.
+    pub using_gtid: String,
+    /// The GTIDs the IO thread received (MariaDB's `Gtid_IO_Pos`).
+    pub received: String,
+    pub source_host: String,
+    pub source_port: u64,
+}
+
+impl ReplicaStatus {
+    /// Bytes of the primary's binary log received but not applied; `None`
+    /// when the two threads are in different files (at least a file apart).
+    pub fn unapplied_bytes(&self) -> Option<u64> {
+        (self.read_file == self.exec_file).then(|| self.read_pos.saturating_sub(self.exec_pos))
+    }
+
+    pub fn detail(&self) -> Value {
+        json!({
+            "io_running": self.io_running,
+            "sql_running": self.sql_running,
+            "last_io_errno": self.last_io_errno,
+            "last_io_error": self.last_io_error,
+            "last_sql_errno": self.last_sql_errno,
+            "last_sql_error": self.last_sql_error,
+            "received_gtid": self.received,
+            "using_gtid": self.using_gtid,
+            "unapplied_bytes": self.unapplied_bytes(),
+            "source": format!("{}:{}", self.source_host, self.source_port),
+        })
+    }
+}
+
+/// The first of `names` the row has, as text ("" when NULL or absent).
+fn text(row: &Row, names: &[&str]) -> String {
+    for name in names {
+        if let Some(Ok(value)) = row.get_opt::<Option<String>, _>(*name) {
+            return value.unwrap_or_default();
+        }
+    }
+    String::new()
+}
+
+fn number(row: &Row, names: &[&str]) -> u64 {
+    text(row, names).trim().parse().unwrap_or(0)
+}
+
+/// A server of the failover, by target name, over an admin session.
+pub struct Server {
+    pub target: String,
+    pub session: AdminSession,
+}
+
+impl Server {
+    fn error(&self, e: &mysql_async::Error) -> Error {
+        statement_error(&self.target, e)
+    }
+
+    /// Run statements that return nothing, in order.
+    pub async fn run(&mut self, statements: &[&str]) -> Result<(), Error> {
+        for statement in statements {
+            let result = self.session.conn.query_drop(*statement).await;
+            result.map_err(|e| self.error(&e))?;
+        }
+        Ok(())
+    }
+
+    /// One text value.
+    pub async fn value(&mut self, statement: &str) -> Result<String, Error> {
+        let result = self
+            .session
+            .conn
+            .query_first::<Option<String>, _>(statement)
+            .await;
+        Ok(result
+            .map_err(|e| self.error(&e))?
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    /// Its replication state; `None` when it replicates from no one.
+    pub async fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, Error> {
+        let statement = match self.session.engine {
+            Engine::Mariadb => "SHOW SLAVE STATUS",
+            Engine::Mysql => "SHOW REPLICA STATUS",
+        };
+        let result = self.session.conn.query_first::<Row, _>(statement).await;
+        let Some(row) = result.map_err(|e| self.error(&e))? else {
+            return Ok(None);
+        };
+        Ok(Some(ReplicaStatus {
+            io_running: text(&row, &["Slave_IO_Running", "Replica_IO_Running"]),
+            sql_running: text(&row, &["Slave_SQL_Running", "Replica_SQL_Running"]),
+            last_io_errno: number(&row, &["Last_IO_Errno"]) as u32,
+            last_io_error: text(&row, &["Last_IO_Error"]),
+            last_sql_errno: number(&row, &["Last_SQL_Errno"]) as u32,
+            last_sql_error: text(&row, &["Last_SQL_Error"]),
+            read_file: text(&row, &["Master_Log_File", "Source_Log_File"]),
+            read_pos: number(&row, &["Read_Master_Log_Pos", "Read_Source_Log_Pos"]),
+            exec_file: text(&row, &["Relay_Master_Log_File", "Relay_Source_Log_File"]),
+            exec_pos: number(&row, &["Exec_Master_Log_Pos", "Exec_Source_Log_Pos"]),
+            using_gtid: text(&row, &["Using_Gtid"]),
+            received: text(&row, &["Gtid_IO_Pos", "Retrieved_Gtid_Set"]),
+            source_host: text(&row, &["Master_Host", "Source_Host"]),
+            source_port: number(&row, &["Master_Port", "Source_Port"]),
+        }))
+    }
+
+    /// A GTID position variable (`gtid_binlog_pos`, `gtid_slave_pos`).
+    pub async fn position(&mut self, variable: &str) -> Result<Position, Error> {
+        let text = self.value(&format!("SELECT @@GLOBAL.{variable}")).await?;
+        Position::parse(&text)
+            .map_err(|e| Error::Unreachable(format!("target `{}`: {variable}: {e}", self.target)))
+    }
+
+    /// Set `read_only` and kill every client session but this one (and
+    /// the replication and system threads): what was connected to write
+    /// cannot go on writing. The killed sessions' ids.
+    pub async fn fence(&mut self) -> Result<Vec<u64>, Error> {
+        self.run(&["SET GLOBAL read_only = 1"]).await?;
+        let result = self
+            .session
+            .conn
+            .query::<u64, _>(
+                "SELECT id FROM information_schema.PROCESSLIST
+                 WHERE id <> CONNECTION_ID()
+                   AND command NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID', 'Slave_IO',
+                                       'Slave_SQL', 'Slave_worker', 'Killed')
+                   AND user NOT IN ('system user', 'event_scheduler', 'unauthenticated user')",
+            )
+            .await;
+        let sessions = result.map_err(|e| self.error(&e))?;
+        let mut killed = Vec::new();
+        for id in sessions {
+            // A session that ended meanwhile is gone either way (1094:
+            // unknown thread id).
+            match self.run(&[format!("KILL CONNECTION {id}").as_str()]).await {
+                Ok(()) => killed.push(id),
+                Err(Error::Query(q)) if q.number == Some(1094) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(killed)
+    }
+
+    /// Make it a replica of `source` by GTID (`MASTER_USE_GTID =
+    /// slave_pos`) and start replicating.
+    pub async fn follow(&mut self, source: &ReplicaLogin) -> Result<(), Error> {
+        // The literals below escape backslashes: the session must read
+        // them so.
+        self.run(&[
+            "STOP SLAVE",
+            "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')",
+        ])
+        .await?;
+        let mut change = format!(
+            "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, MASTER_USE_GTID = slave_pos",
+            quote(&source.host),
+            source.port,
+            quote(&source.user)
+        );
+        if let Some(password) = &source.password {
+            change.push_str(&format!(", MASTER_PASSWORD = {}", quote(password)));
+        }
+        self.run(&[change.as_str(), "START SLAVE"]).await
+    }
+}
+
+/// A MariaDB/MySQL string literal, backslash and quote escaped (for a
+/// session without `NO_BACKSLASH_ESCAPES`).
+pub fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_quoted_and_unapplied_bytes_need_one_file() {
+        assert_eq!(quote(r"it's a\b"), r"'it\'s a\\b'");
+        let mut status = ReplicaStatus {
+            read_file: "binlog.000002".into(),
+            read_pos: 900,
+            exec_file: "binlog.000002".into(),
+            exec_pos: 400,
+            ..ReplicaStatus::default()
+        };
+        assert_eq!(status.unapplied_bytes(), Some(500));
+        status.exec_file = "binlog.000001".into();
+        assert_eq!(status.unapplied_bytes(), None);
+    }
+}

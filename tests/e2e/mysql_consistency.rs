@@ -1,0 +1,98 @@
+//! `mysql-consistency` on a real MariaDB primary and GTID replica: equal
+//! tables are ok; a row changed on the replica without logging it
+//! (`sql_log_bin = 0`) is critical, naming the table and the key range
+//! holding it; a table without a primary key is named as skipped.
+
+use watchpost_e2e::mariadb::MariadbPair;
+use watchpost_e2e::probes;
+use watchpost_e2e::report::{Checked, check, sets};
+
+fn consistency(pair: &MariadbPair, settings: &[(&str, &str)]) -> Checked {
+    let mut args = pair.target_args();
+    args.extend(sets(settings));
+    check(&probes::path("mysql-consistency"), &args)
+}
+
+/// The numbers in a key range message `keys past (A) up to (B)`.
+fn range_of(message: &str) -> (i64, i64) {
+    let number = |after: &str| -> i64 {
+        let start = message
+            .find(after)
+            .unwrap_or_else(|| panic!("no `{after}` in {message}"))
+            + after.len();
+        message[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("no number after `{after}` in {message}"))
+    };
+    (number("keys past ("), number("up to ("))
+}
+
+#[test]
+fn mysql_consistency_names_the_table_and_key_range_of_an_unlogged_change() {
+    let pair = MariadbPair::start();
+    pair.primary.execute(
+        "CREATE TABLE app.accounts (id int PRIMARY KEY, owner varchar(40), balance decimal(12,2), \
+           note text NULL); \
+         INSERT INTO app.accounts SELECT seq, CONCAT('owner', seq), seq * 1.5, \
+           IF(seq % 7 = 0, NULL, 'n') FROM app.seq_1_to_5000; \
+         CREATE TABLE app.pairs (a int, b varchar(10), v int, PRIMARY KEY (a, b)); \
+         INSERT INTO app.pairs SELECT seq % 10, CONCAT('k', seq), seq FROM app.seq_1_to_300;",
+    );
+    pair.sync();
+    let settings = [("rows_per_chunk", "500"), ("time_budget", "8s")];
+    let equal = consistency(&pair, &settings);
+    assert_eq!((equal.code, equal.status()), (0, "ok"), "{:#}", equal.json);
+    assert_eq!(
+        equal.value_where(
+            "mysql.consistency.compared_rows",
+            "table",
+            "`app`.`accounts`"
+        ),
+        Some(5000.0)
+    );
+    assert_eq!(
+        equal.value_where("mysql.consistency.complete", "table", "`app`.`pairs`"),
+        Some(1.0)
+    );
+
+    // A change on the replica that never reaches the binlog.
+    pair.replica
+        .execute("SET SESSION sql_log_bin = 0; UPDATE app.accounts SET note = 'n' WHERE id = 3500");
+    let changed = consistency(&pair, &settings);
+    assert_eq!(
+        (changed.code, changed.status()),
+        (2, "critical"),
+        "{:#}",
+        changed.json
+    );
+    assert_eq!(
+        changed.value_where(
+            "mysql.consistency.mismatched_chunks",
+            "table",
+            "`app`.`accounts`"
+        ),
+        Some(1.0)
+    );
+    let message = changed.message();
+    assert!(message.contains("`app`.`accounts`"), "{message}");
+    assert!(!message.contains("`app`.`pairs`"), "{message}");
+    let (past, up_to) = range_of(message);
+    assert!(past < 3500 && 3500 <= up_to, "{message}");
+    assert!(up_to - past <= 500, "{message}");
+
+    // A table without a primary key is named, never silently left out.
+    pair.primary
+        .execute("CREATE TABLE app.loose (v int); INSERT INTO app.loose VALUES (1)");
+    pair.sync();
+    let loose = consistency(&pair, &[("tables", "app.loose, app.pairs")]);
+    assert_eq!(loose.status(), "warning", "{:#}", loose.json);
+    assert!(
+        loose.message().contains("`app`.`loose` not compared"),
+        "{}",
+        loose.message()
+    );
+    assert_eq!(loose.value("mysql.consistency.skipped_tables"), 1.0);
+}

@@ -1,0 +1,207 @@
+//! Real Redis servers for the tests: `redis-server` on a free loopback
+//! port, in a temporary directory of its own (removed when the server is
+//! dropped, also when a test panics), with no persistence (`--save ''`)
+//! and no wait before a diskless full sync (`--repl-diskless-sync-delay
+//! 0`), so that a replica links in well under a second.
+//!
+//! ```no_run
+//! let primary = watchpost_e2e::redis::Redis::start();
+//! let replica = watchpost_e2e::redis::Redis::replica_of(&primary);
+//! primary.cli(&["SET", "k", "v"]);
+//! let url = primary.url();
+//! ```
+//!
+//! The tests' own commands go through `redis-cli` (never through the
+//! agent, whose allowlist refuses writes).
+
+use crate::pg::{free_port, wait_until};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// How long a server may take to answer PING, a replica to link.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `redis-server` of a test. Dropping it kills the process.
+pub struct Redis {
+    port: u16,
+    /// Extra arguments it was started with (kept for restarts).
+    args: Vec<String>,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Redis {
+    /// A new server with the defaults.
+    pub fn start() -> Redis {
+        Redis::with_args(&[])
+    }
+
+    /// A new server with debug commands allowed from loopback
+    /// (`DEBUG DIGEST-VALUE`, `DEBUG SLEEP`, `DEBUG POPULATE`).
+    pub fn with_debug() -> Redis {
+        Redis::with_args(&["--enable-debug-command", "local"])
+    }
+
+    /// A new server with `args` added to its command line
+    /// (`["--maxclients", "5"]`).
+    pub fn with_args(args: &[&str]) -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("watchpost-redis-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let mut redis = Redis {
+            port: free_port(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            dir,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// A new server replicating `primary`, started and linked.
+    pub fn replica_of(primary: &Redis) -> Redis {
+        let port = primary.port.to_string();
+        let replica = Redis::with_args(&["--replicaof", "127.0.0.1", &port]);
+        replica.wait_linked();
+        replica
+    }
+
+    /// (Re)start the process with its arguments and wait for PING.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "the server is already running");
+        let log = std::fs::File::create(self.log()).expect("create the server log");
+        let mut command = Command::new(program());
+        command
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--repl-diskless-sync", "yes"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--logfile", ""])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log file"))
+            .stderr(log);
+        self.child = Some(command.spawn().expect("start redis-server"));
+        let what = format!("redis-server on port {} to answer PING", self.port);
+        wait_until(START_TIMEOUT, &what, || {
+            self.try_cli(&["PING"]).is_some_and(|r| r == "PONG")
+        });
+    }
+
+    /// The agent's URL of this server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("the server runs").id() as i32
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// `redis-cli` with `args`: its output (raw, trimmed). Panics when it
+    /// fails or prints an error.
+    pub fn cli(&self, args: &[&str]) -> String {
+        match self.try_cli(args) {
+            Some(out) if !out.starts_with("ERR") && !out.starts_with("NOPERM") => out,
+            other => panic!(
+                "redis-cli -p {} {args:?} failed: {other:?}\n{}",
+                self.port,
+                self.log_text()
+            ),
+        }
+    }
+
+    /// `redis-cli` with `args`; None when it could not run or connect.
+    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || text.starts_with("Could not connect") {
+            return None;
+        }
+        Some(text)
+    }
+
+    /// One field of `INFO section`.
+    pub fn info(&self, section: &str, key: &str) -> Option<String> {
+        let text = self.try_cli(&["INFO", section])?;
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.trim().to_string())
+    }
+
+    /// How many times `command` ran (`INFO commandstats`), 0 if never.
+    pub fn calls(&self, command: &str) -> u64 {
+        self.info(
+            "commandstats",
+            &format!("cmdstat_{}", command.to_lowercase()),
+        )
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix("calls=").map(str::to_string))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+    }
+
+    /// Wait until this replica's link to its primary is up.
+    pub fn wait_linked(&self) {
+        wait_until(START_TIMEOUT, "the replica to link", || {
+            self.info("replication", "master_link_status").as_deref() == Some("up")
+        });
+    }
+
+    /// Kill the server with SIGKILL and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freeze the server (SIGSTOP) or let it go on (SIGCONT).
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a signal to our own child process.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "signal the server");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `redis-server` (Debian's), or `WATCHPOST_REDIS_SERVER` (a Valkey
+/// build, say).
+pub fn program() -> String {
+    std::env::var("WATCHPOST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
