@@ -38,6 +38,20 @@ replication_password_env = "PG_REPL"
 kind = "mysql"
 dsn = "mysql://watchpost@127.0.0.1:3306/"
 
+[targets.my2]
+kind = "mysql"
+dsn = "mysql://watchpost@127.0.0.1:3307/"
+
+[targets.cache]
+kind = "redis"
+dsn = "redis://watchpost@127.0.0.1:6379/0"
+heartbeat_key = "watchpost:heartbeat"
+strict_privileges = true
+tls_ca_file = "/nonexistent"
+tls_cert_file = "/nonexistent"
+tls_key_file = "/nonexistent"
+password_env = "REDIS_PASSWORD"
+
 [[probe]]
 name = "alive"
 wasm = "builtin:pg-alive"
@@ -115,6 +129,11 @@ on = { probe = "alive" }
 action = { failover = "pg", primary = "pg", max_lag_bytes = 1, write_within = "10s", block_for = "1h", fence_required = true, fence = "pg_ctl", pg_ctl = "pg_ctl", primary_data_dir = "/d", post = [{ webhook = "http://127.0.0.1:1/" }] }
 
 [[remediation]]
+name = "mysql-failover"
+on = { probe = "alive" }
+action = { failover = "my2", primary = "my", fence = "none", replicas = [], apply_within = "30s", rejoin_within = "1h" }
+
+[[remediation]]
 name = "terminate"
 on = { probe = "alive" }
 action = { terminate = "pg", idle_in_transaction = "5m", transaction_older_than = "10m", running_longer_than = "1m", blocking = true, databases = ["a"], users = ["b"], applications = ["c"], max_sessions = 10, timeout = "30s" }
@@ -157,6 +176,12 @@ nofailover = false
 failover_priority = 1
 synchronous = false
 synchronous_node_count = 1
+etcd_quota = "2GiB"
+etcd_ca = "/nonexistent"
+etcd_cert = "/nonexistent"
+etcd_key = "/nonexistent"
+etcd_user = "watchpost"
+etcd_password_env = "ETCD_PASSWORD"
 "#;
 
 fn findings(file: &str, text: &str, base: &Path) -> Findings {
