@@ -379,6 +379,9 @@ const KNOWN_CIRCLE_EDGES: &[(&str, &str, &str)] = &[
     // ha.rs calls handover::pending and owner's election result.
     ("cluster", "ha", "handover"),
     ("cluster", "ha", "owner"),
+    // cluster/server.rs (the Local server's trait) and local.rs import
+    // each other (found after the merge of main on 2026-12-06).
+    ("cluster", "server", "local"),
     // pgserver/postmaster.rs parses the pid file with pgdata's helpers
     // while pgdata.rs asks postmaster::is_zombie.
     ("pgserver", "postmaster", "pgdata"),

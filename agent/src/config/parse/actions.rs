@@ -57,6 +57,9 @@ pub(super) static ACTION: Table = Table {
         key("reinit", Kind::String, "none", "reinit: the standby target to re-clone from `primary`."),
         key("stream_within", Kind::Duration(units::SCHEDULE), "\"1m\"", "reinit: deadline for the re-cloned standby to stream."),
         key("bin_dir", Kind::String, "\"/usr/lib/postgresql/15/bin\"", "reinit: directory of the PostgreSQL programs."),
+        key("replicas", Kind::Strings, "[]", "failover of MariaDB/MySQL targets: the other replicas repointed at the promoted one."),
+        key("apply_within", Kind::Duration(units::SCHEDULE), "\"30s\"", "failover of MariaDB/MySQL targets: deadline for the promoted replica to apply what it received."),
+        key("rejoin_within", Kind::Duration(units::HOLD), "\"1h\"", "failover of MariaDB/MySQL targets: how long the old primary may take to rejoin as a replica."),
     ],
     entries: None,
 };

@@ -129,6 +129,48 @@ pub(super) static CLUSTER: Table = Table {
             "How many synchronous standbys a commit waits for.",
         )
         .unit("standbys"),
+        key(
+            "etcd_quota",
+            Kind::Size(ETCD_QUOTA),
+            "\"2GiB\"",
+            "The etcd backend quota (`--quota-backend-bytes`) the agent's etcd probe measures usage against.",
+        ),
+        key(
+            "etcd_ca",
+            Kind::String,
+            "the system's roots",
+            "PEM file of the CA that signs the etcd servers' certificates (for https:// endpoints).",
+        ),
+        key(
+            "etcd_cert",
+            Kind::String,
+            "none",
+            "PEM client certificate for etcd's `--client-cert-auth` (with `etcd_key`).",
+        ),
+        key(
+            "etcd_key",
+            Kind::String,
+            "none",
+            "PEM private key of `etcd_cert` (a private file).",
+        ),
+        key(
+            "etcd_user",
+            Kind::String,
+            "none",
+            "The etcd user, when etcd has `auth enable` (with a password).",
+        ),
+        key(
+            "etcd_password_file",
+            Kind::String,
+            "none",
+            "A private file whose first line is `etcd_user`'s password.",
+        ),
+        key(
+            "etcd_password_env",
+            Kind::String,
+            "none",
+            "An environment variable holding `etcd_user`'s password.",
+        ),
     ],
     entries: None,
 };
