@@ -71,7 +71,7 @@ fn access(dir: &Path, ca: &Path, client: Option<&Leaf>, user: &str, password: &s
 fn agents_form_a_cluster_and_fail_over_through_a_closed_etcd() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "etcd-ca");
-    let client = ca.client("agent-client", "agent");
+    let client = ca.anonymous_client("agent-client");
     let etcd = closed_etcd(&ca, 3);
     let extra = access(dir.path(), &ca.cert, Some(&client), "agent", "agent-secret");
     let mut ha = HaCluster::start_on(etcd, &extra);
@@ -146,17 +146,26 @@ fn a_refused_certificate_an_unknown_ca_a_wrong_password_or_role_are_named_and_ta
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "etcd-ca");
     let rogue = Ca::new(dir.path(), "rogue-ca");
-    let good = ca.client("agent-client", "agent");
+    let good = ca.anonymous_client("agent-client");
     let etcd = closed_etcd(&ca, 1);
     let pg = PgNodes::start(1);
     let d = dir.path();
     // A client certificate from a CA etcd does not trust.
-    let forged = rogue.client("forged-client", "agent");
+    let forged = rogue.anonymous_client("forged-client");
     refused(
         &etcd,
         &pg,
         &access(d, &ca.cert, Some(&forged), "agent", "agent-secret"),
         &["etcd refused the client certificate `etcd_cert`"],
+    );
+    // A certificate etcd trusts but with a CommonName, which etcd's JSON
+    // gateway refuses under --client-cert-auth (etcd#10366).
+    let named = ca.client("named-client", "agent");
+    refused(
+        &etcd,
+        &pg,
+        &access(d, &ca.cert, Some(&named), "agent", "agent-secret"),
+        &["empty subject CN"],
     );
     // No client certificate at all.
     refused(

@@ -121,6 +121,10 @@ impl Auth {
                 "cluster: etcd at {base} has authentication off: `etcd_user` is not used (run `etcdctl auth enable` so that only the agents' user can write the cluster's keys)"
             );
             String::new()
+        } else if message.contains(GATEWAY_CN) {
+            return Err(AuthFailure::Refused(EtcdError(format!(
+                "{url}: {message}: {CN_FIX}"
+            ))));
         } else if status.is_server_error() {
             return Err(AuthFailure::Unreachable(format!(
                 "{url}: {status} {message}"
@@ -160,9 +164,21 @@ pub fn token_expired(text: &str) -> bool {
     text.contains("invalid auth token") || text.contains("auth token is expired")
 }
 
+/// etcd's JSON gateway (the API the agent speaks) refuses every request
+/// whose client certificate has a subject CommonName while
+/// `--client-cert-auth` is on (etcd#10366, CVE-2018-16886): its answer
+/// starts with this.
+const GATEWAY_CN: &str = "CommonName of client sending a request against gateway";
+
+/// What to do about [`GATEWAY_CN`].
+const CN_FIX: &str = "etcd's JSON gateway refuses client certificates that have a CommonName (etcd#10366): issue the agent's `etcd_cert` with an empty subject CN and authenticate the agent with `etcd_user` and its password";
+
 /// What etcd's refusal (an HTTP error status, its `text`) means and what
 /// to fix, for a request under `prefix` by `user`.
 pub fn explain_refusal(text: &str, user: Option<&str>, prefix: &str) -> String {
+    if text.contains(GATEWAY_CN) {
+        return format!("{text}: {CN_FIX}");
+    }
     if text.contains("permission denied") {
         let who = user.map_or("the etcd user".to_string(), |u| format!("etcd user `{u}`"));
         return format!(
