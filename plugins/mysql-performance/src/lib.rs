@@ -23,7 +23,9 @@
 //!   with the highest mean time, `mysql.statement.mean_duration` (s)
 //!   {statement = digest, db.query.text}.
 //!
-//! Config (defaults in brackets; limits are upper limits unless noted):
+//! Limits are upper limits unless noted.
+//!
+//! Config (defaults in brackets):
 //! - `target`: the target to check [`primary`].
 //! - `canary`: the statement to time [`SELECT 1`]; `tries` [5].
 //! - `latency_warning` / `latency_critical`: median canary seconds [0.1 / 1].

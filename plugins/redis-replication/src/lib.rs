@@ -16,10 +16,14 @@
 //! servers that claim to be primary: more than one is a split brain
 //! (`critical`); a target that cannot be asked is named, not counted.
 //!
-//! Config (defaults in brackets): `target` [`primary`];
-//! `lag_bytes_warning` / `lag_bytes_critical` [1048576 / 67108864];
-//! `lag_seconds_warning` / `lag_seconds_critical` [10 / 60];
-//! `link_down_critical` (s) [10]; `replicas_min` [0].
+//! Config (defaults in brackets):
+//! - `target`: the target to check [`primary`].
+//! - `lag_bytes_warning` / `lag_bytes_critical`: a replica's lag in bytes
+//!   [1048576 / 67108864].
+//! - `lag_seconds_warning` / `lag_seconds_critical`: seconds since a
+//!   replica's last ack [10 / 60].
+//! - `link_down_critical`: seconds a replica's link may be down [10].
+//! - `replicas_min`: replicas a primary must see online [0].
 //!
 //! Measurements: `redis.replication.link.up`, `redis.replication.link.last_io`
 //! (s), `redis.replication.link.down_duration` (s),
