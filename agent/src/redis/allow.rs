@@ -92,6 +92,35 @@ const SCANS: &[&str] = &["SCAN", "HSCAN", "SSCAN", "ZSCAN"];
 /// Commands a target's `heartbeat_key` allows, on that key only.
 const HEARTBEAT: &[&str] = &["SET", "PEXPIRE", "DEL", "GET"];
 
+/// `CONFIG GET` parameters whose values are secrets (a probe's output is
+/// not a place for them), refused like a pattern that could match them.
+const SECRET_PARAMETERS: &[&str] = &[
+    "REQUIREPASS",
+    "MASTERAUTH",
+    "MASTERUSER",
+    "TLS-KEY-FILE-PASS",
+    "TLS-CLIENT-KEY-FILE-PASS",
+];
+
+/// `CONFIG GET name...`: named parameters only, none of them a secret;
+/// glob patterns (`*`, `?`, `[`) could match one and are refused.
+fn config_get(args: &[Vec<u8>]) -> Result<(), String> {
+    for parameter in args.iter().skip(2) {
+        let parameter = String::from_utf8_lossy(parameter).to_ascii_uppercase();
+        if parameter.contains(['*', '?', '[']) {
+            return Err(format!(
+                "`CONFIG GET {parameter}`: a pattern could return passwords (requirepass, masterauth); name the parameters; it was not sent"
+            ));
+        }
+        if SECRET_PARAMETERS.contains(&parameter.as_str()) {
+            return Err(format!(
+                "`CONFIG GET {parameter}` returns a secret; it was not sent"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `args` (a command and its arguments) may be sent to a target
 /// whose heartbeat key is `heartbeat` (None: no writes at all). Err: why
 /// not, naming the command and what would be allowed.
@@ -105,6 +134,9 @@ pub fn check(args: &[Vec<u8>], heartbeat: Option<&str>) -> Result<(), String> {
     }
     if SCANS.contains(&name.as_str()) {
         return scan_count(&name, args);
+    }
+    if name == "CONFIG" {
+        config_get(args)?;
     }
     if let Some((_, subs)) = WITH_SUBCOMMANDS.iter().find(|(c, _)| *c == name) {
         let sub = args
@@ -123,6 +155,7 @@ pub fn check(args: &[Vec<u8>], heartbeat: Option<&str>) -> Result<(), String> {
     if let Some(key) = heartbeat
         && HEARTBEAT.contains(&name.as_str())
         && args.get(1).is_some_and(|k| k.as_slice() == key.as_bytes())
+        && (name != "DEL" || args.len() == 2)
     {
         return Ok(());
     }
@@ -231,5 +264,22 @@ mod tests {
         assert!(error.contains("heartbeat key"), "{error}");
         assert!(check(&args("flushall"), hb).is_err());
         assert!(check(&args("set watchpost:heartbeat 1"), None).is_err());
+        // DEL takes several keys: only the heartbeat key alone.
+        assert!(check(&args("del watchpost:heartbeat orders users"), hb).is_err());
+    }
+
+    #[test]
+    fn config_get_names_parameters_and_never_a_secret() {
+        assert!(check(&args("config get maxmemory"), None).is_ok());
+        assert!(check(&args("CONFIG GET maxmemory save"), None).is_ok());
+        for refused in [
+            "config get *",
+            "config get *pass*",
+            "config get requirepass",
+            "config get maxmemory masterauth",
+            "config get master?uth",
+        ] {
+            assert!(check(&args(refused), None).is_err(), "{refused}");
+        }
     }
 }

@@ -39,6 +39,7 @@ const WIT: &[Template] = &[
     file("wit/host.wit", include_str!("../../../../wit/host.wit")),
     file("wit/sql.wit", include_str!("../../../../wit/sql.wit")),
     file("wit/dirs.wit", include_str!("../../../../wit/dirs.wit")),
+    file("wit/redis.wit", include_str!("../../../../wit/redis.wit")),
 ];
 
 const RUST: &[Template] = &[
@@ -135,6 +136,21 @@ pub fn component_path(lang: Lang, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_file_of_the_probe_contract_is_copied() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".wit") {
+                let path = format!("wit/{name}");
+                assert!(
+                    WIT.iter().any(|t| t.path == path),
+                    "{path} is not in templates::WIT: a new project would not build"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_placeholder_is_filled() {

@@ -157,7 +157,14 @@ pub async fn primary_gone(sql: &SqlTargets, primary: &str) -> Result<(), String>
             "the agent could not reach the primary `{primary}` for a reason of its own ({why}): that says nothing about the primary"
         )),
         Err(Error::NotGranted(why)) => Err(why),
-        Err(_) => Ok(()),
+        Err(Error::Query(q)) => Err(format!(
+            "the primary `{primary}` answers with an error ({}): it is alive",
+            q.message
+        )),
+        Err(Error::Unreachable(_) | Error::Timeout(_)) => Ok(()),
+        Err(other) => Err(format!(
+            "the state of the primary `{primary}` cannot be told ({other}): that is not \"down\""
+        )),
     }
 }
 

@@ -108,40 +108,40 @@ pub async fn apply_relay(sql: &SqlTargets, action: &FailoverAction, mysql: &Mysq
     )
 }
 
-/// Step 3: `read_only = 1` and its sessions killed if the old primary
-/// answers; else the fence command.
+/// Step 3: fence the old primary. The pre-check found it gone; if it
+/// answers (or refuses, or cannot be told) now, it is back: the failover
+/// is withdrawn, never promoted beside it, since commits it acknowledged
+/// while its replica was cut off would be lost (and a primary that
+/// answers but cannot be made read-only would go on taking writes).
+/// Still gone: the fence command.
 pub async fn fence(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let primary = &action.primary;
-    let outcome = match connect(sql, primary, super::PRIMARY_PROBE).await {
-        Ok(mut server) => match server.fence().await {
-            Ok(killed) => Ok(format!(
-                "the old primary `{primary}` answers again: set read_only = 1 and killed {} client session(s)",
-                killed.len()
-            )),
-            Err(e) => Err(format!(
-                "the old primary `{primary}` answers but could not be made read-only: {e:?}"
-            )),
-        },
-        Err(_) => match &action.fence {
-            Fence::None => Ok(format!(
-                "the old primary `{primary}` does not answer; no fence command configured"
-            )),
-            Fence::Command(argv) => {
-                let spec = CommandSpec {
-                    argv: argv.clone(),
-                    timeout: FENCE_COMMAND,
-                    ..CommandSpec::default()
-                };
-                match command::run(&spec).await {
-                    Ok(out) if out.success() => {
-                        Ok(format!("fence command succeeded ({})", out.summary()))
-                    }
-                    Ok(out) => Err(format!("fence command failed: {}", out.summary())),
-                    Err(e) => Err(e),
+    if let Err(why) = super::primary_gone(sql, primary).await {
+        return failed(
+            "fence",
+            format!("{why}: the failover is withdrawn and the old primary keeps its place"),
+            Value::Null,
+        );
+    }
+    let outcome = match &action.fence {
+        Fence::None => Ok(format!(
+            "the old primary `{primary}` does not answer; no fence command configured"
+        )),
+        Fence::Command(argv) => {
+            let spec = CommandSpec {
+                argv: argv.clone(),
+                timeout: FENCE_COMMAND,
+                ..CommandSpec::default()
+            };
+            match command::run(&spec).await {
+                Ok(out) if out.success() => {
+                    Ok(format!("fence command succeeded ({})", out.summary()))
                 }
+                Ok(out) => Err(format!("fence command failed: {}", out.summary())),
+                Err(e) => Err(e),
             }
-            Fence::PgCtl { .. } => Err("fence = \"pg_ctl\" cannot fence MariaDB".to_string()),
-        },
+        }
+        Fence::PgCtl { .. } => Err("fence = \"pg_ctl\" cannot fence MariaDB".to_string()),
     };
     match outcome {
         Ok(message) => ok("fence", message, Value::Null),
