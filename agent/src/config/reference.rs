@@ -75,6 +75,22 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
+/// Prose from a doc line: `[` and `]` outside code spans escaped, so that
+/// `[agent]` or `["a", "b"]` is text, not a link Markdown would look for.
+fn prose(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_code = false;
+    for c in text.chars() {
+        match c {
+            '`' => in_code = !in_code,
+            '[' | ']' if !in_code => out.push('\\'),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The reference as a Markdown page (a page of the mdBook).
 pub fn markdown() -> String {
     let mut out = String::new();
@@ -103,7 +119,7 @@ pub fn markdown() -> String {
             "\n<a id=\"{}\"></a>\n\n## `{}`\n\n{}\n",
             anchor(table),
             table.heading,
-            table.doc
+            prose(table.doc)
         );
         if let Some(entry) = table.entries {
             let _ = writeln!(
@@ -129,11 +145,24 @@ pub fn markdown() -> String {
                 "| `{}` | {} | {} | {} | {} |",
                 key.name,
                 cell(&kind),
-                cell(key.default),
-                cell(&allowed),
-                cell(key.doc)
+                cell(&prose(key.default)),
+                cell(&prose(&allowed)),
+                cell(&prose(key.doc))
             );
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prose;
+
+    #[test]
+    fn brackets_in_prose_are_text_and_code_is_left_alone() {
+        assert_eq!(
+            prose("the [agent]'s `[probe]`"),
+            "the \\[agent\\]'s `[probe]`"
+        );
+    }
 }
