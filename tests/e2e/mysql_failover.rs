@@ -87,7 +87,11 @@ fn rejoin_record(agent: &Agent) -> serde_json::Value {
 
 #[test]
 fn kill_9_promotes_the_replica_once_repoints_the_other_and_the_old_primary_rejoins() {
-    let mut pair = Pair::start();
+    // Durable commits, as in production: the harness's default
+    // (innodb_flush_log_at_trx_commit = 0) lets kill -9 lose the old
+    // primary's last commits that its binary log still names, and then
+    // its rejoin rightly skips them.
+    let mut pair = Pair::with_settings(&["innodb-flush-log-at-trx-commit=1", "sync-binlog=1"]);
     let other = pair.add_replica();
     pair.primary
         .execute("CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t VALUES (1)");
