@@ -194,7 +194,13 @@ fn grpc_export_carries_measurements_statuses_counters_and_the_resource() {
             want.len(),
             "exactly the report's attributes plus probe and target: {attrs:?}"
         );
-        assert_eq!(value, m["value"].as_f64().unwrap(), "{attrs:?}");
+        // The export and the API's read may come from successive runs, and
+        // a filesystem's use moves while other suites write: within 1 %.
+        let reported = m["value"].as_f64().unwrap();
+        assert!(
+            (value - reported).abs() <= 0.01 * reported.abs().max(1.0),
+            "{attrs:?}: exported {value}, reported {reported}"
+        );
         assert!(matches!(exported.data, Some(metric::Data::Gauge(_))));
     }
     // The description comes from the probe's describe().
