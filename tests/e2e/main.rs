@@ -29,6 +29,7 @@ mod mysql_driver;
 mod mysql_example;
 mod mysql_failover;
 mod mysql_integrity;
+mod mysql_performance;
 mod mysql_replication;
 mod new_project;
 mod not_probes;
