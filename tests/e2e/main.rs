@@ -24,6 +24,7 @@ mod kit_c;
 mod kit_js;
 mod kit_python;
 mod mysql_alive;
+mod mysql_backup;
 mod mysql_consistency;
 mod mysql_driver;
 mod mysql_example;

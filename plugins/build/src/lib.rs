@@ -30,6 +30,7 @@ pub const BUILTINS: &[&str] = &[
     "mysql-performance",
     "mysql-integrity",
     "mysql-consistency",
+    "mysql-backup",
     "redis-alive",
     "redis-replication",
 ];
