@@ -49,7 +49,7 @@ fn mysql_backup_reads_real_copies_and_names_what_is_wrong() {
     let db = Mariadb::start();
     db.execute(
         "CREATE TABLE app.t (id int PRIMARY KEY, v text); \
-         INSERT INTO app.t SELECT seq, repeat('x', 100) FROM seq_1_to_2000",
+         INSERT INTO app.t SELECT seq, repeat('x', 100) FROM app.seq_1_to_2000",
     );
     let root = tempfile::tempdir().unwrap();
     let repo = root.path().join("copies");
