@@ -94,8 +94,14 @@ fn role(redis: &Redis) -> String {
 fn primaries(servers: &[&Redis]) -> f64 {
     let mut args = Vec::new();
     for (i, server) in servers.iter().enumerate() {
+        // The probe reads its own `target` (default `primary`) in full.
+        let name = if i == 0 {
+            "primary".to_string()
+        } else {
+            format!("s{i}")
+        };
         args.push("--target".to_string());
-        args.push(format!("s{i}={}", server.url()));
+        args.push(format!("{name}={}", server.url()));
     }
     let checked = check(Path::new("builtin:redis-replication"), &args);
     checked.measurements("redis.replication.primaries")[0]["value"]
@@ -146,7 +152,10 @@ fn kill_9_promotes_one_replica_repoints_the_other_and_the_new_primary_takes_a_se
         (other.try_cli(&["GET", "after"]).as_deref() == Some("2")).then_some(())
     });
     assert_eq!(new.cli(&["GET", "before"]), "1");
-    assert!(new.cli(&["GET", "watchpost:failover_check"]).contains(&chosen));
+    assert!(
+        new.cli(&["GET", "watchpost:failover_check"])
+            .contains(&chosen)
+    );
     // Still one promotion: the block holds while the old primary is away.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(steps(&agent, "promote").len(), 1);
@@ -266,7 +275,12 @@ fn a_switchover_asked_by_an_operator_trades_the_places() {
 #[test]
 fn the_failover_example_is_valid_and_its_fencing_is_checked() {
     use std::os::unix::fs::PermissionsExt;
-    let fenced = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"];
+    let fenced = [
+        "--min-replicas-to-write",
+        "1",
+        "--min-replicas-max-lag",
+        "10",
+    ];
     let primary = Redis::with_args(&fenced);
     let port = primary.port().to_string();
     let mut args = fenced.to_vec();
@@ -278,7 +292,11 @@ fn the_failover_example_is_valid_and_its_fencing_is_checked() {
     let example = std::fs::read_to_string(&path).expect("read the example");
     let acls: Vec<String> = example
         .lines()
-        .filter_map(|l| l.trim_start_matches('#').trim().strip_prefix("ACL SETUSER "))
+        .filter_map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .strip_prefix("ACL SETUSER ")
+        })
         .map(|l| l.replace(">PASSWORD", ">secret"))
         .collect();
     assert_eq!(acls.len(), 2, "the example's two ACL users");
@@ -296,7 +314,10 @@ fn the_failover_example_is_valid_and_its_fencing_is_checked() {
         std::fs::write(&file, "secret\n").expect("write a password");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
             .expect("chmod the password");
-        config = config.replace(&format!("/etc/watchpost/{name}"), &file.display().to_string());
+        config = config.replace(
+            &format!("/etc/watchpost/{name}"),
+            &file.display().to_string(),
+        );
     }
     for (i, server) in [&primary, &replica, &replica2].iter().enumerate() {
         config = config.replace(
@@ -319,8 +340,17 @@ fn the_failover_example_is_valid_and_its_fencing_is_checked() {
         .collect();
     assert_eq!(warnings.len(), 1, "{}", outcome.stderr);
     assert!(warnings[0].contains("target `replica2`"), "{}", warnings[0]);
-    assert!(warnings[0].contains("min-replicas-to-write is 0"), "{}", warnings[0]);
-    for text in ["every = \"250ms\"", "timeout = \"400ms\"", "for = 3", "min-replicas-to-write 1"] {
+    assert!(
+        warnings[0].contains("min-replicas-to-write is 0"),
+        "{}",
+        warnings[0]
+    );
+    for text in [
+        "every = \"250ms\"",
+        "timeout = \"400ms\"",
+        "for = 3",
+        "min-replicas-to-write 1",
+    ] {
         assert!(example.contains(text), "{text} not in the example");
     }
 }

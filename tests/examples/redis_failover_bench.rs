@@ -129,7 +129,7 @@ impl Sentinel {
             .stdout(log.try_clone().expect("clone the log"))
             .stderr(log)
             .spawn()
-        .expect("start a sentinel");
+            .expect("start a sentinel");
         Sentinel { port, child }
     }
 
@@ -163,9 +163,8 @@ impl Sentinel {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 fn sentinel_round(down_after_ms: Option<u64>) -> Duration {

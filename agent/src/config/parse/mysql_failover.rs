@@ -57,7 +57,9 @@ impl Parser<'_, '_> {
         };
         if matches!(fence, Fence::PgCtl { .. }) {
             let own = match engine {
-                TargetKind::Redis => "the agent itself pauses its writes (CLIENT PAUSE WRITE) and makes it a replica when it answers",
+                TargetKind::Redis => {
+                    "the agent itself pauses its writes (CLIENT PAUSE WRITE) and makes it a replica when it answers"
+                }
                 _ => "the agent itself sets read_only = 1 and kills its sessions when it answers",
             };
             self.d.error(

@@ -73,7 +73,10 @@ fn a_redis_admin_password_needs_an_admin_dsn() {
     )
     .expect_err("refused")
     .to_string();
-    assert!(errors.contains("an admin password needs `admin_dsn`"), "{errors}");
+    assert!(
+        errors.contains("an admin password needs `admin_dsn`"),
+        "{errors}"
+    );
     let errors = parse_str(
         "w.toml",
         "[targets.c]\nkind = \"redis\"\ndsn = \"redis://h/\"\nadmin_dsn = \"http://h/\"\n",

@@ -267,7 +267,10 @@ impl crate::remediate::Remediator {
                         .map(|c| crate::remediate::redis_failover::server::Admins::from_config(&c))
                         .unwrap_or_default();
                     crate::remediate::redis_failover::switchover::run(
-                        &admins, &action, redis, &mut on_step,
+                        &admins,
+                        &action,
+                        redis,
+                        &mut on_step,
                     )
                     .await
                     .map(|done| done.failures)

@@ -95,13 +95,20 @@ pub enum Refusal {
     StillLinked(String),
     NoCandidate(String),
     ReplidsDisagree(Vec<(String, String)>),
-    TooFarBehind { name: String, offset: u64, newest: u64, limit: u64 },
+    TooFarBehind {
+        name: String,
+        offset: u64,
+        newest: u64,
+        limit: u64,
+    },
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::PrimaryAlive(why) => write!(f, "the old primary is alive ({why}): not failing over"),
+            Refusal::PrimaryAlive(why) => {
+                write!(f, "the old primary is alive ({why}): not failing over")
+            }
             Refusal::PrimaryCannotTell(why) => write!(
                 f,
                 "the old primary's state cannot be told ({why}): that is not \"down\"; not failing over"
@@ -119,7 +126,12 @@ impl fmt::Display for Refusal {
                     list.join(", ")
                 )
             }
-            Refusal::TooFarBehind { name, offset, newest, limit } => write!(
+            Refusal::TooFarBehind {
+                name,
+                offset,
+                newest,
+                limit,
+            } => write!(
                 f,
                 "the best replica `{name}` is at offset {offset}, {} bytes behind the newest copy ({newest}), more than max_lag_bytes = {limit}",
                 newest - offset
@@ -288,19 +300,93 @@ mod tests {
         };
         // (case, primary, replicas, chosen or the refusal's words)
         let cases: Vec<(&str, Primary, Vec<Replica>, Result<&str, &str>)> = vec![
-            ("highest offset wins", gone(), vec![seen("r1", false, "A", 10), seen("r2", false, "A", 50)], Ok("r2")),
-            ("ties go to the configured one", gone(), vec![seen("r2", false, "A", 50), seen("r1", false, "A", 50)], Ok("r1")),
-            ("an alive primary", Primary::Alive("BUSY".into()), vec![seen("r1", false, "A", 10)], Err("alive (BUSY)")),
-            ("cannot tell is not down", Primary::CannotTell("no reply".into()), vec![seen("r1", false, "A", 10)], Err("cannot be told")),
-            ("a replica still linked", gone(), vec![seen("r1", false, "A", 10), seen("r2", true, "A", 10)], Err("still linked")),
-            ("replids disagree", gone(), vec![seen("r1", false, "A", 10), seen("r2", false, "B", 90)], Err("different replication ids")),
-            ("over the lag limit", gone(), vec![seen("r1", false, "A", 10), Replica::Read(Seen { source: Some(("10.0.0.7".into(), 1)), ..match seen("r2", false, "A", 500) { Replica::Read(s) => s, _ => unreachable!() } })], Err("490 bytes behind")),
-            ("none readable", gone(), vec![unreadable.clone()], Err("`r2` cannot be read")),
-            ("an unreadable one is skipped", gone(), vec![seen("r1", false, "A", 10), unreadable], Ok("r1")),
-            ("a replica of another primary is not a candidate", gone(), vec![seen("r1", false, "A", 10), elsewhere], Ok("r1")),
-            ("a server promoted by hand is not a candidate", gone(), vec![promoted_by_hand.clone()], Err("is a primary itself")),
-            ("its other history does not count as newer", gone(), vec![seen("r1", false, "A", 10), promoted_by_hand], Ok("r1")),
-            ("no replicas at all", gone(), vec![], Err("none is configured")),
+            (
+                "highest offset wins",
+                gone(),
+                vec![seen("r1", false, "A", 10), seen("r2", false, "A", 50)],
+                Ok("r2"),
+            ),
+            (
+                "ties go to the configured one",
+                gone(),
+                vec![seen("r2", false, "A", 50), seen("r1", false, "A", 50)],
+                Ok("r1"),
+            ),
+            (
+                "an alive primary",
+                Primary::Alive("BUSY".into()),
+                vec![seen("r1", false, "A", 10)],
+                Err("alive (BUSY)"),
+            ),
+            (
+                "cannot tell is not down",
+                Primary::CannotTell("no reply".into()),
+                vec![seen("r1", false, "A", 10)],
+                Err("cannot be told"),
+            ),
+            (
+                "a replica still linked",
+                gone(),
+                vec![seen("r1", false, "A", 10), seen("r2", true, "A", 10)],
+                Err("still linked"),
+            ),
+            (
+                "replids disagree",
+                gone(),
+                vec![seen("r1", false, "A", 10), seen("r2", false, "B", 90)],
+                Err("different replication ids"),
+            ),
+            (
+                "over the lag limit",
+                gone(),
+                vec![
+                    seen("r1", false, "A", 10),
+                    Replica::Read(Seen {
+                        source: Some(("10.0.0.7".into(), 1)),
+                        ..match seen("r2", false, "A", 500) {
+                            Replica::Read(s) => s,
+                            _ => unreachable!(),
+                        }
+                    }),
+                ],
+                Err("490 bytes behind"),
+            ),
+            (
+                "none readable",
+                gone(),
+                vec![unreadable.clone()],
+                Err("`r2` cannot be read"),
+            ),
+            (
+                "an unreadable one is skipped",
+                gone(),
+                vec![seen("r1", false, "A", 10), unreadable],
+                Ok("r1"),
+            ),
+            (
+                "a replica of another primary is not a candidate",
+                gone(),
+                vec![seen("r1", false, "A", 10), elsewhere],
+                Ok("r1"),
+            ),
+            (
+                "a server promoted by hand is not a candidate",
+                gone(),
+                vec![promoted_by_hand.clone()],
+                Err("is a primary itself"),
+            ),
+            (
+                "its other history does not count as newer",
+                gone(),
+                vec![seen("r1", false, "A", 10), promoted_by_hand],
+                Ok("r1"),
+            ),
+            (
+                "no replicas at all",
+                gone(),
+                vec![],
+                Err("none is configured"),
+            ),
         ];
         for (case, primary, replicas, expected) in cases {
             let got = choose(&input(primary, replicas));
@@ -415,7 +501,10 @@ mod tests {
             match choose(&i) {
                 Ok(choice) => {
                     promoted += 1;
-                    assert!(matches!(primary, Primary::Gone(_)), "seed {seed}: {primary:?}");
+                    assert!(
+                        matches!(primary, Primary::Gone(_)),
+                        "seed {seed}: {primary:?}"
+                    );
                     assert!(!linked.contains(&true), "seed {seed}");
                     assert_eq!(choice.replid, "A", "seed {seed}");
                     for r in &replicas {
@@ -432,6 +521,9 @@ mod tests {
                 ),
             }
         }
-        assert!(promoted > 1000, "the simulation promoted only {promoted} times");
+        assert!(
+            promoted > 1000,
+            "the simulation promoted only {promoted} times"
+        );
     }
 }

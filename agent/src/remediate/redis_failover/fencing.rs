@@ -97,8 +97,12 @@ mod tests {
 
     #[test]
     fn fencing_needs_both_settings() {
-        assert!(matches!(judge(0, 10), Fencing::Unfenced(w) if w.contains("min-replicas-to-write is 0")));
-        assert!(matches!(judge(1, 0), Fencing::Unfenced(w) if w.contains("min-replicas-max-lag is 0")));
+        assert!(
+            matches!(judge(0, 10), Fencing::Unfenced(w) if w.contains("min-replicas-to-write is 0"))
+        );
+        assert!(
+            matches!(judge(1, 0), Fencing::Unfenced(w) if w.contains("min-replicas-max-lag is 0"))
+        );
         assert_eq!(
             judge(1, 10),
             Fencing::Fenced {

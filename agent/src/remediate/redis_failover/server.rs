@@ -88,9 +88,7 @@ impl Admins {
         let admin = self.get(name)?;
         let opened = tokio::time::timeout(within, admin.endpoint.open()).await;
         let (connection, allowance) = opened
-            .map_err(|_| {
-                Error::Timeout(format!("target `{name}`: no session within {within:?}"))
-            })?
+            .map_err(|_| Error::Timeout(format!("target `{name}`: no session within {within:?}")))?
             .map_err(|e| named(name, e))?;
         Ok(Server {
             name: name.to_string(),
@@ -108,9 +106,11 @@ impl Admins {
             Ok(address) => address,
             Err(e) => return Primary::CannotTell(e.to_string()),
         };
-        let accepted =
-            tokio::time::timeout(within, tokio::net::TcpStream::connect((host.as_str(), port)))
-                .await;
+        let accepted = tokio::time::timeout(
+            within,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await;
         match accepted {
             Err(_) => {
                 return Primary::Gone(format!(
@@ -119,9 +119,11 @@ impl Admins {
             }
             Ok(Err(e)) => {
                 return match e.raw_os_error() {
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Primary::CannotTell(
-                        format!("the agent cannot open a socket ({e}): that says nothing about the primary"),
-                    ),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
+                        Primary::CannotTell(format!(
+                            "the agent cannot open a socket ({e}): that says nothing about the primary"
+                        ))
+                    }
                     _ => Primary::Gone(format!("{host}:{port}: {e}")),
                 };
             }
@@ -132,12 +134,14 @@ impl Admins {
             server.call(&["PING"], within).await
         };
         match tokio::time::timeout(within, ping).await {
-            Err(_) => Primary::CannotTell(format!(
+            Err(_) | Ok(Err(Error::Timeout(_))) => Primary::CannotTell(format!(
                 "{host}:{port} accepted a connection but did not answer PING within {within:?} (frozen or swamped)"
             )),
             Ok(Ok(_)) => Primary::Alive("it answers PING".into()),
             Ok(Err(Error::Refused(why))) => Primary::Alive(format!("it refuses: {why}")),
-            Ok(Err(Error::Server(why))) => Primary::Alive(format!("it answers with an error: {why}")),
+            Ok(Err(Error::Server(why))) => {
+                Primary::Alive(format!("it answers with an error: {why}"))
+            }
             Ok(Err(e)) => Primary::CannotTell(e.to_string()),
         }
     }
@@ -197,9 +201,8 @@ impl Server {
         within: Duration,
     ) -> Result<BTreeMap<String, String>, Error> {
         let value = self.call(&["INFO", section], within).await?;
-        let text: String = ::redis::from_redis_value(value).map_err(|e| {
-            Error::Server(format!("target `{}`: INFO is not text: {e}", self.name))
-        })?;
+        let text: String = ::redis::from_redis_value(value)
+            .map_err(|e| Error::Server(format!("target `{}`: INFO is not text: {e}", self.name)))?;
         Ok(crate::redis::reply::info_pairs(&text).into_iter().collect())
     }
 
@@ -266,9 +269,8 @@ mod tests {
     fn info_replication_is_read_as_the_decision_wants_it() {
         let text = "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\n\
                     master_link_status:down\r\nmaster_replid:abc\r\nmaster_repl_offset:1234\r\n";
-        let info: BTreeMap<String, String> = crate::redis::reply::info_pairs(text)
-            .into_iter()
-            .collect();
+        let info: BTreeMap<String, String> =
+            crate::redis::reply::info_pairs(text).into_iter().collect();
         let seen = seen_from("r1", &info);
         assert!(seen.replica && !seen.link_up);
         assert_eq!(seen.source, Some(("10.0.0.1".into(), 6379)));

@@ -131,8 +131,10 @@ pub async fn follow(
     while started.elapsed() < within {
         match server.seen(CONNECT).await {
             Ok(seen) if seen.link_up => {
-                return Ok(json!({"source": format!("{host}:{port}"), "offset": seen.offset,
-                                 "replid": seen.replid}));
+                return Ok(
+                    json!({"source": format!("{host}:{port}"), "offset": seen.offset,
+                                 "replid": seen.replid}),
+                );
             }
             Ok(seen) => last = Some(seen),
             Err(e) => return Err(format!("cannot read `{replica}`'s state: {e}")),

@@ -33,7 +33,11 @@ pub async fn run(
     let checked = tokio::time::timeout(limit, pre_check(admins, action)).await;
     let (step, target) = checked.unwrap_or_else(|_| {
         (
-            failed("pre-check", format!("did not finish within {limit:?}"), Value::Null),
+            failed(
+                "pre-check",
+                format!("did not finish within {limit:?}"),
+                Value::Null,
+            ),
             None,
         )
     });
@@ -41,9 +45,13 @@ pub async fn run(
     let (host, port) = target.ok_or("the pre-check found no replica entry")?;
     let limit = redis.apply_within + CONNECT * 4;
     let hand_over = tokio::time::timeout(limit, hand_over(admins, action, redis, &host, port));
-    run(hand_over
-        .await
-        .unwrap_or_else(|_| failed("promote", format!("did not finish within {limit:?}"), Value::Null)))?;
+    run(hand_over.await.unwrap_or_else(|_| {
+        failed(
+            "promote",
+            format!("did not finish within {limit:?}"),
+            Value::Null,
+        )
+    }))?;
     let mut failures = Vec::new();
     for replica in &redis.replicas {
         let step = steps::repoint(admins, replica, &action.standby).await;
@@ -78,7 +86,12 @@ async fn pre_check(admins: &Admins, action: &FailoverAction) -> (Step, Option<(S
     };
     let seen = match replica.await {
         Ok(seen) => seen,
-        Err(e) => return fail(format!("the replica `{new}` cannot be read: {e}"), Value::Null),
+        Err(e) => {
+            return fail(
+                format!("the replica `{new}` cannot be read: {e}"),
+                Value::Null,
+            );
+        }
     };
     if !seen.replica || !seen.link_up {
         return fail(
@@ -128,7 +141,9 @@ async fn pre_check(admins: &Admins, action: &FailoverAction) -> (Step, Option<(S
             Some(entry),
         ),
         None => fail(
-            format!("the primary `{old}` does not list `{new}` (port {new_port}) among its replicas"),
+            format!(
+                "the primary `{old}` does not list `{new}` (port {new_port}) among its replicas"
+            ),
             detail,
         ),
     }
@@ -164,13 +179,18 @@ async fn hand_over(
     let asked = async {
         let mut server = admins.connect(old, CONNECT).await?;
         server
-            .call(&["FAILOVER", "TO", host, &port_text, "TIMEOUT", &timeout_ms], CONNECT)
+            .call(
+                &["FAILOVER", "TO", host, &port_text, "TIMEOUT", &timeout_ms],
+                CONNECT,
+            )
             .await
     };
     if let Err(e) = asked.await {
         return failed(
             "promote",
-            format!("FAILOVER TO {host} {port} on `{old}` was refused: {e} (Redis >= 6.2 is needed)"),
+            format!(
+                "FAILOVER TO {host} {port} on `{old}` was refused: {e} (Redis >= 6.2 is needed)"
+            ),
             Value::Null,
         );
     }
@@ -193,7 +213,11 @@ async fn hand_over(
                     format!(
                         "`{new}` took the primary's place from `{old}` (FAILOVER TO, {:.0} ms){}",
                         started.elapsed().as_secs_f64() * 1000.0,
-                        if old_is_replica { ", and `".to_string() + old + "` replicates from it" } else { String::new() }
+                        if old_is_replica {
+                            ", and `".to_string() + old + "` replicates from it"
+                        } else {
+                            String::new()
+                        }
                     ),
                     json!({"duration_ms": started.elapsed().as_secs_f64() * 1000.0,
                            "offset": seen.offset, "old_primary_is_replica": old_is_replica}),
@@ -233,8 +257,14 @@ mod tests {
     fn the_primary_lists_its_replicas() {
         let info: BTreeMap<String, String> = [
             ("role", "master"),
-            ("slave0", "ip=127.0.0.1,port=7001,state=online,offset=42,lag=0"),
-            ("slave1", "ip=10.0.0.3,port=6379,state=online,offset=42,lag=1"),
+            (
+                "slave0",
+                "ip=127.0.0.1,port=7001,state=online,offset=42,lag=0",
+            ),
+            (
+                "slave1",
+                "ip=10.0.0.3,port=6379,state=online,offset=42,lag=1",
+            ),
             ("slave_read_repl_offset", "5"),
         ]
         .into_iter()
@@ -242,7 +272,10 @@ mod tests {
         .collect();
         assert_eq!(
             replica_entries(&info),
-            [("127.0.0.1".to_string(), 7001), ("10.0.0.3".to_string(), 6379)]
+            [
+                ("127.0.0.1".to_string(), 7001),
+                ("10.0.0.3".to_string(), 6379)
+            ]
         );
     }
 }
