@@ -276,6 +276,14 @@ mod tests {
         Primary::Gone("connection refused".into())
     }
 
+    /// (case, primary, replicas, the chosen one or the refusal's words)
+    type Case = (
+        &'static str,
+        Primary,
+        Vec<Replica>,
+        Result<&'static str, &'static str>,
+    );
+
     #[test]
     fn the_decision_as_a_table() {
         let elsewhere = Replica::Read(Seen {
@@ -299,7 +307,7 @@ mod tests {
             why: "connection refused".into(),
         };
         // (case, primary, replicas, chosen or the refusal's words)
-        let cases: Vec<(&str, Primary, Vec<Replica>, Result<&str, &str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "highest offset wins",
                 gone(),
