@@ -190,12 +190,15 @@ fn summary(name: &str, mut all: Vec<f64>) {
     );
 }
 
+/// (benchmark name, rounds, one round)
+type Contender = (&'static str, usize, Box<dyn Fn() -> Duration>);
+
 fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .map(|a| a.parse().expect("rounds: a number"))
         .unwrap_or(3);
-    let contenders: [(&str, usize, Box<dyn Fn() -> Duration>); 3] = [
+    let contenders: [Contender; 3] = [
         ("redis-failover", rounds, Box::new(watchpost_round)),
         (
             "redis-sentinel-1s",
