@@ -197,6 +197,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             let answer = self.create_leader_key(lease, members, term).await;
             if self.won_key(answer, lease).await == Won::Yes {
                 self.take_office();
+                self.mark_diverged(true);
                 if let Err(e) = self.fence_ready() {
                     // A leader that cannot be fenced does not lead.
                     if self.stop_and_release(&e).await.is_ok() {
@@ -255,7 +256,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
-            Won::No => return, // another member was faster
+            Won::No => {
+                // Another member was faster: its term, not one to undo.
+                self.term_before = None;
+                return;
+            }
             Won::Unknown(e) => {
                 // Read with the scope next loop: a key found ours then
                 // takes office there (`found_key_ours`).
@@ -285,6 +290,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         match promoted {
             Ok(()) => {
+                // The term opened: nothing to put back later.
+                self.term_before = None;
                 self.keep_standby_marked();
                 self.last_note = None;
                 self.record(
@@ -310,9 +317,23 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     }
 
     /// Promote the local standby while renewing the lease every loop;
-    /// give up (the caller stops the server) if the lease is lost or the
-    /// promotion does not finish within 20 s.
+    /// refused when the lease is not held right before (its deadline
+    /// past) or the fence does not run armed; give up (the caller stops the server) if the lease is lost
+    /// or the promotion does not finish within 20 s.
     pub(super) async fn promote(&mut self) -> Result<(), String> {
+        // Right before a server is made writable: the lease still held
+        // and its deadline not past (what came before may have taken a
+        // while: a read back, the synchronous set, a catch-up).
+        if !self.holding() {
+            return Err(
+                "the leader lease is no longer held (or its deadline passed) right before the promotion"
+                    .into(),
+            );
+        }
+        self.fence_ready()?;
+        // Before it may take writes: this node led (its WAL may diverge
+        // from the next leader's).
+        self.mark_diverged(true);
         self.local.start_promotion().await?;
         let started = Instant::now();
         loop {
@@ -340,7 +361,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         self.down_since = None;
         // A narrowing of an earlier term proves nothing about this one.
         self.shrink_mark = None;
-        self.mark_diverged(true);
+        // The former leader's marker is written once its server may take
+        // writes in this term: before a promotion ([`Ha::promote`]), or
+        // by the caller when the server already runs as a primary. A term
+        // whose server never took writes leaves no WAL the next leader
+        // lacks, and must not shut this member out of later elections.
         // Armed before the server is promoted.
         self.guard();
     }
