@@ -252,15 +252,15 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             timeline: timeline + 1,
             switch: me.lsn,
         });
-        self.term_before = Some(self.leader_timeline);
+        self.term_before = Some((self.leader_timeline, term));
         let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
-            Won::No => {
-                // Another member was faster: its term, not one to undo.
-                self.term_before = None;
-                return;
-            }
+            // Another member was faster (or the answer was a resent
+            // transaction's: the key may be found ours next loop, and
+            // `term_before` is kept for it; putting it back compares the
+            // timeline this term wrote, so another term's is never undone).
+            Won::No => return,
             Won::Unknown(e) => {
                 // Read with the scope next loop: a key found ours then
                 // takes office there (`found_key_ours`).
@@ -379,9 +379,38 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         if !attempted {
             self.mark_diverged(false);
         }
-        if let Some(Some(before)) = self.term_before.take()
-            && let Err(e) = self.etcd.put(&self.keys.timeline, &before.text(), 0).await
-        {
+        let Some((Some(before), ours)) = self.term_before.take() else {
+            return;
+        };
+        // Only while the timeline is still the one this term wrote, and
+        // the key is still this node's (under its lease) or gone: never
+        // over a later term's.
+        let me = self.local.spec().name.clone();
+        let ours = ours.map(|t| t.text());
+        let put = [super::etcd::Op::Put {
+            key: self.keys.timeline.clone(),
+            value: before.text(),
+            lease: 0,
+        }];
+        let timeline = (self.keys.timeline.as_str(), ours.as_deref());
+        let mut put_back = Ok(false);
+        if let Some(lease) = self.lease {
+            put_back = self
+                .etcd
+                .txn_held(
+                    &[(self.keys.leader.as_str(), Some(me.as_str())), timeline],
+                    (&self.keys.leader, lease),
+                    &put,
+                )
+                .await;
+        }
+        if matches!(put_back, Ok(false)) {
+            put_back = self
+                .etcd
+                .txn(&[(self.keys.leader.as_str(), None), timeline], &put)
+                .await;
+        }
+        if let Err(e) = put_back {
             tracing::warn!("cluster: cannot put the last leader's timeline back: {e}");
         }
     }

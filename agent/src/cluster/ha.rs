@@ -94,9 +94,14 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) unfenced_until: Option<Instant>,
     /// The leader's timeline as last read (the election's reference).
     pub(super) leader_timeline: Option<super::member::LeaderTimeline>,
-    /// The leader's timeline before this node took the key with a new
-    /// one (put back if its term does not open).
-    pub(super) term_before: Option<Option<super::member::LeaderTimeline>>,
+    /// While a term this node took the key for has not opened (its server
+    /// not promoted yet): the leader's timeline before it, put back if the
+    /// term does not open, and the one it wrote (compared when putting
+    /// back, so that a later term's is never overwritten).
+    pub(super) term_before: Option<(
+        Option<super::member::LeaderTimeline>,
+        Option<super::member::LeaderTimeline>,
+    )>,
     /// The timeline this node last published as the leader's.
     pub(super) timeline_published: Mutex<Option<u64>>,
 }
@@ -563,6 +568,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             }
             match self.promote().await {
                 Ok(()) => {
+                    self.term_before = None;
                     self.keep_standby_marked();
                     self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
                 }

@@ -462,7 +462,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             timeline: request.timeline.or(seen.timeline).unwrap_or(1) + 1,
             switch: seen.lsn.or(seen.replayed),
         };
-        self.term_before = Some(self.leader_timeline);
+        self.term_before = Some((self.leader_timeline, Some(term)));
         let me = self.local.spec().name.clone();
         let members = self.view.lock().members.clone();
         // Compared: the request, the key's holder and the lease it held
@@ -494,11 +494,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 ],
             )
             .await;
-        let won = self.won_key(took.clone(), lease).await;
-        if won == super::owner::Won::No {
-            self.term_before = None;
-        }
-        if won != super::owner::Won::Yes {
+        if self.won_key(took.clone(), lease).await != super::owner::Won::Yes {
             self.step(format!(
                 "switchover: not taking over: the request was withdrawn or the key moved ({took:?})"
             ));
