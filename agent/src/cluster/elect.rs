@@ -379,7 +379,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         if !attempted {
             self.mark_diverged(false);
         }
-        let Some((Some(before), ours)) = self.term_before.take() else {
+        let Some((before, ours)) = self.term_before.take() else {
             return;
         };
         // Only while the timeline is still the one this term wrote, and
@@ -387,10 +387,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         // over a later term's.
         let me = self.local.spec().name.clone();
         let ours = ours.map(|t| t.text());
-        let put = [super::etcd::Op::Put {
-            key: self.keys.timeline.clone(),
-            value: before.text(),
-            lease: 0,
+        // No timeline before (a cluster that never failed over): removed.
+        let put = [match before {
+            Some(before) => super::etcd::Op::Put {
+                key: self.keys.timeline.clone(),
+                value: before.text(),
+                lease: 0,
+            },
+            None => super::etcd::Op::Delete {
+                key: self.keys.timeline.clone(),
+            },
         }];
         let timeline = (self.keys.timeline.as_str(), ours.as_deref());
         let mut put_back = Ok(false);
