@@ -437,13 +437,36 @@ impl Etcd {
     /// One transaction: if every `(key, value)` of `when` holds (a key
     /// compared with `None` must not exist), apply `then`. Whether it did.
     pub async fn txn(&self, when: &[(&str, Option<&str>)], then: &[Op]) -> Result<bool, EtcdError> {
-        let compare: Vec<Value> = when
+        self.txn_compared(when, None, then).await
+    }
+
+    /// [`Etcd::txn`], and only while key `held.0` is under lease `held.1`
+    /// (a `LEASE` compare): whether it applied `then`.
+    pub async fn txn_held(
+        &self,
+        when: &[(&str, Option<&str>)],
+        held: (&str, i64),
+        then: &[Op],
+    ) -> Result<bool, EtcdError> {
+        self.txn_compared(when, Some(held), then).await
+    }
+
+    async fn txn_compared(
+        &self,
+        when: &[(&str, Option<&str>)],
+        held: Option<(&str, i64)>,
+        then: &[Op],
+    ) -> Result<bool, EtcdError> {
+        let mut compare: Vec<Value> = when
             .iter()
             .map(|(key, value)| match value {
                 Some(v) => json!({"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(v)}),
                 None => json!({"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}),
             })
             .collect();
+        if let Some((key, lease)) = held {
+            compare.push(json!({"key": b64(key), "target": "LEASE", "result": "EQUAL", "lease": lease.to_string()}));
+        }
         let success: Vec<Value> = then
             .iter()
             .map(|op| match op {

@@ -107,6 +107,12 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 if let Some(lease) = lease {
                     let _ = self.etcd.revoke(lease).await;
                 }
+                // A term lost before its server was promoted: its
+                // timeline must not shut the standbys of the last
+                // leader's history out of the next election.
+                if self.term_before.is_some() {
+                    self.term_not_opened(true).await;
+                }
             }
             Err(e) => self.left_unfenced(deadline, &e),
         }

@@ -203,8 +203,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     }
 
     /// Replace the set `raw` (as read) with `set` (`None`: remove it),
-    /// only while this member holds the leader key and nobody changed the
-    /// set meanwhile: whether it was written.
+    /// only while this member holds the leader key (under its lease) and
+    /// nobody changed the set meanwhile: whether it was written.
     async fn write_set(&mut self, raw: Option<&str>, set: Option<&SyncSet>) -> bool {
         let name = self.local.spec().name.clone();
         let op = match set {
@@ -221,7 +221,15 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             (self.keys.leader.as_str(), Some(name.as_str())),
             (self.keys.sync.as_str(), raw),
         ];
-        match self.etcd.txn(&when, &[op]).await {
+        // Held under this agent's lease, not only in its name.
+        let Some(lease) = self.lease else {
+            return false;
+        };
+        match self
+            .etcd
+            .txn_held(&when, (&self.keys.leader, lease), &[op])
+            .await
+        {
             Ok(true) => {
                 // The next read shows it; until then act on nothing.
                 self.sync_key = None;
