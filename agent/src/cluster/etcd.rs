@@ -133,6 +133,17 @@ fn int(value: &Value) -> i64 {
     }
 }
 
+/// etcd's unsigned 64-bit fields (member ids, the Raft term): a member id
+/// is a random `uint64`, half of them above `i64::MAX`, so [`int`] would
+/// read them as 0 (no leader).
+fn uint(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The end of a prefix range: the prefix with its last byte incremented.
 fn prefix_end(prefix: &str) -> String {
     let mut bytes = prefix.as_bytes().to_vec();
@@ -584,5 +595,9 @@ mod tests {
         assert_eq!(int(&json!("42")), 42);
         assert_eq!(int(&json!(7)), 7);
         assert_eq!(int(&Value::Null), 0);
+        // A member id above i64::MAX (etcd's ids are random uint64s).
+        assert_eq!(uint(&json!("13668033151171901709")), 13668033151171901709);
+        assert_eq!(uint(&json!(7)), 7);
+        assert_eq!(uint(&json!("-1")), 0);
     }
 }
