@@ -106,8 +106,8 @@ pub struct Etcd {
     has_cert: bool,
     /// The scope's prefix, for the advice on a permission refused.
     prefix: String,
-    /// The last error [`Etcd::note`] logged.
-    noted: parking_lot::Mutex<Option<String>>,
+    /// The failure [`Etcd::note`] logs while it lasts.
+    noted: parking_lot::Mutex<super::quiet::Faults>,
     /// What [`Etcd::put_changed`] last wrote.
     written: written::Written,
 }
@@ -189,23 +189,20 @@ impl Etcd {
             auth: access::Auth::new(access),
             has_cert: access.cert.is_some(),
             prefix: prefix.to_string(),
-            noted: parking_lot::Mutex::new(None),
+            noted: Default::default(),
             written: written::Written::default(),
         })
     }
 
-    /// Log a failed call (a refusal, a certificate problem) once, and
-    /// again only when the failure changes; `None`: calls work again.
+    /// Log a failed call of the loop (a refusal, a certificate problem,
+    /// etcd out of reach) once while it lasts ([`super::quiet`]: again when
+    /// it changes, in a summary, and when it ends); `None`: calls work.
     pub fn note(&self, outcome: Option<&EtcdError>) {
-        let now = outcome.map(|e| e.0.clone());
+        const WHAT: &str = "read or write the scope in etcd";
         let mut noted = self.noted.lock();
-        if *noted != now {
-            match &now {
-                Some(e) => tracing::error!("cluster: etcd: {e}"),
-                None if noted.is_some() => tracing::info!("cluster: etcd answers again"),
-                None => {}
-            }
-            *noted = now;
+        match outcome {
+            Some(e) => noted.failed(super::quiet::Level::Error, WHAT, &e.0),
+            None => noted.worked(WHAT),
         }
     }
 

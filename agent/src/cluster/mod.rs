@@ -47,6 +47,7 @@ mod lease;
 pub mod local;
 pub mod member;
 mod owner;
+mod quiet;
 pub mod restart;
 pub mod server;
 #[cfg(test)]
