@@ -44,6 +44,7 @@ mod failclosed;
 pub mod ha;
 mod handover;
 mod lease;
+pub mod least;
 pub mod local;
 pub mod member;
 mod owner;
