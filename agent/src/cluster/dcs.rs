@@ -88,6 +88,18 @@ pub trait Dcs: Send + Sync + 'static {
         then: &[Op],
     ) -> impl Future<Output = Result<bool, EtcdError>> + Send;
 
+    /// Compare-and-set like [`Dcs::txn`], and only while key `held.0`
+    /// exists under lease `held.1`: its lease id is compared too, not only
+    /// its value, so that a key taken over under another lease since (a
+    /// restarted agent of the same member) fails the compare. Not
+    /// idempotent, as [`Dcs::txn`].
+    fn txn_held(
+        &self,
+        when: &[(&str, Option<&str>)],
+        held: (&str, i64),
+        then: &[Op],
+    ) -> impl Future<Output = Result<bool, EtcdError>> + Send;
+
     /// Put `key` = `value` under `lease` only if its value is `value`
     /// already (take over one's own leader key from an earlier lease).
     /// Not idempotent in effect on the lease: read back after an error.
@@ -154,6 +166,14 @@ impl Dcs for Etcd {
         then: &[Op],
     ) -> impl Future<Output = Result<bool, EtcdError>> + Send {
         Etcd::txn(self, when, then)
+    }
+    fn txn_held(
+        &self,
+        when: &[(&str, Option<&str>)],
+        held: (&str, i64),
+        then: &[Op],
+    ) -> impl Future<Output = Result<bool, EtcdError>> + Send {
+        Etcd::txn_held(self, when, held, then)
     }
     fn replace_if(
         &self,

@@ -197,6 +197,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             let answer = self.create_leader_key(lease, members, term).await;
             if self.won_key(answer, lease).await == Won::Yes {
                 self.take_office();
+                self.mark_diverged(true);
                 if let Err(e) = self.fence_ready() {
                     // A leader that cannot be fenced does not lead.
                     if self.stop_and_release(&e).await.is_ok() {
@@ -251,11 +252,15 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             timeline: timeline + 1,
             switch: me.lsn,
         });
-        self.term_before = Some(self.leader_timeline);
+        self.term_before = Some((self.leader_timeline, term));
         let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
-            Won::No => return, // another member was faster
+            // Another member was faster (or the answer was a resent
+            // transaction's: the key may be found ours next loop, and
+            // `term_before` is kept for it; putting it back compares the
+            // timeline this term wrote, so another term's is never undone).
+            Won::No => return,
             Won::Unknown(e) => {
                 // Read with the scope next loop: a key found ours then
                 // takes office there (`found_key_ours`).
@@ -285,6 +290,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         match promoted {
             Ok(()) => {
+                // The term opened: nothing to put back later.
+                self.term_before = None;
                 self.keep_standby_marked();
                 self.last_note = None;
                 self.record(
@@ -310,9 +317,23 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     }
 
     /// Promote the local standby while renewing the lease every loop;
-    /// give up (the caller stops the server) if the lease is lost or the
-    /// promotion does not finish within 20 s.
+    /// refused when the lease is not held right before (its deadline
+    /// past) or the fence does not run armed; give up (the caller stops the server) if the lease is lost
+    /// or the promotion does not finish within 20 s.
     pub(super) async fn promote(&mut self) -> Result<(), String> {
+        // Right before a server is made writable: the lease still held
+        // and its deadline not past (what came before may have taken a
+        // while: a read back, the synchronous set, a catch-up).
+        if !self.holding() {
+            return Err(
+                "the leader lease is no longer held (or its deadline passed) right before the promotion"
+                    .into(),
+            );
+        }
+        self.fence_ready()?;
+        // Before it may take writes: this node led (its WAL may diverge
+        // from the next leader's).
+        self.mark_diverged(true);
         self.local.start_promotion().await?;
         let started = Instant::now();
         loop {
@@ -340,7 +361,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         self.down_since = None;
         // A narrowing of an earlier term proves nothing about this one.
         self.shrink_mark = None;
-        self.mark_diverged(true);
+        // The former leader's marker is written once its server may take
+        // writes in this term: before a promotion ([`Ha::promote`]), or
+        // by the caller when the server already runs as a primary. A term
+        // whose server never took writes leaves no WAL the next leader
+        // lacks, and must not shut this member out of later elections.
         // Armed before the server is promoted.
         self.guard();
     }
@@ -354,9 +379,44 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         if !attempted {
             self.mark_diverged(false);
         }
-        if let Some(Some(before)) = self.term_before.take()
-            && let Err(e) = self.etcd.put(&self.keys.timeline, &before.text(), 0).await
-        {
+        let Some((before, ours)) = self.term_before.take() else {
+            return;
+        };
+        // Only while the timeline is still the one this term wrote, and
+        // the key is still this node's (under its lease) or gone: never
+        // over a later term's.
+        let me = self.local.spec().name.clone();
+        let ours = ours.map(|t| t.text());
+        // No timeline before (a cluster that never failed over): removed.
+        let put = [match before {
+            Some(before) => super::etcd::Op::Put {
+                key: self.keys.timeline.clone(),
+                value: before.text(),
+                lease: 0,
+            },
+            None => super::etcd::Op::Delete {
+                key: self.keys.timeline.clone(),
+            },
+        }];
+        let timeline = (self.keys.timeline.as_str(), ours.as_deref());
+        let mut put_back = Ok(false);
+        if let Some(lease) = self.lease {
+            put_back = self
+                .etcd
+                .txn_held(
+                    &[(self.keys.leader.as_str(), Some(me.as_str())), timeline],
+                    (&self.keys.leader, lease),
+                    &put,
+                )
+                .await;
+        }
+        if matches!(put_back, Ok(false)) {
+            put_back = self
+                .etcd
+                .txn(&[(self.keys.leader.as_str(), None), timeline], &put)
+                .await;
+        }
+        if let Err(e) = put_back {
             tracing::warn!("cluster: cannot put the last leader's timeline back: {e}");
         }
     }

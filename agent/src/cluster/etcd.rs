@@ -106,8 +106,8 @@ pub struct Etcd {
     has_cert: bool,
     /// The scope's prefix, for the advice on a permission refused.
     prefix: String,
-    /// The last error [`Etcd::note`] logged.
-    noted: parking_lot::Mutex<Option<String>>,
+    /// The failure [`Etcd::note`] logs while it lasts.
+    noted: parking_lot::Mutex<super::quiet::Faults>,
     /// What [`Etcd::put_changed`] last wrote.
     written: written::Written,
 }
@@ -129,6 +129,17 @@ fn int(value: &Value) -> i64 {
     match value {
         Value::String(s) => s.parse().unwrap_or(0),
         Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// etcd's unsigned 64-bit fields (member ids, the Raft term): a member id
+/// is a random `uint64`, half of them above `i64::MAX`, so [`int`] would
+/// read them as 0 (no leader).
+fn uint(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
         _ => 0,
     }
 }
@@ -178,23 +189,20 @@ impl Etcd {
             auth: access::Auth::new(access),
             has_cert: access.cert.is_some(),
             prefix: prefix.to_string(),
-            noted: parking_lot::Mutex::new(None),
+            noted: Default::default(),
             written: written::Written::default(),
         })
     }
 
-    /// Log a failed call (a refusal, a certificate problem) once, and
-    /// again only when the failure changes; `None`: calls work again.
+    /// Log a failed call of the loop (a refusal, a certificate problem,
+    /// etcd out of reach) once while it lasts ([`super::quiet`]: again when
+    /// it changes, in a summary, and when it ends); `None`: calls work.
     pub fn note(&self, outcome: Option<&EtcdError>) {
-        let now = outcome.map(|e| e.0.clone());
+        const WHAT: &str = "read or write the scope in etcd";
         let mut noted = self.noted.lock();
-        if *noted != now {
-            match &now {
-                Some(e) => tracing::error!("cluster: etcd: {e}"),
-                None if noted.is_some() => tracing::info!("cluster: etcd answers again"),
-                None => {}
-            }
-            *noted = now;
+        match outcome {
+            Some(e) => noted.failed(super::quiet::Level::Error, WHAT, &e.0),
+            None => noted.worked(WHAT),
         }
     }
 
@@ -437,13 +445,36 @@ impl Etcd {
     /// One transaction: if every `(key, value)` of `when` holds (a key
     /// compared with `None` must not exist), apply `then`. Whether it did.
     pub async fn txn(&self, when: &[(&str, Option<&str>)], then: &[Op]) -> Result<bool, EtcdError> {
-        let compare: Vec<Value> = when
+        self.txn_compared(when, None, then).await
+    }
+
+    /// [`Etcd::txn`], and only while key `held.0` is under lease `held.1`
+    /// (a `LEASE` compare): whether it applied `then`.
+    pub async fn txn_held(
+        &self,
+        when: &[(&str, Option<&str>)],
+        held: (&str, i64),
+        then: &[Op],
+    ) -> Result<bool, EtcdError> {
+        self.txn_compared(when, Some(held), then).await
+    }
+
+    async fn txn_compared(
+        &self,
+        when: &[(&str, Option<&str>)],
+        held: Option<(&str, i64)>,
+        then: &[Op],
+    ) -> Result<bool, EtcdError> {
+        let mut compare: Vec<Value> = when
             .iter()
             .map(|(key, value)| match value {
                 Some(v) => json!({"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(v)}),
                 None => json!({"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}),
             })
             .collect();
+        if let Some((key, lease)) = held {
+            compare.push(json!({"key": b64(key), "target": "LEASE", "result": "EQUAL", "lease": lease.to_string()}));
+        }
         let success: Vec<Value> = then
             .iter()
             .map(|op| match op {
@@ -584,5 +615,9 @@ mod tests {
         assert_eq!(int(&json!("42")), 42);
         assert_eq!(int(&json!(7)), 7);
         assert_eq!(int(&Value::Null), 0);
+        // A member id above i64::MAX (etcd's ids are random uint64s).
+        assert_eq!(uint(&json!("13668033151171901709")), 13668033151171901709);
+        assert_eq!(uint(&json!(7)), 7);
+        assert_eq!(uint(&json!("-1")), 0);
     }
 }

@@ -106,6 +106,21 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         Ok(())
     }
 
+    /// A leader whose fence no longer runs armed (it exited: it cannot
+    /// signal the server, or it fired and cannot be started again) does not
+    /// go on taking writes: stop the server and give the key up — kept,
+    /// loudly, while the server cannot be stopped.
+    pub(super) async fn unfenced_leader(&mut self) {
+        let why = "the watchdog that fences this node's server no longer runs armed while it leads (see the log): a leader without a fence does not take writes";
+        if self.stop_and_release(why).await.is_ok() {
+            self.view.lock().is_leader = false;
+            self.record(
+                Decision::Failed,
+                format!("{why}; stopped the local server and released the leader key"),
+            );
+        }
+    }
+
     /// Give the leader key up, the server being known stopped: delete it
     /// if ours; when that cannot be done (or its answer is lost), revoke
     /// the lease, which deletes the key with it. `Err` when neither

@@ -94,11 +94,18 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) unfenced_until: Option<Instant>,
     /// The leader's timeline as last read (the election's reference).
     pub(super) leader_timeline: Option<super::member::LeaderTimeline>,
-    /// The leader's timeline before this node took the key with a new
-    /// one (put back if its term does not open).
-    pub(super) term_before: Option<Option<super::member::LeaderTimeline>>,
+    /// While a term this node took the key for has not opened (its server
+    /// not promoted yet): the leader's timeline before it, put back if the
+    /// term does not open, and the one it wrote (compared when putting
+    /// back, so that a later term's is never overwritten).
+    pub(super) term_before: Option<(
+        Option<super::member::LeaderTimeline>,
+        Option<super::member::LeaderTimeline>,
+    )>,
     /// The timeline this node last published as the leader's.
     pub(super) timeline_published: Mutex<Option<u64>>,
+    /// Faults that last over loops, logged once ([`super::quiet`]).
+    pub(super) faults: Mutex<super::quiet::Faults>,
 }
 
 impl<D: Dcs, S: Server> Ha<D, S> {
@@ -141,6 +148,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             leader_timeline: None,
             term_before: None,
             timeline_published: Mutex::new(None),
+            faults: Mutex::default(),
         }
     }
 
@@ -224,6 +232,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         // Past the deadline already (etcd out of reach): stop now, not
         // after this loop's other etcd calls have timed out too.
         let mut demoted = self.check_deadline().await;
+        if self.holding() && !self.watchdog_armed() {
+            // Its fence exited (renew just tried to arm it again).
+            self.unfenced_leader().await;
+        }
         let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
         let seen = self.local.observe(budget).await;
         self.note_server_fault(&seen);
@@ -404,12 +416,27 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             // The key still names this node under the lease of an earlier
             // run of this agent: nobody else leads. Take it over (only if
             // it still names us) rather than following ourselves.
+            // A hand-over this node started and left unfinished (its
+            // agent restarted after stopping its server for it): the key
+            // is taken back only together with withdrawing the request,
+            // never beside a target that may take it over.
+            let unfinished = switchover.as_ref().filter(|(request, _)| {
+                request.from == me.name
+                    && matches!(
+                        request.stage,
+                        super::switchover::Stage::Stopping | super::switchover::Stage::Stopped
+                    )
+            });
             let taken = match self.lease {
                 Some(lease) => {
-                    let answer = self
-                        .etcd
-                        .replace_if(&self.keys.leader, &me.name, lease)
-                        .await;
+                    let answer = match unfinished {
+                        Some((request, raw)) => self.take_back(request, raw, lease).await,
+                        None => {
+                            self.etcd
+                                .replace_if(&self.keys.leader, &me.name, lease)
+                                .await
+                        }
+                    };
                     self.won_key(answer, lease).await == super::owner::Won::Yes
                 }
                 None => false,
@@ -421,6 +448,15 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     Decision::Acquired,
                     "took over the leader key left by an earlier run of this agent".into(),
                 );
+                if let Some((request, _)) = unfinished {
+                    self.record(
+                        Decision::Failed,
+                        format!(
+                            "switchover to `{}`: the old leader's agent restarted during the hand-over: withdrew it and took the leader key back",
+                            request.to
+                        ),
+                    );
+                }
                 if let Err(e) = self.fence_ready() {
                     if self.stop_and_release(&e).await.is_ok() {
                         self.record(
@@ -431,9 +467,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     return;
                 }
                 // As in every term: a restart by anyone comes up read-only,
-                // and the marker says this node led.
+                // and the marker says this node led (a server not running
+                // as a primary gets it when it is promoted; one that ran as
+                // a primary in the earlier run kept it from then).
                 self.keep_standby_marked();
-                self.mark_diverged(true);
+                if seen.primary() {
+                    self.mark_diverged(true);
+                }
                 self.lead(seen).await;
             } else if seen.primary() {
                 self.stop_stray_primary("the leader key names this node under an old lease that could not be taken over").await;
@@ -458,6 +498,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Some(_) if mine => {
                 if self.leader_until.is_none() {
                     self.found_key_ours();
+                    if seen.primary() {
+                        self.mark_diverged(true);
+                    }
                     let ready = match self.fence_ready() {
                         Ok(()) => self.prepare_synchronous(members).await,
                         Err(e) => Err(e),
@@ -528,6 +571,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             }
             match self.promote().await {
                 Ok(()) => {
+                    self.term_before = None;
                     self.keep_standby_marked();
                     self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
                 }

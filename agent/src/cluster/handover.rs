@@ -40,6 +40,10 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(15);
 /// How often both sides look while a switchover is under way.
 const POLL: Duration = Duration::from_millis(50);
 
+/// The outcome of a hand-over its old leader's restarted agent withdrew.
+const ABANDONED_BY_RESTART: &str =
+    "abandoned: the old leader's agent restarted during the hand-over; it stays the leader";
+
 /// The request in the scope, with its raw value (compared in transactions).
 pub fn pending(scope: &[super::etcd::Kv], key: &str) -> Option<(Request, String)> {
     let kv = scope.iter().find(|kv| kv.key == key)?;
@@ -79,14 +83,19 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Stage::Stopping | Stage::Stopped if mine => {
                 // A hand-over left unfinished (this agent restarted in
                 // the middle): withdraw it before the server comes back.
-                let why = "abandoned: the old leader's agent restarted during the hand-over; it stays the leader".to_string();
+                let why = ABANDONED_BY_RESTART.to_string();
                 !self.finish(&request, &raw, false, why, Some(&me)).await
             }
             Stage::Requested if mine && primary => {
                 self.hand_over(request, raw, members, optime).await;
                 true
             }
-            Stage::Requested | Stage::Stopping if request.to == me => {
+            // Only while the old leader still holds the key: a request
+            // from a leader that is gone (its lease expired) must not keep
+            // its target out of the election (the next leader voids it).
+            Stage::Requested | Stage::Stopping
+                if request.to == me && leader == Some(request.from.as_str()) =>
+            {
                 self.await_stop(&request).await;
                 true
             }
@@ -119,23 +128,23 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         if let Some(leader) = withdraw {
             when.push((leader_key.as_str(), Some(leader)));
         }
-        let done = self
-            .etcd
-            .txn(
-                &when,
-                &[
-                    Op::Delete {
-                        key: self.keys.switchover.clone(),
-                    },
-                    Op::Put {
-                        key: self.keys.switchover_result.clone(),
-                        value: outcome,
-                        lease: 0,
-                    },
-                ],
-            )
-            .await
-            .unwrap_or(false);
+        let then = [
+            Op::Delete {
+                key: self.keys.switchover.clone(),
+            },
+            Op::Put {
+                key: self.keys.switchover_result.clone(),
+                value: outcome,
+                lease: 0,
+            },
+        ];
+        // Withdrawn by the leader: only while the key is under its lease
+        // (not only its name).
+        let done = match (withdraw, self.lease) {
+            (Some(_), Some(lease)) => self.etcd.txn_held(&when, (&leader_key, lease), &then).await,
+            _ => self.etcd.txn(&when, &then).await,
+        }
+        .unwrap_or(false);
         if done {
             self.record(
                 if ok {
@@ -159,13 +168,17 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         me: &str,
     ) -> (Result<bool, super::etcd::EtcdError>, String) {
         let next_raw = serde_json::to_string(next).unwrap_or_default();
+        let Some(lease) = self.lease else {
+            return (Err(super::etcd::EtcdError("no lease".into())), next_raw);
+        };
         let moved = self
             .etcd
-            .txn(
+            .txn_held(
                 &[
                     (&self.keys.switchover, Some(raw)),
                     (&self.keys.leader, Some(me)),
                 ],
+                (&self.keys.leader, lease),
                 &[Op::Put {
                     key: self.keys.switchover.clone(),
                     value: next_raw.clone(),
@@ -253,6 +266,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             stage: Stage::Stopped,
             lsn: Some(end.checkpoint),
             timeline: Some(end.timeline),
+            leader_lease: self.lease,
             ..request.clone()
         };
         let (marked, stopped_raw) = self.advance(&raw, &stopped, &me).await;
@@ -298,8 +312,59 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
     }
 
+    /// A restarted agent of the old leader (`lease`: its new one) takes its
+    /// key back while a hand-over it started (`request`, stage `stopping`
+    /// or `stopped`, raw value `raw`) is unfinished: in one transaction
+    /// with withdrawing the request, compared on its value, so that the
+    /// target, whose take-over compares the same request, cannot take the
+    /// key too. When the target took over first the compare fails and
+    /// this node follows. Not idempotent: the caller reads the key back
+    /// after an error ([`super::owner`]).
+    pub(super) async fn take_back(
+        &self,
+        request: &Request,
+        raw: &str,
+        lease: i64,
+    ) -> Result<bool, super::etcd::EtcdError> {
+        let me = self.local.spec().name.clone();
+        let outcome = serde_json::to_string(&Outcome {
+            id: request.id.clone(),
+            ok: false,
+            message: ABANDONED_BY_RESTART.into(),
+        })
+        .unwrap_or_default();
+        self.etcd
+            .txn(
+                &[
+                    (&self.keys.leader, Some(&me)),
+                    (&self.keys.switchover, Some(raw)),
+                ],
+                &[
+                    Op::Put {
+                        key: self.keys.leader.clone(),
+                        value: me.clone(),
+                        lease,
+                    },
+                    Op::Delete {
+                        key: self.keys.switchover.clone(),
+                    },
+                    Op::Put {
+                        key: self.keys.switchover_result.clone(),
+                        value: outcome,
+                        lease: 0,
+                    },
+                ],
+            )
+            .await
+    }
+
     fn handed_over(&mut self, request: &Request, end: ShutDown, took: Duration) {
         self.leader_until = None;
+        // Its WAL ended cleanly where the target replayed past: nothing
+        // in it the next leader lacks, so it is no diverged former leader
+        // (should the target fail to open its term, this node remains a
+        // candidate).
+        self.mark_diverged(false);
         self.rejoin = Some((request.to.clone(), end));
         self.record(
             Decision::Released,
@@ -317,6 +382,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             if renewed.elapsed() >= self.local.spec().loop_wait {
                 renewed = Instant::now();
                 self.renew().await;
+            }
+            if let Ok(holder) = self.etcd.get(&self.keys.leader).await
+                && holder.is_none_or(|kv| kv.value != request.from)
+            {
+                return; // the old leader is gone: the loop decides again
             }
             let Ok(found) = self.etcd.get(&self.keys.switchover).await else {
                 continue;
@@ -336,6 +406,15 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// The target's side, once the old leader is shut down.
     async fn take_over(&mut self, request: Request, raw: String) {
         let Some(end) = request.lsn else { return };
+        // The lease the old leader held the key under when it stopped: as
+        // it wrote it, or (a request of an older agent) as read now.
+        let held = match request.leader_lease {
+            Some(lease) => Some(lease),
+            None => match self.etcd.get(&self.keys.leader).await {
+                Ok(Some(kv)) if kv.value == request.from => Some(kv.lease),
+                _ => None,
+            },
+        };
         let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
         let started = Instant::now();
         let mut renewed = Instant::now();
@@ -374,15 +453,29 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             return;
         }
         let Some(lease) = self.lease else { return };
+        let Some(held) = held else { return };
+        // The term's timeline, written with the key as in an election:
+        // the next one after the old leader's, begun where this standby
+        // replayed to (the election's reference from now on; put back if
+        // the promotion fails).
+        let term = super::member::LeaderTimeline {
+            timeline: request.timeline.or(seen.timeline).unwrap_or(1) + 1,
+            switch: seen.lsn.or(seen.replayed),
+        };
+        self.term_before = Some((self.leader_timeline, Some(term)));
         let me = self.local.spec().name.clone();
         let members = self.view.lock().members.clone();
+        // Compared: the request, the key's holder and the lease it held
+        // the key under when it stopped (a key taken back since by a
+        // restarted agent of the old leader, under a new lease, fails it).
         let took = self
             .etcd
-            .txn(
+            .txn_held(
                 &[
                     (&self.keys.leader, Some(&request.from)),
                     (&self.keys.switchover, Some(&raw)),
                 ],
+                (&self.keys.leader, held),
                 &[
                     Op::Put {
                         key: self.keys.leader.clone(),
@@ -393,6 +486,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                         key: self.keys.switchover.clone(),
                     },
                     self.opening_sync(&members),
+                    Op::Put {
+                        key: self.keys.timeline.clone(),
+                        value: term.text(),
+                        lease: 0,
+                    },
                 ],
             )
             .await;
@@ -414,12 +512,20 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok(()) => self.prepare_synchronous(&members).await,
             Err(e) => Err(e),
         };
+        let attempted = ready.is_ok();
         let promoted = match ready {
             Ok(()) => self.promote().await,
             Err(e) => Err(format!("not promoted: {e}")),
         };
+        if promoted.is_err() {
+            // As after a failed election: a server never promoted keeps
+            // no former leader's marker (its WAL is the old leader's), or
+            // no member would be a candidate any more.
+            self.term_not_opened(attempted).await;
+        }
         let (ok, message) = match promoted {
             Ok(()) => {
+                self.term_before = None;
                 self.keep_standby_marked();
                 self.record(
                     Decision::Promoted,

@@ -11,7 +11,8 @@
 //! `max_lag_bytes` less than the leader's last published position.
 
 use super::Keys;
-use super::etcd::{Etcd, Op};
+use super::dcs::Dcs;
+use super::etcd::Op;
 use super::member::Member;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
@@ -45,6 +46,13 @@ pub struct Request {
     /// and its timeline.
     pub lsn: Option<u64>,
     pub timeline: Option<u64>,
+    /// `Stopped`: the lease id under which the old leader held the key
+    /// when it stopped; the target's take-over compares it, so that a key
+    /// taken back since under another lease (the old leader's agent
+    /// restarted) makes the take-over fail. `None` in requests written by
+    /// older agents (the target then reads the lease itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_lease: Option<i64>,
 }
 
 impl Request {
@@ -129,15 +137,16 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// Check and write a request: the request, or why it was refused.
-pub async fn ask(
-    etcd: &Etcd,
+/// Check and write a request (through any consensus store: etcd, or the
+/// simulation's in-memory one): the request, or why it was refused.
+pub async fn ask<D: Dcs>(
+    etcd: &D,
     keys: &Keys,
     max_lag_bytes: u64,
     to: &str,
     at: Option<SystemTime>,
 ) -> Result<Request, String> {
-    let scope = etcd.prefix(&keys.root).await.map_err(err)?;
+    let (scope, _) = etcd.read_scope(&keys.root).await.map_err(err)?;
     let value = |key: &str| {
         scope
             .iter()
@@ -163,6 +172,7 @@ pub async fn ask(
         stage: Stage::Requested,
         lsn: None,
         timeline: None,
+        leader_lease: None,
     };
     let text = serde_json::to_string(&request).map_err(err)?;
     let written = etcd
@@ -188,7 +198,7 @@ pub async fn ask(
 }
 
 /// Withdraw a request its leader has not acted on yet.
-pub async fn cancel(etcd: &Etcd, keys: &Keys) -> Result<Request, String> {
+pub async fn cancel<D: Dcs>(etcd: &D, keys: &Keys) -> Result<Request, String> {
     let Some(kv) = etcd.get(&keys.switchover).await.map_err(err)? else {
         return Err("no switchover is pending".into());
     };
@@ -220,7 +230,7 @@ pub async fn cancel(etcd: &Etcd, keys: &Keys) -> Result<Request, String> {
 
 /// Wait (up to `within`) for the outcome of request `id`.
 pub async fn outcome(
-    etcd: &Etcd,
+    etcd: &super::etcd::Etcd,
     keys: &Keys,
     id: &str,
     within: Duration,
@@ -305,6 +315,7 @@ mod tests {
             stage: Stage::Requested,
             lsn: None,
             timeline: None,
+            leader_lease: None,
         };
         assert!(r.due());
         r.at = Some(

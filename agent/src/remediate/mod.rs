@@ -31,6 +31,7 @@ pub mod outcome;
 pub mod port;
 pub mod reconcile;
 pub mod recovery;
+pub mod redis_failover;
 pub mod reinit;
 pub mod step;
 pub mod trigger;

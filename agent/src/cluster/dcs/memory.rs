@@ -125,8 +125,13 @@ impl Store {
                 self.revision,
             ),
             Call::Get(key) => Answer::Kv(self.kvs.get(key).cloned()),
-            Call::Txn(when, then) => {
-                if !when.iter().all(|(k, v)| self.holds(k, v.as_deref())) {
+            Call::Txn(when, held, then) => {
+                let leased = |(key, lease): &(String, i64)| {
+                    self.kvs.get(key).is_some_and(|kv| kv.lease == *lease)
+                };
+                if !when.iter().all(|(k, v)| self.holds(k, v.as_deref()))
+                    || !held.iter().all(leased)
+                {
                     return Ok(Answer::Bool(false));
                 }
                 for op in then {
@@ -158,7 +163,8 @@ pub enum Call {
     Put(String, String, i64),
     Scope(String),
     Get(String),
-    Txn(Vec<(String, Option<String>)>, Vec<Op>),
+    /// Compared values (`None`: absent), compared lease ids, operations.
+    Txn(Vec<(String, Option<String>)>, Vec<(String, i64)>, Vec<Op>),
 }
 
 impl Call {
@@ -334,7 +340,21 @@ impl Dcs for Memory {
             .iter()
             .map(|(k, v)| (k.to_string(), v.map(String::from)))
             .collect();
-        boolean(self.call(Call::Txn(when, then.to_vec())))
+        boolean(self.call(Call::Txn(when, Vec::new(), then.to_vec())))
+    }
+
+    fn txn_held(
+        &self,
+        when: &[(&str, Option<&str>)],
+        held: (&str, i64),
+        then: &[Op],
+    ) -> impl Future<Output = Result<bool, EtcdError>> + Send {
+        let when = when
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(String::from)))
+            .collect();
+        let held = vec![(held.0.to_string(), held.1)];
+        boolean(self.call(Call::Txn(when, held, then.to_vec())))
     }
 
     fn replace_if(
@@ -349,7 +369,7 @@ impl Dcs for Memory {
             lease,
         };
         let when = vec![(key.to_string(), Some(value.to_string()))];
-        boolean(self.call(Call::Txn(when, vec![op])))
+        boolean(self.call(Call::Txn(when, Vec::new(), vec![op])))
     }
 
     fn delete_if(
@@ -359,7 +379,7 @@ impl Dcs for Memory {
     ) -> impl Future<Output = Result<bool, EtcdError>> + Send {
         let op = Op::Delete { key: key.into() };
         let when = vec![(key.to_string(), Some(value.to_string()))];
-        boolean(self.call(Call::Txn(when, vec![op])))
+        boolean(self.call(Call::Txn(when, Vec::new(), vec![op])))
     }
 }
 

@@ -2,7 +2,12 @@
 //! simulation: a few fields stand for a PostgreSQL server (running, in
 //! recovery, timeline and its history, WAL position, upstream), and the
 //! test flips the faults the loop must survive (a state that cannot be
-//! read, a stop or a rewind that fails, a fence that cannot start).
+//! read, a stop or a rewind that fails, a fence that cannot start or
+//! cannot signal the server). A clean (`fast`) stop of a primary writes
+//! its shutdown checkpoint and sends it to the standbys streaming from
+//! it, as PostgreSQL's WAL senders do. Every call that can change who
+//! accepts writes runs the test's [`Watch`] before and after it, so that
+//! the invariants are checked at each change, not only between steps.
 
 use crate::cluster::local::{Observation, ShutDown};
 use crate::cluster::server::{Fence, Replication, Server};
@@ -41,6 +46,12 @@ pub struct Node {
     pub rewind_fails: bool,
     /// The fence cannot be started.
     pub fence_broken: bool,
+    /// The fence cannot signal the server: once armed it exits (and says
+    /// so), so the agent sees it unarmed.
+    pub fence_fails: bool,
+    /// After a clean stop of a primary: where its shutdown checkpoint
+    /// begins (the WAL ends one byte later).
+    pub shut_down: Option<u64>,
     /// Settings cannot be read or written (SQL fails).
     pub sql_fails: bool,
     /// Armed fences (one per fence process; a crashed agent's stays):
@@ -115,12 +126,19 @@ impl Node {
 /// Every server of a simulated cluster, by `host:port`.
 pub type Peers = Arc<Mutex<Vec<(String, Arc<Mutex<Node>>)>>>;
 
+/// The test's check of its invariants, run before and after each call
+/// that can change who accepts writes (no lock of a node held).
+pub type Watch = Arc<dyn Fn() + Send + Sync>;
+
 /// The agent's handle on a fake server.
 pub struct FakeServer {
     pub spec: ClusterSpec,
     pub node: Arc<Mutex<Node>>,
     /// Every server of the cluster by `host:port` (to rewind from).
     pub peers: Peers,
+    /// Run around each call that changes the server's role (`None`: the
+    /// table tests, which check after the pass).
+    pub watch: Option<Watch>,
 }
 
 /// The fence of a fake server: one fence process, started on first arm.
@@ -133,19 +151,30 @@ pub struct FakeFence {
 impl Fence for FakeFence {
     fn sync(&mut self, until: Option<Instant>) -> Option<(bool, String)> {
         let mut node = self.node.lock();
-        let fired = self.id.and_then(|id| {
+        let mut fired = self.id.and_then(|id| {
             let at = node.fired.iter().position(|(f, _)| *f == id)?;
             let (_, stopped) = node.fired.remove(at);
             self.id = None;
             self.sent = None;
             Some((stopped, "the fence fired".to_string()))
         });
+        if node.fence_fails
+            && let Some(id) = self.id.take()
+        {
+            // It found it cannot signal the server, and exited.
+            node.fences.retain(|(f, _)| *f != id);
+            self.sent = None;
+            fired = Some((
+                false,
+                "the fence cannot signal the server: it exited".into(),
+            ));
+        }
         if until == self.sent {
             return fired;
         }
         match (self.id, until) {
             (None, None) => self.sent = None,
-            (None, Some(_)) if node.fence_broken => {}
+            (None, Some(_)) if node.fence_broken || node.fence_fails => {}
             (None, Some(at)) => {
                 node.next_fence += 1;
                 let id = node.next_fence;
@@ -185,6 +214,38 @@ fn ready<T: Send>(value: T) -> impl Future<Output = T> + Send {
 }
 
 impl FakeServer {
+    /// Run `change` between two looks of the test's watch.
+    fn watched<T>(&self, change: impl FnOnce() -> T) -> T {
+        if let Some(watch) = &self.watch {
+            watch();
+        }
+        let answer = change();
+        if let Some(watch) = &self.watch {
+            watch();
+        }
+        answer
+    }
+
+    /// A clean stop's last WAL, sent to the standbys streaming from this
+    /// server (`node`: as it is now, stopped).
+    fn send_to_standbys(&self, node: &Node) {
+        let me = format!("{}:{}", self.spec.host, self.spec.port);
+        let peers = self.peers.lock();
+        for (_, peer) in peers.iter().filter(|(_, p)| !Arc::ptr_eq(p, &self.node)) {
+            let mut peer = peer.lock();
+            if peer.running
+                && !peer.primary
+                && peer.streaming
+                && peer.upstream.as_deref() == Some(me.as_str())
+                && node.contains(peer.timeline, peer.lsn)
+            {
+                peer.lsn = node.lsn;
+                peer.timeline = node.timeline;
+                peer.history = node.history.clone();
+            }
+        }
+    }
+
     fn peer(&self, host: &str, port: u16) -> Option<Arc<Mutex<Node>>> {
         let at = format!("{host}:{port}");
         let peers = self.peers.lock();
@@ -246,34 +307,50 @@ impl Server for FakeServer {
     }
 
     fn start(&self) -> impl Future<Output = Result<(), String>> + Send {
-        let mut node = self.node.lock();
-        let answer = if node.unknown || node.running {
-            Err("pg_ctl start: another server might be running".into())
-        } else {
-            node.running = true;
-            node.primary = !node.standby_marked;
-            Ok(())
-        };
-        ready(answer)
+        ready(self.watched(|| {
+            let mut node = self.node.lock();
+            if node.unknown || node.running {
+                Err("pg_ctl start: another server might be running".into())
+            } else {
+                node.running = true;
+                node.primary = !node.standby_marked;
+                node.shut_down = None;
+                Ok(())
+            }
+        }))
     }
 
-    fn stop(&self, _mode: &str) -> impl Future<Output = Result<(), String>> + Send {
-        ready(self.node.lock().stop())
+    fn stop(&self, mode: &str) -> impl Future<Output = Result<(), String>> + Send {
+        ready(self.watched(|| {
+            let mut node = self.node.lock();
+            let clean = mode == "fast" && node.running && node.primary;
+            node.stop()?;
+            if clean {
+                // The shutdown checkpoint, sent before the senders exit.
+                node.shut_down = Some(node.lsn);
+                node.lsn += 1;
+                let now = node.clone();
+                drop(node);
+                self.send_to_standbys(&now);
+            }
+            Ok(())
+        }))
     }
 
     fn start_promotion(&self) -> impl Future<Output = Result<(), String>> + Send {
-        let mut node = self.node.lock();
-        let answer = if node.running && !node.primary {
-            let (timeline, lsn) = (node.timeline, node.lsn);
-            node.history.push((timeline, lsn));
-            node.timeline += 1;
-            node.primary = true;
-            node.streaming = false;
-            Ok(())
-        } else {
-            Err("not a running standby".into())
-        };
-        ready(answer)
+        ready(self.watched(|| {
+            let mut node = self.node.lock();
+            if node.running && !node.primary {
+                let (timeline, lsn) = (node.timeline, node.lsn);
+                node.history.push((timeline, lsn));
+                node.timeline += 1;
+                node.primary = true;
+                node.streaming = false;
+                Ok(())
+            } else {
+                Err("not a running standby".into())
+            }
+        }))
     }
 
     fn confirm_promotion(&self) -> impl Future<Output = Result<(), String>> + Send {
@@ -310,8 +387,8 @@ impl Server for FakeServer {
         _source: &str,
     ) -> impl Future<Output = Result<String, String>> + Send {
         let source = self.peer(host, port).map(|n| n.lock().clone());
-        let mut node = self.node.lock();
-        let answer = (|| {
+        let answer = self.watched(|| {
+            let mut node = self.node.lock();
             node.stop()?;
             if node.rewind_fails {
                 return Err("pg_rewind: could not connect".to_string());
@@ -329,7 +406,7 @@ impl Server for FakeServer {
             node.running = true;
             node.primary = false;
             Ok("rewound".to_string())
-        })();
+        });
         ready(answer)
     }
 
@@ -362,7 +439,7 @@ impl Server for FakeServer {
     fn shut_down_at(&self) -> impl Future<Output = Result<ShutDown, String>> + Send {
         let node = self.node.lock();
         ready(Ok(ShutDown {
-            checkpoint: node.lsn,
+            checkpoint: node.shut_down.unwrap_or(node.lsn),
             timeline: node.timeline,
         }))
     }

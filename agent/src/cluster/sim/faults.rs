@@ -50,6 +50,11 @@ pub struct Faults {
     pub rewind_fails: f64,
     pub fence_broken: f64,
     pub partition: f64,
+    /// Per step and member: the fence runs but cannot signal the server.
+    pub fence_fails: f64,
+    /// Per step: the operator asks for a switchover (to a random member);
+    /// a quarter of that: cancels the pending one.
+    pub switchover: f64,
 }
 
 impl Faults {
@@ -66,6 +71,8 @@ impl Faults {
         rewind_fails: 0.0,
         fence_broken: 0.0,
         partition: 0.0,
+        fence_fails: 0.0,
+        switchover: 0.0,
     };
 
     /// A mix drawn from the seed: each kind on or off, at a rate that
@@ -85,6 +92,8 @@ impl Faults {
             rewind_fails: on(0.002),
             fence_broken: on(0.001),
             partition: on(0.001),
+            fence_fails: on(0.001),
+            switchover: 0.01 + on(0.02),
         }
     }
 }

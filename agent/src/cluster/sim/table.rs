@@ -15,16 +15,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Member `m0` (this agent) and its scope.
-struct Harness {
-    store: Arc<Mutex<Store>>,
-    node: Arc<Mutex<Node>>,
-    keys: Keys,
-    ha: Ha<Memory, FakeServer>,
+pub(super) struct Harness {
+    pub(super) store: Arc<Mutex<Store>>,
+    pub(super) node: Arc<Mutex<Node>>,
+    pub(super) keys: Keys,
+    pub(super) ha: Ha<Memory, FakeServer>,
+    peers: super::fake::Peers,
+    pub(super) _dir: tempfile::TempDir,
+}
+
+/// Another member's agent over the same store (member `i`).
+pub(super) struct Agent {
+    pub(super) node: Arc<Mutex<Node>>,
+    pub(super) ha: Ha<Memory, FakeServer>,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
-    fn new(node: Node) -> Harness {
+    pub(super) fn new(node: Node) -> Harness {
         Harness::with(node, Memory::client)
     }
 
@@ -42,7 +50,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let mut me = spec(0);
         settings(&mut me);
-        let peers = Arc::new(Mutex::new(vec![(
+        let peers: super::fake::Peers = Arc::new(Mutex::new(vec![(
             format!("{}:{}", me.host, me.port),
             node.clone(),
         )]));
@@ -52,7 +60,8 @@ impl Harness {
             FakeServer {
                 spec: me,
                 node: node.clone(),
-                peers,
+                peers: peers.clone(),
+                watch: None,
             },
             keys.clone(),
             None,
@@ -65,12 +74,42 @@ impl Harness {
             node,
             keys,
             ha,
+            peers,
+            _dir: dir,
+        }
+    }
+
+    /// The agent of member `i` over the same store, its server `node`.
+    pub(super) fn agent(&self, i: usize, node: Node) -> Agent {
+        let s = spec(i);
+        let node = Arc::new(Mutex::new(node));
+        self.peers
+            .lock()
+            .push((format!("{}:{}", s.host, s.port), node.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let ha = Ha::new(
+            Memory::client(self.store.clone()),
+            FakeServer {
+                spec: s.clone(),
+                node: node.clone(),
+                peers: self.peers.clone(),
+                watch: None,
+            },
+            self.keys.clone(),
+            None,
+            Arc::default(),
+            format!("http://{}:8080", s.host),
+            dir.path().join("cluster-leader"),
+        );
+        Agent {
+            node,
+            ha,
             _dir: dir,
         }
     }
 
     /// Member `i` (not this one) published as `role` at `lsn`.
-    fn other(&self, i: usize, role: &str, lsn: u64) {
+    pub(super) fn other(&self, i: usize, role: &str, lsn: u64) {
         let s = spec(i);
         let member = Member {
             name: s.name.clone(),
@@ -94,7 +133,7 @@ impl Harness {
     }
 
     /// The leader key held by `name` under a new lease of `ttl`.
-    fn leader(&self, name: &str, ttl: Duration) -> i64 {
+    pub(super) fn leader(&self, name: &str, ttl: Duration) -> i64 {
         let mut store = self.store.lock();
         let lease = store.grant(ttl);
         store.put(&self.keys.leader, name, lease).unwrap();
@@ -106,14 +145,14 @@ impl Harness {
         store.put(&self.keys.optime, &lsn.to_string(), 0).unwrap();
     }
 
-    fn holder(&self) -> Option<String> {
+    pub(super) fn holder(&self) -> Option<String> {
         self.store
             .lock()
             .get(&self.keys.leader)
             .map(|kv| kv.value.clone())
     }
 
-    async fn tick(&mut self) -> Vec<Did> {
+    pub(super) async fn tick(&mut self) -> Vec<Did> {
         self.ha.tick().await
     }
 

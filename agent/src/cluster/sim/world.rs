@@ -4,12 +4,17 @@
 //! [`STEP`]: it replicates, lets primaries take writes, fires fences,
 //! injects faults (lost, late and resent answers, agent crashes between
 //! any two operations, unreadable pid files, failed stops and rewinds,
-//! fences that cannot start, crashed servers, partitions from the store)
-//! and checks the invariants after every step. Everything random comes
-//! from the seed, so a seed replays exactly.
+//! fences that cannot start or cannot signal, crashed servers, partitions
+//! from the store), asks for switchovers as an operator would (to random
+//! members, at random times), kills or cuts off the leader once, and checks
+//! the invariants ([`Invariants`]) at every change of a server's role and
+//! after every step; after the faults are healed a leader with a primary
+//! must exist within [`SETTLE`]. Everything random comes from the seed, so
+//! a seed replays exactly.
 
-use super::fake::{FakeServer, Node, Peers};
+use super::fake::{FakeServer, Node, Peers, Watch};
 use super::faults::{Faults, Rng};
+use super::invariants::Invariants;
 use crate::cluster::Keys;
 use crate::cluster::dcs::memory::{Call, Fault, Memory, Store};
 use crate::cluster::ha::Ha;
@@ -23,6 +28,24 @@ use tokio::time::Instant;
 /// How often the world steps (replication, writes, fences, checks).
 pub const STEP: Duration = Duration::from_millis(50);
 
+/// Once every fault is healed, a leader with a primary within this (the
+/// old leader's lease expires within `ttl`, 3 s, and a restarted agent
+/// comes back within 5 s).
+pub const SETTLE: Duration = Duration::from_secs(10);
+
+/// What an episode did (to show the simulation exercised failovers).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    /// The leader key moved to another member.
+    pub handovers: usize,
+    /// Switchovers asked for (accepted by the request's checks).
+    pub switchovers_asked: usize,
+    /// Switchovers whose outcome says they completed.
+    pub switchovers_done: usize,
+    /// From the heal to a leader with a primary.
+    pub settled_in: Option<Duration>,
+}
+
 /// What a member's faults are right now (shared with its store client).
 #[derive(Debug, Default)]
 struct Cut {
@@ -30,6 +53,9 @@ struct Cut {
     partitioned_until: Option<Instant>,
     /// The agent stopped mid-call: the world kills its task.
     crashed: bool,
+    /// No crash of the agent now (its fence cannot signal the server: a
+    /// crash too would leave a primary no software fence can stop).
+    steady: bool,
 }
 
 struct Member {
@@ -42,9 +68,6 @@ struct Member {
     /// Until when a fault set on its server lasts.
     heal_at: Option<Instant>,
     dir: tempfile::TempDir,
-    /// The expiry of the last lease under which it held the leader key.
-    held_until: Option<Instant>,
-    was_primary: bool,
 }
 
 /// One episode.
@@ -58,8 +81,14 @@ pub struct World {
     /// What happened, for a failing seed's report.
     pub log: Arc<Mutex<Vec<String>>>,
     start: Instant,
-    /// The last primary's state as last seen.
-    last_primary: Option<(String, Node)>,
+    invariants: Arc<Invariants>,
+    /// The leader key's holder as last seen.
+    last_holder: Option<String>,
+    /// The revision of the switchover outcome last counted.
+    last_outcome: i64,
+    /// The step at which the leader is killed or cut off.
+    kill_at: usize,
+    pub stats: Stats,
 }
 
 fn template() -> &'static ClusterSpec {
@@ -110,12 +139,20 @@ impl World {
                 back_at: None,
                 heal_at: None,
                 dir: tempfile::tempdir().expect("a temporary directory"),
-                held_until: None,
-                was_primary: i == 0,
             });
         }
+        let invariants = Arc::new(Invariants::new(
+            store.clone(),
+            keys.leader.clone(),
+            members
+                .iter()
+                .map(|m| (m.name.clone(), m.node.clone()))
+                .collect(),
+        ));
+        let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(17));
+        let kill_at = 80 + rng.below(240) as usize;
         let mut world = World {
-            rng: Arc::new(Mutex::new(Rng::new(seed.wrapping_mul(31).wrapping_add(17)))),
+            rng: Arc::new(Mutex::new(rng)),
             faults,
             store,
             members,
@@ -123,7 +160,11 @@ impl World {
             keys,
             log: Arc::new(Mutex::new(Vec::new())),
             start: Instant::now(),
-            last_primary: None,
+            invariants,
+            last_holder: None,
+            last_outcome: 0,
+            kill_at,
+            stats: Stats::default(),
         };
         world.bootstrap_key();
         for i in 0..n {
@@ -140,7 +181,6 @@ impl World {
         store
             .put(&leader, &name, lease)
             .expect("the bootstrap key is written");
-        self.members[0].held_until = store.lease_expiry(lease);
         // And the fence that earlier run armed (its deadline: the lease's
         // grant plus ttl minus a third, plus a sixth).
         let ttl = template().ttl;
@@ -175,7 +215,7 @@ impl World {
             {
                 return Fault::Unsent(Duration::from_millis(500));
             }
-            if rng.chance(faults.crash_mid) {
+            if !cut.steady && rng.chance(faults.crash_mid) {
                 cut.crashed = true;
                 return Fault::Hang;
             }
@@ -194,10 +234,13 @@ impl World {
             Fault::None
         });
         let dcs = Memory::client(self.store.clone()).with_faults(chooser);
+        let invariants = self.invariants.clone();
+        let watch: Watch = Arc::new(move || invariants.look());
         let server = FakeServer {
             spec: spec(i),
             node: self.members[i].node.clone(),
             peers: self.peers.clone(),
+            watch: Some(watch),
         };
         let member = &self.members[i];
         let mut ha = Ha::new(
@@ -240,20 +283,98 @@ impl World {
     /// Run for `steps` steps with faults, then `calm` without; `Err` with
     /// the first invariant broken.
     pub async fn run(&mut self, steps: usize, calm: usize) -> Result<(), String> {
-        for _ in 0..steps {
+        for step in 0..steps {
             tokio::time::sleep(STEP).await;
             self.physics();
             self.check()?;
             self.inject();
+            self.operator().await;
+            if step == self.kill_at {
+                self.kill_leader();
+            }
         }
         self.heal();
+        let healed = Instant::now();
         for _ in 0..calm {
             tokio::time::sleep(STEP).await;
             self.physics();
             self.check()?;
             self.restart_agents();
+            if self.stats.settled_in.is_none() && self.leads().is_ok() {
+                self.stats.settled_in = Some(Instant::now() - healed);
+            }
         }
         self.check_failover()
+    }
+
+    /// As an operator: now and then ask for a switchover to a random
+    /// member (through the same checks as `watchpost cluster switchover`),
+    /// or cancel the pending one.
+    async fn operator(&mut self) {
+        let f = self.faults;
+        if self.chance(f.switchover) {
+            let to = {
+                let at = self.rng.lock().below(self.members.len() as u64) as usize;
+                self.members[at].name.clone()
+            };
+            let client = Memory::client(self.store.clone());
+            let max_lag = template().max_lag_bytes;
+            match crate::cluster::switchover::ask(&client, &self.keys, max_lag, &to, None).await {
+                Ok(request) => {
+                    self.stats.switchovers_asked += 1;
+                    self.note(format!(
+                        "operator: switchover {} from {} to {to} asked",
+                        request.id, request.from
+                    ));
+                }
+                Err(why) => self.note(format!("operator: switchover to {to}: {why}")),
+            }
+        }
+        if self.chance(f.switchover / 4.0) {
+            let client = Memory::client(self.store.clone());
+            match crate::cluster::switchover::cancel(&client, &self.keys).await {
+                Ok(request) => self.note(format!("operator: switchover {} cancelled", request.id)),
+                Err(why) => self.note(format!("operator: cancel: {why}")),
+            }
+        }
+    }
+
+    /// Kill the leader's node (agent and server) or cut it off from the
+    /// store, once per episode: a failover (or its own return) must follow.
+    fn kill_leader(&mut self) {
+        let holder = self
+            .store
+            .lock()
+            .get(&self.keys.leader)
+            .map(|kv| kv.value.clone());
+        let Some(i) = holder.and_then(|h| self.members.iter().position(|m| m.name == h)) else {
+            self.note("no leader to kill".into());
+            return;
+        };
+        let now = Instant::now();
+        let steady = self.members[i].cut.lock().steady;
+        if steady || self.rng.lock().chance(0.5) {
+            let cut = Duration::from_millis(2000) + self.rng.lock().millis(4000);
+            self.members[i].cut.lock().partitioned_until = Some(now + cut);
+            self.note(format!(
+                "{}: the leader is cut from the store for {cut:?}",
+                self.members[i].name
+            ));
+        } else {
+            self.crash_agent(i, "the leader's node is killed");
+            let mut node = self.members[i].node.lock();
+            if node.running && !node.unknown {
+                node.running = false;
+                node.primary = false;
+                node.streaming = false;
+            }
+            drop(node);
+            self.invariants.look();
+            self.note(format!(
+                "{}: the leader's server is killed",
+                self.members[i].name
+            ));
+        }
     }
 
     fn restart_agents(&mut self) {
@@ -303,53 +424,40 @@ impl World {
         }
     }
 
-    /// The invariants, after a step.
+    /// The invariants, after a step (also looked at on every change of a
+    /// role), and what the step shows (hand-overs, completed switchovers).
     fn check(&mut self) -> Result<(), String> {
-        let now = Instant::now();
-        let store = self.store.lock();
-        let holder = store
-            .get(&self.keys.leader)
-            .map(|kv| (kv.value.clone(), store.lease_expiry(kv.lease)));
-        drop(store);
-        let mut primaries = Vec::new();
-        for m in self.members.iter_mut() {
-            if let Some((name, until)) = &holder
-                && *name == m.name
-            {
-                m.held_until = *until;
-            }
-            let node = m.node.lock().clone();
-            let primary = node.running && node.primary;
-            if primary {
-                primaries.push(m.name.clone());
-                if m.held_until.is_none_or(|until| now > until) {
-                    return Err(format!(
-                        "{} accepts writes without the leader key (held until {:?}, now {:?})",
-                        m.name,
-                        m.held_until.map(|u| u - self.start),
-                        now - self.start
-                    ));
-                }
-                if !m.was_primary {
-                    // Just promoted: it must have been on the last
-                    // primary's history where it left its timeline.
-                    if let (Some((last, seen)), Some((timeline, at))) =
-                        (&self.last_primary, node.history.last())
-                        && *last != m.name
-                        && !on_history(&node, seen)
-                    {
-                        return Err(format!(
-                            "{} was promoted from timeline {timeline} at {at}, which is not on the history of the last primary {last} (timeline {}, at {}, history {:?})",
-                            m.name, seen.timeline, seen.lsn, seen.history
-                        ));
-                    }
-                }
-                self.last_primary = Some((m.name.clone(), node.clone()));
-            }
-            m.was_primary = primary;
+        self.invariants.look();
+        if let Some(broken) = self.invariants.broken() {
+            return Err(broken);
         }
-        if primaries.len() > 1 {
-            return Err(format!("two primaries accept writes: {primaries:?}"));
+        let (holder, outcome) = {
+            let store = self.store.lock();
+            (
+                store.get(&self.keys.leader).map(|kv| kv.value.clone()),
+                store
+                    .get(&self.keys.switchover_result)
+                    .map(|kv| (kv.revision, kv.value.clone())),
+            )
+        };
+        if let Some(h) = &holder
+            && self.last_holder.as_ref().is_some_and(|last| last != h)
+        {
+            self.stats.handovers += 1;
+        }
+        if holder.is_some() {
+            self.last_holder = holder;
+        }
+        if let Some((revision, value)) = outcome
+            && revision != self.last_outcome
+        {
+            self.last_outcome = revision;
+            let done = serde_json::from_str::<crate::cluster::switchover::Outcome>(&value)
+                .is_ok_and(|o| o.ok);
+            if done {
+                self.stats.switchovers_done += 1;
+            }
+            self.note(format!("switchover outcome: {value}"));
         }
         Ok(())
     }
@@ -367,7 +475,8 @@ impl World {
                 self.crash_agent(i, "stopped mid-operation");
             }
             self.restart_agents_one(i, now);
-            if self.chance(f.crash) {
+            let steady = self.members[i].cut.lock().steady;
+            if self.chance(f.crash) && !steady {
                 self.crash_agent(i, "between ticks");
             }
             let mut what = Vec::new();
@@ -378,11 +487,32 @@ impl World {
                 node.stop_fails = false;
                 node.rewind_fails = false;
                 node.fence_broken = false;
+                node.fence_fails = false;
+                self.members[i].cut.lock().steady = false;
                 what.push("server faults healed".to_string());
             }
+            // A fence that cannot signal the server, only beside an agent
+            // that runs and can stop the server itself (with a crash or a
+            // failed stop too, no software fence can stop a primary).
+            let alive = self.members[i].task.is_some() && !self.members[i].cut.lock().crashed;
+            let unfenceable = {
+                let node = self.members[i].node.lock();
+                node.unknown || node.stop_fails
+            };
+            if self.chance(f.fence_fails) && alive && !unfenceable {
+                self.members[i].node.lock().fence_fails = true;
+                self.members[i].cut.lock().steady = true;
+                let heal = self.rng.lock().millis(8000);
+                let until = self.members[i]
+                    .heal_at
+                    .map_or(now + heal, |at| at.max(now + heal));
+                self.members[i].heal_at = Some(until);
+                what.push("fence cannot signal the server".to_string());
+            }
+            let fenceless = self.members[i].node.lock().fence_fails;
             let hits = [
-                self.chance(f.unknown),
-                self.chance(f.stop_fails),
+                self.chance(f.unknown) && !fenceless,
+                self.chance(f.stop_fails) && !fenceless,
                 self.chance(f.rewind_fails),
                 self.chance(f.fence_broken),
             ];
@@ -447,7 +577,9 @@ impl World {
             node.stop_fails = false;
             node.rewind_fails = false;
             node.fence_broken = false;
+            node.fence_fails = false;
             m.cut.lock().partitioned_until = None;
+            m.cut.lock().steady = false;
             m.back_at = Some(Instant::now());
         }
         // The agents' clients keep their choosers: restart them all with
@@ -461,8 +593,20 @@ impl World {
         self.restart_agents();
     }
 
-    /// After the calm: a leader with a primary, when a member qualifies.
+    /// After the calm: a leader with a primary, and one came within
+    /// [`SETTLE`] of the heal.
     fn check_failover(&self) -> Result<(), String> {
+        self.leads()?;
+        match self.stats.settled_in {
+            Some(took) if took <= SETTLE => Ok(()),
+            took => Err(format!(
+                "a leader with a primary only {took:?} after the faults were healed (bound {SETTLE:?})"
+            )),
+        }
+    }
+
+    /// Whether a member holds the key and its server is the primary.
+    fn leads(&self) -> Result<(), String> {
         let store = self.store.lock();
         let holder = store.get(&self.keys.leader).map(|kv| kv.value.clone());
         drop(store);
@@ -497,23 +641,4 @@ impl World {
             }
         }
     }
-}
-
-/// Whether the WAL `node` held before its promotion is on `primary`'s
-/// history: each timeline it left ended within the primary's part of it,
-/// and on timelines the primary never saw it wrote nothing.
-fn on_history(node: &Node, primary: &Node) -> bool {
-    let mut start = 0;
-    for (timeline, end) in &node.history {
-        let fine = match timeline.cmp(&primary.timeline) {
-            std::cmp::Ordering::Less => primary.contains(*timeline, *end),
-            std::cmp::Ordering::Equal => *end <= primary.lsn,
-            std::cmp::Ordering::Greater => *end <= start,
-        };
-        if !fine {
-            return false;
-        }
-        start = *end;
-    }
-    true
 }

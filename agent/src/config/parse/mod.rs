@@ -223,9 +223,13 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
     };
     let span = root.span();
     let mut top = Section::new(&ROOT, "top level", root.get_ref(), span);
-    let mut parser = Parser { d, source };
+    let mut parser = Parser {
+        d,
+        source,
+        strict_written: Default::default(),
+    };
 
-    let targets = parser.targets(&mut top);
+    let mut targets = parser.targets(&mut top);
     let agent = match top.table(&mut parser.d, "agent") {
         Some(section) => parser.agent(section, &targets),
         None => parser.default_agent(),
@@ -262,6 +266,14 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
     if let Some(cluster) = &cluster {
         let etcd_probe = parser.etcd_probe(cluster, &probes);
         probes.extend(etcd_probe);
+        // The local server's target: its `dsn` role is the probes', and
+        // the agent's own (admin_dsn) may promote; probes on a role that
+        // may do more than monitor are refused unless written otherwise.
+        if !parser.strict_written.contains(&cluster.target)
+            && let Some(target) = targets.get_mut(&cluster.target)
+        {
+            target.strict_privileges = true;
+        }
     }
     let mut d = parser.d;
     top.finish(&mut d);
@@ -283,6 +295,9 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
 struct Parser<'s, 'a> {
     d: Diagnostics<'s>,
     source: &'a Source<'a>,
+    /// The targets whose `strict_privileges` is written (cluster mode
+    /// turns it on for its target unless written).
+    strict_written: std::collections::BTreeSet<String>,
 }
 
 fn status_word(

@@ -1,0 +1,147 @@
+//! Table tests of a switchover racing a crash of the old leader's agent:
+//! the old leader (`m0`) stopped its server for the hand-over and marked
+//! the request `stopped`, then its agent restarted (a new lease) while the
+//! key still names it under the old one; the target (`m1`) has replayed
+//! past the old leader's end. Whatever the order of their passes, at most
+//! one of them makes its server writable.
+
+use super::fake::Node;
+use super::table::Harness;
+use crate::cluster::did::Did;
+use crate::cluster::switchover::{Outcome, Request, Stage};
+use std::time::Duration;
+
+/// Where the old leader's WAL ended (its shutdown checkpoint).
+const END: u64 = 1000;
+
+/// Both members as the crash left them: the request `stopped` under the
+/// old leader's lease (`leader_lease` in the request as written, or
+/// `None` as an older agent wrote it); the old leader's server started
+/// again read-only by its restarted agent; the target streaming past END.
+fn crashed_during_hand_over(leader_lease: bool) -> (Harness, super::table::Agent, i64, String) {
+    let mut old = Node::new(false, END + 1);
+    old.standby_marked = true;
+    let h = Harness::new(old);
+    let lease = h.leader("m0", Duration::from_secs(30));
+    let request = Request {
+        id: "r1".into(),
+        from: "m0".into(),
+        to: "m1".into(),
+        at: None,
+        stage: Stage::Stopped,
+        lsn: Some(END),
+        timeline: Some(1),
+        leader_lease: leader_lease.then_some(lease),
+    };
+    let raw = serde_json::to_string(&request).unwrap();
+    h.store
+        .lock()
+        .put(&h.keys.switchover, &raw, 0)
+        .expect("the request is written");
+    let mut target = Node::new(false, END + 1);
+    target.upstream = Some("10.0.0.1:5432".into());
+    target.streaming = true;
+    let agent = h.agent(1, target);
+    (h, agent, lease, raw)
+}
+
+fn primaries(h: &Harness, target: &super::table::Agent) -> Vec<&'static str> {
+    let mut writable = Vec::new();
+    for (name, node) in [("m0", &h.node), ("m1", &target.node)] {
+        let node = node.lock();
+        if node.running && node.primary {
+            writable.push(name);
+        }
+    }
+    writable
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_restarted_old_leader_first_withdraws_the_hand_over_then_leads_alone() {
+    let (mut h, mut target, _, _) = crashed_during_hand_over(true);
+    let did = h.tick().await;
+    target.ha.tick().await;
+    assert!(
+        primaries(&h, &target).len() <= 1,
+        "{:?}",
+        primaries(&h, &target)
+    );
+    assert!(matches!(&did[0], Did::Acquired(_)), "{did:?}");
+    assert!(
+        did.iter()
+            .any(|d| matches!(d, Did::Failed(why) if why.contains("withdrew it"))),
+        "{did:?}"
+    );
+    assert!(h.store.lock().get(&h.keys.switchover).is_none());
+    let outcome: Outcome = serde_json::from_str(
+        &h.store
+            .lock()
+            .get(&h.keys.switchover_result)
+            .expect("an outcome")
+            .value,
+    )
+    .unwrap();
+    assert!(
+        !outcome.ok && outcome.message.contains("restarted"),
+        "{outcome:?}"
+    );
+    for _ in 0..4 {
+        target.ha.tick().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        h.tick().await;
+        assert!(
+            primaries(&h, &target).len() <= 1,
+            "{:?}",
+            primaries(&h, &target)
+        );
+    }
+    assert_eq!(primaries(&h, &target), ["m0"]);
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_target_first_takes_over_and_the_restarted_old_leader_follows() {
+    let (mut h, mut target, _, _) = crashed_during_hand_over(true);
+    let did = target.ha.tick().await;
+    assert!(did.iter().any(|d| matches!(d, Did::Promoted(_))), "{did:?}");
+    for _ in 0..4 {
+        h.tick().await;
+        assert!(
+            primaries(&h, &target).len() <= 1,
+            "{:?}",
+            primaries(&h, &target)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        target.ha.tick().await;
+    }
+    assert_eq!(primaries(&h, &target), ["m1"]);
+    assert_eq!(h.holder().as_deref(), Some("m1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_taken_back_under_another_lease_fails_the_targets_take_over() {
+    for written_lease in [true, false] {
+        let (h, mut target, _, _) = crashed_during_hand_over(written_lease);
+        // The target reads the request (and, for an older agent's request,
+        // the key's lease) and waits for its replay, while the old
+        // leader's key is put under a new lease without the request being
+        // withdrawn (an agent of the old code), then the replay passes.
+        target.node.lock().lsn = END;
+        let (store, node, key) = (h.store.clone(), target.node.clone(), h.keys.leader.clone());
+        let meanwhile = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut store = store.lock();
+            let fresh = store.grant(Duration::from_secs(30));
+            store.put(&key, "m0", fresh).unwrap();
+            node.lock().lsn = END + 1;
+        });
+        let did = target.ha.tick().await;
+        meanwhile.await.unwrap();
+        assert!(
+            !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+            "{written_lease}: {did:?}"
+        );
+        assert_eq!(h.holder().as_deref(), Some("m0"), "{written_lease}");
+        assert!(!target.node.lock().primary, "{written_lease}");
+    }
+}
