@@ -32,6 +32,9 @@ pub const BUILTINS: &[&str] = &[
     "mysql-consistency",
     "redis-alive",
     "redis-replication",
+    "redis-persistence",
+    "redis-performance",
+    "redis-consistency",
 ];
 
 /// The Rust target probes are built for: its `cdylib` output is a component.
