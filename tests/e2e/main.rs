@@ -54,6 +54,7 @@ mod pg_replication;
 mod pg_tls;
 mod postgres;
 mod redis_alive;
+mod redis_backup;
 mod redis_capability;
 mod redis_consistency;
 mod redis_performance;

@@ -35,6 +35,7 @@ pub const BUILTINS: &[&str] = &[
     "redis-persistence",
     "redis-performance",
     "redis-consistency",
+    "redis-backup",
 ];
 
 /// The Rust target probes are built for: its `cdylib` output is a component.
