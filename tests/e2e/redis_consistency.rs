@@ -31,11 +31,12 @@ fn consistency(primary: &Redis, replica: &Redis, pairs: &[(&str, &str)]) -> Chec
 /// in step with it.
 fn pair() -> (Redis, Redis) {
     let primary = Redis::with_args(DEBUG);
+    // DEBUG POPULATE is not replicated: before the replica's full sync.
+    primary.cli(&["DEBUG", "POPULATE", "2000", "item", "20"]);
     let replica = Redis::replica_with(
         &primary,
         &["--enable-debug-command", "local", "--replica-read-only", "no"],
     );
-    primary.cli(&["DEBUG", "POPULATE", "2000", "item", "20"]);
     primary.cli(&["SET", "order:17", "paid"]);
     primary.cli(&["HSET", "user:1", "name", "ada", "plan", "pro"]);
     primary.cli(&["RPUSH", "queue", "a", "b", "c"]);

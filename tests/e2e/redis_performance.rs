@@ -6,6 +6,7 @@
 //! critical.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use watchpost_e2e::pg::wait_until;
 use watchpost_e2e::redis::Redis;
@@ -59,7 +60,8 @@ fn a_latency_spike_is_judged_and_in_the_slow_log() {
         &[
             ("spike_warning", "0.2"),
             ("spike_critical", "0.4"),
-            ("slowlog_warning", "1"),
+            // Any new entry is a warning (limits are exclusive).
+            ("slowlog_warning", "0"),
         ],
     );
     assert_eq!(checked.status(), "critical", "{}", checked.message());
@@ -101,19 +103,34 @@ fn memory_pressure_with_evictions_is_a_warning_naming_them() {
         "allkeys-lru",
     ]);
     overfill(&redis);
-    let maxmemory = 2.0 * 1048576.0;
-    wait_until(Duration::from_secs(30), "evictions to make room", || {
-        let _ = redis.try_cli(&["SET", "tick", "x"]);
+    // Pressure that goes on: a writer adding new keys all through the
+    // check, so that the server stays at its limit, evicting.
+    let port = redis.port().to_string();
+    let mut writer = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port, "-r", "-1", "EVAL"])
+        .arg("redis.call('SET', 'new:' .. math.random(1000000000), string.rep('x', 100))")
+        .arg("0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a writer");
+    let evicted = || {
         redis
-            .info("memory", "used_memory")
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|used| used <= maxmemory)
+            .info("stats", "evicted_keys")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = evicted();
+    wait_until(Duration::from_secs(30), "the writer to cause evictions", || {
+        evicted() > before
     });
     let checked = performance(&redis, &[]);
+    let _ = writer.kill();
+    let _ = writer.wait();
     assert_eq!(checked.status(), "warning", "{}", checked.message());
-    assert!(checked.value("redis.keys.evicted") > 0.0);
+    assert!(checked.value("redis.keys.evicted") > before as f64);
     assert!(checked.value("redis.memory.used_ratio") > 0.9);
-    assert_eq!(checked.value("redis.maxmemory"), maxmemory);
+    assert_eq!(checked.value("redis.maxmemory"), 2.0 * 1048576.0);
     assert!(
         checked.message().contains("keys evicted") && checked.message().contains("allkeys-lru"),
         "{}",

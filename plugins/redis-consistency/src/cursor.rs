@@ -62,6 +62,13 @@ impl Walk {
         self.cursor = returned;
     }
 
+    /// True once the walk has passed the end of the table and goes on
+    /// from its start: the buckets it meets now were seen first or will be
+    /// past the start position, where the first batch was.
+    pub fn wrapped(&self) -> bool {
+        self.wrapped
+    }
+
     /// True when every bucket was visited.
     pub fn complete(&self) -> bool {
         self.done

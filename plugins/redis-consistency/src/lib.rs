@@ -17,7 +17,8 @@
 //! batch (`SCAN ... COUNT batch`, two digest calls) at a time, and no new
 //! batch once the run's `time_budget` is spent. A keyspace too big for one
 //! run is walked from a random position round to the same position (SCAN's
-//! cursor order), so successive runs cover all of it; the share walked is
+//! cursor order), so successive runs cover all of it (keys of the first
+//! batch met again at the end are not compared twice); the share walked is
 //! reported (`redis.consistency.coverage`) and a partial walk is `ok`,
 //! never a timeout.
 //!
@@ -55,6 +56,7 @@ mod recheck;
 
 use cursor::Walk;
 use recheck::{Outcome, Wait};
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 use watchpost_probe::redis::{self, Reply};
@@ -100,6 +102,7 @@ impl Settings {
 /// What the walk saw.
 struct Walked {
     compared: usize,
+    /// Keys whose digests differed, each once.
     suspects: Vec<Vec<u8>>,
     walk: Walk,
 }
@@ -195,6 +198,11 @@ fn walk(settings: &Settings, started: Instant) -> Result<Walked> {
         walk: Walk::new(start),
     };
     let count = settings.batch.to_string();
+    // SCAN may return a key twice, and the walk's last batch, which ends
+    // past the start position, meets the keys of its first batch again:
+    // those are remembered (one batch) and not compared twice.
+    let mut first_batch: Option<HashSet<Vec<u8>>> = None;
+    let mut suspected: HashSet<Vec<u8>> = HashSet::new();
     while let Some(cursor) = walked.walk.next_cursor() {
         if started.elapsed() >= settings.budget || walked.suspects.len() >= MAX_SUSPECTS {
             break;
@@ -205,11 +213,16 @@ fn walk(settings: &Settings, started: Instant) -> Result<Walked> {
             args.extend(["MATCH", pattern.as_str()]);
         }
         let reply = redis::call(&settings.primary, &args)?;
-        let (next, keys) = scanned(&settings.primary, &reply)?;
+        let (next, mut keys) = scanned(&settings.primary, &reply)?;
+        match &first_batch {
+            None => first_batch = Some(keys.iter().cloned().collect()),
+            Some(first) if walked.walk.wrapped() => keys.retain(|k| !first.contains(k)),
+            Some(_) => {}
+        }
         let on_primary = digest::digests(&settings.primary, &keys)?;
         let on_replica = digest::digests(&settings.replica, &keys)?;
         for (i, key) in keys.into_iter().enumerate() {
-            if on_primary[i] != on_replica[i] {
+            if on_primary[i] != on_replica[i] && suspected.insert(key.clone()) {
                 walked.suspects.push(key);
             }
             walked.compared += 1;
