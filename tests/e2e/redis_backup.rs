@@ -57,11 +57,18 @@ fn fresh_copies_are_valid_and_broken_ones_named() {
     std::fs::write(&corrupted, &flipped).unwrap();
     age(&corrupted, 24);
     let checked = backup(repo.path(), &[]);
-    assert_eq!(checked.status(), "ok", "only the newest: {}", checked.message());
+    assert_eq!(
+        checked.status(),
+        "ok",
+        "only the newest: {}",
+        checked.message()
+    );
     let checked = backup(repo.path(), &[("verify", "all")]);
     assert_eq!(checked.status(), "critical", "{}", checked.message());
     assert!(
-        checked.message().contains("daily/dump-0.rdb is invalid: checksum mismatch"),
+        checked
+            .message()
+            .contains("daily/dump-0.rdb is invalid: checksum mismatch"),
         "{}",
         checked.message()
     );
@@ -92,12 +99,20 @@ fn an_old_newest_copy_and_no_copy_at_all_are_critical() {
     let checked = backup(repo.path(), &[]);
     assert_eq!(checked.status(), "critical", "{}", checked.message());
     assert!(checked.value("redis.backup.age") > 59.0 * 3600.0);
-    assert!(checked.message().contains("dump.rdb was written 60"), "{}", checked.message());
+    assert!(
+        checked.message().contains("dump.rdb was written 60"),
+        "{}",
+        checked.message()
+    );
     assert_eq!(checked.value("redis.backup.valid"), 1.0);
 
     let empty = tempfile::tempdir().unwrap();
     let checked = backup(empty.path(), &[]);
     assert_eq!(checked.status(), "critical", "{}", checked.message());
-    assert!(checked.message().contains("no RDB copy"), "{}", checked.message());
+    assert!(
+        checked.message().contains("no RDB copy"),
+        "{}",
+        checked.message()
+    );
     assert_eq!(checked.value("redis.backup.count"), 0.0);
 }

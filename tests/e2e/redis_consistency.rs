@@ -35,7 +35,12 @@ fn pair() -> (Redis, Redis) {
     primary.cli(&["DEBUG", "POPULATE", "2000", "item", "20"]);
     let replica = Redis::replica_with(
         &primary,
-        &["--enable-debug-command", "local", "--replica-read-only", "no"],
+        &[
+            "--enable-debug-command",
+            "local",
+            "--replica-read-only",
+            "no",
+        ],
     );
     primary.cli(&["SET", "order:17", "paid"]);
     primary.cli(&["HSET", "user:1", "name", "ada", "plan", "pro"]);
@@ -80,7 +85,16 @@ fn keys_written_throughout_are_never_reported() {
     // fast as redis-cli sends them.
     let port = primary.port().to_string();
     let mut writer = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port, "-r", "-1", "INCR", "counter"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-r",
+            "-1",
+            "INCR",
+            "counter",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -91,7 +105,9 @@ fn keys_written_throughout_are_never_reported() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start a writer");
-    let runs: Vec<Checked> = (0..3).map(|_| consistency(&primary, &replica, &[])).collect();
+    let runs: Vec<Checked> = (0..3)
+        .map(|_| consistency(&primary, &replica, &[]))
+        .collect();
     let _ = writer.kill();
     let _ = writer.wait();
     let _ = writer2.kill();
@@ -135,7 +151,9 @@ fn a_million_keys_are_walked_within_the_budget_in_part() {
     let coverage = checked.value("redis.consistency.coverage");
     assert!(coverage > 0.0 && coverage < 1.0, "{coverage}");
     assert!(
-        checked.message().contains("% of the keyspace from a random position"),
+        checked
+            .message()
+            .contains("% of the keyspace from a random position"),
         "{}",
         checked.message()
     );

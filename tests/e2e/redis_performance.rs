@@ -28,8 +28,16 @@ fn a_quiet_server_is_ok_and_measured() {
     let redis = Redis::start();
     let checked = performance(&redis, &[("tries", "3")]);
     assert_eq!(checked.status(), "ok", "{}", checked.message());
-    assert_eq!(checked.measurements("db.client.operation.duration").len(), 3);
-    assert!(checked.value_where("redis.canary.duration", "statistic", "p50").unwrap() > 0.0);
+    assert_eq!(
+        checked.measurements("db.client.operation.duration").len(),
+        3
+    );
+    assert!(
+        checked
+            .value_where("redis.canary.duration", "statistic", "p50")
+            .unwrap()
+            > 0.0
+    );
     assert!(checked.value("redis.memory.used") > 0.0);
     assert!(checked.value("redis.clients.connected") >= 1.0);
     assert_eq!(checked.value("redis.clients.blocked"), 0.0);
@@ -77,7 +85,10 @@ fn a_latency_spike_is_judged_and_in_the_slow_log() {
     assert!(checked.value("redis.slowlog.new") >= 1.0);
     assert!(checked.value("redis.slowlog.last_id") >= 0.0);
     assert!(
-        checked.message().to_lowercase().contains("the slowest `debug`"),
+        checked
+            .message()
+            .to_lowercase()
+            .contains("the slowest `debug`"),
         "{}",
         checked.message()
     );
@@ -121,9 +132,11 @@ fn memory_pressure_with_evictions_is_a_warning_naming_them() {
             .unwrap_or(0)
     };
     let before = evicted();
-    wait_until(Duration::from_secs(30), "the writer to cause evictions", || {
-        evicted() > before
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the writer to cause evictions",
+        || evicted() > before,
+    );
     let checked = performance(&redis, &[]);
     let _ = writer.kill();
     let _ = writer.wait();

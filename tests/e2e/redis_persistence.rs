@@ -23,7 +23,10 @@ fn persistence(redis: &Redis, pairs: &[(&str, &str)]) -> Checked {
 fn bgsave(redis: &Redis) -> String {
     redis.cli(&["BGSAVE"]);
     wait_until(Duration::from_secs(30), "the BGSAVE to end", || {
-        redis.info("persistence", "rdb_bgsave_in_progress").as_deref() == Some("0")
+        redis
+            .info("persistence", "rdb_bgsave_in_progress")
+            .as_deref()
+            == Some("0")
     });
     redis
         .info("persistence", "rdb_last_bgsave_status")
@@ -50,7 +53,11 @@ fn a_bgsave_failing_on_an_unwritable_directory_is_critical_and_named() {
         "{dir} not named: {}",
         checked.message()
     );
-    assert!(checked.message().contains("MISCONF"), "{}", checked.message());
+    assert!(
+        checked.message().contains("MISCONF"),
+        "{}",
+        checked.message()
+    );
     assert_eq!(checked.value("redis.rdb.last_bgsave.ok"), 0.0);
     assert_eq!(checked.value("redis.rdb.enabled"), 1.0);
     assert!(checked.value("redis.rdb.changes_since_last_save") >= 1.0);
@@ -97,5 +104,9 @@ fn no_persistence_is_stated_not_unknown() {
     assert_eq!(checked.value("redis.aof.enabled"), 0.0);
     let checked = persistence(&redis, &[("required", "true")]);
     assert_eq!(checked.status(), "warning", "{}", checked.message());
-    assert!(checked.message().contains("required"), "{}", checked.message());
+    assert!(
+        checked.message().contains("required"),
+        "{}",
+        checked.message()
+    );
 }

@@ -31,7 +31,8 @@ fn collect(root: &Path, dir: &Path, depth: usize, copies: &mut Vec<Copy>) -> Res
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Error::msg(format!("cannot list {}: {e}", shown(root, dir))))?;
     for entry in entries {
-        let entry = entry.map_err(|e| Error::msg(format!("cannot list {}: {e}", shown(root, dir))))?;
+        let entry =
+            entry.map_err(|e| Error::msg(format!("cannot list {}: {e}", shown(root, dir))))?;
         let path = entry.path();
         // Follows links inside the grant (the agent resolves them there);
         // one that leads out does not open and is passed over.

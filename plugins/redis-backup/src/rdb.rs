@@ -41,7 +41,10 @@ pub fn check(mut file: impl Read, len: u64) -> std::io::Result<Verdict> {
             ));
         }
     };
-    let version = match std::str::from_utf8(&digits).ok().and_then(|d| d.parse::<u32>().ok()) {
+    let version = match std::str::from_utf8(&digits)
+        .ok()
+        .and_then(|d| d.parse::<u32>().ok())
+    {
         Some(v) if v >= 1 => v,
         _ => {
             return Ok(Verdict::Invalid(format!(
@@ -67,8 +70,14 @@ pub fn check(mut file: impl Read, len: u64) -> std::io::Result<Verdict> {
     let mut digest = CRC.digest();
     digest.update(&header[..header_len]);
     let mut tail = [0u8; 9];
-    read_tail(&mut file, len, header_len as u64, &mut tail, Some(&mut digest))?
-        .ok_or_else(|| std::io::Error::other("the file ended before its length"))?;
+    read_tail(
+        &mut file,
+        len,
+        header_len as u64,
+        &mut tail,
+        Some(&mut digest),
+    )?
+    .ok_or_else(|| std::io::Error::other("the file ended before its length"))?;
     if tail[0] != 0xFF {
         return Ok(Verdict::Invalid(
             "truncated: no EOF opcode before the checksum at its end".into(),
@@ -175,8 +184,12 @@ mod tests {
                 "cut at {cut}: {verdict:?}"
             );
         }
-        assert!(matches!(verdict(b"PGDMP\x01\x02"), Verdict::Invalid(why) if why.contains("header")));
-        assert!(matches!(verdict(b"REDISabcd\xff"), Verdict::Invalid(why) if why.contains("version")));
+        assert!(
+            matches!(verdict(b"PGDMP\x01\x02"), Verdict::Invalid(why) if why.contains("header"))
+        );
+        assert!(
+            matches!(verdict(b"REDISabcd\xff"), Verdict::Invalid(why) if why.contains("version"))
+        );
     }
 
     #[test]

@@ -125,7 +125,13 @@ mod tests {
     #[test]
     fn a_walk_from_anywhere_visits_every_bucket() {
         for bits in [0u32, 1, 4, 10] {
-            for start in [0u64, 1, u64::MAX, 0x8000_0000_0000_0000, 0x1234_5678_9abc_def0] {
+            for start in [
+                0u64,
+                1,
+                u64::MAX,
+                0x8000_0000_0000_0000,
+                0x1234_5678_9abc_def0,
+            ] {
                 let (seen, walk) = walk_table(start, bits);
                 let mut buckets = seen.clone();
                 buckets.sort();

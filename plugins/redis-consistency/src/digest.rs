@@ -149,8 +149,18 @@ mod tests {
         let table = [
             (A, A, A, Verdict::Same),
             (A, B, A, Verdict::Differs(Difference::Value)),
-            (A, MISSING, A, Verdict::Differs(Difference::MissingOnReplica)),
-            (MISSING, A, MISSING, Verdict::Differs(Difference::OnlyOnReplica)),
+            (
+                A,
+                MISSING,
+                A,
+                Verdict::Differs(Difference::MissingOnReplica),
+            ),
+            (
+                MISSING,
+                A,
+                MISSING,
+                Verdict::Differs(Difference::OnlyOnReplica),
+            ),
             // Written between the two reads: never a difference.
             (A, B, B, Verdict::Changing),
             (A, A, B, Verdict::Changing),
@@ -186,8 +196,14 @@ mod tests {
             ),
         );
         assert_eq!(off.status(), Some(Status::Unknown));
-        assert!(off.to_string().contains("`enable-debug-command yes`"), "{off}");
-        let acl = refused_debug("replica", RedisError::Server("NOPERM this user has no permissions".into()));
+        assert!(
+            off.to_string().contains("`enable-debug-command yes`"),
+            "{off}"
+        );
+        let acl = refused_debug(
+            "replica",
+            RedisError::Server("NOPERM this user has no permissions".into()),
+        );
         assert!(acl.to_string().contains("+debug|digest-value"), "{acl}");
         let down = refused_debug("replica", RedisError::Unreachable("refused".into()));
         assert_eq!(down.status(), Some(Status::Critical));

@@ -135,7 +135,11 @@ impl Probe for RedisConsistency {
             "1",
             "share of the keyspace walked this run",
         )
-        .measures("redis.consistency.duration", "s", "time the comparison took")
+        .measures(
+            "redis.consistency.duration",
+            "s",
+            "time the comparison took",
+        )
     }
 
     fn check() -> Result<Report> {
@@ -156,7 +160,13 @@ impl Probe for RedisConsistency {
         if let Some(note) = wait.1 {
             findings.note(note);
         }
-        report(&settings, &walked, &outcome, started.elapsed(), &mut findings);
+        report(
+            &settings,
+            &walked,
+            &outcome,
+            started.elapsed(),
+            &mut findings,
+        );
         Ok(findings.into_report())
     }
 }

@@ -58,7 +58,10 @@ mod tests {
         assert_eq!(latency.median, Duration::from_millis(3));
         assert_eq!(latency.max, Duration::from_millis(5));
         assert_eq!(latency.tries, ms(&[5, 1, 3, 2, 4]));
-        assert_eq!(summarize(ms(&[1, 2, 3, 4])).median, Duration::from_millis(2));
+        assert_eq!(
+            summarize(ms(&[1, 2, 3, 4])).median,
+            Duration::from_millis(2)
+        );
         assert_eq!(summarize(Vec::new()).median, Duration::ZERO);
     }
 }

@@ -84,10 +84,26 @@ impl Probe for RedisPerformance {
             "Redis latency, memory, fragmentation, evictions, clients, latency spikes and slow log",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        .measures("db.client.operation.duration", "s", "duration of each canary PING")
-        .measures("redis.canary.duration", "s", "canary PING latency, p50 and max")
-        .measures("redis.memory.used", "By", "memory allocated by the server (used_memory)")
-        .measures("redis.memory.rss", "By", "memory resident (used_memory_rss)")
+        .measures(
+            "db.client.operation.duration",
+            "s",
+            "duration of each canary PING",
+        )
+        .measures(
+            "redis.canary.duration",
+            "s",
+            "canary PING latency, p50 and max",
+        )
+        .measures(
+            "redis.memory.used",
+            "By",
+            "memory allocated by the server (used_memory)",
+        )
+        .measures(
+            "redis.memory.rss",
+            "By",
+            "memory resident (used_memory_rss)",
+        )
         .measures("redis.maxmemory", "By", "the maxmemory limit, when set")
         .measures("redis.memory.used_ratio", "1", "used memory over maxmemory")
         .measures(
@@ -106,7 +122,11 @@ impl Probe for RedisPerformance {
             "{client}",
             "clients blocked in BLPOP, WAIT, ...",
         )
-        .measures("redis.clients.used_ratio", "1", "connected clients over maxclients")
+        .measures(
+            "redis.clients.used_ratio",
+            "1",
+            "connected clients over maxclients",
+        )
         .measures(
             "redis.latency.spike",
             "s",
@@ -247,7 +267,10 @@ fn spikes(target: &str, now: f64, limits: &Limits, f: &mut Findings) -> Result<(
         return Ok(());
     }
     let mut quiet = true;
-    for spike in all.iter().filter(|s| events::recent(s.at, now, limits.window)) {
+    for spike in all
+        .iter()
+        .filter(|s| events::recent(s.at, now, limits.window))
+    {
         quiet = false;
         f.push(measurement("redis.latency.spike", spike.latest, "s").attr("event", &spike.event));
         judge(

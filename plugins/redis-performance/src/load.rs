@@ -107,12 +107,26 @@ pub fn memory(target: &str, info: &Info, limits: &Limits, f: &mut Findings) {
 }
 
 /// Clients: connected of `maxclients`, blocked.
-pub fn clients(target: &str, info: &Info, maxclients: Option<f64>, limits: &Limits, f: &mut Findings) {
+pub fn clients(
+    target: &str,
+    info: &Info,
+    maxclients: Option<f64>,
+    limits: &Limits,
+    f: &mut Findings,
+) {
     let connected = info.number("connected_clients").unwrap_or(0.0);
     let blocked = info.number("blocked_clients").unwrap_or(0.0);
-    f.push(measurement("redis.clients.connected", connected, "{client}"));
+    f.push(measurement(
+        "redis.clients.connected",
+        connected,
+        "{client}",
+    ));
     f.push(measurement("redis.clients.blocked", blocked, "{client}"));
-    if let Some(max) = info.number("maxclients").or(maxclients).filter(|m| *m > 0.0) {
+    if let Some(max) = info
+        .number("maxclients")
+        .or(maxclients)
+        .filter(|m| *m > 0.0)
+    {
         let ratio = connected / max;
         f.push(measurement("redis.clients.used_ratio", ratio, "1"));
         judge(
@@ -180,7 +194,11 @@ mod tests {
         ];
         let report = memory_report(&evicting);
         assert_eq!(report.status, Status::Warning, "{}", report.message);
-        assert!(report.message.contains("42 keys evicted"), "{}", report.message);
+        assert!(
+            report.message.contains("42 keys evicted"),
+            "{}",
+            report.message
+        );
         let fine = [("used_memory", "500"), ("maxmemory", "1000")];
         assert_eq!(memory_report(&fine).status, Status::Ok);
         let unlimited = memory_report(&[("used_memory", "500"), ("maxmemory", "0")]);

@@ -84,7 +84,11 @@ impl Probe for RedisPersistence {
             "1",
             "1 when a save schedule is set (CONFIG GET save)",
         )
-        .measures("redis.aof.enabled", "1", "1 when the append-only file is on")
+        .measures(
+            "redis.aof.enabled",
+            "1",
+            "1 when the append-only file is on",
+        )
         .measures(
             "redis.aof.last_write.ok",
             "1",
@@ -137,7 +141,10 @@ impl Probe for RedisPersistence {
 fn server_time(target: &str) -> Result<f64> {
     let reply = redis::call(target, &["TIME"])?;
     let parts = reply.items().unwrap_or_default();
-    match (parts.first().and_then(|s| s.int()), parts.get(1).and_then(|u| u.int())) {
+    match (
+        parts.first().and_then(|s| s.int()),
+        parts.get(1).and_then(|u| u.int()),
+    ) {
         (Some(seconds), Some(micros)) => Ok(seconds as f64 + micros as f64 / 1e6),
         _ => watchpost_probe::bail!("{target}: TIME gave no time: {reply:?}"),
     }
