@@ -151,7 +151,7 @@ impl Probe for RedisPerformance {
             bail!("config `tries` = {tries} must be between 1 and 100");
         }
         let window: f64 = config::get_or("window", 60.0)?;
-        if !(window > 0.0) {
+        if window.is_nan() || window <= 0.0 {
             bail!("config `window` = {window} must be a number of seconds above 0");
         }
         let limits = Limits {
