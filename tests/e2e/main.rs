@@ -57,6 +57,7 @@ mod redis_alive;
 mod redis_backup;
 mod redis_capability;
 mod redis_consistency;
+mod redis_failover;
 mod redis_performance;
 mod redis_persistence;
 mod redis_replication;
