@@ -33,6 +33,10 @@ pub const BUILTINS: &[&str] = &[
     "mysql-backup",
     "redis-alive",
     "redis-replication",
+    "redis-persistence",
+    "redis-performance",
+    "redis-consistency",
+    "redis-backup",
 ];
 
 /// The Rust target probes are built for: its `cdylib` output is a component.
