@@ -234,6 +234,12 @@ fn pool_size(config: &Config) -> PoolSize {
     }
 }
 
+/// Probes of a config that cannot be loaded: one line each, with the
+/// probe's place in the config and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct LoadErrors(pub Vec<String>);
+
 /// Load every probe of `config`, reusing already loaded components whose
 /// source and content did not change. All load errors, with the place of
 /// the probe in the config.
@@ -242,7 +248,7 @@ pub async fn load_probes(
     services: &Arc<Services>,
     config: &Config,
     loaded: &BTreeMap<String, Probe>,
-) -> Result<BTreeMap<String, Probe>, String> {
+) -> Result<BTreeMap<String, Probe>, LoadErrors> {
     let mut probes = BTreeMap::new();
     let mut errors = Vec::new();
     // Probes that name the same component share one compiled copy.
@@ -302,7 +308,7 @@ pub async fn load_probes(
     if errors.is_empty() {
         Ok(probes)
     } else {
-        Err(errors.join("\n"))
+        Err(LoadErrors(errors))
     }
 }
 
@@ -345,7 +351,6 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     });
     let probes = load_probes(&runtime, &services, &config, &BTreeMap::new())
         .await
-        .map_err(anyhow::Error::msg)
         .context("the config names probes that cannot be loaded")?;
     // Compiling leaves freed memory in the allocator's arenas.
     crate::util::release_free_memory();

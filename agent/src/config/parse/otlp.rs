@@ -126,9 +126,9 @@ impl Parser<'_, '_> {
                         }
                         headers.insert(key, resolved);
                     }
-                    Err(var) => d.error(
+                    Err(unset) => d.error(
                         value.span,
-                        format!("[telemetry.otlp]: header `{key}` uses ${{{var}}}, but the environment variable {var} is not set"),
+                        format!("[telemetry.otlp]: header `{key}` {unset}"),
                     ),
                 }
                 }
