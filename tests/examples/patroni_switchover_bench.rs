@@ -249,10 +249,7 @@ fn switchover() -> (Duration, usize) {
     drop(client);
     let proxy = HaProxy::start_checking(&[node1.backend(), node2.backend()], "/primary");
     let writer = Writer::start(
-        &[(
-            "haproxy".to_string(),
-            proxy.dsn("postgres"),
-        )],
+        &[("haproxy".to_string(), proxy.dsn("postgres"))],
         Duration::from_millis(50),
     );
     wait_for("writes through HAProxy", PATIENCE, || {

@@ -30,7 +30,10 @@ pub enum RangeError {
     /// `which` is `start` or `end`; `bound` the bound as written.
     #[error("the {which} {bound:?} is not a number{}", or_tilde(.which))]
     NotANumber { which: &'static str, bound: String },
-    #[error("the {which} {bound:?} has the unknown unit {unit:?}; units: {}", UNIT_HINT)]
+    #[error(
+        "the {which} {bound:?} has the unknown unit {unit:?}; units: {}",
+        UNIT_HINT
+    )]
     UnknownUnit {
         which: &'static str,
         bound: String,
@@ -468,7 +471,13 @@ mod tests {
         assert!(parse("~:16").check_unit("s").is_ok());
         let e = parse("~:16MiB").check_unit("s").unwrap_err();
         assert!(
-            matches!(e, RangeError::WrongUnit { range: Quantity::Bytes, .. }),
+            matches!(
+                e,
+                RangeError::WrongUnit {
+                    range: Quantity::Bytes,
+                    ..
+                }
+            ),
             "{e:?}"
         );
         assert!(

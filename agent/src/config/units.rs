@@ -396,10 +396,7 @@ mod tests {
         assert_eq!(PROBE_MEMORY.parse("1GiB"), Ok(GIB));
         for out in ["2GiB", "99999999999999999999999GiB"] {
             assert!(
-                matches!(
-                    PROBE_MEMORY.parse(out),
-                    Err(UnitError::OutOfRange { .. })
-                ),
+                matches!(PROBE_MEMORY.parse(out), Err(UnitError::OutOfRange { .. })),
                 "{out}"
             );
         }

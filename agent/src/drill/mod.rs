@@ -78,11 +78,27 @@ fn info() -> ProbeInfo {
         "integrity",
         "restores the newest backup into a scratch copy, recovers, verifies it and tears it down",
         &[
-            ("postgresql.restore.duration", "s", "restore and recovery until the copy accepts writes (RTO)"),
-            ("postgresql.restore.data_age", "s", "age of the last commit the copy replayed (RPO)"),
-            ("postgresql.restore.verified", "1", "1 when every verification passed"),
+            (
+                "postgresql.restore.duration",
+                "s",
+                "restore and recovery until the copy accepts writes (RTO)",
+            ),
+            (
+                "postgresql.restore.data_age",
+                "s",
+                "age of the last commit the copy replayed (RPO)",
+            ),
+            (
+                "postgresql.restore.verified",
+                "1",
+                "1 when every verification passed",
+            ),
             ("postgresql.restore.size", "By", "bytes restored"),
-            ("postgresql.restore.verify_duration", "s", "time the verification took"),
+            (
+                "postgresql.restore.verify_duration",
+                "s",
+                "time the verification took",
+            ),
         ],
     )
 }

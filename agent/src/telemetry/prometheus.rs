@@ -13,8 +13,8 @@
 //! measurement's attributes.
 
 use super::counters::{ERROR_KINDS, ProbeCounters};
-use super::snapshot::AgentSnapshot;
 use super::histogram::HistogramSnapshot;
+use super::snapshot::AgentSnapshot;
 use crate::report::{Report, Status};
 use crate::runtime::MeasurementInfo;
 use std::collections::BTreeMap;
