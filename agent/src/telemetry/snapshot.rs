@@ -1,5 +1,5 @@
 //! One reading of the running agent's own figures, taken by the daemon
-//! ([`crate::daemon::Shared::snapshot`]) and shared by its three readers:
+//! (`Shared::snapshot`) and shared by its three readers:
 //! the status API, the Prometheus exposition and the OTLP export. A value
 //! type, so a reader holds no lock of the agent's while it renders.
 
