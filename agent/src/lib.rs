@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   report, util, safefs, builtin, hostinfo, store, sql  (leaves)
-//!        │       sql ──► redis ──► config, runtime, daemon, cli
+//!        │       sql ──► redis ──► config, runtime, remediate, daemon, cli
 //!        │       safefs ──► pgserver ──► drill, remediate, cluster
 //!   config ──► schedule ──► runtime ──► policy ──► events
 //!                            └─► drill, cluster (etcd's health probe)
@@ -44,7 +44,8 @@
 //!   schedules them like probes and their reports take the same path.
 //! - [`remediate`]: actions on hard states, one task per action, with
 //!   guards, reconciliation and an audit log; it sees the agent only
-//!   through [`remediate::port::AgentPort`].
+//!   through [`remediate::port::AgentPort`] (and [`redis`]'s connections
+//!   for the Redis failover's admin logins).
 //! - [`pgserver`]: a PostgreSQL server as files and a process: its data
 //!   directory's files written safely, and whether its postmaster runs
 //!   (running, stopped or unknown — never "stopped" for "cannot read").

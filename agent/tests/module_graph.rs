@@ -38,7 +38,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "remediate",
         &[
-            "safefs", "config", "events", "pgserver", "policy", "report", "sql", "store", "util",
+            "safefs", "config", "events", "pgserver", "policy", "redis", "report", "sql", "store",
+            "util",
         ],
     ),
     (

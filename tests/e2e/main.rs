@@ -55,6 +55,7 @@ mod pg_tls;
 mod postgres;
 mod redis_alive;
 mod redis_capability;
+mod redis_failover;
 mod redis_replication;
 mod remediation;
 mod remediation_engine;

@@ -23,6 +23,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/mariadb", "mariadb-client"),
     ("/usr/bin/mariadb-backup", "mariadb-backup"),
     ("/usr/bin/pt-table-checksum", "percona-toolkit"),
+    // Redis test servers (redis-server, redis-cli), and Redis Sentinel,
+    // the failover benchmark's peer.
+    ("/usr/bin/redis-server", "redis-server"),
+    ("/usr/bin/redis-sentinel", "redis-sentinel"),
     // The cluster-mode tests run a real 3-member etcd.
     ("/usr/bin/etcd", "etcd-server"),
     // The cluster tests route writes through HAProxy (role endpoints) and

@@ -4,6 +4,8 @@
 //! checked: a role that may do more than monitor is a warning, an error
 //! with `strict_privileges`. A `pg-backup` probe on a Barman repository
 //! is an error (not supported), on WAL-G a warning (see `backup_formats`).
+//! A Redis failover whose servers do not fence themselves
+//! (`min-replicas-to-write`) is a warning.
 
 use crate::config::{self, Diagnostic};
 use crate::runtime::{Runtime, Services, engine::PoolSize};
@@ -74,6 +76,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(crate::cluster::etcd::access::warnings)
         .chain(plaintext_to_remote(&config))
+        .chain(crate::remediate::redis_failover::fencing::warnings(&config).await)
     {
         eprintln!("{}: warning: {warning}", config.file);
     }
@@ -242,8 +245,9 @@ fn warn_admin_password_in_fence(config: &config::Config) {
         let config::Action::Failover(failover) = &remediation.action else {
             continue;
         };
-        // MariaDB's fence writes no file: replicas get the login over SQL.
-        if failover.mysql.is_some() {
+        // MariaDB's and Redis's fences write no file: replicas are told over
+        // their own protocol.
+        if failover.mysql.is_some() || failover.redis.is_some() {
             continue;
         }
         let Some(target) = config.targets.get(&failover.standby) else {

@@ -7,6 +7,7 @@ use std::path::Path;
 mod cluster;
 mod mysql_failover;
 mod redis;
+mod redis_failover;
 
 fn errors(text: &str) -> Vec<Diagnostic> {
     errors_in(text, Path::new("/nonexistent"))

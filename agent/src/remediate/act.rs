@@ -29,6 +29,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct ActionContext {
     pub http: reqwest::Client,
     pub sql: SqlTargets,
+    /// The config the action runs under (the Redis failover's admin
+    /// logins); `None` once the agent is gone.
+    pub config: Option<Arc<crate::config::Config>>,
     /// Environment describing the trigger, for exec-style actions.
     pub env: BTreeMap<String, String>,
     /// The JSON event for webhooks.
@@ -41,6 +44,7 @@ impl ActionContext {
         ActionContext {
             http: core.http.clone(),
             sql: core.port().map(|p| p.sql()).unwrap_or_default(),
+            config: core.port().and_then(|p| p.config()),
             env: incident.env(&node),
             event: incident.event(&node, decision, message),
         }
@@ -181,6 +185,16 @@ async fn carry_out(core: &Arc<Remediator>, incident: &Incident, message: &str) {
             let (outcome, promoted) = run_failover(&ctx, action, &mut record_step).await;
             if promoted {
                 block_failovers(core, action.block_for);
+                let new_primary = outcome.detail["new_primary"].as_str().map(str::to_string);
+                if let (Some(redis), Some(new_primary)) = (&action.redis, new_primary) {
+                    super::redis_failover::rejoin::spawn_watch(
+                        core,
+                        incident.clone(),
+                        action.clone(),
+                        redis.clone(),
+                        new_primary,
+                    );
+                }
                 if let Some(mysql) = &action.mysql {
                     let (action, mysql) = (action.clone(), mysql.clone());
                     super::mysql_failover::rejoin::spawn_watch(
@@ -414,26 +428,51 @@ pub async fn run_failover(
     record: &mut (dyn FnMut(&Step) + Send),
 ) -> (ActionOutcome, bool) {
     let mut promoted = false;
+    // The target a step promoted (a Redis failover chooses among several).
+    let mut promoted_target: Option<String> = None;
     let mut track = |step: &Step| {
         if step.name == "promote" && step.ok {
             promoted = true;
+            promoted_target = step.detail["target"].as_str().map(str::to_string);
         }
         record(step);
     };
-    let result = match &action.mysql {
-        Some(mysql) => super::mysql_failover::promote(&ctx.sql, action, mysql, &mut track).await,
-        None => failover::promote(&ctx.sql, action, &action.primary, &mut track)
+    let mut new_primary = action.standby.clone();
+    let result = match (&action.mysql, &action.redis) {
+        (Some(mysql), _) => {
+            super::mysql_failover::promote(&ctx.sql, action, mysql, &mut track).await
+        }
+        (None, Some(redis)) => {
+            let admins = ctx
+                .config
+                .as_deref()
+                .map(super::redis_failover::server::Admins::from_config)
+                .unwrap_or_default();
+            super::redis_failover::promote(&admins, action, redis, &mut track)
+                .await
+                .map(|done| {
+                    new_primary = done.new_primary;
+                    done.failures
+                })
+        }
+        (None, None) => failover::promote(&ctx.sql, action, &action.primary, &mut track)
             .await
             .map(|()| Vec::new()),
     };
     let mut post_failures = match result {
         Ok(failures) => failures,
         Err(message) => {
+            // A later step failed after a promotion: which server was
+            // promoted still matters (the old primary's rejoin).
+            let detail = match (promoted, promoted_target) {
+                (true, Some(target)) => json!({"new_primary": target}),
+                _ => Value::Null,
+            };
             return (
                 ActionOutcome {
                     ok: false,
                     message: format!("failover: {message}"),
-                    detail: Value::Null,
+                    detail,
                 },
                 promoted,
             );
@@ -453,14 +492,10 @@ pub async fn run_failover(
         }
     }
     let message = if post_failures.is_empty() {
-        format!(
-            "failover: promoted `{}`, which accepts writes",
-            action.standby
-        )
+        format!("failover: promoted `{new_primary}`, which accepts writes")
     } else {
         format!(
-            "failover: promoted `{}`; later steps failed: {}",
-            action.standby,
+            "failover: promoted `{new_primary}`; later steps failed: {}",
             post_failures.join("; ")
         )
     };
@@ -468,7 +503,7 @@ pub async fn run_failover(
         ActionOutcome {
             ok: true,
             message,
-            detail: json!({"new_primary": action.standby}),
+            detail: json!({"new_primary": new_primary}),
         },
         true,
     )

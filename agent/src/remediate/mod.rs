@@ -30,6 +30,7 @@ pub mod outcome;
 pub mod port;
 pub mod reconcile;
 pub mod recovery;
+pub mod redis_failover;
 pub mod reinit;
 pub mod trigger;
 pub mod webhook;

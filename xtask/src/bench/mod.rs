@@ -20,7 +20,10 @@
 //! - [`etcd`]: etcd revisions per second of an idle three-node cluster and
 //!   of one under a steady write load (`tests/examples/etcd_revisions.rs`).
 //! - the MariaDB pair failover after `kill -9` of the primary
-//!   (`tests/examples/mysql_failover_bench.rs`).
+//!   (`tests/examples/mysql_failover_bench.rs`);
+//! - the Redis failover after `kill -9` of the primary, side by side with
+//!   Redis Sentinel (three sentinels, quorum 2) at its tuned minimum and
+//!   with its defaults (`tests/examples/redis_failover_bench.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -40,7 +43,7 @@
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
 //! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`,
-//! `etcd`, `mysql-failover`, `peers` (with `monit` and `per-run`), and
+//! `etcd`, `mysql-failover`, `redis-failover`, `peers` (with `monit` and `per-run`), and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
@@ -90,6 +93,7 @@ pub const SECTIONS: &[&str] = &[
     "backup",
     "etcd",
     "mysql-failover",
+    "redis-failover",
     "peers",
     "profile",
 ];
@@ -239,6 +243,18 @@ fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
                 "MariaDB pair failover: primary kill -9 -> write on the promoted replica (polled every 100 ms)",
                 "goal < 2 s; Orchestrator ~10-13 s (GitHub), MHA 10-30 s (documented)",
             ),
+            Some("redis-failover") => (
+                "Redis failover (primary + 2 replicas): primary kill -9 -> SET on a new primary (polled every 100 ms)",
+                "goal < 2 s",
+            ),
+            Some("redis-sentinel-1s") => (
+                "Redis Sentinel (3 sentinels, quorum 2, down-after-milliseconds 1000), same set and clock",
+                "the peer at its tuned minimum",
+            ),
+            Some("redis-sentinel-defaults") => (
+                "Redis Sentinel (3 sentinels, quorum 2, defaults: down-after 30 s), same set and clock",
+                "the peer as shipped",
+            ),
             Some("cluster-crash-restart") => (
                 "cluster: leader's server crashed (default) -> restarted in place, write accepted",
                 "",
@@ -346,6 +362,12 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("mysql-failover") {
         rows.extend(failover(&options, "mysql_failover_bench")?);
+    }
+    if options.wants("redis-failover") {
+        if !std::path::Path::new("/usr/bin/redis-sentinel").exists() {
+            crate::apt::apt_install(&["redis-sentinel"])?;
+        }
+        rows.extend(failover(&options, "redis_failover_bench")?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",

@@ -462,6 +462,26 @@ pub struct FailoverAction {
     /// Set when the targets are MariaDB/MySQL (`kind = "mysql"`): the
     /// failover by GTID (`remediate::mysql_failover`).
     pub mysql: Option<MysqlFailover>,
+    /// Set when the targets are Redis/Valkey (`kind = "redis"`): the
+    /// failover of a primary and its replicas
+    /// (`remediate::redis_failover`).
+    pub redis: Option<RedisFailover>,
+}
+
+/// What a Redis failover needs beyond the shared keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisFailover {
+    /// `replicas`: the primary's other replicas. The failover promotes
+    /// the best of `failover` and these (the primary's replication id,
+    /// the highest offset) and repoints the rest.
+    pub replicas: Vec<String>,
+    /// `apply_within`: how long a switchover's `FAILOVER` waits for the
+    /// replica to reach the primary's offset (default 30 s).
+    pub apply_within: Duration,
+    /// `rejoin_within`: how long after a failover the agent waits for the
+    /// old primary to come back and makes it a replica (default 1 h; 0:
+    /// never).
+    pub rejoin_within: Duration,
 }
 
 /// What a MariaDB/MySQL failover needs beyond PostgreSQL's keys.

@@ -321,7 +321,7 @@ impl Parser<'_, '_> {
                 self.d.error(raw.span(), format!("{path}: `post` must be an array of actions, e.g. [{{ webhook = \"http://...\" }}]"));
             }
         }
-        let mysql =
+        let (mysql, redis) =
             self.mysql_failover(path, a, targets, standby.as_ref(), primary.as_ref(), &fence);
         if standby.is_some() && standby == primary {
             self.d.error(
@@ -339,6 +339,7 @@ impl Parser<'_, '_> {
             block_for,
             post,
             mysql,
+            redis,
         }))
     }
 }

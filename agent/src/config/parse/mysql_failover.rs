@@ -1,7 +1,10 @@
-//! The keys a failover of MariaDB/MySQL targets (`kind = "mysql"`) takes
-//! beyond PostgreSQL's (`replicas`, `apply_within`, `rejoin_within`), and
-//! the PostgreSQL-only keys it refuses, so that the failover action's
-//! parser keeps one shape for both engines.
+//! The keys a failover of MariaDB/MySQL targets (`kind = "mysql"`) or of
+//! Redis targets (`kind = "redis"`) takes beyond PostgreSQL's
+//! (`replicas`, `apply_within`, `rejoin_within`), and the PostgreSQL-only
+//! keys it refuses, so that the failover action's parser keeps one shape
+//! for every engine. A Redis failover also needs every server's
+//! `admin_dsn` (its read-write login, at a host and port the other
+//! servers can replicate from).
 
 use super::super::model::*;
 use super::super::reader::Section;
@@ -10,12 +13,13 @@ use super::Parser;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The MariaDB/MySQL-only keys of a failover.
+/// The keys of a MariaDB/MySQL or Redis failover only.
 const MYSQL_KEYS: [&str; 3] = ["replicas", "apply_within", "rejoin_within"];
 
 impl Parser<'_, '_> {
-    /// `Some` for a failover between MariaDB/MySQL targets (with its own
-    /// keys read), `None` for PostgreSQL (where those keys are refused).
+    /// The MariaDB/MySQL part for a failover between `kind = "mysql"`
+    /// targets, the Redis part for `kind = "redis"` ones (with their own
+    /// keys read), neither for PostgreSQL (where those keys are refused).
     /// Both targets must be of one kind.
     pub(super) fn mysql_failover(
         &mut self,
@@ -25,32 +29,42 @@ impl Parser<'_, '_> {
         standby: Option<&String>,
         primary: Option<&String>,
         fence: &Fence,
-    ) -> Option<MysqlFailover> {
+    ) -> (Option<MysqlFailover>, Option<RedisFailover>) {
         let kind = |name: Option<&String>| name.and_then(|n| targets.get(n)).map(|t| t.kind);
-        let is_mysql = kind(standby) == Some(TargetKind::Mysql);
+        let engine = kind(standby).filter(|k| *k != TargetKind::Postgres);
         if let (Some(s), Some(p)) = (kind(standby), kind(primary))
             && s != p
         {
             self.d.error(
                 a.span.clone(),
-                format!("{path}: `failover` and `primary` must be targets of one kind (both PostgreSQL or both `kind = \"mysql\"`)"),
+                format!("{path}: `failover` and `primary` must be targets of one kind (both PostgreSQL, both `kind = \"mysql\"` or both `kind = \"redis\"`)"),
             );
         }
-        if !is_mysql {
+        let Some(engine) = engine else {
             for key in MYSQL_KEYS {
                 if let Some(v) = a.raw(key) {
                     self.d.error(
                         v.span(),
-                        format!("{path}: `{key}` is only used by a failover of MariaDB/MySQL targets (kind = \"mysql\")"),
+                        format!("{path}: `{key}` is only used by a failover of MariaDB/MySQL targets (kind = \"mysql\") or Redis targets (kind = \"redis\")"),
                     );
                 }
             }
-            return None;
-        }
+            return (None, None);
+        };
+        let (engine_name, kind_name) = match engine {
+            TargetKind::Redis => ("Redis", "redis"),
+            _ => ("MariaDB/MySQL", "mysql"),
+        };
         if matches!(fence, Fence::PgCtl { .. }) {
+            let own = match engine {
+                TargetKind::Redis => {
+                    "the agent itself pauses its writes (CLIENT PAUSE WRITE) and makes it a replica when it answers"
+                }
+                _ => "the agent itself sets read_only = 1 and kills its sessions when it answers",
+            };
             self.d.error(
                 a.span.clone(),
-                format!("{path}: fence = \"pg_ctl\" is PostgreSQL's; for MariaDB/MySQL write a command that stops or isolates the old primary (the agent itself sets read_only = 1 and kills its sessions when it answers), or \"none\""),
+                format!("{path}: fence = \"pg_ctl\" is PostgreSQL's; for {engine_name} write a command that stops or isolates the old primary ({own}), or \"none\""),
             );
         }
         let d = &mut self.d;
@@ -65,11 +79,11 @@ impl Parser<'_, '_> {
         for name in list {
             let text = name.value.clone();
             if let Some(name) = self.target_ref(path, "replicas", name, targets) {
-                if kind(Some(&name)) != Some(TargetKind::Mysql) {
+                if kind(Some(&name)) != Some(engine) {
                     self.d.error(
                         a.span.clone(),
                         format!(
-                            "{path}: `replicas` names `{name}`, which is not a MariaDB/MySQL target"
+                            "{path}: `replicas` names `{name}`, which is not a {engine_name} target (kind = \"{kind_name}\")"
                         ),
                     );
                 } else if Some(&name) == standby || Some(&name) == primary {
@@ -82,10 +96,38 @@ impl Parser<'_, '_> {
                 }
             }
         }
-        Some(MysqlFailover {
-            replicas,
-            apply_within,
-            rejoin_within,
-        })
+        if engine == TargetKind::Redis {
+            let servers = primary.into_iter().chain(standby).chain(&replicas);
+            for name in servers {
+                let admin = targets.get(name).and_then(|t| t.admin_dsn.as_deref());
+                match admin {
+                    None => self.d.error(
+                        a.span.clone(),
+                        format!("{path}: the Redis failover logs in to `{name}` with its `admin_dsn` (a read-write ACL user of the agent's own, never the probes'); add admin_dsn = \"redis://watchpost_admin@HOST:PORT/0\" to [targets.{name}]"),
+                    ),
+                    Some(url) if url.starts_with("unix:") => self.d.error(
+                        a.span.clone(),
+                        format!("{path}: the `admin_dsn` of `{name}` is a Unix socket; the failover tells the other servers to replicate from its host and port: write redis://USER@HOST:PORT/0"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            return (
+                None,
+                Some(RedisFailover {
+                    replicas,
+                    apply_within,
+                    rejoin_within,
+                }),
+            );
+        }
+        (
+            Some(MysqlFailover {
+                replicas,
+                apply_within,
+                rejoin_within,
+            }),
+            None,
+        )
     }
 }

@@ -5,16 +5,19 @@
 //! unreadable TLS file at the key. The ACL user's password comes from
 //! `password_file` or `password_env`; `heartbeat_key` names the one key
 //! probes may write; `strict_privileges` refuses a probe user that may do
-//! more than monitor.
+//! more than monitor. `admin_dsn` (with `admin_password_file` or
+//! `admin_password_env`) is the read-write login of the agent's own
+//! actions (the Redis failover): a user of its own, never given to a
+//! probe and never passed through the probes' allowlist.
 
 use super::super::model::*;
 use super::super::reader::Section;
 use super::Parser;
 
 impl Parser<'_, '_> {
-    /// The rest of a `kind = "redis"` target. The agent's own actions
-    /// (admin and replication logins, a data directory) are PostgreSQL's
-    /// only so far: their keys are refused.
+    /// The rest of a `kind = "redis"` target. `admin_dsn` is the agent's
+    /// own actions' login; the replication login and a data directory are
+    /// PostgreSQL's only: their keys are refused.
     pub(super) fn redis_target(
         &mut self,
         mut s: Section,
@@ -32,7 +35,8 @@ impl Parser<'_, '_> {
                 format!("{}: `heartbeat_key` must be 1 to 256 bytes", s.path),
             );
         }
-        for key in ["admin_dsn", "replication_dsn", "data_dir", "read_only"] {
+        let admin_dsn = s.string(d, "admin_dsn");
+        for key in ["replication_dsn", "data_dir", "read_only"] {
             if let Some(value) = s.raw(key) {
                 let span = value.span();
                 d.error(
@@ -40,7 +44,7 @@ impl Parser<'_, '_> {
                     format!(
                         "{}: `{key}` is not supported for kind = \"redis\" (probes are \
                          read-only by the agent's allowlist; `heartbeat_key` allows writes to \
-                         one key); remove it",
+                         one key; the agent's actions log in with `admin_dsn`); remove it",
                         s.path
                     ),
                 );
@@ -50,8 +54,33 @@ impl Parser<'_, '_> {
         let tls_cert_file = self.path_key(&mut s, "tls_cert_file");
         let tls_key_file = self.path_key(&mut s, "tls_key_file");
         let password = self.secret(&mut s, "password_file", "password_env");
+        let admin_password = self.secret(&mut s, "admin_password_file", "admin_password_env");
         let d = &mut self.d;
         let path = s.path.clone();
+        if let Some(admin) = &admin_dsn {
+            match crate::redis::conn::check_url(&admin.value) {
+                Err(e) => d.error(
+                    admin.span.clone(),
+                    format!("{path}: `admin_dsn` is not usable: {e}"),
+                ),
+                Ok((_, true)) if admin_password.is_some() => d.error(
+                    admin.span.clone(),
+                    format!(
+                        "{path}: the `admin_dsn` already has a password; remove it from the \
+                         admin_dsn to keep it out of the config"
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        } else if let Some(password) = &admin_password {
+            d.error(
+                password.span.clone(),
+                format!(
+                    "{path}: an admin password needs `admin_dsn`; add it, or remove the admin \
+                     password"
+                ),
+            );
+        }
         s.finish(d);
         let dsn = dsn?;
         let options = RedisOptions {
@@ -93,8 +122,8 @@ impl Parser<'_, '_> {
                 read_only: true,
                 password: password.map(|p| p.value),
                 data_dir: None,
-                admin_dsn: None,
-                admin_password: None,
+                admin_dsn: admin_dsn.map(|a| a.value),
+                admin_password: admin_password.map(|p| p.value),
                 strict_privileges,
                 replication_dsn: None,
                 replication_password: None,

@@ -65,7 +65,7 @@ static TARGET: Table = Table {
             "admin_dsn",
             Kind::String,
             "none",
-            "How the agent's own actions (promote, fence, checkpoint) connect; PostgreSQL only.",
+            "How the agent's own actions (promote, fence, checkpoint) connect: a PostgreSQL conninfo, a `mysql://` URL, or for Redis a `redis://` URL of a read-write ACL user of its own (the failover's REPLICAOF, CLIENT PAUSE, FAILOVER, its check write).",
         ),
         key(
             "replication_dsn",

@@ -24,10 +24,10 @@ fn redis_target_errors_name_the_key_and_what_to_write() {
         &["[targets.cache]: `dsn` is not usable", "redis://"],
     );
     one(
-        "[targets.cache]\nkind = \"redis\"\ndsn = \"redis://h/\"\nadmin_dsn = \"redis://h/\"\n",
+        "[targets.cache]\nkind = \"redis\"\ndsn = \"redis://h/\"\nreplication_dsn = \"redis://h/\"\n",
         4,
-        13,
-        &["`admin_dsn` is not supported for kind = \"redis\""],
+        19,
+        &["`replication_dsn` is not supported for kind = \"redis\""],
     );
     one(
         "[targets.cache]\nkind = \"redis\"\ndsn = \"redis://h/\"\ntls_ca_file = \"/ca.pem\"\n",

@@ -165,11 +165,18 @@ async fn hand_over(sql: &SqlTargets, action: &FailoverAction, mysql: &MysqlFailo
     )
 }
 
+/// Which engine's switchover a remediation runs.
+enum Engine {
+    Mysql(MysqlFailover),
+    Redis(crate::config::RedisFailover),
+}
+
 impl crate::remediate::Remediator {
-    /// Start a switchover of the MariaDB failover remediation `name` in a
-    /// task of its own: its id (the audit records' `id`), or why it cannot
-    /// start (no such MariaDB failover, its action running, the agent
-    /// stopping). Its `fired`, `step` and outcome records go to the audit
+    /// Start a switchover of the MariaDB or Redis failover remediation
+    /// `name` in a task of its own (Redis's is
+    /// [`crate::remediate::redis_failover::switchover`]): its id (the
+    /// audit records' `id`), or why it cannot start (no such failover,
+    /// its action running, the agent stopping). Its `fired`, `step` and outcome records go to the audit
     /// log like a failover's; a switchover that promoted blocks automatic
     /// failovers for `block_for`, as a failover does.
     pub fn switchover(self: &std::sync::Arc<Self>, name: &str) -> Result<String, String> {
@@ -190,10 +197,14 @@ impl crate::remediate::Remediator {
         let Action::Failover(action) = &remediation.action else {
             return Err(format!("remediation {name:?} is not a failover"));
         };
-        let Some(mysql) = action.mysql.clone() else {
-            return Err(format!(
-                "remediation {name:?} fails over PostgreSQL: its switchover is the cluster mode's (`watchpost cluster switchover`)"
-            ));
+        let engine = match (action.mysql.clone(), action.redis.clone()) {
+            (Some(mysql), _) => Engine::Mysql(mysql),
+            (None, Some(redis)) => Engine::Redis(redis),
+            (None, None) => {
+                return Err(format!(
+                    "remediation {name:?} fails over PostgreSQL: its switchover is the cluster mode's (`watchpost cluster switchover`)"
+                ));
+            }
         };
         if self.stopping.is_cancelled() {
             return Err("the agent is stopping".into());
@@ -247,7 +258,24 @@ impl crate::remediate::Remediator {
                     json!({"ok": step.ok, "detail": step.detail}),
                 ));
             };
-            let result = run(&sql, &action, &mysql, &mut on_step).await;
+            let result = match &engine {
+                Engine::Mysql(mysql) => run(&sql, &action, mysql, &mut on_step).await,
+                Engine::Redis(redis) => {
+                    let admins = core
+                        .port()
+                        .and_then(|p| p.config())
+                        .map(|c| crate::remediate::redis_failover::server::Admins::from_config(&c))
+                        .unwrap_or_default();
+                    crate::remediate::redis_failover::switchover::run(
+                        &admins,
+                        &action,
+                        redis,
+                        &mut on_step,
+                    )
+                    .await
+                    .map(|done| done.failures)
+                }
+            };
             if promoted {
                 crate::remediate::act::block_failovers(&core, action.block_for);
             }

@@ -1,0 +1,537 @@
+//! The Redis failover's decision, as a pure function of what the agent
+//! read: whether the old primary is gone, and which replica takes its
+//! place. Kept apart from the I/O so that it is tested as a table and by
+//! a seeded simulation with injected faults (below), besides end to end.
+//!
+//! The rules:
+//!
+//! - the old primary must be [`Primary::Gone`]: it neither answers nor
+//!   refuses. An answer of any kind (a reply, an error reply such as
+//!   `LOADING`, `BUSY` or max clients, a connection accepted and closed)
+//!   is [`Primary::Alive`]; a connection accepted and then silent (a
+//!   frozen process), or the agent's own failure, is
+//!   [`Primary::CannotTell`], which never counts as gone;
+//! - no replica may still be linked to it (`master_link_status:up`: the
+//!   primary is alive for that replica, whatever the agent sees);
+//! - a candidate is a replica (`role:slave`) of the old primary's address
+//!   whose link is down; the old primary's replication id is the one its
+//!   candidates hold (`master_replid`): candidates that disagree cannot be
+//!   told apart by offset, so the decision refuses;
+//! - the candidate with the highest offset (`master_repl_offset`) is
+//!   chosen, the configured `failover` target first among equals;
+//! - the chosen one may lack at most `max_lag_bytes` of the newest offset
+//!   any readable server holds of that history (the old primary's own
+//!   last offset died with it: this bounds what the promotion loses
+//!   against every copy the agent can read).
+
+use std::fmt;
+
+/// What the agent saw of the old primary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Primary {
+    /// No answer at all: the connection was refused, had no route, or was
+    /// not accepted in time.
+    Gone(String),
+    /// It answered, or refused (LOADING, BUSY, max clients, a bad login).
+    Alive(String),
+    /// It accepted a connection but did not answer in time, or the agent
+    /// could not ask: not "down".
+    CannotTell(String),
+}
+
+/// What the agent read of one replica of the set (`INFO replication`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The target's name.
+    pub name: String,
+    /// `role:slave` (true) or `role:master`.
+    pub replica: bool,
+    /// `master_host:master_port`, as the replica has it.
+    pub source: Option<(String, u16)>,
+    /// `master_link_status:up`.
+    pub link_up: bool,
+    /// `master_replid`.
+    pub replid: String,
+    /// `master_repl_offset`, in bytes of the replication stream.
+    pub offset: u64,
+}
+
+/// One replica as the decision sees it: read, or why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replica {
+    Read(Seen),
+    Unreadable { name: String, why: String },
+}
+
+/// What the decision is given.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    pub primary: Primary,
+    /// The old primary's address, as its replicas name it.
+    pub primary_address: (&'a str, u16),
+    /// The configured `failover` target, preferred among equals.
+    pub preferred: &'a str,
+    pub replicas: Vec<Replica>,
+    pub max_lag_bytes: u64,
+}
+
+/// The replica to promote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub name: String,
+    pub replid: String,
+    pub offset: u64,
+    /// The newest offset of that history any readable server holds.
+    pub newest: u64,
+    /// Readable candidates not chosen, to be repointed.
+    pub others: Vec<String>,
+}
+
+/// Why the decision does not promote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    PrimaryAlive(String),
+    PrimaryCannotTell(String),
+    StillLinked(String),
+    NoCandidate(String),
+    ReplidsDisagree(Vec<(String, String)>),
+    TooFarBehind {
+        name: String,
+        offset: u64,
+        newest: u64,
+        limit: u64,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::PrimaryAlive(why) => {
+                write!(f, "the old primary is alive ({why}): not failing over")
+            }
+            Refusal::PrimaryCannotTell(why) => write!(
+                f,
+                "the old primary's state cannot be told ({why}): that is not \"down\"; not failing over"
+            ),
+            Refusal::StillLinked(name) => write!(
+                f,
+                "the replica `{name}` is still linked to the old primary (master_link_status:up): the primary is alive; not failing over"
+            ),
+            Refusal::NoCandidate(why) => write!(f, "no replica can be promoted: {why}"),
+            Refusal::ReplidsDisagree(ids) => {
+                let list: Vec<String> = ids.iter().map(|(n, id)| format!("`{n}` {id}")).collect();
+                write!(
+                    f,
+                    "the replicas hold different replication ids ({}): which one is the old primary's history cannot be told; promote by hand",
+                    list.join(", ")
+                )
+            }
+            Refusal::TooFarBehind {
+                name,
+                offset,
+                newest,
+                limit,
+            } => write!(
+                f,
+                "the best replica `{name}` is at offset {offset}, {} bytes behind the newest copy ({newest}), more than max_lag_bytes = {limit}",
+                newest - offset
+            ),
+        }
+    }
+}
+
+/// The decision (see the module's documentation).
+pub fn choose(input: &Input) -> Result<Choice, Refusal> {
+    match &input.primary {
+        Primary::Gone(_) => {}
+        Primary::Alive(why) => return Err(Refusal::PrimaryAlive(why.clone())),
+        Primary::CannotTell(why) => return Err(Refusal::PrimaryCannotTell(why.clone())),
+    }
+    let (host, port) = input.primary_address;
+    let of_primary = |s: &Seen| {
+        s.replica
+            && s.source
+                .as_ref()
+                .is_some_and(|(h, p)| same_host(h, host) && *p == port)
+    };
+    let read: Vec<&Seen> = input
+        .replicas
+        .iter()
+        .filter_map(|r| match r {
+            Replica::Read(seen) => Some(seen),
+            Replica::Unreadable { .. } => None,
+        })
+        .collect();
+    if let Some(linked) = read.iter().find(|s| of_primary(s) && s.link_up) {
+        return Err(Refusal::StillLinked(linked.name.clone()));
+    }
+    let candidates: Vec<&Seen> = read
+        .iter()
+        .copied()
+        .filter(|s| of_primary(s) && !s.replid.is_empty())
+        .collect();
+    if candidates.is_empty() {
+        let mut why: Vec<String> = input
+            .replicas
+            .iter()
+            .map(|r| match r {
+                Replica::Unreadable { name, why } => format!("`{name}` cannot be read ({why})"),
+                Replica::Read(s) if !s.replica => format!("`{}` is a primary itself", s.name),
+                Replica::Read(s) => format!(
+                    "`{}` replicates from {}",
+                    s.name,
+                    s.source
+                        .as_ref()
+                        .map_or("no one".into(), |(h, p)| format!("{h}:{p}"))
+                ),
+            })
+            .collect();
+        if why.is_empty() {
+            why.push("none is configured".into());
+        }
+        return Err(Refusal::NoCandidate(why.join("; ")));
+    }
+    let mut ids: Vec<(String, String)> = candidates
+        .iter()
+        .map(|s| (s.name.clone(), s.replid.clone()))
+        .collect();
+    if ids.iter().any(|(_, id)| *id != ids[0].1) {
+        ids.sort();
+        return Err(Refusal::ReplidsDisagree(ids));
+    }
+    let replid = ids[0].1.clone();
+    let best = candidates
+        .iter()
+        .max_by(|a, b| {
+            a.offset
+                .cmp(&b.offset)
+                .then((a.name == input.preferred).cmp(&(b.name == input.preferred)))
+                .then(b.name.cmp(&a.name))
+        })
+        .expect("candidates is not empty");
+    // Every readable copy of that history: a replica linked elsewhere or
+    // already promoted by hand keeps the id as `master_replid` or not at
+    // all; only the same id counts.
+    let newest = read
+        .iter()
+        .filter(|s| s.replid == replid)
+        .map(|s| s.offset)
+        .max()
+        .unwrap_or(best.offset);
+    if newest - best.offset > input.max_lag_bytes {
+        return Err(Refusal::TooFarBehind {
+            name: best.name.clone(),
+            offset: best.offset,
+            newest,
+            limit: input.max_lag_bytes,
+        });
+    }
+    let others = read
+        .iter()
+        .filter(|s| s.name != best.name)
+        .map(|s| s.name.clone())
+        .collect();
+    Ok(Choice {
+        name: best.name.clone(),
+        replid,
+        offset: best.offset,
+        newest,
+        others,
+    })
+}
+
+/// Whether two host names are the same server's: equal, or both this
+/// machine's loopback.
+fn same_host(a: &str, b: &str) -> bool {
+    let local = |h: &str| h == "localhost" || h == "127.0.0.1" || h == "::1";
+    a.eq_ignore_ascii_case(b) || (local(a) && local(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(name: &str, link_up: bool, replid: &str, offset: u64) -> Replica {
+        Replica::Read(Seen {
+            name: name.into(),
+            replica: true,
+            source: Some(("10.0.0.1".into(), 6379)),
+            link_up,
+            replid: replid.into(),
+            offset,
+        })
+    }
+
+    fn input(primary: Primary, replicas: Vec<Replica>) -> Input<'static> {
+        Input {
+            primary,
+            primary_address: ("10.0.0.1", 6379),
+            preferred: "r1",
+            replicas,
+            max_lag_bytes: 100,
+        }
+    }
+
+    fn gone() -> Primary {
+        Primary::Gone("connection refused".into())
+    }
+
+    /// (case, primary, replicas, the chosen one or the refusal's words)
+    type Case = (
+        &'static str,
+        Primary,
+        Vec<Replica>,
+        Result<&'static str, &'static str>,
+    );
+
+    #[test]
+    fn the_decision_as_a_table() {
+        let elsewhere = Replica::Read(Seen {
+            name: "r3".into(),
+            replica: true,
+            source: Some(("10.0.0.9".into(), 6379)),
+            link_up: true,
+            replid: "B".into(),
+            offset: 900,
+        });
+        let promoted_by_hand = Replica::Read(Seen {
+            name: "r3".into(),
+            replica: false,
+            source: None,
+            link_up: false,
+            replid: "C".into(),
+            offset: 5000,
+        });
+        let unreadable = Replica::Unreadable {
+            name: "r2".into(),
+            why: "connection refused".into(),
+        };
+        // (case, primary, replicas, chosen or the refusal's words)
+        let cases: Vec<Case> = vec![
+            (
+                "highest offset wins",
+                gone(),
+                vec![seen("r1", false, "A", 10), seen("r2", false, "A", 50)],
+                Ok("r2"),
+            ),
+            (
+                "ties go to the configured one",
+                gone(),
+                vec![seen("r2", false, "A", 50), seen("r1", false, "A", 50)],
+                Ok("r1"),
+            ),
+            (
+                "an alive primary",
+                Primary::Alive("BUSY".into()),
+                vec![seen("r1", false, "A", 10)],
+                Err("alive (BUSY)"),
+            ),
+            (
+                "cannot tell is not down",
+                Primary::CannotTell("no reply".into()),
+                vec![seen("r1", false, "A", 10)],
+                Err("cannot be told"),
+            ),
+            (
+                "a replica still linked",
+                gone(),
+                vec![seen("r1", false, "A", 10), seen("r2", true, "A", 10)],
+                Err("still linked"),
+            ),
+            (
+                "replids disagree",
+                gone(),
+                vec![seen("r1", false, "A", 10), seen("r2", false, "B", 90)],
+                Err("different replication ids"),
+            ),
+            (
+                "over the lag limit",
+                gone(),
+                vec![
+                    seen("r1", false, "A", 10),
+                    Replica::Read(Seen {
+                        source: Some(("10.0.0.7".into(), 1)),
+                        ..match seen("r2", false, "A", 500) {
+                            Replica::Read(s) => s,
+                            _ => unreachable!(),
+                        }
+                    }),
+                ],
+                Err("490 bytes behind"),
+            ),
+            (
+                "none readable",
+                gone(),
+                vec![unreadable.clone()],
+                Err("`r2` cannot be read"),
+            ),
+            (
+                "an unreadable one is skipped",
+                gone(),
+                vec![seen("r1", false, "A", 10), unreadable],
+                Ok("r1"),
+            ),
+            (
+                "a replica of another primary is not a candidate",
+                gone(),
+                vec![seen("r1", false, "A", 10), elsewhere],
+                Ok("r1"),
+            ),
+            (
+                "a server promoted by hand is not a candidate",
+                gone(),
+                vec![promoted_by_hand.clone()],
+                Err("is a primary itself"),
+            ),
+            (
+                "its other history does not count as newer",
+                gone(),
+                vec![seen("r1", false, "A", 10), promoted_by_hand],
+                Ok("r1"),
+            ),
+            (
+                "no replicas at all",
+                gone(),
+                vec![],
+                Err("none is configured"),
+            ),
+        ];
+        for (case, primary, replicas, expected) in cases {
+            let got = choose(&input(primary, replicas));
+            match (expected, got) {
+                (Ok(name), Ok(choice)) => assert_eq!(choice.name, name, "{case}"),
+                (Err(words), Err(refusal)) => {
+                    let text = refusal.to_string();
+                    assert!(text.contains(words), "{case}: {text}");
+                }
+                (expected, got) => panic!("{case}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn loopback_names_are_one_host() {
+        let mut i = input(gone(), vec![]);
+        i.primary_address = ("127.0.0.1", 6379);
+        i.replicas = vec![Replica::Read(Seen {
+            name: "r1".into(),
+            replica: true,
+            source: Some(("localhost".into(), 6379)),
+            link_up: false,
+            replid: "A".into(),
+            offset: 1,
+        })];
+        assert_eq!(choose(&i).unwrap().name, "r1");
+    }
+
+    /// splitmix64: a small deterministic generator for the simulation.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A primary with three replicas takes writes that reach each replica
+    /// with random delays; then a fault: the primary is killed, frozen,
+    /// busy, partitioned from the agent only, or one replica is cut off
+    /// early, reset by hand, or unreadable. Whatever happens, the decision
+    /// never promotes beside a primary that answers or cannot be told,
+    /// never promotes a replica of another history, and the one it
+    /// promotes holds every write any candidate holds.
+    #[test]
+    fn a_seeded_simulation_with_injected_faults() {
+        let mut promoted = 0;
+        for seed in 0..5000u64 {
+            let mut rng = Rng(seed);
+            let writes = rng.below(2000);
+            let mut offsets = [0u64; 3];
+            for offset in &mut offsets {
+                *offset = writes - rng.below(writes.min(200) + 1);
+            }
+            let mut replids = ["A"; 3];
+            let mut sources = [true; 3];
+            let mut unreadable = [false; 3];
+            let mut linked = [false; 3];
+            let fault = rng.below(7);
+            let primary = match fault {
+                0 | 5 | 6 => gone(),
+                1 => Primary::CannotTell("accepted, no reply (SIGSTOP)".into()),
+                2 => Primary::Alive("BUSY".into()),
+                3 => {
+                    // The agent is cut off from the primary; a replica is not.
+                    linked[rng.below(3) as usize] = true;
+                    gone()
+                }
+                _ => Primary::Alive("max number of clients reached".into()),
+            };
+            let victim = rng.below(3) as usize;
+            match fault {
+                5 => {
+                    // Reset by hand: a primary of its own, a new history.
+                    replids[victim] = "Z";
+                    sources[victim] = false;
+                    offsets[victim] += rng.below(10_000);
+                }
+                6 => unreadable[victim] = true,
+                _ => {}
+            }
+            let replicas: Vec<Replica> = (0..3)
+                .map(|i| {
+                    let name = format!("r{}", i + 1);
+                    if unreadable[i] {
+                        return Replica::Unreadable {
+                            name,
+                            why: "timeout".into(),
+                        };
+                    }
+                    Replica::Read(Seen {
+                        name,
+                        replica: sources[i],
+                        source: sources[i].then(|| ("10.0.0.1".to_string(), 6379)),
+                        link_up: linked[i],
+                        replid: replids[i].into(),
+                        offset: offsets[i],
+                    })
+                })
+                .collect();
+            let mut i = input(primary.clone(), replicas.clone());
+            i.max_lag_bytes = 1 << 20;
+            match choose(&i) {
+                Ok(choice) => {
+                    promoted += 1;
+                    assert!(
+                        matches!(primary, Primary::Gone(_)),
+                        "seed {seed}: {primary:?}"
+                    );
+                    assert!(!linked.contains(&true), "seed {seed}");
+                    assert_eq!(choice.replid, "A", "seed {seed}");
+                    for r in &replicas {
+                        if let Replica::Read(s) = r
+                            && s.replid == "A"
+                        {
+                            assert!(choice.offset >= s.offset, "seed {seed}: {choice:?} {s:?}");
+                        }
+                    }
+                }
+                Err(refusal) => assert!(
+                    !matches!(primary, Primary::Gone(_)) || linked.contains(&true),
+                    "seed {seed}: refused a clean failover: {refusal}"
+                ),
+            }
+        }
+        assert!(
+            promoted > 1000,
+            "the simulation promoted only {promoted} times"
+        );
+    }
+}
