@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub mod access;
+#[cfg(test)]
+mod answering;
 pub mod health;
 mod written;
 
@@ -523,7 +525,6 @@ mod tests {
     /// An endpoint that accepts connections and never answers, one that
     /// answers every request (counted), and a port nobody listens on.
     async fn endpoints() -> (Vec<String>, std::sync::Arc<AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent_at = silent.local_addr().unwrap();
         tokio::spawn(async move {
@@ -532,47 +533,7 @@ mod tests {
                 held.push(conn);
             }
         });
-        let answering = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let answering_at = answering.local_addr().unwrap();
-        let count = std::sync::Arc::new(AtomicUsize::new(0));
-        let counted = count.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = answering.accept().await {
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 65536];
-                    let mut got = Vec::new();
-                    loop {
-                        let n = conn.read(&mut buffer).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        got.extend_from_slice(&buffer[..n]);
-                        let text = String::from_utf8_lossy(&got).to_string();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let length = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= length {
-                                break;
-                            }
-                        }
-                    }
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let body = r#"{"succeeded":true,"kvs":[]}"#;
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
+        let (answering_at, count) = answering::counting(r#"{"succeeded":true,"kvs":[]}"#).await;
         let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let refused_at = refused.local_addr().unwrap();
         drop(refused);

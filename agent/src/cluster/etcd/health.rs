@@ -11,7 +11,7 @@
 
 use super::{Etcd, int, uint};
 use crate::report::{Measurement, Report, Status};
-use crate::runtime::{BoxFuture, MeasurementInfo, NativeCheck, Probe, ProbeInfo};
+use crate::runtime::{BoxFuture, NativeCheck, Probe, ProbeInfo};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,30 +227,48 @@ pub fn probe(spec: &crate::config::ClusterSpec, timeout: Duration) -> Result<Pro
 }
 
 fn info() -> ProbeInfo {
-    let m = |name: &str, unit: &str, description: &str| MeasurementInfo {
-        name: name.into(),
-        unit: unit.into(),
-        description: description.into(),
-    };
-    ProbeInfo {
-        name: "etcd-health".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        kind: "availability".into(),
-        description: "the cluster's etcd: database size against the quota, alarms, Raft leader and term, round trip".into(),
-        measurements: vec![
-            m("etcd.db.size", "By", "size of etcd's database file"),
-            m("etcd.db.size_in_use", "By", "bytes of the database in use (the rest is freed by defragmentation)"),
-            m("etcd.db.quota", "By", "the backend quota: at it etcd refuses writes (NOSPACE)"),
-            m("etcd.db.quota_used", "1", "database size / quota (warning at 0.8)"),
-            m("etcd.alarms", "1", "active alarms (any: critical)"),
-            m("etcd.alarm.nospace", "1", "1 while the NOSPACE alarm is raised"),
-            m("etcd.alarm.corrupt", "1", "1 while the CORRUPT alarm is raised"),
-            m("etcd.raft.has_leader", "1", "1 when etcd has a Raft leader"),
-            m("etcd.raft.term", "1", "etcd's Raft term (a rise is a leader election)"),
-            m("etcd.revision", "1", "the store's revision"),
-            m("etcd.round_trip", "s", "round trip of a status request"),
+    ProbeInfo::native(
+        "etcd-health",
+        "availability",
+        "the cluster's etcd: database size against the quota, alarms, Raft leader and term, round trip",
+        &[
+            ("etcd.db.size", "By", "size of etcd's database file"),
+            (
+                "etcd.db.size_in_use",
+                "By",
+                "bytes of the database in use (the rest is freed by defragmentation)",
+            ),
+            (
+                "etcd.db.quota",
+                "By",
+                "the backend quota: at it etcd refuses writes (NOSPACE)",
+            ),
+            (
+                "etcd.db.quota_used",
+                "1",
+                "database size / quota (warning at 0.8)",
+            ),
+            ("etcd.alarms", "1", "active alarms (any: critical)"),
+            (
+                "etcd.alarm.nospace",
+                "1",
+                "1 while the NOSPACE alarm is raised",
+            ),
+            (
+                "etcd.alarm.corrupt",
+                "1",
+                "1 while the CORRUPT alarm is raised",
+            ),
+            ("etcd.raft.has_leader", "1", "1 when etcd has a Raft leader"),
+            (
+                "etcd.raft.term",
+                "1",
+                "etcd's Raft term (a rise is a leader election)",
+            ),
+            ("etcd.revision", "1", "the store's revision"),
+            ("etcd.round_trip", "s", "round trip of a status request"),
         ],
-    }
+    )
 }
 
 #[cfg(test)]

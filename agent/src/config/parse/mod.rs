@@ -492,9 +492,16 @@ impl Parser<'_, '_> {
     }
 }
 
-/// Replace `${NAME}` with the environment variable NAME; the name of the
-/// first unset variable on error.
-pub fn resolve_env(text: &str) -> Result<String, String> {
+/// A `${NAME}` whose environment variable is not set (the first one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("uses ${{{name}}}, but the environment variable {name} is not set")]
+pub struct UnsetVar {
+    pub name: String,
+}
+
+/// Replace `${NAME}` with the environment variable NAME; the first unset
+/// variable on error.
+pub fn resolve_env(text: &str) -> Result<String, UnsetVar> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -504,7 +511,9 @@ pub fn resolve_env(text: &str) -> Result<String, String> {
             return Ok(out);
         };
         let name = &rest[start + 2..start + end];
-        out.push_str(&std::env::var(name).map_err(|_| name.to_string())?);
+        out.push_str(&std::env::var(name).map_err(|_| UnsetVar {
+            name: name.to_string(),
+        })?);
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
