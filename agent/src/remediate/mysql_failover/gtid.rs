@@ -106,6 +106,10 @@ pub struct ReplicaGtids {
     /// ones.
     pub strict_mode: bool,
     pub log_replica_updates: bool,
+    /// `@@log_bin`: with the binary log off, `gtid_binlog_pos` and
+    /// `gtid_binlog_state` are empty whatever the server wrote, so its
+    /// own writes cannot be seen at all.
+    pub log_bin: bool,
 }
 
 /// The errant check's answer. "Cannot tell" is its own answer and never
@@ -142,6 +146,12 @@ pub enum Errant {
 ///   it applied or received is errant as well (a write under another
 ///   `server_id`).
 pub fn errant(replica: &ReplicaGtids) -> Errant {
+    if !replica.log_bin {
+        return Errant::CannotTell(format!(
+            "its binary log is off (log_bin = OFF, server_id {}): gtid_binlog_pos and gtid_binlog_state are empty whatever was written on it, so its own writes cannot be seen; turn on log_bin (and log_slave_updates) on the replica",
+            replica.server_id
+        ));
+    }
     let known = |domain: u32| {
         [
             replica.applied.0.get(&domain),
@@ -221,6 +231,7 @@ mod tests {
             received: p(received),
             strict_mode: true,
             log_replica_updates: true,
+            log_bin: true,
         }
     }
 
@@ -325,5 +336,18 @@ mod tests {
         let mut collided = replica("0-2-7", "0-2-7", "0-1-6", "0-1-7");
         collided.log_replica_updates = false;
         assert_eq!(errant(&collided), found(&["0-2-7"]));
+    }
+
+    /// log_bin OFF: the binary log's GTID lists are empty whatever was
+    /// written on the replica, so "no own GTIDs" proves nothing.
+    #[test]
+    fn a_replica_without_a_binary_log_cannot_be_told_clean() {
+        let mut unlogged = replica("", "", "0-1-8", "0-1-8");
+        assert_eq!(errant(&unlogged), Errant::Clean);
+        unlogged.log_bin = false;
+        let Errant::CannotTell(why) = errant(&unlogged) else {
+            panic!("{:?}", errant(&unlogged));
+        };
+        assert!(why.contains("log_bin"), "{why}");
     }
 }

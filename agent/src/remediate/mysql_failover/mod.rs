@@ -240,6 +240,7 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     detail["gtid_slave_pos"] = json!(gtids.applied.to_string());
     detail["gtid_strict_mode"] = json!(gtids.strict_mode);
     detail["log_slave_updates"] = json!(gtids.log_replica_updates);
+    detail["log_bin"] = json!(gtids.log_bin);
     match gtid::errant(&gtids) {
         gtid::Errant::Clean => detail["errant_gtids"] = json!([]),
         gtid::Errant::Found(errant) => {

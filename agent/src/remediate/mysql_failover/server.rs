@@ -155,13 +155,14 @@ impl Server {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
         let result = self
             .session
             .conn
             .query_first::<Row, _>(
                 "SELECT @@GLOBAL.server_id, @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_binlog_state, \
-                 @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_strict_mode, @@GLOBAL.log_slave_updates",
+                 @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_strict_mode, @@GLOBAL.log_slave_updates, @@GLOBAL.log_bin",
             )
             .await;
         let row = result.map_err(|e| self.error(&e))?.unwrap_or_default();
@@ -185,6 +186,7 @@ impl Server {
             received: Position::parse(received).map_err(|e| bad("Gtid_IO_Pos", e))?,
             strict_mode: on(&row.4),
             log_replica_updates: on(&row.5),
+            log_bin: on(&row.6),
         })
     }
 
