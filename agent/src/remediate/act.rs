@@ -431,7 +431,7 @@ pub async fn run_failover(
     // The target a step promoted (a Redis failover chooses among several).
     let mut promoted_target: Option<String> = None;
     let mut track = |step: &Step| {
-        if step.name == "promote" && step.ok {
+        if super::promoted::counts_as_promoted(step) {
             promoted = true;
             promoted_target = step.detail["target"].as_str().map(str::to_string);
         }

@@ -53,7 +53,14 @@ pub async fn promote(
     };
     run(bounded("pre-check", action, pre_check(sql, action)).await)?;
     run(bounded("fence", action, fence(sql, action, old_primary)).await)?;
-    run(bounded("promote", action, promote_standby(sql, action)).await)?;
+    let step = bounded("promote", action, promote_standby(sql, action)).await;
+    let step = if step.ok {
+        step
+    } else {
+        // A lost reply or the limit may hide a promotion that happened.
+        super::promoted::after_error(step, still_in_recovery(sql, &action.standby).await)
+    };
+    run(step)?;
     run(bounded("verify-write", action, verify_write(sql, action)).await)
 }
 
@@ -406,10 +413,12 @@ async fn promote_standby(sql: &SqlTargets, action: &FailoverAction) -> Step {
             format!("promoted `{target}`"),
             json!({"duration_ms": started.elapsed().as_secs_f64() * 1000.0}),
         ),
+        // pg_promote signalled the promotion, which goes on after the
+        // wait: it counts as promoted.
         Ok(_) => Step::failed(
             "promote",
-            format!("`{target}` did not finish promotion within {wait} s"),
-            Value::Null,
+            format!("`{target}` did not finish promotion within {wait} s (it was signalled and goes on)"),
+            json!({ super::promoted::PROMOTED: true }),
         ),
         Err(e) => Step::failed(
             "promote",
@@ -417,6 +426,28 @@ async fn promote_standby(sql: &SqlTargets, action: &FailoverAction) -> Step {
             Value::Null,
         ),
     }
+}
+
+/// Whether `target` is still in recovery (`pg_is_in_recovery()`), read
+/// over a fresh admin session within twice [`CONNECT`]. Errors: the
+/// session's, the statement's, or a timeout.
+async fn still_in_recovery(sql: &SqlTargets, target: &str) -> Result<bool, crate::sql::Error> {
+    let read = async {
+        let client = sql.admin_session(target, CONNECT).await?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| crate::sql::Error::Unreachable(format!("target `{target}`: {e}")))?;
+        Ok(row.get::<_, bool>(0))
+    };
+    tokio::time::timeout(CONNECT * 2, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::sql::Error::Timeout(format!(
+                "target `{target}`: reading pg_is_in_recovery() took longer than {:?}",
+                CONNECT * 2
+            )))
+        })
 }
 
 async fn verify_write(sql: &SqlTargets, action: &FailoverAction) -> Step {

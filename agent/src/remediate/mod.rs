@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod mysql_failover;
 pub mod outcome;
 pub mod port;
+pub mod promoted;
 pub mod reconcile;
 pub mod recovery;
 pub mod redis_failover;

@@ -67,7 +67,8 @@ pub async fn promote(
     let apply = steps::apply_relay(sql, action, mysql);
     run(bounded("apply-relay", action, mysql, apply).await)?;
     run(bounded("fence", action, mysql, steps::fence(sql, action)).await)?;
-    run(bounded("promote", action, mysql, steps::promote(sql, action)).await)?;
+    let limit = step_limit("promote", action, mysql);
+    run(steps::promote_within(sql, action, limit).await)?;
     run(bounded(
         "verify-write",
         action,

@@ -6,8 +6,9 @@ use super::{CONNECT, FENCE_COMMAND, connect};
 use crate::config::{FailoverAction, Fence, MysqlFailover};
 use crate::remediate::answer::Answer;
 use crate::remediate::command::{self, CommandSpec};
-use crate::remediate::step::Step;
-use crate::sql::SqlTargets;
+use crate::remediate::promoted;
+use crate::remediate::step::{Step, within};
+use crate::sql::{Error, SqlTargets};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -158,6 +159,46 @@ pub async fn fence(sql: &SqlTargets, action: &FailoverAction) -> Step {
             Value::Null,
         ),
     }
+}
+
+/// Step 4 ([`promote`]) within `limit`; when it fails (an error, a lost
+/// reply, the limit), `read_only` is read back on the target: writable or
+/// unreadable counts as promoted ([`promoted::after_error`]), so the
+/// failover block and the old primary's rejoin watch still apply.
+pub async fn promote_within(sql: &SqlTargets, action: &FailoverAction, limit: Duration) -> Step {
+    let step = within("promote", limit, promote(sql, action)).await;
+    if step.ok {
+        return step;
+    }
+    let read_back = still_read_only(sql, &action.standby).await;
+    promoted::after_error(step, read_back)
+}
+
+/// Whether `target`'s `@@GLOBAL.read_only` is on, read over a fresh
+/// session within twice [`CONNECT`]. Errors: the session's, a timeout, or
+/// a value that is neither on nor off.
+async fn still_read_only(sql: &SqlTargets, target: &str) -> Result<bool, Error> {
+    let read = async {
+        let mut server = connect(sql, target, CONNECT).await?;
+        let value = server.value("SELECT @@GLOBAL.read_only").await?;
+        match value.trim() {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            v if v.eq_ignore_ascii_case("on") => Ok(true),
+            v if v.eq_ignore_ascii_case("off") => Ok(false),
+            other => Err(Error::Unreachable(format!(
+                "target `{target}`: read_only is {other:?}, neither on nor off"
+            ))),
+        }
+    };
+    tokio::time::timeout(CONNECT * 2, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Timeout(format!(
+                "target `{target}`: reading read_only took longer than {:?}",
+                CONNECT * 2
+            )))
+        })
 }
 
 /// Step 4: stop replicating, forget the old primary, take writes.

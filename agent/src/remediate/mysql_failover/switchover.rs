@@ -33,7 +33,7 @@ pub async fn run(
     };
     run(within("hand-over", limit, hand_over(sql, action, mysql)).await)?;
     let limit = super::step_limit("promote", action, mysql);
-    run(within("promote", limit, steps::promote(sql, action)).await)?;
+    run(steps::promote_within(sql, action, limit).await)?;
     run(steps::verify_write(sql, action).await)?;
     let mut failures = Vec::new();
     let rejoin = super::rejoin::rejoin(sql, &action.primary, &action.standby);
@@ -245,7 +245,7 @@ impl crate::remediate::Remediator {
             let sql = core.port().map(|p| p.sql()).unwrap_or_default();
             let mut promoted = false;
             let mut on_step = |step: &Step| {
-                promoted |= step.name == "promote" && step.ok;
+                promoted |= crate::remediate::promoted::counts_as_promoted(step);
                 core.record(record(
                     Decision::Step,
                     Some(step.name),
