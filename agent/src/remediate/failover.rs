@@ -186,7 +186,8 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let primary = &action.primary;
     // Only silence is "gone": an answer, a refusal or an error is alive,
     // and the agent's own failure cannot tell (never "gone").
-    let answer = Answer::of(primary, sql.admin_session(primary, PRIMARY_PROBE).await);
+    let session = sql.admin_session(primary, PRIMARY_PROBE);
+    let answer = Answer::ask(sql, primary, PRIMARY_PROBE, session).await;
     detail["primary"] = json!(answer.kind());
     if let Answer::Answers(why) | Answer::CannotTell(why) = answer {
         return fail(format!("{why}; not failing over"), detail);

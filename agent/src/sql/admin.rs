@@ -25,7 +25,7 @@ impl SqlTargets {
                         "target `{target}`: connecting took longer than {within:?}"
                     ))
                 })?
-                .map_err(|e| errors::connect_error(target, &e))?;
+                .map_err(|e| errors::admin_connect_error(target, &e))?;
         Ok(client)
     }
 

@@ -138,6 +138,21 @@ pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
     }
 }
 
+/// An error met while opening an admin session (the agent's own, whose
+/// outcome tells whether a primary is gone): as [`connect_error`], but
+/// every error the server itself sent, a cancelled statement included,
+/// is `Refused`: the server answered, so it is alive.
+pub fn admin_connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
+    match error.as_db_error() {
+        Some(db) if own_failure(target, error).is_none() => Error::Refused(format!(
+            "target `{target}`: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        _ => connect_error(target, error),
+    }
+}
+
 /// An error met while running a statement on an open session.
 pub fn query_error(target: &str, error: &tokio_postgres::Error) -> Error {
     if let Some(own) = own_failure(target, error) {

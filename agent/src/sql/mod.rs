@@ -29,6 +29,8 @@ mod guard;
 pub mod mysql;
 pub mod passfile;
 pub mod privileges;
+mod reach;
+pub use reach::Accept;
 mod rows;
 pub mod secrets;
 mod target;

@@ -118,14 +118,12 @@ async fn connect(sql: &SqlTargets, target: &str, within: Duration) -> Result<Ser
     })
 }
 
-/// Whether the old primary is gone ([`Answer`]): an admin session to it,
-/// waited for up to [`PRIMARY_PROBE`]. The pre-check and the fence step
-/// both ask it.
+/// Whether the old primary is gone ([`Answer`]): an admin session to it
+/// and a bare connect to its address, each waited for up to
+/// [`PRIMARY_PROBE`]. The pre-check and the fence step both ask it.
 pub async fn ask_primary(sql: &SqlTargets, primary: &str) -> Answer {
-    Answer::of(
-        primary,
-        sql.mysql_admin_session(primary, PRIMARY_PROBE).await,
-    )
+    let session = sql.mysql_admin_session(primary, PRIMARY_PROBE);
+    Answer::ask(sql, primary, PRIMARY_PROBE, session).await
 }
 
 /// Step 1: see the module's documentation.

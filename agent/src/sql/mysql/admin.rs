@@ -69,11 +69,11 @@ impl SqlTargets {
         let connect = async {
             let mut conn = Conn::new(parsed.opts)
                 .await
-                .map_err(|e| errors::connect_error(target, &e))?;
+                .map_err(|e| errors::admin_session_error(target, &e))?;
             let version: Option<String> = conn
                 .query_first("SELECT @@version")
                 .await
-                .map_err(|e| errors::query_error(target, &e))?;
+                .map_err(|e| errors::admin_session_error(target, &e))?;
             Ok::<_, Error>(AdminSession {
                 engine: Engine::of_version(&version.unwrap_or_default()),
                 conn,

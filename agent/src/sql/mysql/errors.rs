@@ -58,6 +58,21 @@ pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
     }
 }
 
+/// An error met while opening an admin session (the agent's own, whose
+/// outcome tells whether a primary is gone), its first statement
+/// included: as [`connect_error`], but every error the server itself
+/// sent (a statement timeout 1969/3024, shutting down, killed) is
+/// `Refused`: the server answered, so it is alive.
+pub fn admin_session_error(target: &str, error: &mysql_async::Error) -> Error {
+    match error {
+        mysql_async::Error::Server(e) => Error::Refused(format!(
+            "target `{target}`: {} (error {}, SQLSTATE {})",
+            e.message, e.code, e.state
+        )),
+        _ => connect_error(target, error),
+    }
+}
+
 /// An error met while running a statement on an open session.
 pub fn query_error(target: &str, error: &mysql_async::Error) -> Error {
     match error {
@@ -111,6 +126,21 @@ mod tests {
             message: "m".into(),
             state: state.into(),
         })
+    }
+
+    #[test]
+    fn an_admin_session_counts_every_server_error_as_an_answer() {
+        for (code, state) in [(1969, "70100"), (3024, "HY000"), (1053, "08S01"), (1927, "70100")] {
+            assert!(
+                matches!(admin_session_error("t", &server(code, state)), Error::Refused(_)),
+                "{code}"
+            );
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            admin_session_error("t", &mysql_async::Error::Io(IoError::Io(refused))),
+            Error::Unreachable(_)
+        ));
     }
 
     #[test]
