@@ -133,10 +133,18 @@ mod tests {
             (timeout(), &unknown, "cannot tell"),
             (dropped(), &unknown, "cannot tell"),
             (Ok(()), &gone(), "answers"),
-            (Err(Error::Refused("1053 shutdown".into())), &accepted, "answers"),
+            (
+                Err(Error::Refused("1053 shutdown".into())),
+                &accepted,
+                "answers",
+            ),
         ];
         for (i, (session, accept, expected)) in cases.into_iter().enumerate() {
-            assert_eq!(Answer::of("db1", accept, session).kind(), expected, "case {i}");
+            assert_eq!(
+                Answer::of("db1", accept, session).kind(),
+                expected,
+                "case {i}"
+            );
         }
     }
 

@@ -418,7 +418,9 @@ async fn promote_standby(sql: &SqlTargets, action: &FailoverAction) -> Step {
         // wait: it counts as promoted.
         Ok(_) => Step::failed(
             "promote",
-            format!("`{target}` did not finish promotion within {wait} s (it was signalled and goes on)"),
+            format!(
+                "`{target}` did not finish promotion within {wait} s (it was signalled and goes on)"
+            ),
             json!({ super::promoted::PROMOTED: true }),
         ),
         Err(e) => Step::failed(

@@ -48,7 +48,8 @@ impl SqlTargets {
                 (format!("{host}:{port}"), result.map(|r| r.map(drop)))
             }
             Address::Unix(path) => {
-                let result = tokio::time::timeout(within, tokio::net::UnixStream::connect(path)).await;
+                let result =
+                    tokio::time::timeout(within, tokio::net::UnixStream::connect(path)).await;
                 (path.display().to_string(), result.map(|r| r.map(drop)))
             }
         };

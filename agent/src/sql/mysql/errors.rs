@@ -130,9 +130,17 @@ mod tests {
 
     #[test]
     fn an_admin_session_counts_every_server_error_as_an_answer() {
-        for (code, state) in [(1969, "70100"), (3024, "HY000"), (1053, "08S01"), (1927, "70100")] {
+        for (code, state) in [
+            (1969, "70100"),
+            (3024, "HY000"),
+            (1053, "08S01"),
+            (1927, "70100"),
+        ] {
             assert!(
-                matches!(admin_session_error("t", &server(code, state)), Error::Refused(_)),
+                matches!(
+                    admin_session_error("t", &server(code, state)),
+                    Error::Refused(_)
+                ),
                 "{code}"
             );
         }
