@@ -11,7 +11,9 @@
 //!    the new primary) into its data directory, so that a restart by hand
 //!    or by a service manager brings it back as a standby — never as a
 //!    second read-write primary; a required fence that fails aborts;
-//! 3. **promote** the standby (`pg_promote()`);
+//! 3. **promote** the standby (`pg_promote()`); a promote that failed is
+//!    read back (`pg_is_in_recovery()`): out of recovery or unreadable
+//!    counts as promoted ([`super::promoted`]);
 //! 4. **verify-write**: the new primary accepts a write within `write_within`;
 //! 5. **post** steps (repoint a proxy, notify), whose failures are recorded
 //!    but do not undo the promotion.
@@ -112,7 +114,9 @@ const STANDBY_STATE: &str = "SELECT pg_is_in_recovery() AS recovery,
 /// - a standby whose WAL receiver still streams is hearing from the
 ///   primary: the primary is alive (a freeze, a restart in progress);
 /// - a primary that answers, or refuses a session (starting up, shutting
-///   down, full), is alive;
+///   down, full), is alive; one whose address accepts a TCP connection
+///   but whose session then times out (frozen, stalled) cannot be told
+///   ([`Answer`]): only one whose address accepts no connection is gone;
 /// - a primary whose data directory is on this node (the `pg_ctl` fence)
 ///   and whose `pg_controldata` says `shut down` was stopped on purpose,
 ///   not crashed; there `pg_waldump` reads the primary's own WAL from the

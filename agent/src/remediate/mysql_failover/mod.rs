@@ -7,9 +7,11 @@
 //!    it replicates by GTID, the primary's binary log it received but has
 //!    not applied is within `max_lag_bytes`, it wrote no transaction of
 //!    its own (errant GTIDs, [`gtid::errant`]: by its own `server_id`;
-//!    "cannot tell" refuses as well), and the primary neither
-//!    answers nor refuses a session (starting, full, bad login: alive;
-//!    the agent's own failure: cannot tell — none of them is "down");
+//!    "cannot tell" refuses as well, and so does a replica with
+//!    `log_bin` off), and the primary neither answers nor refuses a
+//!    session (starting, full, bad login: alive; the agent's own failure,
+//!    or an address that accepts a TCP connection and then says nothing:
+//!    cannot tell — none of them is "down"; [`Answer`]);
 //! 2. **apply-relay**: the relay log it received is applied first: the SQL
 //!    thread is started if it was stopped, and `MASTER_GTID_WAIT` waits
 //!    (up to `apply_within`) for the received GTIDs;
@@ -17,6 +19,8 @@
 //!    client sessions killed; else the fence command (a required fence
 //!    that fails aborts);
 //! 4. **promote**: `STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0`;
+//!    one that failed is read back: writable or unreadable counts as
+//!    promoted ([`super::promoted`]: the block and the rejoin watch hold);
 //! 5. **verify-write**: a row written into `watchpost.failover_check`
 //!    within `write_within`;
 //! 6. **repoint** each of `replicas` to the new primary
