@@ -8,7 +8,8 @@
 //! old primary restarted after a failover without `replicaof` is a second
 //! primary (the split-brain count reads 2) until the agent makes it a
 //! replica (1 again); an operator's switchover (`FAILOVER TO`) trades
-//! the places.
+//! the places; a replica the agent cannot read (it may be linked to the
+//! primary across a split) is "cannot tell" and nothing is promoted.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -159,6 +160,26 @@ fn kill_9_promotes_one_replica_repoints_the_other_and_the_new_primary_takes_a_se
     // Still one promotion: the block holds while the old primary is away.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(steps(&agent, "promote").len(), 1);
+}
+
+#[test]
+fn a_replica_the_agent_cannot_read_is_cannot_tell_and_nothing_is_promoted() {
+    let mut primary = Redis::start();
+    let replica = Redis::replica_of(&primary);
+    let mut replica2 = Redis::replica_of(&primary);
+    replica.wait_linked();
+    replica2.wait_linked();
+    let agent = start_agent(&primary, &[&replica, &replica2], "critical");
+    // Out of the agent's reach, as on the far side of a split: it may
+    // still be linked to the primary, which then keeps taking writes.
+    replica2.kill9();
+    primary.kill9();
+    let refused = first(&agent, "failed");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("`replica2` cannot be read"), "{message}");
+    assert!(message.contains("cannot tell"), "{message}");
+    assert!(steps(&agent, "promote").is_empty());
+    assert_eq!(role(&replica), "slave");
 }
 
 #[test]

@@ -193,11 +193,11 @@ fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
     }
 }
 
-/// A failed connect: the agent's own limits (out of descriptors or
-/// memory) are not the server's fault.
+/// A failed connect: the agent's own limits (out of descriptors, memory,
+/// buffers or local ports) are not the server's fault.
 fn connect_error(to: &str, error: io::Error) -> Error {
     match error.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EADDRNOTAVAIL) => {
             Error::Agent(format!("cannot open a socket to {to}: {error}"))
         }
         _ => Error::Unreachable(format!("cannot connect to {to}: {error}")),
@@ -326,6 +326,24 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agent_s_own_socket_failures_are_not_the_server_s() {
+        // (errno, the agent's own?)
+        let cases = [
+            (libc::EMFILE, true),
+            (libc::ENFILE, true),
+            (libc::ENOMEM, true),
+            (libc::ENOBUFS, true),
+            (libc::EADDRNOTAVAIL, true),
+            (libc::ECONNREFUSED, false),
+            (libc::EHOSTUNREACH, false),
+        ];
+        for (errno, own) in cases {
+            let error = connect_error("h:1", io::Error::from_raw_os_error(errno));
+            assert_eq!(matches!(error, Error::Agent(_)), own, "{errno}: {error:?}");
+        }
+    }
 
     #[test]
     fn urls_are_checked_and_passwords_redacted() {

@@ -28,6 +28,27 @@ impl Step {
         }
     }
 
+    /// Whether this step promoted a server: a promote step that
+    /// succeeded, or one that failed but whose target may take writes (its
+    /// reply lost, `"promoted": true`): a second failover must not
+    /// promote another, and the old primary's rejoin is still needed.
+    pub fn counts_as_promoted(&self) -> bool {
+        super::promoted::counts_as_promoted(self)
+    }
+
+    /// A failed promote step whose `target` may take writes all the same
+    /// (the command's reply was lost or timed out, and a second read says
+    /// it is a primary or cannot be read): `detail` names the target and
+    /// sets `"promoted": true` ([`super::promoted::PROMOTED`]), which [`Step::counts_as_promoted`]
+    /// reads (the failover block and the rejoin watch apply).
+    pub fn may_be_promoted(target: &str, message: String) -> Step {
+        Step::failed(
+            "promote",
+            format!("{message}; counted as promoted: further failovers are blocked"),
+            json!({"target": target, (super::promoted::PROMOTED): true}),
+        )
+    }
+
     /// A step that failed: the failover stops at it.
     pub fn failed(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
         Step {

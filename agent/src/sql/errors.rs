@@ -43,13 +43,13 @@ fn io_kind(error: &tokio_postgres::Error) -> Option<std::io::ErrorKind> {
 }
 
 /// True for failures of the agent's own process or host rather than of
-/// the server or the network: out of file descriptors (EMFILE, ENFILE) or
-/// memory (ENOMEM, ENOBUFS). Such a failure says nothing about the
+/// the server or the network: out of file descriptors (EMFILE, ENFILE),
+/// memory (ENOMEM, ENOBUFS) or local ports (EADDRNOTAVAIL). Such a failure says nothing about the
 /// database, so it must never read as "the database is down".
 pub fn is_agent_side(error: &std::io::Error) -> bool {
     matches!(
         error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EADDRNOTAVAIL)
     ) || error.kind() == std::io::ErrorKind::OutOfMemory
 }
 
@@ -203,7 +203,13 @@ mod tests {
 
     #[test]
     fn running_out_of_descriptors_or_memory_is_the_agents_own_failure() {
-        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS] {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+            libc::ENOBUFS,
+            libc::EADDRNOTAVAIL,
+        ] {
             assert!(is_agent_side(&std::io::Error::from_raw_os_error(errno)));
         }
         for errno in [libc::ECONNREFUSED, libc::EHOSTUNREACH, libc::ETIMEDOUT] {

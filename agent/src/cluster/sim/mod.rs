@@ -94,7 +94,9 @@ fn without_request_ids(line: &str) -> String {
     while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
         out.push_str(&rest[..start]);
         let tail = &rest[start..];
-        let digits = tail.find(|c: char| !c.is_ascii_digit()).unwrap_or(tail.len());
+        let digits = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let after = &tail[digits..];
         let pid = after
             .strip_prefix('-')
@@ -118,7 +120,10 @@ fn request_ids_are_masked_and_nothing_else() {
         without_request_ids("  3.600s operator: switchover 1796578901036926487-28311 from m0"),
         "  3.600s operator: switchover <id> from m0"
     );
-    assert_eq!(without_request_ids("0/423 on timeline 2-3"), "0/423 on timeline 2-3");
+    assert_eq!(
+        without_request_ids("0/423 on timeline 2-3"),
+        "0/423 on timeline 2-3"
+    );
 }
 
 #[test]
@@ -136,7 +141,10 @@ fn a_seed_replays_exactly() {
             let _ = world.run(200, 0).await;
             world.shutdown();
             let lines = world.log.lock().clone();
-            lines.into_iter().map(|line| without_request_ids(&line)).collect::<Vec<_>>()
+            lines
+                .into_iter()
+                .map(|line| without_request_ids(&line))
+                .collect::<Vec<_>>()
         })
     };
     let first = run(7);

@@ -12,7 +12,10 @@
 //! 2. **fence**: the old primary is asked again; if it answers (or
 //!    refuses, or cannot be told) now, the failover is withdrawn; still
 //!    gone, the fence command;
-//! 3. **promote**: `REPLICAOF NO ONE` on the chosen replica;
+//! 3. **promote**: `REPLICAOF NO ONE` on the chosen replica; a failed or
+//!    lost reply is followed by a second read of its role, and a target
+//!    that is a primary or cannot be read counts as promoted (the block
+//!    and the rejoin watch apply);
 //! 4. **repoint** each other replica (`REPLICAOF HOST PORT` of the new
 //!    primary, which keeps the old history as its second replication id,
 //!    so that they resume by partial sync), recorded, never undoing the
@@ -91,7 +94,7 @@ pub async fn promote(
     run(step)?;
     let choice = choice.ok_or("the pre-check chose no replica")?;
     run(bounded("fence", steps::fence(admins, action)).await)?;
-    run(bounded("promote", steps::promote(admins, &choice.name)).await)?;
+    run(bounded_promote(admins, &choice.name).await)?;
     let mut failures = Vec::new();
     let others = repoint_list(action, redis, &choice.name);
     for replica in others {
@@ -135,6 +138,8 @@ fn step_limit(step: &str) -> Duration {
         "pre-check" => PRIMARY_PROBE * 2 + CONNECT * 8,
         "fence" => FENCE_COMMAND + PRIMARY_PROBE * 2,
         "repoint" => CONNECT * 4,
+        // The command and its reply, then a second read of the role.
+        "promote" => CONNECT * 6,
         _ => CONNECT * 2,
     }
 }
@@ -151,6 +156,22 @@ async fn bounded(name: &'static str, step: impl std::future::Future<Output = Ste
                 crate::config::units::format_duration(limit)
             ),
             json!({"limit_ms": limit.as_millis() as u64}),
+        ),
+    }
+}
+
+/// The promote step within its limit; past it, the target may have been
+/// promoted (the command may have arrived), and the step says so.
+async fn bounded_promote(admins: &Admins, target: &str) -> Step {
+    let limit = step_limit("promote");
+    match tokio::time::timeout(limit, steps::promote(admins, target)).await {
+        Ok(step) => step,
+        Err(_) => Step::may_be_promoted(
+            target,
+            format!(
+                "REPLICAOF NO ONE on `{target}` did not finish within {}",
+                crate::config::units::format_duration(limit)
+            ),
         ),
     }
 }

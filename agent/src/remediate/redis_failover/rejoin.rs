@@ -104,6 +104,30 @@ async fn watch(
 /// once it is one. Ok when its link to `new` is up.
 pub async fn rejoin(admins: &Admins, old: &str, new: &str) -> Step {
     let fail = |message: String, detail: Value| failed("rejoin", message, detail);
+    // A promotion counted from a lost reply may not have taken: `old`
+    // follows `new` only once `new` is read as a primary (else the two
+    // would replicate from each other and neither take writes).
+    let role = async {
+        let mut server = admins.connect(new, CONNECT).await?;
+        server.seen(CONNECT).await
+    };
+    match role.await {
+        Ok(seen) if !seen.replica => {}
+        Ok(_) => {
+            return fail(
+                format!(
+                    "`{new}` is a replica, not a primary (its promotion did not take): `{old}` is left as it is; check the pair by hand"
+                ),
+                Value::Null,
+            );
+        }
+        Err(e) => {
+            return fail(
+                format!("`{new}` cannot be read ({e}): `{old}` is not made its replica yet"),
+                Value::Null,
+            );
+        }
+    }
     let mut server = match admins.connect(old, CONNECT).await {
         Ok(server) => server,
         Err(e) => return fail(format!("cannot connect to `{old}`: {e}"), Value::Null),

@@ -106,27 +106,37 @@ impl Admins {
             Ok(address) => address,
             Err(e) => return Primary::CannotTell(e.to_string()),
         };
-        let accepted = tokio::time::timeout(
-            within,
-            tokio::net::TcpStream::connect((host.as_str(), port)),
-        )
-        .await;
+        // Resolved apart from the connect: a name that does not resolve,
+        // or a resolver that does not answer in time, is the agent's
+        // trouble and says nothing about the primary.
+        let resolved =
+            tokio::time::timeout(within, tokio::net::lookup_host((host.as_str(), port))).await;
+        let addresses: Vec<std::net::SocketAddr> = match resolved {
+            Err(_) => {
+                return Primary::CannotTell(format!(
+                    "the name `{host}` did not resolve within {within:?}: that says nothing about the primary"
+                ));
+            }
+            Ok(Err(e)) => {
+                return Primary::CannotTell(format!(
+                    "the name `{host}` does not resolve ({e}): that says nothing about the primary"
+                ));
+            }
+            Ok(Ok(addresses)) => addresses.collect(),
+        };
+        if addresses.is_empty() {
+            return Primary::CannotTell(format!("the name `{host}` resolves to no address"));
+        }
+        let accepted =
+            tokio::time::timeout(within, tokio::net::TcpStream::connect(addresses.as_slice()))
+                .await;
         match accepted {
             Err(_) => {
                 return Primary::Gone(format!(
                     "{host}:{port} did not accept a connection within {within:?}"
                 ));
             }
-            Ok(Err(e)) => {
-                return match e.raw_os_error() {
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
-                        Primary::CannotTell(format!(
-                            "the agent cannot open a socket ({e}): that says nothing about the primary"
-                        ))
-                    }
-                    _ => Primary::Gone(format!("{host}:{port}: {e}")),
-                };
-            }
+            Ok(Err(e)) => return connect_failure(&host, port, &e),
             Ok(Ok(_)) => {}
         }
         let ping = async {
@@ -213,6 +223,22 @@ impl Server {
     }
 }
 
+/// What a failed connect to the old primary at `host:port` says of it:
+/// only a refusal (nothing listens), no route to it, or the kernel's own
+/// connect timeout are [`Primary::Gone`]; every other failure (out of
+/// descriptors, memory or buffers, no local address, an error without an
+/// OS code) is the agent's own and [`Primary::CannotTell`].
+pub fn connect_failure(host: &str, port: u16, e: &std::io::Error) -> Primary {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::ETIMEDOUT) => {
+            Primary::Gone(format!("{host}:{port}: {e}"))
+        }
+        _ => Primary::CannotTell(format!(
+            "the agent could not connect to {host}:{port} for a reason of its own ({e}): that says nothing about the primary"
+        )),
+    }
+}
+
 /// [`Seen`] from `INFO replication`'s fields.
 pub fn seen_from(name: &str, info: &BTreeMap<String, String>) -> Seen {
     let field = |k: &str| info.get(k).cloned().unwrap_or_default();
@@ -280,5 +306,29 @@ mod tests {
             Ok(("db.example".into(), 6380))
         );
         assert!(address("unix:///run/redis.sock").is_err());
+    }
+
+    #[test]
+    fn only_the_primary_s_silence_counts_as_gone() {
+        use std::io::Error as Io;
+        // (errno or none, gone?)
+        let cases: Vec<(Io, bool)> = vec![
+            (Io::from_raw_os_error(libc::ECONNREFUSED), true),
+            (Io::from_raw_os_error(libc::EHOSTUNREACH), true),
+            (Io::from_raw_os_error(libc::ENETUNREACH), true),
+            (Io::from_raw_os_error(libc::ETIMEDOUT), true),
+            (Io::from_raw_os_error(libc::EADDRNOTAVAIL), false),
+            (Io::from_raw_os_error(libc::ENOBUFS), false),
+            (Io::from_raw_os_error(libc::EMFILE), false),
+            (Io::from_raw_os_error(libc::ENFILE), false),
+            (Io::from_raw_os_error(libc::ENOMEM), false),
+            (Io::from_raw_os_error(libc::EACCES), false),
+            (Io::other("failed to lookup address"), false),
+        ];
+        for (e, gone) in cases {
+            let state = connect_failure("10.0.0.1", 6379, &e);
+            assert_eq!(matches!(state, Primary::Gone(_)), gone, "{e}: {state:?}");
+            assert!(!matches!(state, Primary::Alive(_)), "{e}");
+        }
     }
 }

@@ -67,7 +67,11 @@ pub async fn fence(admins: &Admins, action: &FailoverAction) -> Step {
     }
 }
 
-/// Step 3: `REPLICAOF NO ONE` on `target`.
+/// Step 3: `REPLICAOF NO ONE` on `target`. When the command or its reply
+/// fails (lost, timed out), the target's role is read again: a target
+/// that is a primary now, or that cannot be read, may have been promoted,
+/// and the failed step says so ([`Step::may_be_promoted`]) so that the failover block
+/// and the rejoin watch apply as after a promotion.
 pub async fn promote(admins: &Admins, target: &str) -> Step {
     let started = Instant::now();
     let result = async {
@@ -87,10 +91,40 @@ pub async fn promote(admins: &Admins, target: &str) -> Step {
             format!("`{target}` is still a replica after REPLICAOF NO ONE"),
             Value::Null,
         ),
-        Err(e) => failed(
+        Err(e) => {
+            let reread = async {
+                let mut server = admins.connect(target, CONNECT).await?;
+                server.seen(CONNECT).await
+            };
+            let role = reread
+                .await
+                .map(|seen| seen.replica)
+                .map_err(|e| e.to_string());
+            after_error(target, &e.to_string(), &role)
+        }
+    }
+}
+
+/// The promote step after `REPLICAOF NO ONE` on `target` failed with
+/// `error`, given a fresh read of its role (`Ok(true)`: still a replica;
+/// `Ok(false)`: a primary; `Err`: why it cannot be read). Only a target
+/// read as a replica counts as not promoted.
+pub fn after_error(target: &str, error: &str, role: &Result<bool, String>) -> Step {
+    match role {
+        Ok(true) => failed(
             "promote",
-            format!("promoting `{target}` failed: {e}"),
+            format!("promoting `{target}` failed: {error} (it is still a replica)"),
             Value::Null,
+        ),
+        Ok(false) => Step::may_be_promoted(
+            target,
+            format!("REPLICAOF NO ONE on `{target}` failed ({error}) but it is a primary now"),
+        ),
+        Err(why) => Step::may_be_promoted(
+            target,
+            format!(
+                "REPLICAOF NO ONE on `{target}` failed ({error}) and its role cannot be read ({why}): it may be promoted"
+            ),
         ),
     }
 }
@@ -188,4 +222,34 @@ pub async fn verify_write(admins: &Admins, target: &str, within: Duration) -> St
         ),
         json!({"attempts": attempts}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_promote_counts_as_one_unless_the_target_is_read_as_a_replica() {
+        // (fresh read of the role, counted as promoted?)
+        let cases: Vec<(Result<bool, String>, bool)> = vec![
+            (Ok(true), false),
+            (Ok(false), true),
+            (Err("no reply within 5s".into()), true),
+            (Err("connection refused".into()), true),
+        ];
+        for (role, promoted) in cases {
+            let step = after_error("r1", "REPLICAOF got no reply within 5s", &role);
+            assert_eq!(step.name, "promote");
+            assert!(!step.ok, "{role:?}");
+            assert_eq!(
+                step.counts_as_promoted(),
+                promoted,
+                "{role:?}: {}",
+                step.message
+            );
+            if promoted {
+                assert_eq!(step.detail["target"], "r1");
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! answers, the replica is linked to it), waits for the trade, repoints
 //! the other replicas and verifies a write on the new primary.
 
+use super::choose::same_host;
 use super::server::Admins;
 use super::steps;
 use super::{CONNECT, Promoted, failed, ok};
@@ -15,6 +16,7 @@ use crate::config::{FailoverAction, RedisFailover};
 use crate::remediate::failover::Step;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// Run the switchover's steps, each passed to `record` as it completes.
@@ -121,14 +123,25 @@ async fn pre_check(admins: &Admins, action: &FailoverAction) -> (Step, Option<(S
     if info.get("role").map(String::as_str) != Some("master") {
         return fail(format!("`{old}` is not a primary"), Value::Null);
     }
-    let (_, new_port) = match admins.address(new) {
+    let (new_host, new_port) = match admins.address(new) {
         Ok(address) => address,
         Err(e) => return fail(e.to_string(), Value::Null),
     };
+    // The primary lists its replicas by IP address: the configured name's
+    // addresses, if it resolves in time (if not, only the name itself).
+    let resolved: Vec<IpAddr> = tokio::time::timeout(
+        CONNECT,
+        tokio::net::lookup_host((new_host.as_str(), new_port)),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|found| found.map(|a| a.ip()).collect())
+    .unwrap_or_default();
     let entries = replica_entries(&info);
     let detail = json!({"replicas_of_primary": entries.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>(),
                         "replica_offset": seen.offset, "replid": seen.replid});
-    match entries.into_iter().find(|(_, p)| *p == new_port) {
+    match find_entry(entries, &new_host, new_port, &resolved) {
         Some(entry) => (
             ok(
                 "pre-check",
@@ -142,11 +155,28 @@ async fn pre_check(admins: &Admins, action: &FailoverAction) -> (Step, Option<(S
         ),
         None => fail(
             format!(
-                "the primary `{old}` does not list `{new}` (port {new_port}) among its replicas"
+                "the primary `{old}` does not list `{new}` ({new_host}:{new_port}) among its replicas (host and port must both match)"
             ),
             detail,
         ),
     }
+}
+
+/// The entry of `entries` (a primary's replicas, `(ip, port)`) that is
+/// the configured replica `host:port`: the same port and the same host,
+/// by name (loopback names are one host) or by one of `resolved`, the
+/// addresses `host` resolves to. A replica on another host with the same
+/// port is not it.
+fn find_entry(
+    entries: Vec<(String, u16)>,
+    host: &str,
+    port: u16,
+    resolved: &[IpAddr],
+) -> Option<(String, u16)> {
+    entries.into_iter().find(|(h, p)| {
+        *p == port
+            && (same_host(h, host) || h.parse::<IpAddr>().is_ok_and(|ip| resolved.contains(&ip)))
+    })
 }
 
 /// `slaveN:ip=...,port=...` entries of a primary's `INFO replication`.
@@ -277,5 +307,30 @@ mod tests {
                 ("10.0.0.3".to_string(), 6379)
             ]
         );
+    }
+
+    #[test]
+    fn the_replica_is_found_by_host_and_port() {
+        let entries = vec![
+            ("10.0.0.9".to_string(), 6379),
+            ("10.0.0.3".to_string(), 6379),
+            ("127.0.0.1".to_string(), 7001),
+        ];
+        let db3: IpAddr = "10.0.0.3".parse().unwrap();
+        // (configured host, port, its addresses, the entry found)
+        type Case = (&'static str, u16, Vec<IpAddr>, Option<(&'static str, u16)>);
+        let cases: Vec<Case> = vec![
+            ("10.0.0.3", 6379, vec![], Some(("10.0.0.3", 6379))),
+            ("db3.example", 6379, vec![db3], Some(("10.0.0.3", 6379))),
+            ("10.0.0.4", 6379, vec![], None),
+            ("db4.example", 6379, vec![], None),
+            ("10.0.0.3", 6380, vec![db3], None),
+            ("localhost", 7001, vec![], Some(("127.0.0.1", 7001))),
+        ];
+        for (host, port, resolved, expected) in cases {
+            let found = find_entry(entries.clone(), host, port, &resolved);
+            let expected = expected.map(|(h, p)| (h.to_string(), p));
+            assert_eq!(found, expected, "{host}:{port}");
+        }
     }
 }
