@@ -479,3 +479,66 @@ async fn a_standby_on_another_timeline_than_the_last_leader_is_no_candidate() {
     );
     assert_eq!(h.holder(), None);
 }
+
+/// Seed 1968: two promotions to "timeline 4" from the same point (a
+/// switchover's, whose leader was then cut off with WAL up to 1236, and
+/// a later election's, up to 1225). The key names whose term is last; a
+/// former leader on the same timeline number whose term it is not is
+/// never elected (its WAL past the switch point is not the cluster's),
+/// whatever the switch point; on its own term it is.
+#[tokio::test(start_paused = true)]
+async fn a_former_leader_on_a_reused_timeline_number_is_elected_only_on_its_own_term() {
+    let table = [
+        ("4:1195:m1", false),
+        ("4:1100:m1", false),
+        ("4::m1", false),
+        ("4:1195:m0", true),
+        // A key from before terms were named: the number alone.
+        ("4:1195", true),
+    ];
+    for (term, elected) in table {
+        let mut node = standby(1236);
+        node.timeline = 4;
+        node.history = vec![(1, 1048), (2, 1109), (3, 1195)];
+        let mut h = Harness::new(node);
+        // It led (the former leader's marker).
+        std::fs::write(h._dir.path().join("cluster-leader"), b"").unwrap();
+        let s = spec(1);
+        let other = Member {
+            name: s.name.clone(),
+            role: "standby".into(),
+            healthy: true,
+            lsn: Some(1225),
+            timeline: Some(4),
+            host: s.host.clone(),
+            port: s.port,
+            ..Member::default()
+        };
+        {
+            let mut store = h.store.lock();
+            let lease = store.grant(Duration::from_secs(30));
+            store
+                .put(
+                    &h.keys.member(&s.name),
+                    &serde_json::to_string(&other).unwrap(),
+                    lease,
+                )
+                .unwrap();
+            store.put(&h.keys.timeline, term, 0).unwrap();
+        }
+        h.optime(1225);
+        let did = h.tick().await;
+        if elected {
+            assert!(matches!(did[0], Did::Acquired(_)), "{term}: {did:?}");
+            assert!(matches!(did[1], Did::Promoted(_)), "{term}: {did:?}");
+            assert_eq!(h.holder().as_deref(), Some("m0"), "{term}");
+        } else {
+            assert!(
+                matches!(&did[0], Did::NoCandidate(why) if why.contains("diverged")),
+                "{term}: {did:?}"
+            );
+            assert_eq!(h.holder(), None, "{term}");
+            assert!(!h.node.lock().primary, "{term}");
+        }
+    }
+}
