@@ -297,6 +297,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok(()) => self.prepare_synchronous(members).await,
             Err(e) => Err(e),
         };
+        let ready = match ready {
+            Ok(()) => self.still_on_history(me).await,
+            Err(e) => Err(e),
+        };
         let attempted = ready.is_ok();
         let promoted = match ready {
             Ok(()) => self.promote().await,
@@ -330,6 +334,34 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     );
                 }
             }
+        }
+    }
+
+    /// Right before its promotion, the local standby is still where it
+    /// was elected: the same timeline, in recovery, and its position (it
+    /// may have received more meanwhile, from an upstream with WAL past the
+    /// last leader's switch point: a former primary restarted read-only)
+    /// still on the last leader's history; `Err` (why) otherwise. A
+    /// promotion begins its timeline where the server's WAL ends then,
+    /// not where it was when elected.
+    async fn still_on_history(&self, me: &Member) -> Result<(), String> {
+        let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
+        let seen = self.local.observe(budget).await;
+        if !(seen.answering && seen.in_recovery) || seen.timeline != me.timeline {
+            return Err(format!(
+                "not promoted: the local server is no longer the standby elected (timeline {:?}, was {:?})",
+                seen.timeline, me.timeline
+            ));
+        }
+        let now = Member {
+            lsn: seen.lsn.or(seen.replayed),
+            ..me.clone()
+        };
+        match off_timeline(&now, self.leader_timeline.as_ref()) {
+            Some(why) => Err(format!(
+                "not promoted: since it was elected, the local server received WAL that is not the last leader's: {why}"
+            )),
+            None => Ok(()),
         }
     }
 

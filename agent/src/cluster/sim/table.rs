@@ -542,3 +542,55 @@ async fn a_former_leader_on_a_reused_timeline_number_is_elected_only_on_its_own_
         }
     }
 }
+
+/// Seed 3239: a standby elected at the last leader's switch point (1000
+/// on timeline 1; that leader's term, timeline 2, began there) received
+/// one more byte of timeline 1 before its promotion, from a former
+/// primary restarted read-only. Promoted, it would open a timeline from
+/// WAL the last leader never had; it is not promoted, the key is
+/// released and the last leader's term put back.
+#[tokio::test(start_paused = true)]
+async fn a_standby_that_received_past_the_switch_point_after_its_election_is_not_promoted() {
+    let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
+    let reached = slot.clone();
+    let mut h = Harness::with(standby(1000), |store| {
+        Memory::client(store).with_faults(Box::new(move |call: &Call| {
+            if let Call::Txn(_, _, ops) = call
+                && ops.iter().any(
+                    |op| matches!(op, crate::cluster::etcd::Op::Put { value, .. } if value == "m0"),
+                )
+                && let Some(node) = reached.lock().as_ref()
+            {
+                // While the key is taken: one byte more of timeline 1.
+                node.lock().lsn = 1001;
+            }
+            Fault::None
+        }))
+    });
+    *slot.lock() = Some(h.node.clone());
+    h.store
+        .lock()
+        .put(&h.keys.timeline, "2:1000:m1", 0)
+        .unwrap();
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(
+        did.iter()
+            .any(|d| matches!(d, Did::Failed(why) if why.contains("not the last leader's"))),
+        "{did:?}"
+    );
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
+    assert!(!h.node.lock().primary);
+    assert_eq!(h.holder(), None);
+    assert_eq!(
+        h.store
+            .lock()
+            .get(&h.keys.timeline)
+            .map(|kv| kv.value.clone())
+            .as_deref(),
+        Some("2:1000:m1")
+    );
+}
