@@ -251,7 +251,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             me.diverged = false;
         }
         let me = &me;
-        let why = not_a_candidate(me, members, optime, max_lag)
+        // A rival off the last leader's history is no candidate either
+        // (its WAL may have diverged): it must not keep the one that is
+        // on it from taking over (seed 3566: standbys of a stale
+        // "timeline 6" with the most WAL held every election off).
+        let rivals: Vec<Member> = members
+            .iter()
+            .filter(|m| off_timeline(m, self.leader_timeline.as_ref()).is_none())
+            .cloned()
+            .collect();
+        let why = not_a_candidate(me, &rivals, optime, max_lag)
             .or_else(|| off_timeline(me, self.leader_timeline.as_ref()))
             .or_else(|| self.sync_unproven(me, members));
         if let Some(why) = why {

@@ -594,3 +594,42 @@ async fn a_standby_that_received_past_the_switch_point_after_its_election_is_not
         Some("2:1000:m1")
     );
 }
+
+/// Seed 3566: the standbys with the most WAL are on a timeline the last
+/// leader's term left (a stale "timeline 6"); they are no candidates, and
+/// must not hold off the one on the last leader's history either.
+#[tokio::test(start_paused = true)]
+async fn a_rival_off_the_last_leaders_history_does_not_hold_off_a_candidate() {
+    let mut node = standby(1261);
+    node.timeline = 8;
+    node.history = vec![(5, 1243), (6, 1249), (7, 1251)];
+    let mut h = Harness::new(node);
+    let s = spec(1);
+    let stale = Member {
+        name: s.name.clone(),
+        role: "standby".into(),
+        healthy: true,
+        lsn: Some(1292),
+        timeline: Some(6),
+        host: s.host.clone(),
+        port: s.port,
+        ..Member::default()
+    };
+    {
+        let mut store = h.store.lock();
+        let lease = store.grant(Duration::from_secs(30));
+        store
+            .put(
+                &h.keys.member(&s.name),
+                &serde_json::to_string(&stale).unwrap(),
+                lease,
+            )
+            .unwrap();
+        store.put(&h.keys.timeline, "8:1251:m0", 0).unwrap();
+    }
+    h.optime(1242);
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(matches!(did[1], Did::Promoted(_)), "{did:?}");
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+}
