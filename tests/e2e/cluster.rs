@@ -109,12 +109,17 @@ fn a_former_primary_started_read_write_by_hand_is_demoted_and_rewound() {
     let new = wait_for("a promotion", PATIENCE, || {
         ha.records("promoted").into_iter().map(|(i, _)| i).next()
     });
-    ha.first_write(new, Instant::now(), PATIENCE)
-        .expect("the new primary takes writes");
+    if ha.first_write(new, Instant::now(), PATIENCE).is_none() {
+        panic!(
+            "the new primary takes no writes:\n{}\n{}",
+            ha.pg.nodes[new].log_tail(),
+            ha.agents[new].log()
+        );
+    }
     // An operator removes the safety and starts the old primary by hand:
     // it runs read-write on the old timeline and takes a write there.
     std::fs::remove_file(ha.pg.nodes[0].data_dir().join("standby.signal")).unwrap();
-    assert!(ha.pg.nodes[0].try_start());
+    assert!(ha.pg.nodes[0].try_start(), "{}", ha.pg.nodes[0].log_tail());
     assert_eq!(
         ha.pg.nodes[0]
             .try_value("CREATE TABLE diverged (x int); SELECT 1")
@@ -139,11 +144,18 @@ fn a_former_primary_started_read_write_by_hand_is_demoted_and_rewound() {
             ha.agents[0].audit()
         );
     }
-    assert_eq!(ha.pg.nodes[0].value("SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(
+        ha.pg.nodes[0].value("SELECT pg_is_in_recovery()"),
+        "t",
+        "{}\n{:#?}",
+        ha.pg.nodes[0].log_tail(),
+        ha.agents[0].audit()
+    );
     assert_eq!(
         ha.pg.nodes[0].value("SELECT count(*) FROM pg_class WHERE relname = 'diverged'"),
         "0",
-        "the diverged write was rewound away"
+        "the diverged write was rewound away: {:#?}",
+        ha.agents[0].audit()
     );
 }
 

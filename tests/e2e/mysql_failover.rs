@@ -3,7 +3,8 @@
 //! promotes the replica once, which takes a write, the other replica is
 //! repointed to it and the old primary rejoins as a replica when it comes
 //! back; relay log received but not applied is applied before the
-//! promotion; a replica with an errant GTID is refused; an old primary
+//! promotion; a replica with an errant GTID is refused (also when
+//! replication passed it, with `log_slave_updates` off); an old primary
 //! with a write the new one lacks cannot rejoin (1236) and is recorded as
 //! needing a rebuild; a primary that is alive is never failed over,
 //! whether its replica's IO thread was merely stopped or cut off from a
@@ -178,6 +179,32 @@ fn a_replica_with_an_errant_gtid_is_refused() {
         !slave_status(&pair.replica).is_empty(),
         "the replica was changed"
     );
+}
+
+/// `log_slave_updates` off: the replica's own write, then the primary's
+/// next transactions applied after it (MariaDB does not stop on them, and
+/// its sequence number is the primary's next one's): neither
+/// `gtid_binlog_pos`'s sequence nor `gtid_current_pos` shows it as
+/// ahead, and the failover still refuses, naming it.
+#[test]
+fn a_replica_whose_errant_gtid_replication_passed_is_refused() {
+    let mut pair = Pair::with_settings(&["log-slave-updates=0"]);
+    pair.primary
+        .execute("CREATE TABLE app.t (id int PRIMARY KEY)");
+    pair.wait_caught_up(&pair.replica);
+    pair.replica.execute("INSERT INTO app.t VALUES (99)");
+    let errant = pair.replica.value("SELECT @@gtid_binlog_pos");
+    pair.primary
+        .execute("INSERT INTO app.t VALUES (1); INSERT INTO app.t VALUES (2)");
+    pair.wait_caught_up(&pair.replica);
+    let agent = start_agent(&pair, &[], "SELECT 1", "");
+    pair.primary.kill();
+    let refused = first(&agent, "failed");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("errant GTIDs"), "{message}");
+    assert!(message.contains(&errant), "{message} (expected {errant})");
+    assert!(steps(&agent, "promote").is_empty());
+    assert_eq!(pair.replica.value("SELECT @@read_only"), "1");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `mysql-replication` on a real MariaDB primary and GTID replica, with
 //! `pt-heartbeat` writing the heartbeat row: healthy, semi-sync fallen
 //! back, IO thread stopped, SQL thread stopped on a duplicate key (1062
-//! named), an errant GTID on the replica, and a frozen primary (SIGSTOP:
+//! named), an errant GTID on the replica (also one that replication
+//! passed, with `log_slave_updates` off), and a frozen primary (SIGSTOP:
 //! the heartbeat delay grows while `Seconds_Behind_Master` says 0).
 
 use std::time::{Duration, Instant};
@@ -187,6 +188,38 @@ fn mysql_replication_errant_gtid_on_the_replica_is_critical() {
         alone.message().contains("errant GTIDs not checked"),
         "{}",
         alone.message()
+    );
+}
+
+/// `log_slave_updates` off: the replica's binary log holds only its own
+/// writes, and the primary's later transactions applied after an errant
+/// write move `gtid_slave_pos` and `gtid_current_pos` past it (MariaDB
+/// does not stop on them). The write is still named, by its own GTID.
+#[test]
+fn mysql_replication_errant_gtid_passed_by_replication_is_critical() {
+    let pair = MariadbPair::with_settings(&["log-slave-updates=0"]);
+    pair.primary
+        .execute("CREATE TABLE app.t (id int PRIMARY KEY)");
+    pair.sync();
+    pair.replica.execute("INSERT INTO app.t VALUES (99)");
+    let written = pair.replica.value("SELECT @@global.gtid_binlog_pos");
+    pair.primary
+        .execute("INSERT INTO app.t VALUES (1); INSERT INTO app.t VALUES (2)");
+    pair.sync();
+    let current = pair.replica.value("SELECT @@global.gtid_current_pos");
+    assert!(!current.contains(&written), "{current} / {written}");
+    let errant = replication(&pair, &[]);
+    assert_eq!(
+        (errant.code, errant.status()),
+        (2, "critical"),
+        "{:#}",
+        errant.json
+    );
+    assert_eq!(errant.value("mysql.replica.errant_gtids"), 1.0);
+    assert!(
+        errant.message().contains(&written),
+        "{} / {written}",
+        errant.message()
     );
 }
 

@@ -165,7 +165,7 @@ fn the_example_config_is_valid() {
     ]);
     assert_eq!(outcome.code, 0, "{}\n{}", outcome.stdout, outcome.stderr);
     assert!(
-        outcome.stdout.contains("valid (3 probes, 2 targets"),
+        outcome.stdout.contains("valid (6 probes, 2 targets"),
         "{}",
         outcome.stdout
     );

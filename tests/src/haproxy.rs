@@ -4,7 +4,9 @@
 //! every 100 ms with `GET /v1/role/primary` on its agent's API; a server
 //! receives connections only while its agent answers 200, and its sessions
 //! are cut when it is marked down. Debian's `haproxy`, run in the
-//! foreground; dropping it stops it.
+//! foreground; dropping it stops it. [`HaProxy::start_checking`] asks
+//! another endpoint (Patroni's `/primary`, for the peer benchmark) with the
+//! same settings.
 
 use crate::agent::free_port;
 use std::process::{Child, Command, Stdio};
@@ -24,14 +26,18 @@ pub struct HaProxy {
     _dir: tempfile::TempDir,
 }
 
-/// The configuration for `backends` behind 127.0.0.1:`port`.
-fn config(port: u16, backends: &[Backend]) -> String {
+/// The role endpoint HAProxy asks the agents.
+const AGENT_CHECK: &str = "/v1/role/primary";
+
+/// The configuration for `backends` behind 127.0.0.1:`port`, each
+/// checked with `GET uri` on its API port.
+fn config(port: u16, backends: &[Backend], uri: &str) -> String {
     let mut text = format!(
         "global\n  maxconn 512\n\n\
          defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n  timeout check 1s\n\n\
          frontend postgres\n  bind 127.0.0.1:{port}\n  default_backend primary\n\n\
          backend primary\n  option httpchk\n  \
-         http-check send meth GET uri /v1/role/primary ver HTTP/1.1 hdr Host 127.0.0.1\n  \
+         http-check send meth GET uri {uri} ver HTTP/1.1 hdr Host 127.0.0.1\n  \
          http-check expect status 200\n  \
          default-server inter 100ms fall 1 rise 1 on-marked-down shutdown-sessions\n"
     );
@@ -48,10 +54,16 @@ impl HaProxy {
     /// Start HAProxy for `backends`; it is checked (`haproxy -c`) first
     /// and its frontend is accepting connections when this returns.
     pub fn start(backends: &[Backend]) -> HaProxy {
+        HaProxy::start_checking(backends, AGENT_CHECK)
+    }
+
+    /// [`HaProxy::start`] with the servers checked on `uri` (a path, e.g.
+    /// `/primary`) instead of the agents' role endpoint.
+    pub fn start_checking(backends: &[Backend], uri: &str) -> HaProxy {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
         let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, config(port, backends)).expect("write haproxy.cfg");
+        std::fs::write(&file, config(port, backends, uri)).expect("write haproxy.cfg");
         let check = Command::new("haproxy")
             .arg("-c")
             .arg("-f")
@@ -117,6 +129,7 @@ mod tests {
                 pg_port: 5433,
                 api_port: 9464,
             }],
+            AGENT_CHECK,
         );
         assert!(text.contains("bind 127.0.0.1:5000"));
         assert!(text.contains("uri /v1/role/primary"));

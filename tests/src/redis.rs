@@ -23,11 +23,16 @@ use tempfile::TempDir;
 /// How long a server may take to answer PING, a replica to link.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The uid and gid of `nobody`, which [`Redis::unprivileged`] runs as.
+const NOBODY: u32 = 65534;
+
 /// One `redis-server` of a test. Dropping it kills the process.
 pub struct Redis {
     port: u16,
     /// Extra arguments it was started with (kept for restarts).
     args: Vec<String>,
+    /// Run as an unprivileged user when the tests run as root.
+    unprivileged: bool,
     child: Option<Child>,
     dir: TempDir,
 }
@@ -54,6 +59,7 @@ impl Redis {
         let mut redis = Redis {
             port: free_port(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            unprivileged: false,
             child: None,
             dir,
         };
@@ -61,19 +67,67 @@ impl Redis {
         redis
     }
 
-    /// A new server replicating `primary`, started and linked.
-    pub fn replica_of(primary: &Redis) -> Redis {
+    /// A new server with `args` that runs as an unprivileged user (uid and
+    /// gid 65534, `nobody`) when the tests run as root, so that a
+    /// directory made read-only is read-only for it too (root writes
+    /// anywhere). Its directory is handed to that user.
+    pub fn unprivileged(args: &[&str]) -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("watchpost-redis-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let as_root = unsafe { libc::geteuid() } == 0;
+        if as_root {
+            std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY))
+                .expect("hand the server's directory to nobody");
+        }
+        let mut redis = Redis {
+            port: free_port(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            unprivileged: as_root,
+            child: None,
+            dir,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// A new server with `args` replicating `primary`, started and linked
+    /// (`["--replica-read-only", "no"]`).
+    pub fn replica_with(primary: &Redis, args: &[&str]) -> Redis {
         let port = primary.port.to_string();
-        let replica = Redis::with_args(&["--replicaof", "127.0.0.1", &port]);
+        let mut all = vec!["--replicaof", "127.0.0.1", &port];
+        all.extend_from_slice(args);
+        let replica = Redis::with_args(&all);
         replica.wait_linked();
         replica
+    }
+
+    /// The server's working directory (`--dir`): RDB and AOF files.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// A new server replicating `primary`, started and linked.
+    pub fn replica_of(primary: &Redis) -> Redis {
+        Redis::replica_with(primary, &[])
     }
 
     /// (Re)start the process with its arguments and wait for PING.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
         let log = std::fs::File::create(self.log()).expect("create the server log");
-        let mut command = Command::new(program());
+        let mut command = if self.unprivileged {
+            let mut setpriv = Command::new("setpriv");
+            setpriv
+                .arg(format!("--reuid={NOBODY}"))
+                .arg(format!("--regid={NOBODY}"))
+                .arg("--clear-groups")
+                .arg(program());
+            setpriv
+        } else {
+            Command::new(program())
+        };
         command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
@@ -173,6 +227,20 @@ impl Redis {
     pub fn wait_linked(&self) {
         wait_until(START_TIMEOUT, "the replica to link", || {
             self.info("replication", "master_link_status").as_deref() == Some("up")
+        });
+    }
+
+    /// Wait until this replica has applied everything `primary` had
+    /// written when called (its offset past the primary's).
+    pub fn wait_caught_up(&self, primary: &Redis) {
+        let offset = |r: &Redis, key: &str| -> u64 {
+            r.info("replication", key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let wanted = offset(primary, "master_repl_offset");
+        wait_until(START_TIMEOUT, "the replica to catch up", || {
+            offset(self, "slave_repl_offset") >= wanted
         });
     }
 

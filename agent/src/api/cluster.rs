@@ -27,7 +27,7 @@ fn unavailable(reason: impl Into<String>) -> Answer {
 
 /// `GET /v1/cluster`: 404 when the agent is not in cluster mode.
 pub async fn view(State(shared): State<Arc<Shared>>) -> Answer {
-    match shared.cluster.get() {
+    match shared.cluster() {
         Some(cluster) => (StatusCode::OK, Json(cluster.json())),
         None => (
             StatusCode::NOT_FOUND,
@@ -40,7 +40,7 @@ pub async fn view(State(shared): State<Arc<Shared>>) -> Answer {
 
 /// The primary check in cluster mode (None: not in cluster mode).
 pub fn primary(shared: &Shared) -> Option<Answer> {
-    let cluster = shared.cluster.get()?;
+    let cluster = shared.cluster()?;
     let view = cluster.view();
     if !Cluster::fresh(&view, cluster.spec.ttl) {
         return Some(unavailable("the cluster loop has not read etcd recently"));
@@ -67,7 +67,7 @@ pub fn primary(shared: &Shared) -> Option<Answer> {
 
 /// The replica check in cluster mode (None: not in cluster mode).
 pub fn replica(shared: &Shared, max_lag: Option<u64>) -> Option<Answer> {
-    let cluster = shared.cluster.get()?;
+    let cluster = shared.cluster()?;
     let view = cluster.view();
     if !Cluster::fresh(&view, cluster.spec.ttl) {
         return Some(unavailable("the cluster loop has not read etcd recently"));
@@ -130,7 +130,7 @@ pub async fn switchover(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<SwitchoverBody>,
 ) -> Answer {
-    let Some(cluster) = shared.cluster.get() else {
+    let Some(cluster) = shared.cluster() else {
         return (
             StatusCode::NOT_FOUND,
             Json(

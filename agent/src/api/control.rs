@@ -16,7 +16,7 @@ pub async fn reload(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<serd
         Err(error) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(
-                json!({"reloaded": false, "error": error, "note": "the previous config keeps running"}),
+                json!({"reloaded": false, "error": error.to_string(), "note": "the previous config keeps running"}),
             ),
         ),
     }

@@ -2,7 +2,7 @@
 //! agent's own counters, in the Prometheus text format.
 
 use crate::daemon::Shared;
-use crate::telemetry::prometheus::{self, AgentSample, ProbeSample};
+use crate::telemetry::prometheus::{self, ProbeSample};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -39,43 +39,12 @@ pub async fn exposition(State(shared): State<Arc<Shared>>) -> impl IntoResponse 
             },
         )
         .collect();
-    let (resident_bytes, cpu_seconds) = prometheus::own_usage();
-    let node = shared.node();
-    let agent = AgentSample {
-        node: &node,
-        reloads: &shared.reloads,
-        telemetry_dropped: shared
-            .otlp
-            .lock()
-            .as_ref()
-            .map(|export| {
-                export
-                    .outages
-                    .iter()
-                    .map(|o| (o.signal(), o.dropped()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        remediation_decisions: crate::telemetry::CounterSource::remediation_decisions(
-            shared.as_ref(),
-        ),
-        cluster: shared.cluster.get().map(|cluster| {
-            let view = cluster.view();
-            (
-                cluster.spec.scope.clone(),
-                view.is_leader,
-                view.members.len(),
-                view.observation.timeline,
-            )
-        }),
-        resident_bytes,
-        cpu_seconds,
-    };
+    let agent = shared.snapshot();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        prometheus::render(&agent, &samples),
+        prometheus::render(&agent, prometheus::own_usage(), &samples),
     )
 }

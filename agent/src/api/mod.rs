@@ -60,11 +60,7 @@ pub fn router(shared: Arc<Shared>, auth: Arc<ApiAuth>) -> Router {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let uptime = shared
-        .started
-        .elapsed()
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default();
+    let uptime = shared.uptime().as_secs_f64();
     axum::Json(serde_json::json!({"status": "ok", "uptime_seconds": uptime}))
 }
 
@@ -88,7 +84,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     auth: Arc<ApiAuth>,
 ) -> anyhow::Result<()> {
-    let shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown_token();
     listener::serve(listener, router(shared, auth), shutdown).await;
     Ok(())
 }

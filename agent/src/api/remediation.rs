@@ -26,7 +26,7 @@ pub async fn events(
     Query(q): Query<EventsQuery>,
 ) -> (StatusCode, Json<Value>) {
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_EVENTS);
-    let remediator = shared.remediator.clone();
+    let remediator = shared.remediator().clone();
     let read = tokio::task::spawn_blocking(move || remediator.audit.tail(limit)).await;
     match read.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))) {
         Ok(records) => (StatusCode::OK, Json(json!({"events": records}))),
@@ -39,7 +39,7 @@ pub async fn events(
 
 /// `GET /v1/remediations`.
 pub async fn list(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(shared.remediator.view())
+    Json(shared.remediator().view())
 }
 
 #[derive(Deserialize)]
@@ -91,7 +91,7 @@ fn pause_target(shared: &Arc<Shared>, name: &str, q: PauseQuery) -> (StatusCode,
         format!("remediation {name:?}")
     };
     done(
-        shared.remediator.pause(name, duration),
+        shared.remediator().pause(name, duration),
         format!("paused {what}"),
     )
 }
@@ -125,7 +125,7 @@ pub async fn resume(
         return e;
     }
     done(
-        shared.remediator.resume(&name),
+        shared.remediator().resume(&name),
         format!("resumed remediation {name:?}"),
     )
 }
@@ -133,7 +133,7 @@ pub async fn resume(
 /// `POST /v1/resume`: lift the pause of every remediation.
 pub async fn resume_all(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<Value>) {
     done(
-        shared.remediator.resume(ALL),
+        shared.remediator().resume(ALL),
         "resumed all remediations".into(),
     )
 }
@@ -147,7 +147,7 @@ pub async fn reset(
         return e;
     }
     done(
-        shared.remediator.reset(&name),
+        shared.remediator().reset(&name),
         format!("reset remediation {name:?}"),
     )
 }
@@ -163,7 +163,7 @@ pub async fn switchover(
     if let Err(e) = known(&shared, &name) {
         return e;
     }
-    match shared.remediator.switchover(&name) {
+    match shared.remediator().switchover(&name) {
         Ok(id) => (
             StatusCode::ACCEPTED,
             Json(

@@ -19,6 +19,7 @@ mod run;
 mod state_dir;
 mod validate;
 
+use crate::config::units::UnitError;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,29 +121,34 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An argument that is not `KEY=VALUE` (the text as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected KEY=VALUE, got {0:?}")]
+pub struct NotKeyValue(pub String);
+
 /// Parse `KEY=VALUE`.
-pub fn key_value(text: &str) -> Result<(String, String), String> {
+pub fn key_value(text: &str) -> Result<(String, String), NotKeyValue> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.to_string()))
         }
-        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+        _ => Err(NotKeyValue(text.to_string())),
     }
 }
 
 /// Parse a deadline argument such as `5s` (10ms to 30d, as a probe's
 /// `timeout` in the config).
-pub fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+pub fn duration_arg(text: &str) -> Result<std::time::Duration, UnitError> {
     crate::config::units::SCHEDULE.parse(text)
 }
 
 /// Parse a pause argument such as `10m` (up to 365d, as a `cooldown`).
-pub fn pause_arg(text: &str) -> Result<std::time::Duration, String> {
+pub fn pause_arg(text: &str) -> Result<std::time::Duration, UnitError> {
     crate::config::units::HOLD.parse(text)
 }
 
 /// Parse a memory cap argument such as `64MiB` (64KiB to 1GiB, as a
 /// probe's `memory` in the config).
-pub fn size_arg(text: &str) -> Result<u64, String> {
+pub fn size_arg(text: &str) -> Result<u64, UnitError> {
     crate::config::units::PROBE_MEMORY.parse(text)
 }

@@ -40,9 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // file is an error at start.
     let auth = crate::api::auth::ApiAuth::load(listen, token_env.as_deref(), &state_dir)?;
     let shared = daemon::start(config, args.config.config.clone()).await?;
-    shared
-        .dry_run_flag
-        .store(args.dry_run, std::sync::atomic::Ordering::Relaxed);
+    shared.set_dry_run(args.dry_run);
     tracing::info!("status API on http://{listen} (/healthz, /v1/probes, /metrics)");
     tracing::info!("the API token is in {}", auth.source);
     let api = tokio::spawn(crate::api::serve(

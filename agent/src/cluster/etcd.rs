@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub mod access;
+#[cfg(test)]
+mod answering;
 pub mod health;
 mod written;
 
@@ -106,8 +108,8 @@ pub struct Etcd {
     has_cert: bool,
     /// The scope's prefix, for the advice on a permission refused.
     prefix: String,
-    /// The last error [`Etcd::note`] logged.
-    noted: parking_lot::Mutex<Option<String>>,
+    /// The failure [`Etcd::note`] logs while it lasts.
+    noted: parking_lot::Mutex<super::quiet::Faults>,
     /// What [`Etcd::put_changed`] last wrote.
     written: written::Written,
 }
@@ -129,6 +131,17 @@ fn int(value: &Value) -> i64 {
     match value {
         Value::String(s) => s.parse().unwrap_or(0),
         Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// etcd's unsigned 64-bit fields (member ids, the Raft term): a member id
+/// is a random `uint64`, half of them above `i64::MAX`, so [`int`] would
+/// read them as 0 (no leader).
+fn uint(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
         _ => 0,
     }
 }
@@ -178,23 +191,20 @@ impl Etcd {
             auth: access::Auth::new(access),
             has_cert: access.cert.is_some(),
             prefix: prefix.to_string(),
-            noted: parking_lot::Mutex::new(None),
+            noted: Default::default(),
             written: written::Written::default(),
         })
     }
 
-    /// Log a failed call (a refusal, a certificate problem) once, and
-    /// again only when the failure changes; `None`: calls work again.
+    /// Log a failed call of the loop (a refusal, a certificate problem,
+    /// etcd out of reach) once while it lasts ([`super::quiet`]: again when
+    /// it changes, in a summary, and when it ends); `None`: calls work.
     pub fn note(&self, outcome: Option<&EtcdError>) {
-        let now = outcome.map(|e| e.0.clone());
+        const WHAT: &str = "read or write the scope in etcd";
         let mut noted = self.noted.lock();
-        if *noted != now {
-            match &now {
-                Some(e) => tracing::error!("cluster: etcd: {e}"),
-                None if noted.is_some() => tracing::info!("cluster: etcd answers again"),
-                None => {}
-            }
-            *noted = now;
+        match outcome {
+            Some(e) => noted.failed(super::quiet::Level::Error, WHAT, &e.0),
+            None => noted.worked(WHAT),
         }
     }
 
@@ -515,7 +525,6 @@ mod tests {
     /// An endpoint that accepts connections and never answers, one that
     /// answers every request (counted), and a port nobody listens on.
     async fn endpoints() -> (Vec<String>, std::sync::Arc<AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent_at = silent.local_addr().unwrap();
         tokio::spawn(async move {
@@ -524,47 +533,7 @@ mod tests {
                 held.push(conn);
             }
         });
-        let answering = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let answering_at = answering.local_addr().unwrap();
-        let count = std::sync::Arc::new(AtomicUsize::new(0));
-        let counted = count.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = answering.accept().await {
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 65536];
-                    let mut got = Vec::new();
-                    loop {
-                        let n = conn.read(&mut buffer).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        got.extend_from_slice(&buffer[..n]);
-                        let text = String::from_utf8_lossy(&got).to_string();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let length = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= length {
-                                break;
-                            }
-                        }
-                    }
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let body = r#"{"succeeded":true,"kvs":[]}"#;
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
+        let (answering_at, count) = answering::counting(r#"{"succeeded":true,"kvs":[]}"#).await;
         let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let refused_at = refused.local_addr().unwrap();
         drop(refused);
@@ -607,5 +576,9 @@ mod tests {
         assert_eq!(int(&json!("42")), 42);
         assert_eq!(int(&json!(7)), 7);
         assert_eq!(int(&Value::Null), 0);
+        // A member id above i64::MAX (etcd's ids are random uint64s).
+        assert_eq!(uint(&json!("13668033151171901709")), 13668033151171901709);
+        assert_eq!(uint(&json!(7)), 7);
+        assert_eq!(uint(&json!("-1")), 0);
     }
 }

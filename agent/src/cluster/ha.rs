@@ -104,6 +104,8 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     )>,
     /// The timeline this node last published as the leader's.
     pub(super) timeline_published: Mutex<Option<u64>>,
+    /// Faults that last over loops, logged once ([`super::quiet`]).
+    pub(super) faults: Mutex<super::quiet::Faults>,
 }
 
 impl<D: Dcs, S: Server> Ha<D, S> {
@@ -146,6 +148,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             leader_timeline: None,
             term_before: None,
             timeline_published: Mutex::new(None),
+            faults: Mutex::default(),
         }
     }
 

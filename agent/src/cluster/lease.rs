@@ -6,6 +6,7 @@
 //! agent's own stop steps down the same way.
 
 use super::ha::Ha;
+use super::quiet::Level;
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use crate::events::Decision;
@@ -39,6 +40,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 "no answer before the lease deadline".into(),
             )),
         };
+        // Logged once while it lasts, not on every loop.
+        self.faults
+            .lock()
+            .outcome(Level::Warn, "renew the lease", &renewed);
         match renewed {
             Ok((lease, true)) => {
                 self.lease = Some(lease);
@@ -55,7 +60,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                         .await;
                 }
             }
-            Err(e) => tracing::warn!("cluster: cannot renew the lease: {e}"),
+            Err(_) => {}
         }
         self.guard();
     }

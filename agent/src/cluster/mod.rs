@@ -45,9 +45,11 @@ mod failclosed;
 pub mod ha;
 mod handover;
 mod lease;
+pub mod least;
 pub mod local;
 pub mod member;
 mod owner;
+mod quiet;
 pub mod restart;
 pub mod server;
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! Protocol, one line each: `arm NS` (deadline, CLOCK_MONOTONIC
 //! nanoseconds, shared by every process of the machine) and `disarm`.
 
+use super::quiet::Level;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -385,6 +386,9 @@ pub struct Watchdog {
     child: Option<(Child, ChildStdin)>,
     /// The last deadline sent (None: disarmed).
     sent: Option<Instant>,
+    /// Failures to start or feed it, logged once while they last (it is
+    /// synced several times per loop).
+    faults: super::quiet::Faults,
 }
 
 impl Watchdog {
@@ -394,6 +398,7 @@ impl Watchdog {
             record,
             child: None,
             sent: None,
+            faults: Default::default(),
         }
     }
 
@@ -407,11 +412,13 @@ impl Watchdog {
         }
         let line = match until {
             Some(at) => {
-                if self.child.is_none()
-                    && let Err(e) = self.spawn()
-                {
-                    tracing::error!("cluster: cannot start the watchdog: {e}");
-                    return fired;
+                if self.child.is_none() {
+                    let spawned = self.spawn();
+                    self.faults
+                        .outcome(Level::Error, "start the watchdog", &spawned);
+                    if spawned.is_err() {
+                        return fired;
+                    }
                 }
                 format!("arm {}\n", instant_ns(at))
             }
@@ -422,14 +429,18 @@ impl Watchdog {
             None => "disarm\n".into(),
         };
         if let Some((_, stdin)) = self.child.as_mut() {
+            const FEED: &str = "feed the watchdog";
             match stdin.write(line.as_bytes()) {
-                Ok(n) if n == line.len() => self.sent = until,
-                Ok(_) => tracing::warn!("cluster: the watchdog's pipe is full"),
+                Ok(n) if n == line.len() => {
+                    self.sent = until;
+                    self.faults.worked(FEED);
+                }
+                Ok(_) => self.faults.failed(Level::Warn, FEED, "its pipe is full"),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    tracing::warn!("cluster: the watchdog's pipe is full")
+                    self.faults.failed(Level::Warn, FEED, "its pipe is full")
                 }
                 Err(e) => {
-                    tracing::warn!("cluster: cannot feed the watchdog: {e}");
+                    self.faults.failed(Level::Warn, FEED, &e.to_string());
                     self.child = None;
                     self.sent = None;
                 }

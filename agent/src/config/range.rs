@@ -16,6 +16,66 @@
 
 use std::fmt;
 
+/// Why a range does not parse, or does not fit its measurement. The
+/// message names the text and what to write instead; `text` is the range
+/// as written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RangeError {
+    #[error("the range is empty")]
+    Empty,
+    #[error("{text:?} has more than one `:`")]
+    TwoColons { text: String },
+    #[error("{text:?} gives neither a start nor an end")]
+    NoBounds { text: String },
+    /// `which` is `start` or `end`; `bound` the bound as written.
+    #[error("the {which} {bound:?} is not a number{}", or_tilde(.which))]
+    NotANumber { which: &'static str, bound: String },
+    #[error(
+        "the {which} {bound:?} has the unknown unit {unit:?}; units: {}",
+        UNIT_HINT
+    )]
+    UnknownUnit {
+        which: &'static str,
+        bound: String,
+        unit: String,
+    },
+    #[error("{text:?}: `~` (negative infinity) can only be the start")]
+    TildeAtEnd { text: String },
+    /// Two bounds with units of different kinds (`1MiB:1s`).
+    #[error("{text:?} mixes {} ({a}) and {} ({b})", .qa.what(), .qb.what())]
+    MixedUnits {
+        text: String,
+        a: &'static str,
+        qa: Quantity,
+        b: &'static str,
+        qb: Quantity,
+    },
+    #[error("{text:?}: the start {start} is above the end {end}")]
+    StartAboveEnd { text: String, start: f64, end: f64 },
+    /// The range's unit is of another kind than the measurement's
+    /// ([`Range::check_unit`]).
+    #[error("the range is {} but the measurement is in `{measurement_unit}`: write it {}", .range.what(), unit_hint(.measurement_unit))]
+    WrongUnit {
+        range: Quantity,
+        measurement_unit: String,
+    },
+}
+
+/// What else a start may be.
+fn or_tilde(which: &str) -> &'static str {
+    if which == "start" { " or `~`" } else { "" }
+}
+
+/// How to write a range for a measurement in `unit`.
+fn unit_hint(unit: &str) -> &'static str {
+    match unit {
+        "By" => "in bytes or with a size unit such as MiB",
+        "s" => "in seconds or with a duration unit such as ms",
+        "1" => "as a ratio (0.6) or a percentage (60%)",
+        _ => "as a plain number in that unit",
+    }
+}
+
 /// What a unit in a range measures, with the UCUM unit it converts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quantity {
@@ -138,13 +198,11 @@ struct Bound {
     unit: Option<(&'static str, Quantity, f64)>,
 }
 
-fn bound(text: &str, which: &str) -> Result<Bound, String> {
+fn bound(text: &str, which: &'static str) -> Result<Bound, RangeError> {
     let (digits, unit) = split_number(text);
-    let value = number(digits).ok_or_else(|| {
-        format!(
-            "the {which} {text:?} is not a number{}",
-            if which == "start" { " or `~`" } else { "" }
-        )
+    let value = number(digits).ok_or_else(|| RangeError::NotANumber {
+        which,
+        bound: text.to_string(),
     })?;
     let unit = unit.trim();
     if unit.is_empty() {
@@ -153,8 +211,10 @@ fn bound(text: &str, which: &str) -> Result<Bound, String> {
     let known = UNITS
         .iter()
         .find(|(name, _, _)| *name == unit)
-        .ok_or_else(|| {
-            format!("the {which} {text:?} has the unknown unit {unit:?}; units: {UNIT_HINT}")
+        .ok_or_else(|| RangeError::UnknownUnit {
+            which,
+            bound: text.to_string(),
+            unit: unit.to_string(),
         })?;
     Ok(Bound {
         value,
@@ -169,24 +229,24 @@ fn show(value: f64) -> String {
 
 impl Range {
     /// Parse a range; the error says what is wrong.
-    pub fn parse(text: &str) -> Result<Range, String> {
+    pub fn parse(text: &str) -> Result<Range, RangeError> {
         let trimmed = text.trim();
         let (inside, body) = match trimmed.strip_prefix('@') {
             Some(rest) => (true, rest),
             None => (false, trimmed),
         };
         if body.is_empty() {
-            return Err("the range is empty".into());
+            return Err(RangeError::Empty);
         }
         if body.matches(':').count() > 1 {
-            return Err(format!("{text:?} has more than one `:`"));
+            return Err(RangeError::TwoColons { text: text.into() });
         }
         let (start_text, end_text) = match body.split_once(':') {
             Some((start, end)) => (Some(start.trim()), end.trim()),
             None => (None, body.trim()),
         };
         if start_text == Some("") && end_text.is_empty() {
-            return Err(format!("{text:?} gives neither a start nor an end"));
+            return Err(RangeError::NoBounds { text: text.into() });
         }
         let start = match start_text {
             None | Some("") | Some("~") => None,
@@ -195,9 +255,7 @@ impl Range {
         let end = match end_text {
             "" if start_text.is_some() => None,
             "~" => {
-                return Err(format!(
-                    "{text:?}: `~` (negative infinity) can only be the start"
-                ));
+                return Err(RangeError::TildeAtEnd { text: text.into() });
             }
             e => Some(bound(e, "end")?),
         };
@@ -209,11 +267,13 @@ impl Range {
         if let [(a, qa, _), (b, qb, _)] = units.as_slice()
             && qa != qb
         {
-            return Err(format!(
-                "{text:?} mixes {} ({a}) and {} ({b})",
-                qa.what(),
-                qb.what()
-            ));
+            return Err(RangeError::MixedUnits {
+                text: text.into(),
+                a,
+                qa: *qa,
+                b,
+                qb: *qb,
+            });
         }
         let unit = units.first().copied();
         // A bare bound takes the unit of the other one.
@@ -225,9 +285,11 @@ impl Range {
         };
         let end_value = end.as_ref().map_or(f64::INFINITY, convert);
         if start_value > end_value {
-            return Err(format!(
-                "{text:?}: the start {start_value} is above the end {end_value}"
-            ));
+            return Err(RangeError::StartAboveEnd {
+                text: text.into(),
+                start: start_value,
+                end: end_value,
+            });
         }
         let text = if unit.is_none() {
             format!(
@@ -262,19 +324,12 @@ impl Range {
     /// Check the range's unit against the unit the measurement is reported
     /// in (`By`, `s`, `1`, ...): a range without a unit fits any; one with a
     /// unit fits only a measurement of the same kind.
-    pub fn check_unit(&self, measurement_unit: &str) -> Result<(), String> {
+    pub fn check_unit(&self, measurement_unit: &str) -> Result<(), RangeError> {
         match self.unit {
-            Some(q) if q.ucum() != measurement_unit => Err(format!(
-                "the range is {} but the measurement is in `{measurement_unit}`: write it \
-                 {}",
-                q.what(),
-                match measurement_unit {
-                    "By" => "in bytes or with a size unit such as MiB",
-                    "s" => "in seconds or with a duration unit such as ms",
-                    "1" => "as a ratio (0.6) or a percentage (60%)",
-                    _ => "as a plain number in that unit",
-                }
-            )),
+            Some(q) if q.ucum() != measurement_unit => Err(RangeError::WrongUnit {
+                range: q,
+                measurement_unit: measurement_unit.to_string(),
+            }),
             _ => Ok(()),
         }
     }
@@ -340,6 +395,20 @@ mod tests {
         ] {
             assert!(Range::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+        // Each fault its own kind.
+        for (bad, kind) in [
+            ("", "Empty"),
+            ("1:2:3", "TwoColons"),
+            (":", "NoBounds"),
+            ("foo", "NotANumber"),
+            ("~:5parsecs", "UnknownUnit"),
+            ("1:~", "TildeAtEnd"),
+            ("1MiB:1s", "MixedUnits"),
+            ("2:1", "StartAboveEnd"),
+        ] {
+            let e = Range::parse(bad).unwrap_err();
+            assert!(format!("{e:?}").starts_with(kind), "{bad:?}: {e:?}");
+        }
     }
 
     #[test]
@@ -395,14 +464,28 @@ mod tests {
             ("~:5e", "unknown unit \"e\""),
             ("~:1e400", "not a number"),
         ] {
-            let e = Range::parse(bad).unwrap_err();
+            let e = Range::parse(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad:?}: {e}");
         }
         assert!(parse("~:16MiB").check_unit("By").is_ok());
         assert!(parse("~:16").check_unit("s").is_ok());
         let e = parse("~:16MiB").check_unit("s").unwrap_err();
-        assert!(e.contains("a size but the measurement is in `s`"), "{e}");
-        let e = parse("~:60%").check_unit("By").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RangeError::WrongUnit {
+                    range: Quantity::Bytes,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("a size but the measurement is in `s`: write it in seconds"),
+            "{e}"
+        );
+        let e = parse("~:60%").check_unit("By").unwrap_err().to_string();
         assert!(e.contains("a percentage"), "{e}");
     }
 

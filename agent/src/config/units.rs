@@ -81,11 +81,13 @@ impl DurationRange {
     }
 
     /// `text` as a duration within this range, or what to write instead.
-    pub fn parse(&self, text: &str) -> Result<Duration, String> {
+    pub fn parse(&self, text: &str) -> Result<Duration, UnitError> {
         match read_duration(text) {
             Ok(duration) if self.contains(duration) => Ok(duration),
-            Ok(_) | Err(DurationError::TooLong) => Err(format!("out of range: {self}")),
-            Err(DurationError::Syntax) => Err(format!("not a duration; {DURATION_HINT}")),
+            Ok(_) | Err(DurationError::TooLong) => Err(UnitError::OutOfRange {
+                hint: self.to_string(),
+            }),
+            Err(DurationError::Syntax) => Err(UnitError::NotADuration),
         }
     }
 }
@@ -118,11 +120,13 @@ impl SizeRange {
     }
 
     /// `text` as a size within this range, or what to write instead.
-    pub fn parse(&self, text: &str) -> Result<u64, String> {
+    pub fn parse(&self, text: &str) -> Result<u64, UnitError> {
         match read_size(text) {
             Ok(size) if self.contains(size) => Ok(size),
-            Ok(_) | Err(SizeError::TooLarge) => Err(format!("out of range: {self}")),
-            Err(SizeError::Syntax) => Err(format!("not a size; {SIZE_HINT}")),
+            Ok(_) | Err(SizeError::TooLarge) => Err(UnitError::OutOfRange {
+                hint: self.to_string(),
+            }),
+            Err(SizeError::Syntax) => Err(UnitError::NotASize),
         }
     }
 }
@@ -136,6 +140,20 @@ impl fmt::Display for SizeRange {
             format_size(self.max)
         )
     }
+}
+
+/// Why a text is not a value within a [`DurationRange`] or a
+/// [`SizeRange`]; the message says what to write instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// Well formed, but outside the range; `hint` is the range's own
+    /// words ("write a duration from 10ms to 30d").
+    #[error("out of range: {hint}")]
+    OutOfRange { hint: String },
+    #[error("not a duration; {}", DURATION_HINT)]
+    NotADuration,
+    #[error("not a size; {}", SIZE_HINT)]
+    NotASize,
 }
 
 /// Why a text is not a duration.
@@ -361,17 +379,27 @@ mod tests {
         assert_eq!(HOLD.parse("365d"), Ok(days(365)));
         for out in ["9ms", "0.001ms", "30d1ms", "200000000000000d"] {
             let error = SCHEDULE.parse(out).unwrap_err();
-            assert_eq!(error, "out of range: write a duration from 10ms to 30d");
+            assert_eq!(
+                error.to_string(),
+                "out of range: write a duration from 10ms to 30d"
+            );
         }
+        assert_eq!(SCHEDULE.parse("soon"), Err(UnitError::NotADuration));
         assert!(
             SCHEDULE
                 .parse("soon")
                 .unwrap_err()
-                .starts_with("not a duration")
+                .to_string()
+                .starts_with("not a duration; ")
         );
+        assert_eq!(PROBE_MEMORY.parse("many"), Err(UnitError::NotASize));
         assert_eq!(PROBE_MEMORY.parse("1GiB"), Ok(GIB));
-        assert!(PROBE_MEMORY.parse("2GiB").is_err());
-        assert!(PROBE_MEMORY.parse("99999999999999999999999GiB").is_err());
+        for out in ["2GiB", "99999999999999999999999GiB"] {
+            assert!(
+                matches!(PROBE_MEMORY.parse(out), Err(UnitError::OutOfRange { .. })),
+                "{out}"
+            );
+        }
     }
 
     #[test]

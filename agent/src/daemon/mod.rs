@@ -22,46 +22,51 @@ use crate::events::Bus;
 use crate::runtime::{Probe, Runtime, Services, engine::PoolSize};
 use crate::sql::{SqlTargets, TargetSpec};
 use crate::store::{Store, writer::StateWriter};
+use crate::telemetry::snapshot::{AgentSnapshot, ClusterSummary, Reloads};
 use anyhow::Context;
 use parking_lot::RwLock;
 use slot::{ProbeSetup, ProbeSlot};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// What every task of the running agent shares.
+/// What every task of the running agent shares. Its fields are the
+/// daemon's own; readers outside it (the status API, /metrics, the command
+/// line) get the methods below and one value type for the agent's own
+/// figures, [`AgentSnapshot`].
 pub struct Shared {
-    pub runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
     services: RwLock<Arc<Services>>,
     semaphore: RwLock<Arc<Semaphore>>,
     slots: RwLock<BTreeMap<String, Arc<ProbeSlot>>>,
     config: RwLock<Arc<Config>>,
     /// The config file, re-read on reload (`None`: the embedded default).
-    pub config_path: Option<PathBuf>,
-    pub store: Store,
-    pub writer: StateWriter<crate::policy::state::ProbeState>,
-    pub events: Bus,
+    config_path: Option<PathBuf>,
+    store: Store,
+    writer: StateWriter<crate::policy::state::ProbeState>,
+    events: Bus,
     /// Timing loops and runs in flight, so shutdown can wait for them.
-    pub tasks: TaskTracker,
+    tasks: TaskTracker,
     /// Fires on SIGTERM/SIGINT.
-    pub shutdown: CancellationToken,
-    pub started: SystemTime,
+    shutdown: CancellationToken,
+    started: SystemTime,
     /// Serializes reloads (SIGHUP and the API may ask at once).
     reload_lock: tokio::sync::Mutex<()>,
-    pub reloads: crate::telemetry::counters::ReloadCounters,
+    reloads: crate::telemetry::counters::ReloadCounters,
     /// Remediation decisions, the audit log and the operator controls.
-    pub remediator: Arc<crate::remediate::Remediator>,
+    remediator: Arc<crate::remediate::Remediator>,
     /// `watchpost run --dry-run`: kept across reloads.
-    pub dry_run_flag: std::sync::atomic::AtomicBool,
+    dry_run_flag: std::sync::atomic::AtomicBool,
     /// The OTLP export, when configured.
-    pub otlp: parking_lot::Mutex<Option<crate::telemetry::otlp::OtlpExport>>,
+    otlp: parking_lot::Mutex<Option<crate::telemetry::otlp::OtlpExport>>,
     /// This node's part in its cluster, when `[cluster]` is configured
     /// (set once at start; a change of `[cluster]` needs a restart).
-    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -88,6 +93,72 @@ impl Shared {
 
     pub fn node(&self) -> String {
         self.config().agent.node.clone()
+    }
+
+    /// The agent's own figures now: node, uptime, reloads, what OTLP
+    /// dropped, remediation decisions and the cluster summary.
+    pub fn snapshot(&self) -> AgentSnapshot {
+        AgentSnapshot {
+            node: self.node(),
+            uptime: self.uptime(),
+            reloads: Reloads {
+                succeeded: self.reloads.succeeded.load(Ordering::Relaxed),
+                failed: self.reloads.failed.load(Ordering::Relaxed),
+            },
+            telemetry_dropped: self
+                .otlp
+                .lock()
+                .as_ref()
+                .map(|export| {
+                    export
+                        .outages
+                        .iter()
+                        .map(|o| (o.signal(), o.dropped()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            remediation_decisions: self
+                .remediator
+                .counts()
+                .into_iter()
+                .map(|((remediation, decision), count)| (remediation, decision.as_str(), count))
+                .collect(),
+            cluster: self.cluster().map(|cluster| {
+                let view = cluster.view();
+                ClusterSummary {
+                    scope: cluster.spec.scope.clone(),
+                    is_leader: view.is_leader,
+                    members: view.members.len(),
+                    timeline: view.observation.timeline,
+                }
+            }),
+        }
+    }
+
+    /// Time since the agent started (zero if the clock went back).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed().unwrap_or_default()
+    }
+
+    /// Remediation decisions, the audit log and the operator controls.
+    pub fn remediator(&self) -> &Arc<crate::remediate::Remediator> {
+        &self.remediator
+    }
+
+    /// This node's part in its cluster, when `[cluster]` is configured.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Fires when the agent shuts down (SIGTERM/SIGINT).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// `watchpost run --dry-run`: remediation decides but does not act;
+    /// kept across reloads.
+    pub fn set_dry_run(&self, dry_run: bool) {
+        self.dry_run_flag.store(dry_run, Ordering::Relaxed);
     }
 
     /// Start the timing loop of `slot`.
@@ -163,6 +234,12 @@ fn pool_size(config: &Config) -> PoolSize {
     }
 }
 
+/// Probes of a config that cannot be loaded: one line each, with the
+/// probe's place in the config and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct LoadErrors(pub Vec<String>);
+
 /// Load every probe of `config`, reusing already loaded components whose
 /// source and content did not change. All load errors, with the place of
 /// the probe in the config.
@@ -171,7 +248,7 @@ pub async fn load_probes(
     services: &Arc<Services>,
     config: &Config,
     loaded: &BTreeMap<String, Probe>,
-) -> Result<BTreeMap<String, Probe>, String> {
+) -> Result<BTreeMap<String, Probe>, LoadErrors> {
     let mut probes = BTreeMap::new();
     let mut errors = Vec::new();
     // Probes that name the same component share one compiled copy.
@@ -231,7 +308,7 @@ pub async fn load_probes(
     if errors.is_empty() {
         Ok(probes)
     } else {
-        Err(errors.join("\n"))
+        Err(LoadErrors(errors))
     }
 }
 
@@ -274,7 +351,6 @@ pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Resu
     });
     let probes = load_probes(&runtime, &services, &config, &BTreeMap::new())
         .await
-        .map_err(anyhow::Error::msg)
         .context("the config names probes that cannot be loaded")?;
     // Compiling leaves freed memory in the allocator's arenas.
     crate::util::release_free_memory();

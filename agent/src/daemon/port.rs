@@ -11,6 +11,7 @@ use crate::report::Status;
 use crate::sql::SqlTargets;
 use crate::telemetry::CounterSource;
 use crate::telemetry::counters::ProbeCounters;
+use crate::telemetry::snapshot::AgentSnapshot;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -75,18 +76,7 @@ impl CounterSource for Shared {
         }
     }
 
-    fn remediation_decisions(&self) -> Vec<(String, &'static str, u64)> {
-        self.remediator
-            .counts()
-            .into_iter()
-            .map(|((remediation, decision), count)| (remediation, decision.as_str(), count))
-            .collect()
-    }
-
-    fn reloads(&self) -> (u64, u64) {
-        (
-            self.reloads.succeeded.load(Ordering::Relaxed),
-            self.reloads.failed.load(Ordering::Relaxed),
-        )
+    fn snapshot(&self) -> AgentSnapshot {
+        Shared::snapshot(self)
     }
 }

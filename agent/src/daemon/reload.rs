@@ -14,6 +14,30 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::Semaphore;
 
+/// Why a reload was rejected (the previous config keeps running). The
+/// message is the whole explanation, as logged and as `POST /v1/reload`
+/// returns it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The config file does not parse or validate: every diagnostic.
+    #[error(transparent)]
+    Config(#[from] config::ConfigErrors),
+    /// `listen` or `api_token_env` changed (each change described): they
+    /// are set at start.
+    #[error(
+        "[agent]: the status API's address and token cannot change by reload: {}; \
+         restore them in the config to reload, or restart the agent to apply them",
+        .changed.join("; ")
+    )]
+    AuthChange { changed: Vec<String> },
+    /// A database or Redis target of the new config cannot be set up.
+    #[error("{0}")]
+    Targets(String),
+    /// Probes of the new config that cannot be loaded.
+    #[error(transparent)]
+    Probes(#[from] super::LoadErrors),
+}
+
 /// What a reload did, by probe name.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ReloadSummary {
@@ -30,7 +54,7 @@ pub struct ReloadSummary {
 /// socket with weaker authentication than the config it was bound for
 /// (e.g. `listen` moved back to loopback and `api_token_env` dropped while
 /// the old public address is still bound).
-fn refuse_auth_change(old: &config::Agent, new: &config::Agent) -> Result<(), String> {
+fn refuse_auth_change(old: &config::Agent, new: &config::Agent) -> Result<(), ReloadError> {
     let mut changed = Vec::new();
     if old.listen != new.listen {
         changed.push(format!(
@@ -52,15 +76,11 @@ fn refuse_auth_change(old: &config::Agent, new: &config::Agent) -> Result<(), St
     if changed.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "[agent]: the status API's address and token cannot change by reload: {}; \
-         restore them in the config to reload, or restart the agent to apply them",
-        changed.join("; ")
-    ))
+    Err(ReloadError::AuthChange { changed })
 }
 
 /// Reload the config file (or the embedded default).
-pub async fn reload(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
+pub async fn reload(shared: &Arc<Shared>) -> Result<ReloadSummary, ReloadError> {
     let _one_at_a_time = shared.reload_lock.lock().await;
     let result = apply(shared).await;
     match &result {
@@ -87,9 +107,8 @@ pub async fn reload(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
     result
 }
 
-async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
-    let mut new =
-        config::load_or_default(shared.config_path.as_deref()).map_err(|e| e.to_string())?;
+async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, ReloadError> {
+    let mut new = config::load_or_default(shared.config_path.as_deref())?;
     // `--dry-run` on the command line outlives reloads.
     if shared.dry_run_flag.load(Ordering::Relaxed) {
         new.agent.dry_run = true;
@@ -97,8 +116,14 @@ async fn apply(shared: &Arc<Shared>) -> Result<ReloadSummary, String> {
     let old = shared.config();
     refuse_auth_change(&old.agent, &new.agent)?;
     let services = shared.services();
-    let sql = services.sql.rebuild(&target_specs(&new))?;
-    let redis = services.redis.rebuild(&super::redis_specs(&new))?;
+    let sql = services
+        .sql
+        .rebuild(&target_specs(&new))
+        .map_err(ReloadError::Targets)?;
+    let redis = services
+        .redis
+        .rebuild(&super::redis_specs(&new))
+        .map_err(ReloadError::Targets)?;
     let services = Arc::new(crate::runtime::Services {
         sql,
         redis,

@@ -7,7 +7,9 @@
 //! link on the way, and [`confine`] refuses a copy — whatever restored it
 //! — that has a link leading outside (or through another link), a
 //! `tablespace_map` entry outside, or a file hard-linked to a file outside
-//! (writing one writes the other).
+//! (writing one writes the other), or a special file: a FIFO (a read of it
+//! hangs until someone writes) or a device node (a read of it reads a disk,
+//! a write writes one), which no data directory PostgreSQL made holds.
 
 use super::scratch::Scratch;
 use super::tablespace::parse_map;
@@ -115,6 +117,14 @@ pub fn confine(s: &Scratch, major: u32) -> Result<(), String> {
             let path = entry.path();
             let meta =
                 std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Some(what) = special(&meta.file_type()) {
+                return Err(format!(
+                    "the restored copy's {} is {what}, which no data directory PostgreSQL made \
+                     holds: the drill refuses to start a copy whose server would read it; remove \
+                     it from the backup (or from what the drill's command restores)",
+                    path.display()
+                ));
+            }
             if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(&path).map_err(|e| e.to_string())?;
                 if let Err(why) = resolve(root, &dir, &target) {
@@ -153,6 +163,21 @@ pub fn confine(s: &Scratch, major: u32) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What a special file is, named for an error (`None`: a regular file,
+/// a directory or a link). A socket is left alone: opening one fails.
+pub fn special(kind: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        Some("a FIFO (named pipe: a read of it hangs until something writes)")
+    } else if kind.is_block_device() {
+        Some("a block device node (a read of it reads a disk, a write writes one)")
+    } else if kind.is_char_device() {
+        Some("a character device node (a read or write of it goes to a device)")
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -220,5 +245,53 @@ mod tests {
         std::fs::write(s.data.join("tablespace_map"), "16384 /elsewhere\n").unwrap();
         let err = confine(&s, 15).unwrap_err();
         assert!(err.contains("tablespace 16384"), "{err}");
+    }
+
+    #[test]
+    fn a_copy_with_a_fifo_or_a_device_node_is_refused_naming_it() {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let top = tempfile::tempdir().unwrap();
+        let drills = top.path().join("drills");
+        std::fs::create_dir(&drills).unwrap();
+        let s = Scratch::create(&drills, "t", None, Path::new("/nonexistent")).unwrap();
+        std::fs::create_dir_all(s.data.join("base/1")).unwrap();
+        std::fs::write(s.data.join("base/1/1259"), "x").unwrap();
+        confine(&s, 15).unwrap();
+        // A relation file that is a FIFO: the walk does not open it (it
+        // would hang), it refuses it by its type.
+        let fifo = s.data.join("base/1/16384");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = confine(&s, 15).unwrap_err();
+        assert!(
+            err.contains(&fifo.display().to_string()) && err.contains("FIFO"),
+            "{err}"
+        );
+        std::fs::remove_file(&fifo).unwrap();
+        confine(&s, 15).unwrap();
+        // A device node (/dev/null's numbers): only root can make one.
+        if rustix::process::geteuid().is_root() {
+            let node = s.data.join("global/pg_control");
+            std::fs::create_dir_all(node.parent().unwrap()).unwrap();
+            let c = CString::new(node.as_os_str().as_bytes()).unwrap();
+            // SAFETY: mknod on a NUL-terminated path we own.
+            let made =
+                unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+            assert_eq!(made, 0, "{}", std::io::Error::last_os_error());
+            let err = confine(&s, 15).unwrap_err();
+            assert!(
+                err.contains(&node.display().to_string()) && err.contains("device node"),
+                "{err}"
+            );
+        } else {
+            eprintln!("not root: the device node case needs mknod as root");
+        }
+        let kinds: Vec<_> = [top.path().to_path_buf(), s.data.join("base/1/1259")]
+            .iter()
+            .map(|p| special(&std::fs::symlink_metadata(p).unwrap().file_type()))
+            .collect();
+        assert_eq!(kinds, [None, None]);
     }
 }

@@ -34,7 +34,7 @@ pub use restore::{foreign_hint, foreign_layout};
 
 use crate::config::DrillSpec;
 use crate::report::{Measurement, Report, Status};
-use crate::runtime::{BoxFuture, MeasurementInfo, NativeCheck, Probe, ProbeInfo};
+use crate::runtime::{BoxFuture, NativeCheck, Probe, ProbeInfo};
 use scratch::Scratch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,24 +73,34 @@ pub fn probe(spec: &DrillSpec, state_dir: &Path) -> Probe {
 }
 
 fn info() -> ProbeInfo {
-    let m = |name: &str, unit: &str, description: &str| MeasurementInfo {
-        name: name.into(),
-        unit: unit.into(),
-        description: description.into(),
-    };
-    ProbeInfo {
-        name: "restore-drill".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        kind: "integrity".into(),
-        description: "restores the newest backup into a scratch copy, recovers, verifies it and tears it down".into(),
-        measurements: vec![
-            m("postgresql.restore.duration", "s", "restore and recovery until the copy accepts writes (RTO)"),
-            m("postgresql.restore.data_age", "s", "age of the last commit the copy replayed (RPO)"),
-            m("postgresql.restore.verified", "1", "1 when every verification passed"),
-            m("postgresql.restore.size", "By", "bytes restored"),
-            m("postgresql.restore.verify_duration", "s", "time the verification took"),
+    ProbeInfo::native(
+        "restore-drill",
+        "integrity",
+        "restores the newest backup into a scratch copy, recovers, verifies it and tears it down",
+        &[
+            (
+                "postgresql.restore.duration",
+                "s",
+                "restore and recovery until the copy accepts writes (RTO)",
+            ),
+            (
+                "postgresql.restore.data_age",
+                "s",
+                "age of the last commit the copy replayed (RPO)",
+            ),
+            (
+                "postgresql.restore.verified",
+                "1",
+                "1 when every verification passed",
+            ),
+            ("postgresql.restore.size", "By", "bytes restored"),
+            (
+                "postgresql.restore.verify_duration",
+                "s",
+                "time the verification took",
+            ),
         ],
-    }
+    )
 }
 
 fn measurement(name: &str, value: f64, unit: &str) -> Measurement {

@@ -24,6 +24,7 @@
 
 mod evidence;
 
+use super::answer::Answer;
 use super::command::{self, CommandSpec};
 use crate::config::{FailoverAction, Fence};
 pub use crate::pgserver::pgdata::{demote_on_disk, ensure_log_dir, write_standby_signal};
@@ -36,34 +37,7 @@ use std::time::{Duration, Instant};
 /// Upper bound on connecting to a server during a failover step.
 const CONNECT: Duration = Duration::from_secs(5);
 
-/// One finished step.
-#[derive(Clone, Debug)]
-pub struct Step {
-    pub name: &'static str,
-    pub ok: bool,
-    pub message: String,
-    pub detail: Value,
-}
-
-impl Step {
-    fn ok(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
-        Step {
-            name,
-            ok: true,
-            message: message.into(),
-            detail,
-        }
-    }
-
-    fn failed(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
-        Step {
-            name,
-            ok: false,
-            message: message.into(),
-            detail,
-        }
-    }
-}
+pub use super::step::Step;
 
 /// Steps 1 to 4. `record` is called with each step as it completes. Ok
 /// when the standby was promoted and accepts writes.
@@ -97,24 +71,13 @@ pub fn step_limit(step: &str, action: &FailoverAction) -> Duration {
     }
 }
 
-/// Run a step within its limit; past it, the step failed.
+/// Run a step within its limit ([`step_limit`]).
 async fn bounded(
     name: &'static str,
     action: &FailoverAction,
     step: impl std::future::Future<Output = Step>,
 ) -> Step {
-    let limit = step_limit(name, action);
-    match tokio::time::timeout(limit, step).await {
-        Ok(step) => step,
-        Err(_) => Step::failed(
-            name,
-            format!(
-                "did not finish within {} (the server accepted the connection but stopped answering?)",
-                crate::config::units::format_duration(limit)
-            ),
-            json!({"limit_ms": limit.as_millis() as u64}),
-        ),
-    }
+    super::step::within(name, step_limit(name, action), step).await
 }
 
 /// Seconds the pre-check waits for the old primary to answer: one that
@@ -214,30 +177,12 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
         );
     }
     let primary = &action.primary;
-    match sql.admin_session(primary, PRIMARY_PROBE).await {
-        Ok(_) => {
-            return fail(
-                format!("the primary `{primary}` answers: it is not down; not failing over"),
-                detail,
-            );
-        }
-        Err(crate::sql::Error::Refused(why)) => {
-            return fail(
-                format!(
-                    "the primary `{primary}` answers but refuses the session ({why}): it is alive (starting, stopping or full); not failing over"
-                ),
-                detail,
-            );
-        }
-        Err(crate::sql::Error::Agent(why)) => {
-            return fail(
-                format!(
-                    "the agent could not reach the primary `{primary}` for a reason of its own ({why}): that says nothing about the primary; not failing over"
-                ),
-                detail,
-            );
-        }
-        Err(_) => {}
+    // Only silence is "gone": an answer, a refusal or an error is alive,
+    // and the agent's own failure cannot tell (never "gone").
+    let answer = Answer::of(primary, sql.admin_session(primary, PRIMARY_PROBE).await);
+    detail["primary"] = json!(answer.kind());
+    if let Answer::Answers(why) | Answer::CannotTell(why) = answer {
+        return fail(format!("{why}; not failing over"), detail);
     }
     let Fence::PgCtl { pg_ctl, data_dir } = &action.fence else {
         return fail(

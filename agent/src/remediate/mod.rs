@@ -19,6 +19,7 @@
 //! as an event (for OTLP) and counted.
 
 pub mod act;
+pub mod answer;
 pub mod audit;
 pub mod command;
 pub mod decide;
@@ -32,6 +33,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod redis_failover;
 pub mod reinit;
+pub mod step;
 pub mod trigger;
 pub mod webhook;
 

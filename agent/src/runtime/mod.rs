@@ -90,6 +90,33 @@ pub struct ProbeInfo {
     pub measurements: Vec<MeasurementInfo>,
 }
 
+impl ProbeInfo {
+    /// The description of a [`NativeCheck`] (its version is the agent's):
+    /// `kind` as in the WIT (`availability`, `integrity`, ...), and each
+    /// measurement as (name, UCUM unit, one-line description).
+    pub fn native(
+        name: &str,
+        kind: &str,
+        description: &str,
+        measurements: &[(&str, &str, &str)],
+    ) -> ProbeInfo {
+        ProbeInfo {
+            name: name.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            kind: kind.into(),
+            description: description.into(),
+            measurements: measurements
+                .iter()
+                .map(|(name, unit, description)| MeasurementInfo {
+                    name: (*name).into(),
+                    unit: (*unit).into(),
+                    description: (*description).into(),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct MeasurementInfo {
     pub name: String,

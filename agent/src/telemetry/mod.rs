@@ -2,13 +2,15 @@
 //! text exposition served on /metrics; [`otlp`] pushes metrics and events
 //! to an OpenTelemetry collector; [`histogram`] and [`counters`] are the
 //! agent's own numbers both read; [`recent`] keeps each probe's recent
-//! measurements in memory for the status page's charts.
+//! measurements in memory for the status page's charts; [`snapshot`] is the
+//! one reading of the agent's own figures that the API, /metrics and OTLP share.
 
 pub mod counters;
 pub mod histogram;
 pub mod otlp;
 pub mod prometheus;
 pub mod recent;
+pub mod snapshot;
 
 use counters::ProbeCounters;
 
@@ -17,8 +19,6 @@ use counters::ProbeCounters;
 pub trait CounterSource: Send + Sync {
     /// Visit every probe's counters.
     fn each_probe(&self, visit: &mut dyn FnMut(&str, &ProbeCounters));
-    /// Remediation decisions so far: (remediation, decision word, count).
-    fn remediation_decisions(&self) -> Vec<(String, &'static str, u64)>;
-    /// Config reloads: (succeeded, failed).
-    fn reloads(&self) -> (u64, u64);
+    /// The agent's own figures now (reloads, remediation decisions, ...).
+    fn snapshot(&self) -> snapshot::AgentSnapshot;
 }

@@ -12,13 +12,13 @@
 //! for part of a histogram or a counter. Labels: `probe`, `node`, then the
 //! measurement's attributes.
 
-use super::counters::{ERROR_KINDS, ProbeCounters, ReloadCounters};
+use super::counters::{ERROR_KINDS, ProbeCounters};
 use super::histogram::HistogramSnapshot;
+use super::snapshot::AgentSnapshot;
 use crate::report::{Report, Status};
 use crate::runtime::MeasurementInfo;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 /// What /metrics shows about one probe.
 pub struct ProbeSample<'a> {
@@ -32,18 +32,12 @@ pub struct ProbeSample<'a> {
     pub described: &'a [MeasurementInfo],
 }
 
-/// What /metrics shows about the agent itself.
-pub struct AgentSample<'a> {
-    pub node: &'a str,
-    pub reloads: &'a ReloadCounters,
-    /// What OTLP export dropped, by signal (empty when export is off).
-    pub telemetry_dropped: Vec<(&'static str, u64)>,
-    /// Remediation decisions so far: (remediation, decision word, count).
-    pub remediation_decisions: Vec<(String, &'static str, u64)>,
-    /// Cluster mode: (scope, this node holds the leader key, members seen,
-    /// the local server's timeline).
-    pub cluster: Option<(String, bool, usize, Option<u64>)>,
+/// Resident memory and CPU time of the agent process ([`own_usage`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OwnUsage {
+    /// Resident memory, bytes.
     pub resident_bytes: Option<u64>,
+    /// CPU time (user and system), seconds.
     pub cpu_seconds: Option<f64>,
 }
 
@@ -213,8 +207,9 @@ fn attribute_labels(attributes: &[(String, String)]) -> Vec<(String, String)> {
     out
 }
 
-/// Render the whole exposition.
-pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
+/// Render the whole exposition: the agent's figures, its process's
+/// usage, and every probe's.
+pub fn render(agent: &AgentSnapshot, usage: OwnUsage, probes: &[ProbeSample]) -> String {
     let mut f = Families::default();
     let node = || ("node".to_string(), agent.node.to_string());
     for p in probes {
@@ -298,15 +293,15 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
         1.0,
     );
     for (result, counter) in [
-        ("ok", &agent.reloads.succeeded),
-        ("failed", &agent.reloads.failed),
+        ("ok", agent.reloads.succeeded),
+        ("failed", agent.reloads.failed),
     ] {
         f.add(
             "watchpost_config_reloads_total",
             "counter",
             "Config reloads, by result",
             vec![node(), ("result".into(), result.into())],
-            counter.load(Ordering::Relaxed) as f64,
+            counter as f64,
         );
     }
     for (remediation, decision, count) in &agent.remediation_decisions {
@@ -322,33 +317,33 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
             *count as f64,
         );
     }
-    if let Some((scope, leader, members, timeline)) = &agent.cluster {
-        let labels = || vec![node(), ("scope".to_string(), scope.clone())];
+    if let Some(cluster) = &agent.cluster {
+        let labels = || vec![node(), ("scope".to_string(), cluster.scope.clone())];
         f.add(
             "watchpost_cluster_is_leader",
             "gauge",
             "1 while this node holds the cluster's leader key",
             labels(),
-            f64::from(u8::from(*leader)),
+            f64::from(u8::from(cluster.is_leader)),
         );
         f.add(
             "watchpost_cluster_members",
             "gauge",
             "Members with a live key in the cluster, as this node last read them",
             labels(),
-            *members as f64,
+            cluster.members as f64,
         );
-        if let Some(timeline) = timeline {
+        if let Some(timeline) = cluster.timeline {
             f.add(
                 "watchpost_cluster_timeline",
                 "gauge",
                 "The local server's timeline",
                 labels(),
-                *timeline as f64,
+                timeline as f64,
             );
         }
     }
-    if let Some(rss) = agent.resident_bytes {
+    if let Some(rss) = usage.resident_bytes {
         f.add(
             "process_resident_memory_bytes",
             "gauge",
@@ -366,7 +361,7 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
             *dropped as f64,
         );
     }
-    if let Some(cpu) = agent.cpu_seconds {
+    if let Some(cpu) = usage.cpu_seconds {
         f.add(
             "process_cpu_seconds_total",
             "counter",
@@ -378,8 +373,9 @@ pub fn render(agent: &AgentSample, probes: &[ProbeSample]) -> String {
     f.render()
 }
 
-/// Resident memory and CPU time of this process, from /proc.
-pub fn own_usage() -> (Option<u64>, Option<f64>) {
+/// Resident memory and CPU time of this process, from /proc (`None`
+/// where /proc cannot be read).
+pub fn own_usage() -> OwnUsage {
     let page = 4096u64;
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -395,7 +391,10 @@ pub fn own_usage() -> (Option<u64>, Option<f64>) {
             let stime: f64 = fields.get(12)?.parse().ok()?;
             Some((utime + stime) / 100.0)
         });
-    (rss, cpu)
+    OwnUsage {
+        resident_bytes: rss,
+        cpu_seconds: cpu,
+    }
 }
 
 #[cfg(test)]

@@ -30,8 +30,13 @@ pub const BUILTINS: &[&str] = &[
     "mysql-performance",
     "mysql-integrity",
     "mysql-consistency",
+    "mysql-backup",
     "redis-alive",
     "redis-replication",
+    "redis-persistence",
+    "redis-performance",
+    "redis-consistency",
+    "redis-backup",
 ];
 
 /// The Rust target probes are built for: its `cdylib` output is a component.

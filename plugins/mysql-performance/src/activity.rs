@@ -2,19 +2,10 @@
 //! threads, the oldest transaction, the purge backlog, buffer pool reads,
 //! slow statements and the slowest statement digests.
 
-use crate::{Limits, judge};
+use crate::{Limits, judge, transactions};
 use mysql_common::{is_access_denied, needs_grant, number, status, variable};
 use watchpost_probe::sql::{self, Value};
 use watchpost_probe::{Error, Findings, Result, measurement};
-
-/// The oldest InnoDB transaction other than this session's.
-const OLDEST: &str = "\
-SELECT TIMESTAMPDIFF(MICROSECOND, trx_started, NOW(6)) / 1000000 AS age, \
-       trx_mysql_thread_id AS session, trx_state AS state, \
-       LEFT(COALESCE(trx_query, ''), 200) AS query \
-FROM information_schema.INNODB_TRX \
-WHERE trx_mysql_thread_id <> CONNECTION_ID() \
-ORDER BY trx_started LIMIT 1";
 
 /// MySQL's history list length (MariaDB has a status counter).
 const HISTORY_METRIC: &str = "\
@@ -45,9 +36,10 @@ pub fn connections(target: &str) -> Result<(f64, f64, f64)> {
 }
 
 /// The oldest open transaction's age, judged; its session and statement
-/// named when past a limit.
+/// named when past a limit. Read from `SHOW ENGINE INNODB STATUS` (see
+/// [`crate::transactions`] for why not `INNODB_TRX`).
 pub fn oldest_transaction(target: &str, limits: &Limits, f: &mut Findings) -> Result<()> {
-    let rows = match sql::query(target, OLDEST, &[]) {
+    let rows = match sql::query(target, "SHOW ENGINE INNODB STATUS", &[]) {
         Ok(rows) => rows,
         Err(error) if is_access_denied(&error) => {
             return Err(needs_grant(
@@ -59,26 +51,41 @@ pub fn oldest_transaction(target: &str, limits: &Limits, f: &mut Findings) -> Re
         }
         Err(error) => return Err(error.into()),
     };
-    let Some(row) = rows.iter().next() else {
+    let status = match rows.first()?.get("Status")? {
+        Value::Text(text) => text.clone(),
+        Value::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => String::new(),
+    };
+    let open = transactions::parse(&status);
+    let Some(oldest) = transactions::oldest(&open) else {
         f.push(measurement("mysql.transaction.oldest_age", 0.0, "s"));
         f.note("no open transaction");
         return Ok(());
     };
-    let age = row.float("age")?.unwrap_or(0.0).max(0.0);
+    let age = oldest.age as f64;
     f.push(measurement("mysql.transaction.oldest_age", age, "s"));
-    let session = row.int("session")?.unwrap_or(0);
-    let state = row.text("state")?.unwrap_or("");
-    let query = row.text("query")?.unwrap_or("");
-    let doing = if query.is_empty() {
+    let session = oldest.session.map_or_else(
+        || "no session: recovered or XA prepared".to_string(),
+        |s| format!("session {s}"),
+    );
+    let doing = if oldest.statement.is_empty() {
         "idle in transaction".to_string()
     } else {
-        format!("running `{query}`")
+        format!("running `{}`", oldest.statement)
+    };
+    let state = if oldest.state.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", oldest.state)
     };
     judge(
         f,
         &limits.transaction,
         age,
-        format!("oldest transaction {age:.0} s (session {session}, {state}, {doing})"),
+        format!(
+            "oldest transaction {age:.0} s ({session}{state}, {doing}; {} open)",
+            open.len()
+        ),
     );
     Ok(())
 }

@@ -10,8 +10,10 @@
 //!   `max_connections` (1: the next ordinary client is refused with 1040),
 //!   and `mysql.threads` {kind = `connected` | `running`}.
 //! - `mysql.transaction.oldest_age` (s): the oldest open InnoDB
-//!   transaction (`information_schema.INNODB_TRX`, needs `PROCESS`), its
-//!   session id and statement named when past a limit.
+//!   transaction (`SHOW ENGINE INNODB STATUS`, needs `PROCESS`; not
+//!   `INNODB_TRX`, whose cached snapshot goes stale while others read it
+//!   often: see `transactions`), its session id and statement named when
+//!   past a limit.
 //! - `mysql.innodb.history_list_length`: undo records not purged yet
 //!   (grows behind a long transaction; `Innodb_history_list_length` on
 //!   MariaDB, `INNODB_METRICS` on MySQL).
@@ -43,8 +45,8 @@
 //! or setting) is `unknown` naming it, the others keep reporting.
 
 mod activity;
+mod transactions;
 
-use std::time::{Duration, Instant};
 use watchpost_probe::{
     Findings, Info, Kind, Probe, Report, Result, Status, Threshold, bail, config, measurement, sql,
 };
@@ -91,15 +93,6 @@ pub(crate) fn judge(findings: &mut Findings, limit: &Threshold, value: f64, text
     }
 }
 
-/// The `p` quantile (0 to 1) of sorted values by the nearest-rank method.
-fn nearest_rank(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 impl Probe for MysqlPerformance {
     fn describe() -> Info {
         Info::new(
@@ -140,44 +133,36 @@ impl Probe for MysqlPerformance {
         // The canary opens the pooled session the other parts reuse; a
         // server that cannot be reached ends the run here with its status.
         let engine = sql::engine(&target)?;
-        let mut times = Vec::with_capacity(tries);
-        for _ in 0..tries {
-            let started = Instant::now();
-            match sql::query(&target, &canary, &[]) {
-                Ok(_) => times.push(started.elapsed()),
-                Err(error) if error.status().is_some() => return Err(error.into()),
-                Err(error) => {
-                    findings.problem(
-                        Status::Unknown,
-                        format!("canary: cannot be checked: {}", error.describe()),
+        match sql::canary::measure(&target, &canary, tries) {
+            Ok(latency) => {
+                for took in &latency.tries {
+                    findings.push(
+                        measurement("db.client.operation.duration", took.as_secs_f64(), "s")
+                            .attr("db.system.name", engine.as_str()),
                     );
-                    break;
                 }
-            }
-        }
-        if !times.is_empty() {
-            for took in &times {
-                findings.push(
-                    measurement("db.client.operation.duration", took.as_secs_f64(), "s")
-                        .attr("db.system.name", engine.as_str()),
+                let p50 = latency.median.as_secs_f64();
+                let max = latency.max.as_secs_f64();
+                findings
+                    .push(measurement("mysql.canary.duration", p50, "s").attr("statistic", "p50"));
+                findings
+                    .push(measurement("mysql.canary.duration", max, "s").attr("statistic", "max"));
+                judge(
+                    &mut findings,
+                    &limits.latency,
+                    p50,
+                    format!(
+                        "canary p50 {:.2} ms, max {:.2} ms over {tries} tries",
+                        p50 * 1000.0,
+                        max * 1000.0
+                    ),
                 );
             }
-            times.sort();
-            let p50 = nearest_rank(&times, 0.5).as_secs_f64();
-            let max = times.last().copied().unwrap_or_default().as_secs_f64();
-            findings.push(measurement("mysql.canary.duration", p50, "s").attr("statistic", "p50"));
-            findings.push(measurement("mysql.canary.duration", max, "s").attr("statistic", "max"));
-            judge(
-                &mut findings,
-                &limits.latency,
-                p50,
-                format!(
-                    "canary p50 {:.2} ms, max {:.2} ms over {} tries",
-                    p50 * 1000.0,
-                    max * 1000.0,
-                    times.len()
-                ),
-            );
+            Err(error) if error.status().is_some() => return Err(error),
+            Err(error) => findings.problem(
+                Status::Unknown,
+                format!("canary: cannot be checked: {error}"),
+            ),
         }
         findings.part("connections", |f| {
             let (connected, running, max) = activity::connections(&target)?;
@@ -234,26 +219,3 @@ impl Probe for MysqlPerformance {
 }
 
 watchpost_probe::export_probe!(MysqlPerformance);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians_follow_the_nearest_rank() {
-        let ms = |v: &[u64]| {
-            v.iter()
-                .map(|v| Duration::from_millis(*v))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            nearest_rank(&ms(&[1, 2, 3, 4, 5]), 0.5),
-            Duration::from_millis(3)
-        );
-        assert_eq!(
-            nearest_rank(&ms(&[1, 2, 3, 4]), 0.5),
-            Duration::from_millis(2)
-        );
-        assert_eq!(nearest_rank(&[], 0.5), Duration::ZERO);
-    }
-}

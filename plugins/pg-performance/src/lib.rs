@@ -40,7 +40,6 @@
 //! never "0 s") and statements.
 
 mod activity;
-mod canary;
 mod statements;
 
 use statements::Slowest;
@@ -133,7 +132,7 @@ impl Probe for PgPerformance {
 
         // The canary opens the pooled session the other parts reuse; a
         // server that cannot be reached ends the run here with its status.
-        match canary::measure(&target, &canary, tries) {
+        match sql::canary::measure(&target, &canary, tries) {
             Ok(latency) => report_canary(&latency, tries, &limits, &mut findings),
             Err(error) if error.status().is_some() => return Err(error),
             Err(error) => findings.problem(
@@ -207,7 +206,7 @@ impl Probe for PgPerformance {
 }
 
 fn report_canary(
-    latency: &canary::Latency,
+    latency: &sql::canary::Latency,
     tries: usize,
     limits: &Limits,
     findings: &mut Findings,

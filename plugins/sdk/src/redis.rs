@@ -124,6 +124,40 @@ pub fn info(target: &str, section: &str) -> Result<Info, RedisError> {
     Ok(Info(pairs.into_iter().collect()))
 }
 
+/// `CONFIG GET name...` on `target`: the parameters the server returned,
+/// by name (lower case). A parameter the server does not know is absent.
+/// Patterns and secret parameters are refused by the agent.
+pub fn config_get(target: &str, names: &[&str]) -> Result<BTreeMap<String, String>, RedisError> {
+    let mut args = vec!["CONFIG", "GET"];
+    args.extend_from_slice(names);
+    Ok(config_pairs(&call(target, &args)?))
+}
+
+/// The name/value pairs of a `CONFIG GET` reply: a flat array (RESP2) or
+/// a map (RESP3).
+pub fn config_pairs(reply: &Reply) -> BTreeMap<String, String> {
+    let mut pairs = BTreeMap::new();
+    match reply {
+        Reply::Map(entries) => {
+            for (k, v) in entries {
+                if let (Some(k), Some(v)) = (k.text(), v.text()) {
+                    pairs.insert(k.to_ascii_lowercase(), v);
+                }
+            }
+        }
+        other => {
+            for pair in other.items().unwrap_or_default().chunks(2) {
+                if let [k, v] = pair
+                    && let (Some(k), Some(v)) = (k.text(), v.text())
+                {
+                    pairs.insert(k.to_ascii_lowercase(), v);
+                }
+            }
+        }
+    }
+    pairs
+}
+
 /// `INFO`'s fields by name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Info(pub BTreeMap<String, String>);
@@ -223,5 +257,22 @@ mod tests {
         assert_eq!(reply.items().unwrap()[0].int(), Some(17));
         assert!(Reply::from_nodes(vec![Node::Array(2), Node::Nil]).is_err());
         assert!(Reply::from_nodes(vec![Node::Nil, Node::Nil]).is_err());
+    }
+
+    #[test]
+    fn config_get_replies_read_as_arrays_and_maps() {
+        let bulk = |s: &str| Reply::Bulk(s.as_bytes().to_vec());
+        let array = Reply::Array(vec![bulk("save"), bulk(""), bulk("DIR"), bulk("/data")]);
+        let pairs = config_pairs(&array);
+        assert_eq!(pairs.get("save").map(String::as_str), Some(""));
+        assert_eq!(pairs.get("dir").map(String::as_str), Some("/data"));
+        let map = Reply::Map(vec![(bulk("maxmemory"), bulk("100"))]);
+        assert_eq!(
+            config_pairs(&map).get("maxmemory").map(String::as_str),
+            Some("100")
+        );
+        // An odd element out is dropped, not misread.
+        assert_eq!(config_pairs(&Reply::Array(vec![bulk("save")])).len(), 0);
+        assert!(config_pairs(&Reply::Nil).is_empty());
     }
 }

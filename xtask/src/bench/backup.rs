@@ -4,7 +4,6 @@
 //! agent). Each figure is the median of the rounds.
 
 use super::{Options, Row};
-use crate::cargo;
 
 /// What each figure of the example is, for the table.
 fn describe(name: &str) -> Option<(&'static str, &'static str)> {
@@ -44,37 +43,12 @@ pub fn run(options: &Options) -> Result<Vec<Row>, String> {
     } else {
         options.rounds.min(2)
     };
-    let mut command = cargo();
-    command.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "watchpost-e2e",
-        "--example",
-        "backup_bench",
-        "--",
-    ]);
-    command.arg(rounds.to_string());
+    let mut args = vec![rounds.to_string()];
     if options.quick {
-        command.arg("--quick");
-    }
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run the backup benchmark: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "the backup benchmark failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        args.push("--quick".into());
     }
     let mut rows = Vec::new();
-    for line in stdout.lines() {
-        eprintln!("xtask: {line}");
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
+    for value in super::example::json_lines("backup", "backup_bench", &args)? {
         let Some((what, note)) = value["benchmark"].as_str().and_then(describe) else {
             continue;
         };

@@ -5,37 +5,11 @@
 //! refuses writes at its quota: the quieter, the longer to NOSPACE.
 
 use super::{Options, Row};
-use crate::cargo;
 
 pub fn run(options: &Options) -> Result<Vec<Row>, String> {
     let seconds = if options.quick { "10" } else { "30" };
-    let output = cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "watchpost-e2e",
-            "--example",
-            "etcd_revisions",
-            "--",
-            seconds,
-        ])
-        .output()
-        .map_err(|e| format!("cannot run the etcd revision benchmark: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "the etcd revision benchmark failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
     let mut rows = Vec::new();
-    for line in stdout.lines() {
-        eprintln!("xtask: {line}");
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
+    for value in super::example::json_lines("etcd revision", "etcd_revisions", &[seconds.into()])? {
         let (what, note) = match value["benchmark"].as_str() {
             Some("etcd-revisions-idle") => (
                 "cluster: etcd revisions per second, three idle nodes (shipped defaults)",

@@ -33,7 +33,9 @@
 //!   `pg-integrity`'s scan cost (pgbench TPS with and without it)
 //!   (`tests/examples/backup_bench.rs`);
 //! - [`peers`]: the failover time of repmgr, Patroni and pg_auto_failover
-//!   from their Debian packages, by our own method (`xtask/peers/`);
+//!   from their Debian packages, by our own method (`xtask/peers/`), and
+//!   Patroni's planned switchover under the writer and HAProxy of the
+//!   cluster benchmark (`tests/examples/patroni_switchover_bench.rs`);
 //!   `--only peers` runs it with `monit` and `per-run` (`check_pgsql`),
 //!   every comparison with a peer in one run;
 //! - [`profile`]: where a run's CPU goes in the running agent, by stage
@@ -51,6 +53,7 @@ mod agent;
 mod backup;
 mod cold_start;
 mod etcd;
+mod example;
 mod footprint;
 mod mariadb;
 mod monit;
@@ -198,33 +201,8 @@ fn build() -> Result<Built, String> {
 /// The summary lines of the failover benchmark `example`.
 fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
     let rounds = if options.quick { 1 } else { options.rounds };
-    let output = cargo()
-        .args([
-            "run",
-            "--quiet",
-            "--release",
-            "-p",
-            "watchpost-e2e",
-            "--example",
-            example,
-            "--",
-        ])
-        .arg(rounds.to_string())
-        .output()
-        .map_err(|e| format!("cannot run the failover benchmark: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "the failover benchmark failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
     let mut rows = Vec::new();
-    for line in stdout.lines() {
-        eprintln!("xtask: {line}");
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
+    for value in example::json_lines("failover", example, &[rounds.to_string()])? {
         if value.get("median_ms").is_none() {
             continue;
         }
@@ -244,6 +222,10 @@ fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
             Some("cluster-switchover") => (
                 "cluster: planned switchover, longest gap between acknowledged writes (every 50 ms, through HAProxy)",
                 "goal < 1 s",
+            ),
+            Some("patroni-switchover") => (
+                "Patroni 3.0 (defaults) planned switchover (`patronictl switchover`), longest gap between acknowledged writes (every 50 ms, through the same HAProxy, checking `/primary`)",
+                "the peer of the cluster switchover row, same clock (tests/examples/patroni_switchover_bench.rs)",
             ),
             Some("cluster-rolling-restart") => (
                 "cluster: rolling restart (`watchpost cluster restart`), longest gap between acknowledged writes (every 50 ms, through HAProxy)",
@@ -376,6 +358,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("peers") {
         rows.extend(peers::run(&root(), &options)?);
+        rows.extend(failover(&options, "patroni_switchover_bench")?);
     }
     if options.wants("mysql-failover") {
         rows.extend(failover(&options, "mysql_failover_bench")?);

@@ -4,9 +4,12 @@
 //! every 100 ms): repmgr (server crash, repmgrd running), Patroni (node
 //! loss) and pg_auto_failover (server crash, keeper running), each with
 //! its default timings, installed from Debian's packages. The method is
-//! in `xtask/peers/*.sh` (one script per peer, `lib.sh` the shared clock);
-//! Monit and `check_pgsql` are compared in the `monit` and `per-run`
-//! sections, which `peers` runs too.
+//! in `xtask/peers/*.sh` (one script per peer, `lib.sh` the shared clock).
+//! Patroni's planned switchover is measured by
+//! `tests/examples/patroni_switchover_bench.rs` with the writer and HAProxy
+//! of our own switchover benchmark (its packages are in
+//! [`SWITCHOVER_PACKAGES`]); Monit and `check_pgsql` are compared in the
+//! `monit` and `per-run` sections, which `peers` runs too.
 
 use super::{Options, Row, stats};
 use std::path::Path;
@@ -31,11 +34,20 @@ const PEERS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-/// The Debian packages the peers need that are not installed.
+/// What the Patroni switchover benchmark needs.
+pub const SWITCHOVER_PACKAGES: &[&str] = &["patroni", "etcd-server", "haproxy"];
+
+/// The Debian packages the peers need that are not installed (each once).
 pub fn missing_packages() -> Vec<&'static str> {
-    PEERS
+    let mut wanted: Vec<&'static str> = PEERS
         .iter()
         .flat_map(|(_, _, packages)| packages.iter().copied())
+        .chain(SWITCHOVER_PACKAGES.iter().copied())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+        .into_iter()
         .filter(|p| {
             !Command::new("dpkg-query")
                 .args(["-W", "-f=${Status}", p])

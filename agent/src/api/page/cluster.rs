@@ -10,7 +10,7 @@ use maud::{Markup, html};
 
 /// The cluster section of the overview; empty without a cluster.
 pub fn section(shared: &Shared) -> Markup {
-    let Some(cluster) = shared.cluster.get() else {
+    let Some(cluster) = shared.cluster() else {
         return html! {};
     };
     let view = cluster.view();

@@ -65,7 +65,7 @@ fn rows(shared: &Shared) -> Vec<Row> {
 pub async fn overview(State(shared): State<Arc<Shared>>) -> Response {
     let rows = rows(&shared);
     let count = |s: Status| rows.iter().filter(|r| r.hard == s).count();
-    let remediations = shared.remediator.view();
+    let remediations = shared.remediator().view();
     let list = remediations["remediations"]
         .as_array()
         .cloned()

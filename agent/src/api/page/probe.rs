@@ -47,7 +47,7 @@ pub async fn probe(State(shared): State<Arc<Shared>>, Path(name): Path<String>) 
     let (charts, runs_kept, untracked) = charts(&slot);
     let info = &setup.probe.info;
     let report = state.last_report.as_ref();
-    let remediations = shared.remediator.view();
+    let remediations = shared.remediator().view();
     let watching: Vec<_> = remediations["remediations"]
         .as_array()
         .into_iter()

@@ -32,9 +32,9 @@ pub fn guards(r: &Value) -> Markup {
 }
 
 pub async fn remediations(State(shared): State<Arc<Shared>>) -> Response {
-    let view = shared.remediator.view();
+    let view = shared.remediator().view();
     let list = view["remediations"].as_array().cloned().unwrap_or_default();
-    let timeline = shared.remediator.audit.tail(TIMELINE);
+    let timeline = shared.remediator().audit.tail(TIMELINE);
     let main = html! {
         h1 { "Remediations" }
         @if view["paused_all"].as_bool() == Some(true) {

@@ -9,9 +9,9 @@
 //! warning, any alarm is critical; etcd out of reach is `unknown` (cannot
 //! tell), never `ok`.
 
-use super::{Etcd, int};
+use super::{Etcd, int, uint};
 use crate::report::{Measurement, Report, Status};
-use crate::runtime::{BoxFuture, MeasurementInfo, NativeCheck, Probe, ProbeInfo};
+use crate::runtime::{BoxFuture, NativeCheck, Probe, ProbeInfo};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,10 +44,10 @@ pub struct Health {
 impl Health {
     /// Read from etcd's `maintenance/status` and `maintenance/alarm` answers.
     pub fn read(status: &Value, alarms: &Value, quota: u64, round_trip: Duration) -> Health {
-        let reported_quota = int(&status["dbSizeQuota"]).max(0) as u64;
+        let reported_quota = uint(&status["dbSizeQuota"]);
         Health {
-            db_size: int(&status["dbSize"]).max(0) as u64,
-            db_in_use: int(&status["dbSizeInUse"]).max(0) as u64,
+            db_size: uint(&status["dbSize"]),
+            db_in_use: uint(&status["dbSizeInUse"]),
             quota: if reported_quota > 0 {
                 reported_quota
             } else {
@@ -59,7 +59,7 @@ impl Health {
                     list.iter()
                         .map(|a| {
                             (
-                                int(&a["memberID"]).to_string(),
+                                uint(&a["memberID"]).to_string(),
                                 a["alarm"].as_str().unwrap_or("NONE").to_string(),
                             )
                         })
@@ -67,8 +67,8 @@ impl Health {
                         .collect()
                 })
                 .unwrap_or_default(),
-            leader: int(&status["leader"]).max(0) as u64,
-            term: int(&status["raftTerm"]).max(0) as u64,
+            leader: uint(&status["leader"]),
+            term: uint(&status["raftTerm"]),
             revision: int(&status["header"]["revision"]),
             round_trip,
         }
@@ -92,7 +92,16 @@ impl Health {
             self.used() * 100.0
         );
         if !self.alarms.is_empty() {
-            let names: Vec<&str> = self.alarms.iter().map(|(_, a)| a.as_str()).collect();
+            // Each member raises its own: named once, with how many.
+            let mut names: Vec<&str> = self.alarms.iter().map(|(_, a)| a.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            let members = self
+                .alarms
+                .iter()
+                .map(|(m, _)| m)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
             let fix = if names.contains(&"NOSPACE") {
                 ": etcd refuses writes, so no standby can take over; compact, defragment and `etcdctl alarm disarm`"
             } else {
@@ -100,7 +109,10 @@ impl Health {
             };
             return (
                 Status::Critical,
-                format!("etcd alarm {}{fix}; {size}", names.join(", ")),
+                format!(
+                    "etcd alarm {} (raised by {members} member(s)){fix}; {size}",
+                    names.join(", ")
+                ),
             );
         }
         if self.leader == 0 {
@@ -215,30 +227,48 @@ pub fn probe(spec: &crate::config::ClusterSpec, timeout: Duration) -> Result<Pro
 }
 
 fn info() -> ProbeInfo {
-    let m = |name: &str, unit: &str, description: &str| MeasurementInfo {
-        name: name.into(),
-        unit: unit.into(),
-        description: description.into(),
-    };
-    ProbeInfo {
-        name: "etcd-health".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        kind: "availability".into(),
-        description: "the cluster's etcd: database size against the quota, alarms, Raft leader and term, round trip".into(),
-        measurements: vec![
-            m("etcd.db.size", "By", "size of etcd's database file"),
-            m("etcd.db.size_in_use", "By", "bytes of the database in use (the rest is freed by defragmentation)"),
-            m("etcd.db.quota", "By", "the backend quota: at it etcd refuses writes (NOSPACE)"),
-            m("etcd.db.quota_used", "1", "database size / quota (warning at 0.8)"),
-            m("etcd.alarms", "1", "active alarms (any: critical)"),
-            m("etcd.alarm.nospace", "1", "1 while the NOSPACE alarm is raised"),
-            m("etcd.alarm.corrupt", "1", "1 while the CORRUPT alarm is raised"),
-            m("etcd.raft.has_leader", "1", "1 when etcd has a Raft leader"),
-            m("etcd.raft.term", "1", "etcd's Raft term (a rise is a leader election)"),
-            m("etcd.revision", "1", "the store's revision"),
-            m("etcd.round_trip", "s", "round trip of a status request"),
+    ProbeInfo::native(
+        "etcd-health",
+        "availability",
+        "the cluster's etcd: database size against the quota, alarms, Raft leader and term, round trip",
+        &[
+            ("etcd.db.size", "By", "size of etcd's database file"),
+            (
+                "etcd.db.size_in_use",
+                "By",
+                "bytes of the database in use (the rest is freed by defragmentation)",
+            ),
+            (
+                "etcd.db.quota",
+                "By",
+                "the backend quota: at it etcd refuses writes (NOSPACE)",
+            ),
+            (
+                "etcd.db.quota_used",
+                "1",
+                "database size / quota (warning at 0.8)",
+            ),
+            ("etcd.alarms", "1", "active alarms (any: critical)"),
+            (
+                "etcd.alarm.nospace",
+                "1",
+                "1 while the NOSPACE alarm is raised",
+            ),
+            (
+                "etcd.alarm.corrupt",
+                "1",
+                "1 while the CORRUPT alarm is raised",
+            ),
+            ("etcd.raft.has_leader", "1", "1 when etcd has a Raft leader"),
+            (
+                "etcd.raft.term",
+                "1",
+                "etcd's Raft term (a rise is a leader election)",
+            ),
+            ("etcd.revision", "1", "the store's revision"),
+            ("etcd.round_trip", "s", "round trip of a status request"),
         ],
-    }
+    )
 }
 
 #[cfg(test)]
@@ -246,7 +276,7 @@ mod tests {
     use super::*;
 
     fn health(db: u64, alarms: Value) -> Health {
-        let status = json!({"header": {"revision": "42"}, "dbSize": db.to_string(), "dbSizeInUse": "10", "leader": "7", "raftTerm": "3"});
+        let status = json!({"header": {"revision": "42"}, "dbSize": db.to_string(), "dbSizeInUse": "10", "leader": "13668033151171901709", "raftTerm": "3"});
         Health::read(&status, &alarms, 1000, Duration::from_millis(2))
     }
 
@@ -254,11 +284,16 @@ mod tests {
     fn the_default_thresholds_warn_at_80_percent_and_any_alarm_is_critical() {
         let fine = health(500, json!({}));
         assert_eq!(fine.status().0, Status::Ok);
-        assert_eq!((fine.term, fine.leader, fine.revision), (3, 7, 42));
+        // etcd's member ids are uint64s, half of them above i64::MAX: the
+        // leader here is one (read as 0 it was "no Raft leader").
+        assert_eq!(
+            (fine.term, fine.leader, fine.revision),
+            (3, 13668033151171901709, 42)
+        );
         assert_eq!(health(800, json!({})).status().0, Status::Warning);
         let full = health(
             100,
-            json!({"alarms": [{"memberID": "99", "alarm": "NOSPACE"}]}),
+            json!({"alarms": [{"memberID": "18000000000000000000", "alarm": "NOSPACE"}]}),
         );
         let (status, message) = full.status();
         assert_eq!(status, Status::Critical);
@@ -272,6 +307,7 @@ mod tests {
             .find(|m| m.name == "etcd.alarm.nospace")
             .unwrap();
         assert_eq!(nospace.value, 1.0);
+        assert_eq!(full.alarms[0].0, "18000000000000000000");
         let corrupt = health(
             100,
             json!({"alarms": [{"memberID": "1", "alarm": "CORRUPT"}]}),

@@ -57,47 +57,10 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An endpoint that answers every request with `{}`, counting them.
     async fn counting() -> (String, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let at = listener.local_addr().unwrap();
-        let count = Arc::new(AtomicUsize::new(0));
-        let counted = count.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let mut got = Vec::new();
-                    let mut buffer = [0u8; 4096];
-                    loop {
-                        let n = conn.read(&mut buffer).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        got.extend_from_slice(&buffer[..n]);
-                        let text = String::from_utf8_lossy(&got).to_string();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let length = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= length {
-                                break;
-                            }
-                        }
-                    }
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
+        let (at, count) = super::super::answering::counting("{}").await;
         (format!("http://{at}"), count)
     }
 

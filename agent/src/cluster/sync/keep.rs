@@ -9,6 +9,7 @@ use crate::cluster::dcs::Dcs;
 use crate::cluster::etcd::Op;
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
+use crate::cluster::quiet::Level;
 use crate::cluster::server::Replication;
 use crate::cluster::server::Server;
 use crate::events::Decision;
@@ -23,14 +24,14 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             return; // asynchronous, and nothing to undo
         }
         let raw = key.as_ref().map(|k| k.raw.clone());
-        let pg = match self.local.replication().await {
-            Ok(pg) => pg,
-            Err(e) => {
-                tracing::warn!(
-                    "cluster: cannot read synchronous replication (pg_stat_replication, synchronous_standby_names): {e}"
-                );
-                return;
-            }
+        let pg = self.local.replication().await;
+        self.faults.lock().outcome(
+            Level::Warn,
+            "read synchronous replication (pg_stat_replication, synchronous_standby_names)",
+            &pg,
+        );
+        let Ok(pg) = pg else {
+            return;
         };
         if !synchronous {
             self.turn_off(raw, &pg).await;
@@ -189,16 +190,18 @@ impl<D: Dcs, S: Server> Ha<D, S> {
 
     /// `synchronous_standby_names` = `names` on the local server, recorded.
     async fn apply_names(&mut self, names: &str, why: &str) {
-        match self
+        let set = self
             .local
             .alter_system("synchronous_standby_names", names)
-            .await
-        {
-            Ok(()) => self.record(
+            .await;
+        self.faults
+            .lock()
+            .outcome(Level::Warn, "set synchronous_standby_names", &set);
+        if set.is_ok() {
+            self.record(
                 Decision::Synchronous,
                 format!("synchronous_standby_names = '{names}' ({why})"),
-            ),
-            Err(e) => tracing::warn!("cluster: cannot set synchronous_standby_names: {e}"),
+            );
         }
     }
 
@@ -225,21 +228,20 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let Some(lease) = self.lease else {
             return false;
         };
-        match self
+        let written = self
             .etcd
             .txn_held(&when, (&self.keys.leader, lease), &[op])
-            .await
-        {
+            .await;
+        self.faults
+            .lock()
+            .outcome(Level::Warn, "write the synchronous set", &written);
+        match written {
             Ok(true) => {
                 // The next read shows it; until then act on nothing.
                 self.sync_key = None;
                 true
             }
-            Ok(false) => false,
-            Err(e) => {
-                tracing::warn!("cluster: cannot write the synchronous set: {e}");
-                false
-            }
+            Ok(false) | Err(_) => false,
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::cluster::dcs::Dcs;
 use crate::cluster::etcd::{EtcdError, Op};
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
+use crate::cluster::quiet::Level;
 use crate::cluster::server::Server;
 use crate::events::Decision;
 
@@ -128,7 +129,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// `synchronous_commit` is `off` or `local`: commits would not wait for
     /// the standbys at all. Set it to `on`, and say so; `Err` if it cannot.
     pub(super) async fn raise_synchronous_commit(&self) -> Result<(), String> {
-        match self.local.alter_system("synchronous_commit", "on").await {
+        let set = self.local.alter_system("synchronous_commit", "on").await;
+        self.faults
+            .lock()
+            .outcome(Level::Warn, "set synchronous_commit = on", &set);
+        match set {
             Ok(()) => {
                 self.record(
                     Decision::Synchronous,
@@ -136,10 +141,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 );
                 Ok(())
             }
-            Err(e) => {
-                tracing::warn!("cluster: cannot set synchronous_commit = on: {e}");
-                Err(format!("cannot set synchronous_commit = on: {e}"))
-            }
+            Err(e) => Err(format!("cannot set synchronous_commit = on: {e}")),
         }
     }
 

@@ -41,6 +41,13 @@ pub struct ClusterSpec {
     /// (libpq format, readable by the postgres OS user), never from etcd.
     pub replication_user: String,
     pub passfile: Option<std::path::PathBuf>,
+    /// `replication_sslmode`: libpq's `sslmode` of the streaming and
+    /// `pg_rewind` connections to the leader (None: libpq's default,
+    /// `prefer`, or `verify-full` when a CA is named).
+    pub replication_sslmode: Option<String>,
+    /// `replication_sslrootcert`: the CA file the leader's certificate is
+    /// checked against (read by the postgres OS user).
+    pub replication_sslrootcert: Option<PathBuf>,
     /// A standby further than this behind the leader's last published
     /// flush position is never promoted (Patroni's default: 1 MiB).
     pub max_lag_bytes: u64,
@@ -81,4 +88,24 @@ pub struct EtcdAccess {
 impl ClusterSpec {
     /// The shipped leader lease.
     pub const DEFAULT_TTL: Duration = Duration::from_secs(3);
+
+    /// The `sslmode` the replication and rewind connections use: the
+    /// configured one, else `verify-full` with a CA, else libpq's `prefer`.
+    pub fn sslmode(&self) -> &str {
+        match (&self.replication_sslmode, &self.replication_sslrootcert) {
+            (Some(mode), _) => mode,
+            (None, Some(_)) => "verify-full",
+            (None, None) => "prefer",
+        }
+    }
 }
+
+/// libpq's `sslmode` values, weakest first.
+pub const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];

@@ -5,7 +5,7 @@
 
 mod cluster;
 
-pub use cluster::{ClusterSpec, EtcdAccess};
+pub use cluster::{ClusterSpec, EtcdAccess, SSLMODES};
 
 use super::range::Range;
 use crate::report::Status;

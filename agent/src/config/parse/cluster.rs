@@ -86,6 +86,18 @@ pub(super) static CLUSTER: Table = Table {
             "A libpq passfile with the replication role's password, for the standbys' primary_conninfo.",
         ),
         key(
+            "replication_sslmode",
+            Kind::String,
+            "\"verify-full\" with `replication_sslrootcert`, else \"prefer\"",
+            "libpq's `sslmode` of the streaming and `pg_rewind` connections to the leader: disable, allow, prefer, require, verify-ca or verify-full.",
+        ),
+        key(
+            "replication_sslrootcert",
+            Kind::String,
+            "none",
+            "PEM file of the CA that signs the servers' certificates, for the streaming and `pg_rewind` connections (readable by the postgres OS user).",
+        ),
+        key(
             "max_lag_bytes",
             Kind::Integer {
                 min: 0,
@@ -310,6 +322,24 @@ impl Parser<'_, '_> {
             .string(d, "replication_user")
             .map_or_else(|| "postgres".into(), |u| u.value);
         let passfile = s.string(d, "passfile").map(|p| p.value.into());
+        let replication_sslmode = s.string(d, "replication_sslmode").and_then(|m| {
+            if SSLMODES.contains(&m.value.as_str()) {
+                Some(m.value)
+            } else {
+                d.error(
+                    m.span,
+                    format!(
+                        "[cluster]: `replication_sslmode` = {:?} is not a libpq sslmode; write one of {}",
+                        m.value,
+                        SSLMODES.join(", ")
+                    ),
+                );
+                None
+            }
+        });
+        let replication_sslrootcert: Option<std::path::PathBuf> = s
+            .string(d, "replication_sslrootcert")
+            .map(|p| p.value.into());
         let max_lag_bytes = s
             .integer(d, "max_lag_bytes", 0, 1 << 40)
             .map_or(1 << 20, |v| v.value);
@@ -347,6 +377,8 @@ impl Parser<'_, '_> {
             port,
             replication_user,
             passfile,
+            replication_sslmode,
+            replication_sslrootcert,
             max_lag_bytes,
             restart_timeout,
             nofailover,

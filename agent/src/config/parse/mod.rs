@@ -223,9 +223,13 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
     };
     let span = root.span();
     let mut top = Section::new(&ROOT, "top level", root.get_ref(), span);
-    let mut parser = Parser { d, source };
+    let mut parser = Parser {
+        d,
+        source,
+        strict_written: Default::default(),
+    };
 
-    let targets = parser.targets(&mut top);
+    let mut targets = parser.targets(&mut top);
     let agent = match top.table(&mut parser.d, "agent") {
         Some(section) => parser.agent(section, &targets),
         None => parser.default_agent(),
@@ -262,6 +266,14 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
     if let Some(cluster) = &cluster {
         let etcd_probe = parser.etcd_probe(cluster, &probes);
         probes.extend(etcd_probe);
+        // The local server's target: its `dsn` role is the probes', and
+        // the agent's own (admin_dsn) may promote; probes on a role that
+        // may do more than monitor are refused unless written otherwise.
+        if !parser.strict_written.contains(&cluster.target)
+            && let Some(target) = targets.get_mut(&cluster.target)
+        {
+            target.strict_privileges = true;
+        }
     }
     let mut d = parser.d;
     top.finish(&mut d);
@@ -283,6 +295,9 @@ pub fn parse(source: &Source<'_>) -> Result<Config, ConfigErrors> {
 struct Parser<'s, 'a> {
     d: Diagnostics<'s>,
     source: &'a Source<'a>,
+    /// The targets whose `strict_privileges` is written (cluster mode
+    /// turns it on for its target unless written).
+    strict_written: std::collections::BTreeSet<String>,
 }
 
 fn status_word(
@@ -477,9 +492,16 @@ impl Parser<'_, '_> {
     }
 }
 
-/// Replace `${NAME}` with the environment variable NAME; the name of the
-/// first unset variable on error.
-pub fn resolve_env(text: &str) -> Result<String, String> {
+/// A `${NAME}` whose environment variable is not set (the first one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("uses ${{{name}}}, but the environment variable {name} is not set")]
+pub struct UnsetVar {
+    pub name: String,
+}
+
+/// Replace `${NAME}` with the environment variable NAME; the first unset
+/// variable on error.
+pub fn resolve_env(text: &str) -> Result<String, UnsetVar> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -489,7 +511,9 @@ pub fn resolve_env(text: &str) -> Result<String, String> {
             return Ok(out);
         };
         let name = &rest[start + 2..start + end];
-        out.push_str(&std::env::var(name).map_err(|_| name.to_string())?);
+        out.push_str(&std::env::var(name).map_err(|_| UnsetVar {
+            name: name.to_string(),
+        })?);
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);

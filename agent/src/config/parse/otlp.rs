@@ -118,19 +118,19 @@ impl Parser<'_, '_> {
                 let mut headers = BTreeMap::new();
                 for (key, value) in o.string_map(d, "headers").unwrap_or_default() {
                     match resolve_env(&value.value) {
-                    Ok(resolved) => {
-                        if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
-                            d.error(value.span.clone(), format!("[telemetry.otlp]: {key:?} is not a valid header name (letters, digits and - only)"));
-                        } else if http::HeaderValue::from_str(&resolved).is_err() {
-                            d.error(value.span.clone(), format!("[telemetry.otlp]: the value of header `{key}` has characters a header cannot carry (control characters or non-ASCII)"));
+                        Ok(resolved) => {
+                            if http::HeaderName::from_bytes(key.as_bytes()).is_err() {
+                                d.error(value.span.clone(), format!("[telemetry.otlp]: {key:?} is not a valid header name (letters, digits and - only)"));
+                            } else if http::HeaderValue::from_str(&resolved).is_err() {
+                                d.error(value.span.clone(), format!("[telemetry.otlp]: the value of header `{key}` has characters a header cannot carry (control characters or non-ASCII)"));
+                            }
+                            headers.insert(key, resolved);
                         }
-                        headers.insert(key, resolved);
+                        Err(unset) => d.error(
+                            value.span,
+                            format!("[telemetry.otlp]: header `{key}` {unset}"),
+                        ),
                     }
-                    Err(var) => d.error(
-                        value.span,
-                        format!("[telemetry.otlp]: header `{key}` uses ${{{var}}}, but the environment variable {var} is not set"),
-                    ),
-                }
                 }
                 let secret_headers = self.header_file(&mut o, "headers_file");
                 let certificate = self.path_key(&mut o, "certificate");

@@ -58,7 +58,7 @@ static TARGET: Table = Table {
         key(
             "strict_privileges",
             Kind::Bool,
-            "false",
+            "false (true for `[cluster]`'s target)",
             "Refuse to run probes if the probe role may do more than monitor (superuser, replication, writes).",
         ),
         key(
@@ -227,6 +227,9 @@ impl Parser<'_, '_> {
             }
             let read_only = s.bool(d, "read_only").unwrap_or(true);
             let strict_privileges = s.bool(d, "strict_privileges").unwrap_or(false);
+            if s.has("strict_privileges") {
+                self.strict_written.insert(name_text.clone());
+            }
             let admin_dsn = s.string(d, "admin_dsn");
             if let Some(admin) = &admin_dsn
                 && let Err(e) = validate_dsn(&admin.value)

@@ -6,7 +6,8 @@
 //!    and not stopped by hand), its SQL thread did not stop on an error,
 //!    it replicates by GTID, the primary's binary log it received but has
 //!    not applied is within `max_lag_bytes`, it wrote no transaction of
-//!    its own (errant GTIDs, [`gtid::errant`]), and the primary neither
+//!    its own (errant GTIDs, [`gtid::errant`]: by its own `server_id`;
+//!    "cannot tell" refuses as well), and the primary neither
 //!    answers nor refuses a session (starting, full, bad login: alive;
 //!    the agent's own failure: cannot tell — none of them is "down");
 //! 2. **apply-relay**: the relay log it received is applied first: the SQL
@@ -33,7 +34,8 @@ mod server;
 mod steps;
 pub mod switchover;
 
-use super::failover::Step;
+use super::answer::Answer;
+use super::step::Step;
 use crate::config::{FailoverAction, MysqlFailover};
 use crate::sql::mysql::Engine;
 use crate::sql::{Error, SqlTargets};
@@ -47,24 +49,6 @@ const CONNECT: Duration = Duration::from_secs(5);
 const PRIMARY_PROBE: Duration = Duration::from_secs(2);
 /// Time for the fence command.
 const FENCE_COMMAND: Duration = Duration::from_secs(30);
-
-fn ok(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
-    Step {
-        name,
-        ok: true,
-        message: message.into(),
-        detail,
-    }
-}
-
-fn failed(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
-    Step {
-        name,
-        ok: false,
-        message: message.into(),
-        detail,
-    }
-}
 
 /// Steps 1 to 6 (see the module's documentation). `record` is called with
 /// each step as it completes. Ok when the replica was promoted and takes
@@ -114,25 +98,14 @@ pub fn step_limit(step: &str, action: &FailoverAction, mysql: &MysqlFailover) ->
     }
 }
 
-/// Run a step within its limit; past it, the step failed.
+/// Run a step within its limit ([`step_limit`]).
 async fn bounded(
     name: &'static str,
     action: &FailoverAction,
     mysql: &MysqlFailover,
     step: impl std::future::Future<Output = Step>,
 ) -> Step {
-    let limit = step_limit(name, action, mysql);
-    match tokio::time::timeout(limit, step).await {
-        Ok(step) => step,
-        Err(_) => failed(
-            name,
-            format!(
-                "did not finish within {} (a server accepted the connection but stopped answering?)",
-                crate::config::units::format_duration(limit)
-            ),
-            json!({"limit_ms": limit.as_millis() as u64}),
-        ),
-    }
+    super::step::within(name, step_limit(name, action, mysql), step).await
 }
 
 /// An admin session to `target` as a [`Server`].
@@ -144,34 +117,20 @@ async fn connect(sql: &SqlTargets, target: &str, within: Duration) -> Result<Ser
     })
 }
 
-/// Whether the old primary is gone: `Ok(())` when it gave no answer
-/// (refused connection, no route, timeout), else why it is alive or
-/// cannot be told.
-pub async fn primary_gone(sql: &SqlTargets, primary: &str) -> Result<(), String> {
-    match sql.mysql_admin_session(primary, PRIMARY_PROBE).await {
-        Ok(_) => Err(format!("the primary `{primary}` answers: it is not down")),
-        Err(Error::Refused(why)) => Err(format!(
-            "the primary `{primary}` answers but refuses the session ({why}): it is alive (starting, stopping, full or refusing the login)"
-        )),
-        Err(Error::Agent(why)) => Err(format!(
-            "the agent could not reach the primary `{primary}` for a reason of its own ({why}): that says nothing about the primary"
-        )),
-        Err(Error::NotGranted(why)) => Err(why),
-        Err(Error::Query(q)) => Err(format!(
-            "the primary `{primary}` answers with an error ({}): it is alive",
-            q.message
-        )),
-        Err(Error::Unreachable(_) | Error::Timeout(_)) => Ok(()),
-        Err(other) => Err(format!(
-            "the state of the primary `{primary}` cannot be told ({other}): that is not \"down\""
-        )),
-    }
+/// Whether the old primary is gone ([`Answer`]): an admin session to it,
+/// waited for up to [`PRIMARY_PROBE`]. The pre-check and the fence step
+/// both ask it.
+pub async fn ask_primary(sql: &SqlTargets, primary: &str) -> Answer {
+    Answer::of(
+        primary,
+        sql.mysql_admin_session(primary, PRIMARY_PROBE).await,
+    )
 }
 
 /// Step 1: see the module's documentation.
 async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let target = &action.standby;
-    let fail = |message: String, detail: Value| failed("pre-check", message, detail);
+    let fail = |message: String, detail: Value| Step::failed("pre-check", message, detail);
     let mut replica = match connect(sql, target, CONNECT).await {
         Ok(server) => server,
         Err(e) => {
@@ -256,36 +215,52 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
             );
         }
     }
-    if let Err(why) = primary_gone(sql, &action.primary).await {
-        return fail(format!("{why}; not failing over"), detail);
+    let answer = ask_primary(sql, &action.primary).await;
+    detail["primary"] = json!(answer.kind());
+    match answer {
+        Answer::Gone => {}
+        Answer::Answers(why) | Answer::CannotTell(why) => {
+            return fail(format!("{why}; not failing over"), detail);
+        }
     }
-    let positions = async {
-        let binlog = replica.position("gtid_binlog_pos").await?;
-        let applied = replica.position("gtid_slave_pos").await?;
-        Ok::<_, Error>((binlog, applied))
-    };
-    let (binlog, applied) = match positions.await {
-        Ok(positions) => positions,
+    let gtids = match replica.gtids(&status.received).await {
+        Ok(gtids) => gtids,
         Err(e) => return fail(format!("cannot read the replica's GTIDs: {e:?}"), detail),
     };
-    let received = match gtid::Position::parse(&status.received) {
-        Ok(received) => received,
-        Err(e) => return fail(format!("Gtid_IO_Pos: {e}"), detail),
-    };
-    let errant = gtid::errant(&binlog, &applied, &received);
-    detail["gtid_binlog_pos"] = json!(binlog.to_string());
-    detail["gtid_slave_pos"] = json!(applied.to_string());
-    detail["errant_gtids"] = json!(errant);
-    if !errant.is_empty() {
-        return fail(
-            format!(
+    detail["server_id"] = json!(gtids.server_id);
+    detail["gtid_binlog_pos"] = json!(gtids.binlog.to_string());
+    detail["gtid_binlog_state"] = json!(
+        gtids
+            .binlog_state
+            .iter()
+            .map(|(d, s, n)| format!("{d}-{s}-{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    detail["gtid_slave_pos"] = json!(gtids.applied.to_string());
+    detail["gtid_strict_mode"] = json!(gtids.strict_mode);
+    detail["log_slave_updates"] = json!(gtids.log_replica_updates);
+    match gtid::errant(&gtids) {
+        gtid::Errant::Clean => detail["errant_gtids"] = json!([]),
+        gtid::Errant::Found(errant) => {
+            let message = format!(
                 "refused: the replica `{target}` has errant GTIDs {} (transactions written on it, not received from the primary): promoting it would hand them to every replica; remove them or rebuild it",
                 errant.join(",")
-            ),
-            detail,
-        );
+            );
+            detail["errant_gtids"] = json!(errant);
+            return fail(message, detail);
+        }
+        gtid::Errant::CannotTell(why) => {
+            detail["errant_gtids"] = Value::Null;
+            return fail(
+                format!(
+                    "refused: whether the replica `{target}` has errant GTIDs cannot be told: {why}"
+                ),
+                detail,
+            );
+        }
     }
-    ok(
+    Step::ok(
         "pre-check",
         format!(
             "`{target}` lost the primary (IO thread {}, error {}), which does not answer; {} bytes received and not applied (limit {}); no errant GTIDs",

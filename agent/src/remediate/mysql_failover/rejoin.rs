@@ -6,11 +6,11 @@
 //! must be rebuilt. Never silently: either outcome is an audit record.
 
 use super::server::NOT_IN_PRIMARY_BINLOG;
-use super::{CONNECT, PRIMARY_PROBE, connect, failed, gtid, ok};
+use super::{CONNECT, PRIMARY_PROBE, connect, gtid};
 use crate::config::{FailoverAction, MysqlFailover};
 use crate::events::Decision;
 use crate::remediate::Remediator;
-use crate::remediate::failover::Step;
+use crate::remediate::step::Step;
 use crate::remediate::trigger::Incident;
 use crate::remediate::trigger::record_of;
 use crate::sql::{Error, SqlTargets};
@@ -67,11 +67,11 @@ async fn watch(core: &Remediator, action: &FailoverAction, mysql: &MysqlFailover
             .await
         {
             Ok(_) => return rejoin(&sql, &action.primary, &action.standby).await,
-            Err(Error::NotGranted(why)) => return failed("rejoin", why, Value::Null),
+            Err(Error::NotGranted(why)) => return Step::failed("rejoin", why, Value::Null),
             Err(_) => {}
         }
         if started.elapsed() >= mysql.rejoin_within {
-            return failed(
+            return Step::failed(
                 "rejoin",
                 format!(
                     "the old primary `{}` did not come back within rejoin_within = {}; when it does, make it a replica of `{}` by hand (or rebuild it)",
@@ -91,7 +91,7 @@ async fn watch(core: &Remediator, action: &FailoverAction, mysql: &MysqlFailover
 /// replicates; failed with `rebuild_required` when the new primary lacks
 /// some of its transactions (1236).
 pub async fn rejoin(sql: &SqlTargets, old: &str, new: &str) -> Step {
-    let fail = |message: String, detail: Value| failed("rejoin", message, detail);
+    let fail = |message: String, detail: Value| Step::failed("rejoin", message, detail);
     let mut server = match connect(sql, old, CONNECT).await {
         Ok(server) => server,
         Err(e) => return fail(format!("cannot connect to `{old}`: {e:?}"), Value::Null),
@@ -157,7 +157,7 @@ pub async fn rejoin(sql: &SqlTargets, old: &str, new: &str) -> Step {
             );
         }
         if status.io_running == "Yes" && status.sql_running == "Yes" {
-            return ok(
+            return Step::ok(
                 "rejoin",
                 format!(
                     "the old primary `{old}` is back: read-only, {} session(s) killed, and replicating from `{new}` by GTID",
@@ -200,7 +200,7 @@ async fn rebuild_required(
         Err(_) => None,
     };
     let extra = theirs.as_ref().map(|(applied, binlog)| {
-        let lacking = gtid::errant(own, applied, &gtid::Position::default());
+        let lacking = gtid::beyond(own, &[applied]);
         // Never name one the new primary's own binary log holds.
         lacking
             .into_iter()
@@ -217,7 +217,7 @@ async fn rebuild_required(
         }
         _ => "unknown: the new primary's positions could not be read".to_string(),
     };
-    failed(
+    Step::failed(
         "rejoin",
         format!(
             "rebuild required: the old primary `{old}` has transactions the new primary `{new}` lacks (GTIDs {extra_text}; its gtid_binlog_pos {own}); `{new}` refused it (error {NOT_IN_PRIMARY_BINLOG}: {error}). It stays read-only and does not replicate: rebuild it from `{new}` (mariadb-backup), after saving what those transactions wrote if it matters"

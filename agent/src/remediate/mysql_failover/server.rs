@@ -4,7 +4,7 @@
 //! its GTID positions, `read_only`, killing its client sessions, and
 //! pointing it at a new primary.
 
-use super::gtid::Position;
+use super::gtid::{Position, ReplicaGtids, parse_list};
 use crate::sql::Error;
 use crate::sql::mysql::Engine;
 use crate::sql::mysql::admin::{AdminSession, ReplicaLogin, statement_error};
@@ -143,6 +143,49 @@ impl Server {
         let text = self.value(&format!("SELECT @@GLOBAL.{variable}")).await?;
         Position::parse(&text)
             .map_err(|e| Error::Unreachable(format!("target `{}`: {variable}: {e}", self.target)))
+    }
+
+    /// What the errant check reads ([`ReplicaGtids`]), in one statement;
+    /// `received` is the IO thread's `Gtid_IO_Pos`.
+    pub async fn gtids(&mut self, received: &str) -> Result<ReplicaGtids, Error> {
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let result = self
+            .session
+            .conn
+            .query_first::<Row, _>(
+                "SELECT @@GLOBAL.server_id, @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_binlog_state, \
+                 @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_strict_mode, @@GLOBAL.log_slave_updates",
+            )
+            .await;
+        let row = result.map_err(|e| self.error(&e))?.unwrap_or_default();
+        let bad = |what: &str, e: String| {
+            Error::Unreachable(format!("target `{}`: {what}: {e}", self.target))
+        };
+        let text = |v: Option<String>| v.unwrap_or_default();
+        let on = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on"))
+        };
+        let server_id = text(row.0.clone())
+            .trim()
+            .parse()
+            .map_err(|_| bad("server_id", format!("{:?} is not a number", row.0)))?;
+        Ok(ReplicaGtids {
+            server_id,
+            binlog: Position::parse(&text(row.1)).map_err(|e| bad("gtid_binlog_pos", e))?,
+            binlog_state: parse_list(&text(row.2)).map_err(|e| bad("gtid_binlog_state", e))?,
+            applied: Position::parse(&text(row.3)).map_err(|e| bad("gtid_slave_pos", e))?,
+            received: Position::parse(received).map_err(|e| bad("Gtid_IO_Pos", e))?,
+            strict_mode: on(&row.4),
+            log_replica_updates: on(&row.5),
+        })
     }
 
     /// Set `read_only` and kill every client session but this one (and

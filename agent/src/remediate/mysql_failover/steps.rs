@@ -2,10 +2,11 @@
 //! relay log, fence the old primary, promote, verify a write, repoint the
 //! other replicas.
 
-use super::{CONNECT, FENCE_COMMAND, connect, failed, ok};
+use super::{CONNECT, FENCE_COMMAND, connect};
 use crate::config::{FailoverAction, Fence, MysqlFailover};
+use crate::remediate::answer::Answer;
 use crate::remediate::command::{self, CommandSpec};
-use crate::remediate::failover::Step;
+use crate::remediate::step::Step;
 use crate::sql::SqlTargets;
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 pub async fn apply_relay(sql: &SqlTargets, action: &FailoverAction, mysql: &MysqlFailover) -> Step {
     let target = &action.standby;
     let started = Instant::now();
-    let fail = |message: String, detail: Value| failed("apply-relay", message, detail);
+    let fail = |message: String, detail: Value| Step::failed("apply-relay", message, detail);
     let mut replica = match connect(sql, target, CONNECT).await {
         Ok(server) => server,
         Err(e) => return fail(format!("cannot connect to `{target}`: {e:?}"), Value::Null),
@@ -44,7 +45,7 @@ pub async fn apply_relay(sql: &SqlTargets, action: &FailoverAction, mysql: &Mysq
     }
     detail["started_sql_thread"] = json!(started_sql);
     if status.received.trim().is_empty() {
-        return ok("apply-relay", "nothing received to apply", detail);
+        return Step::ok("apply-relay", "nothing received to apply", detail);
     }
     let wait = mysql.apply_within.as_secs_f64();
     let result = replica
@@ -98,7 +99,7 @@ pub async fn apply_relay(sql: &SqlTargets, action: &FailoverAction, mysql: &Mysq
     } else {
         "applied"
     };
-    ok(
+    Step::ok(
         "apply-relay",
         format!(
             "`{target}` {how} every GTID it received ({}) in {waited:.0} ms",
@@ -116,11 +117,12 @@ pub async fn apply_relay(sql: &SqlTargets, action: &FailoverAction, mysql: &Mysq
 /// Still gone: the fence command.
 pub async fn fence(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let primary = &action.primary;
-    if let Err(why) = super::primary_gone(sql, primary).await {
-        return failed(
+    let answer = super::ask_primary(sql, primary).await;
+    if let Answer::Answers(why) | Answer::CannotTell(why) = &answer {
+        return Step::failed(
             "fence",
             format!("{why}: the failover is withdrawn and the old primary keeps its place"),
-            Value::Null,
+            json!({"primary": answer.kind()}),
         );
     }
     let outcome = match &action.fence {
@@ -144,13 +146,13 @@ pub async fn fence(sql: &SqlTargets, action: &FailoverAction) -> Step {
         Fence::PgCtl { .. } => Err("fence = \"pg_ctl\" cannot fence MariaDB".to_string()),
     };
     match outcome {
-        Ok(message) => ok("fence", message, Value::Null),
-        Err(message) if !action.fence_required => ok(
+        Ok(message) => Step::ok("fence", message, Value::Null),
+        Err(message) if !action.fence_required => Step::ok(
             "fence",
             format!("fence failed but is not required: {message}"),
             Value::Null,
         ),
-        Err(message) => failed(
+        Err(message) => Step::failed(
             "fence",
             format!("{message}; the failover is aborted (fence_required = true)"),
             Value::Null,
@@ -165,7 +167,7 @@ pub async fn promote(sql: &SqlTargets, action: &FailoverAction) -> Step {
     let mut replica = match connect(sql, target, CONNECT).await {
         Ok(server) => server,
         Err(e) => {
-            return failed(
+            return Step::failed(
                 "promote",
                 format!("cannot connect to `{target}` to promote it: {e:?}"),
                 Value::Null,
@@ -174,14 +176,14 @@ pub async fn promote(sql: &SqlTargets, action: &FailoverAction) -> Step {
     };
     let statements = ["STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = 0"];
     if let Err(e) = replica.run(&statements).await {
-        return failed(
+        return Step::failed(
             "promote",
             format!("promoting `{target}` failed: {e:?}"),
             Value::Null,
         );
     }
     let position = replica.value("SELECT @@GLOBAL.gtid_binlog_pos").await;
-    ok(
+    Step::ok(
         "promote",
         format!("promoted `{target}` (STOP SLAVE; RESET SLAVE ALL; read_only = 0)"),
         json!({"duration_ms": started.elapsed().as_secs_f64() * 1000.0,
@@ -212,7 +214,7 @@ pub async fn verify_write(sql: &SqlTargets, action: &FailoverAction) -> Step {
         match connect(sql, target, left).await {
             Ok(mut server) => match server.run(&CHECK_WRITE).await {
                 Ok(()) => {
-                    return ok(
+                    return Step::ok(
                         "verify-write",
                         format!("`{target}` accepts writes"),
                         json!({"attempts": attempts, "duration_ms": started.elapsed().as_secs_f64() * 1000.0}),
@@ -224,7 +226,7 @@ pub async fn verify_write(sql: &SqlTargets, action: &FailoverAction) -> Step {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    failed(
+    Step::failed(
         "verify-write",
         format!(
             "`{target}` did not accept a write within {}: {last_error}",
@@ -236,7 +238,7 @@ pub async fn verify_write(sql: &SqlTargets, action: &FailoverAction) -> Step {
 
 /// Step 6: point `replica` at the new primary by GTID.
 pub async fn repoint(sql: &SqlTargets, replica: &str, new_primary: &str) -> Step {
-    let fail = |message: String| failed("repoint", message, Value::Null);
+    let fail = |message: String| Step::failed("repoint", message, Value::Null);
     let login = match sql.mysql_replica_login(new_primary) {
         Ok(login) => login,
         Err(e) => return fail(format!("cannot repoint `{replica}`: {e:?}")),
@@ -255,7 +257,7 @@ pub async fn repoint(sql: &SqlTargets, replica: &str, new_primary: &str) -> Step
     while started.elapsed() < CONNECT {
         match server.replica_status().await {
             Ok(Some(status)) if status.io_running == "Yes" && status.sql_running == "Yes" => {
-                return ok(
+                return Step::ok(
                     "repoint",
                     format!(
                         "`{replica}` replicates from `{new_primary}` ({}:{})",
@@ -265,7 +267,7 @@ pub async fn repoint(sql: &SqlTargets, replica: &str, new_primary: &str) -> Step
                 );
             }
             Ok(Some(status)) if status.last_io_errno != 0 || status.last_sql_errno != 0 => {
-                return failed(
+                return Step::failed(
                     "repoint",
                     format!(
                         "`{replica}` cannot replicate from `{new_primary}`: IO error {} ({}), SQL error {} ({})",
@@ -282,7 +284,7 @@ pub async fn repoint(sql: &SqlTargets, replica: &str, new_primary: &str) -> Step
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    failed(
+    Step::failed(
         "repoint",
         format!("`{replica}` did not start replicating from `{new_primary}` within {CONNECT:?}"),
         last.map_or(Value::Null, |s| s.detail()),

@@ -9,9 +9,10 @@
 //! changes.
 
 use super::steps;
-use super::{CONNECT, connect, failed, gtid, ok};
+use super::{CONNECT, connect, gtid};
 use crate::config::{FailoverAction, MysqlFailover};
-use crate::remediate::failover::Step;
+use crate::remediate::step::Step;
+use crate::remediate::step::within;
 use crate::sql::SqlTargets;
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -30,19 +31,9 @@ pub async fn run(
         record(&step);
         if step.ok { Ok(()) } else { Err(step.message) }
     };
-    let handover = tokio::time::timeout(limit, hand_over(sql, action, mysql));
-    run(handover.await.unwrap_or_else(|_| {
-        failed(
-            "hand-over",
-            format!("did not finish within {limit:?}"),
-            Value::Null,
-        )
-    }))?;
+    run(within("hand-over", limit, hand_over(sql, action, mysql)).await)?;
     let limit = super::step_limit("promote", action, mysql);
-    let promote = tokio::time::timeout(limit, steps::promote(sql, action));
-    run(promote
-        .await
-        .unwrap_or_else(|_| failed("promote", "timed out", Value::Null)))?;
+    run(within("promote", limit, steps::promote(sql, action)).await)?;
     run(steps::verify_write(sql, action).await)?;
     let mut failures = Vec::new();
     let rejoin = super::rejoin::rejoin(sql, &action.primary, &action.standby);
@@ -64,7 +55,7 @@ pub async fn run(
 /// make it writable again.
 async fn hand_over(sql: &SqlTargets, action: &FailoverAction, mysql: &MysqlFailover) -> Step {
     let (old, new) = (&action.primary, &action.standby);
-    let fail = |message: String, detail: Value| failed("hand-over", message, detail);
+    let fail = |message: String, detail: Value| Step::failed("hand-over", message, detail);
     let mut replica = match connect(sql, new, CONNECT).await {
         Ok(server) => server,
         Err(e) => {
@@ -89,25 +80,29 @@ async fn hand_over(sql: &SqlTargets, action: &FailoverAction, mysql: &MysqlFailo
             detail,
         );
     }
-    let positions = async {
-        let binlog = replica.position("gtid_binlog_pos").await?;
-        let applied = replica.position("gtid_slave_pos").await?;
-        Ok::<_, crate::sql::Error>((binlog, applied))
-    };
-    let (binlog, applied) = match positions.await {
-        Ok(positions) => positions,
+    let gtids = match replica.gtids(&status.received).await {
+        Ok(gtids) => gtids,
         Err(e) => return fail(format!("cannot read `{new}`'s GTIDs: {e:?}"), detail),
     };
-    let received = gtid::Position::parse(&status.received).unwrap_or_default();
-    let errant = gtid::errant(&binlog, &applied, &received);
-    if !errant.is_empty() {
-        return fail(
-            format!(
-                "refused: the replica `{new}` has errant GTIDs {}",
-                errant.join(",")
-            ),
-            detail,
-        );
+    match gtid::errant(&gtids) {
+        gtid::Errant::Clean => {}
+        gtid::Errant::Found(errant) => {
+            return fail(
+                format!(
+                    "refused: the replica `{new}` has errant GTIDs {}",
+                    errant.join(",")
+                ),
+                detail,
+            );
+        }
+        gtid::Errant::CannotTell(why) => {
+            return fail(
+                format!(
+                    "refused: whether the replica `{new}` has errant GTIDs cannot be told: {why}"
+                ),
+                detail,
+            );
+        }
     }
     let mut primary = match connect(sql, old, CONNECT).await {
         Ok(server) => server,
@@ -155,7 +150,7 @@ async fn hand_over(sql: &SqlTargets, action: &FailoverAction, mysql: &MysqlFailo
             detail,
         );
     }
-    ok(
+    Step::ok(
         "hand-over",
         format!(
             "`{old}` is read-only ({} session(s) killed) and `{new}` applied its last GTID {last}",

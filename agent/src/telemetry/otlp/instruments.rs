@@ -260,7 +260,7 @@ pub fn register_counters(
             let Some(source) = agent.upgrade() else {
                 return;
             };
-            for (remediation, decision, count) in source.remediation_decisions() {
+            for (remediation, decision, count) in source.snapshot().remediation_decisions {
                 observer.observe(
                     count,
                     &[
@@ -280,8 +280,8 @@ pub fn register_counters(
             let Some(source) = agent.upgrade() else {
                 return;
             };
-            let (succeeded, failed) = source.reloads();
-            for (result, count) in [("ok", succeeded), ("failed", failed)] {
+            let reloads = source.snapshot().reloads;
+            for (result, count) in [("ok", reloads.succeeded), ("failed", reloads.failed)] {
                 observer.observe(count, &[KeyValue::new("result", result)]);
             }
         })

@@ -1,7 +1,9 @@
 //! SQL against the database targets a probe is granted (the `sql` import),
-//! with typed accessors for rows and values, and [`ident`] for putting
-//! names from config into statements safely.
+//! with typed accessors for rows and values, [`ident`] for putting
+//! names from config into statements safely, and [`canary`] for timing a
+//! statement as a client sees it.
 
+pub mod canary;
 pub mod ident;
 
 use crate::{Error, Result, Status, config};

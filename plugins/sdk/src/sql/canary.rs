@@ -1,8 +1,11 @@
-//! The canary: one cheap statement run a few times, timed from the probe,
-//! as a client sees the database's latency.
+//! The canary the performance probes of every engine share
+//! (`pg-performance`, `mysql-performance`): one cheap statement run a few
+//! times on a pooled session, timed from the probe as a client sees the
+//! database's latency, and the median of the tries by the nearest-rank
+//! method, so that each engine's limits mean the same.
 
+use crate::Result;
 use std::time::{Duration, Instant};
-use watchpost_probe::{Result, sql};
 
 /// How the tries went.
 pub struct Latency {
@@ -13,12 +16,14 @@ pub struct Latency {
 }
 
 /// Run `statement` `tries` times on `target` (a pooled session, opened
-/// before the first try) and time each.
+/// before the first try) and time each. The first failed try ends it: an
+/// error that decides a status (unreachable, timed out, refused: see
+/// [`crate::Error::status`]) keeps it, so a probe can end its run with it.
 pub fn measure(target: &str, statement: &str, tries: usize) -> Result<Latency> {
     let mut times = Vec::with_capacity(tries);
     for _ in 0..tries {
         let started = Instant::now();
-        sql::query(target, statement, &[])?;
+        super::query(target, statement, &[])?;
         times.push(started.elapsed());
     }
     let tries = times.clone();
@@ -30,7 +35,9 @@ pub fn measure(target: &str, statement: &str, tries: usize) -> Result<Latency> {
     })
 }
 
-/// The `p` quantile (0 to 1) of sorted values by the nearest-rank method.
+/// The `p` quantile (0 to 1) of `sorted` (ascending) by the nearest-rank
+/// method: the smallest value with at least `p` of them at or below it
+/// (the median of 4 is the 2nd). Zero for no values.
 pub fn nearest_rank(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
