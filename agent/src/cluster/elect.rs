@@ -160,12 +160,27 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 self.stop_stray_primary(&format!("the synchronous set is `{other}`'s: this former primary cannot hold the commits acknowledged in that term; it rejoins as a standby when a leader exists")).await;
                 return;
             }
-            if let Some(why) = off_timeline(me, self.leader_timeline) {
+            if let Some(why) = off_timeline(me, self.leader_timeline.as_ref()) {
                 // A former primary whose timeline is not the last
                 // leader's: it rejoins (rewound) once a leader exists,
                 // never leads on its own timeline.
                 self.stop_stray_primary(&format!(
                     "this primary may not take the leader key: {why}; it rejoins as a standby when a leader exists"
+                ))
+                .await;
+                return;
+            }
+            if me.diverged
+                && self.leader_timeline.is_some()
+                && !last_leader(me, self.leader_timeline.as_ref())
+            {
+                // It led, and the last term is another member's (on a
+                // later timeline, or another promotion given the same
+                // number): this primary's WAL may have diverged from it.
+                let term = self.leader_timeline.as_ref().map(|t| t.text());
+                self.stop_stray_primary(&format!(
+                    "this former primary is on timeline {:?}, and the last leader's term is {term:?}, not its own: its WAL may have diverged; it rejoins as a standby when a leader exists",
+                    seen.timeline
                 ))
                 .await;
                 return;
@@ -193,6 +208,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             let term = seen.timeline.map(|timeline| LeaderTimeline {
                 timeline,
                 switch: None,
+                by: Some(spec.name.clone()),
             });
             let answer = self.create_leader_key(lease, members, term).await;
             if self.won_key(answer, lease).await == Won::Yes {
@@ -231,12 +247,21 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         // The most recent leader (back after losing its lease) is no
         // diverged former primary: its WAL is the cluster's.
         let mut me = me.clone();
-        if me.diverged && last_leader(&me, self.leader_timeline) {
+        if me.diverged && last_leader(&me, self.leader_timeline.as_ref()) {
             me.diverged = false;
         }
         let me = &me;
-        let why = not_a_candidate(me, members, optime, max_lag)
-            .or_else(|| off_timeline(me, self.leader_timeline))
+        // A rival off the last leader's history is no candidate either
+        // (its WAL may have diverged): it must not keep the one that is
+        // on it from taking over (seed 3566: standbys of a stale
+        // "timeline 6" with the most WAL held every election off).
+        let rivals: Vec<Member> = members
+            .iter()
+            .filter(|m| off_timeline(m, self.leader_timeline.as_ref()).is_none())
+            .cloned()
+            .collect();
+        let why = not_a_candidate(me, &rivals, optime, max_lag)
+            .or_else(|| off_timeline(me, self.leader_timeline.as_ref()))
             .or_else(|| self.sync_unproven(me, members));
         if let Some(why) = why {
             if (seen.answering && seen.in_recovery) || me.nofailover {
@@ -251,8 +276,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let term = seen.timeline.map(|timeline| LeaderTimeline {
             timeline: timeline + 1,
             switch: me.lsn,
+            by: Some(spec.name.clone()),
         });
-        self.term_before = Some((self.leader_timeline, term));
+        self.term_before = Some((self.leader_timeline.clone(), term.clone()));
         let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
@@ -278,6 +304,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         );
         let ready = match self.fence_ready() {
             Ok(()) => self.prepare_synchronous(members).await,
+            Err(e) => Err(e),
+        };
+        let ready = match ready {
+            Ok(()) => self.still_on_history(me).await,
             Err(e) => Err(e),
         };
         let attempted = ready.is_ok();
@@ -313,6 +343,34 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     );
                 }
             }
+        }
+    }
+
+    /// Right before its promotion, the local standby is still where it
+    /// was elected: the same timeline, in recovery, and its position (it
+    /// may have received more meanwhile, from an upstream with WAL past the
+    /// last leader's switch point: a former primary restarted read-only)
+    /// still on the last leader's history; `Err` (why) otherwise. A
+    /// promotion begins its timeline where the server's WAL ends then,
+    /// not where it was when elected.
+    async fn still_on_history(&self, me: &Member) -> Result<(), String> {
+        let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
+        let seen = self.local.observe(budget).await;
+        if !(seen.answering && seen.in_recovery) || seen.timeline != me.timeline {
+            return Err(format!(
+                "not promoted: the local server is no longer the standby elected (timeline {:?}, was {:?})",
+                seen.timeline, me.timeline
+            ));
+        }
+        let now = Member {
+            lsn: seen.lsn.or(seen.replayed),
+            ..me.clone()
+        };
+        match off_timeline(&now, self.leader_timeline.as_ref()) {
+            Some(why) => Err(format!(
+                "not promoted: since it was elected, the local server received WAL that is not the last leader's: {why}"
+            )),
+            None => Ok(()),
         }
     }
 

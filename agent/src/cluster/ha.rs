@@ -354,6 +354,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 let published = super::member::LeaderTimeline {
                     timeline,
                     switch: None,
+                    by: Some(me.name.clone()),
                 };
                 self.etcd
                     .put(&self.keys.timeline, &published.text(), 0)
@@ -561,6 +562,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 let term = super::member::LeaderTimeline {
                     timeline: timeline + 1,
                     switch: seen.lsn,
+                    by: Some(self.local.spec().name.clone()),
                 };
                 if let Err(e) = self.etcd.put(&self.keys.timeline, &term.text(), 0).await {
                     tracing::warn!(

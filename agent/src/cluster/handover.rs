@@ -461,8 +461,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let term = super::member::LeaderTimeline {
             timeline: request.timeline.or(seen.timeline).unwrap_or(1) + 1,
             switch: seen.lsn.or(seen.replayed),
+            by: Some(self.local.spec().name.clone()),
         };
-        self.term_before = Some((self.leader_timeline, Some(term)));
+        self.term_before = Some((self.leader_timeline.clone(), Some(term.clone())));
         let me = self.local.spec().name.clone();
         let members = self.view.lock().members.clone();
         // Compared: the request, the key's holder and the lease it held

@@ -44,32 +44,52 @@ pub struct Member {
     pub diverged: bool,
 }
 
-/// The last leader's timeline (the key `timeline`, `T` or `T:LSN`): the
-/// timeline of its term and, for a term opened by a promotion, the
-/// position on the previous timeline where it began (its switch point).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The last leader's term (the key `timeline`: `T`, `T:LSN` or
+/// `T:LSN:NAME`, `T::NAME` without a switch point): the timeline of its
+/// term, for a term opened by a promotion the position on the previous
+/// timeline where it began (its switch point), and the member that opened
+/// it. PostgreSQL reuses timeline numbers (two servers promoted from the
+/// same history, even from the same point, both go to the next number), so
+/// the number and the switch point alone do not name a term: two members
+/// on "timeline 4" begun at the same LSN may hold different WAL. The
+/// opener's name tells the last leader's own term from a stale one.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderTimeline {
     pub timeline: u64,
     pub switch: Option<u64>,
+    /// The member whose term it is (none in keys written before names
+    /// were: then only the number is compared).
+    pub by: Option<String>,
 }
 
 impl LeaderTimeline {
-    /// `T` or `T:LSN` (bytes); `None` for anything else.
+    /// `T`, `T:LSN`, `T:LSN:NAME` or `T::NAME` (LSN in bytes; the name is
+    /// the rest, colons included); `None` for anything else.
     pub fn parse(text: &str) -> Option<LeaderTimeline> {
-        let (timeline, switch) = match text.split_once(':') {
-            Some((t, at)) => (t, Some(at.parse().ok()?)),
-            None => (text, None),
+        let mut parts = text.splitn(3, ':');
+        let timeline = parts.next()?.parse().ok()?;
+        let switch = match parts.next() {
+            None | Some("") => None,
+            Some(at) => Some(at.parse().ok()?),
+        };
+        let by = match parts.next() {
+            None => None,
+            Some("") => return None,
+            Some(name) => Some(name.to_string()),
         };
         Some(LeaderTimeline {
-            timeline: timeline.parse().ok()?,
+            timeline,
             switch,
+            by,
         })
     }
 
     pub fn text(&self) -> String {
-        match self.switch {
-            Some(at) => format!("{}:{at}", self.timeline),
-            None => self.timeline.to_string(),
+        let switch = self.switch.map(|at| at.to_string());
+        match (&switch, &self.by) {
+            (_, Some(by)) => format!("{}:{}:{by}", self.timeline, switch.unwrap_or_default()),
+            (Some(at), None) => format!("{}:{at}", self.timeline),
+            (None, None) => self.timeline.to_string(),
         }
     }
 
@@ -88,7 +108,7 @@ impl LeaderTimeline {
 /// behind may be a former primary whose WAL diverged after a switch
 /// point. Unknown timelines do not refuse (a server that is not running
 /// is no candidate anyway).
-pub fn off_timeline(me: &Member, leader: Option<LeaderTimeline>) -> Option<String> {
+pub fn off_timeline(me: &Member, leader: Option<&LeaderTimeline>) -> Option<String> {
     let (Some(mine), Some(leader)) = (me.timeline, leader) else {
         return None;
     };
@@ -107,10 +127,23 @@ pub fn off_timeline(me: &Member, leader: Option<LeaderTimeline>) -> Option<Strin
 }
 
 /// A member that led and has not streamed since (`diverged`) is still
-/// the most recent leader when it is on the last leader's timeline or a
-/// later one: then its WAL is the cluster's, and it may be a candidate.
-pub fn last_leader(me: &Member, leader: Option<LeaderTimeline>) -> bool {
-    matches!((me.timeline, leader), (Some(mine), Some(l)) if mine >= l.timeline)
+/// the most recent leader when the last leader's term is its own: opened
+/// by it, on its timeline (a term written without its opener's name, by
+/// an older agent: on that timeline or a later one). Then its WAL is the
+/// cluster's, and it may be a candidate. Another member's term on the
+/// same timeline number is not its own: PostgreSQL gives the same number
+/// to every promotion from the same history, even from the same point,
+/// so its WAL past the switch point may have diverged from that term's;
+/// nor is a later number than the named term's (a promotion whose term
+/// was put back when it failed to open).
+pub fn last_leader(me: &Member, leader: Option<&LeaderTimeline>) -> bool {
+    let (Some(mine), Some(leader)) = (me.timeline, leader) else {
+        return false;
+    };
+    match &leader.by {
+        Some(by) => mine == leader.timeline && *by == me.name,
+        None => mine >= leader.timeline,
+    }
 }
 
 /// Why a standby may not take the leader key, or `None` when it may.
@@ -267,7 +300,7 @@ mod tests {
         ];
         for (member, candidate) in table {
             assert_eq!(
-                off_timeline(&member, Some(term)).is_none(),
+                off_timeline(&member, Some(&term)).is_none(),
                 candidate,
                 "{:?} {:?}",
                 member.timeline,
@@ -276,8 +309,72 @@ mod tests {
         }
         assert!(off_timeline(&on(1, 10), None).is_none(), "no term known");
         let unswitched = LeaderTimeline::parse("3").unwrap();
-        assert!(off_timeline(&on(2, 1), Some(unswitched)).is_some());
-        assert!(last_leader(&on(3, 1), Some(term)));
-        assert!(!last_leader(&on(2, 1), Some(term)));
+        assert!(off_timeline(&on(2, 1), Some(&unswitched)).is_some());
+        assert!(last_leader(&on(3, 1), Some(&term)));
+        assert!(!last_leader(&on(2, 1), Some(&term)));
+    }
+
+    #[test]
+    fn a_term_is_named_by_its_timeline_switch_point_and_opener() {
+        let parsed = |text: &str| LeaderTimeline::parse(text);
+        let table = [
+            ("4", Some((4, None, None))),
+            ("4:1195", Some((4, Some(1195), None))),
+            ("4:1195:m1", Some((4, Some(1195), Some("m1")))),
+            ("4::m1", Some((4, None, Some("m1")))),
+            ("4:1195:a:b", Some((4, Some(1195), Some("a:b")))),
+            ("4:1195:", None),
+            ("4:x:m1", None),
+            ("x", None),
+        ];
+        for (text, want) in table {
+            let got = parsed(text);
+            let want = want.map(|(timeline, switch, by): (u64, Option<u64>, Option<&str>)| {
+                LeaderTimeline {
+                    timeline,
+                    switch,
+                    by: by.map(String::from),
+                }
+            });
+            assert_eq!(got, want, "{text}");
+            if let Some(got) = got {
+                assert_eq!(got.text(), text, "{text}");
+            }
+        }
+    }
+
+    /// Two members on "timeline 4" from the same switch point (1195),
+    /// one with its own WAL up to 1236: only the member whose term the
+    /// key names is the last leader.
+    #[test]
+    fn a_former_leader_is_the_last_one_only_on_its_own_term() {
+        let on = |name: &str, timeline: u64| Member {
+            name: name.into(),
+            timeline: Some(timeline),
+            diverged: true,
+            ..standby(name, 1236)
+        };
+        let term = LeaderTimeline::parse("4:1195:m0").unwrap();
+        let unnamed = LeaderTimeline::parse("4:1195").unwrap();
+        let table = [
+            (on("m0", 4), Some(&term), true),
+            (on("m1", 4), Some(&term), false),
+            (on("m1", 3), Some(&term), false),
+            // A later number than its term's: a promotion whose term
+            // was put back (it failed to open), WAL nobody else holds.
+            (on("m0", 5), Some(&term), false),
+            (on("m1", 4), Some(&unnamed), true),
+            (on("m1", 5), Some(&unnamed), true),
+            (on("m1", 4), None, false),
+        ];
+        for (member, leader, last) in table {
+            assert_eq!(
+                last_leader(&member, leader),
+                last,
+                "{} on {:?} vs {leader:?}",
+                member.name,
+                member.timeline
+            );
+        }
     }
 }

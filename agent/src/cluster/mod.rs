@@ -9,8 +9,9 @@
 //!   its server before the lease can expire elsewhere.
 //! - `optime`: the leader's flush position, written when it moves (no
 //!   lease: it is the last known position when the leader disappears).
-//! - `timeline`: the leader's timeline and where its term began
-//!   (`T:LSN`, [`member::LeaderTimeline`]), written with the leader key
+//! - `timeline`: the leader's timeline, where its term began and who
+//!   opened it (`T:LSN:NAME`, [`member::LeaderTimeline`]: PostgreSQL
+//!   reuses timeline numbers, so the number names no term), written with the leader key
 //!   when a term opens (the timeline its promotion leads to) and when it
 //!   changes (no lease): a candidate must be on it or on its history
 //!   ([`member::off_timeline`]).

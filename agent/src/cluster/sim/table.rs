@@ -479,3 +479,157 @@ async fn a_standby_on_another_timeline_than_the_last_leader_is_no_candidate() {
     );
     assert_eq!(h.holder(), None);
 }
+
+/// Seed 1968: two promotions to "timeline 4" from the same point (a
+/// switchover's, whose leader was then cut off with WAL up to 1236, and
+/// a later election's, up to 1225). The key names whose term is last; a
+/// former leader on the same timeline number whose term it is not is
+/// never elected (its WAL past the switch point is not the cluster's),
+/// whatever the switch point; on its own term it is.
+#[tokio::test(start_paused = true)]
+async fn a_former_leader_on_a_reused_timeline_number_is_elected_only_on_its_own_term() {
+    let table = [
+        ("4:1195:m1", false),
+        ("4:1100:m1", false),
+        ("4::m1", false),
+        ("4:1195:m0", true),
+        // A key from before terms were named: the number alone.
+        ("4:1195", true),
+    ];
+    for (term, elected) in table {
+        let mut node = standby(1236);
+        node.timeline = 4;
+        node.history = vec![(1, 1048), (2, 1109), (3, 1195)];
+        let mut h = Harness::new(node);
+        // It led (the former leader's marker).
+        std::fs::write(h._dir.path().join("cluster-leader"), b"").unwrap();
+        let s = spec(1);
+        let other = Member {
+            name: s.name.clone(),
+            role: "standby".into(),
+            healthy: true,
+            lsn: Some(1225),
+            timeline: Some(4),
+            host: s.host.clone(),
+            port: s.port,
+            ..Member::default()
+        };
+        {
+            let mut store = h.store.lock();
+            let lease = store.grant(Duration::from_secs(30));
+            store
+                .put(
+                    &h.keys.member(&s.name),
+                    &serde_json::to_string(&other).unwrap(),
+                    lease,
+                )
+                .unwrap();
+            store.put(&h.keys.timeline, term, 0).unwrap();
+        }
+        h.optime(1225);
+        let did = h.tick().await;
+        if elected {
+            assert!(matches!(did[0], Did::Acquired(_)), "{term}: {did:?}");
+            assert!(matches!(did[1], Did::Promoted(_)), "{term}: {did:?}");
+            assert_eq!(h.holder().as_deref(), Some("m0"), "{term}");
+        } else {
+            assert!(
+                matches!(&did[0], Did::NoCandidate(why) if why.contains("diverged")),
+                "{term}: {did:?}"
+            );
+            assert_eq!(h.holder(), None, "{term}");
+            assert!(!h.node.lock().primary, "{term}");
+        }
+    }
+}
+
+/// Seed 3239: a standby elected at the last leader's switch point (1000
+/// on timeline 1; that leader's term, timeline 2, began there) received
+/// one more byte of timeline 1 before its promotion, from a former
+/// primary restarted read-only. Promoted, it would open a timeline from
+/// WAL the last leader never had; it is not promoted, the key is
+/// released and the last leader's term put back.
+#[tokio::test(start_paused = true)]
+async fn a_standby_that_received_past_the_switch_point_after_its_election_is_not_promoted() {
+    let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
+    let reached = slot.clone();
+    let mut h = Harness::with(standby(1000), |store| {
+        Memory::client(store).with_faults(Box::new(move |call: &Call| {
+            if let Call::Txn(_, _, ops) = call
+                && ops.iter().any(
+                    |op| matches!(op, crate::cluster::etcd::Op::Put { value, .. } if value == "m0"),
+                )
+                && let Some(node) = reached.lock().as_ref()
+            {
+                // While the key is taken: one byte more of timeline 1.
+                node.lock().lsn = 1001;
+            }
+            Fault::None
+        }))
+    });
+    *slot.lock() = Some(h.node.clone());
+    h.store
+        .lock()
+        .put(&h.keys.timeline, "2:1000:m1", 0)
+        .unwrap();
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(
+        did.iter()
+            .any(|d| matches!(d, Did::Failed(why) if why.contains("not the last leader's"))),
+        "{did:?}"
+    );
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
+    assert!(!h.node.lock().primary);
+    assert_eq!(h.holder(), None);
+    assert_eq!(
+        h.store
+            .lock()
+            .get(&h.keys.timeline)
+            .map(|kv| kv.value.clone())
+            .as_deref(),
+        Some("2:1000:m1")
+    );
+}
+
+/// Seed 3566: the standbys with the most WAL are on a timeline the last
+/// leader's term left (a stale "timeline 6"); they are no candidates, and
+/// must not hold off the one on the last leader's history either.
+#[tokio::test(start_paused = true)]
+async fn a_rival_off_the_last_leaders_history_does_not_hold_off_a_candidate() {
+    let mut node = standby(1261);
+    node.timeline = 8;
+    node.history = vec![(5, 1243), (6, 1249), (7, 1251)];
+    let mut h = Harness::new(node);
+    let s = spec(1);
+    let stale = Member {
+        name: s.name.clone(),
+        role: "standby".into(),
+        healthy: true,
+        lsn: Some(1292),
+        timeline: Some(6),
+        host: s.host.clone(),
+        port: s.port,
+        ..Member::default()
+    };
+    {
+        let mut store = h.store.lock();
+        let lease = store.grant(Duration::from_secs(30));
+        store
+            .put(
+                &h.keys.member(&s.name),
+                &serde_json::to_string(&stale).unwrap(),
+                lease,
+            )
+            .unwrap();
+        store.put(&h.keys.timeline, "8:1251:m0", 0).unwrap();
+    }
+    h.optime(1242);
+    let did = h.tick().await;
+    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
+    assert!(matches!(did[1], Did::Promoted(_)), "{did:?}");
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+}
