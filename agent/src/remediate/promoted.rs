@@ -7,18 +7,15 @@
 //! counts as promoted; only a target read back as still read-only (still
 //! in recovery) counts as not promoted.
 
+pub use super::step::PROMOTED;
 use super::step::Step;
 use crate::sql::Error;
 use serde_json::{Value, json};
 
-/// The detail key a failed promote step carries when it counts as
-/// promoted.
-pub const PROMOTED: &str = "promoted";
-
 /// Whether `step` promoted its target: a `promote` step that succeeded,
 /// or one that failed but counts as promoted ([`after_error`]).
 pub fn counts_as_promoted(step: &Step) -> bool {
-    step.name == "promote" && (step.ok || step.detail[PROMOTED] == Value::Bool(true))
+    step.counts_as_promoted()
 }
 
 /// The failed promote `step` with what reading the target back said:

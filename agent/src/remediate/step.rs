@@ -6,6 +6,10 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// The detail key a failed promote step carries when it counts as
+/// promoted all the same (its reply lost: `remediate::promoted`).
+pub const PROMOTED: &str = "promoted";
+
 /// One finished step: its name (`pre-check`, `fence`, `promote`, ...),
 /// whether it succeeded, a message for people and a JSON detail for the
 /// audit record.
@@ -33,19 +37,19 @@ impl Step {
     /// reply lost, `"promoted": true`): a second failover must not
     /// promote another, and the old primary's rejoin is still needed.
     pub fn counts_as_promoted(&self) -> bool {
-        super::promoted::counts_as_promoted(self)
+        self.name == "promote" && (self.ok || self.detail[PROMOTED] == Value::Bool(true))
     }
 
     /// A failed promote step whose `target` may take writes all the same
     /// (the command's reply was lost or timed out, and a second read says
     /// it is a primary or cannot be read): `detail` names the target and
-    /// sets `"promoted": true` ([`super::promoted::PROMOTED`]), which [`Step::counts_as_promoted`]
+    /// sets `"promoted": true` ([`PROMOTED`]), which [`Step::counts_as_promoted`]
     /// reads (the failover block and the rejoin watch apply).
     pub fn may_be_promoted(target: &str, message: String) -> Step {
         Step::failed(
             "promote",
             format!("{message}; counted as promoted: further failovers are blocked"),
-            json!({"target": target, (super::promoted::PROMOTED): true}),
+            json!({"target": target, (PROMOTED): true}),
         )
     }
 
