@@ -164,6 +164,25 @@ pub fn owner_if_root(path: &std::path::Path) -> Result<Option<(u32, u32)>, Strin
     })
 }
 
+/// How long an operator's fence command may run, in every failover.
+pub const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run an operator's fence command `argv` (no shell) within
+/// [`FENCE_TIMEOUT`]: `Ok` with a summary of what it printed when it
+/// exits 0, else `Err` naming how it failed.
+pub async fn fence(argv: &[String]) -> Result<String, String> {
+    let spec = CommandSpec {
+        argv: argv.to_vec(),
+        timeout: FENCE_TIMEOUT,
+        ..CommandSpec::default()
+    };
+    match run(&spec).await {
+        Ok(out) if out.success() => Ok(format!("fence command succeeded ({})", out.summary())),
+        Ok(out) => Err(format!("fence command failed: {}", out.summary())),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

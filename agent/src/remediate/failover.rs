@@ -68,7 +68,7 @@ pub async fn promote(
 
 /// Time for one command of the fence (`pg_ctl status`, `pg_ctl stop`, a
 /// fence command).
-const FENCE_COMMAND: Duration = Duration::from_secs(30);
+const FENCE_COMMAND: Duration = super::command::FENCE_TIMEOUT;
 
 /// The most a step may take: connecting plus its own work.
 pub fn step_limit(step: &str, action: &FailoverAction) -> Duration {

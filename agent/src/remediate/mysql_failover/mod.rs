@@ -52,7 +52,7 @@ const CONNECT: Duration = Duration::from_secs(5);
 /// How long the pre-check waits for the old primary to answer.
 const PRIMARY_PROBE: Duration = Duration::from_secs(2);
 /// Time for the fence command.
-const FENCE_COMMAND: Duration = Duration::from_secs(30);
+const FENCE_COMMAND: Duration = crate::remediate::command::FENCE_TIMEOUT;
 
 /// Steps 1 to 6 (see the module's documentation). `record` is called with
 /// each step as it completes. Ok when the replica was promoted and takes

@@ -2,10 +2,10 @@
 //! relay log, fence the old primary, promote, verify a write, repoint the
 //! other replicas.
 
-use super::{CONNECT, FENCE_COMMAND, connect};
+use super::{CONNECT, connect};
 use crate::config::{FailoverAction, Fence, MysqlFailover};
 use crate::remediate::answer::Answer;
-use crate::remediate::command::{self, CommandSpec};
+use crate::remediate::command;
 use crate::remediate::promoted;
 use crate::remediate::step::{Step, within};
 use crate::sql::{Error, SqlTargets};
@@ -130,20 +130,7 @@ pub async fn fence(sql: &SqlTargets, action: &FailoverAction) -> Step {
         Fence::None => Ok(format!(
             "the old primary `{primary}` does not answer; no fence command configured"
         )),
-        Fence::Command(argv) => {
-            let spec = CommandSpec {
-                argv: argv.clone(),
-                timeout: FENCE_COMMAND,
-                ..CommandSpec::default()
-            };
-            match command::run(&spec).await {
-                Ok(out) if out.success() => {
-                    Ok(format!("fence command succeeded ({})", out.summary()))
-                }
-                Ok(out) => Err(format!("fence command failed: {}", out.summary())),
-                Err(e) => Err(e),
-            }
-        }
+        Fence::Command(argv) => command::fence(argv).await,
         Fence::PgCtl { .. } => Err("fence = \"pg_ctl\" cannot fence MariaDB".to_string()),
     };
     match outcome {

@@ -50,7 +50,7 @@ const CONNECT: Duration = Duration::from_secs(5);
 /// then to answer `PING`.
 pub const PRIMARY_PROBE: Duration = Duration::from_secs(2);
 /// Time for the fence command.
-const FENCE_COMMAND: Duration = Duration::from_secs(30);
+const FENCE_COMMAND: Duration = crate::remediate::command::FENCE_TIMEOUT;
 
 fn ok(name: &'static str, message: impl Into<String>, detail: Value) -> Step {
     Step {

@@ -3,9 +3,9 @@
 
 use super::choose::Primary;
 use super::server::Admins;
-use super::{CONNECT, FENCE_COMMAND, PRIMARY_PROBE, failed, ok};
+use super::{CONNECT, PRIMARY_PROBE, failed, ok};
 use crate::config::{FailoverAction, Fence};
-use crate::remediate::command::{self, CommandSpec};
+use crate::remediate::command;
 use crate::remediate::failover::Step;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -36,20 +36,7 @@ pub async fn fence(admins: &Admins, action: &FailoverAction) -> Step {
         Fence::None => Ok(format!(
             "the old primary `{primary}` does not answer; no fence command configured (min-replicas-to-write fences it when it returns)"
         )),
-        Fence::Command(argv) => {
-            let spec = CommandSpec {
-                argv: argv.clone(),
-                timeout: FENCE_COMMAND,
-                ..CommandSpec::default()
-            };
-            match command::run(&spec).await {
-                Ok(out) if out.success() => {
-                    Ok(format!("fence command succeeded ({})", out.summary()))
-                }
-                Ok(out) => Err(format!("fence command failed: {}", out.summary())),
-                Err(e) => Err(e),
-            }
-        }
+        Fence::Command(argv) => command::fence(argv).await,
         Fence::PgCtl { .. } => Err("fence = \"pg_ctl\" cannot fence Redis".to_string()),
     };
     match outcome {
