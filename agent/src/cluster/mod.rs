@@ -58,7 +58,7 @@ pub mod switchover;
 pub mod sync;
 pub mod watchdog;
 
-use crate::config::ClusterSpec;
+use crate::config::{ClusterSpec, TargetKind};
 use crate::remediate::Remediator;
 use crate::sql::SqlTargets;
 use local::Observation;
@@ -209,6 +209,11 @@ pub struct Cluster {
 impl Cluster {
     /// Start the member's loop. `api` is this agent's status API address,
     /// published for the others; decisions are recorded through `audit`.
+    /// The server backend is chosen by the cluster target's engine
+    /// ([`ClusterSpec::engine`]).
+    ///
+    /// Errors: the local server cannot be used safely (fail closed, named
+    /// fix), or the etcd client cannot be built.
     pub fn start(
         spec: ClusterSpec,
         sql: SqlTargets,
@@ -217,7 +222,35 @@ impl Cluster {
         state_dir: &std::path::Path,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Cluster>> {
-        failclosed::check_at_start(&spec)?;
+        match spec.engine {
+            TargetKind::Postgres => {
+                failclosed::check_at_start(&spec)?;
+                let local = local::LocalServer {
+                    spec: spec.clone(),
+                    sql,
+                };
+                Self::spawn(spec, local, audit, api, state_dir, stop)
+            }
+            TargetKind::Mysql => anyhow::bail!(
+                "[cluster]: target `{}` is a MariaDB/MySQL server, and cluster mode drives PostgreSQL only in this build; use the pair failover (examples/mariadb-failover.toml) instead",
+                spec.target
+            ),
+            TargetKind::Redis => anyhow::bail!(
+                "[cluster]: target `{}` is a Redis server, and cluster mode drives PostgreSQL only in this build; use the pair failover (examples/redis-failover.toml) instead",
+                spec.target
+            ),
+        }
+    }
+
+    /// Run the HA loop over etcd and the server backend `server`.
+    fn spawn<S: server::Server>(
+        spec: ClusterSpec,
+        server: S,
+        audit: Arc<Remediator>,
+        api: String,
+        state_dir: &std::path::Path,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Cluster>> {
         let request_timeout = spec
             .loop_wait
             .max(Duration::from_millis(300))
@@ -225,13 +258,9 @@ impl Cluster {
         let etcd =
             etcd::Etcd::for_cluster(&spec, request_timeout).map_err(|e| anyhow::anyhow!("{e}"))?;
         let view = Arc::new(Mutex::new(ClusterView::default()));
-        let local = local::LocalServer {
-            spec: spec.clone(),
-            sql,
-        };
         let mut ha = ha::Ha::new(
             etcd,
-            local,
+            server,
             Keys::new(&spec.scope),
             Some(audit),
             view.clone(),

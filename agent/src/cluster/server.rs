@@ -33,7 +33,7 @@ pub struct Replication {
 
 /// A fence that outlives the agent: armed with a deadline while this node
 /// leads, it stops the server once the deadline passes unrenewed.
-pub trait Fence: Send {
+pub trait Fence: Send + Sync {
     /// Arm with `until` (or disarm with `None`). What it did meanwhile,
     /// if it fired: whether it stopped the server, and its record.
     fn sync(&mut self, until: Option<Instant>) -> Option<(bool, String)>;

@@ -21,6 +21,7 @@
 //! nanoseconds, shared by every process of the machine) and `disarm`.
 
 use super::quiet::Level;
+use crate::pgserver::postmaster::ServerProcess;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,26 @@ pub struct WatchdogArgs {
     /// Where to write why it stopped the server (JSON).
     #[arg(long, value_name = "FILE")]
     pub record: PathBuf,
+    /// The pid file (in the data directory) that names the server.
+    #[arg(long, value_name = "NAME", default_value = "postmaster.pid")]
+    pub pid_file: String,
+    /// The server's program names (prefixes of `/proc/PID/comm`).
+    #[arg(long = "program", value_name = "NAME", default_values_t = ["postgres".to_string(), "postmaster".to_string()])]
+    pub programs: Vec<String>,
+    /// The signal number that stops the server at once (SIGKILL after 2 s).
+    #[arg(long, value_name = "SIGNAL", default_value_t = libc::SIGQUIT)]
+    pub stop_signal: i32,
+}
+
+impl WatchdogArgs {
+    /// The server the watchdog guards.
+    fn server(&self) -> ServerProcess {
+        ServerProcess {
+            pid_file: self.pid_file.clone(),
+            programs: self.programs.clone(),
+            stop_signal: self.stop_signal,
+        }
+    }
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds.
@@ -70,6 +91,7 @@ pub fn serve(args: WatchdogArgs) -> i32 {
     // SAFETY: mlockall only changes how this process's current pages are
     // kept; a failure (no privilege) leaves it as it was.
     unsafe { libc::mlockall(libc::MCL_CURRENT) };
+    let server = args.server();
     let stdin = std::io::stdin();
     let fd = stdin.as_raw_fd();
     let mut armed: Option<u64> = None;
@@ -85,6 +107,7 @@ pub fn serve(args: WatchdogArgs) -> i32 {
         {
             return fire(
                 &args,
+                &server,
                 guarded.as_ref(),
                 "no heartbeat from the agent before the lease deadline",
             );
@@ -132,7 +155,7 @@ pub fn serve(args: WatchdogArgs) -> i32 {
                     Ok(ns) => {
                         armed = Some(ns);
                         if !guarded.as_ref().is_some_and(|(p, _)| p.alive()) {
-                            guarded = pin_server(&args.data_dir);
+                            guarded = pin_server(&args.data_dir, &server);
                         }
                     }
                     Err(_) => eprintln!("watchpost watchdog: ignored a bad line: {line:?}"),
@@ -145,8 +168,13 @@ pub fn serve(args: WatchdogArgs) -> i32 {
 }
 
 /// Stop the server and record why; the exit code.
-fn fire(args: &WatchdogArgs, guarded: Option<&(Pinned, i32)>, why: &str) -> i32 {
-    let outcome = fence_guarded(&args.data_dir, guarded);
+fn fire(
+    args: &WatchdogArgs,
+    server: &ServerProcess,
+    guarded: Option<&(Pinned, i32)>,
+    why: &str,
+) -> i32 {
+    let outcome = fence_guarded(&args.data_dir, server, guarded);
     let message = match &outcome {
         Ok((true, done)) => format!("the watchdog stopped the local server ({why}): {done}"),
         Ok((false, done)) => format!("the watchdog fired ({why}): {done}"),
@@ -251,24 +279,24 @@ fn alive(pid: i32) -> bool {
 /// pidfd from before the checks, so no other process can receive the
 /// signal. SIGKILL if it is not gone in 2 s.
 /// `(whether it signalled the server, what happened)`.
-pub fn fence(data_dir: &Path) -> Result<(bool, String), String> {
-    fence_guarded(data_dir, None)
+pub fn fence(data_dir: &Path, server: &ServerProcess) -> Result<(bool, String), String> {
+    fence_guarded(data_dir, server, None)
 }
 
-/// The postmaster of `data_dir` pinned, if it runs and is that server.
-fn pin_server(data_dir: &Path) -> Option<(Pinned, i32)> {
-    use crate::pgserver::postmaster::{Postmaster, probe};
-    let Postmaster::Running(pid) = probe(data_dir).state else {
+/// The server of `data_dir` pinned, if it runs and is that server.
+fn pin_server(data_dir: &Path, server: &ServerProcess) -> Option<(Pinned, i32)> {
+    use crate::pgserver::postmaster::{Postmaster, probe_server};
+    let Postmaster::Running(pid) = probe_server(data_dir, server).state else {
         return None;
     };
     let pid = i32::try_from(pid).ok().filter(|pid| *pid > 1)?;
     let pinned = Pinned::open(pid);
-    (pinned.alive() && is_server(data_dir, pid).is_ok()).then_some((pinned, pid))
+    (pinned.alive() && is_server(data_dir, server, pid).is_ok()).then_some((pinned, pid))
 }
 
 /// Whether `pid` is the server of `data_dir`: it works there and belongs
 /// to the directory's owner.
-fn is_server(data_dir: &Path, pid: i32) -> Result<(), String> {
+fn is_server(data_dir: &Path, server: &ServerProcess, pid: i32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let dir =
         std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
@@ -280,7 +308,8 @@ fn is_server(data_dir: &Path, pid: i32) -> Result<(), String> {
         .uid();
     if cwd != dir || uid != owner {
         return Err(format!(
-            "pid {pid} from postmaster.pid is not this server (it runs in {} as uid {uid}): not signalled",
+            "pid {pid} from {} is not this server (it runs in {} as uid {uid}): not signalled",
+            server.pid_file,
             cwd.display()
         ));
     }
@@ -292,18 +321,19 @@ fn is_server(data_dir: &Path, pid: i32) -> Result<(), String> {
 /// is stopped if it still runs.
 fn fence_guarded(
     data_dir: &Path,
+    server: &ServerProcess,
     guarded: Option<&(Pinned, i32)>,
 ) -> Result<(bool, String), String> {
-    use crate::pgserver::postmaster::{Postmaster, probe};
+    use crate::pgserver::postmaster::{Postmaster, probe_server};
     // The same three-valued look as the agent's: a postmaster.pid that
     // cannot be used is not a stopped server (it is looked for in /proc).
-    let seen = probe(data_dir);
+    let seen = probe_server(data_dir, server);
     let pid = match seen.state {
         Postmaster::Stopped => {
             return Ok((
                 false,
                 match seen.fault {
-                    None => "no postmaster.pid: the server was not running".into(),
+                    None => format!("no {}: the server was not running", server.pid_file),
                     Some(fault) => {
                         format!("no server process works in the data directory ({fault})")
                     }
@@ -312,7 +342,7 @@ fn fence_guarded(
         }
         Postmaster::Unknown(why) => {
             return match guarded {
-                Some((pinned, pid)) if pinned.alive() => Ok(quit(pinned, *pid)),
+                Some((pinned, pid)) if pinned.alive() => Ok(quit(pinned, *pid, server)),
                 Some((_, pid)) => Ok((
                     false,
                     format!(
@@ -327,7 +357,10 @@ fn fence_guarded(
         Postmaster::Running(pid) => pid,
     };
     let Some(pid) = i32::try_from(pid).ok().filter(|pid| *pid > 1) else {
-        return Err(format!("postmaster.pid names pid {pid}: not signalled"));
+        return Err(format!(
+            "{} names pid {pid}: not signalled",
+            server.pid_file
+        ));
     };
     // Pinned before the checks: the signals below reach the process
     // checked, or none (a pid reused meanwhile is never signalled).
@@ -338,33 +371,40 @@ fn fence_guarded(
             format!("the postmaster (pid {pid}) was already gone"),
         ));
     }
-    is_server(data_dir, pid)?;
-    if let Err(e) = pinned.signal(libc::SIGQUIT) {
-        return Err(format!("SIGQUIT to the postmaster (pid {pid}): {e}"));
+    is_server(data_dir, server, pid)?;
+    if let Err(e) = pinned.signal(server.stop_signal) {
+        return Err(format!(
+            "signal {} to the server (pid {pid}): {e}",
+            server.stop_signal
+        ));
     }
-    Ok(wait_gone(&pinned, pid))
+    Ok(wait_gone(&pinned, pid, server.stop_signal))
 }
 
-/// SIGQUIT to the pinned postmaster, then [`wait_gone`].
-fn quit(pinned: &Pinned, pid: i32) -> (bool, String) {
-    if let Err(e) = pinned.signal(libc::SIGQUIT) {
+/// The stop signal to the pinned server, then [`wait_gone`].
+fn quit(pinned: &Pinned, pid: i32, server: &ServerProcess) -> (bool, String) {
+    if let Err(e) = pinned.signal(server.stop_signal) {
         return (
             false,
-            format!("SIGQUIT to the pinned postmaster (pid {pid}): {e}"),
+            format!(
+                "signal {} to the pinned server (pid {pid}): {e}",
+                server.stop_signal
+            ),
         );
     }
-    wait_gone(pinned, pid)
+    wait_gone(pinned, pid, server.stop_signal)
 }
 
-/// Wait 2 s for the signalled postmaster to exit, then SIGKILL it.
-fn wait_gone(pinned: &Pinned, pid: i32) -> (bool, String) {
+/// Wait 2 s for the signalled server to exit, then SIGKILL it.
+fn wait_gone(pinned: &Pinned, pid: i32, signal: i32) -> (bool, String) {
     let sent = Instant::now();
     while sent.elapsed() < Duration::from_secs(2) {
         if !pinned.alive() {
             return (
                 true,
                 format!(
-                    "immediate shutdown (SIGQUIT to the postmaster, pid {pid}) done in {} ms",
+                    "immediate shutdown ({} to the server, pid {pid}) done in {} ms",
+                    signal_name(signal),
                     sent.elapsed().as_millis()
                 ),
             );
@@ -375,13 +415,27 @@ fn wait_gone(pinned: &Pinned, pid: i32) -> (bool, String) {
     let _ = pinned.signal(libc::SIGKILL);
     (
         true,
-        format!("the postmaster (pid {pid}) ignored SIGQUIT for 2 s: killed (SIGKILL)"),
+        format!(
+            "the server (pid {pid}) ignored {} for 2 s: killed (SIGKILL)",
+            signal_name(signal)
+        ),
     )
+}
+
+/// `SIGQUIT`, `SIGKILL`, `SIGTERM`, or the number.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGQUIT => "SIGQUIT".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        other => format!("signal {other}"),
+    }
 }
 
 /// The agent's side: the running watchdog, if any, and its feed.
 pub struct Watchdog {
     data_dir: PathBuf,
+    server: ServerProcess,
     record: PathBuf,
     child: Option<(Child, ChildStdin)>,
     /// The last deadline sent (None: disarmed).
@@ -392,9 +446,18 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
+    /// The watchdog of the PostgreSQL server of `data_dir`.
     pub fn new(data_dir: PathBuf, record: PathBuf) -> Watchdog {
+        Watchdog::for_server(data_dir, ServerProcess::postgres(), record)
+    }
+
+    /// The watchdog of the server (any engine: `server` names its pid
+    /// file, programs and stop signal) of `data_dir`; `record`: where it
+    /// writes why it fired.
+    pub fn for_server(data_dir: PathBuf, server: ServerProcess, record: PathBuf) -> Watchdog {
         Watchdog {
             data_dir,
+            server,
             record,
             child: None,
             sent: None,
@@ -478,12 +541,19 @@ impl Watchdog {
         use std::os::unix::process::CommandExt;
         // This very binary, also when a package upgrade replaced the file.
         let mut command = Command::new("/proc/self/exe");
+        command.arg("watchdog");
+        for program in &self.server.programs {
+            command.arg("--program").arg(program);
+        }
         command
-            .arg("watchdog")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--record")
             .arg(&self.record)
+            .arg("--pid-file")
+            .arg(&self.server.pid_file)
+            .arg("--stop-signal")
+            .arg(self.server.stop_signal.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -569,7 +639,7 @@ mod tests {
     #[test]
     fn a_data_directory_without_a_server_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let (stopped, what) = fence(dir.path()).unwrap();
+        let (stopped, what) = fence(dir.path(), &ServerProcess::postgres()).unwrap();
         assert!(!stopped, "{what}");
         // A postmaster.pid naming a process that is not this server (this
         // test, running elsewhere) is not signalled.
@@ -578,7 +648,7 @@ mod tests {
             format!("{}\n{}\n", std::process::id(), dir.path().display()),
         )
         .unwrap();
-        let refused = fence(dir.path());
+        let refused = fence(dir.path(), &ServerProcess::postgres());
         assert!(
             refused
                 .as_ref()

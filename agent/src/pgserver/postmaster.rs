@@ -14,6 +14,45 @@ use crate::safefs::OwnedDir;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+/// How the server process of one engine is found from its data
+/// directory: the pid file in that directory that names it (first line:
+/// the pid) and the program names its processes show in `/proc`. The
+/// rules here (three-valued, `/proc` by working directory when the file
+/// cannot be used) serve every engine the cluster mode drives; PostgreSQL
+/// is [`ServerProcess::postgres`], the default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerProcess {
+    /// The pid file's name inside the data directory (no `/`).
+    pub pid_file: String,
+    /// Prefixes of the server's program name (`/proc/PID/comm` or its
+    /// executable's file name).
+    pub programs: Vec<String>,
+    /// The signal that stops it at once (PostgreSQL: SIGQUIT, its
+    /// immediate shutdown); SIGKILL follows after 2 s.
+    pub stop_signal: i32,
+}
+
+impl ServerProcess {
+    /// PostgreSQL: `postmaster.pid`, `postgres`/`postmaster`, SIGQUIT.
+    pub fn postgres() -> ServerProcess {
+        ServerProcess {
+            pid_file: "postmaster.pid".into(),
+            programs: vec!["postgres".into(), "postmaster".into()],
+            stop_signal: libc::SIGQUIT,
+        }
+    }
+
+    fn is_program(&self, name: &str) -> bool {
+        self.programs.iter().any(|p| name.starts_with(p.as_str()))
+    }
+}
+
+impl Default for ServerProcess {
+    fn default() -> ServerProcess {
+        ServerProcess::postgres()
+    }
+}
+
 /// What is known of a data directory's postmaster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Postmaster {
@@ -90,7 +129,8 @@ pub fn pid_liveness(pid: u32) -> Liveness {
 
 /// What `postmaster.pid` says: `Ok(None)` no file, `Ok(Some(pid))`, or
 /// why it cannot be used.
-fn pid_file(data_dir: &Path) -> Result<Option<u32>, String> {
+fn pid_file(data_dir: &Path, server: &ServerProcess) -> Result<Option<u32>, String> {
+    let name = server.pid_file.as_str();
     let dir = match OwnedDir::open(data_dir) {
         Ok(dir) => dir,
         // No data directory: a server can only run in a removed one
@@ -98,12 +138,12 @@ fn pid_file(data_dir: &Path) -> Result<Option<u32>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot open the data directory: {e}")),
     };
-    match dir.read("postmaster.pid", super::pgdata::MAX_CONFIG) {
+    match dir.read(name, super::pgdata::MAX_CONFIG) {
         Ok(None) => Ok(None),
         Ok(Some(bytes)) => super::pgdata::parse_pid_file(&String::from_utf8_lossy(&bytes))
             .map(|p| Some(p.pid))
-            .ok_or_else(|| format!("{} names no pid", dir.entry("postmaster.pid").display())),
-        Err(e) => Err(format!("cannot read postmaster.pid: {e}")),
+            .ok_or_else(|| format!("{} names no pid", dir.entry(name).display())),
+        Err(e) => Err(format!("cannot read {name}: {e}")),
     }
 }
 
@@ -112,7 +152,13 @@ fn pid_file(data_dir: &Path) -> Result<Option<u32>, String> {
 /// `/proc` finds no server process there (a postmaster whose file was
 /// removed, backends orphaned by a killed postmaster still take writes).
 pub fn probe(data_dir: &Path) -> Probe {
-    let confirm = |why: &str| match find_by_cwd(data_dir) {
+    probe_server(data_dir, &ServerProcess::postgres())
+}
+
+/// [`probe`] for the server of any engine (`server`: its pid file and
+/// program names).
+pub fn probe_server(data_dir: &Path, server: &ServerProcess) -> Probe {
+    let confirm = |why: &str| match find_server_by_cwd(data_dir, server) {
         Ok(Postmaster::Stopped) => Probe {
             state: Postmaster::Stopped,
             fault: None,
@@ -128,8 +174,8 @@ pub fn probe(data_dir: &Path) -> Probe {
             fault: None,
         },
     };
-    match pid_file(data_dir) {
-        Ok(None) => confirm("no postmaster.pid"),
+    match pid_file(data_dir, server) {
+        Ok(None) => confirm(&format!("no {}", server.pid_file)),
         Ok(Some(pid)) => match pid_liveness(pid) {
             Liveness::Alive => Probe {
                 state: Postmaster::Running(pid),
@@ -138,7 +184,7 @@ pub fn probe(data_dir: &Path) -> Probe {
             Liveness::Dead => confirm(&format!("the postmaster (pid {pid}) is gone")),
         },
         Err(fault) => Probe {
-            state: match find_by_cwd(data_dir) {
+            state: match find_server_by_cwd(data_dir, server) {
                 Ok(found) => found,
                 Err(e) => Postmaster::Unknown(format!("{fault}; and {e}")),
             },
@@ -153,13 +199,18 @@ pub fn probe(data_dir: &Path) -> Probe {
 /// (another user's, without the right to look) or the directory itself
 /// cannot be looked at.
 pub fn find_by_cwd(data_dir: &Path) -> Result<Postmaster, String> {
+    find_server_by_cwd(data_dir, &ServerProcess::postgres())
+}
+
+/// [`find_by_cwd`] for the server of any engine.
+pub fn find_server_by_cwd(data_dir: &Path, server: &ServerProcess) -> Result<Postmaster, String> {
     let me = rustix::process::geteuid().as_raw();
     let meta = match std::fs::metadata(data_dir) {
         Ok(meta) => meta,
         // Removed: only a server still working in it (its working
         // directory then reads "DIR (deleted)") could run.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return find_in_removed(data_dir, me);
+            return find_in_removed(data_dir, me, server);
         }
         Err(e) => return Err(format!("cannot look at {}: {e}", data_dir.display())),
     };
@@ -178,7 +229,7 @@ pub fn find_by_cwd(data_dir: &Path) -> Result<Postmaster, String> {
         else {
             continue;
         };
-        if !is_server_process(pid) {
+        if !is_server_process(pid, server) {
             continue;
         }
         match std::fs::metadata(format!("/proc/{pid}/cwd")) {
@@ -218,24 +269,26 @@ pub fn find_by_cwd(data_dir: &Path) -> Result<Postmaster, String> {
     }
 }
 
-/// Whether process `pid` is a PostgreSQL server process: its name
-/// (`comm`, or its executable's, for a renamed or wrapped binary) starts
-/// with `postgres` or `postmaster`.
-fn is_server_process(pid: u32) -> bool {
-    let server = |name: &str| name.starts_with("postgres") || name.starts_with("postmaster");
+/// Whether process `pid` is a process of `server`: its name (`comm`, or
+/// its executable's, for a renamed or wrapped binary) starts with one of
+/// the server's program names (PostgreSQL: `postgres` or `postmaster`).
+fn is_server_process(pid: u32, server: &ServerProcess) -> bool {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if server(comm.trim()) {
+    if server.is_program(comm.trim()) {
         return true;
     }
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
-        .and_then(|exe| exe.file_name().map(|n| server(&n.to_string_lossy())))
+        .and_then(|exe| {
+            exe.file_name()
+                .map(|n| server.is_program(&n.to_string_lossy()))
+        })
         .unwrap_or(false)
 }
 
 /// A removed data directory: a server process still working in it, if
 /// any (`Stopped` only when root looked at every process).
-fn find_in_removed(data_dir: &Path, me: u32) -> Result<Postmaster, String> {
+fn find_in_removed(data_dir: &Path, me: u32, server: &ServerProcess) -> Result<Postmaster, String> {
     let gone = format!("{} (deleted)", data_dir.display());
     let entries = std::fs::read_dir("/proc").map_err(|e| format!("cannot list /proc: {e}"))?;
     for entry in entries.flatten() {
@@ -246,7 +299,7 @@ fn find_in_removed(data_dir: &Path, me: u32) -> Result<Postmaster, String> {
         else {
             continue;
         };
-        if is_server_process(pid)
+        if is_server_process(pid, server)
             && std::fs::read_link(format!("/proc/{pid}/cwd"))
                 .is_ok_and(|cwd| cwd.as_os_str() == gone.as_str())
             && pid_liveness(pid) == Liveness::Alive

@@ -31,6 +31,9 @@ pub struct ClusterSpec {
     /// The target of the local server (a superuser or an admin role: it
     /// promotes, demotes and repoints replication).
     pub target: String,
+    /// The engine of that target (its `kind`): which server backend the
+    /// HA loop drives (PostgreSQL, MariaDB/MySQL, Redis/Valkey).
+    pub engine: super::TargetKind,
     pub data_dir: std::path::PathBuf,
     /// PostgreSQL's programs (`pg_ctl`, `pg_rewind`, `postgres`).
     pub bin_dir: std::path::PathBuf,

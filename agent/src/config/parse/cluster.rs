@@ -306,6 +306,9 @@ impl Parser<'_, '_> {
                 }
             },
         };
+        let engine = targets
+            .get(&target_name)
+            .map_or(crate::config::TargetKind::Postgres, |t| t.kind);
         let bin_dir = s
             .string(d, "bin_dir")
             .map_or_else(|| "/usr/lib/postgresql/15/bin".into(), |b| b.value.into());
@@ -370,6 +373,7 @@ impl Parser<'_, '_> {
             name,
             ttl,
             loop_wait,
+            engine,
             target: target_name,
             data_dir,
             bin_dir,
