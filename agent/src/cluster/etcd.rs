@@ -36,6 +36,18 @@ mod written;
 #[derive(Debug, Clone)]
 pub struct EtcdError(pub String);
 
+/// How the error of a call that reached no endpoint begins.
+pub const UNREACHABLE: &str = "no etcd endpoint answered";
+
+impl EtcdError {
+    /// No endpoint answered (as opposed to a refusal, such as NOSPACE or
+    /// a permission denied, or a lost answer): other calls of the same
+    /// loop would fail the same way.
+    pub fn unreachable(&self) -> bool {
+        self.0.starts_with(UNREACHABLE)
+    }
+}
+
 impl std::fmt::Display for EtcdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -326,10 +338,7 @@ impl Etcd {
                 }
             }
         }
-        Err(EtcdError(format!(
-            "no etcd endpoint answered: {}",
-            errors.join("; ")
-        )))
+        Err(EtcdError(format!("{UNREACHABLE}: {}", errors.join("; "))))
     }
 
     /// A new lease of `ttl` seconds: its id.

@@ -248,12 +248,17 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         let me = self.member(&seen);
         let published = self.publish(&me, &seen).await;
-        let scope = match published {
-            Ok(()) => self.etcd.read_scope(&self.keys.root).await,
-            Err(e) => Err(e),
+        // A refused write (NOSPACE: etcd refuses every write, yet serves
+        // reads and renews leases) must not blind the loop: the scope is
+        // still read, so that the leader, the members and the alarm stay
+        // in view. Only an etcd that answers nothing spares the read.
+        let scope = match &published {
+            Err(e) if e.unreachable() => Err(e.clone()),
+            _ => self.etcd.read_scope(&self.keys.root).await,
         };
         demoted |= self.check_deadline().await;
-        self.etcd.note(scope.as_ref().err());
+        self.etcd
+            .note(published.as_ref().err().or(scope.as_ref().err()));
         let Ok((scope, revision)) = scope else {
             self.leaderless = None;
             // etcd out of reach: no decision can be made. A server running

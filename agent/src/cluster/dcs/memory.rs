@@ -21,7 +21,14 @@ pub struct Store {
     leases: HashMap<i64, (Duration, Instant)>,
     next_lease: i64,
     revision: i64,
+    /// etcd's NOSPACE alarm is raised: puts, transactions with a put and
+    /// lease grants are refused (etcd's capped applier); reads, deletes,
+    /// revocations and keep-alives still work.
+    pub nospace: bool,
 }
+
+/// etcd's refusal of a write while the NOSPACE alarm is raised.
+pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 
 impl Store {
     /// Drop the leases expired by now, and their keys.
@@ -99,6 +106,14 @@ impl Store {
     }
 
     fn apply(&mut self, call: &Call) -> Result<Answer, EtcdError> {
+        let writes = match call {
+            Call::Grant(_) | Call::Put(..) => true,
+            Call::Txn(_, _, then) => then.iter().any(|op| matches!(op, Op::Put { .. })),
+            _ => false,
+        };
+        if self.nospace && writes {
+            return Err(EtcdError(NO_SPACE.into()));
+        }
         Ok(match call {
             Call::Grant(ttl) => Answer::Lease(self.grant(*ttl)),
             Call::KeepAlive(id) => match self.leases.get_mut(id) {
@@ -244,11 +259,12 @@ impl Memory {
                 store.apply(&call)
             };
             let lost = |why: &str| EtcdError(format!("no answer ({why})"));
+            let unsent = || EtcdError(format!("{}: not sent", crate::cluster::etcd::UNREACHABLE));
             match fault {
                 Fault::None => apply(&store),
                 Fault::Unsent(delay) => {
                     tokio::time::sleep(delay).await;
-                    Err(lost("not sent"))
+                    Err(unsent())
                 }
                 Fault::AnswerLost(delay) => {
                     let _ = apply(&store);

@@ -8,6 +8,7 @@ pub mod fake;
 pub mod faults;
 mod handover_table;
 pub mod invariants;
+mod nospace_table;
 mod table;
 pub mod world;
 
