@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn the_result_line_is_read() {
-        let out = "noise\nRESULT tool=patroni-revisions-idle revisions=9 seconds=30 per_second=0.298\n";
+        let out =
+            "noise\nRESULT tool=patroni-revisions-idle revisions=9 seconds=30 per_second=0.298\n";
         assert_eq!(
             result(out, "patroni-revisions-idle"),
             Some((9.0, 30.0, 0.298))

@@ -69,7 +69,9 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !answers(port) {
             if Instant::now() > deadline {
-                return Err(format!("redis-server on port {port} did not answer within 30 s"));
+                return Err(format!(
+                    "redis-server on port {port} did not answer within 30 s"
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
