@@ -1,5 +1,5 @@
-# Helpers of the peer failover measurements (sourced by repmgr.sh,
-# patroni.sh and pg_auto_failover.sh; run by `cargo xtask bench --only
+# Helpers of the peer measurements (sourced by repmgr.sh, patroni.sh,
+# patroni_revisions.sh and pg_auto_failover.sh; run by `cargo xtask bench --only
 # peers`). Everything listens on 127.0.0.1 in a fresh /tmp/watchpost-peer-*
 # directory; servers run as the postgres user. The clock is the one our own
 # failover benchmark uses (tests/examples/failover_bench.rs): t0 just
@@ -54,8 +54,8 @@ value() {
     -c "$2" 2>/dev/null
 }
 
-# streaming PORT: the primary on PORT has one streaming standby.
-streaming() { [ "$(value "$1" "select count(*) from pg_stat_replication where state = 'streaming'")" = 1 ]; }
+# streaming PORT [N]: the primary on PORT has N (default 1) streaming standbys.
+streaming() { [ "$(value "$1" "select count(*) from pg_stat_replication where state = 'streaming'")" = "${2:-1}" ]; }
 
 # until_ok SECONDS WHAT CMD...: retry CMD every 0.5 s, fail after SECONDS.
 until_ok() {

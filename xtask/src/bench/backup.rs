@@ -32,7 +32,10 @@ fn describe(name: &str) -> Option<(&'static str, &'static str)> {
             "pg-integrity scan: TPS lost while a scan runs",
             "a weekly cycle keeps the scan busy size / (rate x 7 d) of the time",
         ),
-        "integrity-scan-rate" => ("pg-integrity scan: pages checked per second while busy", ""),
+        "integrity-scan-rate" => (
+            "pg-integrity scan: data checked per second while a run scans (verify_heapam + bt_index_check)",
+            "the scan's read rate; at the default 7-day cycle it reads size / 7 a day",
+        ),
         _ => return None,
     })
 }

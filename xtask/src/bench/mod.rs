@@ -6,6 +6,8 @@
 //!   fork + exec of a tiny native program and of `check_dummy`; `pg-alive`
 //!   against `check_pgsql` on the local PostgreSQL; `mysql-alive` against
 //!   `check_mysql` and `mysqladmin ping` on a private MariaDB;
+//!   `redis-alive` against `redis-cli ping` and `check_tcp` on a private
+//!   Redis;
 //! - [`footprint`]: the release agent's RSS, CPU and scheduling lateness
 //!   over a window with 10, 100 and 1,000 probes every second and 20 every
 //!   5 s;
@@ -18,7 +20,9 @@
 //!   switchover and a rolling restart through HAProxy, and the commit
 //!   latency asynchronous and synchronous (`tests/examples/cluster_bench.rs`);
 //! - [`etcd`]: etcd revisions per second of an idle three-node cluster and
-//!   of one under a steady write load (`tests/examples/etcd_revisions.rs`).
+//!   of one under a steady write load (`tests/examples/etcd_revisions.rs`),
+//!   and Patroni's three members the same way
+//!   (`xtask/peers/patroni_revisions.sh`);
 //! - the MariaDB pair failover after `kill -9` of the primary
 //!   (`tests/examples/mysql_failover_bench.rs`);
 //! - the Redis failover after `kill -9` of the primary, side by side with
@@ -61,6 +65,7 @@ mod overhead;
 mod peers;
 mod per_run;
 mod profile;
+mod redis;
 mod stats;
 
 use crate::{cargo, root, run};
@@ -318,6 +323,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     if options.wants("peers") {
         crate::apt::apt_install(&peers::missing_packages())?;
     }
+    if options.wants("etcd") {
+        crate::apt::apt_install(&peers::not_installed(etcd::PACKAGES))?;
+    }
     let built = build()?;
     let mut rows = Vec::new();
     if options.wants("per-run") {
@@ -354,7 +362,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         rows.extend(backup::run(&options)?);
     }
     if options.wants("etcd") {
-        rows.extend(etcd::run(&options)?);
+        rows.extend(etcd::run(&root(), &options)?);
     }
     if options.wants("peers") {
         rows.extend(peers::run(&root(), &options)?);

@@ -46,8 +46,14 @@ pub fn missing_packages() -> Vec<&'static str> {
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
+    not_installed(&wanted)
+}
+
+/// Those of the Debian packages `wanted` that are not installed.
+pub fn not_installed(wanted: &[&'static str]) -> Vec<&'static str> {
     wanted
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|p| {
             !Command::new("dpkg-query")
                 .args(["-W", "-f=${Status}", p])

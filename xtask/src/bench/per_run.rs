@@ -3,7 +3,9 @@
 //! fork + exec of a tiny native program and of the Nagios `check_dummy`
 //! plugin; `pg-alive` against `check_pgsql` on the local PostgreSQL; and
 //! `mysql-alive` against `check_mysql` and `mysqladmin ping` on a private
-//! MariaDB ([`super::mariadb`]).
+//! MariaDB ([`super::mariadb`]); `redis-alive` against `redis-cli ping` and
+//! `check_tcp` sending PING and expecting +PONG on a private Redis
+//! ([`super::redis`]).
 //! Spawned checks are timed from this process (spawn to exit), their CPU
 //! from this process's and its children's CPU times.
 
@@ -26,7 +28,10 @@ pub fn missing_plugins() -> Vec<&'static str> {
     if !Path::new(PLUGINS).join("check_pgsql").exists() {
         missing.push("monitoring-plugins-standard");
     }
-    for package in super::mariadb::missing_packages() {
+    for package in super::mariadb::missing_packages()
+        .into_iter()
+        .chain(super::redis::missing_packages())
+    {
         if !missing.contains(&package) {
             missing.push(package);
         }
@@ -183,6 +188,10 @@ pub fn run(built: &Built, options: &Options) -> Result<Vec<Row>, String> {
     let port = mariadb.port.to_string();
     let mysql_target = format!("primary=mysql://watchpost@127.0.0.1:{port}/");
     let (mut mysql, mut check_mysql_rounds, mut mysqladmin_rounds) = (vec![], vec![], vec![]);
+    let redis = super::redis::Server::start(&built.dir)?;
+    let redis_port = redis.port.to_string();
+    let redis_target = format!("primary=redis://127.0.0.1:{redis_port}/0");
+    let (mut redis_alive, mut redis_cli_rounds, mut check_tcp_rounds) = (vec![], vec![], vec![]);
     for round in 0..options.rounds {
         eprintln!("xtask: per-run cost, round {}", round + 1);
         wasm.push(watchpost_bench(built, &[&trivial, "-n", runs])?);
@@ -241,7 +250,39 @@ pub fn run(built: &Built, options: &Options) -> Result<Vec<Row>, String> {
             .chain(["-u", "watchpost", "ping"])
             .collect();
         mysqladmin_rounds.push(spawned(&ping, pg_runs)?);
+        redis_alive.push(watchpost_bench(
+            built,
+            &[
+                "builtin:redis-alive",
+                "--target",
+                &redis_target,
+                "-n",
+                &pg_runs.to_string(),
+            ],
+        )?);
+        redis_cli_rounds.push(spawned(
+            &["redis-cli", "-h", "127.0.0.1", "-p", &redis_port, "ping"],
+            pg_runs,
+        )?);
+        check_tcp_rounds.push(spawned(
+            &[
+                super::redis::CHECK_TCP,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &redis_port,
+                "-E",
+                "-s",
+                "PING\\r\\n",
+                "-e",
+                "+PONG",
+                "-M",
+                "crit",
+            ],
+            pg_runs,
+        )?);
     }
+    drop(redis);
     let mut rows = compare(
         "trivial Rust probe",
         &wasm,
@@ -257,6 +298,14 @@ pub fn run(built: &Built, options: &Options) -> Result<Vec<Row>, String> {
         &[
             ("check_mysql", check_mysql_rounds),
             ("mysqladmin ping", mysqladmin_rounds),
+        ],
+    ));
+    rows.extend(compare(
+        "redis-alive",
+        &redis_alive,
+        &[
+            ("redis-cli ping", redis_cli_rounds),
+            ("check_tcp PING/+PONG", check_tcp_rounds),
         ],
     ));
     Ok(rows)
