@@ -23,7 +23,10 @@ fn promoted_after_loss(ha: &RedisHa) -> Vec<usize> {
 #[test]
 fn redis_node_loss_promotes_one_replica_and_the_old_primary_returns_as_a_replica() {
     let mut ha = RedisHa::start();
-    assert_eq!(ha.nodes[0].cli(&["SET", "before_loss", "1"]).as_deref(), Some("OK"));
+    assert_eq!(
+        ha.nodes[0].cli(&["SET", "before_loss", "1"]).as_deref(),
+        Some("OK")
+    );
     for i in 1..3 {
         wait_for("the replicas to hold the write", PATIENCE, || {
             (ha.nodes[i].cli(&["GET", "before_loss"]).as_deref() == Some("1")).then_some(())
@@ -48,9 +51,11 @@ fn redis_node_loss_promotes_one_replica_and_the_old_primary_returns_as_a_replica
     );
     let other = if new == 1 { 2 } else { 1 };
     let new_port = ha.nodes[new].port;
-    wait_for("the other replica to follow the new leader", PATIENCE, || {
-        ha.nodes[other].replicates_from(new_port).then_some(())
-    });
+    wait_for(
+        "the other replica to follow the new leader",
+        PATIENCE,
+        || ha.nodes[other].replicates_from(new_port).then_some(()),
+    );
     ha.wait_code(other, "/v1/role/replica", 200);
     ha.wait_code(new, "/v1/role/primary", 200);
     assert_eq!(ha.code(other, "/v1/role/primary"), 503);
@@ -70,7 +75,10 @@ fn redis_node_loss_promotes_one_replica_and_the_old_primary_returns_as_a_replica
     // replica (its own config says `replicaof`), not a second primary.
     ha.nodes[0].start_by_hand();
     assert_eq!(ha.nodes[0].role().as_deref(), Some("slave"));
-    assert!(!ha.nodes[0].writable(), "the old primary came back writable");
+    assert!(
+        !ha.nodes[0].writable(),
+        "the old primary came back writable"
+    );
     // Its agent starts: it follows the new leader.
     ha.agents[0].spawn();
     wait_for(
@@ -79,17 +87,26 @@ fn redis_node_loss_promotes_one_replica_and_the_old_primary_returns_as_a_replica
         || ha.nodes[0].replicates_from(new_port).then_some(()),
     );
     ha.wait_code(0, "/v1/role/replica", 200);
-    wait_for("the old primary to hold the new leader's data", PATIENCE, || {
-        (ha.nodes[0].cli(&["GET", "before_loss"]).as_deref() == Some("1")).then_some(())
-    });
+    wait_for(
+        "the old primary to hold the new leader's data",
+        PATIENCE,
+        || (ha.nodes[0].cli(&["GET", "before_loss"]).as_deref() == Some("1")).then_some(()),
+    );
     let acks = writer.stop();
     assert!(
         acks.iter().any(|a| a.port == new_port && a.acked > lost),
         "no write acknowledged by the new primary"
     );
-    assert_eq!(overlaps(&acks, watched), vec![], "writes acknowledged by two primaries");
     assert_eq!(
-        ha.nodes.iter().filter(|n| n.role().as_deref() == Some("master")).count(),
+        overlaps(&acks, watched),
+        vec![],
+        "writes acknowledged by two primaries"
+    );
+    assert_eq!(
+        ha.nodes
+            .iter()
+            .filter(|n| n.role().as_deref() == Some("master"))
+            .count(),
         1
     );
 }
@@ -125,15 +142,24 @@ fn a_redis_switchover_makes_the_target_writable_and_the_old_leader_its_replica()
     eprintln!("redis cluster switchover: first SET on node2 {took:?} after the request");
     let port = ha.nodes[1].port;
     for i in [0, 2] {
-        wait_for("the others to replicate from node2", Duration::from_secs(60), || {
-            ha.nodes[i].replicates_from(port).then_some(())
-        });
+        wait_for(
+            "the others to replicate from node2",
+            Duration::from_secs(60),
+            || ha.nodes[i].replicates_from(port).then_some(()),
+        );
         ha.wait_code(i, "/v1/role/replica", 200);
         assert!(!ha.nodes[i].writable(), "node{} still takes writes", i + 1);
     }
     let acks = writer.stop();
-    assert!(acks.iter().any(|a| a.port == port), "node2 acknowledged nothing");
-    assert_eq!(overlaps(&acks, watched), vec![], "writes acknowledged by two primaries");
+    assert!(
+        acks.iter().any(|a| a.port == port),
+        "node2 acknowledged nothing"
+    );
+    assert_eq!(
+        overlaps(&acks, watched),
+        vec![],
+        "writes acknowledged by two primaries"
+    );
 }
 
 /// The shipped Redis cluster examples validate (their password files
@@ -164,7 +190,8 @@ fn the_shipped_redis_cluster_examples_validate() {
                 .replace("/etc/watchpost/redis-admin.password", &admin),
         )
         .unwrap();
-        let outcome = watchpost_e2e::cli::watchpost_run(["validate", "-c", config.to_str().unwrap()]);
+        let outcome =
+            watchpost_e2e::cli::watchpost_run(["validate", "-c", config.to_str().unwrap()]);
         assert_eq!(outcome.code, 0, "{}", outcome.all_output());
     }
 }

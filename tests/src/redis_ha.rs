@@ -238,7 +238,10 @@ impl RedisHa {
 
     /// The split-brain detector on every server.
     pub fn writers(&self) -> Writer {
-        Writer::start(&self.nodes.iter().map(|n| n.port).collect::<Vec<_>>(), Duration::from_millis(20))
+        Writer::start(
+            &self.nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
+            Duration::from_millis(20),
+        )
     }
 }
 

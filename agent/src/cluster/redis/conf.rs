@@ -28,8 +28,14 @@ pub fn read(data_dir: &Path) -> Result<String, String> {
         .map_err(|e| format!("cannot open the data directory {}: {e}", data_dir.display()))?;
     match dir.read(CONFIG_FILE, MAX_CONFIG) {
         Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Ok(None) => Err(format!("{} does not exist", dir.entry(CONFIG_FILE).display())),
-        Err(e) => Err(format!("cannot read {}: {e}", dir.entry(CONFIG_FILE).display())),
+        Ok(None) => Err(format!(
+            "{} does not exist",
+            dir.entry(CONFIG_FILE).display()
+        )),
+        Err(e) => Err(format!(
+            "cannot read {}: {e}",
+            dir.entry(CONFIG_FILE).display()
+        )),
     }
 }
 
@@ -52,20 +58,32 @@ pub fn check(text: &str, data_dir: &Path) -> Result<(), String> {
     let mut wrong = Vec::new();
     let dir = data_dir.display().to_string();
     let pid = data_dir.join(PID_FILE).display().to_string();
-    if directive(text, "dir").as_deref().map(|d| d.trim_end_matches('/')) != Some(dir.trim_end_matches('/')) {
+    if directive(text, "dir")
+        .as_deref()
+        .map(|d| d.trim_end_matches('/'))
+        != Some(dir.trim_end_matches('/'))
+    {
         wrong.push(format!("`dir {dir}` (the server works in its data directory, where the agent and the watchdog look for it)"));
     }
     if directive(text, "pidfile").as_deref() != Some(pid.as_str()) {
-        wrong.push(format!("`pidfile {pid}` (the agent and the watchdog find the server by it)"));
+        wrong.push(format!(
+            "`pidfile {pid}` (the agent and the watchdog find the server by it)"
+        ));
     }
     if !directive(text, "daemonize").is_some_and(|v| v.eq_ignore_ascii_case("yes")) {
         wrong.push("`daemonize yes` (the server outlives the agent's start command)".into());
     }
     if directive(text, "replica-read-only").is_some_and(|v| v.eq_ignore_ascii_case("no")) {
-        wrong.push("no `replica-read-only no` (a replica must refuse writes: only the leader takes them)".into());
+        wrong.push(
+            "no `replica-read-only no` (a replica must refuse writes: only the leader takes them)"
+                .into(),
+        );
     }
     if directive(text, "include").is_some() {
-        wrong.push("no `include` (a directive in another file could override the agent's `replicaof`)".into());
+        wrong.push(
+            "no `include` (a directive in another file could override the agent's `replicaof`)"
+                .into(),
+        );
     }
     if wrong.is_empty() {
         Ok(())
@@ -118,8 +136,12 @@ pub fn point_at(data_dir: &Path, host: &str, port: u16) -> Result<(), String> {
     let mode = std::fs::symlink_metadata(dir.entry(CONFIG_FILE))
         .map(|m| m.mode() & 0o777)
         .unwrap_or(0o640);
-    dir.replace(CONFIG_FILE, new.as_bytes(), mode)
-        .map_err(|e| format!("cannot write `replicaof {host} {port}` into {}: {e}", dir.entry(CONFIG_FILE).display()))
+    dir.replace(CONFIG_FILE, new.as_bytes(), mode).map_err(|e| {
+        format!(
+            "cannot write `replicaof {host} {port}` into {}: {e}",
+            dir.entry(CONFIG_FILE).display()
+        )
+    })
 }
 
 /// Keep the file starting the server as a replica: a file that does not
@@ -143,14 +165,24 @@ mod tests {
         let good = "port 6379\ndir /var/lib/redis/n1\npidfile /var/lib/redis/n1/redis.pid\ndaemonize yes\nreplicaof 127.0.0.1 1\n";
         check(good, dir).unwrap();
         let bad = check("port 6379\nreplica-read-only no\n", dir).unwrap_err();
-        for part in ["`dir /var/lib/redis/n1`", "`pidfile /var/lib/redis/n1/redis.pid`", "`daemonize yes`", "replica-read-only"] {
+        for part in [
+            "`dir /var/lib/redis/n1`",
+            "`pidfile /var/lib/redis/n1/redis.pid`",
+            "`daemonize yes`",
+            "replica-read-only",
+        ] {
             assert!(bad.contains(part), "{part} not in {bad}");
         }
         assert!(starts_as_replica(good));
-        assert!(!starts_as_replica("replicaof 10.0.0.1 6379\nreplicaof no one\n"));
+        assert!(!starts_as_replica(
+            "replicaof 10.0.0.1 6379\nreplicaof no one\n"
+        ));
         assert!(!starts_as_replica("port 1\n"));
         let moved = with_replicaof(good, "10.0.0.2", 6380);
-        assert_eq!(directive(&moved, "replicaof").as_deref(), Some("10.0.0.2 6380"));
+        assert_eq!(
+            directive(&moved, "replicaof").as_deref(),
+            Some("10.0.0.2 6380")
+        );
         assert_eq!(moved.matches("replicaof").count(), 1);
         assert!(moved.contains("daemonize yes\n"));
     }
@@ -161,9 +193,16 @@ mod tests {
         std::fs::write(tmp.path().join(CONFIG_FILE), "port 1\nreplicaof no one\n").unwrap();
         mark_replica(tmp.path()).unwrap();
         let text = read(tmp.path()).unwrap();
-        assert_eq!(directive(&text, "replicaof").as_deref(), Some("127.0.0.1 1"));
+        assert_eq!(
+            directive(&text, "replicaof").as_deref(),
+            Some("127.0.0.1 1")
+        );
         point_at(tmp.path(), "10.0.0.3", 6379).unwrap();
-        assert!(read(tmp.path()).unwrap().ends_with("replicaof 10.0.0.3 6379\n"));
+        assert!(
+            read(tmp.path())
+                .unwrap()
+                .ends_with("replicaof 10.0.0.3 6379\n")
+        );
         let other = tmp.path().join("elsewhere.conf");
         std::fs::write(&other, "x\n").unwrap();
         std::fs::remove_file(tmp.path().join(CONFIG_FILE)).unwrap();

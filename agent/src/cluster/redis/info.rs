@@ -94,7 +94,12 @@ pub fn term(value: Option<&str>) -> Option<u64> {
 }
 
 /// Fill `seen` (its process state already set) from an answered look.
-pub fn observed(seen: &mut Observation, state: &Replication, term_value: Option<&str>, term_read: bool) {
+pub fn observed(
+    seen: &mut Observation,
+    state: &Replication,
+    term_value: Option<&str>,
+    term_read: bool,
+) {
     seen.answering = true;
     seen.in_recovery = state.replica;
     seen.lsn = state.offset;
@@ -140,11 +145,17 @@ mod tests {
 
         let state = replication(&info(PRIMARY));
         assert!(!state.replica);
-        assert_eq!((state.replid2.as_str(), state.second_offset), ("aaaa", 5001));
+        assert_eq!(
+            (state.replid2.as_str(), state.second_offset),
+            ("aaaa", 5001)
+        );
         let mut seen = Observation::default();
         observed(&mut seen, &state, None, true);
         assert!(seen.primary());
-        assert_eq!((seen.lsn, seen.timeline, seen.replayed), (Some(7000), Some(1), None));
+        assert_eq!(
+            (seen.lsn, seen.timeline, seen.replayed),
+            (Some(7000), Some(1), None)
+        );
 
         // A link that is down streams from nobody; a term that cannot be
         // read is unknown, and a nonsense value is unknown too.

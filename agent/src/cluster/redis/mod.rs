@@ -44,9 +44,9 @@ use info::{NOWHERE, TERM_KEY};
 use parking_lot::Mutex;
 use session::{Local, text};
 use std::future::Future;
-use std::path::PathBuf;
 #[cfg(test)]
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long one admin command may take.
@@ -72,7 +72,10 @@ pub struct RedisServer {
 /// naming the fault and the fix.
 pub fn check_at_start(spec: &ClusterSpec, target: Option<&Target>) -> anyhow::Result<RedisServer> {
     let refuse = |why: String| {
-        anyhow::anyhow!("cluster mode refuses to start for the Redis server of {}: {why}", spec.data_dir.display())
+        anyhow::anyhow!(
+            "cluster mode refuses to start for the Redis server of {}: {why}",
+            spec.data_dir.display()
+        )
     };
     if spec.synchronous {
         return Err(refuse("`synchronous = true` is not supported for Redis (it has no synchronous replication the leader could keep); remove it".into()));
@@ -82,7 +85,8 @@ pub fn check_at_start(spec: &ClusterSpec, target: Option<&Target>) -> anyhow::Re
     let text = conf::read(&spec.data_dir).map_err(|e| {
         refuse(format!("{e}. Fix: write the server's configuration there (see examples/cluster/redis-node1.toml)"))
     })?;
-    conf::check(&text, &spec.data_dir).map_err(|e| refuse(format!("{}: {e}", conf::CONFIG_FILE)))?;
+    conf::check(&text, &spec.data_dir)
+        .map_err(|e| refuse(format!("{}: {e}", conf::CONFIG_FILE)))?;
     let seen = probe_server(&spec.data_dir, &process::server_process());
     let fault = match (&seen.fault, &seen.state) {
         (Some(fault), _) => Some(fault.clone()),
@@ -95,7 +99,9 @@ pub fn check_at_start(spec: &ClusterSpec, target: Option<&Target>) -> anyhow::Re
             conf::PID_FILE
         )));
     }
-    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&spec.data_dir).map_err(|e| refuse(e.to_string()))?);
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(&spec.data_dir).map_err(|e| refuse(e.to_string()))?,
+    );
     let me = rustix::process::geteuid().as_raw();
     if me != 0 && me != owner {
         return Err(refuse(format!(
@@ -134,7 +140,12 @@ impl RedisServer {
         };
         let state = info::replication(&fields);
         let value = value.map(|v| v.map(|s| s.to_string()));
-        info::observed(&mut seen, &state, value.clone().flatten().as_deref(), value.is_some());
+        info::observed(
+            &mut seen,
+            &state,
+            value.clone().flatten().as_deref(),
+            value.is_some(),
+        );
         let last = *self.last_term.lock();
         match (&value, last) {
             // A primary whose key was removed (FLUSHALL, FLUSHDB): its term
@@ -142,8 +153,15 @@ impl RedisServer {
             // not taken for another history.
             (Some(None), Some(term)) if !state.replica && term > 1 => {
                 let back = term.to_string();
-                if self.local.call(&["SET", TERM_KEY, &back, "NX"], budget).await.is_ok() {
-                    tracing::warn!("cluster: the term key {TERM_KEY} was removed on the primary: written back ({term})");
+                if self
+                    .local
+                    .call(&["SET", TERM_KEY, &back, "NX"], budget)
+                    .await
+                    .is_ok()
+                {
+                    tracing::warn!(
+                        "cluster: the term key {TERM_KEY} was removed on the primary: written back ({term})"
+                    );
                 }
                 seen.timeline = Some(term);
             }
@@ -167,11 +185,16 @@ impl RedisServer {
                 Err(e) => last = e.to_string(),
             }
             if self.postmaster().state.stopped() && started.elapsed() > Duration::from_secs(2) {
-                return Err(format!("redis-server exited after its start (see its log): {last}"));
+                return Err(format!(
+                    "redis-server exited after its start (see its log): {last}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(format!("redis-server did not answer within {:?}: {last}", process::START_WAIT))
+        Err(format!(
+            "redis-server did not answer within {:?}: {last}",
+            process::START_WAIT
+        ))
     }
 
     async fn stop_now(&self, mode: &str) -> Result<(), String> {
@@ -183,7 +206,10 @@ impl RedisServer {
         }
         // Clean: no more writes, where the stream ends, then SHUTDOWN
         // (which waits for lagging replicas, and saves if configured).
-        let paused = self.local.call(&["CLIENT", "PAUSE", "60000", "WRITE"], CALL).await;
+        let paused = self
+            .local
+            .call(&["CLIENT", "PAUSE", "60000", "WRITE"], CALL)
+            .await;
         let end = match paused {
             Ok(_) => self.local.replication(TERM_KEY, CALL).await.ok(),
             Err(_) => None,
@@ -235,10 +261,14 @@ impl RedisServer {
             Err(_) => false,
         };
         if read_back && conf::mark_replica(&self.spec.data_dir).is_ok() {
-            tracing::info!("cluster: the local Redis server paused its writes and is a read-only replica now");
+            tracing::info!(
+                "cluster: the local Redis server paused its writes and is a read-only replica now"
+            );
             return Ok(());
         }
-        tracing::warn!("cluster: the local Redis server could not be demoted in place ({demoted:?}): killing it");
+        tracing::warn!(
+            "cluster: the local Redis server could not be demoted in place ({demoted:?}): killing it"
+        );
         process::kill(&self.spec.data_dir).await.map(|_| ())
     }
 
@@ -328,7 +358,10 @@ impl Server for RedisServer {
                 self.start_now().await?;
             } else {
                 // A primary stops taking writes first.
-                let _ = self.local.call(&["CLIENT", "PAUSE", "10000", "WRITE"], CALL).await;
+                let _ = self
+                    .local
+                    .call(&["CLIENT", "PAUSE", "10000", "WRITE"], CALL)
+                    .await;
                 self.replicaof(&host, port).await?;
             }
             Ok(format!(
@@ -342,7 +375,10 @@ impl Server for RedisServer {
             .call(&["CONFIG", "GET", name], CALL)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(text(&reply).split_once(' ').map(|(_, v)| v.to_string()).unwrap_or_default())
+        Ok(text(&reply)
+            .split_once(' ')
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default())
     }
     async fn alter_system(&self, name: &str, value: &str) -> Result<(), String> {
         self.local
@@ -356,10 +392,9 @@ impl Server for RedisServer {
         Ok(())
     }
     async fn shut_down_at(&self) -> Result<ShutDown, String> {
-        self.stopped_at
-            .lock()
-            .take()
-            .ok_or_else(|| "where the replication stream ended was not read before the shutdown".into())
+        self.stopped_at.lock().take().ok_or_else(|| {
+            "where the replication stream ended was not read before the shutdown".into()
+        })
     }
     async fn pending_restart(&self) -> Result<Vec<String>, String> {
         Ok(Vec::new())
@@ -382,18 +417,25 @@ mod tests {
             "[targets.local]\nkind = \"redis\"\ndsn = \"redis://127.0.0.1:6379/0\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"cache\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.0.0.1:6379\"\n{cluster}\n",
             data_dir.display()
         );
-        crate::config::parse_str("w.toml", &text, std::path::Path::new("/")).map_err(|e| format!("{e:?}"))
+        crate::config::parse_str("w.toml", &text, std::path::Path::new("/"))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn a_redis_cluster_target_parses_and_synchronous_mode_is_refused_by_key() {
-        let spec = config(Path::new("/var/lib/redis"), "").unwrap().cluster.unwrap();
+        let spec = config(Path::new("/var/lib/redis"), "")
+            .unwrap()
+            .cluster
+            .unwrap();
         assert_eq!(spec.engine, crate::config::TargetKind::Redis);
         assert_eq!(spec.bin_dir, Path::new("/usr/bin"));
         assert_eq!(spec.data_dir, Path::new("/var/lib/redis"));
         assert!(spec.server_target.is_some());
         let refused = config(Path::new("/var/lib/redis"), "synchronous = true").unwrap_err();
-        assert!(refused.contains("`synchronous = true` is not supported"), "{refused}");
+        assert!(
+            refused.contains("`synchronous = true` is not supported"),
+            "{refused}"
+        );
         let relative = config(Path::new("redis"), "").unwrap_err();
         assert!(relative.contains("absolute path"), "{relative}");
     }
@@ -401,16 +443,28 @@ mod tests {
     #[test]
     fn cluster_mode_refuses_a_server_it_cannot_drive_and_names_the_fix() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = config(tmp.path(), "bin_dir = \"/nonexistent\"").unwrap().cluster.unwrap();
+        let spec = config(tmp.path(), "bin_dir = \"/nonexistent\"")
+            .unwrap()
+            .cluster
+            .unwrap();
         let target = spec.server_target.clone();
         let refused = |spec: &ClusterSpec| {
-            check_at_start(spec, target.as_deref()).err().map(|e| e.to_string()).unwrap_or_default()
+            check_at_start(spec, target.as_deref())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         };
         let missing = refused(&spec);
-        assert!(missing.contains("redis.conf does not exist") && missing.contains("Fix:"), "{missing}");
+        assert!(
+            missing.contains("redis.conf does not exist") && missing.contains("Fix:"),
+            "{missing}"
+        );
         std::fs::write(tmp.path().join(conf::CONFIG_FILE), "port 6379\n").unwrap();
         let bad = refused(&spec);
-        assert!(bad.contains("`daemonize yes`") && bad.contains("pidfile"), "{bad}");
+        assert!(
+            bad.contains("`daemonize yes`") && bad.contains("pidfile"),
+            "{bad}"
+        );
         let dir = tmp.path().display();
         std::fs::write(
             tmp.path().join(conf::CONFIG_FILE),
@@ -424,7 +478,10 @@ mod tests {
         std::fs::write(tmp.path().join(conf::PID_FILE), "1\n").unwrap();
         std::fs::hard_link(tmp.path().join(conf::PID_FILE), tmp.path().join("x")).unwrap();
         let linked = refused(&spec);
-        assert!(linked.contains("cannot be told") && linked.contains("one link"), "{linked}");
+        assert!(
+            linked.contains("cannot be told") && linked.contains("one link"),
+            "{linked}"
+        );
         let mut sync = spec.clone();
         sync.synchronous = true;
         assert!(refused(&sync).contains("synchronous"));

@@ -60,9 +60,9 @@ impl Local {
             }
             Ok(replies)
         };
-        tokio::time::timeout(within, work)
-            .await
-            .map_err(|_| Error::Timeout(format!("the local server did not answer within {within:?}")))?
+        tokio::time::timeout(within, work).await.map_err(|_| {
+            Error::Timeout(format!("the local server did not answer within {within:?}"))
+        })?
     }
 
     /// One command's reply within `within`.
@@ -77,11 +77,7 @@ impl Local {
     /// the fields, and the key's value (`Some(None)`: absent; `None`: the
     /// server would not serve it, e.g. a replica with
     /// `replica-serve-stale-data no`).
-    pub async fn replication(
-        &self,
-        key: &str,
-        within: Duration,
-    ) -> Result<Info, Error> {
+    pub async fn replication(&self, key: &str, within: Duration) -> Result<Info, Error> {
         let work = async {
             let (mut connection, allowance) = self.endpoint.open().await?;
             allowance.reset(REPLY_BYTES);
@@ -101,9 +97,9 @@ impl Local {
                 value,
             ))
         };
-        tokio::time::timeout(within, work)
-            .await
-            .map_err(|_| Error::Timeout(format!("the local server did not answer within {within:?}")))?
+        tokio::time::timeout(within, work).await.map_err(|_| {
+            Error::Timeout(format!("the local server did not answer within {within:?}"))
+        })?
     }
 }
 

@@ -38,13 +38,19 @@ impl Parser<'_, '_> {
             );
         }
         let admin_dsn = s.string(d, "admin_dsn");
-        let data_dir = s.string(d, "data_dir").map(|p| std::path::PathBuf::from(p.value));
+        let data_dir = s
+            .string(d, "data_dir")
+            .map(|p| std::path::PathBuf::from(p.value));
         if let Some(dir) = &data_dir
             && !dir.is_absolute()
         {
             d.error(
                 s.span.clone(),
-                format!("{}: `data_dir` = {:?}: write an absolute path (the server's `dir`)", s.path, dir.display()),
+                format!(
+                    "{}: `data_dir` = {:?}: write an absolute path (the server's `dir`)",
+                    s.path,
+                    dir.display()
+                ),
             );
         }
         for key in ["replication_dsn", "read_only"] {
