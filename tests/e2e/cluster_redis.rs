@@ -168,7 +168,7 @@ fn a_redis_switchover_makes_the_target_writable_and_the_old_leader_its_replica()
 fn the_shipped_redis_cluster_examples_validate() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut text_of = |name: &str| {
+    let text_of = |name: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, "secret\n").expect("write a password");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
