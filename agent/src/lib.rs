@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   report, util, safefs, builtin, hostinfo, store, sql  (leaves)
-//!        │       sql ──► redis ──► config, runtime, remediate, daemon, cli
+//!        │       sql ──► redis ──► config, runtime, remediate, cluster, daemon, cli
 //!        │       safefs ──► pgserver ──► drill, remediate, cluster
 //!   config ──► schedule ──► runtime ──► policy ──► events
 //!                            └─► drill, cluster (etcd's health probe)
@@ -50,7 +50,8 @@
 //!   directory's files written safely, and whether its postmaster runs
 //!   (running, stopped or unknown — never "stopped" for "cannot read").
 //! - [`cluster`]: the cluster mode: a leader lease in etcd, elections,
-//!   demotion, rewind; decisions recorded through [`remediate`].
+//!   demotion, rewind; decisions recorded through [`remediate`] (and
+//!   [`redis`]'s connections for the Redis backend's admin login).
 //! - [`telemetry`]: /metrics and OTLP, fed by events and by
 //!   [`telemetry::CounterSource`]; the recent measurements kept in memory
 //!   for the status page's charts ([`telemetry::recent`]).

@@ -49,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "events",
             "pgserver",
+            "redis",
             "remediate",
             "report",
             "runtime",

@@ -12,6 +12,7 @@ mod cluster_etcd_nospace;
 mod cluster_etcd_security;
 mod cluster_failclosed;
 mod cluster_partition;
+mod cluster_redis;
 mod cluster_restart;
 mod cluster_switchover;
 mod cluster_sync;

@@ -40,6 +40,7 @@ pub mod probes;
 pub mod prometheus;
 pub mod proxy;
 pub mod redis;
+pub mod redis_ha;
 pub mod report;
 pub mod splitbrain;
 pub mod tls_proxy;

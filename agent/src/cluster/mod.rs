@@ -50,6 +50,7 @@ pub mod local;
 pub mod member;
 mod owner;
 mod quiet;
+pub mod redis;
 pub mod restart;
 pub mod server;
 #[cfg(test)]
@@ -235,10 +236,10 @@ impl Cluster {
                 "[cluster]: target `{}` is a MariaDB/MySQL server, and cluster mode drives PostgreSQL only in this build; use the pair failover (examples/mariadb-failover.toml) instead",
                 spec.target
             ),
-            TargetKind::Redis => anyhow::bail!(
-                "[cluster]: target `{}` is a Redis server, and cluster mode drives PostgreSQL only in this build; use the pair failover (examples/redis-failover.toml) instead",
-                spec.target
-            ),
+            TargetKind::Redis => {
+                let server = redis::check_at_start(&spec, spec.server_target.as_deref())?;
+                Self::spawn(spec, server, audit, api, state_dir, stop)
+            }
         }
     }
 

@@ -34,6 +34,9 @@ pub struct ClusterSpec {
     /// The engine of that target (its `kind`): which server backend the
     /// HA loop drives (PostgreSQL, MariaDB/MySQL, Redis/Valkey).
     pub engine: super::TargetKind,
+    /// That target's own settings (URL, admin login, TLS files), for the
+    /// backends that connect to their server by themselves (Redis).
+    pub server_target: Option<Box<super::Target>>,
     pub data_dir: std::path::PathBuf,
     /// PostgreSQL's programs (`pg_ctl`, `pg_rewind`, `postgres`).
     pub bin_dir: std::path::PathBuf,

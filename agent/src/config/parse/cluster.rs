@@ -65,7 +65,7 @@ pub(super) static CLUSTER: Table = Table {
             "bin_dir",
             Kind::String,
             "\"/usr/lib/postgresql/15/bin\"",
-            "Directory of the PostgreSQL programs.",
+            "Directory of the server's programs (PostgreSQL's; `redis-server` for a Redis target, default /usr/bin).",
         ),
         key(
             "connect",
@@ -309,9 +309,14 @@ impl Parser<'_, '_> {
         let engine = targets
             .get(&target_name)
             .map_or(crate::config::TargetKind::Postgres, |t| t.kind);
-        let bin_dir = s
-            .string(d, "bin_dir")
-            .map_or_else(|| "/usr/lib/postgresql/15/bin".into(), |b| b.value.into());
+        let server_target = targets.get(&target_name).cloned().map(Box::new);
+        let bin_dir = s.string(d, "bin_dir").map_or_else(
+            || match engine {
+                crate::config::TargetKind::Redis => "/usr/bin".into(),
+                _ => "/usr/lib/postgresql/15/bin".into(),
+            },
+            |b| b.value.into(),
+        );
         let connect = s.required_string(d, "connect", "\"10.0.0.1:5432\"").and_then(|c| {
             match c.value.rsplit_once(':').and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?))) {
                 Some((host, port)) if !host.is_empty() => Some((host, port)),
@@ -357,6 +362,9 @@ impl Parser<'_, '_> {
             .size(d, "etcd_quota", ETCD_QUOTA)
             .map_or(2 * units::GIB, |v| v.value);
         let synchronous = s.bool(d, "synchronous").unwrap_or(false);
+        if synchronous && engine == crate::config::TargetKind::Redis {
+            d.error(s.span.clone(), format!("[cluster]: `synchronous = true` is not supported for the Redis target `{target_name}` (Redis has no synchronous replication the leader could keep); remove it"));
+        }
         let synchronous_node_count = s
             .integer(d, "synchronous_node_count", 1, 16)
             .map_or(1, |v| v.value as u32);
@@ -374,6 +382,7 @@ impl Parser<'_, '_> {
             ttl,
             loop_wait,
             engine,
+            server_target,
             target: target_name,
             data_dir,
             bin_dir,

@@ -7,8 +7,10 @@
 //! probes may write; `strict_privileges` refuses a probe user that may do
 //! more than monitor. `admin_dsn` (with `admin_password_file` or
 //! `admin_password_env`) is the read-write login of the agent's own
-//! actions (the Redis failover): a user of its own, never given to a
-//! probe and never passed through the probes' allowlist.
+//! actions (the Redis failover, cluster mode): a user of its own, never
+//! given to a probe and never passed through the probes' allowlist.
+//! `data_dir` is the server's own directory on this node (its `dir`,
+//! holding `redis.conf` and `redis.pid`), which cluster mode drives.
 
 use super::super::model::*;
 use super::super::reader::Section;
@@ -36,7 +38,22 @@ impl Parser<'_, '_> {
             );
         }
         let admin_dsn = s.string(d, "admin_dsn");
-        for key in ["replication_dsn", "data_dir", "read_only"] {
+        let data_dir = s
+            .string(d, "data_dir")
+            .map(|p| std::path::PathBuf::from(p.value));
+        if let Some(dir) = &data_dir
+            && !dir.is_absolute()
+        {
+            d.error(
+                s.span.clone(),
+                format!(
+                    "{}: `data_dir` = {:?}: write an absolute path (the server's `dir`)",
+                    s.path,
+                    dir.display()
+                ),
+            );
+        }
+        for key in ["replication_dsn", "read_only"] {
             if let Some(value) = s.raw(key) {
                 let span = value.span();
                 d.error(
@@ -121,7 +138,7 @@ impl Parser<'_, '_> {
                 dsn: dsn.value,
                 read_only: true,
                 password: password.map(|p| p.value),
-                data_dir: None,
+                data_dir,
                 admin_dsn: admin_dsn.map(|a| a.value),
                 admin_password: admin_password.map(|p| p.value),
                 strict_privileges,

@@ -77,7 +77,7 @@ static TARGET: Table = Table {
             "data_dir",
             Kind::String,
             "none",
-            "The server's data directory on this host, for pg_ctl actions, reinit and cluster mode; PostgreSQL only.",
+            "The server's data directory on this host, for pg_ctl actions, reinit and cluster mode (PostgreSQL), or a Redis server's `dir` for cluster mode; not for MariaDB/MySQL.",
         ),
         key(
             "password_file",

@@ -1,0 +1,197 @@
+//! Redis cluster mode with real parts: a 3-member etcd, three
+//! `redis-server` processes and one agent per server (the harness:
+//! [`watchpost_e2e::redis_ha`]). Node loss (agent and server SIGKILLed):
+//! one replica is promoted, takes a `SET`, the other replicates from it;
+//! the old primary started by hand comes back a read-only replica and
+//! follows the new leader once its agent runs. A planned switchover: the
+//! new leader is writable, the old one replicates from it. In both, a
+//! writer on every server sees no write acknowledged by two primaries.
+
+use std::time::{Duration, Instant};
+use watchpost_e2e::agent::{PATIENCE, wait_for};
+use watchpost_e2e::redis_ha::{RedisHa, overlaps};
+
+/// The members that promoted after node1's loss (not node1's bootstrap).
+fn promoted_after_loss(ha: &RedisHa) -> Vec<usize> {
+    ha.records("promoted")
+        .into_iter()
+        .map(|(i, _)| i)
+        .filter(|i| *i != 0)
+        .collect()
+}
+
+#[test]
+fn redis_node_loss_promotes_one_replica_and_the_old_primary_returns_as_a_replica() {
+    let mut ha = RedisHa::start();
+    assert_eq!(
+        ha.nodes[0].cli(&["SET", "before_loss", "1"]).as_deref(),
+        Some("OK")
+    );
+    for i in 1..3 {
+        wait_for("the replicas to hold the write", PATIENCE, || {
+            (ha.nodes[i].cli(&["GET", "before_loss"]).as_deref() == Some("1")).then_some(())
+        });
+    }
+    let writer = ha.writers();
+    let watched = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    // The node is lost: its agent and its server die together.
+    ha.agents[0].kill9();
+    let lost = Instant::now();
+    ha.nodes[0].kill9();
+    let new = wait_for("a promotion", PATIENCE, || {
+        promoted_after_loss(&ha).into_iter().next()
+    });
+    let took = ha
+        .first_write(new, lost, PATIENCE)
+        .expect("a SET on the new primary");
+    eprintln!(
+        "redis cluster node loss: first SET accepted on node{} {took:?} after the SIGKILL",
+        new + 1
+    );
+    let other = if new == 1 { 2 } else { 1 };
+    let new_port = ha.nodes[new].port;
+    wait_for(
+        "the other replica to follow the new leader",
+        PATIENCE,
+        || ha.nodes[other].replicates_from(new_port).then_some(()),
+    );
+    ha.wait_code(other, "/v1/role/replica", 200);
+    ha.wait_code(new, "/v1/role/primary", 200);
+    assert_eq!(ha.code(other, "/v1/role/primary"), 503);
+    assert!(!ha.nodes[other].writable(), "two primaries");
+    assert_eq!(
+        promoted_after_loss(&ha),
+        vec![new],
+        "{:#?}",
+        ha.records("promoted")
+    );
+    assert_eq!(
+        ha.nodes[new].cli(&["GET", "before_loss"]).as_deref(),
+        Some("1")
+    );
+
+    // Started by hand with its agent dead: it comes back a read-only
+    // replica (its own config says `replicaof`), not a second primary.
+    ha.nodes[0].start_by_hand();
+    assert_eq!(ha.nodes[0].role().as_deref(), Some("slave"));
+    assert!(
+        !ha.nodes[0].writable(),
+        "the old primary came back writable"
+    );
+    // Its agent starts: it follows the new leader.
+    ha.agents[0].spawn();
+    wait_for(
+        "the old primary to replicate from the new leader",
+        Duration::from_secs(60),
+        || ha.nodes[0].replicates_from(new_port).then_some(()),
+    );
+    ha.wait_code(0, "/v1/role/replica", 200);
+    wait_for(
+        "the old primary to hold the new leader's data",
+        PATIENCE,
+        || (ha.nodes[0].cli(&["GET", "before_loss"]).as_deref() == Some("1")).then_some(()),
+    );
+    let acks = writer.stop();
+    assert!(
+        acks.iter().any(|a| a.port == new_port && a.acked > lost),
+        "no write acknowledged by the new primary"
+    );
+    assert_eq!(
+        overlaps(&acks, watched),
+        vec![],
+        "writes acknowledged by two primaries"
+    );
+    assert_eq!(
+        ha.nodes
+            .iter()
+            .filter(|n| n.role().as_deref() == Some("master"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_redis_switchover_makes_the_target_writable_and_the_old_leader_its_replica() {
+    let ha = RedisHa::start();
+    let writer = ha.writers();
+    let watched = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let config = ha.agents[0].config_path();
+    let asked = Instant::now();
+    let outcome = watchpost_e2e::cli::watchpost_run([
+        "cluster",
+        "switchover",
+        "-c",
+        config.to_str().unwrap(),
+        "--to",
+        "node2",
+    ]);
+    assert_eq!(
+        outcome.code,
+        0,
+        "{}\n{}\n{}",
+        outcome.all_output(),
+        ha.agents[0].log(),
+        ha.agents[1].log()
+    );
+    ha.wait_code(1, "/v1/role/primary", 200);
+    let took = ha
+        .first_write(1, asked, PATIENCE)
+        .expect("a SET on the new leader");
+    eprintln!("redis cluster switchover: first SET on node2 {took:?} after the request");
+    let port = ha.nodes[1].port;
+    for i in [0, 2] {
+        wait_for(
+            "the others to replicate from node2",
+            Duration::from_secs(60),
+            || ha.nodes[i].replicates_from(port).then_some(()),
+        );
+        ha.wait_code(i, "/v1/role/replica", 200);
+        assert!(!ha.nodes[i].writable(), "node{} still takes writes", i + 1);
+    }
+    let acks = writer.stop();
+    assert!(
+        acks.iter().any(|a| a.port == port),
+        "node2 acknowledged nothing"
+    );
+    assert_eq!(
+        overlaps(&acks, watched),
+        vec![],
+        "writes acknowledged by two primaries"
+    );
+}
+
+/// The shipped Redis cluster examples validate (their password files
+/// replaced by ones that exist, mode 0600).
+#[test]
+fn the_shipped_redis_cluster_examples_validate() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let text_of = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "secret\n").expect("write a password");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path.display().to_string()
+    };
+    let probe = text_of("probe.password");
+    let admin = text_of("admin.password");
+    for node in 1..=3 {
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../examples/cluster/redis-node{node}.toml")),
+        )
+        .expect("read the example");
+        let config = dir.path().join(format!("redis-node{node}.toml"));
+        std::fs::write(
+            &config,
+            example
+                .replace("/etc/watchpost/redis-probe.password", &probe)
+                .replace("/etc/watchpost/redis-admin.password", &admin),
+        )
+        .unwrap();
+        let outcome =
+            watchpost_e2e::cli::watchpost_run(["validate", "-c", config.to_str().unwrap()]);
+        assert_eq!(outcome.code, 0, "{}", outcome.all_output());
+    }
+}
