@@ -98,7 +98,7 @@ pub fn with_replicaof(text: &str, host: &str, port: u16) -> String {
     let mut out: String = text
         .lines()
         .filter(|line| {
-            let key = line.trim().split_whitespace().next().unwrap_or_default();
+            let key = line.split_whitespace().next().unwrap_or_default();
             !(key.eq_ignore_ascii_case("replicaof") || key.eq_ignore_ascii_case("slaveof"))
         })
         .map(|line| format!("{line}\n"))
