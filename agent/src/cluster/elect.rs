@@ -490,7 +490,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             // must not stay the election's reference (seed 166: it barred
             // every member). A resend after a lost answer that was applied
             // finds the timeline changed and does nothing.
-            tracing::warn!("cluster: cannot put the last leader's timeline back (tried again): {e}");
+            tracing::warn!(
+                "cluster: cannot put the last leader's timeline back (tried again): {e}"
+            );
             self.term_before = Some(kept);
         }
     }

@@ -4,7 +4,7 @@
 //! timeline's start beside its number ([`super::member::Member`]), and the
 //! election compares both ([`super::member::off_timeline`]).
 
-use super::local::parse_lsn;
+use super::lsn::parse_lsn;
 
 /// The SQL that reads the history file of the checkpoint's timeline
 /// (`NULL` on timeline 1, which has none, or when the file is missing):
@@ -17,9 +17,9 @@ pub const READ_HISTORY: &str = "SELECT timeline_id::int8 AS timeline,
 
 /// Where `timeline` began, from the text of its history file (`None`:
 /// no file): the switch point of the file's last entry (lines
-/// `PARENT<TAB>X/Y<TAB>reason`; blank and `#` lines skipped), 0 on timeline
-/// 1. `None` when the file is absent on a later timeline, or its last
-/// entry does not parse.
+/// `PARENT<TAB>X/Y<TAB>reason`; blank and `#` lines skipped), and 0 on
+/// the first timeline; `None` when the file is absent on a later
+/// timeline, or its last entry does not parse.
 ///
 /// ```
 /// # use watchpost::cluster::history::start;
@@ -34,8 +34,7 @@ pub fn start(timeline: u64, history: Option<&str>) -> Option<u64> {
     let last = history?
         .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .next_back()?;
+        .rfind(|line| !line.is_empty() && !line.starts_with('#'))?;
     let mut fields = last.split_whitespace();
     let parent: u64 = fields.next()?.parse().ok()?;
     if parent >= timeline {
@@ -52,7 +51,11 @@ mod tests {
     fn a_timeline_begins_at_its_history_files_last_switch_point() {
         let table: [(u64, Option<&str>, Option<u64>); 7] = [
             (1, None, Some(0)),
-            (2, Some("1\t0/3000148\tno recovery target specified\n"), Some(0x3000148)),
+            (
+                2,
+                Some("1\t0/3000148\tno recovery target specified\n"),
+                Some(0x3000148),
+            ),
             (
                 4,
                 Some("1\t0/3000148\tx\n\n2\t1/0\ty\n# comment\n3\t1/A0\tz\n"),

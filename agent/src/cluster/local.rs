@@ -150,7 +150,12 @@ impl LocalServer {
                 .map_err(|e| tracing::debug!("cluster: cannot read the timeline history: {e}"))
                 .ok()
                 .flatten()
-                .map(|h| (h.get::<_, Option<i64>>("timeline"), h.get::<_, Option<String>>("history")));
+                .map(|h| {
+                    (
+                        h.get::<_, Option<i64>>("timeline"),
+                        h.get::<_, Option<String>>("history"),
+                    )
+                });
             Some((row, history))
         };
         let Ok(Some((row, history))) = tokio::time::timeout(budget, query).await else {
@@ -167,7 +172,9 @@ impl LocalServer {
             .map(|t| t.max(0) as u64);
         seen.wal_end_read = row.get::<_, Option<bool>>("wal_end_read").unwrap_or(false);
         seen.streaming_from = row.get("upstream");
-        seen.timeline_start = seen.timeline.and_then(|timeline| start_of(timeline, &history));
+        seen.timeline_start = seen
+            .timeline
+            .and_then(|timeline| start_of(timeline, &history));
         seen
     }
 
@@ -536,11 +543,7 @@ pub struct ShutDown {
     pub timeline: u64,
 }
 
-/// `X/Y` (PostgreSQL's text form of an LSN) in bytes from 0/0.
-pub fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.trim().split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
+pub use super::lsn::parse_lsn;
 
 /// The switchover's side of the local server.
 impl LocalServer {

@@ -171,11 +171,8 @@ pub fn last_leader(me: &Member, leader: Option<&LeaderTimeline>) -> bool {
     // timeline before, at or behind the point that term named, so it holds
     // nothing but its own last term's WAL (seed 416: otherwise no member
     // was ever a candidate again).
-    let unopened = mine + 1 == leader.timeline
-        && leader
-            .switch
-            .zip(me.lsn)
-            .is_some_and(|(at, lsn)| lsn <= at);
+    let unopened =
+        mine + 1 == leader.timeline && leader.switch.zip(me.lsn).is_some_and(|(at, lsn)| lsn <= at);
     match &leader.by {
         Some(by) => *by == me.name && ((mine == leader.timeline && same_start) || unopened),
         None => mine > leader.timeline || (mine == leader.timeline && same_start),

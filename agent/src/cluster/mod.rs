@@ -50,6 +50,7 @@ pub mod history;
 mod lease;
 pub mod least;
 pub mod local;
+pub mod lsn;
 pub mod member;
 mod owner;
 mod quiet;

@@ -129,7 +129,8 @@ mod tests {
     #[test]
     fn a_leader_publishes_where_its_timeline_really_began() {
         let key = |text: &str| LeaderTimeline::parse(text);
-        let table: [(Option<LeaderTimeline>, u64, Option<u64>, Option<&str>); 7] = [
+        type Row<'a> = (Option<LeaderTimeline>, u64, Option<u64>, Option<&'a str>);
+        let table: [Row; 7] = [
             // No key yet (an upgrade): written, with the start if known.
             (None, 4, Some(1200), Some("4:1200:m0")),
             (None, 4, None, Some("4::m0")),

@@ -165,8 +165,7 @@ async fn an_older_agents_request_is_refused_when_the_lease_at_the_stop_cannot_be
         "{did:?}"
     );
     assert!(
-        did.iter()
-            .any(|d| d.why().contains("upgrade `m0`'s agent")),
+        did.iter().any(|d| d.why().contains("upgrade `m0`'s agent")),
         "{did:?}"
     );
     assert_eq!(h.holder().as_deref(), Some("m0"));

@@ -10,6 +10,7 @@ pub mod fake;
 pub mod faults;
 mod handover_table;
 pub mod invariants;
+mod seeds;
 mod table;
 mod term_table;
 pub mod world;

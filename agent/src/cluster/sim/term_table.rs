@@ -13,6 +13,8 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 
+type SharedStore = Arc<Mutex<crate::cluster::dcs::memory::Store>>;
+
 /// Whether `call` is a transaction that writes the `timeline` key.
 fn writes_timeline(call: &Call) -> bool {
     matches!(call, Call::Txn(_, _, ops) if ops.iter().any(
@@ -37,7 +39,9 @@ async fn a_promoted_standby_rewrites_its_term_with_where_its_timeline_began() {
     let mut h = Harness::with(Node::new(false, 1000), |store| {
         Memory::client(store).with_faults(Box::new(move |call: &Call| {
             if let Call::Txn(when, _, _) = call
-                && when.iter().any(|(k, v)| k.ends_with("/leader") && v.is_none())
+                && when
+                    .iter()
+                    .any(|(k, v)| k.ends_with("/leader") && v.is_none())
                 && let Some(node) = reached.lock().as_ref()
             {
                 node.lock().lsn = 1003;
@@ -118,8 +122,7 @@ async fn a_leader_restarted_in_place_promotes_only_once_its_term_is_read_back() 
 /// agent): the term is not written, the server not promoted.
 #[tokio::test(start_paused = true)]
 async fn a_term_is_never_written_nor_promoted_without_the_leader_lease() {
-    let store_slot: Arc<Mutex<Option<(Arc<Mutex<crate::cluster::dcs::memory::Store>>, String)>>> =
-        Arc::default();
+    let store_slot: Arc<Mutex<Option<(SharedStore, String)>>> = Arc::default();
     let reached = store_slot.clone();
     let mut h = Harness::with(Node::new(true, 1000), |store| {
         Memory::client(store).with_faults(Box::new(move |call: &Call| {
@@ -164,7 +167,10 @@ async fn the_leader_key_is_released_only_under_this_nodes_lease() {
     let other = h.leader("m0", Duration::from_secs(30));
     h.ha.release_key().await.unwrap();
     let kv = h.store.lock().get(&h.keys.leader).cloned();
-    assert_eq!(kv.map(|kv| (kv.value, kv.lease)), Some(("m0".into(), other)));
+    assert_eq!(
+        kv.map(|kv| (kv.value, kv.lease)),
+        Some(("m0".into(), other))
+    );
     h.store.lock().put(&h.keys.leader, "m0", mine).unwrap();
     h.ha.release_key().await.unwrap();
     assert!(h.store.lock().get(&h.keys.leader).is_none());
