@@ -403,7 +403,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 .observe(self.local.spec().loop_wait.max(Duration::from_millis(500)))
                 .await;
             if seen.primary() {
-                return self.local.confirm_promotion().await;
+                self.local.confirm_promotion().await?;
+                // Where its timeline really began (it may have received
+                // WAL since it was elected): the term written with the key
+                // is rewritten with it, so that its standbys, which share
+                // that start, remain candidates.
+                if let Some((_, Some(ours))) = &self.term_before {
+                    self.leader_timeline = Some(ours.clone());
+                }
+                self.publish_term(&seen).await;
+                return Ok(());
             }
             if started.elapsed() > Duration::from_secs(20) {
                 return Err("the server did not leave recovery within 20 s".into());
@@ -440,6 +449,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let Some((before, ours)) = self.term_before.take() else {
             return;
         };
+        let kept = (before.clone(), ours.clone());
         // Only while the timeline is still the one this term wrote, and
         // the key is still this node's (under its lease) or gone: never
         // over a later term's.
@@ -475,7 +485,25 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 .await;
         }
         if let Err(e) = put_back {
-            tracing::warn!("cluster: cannot put the last leader's timeline back: {e}");
+            // Kept, and tried again while there is no leader
+            // ([`Ha::put_back_pending_term`]): a term that never opened
+            // must not stay the election's reference (seed 166: it barred
+            // every member). A resend after a lost answer that was applied
+            // finds the timeline changed and does nothing.
+            tracing::warn!(
+                "cluster: cannot put the last leader's timeline back (tried again): {e}"
+            );
+            self.term_before = Some(kept);
+        }
+    }
+
+    /// No leader: a term this node took the key for that never opened,
+    /// whose timeline could not be put back then, is put back now (only
+    /// while the timeline is still the one it wrote and no one holds the
+    /// key: [`Ha::term_not_opened`]).
+    pub(super) async fn put_back_pending_term(&mut self) {
+        if self.term_before.is_some() && !self.holding() {
+            self.term_not_opened(true).await;
         }
     }
 

@@ -122,12 +122,28 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     }
 
     /// Give the leader key up, the server being known stopped: delete it
-    /// if ours; when that cannot be done (or its answer is lost), revoke
-    /// the lease, which deletes the key with it. `Err` when neither
-    /// reached the store: the key then expires with the lease.
+    /// if ours (compare-and-delete on its value and this node's lease id,
+    /// as the other releases: a key taken over since under another lease,
+    /// even by a later run of this member's agent, is left alone); when
+    /// that cannot be done (or its answer is lost), revoke the lease,
+    /// which deletes the key with it. `Err` when neither reached the
+    /// store: the key then expires with the lease.
     pub(super) async fn release_key(&mut self) -> Result<(), String> {
         let name = self.local.spec().name.clone();
-        let deleted = self.etcd.delete_if(&self.keys.leader, &name).await;
+        let Some(lease) = self.lease else {
+            // No lease: no key is held under this node's lease.
+            return Ok(());
+        };
+        let deleted = self
+            .etcd
+            .txn_held(
+                &[(self.keys.leader.as_str(), Some(name.as_str()))],
+                (&self.keys.leader, lease),
+                &[super::etcd::Op::Delete {
+                    key: self.keys.leader.clone(),
+                }],
+            )
+            .await;
         if let Err(e) = deleted {
             tracing::warn!("cluster: cannot delete the leader key ({e}): revoking the lease");
             if let Some(lease) = self.lease.take() {

@@ -102,8 +102,6 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
         Option<super::member::LeaderTimeline>,
         Option<super::member::LeaderTimeline>,
     )>,
-    /// The timeline this node last published as the leader's.
-    pub(super) timeline_published: Mutex<Option<u64>>,
     /// Faults that last over loops, logged once ([`super::quiet`]).
     pub(super) faults: Mutex<super::quiet::Faults>,
 }
@@ -147,7 +145,6 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             unfenced_until: None,
             leader_timeline: None,
             term_before: None,
-            timeline_published: Mutex::new(None),
             faults: Mutex::default(),
         }
     }
@@ -248,6 +245,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         let me = self.member(&seen);
         let published = self.publish(&me, &seen).await;
+        if published.is_ok() {
+            // Its term as it is (a term opened before the key existed, or
+            // the real switch point of its promotion).
+            self.publish_term(&seen).await;
+        }
         // A refused write (NOSPACE: etcd refuses every write, yet serves
         // reads and renews leases) must not blind the loop: the scope is
         // still read, so that the leader, the members and the alarm stay
@@ -322,6 +324,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             lsn: seen.lsn,
             replayed: seen.replayed,
             timeline: seen.timeline,
+            timeline_start: seen.timeline_start,
             streaming_from: seen.streaming_from.clone(),
             host: spec.host.clone(),
             port: spec.port,
@@ -350,22 +353,6 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             self.etcd
                 .put_changed(&self.keys.optime, &lsn.to_string(), 0)
                 .await?;
-            if let Some(timeline) = seen.timeline
-                && self.leader_timeline.is_none()
-                && *self.timeline_published.lock() != Some(timeline)
-            {
-                // A term opened before the key existed (an upgrade): its
-                // timeline, without a switch point.
-                let published = super::member::LeaderTimeline {
-                    timeline,
-                    switch: None,
-                    by: Some(me.name.clone()),
-                };
-                self.etcd
-                    .put(&self.keys.timeline, &published.text(), 0)
-                    .await?;
-                *self.timeline_published.lock() = Some(timeline);
-            }
         }
         Ok(())
     }
@@ -546,6 +533,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     self.lose_lease(until, "the leader key is gone").await;
                     return;
                 }
+                self.put_back_pending_term().await;
                 if !self.paused {
                     self.elect(seen, me, optime, members).await;
                 }
@@ -569,7 +557,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     switch: seen.lsn,
                     by: Some(self.local.spec().name.clone()),
                 };
-                if let Err(e) = self.etcd.put(&self.keys.timeline, &term.text(), 0).await {
+                // Guarded by the lease, read back if the answer is lost:
+                // not promoted unless the term is known written.
+                if let Err(e) = self.write_term(&term).await {
                     tracing::warn!(
                         "cluster: cannot publish the new timeline before promoting again: {e}"
                     );

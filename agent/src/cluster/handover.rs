@@ -407,13 +407,20 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     async fn take_over(&mut self, request: Request, raw: String) {
         let Some(end) = request.lsn else { return };
         // The lease the old leader held the key under when it stopped: as
-        // it wrote it, or (a request of an older agent) as read now.
+        // it wrote it, or (a request of an older agent) read back while the
+        // key has not changed since the stop.
         let held = match request.leader_lease {
-            Some(lease) => Some(lease),
-            None => match self.etcd.get(&self.keys.leader).await {
-                Ok(Some(kv)) if kv.value == request.from => Some(kv.lease),
-                _ => None,
-            },
+            Some(lease) => lease,
+            None => {
+                match super::switchover::lease_at_stop(&self.etcd, &self.keys, &request, &raw).await
+                {
+                    Ok(lease) => lease,
+                    Err(why) => {
+                        self.step(format!("switchover: not taking over: {why}"));
+                        return;
+                    }
+                }
+            }
         };
         let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
         let started = Instant::now();
@@ -453,7 +460,6 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             return;
         }
         let Some(lease) = self.lease else { return };
-        let Some(held) = held else { return };
         // The term's timeline, written with the key as in an election:
         // the next one after the old leader's, begun where this standby
         // replayed to (the election's reference from now on; put back if

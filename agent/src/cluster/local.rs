@@ -31,6 +31,13 @@ pub struct Observation {
     pub replayed: Option<u64>,
     pub replay_paused: bool,
     pub timeline: Option<u64>,
+    /// Where `timeline` began: the switch point (bytes from 0/0) of the
+    /// last line of its timeline history (`pg_wal/NNNNNNNN.history`), 0
+    /// on timeline 1; `None` when it could not be read. PostgreSQL reuses
+    /// timeline numbers, so the number alone does not name a timeline:
+    /// two servers on "timeline 4" begun at different points hold
+    /// different histories.
+    pub timeline_start: Option<u64>,
     /// A standby that has read to the end of its own `pg_wal` since it
     /// started: its startup process asked for streaming, which sets the
     /// received position (`pg_last_wal_receive_lsn()` is not null). Until
@@ -135,9 +142,23 @@ impl LocalServer {
                 .admin_session(&self.spec.target, budget)
                 .await
                 .ok()?;
-            client.query_one(OBSERVE, &[]).await.ok()
+            let row = client.query_one(OBSERVE, &[]).await.ok()?;
+            // Apart: a role that may not read server files still observes.
+            let history = client
+                .query_opt(super::history::READ_HISTORY, &[])
+                .await
+                .map_err(|e| tracing::debug!("cluster: cannot read the timeline history: {e}"))
+                .ok()
+                .flatten()
+                .map(|h| {
+                    (
+                        h.get::<_, Option<i64>>("timeline"),
+                        h.get::<_, Option<String>>("history"),
+                    )
+                });
+            Some((row, history))
         };
-        let Ok(Some(row)) = tokio::time::timeout(budget, query).await else {
+        let Ok(Some((row, history))) = tokio::time::timeout(budget, query).await else {
             return seen;
         };
         let lsn = |name: &str| row.get::<_, Option<f64>>(name).map(|v| v.max(0.0) as u64);
@@ -151,6 +172,9 @@ impl LocalServer {
             .map(|t| t.max(0) as u64);
         seen.wal_end_read = row.get::<_, Option<bool>>("wal_end_read").unwrap_or(false);
         seen.streaming_from = row.get("upstream");
+        seen.timeline_start = seen
+            .timeline
+            .and_then(|timeline| start_of(timeline, &history));
         seen
     }
 
@@ -497,6 +521,18 @@ fn restore_config(data_dir: &Path, kept: Vec<(&'static str, Vec<u8>, u32)>) {
     }
 }
 
+/// Where `timeline` began, from the history read beside the observation
+/// (`(its timeline, the file's text)`: used only when it is the same
+/// timeline).
+fn start_of(timeline: u64, history: &Option<(Option<i64>, Option<String>)>) -> Option<u64> {
+    match history {
+        Some((Some(read), text)) if *read as u64 == timeline => {
+            super::history::start(timeline, text.as_deref())
+        }
+        _ => None,
+    }
+}
+
 /// What `pg_controldata` says about a cleanly stopped server.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShutDown {
@@ -507,11 +543,7 @@ pub struct ShutDown {
     pub timeline: u64,
 }
 
-/// `X/Y` (PostgreSQL's text form of an LSN) in bytes from 0/0.
-pub fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.trim().split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
+pub use super::lsn::parse_lsn;
 
 /// The switchover's side of the local server.
 impl LocalServer {

@@ -20,6 +20,12 @@ pub struct Member {
     pub lsn: Option<u64>,
     pub replayed: Option<u64>,
     pub timeline: Option<u64>,
+    /// Where `timeline` began (its switch point, bytes from 0/0; 0 on
+    /// timeline 1): with the number, what names the timeline (numbers are
+    /// reused). `None` when unknown (and in views of older agents): then
+    /// only the number is compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline_start: Option<u64>,
     /// Whom it streams from (`host:port`), if anyone.
     pub streaming_from: Option<String>,
     /// Where the others reach its server.
@@ -93,12 +99,22 @@ impl LeaderTimeline {
         }
     }
 
-    /// Whether `(timeline, lsn)` is on this term's history as far as it
-    /// is known: on its timeline (or a later one), or on the previous
-    /// one at or before the switch point.
-    pub fn holds(&self, timeline: u64, lsn: u64) -> bool {
-        timeline >= self.timeline
-            || (timeline + 1 == self.timeline && self.switch.is_some_and(|at| lsn <= at))
+    /// Whether `lsn` on `timeline`, begun at `start` (`None`: unknown), is
+    /// on this term's history as far as it is known: on its timeline (the
+    /// same number begun at the same point, when both points are known:
+    /// numbers are reused) or a later one, or on the previous one at or
+    /// before the switch point.
+    pub fn holds(&self, timeline: u64, start: Option<u64>, lsn: u64) -> bool {
+        match timeline.cmp(&self.timeline) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => match (start, self.switch) {
+                (Some(mine), Some(term)) => mine == term,
+                _ => true,
+            },
+            std::cmp::Ordering::Less => {
+                timeline + 1 == self.timeline && self.switch.is_some_and(|at| lsn <= at)
+            }
+        }
     }
 }
 
@@ -112,11 +128,14 @@ pub fn off_timeline(me: &Member, leader: Option<&LeaderTimeline>) -> Option<Stri
     let (Some(mine), Some(leader)) = (me.timeline, leader) else {
         return None;
     };
-    if leader.holds(mine, me.lsn.unwrap_or(0)) {
+    if leader.holds(mine, me.timeline_start, me.lsn.unwrap_or(0)) {
         return None;
     }
     Some(format!(
-        "on timeline {mine} at {}, not on the last leader's history (timeline {}{}): its WAL may have diverged (a candidate again once it follows a leader)",
+        "on timeline {mine}{} at {}, not on the last leader's history (timeline {}{}): its WAL may have diverged (a candidate again once it follows a leader)",
+        me.timeline_start
+            .map(|at| format!(" (begun at {at})"))
+            .unwrap_or_default(),
         me.lsn.unwrap_or(0),
         leader.timeline,
         leader
@@ -135,14 +154,28 @@ pub fn off_timeline(me: &Member, leader: Option<&LeaderTimeline>) -> Option<Stri
 /// to every promotion from the same history, even from the same point,
 /// so its WAL past the switch point may have diverged from that term's;
 /// nor is a later number than the named term's (a promotion whose term
-/// was put back when it failed to open).
+/// was put back when it failed to open), nor the same number begun at
+/// another point than the term's (when both are known). Its own term
+/// that never opened (written, then not promoted) still is, while it is
+/// on the timeline before at or behind that term's switch point.
 pub fn last_leader(me: &Member, leader: Option<&LeaderTimeline>) -> bool {
     let (Some(mine), Some(leader)) = (me.timeline, leader) else {
         return false;
     };
+    let same_start = match (me.timeline_start, leader.switch) {
+        (Some(mine), Some(term)) => mine == term,
+        _ => true,
+    };
+    // Its own term written before a promotion that never came (its agent
+    // crashed, or the promotion failed): its server is still on the
+    // timeline before, at or behind the point that term named, so it holds
+    // nothing but its own last term's WAL (seed 416: otherwise no member
+    // was ever a candidate again).
+    let unopened =
+        mine + 1 == leader.timeline && leader.switch.zip(me.lsn).is_some_and(|(at, lsn)| lsn <= at);
     match &leader.by {
-        Some(by) => mine == leader.timeline && *by == me.name,
-        None => mine >= leader.timeline,
+        Some(by) => *by == me.name && ((mine == leader.timeline && same_start) || unopened),
+        None => mine > leader.timeline || (mine == leader.timeline && same_start),
     }
 }
 
@@ -312,6 +345,61 @@ mod tests {
         assert!(off_timeline(&on(2, 1), Some(&unswitched)).is_some());
         assert!(last_leader(&on(3, 1), Some(&term)));
         assert!(!last_leader(&on(2, 1), Some(&term)));
+    }
+
+    /// Seed 4768: PostgreSQL reuses timeline numbers, so a member on the
+    /// last leader's timeline number begun at another point holds another
+    /// history; where both points are known they are compared.
+    #[test]
+    fn a_timeline_is_named_by_its_number_and_where_it_began() {
+        let on = |timeline: u64, start: Option<u64>, lsn: u64| Member {
+            timeline: Some(timeline),
+            timeline_start: start,
+            lsn: Some(lsn),
+            ..standby("a", lsn)
+        };
+        let term = LeaderTimeline::parse("4:1195:m1").unwrap();
+        let table = [
+            (on(4, Some(1195), 1300), true),
+            // The same number, begun elsewhere: another history.
+            (on(4, Some(1190), 1300), false),
+            (on(4, Some(1200), 1300), false),
+            // Unknown start (an older agent, an unreadable history file):
+            // the number alone, as before.
+            (on(4, None, 1300), true),
+            (on(3, Some(1000), 1195), true),
+            (on(5, Some(1400), 1500), true),
+        ];
+        for (member, candidate) in table {
+            assert_eq!(
+                off_timeline(&member, Some(&term)).is_none(),
+                candidate,
+                "{:?} {:?}",
+                member.timeline,
+                member.timeline_start
+            );
+        }
+        let why = off_timeline(&on(4, Some(1190), 1300), Some(&term)).unwrap();
+        assert!(why.contains("begun at 1190"), "{why}");
+        // The last leader's own term only where it began there.
+        let own = |start| Member {
+            name: "m1".into(),
+            ..on(4, start, 1300)
+        };
+        // Its own next term written, its promotion never came: still on
+        // the timeline before, at or behind where that term would begin.
+        let next = LeaderTimeline::parse("5:1300:m1").unwrap();
+        assert!(last_leader(&own(Some(1195)), Some(&next)));
+        let past = Member {
+            lsn: Some(1301),
+            ..own(Some(1195))
+        };
+        assert!(!last_leader(&past, Some(&next)));
+        let theirs = LeaderTimeline::parse("5:1300:m2").unwrap();
+        assert!(!last_leader(&own(Some(1195)), Some(&theirs)));
+        assert!(last_leader(&own(Some(1195)), Some(&term)));
+        assert!(last_leader(&own(None), Some(&term)));
+        assert!(!last_leader(&own(Some(1190)), Some(&term)));
     }
 
     #[test]

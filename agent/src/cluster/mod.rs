@@ -12,9 +12,11 @@
 //! - `timeline`: the leader's timeline, where its term began and who
 //!   opened it (`T:LSN:NAME`, [`member::LeaderTimeline`]: PostgreSQL
 //!   reuses timeline numbers, so the number names no term), written with the leader key
-//!   when a term opens (the timeline its promotion leads to) and when it
-//!   changes (no lease): a candidate must be on it or on its history
-//!   ([`member::off_timeline`]).
+//!   when a term opens (the timeline its promotion leads to), rewritten
+//!   by the leader under its lease with where its timeline really began
+//!   once it is promoted ([`term`]), and when it changes (no lease): a
+//!   candidate must be on it (the same number begun at the same point:
+//!   members publish both) or on its history ([`member::off_timeline`]).
 //! - `members/NAME`: each member's view of itself ([`member::Member`]),
 //!   under its own lease.
 //! - `sync`: with `synchronous = true`, the members among which every
@@ -44,9 +46,11 @@ pub mod etcd;
 mod failclosed;
 pub mod ha;
 mod handover;
+pub mod history;
 mod lease;
 pub mod least;
 pub mod local;
+pub mod lsn;
 pub mod member;
 mod owner;
 mod quiet;
@@ -57,6 +61,7 @@ pub mod server;
 mod sim;
 pub mod switchover;
 pub mod sync;
+mod term;
 pub mod watchdog;
 
 use crate::config::{ClusterSpec, TargetKind};

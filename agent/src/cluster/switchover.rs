@@ -50,7 +50,8 @@ pub struct Request {
     /// when it stopped; the target's take-over compares it, so that a key
     /// taken back since under another lease (the old leader's agent
     /// restarted) makes the take-over fail. `None` in requests written by
-    /// older agents (the target then reads the lease itself).
+    /// older agents (the target then reads it back, [`lease_at_stop`], and
+    /// refuses, naming the upgrade, when it cannot be known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_lease: Option<i64>,
 }
@@ -195,6 +196,53 @@ pub async fn ask<D: Dcs>(
         );
     }
     Ok(request)
+}
+
+/// The lease the old leader held its key under when it stopped, for a
+/// `stopped` request (`raw`: its value as read) written by an older agent
+/// without `leader_lease` (a rolling upgrade): read back, never inferred.
+/// The key's lease read now is the one at the stop only if the key has
+/// not changed since the request was marked `stopped` (its revision is
+/// older than the request's; the key is read first, so a later change
+/// shows in the second read's revision order). `Err` (why, naming the
+/// upgrade) otherwise: the target then does not take over, and the old
+/// leader withdraws the request when its wait runs out.
+pub async fn lease_at_stop<D: Dcs>(
+    etcd: &D,
+    keys: &Keys,
+    request: &Request,
+    raw: &str,
+) -> Result<i64, String> {
+    let older = format!(
+        "the request was written by an agent without `leader_lease` (older than this one): upgrade `{}`'s agent, then ask again",
+        request.from
+    );
+    let leader = etcd
+        .get(&keys.leader)
+        .await
+        .map_err(|e| format!("{older}; the leader key could not be read: {e}"))?;
+    let asked = etcd
+        .get(&keys.switchover)
+        .await
+        .map_err(|e| format!("{older}; the request could not be read back: {e}"))?;
+    match (leader, asked) {
+        (Some(leader), Some(asked))
+            if leader.value == request.from
+                && asked.value == raw
+                && leader.revision < asked.revision =>
+        {
+            Ok(leader.lease)
+        }
+        (Some(leader), Some(asked)) if leader.value == request.from && asked.value == raw => {
+            Err(format!(
+                "{older}; the leader key changed after `{}` stopped (revision {} after the request's {}), so the lease it stopped under is not known",
+                request.from, leader.revision, asked.revision
+            ))
+        }
+        _ => Err(format!(
+            "{older}; the leader key or the request changed meanwhile"
+        )),
+    }
 }
 
 /// Withdraw a request its leader has not acted on yet.

@@ -75,16 +75,35 @@ impl Node {
         }
     }
 
-    /// Whether `(timeline, lsn)` lies on this server's history: the
-    /// same timeline at or behind its end, or an earlier one at or
-    /// before the point where this server left it.
-    pub fn contains(&self, timeline: u64, lsn: u64) -> bool {
-        if timeline == self.timeline {
+    /// Where its current timeline began: the point where it left the
+    /// one before (0 on the first).
+    pub fn timeline_start(&self) -> u64 {
+        self.history.last().map_or(0, |(_, switch)| *switch)
+    }
+
+    /// Whether `lsn` on the timeline numbered `timeline` that began at
+    /// `start` lies on this server's history: its timeline (the same
+    /// number begun at the same point) at or behind its end, or one it
+    /// left, at or before the point where it left it. Numbers are reused
+    /// (promotions from the same history get the same one): a timeline is
+    /// named by its number and where it began.
+    pub fn contains(&self, timeline: u64, start: u64, lsn: u64) -> bool {
+        if (timeline, start) == (self.timeline, self.timeline_start()) {
             return lsn <= self.lsn;
         }
-        self.history
-            .iter()
-            .any(|(t, switch)| *t == timeline && lsn <= *switch)
+        let mut begun = 0;
+        for (t, switch) in &self.history {
+            if (*t, begun) == (timeline, start) {
+                return lsn <= *switch;
+            }
+            begun = *switch;
+        }
+        false
+    }
+
+    /// Whether this server's own position lies on `upstream`'s history.
+    pub fn on(&self, upstream: &Node) -> bool {
+        upstream.contains(self.timeline, self.timeline_start(), self.lsn)
     }
 
     /// A fence left armed by an earlier run of the agent.
@@ -237,7 +256,7 @@ impl FakeServer {
                 && !peer.primary
                 && peer.streaming
                 && peer.upstream.as_deref() == Some(me.as_str())
-                && node.contains(peer.timeline, peer.lsn)
+                && peer.on(node)
             {
                 peer.lsn = node.lsn;
                 peer.timeline = node.timeline;
@@ -295,6 +314,7 @@ impl Server for FakeServer {
             replayed: (node.running && !node.primary).then_some(node.lsn),
             replay_paused: false,
             timeline: node.running.then_some(node.timeline),
+            timeline_start: node.running.then(|| node.timeline_start()),
             wal_end_read: node.running && !node.primary,
             streaming_from: (node.running && node.streaming)
                 .then(|| node.upstream.clone())

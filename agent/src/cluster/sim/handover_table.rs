@@ -145,3 +145,29 @@ async fn a_key_taken_back_under_another_lease_fails_the_targets_take_over() {
         assert!(!target.node.lock().primary, "{written_lease}");
     }
 }
+
+/// A rolling upgrade: an older agent's request has no `leader_lease`.
+/// When the key changed after the old leader stopped (taken back under a
+/// new lease by an agent of the old code, the request not withdrawn), the
+/// lease it stopped under cannot be known: the target does not take
+/// over, and says which agent to upgrade.
+#[tokio::test(start_paused = true)]
+async fn an_older_agents_request_is_refused_when_the_lease_at_the_stop_cannot_be_read_back() {
+    let (h, mut target, _, _) = crashed_during_hand_over(false);
+    {
+        let mut store = h.store.lock();
+        let fresh = store.grant(Duration::from_secs(30));
+        store.put(&h.keys.leader, "m0", fresh).unwrap();
+    }
+    let did = target.ha.tick().await;
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
+    assert!(
+        did.iter().any(|d| d.why().contains("upgrade `m0`'s agent")),
+        "{did:?}"
+    );
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+    assert!(!target.node.lock().primary);
+}

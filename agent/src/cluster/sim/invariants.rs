@@ -135,13 +135,16 @@ fn writable(node: &Node) -> bool {
 /// Whether the WAL `node` held before its promotion is on `primary`'s
 /// history: each timeline it left ended within the primary's part of it,
 /// and on timelines the primary never saw it wrote nothing.
+///
+/// A timeline is named by its number and where it began (PostgreSQL gives
+/// the same number to every promotion from the same history): a timeline
+/// of the primary's number begun elsewhere is not the primary's.
 fn on_history(node: &Node, primary: &Node) -> bool {
     let mut start = 0;
     for (timeline, end) in &node.history {
         let fine = match timeline.cmp(&primary.timeline) {
-            std::cmp::Ordering::Less => primary.contains(*timeline, *end),
-            std::cmp::Ordering::Equal => *end <= primary.lsn,
             std::cmp::Ordering::Greater => *end <= start,
+            _ => primary.contains(*timeline, start, *end),
         };
         if !fine {
             return false;

@@ -2,14 +2,18 @@
 //! each decision of [`super::ha::Ha::tick`] over the in-memory store and a
 //! fake server ([`fake`]), and a deterministic seeded simulation of
 //! several members under faults ([`world`]). Run one seed with
-//! `WATCHPOST_SIM_SEED=N cargo test -p watchpost --lib cluster::sim`.
+//! `WATCHPOST_SIM_SEED=N cargo test -p watchpost --lib cluster::sim`; run
+//! more with `WATCHPOST_SIM_EPISODES=N` (from seed `WATCHPOST_SIM_FROM`, 0
+//! unless set).
 
 pub mod fake;
 pub mod faults;
 mod handover_table;
 pub mod invariants;
 mod nospace_table;
+mod seeds;
 mod table;
+mod term_table;
 pub mod world;
 
 use faults::{Faults, Rng};
@@ -60,9 +64,14 @@ fn seeded_episodes_keep_one_writer_and_fail_over() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(EPISODES);
+    // The first seed (to run a later range apart, e.g. on another core).
+    let from: u64 = std::env::var("WATCHPOST_SIM_FROM")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let (mut moved, mut handovers, mut asked, mut done) = (0, 0, 0, 0);
     let mut slowest = std::time::Duration::ZERO;
-    for seed in 0..episodes {
+    for seed in from..from + episodes {
         match episode(seed) {
             Ok(stats) => {
                 moved += usize::from(stats.handovers > 0);

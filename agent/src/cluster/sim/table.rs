@@ -36,7 +36,7 @@ impl Harness {
         Harness::with(node, Memory::client)
     }
 
-    fn with(node: Node, client: impl FnOnce(Arc<Mutex<Store>>) -> Memory) -> Harness {
+    pub(super) fn with(node: Node, client: impl FnOnce(Arc<Mutex<Store>>) -> Memory) -> Harness {
         Harness::configured(node, client, |_| {})
     }
 

@@ -413,7 +413,7 @@ impl World {
                 node.streaming = false;
                 if let Some(up) = upstream
                     && up.running
-                    && up.contains(node.timeline, node.lsn)
+                    && node.on(&up)
                 {
                     node.streaming = true;
                     node.lsn = up.lsn;
@@ -609,6 +609,7 @@ impl World {
     fn leads(&self) -> Result<(), String> {
         let store = self.store.lock();
         let holder = store.get(&self.keys.leader).map(|kv| kv.value.clone());
+        let term = store.get(&self.keys.timeline).map(|kv| kv.value.clone());
         drop(store);
         let primary = self
             .members
@@ -627,7 +628,7 @@ impl World {
                     .map(|m| format!("{}: {:?}", m.name, m.node.lock()))
                     .collect();
                 Err(format!(
-                    "no failover after the faults were healed: key held by {holder:?}, primary {primary:?}; servers {servers:#?}"
+                    "no failover after the faults were healed: key held by {holder:?}, primary {primary:?}, timeline key {term:?}; servers {servers:#?}"
                 ))
             }
         }
