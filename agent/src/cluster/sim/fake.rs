@@ -299,6 +299,7 @@ impl Server for FakeServer {
             streaming_from: (node.running && node.streaming)
                 .then(|| node.upstream.clone())
                 .flatten(),
+            unfit: None,
         })
     }
 
