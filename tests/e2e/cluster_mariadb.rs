@@ -106,23 +106,49 @@ fn mariadb_node_loss_promotes_one_replica_and_the_old_leader_comes_back_read_onl
         refused.as_ref().is_err_and(|e| e.contains("read-only") || e.contains("1290")),
         "the old leader took a write: {refused:?}"
     );
-    // Its agent starts: it follows the new leader by GTID.
-    ha.agents[0].spawn();
-    wait_for(
-        "the old leader to replicate from the new one",
-        Duration::from_secs(60),
-        || ha.is_replica(0).then_some(()),
-    );
-    assert_eq!(
-        ha.view(0)["leader"].as_str(),
-        Some(format!("node{}", new + 1).as_str())
-    );
-    assert_eq!(ha.nodes[0].value("SELECT @@global.read_only"), "1");
-    // It has the new leader's writes.
-    ha.nodes[new].value("INSERT INTO app.before_loss VALUES (2)");
-    wait_for("the old leader to apply the new leader's write", PATIENCE, || {
-        (ha.nodes[0].value("SELECT count(*) FROM app.before_loss") == "2").then_some(())
+    // Whether it holds transactions the new leader never received (the
+    // lost node's last ones, written after the new leader's IO thread
+    // read its binary log): its own last GTID against the new leader's
+    // binary-log state for its server id.
+    let own = ha.nodes[0].value("SELECT @@global.gtid_binlog_pos");
+    let (_, own_sequence) = own.rsplit_once('-').expect("node1 wrote GTIDs");
+    let own_sequence: u64 = own_sequence.parse().unwrap();
+    let theirs = ha.nodes[new].value("SELECT @@global.gtid_binlog_state");
+    let has_all = theirs.split(',').any(|g| {
+        let parts: Vec<&str> = g.trim().split('-').collect();
+        parts.len() == 3 && parts[1] == "101" && parts[2].parse::<u64>().unwrap_or(0) >= own_sequence
     });
+    eprintln!("mariadb cluster node loss: old leader at {own}, new leader's state {theirs}: has all = {has_all}");
+    // Its agent starts: it follows the new leader by GTID, or (it holds
+    // transactions the new leader lacks) stays read-only, not replicating,
+    // recorded as needing a rebuild.
+    ha.agents[0].spawn();
+    if has_all {
+        wait_for(
+            "the old leader to replicate from the new one",
+            Duration::from_secs(60),
+            || ha.is_replica(0).then_some(()),
+        );
+        assert_eq!(
+            ha.view(0)["leader"].as_str(),
+            Some(format!("node{}", new + 1).as_str())
+        );
+        ha.nodes[new].value("INSERT INTO app.before_loss VALUES (2)");
+        wait_for("the old leader to apply the new leader's write", PATIENCE, || {
+            (ha.nodes[0].value("SELECT count(*) FROM app.before_loss") == "2").then_some(())
+        });
+    } else {
+        let record = wait_for("a rebuild-required record", Duration::from_secs(60), || {
+            ha.agents[0]
+                .audit_of("cluster", "failed")
+                .into_iter()
+                .find(|r| r["message"].as_str().unwrap_or("").contains("rebuild required"))
+        });
+        assert!(record["message"].as_str().unwrap().contains(&own), "{record:#}");
+        assert!(!ha.is_replica(0));
+    }
+    assert_eq!(ha.nodes[0].value("SELECT @@global.read_only"), "1");
+    assert!(!ha.is_primary(0));
 }
 
 #[test]
