@@ -38,7 +38,9 @@ fn present(ha: &MariadbCluster, i: usize) -> Vec<i64> {
 fn mariadb_node_loss_promotes_one_replica_and_the_old_leader_comes_back_read_only() {
     let ha = MariadbCluster::start();
     ha.nodes[0].value(TABLE);
-    ha.nodes[0].value("CREATE TABLE app.before_loss (id int PRIMARY KEY); INSERT INTO app.before_loss VALUES (1)");
+    ha.nodes[0].value(
+        "CREATE TABLE app.before_loss (id int PRIMARY KEY); INSERT INTO app.before_loss VALUES (1)",
+    );
     // The writer runs against every node: only the leader acknowledges.
     let writer = ha.writers();
     wait_for("writes acknowledged by the leader", PATIENCE, || {
@@ -63,9 +65,11 @@ fn mariadb_node_loss_promotes_one_replica_and_the_old_leader_comes_back_read_onl
     assert!(took < TTL + Duration::from_secs(4), "{took:?}");
     assert_eq!(ha.nodes[new].value("SELECT @@global.read_only"), "0");
     let other = if new == 1 { 2 } else { 1 };
-    wait_for("the other replica to follow the new leader", PATIENCE, || {
-        ha.is_replica(other).then_some(())
-    });
+    wait_for(
+        "the other replica to follow the new leader",
+        PATIENCE,
+        || ha.is_replica(other).then_some(()),
+    );
     assert!(ha.is_primary(new));
     assert!(!ha.is_primary(other));
     assert_eq!(ha.nodes[other].value("SELECT @@global.read_only"), "1");
@@ -101,9 +105,12 @@ fn mariadb_node_loss_promotes_one_replica_and_the_old_leader_comes_back_read_onl
     // write refused.
     ha.nodes[0].start_by_hand();
     assert_eq!(ha.nodes[0].value("SELECT @@global.read_only"), "1");
-    let refused = ha.nodes[0].try_execute_as_app("INSERT INTO app.sb_writes VALUES (-1, 'by-hand', 0)");
+    let refused =
+        ha.nodes[0].try_execute_as_app("INSERT INTO app.sb_writes VALUES (-1, 'by-hand', 0)");
     assert!(
-        refused.as_ref().is_err_and(|e| e.contains("read-only") || e.contains("1290")),
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("read-only") || e.contains("1290")),
         "the old leader took a write: {refused:?}"
     );
     // Whether it holds transactions the new leader never received (the
@@ -116,9 +123,13 @@ fn mariadb_node_loss_promotes_one_replica_and_the_old_leader_comes_back_read_onl
     let theirs = ha.nodes[new].value("SELECT @@global.gtid_binlog_state");
     let has_all = theirs.split(',').any(|g| {
         let parts: Vec<&str> = g.trim().split('-').collect();
-        parts.len() == 3 && parts[1] == "101" && parts[2].parse::<u64>().unwrap_or(0) >= own_sequence
+        parts.len() == 3
+            && parts[1] == "101"
+            && parts[2].parse::<u64>().unwrap_or(0) >= own_sequence
     });
-    eprintln!("mariadb cluster node loss: old leader at {own}, new leader's state {theirs}: has all = {has_all}");
+    eprintln!(
+        "mariadb cluster node loss: old leader at {own}, new leader's state {theirs}: has all = {has_all}"
+    );
     // Its agent starts: it follows the new leader by GTID, or (it holds
     // transactions the new leader lacks) stays read-only, not replicating,
     // recorded as needing a rebuild.
@@ -134,17 +145,27 @@ fn mariadb_node_loss_promotes_one_replica_and_the_old_leader_comes_back_read_onl
             Some(format!("node{}", new + 1).as_str())
         );
         ha.nodes[new].value("INSERT INTO app.before_loss VALUES (2)");
-        wait_for("the old leader to apply the new leader's write", PATIENCE, || {
-            (ha.nodes[0].value("SELECT count(*) FROM app.before_loss") == "2").then_some(())
-        });
+        wait_for(
+            "the old leader to apply the new leader's write",
+            PATIENCE,
+            || (ha.nodes[0].value("SELECT count(*) FROM app.before_loss") == "2").then_some(()),
+        );
     } else {
         let record = wait_for("a rebuild-required record", Duration::from_secs(60), || {
             ha.agents[0]
                 .audit_of("cluster", "failed")
                 .into_iter()
-                .find(|r| r["message"].as_str().unwrap_or("").contains("rebuild required"))
+                .find(|r| {
+                    r["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("rebuild required")
+                })
         });
-        assert!(record["message"].as_str().unwrap().contains(&own), "{record:#}");
+        assert!(
+            record["message"].as_str().unwrap().contains(&own),
+            "{record:#}"
+        );
         assert!(!ha.is_replica(0));
     }
     assert_eq!(ha.nodes[0].value("SELECT @@global.read_only"), "1");
@@ -199,5 +220,10 @@ fn a_mariadb_switchover_makes_the_target_writable_and_the_old_leader_a_read_only
     // every acknowledged write is on the new leader.
     let missing = report.missing(&present(&ha, 1));
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
-    assert_eq!(ha.records("promoted").len(), 1, "{:#?}", ha.records("promoted"));
+    assert_eq!(
+        ha.records("promoted").len(),
+        1,
+        "{:#?}",
+        ha.records("promoted")
+    );
 }

@@ -31,9 +31,7 @@ impl MysqlSession {
             .user(Some(user))
             .db_name(Some("app"));
         let conn = runtime
-            .block_on(async {
-                tokio::time::timeout(BOUND, mysql_async::Conn::new(opts)).await
-            })
+            .block_on(async { tokio::time::timeout(BOUND, mysql_async::Conn::new(opts)).await })
             .ok()?
             .ok()?;
         Some(MysqlSession {
@@ -49,9 +47,9 @@ impl Session for MysqlSession {
         let sql = format!(
             "INSERT INTO app.sb_writes (seq, via, server_port) VALUES ({n}, '{label}', @@port) RETURNING server_port"
         );
-        let answer = self.runtime.block_on(async {
-            tokio::time::timeout(BOUND, conn.query_first::<u16, _>(sql)).await
-        });
+        let answer = self
+            .runtime
+            .block_on(async { tokio::time::timeout(BOUND, conn.query_first::<u16, _>(sql)).await });
         match answer {
             Ok(Ok(port)) => Ok(port.unwrap_or(0)),
             Ok(Err(e)) => Err(e.to_string()),

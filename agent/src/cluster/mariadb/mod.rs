@@ -139,7 +139,7 @@ impl MariadbServer {
             let s = &mut self.session(FENCE).await?;
             s.fence().await.map_err(|e| format!("{e:?}"))
         })
-            .await;
+        .await;
         if let Err(e) = fenced {
             tracing::debug!("cluster: no SQL fence before the stop: {e}");
         }
@@ -184,7 +184,7 @@ impl Server for MariadbServer {
             let s = &mut self.session(budget).await?;
             observe::read(s).await.map_err(|e| format!("{e:?}"))
         })
-            .await;
+        .await;
         if let Err(e) = &reading {
             tracing::debug!("cluster: the local MariaDB did not answer: {e}");
         }
@@ -229,7 +229,7 @@ impl Server for MariadbServer {
             let s = &mut self.session(STATEMENT + apply_within).await?;
             replicate::promote(s, apply_within).await
         })
-            .await?;
+        .await?;
         self.state.lock().term = Some(term);
         Ok(())
     }
@@ -266,9 +266,9 @@ impl Server for MariadbServer {
         let login = self.login(host, port)?;
         Self::bounded(STATEMENT, async {
             let s = &mut self.session(STATEMENT).await?;
-            replicate::follow(s, &login).await
+            replicate::follow(s, &login, false).await
         })
-            .await
+        .await
     }
 
     fn conninfo(&self, host: &str, port: u16) -> String {
@@ -286,7 +286,7 @@ impl Server for MariadbServer {
             let s = &mut self.session(STATEMENT * 3).await?;
             replicate::rejoin(s, &login).await
         })
-            .await
+        .await
     }
 
     async fn setting(&self, name: &str) -> Result<String, String> {
@@ -313,11 +313,11 @@ impl Server for MariadbServer {
         let end = Self::bounded(STATEMENT, async {
             let s = &mut self.session(STATEMENT).await?;
             s.fence()
-                    .await
-                    .map_err(|e| format!("cannot make it read-only: {e:?}"))?;
-                replicate::end_of_term(s).await
+                .await
+                .map_err(|e| format!("cannot make it read-only: {e:?}"))?;
+            replicate::end_of_term(s).await
         })
-            .await?;
+        .await?;
         self.state.lock().end = Some(end);
         Ok(())
     }

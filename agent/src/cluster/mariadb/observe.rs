@@ -26,9 +26,10 @@ pub async fn read(session: &mut Session) -> Result<Reading, Error> {
     let gtids = session.gtids(&received).await?;
     let read_only = session.value("SELECT @@GLOBAL.read_only").await?;
     let domain = session.value("SELECT @@GLOBAL.gtid_domain_id").await?;
-    let domain = domain.trim().parse().map_err(|_| {
-        Error::Unreachable(format!("gtid_domain_id {domain:?} is not a number"))
-    })?;
+    let domain = domain
+        .trim()
+        .parse()
+        .map_err(|_| Error::Unreachable(format!("gtid_domain_id {domain:?} is not a number")))?;
     Ok(Reading {
         read_only: matches!(read_only.trim(), "1" | "ON"),
         domain,

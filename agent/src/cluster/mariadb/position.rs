@@ -131,7 +131,9 @@ fn unfit(reading: &Reading) -> Option<String> {
             "errant GTIDs {} (written on this replica, never sent by a primary): leading would hand them to every member; remove them or rebuild it",
             list.join(",")
         )),
-        Errant::CannotTell(why) => Some(format!("whether it has errant GTIDs cannot be told: {why}")),
+        Errant::CannotTell(why) => {
+            Some(format!("whether it has errant GTIDs cannot be told: {why}"))
+        }
     }
 }
 
@@ -178,7 +180,12 @@ mod tests {
     fn member(name: &str, mapped: &Mapped) -> Member {
         Member {
             name: name.into(),
-            role: if mapped.in_recovery { "standby" } else { "primary" }.into(),
+            role: if mapped.in_recovery {
+                "standby"
+            } else {
+                "primary"
+            }
+            .into(),
             healthy: mapped.in_recovery && !mapped.replay_paused && mapped.unfit.is_none(),
             lsn: Some(mapped.lsn),
             timeline: mapped.timeline,
@@ -241,12 +248,15 @@ mod tests {
         // rival of one.
         let errant = member("n2", &mapped);
         assert!(!errant.healthy);
-        let clean = member("n3", &map(&{
-            let mut r = reading(true, "0-1-40", "0-1-40", "0-1-40");
-            r.gtids.server_id = 3;
-            r.replica = Some(streaming());
-            r
-        }));
+        let clean = member(
+            "n3",
+            &map(&{
+                let mut r = reading(true, "0-1-40", "0-1-40", "0-1-40");
+                r.gtids.server_id = 3;
+                r.replica = Some(streaming());
+                r
+            }),
+        );
         assert!(clean.healthy);
         let others = [errant.clone(), clean.clone()];
         assert_eq!(
@@ -273,12 +283,18 @@ mod tests {
         let mut clean = former.clone();
         clean.gtids.binlog = p("0-1-45");
         clean.gtids.binlog_state = parse_list("0-1-45").unwrap();
-        assert_eq!(off_timeline(&member("n1", &map(&clean)), Some(&leader)), None);
+        assert_eq!(
+            off_timeline(&member("n1", &map(&clean)), Some(&leader)),
+            None
+        );
         // A replica that already applied the leader's term row.
         let mut follower = reading(true, "0-2-60", "0-1-45,0-2-60", "0-2-60");
         follower.gtids.server_id = 3;
         follower.term = Some(3);
-        assert_eq!(off_timeline(&member("n3", &map(&follower)), Some(&leader)), None);
+        assert_eq!(
+            off_timeline(&member("n3", &map(&follower)), Some(&leader)),
+            None
+        );
     }
 
     #[test]

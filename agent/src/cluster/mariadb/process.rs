@@ -70,8 +70,12 @@ fn owner(data_dir: &Path) -> Result<Option<u32>, String> {
     if !crate::safefs::is_root() {
         return Ok(None);
     }
-    let meta = std::fs::symlink_metadata(data_dir)
-        .map_err(|e| format!("cannot look at the data directory {}: {e}", data_dir.display()))?;
+    let meta = std::fs::symlink_metadata(data_dir).map_err(|e| {
+        format!(
+            "cannot look at the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", data_dir.display()));
     }

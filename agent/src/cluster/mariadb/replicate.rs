@@ -84,11 +84,29 @@ pub async fn open_term(session: &mut Session, term: u64, member: &str) -> Result
 /// primary: its own transactions) starts from its binary log's position,
 /// so that it asks for what follows its own last transaction: a leader
 /// that lacks it refuses (1236) rather than sending it duplicates.
-pub async fn follow(session: &mut Session, login: &ReplicaLogin) -> Result<(), String> {
+///
+/// A server already pointed at that address is only started (`START
+/// SLAVE`) unless `again`: `CHANGE MASTER` would drop the relay log it
+/// received and has not applied, which a lost leader cannot send again.
+pub async fn follow(
+    session: &mut Session,
+    login: &ReplicaLogin,
+    again: bool,
+) -> Result<(), String> {
     session
-        .run(&["SET GLOBAL read_only = 1", "STOP SLAVE"])
+        .run(&["SET GLOBAL read_only = 1"])
         .await
         .map_err(text)?;
+    if !again
+        && let Some(status) = session.replica_status().await.map_err(text)?
+        && status.source_host == login.host
+        && status.source_port == u64::from(login.port)
+        && status.last_io_errno == 0
+        && status.last_sql_errno == 0
+    {
+        return session.run(&["START SLAVE"]).await.map_err(text);
+    }
+    session.run(&["STOP SLAVE"]).await.map_err(text)?;
     let domain: u32 = session
         .value("SELECT @@GLOBAL.gtid_domain_id")
         .await
@@ -128,7 +146,7 @@ pub async fn rejoin(session: &mut Session, login: &ReplicaLogin) -> Result<Strin
         .await
         .map_err(|e| format!("cannot make it read-only: {e:?}"))?;
     let own = session.position("gtid_binlog_pos").await.map_err(text)?;
-    follow(session, login).await?;
+    follow(session, login, true).await?;
     let started = Instant::now();
     loop {
         let status = session

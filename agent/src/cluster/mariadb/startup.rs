@@ -103,7 +103,8 @@ pub fn sets_read_only(text: &str) -> bool {
         let key = key.replace('-', "_").to_ascii_lowercase();
         let key = key.strip_prefix("loose_").unwrap_or(&key);
         if key == "read_only" {
-            on = value.is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "true"));
+            on = value
+                .is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "true"));
         } else if key == "skip_read_only" {
             on = false;
         }
@@ -122,8 +123,12 @@ mod tests {
         assert!(sets_read_only("[server]\nread_only=1 \n"));
         // Not in a group mariadbd reads, turned off later, or absent.
         assert!(!sets_read_only("[client]\nread_only = ON\n"));
-        assert!(!sets_read_only("[mysqld]\nread_only = ON\nread_only = OFF\n"));
-        assert!(!sets_read_only("[mysqld]\nread_only = ON\nskip-read-only\n"));
+        assert!(!sets_read_only(
+            "[mysqld]\nread_only = ON\nread_only = OFF\n"
+        ));
+        assert!(!sets_read_only(
+            "[mysqld]\nread_only = ON\nskip-read-only\n"
+        ));
         assert!(!sets_read_only("[mysqld]\n# read_only = ON\n"));
         assert!(!sets_read_only("read_only = ON\n"));
     }

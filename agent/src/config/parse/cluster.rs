@@ -387,7 +387,13 @@ impl Parser<'_, '_> {
             .map_or(1, |v| v.value as u32);
         if mariadb {
             let target = targets.get(&target_name).map(|t| (target_name.as_str(), t));
-            super::cluster_mariadb::check(d, s.span.clone(), target, defaults_file.as_ref(), &given);
+            super::cluster_mariadb::check(
+                d,
+                s.span.clone(),
+                target,
+                defaults_file.as_ref(),
+                &given,
+            );
         }
         let defaults_file = defaults_file.map(|f| f.value.into());
         s.finish(d);

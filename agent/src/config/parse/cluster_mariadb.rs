@@ -43,7 +43,9 @@ pub(super) fn check(
             "replication_sslmode" | "replication_sslrootcert" => {
                 "TLS of replication is set in the servers' option files (MASTER_SSL is not driven by the agent yet)"
             }
-            _ => "synchronous mode is PostgreSQL's only (MariaDB's semi-sync is not driven by the cluster mode)",
+            _ => {
+                "synchronous mode is PostgreSQL's only (MariaDB's semi-sync is not driven by the cluster mode)"
+            }
         };
         d.error(
             span.clone(),
