@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_etcd_nospace;
 mod cluster_etcd_security;
 mod cluster_failclosed;
+mod cluster_mariadb;
 mod cluster_partition;
 mod cluster_redis;
 mod cluster_restart;

@@ -16,6 +16,7 @@
 //! tests' own SQL runs as `root` over the private socket with the
 //! `mariadb` client.
 
+pub mod cluster;
 mod command;
 pub mod pair;
 pub mod template;

@@ -8,6 +8,9 @@
 //! A split brain is two nodes acknowledging writes in time intervals that
 //! overlap ([`Report::overlaps`]); data loss is an acknowledged write
 //! missing from the new primary afterwards ([`Report::missing`]).
+//! PostgreSQL servers, or MariaDB ones ([`mysql`], `app.sb_writes`).
+
+pub mod mysql;
 
 use postgres::{Client, NoTls};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +34,31 @@ pub struct Ack {
     pub acked: Instant,
 }
 
+/// One writer's kept session: insert row `seq` labelled `via`; the port
+/// of the server that acknowledged it.
+pub trait Session: Send {
+    fn insert(&mut self, seq: i64, via: &str) -> Result<u16, String>;
+}
+
+/// Opens a writer's session (`None`: not now).
+pub type Connect = Box<dyn FnMut() -> Option<Box<dyn Session>> + Send>;
+
+impl Session for Client {
+    fn insert(&mut self, n: i64, label: &str) -> Result<u16, String> {
+        let sql = format!(
+            "INSERT INTO sb_writes VALUES ({n}, '{label}', current_setting('port')::int) RETURNING server_port"
+        );
+        let rows = self.simple_query(&sql).map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+}
+
 pub struct Writer {
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,
@@ -44,39 +72,59 @@ pub struct Report {
 }
 
 impl Writer {
-    /// Start one writer per `(label, dsn)`.
+    /// Start one writer per `(label, dsn)` (PostgreSQL).
     pub fn start(targets: &[(String, String)], every: Duration) -> Writer {
+        let sessions = targets
+            .iter()
+            .cloned()
+            .map(|(label, dsn)| {
+                let connect = move || -> Option<Box<dyn Session>> {
+                    Some(Box::new(Client::connect(&dsn, NoTls).ok()?))
+                };
+                (label, Box::new(connect) as Connect)
+            })
+            .collect();
+        Writer::start_with(sessions, every)
+    }
+
+    /// Start one writer per `(label, port)` on MariaDB servers on
+    /// loopback, as `user` (no password), into `app.sb_writes`.
+    pub fn start_mysql(targets: &[(String, u16)], user: &str, every: Duration) -> Writer {
+        let sessions = targets
+            .iter()
+            .cloned()
+            .map(|(label, port)| {
+                let user = user.to_string();
+                let connect = move || -> Option<Box<dyn Session>> {
+                    Some(Box::new(mysql::MysqlSession::connect(&user, port)?))
+                };
+                (label, Box::new(connect) as Connect)
+            })
+            .collect();
+        Writer::start_with(sessions, every)
+    }
+
+    /// Start one writer per `(label, connect)`: each keeps the session
+    /// `connect` opens (a new one after an error).
+    pub fn start_with(targets: Vec<(String, Connect)>, every: Duration) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
         let seq = Arc::new(AtomicU64::new(1));
         let threads = targets
-            .iter()
-            .cloned()
-            .map(|(label, dsn)| {
+            .into_iter()
+            .map(|(label, mut connect)| {
                 let (stop, acks, seq) = (stop.clone(), acks.clone(), seq.clone());
                 std::thread::spawn(move || {
-                    let mut client: Option<Client> = None;
+                    let mut client: Option<Box<dyn Session>> = None;
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
                         let n = seq.fetch_add(1, Ordering::Relaxed) as i64;
                         if client.is_none() {
-                            client = Client::connect(&dsn, NoTls).ok();
+                            client = connect();
                         }
                         if let Some(c) = client.as_mut() {
-                            let sql = format!(
-                                "INSERT INTO sb_writes VALUES ({n}, '{label}', current_setting('port')::int) RETURNING server_port"
-                            );
-                            match c.simple_query(&sql) {
-                                Ok(rows) => {
-                                    let server = rows
-                                        .iter()
-                                        .find_map(|m| match m {
-                                            postgres::SimpleQueryMessage::Row(r) => {
-                                                r.get(0).and_then(|v| v.parse().ok())
-                                            }
-                                            _ => None,
-                                        })
-                                        .unwrap_or(0);
+                            match c.insert(n, &label) {
+                                Ok(server) => {
                                     acks.lock().unwrap().push(Ack {
                                         via: label.clone(),
                                         server,

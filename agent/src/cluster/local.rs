@@ -46,13 +46,21 @@ pub struct Observation {
     pub wal_end_read: bool,
     /// The WAL receiver's upstream (`host:port`) while it streams.
     pub streaming_from: Option<String>,
+    /// Why this server may not become the leader although it answers as
+    /// a replica (an engine's own finding, e.g. MariaDB's errant GTIDs or
+    /// a rebuild required); `None` for PostgreSQL, whose timelines say it.
+    pub unfit: Option<String>,
 }
 
 impl Observation {
     /// A standby that may become the leader: answering, in recovery,
     /// replaying.
     pub fn healthy_standby(&self) -> bool {
-        self.answering && self.in_recovery && !self.replay_paused && self.lsn.is_some()
+        self.answering
+            && self.in_recovery
+            && !self.replay_paused
+            && self.lsn.is_some()
+            && self.unfit.is_none()
     }
 
     pub fn primary(&self) -> bool {

@@ -33,7 +33,8 @@
 //! follower and election side in `elect`; [`ha::Ha::tick`] answers what
 //! it did ([`did::Did`]). The table tests and the seeded simulation of
 //! several members under faults are in `sim`.
-//! [`local`] the local server, [`etcd`] the client,
+//! [`local`] the local PostgreSQL server, [`mariadb`] the local MariaDB
+//! server (the backend chosen by the cluster target's kind), [`etcd`] the client,
 //! [`member`] the published view and the election rule, [`sync`] the
 //! synchronous standbys and their election rule, [`watchdog`] the
 //! separate process that fences a frozen leader. Decisions go to
@@ -51,6 +52,7 @@ mod lease;
 pub mod least;
 pub mod local;
 pub mod lsn;
+pub mod mariadb;
 pub mod member;
 mod owner;
 mod quiet;
@@ -237,10 +239,11 @@ impl Cluster {
                 };
                 Self::spawn(spec, local, audit, api, state_dir, stop)
             }
-            TargetKind::Mysql => anyhow::bail!(
-                "[cluster]: target `{}` is a MariaDB/MySQL server, and cluster mode drives PostgreSQL only in this build; use the pair failover (examples/mariadb-failover.toml) instead",
-                spec.target
-            ),
+            TargetKind::Mysql => {
+                mariadb::check_at_start(&spec)?;
+                let local = mariadb::MariadbServer::new(spec.clone(), sql);
+                Self::spawn(spec, local, audit, api, state_dir, stop)
+            }
             TargetKind::Redis => {
                 let server = redis::check_at_start(&spec, spec.server_target.as_deref())?;
                 Self::spawn(spec, server, audit, api, state_dir, stop)

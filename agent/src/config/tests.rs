@@ -543,12 +543,6 @@ fn mysql_targets_take_a_url_and_refuse_what_only_postgresql_has() {
         &["[targets.db]: `dsn` is not usable", "mysql://"],
     );
     one(
-        "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://w@db/\"\ndata_dir = \"/var/lib/mysql\"\n",
-        4,
-        12,
-        &["`data_dir` is not supported for kind = \"mysql\""],
-    );
-    one(
         "[targets.db]\nkind = \"mysql\"\ndsn = \"mysql://w@db/\"\nadmin_dsn = \"host=db\"\n",
         4,
         13,

@@ -319,6 +319,7 @@ impl Server for FakeServer {
             streaming_from: (node.running && node.streaming)
                 .then(|| node.upstream.clone())
                 .flatten(),
+            unfit: None,
         })
     }
 

@@ -38,8 +38,15 @@ pub struct ClusterSpec {
     /// backends that connect to their server by themselves (Redis).
     pub server_target: Option<Box<super::Target>>,
     pub data_dir: std::path::PathBuf,
-    /// PostgreSQL's programs (`pg_ctl`, `pg_rewind`, `postgres`).
+    /// The server's programs: PostgreSQL's (`pg_ctl`, `pg_rewind`,
+    /// `postgres`; default `/usr/lib/postgresql/15/bin`) or MariaDB's
+    /// (`mariadbd`; default `/usr/sbin`).
     pub bin_dir: std::path::PathBuf,
+    /// MariaDB only: the member's own option file, passed to `mariadbd`
+    /// as `--defaults-file` (port, socket, `server_id`, `log_bin`,
+    /// `log_slave_updates`, and `read_only = ON`, so that a restart not
+    /// done by the agent comes back read-only).
+    pub defaults_file: Option<std::path::PathBuf>,
     /// Where the other members reach this server (published in etcd).
     pub host: String,
     pub port: u16,

@@ -2,7 +2,8 @@
 //! node of a replication cluster shares one view through etcd and holds
 //! (or follows) the leader key. Checked at load: the etcd endpoints, the
 //! lease timing (renewals well within the lease, as Patroni requires
-//! `loop_wait + 2 × retry_timeout <= ttl`), the local server's target.
+//! `loop_wait + 2 × retry_timeout <= ttl`), the local server's target
+//! (MariaDB's own checks: `cluster_mariadb`).
 
 use super::super::model::*;
 use super::super::reader::Section;
@@ -64,8 +65,14 @@ pub(super) static CLUSTER: Table = Table {
         key(
             "bin_dir",
             Kind::String,
-            "\"/usr/lib/postgresql/15/bin\"",
-            "Directory of the server's programs (PostgreSQL's; `redis-server` for a Redis target, default /usr/bin).",
+            "\"/usr/lib/postgresql/15/bin\" (MariaDB: \"/usr/sbin\", Redis: \"/usr/bin\")",
+            "Directory of the server's programs (PostgreSQL's, `mariadbd` or `redis-server`).",
+        ),
+        key(
+            "defaults_file",
+            Kind::String,
+            "required for MariaDB",
+            "MariaDB only: this member's mariadbd option file (`--defaults-file`); it must set `read_only = ON`, `log_bin`, `log_slave_updates` and a unique `server_id`.",
         ),
         key(
             "connect",
@@ -309,14 +316,26 @@ impl Parser<'_, '_> {
         let engine = targets
             .get(&target_name)
             .map_or(crate::config::TargetKind::Postgres, |t| t.kind);
+        let mariadb = engine == crate::config::TargetKind::Mysql;
         let server_target = targets.get(&target_name).cloned().map(Box::new);
         let bin_dir = s.string(d, "bin_dir").map_or_else(
             || match engine {
                 crate::config::TargetKind::Redis => "/usr/bin".into(),
-                _ => "/usr/lib/postgresql/15/bin".into(),
+                crate::config::TargetKind::Mysql => "/usr/sbin".into(),
+                crate::config::TargetKind::Postgres => "/usr/lib/postgresql/15/bin".into(),
             },
             |b| b.value.into(),
         );
+        let defaults_file = s.string(d, "defaults_file");
+        if !mariadb && let Some(file) = &defaults_file {
+            d.error(file.span.clone(), "[cluster]: `defaults_file` is MariaDB's (mariadbd's option file); the cluster target is not MariaDB: remove it".to_string());
+        }
+        // PostgreSQL's keys, named when given for a MariaDB target.
+        let given: Vec<&'static str> = super::cluster_mariadb::PG_ONLY
+            .iter()
+            .copied()
+            .filter(|key| s.has(key))
+            .collect();
         let connect = s.required_string(d, "connect", "\"10.0.0.1:5432\"").and_then(|c| {
             match c.value.rsplit_once(':').and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?))) {
                 Some((host, port)) if !host.is_empty() => Some((host, port)),
@@ -368,6 +387,17 @@ impl Parser<'_, '_> {
         let synchronous_node_count = s
             .integer(d, "synchronous_node_count", 1, 16)
             .map_or(1, |v| v.value as u32);
+        if mariadb {
+            let target = targets.get(&target_name).map(|t| (target_name.as_str(), t));
+            super::cluster_mariadb::check(
+                d,
+                s.span.clone(),
+                target,
+                defaults_file.as_ref(),
+                &given,
+            );
+        }
+        let defaults_file = defaults_file.map(|f| f.value.into());
         s.finish(d);
         let (scope, (host, port), data_dir) = (scope?, connect?, data_dir?);
         if etcd.is_empty() {
@@ -386,6 +416,7 @@ impl Parser<'_, '_> {
             target: target_name,
             data_dir,
             bin_dir,
+            defaults_file,
             host,
             port,
             replication_user,

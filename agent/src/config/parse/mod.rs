@@ -11,6 +11,7 @@
 
 mod actions;
 mod cluster;
+mod cluster_mariadb;
 mod dirs;
 mod drill;
 mod etcd_access;

@@ -77,7 +77,7 @@ static TARGET: Table = Table {
             "data_dir",
             Kind::String,
             "none",
-            "The server's data directory on this host, for pg_ctl actions, reinit and cluster mode (PostgreSQL), or a Redis server's `dir` for cluster mode; not for MariaDB/MySQL.",
+            "The server's data directory on this host: PostgreSQL's for pg_ctl actions, reinit and cluster mode; MariaDB's for cluster mode only (its `mariadbd.pid`); a Redis server's `dir` for cluster mode.",
         ),
         key(
             "password_file",
@@ -331,16 +331,8 @@ impl Parser<'_, '_> {
         let dsn = s.required_string(d, "dsn", "\"mysql://watchpost@127.0.0.1:3306/\"");
         let read_only = s.bool(d, "read_only").unwrap_or(true);
         let strict_privileges = s.bool(d, "strict_privileges").unwrap_or(false);
-        if let Some(value) = s.string(d, "data_dir") {
-            d.error(
-                value.span,
-                format!(
-                    "{}: `data_dir` is not supported for kind = \"mysql\" (the MariaDB/MySQL \
-                     failover needs no files of the server); remove it",
-                    s.path
-                ),
-            );
-        }
+        // Only cluster mode uses it (the server's pid file, `mariadbd.pid`).
+        let data_dir = s.string(d, "data_dir").map(|p| PathBuf::from(p.value));
         let admin_dsn = s.string(d, "admin_dsn");
         let replication_dsn = s.string(d, "replication_dsn");
         let password = self.secret(&mut s, "password_file", "password_env");
@@ -401,7 +393,7 @@ impl Parser<'_, '_> {
                 dsn: dsn.value,
                 read_only,
                 password: password.map(|p| p.value),
-                data_dir: None,
+                data_dir,
                 admin_dsn: admin_dsn.map(|a| a.value),
                 admin_password: admin_password.map(|p| p.value),
                 strict_privileges,

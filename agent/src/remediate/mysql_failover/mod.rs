@@ -34,7 +34,7 @@
 
 pub mod gtid;
 pub mod rejoin;
-mod server;
+pub mod server;
 mod steps;
 pub mod switchover;
 
