@@ -190,11 +190,7 @@ fn a_frozen_primary_is_a_timeout_not_a_refusal() {
     let side = check(Path::new("builtin:redis-replication"), &args);
     primary.pause(false);
     assert_eq!(direct.status(), "critical", "{}", direct.message());
-    assert!(
-        direct.message().contains("timeout"),
-        "{}",
-        direct.message()
-    );
+    assert!(direct.message().contains("timeout"), "{}", direct.message());
     assert!(!direct.message().contains("refus"), "{}", direct.message());
     assert_eq!(value(&side, "redis.replication.link.up"), Some(1.0));
     assert_eq!(value(&side, "redis.replication.primaries"), Some(0.0));

@@ -28,7 +28,11 @@ pub fn install(tools: &Path) -> Result<(), String> {
     let lists = apt.join("lists");
     let cache = apt.join("cache");
     let downloads = apt.join("debs");
-    for dir in [lists.join("partial"), cache.join("archives/partial"), downloads.clone()] {
+    for dir in [
+        lists.join("partial"),
+        cache.join("archives/partial"),
+        downloads.clone(),
+    ] {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
     let sources = apt.join("sources.list");
@@ -52,8 +56,8 @@ pub fn install(tools: &Path) -> Result<(), String> {
     let mut download = apt_get(&["download", "-q"]);
     download.args(PACKAGES);
     run(&mut download)?;
-    let debs = std::fs::read_dir(&downloads)
-        .map_err(|e| format!("list {}: {e}", downloads.display()))?;
+    let debs =
+        std::fs::read_dir(&downloads).map_err(|e| format!("list {}: {e}", downloads.display()))?;
     for deb in debs.flatten() {
         let path = deb.path();
         if path.extension().is_some_and(|e| e == "deb") {
@@ -72,7 +76,6 @@ pub fn install(tools: &Path) -> Result<(), String> {
 
 /// True when `program` is found on the PATH.
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

@@ -42,10 +42,16 @@ pub fn stamp(line: &str) -> Option<Stamp> {
     let line = line.trim_start();
     let bytes = line.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
-        bytes.get(range).is_some_and(|b| b.iter().all(u8::is_ascii_digit))
+        bytes
+            .get(range)
+            .is_some_and(|b| b.iter().all(u8::is_ascii_digit))
     };
     // `YYYY-MM-DD` then `T` or one space, then `H:MM:SS` (hour maybe padded).
-    if digits(0..4) && bytes.get(4) == Some(&b'-') && digits(5..7) && bytes.get(7) == Some(&b'-') && digits(8..10)
+    if digits(0..4)
+        && bytes.get(4) == Some(&b'-')
+        && digits(5..7)
+        && bytes.get(7) == Some(&b'-')
+        && digits(8..10)
     {
         let separator = *bytes.get(10)?;
         if separator != b'T' && separator != b' ' {
@@ -62,12 +68,7 @@ pub fn stamp(line: &str) -> Option<Stamp> {
     if digits(0..6) && bytes.get(6) == Some(&b' ') {
         let (clock, _) = clock(&line[7..])?;
         return Some(Stamp {
-            text: format!(
-                "20{}-{}-{} {clock}",
-                &line[0..2],
-                &line[2..4],
-                &line[4..6]
-            ),
+            text: format!("20{}-{}-{} {clock}", &line[0..2], &line[2..4], &line[4..6]),
             utc: false,
         });
     }
@@ -100,9 +101,9 @@ fn clock(text: &str) -> Option<(String, &str)> {
 
 /// After the seconds of an ISO stamp: fractions then `Z`.
 fn zulu(rest: &str) -> bool {
-    let rest = rest.strip_prefix('.').map_or(rest, |r| {
-        r.trim_start_matches(|c: char| c.is_ascii_digit())
-    });
+    let rest = rest
+        .strip_prefix('.')
+        .map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
     rest.starts_with('Z')
 }
 
@@ -190,11 +191,7 @@ pub fn from_space_name(name: &str) -> Option<String> {
 }
 
 fn quoted(db: &str, table: &str) -> String {
-    format!(
-        "`{}`.`{}`",
-        db.replace('`', "``"),
-        table.replace('`', "``")
-    )
+    format!("`{}`.`{}`", db.replace('`', "``"), table.replace('`', "``"))
 }
 
 #[cfg(test)]
@@ -225,7 +222,11 @@ mod tests {
                 utc: true
             })
         );
-        assert!(!stamp("2026-12-06T19:38:05.123456+01:00 0 [ERROR] x").unwrap().utc);
+        assert!(
+            !stamp("2026-12-06T19:38:05.123456+01:00 0 [ERROR] x")
+                .unwrap()
+                .utc
+        );
         assert_eq!(
             stamp("161213 10:02:01 [ERROR] x").unwrap().text,
             "2016-12-13 10:02:01"
@@ -248,6 +249,15 @@ mod tests {
             corruption on disk or a failed read of file './shop/orders#P#p1.ibd' page";
         assert!(is_corruption(mysql));
         assert_eq!(named(mysql), Named::Table("`shop`.`orders`".into()));
+        // MariaDB 10.11's own words for a flipped byte in page 4.
+        for seen in [
+            "2026-12-06 19:44:47 4 [ERROR] InnoDB: Failed to read page 4 from file \
+             './app/damaged.ibd': Page read from tablespace is corrupted.",
+            "2026-12-06 19:44:47 0 [ERROR] InnoDB: File './app/damaged.ibd' is corrupted",
+        ] {
+            assert!(is_corruption(seen), "{seen}");
+            assert_eq!(named(seen), Named::Table("`app`.`damaged`".into()));
+        }
         let checksum = "2026-12-06 19:38:05 0 [ERROR] InnoDB: checksum mismatch in tablespace";
         assert!(is_corruption(checksum));
         assert_eq!(named(checksum), Named::Unnamed);

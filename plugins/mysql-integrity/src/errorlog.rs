@@ -50,7 +50,9 @@ impl Settings {
         let tail: f64 = config::get_or("error_log_tail", 1_048_576.0)?;
         let window: f64 = config::get_or("error_log_window", 86_400.0)?;
         if !(tail.is_finite() && (4096.0..=67_108_864.0).contains(&tail)) {
-            bail!("config `error_log_tail` = {tail} must be a number of bytes from 4096 to 67108864");
+            bail!(
+                "config `error_log_tail` = {tail} must be a number of bytes from 4096 to 67108864"
+            );
         }
         if !(window.is_finite() && window >= 1.0) {
             bail!("config `error_log_window` = {window} must be a number of seconds, 1 or more");
@@ -195,9 +197,8 @@ fn since(target: &str, window: u64) -> Result<(String, String)> {
 /// The error log files in `root` (not below it), newest first, at most
 /// [`MAX_FILES`].
 fn log_files(root: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(root).map_err(|e| {
-        watchpost_probe::Error::msg(format!("cannot list {}: {e}", root.display()))
-    })?;
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| watchpost_probe::Error::msg(format!("cannot list {}: {e}", root.display())))?;
     let mut files: Vec<(SystemTime, PathBuf)> = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -272,7 +273,13 @@ mod tests {
         for name in ["mysqld.log", "error.log.1", "host.err", "mariadb.err.12"] {
             assert!(is_log_name(name), "{name}");
         }
-        for name in ["error.log.1.gz", "binlog.000001", "mysqld.sock", "log", "error.logs"] {
+        for name in [
+            "error.log.1.gz",
+            "binlog.000001",
+            "mysqld.sock",
+            "log",
+            "error.logs",
+        ] {
             assert!(!is_log_name(name), "{name}");
         }
     }
