@@ -1,7 +1,9 @@
 //! `mysql-consistency` on a real MariaDB primary and GTID replica: equal
 //! tables are ok; a row changed on the replica without logging it
 //! (`sql_log_bin = 0`) is critical, naming the table and the key range
-//! holding it; a table without a primary key is named as skipped.
+//! holding it; a table without a primary key is named as skipped; a
+//! lagging replica pauses the comparison (`warning`, no difference
+//! counted).
 
 use watchpost_e2e::mariadb::MariadbPair;
 use watchpost_e2e::probes;
@@ -99,4 +101,62 @@ fn mysql_consistency_names_the_table_and_key_range_of_an_unlogged_change() {
         loose.message()
     );
     assert_eq!(loose.value("mysql.consistency.skipped_tables"), 1.0);
+}
+
+/// The replica lags (its SQL thread stopped) behind a change on the
+/// primary: compared now, the chunk holding it would differ. The run
+/// waits for the replica to apply the primary's position, not past its
+/// budget, and says it paused there (`warning`), with no difference
+/// counted; once the replica applies again the same run is ok.
+#[test]
+fn mysql_consistency_pauses_while_the_replica_lags_and_counts_no_difference() {
+    let pair = MariadbPair::start();
+    pair.primary.execute(
+        "CREATE TABLE app.accounts (id int PRIMARY KEY, note varchar(40)); \
+         INSERT INTO app.accounts SELECT seq, 'n' FROM app.seq_1_to_2000",
+    );
+    pair.sync();
+    pair.replica.execute("STOP SLAVE SQL_THREAD");
+    pair.primary
+        .execute("UPDATE app.accounts SET note = 'changed' WHERE id = 1500");
+    let settings = [("rows_per_chunk", "500"), ("time_budget", "2s")];
+    let paused = consistency(&pair, &settings);
+    assert_eq!(
+        (paused.code, paused.status()),
+        (1, "warning"),
+        "{:#}",
+        paused.json
+    );
+    let message = paused.message();
+    assert!(message.contains("comparison paused"), "{message}");
+    assert!(message.contains("`app`.`accounts`"), "{message}");
+    assert!(!message.contains("differs"), "{message}");
+    assert_ne!(
+        paused.value_where(
+            "mysql.consistency.mismatched_chunks",
+            "table",
+            "`app`.`accounts`"
+        ),
+        Some(1.0),
+        "{:#}",
+        paused.json
+    );
+
+    pair.replica.execute("START SLAVE SQL_THREAD");
+    pair.sync();
+    let caught_up = consistency(&pair, &settings);
+    assert_eq!(
+        (caught_up.code, caught_up.status()),
+        (0, "ok"),
+        "{:#}",
+        caught_up.json
+    );
+    assert_eq!(
+        caught_up.value_where(
+            "mysql.consistency.compared_rows",
+            "table",
+            "`app`.`accounts`"
+        ),
+        Some(2000.0)
+    );
 }

@@ -1,6 +1,8 @@
 //! `mysql-integrity` on a real MariaDB: intact tables are ok; a byte
 //! flipped in an `.ibd` page (staged on the stopped server) makes
-//! `CHECK TABLE` fail and the probe critical, naming the table.
+//! `CHECK TABLE` fail and the probe critical, naming the table; with the
+//! server's log directory granted, the corruption lines InnoDB wrote are
+//! critical on their own, naming the table.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use watchpost_e2e::mariadb::Mariadb;
@@ -71,4 +73,92 @@ fn mysql_integrity_names_a_table_with_a_flipped_byte() {
     let other = integrity(&db, &[("check_time", "30"), ("schemas", "mysql")]);
     assert_eq!(other.status(), "ok", "{:#}", other.json);
     assert_eq!(other.value("mysql.integrity.tables_checked"), 0.0);
+}
+
+/// The error log part on its own (`schemas = mysql`: no application table
+/// is checked by `CHECK TABLE`): the server's log directory granted, an
+/// old corruption line in a rotated log (outside the window) does not
+/// count; after a byte is flipped in an `.ibd` page and the table read,
+/// the corruption lines InnoDB writes make the run critical, naming the
+/// table; without the grant the part is skipped with a note naming it.
+#[test]
+fn mysql_integrity_reads_corruption_lines_from_a_granted_error_log() {
+    let mut db = Mariadb::start();
+    db.execute(
+        "CREATE TABLE app.damaged (id int PRIMARY KEY, pad varchar(200)); \
+         INSERT INTO app.damaged SELECT seq, REPEAT('x', 200) FROM app.seq_1_to_5000",
+    );
+    let log_dir = db
+        .log_path()
+        .parent()
+        .expect("the log's directory")
+        .to_path_buf();
+    std::fs::write(
+        log_dir.join("mysqld.log.1"),
+        "2020-01-02 03:04:05 0 [ERROR] InnoDB: Database page corruption on disk or a failed \
+         read of file './app/ancient.ibd' page [page id: space=99, page number=3].\n",
+    )
+    .expect("write a rotated log");
+    let run = |db: &Mariadb, grant: bool| {
+        let mut args = vec![
+            "--target".to_string(),
+            format!("primary={}", db.dsn()),
+            "--timeout".to_string(),
+            "30s".to_string(),
+        ];
+        if grant {
+            args.extend([
+                "--dir".to_string(),
+                format!("error-log={}", log_dir.display()),
+            ]);
+        }
+        args.extend(sets(&[("schemas", "mysql")]));
+        check(&probes::path("mysql-integrity"), &args)
+    };
+    let clean = run(&db, true);
+    assert_eq!((clean.code, clean.status()), (0, "ok"), "{:#}", clean.json);
+    assert_eq!(
+        clean.value("mysql.integrity.error_log.corruption_lines"),
+        0.0
+    );
+    assert!(
+        clean.message().contains("no corruption in the error log"),
+        "{}",
+        clean.message()
+    );
+
+    db.stop();
+    flip_byte(&db.data_dir().join("app/damaged.ibd"), 4);
+    db.start();
+    // Reading the table (as root, not through the probe) makes InnoDB
+    // find the page and log it.
+    let _ = db.try_execute("CHECK TABLE app.damaged");
+    let corrupt = run(&db, true);
+    assert_eq!(
+        (corrupt.code, corrupt.status()),
+        (2, "critical"),
+        "{:#}\n{}",
+        corrupt.json,
+        db.log_tail()
+    );
+    assert!(
+        corrupt.value("mysql.integrity.error_log.corruption_lines") >= 1.0,
+        "{:#}",
+        corrupt.json
+    );
+    let message = corrupt.message();
+    assert!(message.contains("error log"), "{message}");
+    assert!(message.contains("table `app`.`damaged`"), "{message}");
+    assert!(message.contains("mysqld.log"), "{message}");
+    assert!(!message.contains("ancient"), "{message}");
+    // `CHECK TABLE` saw nothing of it: only the mysql schema was checked.
+    assert_eq!(corrupt.value("mysql.integrity.corrupt_tables"), 0.0);
+
+    let ungranted = run(&db, false);
+    assert_eq!(ungranted.status(), "ok", "{:#}", ungranted.json);
+    assert!(
+        ungranted.message().contains("error log not read"),
+        "{}",
+        ungranted.message()
+    );
 }

@@ -252,3 +252,58 @@ fn mysql_replication_frozen_primary_heartbeat_delay_grows_while_seconds_behind_s
         frozen.message()
     );
 }
+
+/// Apply lag: the replica's SQL thread holds each event back
+/// `MASTER_DELAY` seconds while its IO thread keeps up. The heartbeat
+/// row it applied is then at least the delay old (less the second the
+/// binary log's timestamps round off): past a 3 s warning limit and below
+/// a 60 s critical one it is a warning, with a 4.5 s critical limit
+/// critical; both threads run and the configured delay is reported.
+#[test]
+fn mysql_replication_apply_lag_from_master_delay_is_judged_by_the_heartbeat() {
+    const DELAY: f64 = 6.0;
+    let pair = MariadbPair::start();
+    let _writer = HeartbeatWriter::start(&pair.primary);
+    pair.sync();
+    pair.replica
+        .execute("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 6; START SLAVE");
+    let lagging_at = |settings: &[(&str, &str)]| {
+        poll(&pair, settings, Duration::from_secs(60), |r| {
+            r.measurements("mysql.replica.heartbeat_delay")
+                .first()
+                .and_then(|m| m["value"].as_f64())
+                .is_some_and(|d| d >= DELAY - 1.0)
+        })
+    };
+    let limits = |critical: &'static str| {
+        [
+            ("heartbeat_table", "app.heartbeat"),
+            ("delay_warning", "3"),
+            ("delay_critical", critical),
+        ]
+    };
+    let warning = lagging_at(&limits("60"));
+    assert_eq!(
+        (warning.code, warning.status()),
+        (1, "warning"),
+        "{:#}",
+        warning.json
+    );
+    assert_eq!(warning.value("mysql.replica.sql_delay"), DELAY);
+    assert_eq!(warning.value("mysql.replica.io_running"), 1.0);
+    assert_eq!(warning.value("mysql.replica.sql_running"), 1.0);
+    let delay = warning.value("mysql.replica.heartbeat_delay");
+    assert!(delay >= DELAY - 1.0 && delay < 60.0, "{delay}");
+    assert!(
+        warning.message().contains("heartbeat row"),
+        "{}",
+        warning.message()
+    );
+    let critical = lagging_at(&limits("4.5"));
+    assert_eq!(
+        (critical.code, critical.status()),
+        (2, "critical"),
+        "{:#}",
+        critical.json
+    );
+}

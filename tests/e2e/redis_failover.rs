@@ -3,7 +3,8 @@
 //! one replica once (the primary's replication id, the highest offset),
 //! repoints the other and the new primary acknowledges a `SET`; a frozen
 //! primary (`SIGSTOP`: it accepts connections and answers nothing) cannot
-//! be told from a slow one and is never failed over by the agent; a busy
+//! be told from a slow one and is never failed over by the agent, nor is
+//! one that stalls a few seconds and resumes; a busy
 //! script (`BUSY`) is a primary refusing, alive, never failed over; an
 //! old primary restarted after a failover without `replicaof` is a second
 //! primary (the split-brain count reads 2) until the agent makes it a
@@ -197,6 +198,54 @@ fn a_frozen_primary_cannot_be_told_and_is_not_failed_over() {
     assert_eq!(role(&primary), "master");
     assert_eq!(role(&replica), "slave");
     replica.wait_linked();
+}
+
+/// A primary that only stalls (`SIGSTOP` for a few seconds, then
+/// `SIGCONT`): its alive results turn critical by timeouts and may start
+/// the failover, whose check finds the primary's address still accepting
+/// (cannot be told from a slow primary) or its replica still linked, and
+/// refuses; once it resumes the primary answers again as primary with its
+/// replica linked, and nothing was promoted.
+#[test]
+fn a_primary_stalled_a_few_seconds_then_resumed_is_not_failed_over() {
+    let primary = Redis::start();
+    let replica = Redis::replica_of(&primary);
+    let agent = start_agent(&primary, &[&replica], "critical");
+    let runs = |agent: &Agent| {
+        agent
+            .probe("alive-primary")
+            .and_then(|p| p["counters"]["runs"].as_u64())
+            .unwrap_or(0)
+    };
+    primary.pause(true);
+    // The stall: seen by the probe (a timeout), then two seconds more,
+    // several of its 400 ms timeouts, past its `for = 3`.
+    wait_for("a critical result of the stalled primary", PATIENCE, || {
+        agent
+            .probe("alive-primary")
+            .filter(|p| p["last_report"]["status"] == "critical")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    primary.pause(false);
+    let resumed_at = runs(&agent);
+    wait_for("an ok result after the stall", PATIENCE, || {
+        agent.probe("alive-primary").filter(|p| {
+            p["counters"]["runs"].as_u64() > Some(resumed_at + 1)
+                && p["last_report"]["status"] == "ok"
+        })
+    });
+    // Whether the failover was started during the stall or not, it
+    // refused: the primary was never found gone.
+    for refused in agent.audit_of("failover", "failed") {
+        let message = refused["message"].as_str().unwrap();
+        assert!(message.contains("not failing over"), "{message}");
+    }
+    assert!(steps(&agent, "promote").is_empty());
+    assert!(agent.audit_of("failover", "succeeded").is_empty());
+    assert_eq!(role(&primary), "master");
+    assert_eq!(role(&replica), "slave");
+    replica.wait_linked();
+    assert_eq!(primary.cli(&["SET", "after-the-stall", "1"]), "OK");
 }
 
 #[test]

@@ -279,6 +279,12 @@ impl Server {
         format!("mysql://{user}@127.0.0.1:{}/app", self.port())
     }
 
+    /// The server's error log (`--log-error`): a file of its own in the
+    /// server's directory, beside its socket and binary logs.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The last 4 KB of the server's error log.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

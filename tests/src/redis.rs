@@ -29,6 +29,8 @@ const NOBODY: u32 = 65534;
 /// One `redis-server` of a test. Dropping it kills the process.
 pub struct Redis {
     port: u16,
+    /// The server program: [`program`], or [`valkey_program`].
+    program: String,
     /// Extra arguments it was started with (kept for restarts).
     args: Vec<String>,
     /// Run as an unprivileged user when the tests run as root.
@@ -58,6 +60,7 @@ impl Redis {
             .expect("create a temporary directory");
         let mut redis = Redis {
             port: free_port(),
+            program: program(),
             args: args.iter().map(|s| s.to_string()).collect(),
             unprivileged: false,
             child: None,
@@ -65,6 +68,32 @@ impl Redis {
         };
         redis.launch();
         redis
+    }
+
+    /// A new Valkey server ([`valkey_program`]) with `args`, started.
+    pub fn valkey(args: &[&str]) -> Redis {
+        let dir = tempfile::Builder::new()
+            .prefix("watchpost-valkey-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let mut redis = Redis {
+            port: free_port(),
+            program: valkey_program(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            unprivileged: false,
+            child: None,
+            dir,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// A new Valkey server replicating `primary`, started and linked.
+    pub fn valkey_replica_of(primary: &Redis) -> Redis {
+        let port = primary.port.to_string();
+        let replica = Redis::valkey(&["--replicaof", "127.0.0.1", &port]);
+        replica.wait_linked();
+        replica
     }
 
     /// A new server with `args` that runs as an unprivileged user (uid and
@@ -83,6 +112,7 @@ impl Redis {
         }
         let mut redis = Redis {
             port: free_port(),
+            program: program(),
             args: args.iter().map(|s| s.to_string()).collect(),
             unprivileged: as_root,
             child: None,
@@ -123,10 +153,10 @@ impl Redis {
                 .arg(format!("--reuid={NOBODY}"))
                 .arg(format!("--regid={NOBODY}"))
                 .arg("--clear-groups")
-                .arg(program());
+                .arg(&self.program);
             setpriv
         } else {
-            Command::new(program())
+            Command::new(&self.program)
         };
         command
             .args(["--port", &self.port.to_string()])
@@ -142,8 +172,12 @@ impl Redis {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file"))
             .stderr(log);
-        self.child = Some(command.spawn().expect("start redis-server"));
-        let what = format!("redis-server on port {} to answer PING", self.port);
+        self.child = Some(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", self.program)),
+        );
+        let what = format!("{} on port {} to answer PING", self.program, self.port);
         wait_until(START_TIMEOUT, &what, || {
             self.try_cli(&["PING"]).is_some_and(|r| r == "PONG")
         });
@@ -272,4 +306,28 @@ impl Drop for Redis {
 /// build, say).
 pub fn program() -> String {
     std::env::var("WATCHPOST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// Valkey's server: `WATCHPOST_VALKEY_SERVER`, else the one `cargo xtask
+/// setup` unpacks from Debian's bookworm-backports into
+/// `target/tools/valkey`, else `valkey-server` on the PATH; a panic
+/// naming the setup step when there is none.
+pub fn valkey_program() -> String {
+    if let Ok(program) = std::env::var("WATCHPOST_VALKEY_SERVER") {
+        return program;
+    }
+    let unpacked = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/tools/valkey/usr/bin/valkey-server");
+    if unpacked.exists() {
+        return unpacked.display().to_string();
+    }
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("valkey-server").is_file())
+    });
+    assert!(
+        on_path,
+        "no Valkey server: run `cargo xtask setup` (it unpacks valkey-server from Debian's \
+         bookworm-backports into target/tools/valkey), or set WATCHPOST_VALKEY_SERVER"
+    );
+    "valkey-server".to_string()
 }

@@ -20,6 +20,7 @@ mod dist;
 mod docs;
 mod kits;
 mod setup;
+mod valkey;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

@@ -3,11 +3,13 @@
 //! toolchains of the probe kits in `examples/probes/` (componentize-py in
 //! a virtualenv of the Python kit, componentize-js in the JavaScript kit's
 //! `node_modules`, clang and wit-bindgen for the C kit), at the versions
-//! the kits pin. Each step checks first
+//! the kits pin, and Valkey from Debian's backports (see [`valkey`]).
+//! Each step checks first
 //! and does nothing when the tool is already there.
 
 use super::apt::apt_install;
 use super::kits;
+use super::valkey;
 use std::path::Path;
 
 /// (a file that shows it is installed, the Debian package that provides it).
@@ -76,6 +78,7 @@ pub fn install() -> Result<(), String> {
     watchpost_probe_build::ensure_target()?;
     debian_packages()?;
     let root = super::root();
+    valkey::install(&root.join("target/tools"))?;
     kits::python(&root.join("examples/probes/python"))?;
     kits::js(&root.join("examples/probes/js"))?;
     kits::wit_bindgen(&root.join("target/tools"))?;

@@ -13,7 +13,11 @@
 //! the grant (`SELECT`).
 //!
 //! Also: `innodb_checksum_algorithm` (a note; `none` is a warning, as
-//! page corruption then goes unseen until a read fails).
+//! page corruption then goes unseen until a read fails); and, when a
+//! directory holding the server's error log is granted, the corruption
+//! lines InnoDB wrote there (a failed page read, a checksum mismatch, a
+//! page LSN in the future) within `error_log_window`: `critical`, naming
+//! the table (see `errorlog.rs`).
 //!
 //! Config (defaults in brackets):
 //! - `target`: the target to check [`primary`].
@@ -21,11 +25,20 @@
 //! - `check_cycle`: seconds within which every table is checked [86400].
 //! - `schemas`: only these schemas (comma-separated) [all but the system
 //!   schemas].
+//! - `error_log_dir`: the name of the granted directory holding the error
+//!   log (`dirs = { error-log = "/var/log/mysql" }`) [`error-log`]; not
+//!   granted: that part is skipped with a note.
+//! - `error_log_window`: seconds back from the server's clock within which
+//!   a corruption line counts [86400].
+//! - `error_log_tail`: bytes read from the end of each log file [1048576].
 //!
 //! Measurements: `mysql.integrity.tables_checked`,
 //! `mysql.integrity.bytes_checked` (By), `mysql.integrity.corrupt_tables`,
-//! `mysql.integrity.scan.position` (1).
+//! `mysql.integrity.scan.position` (1),
+//! `mysql.integrity.error_log.corruption_lines` (when the log is read).
 
+mod corruption;
+mod errorlog;
 mod scan;
 
 use watchpost_probe::{Findings, Info, Kind, Probe, Report, Result, Status, bail, config, sql};
@@ -60,6 +73,11 @@ impl Probe for MysqlIntegrity {
             "1",
             "where in the cycle over all tables this run started (0 to 1)",
         )
+        .measures(
+            "mysql.integrity.error_log.corruption_lines",
+            "{line}",
+            "corruption lines in the granted error log within `error_log_window`",
+        )
     }
 
     fn check() -> Result<Report> {
@@ -73,6 +91,7 @@ impl Probe for MysqlIntegrity {
             bail!("config `check_cycle` = {cycle} must be a number of seconds, 1 or more");
         }
         let schemas = config::list("schemas");
+        let log_settings = errorlog::Settings::from_config()?;
         let mut findings = Findings::new();
         findings.part("checksum algorithm", |f| {
             let algorithm = mysql_common::variable(&target, "innodb_checksum_algorithm")?
@@ -89,6 +108,7 @@ impl Probe for MysqlIntegrity {
         findings.part("tables", |f| {
             scan::run(&target, &schemas, check_time, cycle, f)
         });
+        findings.part("error log", |f| errorlog::run(&target, &log_settings, f));
         Ok(findings.into_report())
     }
 }
