@@ -151,7 +151,8 @@ fn a_pgbackrest_config_pointing_at_live_paths_does_not_lead_the_restore_there() 
         live_ts.display()
     ));
     pair.primary.execute(
-        "CREATE TABLE orders (id int PRIMARY KEY, v text) TABLESPACE live_ts;
+        "CREATE TABLE orders (id int PRIMARY KEY, v text)
+           WITH (autovacuum_enabled = false) TABLESPACE live_ts;
          INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g;",
     );
     let repo = postgres_dir(root.path(), "repo");
@@ -164,6 +165,8 @@ fn a_pgbackrest_config_pointing_at_live_paths_does_not_lead_the_restore_there() 
     pair.primary
         .execute("UPDATE orders SET v = 'updated' WHERE id <= 100");
     switch_and_wait_archived(&pair.primary);
+    // The live files settle (no autovacuum making _fsm/_vm later).
+    pair.primary.execute("VACUUM orders");
     pair.primary.execute("CHECKPOINT");
     // The operator's restore settings, all naming production.
     let hostile = root.path().join("pgbackrest/hostile.conf");
