@@ -468,6 +468,21 @@ impl OwnedDir {
         }
     }
 
+    /// The names of the directory's entries (`.` and `..` left out), read
+    /// from its open descriptor; a name that is not UTF-8 comes lossily.
+    pub fn names(&self) -> io::Result<Vec<String>> {
+        let mut dir = rustix::fs::Dir::read_from(&self.fd).map_err(|e| at_error(&self.path, e))?;
+        let mut names = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| at_error(&self.path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
     /// fsync the directory, so that a creation or rename in it is durable.
     pub fn sync(&self) -> io::Result<()> {
         rustix::fs::fsync(&self.fd).map_err(|e| at_error(&self.path, e))

@@ -47,6 +47,7 @@ mod pg_consistency;
 mod pg_drill;
 mod pg_drill_confine;
 mod pg_drill_disk;
+mod pg_drill_isolation;
 mod pg_drill_tablespace;
 mod pg_example;
 mod pg_failover_safety;

@@ -3,9 +3,10 @@
 //! drill restores a real base backup and plants, in turn, an `include`
 //! of a file outside (not read, the file untouched) with a library off
 //! the allowlist (not loaded; the copy starts without logical replication
-//! workers), a link to a directory outside, a file hard-linked to a file
-//! outside, and a tablespace link whose `..` follows another link (each
-//! refused before the copy starts).
+//! workers), a link to a directory outside and a tablespace link whose
+//! `..` follows another link (each refused before the copy starts), and
+//! the copy's `pg_control` hard-linked to a file outside (copied first:
+//! the file outside is never written).
 
 use crate::backup_kit::{base_backup, postgres_dir};
 use crate::pg_drill::{assert_cleaned, drill_config, run_drill};
@@ -92,21 +93,34 @@ fn links_hard_links_and_includes_cannot_lead_a_drill_outside() {
     );
     assert_cleaned(root.path());
 
-    // A file of the copy hard-linked to one outside: writing one writes both.
+    // The copy's pg_control (written at every start, checkpoint and
+    // promotion) hard-linked to a file outside: writing one would write
+    // both, so the drill copies it first and the file outside stays as it
+    // was.
+    let control = live.join("pg_control");
     let config = planting(
         root.path(),
         &backup,
-        &format!("ln {} linked", secret.display()),
+        &format!(
+            "cp global/pg_control {0}; ln -f {0} global/pg_control",
+            control.display()
+        ),
         "",
     );
-    let refused = run_drill(&config, &[]);
-    assert_eq!(refused.status(), "critical", "{:#}", refused.json);
+    let ok = run_drill(&config, &[]);
+    assert_eq!(ok.status(), "ok", "{:#}", ok.json);
     assert!(
-        refused.message().contains("hard links"),
+        ok.message()
+            .contains("1 file(s) hard-linked to files outside the copy were copied first"),
         "{}",
-        refused.message()
+        ok.message()
     );
     assert_cleaned(root.path());
+    assert_eq!(
+        std::fs::read(&control).unwrap(),
+        std::fs::read(backup.join("global/pg_control")).unwrap(),
+        "the copy's server wrote through the hard link"
+    );
 
     // `..` after a link: lexically inside the copy, really the live tree.
     let config = planting(

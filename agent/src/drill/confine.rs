@@ -6,15 +6,20 @@
 //! (`conf.d/../../etc` with `conf.d` a link). So [`resolve`] refuses any
 //! link on the way, and [`confine`] refuses a copy — whatever restored it
 //! — that has a link leading outside (or through another link), a
-//! `tablespace_map` entry outside, or a file hard-linked to a file outside
-//! (writing one writes the other), or a special file: a FIFO (a read of it
+//! `tablespace_map` entry outside, or a special file: a FIFO (a read of it
 //! hangs until someone writes) or a device node (a read of it reads a disk,
-//! a write writes one), which no data directory PostgreSQL made holds.
+//! a write writes one), which no data directory PostgreSQL made holds. A
+//! file hard-linked to a file outside (`cp -al`, a backup made with hard
+//! links: writing one writes the other) is named, and [`unshare`] gives it
+//! data of its own — a copy, made as the copy's owner — before the server
+//! starts.
 
+use super::program::step;
 use super::scratch::Scratch;
 use super::tablespace::parse_map;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
 /// Why a path does not stay inside the scratch directory.
 #[derive(Debug, PartialEq)]
@@ -101,13 +106,13 @@ const HINT: &str = "the drill refuses to start a copy that could write there; re
 /// Refuse a copy that could write outside the scratch directory `s.dir`:
 /// every link under it must lead inside it without passing through
 /// another link, every `tablespace_map` entry too (read as PostgreSQL
-/// `major` reads it), and every file with more than one hard link must
-/// have all of them inside it.
-pub fn confine(s: &Scratch, major: u32) -> Result<(), String> {
+/// `major` reads it). Returns the files with a hard link outside it
+/// (every path inside), for [`unshare`]. Blocking: it walks the whole tree.
+pub fn confine(s: &Scratch, major: u32) -> Result<Vec<PathBuf>, String> {
     use std::os::unix::fs::MetadataExt;
     let root = &s.dir;
-    // (device, inode) -> (links seen, links it has, a path).
-    let mut linked: HashMap<(u64, u64), (u64, u64, PathBuf)> = HashMap::new();
+    // (device, inode) -> (links it has, its paths inside).
+    let mut linked: HashMap<(u64, u64), (u64, Vec<PathBuf>)> = HashMap::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
         let entries =
@@ -137,22 +142,20 @@ pub fn confine(s: &Scratch, major: u32) -> Result<(), String> {
             } else if meta.is_dir() {
                 stack.push(path);
             } else if meta.nlink() > 1 {
-                let seen =
-                    linked
-                        .entry((meta.dev(), meta.ino()))
-                        .or_insert((0, meta.nlink(), path));
-                seen.0 += 1;
+                linked
+                    .entry((meta.dev(), meta.ino()))
+                    .or_insert((meta.nlink(), Vec::new()))
+                    .1
+                    .push(path);
             }
         }
     }
-    if let Some((_, links, path)) = linked.values().find(|(seen, links, _)| seen < links) {
-        return Err(format!(
-            "the restored copy's file {} has {links} hard links, some outside the drill's scratch \
-             directory {} (it shares its data with a file elsewhere, the backup's perhaps): {HINT}",
-            path.display(),
-            root.display()
-        ));
-    }
+    let mut shared: Vec<PathBuf> = linked
+        .into_values()
+        .filter(|(links, paths)| (paths.len() as u64) < *links)
+        .flat_map(|(_, paths)| paths)
+        .collect();
+    shared.sort();
     if let Some(text) = s.read(&s.data.join("tablespace_map"))? {
         for (oid, path) in parse_map(&text, major)? {
             if let Err(why) = resolve(root, &s.data, Path::new(&path)) {
@@ -160,6 +163,29 @@ pub fn confine(s: &Scratch, major: u32) -> Result<(), String> {
                     "the restored copy's tablespace_map puts tablespace {oid} at {path}, which {why}: {HINT}"
                 ));
             }
+        }
+    }
+    Ok(shared)
+}
+
+/// Give each file of `shared` (hard-linked to a file outside the scratch
+/// directory) data of its own: copied, as the copy's owner, to a new file
+/// renamed over it, so that nothing the copy writes reaches the file
+/// outside (which is read, never written).
+pub async fn unshare(s: &Scratch, shared: &[PathBuf], deadline: Instant) -> Result<(), String> {
+    for path in shared {
+        let file = path.display().to_string();
+        let temp = format!("{file}.watchpost-unshared");
+        let copy = ["cp", "--preserve=mode,timestamps", "--", &file, &temp];
+        let rename = ["mv", "-f", "-T", "--", &temp, &file];
+        for argv in [&copy[..], &rename[..]] {
+            let argv = argv.iter().map(|a| a.to_string()).collect();
+            step(argv, s.owner, &s.dir, &[], deadline).await.map_err(|e| {
+                format!(
+                    "the restored copy's file {file} shares its data with a file outside the drill's \
+                     directory (a hard link) and could not be copied: {e}"
+                )
+            })?;
         }
     }
     Ok(())
@@ -231,13 +257,13 @@ mod tests {
         std::fs::write(s.data.join("base/1"), "x").unwrap();
         // Two links of one file, both inside: fine.
         std::fs::hard_link(s.data.join("base/1"), s.data.join("base/2")).unwrap();
-        confine(&s, 15).unwrap();
-        // A third outside: refused.
+        assert!(confine(&s, 15).unwrap().is_empty());
+        // A third outside: both paths inside named.
         std::fs::hard_link(s.data.join("base/1"), top.path().join("outside")).unwrap();
-        let err = confine(&s, 15).unwrap_err();
-        assert!(err.contains("hard links"), "{err}");
+        let shared = confine(&s, 15).unwrap();
+        assert_eq!(shared, [s.data.join("base/1"), s.data.join("base/2")]);
         std::fs::remove_file(top.path().join("outside")).unwrap();
-        confine(&s, 15).unwrap();
+        assert!(confine(&s, 15).unwrap().is_empty());
         symlink(top.path(), s.data.join("pg_wal")).unwrap();
         let err = confine(&s, 15).unwrap_err();
         assert!(err.contains("pg_wal") && err.contains("outside"), "{err}");
@@ -245,6 +271,29 @@ mod tests {
         std::fs::write(s.data.join("tablespace_map"), "16384 /elsewhere\n").unwrap();
         let err = confine(&s, 15).unwrap_err();
         assert!(err.contains("tablespace 16384"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_file_hard_linked_outside_is_copied_and_the_outside_file_never_written() {
+        let top = tempfile::tempdir().unwrap();
+        let drills = top.path().join("drills");
+        std::fs::create_dir(&drills).unwrap();
+        let s = Scratch::create(&drills, "t", None, Path::new("/nonexistent")).unwrap();
+        std::fs::create_dir_all(s.data.join("base")).unwrap();
+        let outside = top.path().join("live-relation");
+        std::fs::write(&outside, "live").unwrap();
+        std::fs::hard_link(&outside, s.data.join("base/16384")).unwrap();
+        let shared = confine(&s, 15).unwrap();
+        assert_eq!(shared, [s.data.join("base/16384")]);
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        unshare(&s, &shared, deadline).await.unwrap();
+        assert!(confine(&s, 15).unwrap().is_empty());
+        // The copy's file is its own now: writing it leaves the live one.
+        std::fs::write(s.data.join("base/16384"), "replayed").unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "live");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&outside).unwrap().nlink(), 1);
+        drop(s);
     }
 
     #[test]
@@ -257,7 +306,7 @@ mod tests {
         let s = Scratch::create(&drills, "t", None, Path::new("/nonexistent")).unwrap();
         std::fs::create_dir_all(s.data.join("base/1")).unwrap();
         std::fs::write(s.data.join("base/1/1259"), "x").unwrap();
-        confine(&s, 15).unwrap();
+        assert!(confine(&s, 15).unwrap().is_empty());
         // A relation file that is a FIFO: the walk does not open it (it
         // would hang), it refuses it by its type.
         let fifo = s.data.join("base/1/16384");
@@ -270,7 +319,7 @@ mod tests {
             "{err}"
         );
         std::fs::remove_file(&fifo).unwrap();
-        confine(&s, 15).unwrap();
+        assert!(confine(&s, 15).unwrap().is_empty());
         // A device node (/dev/null's numbers): only root can make one.
         if rustix::process::geteuid().is_root() {
             let node = s.data.join("global/pg_control");

@@ -20,6 +20,7 @@
 //! `postgresql.restore.verified` (1/0), `postgresql.restore.size` (By) and
 //! `postgresql.restore.verify_duration` (s).
 
+mod archive;
 mod confine;
 mod disk;
 mod program;

@@ -9,6 +9,7 @@
 //! scratch directory: see `settings`) and `recovery.signal`, so that the
 //! server recovers to the end of the archive and promotes.
 
+use super::archive;
 use super::confine;
 use super::program::{self, step};
 use super::scratch::{self, Scratch};
@@ -149,16 +150,6 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
-fn tar_step(archive: &Path, into: &Path) -> Vec<String> {
-    vec![
-        "tar".into(),
-        "-xf".into(),
-        archive.display().to_string(),
-        "-C".into(),
-        into.display().to_string(),
-    ]
-}
-
 /// A path for a command line in the copy's settings, refused when quotes
 /// or backslashes would need escaping.
 fn plain_path(what: &str, path: &Path) -> Result<String, String> {
@@ -184,7 +175,8 @@ async fn pg_basebackup(
     let tablespaces = match tar {
         Some(base) => {
             s.make_dir(&s.data)?;
-            step(tar_step(&base, &s.data), s.owner, &s.dir, &[], deadline).await?;
+            // Every member checked before anything is written (`archive`).
+            archive::unpack(s, &base, &s.data, deadline).await?;
             let major = settings::major_version(s)?;
             let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
             let ext = name
@@ -194,7 +186,7 @@ async fn pg_basebackup(
             let tablespaces = tablespace::unpack_tar(s, backup, ext, major, deadline).await?;
             // Confined before anything is unpacked into the copy's
             // directories: `pg_wal` could be a link out of it.
-            confined(s, major).await?;
+            confined(s, major, deadline).await?;
             if let Some(wal) = ["pg_wal.tar", "pg_wal.tar.gz"]
                 .iter()
                 .map(|f| backup.join(f))
@@ -204,7 +196,7 @@ async fn pg_basebackup(
                 if std::fs::symlink_metadata(&into).is_err() {
                     s.make_dir(&into)?;
                 }
-                step(tar_step(&wal, &into), s.owner, &s.dir, &[], deadline).await?;
+                archive::unpack(s, &wal, &into, deadline).await?;
             }
             tablespaces
         }
@@ -293,6 +285,12 @@ pub async fn restore(
                 "--reset-link-map".into(),
                 "--no-link-all".into(),
                 "--no-delta".into(),
+                // Nor what the config adds to the copy's settings or the
+                // host it names for the data directory: the copy's
+                // settings are the drill's (`settings`).
+                "--reset-recovery-option".into(),
+                "--reset-archive-mode".into(),
+                "--reset-pg1-host".into(),
                 format!("--lock-path={}", own.display()),
                 format!("--log-path={}", own.display()),
                 "--log-level-file=off".into(),
@@ -327,7 +325,12 @@ pub async fn restore(
         }
     };
     let major = settings::major_version(s)?;
-    confined(s, major).await?;
+    let unshared = confined(s, major, deadline).await?;
+    if unshared > 0 {
+        notes.push(format!(
+            "{unshared} file(s) hard-linked to files outside the copy were copied first"
+        ));
+    }
     // Without an archive, the copy recovers from the WAL in the backup.
     let archive_recovery = !matches!(&recovery, Recovery::Command(c) if c.is_empty());
     configure(s, archive_recovery)?;
@@ -347,12 +350,31 @@ pub async fn restore(
     })
 }
 
-/// [`confine::confine`] on a blocking thread (it walks the whole tree).
-async fn confined(s: &Scratch, major: u32) -> Result<(), String> {
-    let view = s.view();
-    tokio::task::spawn_blocking(move || confine::confine(&view, major))
-        .await
-        .map_err(|e| format!("confining the copy: {e}"))?
+/// [`confine::confine`] on a blocking thread (it walks the whole tree);
+/// files hard-linked to files outside are copied ([`confine::unshare`])
+/// and the copy checked again. Returns how many were copied.
+async fn confined(s: &Scratch, major: u32, deadline: Instant) -> Result<usize, String> {
+    let walk = || {
+        let view = s.view();
+        async move {
+            tokio::task::spawn_blocking(move || confine::confine(&view, major))
+                .await
+                .map_err(|e| format!("confining the copy: {e}"))?
+        }
+    };
+    let shared = walk().await?;
+    if shared.is_empty() {
+        return Ok(0);
+    }
+    confine::unshare(s, &shared, deadline).await?;
+    if let Some(left) = walk().await?.first() {
+        return Err(format!(
+            "the restored copy's file {} still shares its data with a file outside the drill's \
+             directory after it was copied (is something still linking it?)",
+            left.display()
+        ));
+    }
+    Ok(shared.len())
 }
 
 /// The files the overrides name, and the signal to recover from the

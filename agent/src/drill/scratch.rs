@@ -246,6 +246,21 @@ impl Scratch {
         Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
+    /// The entry names of directory `path`, listed from a descriptor
+    /// reached from the scratch directory without following a link.
+    pub fn list(&self, path: &Path) -> Result<Vec<String>, String> {
+        let (dir, name) = self.parent_of(path)?;
+        let dir = dir.subdir(name, false).map_err(|e| e.to_string())?;
+        dir.names().map_err(|e| e.to_string())
+    }
+
+    /// Remove the file or link `path` (never what a link points at),
+    /// reached without following a link.
+    pub fn remove(&self, path: &Path) -> Result<(), String> {
+        let (dir, name) = self.parent_of(path)?;
+        dir.remove_file(name).map_err(|e| e.to_string())
+    }
+
     /// Replace `path` with `text` (a new file renamed over it, the
     /// owner's), never through a symlink.
     pub fn replace(&self, path: &Path, text: &str) -> Result<(), String> {

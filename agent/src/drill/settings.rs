@@ -166,9 +166,14 @@ fn read_file(s: &Scratch, path: &Path, depth: usize, found: &mut Restored) -> Re
         };
         rewritten.push(line.to_string());
         if name == "include_dir" {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&target)
-                .map(|e| e.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
+            // Listed and read from descriptors, never through a link
+            // (one swapped in after `resolve` included).
+            let mut files: Vec<PathBuf> = match s.list(&target) {
+                Ok(names) => names.iter().map(|n| target.join(n)).collect(),
+                // A missing directory: the server would fail to start.
+                Err(_) if std::fs::symlink_metadata(&target).is_err() => Vec::new(),
+                Err(e) => return Err(e),
+            };
             files.retain(|f| {
                 let n = f
                     .file_name()
@@ -181,10 +186,7 @@ fn read_file(s: &Scratch, path: &Path, depth: usize, found: &mut Restored) -> Re
                 // A link in the directory: the server would follow it;
                 // the copy loses it instead.
                 if let Err(why) = resolve(&s.dir, &target, &file) {
-                    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    crate::safefs::OwnedDir::open(&target)
-                        .and_then(|d| d.remove_file(name))
-                        .map_err(|e| e.to_string())?;
+                    s.remove(&file)?;
                     found
                         .neutralised
                         .push((file.clone(), file, why.to_string()));

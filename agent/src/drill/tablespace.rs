@@ -137,14 +137,7 @@ pub async fn unpack_tar(
         }
         let dest = root.join(&oid);
         s.make_dir(&dest)?;
-        let argv = vec![
-            "tar".into(),
-            "-xf".into(),
-            tar.display().to_string(),
-            "-C".into(),
-            dest.display().to_string(),
-        ];
-        step(argv, s.owner, &s.dir, &[], deadline).await?;
+        super::archive::unpack(s, &tar, &dest, deadline).await?;
         remapped.push((oid, dest));
     }
     s.replace(&map, &render_map(&remapped)?)?;

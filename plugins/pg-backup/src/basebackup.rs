@@ -94,6 +94,12 @@ fn check(dir: &Path, segment_size: u64, verify_checksums: bool) -> Backup {
         let Some(path) = file["Path"].as_str() else {
             continue;
         };
+        if outside(path) {
+            // Judged by its components, never read: `..` or `/` would
+            // answer for a file that is not the backup's.
+            bad.push(format!("{path} names a file outside the backup"));
+            continue;
+        }
         let want = file["Size"].as_u64().unwrap_or(0);
         match std::fs::metadata(dir.join(path)) {
             Err(_) => bad.push(format!("{path} is missing")),
@@ -119,6 +125,12 @@ fn check(dir: &Path, segment_size: u64, verify_checksums: bool) -> Backup {
         ));
     }
     backup
+}
+
+/// A manifest path that is absolute or climbs with `..` (PostgreSQL writes
+/// only relative paths below the data directory).
+fn outside(path: &str) -> bool {
+    path.starts_with('/') || path.split('/').any(|part| part == "..")
 }
 
 /// The manifest ends with `"Manifest-Checksum": "HEX"`: SHA-256 of every
@@ -152,4 +164,35 @@ fn checksum_problem(path: &Path, shown: &str, file: &Value) -> Option<String> {
         _ => return None,
     };
     (actual != wanted).then(|| format!("{shown} fails its {algorithm} checksum (corrupt)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_path_outside_the_backup_is_reported_not_read() {
+        let top = std::env::temp_dir().join(format!("pg-backup-outside-{}", std::process::id()));
+        let dir = top.join("b1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(top.join("elsewhere"), "12345").unwrap();
+        std::fs::write(dir.join("PG_VERSION"), "15\n").unwrap();
+        let body = r#"{ "PostgreSQL-Backup-Manifest-Version": 1,
+"Files": [ { "Path": "PG_VERSION", "Size": 3 }, { "Path": "../elsewhere", "Size": 5 } ],
+"#;
+        let text = format!(
+            "{body}\"Manifest-Checksum\": \"{}\"}}\n",
+            hex(&Sha256::digest(body.as_bytes()))
+        );
+        std::fs::write(dir.join("backup_manifest"), text).unwrap();
+        let backup = check(&dir, 16 << 20, false);
+        std::fs::remove_dir_all(&top).unwrap();
+        assert_eq!(backup.problems.len(), 1, "{:?}", backup.problems);
+        assert!(
+            backup.problems[0].contains("../elsewhere names a file outside the backup"),
+            "{:?}",
+            backup.problems
+        );
+        assert!(!outside("pg_tblspc/16384/PG_15/1/2") && outside("/etc/x"));
+    }
 }
