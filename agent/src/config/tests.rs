@@ -7,6 +7,7 @@ use std::path::Path;
 mod cluster;
 mod mysql_failover;
 mod redis;
+mod drill_engine;
 mod redis_failover;
 
 fn errors(text: &str) -> Vec<Diagnostic> {
