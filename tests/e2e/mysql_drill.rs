@@ -69,14 +69,22 @@ fn a_mariadb_backup_restores_and_verifies_and_is_left_unchanged() {
         size / 1048576.0,
         ok.value("mysql.restore.verify_duration")
     );
-    assert_eq!(before, fingerprint(&backups), "the drill changed the backup");
+    assert_eq!(
+        before,
+        fingerprint(&backups),
+        "the drill changed the backup"
+    );
     assert_cleaned(root.path());
 
     // The query's bounds hold: a count the copy does not have fails.
     let wrong = config(root.path(), &backups, 20001);
     let bad = run_drill(&wrong, &[]);
     assert_eq!(bad.status(), "critical", "{:#}", bad.json);
-    assert!(bad.message().contains("20000 is outside 20001..20001"), "{}", bad.message());
+    assert!(
+        bad.message().contains("20000 is outside 20001..20001"),
+        "{}",
+        bad.message()
+    );
     assert_cleaned(root.path());
 }
 

@@ -25,7 +25,10 @@ fn backups(root: &Path) -> PathBuf {
     std::fs::copy(redis.dir().join("dump.rdb"), backups.join("dump-1.rdb")).unwrap();
     let aof = backups.join("aof");
     std::fs::create_dir(&aof).unwrap();
-    for entry in std::fs::read_dir(redis.dir().join("appendonlydir")).unwrap().flatten() {
+    for entry in std::fs::read_dir(redis.dir().join("appendonlydir"))
+        .unwrap()
+        .flatten()
+    {
         std::fs::copy(entry.path(), aof.join(entry.file_name())).unwrap();
     }
     give(&backups, "redis");
@@ -63,18 +66,27 @@ fn a_good_rdb_loads_with_its_keys_and_a_flipped_byte_is_named() {
         ok.value("redis.restore.duration"),
         ok.value("redis.restore.verify_duration")
     );
-    assert_eq!(before, fingerprint(&backups), "the drill changed the backup");
+    assert_eq!(
+        before,
+        fingerprint(&backups),
+        "the drill changed the backup"
+    );
     assert_cleaned(root.path());
 
     // A key the copy does not have.
     let missing = config(
         root.path(),
-        &format!("backup = \"{}\"\nkeys = [\"order:18\"]\n", backups.display()),
+        &format!(
+            "backup = \"{}\"\nkeys = [\"order:18\"]\n",
+            backups.display()
+        ),
     );
     let checked = run_drill(&missing, &[]);
     assert_eq!(checked.status(), "critical", "{:#}", checked.json);
     assert!(
-        checked.message().contains("keys missing from the copy: order:18"),
+        checked
+            .message()
+            .contains("keys missing from the copy: order:18"),
         "{}",
         checked.message()
     );
@@ -90,7 +102,8 @@ fn a_good_rdb_loads_with_its_keys_and_a_flipped_byte_is_named() {
     assert_eq!(bad.status(), "critical", "{:#}", bad.json);
     assert_eq!(bad.value("redis.restore.verified"), 0.0);
     assert!(
-        bad.message().contains("dump-2.rdb is invalid (redis-check-rdb): [offset"),
+        bad.message()
+            .contains("dump-2.rdb is invalid (redis-check-rdb): [offset"),
         "{}",
         bad.message()
     );
@@ -112,7 +125,11 @@ fn an_aof_loads_and_a_truncated_one_fails_the_drill() {
     );
     let ok = run_drill(&config, &[]);
     assert_eq!(ok.status(), "ok", "{:#}", ok.json);
-    assert!(ok.message().contains("203 keys in db 0"), "{}", ok.message());
+    assert!(
+        ok.message().contains("203 keys in db 0"),
+        "{}",
+        ok.message()
+    );
     eprintln!(
         "redis restore drill (AOF): {:.1} KiB in {:.3} s",
         ok.value("redis.restore.size") / 1024.0,

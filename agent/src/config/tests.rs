@@ -5,9 +5,9 @@ use super::*;
 use std::path::Path;
 
 mod cluster;
+mod drill_engine;
 mod mysql_failover;
 mod redis;
-mod drill_engine;
 mod redis_failover;
 
 fn errors(text: &str) -> Vec<Diagnostic> {

@@ -85,7 +85,12 @@ pub fn newest_rdb(root: &Path) -> Result<PathBuf, String> {
     found
         .into_iter()
         .max_by_key(|p| modified(p))
-        .ok_or_else(|| format!("no RDB copy (*.rdb) in {} or two levels below", root.display()))
+        .ok_or_else(|| {
+            format!(
+                "no RDB copy (*.rdb) in {} or two levels below",
+                root.display()
+            )
+        })
 }
 
 /// Bytes the copy of a MariaDB or Redis drill takes (0 when the backup
@@ -109,7 +114,12 @@ pub async fn needed_bytes(method: &DrillMethod) -> u64 {
 /// Copy directory `from` (its contents) to `to` (made by the copy), as
 /// the scratch directory's owner, then refuse links and special files in
 /// the copy.
-pub async fn copy_dir(s: &Scratch, from: &Path, to: &Path, deadline: Instant) -> Result<(), String> {
+pub async fn copy_dir(
+    s: &Scratch,
+    from: &Path,
+    to: &Path,
+    deadline: Instant,
+) -> Result<(), String> {
     let argv = vec![
         "cp".into(),
         "-R".into(),
@@ -126,7 +136,12 @@ pub async fn copy_dir(s: &Scratch, from: &Path, to: &Path, deadline: Instant) ->
 }
 
 /// Copy file `from` to `to`, as the scratch directory's owner.
-pub async fn copy_file(s: &Scratch, from: &Path, to: &Path, deadline: Instant) -> Result<(), String> {
+pub async fn copy_file(
+    s: &Scratch,
+    from: &Path,
+    to: &Path,
+    deadline: Instant,
+) -> Result<(), String> {
     let argv = vec![
         "cp".into(),
         "--preserve=mode,timestamps".into(),
@@ -199,7 +214,10 @@ mod tests {
         assert!(err.contains("no RDB copy"), "{err}");
         std::fs::write(dir.path().join("a/dump.rdb"), "x").unwrap();
         std::fs::write(dir.path().join("b/appendonly.aof.1.base.rdb"), "x").unwrap();
-        assert_eq!(newest_rdb(dir.path()).unwrap(), dir.path().join("a/dump.rdb"));
+        assert_eq!(
+            newest_rdb(dir.path()).unwrap(),
+            dir.path().join("a/dump.rdb")
+        );
     }
 
     #[test]
@@ -211,7 +229,10 @@ mod tests {
         assert!(plain_tree(top, top, Path::new("/backup")).is_ok());
         std::fs::write(top.join("db/r.isl"), "/elsewhere/r.ibd").unwrap();
         let err = plain_tree(top, top, Path::new("/backup")).unwrap_err();
-        assert!(err.contains("/backup/db/r.isl") && err.contains("DATA DIRECTORY"), "{err}");
+        assert!(
+            err.contains("/backup/db/r.isl") && err.contains("DATA DIRECTORY"),
+            "{err}"
+        );
         std::fs::remove_file(top.join("db/r.isl")).unwrap();
         std::os::unix::fs::symlink("/etc", top.join("db/link")).unwrap();
         let err = plain_tree(top, top, Path::new("/backup")).unwrap_err();

@@ -174,7 +174,11 @@ fn server_says(srv: &Server) -> String {
     lines.join(" / ")
 }
 
-async fn connect(socket: &Path, database: &str, deadline: Instant) -> Result<mysql_async::Conn, String> {
+async fn connect(
+    socket: &Path,
+    database: &str,
+    deadline: Instant,
+) -> Result<mysql_async::Conn, String> {
     let db = (!database.is_empty()).then(|| database.to_string());
     let opts = mysql_async::OptsBuilder::default()
         .socket(Some(socket.display().to_string()))
@@ -195,7 +199,10 @@ async fn wait_ready(srv: &mut Server, socket: &Path, deadline: Instant) -> Resul
     let mut last = String::new();
     while Instant::now() < deadline {
         if let Some(exit) = srv.exited() {
-            return Err(format!("the restored copy did not start ({exit}): {}", server_says(srv)));
+            return Err(format!(
+                "the restored copy did not start ({exit}): {}",
+                server_says(srv)
+            ));
         }
         if socket.exists() {
             match connect(socket, "", deadline).await {
@@ -208,7 +215,9 @@ async fn wait_ready(srv: &mut Server, socket: &Path, deadline: Instant) -> Resul
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("the restored copy did not accept sessions in time ({last})"))
+    Err(format!(
+        "the restored copy did not accept sessions in time ({last})"
+    ))
 }
 
 /// Run `sql` within the deadline, its rows as text.
@@ -226,7 +235,11 @@ async fn rows(
         .into_iter()
         .map(|row| {
             (0..row.len())
-                .map(|i| row.get_opt::<Option<String>, _>(i).and_then(Result::ok).flatten())
+                .map(|i| {
+                    row.get_opt::<Option<String>, _>(i)
+                        .and_then(Result::ok)
+                        .flatten()
+                })
                 .collect()
         })
         .collect())
@@ -241,7 +254,9 @@ async fn check_tables(srv: &mut Server, socket: &Path, deadline: Instant, found:
     let mut conn = match connect(socket, "", deadline).await {
         Ok(c) => c,
         Err(e) => {
-            found.failures.push(format!("CHECK TABLE: cannot connect: {e}"));
+            found
+                .failures
+                .push(format!("CHECK TABLE: cannot connect: {e}"));
             return;
         }
     };
@@ -251,7 +266,9 @@ async fn check_tables(srv: &mut Server, socket: &Path, deadline: Instant, found:
     let tables = match rows(&mut conn, list, deadline).await {
         Ok(t) => t,
         Err(e) => {
-            found.failures.push(format!("CHECK TABLE: cannot list the tables: {e}"));
+            found
+                .failures
+                .push(format!("CHECK TABLE: cannot list the tables: {e}"));
             return;
         }
     };
@@ -283,7 +300,9 @@ async fn check_tables(srv: &mut Server, socket: &Path, deadline: Instant, found:
                     .collect();
                 if broken {
                     bad += 1;
-                    found.failures.push(format!("{label}: {}", complaints.join(" / ")));
+                    found
+                        .failures
+                        .push(format!("{label}: {}", complaints.join(" / ")));
                 }
             }
             Err(e) => {
@@ -305,7 +324,9 @@ async fn check_tables(srv: &mut Server, socket: &Path, deadline: Instant, found:
         }
     }
     if bad == 0 && checked == tables.len() {
-        found.passed.push(format!("CHECK TABLE on {checked} tables"));
+        found
+            .passed
+            .push(format!("CHECK TABLE on {checked} tables"));
     }
     let _ = conn.disconnect().await;
 }
@@ -330,7 +351,11 @@ async fn queries(
             let result = rows(&mut conn, &check.query, deadline).await;
             let _ = rows(&mut conn, "ROLLBACK", deadline).await;
             let _ = conn.disconnect().await;
-            result.map(|r| r.into_iter().next().and_then(|row| row.into_iter().next().flatten()))
+            result.map(|r| {
+                r.into_iter()
+                    .next()
+                    .and_then(|row| row.into_iter().next().flatten())
+            })
         }
         .await;
         match value {

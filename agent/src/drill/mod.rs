@@ -90,13 +90,18 @@ pub fn probe(spec: &DrillSpec, state_dir: &Path) -> Probe {
 /// The MariaDB and Redis drills' measurements (`ENGINE.restore.*`).
 fn engine_info(engine: &str) -> ProbeInfo {
     let names = [
-        ("duration", "s", "copy, preparation and start until the copy answers (RTO)"),
+        (
+            "duration",
+            "s",
+            "copy, preparation and start until the copy answers (RTO)",
+        ),
         ("verified", "1", "1 when every verification passed"),
         ("size", "By", "bytes restored"),
         ("verify_duration", "s", "time the verification took"),
     ]
     .map(|(n, unit, doc)| (format!("{engine}.restore.{n}"), unit, doc));
-    let refs: Vec<(&str, &str, &str)> = names.iter().map(|(n, u, d)| (n.as_str(), *u, *d)).collect();
+    let refs: Vec<(&str, &str, &str)> =
+        names.iter().map(|(n, u, d)| (n.as_str(), *u, *d)).collect();
     ProbeInfo::native(
         "restore-drill",
         "integrity",

@@ -58,7 +58,12 @@ fn complaint(ran: &program::Ran) -> String {
 }
 
 /// Run a checker (`argv`) on the copy; Err with its complaint.
-async fn checked(s: &Scratch, argv: Vec<String>, what: &str, deadline: Instant) -> Result<(), String> {
+async fn checked(
+    s: &Scratch,
+    argv: Vec<String>,
+    what: &str,
+    deadline: Instant,
+) -> Result<(), String> {
     let left = deadline.saturating_duration_since(Instant::now());
     let ran = program::run(&argv, s.owner, &s.data, &[], left).await?;
     if ran.ok {
@@ -237,7 +242,10 @@ async fn wait_ready(
     let mut last = String::new();
     while Instant::now() < deadline {
         if let Some(exit) = srv.exited() {
-            return Err(format!("the restored copy did not load ({exit}): {}", server_says(srv)));
+            return Err(format!(
+                "the restored copy did not load ({exit}): {}",
+                server_says(srv)
+            ));
         }
         if socket.exists() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -302,10 +310,13 @@ async fn verify(
         }
     }
     if missing.is_empty() {
-        found.passed.push(format!("{} keys present", spec.keys.len()));
-    } else {
         found
-            .failures
-            .push(format!("keys missing from the copy: {}", missing.join(", ")));
+            .passed
+            .push(format!("{} keys present", spec.keys.len()));
+    } else {
+        found.failures.push(format!(
+            "keys missing from the copy: {}",
+            missing.join(", ")
+        ));
     }
 }

@@ -52,9 +52,7 @@ pub fn find(bin_dir: &Path, program: &str) -> Result<PathBuf, String> {
 pub struct Server {
     child: tokio::process::Child,
     pgid: i32,
-    /// Its stdout and stderr, in the scratch directory.
-    pub log: PathBuf,
-    /// The log as opened when it was made: read through this, never by
+    /// The log of its stdout and stderr as opened when it was made: read through this, never by
     /// its path (the server's user could put a link there).
     reader: std::fs::File,
     /// The program, for messages.
@@ -113,7 +111,6 @@ pub fn start(argv: &[String], owner: Owner, cwd: &Path, log: &Path) -> Result<Se
     Ok(Server {
         child,
         pgid,
-        log: log.to_path_buf(),
         reader,
         program: program.clone(),
     })
@@ -137,7 +134,9 @@ impl Server {
         let mut f = &self.reader;
         // Reads move the shared offset; the server appends all the same.
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if f.seek(SeekFrom::Start(len.saturating_sub(64 << 10))).is_ok() {
+        if f.seek(SeekFrom::Start(len.saturating_sub(64 << 10)))
+            .is_ok()
+        {
             let mut bytes = Vec::new();
             let _ = f.take(64 << 10).read_to_end(&mut bytes);
             text = String::from_utf8_lossy(&bytes).into_owned();

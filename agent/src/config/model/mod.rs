@@ -379,7 +379,10 @@ pub enum DrillMethod {
     /// `method = "redis-rdb"`: an RDB file (or the newest `*.rdb` under a
     /// directory), and an AOF directory (`appendonlydir`) to load instead
     /// when `aof` is given.
-    RedisRdb { backup: PathBuf, aof: Option<PathBuf> },
+    RedisRdb {
+        backup: PathBuf,
+        aof: Option<PathBuf>,
+    },
 }
 
 /// The commands a Redis drill's `checks` may run on the restored copy:

@@ -279,7 +279,9 @@ impl Parser<'_, '_> {
         } else {
             None
         };
-        let engine = method_name.as_ref().map_or("pg_basebackup", |m| m.value.as_str());
+        let engine = method_name
+            .as_ref()
+            .map_or("pg_basebackup", |m| m.value.as_str());
         let default_database = match engine {
             "mariadb-backup" => "",
             "redis-rdb" => "0",

@@ -74,7 +74,9 @@ impl Parser<'_, '_> {
         if method != "pg_basebackup" && given.archive {
             self.d.error(
                 s.span.clone(),
-                format!("{path}: `archive` (a WAL archive) is for PostgreSQL drills only; remove it"),
+                format!(
+                    "{path}: `archive` (a WAL archive) is for PostgreSQL drills only; remove it"
+                ),
             );
             ok = false;
         }
@@ -93,8 +95,10 @@ impl Parser<'_, '_> {
         let mut ok = true;
         for q in queries {
             if let Err(why) = redis_check_words(&q.query) {
-                self.d
-                    .error(s.span.clone(), format!("{}: check {:?}: {why}", s.path, q.query));
+                self.d.error(
+                    s.span.clone(),
+                    format!("{}: check {:?}: {why}", s.path, q.query),
+                );
                 ok = false;
             }
             if q.database.parse::<u16>().is_err() {
