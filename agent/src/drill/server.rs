@@ -52,8 +52,9 @@ pub fn find(bin_dir: &Path, program: &str) -> Result<PathBuf, String> {
 pub struct Server {
     child: tokio::process::Child,
     pgid: i32,
-    /// The log of its stdout and stderr as opened when it was made: read through this, never by
-    /// its path (the server's user could put a link there).
+    /// The log of its stdout and stderr as opened when it was made: read
+    /// through this, never by its path (the server's user could put a
+    /// link there).
     reader: std::fs::File,
     /// The program, for messages.
     pub program: String,
@@ -214,7 +215,11 @@ mod tests {
         );
         let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
         let mut server = start(&argv, None, dir.path(), &dir.path().join("log")).unwrap();
-        assert!(server.exited().is_none());
+        // Stopped only once the trap is set (it is before the echo).
+        while server.log_lines(|l| l.contains("started"), 1).is_empty() {
+            assert!(server.exited().is_none());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let err = server
             .stop(Instant::now() + Duration::from_millis(500))
             .await
