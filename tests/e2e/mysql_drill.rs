@@ -51,8 +51,8 @@ fn a_mariadb_backup_restores_and_verifies_and_is_left_unchanged() {
     let backups = owned_dir(root.path(), "backups", "mysql");
     take(&db, &backups.join("full-1"));
     let before = fingerprint(&backups);
-    let config = config(root.path(), &backups, 20000);
-    let ok = run_drill(&config, &[]);
+    let drill = config(root.path(), &backups, 20000);
+    let ok = run_drill(&drill, &[]);
     assert_eq!(ok.status(), "ok", "{:#}", ok.json);
     assert_eq!(ok.value("mysql.restore.verified"), 1.0);
     let message = ok.message();
@@ -104,7 +104,7 @@ fn a_broken_mariadb_backup_fails_the_drill_and_says_why() {
     let backups = owned_dir(root.path(), "backups", "mysql");
     let copy = backups.join("full-1");
     take(&db, &copy);
-    let config = config(root.path(), &backups, 20000);
+    let drill = config(root.path(), &backups, 20000);
 
     // A data file cut in half (a copy interrupted, a disk that lost it).
     let ibd = copy.join("app/orders.ibd");
@@ -115,7 +115,7 @@ fn a_broken_mariadb_backup_fails_the_drill_and_says_why() {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-    let cut = run_drill(&config, &[]);
+    let cut = run_drill(&drill, &[]);
     assert_eq!(cut.status(), "critical", "{:#}", cut.json);
     assert_eq!(cut.value("mysql.restore.verified"), 0.0);
     eprintln!("truncated .ibd: {}", cut.message());
@@ -132,7 +132,7 @@ fn a_broken_mariadb_backup_fails_the_drill_and_says_why() {
     std::fs::remove_dir_all(&copy).unwrap();
     take(&db, &copy);
     std::fs::remove_file(copy.join("ibdata1")).unwrap();
-    let gone = run_drill(&config, &[]);
+    let gone = run_drill(&drill, &[]);
     assert_eq!(gone.status(), "critical", "{:#}", gone.json);
     eprintln!("no ibdata1: {}", gone.message());
     assert!(
