@@ -18,7 +18,9 @@ pub mod units;
 
 pub use diagnostics::{ConfigErrors, Diagnostic};
 pub use model::*;
-pub use parse::{default_concurrency, default_state_dir, resolve_env, validate_dsn};
+pub use parse::{
+    default_concurrency, default_state_dir, redis_check_words, resolve_env, validate_dsn,
+};
 
 use std::path::Path;
 

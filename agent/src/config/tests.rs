@@ -5,6 +5,7 @@ use super::*;
 use std::path::Path;
 
 mod cluster;
+mod drill_engine;
 mod mysql_failover;
 mod redis;
 mod redis_failover;

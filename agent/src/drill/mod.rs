@@ -19,13 +19,24 @@
 //! the last replayed commit: the recovery point, RPO),
 //! `postgresql.restore.verified` (1/0), `postgresql.restore.size` (By) and
 //! `postgresql.restore.verify_duration` (s).
+//!
+//! MariaDB (`method = "mariadb-backup"`: `mariadb`) and Redis (`method =
+//! "redis-rdb"`: `redis`) backups are drilled the same way, in the same
+//! scratch directory, disk watch and time limit, their servers started by
+//! `server`; their measurements are `mysql.restore.*` and
+//! `redis.restore.*` (no data age).
 
 mod archive;
 mod confine;
+mod copy;
 mod disk;
+mod mariadb;
+mod outcome;
 mod program;
+mod redis;
 mod restore;
 mod scratch;
+mod server;
 mod settings;
 mod tablespace;
 mod verify;
@@ -33,7 +44,7 @@ mod verify;
 pub use disk::shared_filesystems;
 pub use restore::{foreign_hint, foreign_layout};
 
-use crate::config::DrillSpec;
+use crate::config::{DrillMethod, DrillSpec};
 use crate::report::{Measurement, Report, Status};
 use crate::runtime::{BoxFuture, NativeCheck, Probe, ProbeInfo};
 use scratch::Scratch;
@@ -70,7 +81,34 @@ pub fn probe(spec: &DrillSpec, state_dir: &Path) -> Probe {
         spec: spec.clone(),
         state_dir: state_dir.to_path_buf(),
     };
-    Probe::native(format!("drill:{}", spec.name), info(), Arc::new(drill))
+    let info = match spec.method.engine() {
+        "postgresql" => info(),
+        engine => engine_info(engine),
+    };
+    Probe::native(format!("drill:{}", spec.name), info, Arc::new(drill))
+}
+
+/// The MariaDB and Redis drills' measurements (`ENGINE.restore.*`).
+fn engine_info(engine: &str) -> ProbeInfo {
+    let names = [
+        (
+            "duration",
+            "s",
+            "copy, preparation and start until the copy answers (RTO)",
+        ),
+        ("verified", "1", "1 when every verification passed"),
+        ("size", "By", "bytes restored"),
+        ("verify_duration", "s", "time the verification took"),
+    ]
+    .map(|(n, unit, doc)| (format!("{engine}.restore.{n}"), unit, doc));
+    let refs: Vec<(&str, &str, &str)> =
+        names.iter().map(|(n, u, d)| (n.as_str(), *u, *d)).collect();
+    ProbeInfo::native(
+        "restore-drill",
+        "integrity",
+        "copies the newest backup into a scratch directory, starts it on a private socket, verifies it and tears it down",
+        &refs,
+    )
 }
 
 fn info() -> ProbeInfo {
@@ -136,7 +174,8 @@ impl Drill {
         let (status, message) = match self.drill(deadline, &mut measurements).await {
             Ok(outcome) => outcome,
             Err(why) => {
-                measurements.push(measurement("postgresql.restore.verified", 0.0, "1"));
+                let verified = format!("{}.restore.verified", self.spec.method.engine());
+                measurements.push(measurement(&verified, 0.0, "1"));
                 (Status::Critical, format!("restore drill failed: {why}"))
             }
         };
@@ -164,7 +203,8 @@ impl Drill {
         // The copy grows by the WAL it replays: a tenth on top.
         let needed = size + size / 10 + spec.reserve;
         if free < needed {
-            out.push(measurement("postgresql.restore.verified", 0.0, "1"));
+            let verified = format!("{}.restore.verified", spec.method.engine());
+            out.push(measurement(&verified, 0.0, "1"));
             return Ok((
                 Status::Critical,
                 format!(
@@ -179,7 +219,15 @@ impl Drill {
             ));
         }
         let s = Scratch::create(&drills, &spec.name, owner, &spec.bin_dir)?;
-        let done = self.in_scratch(&s, &drills, deadline, out).await;
+        let done = match &spec.method {
+            DrillMethod::MariadbBackup { backup } => {
+                mariadb::drill(spec, backup, &s, &drills, deadline, out).await
+            }
+            DrillMethod::RedisRdb { backup, aof } => {
+                redis::drill(spec, backup, aof.as_deref(), &s, &drills, deadline, out).await
+            }
+            _ => self.in_scratch(&s, &drills, deadline, out).await,
+        };
         s.close().await;
         done
     }

@@ -122,6 +122,9 @@ pub async fn needed_bytes(spec: &DrillSpec, deadline: Instant, owner: scratch::O
                 .unwrap_or(0)
         }
         DrillMethod::Command(_) => 0,
+        DrillMethod::MariadbBackup { .. } | DrillMethod::RedisRdb { .. } => {
+            super::copy::needed_bytes(&spec.method).await
+        }
     };
     measured.max(spec.expected_size.unwrap_or(0))
 }
@@ -322,6 +325,9 @@ pub async fn restore(
                 ));
             }
             (format!("command {}", argv[0]), Recovery::Keep)
+        }
+        DrillMethod::MariadbBackup { .. } | DrillMethod::RedisRdb { .. } => {
+            return Err("not a PostgreSQL drill".into());
         }
     };
     let major = settings::major_version(s)?;

@@ -372,6 +372,35 @@ pub enum DrillMethod {
     /// Any command that fills `$WATCHPOST_DRILL_DATA` with a data
     /// directory ready to start (recovery settings included).
     Command(Vec<String>),
+    /// `method = "mariadb-backup"`: a `mariadb-backup` (or XtraBackup)
+    /// copy, `backup` itself or its newest subdirectory holding a
+    /// checkpoints file; copied, prepared and started on a private socket.
+    MariadbBackup { backup: PathBuf },
+    /// `method = "redis-rdb"`: an RDB file (or the newest `*.rdb` under a
+    /// directory), and an AOF directory (`appendonlydir`) to load instead
+    /// when `aof` is given.
+    RedisRdb {
+        backup: PathBuf,
+        aof: Option<PathBuf>,
+    },
+}
+
+/// The commands a Redis drill's `checks` may run on the restored copy:
+/// reads whose reply is an integer.
+pub const REDIS_DRILL_COMMANDS: &[&str] = &[
+    "DBSIZE", "EXISTS", "STRLEN", "LLEN", "HLEN", "SCARD", "ZCARD", "XLEN", "PFCOUNT",
+];
+
+impl DrillMethod {
+    /// The engine whose restore this is, as the prefix of the drill's
+    /// measurements: `postgresql`, `mysql` or `redis`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            DrillMethod::MariadbBackup { .. } => "mysql",
+            DrillMethod::RedisRdb { .. } => "redis",
+            _ => "postgresql",
+        }
+    }
 }
 
 /// One verification query of a drill: its first value must be within the
@@ -401,6 +430,8 @@ pub struct DrillSpec {
     /// `command` drill, a lower bound on the measured size otherwise.
     pub expected_size: Option<u64>,
     pub queries: Vec<DrillQuery>,
+    /// Redis keys that must exist in the restored copy (`keys`).
+    pub keys: Vec<String>,
     pub amcheck: bool,
     pub checksums: bool,
     pub timeout: Duration,

@@ -32,7 +32,7 @@ use super::{FLAPPING, FOR, RECOVER};
 /// `[[drill]]`'s keys.
 pub(super) static DRILL: Table = Table {
     heading: "[[drill]]",
-    doc: "A scheduled restore drill: restore the newest backup into a scratch directory, recover it, verify it and tear it down. Give exactly one of `backup`, `pgbackrest` or `command`. A drill is also a probe of the same name, so its reports take the probes' path (thresholds, remediations, telemetry).",
+    doc: "A scheduled restore drill: restore the newest backup into a scratch directory, recover it, verify it and tear it down. Give exactly one of `backup`, `pgbackrest` or `command`; `method` picks the engine of a `backup` (PostgreSQL, MariaDB or Redis). A drill is also a probe of the same name, so its reports take the probes' path (thresholds, remediations, telemetry).",
     keys: &[
         key(
             "name",
@@ -86,7 +86,7 @@ pub(super) static DRILL: Table = Table {
             "bin_dir",
             Kind::String,
             "\"/usr/lib/postgresql/15/bin\"",
-            "Directory of the PostgreSQL programs (postgres, pg_ctl).",
+            "Directory of the server's programs: PostgreSQL's (postgres, pg_ctl); mariadbd and mariadb-backup, or redis-server and redis-check-rdb/-aof (default for those: found in PATH, /usr/sbin and /usr/local/sbin).",
         ),
         key(
             "run_as_owner_of",
@@ -95,10 +95,28 @@ pub(super) static DRILL: Table = Table {
             "A directory whose owner the restored server runs as (required with `command`).",
         ),
         key(
+            "method",
+            Kind::String,
+            "\"pg_basebackup\"",
+            "What `backup` holds: \"pg_basebackup\", \"mariadb-backup\" (a mariadb-backup/XtraBackup copy, prepared and started with mariadbd) or \"redis-rdb\" (an RDB file, or the newest *.rdb in a directory, loaded by redis-server).",
+        ),
+        key(
             "backup",
             Kind::String,
             "none",
-            "A pg_basebackup directory to restore (relative to the config's directory).",
+            "The backup to restore (relative to the config's directory): a pg_basebackup directory, a mariadb-backup directory or an RDB file or directory, after `method`.",
+        ),
+        key(
+            "aof",
+            Kind::String,
+            "none",
+            "method = \"redis-rdb\": an append-only directory (appendonlydir) to check and load instead of the RDB.",
+        ),
+        key(
+            "keys",
+            Kind::Strings,
+            "[]",
+            "method = \"redis-rdb\": keys that must exist in the restored copy.",
         ),
         key(
             "archive",
@@ -160,13 +178,13 @@ static CHECK: Table = Table {
             "query",
             Kind::String,
             "required",
-            "The SQL query, e.g. \"SELECT count(*) FROM orders\".",
+            "The SQL query, e.g. \"SELECT count(*) FROM orders\"; for a Redis drill a read command with an integer reply, e.g. \"DBSIZE\" or \"LLEN queue\".",
         ),
         key(
             "database",
             Kind::String,
-            "\"postgres\"",
-            "The database to run it in.",
+            "\"postgres\" (MariaDB: none; Redis: \"0\")",
+            "The database to run it in (Redis: the database number).",
         ),
         key("min", Kind::Number, "none", "Lowest acceptable value."),
         key("max", Kind::Number, "none", "Highest acceptable value."),
@@ -247,6 +265,12 @@ impl Parser<'_, '_> {
         let bin_dir = s.string(d, "bin_dir").map(|b| PathBuf::from(b.value));
         let owner_of = s.string(d, "run_as_owner_of").map(|p| p.value);
         let backup = s.string(d, "backup").map(|p| p.value);
+        let method_name = s.string(d, "method");
+        let aof = s.string(d, "aof").map(|p| p.value);
+        let keys: Vec<String> = s
+            .string_list(d, "keys")
+            .map(|l| l.into_iter().map(|k| k.value).collect())
+            .unwrap_or_default();
         let archive = s.string(d, "archive").map(|p| p.value);
         let stanza = s.string(d, "pgbackrest").map(|p| p.value);
         let br_config = s.string(d, "pgbackrest_config").map(|p| p.value);
@@ -255,7 +279,15 @@ impl Parser<'_, '_> {
         } else {
             None
         };
-        let queries = self.drill_queries(s);
+        let engine = method_name
+            .as_ref()
+            .map_or("pg_basebackup", |m| m.value.as_str());
+        let default_database = match engine {
+            "mariadb-backup" => "",
+            "redis-rdb" => "0",
+            _ => "postgres",
+        };
+        let queries = self.drill_queries(s, default_database);
         let d = &mut self.d;
         let confirm = confirm(d, s, Confirm::default());
         let flapping = s
@@ -270,7 +302,28 @@ impl Parser<'_, '_> {
             );
             return None;
         }
-        let method = if let Some(backup) = &backup {
+        let engine_keys = super::drill_engine::EngineKeys {
+            method: method_name.as_ref(),
+            archive: archive.is_some(),
+            aof: aof.as_deref(),
+            keys: !keys.is_empty(),
+        };
+        if !self.drill_engine_keys(s, &engine_keys, backup.is_some()) {
+            return None;
+        }
+        if engine == "redis-rdb" && !self.redis_checks(s, &queries) {
+            return None;
+        }
+        let method = if let (Some(backup), "mariadb-backup") = (&backup, engine) {
+            DrillMethod::MariadbBackup {
+                backup: self.absolute(backup),
+            }
+        } else if let (Some(backup), "redis-rdb") = (&backup, engine) {
+            DrillMethod::RedisRdb {
+                backup: self.absolute(backup),
+                aof: aof.as_deref().map(|a| self.absolute(a)),
+            }
+        } else if let Some(backup) = &backup {
             DrillMethod::PgBasebackup {
                 backup: self.absolute(backup),
                 archive: archive.as_deref().map(|a| self.absolute(a)),
@@ -289,7 +342,9 @@ impl Parser<'_, '_> {
         };
         let owner_of = match (&owner_of, &method) {
             (Some(path), _) => self.absolute(path),
-            (None, DrillMethod::PgBasebackup { backup, .. }) => backup.clone(),
+            (None, DrillMethod::PgBasebackup { backup, .. })
+            | (None, DrillMethod::MariadbBackup { backup })
+            | (None, DrillMethod::RedisRdb { backup, .. }) => backup.clone(),
             (None, DrillMethod::PgBackRest { .. }) => PathBuf::from("/var/lib/pgbackrest"),
             (None, DrillMethod::Command(_)) => {
                 self.d.error(s.span.clone(), format!("{}: a `command` drill needs `run_as_owner_of`: a directory whose owner the restored server runs as (e.g. the backup's)", s.path));
@@ -302,12 +357,17 @@ impl Parser<'_, '_> {
         let drill = DrillSpec {
             name: name.to_string(),
             method,
-            bin_dir: bin_dir.unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin")),
+            // Empty for MariaDB and Redis: their programs are found in PATH.
+            bin_dir: bin_dir.unwrap_or_else(|| match engine {
+                "mariadb-backup" | "redis-rdb" => PathBuf::new(),
+                _ => PathBuf::from("/usr/lib/postgresql/15/bin"),
+            }),
             owner_of,
             superuser,
             reserve,
             expected_size,
             queries,
+            keys,
             amcheck,
             checksums,
             timeout,
@@ -330,7 +390,7 @@ impl Parser<'_, '_> {
         Some((drill, spec))
     }
 
-    fn drill_queries(&mut self, s: &mut Section) -> Vec<DrillQuery> {
+    fn drill_queries(&mut self, s: &mut Section, default_database: &str) -> Vec<DrillQuery> {
         let mut queries = Vec::new();
         let Some(raw) = s.raw("checks") else {
             return queries;
@@ -356,7 +416,7 @@ impl Parser<'_, '_> {
             let query = c.required_string(d, "query", "\"SELECT count(*) FROM orders\"");
             let database = c
                 .string(d, "database")
-                .map_or_else(|| "postgres".to_string(), |v| v.value);
+                .map_or_else(|| default_database.to_string(), |v| v.value);
             let min = c.number(d, "min").map(|v| v.value);
             let max = c.number(d, "max").map(|v| v.value);
             if min.is_none() && max.is_none() {

@@ -5,7 +5,8 @@
 //! section and the helpers shared by the sections. Each other section has
 //! a file of its own, so that each file does one job: [`targets`],
 //! [`probe`] (and its [`thresholds`] and [`dirs`] grants), [`drill`]
-//! (`[[drill]]` restore drills), [`remediation`] (and its [`actions`],
+//! (`[[drill]]` restore drills; the MariaDB and Redis methods' keys in
+//! [`drill_engine`]), [`remediation`] (and its [`actions`],
 //! the recovery ones in [`recovery`]), [`otlp`] (`[telemetry]`) and
 //! [`cluster`] (`[cluster]`, its etcd access in [`etcd_access`]).
 
@@ -14,6 +15,7 @@ mod cluster;
 mod cluster_mariadb;
 mod dirs;
 mod drill;
+mod drill_engine;
 mod etcd_access;
 mod mysql_failover;
 mod otlp;
@@ -35,6 +37,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
+pub use drill_engine::redis_check_words;
 pub use targets::validate_dsn;
 
 use super::keys::{Key, Kind, Table, key};
