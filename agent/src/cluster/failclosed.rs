@@ -5,7 +5,8 @@
 //! failover is better than two primaries — a server it failed to stop
 //! stays under the watchdog, and the fault is logged and recorded loudly
 //! (once per change). At start, cluster mode refuses to run when it
-//! cannot read the data directory and `postmaster.pid`.
+//! cannot read the data directory and `postmaster.pid`, or cannot signal
+//! the server.
 
 use super::ha::Ha;
 use super::local::Observation;
@@ -23,7 +24,10 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
     let fault = match (&seen.fault, &seen.state) {
         (Some(fault), _) => fault.clone(),
         (None, Postmaster::Unknown(why)) => why.clone(),
-        (None, _) => return Ok(()),
+        (None, _) => {
+            return postmaster::may_signal(&spec.data_dir)
+                .map_err(|why| anyhow::anyhow!("cluster mode refuses to start: {why}"));
+        }
     };
     anyhow::bail!(
         "cluster mode refuses to start: it cannot tell whether the PostgreSQL server of {} runs ({fault}). \

@@ -127,6 +127,25 @@ pub fn pid_liveness(pid: u32) -> Liveness {
     liveness(errno, is_zombie(pid))
 }
 
+/// Whether this process may signal the server of `data_dir`, which runs
+/// as the directory's owner: only root or that owner may (`kill(2)`
+/// otherwise fails with EPERM), and a server the agent cannot signal is
+/// one that neither the agent nor its watchdog can fence. `Err`: why
+/// not, with the fix.
+pub fn may_signal(data_dir: &Path) -> Result<(), String> {
+    let owner = std::fs::metadata(data_dir)
+        .map_err(|e| format!("cannot look at {}: {e}", data_dir.display()))?
+        .uid();
+    let me = rustix::process::geteuid().as_raw();
+    if me == 0 || me == owner {
+        return Ok(());
+    }
+    Err(format!(
+        "the agent (uid {me}) cannot signal a server run by the owner of {} (uid {owner}), so neither it nor its watchdog could fence it. Fix: run the agent as root or as uid {owner}",
+        data_dir.display()
+    ))
+}
+
 /// What `postmaster.pid` says: `Ok(None)` no file, `Ok(Some(pid))`, or
 /// why it cannot be used.
 fn pid_file(data_dir: &Path, server: &ServerProcess) -> Result<Option<u32>, String> {

@@ -105,6 +105,10 @@ pub fn map(reading: &Reading) -> Mapped {
 /// Why a read-only server may not become the leader, if it may not.
 fn unfit(reading: &Reading) -> Option<String> {
     let gtids = &reading.gtids;
+    if reading.term.is_none() {
+        // Cannot tell is not "on the leader's history".
+        return Some("its term (watchpost.cluster_term) cannot be read: it cannot be placed on the leader's history".into());
+    }
     if !gtids.log_bin {
         return Some("its binary log is off (log_bin = OFF): its own writes cannot be seen, and its replicas could not follow it; turn on log_bin and log_slave_updates".into());
     }
@@ -191,6 +195,21 @@ mod tests {
             timeline: mapped.timeline,
             ..Member::default()
         }
+    }
+
+    #[test]
+    fn a_replica_whose_term_cannot_be_read_is_no_candidate() {
+        let mut replica = reading(true, "0-1-10", "0-1-10", "0-1-10");
+        replica.replica = Some(streaming());
+        assert_eq!(map(&replica).unfit, None);
+        replica.term = None;
+        let mapped = map(&replica);
+        assert!(
+            mapped.unfit.as_deref().is_some_and(|u| u.contains("term")),
+            "{:?}",
+            mapped.unfit
+        );
+        assert!(!member("m2", &mapped).healthy);
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub async fn promote(session: &mut Session, apply_within: Duration) -> Result<u6
     let term = super::observe::term(session)
         .await
         .ok_or("cannot read its term (watchpost.cluster_term)")?;
+    if session.replica_status().await.map_err(text)?.is_some() {
+        // The IO thread stopped first: what it received is then final, so
+        // the wait below covers all of it and `RESET SLAVE ALL` discards
+        // no received transaction.
+        session.run(&["STOP SLAVE IO_THREAD"]).await.map_err(text)?;
+    }
     if let Some(status) = session.replica_status().await.map_err(text)? {
         if !status.received.is_empty() {
             let wait = format!(

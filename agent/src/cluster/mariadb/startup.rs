@@ -34,6 +34,8 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
             super::process::PID_FILE
         );
     }
+    crate::pgserver::postmaster::may_signal(&spec.data_dir)
+        .map_err(|why| anyhow::anyhow!("cluster mode refuses to start: {why}"))?;
     let Some(file) = &spec.defaults_file else {
         anyhow::bail!("cluster mode refuses to start: [cluster] `defaults_file` is not set");
     };

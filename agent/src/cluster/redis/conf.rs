@@ -127,6 +127,17 @@ pub fn starts_as_replica(text: &str) -> bool {
 /// it already says so.
 pub fn point_at(data_dir: &Path, host: &str, port: u16) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
+    // The host comes from a member's record in etcd: one word of host
+    // name or address characters, so that it can never add a directive.
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
+    {
+        return Err(format!(
+            "refused to write `replicaof` for the host {host:?}: not a host name or address"
+        ));
+    }
     let text = read(data_dir)?;
     let new = with_replicaof(&text, host, port);
     if directive(&text, "replicaof") == Some(format!("{host} {port}")) && starts_as_replica(&text) {
@@ -185,6 +196,22 @@ mod tests {
         );
         assert_eq!(moved.matches("replicaof").count(), 1);
         assert!(moved.contains("daemonize yes\n"));
+    }
+
+    #[test]
+    fn a_host_that_is_not_one_word_of_a_host_name_is_never_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join(CONFIG_FILE),
+            "port 1\nreplicaof 127.0.0.1 1\n",
+        )
+        .unwrap();
+        for host in ["a\nreplicaof no one", "h dir /etc", ""] {
+            let refused = point_at(tmp.path(), host, 6379).unwrap_err();
+            assert!(refused.contains("not a host name"), "{refused}");
+        }
+        let text = read(tmp.path()).unwrap();
+        assert_eq!(text, "port 1\nreplicaof 127.0.0.1 1\n");
     }
 
     #[test]

@@ -108,6 +108,12 @@ pub fn observed(
     // Redis has no replay of its own log to wait for.
     seen.wal_end_read = true;
     seen.timeline = if term_read { term(term_value) } else { None };
+    // A replica whose term cannot be read cannot be placed on the last
+    // leader's history (MASTERDOWN, LOADING, no `+get`): never a
+    // candidate, as cannot tell is not "on it".
+    seen.unfit = (state.replica && seen.timeline.is_none()).then(|| {
+        format!("its term ({TERM_KEY}) cannot be read: it cannot be placed on the leader's history")
+    });
     seen.streaming_from = if state.link_up {
         state.upstream.clone()
     } else {
@@ -162,6 +168,7 @@ mod tests {
         let down = REPLICA.replace("link_status:up", "link_status:down");
         let mut seen = Observation::default();
         observed(&mut seen, &replication(&info(&down)), None, false);
+        assert!(!seen.healthy_standby(), "an unknown term is no candidate");
         assert_eq!((seen.streaming_from, seen.timeline), (None, None));
         assert_eq!(term(Some("x")), None);
         assert_eq!(term(Some("0")), None);

@@ -99,15 +99,7 @@ pub fn check_at_start(spec: &ClusterSpec, target: Option<&Target>) -> anyhow::Re
             conf::PID_FILE
         )));
     }
-    let owner = std::os::unix::fs::MetadataExt::uid(
-        &std::fs::metadata(&spec.data_dir).map_err(|e| refuse(e.to_string()))?,
-    );
-    let me = rustix::process::geteuid().as_raw();
-    if me != 0 && me != owner {
-        return Err(refuse(format!(
-            "the agent (uid {me}) cannot signal a server run by the directory's owner (uid {owner}), so neither it nor its watchdog could fence it. Fix: run the agent as root or as uid {owner}"
-        )));
-    }
+    crate::pgserver::postmaster::may_signal(&spec.data_dir).map_err(refuse)?;
     let program = spec.bin_dir.join("redis-server");
     if !program.is_file() {
         return Err(refuse(format!(
@@ -312,7 +304,13 @@ impl Server for RedisServer {
         let mode = mode.to_string();
         async move { self.stop_now(&mode).await }
     }
+    /// `redis.conf` is pointed nowhere first: a promoted server that
+    /// restarts (crash, operator, service manager) comes back a replica
+    /// of nowhere holding its own data, never a replica of the leader it
+    /// followed before, whose full resync would replace its data.
     async fn start_promotion(&self) -> Result<(), String> {
+        let (host, port) = NOWHERE;
+        conf::point_at(&self.spec.data_dir, host, port)?;
         self.local
             .run(&[&["CLIENT", "UNPAUSE"], &["REPLICAOF", "NO", "ONE"]], CALL)
             .await
