@@ -67,7 +67,9 @@ pub fn start(argv: &[String], owner: Owner, cwd: &Path, log: &Path) -> Result<Se
     let (program, args) = argv.split_first().ok_or("empty command")?;
     let file = std::fs::OpenOptions::new()
         .create_new(true)
-        // Appending: the reader below shares the file offset.
+        // Appending: the reader below shares the file offset (and reads
+        // through this same open file, so it must be readable).
+        .read(true)
         .append(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
