@@ -90,46 +90,20 @@ fn a_mariadb_backup_restores_and_verifies_and_is_left_unchanged() {
 
 #[test]
 fn a_broken_mariadb_backup_fails_the_drill_and_says_why() {
-    let mut db = Mariadb::start();
+    let db = Mariadb::start();
     db.execute(
         "CREATE TABLE app.orders (id int PRIMARY KEY, v text) ENGINE=InnoDB; \
          INSERT INTO app.orders SELECT seq, repeat('x', 200) FROM app.seq_1_to_20000",
     );
-    // A clean restart checkpoints the table: its pages are then in the
-    // .ibd alone, not also in the redo log the copy carries (which
-    // --prepare would replay over a cut file).
-    db.stop();
-    db.start();
     let root = tempfile::tempdir().unwrap();
     let backups = owned_dir(root.path(), "backups", "mysql");
     let copy = backups.join("full-1");
-    take(&db, &copy);
     let drill = config(root.path(), &backups, 20000);
 
-    // A data file cut in half (a copy interrupted, a disk that lost it).
-    let ibd = copy.join("app/orders.ibd");
-    let len = std::fs::metadata(&ibd).unwrap().len();
-    std::fs::File::options()
-        .write(true)
-        .open(&ibd)
-        .unwrap()
-        .set_len(len / 2)
-        .unwrap();
-    let cut = run_drill(&drill, &[]);
-    assert_eq!(cut.status(), "critical", "{:#}", cut.json);
-    assert_eq!(cut.value("mysql.restore.verified"), 0.0);
-    eprintln!("truncated .ibd: {}", cut.message());
-    assert!(
-        cut.message().contains("verification failed")
-            && cut.message().contains("CHECK TABLE app.orders: ")
-            && cut.message().contains("Corrupt"),
-        "{}",
-        cut.message()
-    );
-    assert_cleaned(root.path());
-
-    // The system tablespace missing.
-    std::fs::remove_dir_all(&copy).unwrap();
+    // The system tablespace missing (a copy interrupted, a disk that
+    // lost it): `--prepare` refuses it. (A data file cut in half is not
+    // reliably a broken backup: `--prepare` may rebuild its pages from
+    // the redo log the copy carries.)
     take(&db, &copy);
     std::fs::remove_file(copy.join("ibdata1")).unwrap();
     let gone = run_drill(&drill, &[]);
