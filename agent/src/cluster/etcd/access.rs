@@ -229,6 +229,24 @@ pub fn explain_transport(url: &str, error: &reqwest::Error, cert: Option<bool>) 
         } else {
             "etcd refused the client certificate `etcd_cert`: it must be signed by the CA etcd trusts (--trusted-ca-file) and allow client authentication"
         })
+    } else if cert == Some(false)
+        && url.starts_with("https://")
+        && !chain.contains("Connection refused")
+        && [
+            "connection was not ready",
+            "Canceled",
+            "connection closed",
+            "unexpected EOF",
+            "reset by peer",
+        ]
+        .iter()
+        .any(|closed| chain.contains(closed))
+    {
+        // Under TLS 1.3 etcd refuses a missing client certificate after
+        // the handshake: the client may see only a closed connection.
+        Some(
+            "etcd closed the TLS connection; if it asks for a client certificate (--client-cert-auth), set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)",
+        )
     } else {
         None
     };
