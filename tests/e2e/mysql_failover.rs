@@ -56,28 +56,12 @@ fn start_agent(pair: &Pair, others: &[&Mariadb], statement: &str, extra: &str) -
 
 /// The first record of the failover with `decision`.
 fn first(agent: &Agent, decision: &str) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        if let Some(record) = agent.audit_of("failover", decision).into_iter().next() {
-            return record;
-        }
-        assert!(
-            started.elapsed() < PATIENCE * 2,
-            "no `{decision}` record: {:#?}\n{}",
-            agent.audit(),
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.first_record("failover", decision, PATIENCE * 2)
 }
 
 /// Step records named `name` (the record's `reason`).
 fn steps(agent: &Agent, name: &str) -> Vec<serde_json::Value> {
-    agent
-        .audit_of("failover", "step")
-        .into_iter()
-        .filter(|r| r["reason"] == name)
-        .collect()
+    agent.steps("failover", name)
 }
 
 fn rejoin_record(agent: &Agent) -> serde_json::Value {

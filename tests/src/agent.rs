@@ -428,6 +428,33 @@ impl Agent {
             .collect()
     }
 
+    /// The first audit record of `remediation` with `decision`, waited for
+    /// up to `within`; the assertion carries the whole audit and the log.
+    pub fn first_record(&self, remediation: &str, decision: &str, within: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            if let Some(record) = self.audit_of(remediation, decision).into_iter().next() {
+                return record;
+            }
+            assert!(
+                started.elapsed() < within,
+                "no `{decision}` record of `{remediation}`: {:#?}\n{}",
+                self.audit(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The step records of `remediation` named `name` (a step record's
+    /// `reason`: `pre-check`, `fence`, `promote`, ...).
+    pub fn steps(&self, remediation: &str, name: &str) -> Vec<Value> {
+        self.audit_of(remediation, "step")
+            .into_iter()
+            .filter(|r| r["reason"] == name)
+            .collect()
+    }
+
     /// A path inside the test directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -30,6 +30,7 @@ mod archive;
 mod confine;
 mod copy;
 mod disk;
+mod forker;
 mod mariadb;
 mod outcome;
 mod program;

@@ -3,7 +3,7 @@
 //! process group of its own, its output into a log in the scratch
 //! directory; asked to stop with SIGTERM and killed (the whole group) when
 //! it does not stop in time, when the drill is dropped (its deadline) or
-//! when the thread that started it — the agent — dies (`PDEATHSIG`): a
+//! when the agent dies (`PDEATHSIG`, forked by [`super::forker`]): a
 //! drill's server never outlives the drill. Also where the drill finds
 //! these programs: `bin_dir`, else `PATH`, `/usr/sbin`, `/usr/local/sbin`.
 
@@ -104,9 +104,8 @@ pub fn start(argv: &[String], owner: Owner, cwd: &Path, log: &Path) -> Result<Se
             Ok(())
         });
     }
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    // Forked by the lasting thread, so that PDEATHSIG means the agent died.
+    let child = super::forker::spawn(command).map_err(|e| format!("cannot run {program}: {e}"))?;
     let pgid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())

@@ -34,6 +34,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod redis_failover;
 pub mod reinit;
+pub mod rejoin_watch;
 pub mod step;
 pub mod trigger;
 pub mod webhook;

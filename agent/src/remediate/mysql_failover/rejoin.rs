@@ -8,11 +8,10 @@
 use super::server::NOT_IN_PRIMARY_BINLOG;
 use super::{CONNECT, PRIMARY_PROBE, connect, gtid};
 use crate::config::{FailoverAction, MysqlFailover};
-use crate::events::Decision;
 use crate::remediate::Remediator;
+use crate::remediate::rejoin_watch::{self, Attempt, Try, Watch};
 use crate::remediate::step::Step;
 use crate::remediate::trigger::Incident;
-use crate::remediate::trigger::record_of;
 use crate::sql::{Error, SqlTargets};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -25,64 +24,48 @@ const START_WITHIN: Duration = Duration::from_secs(10);
 
 /// Watch for the old primary in a task of its own (for `rejoin_within`,
 /// or until the agent stops), and rejoin it once it answers. Every
-/// outcome is recorded under the failover's incident.
+/// outcome is recorded under the failover's incident
+/// ([`crate::remediate::rejoin_watch`]).
 pub fn spawn_watch(
     core: &Arc<Remediator>,
     incident: Incident,
     action: FailoverAction,
     mysql: MysqlFailover,
 ) {
-    if mysql.rejoin_within.is_zero() {
-        return;
-    }
-    let task_core = core.clone();
-    core.actions.spawn(async move {
-        let core = task_core;
-        let stopping = core.stopping.clone();
-        tokio::select! {
-            _ = stopping.cancelled() => {}
-            step = watch(&core, &action, &mysql) => {
-                let decision = if step.ok { Decision::Step } else { Decision::Failed };
-                core.record(record_of(
-                    &core,
-                    &incident,
-                    decision,
-                    Some("rejoin"),
-                    format!("rejoin: {}", step.message),
-                    json!({"ok": step.ok, "detail": step.detail}),
-                ));
-            }
-        }
-    });
-}
-
-/// Poll the old primary until it answers (then rejoin it) or
-/// `rejoin_within` passes.
-async fn watch(core: &Remediator, action: &FailoverAction, mysql: &MysqlFailover) -> Step {
-    let started = Instant::now();
-    loop {
-        let sql = core.port().map(|p| p.sql()).unwrap_or_default();
-        match sql
-            .mysql_admin_session(&action.primary, PRIMARY_PROBE)
-            .await
-        {
-            Ok(_) => return rejoin(&sql, &action.primary, &action.standby).await,
-            Err(Error::NotGranted(why)) => return Step::failed("rejoin", why, Value::Null),
-            Err(_) => {}
-        }
-        if started.elapsed() >= mysql.rejoin_within {
-            return Step::failed(
+    let (primary, standby) = (action.primary.clone(), action.standby.clone());
+    let within = mysql.rejoin_within;
+    let watch = Watch {
+        within,
+        poll: POLL,
+        gave_up: Box::new(move |_| {
+            Step::failed(
                 "rejoin",
                 format!(
-                    "the old primary `{}` did not come back within rejoin_within = {}; when it does, make it a replica of `{}` by hand (or rebuild it)",
-                    action.primary,
-                    crate::config::units::format_duration(mysql.rejoin_within),
-                    action.standby
+                    "the old primary `{primary}` did not come back within rejoin_within = {}; when it does, make it a replica of `{standby}` by hand (or rebuild it)",
+                    crate::config::units::format_duration(within),
                 ),
                 Value::Null,
-            );
-        }
-        tokio::time::sleep(POLL).await;
+            )
+        }),
+    };
+    let task_core = core.clone();
+    let attempt: Try = Box::new(move || {
+        let (core, action) = (task_core.clone(), action.clone());
+        Box::pin(async move { attempt(&core, &action).await })
+    });
+    rejoin_watch::spawn(core, incident, watch, attempt);
+}
+
+/// One try: rejoin the old primary if it answers.
+async fn attempt(core: &Remediator, action: &FailoverAction) -> Attempt {
+    let sql = core.port().map(|p| p.sql()).unwrap_or_default();
+    match sql
+        .mysql_admin_session(&action.primary, PRIMARY_PROBE)
+        .await
+    {
+        Ok(_) => Attempt::Done(rejoin(&sql, &action.primary, &action.standby).await),
+        Err(Error::NotGranted(why)) => Attempt::Done(Step::failed("rejoin", why, Value::Null)),
+        Err(_) => Attempt::NotYet(None),
     }
 }
 

@@ -10,13 +10,13 @@ use super::server::Admins;
 use super::steps::follow;
 use super::{CONNECT, PRIMARY_PROBE, failed, ok};
 use crate::config::{FailoverAction, RedisFailover};
-use crate::events::Decision;
 use crate::remediate::Remediator;
 use crate::remediate::failover::Step;
-use crate::remediate::trigger::{Incident, record_of};
+use crate::remediate::rejoin_watch::{self, Attempt, Try, Watch};
+use crate::remediate::trigger::Incident;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the old primary is tried while it is away.
 const POLL: Duration = Duration::from_millis(500);
@@ -28,7 +28,8 @@ const LINK_WITHIN: Duration = Duration::from_secs(10);
 
 /// Watch for the old primary in a task of its own (for `rejoin_within`,
 /// or until the agent stops), and rejoin it to `new_primary` once it
-/// answers. Every outcome is recorded under the failover's incident.
+/// answers. Every outcome is recorded under the failover's incident
+/// ([`crate::remediate::rejoin_watch`]).
 pub fn spawn_watch(
     core: &Arc<Remediator>,
     incident: Incident,
@@ -36,67 +37,50 @@ pub fn spawn_watch(
     redis: RedisFailover,
     new_primary: String,
 ) {
-    if redis.rejoin_within.is_zero() {
-        return;
-    }
-    let task_core = core.clone();
-    core.actions.spawn(async move {
-        let core = task_core;
-        let stopping = core.stopping.clone();
-        tokio::select! {
-            _ = stopping.cancelled() => {}
-            step = watch(&core, &action, &redis, &new_primary) => {
-                let decision = if step.ok { Decision::Step } else { Decision::Failed };
-                core.record(record_of(
-                    &core,
-                    &incident,
-                    decision,
-                    Some("rejoin"),
-                    format!("rejoin: {}", step.message),
-                    json!({"ok": step.ok, "detail": step.detail}),
-                ));
-            }
-        }
-    });
-}
-
-/// Poll the old primary until it answers and is rejoined, or
-/// `rejoin_within` passes.
-async fn watch(
-    core: &Remediator,
-    action: &FailoverAction,
-    redis: &RedisFailover,
-    new_primary: &str,
-) -> Step {
-    let started = Instant::now();
-    let mut last = String::from("it never answered");
-    loop {
-        let admins = core
-            .port()
-            .and_then(|p| p.config())
-            .map(|c| Admins::from_config(&c))
-            .unwrap_or_default();
-        if let super::choose::Primary::Alive(_) =
-            admins.primary_state(&action.primary, PRIMARY_PROBE).await
-        {
-            let step = rejoin(&admins, &action.primary, new_primary).await;
-            if step.ok {
-                return step;
-            }
-            last = step.message;
-        }
-        if started.elapsed() >= redis.rejoin_within {
-            return failed(
+    let within = redis.rejoin_within;
+    let (primary, new) = (action.primary.clone(), new_primary.clone());
+    let watch = Watch {
+        within,
+        poll: POLL,
+        gave_up: Box::new(move |last| {
+            failed(
                 "rejoin",
                 format!(
-                    "the old primary `{}` was not made a replica of `{new_primary}` within rejoin_within = {} ({last}); when it is back, run REPLICAOF by hand",
-                    action.primary,
-                    crate::config::units::format_duration(redis.rejoin_within),
+                    "the old primary `{primary}` was not made a replica of `{new}` within rejoin_within = {} ({last}); when it is back, run REPLICAOF by hand",
+                    crate::config::units::format_duration(within),
                 ),
                 Value::Null,
-            );
-        }
-        tokio::time::sleep(POLL).await;
+            )
+        }),
+    };
+    let task_core = core.clone();
+    let attempt: Try = Box::new(move || {
+        let (core, old, new) = (
+            task_core.clone(),
+            action.primary.clone(),
+            new_primary.clone(),
+        );
+        Box::pin(async move { attempt(&core, &old, &new).await })
+    });
+    rejoin_watch::spawn(core, incident, watch, attempt);
+}
+
+/// One try: once the old primary answers, rejoin it; a failed rejoin is
+/// tried again at the next poll (its pause ends by itself meanwhile).
+async fn attempt(core: &Remediator, old: &str, new: &str) -> Attempt {
+    let admins = core
+        .port()
+        .and_then(|p| p.config())
+        .map(|c| Admins::from_config(&c))
+        .unwrap_or_default();
+    let super::choose::Primary::Alive(_) = admins.primary_state(old, PRIMARY_PROBE).await else {
+        return Attempt::NotYet(None);
+    };
+    let step = rejoin(&admins, old, new).await;
+    if step.ok {
+        Attempt::Done(step)
+    } else {
+        Attempt::NotYet(Some(step.message))
     }
 }
 
