@@ -11,7 +11,7 @@
 //! primary that still answers the agent; an operator's switchover trades
 //! the two places.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use watchpost_e2e::agent::{Agent, PATIENCE, wait_for, wasm};
 use watchpost_e2e::mariadb::pair::{Pair, slave_status, wait_replicating};
 use watchpost_e2e::mariadb::{Mariadb, Server};

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use watchpost_e2e::agent::{Agent, PATIENCE, wait_for};
 use watchpost_e2e::redis::Redis;
 use watchpost_e2e::report::check;

@@ -108,7 +108,7 @@ mod tests {
                 if n < 2 {
                     Attempt::NotYet(None)
                 } else {
-                    Attempt::Done(Step::ok("rejoin", "rejoined".into(), Value::Null))
+                    Attempt::Done(Step::ok("rejoin", "rejoined", Value::Null))
                 }
             })
         });
