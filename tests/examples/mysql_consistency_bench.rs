@@ -165,7 +165,10 @@ fn main() {
         }
     }
     for (tool, [seconds, primary, replica]) in &mut figures {
-        println!("{}", line(&format!("{tool}-consistency-time"), "s", seconds));
+        println!(
+            "{}",
+            line(&format!("{tool}-consistency-time"), "s", seconds)
+        );
         println!(
             "{}",
             line(&format!("{tool}-consistency-primary-cpu"), "s", primary)

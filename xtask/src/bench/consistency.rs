@@ -28,14 +28,12 @@ fn describe(name: &str) -> Option<(&'static str, &'static str)> {
             "peer: pt-table-checksum 3.2 (defaults, --replicate) finding the same row",
             "the peer, same data and run",
         ),
-        "pt-table-checksum-consistency-primary-cpu" => (
-            "peer: pt-table-checksum, CPU of the primary's mariadbd",
-            "",
-        ),
-        "pt-table-checksum-consistency-replica-cpu" => (
-            "peer: pt-table-checksum, CPU of the replica's mariadbd",
-            "",
-        ),
+        "pt-table-checksum-consistency-primary-cpu" => {
+            ("peer: pt-table-checksum, CPU of the primary's mariadbd", "")
+        }
+        "pt-table-checksum-consistency-replica-cpu" => {
+            ("peer: pt-table-checksum, CPU of the replica's mariadbd", "")
+        }
         _ => return None,
     })
 }
