@@ -27,7 +27,13 @@
 //!   (`tests/examples/mysql_failover_bench.rs`);
 //! - the Redis failover after `kill -9` of the primary, side by side with
 //!   Redis Sentinel (three sentinels, quorum 2) at its tuned minimum and
-//!   with its defaults (`tests/examples/redis_failover_bench.rs`).
+//!   with its defaults (`tests/examples/redis_failover_bench.rs`);
+//! - the MariaDB and Redis cluster-mode node loss (three nodes, a 3-member
+//!   etcd, the shipped lease; `tests/examples/engine_cluster_bench.rs`):
+//!   `mysql-cluster` and `redis-cluster`;
+//! - [`consistency`]: `mysql-consistency` against `pt-table-checksum`
+//!   finding one changed row of a 1,000,000-row table
+//!   (`tests/examples/mysql_consistency_bench.rs`).
 //!
 //! - [`overhead`]: the agent's own cost around the runs: idle CPU and RSS
 //!   of the embedded default config, state writes (fsyncs and bytes per
@@ -47,7 +53,8 @@
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
 //! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`,
-//! `etcd`, `mysql-failover`, `redis-failover`, `peers` (with `monit` and `per-run`), and
+//! `etcd`, `mysql-failover`, `redis-failover`, `mysql-cluster`,
+//! `redis-cluster`, `mysql-consistency`, `peers` (with `monit` and `per-run`), and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
@@ -56,6 +63,7 @@
 mod agent;
 mod backup;
 mod cold_start;
+mod consistency;
 mod etcd;
 mod example;
 mod footprint;
@@ -99,6 +107,9 @@ pub const SECTIONS: &[&str] = &[
     "etcd",
     "mysql-failover",
     "redis-failover",
+    "mysql-cluster",
+    "redis-cluster",
+    "mysql-consistency",
     "peers",
     "profile",
 ];
@@ -203,11 +214,14 @@ fn build() -> Result<Built, String> {
     })
 }
 
-/// The summary lines of the failover benchmark `example`.
-fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
+/// The summary lines of the failover benchmark `example`, run with the
+/// rounds and then `extra` as its arguments.
+fn failover(options: &Options, example: &str, extra: &[&str]) -> Result<Vec<Row>, String> {
     let rounds = if options.quick { 1 } else { options.rounds };
+    let mut args = vec![rounds.to_string()];
+    args.extend(extra.iter().map(|a| a.to_string()));
     let mut rows = Vec::new();
-    for value in example::json_lines("failover", example, &[rounds.to_string()])? {
+    for value in example::json_lines("failover", example, &args)? {
         if value.get("median_ms").is_none() {
             continue;
         }
@@ -259,6 +273,14 @@ fn failover(options: &Options, example: &str) -> Result<Vec<Row>, String> {
             Some("redis-sentinel-defaults") => (
                 "Redis Sentinel (3 sentinels, quorum 2, defaults: down-after 30 s), same set and clock",
                 "the peer as shipped",
+            ),
+            Some("mysql-cluster-node-loss") => (
+                "MariaDB cluster: leader's node lost (agent kill -9 + mariadbd kill -9) -> INSERT as the application on the new primary (polled every 100 ms)",
+                "goal < 5 s; Orchestrator ~10-13 s (GitHub), MHA 10-30 s (documented)",
+            ),
+            Some("redis-cluster-node-loss") => (
+                "Redis cluster: leader's node lost (agent kill -9 + redis-server kill -9) -> SET on the new primary (polled every 100 ms)",
+                "goal < 5 s; Sentinel: see the redis-failover rows",
             ),
             Some("cluster-crash-restart") => (
                 "cluster: leader's server crashed (default) -> restarted in place, write accepted",
@@ -326,6 +348,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     if options.wants("etcd") {
         crate::apt::apt_install(&peers::not_installed(etcd::PACKAGES))?;
     }
+    if options.wants("mysql-consistency") {
+        crate::apt::apt_install(&peers::not_installed(consistency::PACKAGES))?;
+    }
     let built = build()?;
     let mut rows = Vec::new();
     if options.wants("per-run") {
@@ -353,10 +378,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         rows.extend(profile::run(&built, &options)?);
     }
     if options.wants("failover") {
-        rows.extend(failover(&options, "failover_bench")?);
+        rows.extend(failover(&options, "failover_bench", &[])?);
     }
     if options.wants("cluster") {
-        rows.extend(failover(&options, "cluster_bench")?);
+        rows.extend(failover(&options, "cluster_bench", &[])?);
     }
     if options.wants("backup") {
         rows.extend(backup::run(&options)?);
@@ -366,16 +391,25 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     if options.wants("peers") {
         rows.extend(peers::run(&root(), &options)?);
-        rows.extend(failover(&options, "patroni_switchover_bench")?);
+        rows.extend(failover(&options, "patroni_switchover_bench", &[])?);
     }
     if options.wants("mysql-failover") {
-        rows.extend(failover(&options, "mysql_failover_bench")?);
+        rows.extend(failover(&options, "mysql_failover_bench", &[])?);
     }
     if options.wants("redis-failover") {
         if !std::path::Path::new("/usr/bin/redis-sentinel").exists() {
             crate::apt::apt_install(&["redis-sentinel"])?;
         }
-        rows.extend(failover(&options, "redis_failover_bench")?);
+        rows.extend(failover(&options, "redis_failover_bench", &[])?);
+    }
+    if options.wants("mysql-cluster") {
+        rows.extend(failover(&options, "engine_cluster_bench", &["mysql"])?);
+    }
+    if options.wants("redis-cluster") {
+        rows.extend(failover(&options, "engine_cluster_bench", &["redis"])?);
+    }
+    if options.wants("mysql-consistency") {
+        rows.extend(consistency::run(&options)?);
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",
