@@ -88,7 +88,7 @@ fn a_mariadb_leader_cut_off_from_etcd_is_fenced_before_a_new_leader_is_elected()
         || {
             let replica = ha.agents[0]
                 .get("/v1/role/replica")
-                .is_some_and(|(c, _)| c == 200);
+                .is_ok_and(|(c, _)| c == 200);
             let rebuild = ha.agents[0].audit_of("cluster", "failed").iter().any(|r| {
                 r["message"]
                     .as_str()

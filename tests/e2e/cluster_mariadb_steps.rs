@@ -12,7 +12,8 @@ use watchpost::remediate::mysql_failover::server::Server as Session;
 use watchpost::sql::{SqlTargets, TargetSpec};
 use watchpost_e2e::mariadb::Mariadb;
 
-/// An admin session to `db` as `user` (no password).
+/// An admin session to `db` as `user` (no password; the DSN's database
+/// is `app`).
 fn session(runtime: &tokio::runtime::Runtime, db: &Mariadb, user: &str) -> Session {
     let dsn = db.dsn_as(user);
     let spec = TargetSpec {
@@ -80,7 +81,8 @@ fn a_promotion_writes_its_term_while_read_only_with_read_only_admin() {
         "CREATE USER 'adm'@'%';
          GRANT REPLICATION SLAVE ADMIN, CONNECTION ADMIN, SLAVE MONITOR, BINLOG MONITOR,
                PROCESS ON *.* TO 'adm'@'%';
-         GRANT ALL ON watchpost.* TO 'adm'@'%';",
+         GRANT ALL ON watchpost.* TO 'adm'@'%';
+         GRANT SELECT ON app.* TO 'adm'@'%';",
     );
     let rt = runtime();
     let mut s = session(&rt, &db, "adm");
@@ -165,7 +167,9 @@ fn accounts_that_write_through_read_only_are_found() {
         assert!(!found.contains(absent), "{absent} in {found}");
     }
     // Without SELECT on mysql.global_priv: the grant is named.
-    db.execute("CREATE USER 'adm'@'%'; GRANT PROCESS ON *.* TO 'adm'@'%'");
+    db.execute(
+        "CREATE USER 'adm'@'%'; GRANT PROCESS ON *.* TO 'adm'@'%'; GRANT SELECT ON app.* TO 'adm'@'%'",
+    );
     let mut s = session(&rt, &db, "adm");
     let why = rt.block_on(accounts::read(&mut s)).expect_err("no grant");
     assert!(why.contains("GRANT SELECT ON mysql.global_priv"), "{why}");
