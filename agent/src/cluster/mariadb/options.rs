@@ -196,7 +196,8 @@ mod tests {
 
     #[test]
     fn the_last_setting_wins_in_mariadbd_spellings() {
-        let table: [(&str, fn(&Settings) -> bool, bool); 14] = [
+        type Read = fn(&Settings) -> bool;
+        let table: [(&str, Read, bool); 14] = [
             ("--read_only=ON", |s| s.read_only, true),
             ("--read-only", |s| s.read_only, true),
             ("--read_only=ON --read_only=OFF", |s| s.read_only, false),

@@ -395,7 +395,8 @@ mod tests {
             r
         };
         assert_eq!(map(&fit()).unfit, None);
-        let table: [(fn(&mut Reading), &str); 5] = [
+        type Change = fn(&mut Reading);
+        let table: [(Change, &str); 5] = [
             (|r| r.gtids.strict_mode = false, "gtid_strict_mode"),
             (|r| r.gtids.log_replica_updates = false, "log_slave_updates"),
             // Its own domain differs from the leader's it replicates.
