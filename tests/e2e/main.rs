@@ -12,6 +12,8 @@ mod cluster_etcd_nospace;
 mod cluster_etcd_security;
 mod cluster_failclosed;
 mod cluster_mariadb;
+mod cluster_mariadb_partition;
+mod cluster_mariadb_steps;
 mod cluster_partition;
 mod cluster_redis;
 mod cluster_restart;

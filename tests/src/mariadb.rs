@@ -19,6 +19,7 @@
 pub mod cluster;
 mod command;
 pub mod pair;
+pub mod partition;
 pub mod template;
 
 pub use command::{program, try_run};

@@ -6,7 +6,9 @@
 //! stream from each other over the cluster links, so a cut node loses its
 //! standbys, its peers and etcd; the test reaches every server and agent
 //! on the node's own link to it, which a cut leaves up (the split-brain
-//! detector's writers stand for clients on the node's side).
+//! detector's writers stand for clients on the node's side). The network
+//! and etcd part ([`NetEtcd`]) serves the MariaDB cluster's partition
+//! test too ([`crate::mariadb::partition`]).
 
 use crate::agent::{Agent, PATIENCE, wait_for};
 use crate::etcd::EtcdCluster;
@@ -16,25 +18,75 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The API token of the agents (their API listens beyond loopback).
-const TOKEN: (&str, &str) = ("WATCHPOST_TEST_TOKEN", "partition-test-token");
+pub const TOKEN: (&str, &str) = ("WATCHPOST_TEST_TOKEN", "partition-test-token");
 
-pub struct NetCluster {
-    /// Agents first: they stop before the servers, etcd and the network go.
-    pub agents: Vec<Agent>,
-    pub pg: PgNodes,
+/// What every engine's partition test runs on: the namespaces, the
+/// 3-member etcd in the hub and each node's delaying proxies to it.
+/// Dropped after the servers: etcd, then the proxies, then the network.
+pub struct NetEtcd {
     pub etcd: EtcdCluster,
     /// Node i's proxies, one per etcd member.
     pub proxies: Vec<Vec<DelayProxy>>,
     pub net: Net,
 }
 
+impl NetEtcd {
+    /// `n` node namespaces, etcd in the hub, proxies for every node.
+    pub fn start(n: usize) -> NetEtcd {
+        let net = Net::create(n);
+        let hosts: Vec<String> = (0..3).map(netns::etcd_addr).collect();
+        let etcd = EtcdCluster::start_in(&hosts, Some(&net.hub));
+        let proxies = (0..n)
+            .map(|_| {
+                (0..3)
+                    .map(|k| {
+                        let (host, port) = etcd.client(k);
+                        let upstream: SocketAddr = format!("{host}:{port}").parse().unwrap();
+                        let listen: SocketAddr =
+                            format!("{}:0", netns::PROXY_ADDR).parse().unwrap();
+                        DelayProxy::start(&net.hub, listen, upstream)
+                    })
+                    .collect()
+            })
+            .collect();
+        NetEtcd { etcd, proxies, net }
+    }
+
+    /// Node `i`'s etcd endpoints (its proxies), as a TOML array's items.
+    pub fn endpoints(&self, i: usize) -> String {
+        self.proxies[i]
+            .iter()
+            .map(|p| format!("\"http://{}\"", p.addr))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Latency added to each direction between node `i` and etcd.
+    pub fn delay_to_etcd(&self, i: usize, delay: Duration) {
+        for proxy in &self.proxies[i] {
+            proxy.set_delay(delay);
+        }
+    }
+}
+
+pub struct NetCluster {
+    /// Agents first: they stop before the servers, etcd and the network go.
+    pub agents: Vec<Agent>,
+    pub pg: PgNodes,
+    /// The network and etcd (`net`, `etcd`, `proxies` through it).
+    pub base: NetEtcd,
+}
+
+impl std::ops::Deref for NetCluster {
+    type Target = NetEtcd;
+    fn deref(&self) -> &NetEtcd {
+        &self.base
+    }
+}
+
 fn config(cluster: &NetCluster, i: usize, extra: &str) -> String {
     let node = &cluster.pg.nodes[i];
-    let endpoints = cluster.proxies[i]
-        .iter()
-        .map(|p| format!("\"http://{}\"", p.addr))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let endpoints = cluster.endpoints(i);
     format!(
         "[agent]\nstate_dir = \"{{STATE}}\"\nlisten = \"{{LISTEN}}\"\nnode = \"node{n}\"\napi_token_env = \"{token}\"\n\n\
          [targets.local]\ndsn = \"host=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres connect_timeout=2\"\ndata_dir = \"{data}\"\n\n\
@@ -50,9 +102,8 @@ fn config(cluster: &NetCluster, i: usize, extra: &str) -> String {
 impl NetCluster {
     /// Everything started, node1 the leader, the others following it.
     pub fn start(extra: &str) -> NetCluster {
-        let net = Net::create(3);
-        let hosts: Vec<String> = (0..3).map(netns::etcd_addr).collect();
-        let etcd = EtcdCluster::start_in(&hosts, Some(&net.hub));
+        let base = NetEtcd::start(3);
+        let net = &base.net;
         // Made in the test's namespace (over unix sockets), then moved.
         let mut pg = PgNodes::start(3);
         let primary = pg.nodes[0].port();
@@ -70,25 +121,10 @@ impl NetCluster {
         for node in pg.nodes.iter_mut() {
             node.start();
         }
-        let proxies = (0..3)
-            .map(|_| {
-                (0..3)
-                    .map(|k| {
-                        let (host, port) = etcd.client(k);
-                        let upstream: SocketAddr = format!("{host}:{port}").parse().unwrap();
-                        let listen: SocketAddr =
-                            format!("{}:0", netns::PROXY_ADDR).parse().unwrap();
-                        DelayProxy::start(&net.hub, listen, upstream)
-                    })
-                    .collect()
-            })
-            .collect();
         let mut cluster = NetCluster {
             agents: Vec::new(),
             pg,
-            etcd,
-            proxies,
-            net,
+            base,
         };
         for i in 0..3 {
             let text = config(&cluster, i, extra);
@@ -175,13 +211,6 @@ impl NetCluster {
     /// Audit records of the cluster mode with `decision`, across agents.
     pub fn records(&self, decision: &str) -> Vec<(usize, serde_json::Value)> {
         crate::agent::cluster_records(&self.agents, decision)
-    }
-
-    /// Latency added to each direction between node `i` and etcd.
-    pub fn delay_to_etcd(&self, i: usize, delay: Duration) {
-        for proxy in &self.proxies[i] {
-            proxy.set_delay(delay);
-        }
     }
 
     /// Tell the harness which servers run now (the agents start and stop

@@ -90,13 +90,28 @@ impl Writer {
     /// Start one writer per `(label, port)` on MariaDB servers on
     /// loopback, as `user` (no password), into `app.sb_writes`.
     pub fn start_mysql(targets: &[(String, u16)], user: &str, every: Duration) -> Writer {
+        let targets: Vec<(String, String, u16)> = targets
+            .iter()
+            .map(|(label, port)| (label.clone(), "127.0.0.1".to_string(), *port))
+            .collect();
+        Writer::start_mysql_at(&targets, user, every)
+    }
+
+    /// [`Writer::start_mysql`] on servers at `(label, host, port)`.
+    pub fn start_mysql_at(
+        targets: &[(String, String, u16)],
+        user: &str,
+        every: Duration,
+    ) -> Writer {
         let sessions = targets
             .iter()
             .cloned()
-            .map(|(label, port)| {
+            .map(|(label, host, port)| {
                 let user = user.to_string();
                 let connect = move || -> Option<Box<dyn Session>> {
-                    Some(Box::new(mysql::MysqlSession::connect(&user, port)?))
+                    Some(Box::new(mysql::MysqlSession::connect_at(
+                        &host, &user, port,
+                    )?))
                 };
                 (label, Box::new(connect) as Connect)
             })

@@ -75,6 +75,12 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         .cluster
         .iter()
         .flat_map(crate::cluster::etcd::access::warnings)
+        .chain(
+            config
+                .cluster
+                .iter()
+                .flat_map(crate::cluster::mariadb::warnings),
+        )
         .chain(crate::cluster::least::warnings(&config))
         .chain(plaintext_to_remote(&config))
         .chain(crate::remediate::redis_failover::fencing::warnings(&config).await)

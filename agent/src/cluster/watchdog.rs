@@ -43,7 +43,7 @@ pub struct WatchdogArgs {
     /// The pid file (in the data directory) that names the server.
     #[arg(long, value_name = "NAME", default_value = "postmaster.pid")]
     pub pid_file: String,
-    /// The server's program names (prefixes of `/proc/PID/comm`).
+    /// The server's program names (`/proc/PID/comm`, matched exactly).
     #[arg(long = "program", value_name = "NAME", default_values_t = ["postgres".to_string(), "postmaster".to_string()])]
     pub programs: Vec<String>,
     /// The signal number that stops the server at once (SIGKILL after 2 s).

@@ -24,8 +24,9 @@ use std::path::Path;
 pub struct ServerProcess {
     /// The pid file's name inside the data directory (no `/`).
     pub pid_file: String,
-    /// Prefixes of the server's program name (`/proc/PID/comm` or its
-    /// executable's file name).
+    /// The server's program names, matched exactly against
+    /// `/proc/PID/comm` or its executable's file name (a prefix would let
+    /// `mysqld_safe`, a wrapper script, pass for `mysqld`).
     pub programs: Vec<String>,
     /// The signal that stops it at once (PostgreSQL: SIGQUIT, its
     /// immediate shutdown); SIGKILL follows after 2 s.
@@ -42,10 +43,18 @@ impl ServerProcess {
         }
     }
 
+    /// Whether `name` (a `comm` or an executable's file name) is one of
+    /// the server's programs: exactly, or the kernel's 15-byte cut of a
+    /// longer one (`comm` keeps `TASK_COMM_LEN - 1` bytes).
     fn is_program(&self, name: &str) -> bool {
-        self.programs.iter().any(|p| name.starts_with(p.as_str()))
+        self.programs.iter().any(|p| {
+            name == p || (name.len() == COMM_LEN && p.len() > COMM_LEN && p.starts_with(name))
+        })
     }
 }
+
+/// The bytes of a program name `/proc/PID/comm` keeps.
+const COMM_LEN: usize = 15;
 
 impl Default for ServerProcess {
     fn default() -> ServerProcess {
@@ -289,8 +298,9 @@ pub fn find_server_by_cwd(data_dir: &Path, server: &ServerProcess) -> Result<Pos
 }
 
 /// Whether process `pid` is a process of `server`: its name (`comm`, or
-/// its executable's, for a renamed or wrapped binary) starts with one of
-/// the server's program names (PostgreSQL: `postgres` or `postmaster`).
+/// its executable's, for a binary started through a link of another
+/// name) is one of the server's program names (PostgreSQL: `postgres` or
+/// `postmaster`), exactly.
 fn is_server_process(pid: u32, server: &ServerProcess) -> bool {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if server.is_program(comm.trim()) {
@@ -443,5 +453,68 @@ mod tests {
         let seen = probe(&data);
         assert_eq!(seen.state, Postmaster::Stopped);
         assert!(seen.fault.is_some());
+    }
+
+    #[test]
+    fn program_names_match_exactly_not_by_prefix() {
+        let mariadb = ServerProcess {
+            pid_file: "mariadbd.pid".into(),
+            programs: vec!["mariadbd".into(), "mysqld".into()],
+            stop_signal: libc::SIGKILL,
+        };
+        let postgres = ServerProcess::postgres();
+        let long = ServerProcess {
+            programs: vec!["a-server-named-long".into()],
+            ..ServerProcess::postgres()
+        };
+        let table: [(&ServerProcess, &str, bool); 9] = [
+            (&mariadb, "mariadbd", true),
+            (&mariadb, "mysqld", true),
+            // The wrapper script that starts mysqld, and others alike.
+            (&mariadb, "mysqld_safe", false),
+            (&mariadb, "mysqld_multi", false),
+            (&mariadb, "mariadbd-safe", false),
+            (&postgres, "postgres", true),
+            (&postgres, "postgres_exporter", false),
+            // comm keeps 15 bytes of a longer name.
+            (&long, "a-server-named-", true),
+            (&long, "a-server-named", false),
+        ];
+        for (server, name, want) in table {
+            assert_eq!(server.is_program(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_wrapper_working_in_the_data_directory_is_not_the_server() {
+        // mysqld_safe, the parent of mysqld: with a prefix match it was
+        // taken for the server (and, having no server parent, as the one
+        // to signal), so a fence would kill the wrapper and leave the
+        // server running.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let wrapper = dir.path().join("mysqld_safe");
+        std::fs::copy("/bin/sleep", &wrapper).unwrap();
+        let mut child = std::process::Command::new(&wrapper)
+            .arg("30")
+            .current_dir(&data)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let named = std::time::Instant::now();
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap() != "mysqld_safe\n" {
+            assert!(named.elapsed().as_secs() < 5, "the stand-in is not named");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mariadb = ServerProcess {
+            pid_file: "mariadbd.pid".into(),
+            programs: vec!["mariadbd".into(), "mysqld".into()],
+            stop_signal: libc::SIGKILL,
+        };
+        let seen = probe_server(&data, &mariadb);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(seen.state, Postmaster::Stopped, "{seen:?}");
     }
 }

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 /// The replication account (created on every node, never logged).
 pub const REPLICATION_USER: &str = "repl";
 /// Its password, given to the agents in a private file.
-const REPLICATION_PASSWORD: &str = "r3pl-s3cret";
+pub(crate) const REPLICATION_PASSWORD: &str = "r3pl-s3cret";
 /// The application's account: `SELECT, INSERT, CREATE` on `app`.
 pub const APP_USER: &str = "app";
 
@@ -28,12 +28,22 @@ pub const APP_USER: &str = "app";
 pub struct MariadbNode {
     dir: TempDir,
     pub port: u16,
+    /// Where the test's TCP clients reach it.
+    pub host: String,
+    /// The network namespace it runs in (a partition test's node), if any.
+    netns: Option<String>,
 }
 
 impl MariadbNode {
     /// A new data directory from the template and the option file of
     /// server `server_id`; not started.
     pub fn new(server_id: u32) -> MariadbNode {
+        MariadbNode::new_in(server_id, None, "127.0.0.1")
+    }
+
+    /// [`MariadbNode::new`] for a server in network namespace `netns`
+    /// (listening on all its addresses), which the test reaches at `host`.
+    pub fn new_in(server_id: u32, netns: Option<&str>, host: &str) -> MariadbNode {
         let dir = tempfile::Builder::new()
             .prefix("watchpost-mariadb-cluster-")
             .tempdir()
@@ -46,10 +56,17 @@ impl MariadbNode {
         let node = MariadbNode {
             dir,
             port: free_port(),
+            host: host.to_string(),
+            netns: netns.map(str::to_string),
+        };
+        let bind = if netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
         };
         let d = node.dir.path().display().to_string();
         let cnf = format!(
-            "[mysqld]\nport = {port}\nbind-address = 127.0.0.1\nsocket = {d}/mysqld.sock\n\
+            "[mysqld]\nport = {port}\nbind-address = {bind}\nsocket = {d}/mysqld.sock\n\
              log-error = {d}/mysqld.log\npid-file = {d}/data/mariadbd.pid\nserver-id = {server_id}\n\
              log-bin = {d}/binlog\nlog-slave-updates = 1\ngtid-strict-mode = 1\nread_only = ON\n\
              skip-name-resolve\ninnodb-buffer-pool-size = 16M\ninnodb-log-file-size = 16M\n\
@@ -76,7 +93,14 @@ impl MariadbNode {
     /// Start `mariadbd` by hand with the node's own option file (as an
     /// operator or a service manager would) and wait until it answers.
     pub fn start_by_hand(&self) {
-        let mut mariadbd = Command::new(program("mariadbd"));
+        let mut mariadbd = match &self.netns {
+            Some(ns) => {
+                let mut ip = Command::new("ip");
+                ip.args(["netns", "exec", ns]).arg(program("mariadbd"));
+                ip
+            }
+            None => Command::new(program("mariadbd")),
+        };
         mariadbd
             .arg(format!("--defaults-file={}", self.cnf().display()))
             .arg(format!("--datadir={}", self.data_dir().display()));
@@ -144,7 +168,7 @@ impl MariadbNode {
         if socket {
             client.arg(format!("--socket={}", self.socket().display()));
         } else {
-            client.args(["-h127.0.0.1", &format!("-P{}", self.port)]);
+            client.args([format!("-h{}", self.host), format!("-P{}", self.port)]);
         }
         client
             .arg(format!("-u{user}"))
@@ -189,7 +213,7 @@ impl Drop for MariadbNode {
 
 /// The accounts every node needs, made without binary logging (so that no
 /// node starts with GTIDs of its own).
-fn accounts() -> String {
+pub(crate) fn accounts() -> String {
     format!(
         "SET sql_log_bin = 0;
          CREATE USER '{REPLICATION_USER}'@'%' IDENTIFIED BY '{REPLICATION_PASSWORD}';

@@ -21,12 +21,17 @@ pub struct MysqlSession {
 impl MysqlSession {
     /// A session as `user` (no password) to the server on loopback `port`.
     pub fn connect(user: &str, port: u16) -> Option<MysqlSession> {
+        MysqlSession::connect_at("127.0.0.1", user, port)
+    }
+
+    /// [`MysqlSession::connect`] to a server at `host`.
+    pub fn connect_at(host: &str, user: &str, port: u16) -> Option<MysqlSession> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .ok()?;
         let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
+            .ip_or_hostname(host)
             .tcp_port(port)
             .user(Some(user))
             .db_name(Some("app"));

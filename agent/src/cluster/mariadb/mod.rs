@@ -39,13 +39,15 @@
 //! its lease sets `read_only = 1` and kills the client sessions before it
 //! stops the server. Synchronous mode is PostgreSQL's only.
 
+pub mod accounts;
 mod observe;
+pub mod options;
 pub mod position;
 mod process;
-mod replicate;
+pub mod replicate;
 mod startup;
 
-pub use startup::check_at_start;
+pub use startup::{check_at_start, warnings};
 
 use super::local::{Observation, ShutDown};
 use super::server::{Replication, Server};
@@ -76,6 +78,9 @@ pub struct MariadbServer {
 
 #[derive(Default)]
 struct Pending {
+    /// The accounts that write through `read_only` were looked for (once
+    /// the server first answered; again before each promotion).
+    accounts_checked: bool,
     /// The leader a stopped server follows once started ([`Server::point_at`]).
     upstream: Option<(String, u16)>,
     /// The term a promotion under way opens.
@@ -145,6 +150,28 @@ impl MariadbServer {
         }
     }
 
+    /// Look for accounts that write through `read_only`
+    /// ([`accounts`]): a warning, or with the target's
+    /// `strict_privileges` an error (the server must not be promoted).
+    async fn check_accounts(&self, s: &mut Session) -> Result<(), String> {
+        let strict = self.sql.mysql_strict_privileges(&self.spec.target);
+        let problem = match accounts::read(s).await {
+            Ok(found) if found.is_empty() => return Ok(()),
+            Ok(found) => format!(
+                "accounts of the local server write through read_only: {}; a demoted server stops their writes only when the fence kills their sessions: revoke READ_ONLY ADMIN (and SUPER before MariaDB 10.11) from the application's accounts",
+                found.join(", ")
+            ),
+            Err(e) => format!(
+                "whether accounts of the local server write through read_only cannot be told: {e}"
+            ),
+        };
+        if strict {
+            return Err(format!("strict_privileges: {problem}"));
+        }
+        tracing::warn!("cluster: {problem}");
+        Ok(())
+    }
+
     /// Whether the server takes an admin session.
     async fn answers(&self) -> bool {
         Self::bounded(Duration::from_secs(1), async {
@@ -188,6 +215,18 @@ impl Server for MariadbServer {
         if let Err(e) = &reading {
             tracing::debug!("cluster: the local MariaDB did not answer: {e}");
         }
+        let first =
+            reading.is_ok() && !std::mem::replace(&mut self.state.lock().accounts_checked, true);
+        if first {
+            let checked = Self::bounded(budget, async {
+                let s = &mut self.session(budget).await?;
+                self.check_accounts(s).await
+            })
+            .await;
+            if let Err(e) = checked {
+                tracing::warn!("cluster: the local server must not lead: {e}");
+            }
+        }
         observe::observation(probe, reading.ok().as_ref())
     }
 
@@ -223,27 +262,38 @@ impl Server for MariadbServer {
         process::stop(&self.spec.data_dir, mode).await
     }
 
+    /// The whole promotion, its term written before `read_only` is lifted
+    /// ([`replicate::promote`]: safe to stop after any step).
     async fn start_promotion(&self) -> Result<(), String> {
         let apply_within = (self.spec.ttl / 3).max(Duration::from_millis(500));
+        let name = self.spec.name.clone();
         let term = Self::bounded(STATEMENT + apply_within, async {
             let s = &mut self.session(STATEMENT + apply_within).await?;
-            replicate::promote(s, apply_within).await
+            self.check_accounts(s)
+                .await
+                .map_err(|e| format!("not promoted: {e}"))?;
+            replicate::promote(s, apply_within, &name).await
         })
         .await?;
         self.state.lock().term = Some(term);
         Ok(())
     }
 
+    /// Writable now: its term read back (written by the promotion; after
+    /// an agent restart, one past the term it holds is written).
     async fn confirm_promotion(&self) -> Result<(), String> {
         let term = self.state.lock().term;
         let name = self.spec.name.clone();
         Self::bounded(STATEMENT, async {
             let s = &mut self.session(STATEMENT).await?;
-            let term = match term {
-                Some(term) => term,
-                None => observe::term(s).await.ok_or("cannot read its term")? + 1,
-            };
-            replicate::open_term(s, term, &name).await
+            let held = observe::term(s).await.ok_or("cannot read its term")?;
+            match term {
+                Some(term) if held >= term => Ok(()),
+                Some(term) => Err(format!(
+                    "its term reads {held} after the promotion wrote {term}"
+                )),
+                None => replicate::open_term(s, held + 1, &name).await,
+            }
         })
         .await?;
         self.state.lock().term = None;

@@ -112,11 +112,20 @@ fn unfit(reading: &Reading) -> Option<String> {
     if !gtids.log_bin {
         return Some("its binary log is off (log_bin = OFF): its own writes cannot be seen, and its replicas could not follow it; turn on log_bin and log_slave_updates".into());
     }
+    if let Some(why) = settings_unfit(reading) {
+        return Some(why);
+    }
     // Not replicating (a new member, or a former primary whose
     // replication was reset): its own GTIDs are its history as a
     // primary, which the term rule (its timeline and position against
     // the last leader's switch point) judges.
     let replica = reading.replica.as_ref()?;
+    if replica.last_io_errno == SAME_SERVER_ID {
+        return Some(format!(
+            "its server_id {} is its upstream's (error {SAME_SERVER_ID}: {}): every member needs its own server_id",
+            gtids.server_id, replica.last_io_error
+        ));
+    }
     if replica.last_io_errno == NOT_IN_PRIMARY_BINLOG {
         return Some(format!(
             "rebuild required: its upstream refused it (error {NOT_IN_PRIMARY_BINLOG}: {}): it holds transactions the leader lacks (its gtid_binlog_pos {})",
@@ -139,6 +148,36 @@ fn unfit(reading: &Reading) -> Option<String> {
             Some(format!("whether it has errant GTIDs cannot be told: {why}"))
         }
     }
+}
+
+/// The replica's IO thread stopped because its upstream has its
+/// `server_id` (ER_SLAVE_FATAL_ERROR, "equal server ids").
+pub const SAME_SERVER_ID: u32 = 1593;
+
+/// A setting the cluster mode needs (checked in the option file at start)
+/// that the running server does not have: `gtid_strict_mode` and
+/// `log_slave_updates` on, and GTIDs of its own replication domain only
+/// (every member uses the same `gtid_domain_id`: positions of two domains
+/// do not order members).
+fn settings_unfit(reading: &Reading) -> Option<String> {
+    let gtids = &reading.gtids;
+    if !gtids.strict_mode {
+        return Some("gtid_strict_mode is OFF: errant or out-of-order GTIDs would be applied, not refused; set gtid_strict_mode = ON in its option file and restart it".into());
+    }
+    if !gtids.log_replica_updates {
+        return Some("log_slave_updates is OFF: what it applies is not in its binary log, so the others could not follow it once it leads; set log_slave_updates = ON in its option file and restart it".into());
+    }
+    let mut foreign: Vec<u32> = [&gtids.binlog, &gtids.applied, &gtids.received]
+        .into_iter()
+        .flat_map(|p| p.0.keys().copied())
+        .filter(|d| *d != reading.domain)
+        .collect();
+    foreign.sort_unstable();
+    foreign.dedup();
+    (!foreign.is_empty()).then(|| format!(
+        "it holds GTIDs of replication domain(s) {foreign:?} while its gtid_domain_id is {}: every member must use the same gtid_domain_id (positions in two domains do not order members)",
+        reading.domain
+    ))
 }
 
 #[cfg(test)]
@@ -341,10 +380,46 @@ mod tests {
         replica.gtids.log_bin = false;
         assert!(map(&replica).unfit.unwrap().contains("log_bin"));
         // Its own old GTID passed by replicated ones, strict mode off:
-        // cannot tell, so no candidate.
+        // no candidate, the setting named.
         let mut lax = reading(true, "0-1-8", "0-2-7,0-1-8", "0-1-8");
         lax.replica = Some(streaming());
         lax.gtids.strict_mode = false;
-        assert!(map(&lax).unfit.unwrap().contains("cannot be told"));
+        assert!(map(&lax).unfit.unwrap().contains("gtid_strict_mode is OFF"));
+    }
+
+    #[test]
+    fn a_replica_without_the_cluster_s_settings_is_never_a_candidate() {
+        let fit = || {
+            let mut r = reading(true, "0-1-40", "0-1-40", "0-1-40");
+            r.replica = Some(streaming());
+            r
+        };
+        assert_eq!(map(&fit()).unfit, None);
+        type Change = fn(&mut Reading);
+        let table: [(Change, &str); 5] = [
+            (|r| r.gtids.strict_mode = false, "gtid_strict_mode"),
+            (|r| r.gtids.log_replica_updates = false, "log_slave_updates"),
+            // Its own domain differs from the leader's it replicates.
+            (|r| r.domain = 1, "gtid_domain_id is 1"),
+            // Another domain beside the cluster's.
+            (|r| r.gtids.applied = p("0-1-40,5-3-2"), "domain(s) [5]"),
+            (
+                |r| {
+                    let status = r.replica.as_mut().unwrap();
+                    status.io_running = "No".into();
+                    status.last_io_errno = SAME_SERVER_ID;
+                    status.last_io_error = "equal MariaDB server ids".into();
+                },
+                "server_id 2",
+            ),
+        ];
+        for (change, named) in table {
+            let mut r = fit();
+            change(&mut r);
+            let mapped = map(&r);
+            let why = mapped.unfit.clone().unwrap_or_default();
+            assert!(why.contains(named), "{named:?} not in {why:?}");
+            assert!(!member("n2", &mapped).healthy);
+        }
     }
 }

@@ -22,50 +22,82 @@ fn text(e: Error) -> String {
     format!("{e:?}")
 }
 
-/// Promote a replica: the relay log it received applied first (up to
-/// `apply_within`: the caller keeps its lease meanwhile, so this is
-/// short), then `STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0`.
-/// The term it opens: one past its own.
-pub async fn promote(session: &mut Session, apply_within: Duration) -> Result<u64, String> {
+/// Promote a replica, in an order that is safe to stop after any step
+/// (an agent crash leaves the server as the last step left it):
+///
+/// 1. `STOP SLAVE IO_THREAD`, then the relay log it received applied (up
+///    to `apply_within`: the caller keeps its lease meanwhile, so this is
+///    short). Stopped here: a read-only replica of the old term that
+///    starts its IO thread again when told to follow.
+/// 2. `STOP SLAVE; RESET SLAVE ALL`. Stopped here: a read-only server on
+///    the old term that replicates from no one, at the position it
+///    applied: a candidate again, or a replica of the next leader.
+/// 3. The new term's row written, still read-only (the admin account
+///    holds `READ_ONLY ADMIN`, as the setup asks). Stopped here: a
+///    read-only server on the new term whose only own transaction is that
+///    row: never writable on the old term; if another member leads, the
+///    core's term rule treats it as a former leader (its rejoin is refused
+///    with 1236 and it must be rebuilt, as a promoted PostgreSQL standby
+///    must be rewound).
+/// 4. `SET GLOBAL read_only = 0`: writable, on the new term from its
+///    first client write.
+///
+/// A term that cannot be written stops the promotion before step 4: the
+/// server stays read-only. The term it opened: one past its own.
+pub async fn promote(
+    session: &mut Session,
+    apply_within: Duration,
+    member: &str,
+) -> Result<u64, String> {
     let term = super::observe::term(session)
         .await
         .ok_or("cannot read its term (watchpost.cluster_term)")?;
+    stop_replicating(session, apply_within).await?;
+    let term = term + 1;
+    open_term(session, term, member).await?;
+    session
+        .run(&["SET GLOBAL read_only = 0"])
+        .await
+        .map_err(text)?;
+    Ok(term)
+}
+
+/// Steps 1 and 2 of [`promote`]: what it received applied, then its
+/// replication stopped and forgotten.
+async fn stop_replicating(session: &mut Session, apply_within: Duration) -> Result<(), String> {
     if session.replica_status().await.map_err(text)?.is_some() {
         // The IO thread stopped first: what it received is then final, so
         // the wait below covers all of it and `RESET SLAVE ALL` discards
         // no received transaction.
         session.run(&["STOP SLAVE IO_THREAD"]).await.map_err(text)?;
     }
-    if let Some(status) = session.replica_status().await.map_err(text)? {
-        if !status.received.is_empty() {
-            let wait = format!(
-                "SELECT CAST(MASTER_GTID_WAIT({}, {:.3}) AS CHAR)",
-                crate::remediate::mysql_failover::server::quote(&status.received),
-                apply_within.as_secs_f64()
-            );
-            let waited = session.value(&wait).await.map_err(text)?;
-            if waited.trim() != "0" {
-                return Err(format!(
-                    "the relay log it received (up to {}) was not applied within {apply_within:?}; not promoted",
-                    status.received
-                ));
-            }
+    let Some(status) = session.replica_status().await.map_err(text)? else {
+        return Ok(());
+    };
+    if !status.received.is_empty() {
+        let wait = format!(
+            "SELECT CAST(MASTER_GTID_WAIT({}, {:.3}) AS CHAR)",
+            crate::remediate::mysql_failover::server::quote(&status.received),
+            apply_within.as_secs_f64()
+        );
+        let waited = session.value(&wait).await.map_err(text)?;
+        if waited.trim() != "0" {
+            return Err(format!(
+                "the relay log it received (up to {}) was not applied within {apply_within:?}; not promoted",
+                status.received
+            ));
         }
-        session
-            .run(&["STOP SLAVE", "RESET SLAVE ALL"])
-            .await
-            .map_err(text)?;
     }
     session
-        .run(&["SET GLOBAL read_only = 0"])
+        .run(&["STOP SLAVE", "RESET SLAVE ALL"])
         .await
-        .map_err(text)?;
-    Ok(term + 1)
+        .map_err(text)
 }
 
-/// Open `term` on the new primary: its row in `watchpost.cluster_term`
-/// (replicated to every member: their timeline), which is also the write
-/// that proves the server takes writes. Never lowers a term.
+/// Open `term`: its row in `watchpost.cluster_term` (replicated to every
+/// member: their timeline), written while the server is still read-only
+/// (the agent's admin account writes through `read_only` with `READ_ONLY
+/// ADMIN`). Never lowers a term.
 pub async fn open_term(session: &mut Session, term: u64, member: &str) -> Result<(), String> {
     let member = crate::remediate::mysql_failover::server::quote(member);
     let upsert = format!(
@@ -82,8 +114,16 @@ pub async fn open_term(session: &mut Session, term: u64, member: &str) -> Result
             upsert.as_str(),
         ])
         .await
-        .map_err(|e| format!("the new primary did not take its term row: {e:?}"))
+        .map_err(|e| match &e {
+            Error::Query(q) if q.number == Some(READ_ONLY) => format!(
+                "the server did not take its term row while read-only (error {READ_ONLY}): the admin account needs READ_ONLY ADMIN (GRANT READ_ONLY ADMIN ON *.* TO it); not promoted, it stays read-only"
+            ),
+            _ => format!("the server did not take its term row: {e:?}; not promoted, it stays read-only"),
+        })
 }
+
+/// MariaDB's error for a write refused by `read_only` (ER_OPTION_PREVENTS_STATEMENT).
+const READ_ONLY: u32 = 1290;
 
 /// Make the (read-only) server replicate from `login` by GTID. A server
 /// whose binary log is ahead of what it applied in the domain (a former
@@ -99,10 +139,12 @@ pub async fn follow(
     login: &ReplicaLogin,
     again: bool,
 ) -> Result<(), String> {
-    session
-        .run(&["SET GLOBAL read_only = 1"])
-        .await
-        .map_err(text)?;
+    // Bounded: a server still writable (and busy) is fenced, not waited on.
+    if let Err(e) = session.set_read_only().await {
+        tracing::warn!("cluster: read_only = 1 before following did not take ({e:?}): fencing");
+        session.fence().await.map_err(text)?;
+    }
+    session.confirm_read_only().await.map_err(text)?;
     if !again
         && let Some(status) = session.replica_status().await.map_err(text)?
         && status.source_host == login.host

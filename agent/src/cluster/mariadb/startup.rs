@@ -1,23 +1,30 @@
 //! Fail closed at start, for a MariaDB member: the cluster mode refuses to
 //! run (with a message naming the fix) when it cannot tell whether
 //! `mariadbd` runs (the data directory or its `mariadbd.pid` unreadable),
-//! or when the member's option file does not make every start read-only
-//! (`read_only = ON`): a restart by an operator or a service manager must
-//! never bring a second writable server up beside the leader's.
+//! or when the member's option file, as `mariadbd` reads it (includes
+//! followed: [`super::options`]), lacks a setting the cluster mode needs:
+//! `read_only = ON` (a restart by an operator or a service manager must
+//! never bring a second writable server up beside the leader's), the
+//! binary log, `log_slave_updates`, `gtid_strict_mode`, a `server_id`.
+//! What it cannot refuse, it warns of ([`warnings`]): a distribution's
+//! service enabled at boot, and default option files that would start
+//! this data directory writable.
 
-use crate::config::ClusterSpec;
+use super::options;
+use crate::config::{ClusterSpec, TargetKind};
 use crate::pgserver::postmaster::Postmaster;
 use std::path::Path;
-
-/// The option groups `mariadbd` reads.
-const GROUPS: [&str; 5] = ["mysqld", "server", "mariadb", "mariadbd", "mariadb-10.11"];
 
 /// The largest option file read.
 const MAX_OPTION_FILE: u64 = 1 << 20;
 
+/// The data directory `mariadbd` uses when no option names one (Debian's
+/// and the upstream packages').
+const DEFAULT_DATADIR: &str = "/var/lib/mysql";
+
 /// Refuse cluster mode when the local server's state cannot be read, or
-/// its option file does not set `read_only = ON`: an error naming the
-/// fault and the fix.
+/// its option file lacks a setting the cluster needs: an error naming the
+/// fault, the settings and the file. Warnings ([`warnings`]) are logged.
 pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
     let seen = super::process::probe(&spec.data_dir);
     let fault = match (&seen.fault, &seen.state) {
@@ -39,101 +46,126 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
     let Some(file) = &spec.defaults_file else {
         anyhow::bail!("cluster mode refuses to start: [cluster] `defaults_file` is not set");
     };
-    let text = read_option_file(file)?;
-    if !sets_read_only(&text) {
+    read_option_file(file)?;
+    let settings = options::resolve(&spec.bin_dir, Some(file)).map_err(|e| {
+        anyhow::anyhow!(
+            "cluster mode refuses to start: cannot read the options of the member's option file {} as mariadbd reads them: {e}",
+            file.display()
+        )
+    })?;
+    let faults = options::faults(&settings);
+    if !faults.is_empty() {
         anyhow::bail!(
-            "cluster mode refuses to start: the member's option file {} does not set `read_only = ON` \
-             in its [mysqld] (or [mariadb]) group, so a restart not done by the agent would bring the \
-             server up writable beside the leader's. Fix: add `read_only = ON` under [mysqld] there",
+            "cluster mode refuses to start: the member's option file {} (as mariadbd reads it, \
+             !include and !includedir followed) does not set {}. Fix: set them under [mysqld] in {}",
+            file.display(),
+            faults.join("; nor "),
             file.display()
         );
+    }
+    for warning in warnings(spec) {
+        tracing::warn!("cluster: {warning}");
     }
     Ok(())
 }
 
-fn read_option_file(file: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
+/// What may start the member's server writable behind the agent's back,
+/// which the start check cannot refuse: a distribution's MariaDB/MySQL
+/// service enabled at boot, and the default option files (what a start
+/// without `--defaults-file` reads: a service manager's or an operator's)
+/// naming this data directory without `read_only = ON`. Empty for other
+/// engines.
+pub fn warnings(spec: &ClusterSpec) -> Vec<String> {
+    if spec.engine != TargetKind::Mysql {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = enabled_units(Path::new("/"))
+        .into_iter()
+        .map(|unit| format!(
+            "the service manager starts {unit} at boot: it would start mariadbd with the default option files, not the member's; disable it (systemctl disable --now {unit}) and let the agent start the server"
+        ))
+        .collect();
+    match options::resolve(&spec.bin_dir, None) {
+        Ok(defaults) if !defaults.read_only && same_dir(defaults.datadir.as_deref(), &spec.data_dir) => out.push(format!(
+            "the default option files (/etc/my.cnf, /etc/mysql/my.cnf and their includes, ~/.my.cnf) start mariadbd on {} without `read_only = ON`: a start without --defaults-file (a service manager's, an operator's) would bring it up writable beside the leader; set `read_only = ON` under [mysqld] there too, or do not start it so",
+            spec.data_dir.display()
+        )),
+        Ok(_) => {}
+        Err(e) => out.push(format!(
+            "cannot tell what a start without --defaults-file would read ({e}); make sure it sets `read_only = ON`"
+        )),
+    }
+    out
+}
+
+/// Whether `datadir` (the compiled-in default when not set) is `data_dir`.
+fn same_dir(datadir: Option<&str>, data_dir: &Path) -> bool {
+    let named = Path::new(datadir.unwrap_or(DEFAULT_DATADIR));
+    match (named.canonicalize(), data_dir.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => named == data_dir,
+    }
+}
+
+/// The MariaDB/MySQL services enabled under `root` (links in
+/// `etc/systemd/system/*.wants/`): `mariadb.service`, `mysql.service`,
+/// `mysqld.service`, `mariadb@NAME.service`.
+pub fn enabled_units(root: &Path) -> Vec<String> {
+    let mut units = Vec::new();
+    let Ok(targets) = std::fs::read_dir(root.join("etc/systemd/system")) else {
+        return units;
+    };
+    for target in targets.flatten() {
+        if !target.file_name().to_string_lossy().ends_with(".wants") {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(target.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let unit = name.strip_suffix(".service").unwrap_or("");
+            let ours =
+                matches!(unit, "mariadb" | "mysql" | "mysqld") || unit.starts_with("mariadb@");
+            if ours && !units.contains(&name) {
+                units.push(name);
+            }
+        }
+    }
+    units.sort();
+    units
+}
+
+/// The option file itself must be a regular file (not a link) the agent
+/// can open: what it says is read by `mariadbd` ([`options::resolve`]).
+fn read_option_file(file: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(file)
         .and_then(|f| {
-            if f.metadata()?.is_file() {
-                Ok(f)
-            } else {
+            let meta = f.metadata()?;
+            if !meta.is_file() {
                 Err(std::io::Error::other("not a regular file"))
+            } else if meta.len() > MAX_OPTION_FILE {
+                Err(std::io::Error::other("larger than 1 MiB"))
+            } else {
+                Ok(())
             }
-        });
-    let opened = opened.map_err(|e| {
-        anyhow::anyhow!(
-            "cluster mode refuses to start: cannot read the option file {} ({e}); \
-             fix: `defaults_file` must name a regular file (not a link) the agent can read",
-            file.display()
-        )
-    })?;
-    let mut text = String::new();
-    opened
-        .take(MAX_OPTION_FILE)
-        .read_to_string(&mut text)
-        .map_err(|e| anyhow::anyhow!("cannot read the option file {}: {e}", file.display()))?;
-    Ok(text)
-}
-
-/// Whether an option file's text sets `read_only` on in a group
-/// `mariadbd` reads (the last setting wins; `read-only` and `read_only`
-/// alike; a bare `read_only` is on).
-pub fn sets_read_only(text: &str) -> bool {
-    let mut group_read = false;
-    let mut on = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(group) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            group_read = GROUPS.contains(&group.trim().to_ascii_lowercase().as_str());
-            continue;
-        }
-        if !group_read {
-            continue;
-        }
-        let (key, value) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim().trim_matches(['"', '\'']))),
-            None => (line, None),
-        };
-        let key = key.replace('-', "_").to_ascii_lowercase();
-        let key = key.strip_prefix("loose_").unwrap_or(&key);
-        if key == "read_only" {
-            on = value
-                .is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "true"));
-        } else if key == "skip_read_only" {
-            on = false;
-        }
-    }
-    on
+        })
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cluster mode refuses to start: cannot read the option file {} ({e}); \
+                 fix: `defaults_file` must name a regular file (not a link) the agent can read",
+                file.display()
+            )
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_option_file_must_make_every_start_read_only() {
-        assert!(sets_read_only("[mysqld]\nport = 3306\nread_only = ON\n"));
-        assert!(sets_read_only("[mariadb]\nread-only\n"));
-        assert!(sets_read_only("[server]\nread_only=1 \n"));
-        // Not in a group mariadbd reads, turned off later, or absent.
-        assert!(!sets_read_only("[client]\nread_only = ON\n"));
-        assert!(!sets_read_only(
-            "[mysqld]\nread_only = ON\nread_only = OFF\n"
-        ));
-        assert!(!sets_read_only(
-            "[mysqld]\nread_only = ON\nskip-read-only\n"
-        ));
-        assert!(!sets_read_only("[mysqld]\n# read_only = ON\n"));
-        assert!(!sets_read_only("read_only = ON\n"));
-    }
 
     #[test]
     fn cluster_mode_refuses_an_option_file_that_starts_the_server_writable() {
@@ -155,8 +187,32 @@ mod tests {
         assert_eq!(spec.bin_dir, Path::new("/usr/sbin"));
         let refused = check_at_start(&spec).unwrap_err().to_string();
         assert!(refused.contains("read_only = ON"), "{refused}");
+        // Read-only, but without what replication by GTID needs: each
+        // setting named, with the file.
         std::fs::write(&cnf, "[mysqld]\nport = 3306\nread_only = ON\n").unwrap();
+        let refused = check_at_start(&spec).unwrap_err().to_string();
+        for part in [
+            "log_bin",
+            "log_slave_updates",
+            "gtid_strict_mode",
+            "server_id",
+            cnf.to_str().unwrap(),
+        ] {
+            assert!(refused.contains(part), "{part:?} not in {refused}");
+        }
+        assert!(!refused.contains("read_only = ON"), "{refused}");
+        let good = "[mysqld]\nport = 3306\nread_only = ON\nlog-bin = b\nlog-slave-updates\n\
+                    gtid-strict-mode = 1\nserver-id = 2\n";
+        std::fs::write(&cnf, good).unwrap();
         check_at_start(&spec).unwrap();
+        // An included file that turns read_only off: refused (mariadbd
+        // would start writable).
+        let extra = dir.path().join("extra.cnf");
+        std::fs::write(&extra, "[mariadb]\nskip-read-only\n").unwrap();
+        std::fs::write(&cnf, format!("{good}!include {}\n", extra.display())).unwrap();
+        let refused = check_at_start(&spec).unwrap_err().to_string();
+        assert!(refused.contains("read_only = ON"), "{refused}");
+        std::fs::write(&cnf, good).unwrap();
         // An unusable pid file: refused, naming the fix.
         std::fs::write(data.join("mariadbd.pid"), "1\n").unwrap();
         std::fs::hard_link(data.join("mariadbd.pid"), dir.path().join("x")).unwrap();
@@ -164,5 +220,27 @@ mod tests {
         for part in ["refuses to start", "Fix:", "mariadbd.pid"] {
             assert!(refused.contains(part), "{part:?} not in {refused}");
         }
+    }
+
+    #[test]
+    fn a_distribution_service_enabled_at_boot_is_named() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(enabled_units(root.path()).is_empty());
+        let wants = root
+            .path()
+            .join("etc/systemd/system/multi-user.target.wants");
+        std::fs::create_dir_all(&wants).unwrap();
+        for unit in [
+            "mariadb.service",
+            "ssh.service",
+            "mysqld_exporter.service",
+            "mariadb@b.service",
+        ] {
+            std::os::unix::fs::symlink("/lib/systemd/system/x", wants.join(unit)).unwrap();
+        }
+        assert_eq!(
+            enabled_units(root.path()),
+            ["mariadb.service", "mariadb@b.service"]
+        );
     }
 }

@@ -192,9 +192,55 @@ impl Server {
 
     /// Set `read_only` and kill every client session but this one (and
     /// the replication and system threads): what was connected to write
-    /// cannot go on writing. The killed sessions' ids.
+    /// cannot go on writing. `SET GLOBAL read_only = 1` waits for running
+    /// writes and commits (and `LOCK TABLES`) up to `lock_wait_timeout`, a
+    /// day by default: here [`READ_ONLY_LOCK_WAIT`] seconds, after which
+    /// the client sessions are killed first (what held the lock rolls
+    /// back) and it is set again. `Ok` only once `read_only` reads back
+    /// on. The killed sessions' ids.
     pub async fn fence(&mut self) -> Result<Vec<u64>, Error> {
-        self.run(&["SET GLOBAL read_only = 1"]).await?;
+        let mut killed = Vec::new();
+        if let Err(e) = self.set_read_only().await {
+            if !waited_for_locks(&e) {
+                return Err(e);
+            }
+            tracing::warn!(
+                "target `{}`: read_only = 1 waited {READ_ONLY_LOCK_WAIT} s for locks ({e:?}); killing the client sessions first",
+                self.target
+            );
+            killed = self.kill_clients().await?;
+            self.set_read_only().await?;
+        }
+        killed.extend(self.kill_clients().await?);
+        self.confirm_read_only().await?;
+        Ok(killed)
+    }
+
+    /// `SET GLOBAL read_only = 1`, waiting at most [`READ_ONLY_LOCK_WAIT`]
+    /// seconds for the locks it needs.
+    pub async fn set_read_only(&mut self) -> Result<(), Error> {
+        let bound = format!("SET SESSION lock_wait_timeout = {READ_ONLY_LOCK_WAIT}");
+        self.run(&[bound.as_str()]).await?;
+        let set = self.run(&["SET GLOBAL read_only = 1"]).await;
+        let _ = self.run(&["SET SESSION lock_wait_timeout = DEFAULT"]).await;
+        set
+    }
+
+    /// An error unless `@@GLOBAL.read_only` reads on.
+    pub async fn confirm_read_only(&mut self) -> Result<(), Error> {
+        let now = self.value("SELECT @@GLOBAL.read_only").await?;
+        if matches!(now.trim(), "1" | "ON") {
+            return Ok(());
+        }
+        Err(Error::Unreachable(format!(
+            "target `{}`: read_only reads {now:?} after it was set on",
+            self.target
+        )))
+    }
+
+    /// Kill every client session but this one (and the replication and
+    /// system threads): their ids.
+    async fn kill_clients(&mut self) -> Result<Vec<u64>, Error> {
         let result = self
             .session
             .conn
@@ -241,6 +287,17 @@ impl Server {
         }
         self.run(&[change.as_str(), "START SLAVE"]).await
     }
+}
+
+/// How many seconds `SET GLOBAL read_only = 1` may wait for locks
+/// (`lock_wait_timeout`) before the fence kills the sessions holding them.
+pub const READ_ONLY_LOCK_WAIT: u32 = 1;
+
+/// Whether a statement gave up waiting: a lock wait (1205,
+/// ER_LOCK_WAIT_TIMEOUT) or the statement's time limit (MariaDB's 1969,
+/// MySQL's 3024).
+fn waited_for_locks(e: &Error) -> bool {
+    matches!(e, Error::Query(q) if matches!(q.number, Some(1205 | 1969 | 3024)))
 }
 
 /// A MariaDB/MySQL string literal, backslash and quote escaped (for a

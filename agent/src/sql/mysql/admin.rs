@@ -45,6 +45,12 @@ impl SqlTargets {
         self.get_mysql(target).is_some()
     }
 
+    /// Whether the MariaDB/MySQL `target` sets `strict_privileges`.
+    pub fn mysql_strict_privileges(&self, target: &str) -> bool {
+        self.get_mysql(target)
+            .is_some_and(|t| t.spec.strict_privileges)
+    }
+
     /// A new read-write session to the MariaDB/MySQL `target` with its
     /// admin login, connected within `within`. Errors: `NotGranted` (no
     /// such MySQL target), `Unreachable` (no answer), `Refused` (the server
