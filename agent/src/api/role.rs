@@ -117,7 +117,9 @@ fn without_replication_report(missing: &NoReport, max_lag: Option<u64>) -> Optio
     match (missing, max_lag) {
         (NoReport::NoProbe { .. }, None) => None,
         (_, Some(_)) => Some(format!("cannot tell the lag: {missing}")),
-        (_, None) => Some(format!("cannot tell whether the standby streams: {missing}")),
+        (_, None) => Some(format!(
+            "cannot tell whether the standby streams: {missing}"
+        )),
     }
 }
 
@@ -291,7 +293,10 @@ mod tests {
         // vouch for its stream, with or without max_lag.
         for missing in [&not_yet, &stale] {
             let reason = without_replication_report(missing, None).unwrap();
-            assert!(reason.contains("cannot tell whether the standby streams"), "{reason}");
+            assert!(
+                reason.contains("cannot tell whether the standby streams"),
+                "{reason}"
+            );
         }
         assert_eq!(
             without_replication_report(&stale, None).unwrap(),
