@@ -85,7 +85,12 @@
 //!   message, a config diagnostic's text) is a `String`: a
 //!   `Result<_, String>` is right where every caller only shows the message
 //!   or wraps it into its own, and wrong as soon as one caller needs to
-//!   tell two failures apart — then it becomes a typed error.
+//!   tell two failures apart — then it becomes a typed error. The signs: a
+//!   caller reads the text (`contains`, `starts_with`, comparing messages),
+//!   or its `Err(_)` arm is right for one failure and wrong for another
+//!   ("no such probe" is not "its report is stale": `api::role`'s
+//!   `NoReport`). Reading the text of another program's output (a
+//!   server's error, `pg_controldata`) is parsing, not this.
 //! - Bad input is an error naming what to fix, never a panic; "cannot
 //!   tell" is a state of its own (unknown), never "stopped" or "down".
 //!

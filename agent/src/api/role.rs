@@ -57,6 +57,19 @@ fn checked_target(slot: &ProbeSlot, key: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// Why no report of a probe can be used: callers tell a node with no such
+/// probe (nothing to ask) from one whose probe cannot answer now (it has
+/// not reported yet, or its last report is too old: "cannot tell").
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum NoReport {
+    #[error("no {probe} probe checks target `{target}`")]
+    NoProbe { probe: String, target: String },
+    #[error("{0} has not reported yet")]
+    NotYet(String),
+    #[error("the last report of {name} is {age:.0} s old")]
+    Stale { name: String, age: f64 },
+}
+
 /// The latest fresh report of the first probe built from `probe` that
 /// checks `target` under `key`, with the probe's name.
 fn latest(
@@ -65,32 +78,49 @@ fn latest(
     key: &str,
     default: &str,
     target: &str,
-) -> Result<(String, Report), String> {
+) -> Result<(String, Report), NoReport> {
     let slot = shared
         .slots()
         .into_values()
         .find(|slot| {
             slot.setup().probe.info.name == probe && checked_target(slot, key, default) == target
         })
-        .ok_or_else(|| format!("no {probe} probe checks target `{target}`"))?;
+        .ok_or_else(|| NoReport::NoProbe {
+            probe: probe.to_string(),
+            target: target.to_string(),
+        })?;
     let every = slot.setup().spec.every;
     let state = slot.state();
     let report = state
         .last_report
         .clone()
-        .ok_or_else(|| format!("{} has not reported yet", slot.name))?;
+        .ok_or_else(|| NoReport::NotYet(slot.name.clone()))?;
     let age = state
         .last_run
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or(Duration::MAX);
     if age > every.saturating_mul(3).max(Duration::from_secs(10)) {
-        return Err(format!(
-            "the last report of {} is {:.0} s old",
-            slot.name,
-            age.as_secs_f64()
-        ));
+        return Err(NoReport::Stale {
+            name: slot.name.clone(),
+            age: age.as_secs_f64(),
+        });
     }
     Ok((slot.name.clone(), report))
+}
+
+/// `/v1/role/replica`'s answer when no `pg-replication` report can be
+/// used: `None` (healthy on `pg-alive`'s word) only for a node no such
+/// probe watches and only without `max_lag`; a probe that has not
+/// reported, or whose report is stale, cannot tell whether the stream
+/// runs, so the answer is 503 with the reason.
+fn without_replication_report(missing: &NoReport, max_lag: Option<u64>) -> Option<String> {
+    match (missing, max_lag) {
+        (NoReport::NoProbe { .. }, None) => None,
+        (_, Some(_)) => Some(format!("cannot tell the lag: {missing}")),
+        (_, None) => Some(format!(
+            "cannot tell whether the standby streams: {missing}"
+        )),
+    }
 }
 
 fn value(report: &Report, name: &str) -> Option<f64> {
@@ -105,7 +135,8 @@ fn value(report: &Report, name: &str) -> Option<f64> {
 fn alive(shared: &Shared) -> Result<(String, String, bool), String> {
     let config = shared.config();
     let target = local_target(&config).ok_or("no local target: set `local_target` in [agent] (the target whose server runs on this node)")?;
-    let (probe, report) = latest(shared, "pg-alive", "target", "primary", &target)?;
+    let (probe, report) =
+        latest(shared, "pg-alive", "target", "primary", &target).map_err(|e| e.to_string())?;
     if report.status != Status::Ok {
         return Err(format!("{probe} is {}: {}", report.status, report.message));
     }
@@ -180,14 +211,16 @@ pub async fn replica(State(shared): State<Arc<Shared>>, Query(q): Query<ReplicaQ
         &target,
     ) {
         Ok(found) => found,
-        Err(reason) if q.max_lag.is_some() => {
-            return unavailable(format!("cannot tell the lag: {reason}"));
-        }
-        Err(_) => {
-            return (
-                StatusCode::OK,
-                Json(json!({"healthy": true, "role": "replica", "target": target, "probe": probe})),
-            );
+        Err(missing) => {
+            return match without_replication_report(&missing, q.max_lag) {
+                Some(reason) => unavailable(reason),
+                None => (
+                    StatusCode::OK,
+                    Json(
+                        json!({"healthy": true, "role": "replica", "target": target, "probe": probe}),
+                    ),
+                ),
+            };
         }
     };
     if value(&report, "postgresql.replication.standby.streaming") == Some(0.0) {
@@ -242,5 +275,36 @@ mod tests {
             "{reason}"
         );
         assert_eq!(standby_lag(&report(&[(gap, 7.0)])), Ok(Some(7.0)));
+    }
+
+    #[test]
+    fn only_a_standby_no_replication_probe_watches_is_judged_without_its_report() {
+        let no_probe = NoReport::NoProbe {
+            probe: "pg-replication".into(),
+            target: "local".into(),
+        };
+        let not_yet = NoReport::NotYet("replication".into());
+        let stale = NoReport::Stale {
+            name: "replication".into(),
+            age: 95.0,
+        };
+        assert_eq!(without_replication_report(&no_probe, None), None);
+        // A probe that watches the standby but cannot answer now cannot
+        // vouch for its stream, with or without max_lag.
+        for missing in [&not_yet, &stale] {
+            let reason = without_replication_report(missing, None).unwrap();
+            assert!(
+                reason.contains("cannot tell whether the standby streams"),
+                "{reason}"
+            );
+        }
+        assert_eq!(
+            without_replication_report(&stale, None).unwrap(),
+            "cannot tell whether the standby streams: the last report of replication is 95 s old"
+        );
+        for missing in [&no_probe, &not_yet, &stale] {
+            let reason = without_replication_report(missing, Some(1024)).unwrap();
+            assert!(reason.starts_with("cannot tell the lag: "), "{reason}");
+        }
     }
 }

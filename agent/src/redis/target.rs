@@ -197,13 +197,13 @@ impl RedisTarget {
         })
     }
 
+    /// The error of the connection layer ([`conn`], whose messages never
+    /// name a target) with this target's name in front.
     fn named(&self, error: Error) -> Error {
         let name = &self.name;
         match error {
             Error::Unreachable(m) => Error::Unreachable(format!("target `{name}`: {m}")),
-            Error::Refused(m) if !m.starts_with("target `") => {
-                Error::Refused(format!("target `{name}`: {m}"))
-            }
+            Error::Refused(m) => Error::Refused(format!("target `{name}`: {m}")),
             Error::Timeout(m) => Error::Timeout(format!("target `{name}`: {m}")),
             other => other,
         }
