@@ -97,11 +97,9 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     /// While a term this node took the key for has not opened (its server
     /// not promoted yet): the leader's timeline before it, put back if the
     /// term does not open, and the one it wrote (compared when putting
-    /// back, so that a later term's is never overwritten).
-    pub(super) term_before: Option<(
-        Option<super::member::LeaderTimeline>,
-        Option<super::member::LeaderTimeline>,
-    )>,
+    /// back, so that a later term's is never overwritten); also on disk,
+    /// read back by a restarted agent ([`super::pending`]).
+    pub(super) term_before: Option<super::pending::PendingTerm>,
     /// Faults that last over loops, logged once ([`super::quiet`]).
     pub(super) faults: Mutex<super::quiet::Faults>,
 }
@@ -117,6 +115,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         marker: PathBuf,
     ) -> Ha<D, S> {
         let watchdog = local.fence(marker.with_file_name("cluster-watchdog.json"));
+        // A term an earlier run of this agent took the key for and had not
+        // opened: put back once the key is free, if it never asked for the
+        // promotion. Unreadable: nothing is put back (it may have opened).
+        let dir = marker.parent().unwrap_or(std::path::Path::new("/"));
+        let term_before = super::pending::PendingTerm::load(dir).unwrap_or_else(|e| {
+            tracing::error!(
+                "cluster: {e}: a term an earlier run took the key for is never put back"
+            );
+            None
+        });
         Ha {
             watchdog,
             did: Mutex::new(Vec::new()),
@@ -144,7 +152,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             server_fault: None,
             unfenced_until: None,
             leader_timeline: None,
-            term_before: None,
+            term_before,
             faults: Mutex::default(),
         }
     }
@@ -538,73 +546,6 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     self.elect(seen, me, optime, members).await;
                 }
             }
-        }
-    }
-
-    /// As the leader: keep a healthy primary.
-    async fn lead(&mut self, seen: &Observation) {
-        if seen.primary() {
-            self.down_since = None;
-            return;
-        }
-        if seen.answering && seen.in_recovery {
-            // Restarted (in place by us, or by hand): only the key holder
-            // may make it a primary again, on a new timeline — published
-            // first, with where it begins.
-            if let Some(timeline) = seen.timeline {
-                let term = super::member::LeaderTimeline {
-                    timeline: timeline + 1,
-                    switch: seen.lsn,
-                    by: Some(self.local.spec().name.clone()),
-                };
-                // Guarded by the lease, read back if the answer is lost:
-                // not promoted unless the term is known written.
-                if let Err(e) = self.write_term(&term).await {
-                    tracing::warn!(
-                        "cluster: cannot publish the new timeline before promoting again: {e}"
-                    );
-                    return;
-                }
-            }
-            match self.promote().await {
-                Ok(()) => {
-                    self.term_before = None;
-                    self.keep_standby_marked();
-                    self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
-                }
-                Err(e) => {
-                    tracing::error!("cluster: cannot promote the restarted local server: {e}")
-                }
-            }
-            return;
-        }
-        if !seen.stopped() {
-            // Alive but not answering (busy, frozen), or whether it runs
-            // cannot be told: not a crash, and never a reason to let go.
-            return;
-        }
-        let down = *self.down_since.get_or_insert_with(Instant::now);
-        if down.elapsed() >= self.local.spec().restart_timeout {
-            if !self.known_stopped_before_release() {
-                return;
-            }
-            self.keep_standby_marked();
-            match self.release_key().await {
-                Ok(()) => {
-                    self.leader_until = None;
-                    self.down_since = None;
-                    self.record(Decision::Released, format!(
-                        "released the leader key: the local server is down and was not back within restart_timeout = {}",
-                        crate::config::units::format_duration(self.local.spec().restart_timeout)
-                    ));
-                }
-                Err(e) => tracing::error!("cluster: {e}"),
-            }
-            return;
-        }
-        match self.local.start().await {
-            Ok(()) => self.record(Decision::Restarted, "restarted the crashed local server in place (it comes up as a standby; this node promotes it while it holds the key)".into()),
-            Err(e) => tracing::warn!("cluster: restart in place failed: {e}"),
         }
     }
 }
