@@ -53,12 +53,17 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     /// directory may hold WAL the next leader does not have (it led).
     pub marker: PathBuf,
     pub(super) lease: Option<i64>,
-    /// We hold the leader key until then (at the latest).
+    /// We hold the leader key until then (at the latest). Lost at a
+    /// restart, safely: the new run has no deadline, so it serves nothing
+    /// on the old term's word; the crashed run's watchdog stays armed with
+    /// it, and the key is taken over only while it still names this node.
     pub(super) leader_until: Option<Instant>,
     /// When the last successful renewal (or grant) was sent: a new
     /// leader's deadline counts from it.
     pub(super) renewed_at: Option<Instant>,
-    /// Since when the local postmaster is gone while we lead.
+    /// Since when the local postmaster is gone while we lead. Lost at a
+    /// restart, safely: counted again, the key is released later, never
+    /// earlier.
     pub(super) down_since: Option<Instant>,
     /// When we repointed replication and started waiting for streaming.
     pub(super) following_since: Option<Instant>,
@@ -82,6 +87,8 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) leaderless: Option<i64>,
     /// Narrowing the synchronous set: the set PostgreSQL already waits
     /// for, and the WAL position they must flush before etcd says so.
+    /// Lost at a restart, safely: taken again at a later position, the
+    /// set in etcd narrows later, never earlier.
     pub(super) shrink_mark: Option<(Vec<String>, u64)>,
     /// Fewer standbys can be synchronous than `synchronous_node_count`:
     /// how many (warned once per change).
@@ -91,6 +98,9 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) server_fault: Option<String>,
     /// A server this node failed to stop after losing the lease: the
     /// watchdog stays armed with this deadline until it is known stopped.
+    /// Lost at a restart, safely: the deadline is past when it is set, so
+    /// the crashed run's armed watchdog fires; the new run stops a primary
+    /// it finds without the key every pass.
     pub(super) unfenced_until: Option<Instant>,
     /// The leader's timeline as last read (the election's reference).
     pub(super) leader_timeline: Option<super::member::LeaderTimeline>,

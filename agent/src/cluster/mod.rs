@@ -29,8 +29,9 @@
 //!
 //! [`ha`] is the loop, generic over a consensus store ([`dcs::Dcs`]: etcd,
 //! or in memory for tests) and a server ([`server::Server`]: the local
-//! PostgreSQL server, or a fake one); its lease side is in `lease`, its
-//! follower and election side in `elect`; [`ha::Ha::tick`] answers what
+//! PostgreSQL server, or a fake one); its lease side is in `lease`, the
+//! leader's in `lead`, its follower and election side in `elect`, a term
+//! taken and not opened yet (recorded in `state_dir`) in `pending`; [`ha::Ha::tick`] answers what
 //! it did ([`did::Did`]). The table tests and the seeded simulation of
 //! several members under faults are in `sim`.
 //! [`local`] the local PostgreSQL server, [`mariadb`] the local MariaDB
