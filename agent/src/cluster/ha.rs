@@ -108,8 +108,8 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     /// not promoted yet): the leader's timeline before it, put back if the
     /// term does not open, and the one it wrote (compared when putting
     /// back, so that a later term's is never overwritten); also on disk,
-    /// read back by a restarted agent ([`super::pending`]).
-    pub(super) term_before: Option<super::pending::PendingTerm>,
+    /// read back by a restarted agent (`pending.rs`).
+    pub(super) term_before: Option<super::pending_term::PendingTerm>,
     /// Faults that last over loops, logged once ([`super::quiet`]).
     pub(super) faults: Mutex<super::quiet::Faults>,
 }
@@ -129,7 +129,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         // opened: put back once the key is free, if it never asked for the
         // promotion. Unreadable: nothing is put back (it may have opened).
         let dir = marker.parent().unwrap_or(std::path::Path::new("/"));
-        let term_before = super::pending::PendingTerm::load(dir).unwrap_or_else(|e| {
+        let term_before = super::pending_term::PendingTerm::load(dir).unwrap_or_else(|e| {
             tracing::error!(
                 "cluster: {e}: a term an earlier run took the key for is never put back"
             );

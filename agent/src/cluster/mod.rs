@@ -58,6 +58,7 @@ pub mod mariadb;
 pub mod member;
 mod owner;
 mod pending;
+mod pending_term;
 mod quiet;
 pub mod redis;
 pub mod restart;

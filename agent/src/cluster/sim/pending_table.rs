@@ -12,7 +12,7 @@ use super::fake::Node;
 use super::harness::Harness;
 use crate::cluster::dcs::memory::{Call, Fault, Memory};
 use crate::cluster::did::Did;
-use crate::cluster::pending::{FILE, PendingTerm};
+use crate::cluster::pending_term::{FILE, PendingTerm};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
