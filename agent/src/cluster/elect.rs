@@ -278,7 +278,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             switch: me.lsn,
             by: Some(spec.name.clone()),
         });
-        self.term_before = Some((self.leader_timeline.clone(), term.clone()));
+        // Recorded first (on disk too): should this node be killed before
+        // its promotion, its restarted agent puts the timeline back.
+        if let Err(e) = self.begin_term(term.clone()) {
+            tracing::error!("cluster: not taking the leader key: {e}");
+            self.note(format!("no leader, and this member may not take over: {e}"));
+            return;
+        }
         let answer = self.create_leader_key(lease, members, term).await;
         match self.won_key(answer, lease).await {
             Won::Yes => {}
@@ -321,7 +327,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         match promoted {
             Ok(()) => {
                 // The term opened: nothing to put back later.
-                self.term_before = None;
+                self.settle_term();
                 self.keep_standby_marked();
                 self.last_note = None;
                 self.record(
@@ -389,6 +395,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             );
         }
         self.fence_ready()?;
+        // From here on the term may open: recorded first, so that a
+        // restarted agent never puts its timeline back ([`super::pending`]).
+        self.asking_promotion()?;
         // Before it may take writes: this node led (its WAL may diverge
         // from the next leader's).
         self.mark_diverged(true);
@@ -408,8 +417,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 // WAL since it was elected): the term written with the key
                 // is rewritten with it, so that its standbys, which share
                 // that start, remain candidates.
-                if let Some((_, Some(ours))) = &self.term_before {
-                    self.leader_timeline = Some(ours.clone());
+                if let Some(ours) = self.term_before.as_ref().and_then(|p| p.ours.clone()) {
+                    self.leader_timeline = Some(ours);
                 }
                 self.publish_term(&seen).await;
                 return Ok(());
@@ -435,76 +444,6 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         // lacks, and must not shut this member out of later elections.
         // Armed before the server is promoted.
         self.guard();
-    }
-
-    /// The term this node took the key for did not open (its promotion
-    /// failed, or was never `attempted`): a server never promoted keeps
-    /// no former leader's marker (its WAL is still the leader's history),
-    /// and the timeline written with the key is put back, so that the
-    /// standbys on the last leader's history remain candidates.
-    pub(super) async fn term_not_opened(&mut self, attempted: bool) {
-        if !attempted {
-            self.mark_diverged(false);
-        }
-        let Some((before, ours)) = self.term_before.take() else {
-            return;
-        };
-        let kept = (before.clone(), ours.clone());
-        // Only while the timeline is still the one this term wrote, and
-        // the key is still this node's (under its lease) or gone: never
-        // over a later term's.
-        let me = self.local.spec().name.clone();
-        let ours = ours.map(|t| t.text());
-        // No timeline before (a cluster that never failed over): removed.
-        let put = [match before {
-            Some(before) => super::etcd::Op::Put {
-                key: self.keys.timeline.clone(),
-                value: before.text(),
-                lease: 0,
-            },
-            None => super::etcd::Op::Delete {
-                key: self.keys.timeline.clone(),
-            },
-        }];
-        let timeline = (self.keys.timeline.as_str(), ours.as_deref());
-        let mut put_back = Ok(false);
-        if let Some(lease) = self.lease {
-            put_back = self
-                .etcd
-                .txn_held(
-                    &[(self.keys.leader.as_str(), Some(me.as_str())), timeline],
-                    (&self.keys.leader, lease),
-                    &put,
-                )
-                .await;
-        }
-        if matches!(put_back, Ok(false)) {
-            put_back = self
-                .etcd
-                .txn(&[(self.keys.leader.as_str(), None), timeline], &put)
-                .await;
-        }
-        if let Err(e) = put_back {
-            // Kept, and tried again while there is no leader
-            // ([`Ha::put_back_pending_term`]): a term that never opened
-            // must not stay the election's reference (seed 166: it barred
-            // every member). A resend after a lost answer that was applied
-            // finds the timeline changed and does nothing.
-            tracing::warn!(
-                "cluster: cannot put the last leader's timeline back (tried again): {e}"
-            );
-            self.term_before = Some(kept);
-        }
-    }
-
-    /// No leader: a term this node took the key for that never opened,
-    /// whose timeline could not be put back then, is put back now (only
-    /// while the timeline is still the one it wrote and no one holds the
-    /// key: [`Ha::term_not_opened`]).
-    pub(super) async fn put_back_pending_term(&mut self) {
-        if self.term_before.is_some() && !self.holding() {
-            self.term_not_opened(true).await;
-        }
     }
 
     /// A leader's fence must run armed before its server takes writes:

@@ -53,12 +53,17 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     /// directory may hold WAL the next leader does not have (it led).
     pub marker: PathBuf,
     pub(super) lease: Option<i64>,
-    /// We hold the leader key until then (at the latest).
+    /// We hold the leader key until then (at the latest). Lost at a
+    /// restart, safely: the new run has no deadline, so it serves nothing
+    /// on the old term's word; the crashed run's watchdog stays armed with
+    /// it, and the key is taken over only while it still names this node.
     pub(super) leader_until: Option<Instant>,
     /// When the last successful renewal (or grant) was sent: a new
     /// leader's deadline counts from it.
     pub(super) renewed_at: Option<Instant>,
-    /// Since when the local postmaster is gone while we lead.
+    /// Since when the local postmaster is gone while we lead. Lost at a
+    /// restart, safely: counted again, the key is released later, never
+    /// earlier.
     pub(super) down_since: Option<Instant>,
     /// When we repointed replication and started waiting for streaming.
     pub(super) following_since: Option<Instant>,
@@ -82,6 +87,8 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) leaderless: Option<i64>,
     /// Narrowing the synchronous set: the set PostgreSQL already waits
     /// for, and the WAL position they must flush before etcd says so.
+    /// Lost at a restart, safely: taken again at a later position, the
+    /// set in etcd narrows later, never earlier.
     pub(super) shrink_mark: Option<(Vec<String>, u64)>,
     /// Fewer standbys can be synchronous than `synchronous_node_count`:
     /// how many (warned once per change).
@@ -91,17 +98,18 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) server_fault: Option<String>,
     /// A server this node failed to stop after losing the lease: the
     /// watchdog stays armed with this deadline until it is known stopped.
+    /// Lost at a restart, safely: the deadline is past when it is set, so
+    /// the crashed run's armed watchdog fires; the new run stops a primary
+    /// it finds without the key every pass.
     pub(super) unfenced_until: Option<Instant>,
     /// The leader's timeline as last read (the election's reference).
     pub(super) leader_timeline: Option<super::member::LeaderTimeline>,
     /// While a term this node took the key for has not opened (its server
     /// not promoted yet): the leader's timeline before it, put back if the
     /// term does not open, and the one it wrote (compared when putting
-    /// back, so that a later term's is never overwritten).
-    pub(super) term_before: Option<(
-        Option<super::member::LeaderTimeline>,
-        Option<super::member::LeaderTimeline>,
-    )>,
+    /// back, so that a later term's is never overwritten); also on disk,
+    /// read back by a restarted agent (`pending.rs`).
+    pub(super) term_before: Option<super::pending_term::PendingTerm>,
     /// Faults that last over loops, logged once ([`super::quiet`]).
     pub(super) faults: Mutex<super::quiet::Faults>,
 }
@@ -117,6 +125,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         marker: PathBuf,
     ) -> Ha<D, S> {
         let watchdog = local.fence(marker.with_file_name("cluster-watchdog.json"));
+        // A term an earlier run of this agent took the key for and had not
+        // opened: put back once the key is free, if it never asked for the
+        // promotion. Unreadable: nothing is put back (it may have opened).
+        let dir = marker.parent().unwrap_or(std::path::Path::new("/"));
+        let term_before = super::pending_term::PendingTerm::load(dir).unwrap_or_else(|e| {
+            tracing::error!(
+                "cluster: {e}: a term an earlier run took the key for is never put back"
+            );
+            None
+        });
         Ha {
             watchdog,
             did: Mutex::new(Vec::new()),
@@ -144,7 +162,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             server_fault: None,
             unfenced_until: None,
             leader_timeline: None,
-            term_before: None,
+            term_before,
             faults: Mutex::default(),
         }
     }
@@ -538,73 +556,6 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     self.elect(seen, me, optime, members).await;
                 }
             }
-        }
-    }
-
-    /// As the leader: keep a healthy primary.
-    async fn lead(&mut self, seen: &Observation) {
-        if seen.primary() {
-            self.down_since = None;
-            return;
-        }
-        if seen.answering && seen.in_recovery {
-            // Restarted (in place by us, or by hand): only the key holder
-            // may make it a primary again, on a new timeline — published
-            // first, with where it begins.
-            if let Some(timeline) = seen.timeline {
-                let term = super::member::LeaderTimeline {
-                    timeline: timeline + 1,
-                    switch: seen.lsn,
-                    by: Some(self.local.spec().name.clone()),
-                };
-                // Guarded by the lease, read back if the answer is lost:
-                // not promoted unless the term is known written.
-                if let Err(e) = self.write_term(&term).await {
-                    tracing::warn!(
-                        "cluster: cannot publish the new timeline before promoting again: {e}"
-                    );
-                    return;
-                }
-            }
-            match self.promote().await {
-                Ok(()) => {
-                    self.term_before = None;
-                    self.keep_standby_marked();
-                    self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
-                }
-                Err(e) => {
-                    tracing::error!("cluster: cannot promote the restarted local server: {e}")
-                }
-            }
-            return;
-        }
-        if !seen.stopped() {
-            // Alive but not answering (busy, frozen), or whether it runs
-            // cannot be told: not a crash, and never a reason to let go.
-            return;
-        }
-        let down = *self.down_since.get_or_insert_with(Instant::now);
-        if down.elapsed() >= self.local.spec().restart_timeout {
-            if !self.known_stopped_before_release() {
-                return;
-            }
-            self.keep_standby_marked();
-            match self.release_key().await {
-                Ok(()) => {
-                    self.leader_until = None;
-                    self.down_since = None;
-                    self.record(Decision::Released, format!(
-                        "released the leader key: the local server is down and was not back within restart_timeout = {}",
-                        crate::config::units::format_duration(self.local.spec().restart_timeout)
-                    ));
-                }
-                Err(e) => tracing::error!("cluster: {e}"),
-            }
-            return;
-        }
-        match self.local.start().await {
-            Ok(()) => self.record(Decision::Restarted, "restarted the crashed local server in place (it comes up as a standby; this node promotes it while it holds the key)".into()),
-            Err(e) => tracing::warn!("cluster: restart in place failed: {e}"),
         }
     }
 }

@@ -12,7 +12,7 @@
 //!    request `stopped` at that position, still holding the key;
 //! 3. the target, once it has replayed past that position, takes the key
 //!    in one transaction (only if the key still names the old leader and
-//!    the request is unchanged) and promotes;
+//!    the request is unchanged) and promotes ([`super::takeover`]);
 //! 4. the old leader sees the key move and follows the new leader: its
 //!    WAL ends where the new timeline begins, so it starts as a standby
 //!    without `pg_rewind`; the agent checks it streams on the new timeline.
@@ -35,10 +35,8 @@ use tokio::time::Instant;
 
 /// How long the old leader waits for the target to take the key.
 pub const HAND_OVER_WAIT: Duration = Duration::from_secs(20);
-/// How long the target waits to replay past the old leader's end.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(15);
 /// How often both sides look while a switchover is under way.
-const POLL: Duration = Duration::from_millis(50);
+pub(super) const POLL: Duration = Duration::from_millis(50);
 
 /// The outcome of a hand-over its old leader's restarted agent withdrew.
 const ABANDONED_BY_RESTART: &str =
@@ -189,7 +187,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         (moved, next_raw)
     }
 
-    fn step(&self, message: String) {
+    pub(super) fn step(&self, message: String) {
         self.record(Decision::Step, message);
     }
 
@@ -369,212 +367,6 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         self.record(
             Decision::Released,
             format!("switchover: `{}` took the leader key {} ms after this server stopped; this node follows it", request.to, took.as_millis()),
-        );
-    }
-
-    /// The target, before the leader stopped: look often, so that it
-    /// takes over as soon as the leader's server is down.
-    async fn await_stop(&mut self, request: &Request) {
-        let started = Instant::now();
-        let mut renewed = Instant::now();
-        while started.elapsed() < HAND_OVER_WAIT {
-            tokio::time::sleep(POLL).await;
-            if renewed.elapsed() >= self.local.spec().loop_wait {
-                renewed = Instant::now();
-                self.renew().await;
-            }
-            if let Ok(holder) = self.etcd.get(&self.keys.leader).await
-                && holder.is_none_or(|kv| kv.value != request.from)
-            {
-                return; // the old leader is gone: the loop decides again
-            }
-            let Ok(found) = self.etcd.get(&self.keys.switchover).await else {
-                continue;
-            };
-            let Some(kv) = found else { return };
-            match serde_json::from_str::<Request>(&kv.value) {
-                Ok(next) if next.id == request.id && next.stage == Stage::Stopped => {
-                    self.take_over(next, kv.value).await;
-                    return;
-                }
-                Ok(next) if next.id == request.id => {}
-                _ => return,
-            }
-        }
-    }
-
-    /// The target's side, once the old leader is shut down.
-    async fn take_over(&mut self, request: Request, raw: String) {
-        let Some(end) = request.lsn else { return };
-        // The lease the old leader held the key under when it stopped: as
-        // it wrote it, or (a request of an older agent) read back while the
-        // key has not changed since the stop.
-        let held = match request.leader_lease {
-            Some(lease) => lease,
-            None => {
-                match super::switchover::lease_at_stop(&self.etcd, &self.keys, &request, &raw).await
-                {
-                    Ok(lease) => lease,
-                    Err(why) => {
-                        self.step(format!("switchover: not taking over: {why}"));
-                        return;
-                    }
-                }
-            }
-        };
-        let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
-        let started = Instant::now();
-        let mut renewed = Instant::now();
-        let mut seen = self.local.observe(budget).await;
-        while seen.replayed.is_none_or(|r| r <= end) {
-            if started.elapsed() > CATCH_UP_WAIT {
-                self.step(format!(
-                    "switchover: not taking over: replayed only up to {} in {} s, not past the old leader's end {}",
-                    seen.replayed.map_or("?".into(), lsn_text), CATCH_UP_WAIT.as_secs(), lsn_text(end)
-                ));
-                return;
-            }
-            tokio::time::sleep(POLL).await;
-            if renewed.elapsed() >= self.local.spec().loop_wait {
-                renewed = Instant::now();
-                self.renew().await;
-            }
-            seen = self.local.observe(budget).await;
-        }
-        // Just before taking the key, from the look that saw the replay:
-        // still a standby, and on no newer timeline than the old leader's
-        // end (a server promoted meanwhile, by hand, has another history).
-        if !seen.in_recovery
-            || seen
-                .timeline
-                .zip(request.timeline)
-                .is_some_and(|(mine, theirs)| mine > theirs)
-        {
-            self.step(format!(
-                "switchover: not taking over: the local server is {} on timeline {:?}, not a standby of `{}`'s timeline {:?}",
-                seen.role(),
-                seen.timeline,
-                request.from,
-                request.timeline
-            ));
-            return;
-        }
-        let Some(lease) = self.lease else { return };
-        // The term's timeline, written with the key as in an election:
-        // the next one after the old leader's, begun where this standby
-        // replayed to (the election's reference from now on; put back if
-        // the promotion fails).
-        let term = super::member::LeaderTimeline {
-            timeline: request.timeline.or(seen.timeline).unwrap_or(1) + 1,
-            switch: seen.lsn.or(seen.replayed),
-            by: Some(self.local.spec().name.clone()),
-        };
-        self.term_before = Some((self.leader_timeline.clone(), Some(term.clone())));
-        let me = self.local.spec().name.clone();
-        let members = self.view.lock().members.clone();
-        // Compared: the request, the key's holder and the lease it held
-        // the key under when it stopped (a key taken back since by a
-        // restarted agent of the old leader, under a new lease, fails it).
-        let took = self
-            .etcd
-            .txn_held(
-                &[
-                    (&self.keys.leader, Some(&request.from)),
-                    (&self.keys.switchover, Some(&raw)),
-                ],
-                (&self.keys.leader, held),
-                &[
-                    Op::Put {
-                        key: self.keys.leader.clone(),
-                        value: me.clone(),
-                        lease,
-                    },
-                    Op::Delete {
-                        key: self.keys.switchover.clone(),
-                    },
-                    self.opening_sync(&members),
-                    Op::Put {
-                        key: self.keys.timeline.clone(),
-                        value: term.text(),
-                        lease: 0,
-                    },
-                ],
-            )
-            .await;
-        if self.won_key(took.clone(), lease).await != super::owner::Won::Yes {
-            self.step(format!(
-                "switchover: not taking over: the request was withdrawn or the key moved ({took:?})"
-            ));
-            return;
-        }
-        self.take_office();
-        self.record(
-            Decision::Acquired,
-            format!(
-                "switchover: replayed up to {} (past `{}`'s end {} on timeline {}): took the leader key",
-                seen.replayed.map_or("?".into(), lsn_text), request.from, lsn_text(end), request.timeline.unwrap_or(0)
-            ),
-        );
-        let ready = match self.fence_ready() {
-            Ok(()) => self.prepare_synchronous(&members).await,
-            Err(e) => Err(e),
-        };
-        let attempted = ready.is_ok();
-        let promoted = match ready {
-            Ok(()) => self.promote().await,
-            Err(e) => Err(format!("not promoted: {e}")),
-        };
-        if promoted.is_err() {
-            // As after a failed election: a server never promoted keeps
-            // no former leader's marker (its WAL is the old leader's), or
-            // no member would be a candidate any more.
-            self.term_not_opened(attempted).await;
-        }
-        let (ok, message) = match promoted {
-            Ok(()) => {
-                self.term_before = None;
-                self.keep_standby_marked();
-                self.record(
-                    Decision::Promoted,
-                    "switchover: promoted the local standby; it accepts writes".into(),
-                );
-                (true, format!("`{me}` leads; `{}` follows it", request.from))
-            }
-            Err(e) => match self
-                .stop_and_release(&format!("switchover: promotion failed ({e})"))
-                .await
-            {
-                Ok(()) => (
-                    false,
-                    format!(
-                        "`{me}` took the key but its promotion failed ({e}); it stopped its server and released the key"
-                    ),
-                ),
-                Err(stop) => (
-                    false,
-                    format!(
-                        "`{me}` took the key but its promotion failed ({e}) and its server could not be stopped ({stop}): it keeps the key"
-                    ),
-                ),
-            },
-        };
-        let outcome = serde_json::to_string(&Outcome {
-            id: request.id.clone(),
-            ok,
-            message: message.clone(),
-        })
-        .unwrap_or_default();
-        let _ = self
-            .etcd
-            .put(&self.keys.switchover_result, &outcome, 0)
-            .await;
-        self.record(
-            if ok {
-                Decision::Succeeded
-            } else {
-                Decision::Failed
-            },
-            format!("switchover to `{me}`: {message}"),
         );
     }
 

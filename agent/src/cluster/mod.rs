@@ -29,8 +29,9 @@
 //!
 //! [`ha`] is the loop, generic over a consensus store ([`dcs::Dcs`]: etcd,
 //! or in memory for tests) and a server ([`server::Server`]: the local
-//! PostgreSQL server, or a fake one); its lease side is in `lease`, its
-//! follower and election side in `elect`; [`ha::Ha::tick`] answers what
+//! PostgreSQL server, or a fake one); its lease side is in `lease`, the
+//! leader's in `lead`, its follower and election side in `elect`, a term
+//! taken and not opened yet (recorded in `state_dir`) in `pending`; [`ha::Ha::tick`] answers what
 //! it did ([`did::Did`]). The table tests and the seeded simulation of
 //! several members under faults are in `sim`.
 //! [`local`] the local PostgreSQL server, [`mariadb`] the local MariaDB
@@ -48,6 +49,7 @@ mod failclosed;
 pub mod ha;
 mod handover;
 pub mod history;
+mod lead;
 mod lease;
 pub mod least;
 pub mod local;
@@ -55,6 +57,8 @@ pub mod lsn;
 pub mod mariadb;
 pub mod member;
 mod owner;
+mod pending;
+mod pending_term;
 mod quiet;
 pub mod redis;
 pub mod restart;
@@ -63,6 +67,7 @@ pub mod server;
 mod sim;
 pub mod switchover;
 pub mod sync;
+mod takeover;
 mod term;
 pub mod watchdog;
 

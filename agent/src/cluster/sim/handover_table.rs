@@ -6,7 +6,7 @@
 //! one of them makes its server writable.
 
 use super::fake::Node;
-use super::table::Harness;
+use super::harness::Harness;
 use crate::cluster::did::Did;
 use crate::cluster::switchover::{Outcome, Request, Stage};
 use std::time::Duration;
@@ -18,7 +18,7 @@ const END: u64 = 1000;
 /// old leader's lease (`leader_lease` in the request as written, or
 /// `None` as an older agent wrote it); the old leader's server started
 /// again read-only by its restarted agent; the target streaming past END.
-fn crashed_during_hand_over(leader_lease: bool) -> (Harness, super::table::Agent, i64, String) {
+fn crashed_during_hand_over(leader_lease: bool) -> (Harness, super::harness::Agent, i64, String) {
     let mut old = Node::new(false, END + 1);
     old.standby_marked = true;
     let h = Harness::new(old);
@@ -45,7 +45,7 @@ fn crashed_during_hand_over(leader_lease: bool) -> (Harness, super::table::Agent
     (h, agent, lease, raw)
 }
 
-fn primaries(h: &Harness, target: &super::table::Agent) -> Vec<&'static str> {
+fn primaries(h: &Harness, target: &super::harness::Agent) -> Vec<&'static str> {
     let mut writable = Vec::new();
     for (name, node) in [("m0", &h.node), ("m1", &target.node)] {
         let node = node.lock();

@@ -9,8 +9,10 @@
 pub mod fake;
 pub mod faults;
 mod handover_table;
+mod harness;
 pub mod invariants;
 mod nospace_table;
+mod pending_table;
 mod seeds;
 mod table;
 mod term_table;

@@ -6,7 +6,7 @@
 //! publishes again.
 
 use super::fake::Node;
-use super::table::Harness;
+use super::harness::Harness;
 use crate::cluster::did::Did;
 use std::time::Duration;
 

@@ -29,3 +29,18 @@ fn seed_166_a_term_that_never_opened_is_put_back_until_it_is() {
 fn seed_416_a_former_leader_whose_next_term_never_opened_is_still_the_last() {
     replay(416);
 }
+
+/// A member took the key and wrote its term, then its node was killed
+/// before it promoted; its restarted agent no longer knew the term, every
+/// server was past its switch point, and no member was a candidate again
+/// (the pending term is now recorded on disk: [`crate::cluster::pending`]).
+#[test]
+fn seed_7676_a_term_whose_node_was_killed_before_its_promotion_is_put_back() {
+    replay(7676);
+}
+
+/// The same fault as seed 7676, met another way.
+#[test]
+fn seed_10327_a_term_whose_node_was_killed_before_its_promotion_is_put_back() {
+    replay(10327);
+}

@@ -5,7 +5,7 @@
 //! lease as well as the name.
 
 use super::fake::Node;
-use super::table::Harness;
+use super::harness::Harness;
 use crate::cluster::dcs::memory::{Call, Fault, Memory};
 use crate::cluster::did::Did;
 use crate::cluster::etcd::Op;

@@ -1,0 +1,192 @@
+//! The table tests' harness: member `m0`'s agent ([`Ha`]) over the
+//! in-memory store and a fake server, the scope set up as each row needs
+//! (other members, the leader key, the leader's position), and the agents
+//! of other members over the same store.
+
+use super::fake::{FakeServer, Node};
+use super::world::spec;
+use crate::cluster::Keys;
+use crate::cluster::dcs::memory::{Memory, Store};
+use crate::cluster::did::Did;
+use crate::cluster::ha::Ha;
+use crate::cluster::member::Member;
+use parking_lot::Mutex;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The agent of member `spec` over `client`, its server `node` among
+/// `peers`, its state directory `dir`: every harness's agents are built
+/// here.
+fn built(
+    client: Memory,
+    spec: crate::config::ClusterSpec,
+    node: &Arc<Mutex<Node>>,
+    peers: &super::fake::Peers,
+    keys: &Keys,
+    dir: &Path,
+) -> Ha<Memory, FakeServer> {
+    let api = format!("http://{}:8080", spec.host);
+    Ha::new(
+        client,
+        FakeServer {
+            spec,
+            node: node.clone(),
+            peers: peers.clone(),
+            watch: None,
+        },
+        keys.clone(),
+        None,
+        Arc::default(),
+        api,
+        dir.join("cluster-leader"),
+    )
+}
+
+/// Member `m0` (this agent) and its scope.
+pub(super) struct Harness {
+    pub(super) store: Arc<Mutex<Store>>,
+    pub(super) node: Arc<Mutex<Node>>,
+    pub(super) keys: Keys,
+    pub(super) ha: Ha<Memory, FakeServer>,
+    pub(super) peers: super::fake::Peers,
+    pub(super) _dir: tempfile::TempDir,
+}
+
+/// Another member's agent over the same store (member `i`).
+pub(super) struct Agent {
+    pub(super) node: Arc<Mutex<Node>>,
+    pub(super) ha: Ha<Memory, FakeServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub(super) fn new(node: Node) -> Harness {
+        Harness::with(node, Memory::client)
+    }
+
+    pub(super) fn with(node: Node, client: impl FnOnce(Arc<Mutex<Store>>) -> Memory) -> Harness {
+        Harness::configured(node, client, |_| {})
+    }
+
+    pub(super) fn configured(
+        node: Node,
+        client: impl FnOnce(Arc<Mutex<Store>>) -> Memory,
+        settings: impl FnOnce(&mut crate::config::ClusterSpec),
+    ) -> Harness {
+        let store = Arc::new(Mutex::new(Store::default()));
+        let node = Arc::new(Mutex::new(node));
+        let dir = tempfile::tempdir().unwrap();
+        let mut me = spec(0);
+        settings(&mut me);
+        let peers: super::fake::Peers = Arc::new(Mutex::new(vec![(
+            format!("{}:{}", me.host, me.port),
+            node.clone(),
+        )]));
+        let keys = Keys::new(&me.scope);
+        let ha = built(client(store.clone()), me, &node, &peers, &keys, dir.path());
+        Harness {
+            store,
+            node,
+            keys,
+            ha,
+            peers,
+            _dir: dir,
+        }
+    }
+
+    /// A new run of this member's agent over the same store, server and
+    /// state directory (the earlier run's task is gone: killed).
+    pub(super) fn restart(&mut self) {
+        let client = Memory::client(self.store.clone());
+        let me = self.ha.local.spec.clone();
+        self.ha = built(
+            client,
+            me,
+            &self.node,
+            &self.peers,
+            &self.keys,
+            self._dir.path(),
+        );
+    }
+
+    /// The agent of member `i` over the same store, its server `node`.
+    pub(super) fn agent(&self, i: usize, node: Node) -> Agent {
+        let s = spec(i);
+        let node = Arc::new(Mutex::new(node));
+        self.peers
+            .lock()
+            .push((format!("{}:{}", s.host, s.port), node.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let client = Memory::client(self.store.clone());
+        let ha = built(client, s, &node, &self.peers, &self.keys, dir.path());
+        Agent {
+            node,
+            ha,
+            _dir: dir,
+        }
+    }
+
+    /// Member `i` (not this one) published as `role` at `lsn`.
+    pub(super) fn other(&self, i: usize, role: &str, lsn: u64) {
+        let s = spec(i);
+        let member = Member {
+            name: s.name.clone(),
+            role: role.into(),
+            healthy: role == "standby",
+            lsn: Some(lsn),
+            timeline: Some(1),
+            host: s.host.clone(),
+            port: s.port,
+            ..Member::default()
+        };
+        let mut store = self.store.lock();
+        let lease = store.grant(Duration::from_secs(30));
+        store
+            .put(
+                &self.keys.member(&s.name),
+                &serde_json::to_string(&member).unwrap(),
+                lease,
+            )
+            .unwrap();
+    }
+
+    /// The leader key held by `name` under a new lease of `ttl`.
+    pub(super) fn leader(&self, name: &str, ttl: Duration) -> i64 {
+        let mut store = self.store.lock();
+        let lease = store.grant(ttl);
+        store.put(&self.keys.leader, name, lease).unwrap();
+        lease
+    }
+
+    pub(super) fn optime(&self, lsn: u64) {
+        let mut store = self.store.lock();
+        store.put(&self.keys.optime, &lsn.to_string(), 0).unwrap();
+    }
+
+    pub(super) fn holder(&self) -> Option<String> {
+        self.store
+            .lock()
+            .get(&self.keys.leader)
+            .map(|kv| kv.value.clone())
+    }
+
+    pub(super) async fn tick(&mut self) -> Vec<Did> {
+        self.ha.tick().await
+    }
+
+    /// Ticks until one did something matching `want` (at most `n`).
+    pub(super) async fn until(&mut self, n: usize, want: impl Fn(&Did) -> bool) -> Vec<Did> {
+        let mut all = Vec::new();
+        for _ in 0..n {
+            let did = self.tick().await;
+            let hit = did.iter().any(&want);
+            all.extend(did);
+            if hit {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("not done in {n} passes: {all:?}");
+    }
+}
