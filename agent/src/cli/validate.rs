@@ -76,6 +76,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(crate::cluster::etcd::access::warnings)
         .chain(crate::cluster::least::warnings(&config))
+        .chain(crate::cluster::redis::distro::for_config(&config))
         .chain(plaintext_to_remote(&config))
         .chain(crate::remediate::redis_failover::fencing::warnings(&config).await)
     {
