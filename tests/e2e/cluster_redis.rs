@@ -212,7 +212,14 @@ fn switchover(ha: &RedisHa, to: &str) {
         "--to",
         to,
     ]);
-    assert_eq!(outcome.code, 0, "{}", outcome.all_output());
+    assert_eq!(
+        outcome.code,
+        0,
+        "{}\n{}\n{}",
+        outcome.all_output(),
+        ha.agents[0].log(),
+        ha.agents[1].log()
+    );
 }
 
 /// Issue 28 (1, 2): after a switchover to node2 (a promoted server, whose
@@ -227,6 +234,13 @@ fn switchover(ha: &RedisHa, to: &str) {
 #[test]
 fn a_crash_of_the_leader_s_redis_server_alone_loses_no_acknowledged_write() {
     let ha = RedisHa::start_with("restart_timeout = \"2s\"\n");
+    // Writes first: an idle primary's replication offset may still be 0,
+    // which a switchover cannot wait past.
+    let writer = ha.writers();
+    let watched = Instant::now();
+    wait_for("writes acknowledged by node1", PATIENCE, || {
+        (writer.count() > 20).then_some(())
+    });
     switchover(&ha, "node2");
     ha.wait_code(1, "/v1/role/primary", 200);
     let port = ha.nodes[1].port;
@@ -250,10 +264,9 @@ fn a_crash_of_the_leader_s_redis_server_alone_loses_no_acknowledged_write() {
         .then_some(())
     });
 
-    let writer = ha.writers();
-    let watched = Instant::now();
+    let before = writer.count();
     wait_for("writes acknowledged by node2", PATIENCE, || {
-        (writer.count() > 50).then_some(())
+        (writer.count() > before + 50).then_some(())
     });
     ha.nodes[1].kill9();
     let crashed = Instant::now();
