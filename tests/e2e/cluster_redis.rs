@@ -6,6 +6,10 @@
 //! follows the new leader once its agent runs. A planned switchover: the
 //! new leader is writable, the old one replicates from it. In both, a
 //! writer on every server sees no write acknowledged by two primaries.
+//! A crash of the leader's `redis-server` alone after a switchover (its
+//! agent alive, no persistence): no acknowledged write is lost, never a
+//! full resync from a stale or empty node; `CONFIG REWRITE` on the leader
+//! does not leave its file starting a primary.
 
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{PATIENCE, wait_for};
@@ -194,4 +198,139 @@ fn the_shipped_redis_cluster_examples_validate() {
             watchpost_e2e::cli::watchpost_run(["validate", "-c", config.to_str().unwrap()]);
         assert_eq!(outcome.code, 0, "{}", outcome.all_output());
     }
+}
+
+/// Ask the agents (through node1's config) for a switchover to `to`.
+fn switchover(ha: &RedisHa, to: &str) {
+    let config = ha.agents[0].config_path();
+    let outcome = watchpost_e2e::cli::watchpost_run([
+        "cluster",
+        "switchover",
+        "-c",
+        config.to_str().unwrap(),
+        "--to",
+        to,
+    ]);
+    assert_eq!(
+        outcome.code,
+        0,
+        "{}\n{}\n{}",
+        outcome.all_output(),
+        ha.agents[0].log(),
+        ha.agents[1].log()
+    );
+}
+
+/// Issue 28 (1, 2): after a switchover to node2 (a promoted server, whose
+/// file followed node1 before), `CONFIG REWRITE` on it drops its
+/// `replicaof` line: the agent writes it back. Then only node2's
+/// `redis-server` is SIGKILLed, its agent alive, a writer on every
+/// server. Without persistence it would come back empty: it is not
+/// restarted in place nor promoted again (which would make its replicas
+/// fully resync to nothing), the key moves to a replica that holds the
+/// data, and node2 returns as its replica. Every write any server
+/// acknowledged is on the new primary; no two primaries took writes.
+#[test]
+fn a_crash_of_the_leader_s_redis_server_alone_loses_no_acknowledged_write() {
+    let ha = RedisHa::start_with("restart_timeout = \"2s\"\n");
+    // Writes first: an idle primary's replication offset may still be 0,
+    // which a switchover cannot wait past.
+    let writer = ha.writers();
+    let watched = Instant::now();
+    wait_for("writes acknowledged by node1", PATIENCE, || {
+        (writer.count() > 20).then_some(())
+    });
+    switchover(&ha, "node2");
+    ha.wait_code(1, "/v1/role/primary", 200);
+    let port = ha.nodes[1].port;
+    for i in [0, 2] {
+        wait_for(
+            "the others to replicate from node2",
+            Duration::from_secs(60),
+            || ha.nodes[i].replicates_from(port).then_some(()),
+        );
+    }
+    // The promoted server's file follows nobody; CONFIG REWRITE on the
+    // primary drops the line, and the agent's loop puts it back.
+    assert_eq!(
+        ha.nodes[1].cli(&["CONFIG", "REWRITE"]).as_deref(),
+        Some("OK")
+    );
+    wait_for("the agent to write replicaof back", PATIENCE, || {
+        let text = std::fs::read_to_string(ha.nodes[1].conf()).ok()?;
+        (text.contains("\nreplicaof 127.0.0.1 1\n")
+            && text.contains("# watchpost: promoted here at term "))
+        .then_some(())
+    });
+
+    let before = writer.count();
+    wait_for("writes acknowledged by node2", PATIENCE, || {
+        (writer.count() > before + 50).then_some(())
+    });
+    ha.nodes[1].kill9();
+    let crashed = Instant::now();
+    let primary = wait_for(
+        "a primary taking writes again",
+        Duration::from_secs(90),
+        || {
+            (0..3).find(|i| {
+                ha.code(*i, "/v1/role/primary") == 200
+                    && ha.nodes[*i].role().as_deref() == Some("master")
+                    && ha.nodes[*i].pid().is_some()
+            })
+        },
+    );
+    let took = ha
+        .first_write(primary, crashed, Duration::from_secs(60))
+        .expect("a SET on the primary");
+    eprintln!(
+        "redis cluster, leader's server killed alone: node{} takes writes {took:?} after the SIGKILL",
+        primary + 1
+    );
+    let new_port = ha.nodes[primary].port;
+    std::thread::sleep(Duration::from_millis(500));
+    let acks = writer.stop();
+    for i in (0..3).filter(|i| *i != primary) {
+        wait_for(
+            "every other server to follow the primary",
+            Duration::from_secs(90),
+            || ha.nodes[i].replicates_from(new_port).then_some(()),
+        );
+    }
+    let held = ha.nodes[primary].keys("sb:*");
+    let lost: Vec<String> = acks
+        .iter()
+        .map(|a| format!("sb:{}", a.seq))
+        .filter(|k| !held.contains(k))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost (first: {:?}); node2's log:\n{}\nagent:\n{}",
+        lost.len(),
+        acks.len(),
+        lost.first(),
+        ha.nodes[1].log_tail(),
+        ha.agents[1].log()
+    );
+    assert!(
+        acks.iter().any(|a| a.port == port && a.acked < crashed),
+        "node2 acknowledged nothing before its crash"
+    );
+    assert_eq!(
+        overlaps(&acks, watched),
+        vec![],
+        "writes acknowledged by two primaries"
+    );
+    for i in (0..3).filter(|i| *i != primary) {
+        wait_for("the replicas to hold the primary's data", PATIENCE, || {
+            (ha.nodes[i].keys("sb:*").len() >= held.len()).then_some(())
+        });
+    }
+    assert_eq!(
+        ha.nodes
+            .iter()
+            .filter(|n| n.role().as_deref() == Some("master"))
+            .count(),
+        1
+    );
 }

@@ -140,6 +140,16 @@ impl RedisNode {
     pub fn conf(&self) -> PathBuf {
         self.dir.path().join("redis.conf")
     }
+
+    /// The keys matching `pattern` (`KEYS`: test data sets are small).
+    pub fn keys(&self, pattern: &str) -> std::collections::BTreeSet<String> {
+        self.cli(&["KEYS", pattern])
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
 }
 
 impl Default for RedisNode {
@@ -156,9 +166,9 @@ impl Drop for RedisNode {
     }
 }
 
-/// The config of node `i` (0-based).
-pub fn node_config(etcd: &EtcdCluster, node: &RedisNode, i: usize) -> String {
-    format!(
+/// The config of node `i` (0-based), `extra` appended to its `[cluster]`.
+pub fn node_config(etcd: &EtcdCluster, node: &RedisNode, i: usize, extra: &str) -> String {
+    let config = format!(
         "[agent]\nstate_dir = \"{{STATE}}\"\nlisten = \"{{LISTEN}}\"\nnode = \"node{n}\"\n\n\
          [targets.local]\nkind = \"redis\"\ndsn = \"redis://127.0.0.1:{port}/0\"\ndata_dir = \"{dir}\"\n\n\
          [cluster]\nscope = \"redis\"\netcd = [{endpoints}]\ntarget = \"local\"\nconnect = \"127.0.0.1:{port}\"\n",
@@ -166,7 +176,8 @@ pub fn node_config(etcd: &EtcdCluster, node: &RedisNode, i: usize) -> String {
         port = node.port,
         dir = node.data_dir().display(),
         endpoints = etcd.endpoints_toml(),
-    )
+    );
+    format!("{config}{extra}")
 }
 
 pub struct RedisHa {
@@ -180,9 +191,14 @@ impl RedisHa {
     /// etcd, three server directories, node1's agent (which starts its
     /// server and leads), then the others' (which follow it).
     pub fn start() -> RedisHa {
+        RedisHa::start_with("")
+    }
+
+    /// [`RedisHa::start`] with `extra` lines in every agent's `[cluster]`.
+    pub fn start_with(extra: &str) -> RedisHa {
         let etcd = EtcdCluster::start(3);
         let nodes: Vec<RedisNode> = (0..3).map(|_| RedisNode::new()).collect();
-        let first = Agent::start(&node_config(&etcd, &nodes[0], 0));
+        let first = Agent::start(&node_config(&etcd, &nodes[0], 0, extra));
         let mut ha = RedisHa {
             agents: vec![first],
             nodes,
@@ -190,7 +206,7 @@ impl RedisHa {
         };
         ha.wait_code(0, "/v1/role/primary", 200);
         for i in 1..3 {
-            let config = node_config(&ha.etcd, &ha.nodes[i], i);
+            let config = node_config(&ha.etcd, &ha.nodes[i], i, extra);
             ha.agents.push(Agent::start(&config));
         }
         for i in 1..3 {

@@ -82,6 +82,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 .flat_map(crate::cluster::mariadb::warnings),
         )
         .chain(crate::cluster::least::warnings(&config))
+        .chain(crate::cluster::redis::distro::for_config(&config))
         .chain(plaintext_to_remote(&config))
         .chain(crate::remediate::redis_failover::fencing::warnings(&config).await)
     {

@@ -56,6 +56,9 @@ pub struct Replication {
     pub second_offset: i64,
     /// Primary: `master_repl_offset`; replica: `slave_repl_offset`.
     pub offset: Option<u64>,
+    /// `master_repl_offset` is 0: the server never took nor received a
+    /// write since it started with what its files held.
+    pub fresh: bool,
 }
 
 /// Read `INFO replication`'s fields.
@@ -81,6 +84,7 @@ pub fn replication(info: &BTreeMap<String, String>) -> Replication {
         replid2: field("master_replid2").into(),
         second_offset: field("second_repl_offset").parse().unwrap_or(-1),
         offset,
+        fresh: field("master_repl_offset") == "0",
     }
 }
 
@@ -93,13 +97,42 @@ pub fn term(value: Option<&str>) -> Option<u64> {
     }
 }
 
-/// Fill `seen` (its process state already set) from an answered look.
-pub fn observed(
-    seen: &mut Observation,
-    state: &Replication,
-    term_value: Option<&str>,
-    term_read: bool,
-) {
+/// The term a server holds, or why it cannot be told: `value` is the
+/// term key as read (`None`: the server would not serve it), `fresh`
+/// [`Replication::fresh`], `promoted` the term of its configuration
+/// file's [`super::conf::PROMOTED`] line. An absent key is term 1 only on
+/// a server that took no write yet (a new one); on data that took writes
+/// it was removed (`FLUSHALL`, `FLUSHDB`, an eviction, a client's `DEL`)
+/// and says nothing: "cannot tell", never an older term. A server
+/// promoted here at term T that holds less than T came back without its
+/// data (a restart without persistence): never promoted again as it is.
+pub fn term_of(
+    value: Option<Option<&str>>,
+    fresh: bool,
+    promoted: Option<u64>,
+) -> Result<u64, String> {
+    let held = match value {
+        None => return Err(format!("its term ({TERM_KEY}) cannot be read")),
+        Some(None) if fresh => 1,
+        Some(None) => {
+            return Err(format!(
+                "its term key {TERM_KEY} is absent from data that took writes (FLUSHALL, FLUSHDB, an eviction or a client's DEL): which history it holds cannot be told"
+            ));
+        }
+        Some(Some(text)) => term(Some(text))
+            .ok_or_else(|| format!("its term key {TERM_KEY} holds {text:?}, not a term"))?,
+    };
+    match promoted {
+        Some(was) if held < was => Err(format!(
+            "it was promoted here at term {was} and holds term {held}: it came back without its data (restarted without persistence, or from an older snapshot)"
+        )),
+        _ => Ok(held),
+    }
+}
+
+/// Fill `seen` (its process state already set) from an answered look
+/// whose term is `held` ([`term_of`]).
+pub fn observed(seen: &mut Observation, state: &Replication, held: &Result<u64, String>) {
     seen.answering = true;
     seen.in_recovery = state.replica;
     seen.lsn = state.offset;
@@ -107,13 +140,17 @@ pub fn observed(
     seen.replay_paused = false;
     // Redis has no replay of its own log to wait for.
     seen.wal_end_read = true;
-    seen.timeline = if term_read { term(term_value) } else { None };
-    // A replica whose term cannot be read cannot be placed on the last
-    // leader's history (MASTERDOWN, LOADING, no `+get`): never a
-    // candidate, as cannot tell is not "on it".
-    seen.unfit = (state.replica && seen.timeline.is_none()).then(|| {
-        format!("its term ({TERM_KEY}) cannot be read: it cannot be placed on the leader's history")
-    });
+    seen.timeline = held.as_ref().ok().copied();
+    // A replica whose term cannot be told cannot be placed on the last
+    // leader's history (MASTERDOWN, LOADING, no `+get`, the key removed,
+    // its data lost): never a candidate, as cannot tell is not "on it";
+    // nor promoted again in place by its leader (no timeline to open).
+    seen.unfit = match held {
+        Err(why) if state.replica => Some(format!(
+            "{why}: it cannot be placed on the leader's history"
+        )),
+        _ => None,
+    };
     seen.streaming_from = if state.link_up {
         state.upstream.clone()
     } else {
@@ -142,7 +179,7 @@ mod tests {
         assert!(state.replica && state.link_up);
         assert_eq!(state.offset, Some(5000));
         let mut seen = Observation::default();
-        observed(&mut seen, &state, Some("3"), true);
+        observed(&mut seen, &state, &term_of(Some(Some("3")), false, None));
         assert!(seen.healthy_standby(), "{seen:?}");
         assert_eq!(seen.role(), "standby");
         assert_eq!(seen.timeline, Some(3));
@@ -156,7 +193,7 @@ mod tests {
             ("aaaa", 5001)
         );
         let mut seen = Observation::default();
-        observed(&mut seen, &state, None, true);
+        observed(&mut seen, &state, &term_of(Some(None), true, None));
         assert!(seen.primary());
         assert_eq!(
             (seen.lsn, seen.timeline, seen.replayed),
@@ -167,7 +204,11 @@ mod tests {
         // read is unknown, and a nonsense value is unknown too.
         let down = REPLICA.replace("link_status:up", "link_status:down");
         let mut seen = Observation::default();
-        observed(&mut seen, &replication(&info(&down)), None, false);
+        observed(
+            &mut seen,
+            &replication(&info(&down)),
+            &term_of(None, false, None),
+        );
         assert!(!seen.healthy_standby(), "an unknown term is no candidate");
         assert_eq!((seen.streaming_from, seen.timeline), (None, None));
         assert_eq!(term(Some("x")), None);
@@ -183,7 +224,11 @@ mod tests {
     fn a_replica_on_an_old_replication_id_past_the_switch_point_is_not_a_candidate() {
         let member = |name: &str, text: &str, term_value: &str| {
             let mut seen = Observation::default();
-            observed(&mut seen, &replication(&info(text)), Some(term_value), true);
+            observed(
+                &mut seen,
+                &replication(&info(text)),
+                &term_of(Some(Some(term_value)), false, None),
+            );
             Member {
                 name: name.into(),
                 role: seen.role().into(),
@@ -214,5 +259,41 @@ mod tests {
             .collect();
         assert!(not_a_candidate(&current, &rivals, None, 1 << 20).is_none());
         assert!(not_a_candidate(&behind, &rivals, None, 1 << 20).is_some());
+    }
+
+    /// Issue 28 (5c): FLUSHALL, FLUSHDB, an eviction or a client's DEL
+    /// remove the term key; on data that took writes that reads as
+    /// "cannot tell" (unfit, no timeline), never as term 1, an older
+    /// term. A new server's absent key is term 1. A server promoted here
+    /// that came back holding less than its term lost its data.
+    #[test]
+    fn a_removed_term_key_reads_as_cannot_tell_never_as_an_older_term() {
+        let state = replication(&info(REPLICA));
+        assert!(!state.fresh);
+        let mut seen = Observation::default();
+        observed(&mut seen, &state, &term_of(Some(None), state.fresh, None));
+        assert_eq!(seen.timeline, None);
+        assert!(!seen.healthy_standby(), "{seen:?}");
+        let why = seen.unfit.clone().unwrap();
+        assert!(why.contains("absent") && why.contains("FLUSHALL"), "{why}");
+
+        let new = REPLICA.replace("master_repl_offset:5000", "master_repl_offset:0");
+        let state = replication(&info(&new));
+        assert!(state.fresh);
+        assert_eq!(term_of(Some(None), state.fresh, None), Ok(1));
+
+        // Promoted here at term 4: back empty (term 1) or from an older
+        // snapshot (term 3) is not its term; its own or a later one is.
+        let lost = term_of(Some(None), true, Some(4)).unwrap_err();
+        assert!(lost.contains("without its data"), "{lost}");
+        assert!(term_of(Some(Some("3")), false, Some(4)).is_err());
+        assert_eq!(term_of(Some(Some("4")), false, Some(4)), Ok(4));
+        assert_eq!(term_of(Some(Some("5")), false, Some(4)), Ok(5));
+        // A primary that cannot be placed has no timeline to open a term
+        // from, and is not "unfit" (that is for candidates).
+        let state = replication(&info(PRIMARY));
+        let mut seen = Observation::default();
+        observed(&mut seen, &state, &term_of(Some(None), state.fresh, None));
+        assert!(seen.primary() && seen.timeline.is_none() && seen.unfit.is_none());
     }
 }

@@ -11,20 +11,26 @@
 //!   ordered number kept in the replicated data, so that "a candidate is
 //!   on the last leader's history" holds with replication ids);
 //! - **start**: `redis-server DATA_DIR/redis.conf`, whose `replicaof`
-//!   line the agent keeps ([`conf`]): every start, by anyone, comes up as
-//!   a read-only replica; only the key holder runs `REPLICAOF NO ONE`;
+//!   line the agent keeps ([`conf`]): written right before every start the
+//!   agent makes, and checked at each loop (`CONFIG REWRITE` on a primary
+//!   drops it), so every start, by anyone, comes up as a read-only
+//!   replica; only the key holder runs `REPLICAOF NO ONE`. A server the
+//!   agent promoted is not restarted in place unless its files bring back
+//!   every write it acknowledged (`appendfsync always`), nor promoted
+//!   again if it came back without its term ([`info::term_of`]): the
+//!   leader key moves to a replica that holds the data instead;
 //! - **promotion**: `REPLICAOF NO ONE`, then the verifying write, which
 //!   is the term's: `INCR` of the term key;
 //! - **following**: `REPLICAOF HOST PORT` (and the file's line). A
 //!   replica that cannot partial-sync is fully resynchronised by Redis
 //!   itself: nothing to rewind;
-//! - **losing the lease** (`stop("immediate")`): `CLIENT PAUSE WRITE`,
-//!   then `REPLICAOF` nowhere (a read-only replica with its data, which
-//!   follows the new leader next); a server that does not answer, or
-//!   whose demotion cannot be read back, is killed (SIGKILL, checked and
-//!   pinned as the watchdog does). A clean stop (`"fast"`: switchover,
-//!   rolling restart, agent stop) pauses writes, reads where the stream
-//!   ends and runs `SHUTDOWN`, which waits for the replicas;
+//! - **stopping**: every stop stops, and is read back (the process gone).
+//!   `stop("immediate")` (lease lost, a stray primary, a release):
+//!   `SHUTDOWN NOSAVE NOW`, then SIGKILL by the pid file (checked and
+//!   pinned as the watchdog does) when the server does not answer or is
+//!   not gone within a bound. A clean stop (`"fast"`: switchover, rolling
+//!   restart, agent stop) pauses writes, reads where the stream ends and
+//!   runs `SHUTDOWN`, which waits for the replicas;
 //! - **fence**: the same out-of-process watchdog as PostgreSQL's, given
 //!   `redis.pid` and SIGKILL.
 //!
@@ -32,7 +38,10 @@
 //! Cluster's own sharded failover is out of scope.
 
 pub mod conf;
+pub mod distro;
 pub mod info;
+mod keyspace;
+mod observe;
 mod process;
 mod session;
 
@@ -63,6 +72,13 @@ pub struct RedisServer {
     /// The term last read on this server (put back on a primary whose
     /// key was removed).
     last_term: Mutex<Option<u64>>,
+    /// What the agent last chose for the `replicaof` line: the leader it
+    /// follows, or [`NOWHERE`] (written right before every start).
+    pointed: Mutex<(String, u16)>,
+    /// Faults that last over loops, logged once.
+    faults: Mutex<super::quiet::Faults>,
+    /// When the keyspace was last checked ([`keyspace`]).
+    keyspace_checked: Mutex<Option<std::time::Instant>>,
 }
 
 /// Check that cluster mode can drive the Redis server of `spec` safely
@@ -87,6 +103,9 @@ pub fn check_at_start(spec: &ClusterSpec, target: Option<&Target>) -> anyhow::Re
     })?;
     conf::check(&text, &spec.data_dir)
         .map_err(|e| refuse(format!("{}: {e}", conf::CONFIG_FILE)))?;
+    for warning in distro::warnings(spec, &text) {
+        tracing::warn!("cluster: {warning}");
+    }
     let seen = probe_server(&spec.data_dir, &process::server_process());
     let fault = match (&seen.fault, &seen.state) {
         (Some(fault), _) => Some(fault.clone()),
@@ -107,67 +126,46 @@ pub fn check_at_start(spec: &ClusterSpec, target: Option<&Target>) -> anyhow::Re
             program.display()
         )));
     }
+    // The line the file has (a replica's leader), else nowhere; written
+    // now, so that a start by anyone from here on is a replica's.
+    let pointed = conf::directive(&text, "replicaof")
+        .filter(|_| conf::starts_as_replica(&text))
+        .and_then(|line| {
+            let (host, port) = line.split_once(char::is_whitespace)?;
+            Some((host.to_string(), port.trim().parse::<u16>().ok()?))
+        })
+        .unwrap_or_else(|| (NOWHERE.0.to_string(), NOWHERE.1));
+    conf::mark_replica(&spec.data_dir).map_err(refuse)?;
     Ok(RedisServer {
         spec: spec.clone(),
         local,
         program,
         stopped_at: Mutex::new(None),
         last_term: Mutex::new(None),
+        pointed: Mutex::new(pointed),
+        faults: Mutex::default(),
+        keyspace_checked: Mutex::new(None),
     })
 }
 
 impl RedisServer {
-    async fn observe_now(&self, budget: Duration) -> Observation {
-        let probe = self.postmaster();
-        let mut seen = Observation {
-            server: probe.state,
-            pid_fault: probe.fault,
-            ..Observation::default()
-        };
-        if seen.server.stopped() {
-            return seen;
-        }
-        let Ok((fields, value)) = self.local.replication(TERM_KEY, budget).await else {
-            return seen;
-        };
-        let state = info::replication(&fields);
-        let value = value.map(|v| v.map(|s| s.to_string()));
-        info::observed(
-            &mut seen,
-            &state,
-            value.clone().flatten().as_deref(),
-            value.is_some(),
-        );
-        let last = *self.last_term.lock();
-        match (&value, last) {
-            // A primary whose key was removed (FLUSHALL, FLUSHDB): its term
-            // is the one last seen, written back so that its replicas are
-            // not taken for another history.
-            (Some(None), Some(term)) if !state.replica && term > 1 => {
-                let back = term.to_string();
-                if self
-                    .local
-                    .call(&["SET", TERM_KEY, &back, "NX"], budget)
-                    .await
-                    .is_ok()
-                {
-                    tracing::warn!(
-                        "cluster: the term key {TERM_KEY} was removed on the primary: written back ({term})"
-                    );
-                }
-                seen.timeline = Some(term);
-            }
-            _ => {
-                if seen.timeline.is_some() {
-                    *self.last_term.lock() = seen.timeline;
-                }
-            }
-        }
-        seen
-    }
-
     async fn start_now(&self) -> Result<(), String> {
-        conf::mark_replica(&self.spec.data_dir)?;
+        let dir = &self.spec.data_dir;
+        let text = conf::read(dir)?;
+        conf::check(&text, dir).map_err(|e| format!("not started: {}: {e}", conf::CONFIG_FILE))?;
+        let (host, port) = self.pointed.lock().clone();
+        let promoted = conf::promoted_term(&text);
+        if let Some(term) = promoted
+            && (host.as_str(), port) == NOWHERE
+            && let Err(why) = conf::restores_everything(&text)
+        {
+            return Err(format!(
+                "not restarted in place: the agent promoted this server (term {term}), and a restart would not bring back every write it acknowledged ({why}) while its replicas hold them; promoted again it would replace their data by a full resync. The leader key moves to the most advanced replica (after restart_timeout) and this server then starts as its replica. To have a crashed primary restarted in place instead, set `appendonly yes` and `appendfsync always`"
+            ));
+        }
+        // Right before the start, whatever the file says now (`CONFIG
+        // REWRITE`, an operator): the line the agent chose.
+        conf::write_replicaof(dir, &host, port, promoted)?;
         process::launch(&self.program, &self.spec.data_dir).await?;
         let started = std::time::Instant::now();
         let mut last = String::new();
@@ -194,7 +192,13 @@ impl RedisServer {
             return Ok(());
         }
         if mode != "fast" {
-            return self.demote_or_kill().await;
+            // A restart by anyone after this stop is a replica's.
+            if let Err(e) = conf::mark_replica(&self.spec.data_dir) {
+                tracing::error!("cluster: {e}");
+            }
+            let how = process::stop_immediate(&self.local, &self.spec.data_dir).await?;
+            tracing::info!("cluster: stopped the local Redis server at once: {how}");
+            return Ok(());
         }
         // Clean: no more writes, where the stream ends, then SHUTDOWN
         // (which waits for lagging replicas, and saves if configured).
@@ -226,46 +230,16 @@ impl RedisServer {
         }
     }
 
-    /// Stop taking writes at once: pause writes and become a replica of
-    /// nowhere, read back; else kill the server.
-    async fn demote_or_kill(&self) -> Result<(), String> {
-        let (host, port) = NOWHERE;
-        let port = port.to_string();
-        let demoted = self
-            .local
-            .run(
-                &[
-                    &["CLIENT", "PAUSE", "60000", "WRITE"],
-                    &["REPLICAOF", host, &port],
-                    &["CLIENT", "UNPAUSE"],
-                    &["ROLE"],
-                    &["CONFIG", "GET", "replica-read-only"],
-                ],
-                Duration::from_secs(2),
-            )
-            .await;
-        let read_back = match &demoted {
-            Ok(replies) => {
-                let role = replies.get(3).map(text).unwrap_or_default();
-                let read_only = replies.get(4).map(text).unwrap_or_default();
-                role.starts_with("slave") && read_only.ends_with("yes")
-            }
-            Err(_) => false,
-        };
-        if read_back && conf::mark_replica(&self.spec.data_dir).is_ok() {
-            tracing::info!(
-                "cluster: the local Redis server paused its writes and is a read-only replica now"
-            );
-            return Ok(());
-        }
-        tracing::warn!(
-            "cluster: the local Redis server could not be demoted in place ({demoted:?}): killing it"
-        );
-        process::kill(&self.spec.data_dir).await.map(|_| ())
+    /// Point the file (and [`RedisServer::pointed`]) at the leader
+    /// `host:port`: the [`conf::PROMOTED`] line goes.
+    fn point(&self, host: &str, port: u16) -> Result<(), String> {
+        conf::point_at(&self.spec.data_dir, host, port)?;
+        *self.pointed.lock() = (host.to_string(), port);
+        Ok(())
     }
 
     async fn replicaof(&self, host: &str, port: u16) -> Result<(), String> {
-        conf::point_at(&self.spec.data_dir, host, port)?;
+        self.point(host, port)?;
         let port = port.to_string();
         self.local
             .run(&[&["REPLICAOF", host, &port], &["CLIENT", "UNPAUSE"]], CALL)
@@ -304,18 +278,16 @@ impl Server for RedisServer {
         let mode = mode.to_string();
         async move { self.stop_now(&mode).await }
     }
-    /// `redis.conf` is pointed nowhere first: a promoted server that
-    /// restarts (crash, operator, service manager) comes back a replica
-    /// of nowhere holding its own data, never a replica of the leader it
-    /// followed before, whose full resync would replace its data.
+    /// `redis.conf` is pointed nowhere first, with the term the server
+    /// holds ([`conf::PROMOTED`]): a promoted server that restarts (crash,
+    /// operator, service manager) comes back a replica of nowhere holding
+    /// its own data, never a replica of the leader it followed before,
+    /// whose full resync would replace its data. A server the agent
+    /// promoted here before that came back holding less than that term
+    /// (restarted without its data) is never promoted again: it is stopped,
+    /// so that its leader lets the key go to a replica that holds the data.
     async fn start_promotion(&self) -> Result<(), String> {
-        let (host, port) = NOWHERE;
-        conf::point_at(&self.spec.data_dir, host, port)?;
-        self.local
-            .run(&[&["CLIENT", "UNPAUSE"], &["REPLICAOF", "NO", "ONE"]], CALL)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("REPLICAOF NO ONE: {e}"))
+        self.start_promotion_now().await
     }
     /// The verifying write is the term's: the key set to 1 if absent,
     /// then raised by one (the number the core published with the key).
@@ -327,6 +299,11 @@ impl Server for RedisServer {
             .map_err(|e| format!("the promoted server did not accept a write: {e}"))?;
         let term = replies.get(1).map(text).and_then(|t| t.parse::<u64>().ok());
         *self.last_term.lock() = term;
+        if let Some(term) = term
+            && let Err(e) = conf::mark_promoted(&self.spec.data_dir, term)
+        {
+            tracing::error!("cluster: the promotion's term {term} is not in the file: {e}");
+        }
         tracing::info!("cluster: promoted; term {term:?} written ({TERM_KEY})");
         Ok(())
     }
@@ -334,7 +311,7 @@ impl Server for RedisServer {
         conf::mark_replica(&self.spec.data_dir).map_err(std::io::Error::other)
     }
     fn point_at(&self, host: &str, port: u16) -> Result<(), String> {
-        conf::point_at(&self.spec.data_dir, host, port)
+        self.point(host, port)
     }
     fn follow(&self, host: &str, port: u16) -> impl Future<Output = Result<(), String>> + Send {
         let host = host.to_string();
@@ -351,7 +328,7 @@ impl Server for RedisServer {
     ) -> impl Future<Output = Result<String, String>> + Send {
         let host = host.to_string();
         async move {
-            conf::point_at(&self.spec.data_dir, &host, port)?;
+            self.point(&host, port)?;
             if self.postmaster().state.stopped() {
                 self.start_now().await?;
             } else {

@@ -2,10 +2,14 @@
 //! started from its own configuration file (always as a replica, see
 //! [`super::conf`]) as the data directory's owner, never as root; stopped
 //! cleanly (`SHUTDOWN`, which waits for the replicas to catch up) or at
-//! once (SIGKILL through the watchdog's checked, pinned signal).
+//! once ([`stop_immediate`]: `SHUTDOWN NOSAVE NOW`, then SIGKILL through
+//! the watchdog's checked, pinned signal), and in both cases read back
+//! gone.
 
 use super::conf::{CONFIG_FILE, PID_FILE};
+use super::session::Local;
 use crate::pgserver::postmaster::{Postmaster, ServerProcess, probe_server};
+use crate::redis::Error;
 use crate::remediate::command::{self, CommandSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +20,11 @@ pub const START_WAIT: Duration = Duration::from_secs(60);
 /// How long a clean shutdown may take (Redis waits up to its
 /// `shutdown-timeout`, 10 s by default, for lagging replicas).
 pub const STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// How long an immediate stop waits for the server's answer to
+/// `SHUTDOWN NOSAVE NOW` (a frozen server never answers), then for it to
+/// be gone, before it is killed.
+pub const IMMEDIATE_WAIT: Duration = Duration::from_millis(700);
 
 /// How the server's process is found and stopped: `redis.pid` in the data
 /// directory, the program `redis-server` (`redis-check-*` are not
@@ -81,4 +90,35 @@ pub async fn kill(data_dir: &Path) -> Result<String, String> {
     .map_err(|e| format!("the stop did not finish: {e}"))??;
     wait_stopped(data_dir, Duration::from_secs(5)).await?;
     Ok(done.1)
+}
+
+/// Stop the server of `data_dir` at once, its data left to the replicas:
+/// `SHUTDOWN NOSAVE NOW` (`NOW`: no wait for lagging replicas; a server
+/// before Redis 7.0 gets `SHUTDOWN NOSAVE`), then, if it does not answer
+/// or is not gone within [`IMMEDIATE_WAIT`], SIGKILL by its pid file.
+/// `Ok` (how) only once it is known stopped.
+pub async fn stop_immediate(local: &Local, data_dir: &Path) -> Result<String, String> {
+    let asked = match local
+        .call(&["SHUTDOWN", "NOSAVE", "NOW"], IMMEDIATE_WAIT)
+        .await
+    {
+        Err(Error::Server(e)) if e.to_ascii_lowercase().contains("syntax") => {
+            local.call(&["SHUTDOWN", "NOSAVE"], IMMEDIATE_WAIT).await
+        }
+        other => other,
+    };
+    // The server closes the connection as it exits: the answer is an
+    // error then; one that never came (a frozen server) is not waited for.
+    let exiting = !matches!(asked, Err(Error::Timeout(_)));
+    if exiting && wait_stopped(data_dir, IMMEDIATE_WAIT).await.is_ok() {
+        return Ok("SHUTDOWN NOSAVE NOW".into());
+    }
+    let why = match &asked {
+        Ok(reply) => format!("it answered {reply:?}"),
+        Err(e) => e.to_string(),
+    };
+    let killed = kill(data_dir).await?;
+    Ok(format!(
+        "SHUTDOWN NOSAVE NOW did not stop it ({why}): {killed}"
+    ))
 }
