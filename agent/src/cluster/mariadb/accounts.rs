@@ -1,12 +1,15 @@
 //! The accounts that write through `read_only`: on MariaDB 10.11 those
 //! holding `READ_ONLY ADMIN` (`ALL PRIVILEGES` includes it); before 10.11,
 //! and on MySQL, `SUPER` as well. A member whose server has such an
-//! account (besides the agent's own admin account and `root@localhost`)
+//! account (besides the agent's own admin account and the two that
+//! `mariadb-install-db` makes, `root@localhost` and `mysql@localhost`,
+//! which log in by the local socket as the OS users `root` and `mysql`:
+//! both can write the data files anyway, so `read_only` never fenced them)
 //! is not fenced by `read_only` alone: an application connected with it
 //! keeps writing on a demoted server until its session is killed (the
 //! fence kills every client session, these included). The cluster mode
-//! warns of them, and with the target's `strict_privileges` refuses to
-//! promote such a server.
+//! warns of them, and never refuses to promote for them (a DBA account
+//! with every privilege is common; the fence kills its sessions).
 //!
 //! Read from `mysql.global_priv` (each account's privilege bits), which
 //! the admin account may read with `GRANT SELECT ON mysql.global_priv`.
@@ -42,13 +45,15 @@ fn mariadb_at_least(version: &str, at: (u32, u32)) -> bool {
 /// The accounts (`'user'@'host'`, and the privilege) among `accounts`
 /// (user, host, access bits) that write through `read_only`, but for
 /// `me` (the agent's admin account, `user@host` as `CURRENT_USER()` says
-/// it) and `root@localhost`.
+/// it) and the install's own `root@localhost` and `mysql@localhost`
+/// (every Debian install has both, with every privilege).
 pub fn writers(accounts: &[(String, String, u64)], me: &str, version: &str) -> Vec<String> {
     let bits = bypassing(version);
     accounts
         .iter()
         .filter(|(user, host, _)| {
-            format!("{user}@{host}") != me && !(user == "root" && host == "localhost")
+            format!("{user}@{host}") != me
+                && !(host == "localhost" && (user == "root" || user == "mysql"))
         })
         .filter_map(|(user, host, access)| {
             let held: Vec<&str> = bits
@@ -104,6 +109,10 @@ mod tests {
     fn accounts_that_write_through_read_only_are_named() {
         let accounts = [
             ("root".to_string(), "localhost".to_string(), u64::MAX),
+            // What every Debian install has beside root: socket login as
+            // the OS user mysql, who owns the data files anyway.
+            ("mysql".into(), "localhost".into(), u64::MAX),
+            ("mysql".into(), "%".into(), READ_ONLY_ADMIN_BIT),
             (
                 "watchpost_admin".into(),
                 "127.0.0.1".into(),
@@ -119,6 +128,7 @@ mod tests {
         assert_eq!(
             writers(&accounts, me, "10.11.6-MariaDB-0+deb12u1-log"),
             [
+                "'mysql'@'%' (READ_ONLY ADMIN)",
                 "'dba'@'%' (READ_ONLY ADMIN)",
                 "'root'@'127.0.0.1' (READ_ONLY ADMIN)"
             ]
@@ -128,6 +138,7 @@ mod tests {
             assert_eq!(
                 writers(&accounts, me, version),
                 [
+                    "'mysql'@'%' (READ_ONLY ADMIN)",
                     "'dba'@'%' (READ_ONLY ADMIN)",
                     "'old_super'@'%' (SUPER)",
                     "'root'@'127.0.0.1' (READ_ONLY ADMIN, SUPER)"

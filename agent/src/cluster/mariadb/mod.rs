@@ -151,10 +151,12 @@ impl MariadbServer {
     }
 
     /// Look for accounts that write through `read_only`
-    /// ([`accounts`]): a warning, or with the target's
-    /// `strict_privileges` an error (the server must not be promoted).
+    /// ([`accounts`]) and warn of them. Never a refusal, even with the
+    /// target's `strict_privileges`: most installs keep a DBA account with
+    /// every privilege, and refusing every promotion for it would leave
+    /// the cluster with no leader at all, while the fence already kills
+    /// those accounts' sessions on a demoted server.
     async fn check_accounts(&self, s: &mut Session) -> Result<(), String> {
-        let strict = self.sql.mysql_strict_privileges(&self.spec.target);
         let problem = match accounts::read(s).await {
             Ok(found) if found.is_empty() => return Ok(()),
             Ok(found) => format!(
@@ -165,9 +167,6 @@ impl MariadbServer {
                 "whether accounts of the local server write through read_only cannot be told: {e}"
             ),
         };
-        if strict {
-            return Err(format!("strict_privileges: {problem}"));
-        }
         tracing::warn!("cluster: {problem}");
         Ok(())
     }
@@ -239,7 +238,11 @@ impl Server for MariadbServer {
         })
             .await
             .ok()?;
-        let on: Vec<bool> = settings.split(',').map(|v| v.trim() == "1").collect();
+        // `CONCAT` of these reads `ON`/`OFF` on MariaDB 10.11, `1`/`0` elsewhere.
+        let on: Vec<bool> = settings
+            .split(',')
+            .map(|v| matches!(v.trim().to_ascii_uppercase().as_str(), "1" | "ON"))
+            .collect();
         (on != [true, true, true]).then(|| format!(
             "the local MariaDB has log_bin, log_slave_updates, gtid_strict_mode = {settings}: the cluster mode needs all three on (a member logs what it applies so that others can follow it after a failover, and strict mode lets errant GTIDs be told from history); set them in its option file and restart it"
         ))
