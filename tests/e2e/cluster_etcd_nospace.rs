@@ -104,8 +104,23 @@ fn at_nospace_every_member_reports_it_critical_and_after_disarm_failover_works_a
     );
     assert_eq!(status, 200, "compaction: {answer}");
     for i in 0..3 {
-        let (status, answer) = ha.etcd.call_at(i, "/v3/maintenance/defragment", json!({}));
-        assert_eq!(status, 200, "defragment member {i}: {answer}");
+        // Tried up to five times: once, in a full run on a loaded machine,
+        // one member's gateway answered "404 page not found" (not seen
+        // again alone); every answer is kept for the report.
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            let (status, answer) = ha.etcd.call_at(i, "/v3/maintenance/defragment", json!({}));
+            answers.push((status, answer));
+            if status == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        assert_eq!(
+            answers.last().map(|(status, _)| *status),
+            Some(200),
+            "defragment member {i}: {answers:?}"
+        );
     }
     let (_, alarms) = ha
         .etcd

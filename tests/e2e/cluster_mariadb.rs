@@ -128,8 +128,9 @@ fn mariadb_node_loss_promotes_one_replica_and_the_old_leader_comes_back_read_onl
         missing.len()
     );
 
-    // Started by hand with its agent dead: read-only, the application's
-    // write refused.
+    // Started by hand with its agent dead (once the watchdog it left has
+    // fired): read-only, the application's write refused.
+    ha.agents[0].wait_watchdog_fired();
     ha.nodes[0].start_by_hand();
     assert_eq!(ha.nodes[0].value("SELECT @@global.read_only"), "1");
     let refused =

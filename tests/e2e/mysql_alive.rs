@@ -121,11 +121,14 @@ fn mysql_alive_kill_9_is_down_unless_the_process_is_starting() {
     assert!(down.message().contains("down"), "{}", down.message());
 
     // A process of the configured name that started a moment ago: the
-    // server is starting (a copy of `sleep` under a name of its own
-    // stands for a mariadbd still recovering).
+    // server is starting (`sleep` run through a link of its own name, which
+    // the kernel takes for the process's name, stands for a mariadbd still
+    // recovering). A link, not a copy: a copy's write descriptor, inherited
+    // by a child another test thread forks meanwhile, fails the exec with
+    // "Text file busy".
     let dir = tempfile::tempdir().expect("a temporary directory");
     let fake = dir.path().join("wpstarting");
-    std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
+    std::os::unix::fs::symlink("/bin/sleep", &fake).expect("link sleep");
     let mut starting = Command::new(&fake)
         .arg("60")
         .spawn()

@@ -21,8 +21,14 @@ fn backup(repo: &Path, settings: &[(&str, &str)]) -> Checked {
 
 /// `mariadb-backup ARGS`; panics with its output when it fails.
 fn mariadb_backup(args: &[String]) {
+    // Not the host's option files, and a tmpdir of its own (never /tmp:
+    // see `watchpost_e2e::mariadb`'s servers).
+    let tmp = tempfile::tempdir().expect("a tmpdir for mariadb-backup");
     let mut command = Command::new(program("mariadb-backup"));
-    command.args(args);
+    command
+        .arg("--no-defaults")
+        .arg(format!("--tmpdir={}", tmp.path().display()))
+        .args(args);
     if let Err(out) = try_run(command) {
         panic!("mariadb-backup {args:?} failed: {out}");
     }

@@ -14,8 +14,12 @@ use watchpost_e2e::mariadb::{Mariadb, program, try_run};
 
 /// A full, unprepared copy of `db` into `dir`, given to `mysql`.
 fn take(db: &Mariadb, dir: &Path) {
+    // Not the host's option files, and a tmpdir of its own.
+    let tmp = tempfile::tempdir().expect("a tmpdir for mariadb-backup");
     let mut command = Command::new(program("mariadb-backup"));
     command.args([
+        "--no-defaults".to_string(),
+        format!("--tmpdir={}", tmp.path().display()),
         "--backup".to_string(),
         format!("--target-dir={}", dir.display()),
         format!("--socket={}", db.socket().display()),
@@ -52,8 +56,26 @@ fn a_mariadb_backup_restores_and_verifies_and_is_left_unchanged() {
     take(&db, &backups.join("full-1"));
     let before = fingerprint(&backups);
     let drill = config(root.path(), &backups, 20000);
+    // /tmp holds a production server's temporary table, owned by `mysql`
+    // (/tmp is sticky: only its owner may delete it). The drill's
+    // mariadb-backup and mariadbd run as the backup's owner, `mysql`, with
+    // a clean environment, so on /tmp unless told otherwise; a starting
+    // mariadbd deletes every `#sql*` file in its tmpdir. They use the
+    // scratch directory's own.
+    let production_table = Path::new("/tmp").join(format!(
+        "#sql-temptable-watchpost-drill-canary-{}.MAI",
+        std::process::id()
+    ));
+    std::fs::write(&production_table, b"a production server's temporary table").unwrap();
+    give(&production_table, "mysql");
     let ok = run_drill(&drill, &[]);
+    let survived = production_table.exists();
+    let _ = std::fs::remove_file(&production_table);
     assert_eq!(ok.status(), "ok", "{:#}", ok.json);
+    assert!(
+        survived,
+        "the drill's server deleted a temporary table in /tmp"
+    );
     assert_eq!(ok.value("mysql.restore.verified"), 1.0);
     let message = ok.message();
     assert!(

@@ -137,10 +137,27 @@ fn memory_pressure_with_evictions_is_a_warning_naming_them() {
         "the writer to cause evictions",
         || evicted() > before,
     );
-    let checked = performance(&redis, &[]);
+    // One INFO snapshot per check: under a loaded machine one was taken
+    // at 80 % of maxmemory between eviction bursts (2026-12-07, 3 test
+    // threads on 2 cores), so up to three checks, a second apart, while
+    // the writer keeps the server at its limit.
+    let mut seen = Vec::new();
+    let checked = loop {
+        let checked = performance(&redis, &[]);
+        if checked.status() == "warning" || seen.len() == 2 {
+            break checked;
+        }
+        seen.push(checked.message().to_string());
+        std::thread::sleep(Duration::from_secs(1));
+    };
     let _ = writer.kill();
     let _ = writer.wait();
-    assert_eq!(checked.status(), "warning", "{}", checked.message());
+    assert_eq!(
+        checked.status(),
+        "warning",
+        "{} (earlier checks: {seen:?})",
+        checked.message()
+    );
     assert!(checked.value("redis.keys.evicted") > before as f64);
     assert!(checked.value("redis.memory.used_ratio") > 0.9);
     assert_eq!(checked.value("redis.maxmemory"), 2.0 * 1048576.0);

@@ -84,6 +84,10 @@ restapi:
   connect_address: 127.0.0.1:{api_port}
 etcd3:
   hosts: {host}:{etcd_port}
+# Never the host's /dev/watchdog (Patroni's default mode is automatic): a
+# leader killed by the benchmark would leave it counting to a reset.
+watchdog:
+  mode: 'off'
 bootstrap:
   dcs:
     ttl: 30

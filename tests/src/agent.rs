@@ -403,6 +403,17 @@ impl Agent {
         self.wait_exit();
     }
 
+    /// After a leading run of this agent was killed: wait (up to
+    /// [`PATIENCE`]) until the watchdog it left has fired at the lease's
+    /// deadline (its record in the state directory). Until then it stops
+    /// any server started in its data directory, one started by hand too.
+    pub fn wait_watchdog_fired(&self) {
+        let record = self.state_dir().join("cluster-watchdog.json");
+        wait_for("the killed run's watchdog to fire", PATIENCE, || {
+            record.exists().then_some(())
+        });
+    }
+
     pub fn state_file(&self, probe: &str) -> PathBuf {
         self.state_dir()
             .join("probes")

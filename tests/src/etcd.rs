@@ -64,7 +64,30 @@ impl EtcdCluster {
     }
 
     /// [`EtcdCluster::start_in`] with `options`.
+    /// Ports come from [`free_port`], which another test may take before
+    /// etcd binds them: a cluster whose member found its port taken is
+    /// started again on fresh ports (up to three times).
     pub fn start_with(hosts: &[String], netns: Option<&str>, options: EtcdOptions) -> EtcdCluster {
+        for attempt in 1.. {
+            let cluster = EtcdCluster::start_once(hosts, netns, options.clone());
+            match cluster.try_wait_healthy(0) {
+                Ok(()) => return cluster,
+                Err(_) if attempt < 3 && cluster.a_port_was_taken() => {
+                    eprintln!("etcd: a port was taken before etcd bound it; starting again");
+                    drop(cluster);
+                }
+                Err(log) => panic!("etcd did not become healthy: {log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    /// Whether a member's log says its port was taken.
+    fn a_port_was_taken(&self) -> bool {
+        (0..self.members.len()).any(|i| self.log(i).contains("address already in use"))
+    }
+
+    fn start_once(hosts: &[String], netns: Option<&str>, options: EtcdOptions) -> EtcdCluster {
         let n = hosts.len();
         let tls = options.tls.is_some();
         let dir = tempfile::Builder::new()
@@ -91,7 +114,6 @@ impl EtcdCluster {
         for i in 0..n {
             cluster.spawn(i, "new");
         }
-        cluster.wait_healthy(0);
         cluster
     }
 
@@ -171,6 +193,13 @@ impl EtcdCluster {
 
     /// Wait until member `i` says it is healthy.
     pub fn wait_healthy(&self, i: usize) {
+        if let Err(log) = self.try_wait_healthy(i) {
+            panic!("etcd did not become healthy: {log}");
+        }
+    }
+
+    /// Wait (30 s) until member `i` says it is healthy; else its log.
+    fn try_wait_healthy(&self, i: usize) -> Result<(), String> {
         let url = format!("{}/health", self.admin_url(i));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -180,13 +209,11 @@ impl EtcdCluster {
                 .and_then(|mut r| r.body_mut().read_to_string().ok())
                 .is_some_and(|body| body.contains("\"true\""));
             if ok {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not become healthy: {}",
-                self.log(i)
-            );
+            if Instant::now() >= deadline || self.a_port_was_taken() {
+                return Err(self.log(i));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -97,6 +97,12 @@ impl std::ops::DerefMut for Mariadb {
 pub struct Server {
     data: PathBuf,
     socket: PathBuf,
+    /// The server's own `tmpdir`. Never the shared `/tmp`: every `mariadbd`
+    /// deletes the `#sql*` files in its tmpdir when it starts (MariaDB's
+    /// `mysql_rm_tmp_tables`), which are the temporary tables of any other
+    /// server running on the same directory (the host's own service
+    /// included).
+    tmp: PathBuf,
     log: PathBuf,
     /// None: no TCP (the template's bootstrap).
     port: Option<u16>,
@@ -112,6 +118,7 @@ impl Server {
             data: data.to_path_buf(),
             socket: dir.join("mysqld.sock"),
             log: dir.join("mysqld.log"),
+            tmp: dir.join("tmp"),
             port,
             settings: Vec::new(),
             child: None,
@@ -122,11 +129,13 @@ impl Server {
     /// meanwhile by someone else is replaced by a new one.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
+        std::fs::create_dir_all(&self.tmp).expect("create the server's tmpdir");
         for attempt in 1..=3 {
             let mut mariadbd = Command::new(program("mariadbd"));
             mariadbd
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", self.data.display()))
+                .arg(format!("--tmpdir={}", self.tmp.display()))
                 .arg(format!("--socket={}", self.socket.display()))
                 .arg(format!("--log-error={}", self.log.display()))
                 .arg(format!(

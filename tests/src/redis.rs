@@ -130,6 +130,7 @@ impl Redis {
         all.extend_from_slice(args);
         let replica = Redis::with_args(&all);
         replica.wait_linked();
+        replica.wait_online_at(primary);
         replica
     }
 
@@ -262,6 +263,23 @@ impl Redis {
         wait_until(START_TIMEOUT, "the replica to link", || {
             self.info("replication", "master_link_status").as_deref() == Some("up")
         });
+    }
+
+    /// Wait until `primary` lists this replica as `state=online`. The
+    /// replica's own `master_link_status:up` comes first: after a diskless
+    /// sync the primary shows `wait_bgsave` until the replica's first
+    /// `REPLCONF ACK`, up to a second later (`replicationCron`).
+    pub fn wait_online_at(&self, primary: &Redis) {
+        let entry = format!("port={},state=online", self.port);
+        wait_until(
+            START_TIMEOUT,
+            "the primary to list the replica online",
+            || {
+                primary
+                    .try_cli(&["INFO", "replication"])
+                    .is_some_and(|text| text.contains(&entry))
+            },
+        );
     }
 
     /// Wait until this replica has applied everything `primary` had

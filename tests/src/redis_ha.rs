@@ -33,6 +33,12 @@ pub struct RedisNode {
 impl RedisNode {
     /// A directory with its `redis.conf`; not started (its agent starts it).
     pub fn new() -> RedisNode {
+        RedisNode::with_conf("")
+    }
+
+    /// [`RedisNode::new`] with `extra` lines (each ending in a newline) at
+    /// the end of its `redis.conf`.
+    pub fn with_conf(extra: &str) -> RedisNode {
         let dir = tempfile::Builder::new()
             .prefix("watchpost-redis-ha-")
             .tempdir()
@@ -42,7 +48,7 @@ impl RedisNode {
         let conf = format!(
             "port {port}\nbind 127.0.0.1\ndir {path}\npidfile {path}/redis.pid\ndaemonize yes\n\
              logfile {path}/redis.log\nsave \"\"\nappendonly no\nrepl-diskless-sync yes\n\
-             repl-diskless-sync-delay 0\nreplicaof 127.0.0.1 1\n"
+             repl-diskless-sync-delay 0\nreplicaof 127.0.0.1 1\n{extra}"
         );
         let file = dir.path().join("redis.conf");
         std::fs::write(&file, conf).expect("write redis.conf");
@@ -196,8 +202,13 @@ impl RedisHa {
 
     /// [`RedisHa::start`] with `extra` lines in every agent's `[cluster]`.
     pub fn start_with(extra: &str) -> RedisHa {
+        RedisHa::start_configured(extra, "")
+    }
+
+    /// [`RedisHa::start_with`], and `server` lines in every `redis.conf`.
+    pub fn start_configured(extra: &str, server: &str) -> RedisHa {
         let etcd = EtcdCluster::start(3);
-        let nodes: Vec<RedisNode> = (0..3).map(|_| RedisNode::new()).collect();
+        let nodes: Vec<RedisNode> = (0..3).map(|_| RedisNode::with_conf(server)).collect();
         let first = Agent::start(&node_config(&etcd, &nodes[0], 0, extra));
         let mut ha = RedisHa {
             agents: vec![first],
@@ -232,6 +243,19 @@ impl RedisHa {
                 self.nodes[i].log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait (up to `within`) until every server but node `leader` (0-based)
+    /// replicates from it.
+    pub fn wait_replicas_of(&self, leader: usize, within: Duration) {
+        let port = self.nodes[leader].port;
+        for i in (0..self.nodes.len()).filter(|i| *i != leader) {
+            wait_for(
+                &format!("node{} to replicate from node{}", i + 1, leader + 1),
+                within,
+                || self.nodes[i].replicates_from(port).then_some(()),
+            );
         }
     }
 
@@ -369,8 +393,20 @@ impl Drop for Writer {
 /// first write sent to the last acknowledged), counting from `since`:
 /// empty when no two primaries took writes at once.
 pub fn overlaps(acks: &[Ack], since: Instant) -> Vec<(u16, u16)> {
+    overlaps_between(acks, since, None)
+}
+
+/// [`overlaps`] over the writes sent from `since` until `until` (`None`:
+/// to the end). A window in which each server was the primary at most
+/// once: a server that is the primary twice (node1, a switchover to node2,
+/// node1 again after node2's crash) has a span that covers the other's,
+/// so such a history is checked as two windows.
+pub fn overlaps_between(acks: &[Ack], since: Instant, until: Option<Instant>) -> Vec<(u16, u16)> {
     let mut spans: std::collections::BTreeMap<u16, (Instant, Instant)> = Default::default();
-    for a in acks.iter().filter(|a| a.sent >= since) {
+    for a in acks
+        .iter()
+        .filter(|a| a.sent >= since && until.is_none_or(|u| a.sent < u))
+    {
         let span = spans.entry(a.port).or_insert((a.sent, a.acked));
         span.0 = span.0.min(a.sent);
         span.1 = span.1.max(a.acked);
@@ -385,4 +421,25 @@ pub fn overlaps(acks: &[Ack], since: Instant) -> Vec<(u16, u16)> {
         }
     }
     found
+}
+
+/// The acknowledged writes as runs of one server each, in the order they
+/// were acknowledged: `(port, writes, first sent, last acknowledged)`, the
+/// times in ms from `since`. What a split-brain report shows.
+pub fn runs(acks: &[Ack], since: Instant) -> Vec<(u16, usize, u128, u128)> {
+    let mut sorted: Vec<&Ack> = acks.iter().filter(|a| a.sent >= since).collect();
+    sorted.sort_by_key(|a| a.acked);
+    let ms = |t: Instant| t.duration_since(since).as_millis();
+    let mut out: Vec<(u16, usize, u128, u128)> = Vec::new();
+    for a in sorted {
+        match out.last_mut() {
+            Some(run) if run.0 == a.port => {
+                run.1 += 1;
+                run.2 = run.2.min(ms(a.sent));
+                run.3 = ms(a.acked);
+            }
+            _ => out.push((a.port, 1, ms(a.sent), ms(a.acked))),
+        }
+    }
+    out
 }

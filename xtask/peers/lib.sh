@@ -26,7 +26,7 @@ as_postgres() { runuser -u postgres -- "$@"; }
 spawn() {
   local log=$1; shift
   ( cd "$DIR" && exec setpriv --reuid=postgres --regid=postgres --init-groups \
-      env HOME=/var/lib/postgresql USER=postgres LOGNAME=postgres "$@" >>"$log" 2>&1 ) &
+      env HOME="$DIR" USER=postgres LOGNAME=postgres "$@" >>"$log" 2>&1 ) &
   SPAWNED=$!
   disown "$SPAWNED"
 }

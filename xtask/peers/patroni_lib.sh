@@ -39,6 +39,10 @@ restapi:
   connect_address: 127.0.0.1:${API[$i]}
 etcd3:
   hosts: 127.0.0.1:$EC
+# Never the host's /dev/watchdog (Patroni's default mode is automatic): a
+# leader killed by the benchmark would leave it counting to a reset.
+watchdog:
+  mode: 'off'
 bootstrap:
   dcs:
     postgresql:

@@ -90,32 +90,7 @@ const WIT_BINDGEN_CLI: &str = "0.61.1";
 
 /// `wit-bindgen` (for C bindings) in `root/bin`, from crates.io.
 pub fn wit_bindgen(root: &Path) -> Result<(), String> {
-    let tool = root.join("bin/wit-bindgen");
-    let version = Command::new(&tool)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    // "wit-bindgen-cli 0.61.1"
-    if version.split_whitespace().nth(1) == Some(WIT_BINDGEN_CLI) {
-        return Ok(());
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .args([
-            "install",
-            "--quiet",
-            "--locked",
-            "wit-bindgen-cli",
-            "--version",
-        ])
-        .arg(WIT_BINDGEN_CLI)
-        .arg("--root")
-        .arg(root)
-        // Settings of an outer build must not leak into this one.
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS"))
+    super::tools::cargo_install(root, "wit-bindgen-cli", "wit-bindgen", WIT_BINDGEN_CLI)
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 //! - `setup`: install what the tests need on a fresh Debian machine
 //!   (idempotent: only what is missing), the probe kits' toolchains
 //!   included.
-//! - `test`: `setup`, the Debian package of the dev build (`dist --dev`,
-//!   which the package test installs), then the whole test suite
-//!   (`cargo test --workspace`).
-//! - `dist [--dev]`: the Debian package in `target/debian/` (see [`dist`]).
+//! - `test`: `setup`, the whole test suite compiled once
+//!   (`cargo test --workspace --no-run`), the Debian package of that dev
+//!   build (`dist --dev --no-build`, which the package test installs),
+//!   then the suite run (`cargo test --workspace`).
+//! - `dist [--dev] [--no-build]`: the Debian package in `target/debian/` (see [`dist`]).
 //! - `bench [--quick] [--rounds N]`: the benchmark suite behind
 //!   BENCHMARKS.md (see [`bench`]).
 //! - `docs`: the operator's manual (`docs/`, an mdBook) in `target/book`,
@@ -20,6 +21,7 @@ mod dist;
 mod docs;
 mod kits;
 mod setup;
+mod tools;
 mod valkey;
 
 use std::path::{Path, PathBuf};
@@ -68,11 +70,30 @@ fn build() -> Result<(), String> {
     Ok(())
 }
 
+/// The environment variable that tells the end-to-end harness the
+/// `watchpost` binary is already built (`watchpost_e2e::cli::binary`).
+const E2E_BUILT: &str = "WATCHPOST_E2E_BUILT";
+
 fn test(extra: &[String]) -> Result<(), String> {
     setup::install()?;
-    run(cargo().args(["build", "-p", "watchpost"]))?;
-    dist::dist(&["--dev".to_string()])?;
-    run(cargo().args(["test", "--workspace"]).args(extra))
+    // Everything is compiled once, with the workspace's feature set: a
+    // `cargo build -p watchpost` here (or in the harness) would resolve
+    // the shared dependencies with other features (the agent's tokio
+    // without `test-util`, the tests' tonic without `server`) and compile
+    // ~100 crates a second time, wasmtime's among them. The agent binary
+    // this builds (the tests of its package need it) is the one the
+    // package and the end-to-end tests use.
+    run(cargo()
+        .args(["test", "--workspace", "--no-run"])
+        .args(extra))?;
+    dist::dist(&["--dev".to_string(), "--no-build".to_string()])?;
+    // One test thread per core (libtest's default). Three threads on 2
+    // cores ran the suite in 598-676 s instead of ~1,000 s, but in one run
+    // of three, three load-sensitive e2e tests failed: not worth a red CI.
+    run(cargo()
+        .args(["test", "--workspace"])
+        .args(extra)
+        .env(E2E_BUILT, "1"))
 }
 
 fn main() -> ExitCode {
@@ -86,7 +107,7 @@ fn main() -> ExitCode {
         Some("docs") => docs::docs(),
         _ => {
             eprintln!(
-                "usage: cargo xtask build|setup|dist [--dev]|bench [--quick] [--rounds N]|docs|test [-- cargo test args]"
+                "usage: cargo xtask build|setup|dist [--dev] [--no-build]|bench [--quick] [--rounds N]|docs|test [-- cargo test args]"
             );
             return ExitCode::from(2);
         }

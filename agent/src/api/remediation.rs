@@ -153,7 +153,7 @@ pub async fn reset(
 }
 
 /// `POST /v1/remediations/{name}/switchover`: start the planned
-/// switchover of a MariaDB failover remediation; 202 with its `id` (its
+/// switchover of a MariaDB or Redis failover remediation; 202 with its `id` (its
 /// steps and outcome are audit records with that id), 409 with why it
 /// cannot start.
 pub async fn switchover(

@@ -58,8 +58,8 @@ pub enum Command {
     Resume(operator::ResumeArgs),
     /// Close a remediation's breaker, clear its cooldown, lift a failover block.
     Reset(operator::ResetArgs),
-    /// Planned switchover of a MariaDB failover remediation: the primary
-    /// turns read-only, the replica catches up and is promoted.
+    /// Planned switchover of a MariaDB or Redis failover remediation: the
+    /// primary stops taking writes, the replica catches up and is promoted.
     Switchover(operator::SwitchoverArgs),
     /// Show the remediation audit log of the running agent.
     Events(operator::EventsArgs),

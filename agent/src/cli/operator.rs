@@ -59,7 +59,7 @@ pub struct ResetArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct SwitchoverArgs {
-    /// The MariaDB failover remediation whose primary and replica trade places.
+    /// The MariaDB or Redis failover remediation whose primary and replica trade places.
     pub remediation: String,
     /// Seconds to wait for the outcome (0: return once it started).
     #[arg(long, default_value_t = 120)]

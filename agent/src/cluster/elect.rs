@@ -6,7 +6,9 @@
 
 use super::ha::{Ha, REWIND_RETRY};
 use super::local::Observation;
-use super::member::{LeaderTimeline, Member, last_leader, not_a_candidate, off_timeline};
+use super::member::{
+    LeaderTimeline, Member, last_leader, not_a_candidate, off_timeline, reuses_the_term,
+};
 use super::owner::Won;
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
@@ -17,14 +19,20 @@ use tokio::time::Instant;
 impl<D: Dcs, S: Server> Ha<D, S> {
     /// As a follower of `leader`: be a standby streaming from it. A
     /// stopped server is pointed at the leader and started; a running
-    /// standby is repointed; one that still does not stream 10 s later
-    /// (it diverged: a former primary) and a server running as a primary
-    /// are rewound against the leader.
+    /// standby is repointed; a server running as a primary is rewound
+    /// against the leader, and so is a standby that still does not stream
+    /// 10 s later, unless its WAL is shown to be on the leader's history
+    /// ([`Ha::on_the_leaders_timeline`]): then nothing diverged, a rewind
+    /// and restart would change nothing (a missing `pg_hba.conf` line,
+    /// too few WAL senders, WAL the leader no longer has: patroni#2412
+    /// restarted such a standby every 10 s, forever), and why it does not
+    /// stream is recorded once instead.
     pub(super) async fn follow(&mut self, seen: &Observation, leader: &Member) {
         let upstream = format!("{}:{}", leader.host, leader.port);
         if seen.streaming_from.as_deref() == Some(upstream.as_str()) && seen.in_recovery {
             if self.following_since.take().is_some() || self.marked_diverged() {
                 self.mark_diverged(false);
+                self.last_note = None;
                 self.record(
                     Decision::Following,
                     format!("streams from the leader `{}` ({upstream})", leader.name),
@@ -46,6 +54,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let stuck = self
             .following_since
             .is_some_and(|since| since.elapsed() > Duration::from_secs(10));
+        if stuck && !seen.primary() && self.on_the_leaders_timeline(seen) {
+            self.note_failed(format!(
+                "the local standby does not stream from the leader `{}` ({upstream}) after 10 s, and its WAL is on the leader's timeline {:?} (begun at {:?}): nothing diverged, so it is not rewound nor restarted. Its server's log says why (a `pg_hba.conf` line for replication, `max_wal_senders`, WAL the leader no longer has: then rebuild it); it streams again by itself once that is fixed",
+                leader.name, seen.timeline, seen.timeline_start
+            ));
+            return;
+        }
         if seen.primary() || stuck {
             if self
                 .rewind_failed
@@ -257,11 +272,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         // "timeline 6" with the most WAL held every election off).
         let rivals: Vec<Member> = members
             .iter()
-            .filter(|m| off_timeline(m, self.leader_timeline.as_ref()).is_none())
+            .filter(|m| {
+                off_timeline(m, self.leader_timeline.as_ref())
+                    .or_else(|| reuses_the_term(m, self.leader_timeline.as_ref()))
+                    .is_none()
+            })
             .cloned()
             .collect();
         let why = not_a_candidate(me, &rivals, optime, max_lag)
             .or_else(|| off_timeline(me, self.leader_timeline.as_ref()))
+            .or_else(|| reuses_the_term(me, self.leader_timeline.as_ref()))
             .or_else(|| self.sync_unproven(me, members));
         if let Some(why) = why {
             if (seen.answering && seen.in_recovery) || me.nofailover {
@@ -312,18 +332,15 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok(()) => self.prepare_synchronous(members).await,
             Err(e) => Err(e),
         };
+        let reference = self.leader_timeline.clone();
         let ready = match ready {
-            Ok(()) => self.still_on_history(me).await,
+            Ok(()) => self.still_on_history(me, reference.as_ref()).await,
             Err(e) => Err(e),
         };
-        let attempted = ready.is_ok();
         let promoted = match ready {
             Ok(()) => self.promote().await,
             Err(e) => Err(format!("not promoted: {e}")),
         };
-        if promoted.is_err() {
-            self.term_not_opened(attempted).await;
-        }
         match promoted {
             Ok(()) => {
                 // The term opened: nothing to put back later.
@@ -335,19 +352,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     "promoted the local standby; it accepts writes".into(),
                 );
             }
+            // Asked, it may still finish promoting: stopped before
+            // another member may lead; never asked, released as it is.
             Err(e) => {
-                // It may still finish promoting: stop it before letting
-                // another member lead.
-                if self
-                    .stop_and_release(&format!("promotion failed ({e})"))
-                    .await
-                    .is_ok()
-                {
-                    self.record(
-                        Decision::Failed,
-                        format!("promotion failed ({e}); stopped the local server and released the leader key"),
-                    );
-                }
+                self.give_up_key(&format!("promotion failed ({e})")).await;
             }
         }
     }
@@ -359,7 +367,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// still on the last leader's history; `Err` (why) otherwise. A
     /// promotion begins its timeline where the server's WAL ends then,
     /// not where it was when elected.
-    async fn still_on_history(&self, me: &Member) -> Result<(), String> {
+    pub(super) async fn still_on_history(
+        &self,
+        me: &Member,
+        reference: Option<&LeaderTimeline>,
+    ) -> Result<(), String> {
         let budget = self.local.spec().loop_wait.max(Duration::from_millis(500));
         let seen = self.local.observe(budget).await;
         if !(seen.answering && seen.in_recovery) || seen.timeline != me.timeline {
@@ -372,9 +384,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             lsn: seen.lsn.or(seen.replayed),
             ..me.clone()
         };
-        match off_timeline(&now, self.leader_timeline.as_ref()) {
-            Some(why) => Err(format!(
+        if let Some(why) = off_timeline(&now, reference) {
+            return Err(format!(
                 "not promoted: since it was elected, the local server received WAL that is not the last leader's: {why}"
+            ));
+        }
+        // Elected behind the point where another member's term began, it
+        // may have received WAL up to exactly that point since.
+        match reuses_the_term(&now, reference) {
+            Some(why) => Err(format!(
+                "not promoted: since it was elected, the local server reached the point where the last leader's term began: {why}"
             )),
             None => Ok(()),
         }
@@ -418,7 +437,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 // is rewritten with it, so that its standbys, which share
                 // that start, remain candidates.
                 if let Some(ours) = self.term_before.as_ref().and_then(|p| p.ours.clone()) {
-                    self.leader_timeline = Some(ours);
+                    self.know_term(Some(ours));
                 }
                 self.publish_term(&seen).await;
                 return Ok(());
@@ -453,6 +472,34 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok(())
         } else {
             Err("the watchdog that fences this node's server is not running (see the log): a leader without a fence does not take writes".into())
+        }
+    }
+
+    /// Whether the local standby is shown to hold nothing but the
+    /// leader's WAL: on the last leader's timeline, begun at the same
+    /// point (both known), and not a former leader. Only the leader writes
+    /// on its timeline, so such WAL is a prefix of the leader's. Anything
+    /// less (a timeline before, a start unknown, a number behind because
+    /// `pg_control_checkpoint()` lags) is not shown, and left to
+    /// `pg_rewind`, which rewinds only what diverged.
+    fn on_the_leaders_timeline(&self, seen: &Observation) -> bool {
+        let Some(term) = &self.leader_timeline else {
+            return false;
+        };
+        seen.answering
+            && seen.in_recovery
+            && seen.timeline == Some(term.timeline)
+            && seen.timeline_start.is_some()
+            && seen.timeline_start == term.switch
+            && !self.marked_diverged()
+    }
+
+    /// Record a failure once (until it changes, or the standby streams).
+    fn note_failed(&mut self, text: String) {
+        if self.last_note.as_deref() != Some(text.as_str()) {
+            tracing::warn!("cluster: {text}");
+            self.record(Decision::Failed, text.clone());
+            self.last_note = Some(text);
         }
     }
 

@@ -37,6 +37,17 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
     )
 }
 
+/// What [`Ha::give_up_key`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum GaveUp {
+    /// Released without a stop: the promotion was never asked.
+    Released,
+    /// The server stopped, then the key released.
+    Stopped,
+    /// Kept: the server could not be stopped (why).
+    Kept(String),
+}
+
 impl<D: Dcs, S: Server> Ha<D, S> {
     /// Log and record, once per change, that `postmaster.pid` cannot be
     /// used or the server's state cannot be told; and forget a server left
@@ -110,19 +121,67 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         Ok(())
     }
 
+    /// Give up a key taken for a term whose promotion was never asked
+    /// (`why` it was not: the fence not running, the lease lapsed, the
+    /// server no longer the standby elected, a record not written): the
+    /// server was not made writable in this term, so it is left running
+    /// as the standby it is, and the key goes without a stop (seed 18864:
+    /// a standby that could not be stopped kept the key it could not use,
+    /// and no member led). A key that cannot be given back now expires
+    /// with the lease.
+    pub(super) async fn release_unpromoted(&mut self, why: &str) {
+        let released = self.release_key().await;
+        self.leader_until = None;
+        self.view.lock().is_leader = false;
+        // It stays a healthy standby, and would be the best candidate
+        // again at once: it stands aside for a lease (published as no
+        // healthy standby), so that another member may lead meanwhile.
+        self.stand_aside_until = Some(tokio::time::Instant::now() + self.ttl());
+        let message = match released {
+            Ok(()) => format!(
+                "{why}; released the leader key (the local server was not asked to promote in this term: it stays a standby)"
+            ),
+            Err(e) => format!(
+                "{why}; the local server was not asked to promote in this term (it stays a standby), and {e}"
+            ),
+        };
+        self.record(Decision::Failed, message);
+    }
+
+    /// Give the key up because a step of this term failed (`why`): the
+    /// term put back if it never opened ([`Ha::term_not_opened`]), then
+    /// the key released without a stop when this term's promotion was
+    /// never asked ([`Ha::release_unpromoted`]), else only once the server
+    /// is stopped ([`Ha::stop_and_release`]; kept, loudly, while it cannot
+    /// be). Every path that gives a key up after its take goes through
+    /// here, so that the rule is written once.
+    pub(super) async fn give_up_key(&mut self, why: &str) -> GaveUp {
+        let asked = !self.promotion_not_asked();
+        self.term_not_opened().await;
+        if !asked {
+            self.release_unpromoted(why).await;
+            return GaveUp::Released;
+        }
+        match self.stop_and_release(why).await {
+            Ok(()) => {
+                self.view.lock().is_leader = false;
+                self.record(
+                    Decision::Failed,
+                    format!("{why}; stopped the local server and released the leader key"),
+                );
+                GaveUp::Stopped
+            }
+            Err(e) => GaveUp::Kept(e),
+        }
+    }
+
     /// A leader whose fence no longer runs armed (it exited: it cannot
     /// signal the server, or it fired and cannot be started again) does not
     /// go on taking writes: stop the server and give the key up — kept,
     /// loudly, while the server cannot be stopped.
     pub(super) async fn unfenced_leader(&mut self) {
         let why = "the watchdog that fences this node's server no longer runs armed while it leads (see the log): a leader without a fence does not take writes";
-        if self.stop_and_release(why).await.is_ok() {
-            self.view.lock().is_leader = false;
-            self.record(
-                Decision::Failed,
-                format!("{why}; stopped the local server and released the leader key"),
-            );
-        }
+        self.give_up_key(why).await;
     }
 
     /// Give the leader key up, the server being known stopped: delete it

@@ -61,6 +61,14 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     /// When the last successful renewal (or grant) was sent: a new
     /// leader's deadline counts from it.
     pub(super) renewed_at: Option<Instant>,
+    /// [`super::clock::suspended_ns`] read when `renewed_at` was: the
+    /// time the machine sleeps after it counts against the deadline,
+    /// which `Instant` alone does not see ([`Ha::lease_now`]).
+    pub(super) suspended_at_renewal: u64,
+    /// Until when this member stands aside after giving up a key it could
+    /// not use (its promotion never asked: [`Ha::release_unpromoted`]):
+    /// published as no healthy standby, so that it is nobody's rival.
+    pub(super) stand_aside_until: Option<Instant>,
     /// Since when the local postmaster is gone while we lead. Lost at a
     /// restart, safely: counted again, the key is released later, never
     /// earlier.
@@ -104,6 +112,14 @@ pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub(super) unfenced_until: Option<Instant>,
     /// The leader's timeline as last read (the election's reference).
     pub(super) leader_timeline: Option<super::member::LeaderTimeline>,
+    /// The `timeline` key's value that `leader_timeline` came from (as
+    /// read, or as this node last wrote it; `None`: absent). Every
+    /// transaction that takes the leader key compares it, so that a term
+    /// taken on a stale read (a late answer) fails instead of writing, and
+    /// later putting back, a term before the one the store holds (seed
+    /// 104: a switchover's failed promotion put back the term before the
+    /// old leader's latest, and every server was then past it).
+    pub(super) timeline_read: Option<String>,
     /// While a term this node took the key for has not opened (its server
     /// not promoted yet): the leader's timeline before it, put back if the
     /// term does not open, and the one it wrote (compared when putting
@@ -148,6 +164,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             lease: None,
             leader_until: None,
             renewed_at: None,
+            suspended_at_renewal: super::clock::suspended_ns(),
+            stand_aside_until: None,
             down_since: None,
             following_since: None,
             last_note: None,
@@ -162,6 +180,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             server_fault: None,
             unfenced_until: None,
             leader_timeline: None,
+            timeline_read: None,
             term_before,
             faults: Mutex::default(),
         }
@@ -180,10 +199,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// (the agent's own stop comes first; etcd cannot expire the lease
     /// before another sixth), or disarm it; record it if it fired.
     pub(super) fn guard(&mut self) {
+        // The watchdog's clock (CLOCK_BOOTTIME) counts the time the
+        // machine slept since the renewal the deadline counts from, which
+        // `Instant` does not: taken off, so that the fence's deadline is
+        // where the lease's is.
+        let slept = super::clock::slept_since(self.suspended_at_renewal);
         let until = self
             .leader_until
             .or(self.unfenced_until)
-            .map(|until| until + self.ttl() / 6);
+            .map(|until| until + self.ttl() / 6)
+            .map(|until| until.checked_sub(slept).unwrap_or(until));
         if let Some((stopped, message)) = self.watchdog.sync(until) {
             let decision = if stopped {
                 Decision::Demoted
@@ -201,7 +226,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
 
     pub(super) fn holding(&self) -> bool {
         self.leader_until
-            .is_some_and(|until| Instant::now() < until)
+            .is_some_and(|until| self.lease_now() < until)
+    }
+
+    /// Now, on the clock of the leader's deadline: `Instant::now()` plus
+    /// the time the machine was suspended since the last renewal was sent
+    /// (CLOCK_MONOTONIC stops while it sleeps; the lease in etcd does
+    /// not: [`super::clock`]). A node resumed past its deadline is past
+    /// it here, before it acts as the leader again.
+    pub(super) fn lease_now(&self) -> Instant {
+        Instant::now() + super::clock::slept_since(self.suspended_at_renewal)
     }
 
     pub(super) fn record(&self, decision: Decision, message: String) {
@@ -301,6 +335,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         self.leaderless = leader.is_none().then_some(revision);
         let (optime, members) = (snapshot.optime, snapshot.members);
         self.leader_timeline = snapshot.timeline;
+        self.timeline_read = snapshot.timeline_text.map(String::from);
         self.note_pause(snapshot.paused);
         self.update_view(
             &seen,
@@ -333,12 +368,15 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
     }
 
-    fn member(&self, seen: &Observation) -> Member {
+    pub(super) fn member(&self, seen: &Observation) -> Member {
         let spec = &self.local.spec();
         Member {
             name: spec.name.clone(),
             role: seen.role().into(),
-            healthy: seen.healthy_standby(),
+            healthy: seen.healthy_standby()
+                && self
+                    .stand_aside_until
+                    .is_none_or(|until| Instant::now() >= until),
             lsn: seen.lsn,
             replayed: seen.replayed,
             timeline: seen.timeline,
@@ -469,12 +507,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     );
                 }
                 if let Err(e) = self.fence_ready() {
-                    if self.stop_and_release(&e).await.is_ok() {
-                        self.record(
-                            Decision::Failed,
-                            format!("{e}; stopped the local server and released the leader key"),
-                        );
-                    }
+                    self.give_up_key(&e).await;
                     return;
                 }
                 // As in every term: a restart by anyone comes up read-only,
@@ -485,7 +518,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 if seen.primary() {
                     self.mark_diverged(true);
                 }
-                self.lead(seen).await;
+                self.lead(seen, members).await;
             } else if seen.primary() {
                 self.stop_stray_primary("the leader key names this node under an old lease that could not be taken over").await;
             }
@@ -517,21 +550,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                         Err(e) => Err(e),
                     };
                     if let Err(e) = ready {
-                        if self.stop_and_release(&e).await.is_ok() {
-                            self.record(
-                                Decision::Failed,
-                                format!(
-                                    "{e}; stopped the local server and released the leader key"
-                                ),
-                            );
-                            if !seen.primary() {
-                                self.term_not_opened(false).await;
-                            }
-                        }
+                        self.give_up_key(&e).await;
                         return;
                     }
                 }
-                self.lead(seen).await;
+                self.lead(seen, members).await;
                 if seen.primary() && self.holding() {
                     self.keep_synchronous(members).await;
                 }

@@ -10,7 +10,8 @@
 //!    the connected standbys before they exit;
 //! 2. it reads where its WAL ends (`pg_controldata`) and marks the
 //!    request `stopped` at that position, still holding the key;
-//! 3. the target, once it has replayed past that position, takes the key
+//! 3. the target, once it has replayed up to that position (inclusive:
+//!    [`ShutDown::reach`]), takes the key
 //!    in one transaction (only if the key still names the old leader and
 //!    the request is unchanged) and promotes ([`super::takeover`]);
 //! 4. the old leader sees the key move and follows the new leader: its
@@ -262,7 +263,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         };
         let stopped = Request {
             stage: Stage::Stopped,
-            lsn: Some(end.checkpoint),
+            // None at reach 0: an older target then does not take over
+            // (it asked for "past 0", which only a replica that came back
+            // empty shows) and this leader resumes after its wait.
+            lsn: end.reach.checked_sub(1),
+            reach: Some(end.reach),
             timeline: Some(end.timeline),
             leader_lease: self.lease,
             ..request.clone()
@@ -273,8 +278,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             return;
         }
         self.step(format!(
-            "switchover to `{}`: the local server is shut down at {} on timeline {}; waiting for `{}` to replay past it and take the key",
-            request.to, lsn_text(end.checkpoint), end.timeline, request.to
+            "switchover to `{}`: the local server is shut down at {} on timeline {}; waiting for `{}` to replay up to it and take the key",
+            request.to, lsn_text(end.reach), end.timeline, request.to
         ));
         let started = Instant::now();
         let mut renewed = Instant::now();
@@ -358,7 +363,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
 
     fn handed_over(&mut self, request: &Request, end: ShutDown, took: Duration) {
         self.leader_until = None;
-        // Its WAL ended cleanly where the target replayed past: nothing
+        // Its WAL ended cleanly where the target replayed up to: nothing
         // in it the next leader lacks, so it is no diverged former leader
         // (should the target fail to open its term, this node remains a
         // candidate).
@@ -396,7 +401,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         self.rejoin = None;
         self.step(format!(
             "switchover: rejoined as a standby of `{to}` without pg_rewind: streams on timeline {timeline} (its own WAL ended at {} on timeline {}), replayed up to {}",
-            lsn_text(end.checkpoint), end.timeline, seen.replayed.map_or("?".into(), lsn_text)
+            lsn_text(end.reach), end.timeline, seen.replayed.map_or("?".into(), lsn_text)
         ));
     }
 }

@@ -6,6 +6,7 @@
 
 use super::ha::Ha;
 use super::local::Observation;
+use super::member::Member;
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use crate::events::Decision;
@@ -13,7 +14,7 @@ use tokio::time::Instant;
 
 impl<D: Dcs, S: Server> Ha<D, S> {
     /// As the leader: keep a healthy primary.
-    pub(super) async fn lead(&mut self, seen: &Observation) {
+    pub(super) async fn lead(&mut self, seen: &Observation, members: &[Member]) {
         if seen.primary() {
             self.down_since = None;
             return;
@@ -22,7 +23,52 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             // Restarted (in place by us, or by hand): only the key holder
             // may make it a primary again, on a new timeline — published
             // first, with where it begins.
-            if let Some(timeline) = seen.timeline {
+            if let Err(e) = self.fence_ready() {
+                // No term is written that could not open (the loop gives
+                // the key up: [`Ha::unfenced_leader`]).
+                tracing::warn!("cluster: not promoting the restarted server: {e}");
+                return;
+            }
+            // This node's own term, taken by an election and never
+            // asked (the key found this node's a loop after the answer to
+            // taking it was lost, or taken over from an earlier run of
+            // this agent): promoted under that term, as written (its
+            // start is rewritten once the promotion is done), never a new
+            // one in its place, which a failed write would leave recorded
+            // while the store holds the first.
+            let pending = self
+                .term_before
+                .clone()
+                .filter(|p| !p.asked && p.ours.is_some() && p.ours == self.leader_timeline);
+            // A server that never led in this term (no former leader's
+            // marker: written before every promotion) is a standby, not
+            // the leader's own restarted one: it is checked against the
+            // last leader's history right before its promotion, as an
+            // elected standby is, against the term the election read (it
+            // may have received WAL past that term's switch point since).
+            // The leader's own server restarted in recovery is on its own
+            // promotion's timeline (whose start the term may still hold as
+            // the election's guess, seed 41252): not checked.
+            let elected = pending.is_some() || !self.marked_diverged();
+            if elected {
+                let reference = match &pending {
+                    Some(p) => p.before.clone(),
+                    None => self.leader_timeline.clone(),
+                };
+                let me = self.member(seen);
+                // And made synchronous first, as an elected standby is (a
+                // key taken over from an earlier run may come before that
+                // run prepared it).
+                let ready = match self.still_on_history(&me, reference.as_ref()).await {
+                    Ok(()) => self.prepare_synchronous(members).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = ready {
+                    self.give_up_key(&e).await;
+                    return;
+                }
+            }
+            if let (None, Some(timeline)) = (&pending, seen.timeline) {
                 let term = super::member::LeaderTimeline {
                     timeline: timeline + 1,
                     switch: seen.lsn,
@@ -46,10 +92,20 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 Ok(()) => {
                     self.settle_term();
                     self.keep_standby_marked();
-                    self.record(Decision::Promoted, "promoted the local server again after its restart (a new timeline); this node still holds the leader key".into());
+                    let what = if elected {
+                        "promoted the local standby: the leader key it was elected for is this node's (the answer to taking it was lost, or an earlier run of this agent took it)"
+                    } else {
+                        "promoted the local server again after its restart (a new timeline); this node still holds the leader key"
+                    };
+                    self.record(Decision::Promoted, what.into());
                 }
                 Err(e) => {
-                    tracing::error!("cluster: cannot promote the restarted local server: {e}")
+                    tracing::error!("cluster: cannot promote the restarted local server: {e}");
+                    if self.promotion_not_asked() {
+                        // Never asked: its term did not open; put back, so
+                        // that it is not the election's reference.
+                        self.term_not_opened().await;
+                    }
                 }
             }
             return;

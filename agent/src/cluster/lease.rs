@@ -17,6 +17,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// Renew (or get) the lease; demote at once if the key may be lost.
     pub(super) async fn renew(&mut self) {
         let sent = Instant::now();
+        let suspended = super::clock::suspended_ns();
         let call = async {
             match self.lease {
                 Some(lease) => self
@@ -48,6 +49,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok((lease, true)) => {
                 self.lease = Some(lease);
                 self.renewed_at = Some(sent);
+                self.suspended_at_renewal = suspended;
                 if self.leader_until.is_some() {
                     self.leader_until = Some(sent + self.ttl() - self.margin());
                 }
@@ -69,7 +71,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// Whether it stopped the server.
     pub(super) async fn check_deadline(&mut self) -> bool {
         if let Some(until) = self.leader_until
-            && Instant::now() >= until
+            && self.lease_now() >= until
         {
             self.leader_until = None;
             self.lose_lease(
@@ -116,7 +118,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 // timeline must not shut the standbys of the last
                 // leader's history out of the next election.
                 if self.term_before.is_some() {
-                    self.term_not_opened(true).await;
+                    self.term_not_opened().await;
                 }
             }
             Err(e) => self.left_unfenced(deadline, &e),

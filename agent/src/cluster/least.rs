@@ -3,9 +3,12 @@
 //! by the agent, so the role that may do that must not be the probes'
 //! role; and the streaming and `pg_rewind` connections carry the
 //! replication role's password to whatever answers at the leader's
-//! address, so they should check the leader's certificate.
+//! address, so they should check the leader's certificate. Both are
+//! PostgreSQL's (`ALTER SYSTEM`, libpq's `sslmode`); a MariaDB or Redis
+//! member's admin login and replication TLS are checked by its engine's
+//! own start checks.
 
-use crate::config::Config;
+use crate::config::{Config, TargetKind};
 
 /// The warnings for `config`'s `[cluster]` (none without one).
 pub fn warnings(config: &Config) -> Vec<String> {
@@ -14,7 +17,11 @@ pub fn warnings(config: &Config) -> Vec<String> {
     };
     let mut warnings = Vec::new();
     let name = &cluster.target;
-    if let Some(target) = config.targets.get(name) {
+    let target = config.targets.get(name);
+    if target.is_some_and(|t| t.kind != TargetKind::Postgres) {
+        return warnings;
+    }
+    if let Some(target) = target {
         if target.admin_dsn.is_none() {
             warnings.push(format!(
                 "[targets.{name}] has no `admin_dsn`: cluster mode promotes, reconfigures (ALTER SYSTEM) and rewinds this server through it, so the agent uses the probes' `dsn` role for that, and with `strict_privileges` (on for [cluster]'s target) probes on it are refused; add an `admin_dsn` with the agent's role and give the `dsn` a role with pg_monitor only"
@@ -127,6 +134,18 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    /// A new user's finding: a Redis member at a remote address was
+    /// warned about libpq's `sslmode` and `pg_rewind`, which it never uses.
+    #[test]
+    fn a_redis_member_gets_no_postgresql_warnings() {
+        let text = format!(
+            "[targets.local]\nkind = \"redis\"\ndsn = \"redis://127.0.0.1:6379/0\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"cache\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.0.0.1:6379\"\n",
+            std::env::temp_dir().display()
+        );
+        let config = crate::config::parse_str("w.toml", &text, std::path::Path::new("/")).unwrap();
+        assert_eq!(warnings(&config), Vec::<String>::new());
     }
 
     #[test]

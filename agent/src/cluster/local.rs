@@ -5,85 +5,13 @@
 //! follow a leader, rewind). Programs run as the data directory's owner;
 //! every call is bounded.
 
+pub use super::observation::Observation;
 use crate::config::ClusterSpec;
 use crate::pgserver::postmaster::{self, Postmaster};
 use crate::remediate::command::{self, CommandSpec};
 use crate::sql::SqlTargets;
 use std::path::Path;
 use std::time::Duration;
-
-/// What one look at the local server found.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Observation {
-    /// Whether a postmaster process runs for the data directory:
-    /// running, stopped, or unknown (never to be taken for stopped).
-    pub server: Postmaster,
-    /// Why `postmaster.pid` could not be used, if it could not.
-    pub pid_fault: Option<String>,
-    /// It answered a query within the loop's budget.
-    pub answering: bool,
-    pub in_recovery: bool,
-    /// Primary: its flush position; standby: the further of the positions
-    /// received and replayed (after a restart, PostgreSQL resets the
-    /// received position to the start of the segment it streams from,
-    /// behind what it replayed from its own `pg_wal`). Bytes from 0/0.
-    pub lsn: Option<u64>,
-    pub replayed: Option<u64>,
-    pub replay_paused: bool,
-    pub timeline: Option<u64>,
-    /// Where `timeline` began: the switch point (bytes from 0/0) of the
-    /// last line of its timeline history (`pg_wal/NNNNNNNN.history`), 0
-    /// on timeline 1; `None` when it could not be read. PostgreSQL reuses
-    /// timeline numbers, so the number alone does not name a timeline:
-    /// two servers on "timeline 4" begun at different points hold
-    /// different histories.
-    pub timeline_start: Option<u64>,
-    /// A standby that has read to the end of its own `pg_wal` since it
-    /// started: its startup process asked for streaming, which sets the
-    /// received position (`pg_last_wal_receive_lsn()` is not null). Until
-    /// then `lsn` may lag behind the WAL it holds (replay of its own
-    /// `pg_wal` in progress, or held back by `recovery_min_apply_delay`).
-    pub wal_end_read: bool,
-    /// The WAL receiver's upstream (`host:port`) while it streams.
-    pub streaming_from: Option<String>,
-    /// Why this server may not become the leader although it answers as
-    /// a replica (an engine's own finding, e.g. MariaDB's errant GTIDs or
-    /// a rebuild required); `None` for PostgreSQL, whose timelines say it.
-    pub unfit: Option<String>,
-}
-
-impl Observation {
-    /// A standby that may become the leader: answering, in recovery,
-    /// replaying.
-    pub fn healthy_standby(&self) -> bool {
-        self.answering
-            && self.in_recovery
-            && !self.replay_paused
-            && self.lsn.is_some()
-            && self.unfit.is_none()
-    }
-
-    pub fn primary(&self) -> bool {
-        self.answering && !self.in_recovery
-    }
-
-    /// The server is known to be stopped (an unknown state is not).
-    pub fn stopped(&self) -> bool {
-        self.server.stopped() && !self.answering
-    }
-
-    /// `primary`, `standby`, `stopped`, `not answering` or `unknown`
-    /// (whether a postmaster runs cannot be told).
-    pub fn role(&self) -> &'static str {
-        match (&self.server, self.answering, self.in_recovery) {
-            (_, true, false) => "primary",
-            (_, true, true) => "standby",
-            (Postmaster::Stopped, false, _) => "stopped",
-            (Postmaster::Running(_), false, _) => "not answering",
-            (Postmaster::Unknown(_), false, _) => "unknown",
-        }
-    }
-}
 
 /// The local server of a cluster member.
 pub struct LocalServer {
@@ -541,13 +469,20 @@ fn start_of(timeline: u64, history: &Option<(Option<i64>, Option<String>)>) -> O
     }
 }
 
-/// What `pg_controldata` says about a cleanly stopped server.
+/// Where a cleanly stopped server's stream ended, in the engine's
+/// positions (what [`LocalServer::shut_down_at`] and the other backends'
+/// `shut_down_at` return).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShutDown {
-    /// "Latest checkpoint location": the shutdown checkpoint record's
-    /// start, in bytes from 0/0. A standby that replayed past it has every
-    /// record the server wrote.
-    pub checkpoint: u64,
+    /// The position a standby must have replayed **up to, inclusive,** to
+    /// hold everything the server wrote. PostgreSQL: one byte past the
+    /// shutdown checkpoint record's start (`pg_controldata`'s "Latest
+    /// checkpoint location", bytes from 0/0); MariaDB: the last GTID's
+    /// sequence number; Redis: the replication offset, which is 0 on a
+    /// primary with no write since its first replica attached (Redis
+    /// counts it only once it keeps a backlog), so "past the position
+    /// before it" could not be said.
+    pub reach: u64,
     pub timeline: u64,
 }
 
@@ -584,7 +519,8 @@ impl LocalServer {
             .and_then(|v| v.parse().ok())
             .ok_or("pg_controldata printed no timeline")?;
         Ok(ShutDown {
-            checkpoint,
+            // Replayed past the checkpoint record's start: it has the record.
+            reach: checkpoint + 1,
             timeline,
         })
     }
@@ -644,34 +580,5 @@ impl LocalServer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn server(cluster: &str) -> LocalServer {
-        let text = format!(
-            "[targets.local]\ndsn = \"host=127.0.0.1 user=w\"\ndata_dir = \"/d\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.0.0.1:5432\"\nreplication_user = \"replicator\"\nname = \"n1\"\n{cluster}\n"
-        );
-        let config = crate::config::parse_str("w.toml", &text, std::path::Path::new("/")).unwrap();
-        LocalServer {
-            spec: config.cluster.unwrap(),
-            sql: SqlTargets::default(),
-        }
-    }
-
-    #[test]
-    fn the_replication_and_rewind_conninfo_carries_the_sslmode_and_ca() {
-        // Nothing configured: libpq's default, nothing added.
-        let plain = server("").conninfo("10.0.0.2", 5432);
-        assert_eq!(
-            plain,
-            "host='10.0.0.2' port=5432 user='replicator' application_name='n1'"
-        );
-        let ca = server("replication_sslrootcert = \"/etc/pg/ca.pem\"").conninfo("10.0.0.2", 5432);
-        assert!(
-            ca.ends_with("sslmode=verify-full sslrootcert='/etc/pg/ca.pem'"),
-            "{ca}"
-        );
-        let require = server("replication_sslmode = \"require\"").conninfo("10.0.0.2", 5432);
-        assert!(require.ends_with("sslmode=require"), "{require}");
-    }
-}
+#[path = "local_tests.rs"]
+mod tests;

@@ -102,11 +102,17 @@ impl LeaderTimeline {
     /// Whether `lsn` on `timeline`, begun at `start` (`None`: unknown), is
     /// on this term's history as far as it is known: on its timeline (the
     /// same number begun at the same point, when both points are known:
-    /// numbers are reused) or a later one, or on the previous one at or
-    /// before the switch point.
+    /// numbers are reused), or on the previous one at or before the switch
+    /// point. A later number is not: every promotion the agents make
+    /// writes its term first, and a leader whose promotion got a higher
+    /// number than its term named publishes the real one
+    /// ([`super::term::to_publish`]), so a server on a later number than
+    /// the last term was promoted by someone else (`pg_ctl promote` by
+    /// hand) and its WAL past that point is no one's (only keys written
+    /// without an opener's name, by older agents, still take it).
     pub fn holds(&self, timeline: u64, start: Option<u64>, lsn: u64) -> bool {
         match timeline.cmp(&self.timeline) {
-            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Greater => self.by.is_none(),
             std::cmp::Ordering::Equal => match (start, self.switch) {
                 (Some(mine), Some(term)) => mine == term,
                 _ => true,
@@ -143,6 +149,36 @@ pub fn off_timeline(me: &Member, leader: Option<&LeaderTimeline>) -> Option<Stri
             .map(|at| format!(", which began at {at} on timeline {}", leader.timeline - 1))
             .unwrap_or_default()
     ))
+}
+
+/// Why `me`'s promotion would give a timeline no one could tell from the
+/// last leader's term, or `None`: PostgreSQL numbers a promotion's
+/// timeline one past the newest whose history file it finds (in `pg_wal`
+/// or the archive), so a standby still on timeline `T` that never saw
+/// the other's history, exactly at the point where another member's term
+/// `T+1` began, would begin a second `T+1` there. The two are the same by
+/// number and start, and a server on either one would later be judged on
+/// the other's history, its writes dropped (seeds 11967, 13817). Whether
+/// that term opened cannot always be told; it is never taken as "did not
+/// open" (the cost: a term whose opener never comes back, with every
+/// standby caught up to its switch point, elects nobody until an operator
+/// deletes the timeline key). A standby behind that point begins its
+/// timeline elsewhere, unless it reaches the point before its promotion
+/// (checked again right before it); one that follows a leader onto `T+1`
+/// is a candidate again.
+pub fn reuses_the_term(me: &Member, leader: Option<&LeaderTimeline>) -> Option<String> {
+    let (Some(mine), Some(leader), Some(lsn)) = (me.timeline, leader, me.lsn) else {
+        return None;
+    };
+    let others = leader.by.as_deref().is_some_and(|by| by != me.name);
+    if others && mine + 1 == leader.timeline && leader.switch == Some(lsn) {
+        return Some(format!(
+            "its promotion would begin timeline {} at {lsn}, where the last leader's term (`{}`'s) began: the two could not be told apart (a candidate again once it follows a leader)",
+            leader.timeline,
+            leader.by.as_deref().unwrap_or("?")
+        ));
+    }
+    None
 }
 
 /// A member that led and has not streamed since (`diverged`) is still
@@ -247,6 +283,46 @@ mod tests {
             failover_priority: 1,
             ..Member::default()
         }
+    }
+
+    /// Seeds 11967 and 13817, as a table: which standbys on timeline 2
+    /// may promote while the last leader's term is timeline 3 begun at
+    /// 1060.
+    #[test]
+    fn a_promotion_that_would_repeat_the_last_term_is_refused() {
+        let term = |by: &str| LeaderTimeline::parse(&format!("3:1060:{by}")).unwrap();
+        let on = |timeline: u64, lsn: u64| Member {
+            timeline: Some(timeline),
+            ..standby("a", lsn)
+        };
+        let cases: [(Member, &str, bool); 6] = [
+            // Exactly where another member's term began: refused.
+            (on(2, 1060), "b", true),
+            // Behind it: its timeline begins elsewhere.
+            (on(2, 1059), "b", false),
+            // Its own term (put back or never opened): its own history.
+            (on(2, 1060), "a", false),
+            // On the term's timeline: it follows that leader's history.
+            (on(3, 1100), "b", false),
+            // Further behind (timeline 1): another number.
+            (on(1, 1060), "b", false),
+            // Position unknown: nothing to compare (no candidate anyway).
+            (
+                Member {
+                    lsn: None,
+                    ..on(2, 0)
+                },
+                "b",
+                false,
+            ),
+        ];
+        for (me, by, refused) in cases {
+            let why = reuses_the_term(&me, Some(&term(by)));
+            assert_eq!(why.is_some(), refused, "{me:?} under {by}'s term: {why:?}");
+        }
+        // An older key without a name: not known to be another's.
+        let anonymous = LeaderTimeline::parse("3:1060").unwrap();
+        assert!(reuses_the_term(&on(2, 1060), Some(&anonymous)).is_none());
     }
 
     #[test]
@@ -368,7 +444,10 @@ mod tests {
             // the number alone, as before.
             (on(4, None, 1300), true),
             (on(3, Some(1000), 1195), true),
-            (on(5, Some(1400), 1500), true),
+            // A later number than a named term: a promotion no agent
+            // wrote a term for (`pg_ctl promote` by hand), WAL no one's.
+            (on(5, Some(1400), 1500), false),
+            (on(5, None, 1500), false),
         ];
         for (member, candidate) in table {
             assert_eq!(

@@ -41,6 +41,7 @@
 //! separate process that fences a frozen leader. Decisions go to
 //! the audit log (`remediation = "cluster"`) and out as events.
 
+pub mod clock;
 pub mod dcs;
 pub mod did;
 mod elect;
@@ -56,6 +57,7 @@ pub mod local;
 pub mod lsn;
 pub mod mariadb;
 pub mod member;
+pub mod observation;
 mod owner;
 mod pending;
 mod pending_term;
@@ -124,6 +126,7 @@ impl Keys {
     /// What one read of the scope's prefix (`kvs`) says: the leader key,
     /// the leader's last position, the members (by name) and the pause.
     pub fn snapshot<'a>(&self, kvs: &'a [etcd::Kv]) -> Snapshot<'a> {
+        let timeline = kvs.iter().find(|kv| kv.key == self.timeline);
         let mut members: Vec<Member> = kvs
             .iter()
             .filter(|kv| kv.key.starts_with(&self.members))
@@ -136,10 +139,8 @@ impl Keys {
                 .iter()
                 .find(|kv| kv.key == self.optime)
                 .and_then(|kv| kv.value.parse().ok()),
-            timeline: kvs
-                .iter()
-                .find(|kv| kv.key == self.timeline)
-                .and_then(|kv| member::LeaderTimeline::parse(&kv.value)),
+            timeline: timeline.and_then(|kv| member::LeaderTimeline::parse(&kv.value)),
+            timeline_text: timeline.map(|kv| kv.value.as_str()),
             members,
             paused: kvs.iter().any(|kv| kv.key == self.pause),
             sync: kvs.iter().find(|kv| kv.key == self.sync),
@@ -177,6 +178,9 @@ pub struct Snapshot<'a> {
     pub optime: Option<u64>,
     /// The leader's last published timeline.
     pub timeline: Option<member::LeaderTimeline>,
+    /// The `timeline` key's value as read (compared by a transaction
+    /// that takes the key: [`ha::Ha`]'s `timeline_read`).
+    pub timeline_text: Option<&'a str>,
     /// The live members, by name.
     pub members: Vec<Member>,
     /// Maintenance mode.

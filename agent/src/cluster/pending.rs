@@ -31,7 +31,7 @@
 //! asked); one that cannot be read at start is logged and counts as asked
 //! (nothing is put back).
 
-use super::etcd::Op;
+use super::etcd::{EtcdError, Op};
 use super::ha::Ha;
 use super::member::LeaderTimeline;
 pub use super::pending_term::{FILE, PendingTerm};
@@ -103,6 +103,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         })
     }
 
+    /// Whether this node holds the key for a term whose promotion was
+    /// never asked (recorded so, [`Ha::asking_promotion`]): its server was
+    /// not made writable in that term, so giving the key up needs no stop
+    /// first. `false` when no term is pending (then a stop comes first).
+    pub(super) fn promotion_not_asked(&self) -> bool {
+        self.term_before
+            .as_ref()
+            .is_some_and(|pending| !pending.asked)
+    }
+
     /// The pending term is settled (opened: its server promoted; put
     /// back; or overtaken by another term): nothing to put back any more.
     pub(super) fn settle_term(&mut self) {
@@ -113,16 +123,19 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     }
 
     /// The term this node took the key for did not open (its promotion
-    /// failed, or was never `attempted`): a server never promoted keeps
-    /// no former leader's marker (its WAL is still the leader's history),
-    /// and, when the promotion was never asked, the timeline written with
-    /// the key is put back, so that the standbys on the last leader's
-    /// history remain candidates. A promotion that was asked may have
-    /// opened the term: its timeline stays.
-    pub(super) async fn term_not_opened(&mut self, attempted: bool) {
-        if !attempted {
-            self.mark_diverged(false);
-        }
+    /// failed, or was never attempted): when the promotion was never
+    /// asked, the timeline written with the key is put back, so that the
+    /// standbys on the last leader's history remain candidates. A
+    /// promotion that was asked may have opened the term: its timeline
+    /// stays.
+    ///
+    /// The former leader's marker is left as it is: this term set none
+    /// before its promotion was asked, and one from an earlier term that
+    /// opened says what it said (seed 11967: cleared here after a second,
+    /// failed election, it made a former leader whose WAL had diverged a
+    /// candidate again, and its promotion dropped the later leader's
+    /// writes).
+    pub(super) async fn term_not_opened(&mut self) {
         let Some(pending) = self.term_before.clone() else {
             return;
         };
@@ -168,11 +181,27 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 .txn(&[(self.keys.leader.as_str(), None), timeline], &put)
                 .await;
         }
+        if matches!(put_back, Ok(false)) {
+            // A compare failed: on the timeline (another term since, or
+            // this one never written), or on the leader key (still held,
+            // by this node's lapsed lease or by another's). Which one is
+            // read back, never inferred (seed 18864: taken for the first,
+            // the record was dropped while this node's own lapsed key
+            // still existed, and the term that never opened barred every
+            // member for good).
+            put_back = match self.etcd.get(&self.keys.timeline).await {
+                Ok(Some(kv)) if Some(&kv.value) == ours.as_ref() => {
+                    Err(EtcdError("the leader key is still held".into()))
+                }
+                Ok(_) => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
         match put_back {
             // Put back: the election's reference from now on (this pass
             // too: the scope it read still showed the term).
             Ok(true) => {
-                self.leader_timeline = pending.before.clone();
+                self.know_term(pending.before.clone());
                 self.settle_term();
             }
             // The timeline is no longer this term's (another term since,
@@ -198,7 +227,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// no one holds the key: [`Ha::term_not_opened`]).
     pub(super) async fn put_back_pending_term(&mut self) {
         if self.term_before.is_some() && !self.holding() {
-            self.term_not_opened(true).await;
+            self.term_not_opened().await;
         }
     }
 }

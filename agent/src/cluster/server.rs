@@ -124,6 +124,15 @@ pub trait Server: Send + Sync + 'static {
 
     /// What the primary says of its synchronous replication.
     fn replication(&self) -> impl Future<Output = Result<Replication, String>> + Send;
+
+    /// Whether a server's term (its [`Observation::timeline`]) is data the
+    /// leader wrote and replicated (MariaDB's term row, Redis's term key),
+    /// so that a replica holding all of the leader's data holds exactly
+    /// its term. PostgreSQL's timeline, read from the last checkpoint or
+    /// restartpoint, may lag behind what a standby replayed: `false`.
+    fn term_is_replicated(&self) -> bool {
+        false
+    }
 }
 
 impl Fence for super::watchdog::Watchdog {

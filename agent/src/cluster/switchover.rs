@@ -26,8 +26,8 @@ pub enum Stage {
     /// The leader has started (a compare-and-set from `requested`, before
     /// its checkpoint): it is about to stop its server; no cancel now.
     Stopping,
-    /// The leader's server is cleanly stopped at `lsn`: the target takes
-    /// the key once it has replayed past it.
+    /// The leader's server is cleanly stopped at `reach`: the target takes
+    /// the key once it has replayed up to it.
     Stopped,
 }
 
@@ -42,9 +42,19 @@ pub struct Request {
     /// Not before then (RFC 3339); `None`: at once.
     pub at: Option<String>,
     pub stage: Stage,
-    /// `Stopped`: the old leader's shutdown checkpoint (bytes from 0/0)
-    /// and its timeline.
+    /// `Stopped`: the position before [`Request::reach`] (the shutdown
+    /// checkpoint record's start on PostgreSQL), which agents before
+    /// `reach` wait to replay *past*; written for them (`None` when
+    /// `reach` is 0), read only when `reach` is missing.
     pub lsn: Option<u64>,
+    /// `Stopped`: the position the target must have replayed up to,
+    /// inclusive ([`ShutDown::reach`](super::local::ShutDown::reach)): a
+    /// Redis primary with no write since its first replica attached ends
+    /// at offset 0, which no position lies "before". `None` in requests
+    /// written by older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<u64>,
+    /// `Stopped`: the old leader's timeline (term).
     pub timeline: Option<u64>,
     /// `Stopped`: the lease id under which the old leader held the key
     /// when it stopped; the target's take-over compares it, so that a key
@@ -172,6 +182,7 @@ pub async fn ask<D: Dcs>(
         at: at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
         stage: Stage::Requested,
         lsn: None,
+        reach: None,
         timeline: None,
         leader_lease: None,
     };
@@ -362,6 +373,7 @@ mod tests {
             at: None,
             stage: Stage::Requested,
             lsn: None,
+            reach: None,
             timeline: None,
             leader_lease: None,
         };

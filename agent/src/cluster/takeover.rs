@@ -1,14 +1,16 @@
 //! The target's side of a planned switchover ([`super::handover`]): it
 //! waits, looking often, for the old leader to shut its server down and
-//! mark the request `stopped`; once it has replayed past where the old
+//! mark the request `stopped`; once it has replayed up to where the old
 //! leader's WAL ends, it takes the key in one transaction (only if the
 //! key still names the old leader under the lease it held at its stop,
 //! and the request is unchanged), with its term recorded first as any
 //! term taken and not opened yet ([`super::pending`]), and promotes.
 
 use super::etcd::Op;
+use super::failclosed::GaveUp;
 use super::ha::Ha;
 use super::handover::{HAND_OVER_WAIT, POLL, lsn_text};
+use super::local::Observation;
 use super::switchover::{Outcome, Request, Stage};
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
@@ -16,7 +18,7 @@ use crate::events::Decision;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long the target waits to replay past the old leader's end.
+/// How long the target waits to replay up to the old leader's end.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(15);
 
 impl<D: Dcs, S: Server> Ha<D, S> {
@@ -53,7 +55,12 @@ impl<D: Dcs, S: Server> Ha<D, S> {
 
     /// The target's side, once the old leader is shut down.
     pub(super) async fn take_over(&mut self, request: Request, raw: String) {
-        let Some(end) = request.lsn else { return };
+        let Some(end) = request
+            .reach
+            .or_else(|| request.lsn.and_then(|past| past.checked_add(1)))
+        else {
+            return;
+        };
         // The lease the old leader held the key under when it stopped: as
         // it wrote it, or (a request of an older agent) read back while the
         // key has not changed since the stop.
@@ -74,10 +81,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let started = Instant::now();
         let mut renewed = Instant::now();
         let mut seen = self.local.observe(budget).await;
-        while seen.replayed.is_none_or(|r| r <= end) {
+        while seen.replayed.is_none_or(|r| r < end) {
             if started.elapsed() > CATCH_UP_WAIT {
                 self.step(format!(
-                    "switchover: not taking over: replayed only up to {} in {} s, not past the old leader's end {}",
+                    "switchover: not taking over: replayed only up to {} in {} s, not up to the old leader's end {}",
                     seen.replayed.map_or("?".into(), lsn_text), CATCH_UP_WAIT.as_secs(), lsn_text(end)
                 ));
                 return;
@@ -89,22 +96,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             }
             seen = self.local.observe(budget).await;
         }
-        // Just before taking the key, from the look that saw the replay:
-        // still a standby, and on no newer timeline than the old leader's
-        // end (a server promoted meanwhile, by hand, has another history).
-        if !seen.in_recovery
-            || seen
-                .timeline
-                .zip(request.timeline)
-                .is_some_and(|(mine, theirs)| mine > theirs)
-        {
-            self.step(format!(
-                "switchover: not taking over: the local server is {} on timeline {:?}, not a standby of `{}`'s timeline {:?}",
-                seen.role(),
-                seen.timeline,
-                request.from,
-                request.timeline
-            ));
+        if let Some(why) = unfit_to_take_over(&seen, &request, self.local.term_is_replicated()) {
+            self.step(format!("switchover: not taking over: {why}"));
             return;
         }
         let Some(lease) = self.lease else { return };
@@ -132,6 +125,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 &[
                     (&self.keys.leader, Some(&request.from)),
                     (&self.keys.switchover, Some(&raw)),
+                    // The term this take was decided on is still the last.
+                    (&self.keys.timeline, self.timeline_read.as_deref()),
                 ],
                 (&self.keys.leader, held),
                 &[
@@ -162,7 +157,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         self.record(
             Decision::Acquired,
             format!(
-                "switchover: replayed up to {} (past `{}`'s end {} on timeline {}): took the leader key",
+                "switchover: replayed up to {} (`{}`'s end {} on timeline {} reached): took the leader key",
                 seen.replayed.map_or("?".into(), lsn_text), request.from, lsn_text(end), request.timeline.unwrap_or(0)
             ),
         );
@@ -170,17 +165,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             Ok(()) => self.prepare_synchronous(&members).await,
             Err(e) => Err(e),
         };
-        let attempted = ready.is_ok();
         let promoted = match ready {
             Ok(()) => self.promote().await,
             Err(e) => Err(format!("not promoted: {e}")),
         };
-        if promoted.is_err() {
-            // As after a failed election: a server never promoted keeps
-            // no former leader's marker (its WAL is the old leader's), or
-            // no member would be a candidate any more.
-            self.term_not_opened(attempted).await;
-        }
         let (ok, message) = match promoted {
             Ok(()) => {
                 self.settle_term();
@@ -191,23 +179,22 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 );
                 (true, format!("`{me}` leads; `{}` follows it", request.from))
             }
-            Err(e) => match self
-                .stop_and_release(&format!("switchover: promotion failed ({e})"))
-                .await
-            {
-                Ok(()) => (
-                    false,
-                    format!(
+            // As after a failed election ([`Ha::give_up_key`]).
+            Err(e) => {
+                let why = format!("switchover: promotion failed ({e})");
+                let message = match self.give_up_key(&why).await {
+                    GaveUp::Released => format!(
+                        "`{me}` took the key but its promotion failed ({e}) before it was asked: it released the key, its server still a standby"
+                    ),
+                    GaveUp::Stopped => format!(
                         "`{me}` took the key but its promotion failed ({e}); it stopped its server and released the key"
                     ),
-                ),
-                Err(stop) => (
-                    false,
-                    format!(
+                    GaveUp::Kept(stop) => format!(
                         "`{me}` took the key but its promotion failed ({e}) and its server could not be stopped ({stop}): it keeps the key"
                     ),
-                ),
-            },
+                };
+                (false, message)
+            }
         };
         let outcome = serde_json::to_string(&Outcome {
             id: request.id.clone(),
@@ -227,5 +214,44 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             },
             format!("switchover to `{me}`: {message}"),
         );
+    }
+}
+
+/// Why the target may not take the key from the look that saw its replay
+/// reach the old leader's end, if it may not: it must still be a standby,
+/// fit to lead by its engine's own findings (`unfit`: MariaDB's errant
+/// GTIDs or a stopped SQL thread can show a position it did not get from
+/// the old leader), with a readable term on no newer timeline than the
+/// old leader's end (a server promoted meanwhile, by hand, has another
+/// history). Where the term is replicated data (`replicated`: Redis,
+/// MariaDB), it must be exactly the old leader's: a replica that came
+/// back empty (Redis reports offset 1 before it has a primary) holds the
+/// first term, not the old leader's.
+pub(super) fn unfit_to_take_over(
+    seen: &Observation,
+    request: &Request,
+    replicated: bool,
+) -> Option<String> {
+    let from = &request.from;
+    if !seen.in_recovery {
+        return Some(format!(
+            "the local server is {}, not a standby of `{from}`",
+            seen.role()
+        ));
+    }
+    if let Some(why) = &seen.unfit {
+        return Some(format!("the local server may not lead: {why}"));
+    }
+    let Some(mine) = seen.timeline else {
+        return Some("the local server's timeline (term) cannot be read".into());
+    };
+    match request.timeline {
+        Some(theirs) if mine > theirs => Some(format!(
+            "the local server is on timeline {mine}, newer than `{from}`'s {theirs}"
+        )),
+        Some(theirs) if replicated && mine != theirs => Some(format!(
+            "the local server holds term {mine}, not `{from}`'s term {theirs}"
+        )),
+        _ => None,
     }
 }

@@ -17,9 +17,13 @@ use crate::cluster::server::Server;
 /// The term a leader whose server runs as a primary on `timeline`, begun
 /// at `start`, should publish when the key last read says `key`, or
 /// `None` when the key already says it: absent (a term opened before the
-/// key existed), or this node's term on the same number with another or
-/// no start written (the election's guess, its position when elected,
-/// before the promotion's real switch point was known).
+/// key existed), this node's term on the same number with another or no
+/// start written (the election's guess, its position when elected,
+/// before the promotion's real switch point was known), or this node's
+/// term on a lower number (PostgreSQL numbered the promotion one past the
+/// newest history file it found, which may be past the term's: its
+/// standbys follow it there, and a later number than the term's is on no
+/// one's history: [`LeaderTimeline::holds`]).
 pub fn to_publish(
     key: Option<&LeaderTimeline>,
     me: &str,
@@ -41,6 +45,7 @@ pub fn to_publish(
         {
             Some(want)
         }
+        Some(key) if key.timeline < timeline && key.by.as_deref() == Some(me) => Some(want),
         Some(_) => None,
     }
 }
@@ -93,8 +98,16 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 }
             }
         }
-        self.leader_timeline = Some(term.clone());
+        self.know_term(Some(term.clone()));
         Ok(())
+    }
+
+    /// The last leader's term is now `term` in the store (written or put
+    /// back by this node): the election's reference, and the value a
+    /// take compares ([`Ha::timeline_read`]), kept together.
+    pub(super) fn know_term(&mut self, term: Option<LeaderTimeline>) {
+        self.timeline_read = term.as_ref().map(LeaderTimeline::text);
+        self.leader_timeline = term;
     }
 
     /// As the leader whose server runs as a primary (`seen`): publish its
@@ -130,7 +143,7 @@ mod tests {
     fn a_leader_publishes_where_its_timeline_really_began() {
         let key = |text: &str| LeaderTimeline::parse(text);
         type Row<'a> = (Option<LeaderTimeline>, u64, Option<u64>, Option<&'a str>);
-        let table: [Row; 7] = [
+        let table: [Row; 10] = [
             // No key yet (an upgrade): written, with the start if known.
             (None, 4, Some(1200), Some("4:1200:m0")),
             (None, 4, None, Some("4::m0")),
@@ -139,9 +152,14 @@ mod tests {
             (key("4:1200:m0"), 4, Some(1200), None),
             // The start unknown: the key is left as it is.
             (key("4:1195:m0"), 4, None, None),
-            // Another member's term, or another number: not this rule's.
+            // Another member's term, or a later number: not this rule's.
             (key("4:1195:m1"), 4, Some(1200), None),
             (key("5:1300:m0"), 4, Some(1200), None),
+            // Its own term, but the promotion got a higher number (a
+            // newer history file found): the real one.
+            (key("4:1195:m0"), 5, Some(1200), Some("5:1200:m0")),
+            (key("4:1195:m0"), 5, None, Some("5::m0")),
+            (key("4:1195:m1"), 5, Some(1200), None),
         ];
         for (before, timeline, start, want) in table {
             let got = to_publish(before.as_ref(), "m0", timeline, start).map(|t| t.text());

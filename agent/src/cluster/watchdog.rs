@@ -17,9 +17,13 @@
 //! the server. `/dev/watchdog` (a kernel watchdog that resets the machine,
 //! as Patroni uses) is not used.
 //!
-//! Protocol, one line each: `arm NS` (deadline, CLOCK_MONOTONIC
-//! nanoseconds, shared by every process of the machine) and `disarm`.
+//! Protocol, one line each: `arm NS` (deadline, CLOCK_BOOTTIME
+//! nanoseconds, shared by every process of the machine, and counting the
+//! time it was suspended: [`super::clock`]) and `disarm`. Armed, it reads
+//! the clock at least every [`super::clock::WATCHDOG_WAKE`], so that a
+//! deadline that passed while the machine slept is acted on at once.
 
+use super::clock;
 use super::quiet::Level;
 use crate::pgserver::postmaster::ServerProcess;
 use std::io::Write;
@@ -62,25 +66,13 @@ impl WatchdogArgs {
     }
 }
 
-/// CLOCK_MONOTONIC now, in nanoseconds.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-/// `at` as CLOCK_MONOTONIC nanoseconds (Rust's `Instant` is that clock).
+/// `at` as CLOCK_BOOTTIME nanoseconds (the watchdog's clock).
 fn instant_ns(at: Instant) -> u64 {
     let now = Instant::now();
-    let base = monotonic_ns();
-    match at.checked_duration_since(now) {
-        Some(ahead) => base + ahead.as_nanos() as u64,
-        None => base.saturating_sub(now.duration_since(at).as_nanos() as u64),
-    }
+    clock::boottime_in(
+        at.checked_duration_since(now),
+        now.saturating_duration_since(at),
+    )
 }
 
 /// The watchdog process itself: read the agent's lines, stop the server
@@ -101,7 +93,7 @@ pub fn serve(args: WatchdogArgs) -> i32 {
     let mut open = true;
     let mut pending = Vec::new();
     loop {
-        let now = monotonic_ns();
+        let now = clock::boottime_ns();
         if let Some(deadline) = armed
             && now >= deadline
         {
@@ -116,14 +108,16 @@ pub fn serve(args: WatchdogArgs) -> i32 {
             match armed {
                 None => return 0,
                 Some(deadline) => {
-                    std::thread::sleep(Duration::from_nanos(deadline - now));
+                    let left = Duration::from_nanos(deadline - now);
+                    std::thread::sleep(left.min(clock::WATCHDOG_WAKE));
                     continue;
                 }
             }
         }
-        let wait_ms = armed.map_or(-1, |d| {
-            ((d - now) / 1_000_000 + 1).min(i32::MAX as u64) as i32
-        });
+        // Never longer than WATCHDOG_WAKE while armed: poll(2) counts on
+        // CLOCK_MONOTONIC, which stops while the machine is suspended.
+        let wake = clock::WATCHDOG_WAKE.as_millis() as u64;
+        let wait_ms = armed.map_or(-1, |d| ((d - now) / 1_000_000 + 1).min(wake) as i32);
         let mut poll = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -206,70 +200,6 @@ fn write_record(path: &Path, text: &str) -> std::io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     file.write_all(text.as_bytes())
-}
-
-/// The process `pid` pinned by a pidfd (Linux 5.3+), so that a signal
-/// sent through it reaches that process or nothing, even if it exits and
-/// its pid is reused between the checks and the signal.
-struct Pinned {
-    pid: i32,
-    fd: Option<std::os::fd::OwnedFd>,
-}
-
-impl Pinned {
-    fn open(pid: i32) -> Pinned {
-        use std::os::fd::FromRawFd;
-        // SAFETY: pidfd_open(2) takes a pid and flags; a non-negative
-        // result is a new file descriptor that this value owns.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        Pinned {
-            pid,
-            // SAFETY: see above; -1 (ENOSYS on an old kernel) is no fd.
-            fd: (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }),
-        }
-    }
-
-    /// Send `signal`: through the pidfd, or kill(2) without one.
-    fn signal(&self, signal: i32) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let result = match &self.fd {
-            // SAFETY: pidfd_send_signal(2) on our own pidfd, no siginfo.
-            Some(fd) => unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    fd.as_raw_fd(),
-                    signal,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            },
-            // SAFETY: kill(2) on the checked pid.
-            None => libc::c_long::from(unsafe { libc::kill(self.pid, signal) }),
-        };
-        if result == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    }
-
-    /// Still running (not exited, not a zombie). Only ESRCH says a process
-    /// is gone: EPERM (a process the agent may not signal) and any other
-    /// failure of signal 0 leave it alive, so that a fence never reports a
-    /// server it cannot reach as "already gone".
-    fn alive(&self) -> bool {
-        match self.signal(0) {
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
-            _ => alive(self.pid),
-        }
-    }
-}
-
-/// Whether `pid` runs, by the one rule of [`crate::pgserver::postmaster`]:
-/// only ESRCH (or a zombie) is gone; EPERM means it exists.
-fn alive(pid: i32) -> bool {
-    use crate::pgserver::postmaster::{Liveness, pid_liveness};
-    u32::try_from(pid).is_ok_and(|pid| pid_liveness(pid) == Liveness::Alive)
 }
 
 /// Immediate shutdown of the postmaster `postmaster.pid` names (read
@@ -440,9 +370,11 @@ pub struct Watchdog {
     child: Option<(Child, ChildStdin)>,
     /// The last deadline sent (None: disarmed).
     sent: Option<Instant>,
-    /// Failures to start or feed it, logged once while they last (it is
-    /// synced several times per loop).
+    /// Failures to start or feed it, logged once while they last.
     faults: super::quiet::Faults,
+    /// The watchdog an earlier run of the agent left, still running:
+    /// stopped once this run's runs armed ([`orphan`]).
+    orphan: Option<orphan::Orphan>,
 }
 
 impl Watchdog {
@@ -455,6 +387,13 @@ impl Watchdog {
     /// file, programs and stop signal) of `data_dir`; `record`: where it
     /// writes why it fired.
     pub fn for_server(data_dir: PathBuf, server: ServerProcess, record: PathBuf) -> Watchdog {
+        let orphan = orphan::find(&record, &data_dir);
+        if let Some(found) = &orphan {
+            tracing::warn!(
+                pid = found.pid,
+                "cluster: an earlier run of the agent left its watchdog running: it fences the server at that run's deadline unless this run leads first (then it is stopped)"
+            );
+        }
         Watchdog {
             data_dir,
             server,
@@ -462,6 +401,7 @@ impl Watchdog {
             child: None,
             sent: None,
             faults: Default::default(),
+            orphan,
         }
     }
 
@@ -497,6 +437,12 @@ impl Watchdog {
                 Ok(n) if n == line.len() => {
                     self.sent = until;
                     self.faults.worked(FEED);
+                    // This run's watchdog is armed: the earlier run's goes.
+                    if until.is_some()
+                        && let Some(left) = self.orphan.take()
+                    {
+                        orphan::stop(&left, &self.data_dir);
+                    }
                 }
                 Ok(_) => self.faults.failed(Level::Warn, FEED, "its pipe is full"),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -577,6 +523,7 @@ impl Watchdog {
             libc::fcntl(stdin.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
         tracing::info!(pid = child.id(), "cluster: watchdog started");
+        orphan::remember(&self.record, child.id());
         self.child = Some((child, stdin));
         Ok(())
     }
@@ -596,64 +543,12 @@ impl Drop for Watchdog {
     }
 }
 
+#[path = "watchdog_orphan.rs"]
+mod orphan;
+#[path = "watchdog_pinned.rs"]
+mod pinned;
+use pinned::Pinned;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instants_map_onto_the_monotonic_clock() {
-        let now = monotonic_ns();
-        let later = instant_ns(Instant::now() + Duration::from_secs(2));
-        assert!((now + 1_900_000_000..now + 2_100_000_000).contains(&later));
-        let earlier = instant_ns(Instant::now() - Duration::from_millis(10));
-        assert!(earlier < monotonic_ns());
-    }
-
-    #[test]
-    fn a_pinned_process_is_signalled_and_once_gone_never_again() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pinned = Pinned::open(child.id() as i32);
-        assert!(
-            pinned.fd.is_some(),
-            "pidfd_open is on every kernel since 5.3"
-        );
-        assert!(pinned.alive());
-        pinned.signal(libc::SIGTERM).unwrap();
-        let status = child.wait().unwrap();
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGTERM)
-        );
-        // Reaped: its pid may belong to another process from now on, but
-        // the pidfd still names the one that exited.
-        assert!(!pinned.alive());
-        assert_eq!(
-            pinned.signal(libc::SIGKILL).unwrap_err().raw_os_error(),
-            Some(libc::ESRCH)
-        );
-    }
-
-    #[test]
-    fn a_data_directory_without_a_server_is_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let (stopped, what) = fence(dir.path(), &ServerProcess::postgres()).unwrap();
-        assert!(!stopped, "{what}");
-        // A postmaster.pid naming a process that is not this server (this
-        // test, running elsewhere) is not signalled.
-        std::fs::write(
-            dir.path().join("postmaster.pid"),
-            format!("{}\n{}\n", std::process::id(), dir.path().display()),
-        )
-        .unwrap();
-        let refused = fence(dir.path(), &ServerProcess::postgres());
-        assert!(
-            refused
-                .as_ref()
-                .is_err_and(|e| e.contains("is not this server")),
-            "{refused:?}"
-        );
-    }
-}
+#[path = "watchdog_tests.rs"]
+mod tests;

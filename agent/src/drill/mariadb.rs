@@ -73,11 +73,17 @@ pub async fn drill(
     let started = Instant::now();
     disk::guarded(drills, spec.reserve, "copying and preparing", async {
         copy::copy_dir(s, &backup, &s.data, deadline).await?;
+        // The scratch directory's own tmpdir for the prepare and the server:
+        // a starting mariadbd deletes every `#sql*` file in its tmpdir
+        // (MariaDB's `mysql_rm_tmp_tables`), which in the shared /tmp are the
+        // production server's temporary tables.
+        s.make_dir(&s.dir.join("tmp"))?;
         let prepare = vec![
             backup_tool.display().to_string(),
             "--no-defaults".into(),
             "--prepare".into(),
             format!("--target-dir={}", s.data.display()),
+            format!("--tmpdir={}", s.dir.join("tmp").display()),
         ];
         let left = deadline.saturating_duration_since(Instant::now());
         let ran = program::run(&prepare, s.owner, &s.dir, &[], left).await?;
@@ -91,9 +97,7 @@ pub async fn drill(
         Ok(())
     })
     .await?;
-    for dir in ["tmp", "files"] {
-        s.make_dir(&s.dir.join(dir))?;
-    }
+    s.make_dir(&s.dir.join("files"))?;
     let socket = s.dir.join("sock");
     let mut argv = vec![
         mariadbd.display().to_string(),

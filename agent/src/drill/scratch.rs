@@ -15,18 +15,18 @@ use std::process::Stdio;
 
 /// The scratch directories of drills running in this process: a sweep
 /// (at a reload, or before another drill) leaves them alone.
-static ACTIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// (`parking_lot`'s lock: no poisoning to work around.)
+static ACTIVE: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::const_mutex(Vec::new());
 
 fn active(dir: &Path) -> bool {
-    ACTIVE.lock().is_ok_and(|a| a.iter().any(|d| d == dir))
+    ACTIVE.lock().iter().any(|d| d == dir)
 }
 
 fn set_active(dir: &Path, on: bool) {
-    if let Ok(mut a) = ACTIVE.lock() {
-        a.retain(|d| d != dir);
-        if on {
-            a.push(dir.to_path_buf());
-        }
+    let mut a = ACTIVE.lock();
+    a.retain(|d| d != dir);
+    if on {
+        a.push(dir.to_path_buf());
     }
 }
 

@@ -404,7 +404,10 @@ mod tests {
         // A stand-in postmaster: a process named `postgres` working in
         // the data directory.
         let postgres = dir.path().join("postgres");
-        std::fs::copy("/bin/sleep", &postgres).unwrap();
+        // A link (the kernel names the process after it), not a copy: a
+        // copy's write descriptor, inherited by a child another test
+        // thread forks meanwhile, fails the exec ("Text file busy").
+        std::os::unix::fs::symlink("/bin/sleep", &postgres).unwrap();
         let mut child = std::process::Command::new(&postgres)
             .arg("30")
             .current_dir(&data)
@@ -495,7 +498,7 @@ mod tests {
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
         let wrapper = dir.path().join("mysqld_safe");
-        std::fs::copy("/bin/sleep", &wrapper).unwrap();
+        std::os::unix::fs::symlink("/bin/sleep", &wrapper).unwrap();
         let mut child = std::process::Command::new(&wrapper)
             .arg("30")
             .current_dir(&data)

@@ -219,6 +219,24 @@ const REFUSING: &[&str] = &[
 /// answering is refusing (it accepted the TCP connection: it is alive).
 pub fn classify(error: ::redis::RedisError, fresh: bool) -> Error {
     let text = error.to_string();
+    match error.kind() {
+        // The server answered the login, and refused it: alive, refusing
+        // us (as WRONGPASS), said as what it is.
+        ::redis::ErrorKind::AuthenticationFailed => {
+            return Error::Refused(format!(
+                "authentication failed: the server refused the target's user and password \
+                 (check the DSN's user and its `password_file`) ({text})"
+            ));
+        }
+        // Bytes that are not RESP: something else listens there (it
+        // answered: refusing, as before, only said as what it is).
+        ::redis::ErrorKind::Parse => {
+            return Error::Refused(format!(
+                "the reply is not Redis's protocol (RESP): is this port a Redis server? ({text})"
+            ));
+        }
+        _ => {}
+    }
     if let Some(code) = error.code() {
         let detail = error.detail().unwrap_or_default();
         let line = format!("{code} {detail}").trim().to_string();
@@ -343,6 +361,33 @@ mod tests {
             let error = connect_error("h:1", io::Error::from_raw_os_error(errno));
             assert_eq!(matches!(error, Error::Agent(_)), own, "{errno}: {error:?}");
         }
+    }
+
+    /// A new user's finding: a wrong password read "accepted the
+    /// connection but closed it without answering", and a port where
+    /// another service answers read the same with parser bytes.
+    #[test]
+    fn a_refused_login_and_a_reply_that_is_not_resp_say_what_they_are() {
+        use ::redis::{ErrorKind, RedisError};
+        let login = classify(
+            RedisError::from((
+                ErrorKind::AuthenticationFailed,
+                "Password authentication failed",
+            )),
+            true,
+        );
+        assert!(
+            matches!(&login, Error::Refused(m) if m.contains("authentication failed") && m.contains("password_file")),
+            "{login:?}"
+        );
+        let other = classify(
+            RedisError::from((ErrorKind::Parse, "Parse error at 1")),
+            true,
+        );
+        assert!(
+            matches!(&other, Error::Refused(m) if m.contains("not Redis's protocol")),
+            "{other:?}"
+        );
     }
 
     #[test]

@@ -82,8 +82,9 @@ pub fn describe(target: &str, user: &str, dangers: &[String], strict: bool) -> S
     format!(
         "target `{target}`: the probes' ACL user `{user}` may {}; {consequence}. Give probes a \
          user such as `ACL SETUSER watchpost on >PASSWORD -@all +@read +info +ping +role \
-         +scan +config|get +latency|latest +slowlog|get +slowlog|len +memory|usage \
-         +debug|digest-value +cluster|info +cluster|nodes ~*`",
+         +scan +config|get +latency|latest +latency|history +slowlog|get +slowlog|len \
+         +memory|usage +debug|digest-value +cluster|info +cluster|nodes +client|info \
+         +acl|whoami ~*` (docs/src/engines/redis.md)",
         dangers.join(", ")
     )
 }

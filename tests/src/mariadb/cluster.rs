@@ -67,13 +67,16 @@ impl MariadbNode {
         let d = node.dir.path().display().to_string();
         let cnf = format!(
             "[mysqld]\nport = {port}\nbind-address = {bind}\nsocket = {d}/mysqld.sock\n\
-             log-error = {d}/mysqld.log\npid-file = {d}/data/mariadbd.pid\nserver-id = {server_id}\n\
+             log-error = {d}/mysqld.log\ntmpdir = {d}/tmp\npid-file = {d}/data/mariadbd.pid\nserver-id = {server_id}\n\
              log-bin = {d}/binlog\nlog-slave-updates = 1\ngtid-strict-mode = 1\nread_only = ON\n\
              skip-name-resolve\ninnodb-buffer-pool-size = 16M\ninnodb-log-file-size = 16M\n\
              innodb-flush-log-at-trx-commit = 0\nperformance-schema = OFF\n\
              slave-net-timeout = 2\n",
             port = node.port
         );
+        // Its own tmpdir: a starting mariadbd deletes every `#sql*` file in
+        // its tmpdir, other servers' temporary tables included.
+        std::fs::create_dir_all(node.dir.path().join("tmp")).expect("create the node's tmpdir");
         std::fs::write(node.cnf(), cnf).expect("write the option file");
         node
     }

@@ -62,10 +62,14 @@ fn make() -> PathBuf {
     // the set-once TEMPLATE.
     unsafe { libc::atexit(remove_template) };
     let data = root.join("data");
+    // The bootstrap server's own tmpdir (see `Server::tmp`).
+    let tmp = root.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("create the template's tmpdir");
     let mut install = Command::new(program("mariadb-install-db"));
     install
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .args([
             "--auth-root-authentication-method=normal",
             "--skip-test-db",

@@ -60,10 +60,16 @@ impl Server {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
         let data = root.join("data");
+        // Its own tmpdir, never the shared /tmp: a starting mariadbd deletes
+        // every `#sql*` file in its tmpdir (MariaDB's `mysql_rm_tmp_tables`),
+        // the temporary tables of other servers on that directory included.
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .stdout(Stdio::null());
         if is_root() {
@@ -79,6 +85,7 @@ impl Server {
         mariadbd
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--log-error={}", root.join("mysqld.log").display()))
             .arg(format!("--port={port}"))

@@ -46,15 +46,18 @@
 //!   from their Debian packages, by our own method (`xtask/peers/`), and
 //!   Patroni's planned switchover under the writer and HAProxy of the
 //!   cluster benchmark (`tests/examples/patroni_switchover_bench.rs`);
-//!   `--only peers` runs it with `monit` and `per-run` (`check_pgsql`),
-//!   every comparison with a peer in one run;
+//!   `--only peers` runs it with every other section that measures a peer
+//!   (`monit`, `per-run`, `etcd`, `redis-failover`, `mysql-consistency`:
+//!   Monit, the Nagios checks, Patroni's etcd revisions, Redis Sentinel,
+//!   `pt-table-checksum`), every comparison with a peer in one run;
 //! - [`profile`]: where a run's CPU goes in the running agent, by stage
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
 //! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`,
 //! `etcd`, `mysql-failover`, `redis-failover`, `mysql-cluster`,
-//! `redis-cluster`, `mysql-consistency`, `peers` (with `monit` and `per-run`), and
+//! `redis-cluster`, `mysql-consistency`, `peers` (with every section that has a
+//! peer), and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
 //!
@@ -114,14 +117,27 @@ pub const SECTIONS: &[&str] = &[
     "profile",
 ];
 
+/// The sections that measure a peer beside us, which `--only peers` runs
+/// with the failover peers of [`peers`]: Monit, `check_pgsql` /
+/// `check_mysql` / `redis-cli` (`per-run`), Patroni's etcd revisions
+/// (`etcd`), Redis Sentinel (`redis-failover`) and `pt-table-checksum`
+/// (`mysql-consistency`).
+const PEER_SECTIONS: &[&str] = &[
+    "monit",
+    "per-run",
+    "etcd",
+    "redis-failover",
+    "mysql-consistency",
+];
+
 impl Options {
     /// Whether the section `name` runs.
     pub fn wants(&self, name: &str) -> bool {
         // The profile needs perf and is slow: only when asked for.
         (self.only.is_empty() && name != "profile")
             || self.only.iter().any(|s| s == name)
-            // Every comparison with a peer: the failover peers, Monit, check_pgsql.
-            || (["monit", "per-run"].contains(&name) && self.only.iter().any(|s| s == "peers"))
+            // Every comparison with a peer in one run.
+            || (PEER_SECTIONS.contains(&name) && self.only.iter().any(|s| s == "peers"))
     }
 }
 
@@ -201,6 +217,9 @@ pub struct Built {
 fn build() -> Result<Built, String> {
     let root = root();
     run(cargo().args(["build", "--release", "-p", "watchpost"]))?;
+    // The e2e crate's helpers (`peak_rss`, which the examples run the
+    // agent under), beside the release agent.
+    run(cargo().args(["build", "--release", "-p", "watchpost-e2e", "--bins"]))?;
     let trivial = watchpost_probe_build::build(&root, &["trivial"])?.remove(0);
     // The probe build's directory is TARGET/wasm.
     let wasm_target = watchpost_probe_build::target_dir(&root);
@@ -353,63 +372,90 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     let built = build()?;
     let mut rows = Vec::new();
+    // A section that fails is a row saying why; the others still run and
+    // are written, and the run fails at the end.
+    let mut failed = Vec::new();
+    let mut section = |name: &str, outcome: Result<Vec<Row>, String>| match outcome {
+        Ok(found) => rows.extend(found),
+        Err(e) => {
+            eprintln!("xtask: the {name} section failed: {e}");
+            rows.push(Row::new(
+                format!("{name}: FAILED"),
+                e.lines().next().unwrap_or("").to_string(),
+                "see the run's output",
+            ));
+            failed.push(name.to_string());
+        }
+    };
     if options.wants("per-run") {
-        rows.extend(per_run::run(&built, &options)?);
+        section("per-run", per_run::run(&built, &options));
     }
     if options.wants("cold-start") {
-        rows.extend(cold_start::run(&built, &options)?);
+        section("cold-start", cold_start::run(&built, &options));
     }
     if options.wants("footprint") {
-        rows.extend(footprint::run(&built, &options)?);
+        section("footprint", footprint::run(&built, &options));
     }
     if options.wants("idle") {
-        rows.extend(overhead::idle(&built, &options)?);
+        section("idle", overhead::idle(&built, &options));
     }
     if options.wants("io") {
-        rows.extend(overhead::io(&built, &options)?);
+        section("io", overhead::io(&built, &options));
     }
     if options.wants("rss") {
-        rows.extend(overhead::rss(&built, &options)?);
+        section("rss", overhead::rss(&built, &options));
     }
     if options.wants("monit") {
-        rows.extend(monit::run(&built, &options)?);
+        section("monit", monit::run(&built, &options));
     }
     if options.wants("profile") {
-        rows.extend(profile::run(&built, &options)?);
+        section("profile", profile::run(&built, &options));
     }
     if options.wants("failover") {
-        rows.extend(failover(&options, "failover_bench", &[])?);
+        section("failover", failover(&options, "failover_bench", &[]));
     }
     if options.wants("cluster") {
-        rows.extend(failover(&options, "cluster_bench", &[])?);
+        section("cluster", failover(&options, "cluster_bench", &[]));
     }
     if options.wants("backup") {
-        rows.extend(backup::run(&options)?);
+        section("backup", backup::run(&options));
     }
     if options.wants("etcd") {
-        rows.extend(etcd::run(&root(), &options)?);
+        section("etcd", etcd::run(&root(), &options));
     }
     if options.wants("peers") {
-        rows.extend(peers::run(&root(), &options)?);
-        rows.extend(failover(&options, "patroni_switchover_bench", &[])?);
+        section("peers", peers::run(&root(), &options));
+        section("peers", failover(&options, "patroni_switchover_bench", &[]));
     }
     if options.wants("mysql-failover") {
-        rows.extend(failover(&options, "mysql_failover_bench", &[])?);
+        section(
+            "mysql-failover",
+            failover(&options, "mysql_failover_bench", &[]),
+        );
     }
     if options.wants("redis-failover") {
         if !std::path::Path::new("/usr/bin/redis-sentinel").exists() {
             crate::apt::apt_install(&["redis-sentinel"])?;
         }
-        rows.extend(failover(&options, "redis_failover_bench", &[])?);
+        section(
+            "redis-failover",
+            failover(&options, "redis_failover_bench", &[]),
+        );
     }
     if options.wants("mysql-cluster") {
-        rows.extend(failover(&options, "engine_cluster_bench", &["mysql"])?);
+        section(
+            "mysql-cluster",
+            failover(&options, "engine_cluster_bench", &["mysql"]),
+        );
     }
     if options.wants("redis-cluster") {
-        rows.extend(failover(&options, "engine_cluster_bench", &["redis"])?);
+        section(
+            "redis-cluster",
+            failover(&options, "engine_cluster_bench", &["redis"]),
+        );
     }
     if options.wants("mysql-consistency") {
-        rows.extend(consistency::run(&options)?);
+        section("mysql-consistency", consistency::run(&options));
     }
     let text = format!(
         "Machine: {}. Load average at the end: {}. Rounds: {}{}.\n\n{}",
@@ -423,7 +469,11 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     let out = built.dir.join("results.md");
     std::fs::write(&out, &text).map_err(|e| format!("write {}: {e}", out.display()))?;
     eprintln!("xtask: results in {}", out.display());
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("sections failed: {}", failed.join(", ")))
+    }
 }
 
 /// A command for the release agent.

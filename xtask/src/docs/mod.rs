@@ -106,29 +106,9 @@ fn config_reference(book: &Path, agent: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", page.display()))
 }
 
-/// `cargo install --locked NAME --version VERSION --root TOOLS`, unless
-/// `TOOLS/bin/NAME --version` already names that version.
+/// `NAME` at `VERSION` in `TOOLS/bin`, unless it is there already.
 fn install(tools: &Path, name: &str, version: &str) -> Result<(), String> {
-    let installed = Command::new(tools.join("bin").join(name))
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    // "mdbook v0.5.4", "mdbook-linkcheck2 0.13.0"
-    if installed
-        .split_whitespace()
-        .any(|word| word.trim_start_matches('v') == version)
-    {
-        return Ok(());
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .args(["install", "--quiet", "--locked", name, "--version", version])
-        .arg("--root")
-        .arg(tools)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS"))
+    crate::tools::cargo_install(tools, name, name, version)
 }
 
 /// Copy a directory tree (files and directories only).

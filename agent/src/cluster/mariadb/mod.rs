@@ -185,6 +185,11 @@ impl MariadbServer {
 impl Server for MariadbServer {
     type Fence = super::watchdog::Watchdog;
 
+    /// The term row, replicated with the data.
+    fn term_is_replicated(&self) -> bool {
+        true
+    }
+
     fn spec(&self) -> &ClusterSpec {
         &self.spec
     }
@@ -376,9 +381,8 @@ impl Server for MariadbServer {
     }
 
     /// Where the stopped leader's term ended, as read when it became
-    /// read-only ([`Server::checkpoint`]): `checkpoint` is one before its
-    /// last GTID's sequence number, so that a replica "past it" (as the
-    /// core asks) has applied that last transaction.
+    /// read-only ([`Server::checkpoint`]): its last GTID's sequence number,
+    /// which a replica that applied that last transaction has reached.
     async fn shut_down_at(&self) -> Result<ShutDown, String> {
         let (last, term) = self
             .state
@@ -387,7 +391,7 @@ impl Server for MariadbServer {
             .take()
             .ok_or("the end of the term was not read before the stop")?;
         Ok(ShutDown {
-            checkpoint: last.saturating_sub(1),
+            reach: last,
             timeline: term,
         })
     }

@@ -213,9 +213,10 @@ impl RedisServer {
         *self.stopped_at.lock() = end.and_then(|(fields, value)| {
             let state = info::replication(&fields);
             Some(ShutDown {
-                // A replica that has processed up to the last byte has
-                // everything: "past" the byte before it.
-                checkpoint: state.offset?.saturating_sub(1),
+                // A replica whose offset reached the primary's has every
+                // byte of the stream (0 when the primary wrote nothing since
+                // its first replica attached).
+                reach: state.offset?,
                 timeline: info::term(value.flatten().as_deref())?,
             })
         });
@@ -251,6 +252,11 @@ impl RedisServer {
 
 impl Server for RedisServer {
     type Fence = super::watchdog::Watchdog;
+
+    /// The term key, replicated with the data.
+    fn term_is_replicated(&self) -> bool {
+        true
+    }
 
     fn spec(&self) -> &ClusterSpec {
         &self.spec

@@ -49,9 +49,19 @@ pub struct Node {
     /// The fence cannot signal the server: once armed it exits (and says
     /// so), so the agent sees it unarmed.
     pub fence_fails: bool,
-    /// After a clean stop of a primary: where its shutdown checkpoint
-    /// begins (the WAL ends one byte later).
+    /// After a clean stop of a primary: where its stream ended, the
+    /// shutdown checkpoint included (a standby that replayed up to it has
+    /// everything).
     pub shut_down: Option<u64>,
+    /// Its clean stop writes no record of its own (Redis, MariaDB): its
+    /// stream ends where the last write left it.
+    pub no_shutdown_record: bool,
+    /// Its term is replicated data, as Redis's and MariaDB's
+    /// ([`Server::term_is_replicated`]).
+    pub term_replicated: bool,
+    /// Why it may not lead although it answers as a replica (an engine's
+    /// finding: MariaDB's errant GTIDs, a stopped SQL thread).
+    pub unfit: Option<String>,
     /// Settings cannot be read or written (SQL fails).
     pub sql_fails: bool,
     /// Armed fences (one per fence process; a crashed agent's stays):
@@ -60,6 +70,15 @@ pub struct Node {
     /// The fence processes that fired and what they did, not yet reaped.
     pub fired: Vec<(u64, bool)>,
     next_fence: u64,
+    /// Its member's name (its `application_name` on its upstream).
+    pub name: String,
+    /// `synchronous_standby_names` (`ANY k ("a", "b")`; empty: commits
+    /// wait for no standby).
+    pub sync_names: String,
+    /// As a primary: the last WAL position of its timeline acknowledged
+    /// to a client (every commit up to it returned). With standby names
+    /// set, only once `k` of them flushed it ([`Node::acknowledge`]).
+    pub acked: u64,
 }
 
 impl Node {
@@ -72,6 +91,29 @@ impl Node {
             timeline: 1,
             lsn,
             ..Node::default()
+        }
+    }
+
+    /// As a primary at the end of a step: the commits acknowledged now,
+    /// given what its streaming standbys (name, flushed position) hold:
+    /// everything without standby names; with `ANY k (...)`, up to the
+    /// `k`-th most advanced of the named ones.
+    pub fn acknowledge(&mut self, standbys: &[(String, u64)]) {
+        let (k, names) = parse_standby_names(&self.sync_names);
+        if names.is_empty() {
+            self.acked = self.lsn;
+            return;
+        }
+        let mut flushed: Vec<u64> = standbys
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, lsn)| (*lsn).min(self.lsn))
+            .collect();
+        flushed.sort_unstable_by(|a, b| b.cmp(a));
+        if k >= 1
+            && let Some(kth) = flushed.get(k - 1)
+        {
+            self.acked = self.acked.max(*kth);
         }
     }
 
@@ -275,6 +317,10 @@ impl FakeServer {
 impl Server for FakeServer {
     type Fence = FakeFence;
 
+    fn term_is_replicated(&self) -> bool {
+        self.node.lock().term_replicated
+    }
+
     fn spec(&self) -> &ClusterSpec {
         &self.spec
     }
@@ -319,7 +365,7 @@ impl Server for FakeServer {
             streaming_from: (node.running && node.streaming)
                 .then(|| node.upstream.clone())
                 .flatten(),
-            unfit: None,
+            unfit: node.unfit.clone(),
         })
     }
 
@@ -348,8 +394,10 @@ impl Server for FakeServer {
             node.stop()?;
             if clean {
                 // The shutdown checkpoint, sent before the senders exit.
+                if !node.no_shutdown_record {
+                    node.lsn += 1;
+                }
                 node.shut_down = Some(node.lsn);
-                node.lsn += 1;
                 let now = node.clone();
                 drop(node);
                 self.send_to_standbys(&now);
@@ -366,6 +414,8 @@ impl Server for FakeServer {
                 node.history.push((timeline, lsn));
                 node.timeline += 1;
                 node.primary = true;
+                // Nothing acknowledged on the new timeline yet.
+                node.acked = lsn;
                 node.streaming = false;
                 Ok(())
             } else {
@@ -431,24 +481,32 @@ impl Server for FakeServer {
         ready(answer)
     }
 
-    fn setting(&self, _name: &str) -> impl Future<Output = Result<String, String>> + Send {
-        let fails = self.node.lock().sql_fails;
-        ready(if fails {
+    fn setting(&self, name: &str) -> impl Future<Output = Result<String, String>> + Send {
+        let node = self.node.lock();
+        ready(if node.sql_fails {
             Err("no answer within 2s".to_string())
+        } else if name == "synchronous_standby_names" {
+            Ok(node.sync_names.clone())
+        } else if name == "synchronous_commit" {
+            Ok("on".to_string())
         } else {
             Ok(String::new())
         })
     }
 
+    /// Applied at once, as a reload that every WAL sender has seen.
     fn alter_system(
         &self,
-        _name: &str,
-        _value: &str,
+        name: &str,
+        value: &str,
     ) -> impl Future<Output = Result<(), String>> + Send {
-        let fails = self.node.lock().sql_fails;
-        ready(if fails {
+        let mut node = self.node.lock();
+        ready(if node.sql_fails {
             Err("no answer within 2s".to_string())
         } else {
+            if name == "synchronous_standby_names" {
+                node.sync_names = value.to_string();
+            }
             Ok(())
         })
     }
@@ -460,7 +518,7 @@ impl Server for FakeServer {
     fn shut_down_at(&self) -> impl Future<Output = Result<ShutDown, String>> + Send {
         let node = self.node.lock();
         ready(Ok(ShutDown {
-            checkpoint: node.shut_down.unwrap_or(node.lsn),
+            reach: node.shut_down.unwrap_or(node.lsn + 1),
             timeline: node.timeline,
         }))
     }
@@ -474,7 +532,63 @@ impl Server for FakeServer {
         ready(node.streaming.then_some(node.timeline))
     }
 
+    /// The standbys streaming from this server (their names and flushed
+    /// positions), as `pg_stat_replication` shows them.
     fn replication(&self) -> impl Future<Output = Result<Replication, String>> + Send {
-        ready(Err("no synchronous replication in the fake".to_string()))
+        let me = format!("{}:{}", self.spec.host, self.spec.port);
+        let node = self.node.lock().clone();
+        let answer = if node.sql_fails || !node.running {
+            Err("no answer within 2s".to_string())
+        } else {
+            let (_, names) = parse_standby_names(&node.sync_names);
+            let streaming = streaming_from(&self.peers, &me)
+                .into_iter()
+                .map(|(name, lsn)| {
+                    let candidate = names.contains(&name);
+                    (name, lsn, candidate)
+                })
+                .collect();
+            Ok(Replication {
+                names: node.sync_names.clone(),
+                commit: "on".into(),
+                lsn: node.lsn,
+                streaming,
+            })
+        };
+        ready(answer)
     }
+}
+
+/// The standbys streaming from the server at `address` among `peers`:
+/// `(name, position)`.
+pub fn streaming_from(peers: &Peers, address: &str) -> Vec<(String, u64)> {
+    peers
+        .lock()
+        .iter()
+        .filter_map(|(_, n)| {
+            let n = n.lock();
+            (n.running && !n.primary && n.streaming && n.upstream.as_deref() == Some(address))
+                .then(|| (n.name.clone(), n.lsn))
+        })
+        .collect()
+}
+
+/// `ANY k ("a", "b")` (what the agent writes) as `(k, names)`; `(0, [])`
+/// for anything else (empty: asynchronous).
+pub fn parse_standby_names(text: &str) -> (usize, Vec<String>) {
+    let Some(rest) = text.strip_prefix("ANY ") else {
+        return (0, Vec::new());
+    };
+    let Some((k, list)) = rest.split_once(' ') else {
+        return (0, Vec::new());
+    };
+    let names = list
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(|n| n.trim().trim_matches('"').replace("\"\"", "\""))
+        .filter(|n| !n.is_empty())
+        .collect();
+    (k.parse().unwrap_or(0), names)
 }

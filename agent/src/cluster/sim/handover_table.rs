@@ -30,6 +30,7 @@ fn crashed_during_hand_over(leader_lease: bool) -> (Harness, super::harness::Age
         at: None,
         stage: Stage::Stopped,
         lsn: Some(END),
+        reach: None,
         timeline: Some(1),
         leader_lease: leader_lease.then_some(lease),
     };
@@ -43,6 +44,18 @@ fn crashed_during_hand_over(leader_lease: bool) -> (Harness, super::harness::Age
     target.streaming = true;
     let agent = h.agent(1, target);
     (h, agent, lease, raw)
+}
+
+/// The switchover's outcome as written in the store.
+fn outcome(h: &Harness) -> Outcome {
+    let written = h
+        .store
+        .lock()
+        .get(&h.keys.switchover_result)
+        .expect("an outcome")
+        .value
+        .clone();
+    serde_json::from_str(&written).expect("an outcome's JSON")
 }
 
 fn primaries(h: &Harness, target: &super::harness::Agent) -> Vec<&'static str> {
@@ -73,14 +86,7 @@ async fn the_restarted_old_leader_first_withdraws_the_hand_over_then_leads_alone
         "{did:?}"
     );
     assert!(h.store.lock().get(&h.keys.switchover).is_none());
-    let outcome: Outcome = serde_json::from_str(
-        &h.store
-            .lock()
-            .get(&h.keys.switchover_result)
-            .expect("an outcome")
-            .value,
-    )
-    .unwrap();
+    let outcome = outcome(&h);
     assert!(
         !outcome.ok && outcome.message.contains("restarted"),
         "{outcome:?}"
@@ -170,4 +176,111 @@ async fn an_older_agents_request_is_refused_when_the_lease_at_the_stop_cannot_be
     );
     assert_eq!(h.holder().as_deref(), Some("m0"));
     assert!(!target.node.lock().primary);
+}
+
+/// A leader whose stream ended at 0 and writes nothing when it stops (a
+/// Redis primary with no write since its replicas attached): its request
+/// says "replayed up to 0" (`reach`), which its replica at offset 0 has;
+/// "past the position before it" could not be said (the `lsn` of older
+/// agents, saturated at 0, asked for more than 0, and the hand-over could
+/// never complete). Asked, handed over and taken over by both agents.
+#[tokio::test(start_paused = true)]
+async fn a_switchover_from_a_leader_whose_stream_ended_at_zero_completes() {
+    let mut leader = Node::new(true, 0);
+    leader.no_shutdown_record = true;
+    leader.term_replicated = true;
+    let mut h = Harness::new(leader);
+    let me = super::world::spec(0);
+    let mut target = Node::new(false, 0);
+    target.upstream = Some(format!("{}:{}", me.host, me.port));
+    target.streaming = true;
+    target.term_replicated = true;
+    let mut target = h.agent(1, target);
+    for _ in 0..4 {
+        h.tick().await;
+        target.ha.tick().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+    let client = crate::cluster::dcs::memory::Memory::client(h.store.clone());
+    crate::cluster::switchover::ask(&client, &h.keys, u64::MAX, "m1", None)
+        .await
+        .expect("the switchover is asked");
+    let store = h.store.clone();
+    let leader_key = h.keys.leader.clone();
+    let holder = move || store.lock().get(&leader_key).map(|kv| kv.value.clone());
+    let target_side = async {
+        for _ in 0..40 {
+            target.ha.tick().await;
+            if holder().as_deref() == Some("m1") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::join!(h.tick(), target_side);
+    assert_eq!(h.holder().as_deref(), Some("m1"));
+    assert_eq!(primaries(&h, &target), ["m1"]);
+    let outcome = outcome(&h);
+    assert!(outcome.ok, "{outcome:?}");
+}
+
+/// The target's last checks before it takes the key, by row: the look
+/// that saw its replay reach the old leader's end must show a standby,
+/// fit to lead, with a readable term on no newer timeline; where the term
+/// is replicated data, exactly the old leader's.
+#[test]
+fn the_target_takes_over_only_as_a_fit_standby_on_the_old_leaders_term() {
+    use crate::cluster::local::Observation;
+    use crate::cluster::takeover::unfit_to_take_over;
+    let request = Request {
+        id: "r".into(),
+        from: "m0".into(),
+        to: "m1".into(),
+        at: None,
+        stage: Stage::Stopped,
+        lsn: None,
+        reach: Some(0),
+        timeline: Some(5),
+        leader_lease: None,
+    };
+    let standby = |timeline: Option<u64>, unfit: Option<&str>| Observation {
+        answering: true,
+        in_recovery: true,
+        lsn: Some(0),
+        replayed: Some(1),
+        timeline,
+        unfit: unfit.map(String::from),
+        ..Observation::default()
+    };
+    let primary = Observation {
+        in_recovery: false,
+        ..standby(Some(5), None)
+    };
+    // (look, term replicated, refused because)
+    let rows: [(Observation, bool, Option<&str>); 8] = [
+        (standby(Some(5), None), false, None),
+        (standby(Some(5), None), true, None),
+        (standby(Some(4), None), false, None),
+        // A Redis replica that came back empty: offset 1, the first term.
+        (standby(Some(1), None), true, Some("holds term 1")),
+        (standby(Some(6), None), false, Some("newer")),
+        (standby(None, None), false, Some("cannot be read")),
+        (
+            standby(Some(5), Some("errant GTIDs 0-7-12")),
+            true,
+            Some("errant"),
+        ),
+        (primary, false, Some("not a standby")),
+    ];
+    for (i, (seen, replicated, refused)) in rows.into_iter().enumerate() {
+        let why = unfit_to_take_over(&seen, &request, replicated);
+        match refused {
+            None => assert_eq!(why, None, "row {i}"),
+            Some(word) => assert!(
+                why.as_deref().is_some_and(|w| w.contains(word)),
+                "row {i}: {why:?}"
+            ),
+        }
+    }
 }

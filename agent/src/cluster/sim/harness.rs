@@ -164,6 +164,14 @@ impl Harness {
         store.put(&self.keys.optime, &lsn.to_string(), 0).unwrap();
     }
 
+    /// The `timeline` key's value.
+    pub(super) fn timeline(&self) -> Option<String> {
+        self.store
+            .lock()
+            .get(&self.keys.timeline)
+            .map(|kv| kv.value.clone())
+    }
+
     pub(super) fn holder(&self) -> Option<String> {
         self.store
             .lock()
@@ -189,4 +197,12 @@ impl Harness {
         }
         panic!("not done in {n} passes: {all:?}");
     }
+}
+
+/// Whether `call` is a transaction that puts the leader key for `name`
+/// (an election's or a switchover's take): what a fault hook waits for.
+pub(super) fn takes_the_key_for(call: &crate::cluster::dcs::memory::Call, name: &str) -> bool {
+    use crate::cluster::etcd::Op;
+    matches!(call, crate::cluster::dcs::memory::Call::Txn(_, _, ops)
+        if ops.iter().any(|op| matches!(op, Op::Put { value, .. } if value == name)))
 }

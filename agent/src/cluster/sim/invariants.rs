@@ -25,6 +25,9 @@ pub struct Invariants {
     /// Which servers accepted writes at the last look, and the last one
     /// that did (indexes into `nodes`).
     seen: Mutex<(Vec<bool>, Option<usize>)>,
+    /// Synchronous mode: a promoted server must hold every commit the
+    /// last primary acknowledged ([`Node::acked`]).
+    synchronous: bool,
 }
 
 impl Invariants {
@@ -32,6 +35,7 @@ impl Invariants {
         store: Arc<Mutex<Store>>,
         leader_key: String,
         nodes: Vec<(String, Arc<Mutex<Node>>)>,
+        synchronous: bool,
     ) -> Invariants {
         let writable: Vec<bool> = nodes.iter().map(|(_, n)| writable(&n.lock())).collect();
         let last = writable.iter().position(|w| *w);
@@ -42,6 +46,7 @@ impl Invariants {
             nodes,
             start: Instant::now(),
             broken: Mutex::new(None),
+            synchronous,
         }
     }
 
@@ -119,6 +124,18 @@ impl Invariants {
                     self.nodes[i].0, self.nodes[before].0, last.timeline, last.lsn, last.history
                 ));
             }
+            if self.synchronous
+                && now
+                && !was[i]
+                && let Some(before) = *last
+                && before != i
+                && let Some(missing) = lost_acknowledged(node, &nodes[before])
+            {
+                return Err(format!(
+                    "{} was promoted without commits {} acknowledged: {missing}",
+                    self.nodes[i].0, self.nodes[before].0
+                ));
+            }
             if now {
                 *last = Some(i);
             }
@@ -152,4 +169,34 @@ fn on_history(node: &Node, primary: &Node) -> bool {
         start = *end;
     }
     true
+}
+
+/// Synchronous mode: why `node`, just promoted, lacks a commit `primary`
+/// (the last server that accepted writes) acknowledged, or `None`. The
+/// commits acknowledged on the primary's timeline end at `primary.acked`;
+/// `node` holds that timeline up to where it left it (its last switch
+/// point), when that timeline is the primary's (the same number, begun at
+/// the same point). A primary that acknowledged nothing on its timeline
+/// (`acked` at its start) loses nothing there.
+fn lost_acknowledged(node: &Node, primary: &Node) -> Option<String> {
+    let begun = primary.timeline_start();
+    if primary.acked <= begun {
+        return None;
+    }
+    let mut start = 0;
+    for (timeline, end) in &node.history {
+        if (*timeline, start) == (primary.timeline, begun) {
+            return (*end < primary.acked).then(|| {
+                format!(
+                    "it left timeline {timeline} at {end}, and commits up to {} were acknowledged there",
+                    primary.acked
+                )
+            });
+        }
+        start = *end;
+    }
+    Some(format!(
+        "it never was on the primary's timeline {} (begun at {begun}), where commits up to {} were acknowledged",
+        primary.timeline, primary.acked
+    ))
 }

@@ -8,9 +8,11 @@
 
 pub mod fake;
 pub mod faults;
+mod follow_table;
 mod handover_table;
 mod harness;
 pub mod invariants;
+mod late_table;
 mod nospace_table;
 mod pending_table;
 mod seeds;
@@ -32,6 +34,11 @@ const COUNTED: u64 = 200;
 /// Run episode `seed`: what it did, or `Err` with the broken invariant
 /// and the log.
 pub fn episode(seed: u64) -> Result<world::Stats, String> {
+    episode_in(seed, false)
+}
+
+/// Episode `seed` with every member in synchronous mode or not.
+pub fn episode_in(seed: u64, synchronous: bool) -> Result<world::Stats, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -41,12 +48,13 @@ pub fn episode(seed: u64) -> Result<world::Stats, String> {
         let mut rng = Rng::new(seed);
         let n = 2 + rng.below(3) as usize;
         let faults = Faults::drawn(&mut rng);
-        let mut world = World::new(seed, n, faults);
+        let mut world = World::with_mode(seed, n, faults, synchronous);
         let outcome = world.run(400, 240).await;
         world.shutdown();
         outcome.map(|()| world.stats).map_err(|broken| {
             format!(
-                "seed {seed} ({n} members, {faults:?}): {broken}\n{}",
+                "seed {seed} ({n} members{}, {faults:?}): {broken}\n{}",
+                if synchronous { ", synchronous" } else { "" },
                 world.log.lock().join("\n")
             )
         })
@@ -102,6 +110,46 @@ fn seeded_episodes_keep_one_writer_and_fail_over() {
     assert!(
         done * 10 >= episodes as usize,
         "only {done} switchovers completed in {episodes} episodes"
+    );
+}
+
+/// Synchronous episodes run by `cargo test`.
+const SYNC_EPISODES: u64 = 300;
+
+/// The same episodes with every member in synchronous mode: besides the
+/// invariants above, a promoted server holds every commit the last
+/// primary acknowledged. Replay one with `WATCHPOST_SIM_SYNC_SEED=N`; run
+/// more with `WATCHPOST_SIM_SYNC_EPISODES=N` (from `WATCHPOST_SIM_FROM`).
+#[test]
+fn seeded_synchronous_episodes_lose_no_acknowledged_commit() {
+    if let Ok(seed) = std::env::var("WATCHPOST_SIM_SYNC_SEED") {
+        let seed: u64 = seed.parse().expect("WATCHPOST_SIM_SYNC_SEED is a number");
+        if let Err(failed) = episode_in(seed, true) {
+            panic!("{failed}");
+        }
+        return;
+    }
+    let episodes = std::env::var("WATCHPOST_SIM_SYNC_EPISODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(SYNC_EPISODES);
+    let from: u64 = std::env::var("WATCHPOST_SIM_FROM")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut moved = 0;
+    for seed in from..from + episodes {
+        match episode_in(seed, true) {
+            Ok(stats) => moved += usize::from(stats.handovers > 0),
+            Err(failed) => panic!(
+                "{failed}\n\nreplay: WATCHPOST_SIM_SYNC_SEED={seed} cargo test -p watchpost --lib cluster::sim"
+            ),
+        }
+    }
+    eprintln!("{episodes} synchronous episodes: {moved} with the key moved");
+    assert!(
+        episodes < COUNTED || moved * 2 >= episodes as usize,
+        "the key moved in only {moved} of {episodes} synchronous episodes"
     );
 }
 

@@ -387,56 +387,54 @@ async fn a_former_leader_on_a_reused_timeline_number_is_elected_only_on_its_own_
     }
 }
 
-/// Seed 3239: a standby elected at the last leader's switch point (1000
-/// on timeline 1; that leader's term, timeline 2, began there) received
-/// one more byte of timeline 1 before its promotion, from a former
-/// primary restarted read-only. Promoted, it would open a timeline from
-/// WAL the last leader never had; it is not promoted, the key is
-/// released and the last leader's term put back.
+/// Seed 3239: a standby elected just behind the last leader's switch
+/// point (999 on timeline 1; that leader's term, timeline 2, began at
+/// 1000; one exactly there is no candidate: [`reuses_the_term`]) received
+/// WAL of timeline 1 before its promotion, from a former primary restarted
+/// read-only: past that point (it would open a timeline from WAL the last
+/// leader never had), or up to exactly it (it would begin a second
+/// timeline 2 there, which no one could tell from the last leader's). It
+/// is not promoted, the key is released and the last leader's term put
+/// back.
+///
+/// [`reuses_the_term`]: crate::cluster::member::reuses_the_term
 #[tokio::test(start_paused = true)]
 async fn a_standby_that_received_past_the_switch_point_after_its_election_is_not_promoted() {
-    let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
-    let reached = slot.clone();
-    let mut h = Harness::with(standby(1000), |store| {
-        Memory::client(store).with_faults(Box::new(move |call: &Call| {
-            if let Call::Txn(_, _, ops) = call
-                && ops.iter().any(
-                    |op| matches!(op, crate::cluster::etcd::Op::Put { value, .. } if value == "m0"),
-                )
-                && let Some(node) = reached.lock().as_ref()
-            {
-                // While the key is taken: one byte more of timeline 1.
-                node.lock().lsn = 1001;
-            }
-            Fault::None
-        }))
-    });
-    *slot.lock() = Some(h.node.clone());
-    h.store
-        .lock()
-        .put(&h.keys.timeline, "2:1000:m1", 0)
-        .unwrap();
-    let did = h.tick().await;
-    assert!(matches!(did[0], Did::Acquired(_)), "{did:?}");
-    assert!(
-        did.iter()
-            .any(|d| matches!(d, Did::Failed(why) if why.contains("not the last leader's"))),
-        "{did:?}"
-    );
-    assert!(
-        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
-        "{did:?}"
-    );
-    assert!(!h.node.lock().primary);
-    assert_eq!(h.holder(), None);
-    assert_eq!(
+    for received in [1001, 1000] {
+        let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
+        let reached = slot.clone();
+        let mut h = Harness::with(standby(999), |store| {
+            Memory::client(store).with_faults(Box::new(move |call: &Call| {
+                if super::harness::takes_the_key_for(call, "m0")
+                    && let Some(node) = reached.lock().as_ref()
+                {
+                    // While the key is taken: more of timeline 1.
+                    node.lock().lsn = received;
+                }
+                Fault::None
+            }))
+        });
+        *slot.lock() = Some(h.node.clone());
         h.store
             .lock()
-            .get(&h.keys.timeline)
-            .map(|kv| kv.value.clone())
-            .as_deref(),
-        Some("2:1000:m1")
-    );
+            .put(&h.keys.timeline, "2:1000:m1", 0)
+            .unwrap();
+        let did = h.tick().await;
+        assert!(matches!(did[0], Did::Acquired(_)), "{received}: {did:?}");
+        assert!(
+            did.iter().any(
+                |d| matches!(d, Did::Failed(why) if why.contains("not promoted: since it was elected"))
+            ),
+            "{received}: {did:?}"
+        );
+        assert!(
+            !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+            "{received}: {did:?}"
+        );
+        assert!(!h.node.lock().primary, "{received}");
+        assert_eq!(h.holder(), None, "{received}");
+        assert_eq!(h.timeline().as_deref(), Some("2:1000:m1"), "{received}");
+    }
 }
 
 /// Seed 3566: the standbys with the most WAL are on a timeline the last

@@ -12,6 +12,9 @@
 //! must exist within [`SETTLE`]. Everything random comes from the seed, so
 //! a seed replays exactly.
 
+#[path = "world_faults.rs"]
+mod injected;
+
 use super::fake::{FakeServer, Node, Peers, Watch};
 use super::faults::{Faults, Rng};
 use super::invariants::Invariants;
@@ -88,6 +91,8 @@ pub struct World {
     last_outcome: i64,
     /// The step at which the leader is killed or cut off.
     kill_at: usize,
+    /// `[cluster] synchronous = true` on every member.
+    synchronous: bool,
     pub stats: Stats,
 }
 
@@ -115,6 +120,14 @@ impl World {
     /// `n` members; member 0 runs the primary and holds the key (from an
     /// earlier run of its agent), the others are standbys of it.
     pub fn new(seed: u64, n: usize, faults: Faults) -> World {
+        World::with_mode(seed, n, faults, false)
+    }
+
+    /// [`World::new`], every member in synchronous mode or not
+    /// (`synchronous`): then the servers acknowledge a commit only once
+    /// the standbys their leader named flushed it, and no acknowledged
+    /// commit may be missing from a server that is promoted.
+    pub fn with_mode(seed: u64, n: usize, faults: Faults, synchronous: bool) -> World {
         // The faults' generator, seeded apart from the one that drew them.
         let store = Arc::new(Mutex::new(Store::default()));
         let keys = Keys::new(&template().scope);
@@ -124,6 +137,8 @@ impl World {
             let first = spec(0);
             let mine = spec(i);
             let mut node = Node::new(i == 0, 1000);
+            node.name = mine.name.clone();
+            node.acked = 1000;
             if i > 0 {
                 node.upstream = Some(format!("{}:{}", first.host, first.port));
             }
@@ -148,6 +163,7 @@ impl World {
                 .iter()
                 .map(|m| (m.name.clone(), m.node.clone()))
                 .collect(),
+            synchronous,
         ));
         let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(17));
         let kill_at = 80 + rng.below(240) as usize;
@@ -164,6 +180,7 @@ impl World {
             last_holder: None,
             last_outcome: 0,
             kill_at,
+            synchronous,
             stats: Stats::default(),
         };
         world.bootstrap_key();
@@ -188,6 +205,22 @@ impl World {
             .node
             .lock()
             .arm_left_over(Instant::now() + ttl - ttl / 3 + ttl / 6);
+        if self.synchronous {
+            // That run's synchronous set, in etcd and in the server's
+            // setting (which outlives the agent: `ALTER SYSTEM`).
+            let standbys: Vec<String> = self.members[1..].iter().map(|m| m.name.clone()).collect();
+            let quorum = template().synchronous_node_count;
+            let set = crate::cluster::sync::SyncSet::new(&name, quorum, standbys.clone());
+            store
+                .put(
+                    &self.keys.sync,
+                    &serde_json::to_string(&set).expect("a set serializes"),
+                    0,
+                )
+                .expect("the bootstrap set is written");
+            self.members[0].node.lock().sync_names =
+                crate::cluster::sync::standby_names(quorum, &standbys);
+        }
     }
 
     fn now(&self) -> Duration {
@@ -236,8 +269,10 @@ impl World {
         let dcs = Memory::client(self.store.clone()).with_faults(chooser);
         let invariants = self.invariants.clone();
         let watch: Watch = Arc::new(move || invariants.look());
+        let mut mine = spec(i);
+        mine.synchronous = self.synchronous;
         let server = FakeServer {
-            spec: spec(i),
+            spec: mine,
             node: self.members[i].node.clone(),
             peers: self.peers.clone(),
             watch: Some(watch),
@@ -422,6 +457,18 @@ impl World {
                 }
             }
         }
+        // What each primary acknowledges now, by what its standbys hold.
+        let peers: Vec<(String, Arc<Mutex<Node>>)> = self.peers.lock().clone();
+        for (address, node) in &peers {
+            if !node.lock().primary {
+                continue;
+            }
+            let standbys = super::fake::streaming_from(&self.peers, address);
+            let mut node = node.lock();
+            if node.running && node.primary {
+                node.acknowledge(&standbys);
+            }
+        }
     }
 
     /// The invariants, after a step (also looked at on every change of a
@@ -464,133 +511,6 @@ impl World {
 
     fn chance(&self, p: f64) -> bool {
         p > 0.0 && self.rng.lock().chance(p)
-    }
-
-    fn inject(&mut self) {
-        let now = Instant::now();
-        let f = self.faults;
-        for i in 0..self.members.len() {
-            let crashed_mid = self.members[i].cut.lock().crashed;
-            if crashed_mid {
-                self.crash_agent(i, "stopped mid-operation");
-            }
-            self.restart_agents_one(i, now);
-            let steady = self.members[i].cut.lock().steady;
-            if self.chance(f.crash) && !steady {
-                self.crash_agent(i, "between ticks");
-            }
-            let mut what = Vec::new();
-            if self.members[i].heal_at.is_some_and(|at| now >= at) {
-                self.members[i].heal_at = None;
-                let mut node = self.members[i].node.lock();
-                node.unknown = false;
-                node.stop_fails = false;
-                node.rewind_fails = false;
-                node.fence_broken = false;
-                node.fence_fails = false;
-                self.members[i].cut.lock().steady = false;
-                what.push("server faults healed".to_string());
-            }
-            // A fence that cannot signal the server, only beside an agent
-            // that runs and can stop the server itself (with a crash or a
-            // failed stop too, no software fence can stop a primary).
-            let alive = self.members[i].task.is_some() && !self.members[i].cut.lock().crashed;
-            let unfenceable = {
-                let node = self.members[i].node.lock();
-                node.unknown || node.stop_fails
-            };
-            if self.chance(f.fence_fails) && alive && !unfenceable {
-                self.members[i].node.lock().fence_fails = true;
-                self.members[i].cut.lock().steady = true;
-                let heal = self.rng.lock().millis(8000);
-                let until = self.members[i]
-                    .heal_at
-                    .map_or(now + heal, |at| at.max(now + heal));
-                self.members[i].heal_at = Some(until);
-                what.push("fence cannot signal the server".to_string());
-            }
-            let fenceless = self.members[i].node.lock().fence_fails;
-            let hits = [
-                self.chance(f.unknown) && !fenceless,
-                self.chance(f.stop_fails) && !fenceless,
-                self.chance(f.rewind_fails),
-                self.chance(f.fence_broken),
-            ];
-            if hits.iter().any(|h| *h) {
-                let mut node = self.members[i].node.lock();
-                let [unknown, stop_fails, rewind_fails, fence_broken] = hits;
-                node.unknown |= unknown;
-                node.stop_fails |= stop_fails;
-                node.rewind_fails |= rewind_fails;
-                node.fence_broken |= fence_broken;
-                let labels = [
-                    "pid file unreadable",
-                    "stops fail",
-                    "rewinds fail",
-                    "fence cannot start",
-                ];
-                for (hit, label) in hits.iter().zip(labels) {
-                    if *hit {
-                        what.push(label.to_string());
-                    }
-                }
-                drop(node);
-                let heal = self.rng.lock().millis(8000);
-                self.members[i].heal_at = Some(now + heal);
-            }
-            if self.chance(f.server_crash) {
-                let mut node = self.members[i].node.lock();
-                if node.running && !node.unknown {
-                    node.running = false;
-                    node.primary = false;
-                    node.streaming = false;
-                    what.push("server crashed".into());
-                }
-            }
-            if self.chance(f.partition) {
-                let cut = self.rng.lock().millis(8000);
-                self.members[i].cut.lock().partitioned_until = Some(now + cut);
-                what.push(format!("cut from the store for {cut:?}"));
-            }
-            let name = self.members[i].name.clone();
-            for w in what {
-                self.note(format!("{name}: {w}"));
-            }
-        }
-    }
-
-    fn restart_agents_one(&mut self, i: usize, now: Instant) {
-        if self.members[i].task.is_none() && self.members[i].back_at.is_some_and(|at| now >= at) {
-            self.members[i].back_at = None;
-            self.start_agent(i);
-        }
-    }
-
-    /// Every fault lifted: servers readable, stoppable, fences working,
-    /// the store reachable, answers on time.
-    fn heal(&mut self) {
-        self.faults = Faults::NONE;
-        for m in &mut self.members {
-            m.heal_at = None;
-            let mut node = m.node.lock();
-            node.unknown = false;
-            node.stop_fails = false;
-            node.rewind_fails = false;
-            node.fence_broken = false;
-            node.fence_fails = false;
-            m.cut.lock().partitioned_until = None;
-            m.cut.lock().steady = false;
-            m.back_at = Some(Instant::now());
-        }
-        // The agents' clients keep their choosers: restart them all with
-        // fault-free ones.
-        for i in 0..self.members.len() {
-            if let Some(task) = self.members[i].task.take() {
-                task.abort();
-            }
-        }
-        self.note("all faults healed; every agent restarted".into());
-        self.restart_agents();
     }
 
     /// After the calm: a leader with a primary, and one came within

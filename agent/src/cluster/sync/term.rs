@@ -79,7 +79,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 lease: 0,
             });
         }
-        self.etcd.txn(&[(&self.keys.leader, None)], &ops).await
+        // The term this election was decided on is still the last one.
+        let read = (self.keys.timeline.as_str(), self.timeline_read.as_deref());
+        self.etcd
+            .txn(&[(&self.keys.leader, None), read], &ops)
+            .await
     }
 
     /// Before promoting: make the standbys of `members` synchronous in

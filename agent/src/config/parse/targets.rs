@@ -188,7 +188,7 @@ impl Parser<'_, '_> {
                     d.error(
                         k.span,
                         format!(
-                            "{}: `kind` = {:?} is not supported; write \"postgres\", \"mysql\" or \"redis\"",
+                            "{}: `kind` = {:?} is not supported; write \"postgres\" (or \"postgresql\"), \"mysql\" (or \"mariadb\"), or \"redis\" (or \"valkey\")",
                             s.path, k.value
                         ),
                     );
