@@ -44,6 +44,7 @@ mod mysql_integrity;
 mod mysql_performance;
 mod mysql_replication;
 mod new_project;
+mod not_a_database;
 mod not_probes;
 mod otlp;
 mod otlp_tls;

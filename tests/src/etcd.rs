@@ -356,6 +356,53 @@ impl EtcdCluster {
         }
     }
 
+    /// The index of the member that is etcd's Raft leader now, as the
+    /// members themselves say (`/v3/maintenance/status`: the `leader`
+    /// id that equals a member's own `header.member_id`).
+    pub fn raft_leader(&self) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            for i in 0..self.members.len() {
+                if self.members[i].child.is_none() {
+                    continue;
+                }
+                let (status, answer) = self.call_at(i, "/v3/maintenance/status", json!({}));
+                if status == 200
+                    && answer["leader"].is_string()
+                    && answer["leader"] == answer["header"]["member_id"]
+                {
+                    return i;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no etcd member says it is the Raft leader"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until member `i` takes a write again (a Raft leader exists
+    /// among the live members): how long that took.
+    pub fn wait_writable(&self, i: usize) -> Duration {
+        let start = std::time::Instant::now();
+        loop {
+            let (status, _) = self.call_at(
+                i,
+                "/v3/kv/put",
+                json!({"key": b64("/wait-writable"), "value": b64("1")}),
+            );
+            if status == 200 {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "etcd member {i} took no write for 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Start member `i` again (its data directory is kept).
     pub fn restart(&mut self, i: usize) {
         self.spawn(i, "existing");

@@ -13,9 +13,43 @@ use crate::events::Decision;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How long a leader waits between two failed renewals (etcd answers a
+/// call made during its election at once, "leader changed", or when its
+/// new leader is elected).
+pub(super) const RENEW_RETRY: Duration = Duration::from_millis(100);
+
 impl<D: Dcs, S: Server> Ha<D, S> {
     /// Renew (or get) the lease; demote at once if the key may be lost.
+    ///
+    /// A leader whose renewal fails tries again every
+    /// [`RENEW_RETRY`] until one succeeds or its deadline comes, rather
+    /// than waiting for the next loop: an etcd Raft election (its leader
+    /// lost) fails every call until a new leader is elected, and the
+    /// loop's other etcd calls, each timing out, would otherwise leave
+    /// the lease one try in its whole window. Only a keep-alive is tried
+    /// again (it is idempotent; a grant is not: a lost answer would leak
+    /// a lease). The last wait ends at the deadline itself, so that the
+    /// caller's [`Self::check_deadline`] stops the server right after.
     pub(super) async fn renew(&mut self) {
+        while !self.renew_once().await {
+            let (Some(until), Some(_)) = (self.leader_until, self.lease) else {
+                break;
+            };
+            let left = until.saturating_duration_since(self.lease_now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(RENEW_RETRY)).await;
+            if self.lease_now() >= until {
+                break;
+            }
+        }
+        self.guard();
+    }
+
+    /// One try of [`Self::renew`]: whether it need not be tried again (a
+    /// renewal, a lease found expired, or a new lease).
+    async fn renew_once(&mut self) -> bool {
         let sent = Instant::now();
         let suspended = super::clock::suspended_ns();
         let call = async {
@@ -28,10 +62,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 None => self.etcd.grant(self.ttl()).await.map(|lease| (lease, true)),
             }
         };
-        // A leader never waits for etcd past its own deadline.
+        // A leader never waits for etcd past its own deadline (on the
+        // deadline's clock, which counts a suspension).
         let bound = match self.leader_until {
             Some(until) => until
-                .saturating_duration_since(sent)
+                .saturating_duration_since(self.lease_now())
                 .max(Duration::from_millis(50)),
             None => self.ttl(),
         };
@@ -62,9 +97,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                         .await;
                 }
             }
-            Err(_) => {}
+            Err(_) => return false,
         }
-        self.guard();
+        true
     }
 
     /// etcd is out of reach: past the deadline, stop serving.

@@ -10,7 +10,7 @@ use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -167,7 +167,7 @@ impl Endpoint {
         let (connection, driver) =
             MultiplexedConnection::new_with_config(&self.login, guarded, config)
                 .await
-                .map_err(|e| classify(e, true))?;
+                .map_err(|e| allowance.classify(e, true))?;
         tokio::spawn(driver);
         Ok((connection, allowance))
     }
@@ -228,10 +228,12 @@ pub fn classify(error: ::redis::RedisError, fresh: bool) -> Error {
                  (check the DSN's user and its `password_file`) ({text})"
             ));
         }
-        // Bytes that are not RESP: something else listens there (it
-        // answered: refusing, as before, only said as what it is).
+        // Bytes that are not RESP: another service listens there. No
+        // Redis server answered, so it is down (as PostgreSQL's and
+        // MySQL's drivers say of a port that does not speak their
+        // protocol), never "refusing", which says a Redis server is alive.
         ::redis::ErrorKind::Parse => {
-            return Error::Refused(format!(
+            return Error::Unreachable(format!(
                 "the reply is not Redis's protocol (RESP): is this port a Redis server? ({text})"
             ));
         }
@@ -268,14 +270,41 @@ pub fn classify(error: ::redis::RedisError, fresh: bool) -> Error {
 pub struct Allowance {
     left: AtomicI64,
     exceeded: AtomicBool,
+    /// The first byte the server sent on the connection (0: none yet).
+    first: AtomicU8,
 }
+
+/// The bytes a RESP2 or RESP3 reply begins with (its type).
+const RESP_TYPES: &[u8] = b"+-:$*_#,(!=%~>|";
 
 impl Allowance {
     fn new() -> Self {
         Allowance {
             left: AtomicI64::new(0),
             exceeded: AtomicBool::new(false),
+            first: AtomicU8::new(0),
         }
+    }
+
+    /// Whether the server's first byte on this connection begins no RESP
+    /// reply: another service answered (an HTTP server's `H`), whatever
+    /// error the client then met (a write after that service closed the
+    /// connection is a broken pipe).
+    pub fn not_resp(&self) -> bool {
+        let first = self.first.load(Ordering::SeqCst);
+        first != 0 && !RESP_TYPES.contains(&first)
+    }
+
+    /// [`classify`] an error met on this connection, unless the server
+    /// answered in another protocol: then no Redis server answered, and
+    /// the error says so (down, never "refusing").
+    pub fn classify(&self, error: ::redis::RedisError, fresh: bool) -> Error {
+        if self.not_resp() {
+            return Error::Unreachable(format!(
+                "the reply is not Redis's protocol (RESP): is this port a Redis server? ({error})"
+            ));
+        }
+        classify(error, fresh)
     }
 
     /// Allow `bytes` more bytes for the next reply.
@@ -308,6 +337,14 @@ impl AsyncRead for Bounded {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled {
+            if let Some(&first) = buf.filled().get(before) {
+                let _ = self.allowance.first.compare_exchange(
+                    0,
+                    first.max(1),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
             let read = (buf.filled().len() - before) as i64;
             if self.allowance.left.fetch_sub(read, Ordering::SeqCst) - read < 0 {
                 self.allowance.exceeded.store(true, Ordering::SeqCst);
@@ -385,7 +422,7 @@ mod tests {
             true,
         );
         assert!(
-            matches!(&other, Error::Refused(m) if m.contains("not Redis's protocol")),
+            matches!(&other, Error::Unreachable(m) if m.contains("not Redis's protocol")),
             "{other:?}"
         );
     }

@@ -10,7 +10,7 @@
 //! privileges ([`super::privileges`]).
 
 use super::allow;
-use super::conn::{self, Allowance, CONNECT_TIMEOUT, Endpoint, TlsFiles};
+use super::conn::{Allowance, CONNECT_TIMEOUT, Endpoint, TlsFiles};
 use super::privileges::{self, Privileges};
 use super::reply::{self, Node};
 use super::{Error, RedisSpec};
@@ -63,7 +63,7 @@ impl RedisTarget {
             ::redis::cmd("PING")
                 .query_async::<Value>(&mut connection)
                 .await
-                .map_err(|e| self.named(conn::classify(e, true)))?;
+                .map_err(|e| self.named(allowance.classify(e, true)))?;
             Ok(started.elapsed())
         };
         tokio::time::timeout(self.remaining(deadline)?.min(CONNECT_TIMEOUT), work)
@@ -156,15 +156,16 @@ impl RedisTarget {
                 *slot = None;
                 return Err(self.too_large(budget as u64 / 2 + 1, budget));
             }
+            let allowance = pooled.allowance.clone();
             if error.code().is_some() {
-                return Err(self.named(conn::classify(error, false)));
+                return Err(self.named(allowance.classify(error, false)));
             }
             *slot = None;
             if reused && !retried {
                 retried = true;
                 continue;
             }
-            return Err(self.named(conn::classify(error, !reused)));
+            return Err(self.named(allowance.classify(error, !reused)));
         }
     }
 

@@ -107,6 +107,16 @@ fn tls_failure(error: &tokio_postgres::Error) -> Option<String> {
 /// An error met while opening a session.
 pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
     if let Some(own) = own_failure(target, error) {
+        // No PostgreSQL server announces a message of megabytes while a
+        // session opens: another service answers on that port (an HTTP
+        // server's "HTTP/1.1 400" reads as a 1.4 GB message). No
+        // PostgreSQL server answered, so it is down, not the probe's
+        // memory exceeded.
+        if let Error::TooLarge { asked, .. } = own {
+            return Error::Unreachable(format!(
+                "target `{target}`: the reply is not PostgreSQL's protocol (a message of {asked} bytes announced while the session opened): is this port a PostgreSQL server?"
+            ));
+        }
         return own;
     }
     if let Some(tls) = tls_failure(error) {

@@ -43,27 +43,10 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
     }
     crate::pgserver::postmaster::may_signal(&spec.data_dir)
         .map_err(|why| anyhow::anyhow!("cluster mode refuses to start: {why}"))?;
-    let Some(file) = &spec.defaults_file else {
-        anyhow::bail!("cluster mode refuses to start: [cluster] `defaults_file` is not set");
-    };
-    read_option_file(file)?;
-    let settings = options::resolve(&spec.bin_dir, Some(file)).map_err(|e| {
-        anyhow::anyhow!(
-            "cluster mode refuses to start: cannot read the options of the member's option file {} as mariadbd reads them: {e}",
-            file.display()
-        )
-    })?;
-    let faults = options::faults(&settings);
-    if !faults.is_empty() {
-        anyhow::bail!(
-            "cluster mode refuses to start: the member's option file {} (as mariadbd reads it, \
-             !include and !includedir followed) does not set {}. Fix: set them under [mysqld] in {}",
-            file.display(),
-            faults.join("; nor "),
-            file.display()
-        );
+    if let Some(fault) = option_file_fault(spec) {
+        anyhow::bail!("cluster mode refuses to start: {fault}");
     }
-    for warning in warnings(spec) {
+    for warning in behind_the_agents_back(spec) {
         tracing::warn!("cluster: {warning}");
     }
     Ok(())
@@ -75,10 +58,28 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
 /// without `--defaults-file` reads: a service manager's or an operator's)
 /// naming this data directory without `read_only = ON`. Empty for other
 /// engines.
+/// For `validate`, first what the start would refuse
+/// ([`option_file_fault`]).
 pub fn warnings(spec: &ClusterSpec) -> Vec<String> {
     if spec.engine != TargetKind::Mysql {
         return Vec::new();
     }
+    option_file_fault(spec)
+        .map(|fault| {
+            // `validate` run as another user than the agent's.
+            if fault.contains("Permission denied") {
+                format!("cannot check the member's option file as this user ({fault}); the agent checks it again at its start")
+            } else {
+                format!("the agent will refuse to start cluster mode: {fault}")
+            }
+        })
+        .into_iter()
+        .chain(behind_the_agents_back(spec))
+        .collect()
+}
+
+/// The warnings of [`warnings`] that the start cannot refuse on.
+fn behind_the_agents_back(spec: &ClusterSpec) -> Vec<String> {
     let mut out: Vec<String> = enabled_units(Path::new("/"))
         .into_iter()
         .map(|unit| format!(
@@ -136,9 +137,43 @@ pub fn enabled_units(root: &Path) -> Vec<String> {
     units
 }
 
+/// Why the member's option file cannot start a cluster member (unset,
+/// unreadable, or lacking a setting the cluster needs), naming the fix;
+/// `None` when it can. The start refuses on it; `validate` warns of it
+/// ([`warnings`]), so that a config is not called valid while the agent
+/// would refuse to start on it.
+fn option_file_fault(spec: &ClusterSpec) -> Option<String> {
+    let Some(file) = &spec.defaults_file else {
+        return Some("[cluster] `defaults_file` is not set".into());
+    };
+    if let Err(e) = read_option_file(file) {
+        return Some(e);
+    }
+    let settings = match options::resolve(&spec.bin_dir, Some(file)) {
+        Ok(settings) => settings,
+        Err(e) => {
+            return Some(format!(
+                "cannot read the options of the member's option file {} as mariadbd reads them: {e}",
+                file.display()
+            ));
+        }
+    };
+    let faults = options::faults(&settings);
+    if faults.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the member's option file {} (as mariadbd reads it, !include and !includedir followed) \
+         does not set {}. Fix: set them under [mysqld] in {}",
+        file.display(),
+        faults.join("; nor "),
+        file.display()
+    ))
+}
+
 /// The option file itself must be a regular file (not a link) the agent
 /// can open: what it says is read by `mariadbd` ([`options::resolve`]).
-fn read_option_file(file: &Path) -> anyhow::Result<()> {
+fn read_option_file(file: &Path) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
@@ -155,8 +190,8 @@ fn read_option_file(file: &Path) -> anyhow::Result<()> {
             }
         })
         .map_err(|e| {
-            anyhow::anyhow!(
-                "cluster mode refuses to start: cannot read the option file {} ({e}); \
+            format!(
+                "cannot read the option file {} ({e}); \
                  fix: `defaults_file` must name a regular file (not a link) the agent can read",
                 file.display()
             )
@@ -220,6 +255,51 @@ mod tests {
         for part in ["refuses to start", "Fix:", "mariadbd.pid"] {
             assert!(refused.contains(part), "{part:?} not in {refused}");
         }
+    }
+
+    /// A new user's finding: `validate` called a config valid whose
+    /// option file the start then refused.
+    #[test]
+    fn validate_warns_of_an_option_file_the_start_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let cnf = dir.path().join("node.cnf");
+        let text = format!(
+            "[targets.local]\nkind = \"mysql\"\ndsn = \"mysql://w@127.0.0.1:3306/\"\nadmin_dsn = \"mysql://root@127.0.0.1:3306/\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:3306\"\ndefaults_file = \"{}\"\n",
+            data.display(),
+            cnf.display()
+        );
+        let spec = crate::config::parse_str("w.toml", &text, Path::new("/"))
+            .unwrap()
+            .cluster
+            .unwrap();
+        let missing = warnings(&spec);
+        assert!(
+            missing.iter().any(|w| w.contains("will refuse to start")
+                && w.contains("cannot read the option file")
+                && w.contains(cnf.to_str().unwrap())),
+            "{missing:?}"
+        );
+        std::fs::write(&cnf, "[mysqld]\nport = 3306\n").unwrap();
+        let writable = warnings(&spec);
+        assert!(
+            writable
+                .iter()
+                .any(|w| w.contains("will refuse to start") && w.contains("read_only = ON")),
+            "{writable:?}"
+        );
+        std::fs::write(
+            &cnf,
+            "[mysqld]\nport = 3306\nread_only = ON\nlog-bin = b\nlog-slave-updates\n\
+             gtid-strict-mode = 1\nserver-id = 2\n",
+        )
+        .unwrap();
+        let good = warnings(&spec);
+        assert!(
+            !good.iter().any(|w| w.contains("will refuse to start")),
+            "{good:?}"
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ const UNITS: [(&str, &[&str]); 4] = [
 ];
 
 /// The warnings for `config`'s Redis `[cluster]` (none for another
-/// engine, or when its file cannot be read: the agent refuses that).
+/// engine), first what the agent's start would refuse: a configuration
+/// file it cannot read, or one that does not keep the server in the
+/// member's directory (a config is not called valid while the agent
+/// would refuse to start on it).
 pub fn for_config(config: &Config) -> Vec<String> {
     let Some(spec) = config.cluster.as_ref() else {
         return Vec::new();
@@ -32,9 +35,24 @@ pub fn for_config(config: &Config) -> Vec<String> {
     if spec.engine != TargetKind::Redis {
         return Vec::new();
     }
+    let refused = |why: String| format!("the agent will refuse to start cluster mode: {why}");
     match conf::read(&spec.data_dir) {
-        Ok(text) => warnings(spec, &text),
-        Err(_) => Vec::new(),
+        Ok(text) => {
+            let mut found: Vec<String> = conf::check(&text, &spec.data_dir)
+                .err()
+                .map(|e| refused(format!("{}: {e}", conf::CONFIG_FILE)))
+                .into_iter()
+                .collect();
+            found.extend(warnings(spec, &text));
+            found
+        }
+        // `validate` run as another user than the agent's.
+        Err(e) if e.contains("Permission denied") => vec![format!(
+            "cannot check the Redis server's configuration as this user ({e}); the agent checks it again at its start"
+        )],
+        Err(e) => vec![refused(format!(
+            "{e}. Fix: write the server's configuration there (see examples/cluster/redis-node1.toml)"
+        ))],
     }
 }
 
@@ -153,6 +171,35 @@ mod tests {
         )
         .unwrap();
         root
+    }
+
+    /// A new user's finding: `validate` said nothing of a member whose
+    /// `redis.conf` is missing, and the agent then refused to start.
+    #[test]
+    fn validate_warns_of_a_missing_or_unusable_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[targets.local]\nkind = \"redis\"\ndsn = \"redis://127.0.0.1:6379/0\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"cache\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"127.0.0.1:6379\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse_str("w.toml", &text, Path::new("/")).unwrap();
+        let missing = for_config(&config);
+        assert!(
+            missing.iter().any(|w| w.contains("will refuse to start")
+                && w.contains("does not exist")
+                && w.contains("Fix:")),
+            "{missing:?}"
+        );
+        // A file that keeps the server elsewhere: the start's refusal,
+        // named.
+        std::fs::write(dir.path().join(conf::CONFIG_FILE), "port 6379\ndir /tmp\n").unwrap();
+        let elsewhere = for_config(&config);
+        assert!(
+            elsewhere
+                .iter()
+                .any(|w| w.contains("will refuse to start") && w.contains(conf::CONFIG_FILE)),
+            "{elsewhere:?}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::config::Target;
 use crate::redis::Error;
-use crate::redis::conn::{Endpoint, TlsFiles, classify};
+use crate::redis::conn::{Endpoint, TlsFiles};
 use ::redis::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,7 +55,7 @@ impl Local {
                 let reply = cmd
                     .query_async::<Value>(&mut connection)
                     .await
-                    .map_err(|e| classify(e, replies.is_empty()))?;
+                    .map_err(|e| allowance.classify(e, replies.is_empty()))?;
                 replies.push(reply);
             }
             Ok(replies)
@@ -81,11 +81,14 @@ impl Local {
         let work = async {
             let (mut connection, allowance) = self.endpoint.open().await?;
             allowance.reset(REPLY_BYTES);
-            let info: String = ::redis::cmd("INFO")
+            // As bytes: a conversion error is the client's `Parse`, which
+            // reads as "not Redis's protocol" (another service).
+            let info: Vec<u8> = ::redis::cmd("INFO")
                 .arg("replication")
                 .query_async(&mut connection)
                 .await
-                .map_err(|e| classify(e, true))?;
+                .map_err(|e| allowance.classify(e, true))?;
+            let info = String::from_utf8_lossy(&info).into_owned();
             allowance.reset(REPLY_BYTES);
             let value: Option<Option<String>> = ::redis::cmd("GET")
                 .arg(key)

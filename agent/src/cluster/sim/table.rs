@@ -196,6 +196,37 @@ async fn a_create_resent_to_another_endpoint_is_read_back_not_taken_for_lost() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewal_is_refused_during_an_etcd_election_tries_again_in_the_same_pass() {
+    // etcd answers "leader changed" at once while it elects a new Raft
+    // leader; the loop's other calls then wait out their timeouts. The
+    // renewal is tried again within the pass, not one pass (and several
+    // timeouts) later.
+    let refusals = Arc::new(Mutex::new(0));
+    let left = refusals.clone();
+    let mut h = Harness::with(Node::new(true, 1000), |store| {
+        Memory::client(store).with_faults(Box::new(move |call: &Call| {
+            let mut left = left.lock();
+            if matches!(call, Call::KeepAlive(_)) && *left > 0 {
+                *left -= 1;
+                return Fault::Unsent(Duration::from_millis(5));
+            }
+            Fault::None
+        }))
+    });
+    h.leader("m0", Duration::from_secs(3));
+    h.tick().await;
+    let lease = h.store.lock().get(&h.keys.leader).unwrap().lease;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    *refusals.lock() = 3;
+    let before = h.store.lock().lease_expiry(lease).unwrap();
+    let did = h.tick().await;
+    assert_eq!(did, vec![Did::Renewed]);
+    assert_eq!(*refusals.lock(), 0, "every refusal was met by a new try");
+    let after = h.store.lock().lease_expiry(lease).unwrap();
+    assert!(after > before, "the lease was renewed within the pass");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_leader_cut_from_the_store_stops_serving_before_its_lease_can_expire() {
     let cut = Arc::new(Mutex::new(false));
     let flag = cut.clone();

@@ -200,7 +200,7 @@ impl Server {
                 "target `{name}`: {what} got no reply within {within:?}"
             ))),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(named(&name, conn::classify(e, false))),
+            Ok(Err(e)) => Err(named(&name, self.allowance.classify(e, false))),
         }
     }
 
