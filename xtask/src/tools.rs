@@ -27,8 +27,7 @@ pub fn cargo_install(tools: &Path, name: &str, bin: &str, version: &str) -> Resu
     if names_version(&installed, version) {
         return Ok(());
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
+    run(crate::plain_cargo()
         .args(["install", "--quiet", "--locked", "--debug", name])
         .args(["--version", version])
         .arg("--root")

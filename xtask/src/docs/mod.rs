@@ -52,7 +52,12 @@ pub fn docs() -> Result<(), String> {
         }
     }
     copy_dir(&root.join("docs"), &staging)?;
-    run(cargo().args(["build", "-p", "watchpost"]))?;
+    // The agent as `cargo xtask test` builds it (with the workspace's
+    // feature set: see `test` in main.rs): `cargo build -p watchpost`
+    // would resolve the shared dependencies with other features and
+    // compile ~100 crates, wasmtime's among them, once more for the
+    // tests that CI runs next.
+    run(cargo().args(["test", "--workspace", "--no-run"]))?;
     let agent = root.join("target/debug/watchpost");
     probes::generate(&root, &staging, &agent, PROBES)?;
     config_reference(&staging, &agent)?;

@@ -229,7 +229,7 @@ pub fn explain_transport(url: &str, error: &reqwest::Error, cert: Option<bool>) 
         } else {
             "etcd refused the client certificate `etcd_cert`: it must be signed by the CA etcd trusts (--trusted-ca-file) and allow client authentication"
         })
-    } else if cert == Some(false)
+    } else if cert.is_some()
         && url.starts_with("https://")
         && !chain.contains("Connection refused")
         && [
@@ -242,11 +242,14 @@ pub fn explain_transport(url: &str, error: &reqwest::Error, cert: Option<bool>) 
         .iter()
         .any(|closed| chain.contains(closed))
     {
-        // Under TLS 1.3 etcd refuses a missing client certificate after
-        // the handshake: the client may see only a closed connection.
-        Some(
-            "etcd closed the TLS connection; if it asks for a client certificate (--client-cert-auth), set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)",
-        )
+        // Under TLS 1.3 etcd refuses a client certificate (or its
+        // absence) after the handshake: the client may see only a closed
+        // connection, or the alert, whichever comes first.
+        Some(if cert == Some(false) {
+            "etcd closed the TLS connection; if it asks for a client certificate (--client-cert-auth), set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)"
+        } else {
+            "etcd closed the TLS connection after the handshake, as it does under TLS 1.3 when it refuses the client certificate `etcd_cert`: it must be signed by the CA etcd trusts (--trusted-ca-file) and allow client authentication"
+        })
     } else {
         None
     };
