@@ -81,6 +81,12 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .flat_map(crate::cluster::mariadb::warnings),
         )
+        .chain(
+            config
+                .cluster
+                .iter()
+                .filter_map(crate::cluster::Cluster::start_refusal),
+        )
         .chain(crate::cluster::least::warnings(&config))
         .chain(crate::cluster::redis::distro::for_config(&config))
         .chain(plaintext_to_remote(&config))

@@ -332,5 +332,13 @@ mod tests {
         for part in ["refuses to start", "hard links", "Fix:", "one link"] {
             assert!(refused.contains(part), "{part:?} not in {refused}");
         }
+        // `validate` says the same (it called such a config valid).
+        assert_eq!(
+            crate::cluster::Cluster::start_refusal(&spec(&data)),
+            Some(refused)
+        );
+        std::fs::remove_file(dir.path().join("x")).unwrap();
+        std::fs::remove_file(data.join("postmaster.pid")).unwrap();
+        assert_eq!(crate::cluster::Cluster::start_refusal(&spec(&data)), None);
     }
 }

@@ -260,6 +260,20 @@ impl Cluster {
         }
     }
 
+    /// For `validate`: why a PostgreSQL member's start would be refused
+    /// now (its server's state cannot be read, or cannot be signalled),
+    /// so that a config is not called valid while the agent would refuse
+    /// to start on it. MariaDB's and Redis's say the same through their
+    /// own warnings ([`mariadb::warnings`], [`redis::distro::for_config`]).
+    pub fn start_refusal(spec: &ClusterSpec) -> Option<String> {
+        if spec.engine != TargetKind::Postgres {
+            return None;
+        }
+        failclosed::check_at_start(spec)
+            .err()
+            .map(|e| e.to_string())
+    }
+
     /// Run the HA loop over etcd and the server backend `server`.
     fn spawn<S: server::Server>(
         spec: ClusterSpec,
