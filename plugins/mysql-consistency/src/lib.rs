@@ -11,8 +11,9 @@
 //! `pt-table-checksum`): both sides are read as they are. A replica that
 //! replicates from no source (promoted) is compared as it is.
 //!
-//! The work is bounded: one chunk (an index range scan of
-//! `rows_per_chunk` rows) at a time and no new chunk once `time_budget` is
+//! The work is bounded: one chunk (an index range scan sized to take
+//! `chunk_time`, as `pt-table-checksum` sizes its chunks: see `walk.rs`)
+//! at a time and no new chunk once `time_budget` is
 //! spent, shared fairly between tables (smallest first); a replica that
 //! lags past the budget pauses the comparison (`warning`, nothing
 //! concluded). A table too big for one run starts at a random key and
@@ -27,7 +28,12 @@
 //! - `primary` / `replica`: the targets [`primary` / `replica`].
 //! - `tables`: comma-separated `db.table` names [every base table with a
 //!   primary key outside the system schemas].
-//! - `rows_per_chunk`: rows per digest, 1 to 50000 [1000].
+//! - `rows_per_chunk`: rows of the first chunk, and of every chunk a
+//!   differing one is compared again in, 1 to 50000 [1000].
+//! - `chunk_time`: the time a chunk's digest on the primary should take
+//!   (`pt-table-checksum`'s `--chunk-time`, 0.5 s there; shorter here, as
+//!   a run's budget is 2 s); `0s` keeps every chunk at `rows_per_chunk`
+//!   [250ms].
 //! - `time_budget`: time after which no new chunk starts, e.g. `5s`; keep
 //!   it well below the probe's `timeout` [2s].
 //! - `show`: mismatched ranges named per table [3].
@@ -93,6 +99,7 @@ impl Probe for MysqlConsistency {
         if !(1..=50_000).contains(&rows_per_chunk) {
             bail!("config `rows_per_chunk` = {rows_per_chunk} must be between 1 and 50000");
         }
+        let chunk_time: Duration = config::get_or("chunk_time", Duration::from_millis(250))?;
         let time_budget: Duration = config::get_or("time_budget", Duration::from_secs(2))?;
         let show: usize = config::get_or("show", 3)?;
         let named = match config::raw("tables") {
@@ -143,6 +150,7 @@ impl Probe for MysqlConsistency {
             mariadb,
             replicating,
             rows_per_chunk,
+            chunk_time,
         };
         let count = tables.len();
         let mut complete = 0;

@@ -9,12 +9,21 @@
 //! and is counted apart. A replica that cannot reach the position within
 //! the budget pauses the walk (it lags; nothing is concluded).
 //!
+//! Chunks are sized by time, as `pt-table-checksum`'s `--chunk-time`: the
+//! first holds `rows_per_chunk` rows, and each next one is resized so
+//! that its digest on the primary takes about `chunk_time` (at most
+//! twice or half the last size, never more than a third of the time
+//! left); `chunk_time = 0` keeps every chunk at `rows_per_chunk`. A chunk
+//! larger than `rows_per_chunk` that differs is compared again in
+//! chunks of `rows_per_chunk`, so that the ranges named are as narrow as
+//! fixed chunks would name them.
+//!
 //! A table bigger than one run can walk starts at a random key (integer
 //! keys) and wraps round to it, so that successive runs cover all of it.
 
 use crate::chunk::{self, Key};
 use crate::tables::Table;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use watchpost_probe::Result;
 use watchpost_probe::sql::{self, Value};
 
@@ -25,7 +34,30 @@ pub struct Sides<'a> {
     pub mariadb: bool,
     /// The replica replicates (else it is compared as it is).
     pub replicating: bool,
+    /// The first chunk's rows (and every chunk's when `chunk_time` is 0),
+    /// and the size a differing chunk is compared again in.
     pub rows_per_chunk: usize,
+    /// The time a chunk's digest on the primary should take (0: fixed
+    /// chunks).
+    pub chunk_time: Duration,
+}
+
+/// The most rows one chunk may hold, whatever its time.
+const MAX_CHUNK_ROWS: usize = 1_000_000;
+
+/// The rows of the chunk after one of `rows` whose digest took `took`:
+/// sized to take `target`, within half and twice `rows`, within a third
+/// of `left` (the primary's digest, the replica's and a second one on
+/// the primary when they differ), and within 1 ..= [`MAX_CHUNK_ROWS`].
+fn next_rows(rows: usize, took: Duration, target: Duration, left: Duration) -> usize {
+    if target.is_zero() {
+        return rows;
+    }
+    let per_row = took.as_secs_f64().max(1e-6) / rows.max(1) as f64;
+    let aimed = (target.as_secs_f64() / per_row)
+        .clamp(rows as f64 / 2.0, rows as f64 * 2.0)
+        .min(left.as_secs_f64() / 3.0 / per_row);
+    (aimed.round() as usize).clamp(1, MAX_CHUNK_ROWS)
 }
 
 /// One table's walk.
@@ -82,34 +114,32 @@ pub fn walk(sides: &Sides, table: &Table, deadline: Instant) -> Result<Walked> {
     if start.is_some() {
         phases.push((None, start));
     }
+    let mut rows = sides.rows_per_chunk;
     for (from, stop) in phases {
         let mut lo = from;
         loop {
             if Instant::now() >= deadline {
                 return Ok(walked);
             }
-            let hi = chunk::upper(
-                sides.primary,
-                table,
-                lo.as_ref(),
-                stop.as_ref(),
-                sides.rows_per_chunk,
-            )?;
+            let hi = chunk::upper(sides.primary, table, lo.as_ref(), stop.as_ref(), rows)?;
             let last = hi.is_none();
             let hi = hi.or_else(|| stop.clone());
-            if !settle(
+            let Some(took) = settle(
                 sides,
                 table,
-                lo.as_ref(),
-                hi.as_ref(),
+                (lo.as_ref(), hi.as_ref()),
                 deadline,
                 &mut walked,
-            )? {
+                Refine::Above(rows),
+            )?
+            else {
                 return Ok(walked);
-            }
+            };
             if last {
                 break;
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            rows = next_rows(rows, took, sides.chunk_time, left);
             lo = hi;
         }
     }
@@ -117,16 +147,28 @@ pub fn walk(sides: &Sides, table: &Table, deadline: Instant) -> Result<Walked> {
     Ok(walked)
 }
 
-/// Settle one chunk; false when the walk must stop (the replica lags).
+/// Whether a differing chunk is compared again in smaller chunks.
+#[derive(Clone, Copy)]
+enum Refine {
+    /// Yes, when it was sized above `rows_per_chunk` (its size here).
+    Above(usize),
+    /// No: it is itself one of those smaller chunks.
+    No,
+}
+
+/// Settle one chunk (past `lo`, up to `hi`): how long its digest on the
+/// primary took, or `None` when the walk must stop (the replica lags).
 fn settle(
     sides: &Sides,
     table: &Table,
-    lo: Option<&Key>,
-    hi: Option<&Key>,
+    (lo, hi): (Option<&Key>, Option<&Key>),
     deadline: Instant,
     walked: &mut Walked,
-) -> Result<bool> {
+    refine: Refine,
+) -> Result<Option<Duration>> {
+    let started = Instant::now();
     let first = chunk::digest(sides.primary, table, lo, hi)?;
+    let took = started.elapsed();
     if sides.replicating {
         let position = chunk::position(sides.primary, sides.mariadb)?;
         let left = deadline
@@ -134,19 +176,97 @@ fn settle(
             .as_secs_f64();
         if !chunk::wait(sides.replica, sides.mariadb, &position, left.max(0.2))? {
             walked.lagging = Some(position);
-            return Ok(false);
+            return Ok(None);
         }
     }
     let replica = chunk::digest(sides.replica, table, lo, hi)?;
-    walked.compared_rows += first.rows;
+    if matches!(refine, Refine::Above(_)) {
+        walked.compared_rows += first.rows;
+    }
     if replica == first {
-        return Ok(true);
+        return Ok(Some(took));
     }
     let again = chunk::digest(sides.primary, table, lo, hi)?;
-    if again == first {
-        walked.mismatches.push((lo.cloned(), hi.cloned()));
-    } else {
+    if again != first {
         walked.changing += 1;
+        return Ok(Some(took));
     }
-    Ok(true)
+    match refine {
+        Refine::Above(rows) if rows > sides.rows_per_chunk => {
+            // Narrowed to `rows_per_chunk`-row chunks (whatever the
+            // deadline: a difference found is worth naming precisely).
+            let mut sub = lo.cloned();
+            loop {
+                let upper =
+                    chunk::upper(sides.primary, table, sub.as_ref(), hi, sides.rows_per_chunk)?;
+                let last = upper.is_none();
+                let upper = upper.or_else(|| hi.cloned());
+                if settle(
+                    sides,
+                    table,
+                    (sub.as_ref(), upper.as_ref()),
+                    deadline,
+                    walked,
+                    Refine::No,
+                )?
+                .is_none()
+                {
+                    return Ok(None);
+                }
+                if last {
+                    break;
+                }
+                sub = upper;
+            }
+        }
+        _ => walked.mismatches.push((lo.cloned(), hi.cloned())),
+    }
+    Ok(Some(took))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_grow_and_shrink_towards_their_time_within_bounds() {
+        let target = Duration::from_millis(250);
+        let plenty = Duration::from_secs(60);
+        // Fast: doubled at most.
+        assert_eq!(
+            next_rows(1000, Duration::from_millis(10), target, plenty),
+            2000
+        );
+        // Slow: halved at most.
+        assert_eq!(next_rows(1000, Duration::from_secs(5), target, plenty), 500);
+        // Near the aim: sized to it.
+        assert_eq!(
+            next_rows(1000, Duration::from_millis(200), target, plenty),
+            1250
+        );
+        // Never more than a third of the time left.
+        assert_eq!(
+            next_rows(
+                1000,
+                Duration::from_millis(10),
+                target,
+                Duration::from_millis(30)
+            ),
+            1000
+        );
+        // Fixed chunks.
+        assert_eq!(
+            next_rows(1000, Duration::from_millis(1), Duration::ZERO, plenty),
+            1000
+        );
+        // Bounded.
+        assert_eq!(
+            next_rows(MAX_CHUNK_ROWS, Duration::from_millis(1), target, plenty),
+            MAX_CHUNK_ROWS
+        );
+        assert_eq!(
+            next_rows(1, Duration::from_secs(9), target, Duration::ZERO),
+            1
+        );
+    }
 }
