@@ -42,27 +42,15 @@ fn cargo() -> Command {
     command
 }
 
-/// `cargo`, without the variables `cargo run` sets for the program it
-/// runs (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ... of xtask). Build
-/// scripts such as ring's rerun when those change
-/// (`rerun-if-env-changed=CARGO_PKG_NAME`), so a nested cargo that kept
-/// them rebuilt ring and every crate above it, the agent and wasmtime's
-/// users included, that a plain `cargo build` or `cargo test` had built,
-/// and the other way round.
+/// `cargo`, without the variables `cargo run` set for xtask itself
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...: see
+/// [`watchpost_probe_build::without_cargo_run_env`]). A nested cargo that
+/// kept them rebuilt ring and every crate above it, the agent included,
+/// that a plain `cargo build` or `cargo test` had built, and the other
+/// way round.
 pub fn plain_cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for (key, _) in std::env::vars_os() {
-        let Some(name) = key.to_str() else { continue };
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || matches!(
-                name,
-                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
-            )
-        {
-            command.env_remove(&key);
-        }
-    }
+    watchpost_probe_build::without_cargo_run_env(&mut command);
     command
 }
 

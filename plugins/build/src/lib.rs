@@ -99,6 +99,28 @@ pub fn ensure_target() -> Result<(), String> {
     }
 }
 
+/// Remove from `command` the variables cargo sets for the program,
+/// build script or test it runs (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`,
+/// `OUT_DIR`, ...), so that a nested cargo builds as a plain one does:
+/// build scripts such as ring's rerun when they change
+/// (`rerun-if-env-changed=CARGO_PKG_NAME`), and so does every crate above
+/// them. `CARGO` (which cargo to run) and `CARGO_HOME` stay.
+pub fn without_cargo_run_env(command: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        let Some(name) = key.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            )
+        {
+            command.env_remove(&key);
+        }
+    }
+    command
+}
+
 /// Build `packages` (crate names) of the workspace at `root` and return
 /// the path of each component, in the same order.
 pub fn build(root: &Path, packages: &[&str]) -> Result<Vec<PathBuf>, String> {
@@ -106,7 +128,7 @@ pub fn build(root: &Path, packages: &[&str]) -> Result<Vec<PathBuf>, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = target_dir(root);
     let mut command = Command::new(&cargo);
-    command
+    without_cargo_run_env(&mut command)
         .current_dir(root)
         .args(["build", "--quiet", "--target", TARGET, "--profile", "probe"])
         .arg("--target-dir")
@@ -123,7 +145,6 @@ pub fn build(root: &Path, packages: &[&str]) -> Result<Vec<PathBuf>, String> {
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_RUSTFLAGS",
         "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
     ] {
         command.env_remove(var);
     }
