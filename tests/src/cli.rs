@@ -6,9 +6,10 @@ use std::process::{Command, Stdio};
 /// The `watchpost` binary of this workspace's build, brought up to date
 /// once per test run (`cargo test -p watchpost-e2e` alone would not
 /// rebuild it), unless `WATCHPOST_E2E_BUILT` is set: `cargo xtask test`
-/// sets it, having built the binary with the whole workspace's features
-/// (`cargo build -p watchpost` resolves the shared dependencies
-/// differently and would compile them again).
+/// and `cargo xtask bench` set it, having built the binary themselves
+/// (`cargo xtask test` with the whole workspace's features: `cargo build
+/// -p watchpost` resolves the shared dependencies differently and would
+/// compile them again).
 pub fn binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {

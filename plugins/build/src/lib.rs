@@ -100,11 +100,13 @@ pub fn ensure_target() -> Result<(), String> {
 }
 
 /// Remove from `command` the variables cargo sets for the program,
-/// build script or test it runs (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`,
-/// `OUT_DIR`, ...), so that a nested cargo builds as a plain one does:
-/// build scripts such as ring's rerun when they change
+/// build script or test it runs that name that crate
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, `OUT_DIR`, ...): build scripts
+/// such as ring's rerun when they change
 /// (`rerun-if-env-changed=CARGO_PKG_NAME`), and so does every crate above
-/// them. `CARGO` (which cargo to run) and `CARGO_HOME` stay.
+/// them. `CARGO` (which cargo to run) and `CARGO_HOME` stay, and so do
+/// the other variables a build script gets (`PROFILE`, `TARGET`,
+/// `CARGO_CFG_*`, ...), which no dependency seen here reruns on.
 pub fn without_cargo_run_env(command: &mut Command) -> &mut Command {
     for (key, _) in std::env::vars_os() {
         let Some(name) = key.to_str() else { continue };

@@ -3,19 +3,20 @@
 //!
 //! The design of `pg-consistency`, on MariaDB/MySQL: each table is split
 //! into chunks along its primary key and each chunk's digest (row count
-//! and XORed row MD5s) compared on both sides, the replica's read only
-//! once it applied the primary's GTID position taken after the primary's
-//! read, and a chunk that differs counted only if the primary's rows were
-//! unchanged around the replica's read (see `walk.rs`). Nothing is
+//! and XORed row MD5s) compared on both sides: read at once on the
+//! replica, and when that differs again once the replica applied the
+//! primary's GTID position taken after the primary's read; a chunk that
+//! differs is counted only if the primary's rows were unchanged around
+//! the replica's read (see `walk.rs`). Nothing is
 //! written and no statement-based binlog is needed (unlike
 //! `pt-table-checksum`): both sides are read as they are. A replica that
 //! replicates from no source (promoted) is compared as it is.
 //!
 //! The work is bounded: one chunk (an index range scan sized to take
 //! `chunk_time`, as `pt-table-checksum` sizes its chunks: see `walk.rs`)
-//! at a time and no new chunk once `time_budget` is
-//! spent, shared fairly between tables (smallest first); a replica that
-//! lags past the budget pauses the comparison (`warning`, nothing
+//! at a time and no new chunk once `time_budget` is spent, shared fairly
+//! between tables (smallest first); a replica that lags past the budget
+//! behind a chunk that differs pauses the comparison (`warning`, nothing
 //! concluded). A table too big for one run starts at a random key and
 //! wraps round, so successive runs cover it.
 //!

@@ -1,8 +1,11 @@
 //! Walking one table chunk by chunk within its share of the budget.
 //!
 //! Each chunk is first digested on the primary, then on the replica at
-//! once: equal digests mean equal rows whenever each side was read, which
-//! settles most chunks with two statements. A chunk that differs is
+//! once: equal digests mean equal rows, each side as it was when read,
+//! which settles most chunks with two statements. (A divergence that a
+//! transaction the replica has not applied yet happens to cancel, say an
+//! unlogged `x = x + 1` repeated on the primary, reads equal until the
+//! replica applies it: a later run finds it.) A chunk that differs is
 //! settled in this order: the primary's GTID position, the replica's wait
 //! for that position, the replica's digest. Equal digests settle it.
 //! Different ones are taken again on the primary: only if the primary's
@@ -15,11 +18,12 @@
 //! Chunks are sized by time, as `pt-table-checksum`'s `--chunk-time`: the
 //! first holds `rows_per_chunk` rows, and each next one is resized so
 //! that its digest on the primary takes about `chunk_time` (at most
-//! twice or half the last size, never more than a third of the time
-//! left); `chunk_time = 0` keeps every chunk at `rows_per_chunk`. A chunk
-//! larger than `rows_per_chunk` that differs is compared again in
-//! chunks of `rows_per_chunk`, so that the ranges named are as narrow as
-//! fixed chunks would name them.
+//! twice or half the last size, never more than a quarter of the time
+//! left); `chunk_time = "0s"` keeps every chunk at `rows_per_chunk`. A
+//! chunk larger than `rows_per_chunk` that differs is settled again in
+//! parts of `rows_per_chunk` rows, each on its own, so that the ranges
+//! named are as narrow as fixed chunks would name them (past the
+//! deadline, what is left of it is settled as one part).
 //!
 //! A table bigger than one run can walk starts at a random key (integer
 //! keys) and wraps round to it, so that successive runs cover all of it.
@@ -49,9 +53,10 @@ pub struct Sides<'a> {
 const MAX_CHUNK_ROWS: usize = 1_000_000;
 
 /// The rows of the chunk after one of `rows` whose digest took `took`:
-/// sized to take `target`, within half and twice `rows`, within a third
-/// of `left` (the primary's digest, the replica's and a second one on
-/// the primary when they differ), and within 1 ..= [`MAX_CHUNK_ROWS`].
+/// sized to take `target`, within half and twice `rows`, within a quarter
+/// of `left` (the primary's digest, the replica's at once, and when they
+/// differ the replica's again and the primary's again), and within
+/// 1 ..= [`MAX_CHUNK_ROWS`].
 fn next_rows(rows: usize, took: Duration, target: Duration, left: Duration) -> usize {
     if target.is_zero() {
         return rows;
@@ -59,7 +64,7 @@ fn next_rows(rows: usize, took: Duration, target: Duration, left: Duration) -> u
     let per_row = took.as_secs_f64().max(1e-6) / rows.max(1) as f64;
     let aimed = (target.as_secs_f64() / per_row)
         .clamp(rows as f64 / 2.0, rows as f64 * 2.0)
-        .min(left.as_secs_f64() / 3.0 / per_row);
+        .min(left.as_secs_f64() / 4.0 / per_row);
     (aimed.round() as usize).clamp(1, MAX_CHUNK_ROWS)
 }
 
@@ -125,7 +130,7 @@ pub fn walk(sides: &Sides, table: &Table, deadline: Instant) -> Result<Walked> {
                 return Ok(walked);
             }
             let hi = chunk::upper(sides.primary, table, lo.as_ref(), stop.as_ref(), rows)?;
-            let last = hi.is_none();
+            let last = hi.is_none() || hi == stop;
             let hi = hi.or_else(|| stop.clone());
             let Some(took) = settle(
                 sides,
@@ -133,7 +138,7 @@ pub fn walk(sides: &Sides, table: &Table, deadline: Instant) -> Result<Walked> {
                 (lo.as_ref(), hi.as_ref()),
                 deadline,
                 &mut walked,
-                Refine::Above(rows),
+                Part::Whole,
             )?
             else {
                 return Ok(walked);
@@ -150,13 +155,14 @@ pub fn walk(sides: &Sides, table: &Table, deadline: Instant) -> Result<Walked> {
     Ok(walked)
 }
 
-/// Whether a differing chunk is compared again in smaller chunks.
-#[derive(Clone, Copy)]
-enum Refine {
-    /// Yes, when it was sized above `rows_per_chunk` (its size here).
-    Above(usize),
-    /// No: it is itself one of those smaller chunks.
-    No,
+/// What a settled range is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// A chunk of the walk: its rows are counted, and when it differs and
+    /// holds more than `rows_per_chunk` rows it is narrowed.
+    Whole,
+    /// A part of a narrowed chunk (its rows counted with the chunk's).
+    Narrowed,
 }
 
 /// Settle one chunk (past `lo`, up to `hi`): how long its digest on the
@@ -167,22 +173,28 @@ fn settle(
     (lo, hi): (Option<&Key>, Option<&Key>),
     deadline: Instant,
     walked: &mut Walked,
-    refine: Refine,
+    part: Part,
 ) -> Result<Option<Duration>> {
     let started = Instant::now();
     let first = chunk::digest(sides.primary, table, lo, hi)?;
     let took = started.elapsed();
-    // The replica read at once first: equal digests are equal rows
-    // whenever each side was read, so most chunks need no wait for the
+    // The replica read at once first: equal digests are equal rows, each
+    // side as it was when read, so most chunks need no wait for the
     // primary's position (and no statement on the primary for it).
     let at_once = chunk::digest(sides.replica, table, lo, hi)?;
+    if part == Part::Whole {
+        walked.compared_rows += first.rows;
+    }
     if at_once == first {
-        if matches!(refine, Refine::Above(_)) {
-            walked.compared_rows += first.rows;
-        }
         return Ok(Some(took));
     }
-    if sides.replicating {
+    // A big chunk that differs is narrowed before anything else: each
+    // part then settles on its own (one written while compared no longer
+    // hides a difference in the others).
+    if part == Part::Whole && first.rows > sides.rows_per_chunk as i64 {
+        return Ok(narrow(sides, table, (lo, hi), deadline, walked)?.then_some(took));
+    }
+    let replica = if sides.replicating {
         let position = chunk::position(sides.primary, sides.mariadb)?;
         let left = deadline
             .saturating_duration_since(Instant::now())
@@ -191,50 +203,52 @@ fn settle(
             walked.lagging = Some(position);
             return Ok(None);
         }
-    }
-    let replica = chunk::digest(sides.replica, table, lo, hi)?;
-    if matches!(refine, Refine::Above(_)) {
-        walked.compared_rows += first.rows;
-    }
+        chunk::digest(sides.replica, table, lo, hi)?
+    } else {
+        // Not replicating: nothing to wait for, it was read as it is.
+        at_once
+    };
     if replica == first {
         return Ok(Some(took));
     }
     let again = chunk::digest(sides.primary, table, lo, hi)?;
-    if again != first {
+    if again == first {
+        walked.mismatches.push((lo.cloned(), hi.cloned()));
+    } else {
         walked.changing += 1;
-        return Ok(Some(took));
-    }
-    match refine {
-        Refine::Above(rows) if rows > sides.rows_per_chunk => {
-            // Narrowed to `rows_per_chunk`-row chunks (whatever the
-            // deadline: a difference found is worth naming precisely).
-            let mut sub = lo.cloned();
-            loop {
-                let upper =
-                    chunk::upper(sides.primary, table, sub.as_ref(), hi, sides.rows_per_chunk)?;
-                let last = upper.is_none();
-                let upper = upper.or_else(|| hi.cloned());
-                if settle(
-                    sides,
-                    table,
-                    (sub.as_ref(), upper.as_ref()),
-                    deadline,
-                    walked,
-                    Refine::No,
-                )?
-                .is_none()
-                {
-                    return Ok(None);
-                }
-                if last {
-                    break;
-                }
-                sub = upper;
-            }
-        }
-        _ => walked.mismatches.push((lo.cloned(), hi.cloned())),
     }
     Ok(Some(took))
+}
+
+/// Settle `(lo, hi]` in parts of `rows_per_chunk` rows, so that the
+/// ranges named are as narrow as fixed chunks would name them; past the
+/// deadline, what is left is settled as one part. False when the walk
+/// must stop (the replica lags).
+fn narrow(
+    sides: &Sides,
+    table: &Table,
+    (lo, hi): (Option<&Key>, Option<&Key>),
+    deadline: Instant,
+    walked: &mut Walked,
+) -> Result<bool> {
+    let mut sub = lo.cloned();
+    loop {
+        let upper = if Instant::now() >= deadline {
+            None
+        } else {
+            chunk::upper(sides.primary, table, sub.as_ref(), hi, sides.rows_per_chunk)?
+        };
+        let last = upper.is_none() || upper.as_ref() == hi;
+        let upper = upper.or_else(|| hi.cloned());
+        let part = (sub.as_ref(), upper.as_ref());
+        if settle(sides, table, part, deadline, walked, Part::Narrowed)?.is_none() {
+            return Ok(false);
+        }
+        if last {
+            return Ok(true);
+        }
+        sub = upper;
+    }
 }
 
 #[cfg(test)]
@@ -257,13 +271,13 @@ mod tests {
             next_rows(1000, Duration::from_millis(200), target, plenty),
             1250
         );
-        // Never more than a third of the time left.
+        // Never more than a quarter of the time left.
         assert_eq!(
             next_rows(
                 1000,
                 Duration::from_millis(10),
                 target,
-                Duration::from_millis(30)
+                Duration::from_millis(40)
             ),
             1000
         );

@@ -13,7 +13,7 @@ pub const PACKAGES: &[&str] = &["percona-toolkit", "mariadb-server"];
 fn describe(name: &str) -> Option<(&'static str, &'static str)> {
     Some(match name {
         "watchpost-consistency-time" => (
-            "mysql-consistency: one changed row in a 1M-row table found (one run over the whole table, default 1,000-row chunks)",
+            "mysql-consistency: one changed row in a 1M-row table found (one run over the whole table, default chunks: sized to take 250 ms)",
             "",
         ),
         "watchpost-consistency-primary-cpu" => (

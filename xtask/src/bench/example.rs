@@ -27,7 +27,7 @@ pub fn json_lines(what: &str, example: &str, args: &[String]) -> Result<Vec<Valu
         // section): the harness must not build it again inside a timed
         // section (it did, with other features: 3 minutes, and the first
         // round of mysql-consistency read 175-208 s instead of ~10).
-        .env("WATCHPOST_E2E_BUILT", "1")
+        .env(crate::E2E_BUILT, "1")
         .output()
         .map_err(|e| format!("cannot run the {what} benchmark: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
