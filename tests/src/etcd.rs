@@ -268,9 +268,14 @@ impl EtcdCluster {
     }
 
     fn call_once(&self, i: usize, path: &str, body: &Value) -> (u16, Value) {
+        self.call_within(i, path, body, Duration::from_secs(10))
+    }
+
+    /// One call to member `i`, given up after `timeout` (status 0).
+    fn call_within(&self, i: usize, path: &str, body: &Value, timeout: Duration) -> (u16, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         let mut request = agent
@@ -356,10 +361,27 @@ impl EtcdCluster {
         }
     }
 
+    /// kill -9 etcd's Raft leader (losing a member, the worst case) and
+    /// wait until a survivor takes writes again: the leader's index.
+    pub fn kill_raft_leader(&mut self) -> usize {
+        let leader = self.raft_leader();
+        self.kill(leader);
+        let election = self.wait_writable((leader + 1) % self.members.len());
+        eprintln!("etcd lost its Raft leader: writable again {election:?} later");
+        leader
+    }
+
+    /// kill -9 every member still running.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+
     /// The index of the member that is etcd's Raft leader now, as the
     /// members themselves say (`/v3/maintenance/status`: the `leader`
     /// id that equals a member's own `header.member_id`).
-    pub fn raft_leader(&self) -> usize {
+    fn raft_leader(&self) -> usize {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             for i in 0..self.members.len() {
@@ -384,13 +406,17 @@ impl EtcdCluster {
 
     /// Wait until member `i` takes a write again (a Raft leader exists
     /// among the live members): how long that took.
-    pub fn wait_writable(&self, i: usize) -> Duration {
+    fn wait_writable(&self, i: usize) -> Duration {
         let start = std::time::Instant::now();
         loop {
-            let (status, _) = self.call_at(
+            // Each try short: a put sent while etcd has no leader waits
+            // for etcd's own request timeout (5 s), long after a new
+            // leader could take it.
+            let (status, _) = self.call_within(
                 i,
                 "/v3/kv/put",
-                json!({"key": b64("/wait-writable"), "value": b64("1")}),
+                &json!({"key": b64("/wait-writable"), "value": b64("1")}),
+                Duration::from_millis(300),
             );
             if status == 200 {
                 return start.elapsed();

@@ -202,6 +202,19 @@ fn read_option_file(file: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// A MariaDB member's `[cluster]` over `data` with option file `cnf`.
+    fn member(data: &Path, cnf: &Path) -> ClusterSpec {
+        let text = format!(
+            "[targets.local]\nkind = \"mysql\"\ndsn = \"mysql://w@127.0.0.1:3306/\"\nadmin_dsn = \"mysql://root@127.0.0.1:3306/\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:3306\"\ndefaults_file = \"{}\"\n",
+            data.display(),
+            cnf.display()
+        );
+        crate::config::parse_str("w.toml", &text, Path::new("/"))
+            .unwrap()
+            .cluster
+            .unwrap()
+    }
+
     #[test]
     fn cluster_mode_refuses_an_option_file_that_starts_the_server_writable() {
         let dir = tempfile::tempdir().unwrap();
@@ -209,15 +222,7 @@ mod tests {
         std::fs::create_dir(&data).unwrap();
         let cnf = dir.path().join("node.cnf");
         std::fs::write(&cnf, "[mysqld]\nport = 3306\n").unwrap();
-        let text = format!(
-            "[targets.local]\nkind = \"mysql\"\ndsn = \"mysql://w@127.0.0.1:3306/\"\nadmin_dsn = \"mysql://root@127.0.0.1:3306/\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:3306\"\ndefaults_file = \"{}\"\n",
-            data.display(),
-            cnf.display()
-        );
-        let spec = crate::config::parse_str("w.toml", &text, Path::new("/"))
-            .unwrap()
-            .cluster
-            .unwrap();
+        let spec = member(&data, &cnf);
         assert_eq!(spec.engine, crate::config::TargetKind::Mysql);
         assert_eq!(spec.bin_dir, Path::new("/usr/sbin"));
         let refused = check_at_start(&spec).unwrap_err().to_string();
@@ -265,15 +270,7 @@ mod tests {
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
         let cnf = dir.path().join("node.cnf");
-        let text = format!(
-            "[targets.local]\nkind = \"mysql\"\ndsn = \"mysql://w@127.0.0.1:3306/\"\nadmin_dsn = \"mysql://root@127.0.0.1:3306/\"\ndata_dir = \"{}\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:3306\"\ndefaults_file = \"{}\"\n",
-            data.display(),
-            cnf.display()
-        );
-        let spec = crate::config::parse_str("w.toml", &text, Path::new("/"))
-            .unwrap()
-            .cluster
-            .unwrap();
+        let spec = member(&data, &cnf);
         let missing = warnings(&spec);
         assert!(
             missing.iter().any(|w| w.contains("will refuse to start")
