@@ -21,21 +21,9 @@ pub fn binary() -> PathBuf {
             .parent()
             .expect("workspace root");
         let mut build = Command::new(cargo);
-        // Without the variables cargo set for this test or example
-        // (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...): ring's build
-        // script reruns when they change, and the agent with it.
-        for (key, _) in std::env::vars_os() {
-            let name = key.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
-                )
-            {
-                build.env_remove(&key);
-            }
-        }
+        // Without the variables cargo set for this test or example: a
+        // nested cargo with them rebuilds ring and the agent above it.
+        watchpost_probe_build::without_cargo_run_env(&mut build);
         build
             .current_dir(root)
             .args(["build", "--quiet", "-p", "watchpost", "--bin", "watchpost"]);
