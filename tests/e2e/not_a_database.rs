@@ -48,60 +48,56 @@ fn alive(probe: &Path, dsn: &str) -> Checked {
     check(probe, &args)
 }
 
-fn assert_down(checked: &Checked, up: &str) {
-    assert_eq!(checked.status(), "critical", "{:#}", checked.json);
-    assert_eq!(checked.value(up), 0.0, "{:#}", checked.json);
-    assert!(
-        !checked.message().contains("refus"),
-        "another service is not a refusing server: {}",
-        checked.message()
-    );
+/// `probe` against another service (both kinds, see [`http_server`]) at
+/// the DSN `dsn(port)`: critical, `up` = 0, never "refusing", and the
+/// message containing `named` when given.
+fn down_on_another_service(
+    probe: &Path,
+    dsn: impl Fn(u16) -> String,
+    up: &str,
+    named: Option<&str>,
+) {
+    for close_at_once in [false, true] {
+        let checked = alive(probe, &dsn(http_server(close_at_once)));
+        let context = format!("closing at once: {close_at_once}: {:#}", checked.json);
+        assert_eq!(checked.status(), "critical", "{context}");
+        assert_eq!(checked.value(up), 0.0, "{context}");
+        assert!(
+            !checked.message().contains("refus"),
+            "another service is not a refusing server: {context}"
+        );
+        if let Some(named) = named {
+            assert!(checked.message().contains(named), "{context}");
+        }
+    }
 }
 
 #[test]
 fn another_service_on_the_redis_port_is_down_and_named() {
-    for close_at_once in [false, true] {
-        let port = http_server(close_at_once);
-        let checked = alive(
-            Path::new("builtin:redis-alive"),
-            &format!("redis://127.0.0.1:{port}"),
-        );
-        assert_down(&checked, "redis.up");
-        assert!(
-            checked.message().contains("is this port a Redis server?"),
-            "closing at once: {close_at_once}: {}",
-            checked.message()
-        );
-    }
+    down_on_another_service(
+        Path::new("builtin:redis-alive"),
+        |port| format!("redis://127.0.0.1:{port}"),
+        "redis.up",
+        Some("is this port a Redis server?"),
+    );
 }
 
 #[test]
 fn another_service_on_the_mysql_port_is_down() {
-    for close_at_once in [false, true] {
-        let port = http_server(close_at_once);
-        let checked = alive(
-            &probes::path("mysql-alive"),
-            &format!("mysql://watchpost@127.0.0.1:{port}/"),
-        );
-        assert_down(&checked, "mysql.up");
-    }
+    down_on_another_service(
+        &probes::path("mysql-alive"),
+        |port| format!("mysql://watchpost@127.0.0.1:{port}/"),
+        "mysql.up",
+        None,
+    );
 }
 
 #[test]
-fn another_service_on_the_postgresql_port_is_down() {
-    for close_at_once in [false, true] {
-        let port = http_server(close_at_once);
-        let checked = alive(
-            Path::new("builtin:pg-alive"),
-            &format!("postgres://watchpost@127.0.0.1:{port}/postgres?sslmode=disable"),
-        );
-        assert_down(&checked, "postgresql.up");
-        assert!(
-            checked
-                .message()
-                .contains("is this port a PostgreSQL server?"),
-            "closing at once: {close_at_once}: {}",
-            checked.message()
-        );
-    }
+fn another_service_on_the_postgresql_port_is_down_and_named() {
+    down_on_another_service(
+        Path::new("builtin:pg-alive"),
+        |port| format!("postgres://watchpost@127.0.0.1:{port}/postgres?sslmode=disable"),
+        "postgresql.up",
+        Some("is this port a PostgreSQL server?"),
+    );
 }

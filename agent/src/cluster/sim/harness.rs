@@ -6,7 +6,7 @@
 use super::fake::{FakeServer, Node};
 use super::world::spec;
 use crate::cluster::Keys;
-use crate::cluster::dcs::memory::{Memory, Store};
+use crate::cluster::dcs::memory::{Call, Fault, Memory, Store};
 use crate::cluster::did::Did;
 use crate::cluster::ha::Ha;
 use crate::cluster::member::Member;
@@ -67,6 +67,28 @@ impl Harness {
 
     pub(super) fn with(node: Node, client: impl FnOnce(Arc<Mutex<Store>>) -> Memory) -> Harness {
         Harness::configured(node, client, |_| {})
+    }
+
+    /// [`Harness::with`] whose store faults see the member's server:
+    /// `choose(call, server)` decides each call's fault and may change the
+    /// server meanwhile (WAL received while the key is being taken).
+    pub(super) fn with_server_faults(
+        node: Node,
+        mut choose: impl FnMut(&Call, &Arc<Mutex<Node>>) -> Fault + Send + 'static,
+    ) -> Harness {
+        // The server exists once the harness does; the faults start then.
+        let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
+        let reached = slot.clone();
+        let h = Harness::with(node, |store| {
+            Memory::client(store).with_faults(Box::new(move |call: &Call| {
+                match reached.lock().clone() {
+                    Some(server) => choose(call, &server),
+                    None => Fault::None,
+                }
+            }))
+        });
+        *slot.lock() = Some(h.node.clone());
+        h
     }
 
     pub(super) fn configured(

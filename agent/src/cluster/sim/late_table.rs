@@ -9,8 +9,6 @@ use super::fake::Node;
 use super::harness::Harness;
 use crate::cluster::dcs::memory::{Call, Fault, Memory};
 use crate::cluster::did::Did;
-use parking_lot::Mutex;
-use std::sync::Arc;
 use std::time::Duration;
 
 fn standby(lsn: u64) -> Node {
@@ -27,22 +25,14 @@ fn standby(lsn: u64) -> Node {
 #[tokio::test(start_paused = true)]
 async fn a_key_found_ours_after_a_lost_answer_is_checked_against_the_history_too() {
     for received in [1001, 1000] {
-        let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
-        let reached = slot.clone();
         let mut once = true;
-        let mut h = Harness::with(standby(999), |store| {
-            Memory::client(store).with_faults(Box::new(move |call: &Call| {
-                if super::harness::takes_the_key_for(call, "m0")
-                    && std::mem::take(&mut once)
-                    && let Some(node) = reached.lock().as_ref()
-                {
-                    node.lock().lsn = received;
-                    return Fault::Resent;
-                }
-                Fault::None
-            }))
+        let mut h = Harness::with_server_faults(standby(999), move |call, node| {
+            if super::harness::takes_the_key_for(call, "m0") && std::mem::take(&mut once) {
+                node.lock().lsn = received;
+                return Fault::Resent;
+            }
+            Fault::None
         });
-        *slot.lock() = Some(h.node.clone());
         h.store
             .lock()
             .put(&h.keys.timeline, "2:1000:m1", 0)

@@ -432,20 +432,13 @@ async fn a_former_leader_on_a_reused_timeline_number_is_elected_only_on_its_own_
 #[tokio::test(start_paused = true)]
 async fn a_standby_that_received_past_the_switch_point_after_its_election_is_not_promoted() {
     for received in [1001, 1000] {
-        let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
-        let reached = slot.clone();
-        let mut h = Harness::with(standby(999), |store| {
-            Memory::client(store).with_faults(Box::new(move |call: &Call| {
-                if super::harness::takes_the_key_for(call, "m0")
-                    && let Some(node) = reached.lock().as_ref()
-                {
-                    // While the key is taken: more of timeline 1.
-                    node.lock().lsn = received;
-                }
-                Fault::None
-            }))
+        let mut h = Harness::with_server_faults(standby(999), move |call, node| {
+            if super::harness::takes_the_key_for(call, "m0") {
+                // While the key is taken: more of timeline 1.
+                node.lock().lsn = received;
+            }
+            Fault::None
         });
-        *slot.lock() = Some(h.node.clone());
         h.store
             .lock()
             .put(&h.keys.timeline, "2:1000:m1", 0)

@@ -34,22 +34,16 @@ fn timeline(h: &Harness) -> Option<String> {
 /// is promoted (its standbys, which share that start, stay candidates).
 #[tokio::test(start_paused = true)]
 async fn a_promoted_standby_rewrites_its_term_with_where_its_timeline_began() {
-    let slot: Arc<Mutex<Option<Arc<Mutex<Node>>>>> = Arc::default();
-    let reached = slot.clone();
-    let mut h = Harness::with(Node::new(false, 1000), |store| {
-        Memory::client(store).with_faults(Box::new(move |call: &Call| {
-            if let Call::Txn(when, _, _) = call
-                && when
-                    .iter()
-                    .any(|(k, v)| k.ends_with("/leader") && v.is_none())
-                && let Some(node) = reached.lock().as_ref()
-            {
-                node.lock().lsn = 1003;
-            }
-            Fault::None
-        }))
+    let mut h = Harness::with_server_faults(Node::new(false, 1000), |call, node| {
+        if let Call::Txn(when, _, _) = call
+            && when
+                .iter()
+                .any(|(k, v)| k.ends_with("/leader") && v.is_none())
+        {
+            node.lock().lsn = 1003;
+        }
+        Fault::None
     });
-    *slot.lock() = Some(h.node.clone());
     let did = h.tick().await;
     assert!(matches!(did[1], Did::Promoted(_)), "{did:?}");
     assert_eq!(h.node.lock().history, vec![(1, 1003)]);
