@@ -244,7 +244,7 @@ fn a_replica_cut_off_from_a_primary_that_answers_is_not_promoted() {
     let pair = Pair::start();
     // The replica loses the primary (a wrong port: as a partition between
     // the two would), but the primary answers the agent.
-    let closed = watchpost_e2e::agent::free_port();
+    let closed = watchpost_e2e::port::free_port();
     pair.replica.execute(&format!(
         "STOP SLAVE; CHANGE MASTER TO MASTER_PORT = {closed}; START SLAVE"
     ));

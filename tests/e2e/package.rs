@@ -165,7 +165,7 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
 
     // The packaged config, as the service runs it (its port may be taken
     // by another test's agent: the same file on a free port then).
-    let port = watchpost_e2e::agent::free_port();
+    let port = watchpost_e2e::port::free_port();
     let text = std::fs::read_to_string(config).unwrap();
     let copy = "/etc/watchpost/test-copy.toml";
     std::fs::write(

@@ -4,7 +4,8 @@
 //! own files (`pg_replication.rs`, ...).
 
 use std::time::Duration;
-use watchpost_e2e::pg::{MONITOR_USER, PASSWORD_GROUP, PgPair, free_port};
+use watchpost_e2e::pg::{MONITOR_USER, PASSWORD_GROUP, PgPair};
+use watchpost_e2e::port::free_port;
 use watchpost_e2e::probes;
 use watchpost_e2e::report::{check, sets};
 

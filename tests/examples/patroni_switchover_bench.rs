@@ -25,9 +25,10 @@ use postgres::{Client, NoTls};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use watchpost_e2e::agent::{PATIENCE, free_port, wait_for};
+use watchpost_e2e::agent::{PATIENCE, wait_for};
 use watchpost_e2e::etcd::EtcdCluster;
 use watchpost_e2e::haproxy::{Backend, HaProxy};
+use watchpost_e2e::port::free_port;
 use watchpost_e2e::splitbrain::{self, Writer};
 
 /// Patroni's default HA loop (`loop_wait`): the settling wait after both

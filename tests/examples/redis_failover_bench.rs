@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{Agent, PATIENCE, wait_for};
-use watchpost_e2e::pg::free_port;
+use watchpost_e2e::port::free_port;
 use watchpost_e2e::redis::Redis;
 
 /// The longest a failover may take before the round is called failed

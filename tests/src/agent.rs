@@ -3,6 +3,7 @@
 //! to its status API and send it signals. Dropping it kills the process.
 
 use crate::cli::watchpost;
+use crate::port::free_port;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -27,15 +28,6 @@ pub struct Agent {
     netns: Option<String>,
     /// The address its API listens on (127.0.0.1 unless in a namespace).
     host: String,
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Poll `check` every 100 ms until it returns `Some`, or fail after `within`

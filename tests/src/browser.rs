@@ -5,7 +5,7 @@
 //! network (the flags turn off Chromium's own background traffic).
 //! Dropping the browser ends chromedriver and its Chromium.
 
-use crate::agent::free_port;
+use crate::port::free_port;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@
 //! second, plain-http client listener on loopback that the agents are
 //! never given: the test's back door, not part of what is tested.
 
-use crate::agent::free_port;
+use crate::port::free_port;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

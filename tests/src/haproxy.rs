@@ -8,7 +8,7 @@
 //! another endpoint (Patroni's `/primary`, for the peer benchmark) with the
 //! same settings.
 
-use crate::agent::free_port;
+use crate::port::free_port;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

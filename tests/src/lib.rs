@@ -11,7 +11,7 @@
 //! [`mariadb`] starts MariaDB servers, [`redis`] starts Redis servers and
 //! replicas, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
-//! HTTP), [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
+//! HTTP), [`port`] hands out ports no outgoing connection can take, [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
 //! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
 //! a real etcd cluster, [`ha`] three PostgreSQL nodes with an agent each in
 //! cluster mode, [`haproxy`] HAProxy routing on the agents' role
@@ -36,6 +36,7 @@ pub mod otlp;
 pub mod partition;
 pub mod pg;
 pub mod pki;
+pub mod port;
 pub mod probes;
 pub mod prometheus;
 pub mod proxy;

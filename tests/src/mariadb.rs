@@ -26,7 +26,8 @@ pub use command::{program, try_run};
 pub use pair::{HeartbeatWriter, MariadbPair};
 pub use template::{ADMIN_USER, MONITOR_USER, PASSWORD, PASSWORD_USER};
 
-use crate::pg::{free_port, wait_until};
+use crate::pg::wait_until;
+use crate::port::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -96,8 +96,8 @@ impl Receiver {
             .build()
             .unwrap();
         let mut receiver = Receiver {
-            grpc_port: crate::agent::free_port(),
-            http_port: crate::agent::free_port(),
+            grpc_port: crate::port::free_port(),
+            http_port: crate::port::free_port(),
             received: Shared::default(),
             runtime,
             stop: None,

@@ -22,7 +22,6 @@ mod command;
 pub mod tls;
 
 pub use cluster::{Cluster, MONITOR_USER, PASSWORD_GROUP, SUPERUSER, wait_until};
-pub use command::free_port;
 
 use std::time::Duration;
 use tempfile::TempDir;

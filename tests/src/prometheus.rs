@@ -3,7 +3,7 @@
 //! scrape interval, and instant queries through its HTTP API. Dropping it
 //! stops the server.
 
-use crate::agent::free_port;
+use crate::port::free_port;
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -14,7 +14,8 @@
 //! The tests' own commands go through `redis-cli` (never through the
 //! agent, whose allowlist refuses writes).
 
-use crate::pg::{free_port, wait_until};
+use crate::pg::wait_until;
+use crate::port::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -11,8 +11,9 @@
 //! `SET` over a kept connection every few ms and records each write a
 //! server acknowledged (`+OK`).
 
-use crate::agent::{Agent, PATIENCE, free_port, wait_for};
+use crate::agent::{Agent, PATIENCE, wait_for};
 use crate::etcd::EtcdCluster;
+use crate::port::free_port;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 use super::command::{program, try_run};
 use crate::agent::{Agent, PATIENCE};
 use crate::etcd::EtcdCluster;
-use crate::pg::free_port;
+use crate::port::free_port;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

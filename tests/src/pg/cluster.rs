@@ -3,7 +3,8 @@
 //! promote, pause replay, corrupt a page). Dropping it stops the server
 //! (`pg_ctl stop -m immediate`), also when a test panics.
 
-use super::command::{free_port, run, server_command, server_command_in};
+use super::command::{run, server_command, server_command_in};
+use crate::port::free_port;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
