@@ -77,6 +77,7 @@ mod redis_failover;
 mod redis_performance;
 mod redis_persistence;
 mod redis_replication;
+mod redis_tls;
 mod redis_valkey;
 mod remediation;
 mod remediation_engine;

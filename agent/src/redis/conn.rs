@@ -28,7 +28,16 @@ pub struct Endpoint {
     addr: ConnectionAddr,
     login: RedisConnectionInfo,
     /// TLS settings when the URL is `rediss://`.
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    tls: Option<Tls>,
+}
+
+/// How a `rediss://` endpoint speaks TLS.
+#[derive(Clone)]
+struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+    /// Whether a client certificate (`tls_cert_file`) is presented.
+    client_cert: bool,
 }
 
 /// TLS files of a target: the CA to check the server against (None: the
@@ -105,7 +114,11 @@ impl Endpoint {
             };
             let name = ServerName::try_from(host.clone())
                 .map_err(|e| format!("{host:?} is not a host name TLS can check: {e}"))?;
-            Some((TlsConnector::from(Arc::new(client_config(files)?)), name))
+            Some(Tls {
+                connector: TlsConnector::from(Arc::new(client_config(files)?)),
+                name,
+                client_cert: files.cert.is_some(),
+            })
         } else {
             if files != &TlsFiles::default() {
                 return Err(
@@ -135,11 +148,11 @@ impl Endpoint {
                     .map_err(|e| connect_error(&format!("{host}:{port}"), e))?;
                 let _ = tcp.set_nodelay(true);
                 match &self.tls {
-                    Some((connector, name)) => Box::new(
-                        connector
-                            .connect(name.clone(), tcp)
+                    Some(tls) => Box::new(
+                        tls.connector
+                            .connect(tls.name.clone(), tcp)
                             .await
-                            .map_err(|e| Error::Refused(format!("TLS handshake failed: {e}")))?,
+                            .map_err(|e| handshake_error(e, tls.client_cert))?,
                     ),
                     None => Box::new(tcp),
                 }
@@ -155,7 +168,7 @@ impl Endpoint {
                 )));
             }
         };
-        let allowance = Arc::new(Allowance::new());
+        let allowance = Arc::new(Allowance::new(self.tls.as_ref().map(|t| t.client_cert)));
         allowance.reset(SETUP_BYTES);
         let guarded = Bounded {
             inner: stream,
@@ -190,6 +203,84 @@ fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
             .map_err(|e| format!("the client certificate and key do not fit together: {e}")),
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err("give both `tls_cert_file` and `tls_key_file`, or neither".into()),
+    }
+}
+
+/// A failed TLS handshake, with what to fix: the server's certificate
+/// (`tls_ca_file`, the host name in `dsn`) or the client's
+/// (`tls_cert_file`, which a server refuses with an alert during a TLS
+/// 1.2 handshake). A server that answered in TLS and refused is alive
+/// (refusing); a connection that closed or broke without a TLS answer is
+/// unreachable.
+fn handshake_error(error: io::Error, client_cert: bool) -> Error {
+    use rustls::CertificateError as Cert;
+    let text = error.to_string();
+    let fix = match tls_error(&error) {
+        Some(rustls::Error::InvalidCertificate(cert)) => match cert {
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "the server's certificate does not name the host of `dsn`: connect by a name \
+                 the certificate holds"
+            }
+            Cert::Expired
+            | Cert::ExpiredContext { .. }
+            | Cert::NotValidYet
+            | Cert::NotValidYetContext { .. } => {
+                "the server's certificate is outside its validity period: renew it (or check \
+                 this host's clock)"
+            }
+            _ => {
+                "the server's certificate is not trusted: set `tls_ca_file` to the CA that \
+                  signed it"
+            }
+        },
+        Some(rustls::Error::AlertReceived(alert)) if certificate_alert(*alert) => {
+            refused_client_cert(client_cert)
+        }
+        Some(_) => "is this port the server's TLS port (tls-port)?",
+        None => {
+            return Error::Unreachable(format!(
+                "TLS handshake failed: {text} (is this port the server's TLS port, tls-port?)"
+            ));
+        }
+    };
+    Error::Refused(format!("TLS handshake failed: {text}: {fix}"))
+}
+
+/// The TLS library's own error inside an I/O error, if it is one.
+fn tls_error(error: &io::Error) -> Option<&rustls::Error> {
+    error.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// Whether a TLS alert from the server is about the client's certificate
+/// (or its absence: `HandshakeFailure` under TLS 1.2, `CertificateRequired`
+/// under 1.3).
+fn certificate_alert(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::HandshakeFailure
+            | A::NoCertificate
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::DecryptError
+            | A::CertificateRequired
+    )
+}
+
+/// What to fix when a TLS server refuses the client's certificate (or
+/// its absence).
+fn refused_client_cert(client_cert: bool) -> &'static str {
+    if client_cert {
+        "the server refused the client certificate `tls_cert_file`: it must be signed by a CA \
+         the server trusts (tls-ca-cert-file) and allow client authentication"
+    } else {
+        "the server asks for a client certificate (tls-auth-clients): set `tls_cert_file` and \
+         `tls_key_file` to one signed by a CA it trusts (tls-ca-cert-file)"
     }
 }
 
@@ -272,17 +363,26 @@ pub struct Allowance {
     exceeded: AtomicBool,
     /// The first byte the server sent on the connection (0: none yet).
     first: AtomicU8,
+    /// Over TLS: whether a client certificate is presented.
+    tls_client_cert: Option<bool>,
+    /// Over TLS: the alert about the client's certificate
+    /// ([`certificate_alert`]) the server sent on a read, as its TLS code
+    /// (0: none). Kept here because the client's connection driver
+    /// swallows that error and reports only a broken pipe to the command.
+    certificate_alert: AtomicU8,
 }
 
 /// The bytes a RESP2 or RESP3 reply begins with (its type).
 const RESP_TYPES: &[u8] = b"+-:$*_#,(!=%~>|";
 
 impl Allowance {
-    fn new() -> Self {
+    fn new(tls_client_cert: Option<bool>) -> Self {
         Allowance {
             left: AtomicI64::new(0),
             exceeded: AtomicBool::new(false),
             first: AtomicU8::new(0),
+            tls_client_cert,
+            certificate_alert: AtomicU8::new(0),
         }
     }
 
@@ -298,11 +398,41 @@ impl Allowance {
     /// [`classify`] an error met on this connection, unless the server
     /// answered in another protocol: then no Redis server answered, and
     /// the error says so (down, never "refusing").
+    ///
+    /// Over TLS, before the server's first reply byte: a TLS 1.3 server
+    /// checks the client certificate after the handshake, so the client
+    /// meets its refusal only at the first read, as a certificate alert
+    /// (refusing, the key to fix named) or, when the connection closed
+    /// before the alert was read, as a connection that closed without
+    /// answering (refusing on a fresh connection, as without TLS, with
+    /// the certificate named as a possible cause).
     pub fn classify(&self, error: ::redis::RedisError, fresh: bool) -> Error {
         if self.not_resp() {
             return Error::Unreachable(format!(
                 "the reply is not Redis's protocol (RESP): is this port a Redis server? ({error})"
             ));
+        }
+        if let Some(client_cert) = self.tls_client_cert
+            && self.first.load(Ordering::SeqCst) == 0
+            && error.is_io_error()
+        {
+            let alert = self.certificate_alert.load(Ordering::SeqCst);
+            if alert != 0 {
+                return Error::Refused(format!(
+                    "the server refused the TLS session after the handshake with the alert {:?}: \
+                     {} ({error})",
+                    rustls::AlertDescription::from(alert),
+                    refused_client_cert(client_cert)
+                ));
+            }
+            if fresh {
+                return Error::Refused(format!(
+                    "the server accepted the TLS connection but closed it without answering \
+                     ({error}); a TLS 1.3 server that refuses a client certificate does so: \
+                     {}",
+                    refused_client_cert(client_cert)
+                ));
+            }
         }
         classify(error, fresh)
     }
@@ -336,6 +466,14 @@ impl AsyncRead for Bounded {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &polled
+            && let Some(rustls::Error::AlertReceived(alert)) = tls_error(e)
+            && certificate_alert(*alert)
+        {
+            self.allowance
+                .certificate_alert
+                .store(u8::from(*alert), Ordering::SeqCst);
+        }
         if let Poll::Ready(Ok(())) = &polled {
             if let Some(&first) = buf.filled().get(before) {
                 let _ = self.allowance.first.compare_exchange(
