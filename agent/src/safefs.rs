@@ -33,7 +33,7 @@ pub fn is_root() -> bool {
 /// one writable by group or others. The error names the path and the fix.
 pub fn check_private_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).map_err(|e| error(e.kind(), path, e))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| os_error(path, e))?;
     if meta.file_type().is_symlink() {
         return Err(error(
             io::ErrorKind::InvalidInput,
@@ -97,7 +97,7 @@ pub fn check_private_dir(path: &Path) -> io::Result<()> {
 /// rename it).
 pub fn check_parent_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| error(e.kind(), path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| os_error(path, e))?;
     let me = rustix::process::geteuid().as_raw();
     let sticky = meta.mode() & 0o1000 != 0;
     if (meta.uid() != me && meta.uid() != 0) || (meta.mode() & 0o022 != 0 && !sticky) {
@@ -123,7 +123,7 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .map_err(|e| error(e.kind(), path, e))
+        .map_err(|e| os_error(path, e))
 }
 
 /// An open directory and its owner.
@@ -136,6 +136,46 @@ pub struct OwnedDir {
 
 fn error(kind: io::ErrorKind, path: &Path, what: impl std::fmt::Display) -> io::Error {
     io::Error::new(kind, format!("{}: {what}", path.display()))
+}
+
+/// An error the operating system gave for `path`, its errno kept (the
+/// message is `PATH: ERROR`), so that [`denied_by_the_system`] can tell
+/// it from the agent's own refusals, which share its kinds.
+fn os_error(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        AtPath {
+            path: path.to_path_buf(),
+            os: e,
+        },
+    )
+}
+
+/// An operating system error at a path ([`os_error`]).
+#[derive(Debug)]
+struct AtPath {
+    path: PathBuf,
+    os: io::Error,
+}
+
+impl std::fmt::Display for AtPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.os)
+    }
+}
+
+impl std::error::Error for AtPath {}
+
+/// Whether `e` is the system's "permission denied" (`EACCES` or `EPERM`):
+/// this user may not read or open it. Never one of this module's
+/// refusals (a file someone else owns, a link), which share
+/// [`io::ErrorKind::PermissionDenied`] but are faults of the file.
+pub fn denied_by_the_system(e: &io::Error) -> bool {
+    let os = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<AtPath>())
+        .map_or(e, |at| &at.os);
+    matches!(os.raw_os_error(), Some(libc::EACCES | libc::EPERM))
 }
 
 fn symlink_refused(path: &Path) -> io::Error {
@@ -153,8 +193,7 @@ fn at_error(path: &Path, e: rustix::io::Errno) -> io::Error {
     if e == rustix::io::Errno::LOOP {
         return symlink_refused(path);
     }
-    let e = io::Error::from(e);
-    error(e.kind(), path, e)
+    os_error(path, io::Error::from(e))
 }
 
 fn random_suffix() -> String {
@@ -326,7 +365,7 @@ impl OwnedDir {
         File::from(fd)
             .take(max.saturating_add(1))
             .read_to_end(&mut bytes)
-            .map_err(|e| error(e.kind(), &path, e))?;
+            .map_err(|e| os_error(&path, e))?;
         if bytes.len() as u64 > max {
             return Err(error(
                 io::ErrorKind::InvalidData,
@@ -385,9 +424,8 @@ impl OwnedDir {
             // The mode asked for, whatever the umask.
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| at_error(&path, e))?;
             let mut file = File::from(fd);
-            file.write_all(bytes)
-                .map_err(|e| error(e.kind(), &path, e))?;
-            file.sync_all().map_err(|e| error(e.kind(), &path, e))?;
+            file.write_all(bytes).map_err(|e| os_error(&path, e))?;
+            file.sync_all().map_err(|e| os_error(&path, e))?;
             rustix::fs::renameat(&self.fd, temp.as_str(), &self.fd, name)
                 .map_err(|e| at_error(&path, e))?;
             self.sync()
@@ -530,6 +568,38 @@ mod tests {
         assert!(e.contains("chmod go-w"), "{e}");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         check_private_dir(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn the_systems_denial_is_told_from_the_agents_refusal() {
+        let denied = os_error(
+            Path::new("/srv/redis/redis.conf"),
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(denied_by_the_system(&denied));
+        assert_eq!(
+            denied.to_string(),
+            "/srv/redis/redis.conf: Permission denied (os error 13)"
+        );
+        assert!(denied_by_the_system(&io::Error::from_raw_os_error(
+            libc::EACCES
+        )));
+        // A file someone else owns: the same kind, but a fault of the
+        // file, not of who asks (as root only: a chown).
+        if is_root() {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("redis.conf");
+            std::fs::write(&file, b"port 6379\n").unwrap();
+            std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+            let owned = OwnedDir::open(dir.path()).unwrap();
+            let refused = owned.read("redis.conf", 100).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
+            assert!(
+                refused.to_string().contains("is owned by uid 65534"),
+                "{refused}"
+            );
+            assert!(!denied_by_the_system(&refused));
+        }
     }
 
     #[test]

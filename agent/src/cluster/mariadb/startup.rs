@@ -13,7 +13,8 @@
 use super::options;
 use crate::config::{ClusterSpec, TargetKind};
 use crate::pgserver::postmaster::Postmaster;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// The largest option file read.
 const MAX_OPTION_FILE: u64 = 1 << 20;
@@ -67,7 +68,7 @@ pub fn warnings(spec: &ClusterSpec) -> Vec<String> {
     option_file_fault(spec)
         .map(|fault| {
             // `validate` run as another user than the agent's.
-            if fault.contains("Permission denied") {
+            if fault.permission_denied() {
                 format!("cannot check the member's option file as this user ({fault}); the agent checks it again at its start")
             } else {
                 format!("the agent will refuse to start cluster mode: {fault}")
@@ -142,60 +143,88 @@ pub fn enabled_units(root: &Path) -> Vec<String> {
 /// `None` when it can. The start refuses on it; `validate` warns of it
 /// ([`warnings`]), so that a config is not called valid while the agent
 /// would refuse to start on it.
-fn option_file_fault(spec: &ClusterSpec) -> Option<String> {
+fn option_file_fault(spec: &ClusterSpec) -> Option<OptionFileFault> {
     let Some(file) = &spec.defaults_file else {
-        return Some("[cluster] `defaults_file` is not set".into());
+        return Some(OptionFileFault::NotSet);
     };
-    if let Err(e) = read_option_file(file) {
-        return Some(e);
+    if let Err(source) = read_option_file(file) {
+        return Some(OptionFileFault::Unreadable {
+            file: file.clone(),
+            source,
+        });
     }
     let settings = match options::resolve(&spec.bin_dir, Some(file)) {
         Ok(settings) => settings,
-        Err(e) => {
-            return Some(format!(
-                "cannot read the options of the member's option file {} as mariadbd reads them: {e}",
-                file.display()
-            ));
+        Err(why) => {
+            return Some(OptionFileFault::Unresolved {
+                file: file.clone(),
+                why,
+            });
         }
     };
     let faults = options::faults(&settings);
     if faults.is_empty() {
         return None;
     }
-    Some(format!(
+    Some(OptionFileFault::Unfit {
+        file: file.clone(),
+        faults,
+    })
+}
+
+/// What is wrong with the member's option file; the message names the
+/// file, the settings and the fix.
+#[derive(Debug, thiserror::Error)]
+enum OptionFileFault {
+    #[error("[cluster] `defaults_file` is not set")]
+    NotSet,
+    #[error(
+        "cannot read the option file {} ({source}); fix: `defaults_file` must name a regular \
+         file (not a link) the agent can read",
+        file.display()
+    )]
+    Unreadable { file: PathBuf, source: io::Error },
+    #[error(
+        "cannot read the options of the member's option file {} as mariadbd reads them: {why}",
+        file.display()
+    )]
+    Unresolved { file: PathBuf, why: String },
+    #[error(
         "the member's option file {} (as mariadbd reads it, !include and !includedir followed) \
          does not set {}. Fix: set them under [mysqld] in {}",
         file.display(),
         faults.join("; nor "),
         file.display()
-    ))
+    )]
+    Unfit { file: PathBuf, faults: Vec<String> },
+}
+
+impl OptionFileFault {
+    /// Whether the file is there but the system denies this user access:
+    /// a fault of who asks (`validate` run as another user than the
+    /// agent's), not of the file.
+    fn permission_denied(&self) -> bool {
+        matches!(self, OptionFileFault::Unreadable { source, .. }
+            if crate::safefs::denied_by_the_system(source))
+    }
 }
 
 /// The option file itself must be a regular file (not a link) the agent
 /// can open: what it says is read by `mariadbd` ([`options::resolve`]).
-fn read_option_file(file: &Path) -> Result<(), String> {
+fn read_option_file(file: &Path) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(file)
-        .and_then(|f| {
-            let meta = f.metadata()?;
-            if !meta.is_file() {
-                Err(std::io::Error::other("not a regular file"))
-            } else if meta.len() > MAX_OPTION_FILE {
-                Err(std::io::Error::other("larger than 1 MiB"))
-            } else {
-                Ok(())
-            }
-        })
-        .map_err(|e| {
-            format!(
-                "cannot read the option file {} ({e}); \
-                 fix: `defaults_file` must name a regular file (not a link) the agent can read",
-                file.display()
-            )
-        })
+        .open(file)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        Err(io::Error::other("not a regular file"))
+    } else if meta.len() > MAX_OPTION_FILE {
+        Err(io::Error::other("larger than 1 MiB"))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //! command). The file is read and replaced without following links.
 
 use crate::safefs::OwnedDir;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// The configuration file's name in the data directory.
 pub const CONFIG_FILE: &str = "redis.conf";
@@ -22,20 +23,51 @@ pub const PID_FILE: &str = "redis.pid";
 /// The largest configuration file read.
 const MAX_CONFIG: u64 = 1 << 20;
 
-/// The file's text (an error names the file and why).
-pub fn read(data_dir: &Path) -> Result<String, String> {
-    let dir = OwnedDir::open(data_dir)
-        .map_err(|e| format!("cannot open the data directory {}: {e}", data_dir.display()))?;
+/// Why the configuration file could not be read; its message names the
+/// file and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot open the data directory {}: {source}", dir.display())]
+    Dir { dir: PathBuf, source: io::Error },
+    #[error("{} does not exist", file.display())]
+    Missing { file: PathBuf },
+    #[error("cannot read {}: {source}", file.display())]
+    Unreadable { file: PathBuf, source: io::Error },
+}
+
+impl ReadError {
+    /// Whether the file (or its directory) is there but the system denies
+    /// this user access: a fault of who asks (`validate` run as another
+    /// user than the agent's), not of the file. The agent's own refusals
+    /// (a link, a file someone else owns) are faults of the file.
+    pub fn permission_denied(&self) -> bool {
+        match self {
+            ReadError::Dir { source, .. } | ReadError::Unreadable { source, .. } => {
+                crate::safefs::denied_by_the_system(source)
+            }
+            ReadError::Missing { .. } => false,
+        }
+    }
+}
+
+/// The file's text.
+///
+/// Errors: [`ReadError`]; a link in place of the file or the directory is
+/// [`ReadError::Unreadable`] or [`ReadError::Dir`] (never followed).
+pub fn read(data_dir: &Path) -> Result<String, ReadError> {
+    let dir = OwnedDir::open(data_dir).map_err(|source| ReadError::Dir {
+        dir: data_dir.to_path_buf(),
+        source,
+    })?;
     match dir.read(CONFIG_FILE, MAX_CONFIG) {
         Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Ok(None) => Err(format!(
-            "{} does not exist",
-            dir.entry(CONFIG_FILE).display()
-        )),
-        Err(e) => Err(format!(
-            "cannot read {}: {e}",
-            dir.entry(CONFIG_FILE).display()
-        )),
+        Ok(None) => Err(ReadError::Missing {
+            file: dir.entry(CONFIG_FILE),
+        }),
+        Err(source) => Err(ReadError::Unreadable {
+            file: dir.entry(CONFIG_FILE),
+            source,
+        }),
     }
 }
 
@@ -190,7 +222,7 @@ pub fn write_replicaof(
             "refused to write `replicaof` for the host {host:?}: not a host name or address"
         ));
     }
-    let text = read(data_dir)?;
+    let text = read(data_dir).map_err(|e| e.to_string())?;
     let new = with_replicaof(&text, host, port, promoted);
     if new == text {
         return Ok(());
@@ -211,7 +243,7 @@ pub fn write_replicaof(
 /// (no `replicaof`, or `replicaof no one`) is pointed [`super::info::NOWHERE`]
 /// (its [`PROMOTED`] line kept).
 pub fn mark_replica(data_dir: &Path) -> Result<(), String> {
-    let text = read(data_dir)?;
+    let text = read(data_dir).map_err(|e| e.to_string())?;
     if starts_as_replica(&text) {
         return Ok(());
     }

@@ -47,7 +47,7 @@ pub fn for_config(config: &Config) -> Vec<String> {
             found
         }
         // `validate` run as another user than the agent's.
-        Err(e) if e.contains("Permission denied") => vec![format!(
+        Err(e) if e.permission_denied() => vec![format!(
             "cannot check the Redis server's configuration as this user ({e}); the agent checks it again at its start"
         )],
         Err(e) => vec![refused(format!(

@@ -151,7 +151,7 @@ pub fn check_at_start(spec: &ClusterSpec, target: Option<&Target>) -> anyhow::Re
 impl RedisServer {
     async fn start_now(&self) -> Result<(), String> {
         let dir = &self.spec.data_dir;
-        let text = conf::read(dir)?;
+        let text = conf::read(dir).map_err(|e| e.to_string())?;
         conf::check(&text, dir).map_err(|e| format!("not started: {}: {e}", conf::CONFIG_FILE))?;
         let (host, port) = self.pointed.lock().clone();
         let promoted = conf::promoted_term(&text);

@@ -79,9 +79,11 @@ impl RedisServer {
         let text = match conf::read(dir) {
             Ok(text) => text,
             Err(e) => {
-                self.faults
-                    .lock()
-                    .failed(Level::Error, "read the Redis configuration file", &e);
+                self.faults.lock().failed(
+                    Level::Error,
+                    "read the Redis configuration file",
+                    &e.to_string(),
+                );
                 return None;
             }
         };
@@ -109,7 +111,7 @@ impl RedisServer {
 
     pub(super) async fn start_promotion_now(&self) -> Result<(), String> {
         let dir = &self.spec.data_dir;
-        let text = conf::read(dir)?;
+        let text = conf::read(dir).map_err(|e| e.to_string())?;
         let (fields, value) = self
             .local
             .replication(TERM_KEY, CALL)
