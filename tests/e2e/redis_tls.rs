@@ -3,8 +3,8 @@
 //! (`tls-auth-clients yes`), a CA and certificates made by the test, and
 //! `redis-alive` connecting through a config's `tls_ca_file`,
 //! `tls_cert_file` and `tls_key_file`: verified against the right CA and
-//! host name; a wrong CA or host name refused naming what to fix; and a
-//! client certificate the server refuses (or none) named as such. Under
+//! host name; a wrong CA or host name refused naming what to fix; TLS to
+//! the plain port named as such (a timeout); and a client certificate the server refuses (or none) named as such. Under
 //! TLS 1.3 the server refuses a client certificate after the handshake,
 //! so the client sees a closed connection or an alert on its first read;
 //! under TLS 1.2, an alert during the handshake: either way a server that
@@ -77,7 +77,7 @@ fn rediss_verifies_the_server_and_presents_the_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "redis-ca");
     let tls_port = free_port();
-    let _server = tls_server(&ca, tls_port, &[]);
+    let server = tls_server(&ca, tls_port, &[]);
     let client = ca.client("watchpost-client", "watchpost");
 
     let checked = alive(dir.path(), "localhost", tls_port, &ca.cert, Some(&client));
@@ -107,6 +107,23 @@ fn rediss_verifies_the_server_and_presents_the_client_certificate() {
     assert!(
         text.contains("TLS") && text.contains("not valid for name"),
         "a wrong host name: {text}"
+    );
+
+    // `rediss://` to the server's plain port: the server waits for the
+    // rest of a command that never ends, so the handshake hangs; the
+    // message names the step and the likely fix.
+    let checked = alive(
+        dir.path(),
+        "localhost",
+        server.port(),
+        &ca.cert,
+        Some(&client),
+    );
+    assert_ne!(checked.status(), "ok", "{:#}", checked.json);
+    let text = checked.message();
+    assert!(
+        text.contains("TLS handshake") && text.contains("tls-port"),
+        "TLS to the plain port: {text}"
     );
 }
 

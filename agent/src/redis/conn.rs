@@ -139,27 +139,51 @@ impl Endpoint {
     }
 
     /// Open and set up a connection (AUTH), its reads bounded by the
-    /// returned [`Allowance`]. Not bounded in time: the caller is.
-    pub async fn open(&self) -> Result<(MultiplexedConnection, Arc<Allowance>), Error> {
+    /// returned [`Allowance`], all within `within`.
+    ///
+    /// Errors: [`Error::Timeout`] names the step that ran out of time
+    /// (connecting, the TLS handshake, the login): a TLS handshake with a
+    /// server that does not speak TLS hangs, as the server waits for the
+    /// rest of what it takes for a command.
+    pub async fn open(
+        &self,
+        within: Duration,
+    ) -> Result<(MultiplexedConnection, Arc<Allowance>), Error> {
+        let deadline = tokio::time::Instant::now() + within;
+        let late =
+            |step: String| Error::Timeout(format!("{step} did not finish within {within:?}"));
         let stream: Box<dyn Io> = match &self.addr {
             ConnectionAddr::Tcp(host, port) => {
-                let tcp = TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(|e| connect_error(&format!("{host}:{port}"), e))?;
+                let to = format!("{host}:{port}");
+                let tcp =
+                    tokio::time::timeout_at(deadline, TcpStream::connect((host.as_str(), *port)))
+                        .await
+                        .map_err(|_| late(format!("connecting to {to}")))?
+                        .map_err(|e| connect_error(&to, e))?;
                 let _ = tcp.set_nodelay(true);
                 match &self.tls {
                     Some(tls) => Box::new(
-                        tls.connector
-                            .connect(tls.name.clone(), tcp)
-                            .await
-                            .map_err(|e| handshake_error(e, tls.client_cert))?,
+                        tokio::time::timeout_at(
+                            deadline,
+                            tls.connector.connect(tls.name.clone(), tcp),
+                        )
+                        .await
+                        .map_err(|_| {
+                            late(format!(
+                                "the TLS handshake with {to} (is this port the server's TLS \
+                                     port, tls-port? a server that does not speak TLS waits for \
+                                     more bytes)"
+                            ))
+                        })?
+                        .map_err(|e| handshake_error(e, tls.client_cert))?,
                     ),
                     None => Box::new(tcp),
                 }
             }
             ConnectionAddr::Unix(path) => Box::new(
-                UnixStream::connect(path)
+                tokio::time::timeout_at(deadline, UnixStream::connect(path))
                     .await
+                    .map_err(|_| late(format!("connecting to {}", path.display())))?
                     .map_err(|e| connect_error(&path.display().to_string(), e))?,
             ),
             other => {
@@ -177,10 +201,13 @@ impl Endpoint {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(None);
-        let (connection, driver) =
-            MultiplexedConnection::new_with_config(&self.login, guarded, config)
-                .await
-                .map_err(|e| allowance.classify(e, true))?;
+        let (connection, driver) = tokio::time::timeout_at(
+            deadline,
+            MultiplexedConnection::new_with_config(&self.login, guarded, config),
+        )
+        .await
+        .map_err(|_| late("the login (AUTH)".to_string()))?
+        .map_err(|e| allowance.classify(e, true))?;
         tokio::spawn(driver);
         Ok((connection, allowance))
     }

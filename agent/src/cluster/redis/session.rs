@@ -44,7 +44,7 @@ impl Local {
     /// reply, or the first error.
     pub async fn run(&self, commands: &[&[&str]], within: Duration) -> Result<Vec<Value>, Error> {
         let work = async {
-            let (mut connection, allowance) = self.endpoint.open().await?;
+            let (mut connection, allowance) = self.endpoint.open(within).await?;
             let mut replies = Vec::new();
             for args in commands {
                 allowance.reset(REPLY_BYTES);
@@ -79,7 +79,7 @@ impl Local {
     /// `replica-serve-stale-data no`).
     pub async fn replication(&self, key: &str, within: Duration) -> Result<Info, Error> {
         let work = async {
-            let (mut connection, allowance) = self.endpoint.open().await?;
+            let (mut connection, allowance) = self.endpoint.open(within).await?;
             allowance.reset(REPLY_BYTES);
             // As bytes: a conversion error is the client's `Parse`, which
             // reads as "not Redis's protocol" (another service).
