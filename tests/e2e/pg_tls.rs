@@ -84,6 +84,29 @@ fn sslmodes_verify_the_server_and_present_client_certificates() {
         "cert auth without a client certificate",
     );
 
+    // A client certificate of a CA the server does not trust: OpenSSL
+    // refuses it with an alert, after the handshake under TLS 1.3 (the
+    // client meets it at its first read, or only a closed connection).
+    // The server answered: never down, and the key to fix is named.
+    let stranger = Ca::new(&server.files, "stranger-ca").client("stranger", CERT_USER);
+    let foreign = format!(
+        "{full} sslcert={} sslkey={}",
+        stranger.cert.display(),
+        stranger.key.display()
+    );
+    let checked = alive(&server.dsn("localhost", CERT_USER, &foreign));
+    assert_fails_with(
+        &checked,
+        &["refused the client's certificate", "sslcert"],
+        "a client certificate of another CA",
+    );
+    assert_eq!(
+        checked.value("postgresql.up"),
+        1.0,
+        "the server answered TLS: up, refusing: {:#}",
+        checked.json
+    );
+
     assert_ok(
         &alive(&server.dsn("127.0.0.1", MONITOR_USER, "sslmode=require")),
         "require without a CA",

@@ -4,6 +4,7 @@
 //! instead of being read whole by the client.
 
 use super::Error;
+use crate::sql::tls::{certificate_alert, rustls_error};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use std::io;
@@ -242,7 +243,7 @@ fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
 fn handshake_error(error: io::Error, client_cert: bool) -> Error {
     use rustls::CertificateError as Cert;
     let text = error.to_string();
-    let fix = match tls_error(&error) {
+    let fix = match rustls_error(&error) {
         Some(rustls::Error::InvalidCertificate(cert)) => match cert {
             Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
                 "the server's certificate does not name the host of `dsn`: connect by a name \
@@ -271,32 +272,6 @@ fn handshake_error(error: io::Error, client_cert: bool) -> Error {
         }
     };
     Error::Refused(format!("TLS handshake failed: {text}: {fix}"))
-}
-
-/// The TLS library's own error inside an I/O error, if it is one.
-fn tls_error(error: &io::Error) -> Option<&rustls::Error> {
-    error.get_ref()?.downcast_ref::<rustls::Error>()
-}
-
-/// Whether a TLS alert from the server is about the client's certificate
-/// (or its absence: `HandshakeFailure` under TLS 1.2, `CertificateRequired`
-/// under 1.3).
-fn certificate_alert(alert: rustls::AlertDescription) -> bool {
-    use rustls::AlertDescription as A;
-    matches!(
-        alert,
-        A::HandshakeFailure
-            | A::NoCertificate
-            | A::BadCertificate
-            | A::UnsupportedCertificate
-            | A::CertificateRevoked
-            | A::CertificateExpired
-            | A::CertificateUnknown
-            | A::UnknownCA
-            | A::AccessDenied
-            | A::DecryptError
-            | A::CertificateRequired
-    )
 }
 
 /// What to fix when a TLS server refuses the client's certificate (or
@@ -494,7 +469,7 @@ impl AsyncRead for Bounded {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Err(e)) = &polled
-            && let Some(rustls::Error::AlertReceived(alert)) = tls_error(e)
+            && let Some(rustls::Error::AlertReceived(alert)) = rustls_error(e)
             && certificate_alert(*alert)
         {
             self.allowance

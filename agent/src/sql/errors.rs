@@ -91,17 +91,44 @@ pub fn is_stale_statement(code: &str, message: &str) -> bool {
             && message.contains("cached plan must not change result type"))
 }
 
-/// The TLS failure behind an error, if it is one.
+/// The TLS failure behind an error, if it is one, with what to check.
+/// The TLS library's error is found inside an `io::Error` too (a TLS
+/// stream's read reports it so, and `io::Error::source` skips it): a
+/// client certificate the server refuses after a TLS 1.3 handshake
+/// arrives as an alert at the first read, or, when the connection closed
+/// before the alert was read, as [`super::guard::ClosedBeforeAnswering`].
 fn tls_failure(error: &tokio_postgres::Error) -> Option<String> {
+    const CHECK: &str = "check the DSN's sslmode, sslrootcert, sslcert and sslkey";
+    const CLIENT_CERT: &str = "the server refused the client's certificate (or its absence): \
+        `sslcert` and `sslkey` must name a certificate signed by a CA in the server's \
+        ssl_ca_file, for the user it logs in as";
     let mut source = std::error::Error::source(error);
     while let Some(inner) = source {
-        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
+        let io = inner.downcast_ref::<std::io::Error>();
+        let tls = inner
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| io.and_then(super::tls::rustls_error));
+        match tls {
+            Some(rustls::Error::AlertReceived(alert)) if super::tls::certificate_alert(*alert) => {
+                return Some(format!("received fatal alert: {alert:?}: {CLIENT_CERT}"));
+            }
+            Some(tls) => return Some(format!("{tls} ({CHECK})")),
+            None => {}
+        }
+        if let Some(closed) = io
+            .and_then(|io| io.get_ref())
+            .and_then(|e| e.downcast_ref::<super::guard::ClosedBeforeAnswering>())
+        {
+            return Some(format!(
+                "{closed}; a server that refuses the client's certificate after a TLS 1.3 \
+                 handshake does so: {CLIENT_CERT}"
+            ));
         }
         source = inner.source();
     }
     let text = error.to_string();
-    (text.contains("TLS") || text.contains("tls")).then(|| full_message(error))
+    (text.contains("TLS") || text.contains("tls"))
+        .then(|| format!("{} ({CHECK})", full_message(error)))
 }
 
 /// An error met while opening a session.
@@ -122,9 +149,7 @@ pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
     if let Some(tls) = tls_failure(error) {
         // The server answered but the TLS handshake failed: a wrong CA,
         // host name or client certificate, or a server without TLS.
-        return Error::Refused(format!(
-            "target `{target}`: tls: {tls} (check the DSN's sslmode, sslrootcert, sslcert and sslkey)"
-        ));
+        return Error::Refused(format!("target `{target}`: tls: {tls}"));
     }
     let message = format!("target `{target}`: {}", full_message(error));
     if let Some(db) = error.as_db_error() {

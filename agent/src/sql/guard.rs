@@ -49,6 +49,43 @@ pub struct Guard<S> {
     skipping: bool,
     /// Bytes to hand on before reading more.
     pending: Vec<u8>,
+    /// Over TLS, and the server has sent nothing yet: a connection that
+    /// ends now is [`ClosedBeforeAnswering`].
+    tls_unanswered: bool,
+}
+
+/// A TLS connection the server ended before its first protocol message:
+/// what a client meets when the server refuses its certificate after a
+/// TLS 1.3 handshake and the connection closed (or was reset) before the
+/// alert was read. No PostgreSQL server that accepted a session ends it
+/// without a message.
+#[derive(Debug)]
+pub struct ClosedBeforeAnswering(String);
+
+impl std::fmt::Display for ClosedBeforeAnswering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server closed the TLS connection before its first message ({})",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ClosedBeforeAnswering {}
+
+/// The error a read over TLS met before the server's first message: an
+/// alert stays as it is (it names itself), anything else, or the end of
+/// the stream, is [`ClosedBeforeAnswering`].
+fn before_answering(error: Option<io::Error>) -> io::Error {
+    match error {
+        Some(e) if super::tls::rustls_error(&e).is_some() => e,
+        Some(e) => io::Error::new(e.kind(), ClosedBeforeAnswering(e.to_string())),
+        None => io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            ClosedBeforeAnswering("end of stream".into()),
+        ),
+    }
 }
 
 /// The error response that takes the place of a message of `announced`
@@ -87,6 +124,15 @@ impl<S> Guard<S> {
             remaining: 0,
             skipping: false,
             pending: Vec::new(),
+            tls_unanswered: false,
+        }
+    }
+
+    /// A guard over a TLS stream whose handshake just ended.
+    pub fn over_tls(inner: S) -> Self {
+        Guard {
+            tls_unanswered: true,
+            ..Guard::new(inner)
         }
     }
 
@@ -144,9 +190,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
             }
             let mut chunk = [0u8; CHUNK];
             let mut read = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
-            if read.filled().is_empty() {
-                return Poll::Ready(Ok(()));
+            let polled = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read));
+            match polled {
+                Err(e) if this.tls_unanswered => {
+                    return Poll::Ready(Err(before_answering(Some(e))));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(()) if read.filled().is_empty() && this.tls_unanswered => {
+                    return Poll::Ready(Err(before_answering(None)));
+                }
+                Ok(()) if read.filled().is_empty() => return Poll::Ready(Ok(())),
+                Ok(()) => this.tls_unanswered = false,
             }
             this.scan(read.filled());
         }
@@ -192,7 +246,7 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         use futures_util::TryFutureExt;
-        self.0.connect(stream).map_ok(Guard::new as fn(_) -> _)
+        self.0.connect(stream).map_ok(Guard::over_tls as fn(_) -> _)
     }
 }
 
