@@ -43,6 +43,7 @@ mod mysql_harness;
 mod mysql_integrity;
 mod mysql_performance;
 mod mysql_replication;
+mod mysql_tls;
 mod new_project;
 mod not_a_database;
 mod not_probes;

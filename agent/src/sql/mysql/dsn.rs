@@ -1,15 +1,18 @@
 //! A `mysql` target's connection string: a URL as MySQL's own tools
 //! write it, `mysql://USER[:PASSWORD]@HOST[:PORT][/DATABASE][?ssl-mode=
-//! MODE&ssl-ca=FILE]` (`mariadb://` works too), read into the driver's
-//! options. `ssl-mode` follows the `mysql` client's: `DISABLED` (the
-//! default here, as no certificate can be checked without a CA),
-//! `REQUIRED` (encrypted, certificate not checked), `VERIFY_CA` (signed by
-//! `ssl-ca`) and `VERIFY_IDENTITY` (also for the host name). A password
-//! not in the URL comes from the target's `password_file` or
-//! `password_env`.
+//! MODE&ssl-ca=FILE&ssl-cert=FILE&ssl-key=FILE]` (`mariadb://` works
+//! too), read into the driver's options. `ssl-mode` follows the `mysql`
+//! client's: `DISABLED` (the default here, as no certificate can be
+//! checked without a CA), `REQUIRED` (encrypted, certificate not
+//! checked), `VERIFY_CA` (signed by `ssl-ca`) and `VERIFY_IDENTITY` (also
+//! for the host name). `ssl-cert` and `ssl-key` present a client
+//! certificate (an account `REQUIRE X509` or `REQUIRE SUBJECT`), read
+//! once here, the key from a file only the agent's user can read (as the
+//! `mysql` client's options of the same names). A password not in the
+//! URL comes from the target's `password_file` or `password_env`.
 
-use mysql_async::{Opts, OptsBuilder, SslOpts};
-use std::path::PathBuf;
+use mysql_async::{ClientIdentity, Opts, OptsBuilder, SslOpts};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How a session is encrypted (the client's `--ssl-mode`).
@@ -41,6 +44,8 @@ pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
     let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut ssl_mode = SslMode::Disabled;
     let mut ca = None;
+    let mut cert = None;
+    let mut private_key = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key.to_ascii_lowercase().replace('_', "-").as_str() {
@@ -59,9 +64,11 @@ pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
                 }
             }
             "ssl-ca" => ca = Some(PathBuf::from(value)),
+            "ssl-cert" => cert = Some(PathBuf::from(value)),
+            "ssl-key" => private_key = Some(PathBuf::from(value)),
             other => {
                 return Err(format!(
-                    "unknown URL parameter `{other}`; known: ssl-mode, ssl-ca"
+                    "unknown URL parameter `{other}`; known: ssl-mode, ssl-ca, ssl-cert, ssl-key"
                 ));
             }
         }
@@ -69,6 +76,14 @@ pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
     if matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyIdentity) && ca.is_none() {
         return Err(
             "ssl-mode VERIFY_CA and VERIFY_IDENTITY need ssl-ca=FILE (the CA's certificate)".into(),
+        );
+    }
+    let identity = client_identity(cert.as_deref(), private_key.as_deref())?;
+    if identity.is_some() && ssl_mode == SslMode::Disabled {
+        return Err(
+            "ssl-cert and ssl-key present a certificate over TLS: add ssl-mode=VERIFY_IDENTITY \
+             (or VERIFY_CA, REQUIRED)"
+                .into(),
         );
     }
     let opts = Opts::from_url(&format!("mysql://{base}")).map_err(|e| e.to_string())?;
@@ -105,11 +120,35 @@ pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
             )
         }
     };
-    builder = builder.ssl_opts(ssl);
+    builder = builder.ssl_opts(ssl.map(|ssl| ssl.with_client_identity(identity)));
     Ok(Dsn {
         opts: builder.into(),
         ssl_mode,
     })
+}
+
+/// The client certificate of `ssl-cert` and `ssl-key`, both or neither,
+/// each checked (a PEM certificate; a PEM key in a private file) and
+/// handed to the driver as read.
+fn client_identity(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<ClientIdentity>, String> {
+    use super::super::tls::{load_certs, load_key};
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => return Err("give both ssl-cert and ssl-key, or neither".into()),
+    };
+    load_certs(cert)?;
+    load_key(key)?;
+    let cert_pem =
+        std::fs::read(cert).map_err(|e| format!("cannot read ssl-cert {}: {e}", cert.display()))?;
+    let key_pem = super::super::secrets::read_secret_file(key)?;
+    Ok(Some(ClientIdentity::new(
+        cert_pem.into(),
+        key_pem.into_bytes().into(),
+    )))
 }
 
 #[cfg(test)]
@@ -139,6 +178,14 @@ mod tests {
             (
                 "mysql://w@db/?compress=true",
                 "unknown URL parameter `compress`",
+            ),
+            (
+                "mysql://w@db/?ssl-mode=REQUIRED&ssl-cert=/c.pem",
+                "both ssl-cert and ssl-key",
+            ),
+            (
+                "mysql://w@db/?ssl-mode=REQUIRED&ssl-cert=/nonexistent/c.pem&ssl-key=/k.pem",
+                "/nonexistent/c.pem",
             ),
         ] {
             let error = parse(bad, None).unwrap_err();

@@ -46,16 +46,42 @@ fn refuses_sessions(code: u16) -> bool {
 
 /// An error met while opening a session.
 pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
+    if let mysql_async::Error::Io(IoError::Io(io)) = error
+        && let Some(tls) = super::super::tls::rustls_error(io)
+    {
+        return tls_refusal(target, tls);
+    }
     match error {
         mysql_async::Error::Server(e) if refuses_sessions(e.code) => Error::Refused(format!(
             "target `{target}`: {} (error {}, SQLSTATE {})",
             e.message, e.code, e.state
         )),
         mysql_async::Error::Io(IoError::Tls(e)) => Error::Refused(format!(
-            "target `{target}`: tls: {e} (check the DSN's ssl-mode and ssl-ca)"
+            "target `{target}`: tls: {e} (check the DSN's ssl-mode, ssl-ca, ssl-cert and ssl-key)"
         )),
         _ => query_error(target, error),
     }
+}
+
+/// A TLS failure the driver reports as an I/O error (the rustls stream's
+/// own error inside): a server certificate the agent does not trust, or
+/// the server's alert refusing the client's certificate, which under TLS
+/// 1.3 arrives after the handshake, at the client's first read. The
+/// server answered TLS: alive, refusing.
+fn tls_refusal(target: &str, tls: &rustls::Error) -> Error {
+    let fix = match tls {
+        rustls::Error::AlertReceived(alert) if super::super::tls::certificate_alert(*alert) => {
+            "the server refused the client's certificate (or its absence): `ssl-cert` and \
+             `ssl-key` must name a certificate signed by a CA in the server's ssl_ca, as the \
+             account requires (REQUIRE X509, SUBJECT or ISSUER)"
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            "the server's certificate is not what the DSN trusts: check ssl-ca, and for \
+             VERIFY_IDENTITY that the certificate names the DSN's host"
+        }
+        _ => "check the DSN's ssl-mode, ssl-ca, ssl-cert and ssl-key",
+    };
+    Error::Refused(format!("target `{target}`: tls: {tls}: {fix}"))
 }
 
 /// An error met while opening an admin session (the agent's own, whose
