@@ -140,7 +140,9 @@ impl Endpoint {
     }
 
     /// Open and set up a connection (AUTH), its reads bounded by the
-    /// returned [`Allowance`], all within `within`.
+    /// returned [`Allowance`], all by `deadline`. A caller that bounds
+    /// more work by the same instant gets this function's error when the
+    /// time runs out here (the inner timeout is polled first).
     ///
     /// Errors: [`Error::Timeout`] names the step that ran out of time
     /// (connecting, the TLS handshake, the login): a TLS handshake with a
@@ -148,9 +150,9 @@ impl Endpoint {
     /// rest of what it takes for a command.
     pub async fn open(
         &self,
-        within: Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<(MultiplexedConnection, Arc<Allowance>), Error> {
-        let deadline = tokio::time::Instant::now() + within;
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
         let late =
             |step: String| Error::Timeout(format!("{step} did not finish within {within:?}"));
         let stream: Box<dyn Io> = match &self.addr {
@@ -171,9 +173,9 @@ impl Endpoint {
                         .await
                         .map_err(|_| {
                             late(format!(
-                                "the TLS handshake with {to} (is this port the server's TLS \
-                                     port, tls-port? a server that does not speak TLS waits for \
-                                     more bytes)"
+                                "the TLS handshake with {to} (a frozen server, or not the \
+                                     server's TLS port, tls-port: a server that does not speak \
+                                     TLS waits for more bytes)"
                             ))
                         })?
                         .map_err(|e| handshake_error(e, tls.client_cert))?,
@@ -238,8 +240,8 @@ fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, String> {
 /// (`tls_ca_file`, the host name in `dsn`) or the client's
 /// (`tls_cert_file`, which a server refuses with an alert during a TLS
 /// 1.2 handshake). A server that answered in TLS and refused is alive
-/// (refusing); a connection that closed or broke without a TLS answer is
-/// unreachable.
+/// (refusing); a connection that closed or broke without a TLS answer, or
+/// an answer that is not TLS, is unreachable.
 fn handshake_error(error: io::Error, client_cert: bool) -> Error {
     use rustls::CertificateError as Cert;
     let text = error.to_string();
@@ -264,7 +266,19 @@ fn handshake_error(error: io::Error, client_cert: bool) -> Error {
         Some(rustls::Error::AlertReceived(alert)) if certificate_alert(*alert) => {
             refused_client_cert(client_cert)
         }
-        Some(_) => "is this port the server's TLS port (tls-port)?",
+        // Bytes that are not TLS: a plain Redis port (its `-ERR` to the
+        // ClientHello) or another service. No TLS server answered.
+        Some(
+            rustls::Error::InvalidMessage(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. },
+        ) => {
+            return Error::Unreachable(format!(
+                "TLS handshake failed: {text}: the reply is not TLS: is this port the server's \
+                 TLS port (tls-port)?"
+            ));
+        }
+        Some(_) => "check the TLS versions and ciphers the server allows",
         None => {
             return Error::Unreachable(format!(
                 "TLS handshake failed: {text} (is this port the server's TLS port, tls-port?)"

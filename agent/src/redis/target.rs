@@ -55,14 +55,11 @@ impl RedisTarget {
 
     /// Open, PING and close a new connection; the time it took.
     pub async fn ping(&self, deadline: Instant) -> Result<Duration, Error> {
-        let within = self.remaining(deadline)?.min(CONNECT_TIMEOUT);
+        let until = tokio::time::Instant::now() + self.remaining(deadline)?.min(CONNECT_TIMEOUT);
         let work = async {
             let started = Instant::now();
-            let (mut connection, allowance) = self
-                .endpoint
-                .open(within)
-                .await
-                .map_err(|e| self.named(e))?;
+            let (mut connection, allowance) =
+                self.endpoint.open(until).await.map_err(|e| self.named(e))?;
             allowance.reset(1024);
             ::redis::cmd("PING")
                 .query_async::<Value>(&mut connection)
@@ -70,7 +67,7 @@ impl RedisTarget {
                 .map_err(|e| self.named(allowance.classify(e, true)))?;
             Ok(started.elapsed())
         };
-        tokio::time::timeout(within, work)
+        tokio::time::timeout_at(until, work)
             .await
             .map_err(|_| self.timed_out("PING on a new connection"))?
     }
@@ -129,8 +126,8 @@ impl RedisTarget {
         loop {
             let reused = slot.is_some();
             if slot.is_none() {
-                let within = self.remaining(deadline)?;
-                let opened = tokio::time::timeout(within, self.open_pooled(within)).await;
+                let until = tokio::time::Instant::now() + self.remaining(deadline)?;
+                let opened = tokio::time::timeout_at(until, self.open_pooled(until)).await;
                 *slot = Some(opened.map_err(|_| self.timed_out("connecting"))??);
             }
             let pooled = slot.as_mut().expect("opened above");
@@ -173,14 +170,11 @@ impl RedisTarget {
         }
     }
 
-    /// A new pooled connection, its user's privileges checked; opened
-    /// within `within`.
-    async fn open_pooled(&self, within: Duration) -> Result<Pooled, Error> {
-        let (mut connection, allowance) = self
-            .endpoint
-            .open(within)
-            .await
-            .map_err(|e| self.named(e))?;
+    /// A new pooled connection, its user's privileges checked; opened by
+    /// `until`.
+    async fn open_pooled(&self, until: tokio::time::Instant) -> Result<Pooled, Error> {
+        let (mut connection, allowance) =
+            self.endpoint.open(until).await.map_err(|e| self.named(e))?;
         allowance.reset(64 << 10);
         let user = self.endpoint.user().to_string();
         match privileges::check(&mut connection, &user).await {

@@ -103,8 +103,10 @@ fn tls_failure(error: &tokio_postgres::Error) -> Option<String> {
         `sslcert` and `sslkey` must name a certificate signed by a CA in the server's \
         ssl_ca_file, for the user it logs in as";
     let mut source = std::error::Error::source(error);
+    let mut plain_io = false;
     while let Some(inner) = source {
         let io = inner.downcast_ref::<std::io::Error>();
+        plain_io |= io.is_some();
         let tls = inner
             .downcast_ref::<rustls::Error>()
             .or_else(|| io.and_then(super::tls::rustls_error));
@@ -126,6 +128,13 @@ fn tls_failure(error: &tokio_postgres::Error) -> Option<String> {
         }
         source = inner.source();
     }
+    // A connection closed, reset or timed out during the handshake, with
+    // no TLS error inside: no TLS server refused anything (a dead server
+    // behind a TLS proxy, another service): left to the I/O kinds.
+    if plain_io {
+        return None;
+    }
+    // The driver's own TLS words ("server does not support TLS").
     let text = error.to_string();
     (text.contains("TLS") || text.contains("tls"))
         .then(|| format!("{} ({CHECK})", full_message(error)))

@@ -49,16 +49,19 @@ pub struct Guard<S> {
     skipping: bool,
     /// Bytes to hand on before reading more.
     pending: Vec<u8>,
-    /// Over TLS, and the server has sent nothing yet: a connection that
-    /// ends now is [`ClosedBeforeAnswering`].
+    /// Over TLS with a client certificate, and the server has sent nothing
+    /// yet: a connection that is closed or reset now is
+    /// [`ClosedBeforeAnswering`].
     tls_unanswered: bool,
 }
 
-/// A TLS connection the server ended before its first protocol message:
-/// what a client meets when the server refuses its certificate after a
-/// TLS 1.3 handshake and the connection closed (or was reset) before the
-/// alert was read. No PostgreSQL server that accepted a session ends it
-/// without a message.
+/// A TLS connection, on which the agent presented a client certificate,
+/// closed or reset by the server before its first protocol message: what
+/// a client meets when the server refuses its certificate after a TLS 1.3
+/// handshake and the alert was lost to the reset. (A PostgreSQL server
+/// refuses a missing certificate with a message, from pg_hba.conf; a
+/// backend killed while it starts also closes without one, which is why
+/// this is armed only when a certificate is presented.)
 #[derive(Debug)]
 pub struct ClosedBeforeAnswering(String);
 
@@ -74,13 +77,24 @@ impl std::fmt::Display for ClosedBeforeAnswering {
 
 impl std::error::Error for ClosedBeforeAnswering {}
 
-/// The error a read over TLS met before the server's first message: an
-/// alert stays as it is (it names itself), anything else, or the end of
-/// the stream, is [`ClosedBeforeAnswering`].
+/// The error a read over TLS met before the server's first message: a
+/// close or a reset is [`ClosedBeforeAnswering`]; anything else (an alert,
+/// which names itself, a timeout, an unreachable host, the agent's own
+/// limits) stays as it is.
 fn before_answering(error: Option<io::Error>) -> io::Error {
     match error {
-        Some(e) if super::tls::rustls_error(&e).is_some() => e,
-        Some(e) => io::Error::new(e.kind(), ClosedBeforeAnswering(e.to_string())),
+        Some(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ) && super::tls::rustls_error(&e).is_none() =>
+        {
+            io::Error::new(e.kind(), ClosedBeforeAnswering(e.to_string()))
+        }
+        Some(e) => e,
         None => io::Error::new(
             io::ErrorKind::UnexpectedEof,
             ClosedBeforeAnswering("end of stream".into()),
@@ -128,10 +142,11 @@ impl<S> Guard<S> {
         }
     }
 
-    /// A guard over a TLS stream whose handshake just ended.
-    pub fn over_tls(inner: S) -> Self {
+    /// A guard over a TLS stream whose handshake just ended, on which a
+    /// client certificate was presented if `client_cert`.
+    pub fn over_tls(inner: S, client_cert: bool) -> Self {
         Guard {
-            tls_unanswered: true,
+            tls_unanswered: client_cert,
             ..Guard::new(inner)
         }
     }
@@ -231,8 +246,9 @@ impl<S: TlsStream + Unpin> TlsStream for Guard<S> {
     }
 }
 
-/// A TLS connector whose streams are guarded.
-pub struct GuardedTls<T>(pub T);
+/// A TLS connector whose streams are guarded; whether a client
+/// certificate is presented ([`Guard::over_tls`]).
+pub struct GuardedTls<T>(pub T, pub bool);
 
 impl<S, T> TlsConnect<S> for GuardedTls<T>
 where
@@ -246,7 +262,12 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         use futures_util::TryFutureExt;
-        self.0.connect(stream).map_ok(Guard::over_tls as fn(_) -> _)
+        let wrap: fn(T::Stream) -> Guard<T::Stream> = if self.1 {
+            |stream| Guard::over_tls(stream, true)
+        } else {
+            |stream| Guard::over_tls(stream, false)
+        };
+        self.0.connect(stream).map_ok(wrap)
     }
 }
 
@@ -414,6 +435,67 @@ mod tests {
         m.extend_from_slice(&((body + 4) as u32).to_be_bytes());
         m.extend(std::iter::repeat_n(b'x', body));
         m
+    }
+
+    /// What the first read on a guard over `stream` meets.
+    async fn first_read(stream: tokio::io::DuplexStream, client_cert: bool) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        let mut guard = Guard::over_tls(stream, client_cert);
+        let mut buf = [0u8; 64];
+        guard.read(&mut buf).await
+    }
+
+    fn closed_before_answering(e: &io::Error) -> bool {
+        e.get_ref()
+            .is_some_and(|inner| inner.is::<ClosedBeforeAnswering>())
+    }
+
+    #[tokio::test]
+    async fn a_tls_session_closed_before_the_first_message_is_told_only_with_a_certificate() {
+        // The server end closes at once.
+        let (client, server) = tokio::io::duplex(64);
+        drop(server);
+        let e = first_read(client, true).await.unwrap_err();
+        assert!(closed_before_answering(&e), "{e}");
+        assert!(e.to_string().contains("before its first message"), "{e}");
+        // Without a client certificate, no server refuses one: the end of
+        // the stream is only that.
+        let (client, server) = tokio::io::duplex(64);
+        drop(server);
+        assert_eq!(first_read(client, false).await.unwrap(), 0);
+        // After the server's first byte, the end is an ordinary end.
+        let (client, mut server) = tokio::io::duplex(64);
+        {
+            use tokio::io::AsyncWriteExt;
+            server.write_all(&message(b'R', 4)).await.unwrap();
+        }
+        drop(server);
+        let mut guard = Guard::over_tls(client, true);
+        let mut buf = [0u8; 64];
+        use tokio::io::AsyncReadExt;
+        assert!(guard.read(&mut buf).await.unwrap() > 0);
+        assert_eq!(guard.read(&mut buf).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn only_a_close_or_reset_before_the_first_message_is_wrapped() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            let e = before_answering(Some(io::Error::from(kind)));
+            assert!(closed_before_answering(&e), "{kind:?}");
+            assert_eq!(e.kind(), kind);
+        }
+        for kind in [io::ErrorKind::TimedOut, io::ErrorKind::HostUnreachable] {
+            let e = before_answering(Some(io::Error::from(kind)));
+            assert!(!closed_before_answering(&e), "{kind:?}");
+        }
+        // The agent's own limits keep their errno (is_agent_side).
+        let e = before_answering(Some(io::Error::from_raw_os_error(libc::ENOBUFS)));
+        assert_eq!(e.raw_os_error(), Some(libc::ENOBUFS));
     }
 
     #[test]

@@ -110,10 +110,16 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Certificates of a PEM file; the error names the file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))?;
+    certs_from_pem(path, &bytes)
+}
+
+/// The certificates of PEM text `bytes`, read from `path` (named in
+/// errors); at least one.
+pub fn certs_from_pem(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let shown = path.display();
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read the certificate {shown}: {e}"))?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{shown} is not a PEM certificate file: {e}"))?;
     if certs.is_empty() {
@@ -126,7 +132,12 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// A private key from a PEM file that only the agent's user can read.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let text = read_secret_file(path)?;
+    key_from_pem(path, &read_secret_file(path)?)
+}
+
+/// The private key of PEM text `text`, read from `path` (named in
+/// errors).
+pub fn key_from_pem(path: &Path, text: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
         format!(
             "{} is not a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
@@ -226,7 +237,8 @@ pub struct Connector {
 #[derive(Clone)]
 enum Attempt {
     Plain,
-    Tls(MakeRustlsConnect),
+    /// TLS, and whether a client certificate is presented (`sslcert`).
+    Tls(MakeRustlsConnect, bool),
 }
 
 /// A session's client and the task that drives its connection (it ends
@@ -235,7 +247,10 @@ pub type Session = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
 
 impl Connector {
     pub fn new(mode: SslMode, files: &TlsFiles) -> Result<Connector, String> {
-        let tls = || client_config(mode, files).map(|c| Attempt::Tls(MakeRustlsConnect::new(c)));
+        let client_cert = files.cert.is_some();
+        let tls = || {
+            client_config(mode, files).map(|c| Attempt::Tls(MakeRustlsConnect::new(c), client_cert))
+        };
         let attempts = match mode {
             SslMode::Disable => vec![Attempt::Plain],
             SslMode::Allow => vec![Attempt::Plain, tls()?],
@@ -285,11 +300,13 @@ impl Attempt {
                     }),
                 ))
             }
-            Attempt::Tls(make) => {
+            Attempt::Tls(make, client_cert) => {
                 config.ssl_mode(WireMode::Require);
                 let tls = MakeTlsConnect::<Socket>::make_tls_connect(&mut make.clone(), &host)
                     .map_err(|never| match never {})?;
-                let (client, connection) = config.connect_raw(socket, GuardedTls(tls)).await?;
+                let (client, connection) = config
+                    .connect_raw(socket, GuardedTls(tls, *client_cert))
+                    .await?;
                 Ok((
                     client,
                     tokio::spawn(async move {

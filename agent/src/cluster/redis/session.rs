@@ -43,8 +43,9 @@ impl Local {
     /// Run `commands` on one new connection, all within `within`: each
     /// reply, or the first error.
     pub async fn run(&self, commands: &[&[&str]], within: Duration) -> Result<Vec<Value>, Error> {
+        let until = tokio::time::Instant::now() + within;
         let work = async {
-            let (mut connection, allowance) = self.endpoint.open(within).await?;
+            let (mut connection, allowance) = self.endpoint.open(until).await?;
             let mut replies = Vec::new();
             for args in commands {
                 allowance.reset(REPLY_BYTES);
@@ -60,7 +61,7 @@ impl Local {
             }
             Ok(replies)
         };
-        tokio::time::timeout(within, work).await.map_err(|_| {
+        tokio::time::timeout_at(until, work).await.map_err(|_| {
             Error::Timeout(format!("the local server did not answer within {within:?}"))
         })?
     }
@@ -78,8 +79,9 @@ impl Local {
     /// server would not serve it, e.g. a replica with
     /// `replica-serve-stale-data no`).
     pub async fn replication(&self, key: &str, within: Duration) -> Result<Info, Error> {
+        let until = tokio::time::Instant::now() + within;
         let work = async {
-            let (mut connection, allowance) = self.endpoint.open(within).await?;
+            let (mut connection, allowance) = self.endpoint.open(until).await?;
             allowance.reset(REPLY_BYTES);
             // As bytes: a conversion error is the client's `Parse`, which
             // reads as "not Redis's protocol" (another service).
@@ -100,7 +102,7 @@ impl Local {
                 value,
             ))
         };
-        tokio::time::timeout(within, work).await.map_err(|_| {
+        tokio::time::timeout_at(until, work).await.map_err(|_| {
             Error::Timeout(format!("the local server did not answer within {within:?}"))
         })?
     }

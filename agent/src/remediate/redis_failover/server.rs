@@ -86,7 +86,8 @@ impl Admins {
     /// A new admin connection to `name`, logged in, within `within`.
     pub async fn connect(&self, name: &str, within: Duration) -> Result<Server, Error> {
         let admin = self.get(name)?;
-        let opened = tokio::time::timeout(within, admin.endpoint.open(within)).await;
+        let until = tokio::time::Instant::now() + within;
+        let opened = tokio::time::timeout_at(until, admin.endpoint.open(until)).await;
         let (connection, allowance) = opened
             .map_err(|_| Error::Timeout(format!("target `{name}`: no session within {within:?}")))?
             .map_err(|e| named(name, e))?;

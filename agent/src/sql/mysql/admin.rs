@@ -73,9 +73,10 @@ impl SqlTargets {
         }
         .map_err(|e| Error::NotGranted(format!("target `{target}`: invalid admin dsn: {e}")))?;
         let connect = async {
-            let mut conn = Conn::new(parsed.opts)
-                .await
-                .map_err(|e| errors::admin_session_error(target, &e))?;
+            let mut conn = Conn::new(parsed.opts.clone()).await.map_err(|e| match e {
+                mysql_async::Error::Server(_) => errors::admin_session_error(target, &e),
+                _ => errors::session_error(target, &e, &parsed.opts),
+            })?;
             let version: Option<String> = conn
                 .query_first("SELECT @@version")
                 .await

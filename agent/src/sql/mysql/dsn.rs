@@ -7,8 +7,8 @@
 //! checked), `VERIFY_CA` (signed by `ssl-ca`) and `VERIFY_IDENTITY` (also
 //! for the host name). `ssl-cert` and `ssl-key` present a client
 //! certificate (an account `REQUIRE X509` or `REQUIRE SUBJECT`), read
-//! once here, the key from a file only the agent's user can read (as the
-//! `mysql` client's options of the same names). A password not in the
+//! when the DSN is, the key from a file only the agent's user can read
+//! (as the `mysql` client's options of the same names). A password not in the
 //! URL comes from the target's `password_file` or `password_env`.
 
 use mysql_async::{ClientIdentity, Opts, OptsBuilder, SslOpts};
@@ -78,14 +78,14 @@ pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
             "ssl-mode VERIFY_CA and VERIFY_IDENTITY need ssl-ca=FILE (the CA's certificate)".into(),
         );
     }
-    let identity = client_identity(cert.as_deref(), private_key.as_deref())?;
-    if identity.is_some() && ssl_mode == SslMode::Disabled {
+    if (cert.is_some() || private_key.is_some()) && ssl_mode == SslMode::Disabled {
         return Err(
             "ssl-cert and ssl-key present a certificate over TLS: add ssl-mode=VERIFY_IDENTITY \
              (or VERIFY_CA, REQUIRED)"
                 .into(),
         );
     }
+    let identity = client_identity(cert.as_deref(), private_key.as_deref())?;
     let opts = Opts::from_url(&format!("mysql://{base}")).map_err(|e| e.to_string())?;
     if opts.user().is_none() {
         return Err("the URL names no user (mysql://USER@HOST/)".into());
@@ -128,23 +128,25 @@ pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
 }
 
 /// The client certificate of `ssl-cert` and `ssl-key`, both or neither,
-/// each checked (a PEM certificate; a PEM key in a private file) and
-/// handed to the driver as read.
+/// each file read once, checked (a PEM certificate; a PEM key in a file
+/// only the agent's user can read) and handed to the driver as read. A
+/// DSN is read for each admin session, so a renewed certificate is used
+/// from the next one.
 fn client_identity(
     cert: Option<&Path>,
     key: Option<&Path>,
 ) -> Result<Option<ClientIdentity>, String> {
-    use super::super::tls::{load_certs, load_key};
+    use super::super::tls::{certs_from_pem, key_from_pem};
     let (cert, key) = match (cert, key) {
         (None, None) => return Ok(None),
         (Some(cert), Some(key)) => (cert, key),
         _ => return Err("give both ssl-cert and ssl-key, or neither".into()),
     };
-    load_certs(cert)?;
-    load_key(key)?;
     let cert_pem =
         std::fs::read(cert).map_err(|e| format!("cannot read ssl-cert {}: {e}", cert.display()))?;
+    certs_from_pem(cert, &cert_pem)?;
     let key_pem = super::super::secrets::read_secret_file(key)?;
+    key_from_pem(key, &key_pem)?;
     Ok(Some(ClientIdentity::new(
         cert_pem.into(),
         key_pem.into_bytes().into(),

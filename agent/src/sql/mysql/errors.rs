@@ -44,6 +44,40 @@ fn refuses_sessions(code: u16) -> bool {
     )
 }
 
+/// An error met while opening a session with `opts`: as [`connect_error`],
+/// and when the agent presented a client certificate, a connection closed
+/// or reset before the login's answer is the server refusing that
+/// certificate after a TLS 1.3 handshake, its alert lost to the reset
+/// (the server already answered with its greeting: alive, refusing).
+pub fn session_error(target: &str, error: &mysql_async::Error, opts: &mysql_async::Opts) -> Error {
+    let client_cert = opts
+        .ssl_opts()
+        .is_some_and(|ssl| ssl.client_identity().is_some());
+    if client_cert
+        && let mysql_async::Error::Io(IoError::Io(io)) = error
+        && super::super::tls::rustls_error(io).is_none()
+        && matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    {
+        return Error::Refused(format!(
+            "target `{target}`: the server closed the TLS connection before answering the \
+             login ({io}); a server that refuses the client's certificate after a TLS 1.3 \
+             handshake does so: {CLIENT_CERT}"
+        ));
+    }
+    connect_error(target, error)
+}
+
+/// What to fix when a server refuses the client's certificate.
+const CLIENT_CERT: &str = "the server refused the client's certificate (or its absence): \
+    `ssl-cert` and `ssl-key` must name a certificate signed by a CA in the server's ssl_ca, as \
+    the account requires (REQUIRE X509, SUBJECT or ISSUER)";
+
 /// An error met while opening a session.
 pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
     if let mysql_async::Error::Io(IoError::Io(io)) = error
@@ -71,9 +105,7 @@ pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
 fn tls_refusal(target: &str, tls: &rustls::Error) -> Error {
     let fix = match tls {
         rustls::Error::AlertReceived(alert) if super::super::tls::certificate_alert(*alert) => {
-            "the server refused the client's certificate (or its absence): `ssl-cert` and \
-             `ssl-key` must name a certificate signed by a CA in the server's ssl_ca, as the \
-             account requires (REQUIRE X509, SUBJECT or ISSUER)"
+            CLIENT_CERT
         }
         rustls::Error::InvalidCertificate(_) => {
             "the server's certificate is not what the DSN trusts: check ssl-ca, and for \

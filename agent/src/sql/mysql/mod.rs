@@ -150,7 +150,7 @@ impl MysqlTarget {
         let mut conn = connect
             .await
             .map_err(|_| Error::Timeout(format!("target `{}`: connecting timed out", self.name)))?
-            .map_err(|e| errors::connect_error(&self.name, &e))?;
+            .map_err(|e| errors::session_error(&self.name, &e, &self.opts))?;
         let (version, user): (String, String) = conn
             .query_first("SELECT @@version, CURRENT_USER()")
             .await
@@ -342,7 +342,7 @@ impl MysqlTarget {
         let work = async {
             let mut conn = Conn::new(self.opts.clone())
                 .await
-                .map_err(|e| errors::connect_error(&self.name, &e))?;
+                .map_err(|e| errors::session_error(&self.name, &e, &self.opts))?;
             conn.ping()
                 .await
                 .map_err(|e| errors::query_error(&self.name, &e))?;
@@ -371,7 +371,7 @@ impl MysqlTarget {
     pub async fn privileges(&self) -> Result<Vec<String>, Error> {
         let mut conn = Conn::new(self.opts.clone())
             .await
-            .map_err(|e| errors::connect_error(&self.name, &e))?;
+            .map_err(|e| errors::session_error(&self.name, &e, &self.opts))?;
         let grants: Vec<String> = conn
             .query("SHOW GRANTS")
             .await
