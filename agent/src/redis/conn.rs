@@ -4,7 +4,7 @@
 //! instead of being read whole by the client.
 
 use super::Error;
-use crate::sql::tls::{certificate_alert, rustls_error};
+use crate::sql::tls_alert::{certificate_alert, rustls_error};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use std::io;

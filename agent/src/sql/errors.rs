@@ -109,9 +109,11 @@ fn tls_failure(error: &tokio_postgres::Error) -> Option<String> {
         plain_io |= io.is_some();
         let tls = inner
             .downcast_ref::<rustls::Error>()
-            .or_else(|| io.and_then(super::tls::rustls_error));
+            .or_else(|| io.and_then(super::tls_alert::rustls_error));
         match tls {
-            Some(rustls::Error::AlertReceived(alert)) if super::tls::certificate_alert(*alert) => {
+            Some(rustls::Error::AlertReceived(alert))
+                if super::tls_alert::certificate_alert(*alert) =>
+            {
                 return Some(format!("received fatal alert: {alert:?}: {CLIENT_CERT}"));
             }
             Some(tls) => return Some(format!("{tls} ({CHECK})")),

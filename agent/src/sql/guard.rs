@@ -90,7 +90,7 @@ fn before_answering(error: Option<io::Error>) -> io::Error {
                     | io::ErrorKind::ConnectionAborted
                     | io::ErrorKind::BrokenPipe
                     | io::ErrorKind::UnexpectedEof
-            ) && super::tls::rustls_error(&e).is_none() =>
+            ) && super::tls_alert::rustls_error(&e).is_none() =>
         {
             io::Error::new(e.kind(), ClosedBeforeAnswering(e.to_string()))
         }

@@ -17,7 +17,8 @@
 //! `values` converts values, `errors` sorts failures into the kinds of
 //! [`Error`], and `types` defines those (the runtime converts them to and
 //! from the probe world's WIT types). [`conninfo`] reads a DSN as libpq
-//! does, [`tls`] connects with its `sslmode`, [`passfile`] finds a
+//! does, [`tls`] connects with its `sslmode` ([`tls_alert`] reads a TLS
+//! failure for every engine's client), [`passfile`] finds a
 //! password in a libpq password file, and [`secrets`] reads secret files
 //! that only the agent may read (the config reads its secrets with it too).
 
@@ -35,6 +36,7 @@ mod rows;
 pub mod secrets;
 mod target;
 pub mod tls;
+pub mod tls_alert;
 mod types;
 mod values;
 

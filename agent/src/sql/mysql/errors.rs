@@ -55,7 +55,7 @@ pub fn session_error(target: &str, error: &mysql_async::Error, opts: &mysql_asyn
         .is_some_and(|ssl| ssl.client_identity().is_some());
     if client_cert
         && let mysql_async::Error::Io(IoError::Io(io)) = error
-        && super::super::tls::rustls_error(io).is_none()
+        && super::super::tls_alert::rustls_error(io).is_none()
         && matches!(
             io.kind(),
             std::io::ErrorKind::ConnectionReset
@@ -81,7 +81,7 @@ const CLIENT_CERT: &str = "the server refused the client's certificate (or its a
 /// An error met while opening a session.
 pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
     if let mysql_async::Error::Io(IoError::Io(io)) = error
-        && let Some(tls) = super::super::tls::rustls_error(io)
+        && let Some(tls) = super::super::tls_alert::rustls_error(io)
     {
         return tls_refusal(target, tls);
     }
@@ -104,7 +104,9 @@ pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
 /// server answered TLS: alive, refusing.
 fn tls_refusal(target: &str, tls: &rustls::Error) -> Error {
     let fix = match tls {
-        rustls::Error::AlertReceived(alert) if super::super::tls::certificate_alert(*alert) => {
+        rustls::Error::AlertReceived(alert)
+            if super::super::tls_alert::certificate_alert(*alert) =>
+        {
             CLIENT_CERT
         }
         rustls::Error::InvalidCertificate(_) => {
