@@ -41,7 +41,7 @@ pub(super) fn check(
                 "the replication login comes from the target's `replication_dsn` and `replication_password_file`"
             }
             "replication_sslmode" | "replication_sslrootcert" => {
-                "TLS of replication is set in the servers' option files (MASTER_SSL is not driven by the agent yet)"
+                "TLS of replication between members is not driven by the agent yet: its CHANGE MASTER sets no MASTER_SSL options and a promotion's RESET SLAVE ALL clears any set by hand, so members replicate in plain text (keep replication on a private network)"
             }
             _ => {
                 "synchronous mode is PostgreSQL's only (MariaDB's semi-sync is not driven by the cluster mode)"
