@@ -444,8 +444,8 @@ impl Allowance {
             if fresh {
                 return Error::Refused(format!(
                     "the server accepted the TLS connection but closed it without answering \
-                     ({error}); a TLS 1.3 server that refuses a client certificate does so: \
-                     {}",
+                     ({error}); if it refused the client certificate (a TLS 1.3 server does so \
+                     after the handshake): {}",
                     refused_client_cert(client_cert)
                 ));
             }

@@ -212,6 +212,50 @@ mod tests {
     }
 
     #[test]
+    fn tls_failures_inside_io_errors_are_refusals_and_a_reset_only_with_a_certificate() {
+        let io = |kind: std::io::ErrorKind| mysql_async::Error::Io(IoError::Io(kind.into()));
+        // rustls's error inside the I/O error: an untrusted server
+        // certificate, a refused client certificate.
+        let untrusted = mysql_async::Error::Io(IoError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        )));
+        assert!(
+            matches!(connect_error("t", &untrusted), Error::Refused(m) if m.contains("ssl-ca"))
+        );
+        let alert = mysql_async::Error::Io(IoError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+        )));
+        assert!(matches!(connect_error("t", &alert), Error::Refused(m) if m.contains("ssl-cert")));
+        // A reset before the login's answer: a refused certificate only
+        // when one was presented.
+        let plain: mysql_async::Opts = mysql_async::OptsBuilder::default().into();
+        let with_cert: mysql_async::Opts = mysql_async::OptsBuilder::default()
+            .ssl_opts(Some(mysql_async::SslOpts::default().with_client_identity(
+                Some(mysql_async::ClientIdentity::new(
+                    Vec::new().into(),
+                    Vec::new().into(),
+                )),
+            )))
+            .into();
+        let reset = io(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            session_error("t", &reset, &plain),
+            Error::Unreachable(_)
+        ));
+        assert!(matches!(
+            session_error("t", &reset, &with_cert),
+            Error::Refused(m) if m.contains("ssl-cert")
+        ));
+        // A refused connection is no answer, certificate or not.
+        assert!(matches!(
+            session_error("t", &io(std::io::ErrorKind::ConnectionRefused), &with_cert),
+            Error::Unreachable(_)
+        ));
+    }
+
+    #[test]
     fn refusals_timeouts_and_numbers() {
         for code in [1040, 1045, 1129, 1053] {
             assert!(
