@@ -14,7 +14,8 @@
 //! (`valkey_version`), in the probes.
 //!
 //! Files: [`target`] runs commands on one target, [`conn`] opens
-//! connections (URL, TLS, login, bounded reads), [`reply`] flattens
+//! connections (URL, login, bounded reads), [`tls`] its TLS and what a
+//! TLS failure says, [`reply`] flattens
 //! replies for the probe world, [`allow`] is the allowlist.
 
 pub mod allow;
@@ -22,6 +23,7 @@ pub mod conn;
 pub mod privileges;
 pub mod reply;
 mod target;
+pub mod tls;
 
 pub use reply::Node;
 

@@ -10,9 +10,10 @@
 //! privileges ([`super::privileges`]).
 
 use super::allow;
-use super::conn::{Allowance, CONNECT_TIMEOUT, Endpoint, TlsFiles};
+use super::conn::{Allowance, CONNECT_TIMEOUT, Endpoint};
 use super::privileges::{self, Privileges};
 use super::reply::{self, Node};
+use super::tls::TlsFiles;
 use super::{Error, RedisSpec};
 use ::redis::Value;
 use ::redis::aio::MultiplexedConnection;

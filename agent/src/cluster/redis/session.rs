@@ -6,7 +6,8 @@
 
 use crate::config::Target;
 use crate::redis::Error;
-use crate::redis::conn::{Endpoint, TlsFiles};
+use crate::redis::conn::Endpoint;
+use crate::redis::tls::TlsFiles;
 use ::redis::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -7,7 +7,8 @@
 use super::choose::{Primary, Replica, Seen};
 use crate::config::{Config, TargetKind};
 use crate::redis::Error;
-use crate::redis::conn::{self, Allowance, Endpoint, TlsFiles};
+use crate::redis::conn::{self, Allowance, Endpoint};
+use crate::redis::tls::TlsFiles;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{ConnectionAddr, IntoConnectionInfo, Value};
 use std::collections::BTreeMap;
