@@ -61,6 +61,12 @@ fn mysql_tls_verifies_the_server_and_presents_the_client_certificate() {
         &format!("ssl-mode=VERIFY_CA&ssl-ca={}", other.cert.display()),
     ));
     assert_ne!(checked.status(), "ok", "a wrong CA: {:#}", checked.json);
+    assert_eq!(
+        checked.value("mysql.up"),
+        1.0,
+        "a wrong CA: the server answered: up, refusing: {:#}",
+        checked.json
+    );
     assert!(
         checked.message().contains("ssl-ca"),
         "a wrong CA: {}",

@@ -72,6 +72,22 @@ fn value(checked: &Checked, name: &str) -> Option<f64> {
     checked.measurements(name).first()?["value"].as_f64()
 }
 
+/// Assert that `checked` failed with `redis.up` at `up` (1: the server
+/// answered and refused; 0: no answer) and a message holding `words`.
+fn assert_fails(checked: &Checked, up: f64, words: &[&str], what: &str) {
+    assert_ne!(checked.status(), "ok", "{what}: {:#}", checked.json);
+    assert_eq!(
+        value(checked, "redis.up"),
+        Some(up),
+        "{what}: {:#}",
+        checked.json
+    );
+    let text = checked.message();
+    for word in words {
+        assert!(text.contains(word), "{what}: no {word:?} in {text}");
+    }
+}
+
 #[test]
 fn rediss_verifies_the_server_and_presents_the_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,20 +109,20 @@ fn rediss_verifies_the_server_and_presents_the_client_certificate() {
         &other.cert,
         Some(&client),
     );
-    assert_ne!(checked.status(), "ok", "{:#}", checked.json);
-    let text = checked.message();
-    assert!(
-        text.contains("TLS") && text.contains("UnknownIssuer"),
-        "a wrong CA: {text}"
+    assert_fails(
+        &checked,
+        1.0,
+        &["TLS", "UnknownIssuer", "tls_ca_file"],
+        "a wrong CA",
     );
 
     // The certificate names `localhost`, not 127.0.0.1.
     let checked = alive(dir.path(), "127.0.0.1", tls_port, &ca.cert, Some(&client));
-    assert_ne!(checked.status(), "ok", "{:#}", checked.json);
-    let text = checked.message();
-    assert!(
-        text.contains("TLS") && text.contains("not valid for name"),
-        "a wrong host name: {text}"
+    assert_fails(
+        &checked,
+        1.0,
+        &["TLS", "not valid for name", "host of `dsn`"],
+        "a wrong host name",
     );
 
     // `rediss://` to the server's plain port: the server waits for the
@@ -119,11 +135,11 @@ fn rediss_verifies_the_server_and_presents_the_client_certificate() {
         &ca.cert,
         Some(&client),
     );
-    assert_ne!(checked.status(), "ok", "{:#}", checked.json);
-    let text = checked.message();
-    assert!(
-        text.contains("TLS handshake") && text.contains("tls-port"),
-        "TLS to the plain port: {text}"
+    assert_fails(
+        &checked,
+        0.0,
+        &["TLS handshake", "tls-port"],
+        "TLS to the plain port",
     );
 }
 
@@ -153,18 +169,8 @@ fn a_client_certificate_the_server_refuses_is_named_and_the_server_is_not_down()
         ),
         (tls12, None, "TLS 1.2, no certificate"),
     ] {
+        // The server is alive and refusing the agent; the key to fix named.
         let checked = alive(dir.path(), "localhost", port, &ca.cert, client);
-        assert_ne!(checked.status(), "ok", "{what}: {:#}", checked.json);
-        assert_eq!(
-            value(&checked, "redis.up"),
-            Some(1.0),
-            "{what}: the server is alive and refusing the agent: {:#}",
-            checked.json
-        );
-        let text = checked.message();
-        assert!(
-            text.contains("tls_cert_file"),
-            "{what}: the message names the key to fix: {text}"
-        );
+        assert_fails(&checked, 1.0, &["tls_cert_file"], what);
     }
 }

@@ -62,15 +62,9 @@ pub fn check_at_start(spec: &ClusterSpec) -> anyhow::Result<()> {
 /// so members replicate in plain text whatever the URL says.
 fn replication_tls_unused(spec: &ClusterSpec) -> Option<String> {
     let url = spec.server_target.as_ref()?.replication_dsn.as_deref()?;
-    let (_, query) = url.split_once('?')?;
-    let given: Vec<&str> = query
-        .split('&')
-        .filter_map(|pair| pair.split('=').next())
-        .filter(|key| {
-            key.to_ascii_lowercase()
-                .replace('_', "-")
-                .starts_with("ssl")
-        })
+    let given: Vec<String> = crate::sql::mysql::dsn::params(url)
+        .map(|(key, _)| key)
+        .filter(|key| key.starts_with("ssl"))
         .collect();
     (!given.is_empty()).then(|| {
         format!(
@@ -261,6 +255,16 @@ fn read_option_file(file: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A temporary directory holding a data directory and the path of an
+    /// option file (not written).
+    fn layout() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let cnf = dir.path().join("node.cnf");
+        (dir, data, cnf)
+    }
+
     /// A MariaDB member's `[cluster]` over `data` with option file `cnf`.
     fn member(data: &Path, cnf: &Path) -> ClusterSpec {
         let text = format!(
@@ -276,10 +280,7 @@ mod tests {
 
     #[test]
     fn cluster_mode_refuses_an_option_file_that_starts_the_server_writable() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let cnf = dir.path().join("node.cnf");
+        let (dir, data, cnf) = layout();
         std::fs::write(&cnf, "[mysqld]\nport = 3306\n").unwrap();
         let spec = member(&data, &cnf);
         assert_eq!(spec.engine, crate::config::TargetKind::Mysql);
@@ -323,10 +324,7 @@ mod tests {
 
     #[test]
     fn tls_asked_of_replication_is_warned_as_not_passed_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let cnf = dir.path().join("node.cnf");
+        let (_dir, data, cnf) = layout();
         let mut spec = member(&data, &cnf);
         assert_eq!(replication_tls_unused(&spec), None);
         let target = spec.server_target.as_mut().unwrap();
@@ -336,7 +334,7 @@ mod tests {
         target.replication_dsn =
             Some("mysql://repl@10.9.9.9:3306/?ssl-mode=REQUIRED&ssl_ca=/ca.pem".into());
         let warned = replication_tls_unused(&spec).unwrap();
-        assert!(warned.contains("ssl-mode, ssl_ca"), "{warned}");
+        assert!(warned.contains("ssl-mode, ssl-ca"), "{warned}");
         assert!(warned.contains("plain text"), "{warned}");
         assert!(
             warnings(&spec).iter().any(|w| w.contains("plain text")),
@@ -348,10 +346,7 @@ mod tests {
     /// option file the start then refused.
     #[test]
     fn validate_warns_of_an_option_file_the_start_would_refuse() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).unwrap();
-        let cnf = dir.path().join("node.cnf");
+        let (_dir, data, cnf) = layout();
         let spec = member(&data, &cnf);
         let missing = warnings(&spec);
         assert!(

@@ -31,6 +31,17 @@ pub struct Dsn {
     pub ssl_mode: SslMode,
 }
 
+/// The URL parameters of `dsn` (after `?`), each key as the `mysql`
+/// client spells it (lower case, `-` for `_`: `ssl_ca` is `ssl-ca`), with
+/// its value.
+pub fn params(dsn: &str) -> impl Iterator<Item = (String, &str)> {
+    let query = dsn.split_once('?').map_or("", |(_, query)| query);
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key.to_ascii_lowercase().replace('_', "-"), value)
+    })
+}
+
 /// Read `dsn`, with `password` when it has none. Errors say what to fix.
 pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
     let (scheme, rest) = dsn
@@ -41,14 +52,13 @@ pub fn parse(dsn: &str, password: Option<&str>) -> Result<Dsn, String> {
             "the scheme `{scheme}://` is not a MySQL one; write mysql://"
         ));
     }
-    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let base = rest.split_once('?').map_or(rest, |(base, _)| base);
     let mut ssl_mode = SslMode::Disabled;
     let mut ca = None;
     let mut cert = None;
     let mut private_key = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key.to_ascii_lowercase().replace('_', "-").as_str() {
+    for (key, value) in params(dsn) {
+        match key.as_str() {
             "ssl-mode" | "sslmode" => {
                 ssl_mode = match value.to_ascii_uppercase().as_str() {
                     "DISABLED" => SslMode::Disabled,

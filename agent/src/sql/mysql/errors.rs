@@ -73,6 +73,9 @@ pub fn session_error(target: &str, error: &mysql_async::Error, opts: &mysql_asyn
     connect_error(target, error)
 }
 
+/// What to check after a TLS failure that names no cause of its own.
+const CHECK_TLS: &str = "check the DSN's ssl-mode, ssl-ca, ssl-cert and ssl-key";
+
 /// What to fix when a server refuses the client's certificate.
 const CLIENT_CERT: &str = "the server refused the client's certificate (or its absence): \
     `ssl-cert` and `ssl-key` must name a certificate signed by a CA in the server's ssl_ca, as \
@@ -90,9 +93,9 @@ pub fn connect_error(target: &str, error: &mysql_async::Error) -> Error {
             "target `{target}`: {} (error {}, SQLSTATE {})",
             e.message, e.code, e.state
         )),
-        mysql_async::Error::Io(IoError::Tls(e)) => Error::Refused(format!(
-            "target `{target}`: tls: {e} (check the DSN's ssl-mode, ssl-ca, ssl-cert and ssl-key)"
-        )),
+        mysql_async::Error::Io(IoError::Tls(e)) => {
+            Error::Refused(format!("target `{target}`: tls: {e} ({CHECK_TLS})"))
+        }
         _ => query_error(target, error),
     }
 }
@@ -113,7 +116,7 @@ fn tls_refusal(target: &str, tls: &rustls::Error) -> Error {
             "the server's certificate is not what the DSN trusts: check ssl-ca, and for \
              VERIFY_IDENTITY that the certificate names the DSN's host"
         }
-        _ => "check the DSN's ssl-mode, ssl-ca, ssl-cert and ssl-key",
+        _ => CHECK_TLS,
     };
     Error::Refused(format!("target `{target}`: tls: {tls}: {fix}"))
 }
