@@ -18,6 +18,7 @@ mod cluster_mariadb_steps;
 mod cluster_partition;
 mod cluster_redis;
 mod cluster_redis_faults;
+mod cluster_redis_partition;
 mod cluster_restart;
 mod cluster_streaming;
 mod cluster_switchover;

@@ -16,7 +16,8 @@
 //! a real etcd cluster, [`ha`] three PostgreSQL nodes with an agent each in
 //! cluster mode, [`haproxy`] HAProxy routing on the agents' role
 //! endpoints, [`netns`] network namespaces that can be cut apart and
-//! slowed, [`partition`] that cluster in them, [`splitbrain`] the writers
+//! slowed, [`partition`] that cluster in them (and [`redis_net`] the Redis one of
+//! [`redis_ha`]), [`splitbrain`] the writers
 //! that detect split brain and
 //! lost writes, [`browser`] is headless Chromium driven over WebDriver, and
 //! [`prometheus`] is a Prometheus server scraping agents.
@@ -42,6 +43,7 @@ pub mod prometheus;
 pub mod proxy;
 pub mod redis;
 pub mod redis_ha;
+pub mod redis_net;
 pub mod report;
 pub mod splitbrain;
 pub mod tls_proxy;

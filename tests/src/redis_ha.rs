@@ -28,6 +28,9 @@ const NOBODY: u32 = 65534;
 /// One server's directory and port; dropping it kills the server.
 pub struct RedisNode {
     pub port: u16,
+    /// Where the test reaches the server: 127.0.0.1, or the node's own
+    /// link when the server runs in a network namespace.
+    pub host: String,
     dir: TempDir,
 }
 
@@ -40,6 +43,12 @@ impl RedisNode {
     /// [`RedisNode::new`] with `extra` lines (each ending in a newline) at
     /// the end of its `redis.conf`.
     pub fn with_conf(extra: &str) -> RedisNode {
+        RedisNode::at("127.0.0.1", "127.0.0.1", extra)
+    }
+
+    /// [`RedisNode::with_conf`] for a server listening on `bind` (addresses
+    /// separated by spaces) that the test reaches at `host`.
+    pub fn at(host: &str, bind: &str, extra: &str) -> RedisNode {
         let dir = tempfile::Builder::new()
             .prefix("watchpost-redis-ha-")
             .tempdir()
@@ -47,7 +56,7 @@ impl RedisNode {
         let port = free_port();
         let path = dir.path().display().to_string();
         let conf = format!(
-            "port {port}\nbind 127.0.0.1\ndir {path}\npidfile {path}/redis.pid\ndaemonize yes\n\
+            "port {port}\nbind {bind}\ndir {path}\npidfile {path}/redis.pid\ndaemonize yes\n\
              logfile {path}/redis.log\nsave \"\"\nappendonly no\nrepl-diskless-sync yes\n\
              repl-diskless-sync-delay 0\nreplicaof 127.0.0.1 1\n{extra}"
         );
@@ -57,7 +66,11 @@ impl RedisNode {
             std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
             std::os::unix::fs::chown(&file, Some(NOBODY), Some(NOBODY)).unwrap();
         }
-        RedisNode { port, dir }
+        RedisNode {
+            port,
+            host: host.to_string(),
+            dir,
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -75,7 +88,7 @@ impl RedisNode {
     /// could not connect.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
         let out = std::process::Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
+            .args(["-h", &self.host, "-p", &self.port.to_string(), "--raw"])
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
@@ -123,7 +136,20 @@ impl RedisNode {
     /// Start the server by hand, as an operator or a service manager would
     /// (its own config file, as `nobody`), and wait until it answers.
     pub fn start_by_hand(&self) {
-        let mut command = std::process::Command::new("setpriv");
+        self.start_by_hand_in(None);
+    }
+
+    /// [`RedisNode::start_by_hand`] in network namespace `netns` (`None`:
+    /// the test's own).
+    pub fn start_by_hand_in(&self, netns: Option<&str>) {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns, "setpriv"]);
+                c
+            }
+            None => std::process::Command::new("setpriv"),
+        };
         command
             .arg(format!("--reuid={NOBODY}"))
             .arg(format!("--regid={NOBODY}"))
@@ -279,11 +305,14 @@ impl RedisHa {
 
     /// The split-brain detector on every server.
     pub fn writers(&self) -> Writer {
-        Writer::start(
-            &self.nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
-            Duration::from_millis(20),
-        )
+        writers(&self.nodes)
     }
+}
+
+/// The split-brain detector on every one of `nodes`, a `SET` every 20 ms.
+pub fn writers(nodes: &[RedisNode]) -> Writer {
+    let servers: Vec<(String, u16)> = nodes.iter().map(|n| (n.host.clone(), n.port)).collect();
+    Writer::start_at(&servers, Duration::from_millis(20))
 }
 
 /// One write a server acknowledged.
@@ -319,29 +348,37 @@ fn set(stream: &mut BufReader<TcpStream>, key: &str, value: &str) -> std::io::Re
 }
 
 impl Writer {
-    /// One thread per port, a `SET` every `every`.
+    /// One thread per port on 127.0.0.1, a `SET` every `every`.
     pub fn start(ports: &[u16], every: Duration) -> Writer {
+        let servers: Vec<(String, u16)> = ports.iter().map(|p| ("127.0.0.1".into(), *p)).collect();
+        Writer::start_at(&servers, every)
+    }
+
+    /// One thread per server (`host`, `port`), a `SET` every `every`; the
+    /// acknowledged writes are told apart by port.
+    pub fn start_at(servers: &[(String, u16)], every: Duration) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acks = Arc::new(Mutex::new(Vec::new()));
         let seq = Arc::new(AtomicU64::new(1));
-        let threads = ports
+        let threads = servers
             .iter()
-            .map(|&port| {
+            .map(|(host, port)| {
+                let port = *port;
+                let addr: std::net::SocketAddr = format!("{host}:{port}")
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{host}:{port}: {e}"));
                 let (stop, acks, seq) = (stop.clone(), acks.clone(), seq.clone());
                 std::thread::spawn(move || {
                     let mut conn: Option<BufReader<TcpStream>> = None;
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
                         if conn.is_none() {
-                            conn = TcpStream::connect_timeout(
-                                &([127, 0, 0, 1], port).into(),
-                                Duration::from_millis(200),
-                            )
-                            .ok()
-                            .and_then(|s| {
-                                s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-                                Some(BufReader::new(s))
-                            });
+                            conn = TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                                .ok()
+                                .and_then(|s| {
+                                    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+                                    Some(BufReader::new(s))
+                                });
                         }
                         if let Some(c) = conn.as_mut() {
                             let n = seq.fetch_add(1, Ordering::Relaxed);

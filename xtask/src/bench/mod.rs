@@ -28,6 +28,10 @@
 //! - the Redis failover after `kill -9` of the primary, side by side with
 //!   Redis Sentinel (three sentinels, quorum 2) at its tuned minimum and
 //!   with its defaults (`tests/examples/redis_failover_bench.rs`);
+//! - [`partition`]: the Redis cluster's primary cut off by a network
+//!   partition, side by side with Redis Sentinel (writes acknowledged by
+//!   two primaries, acknowledged writes lost;
+//!   `tests/examples/redis_partition_bench.rs`): `redis-partition`;
 //! - the MariaDB and Redis cluster-mode node loss (three nodes, a 3-member
 //!   etcd, the shipped lease; `tests/examples/engine_cluster_bench.rs`):
 //!   `mysql-cluster` and `redis-cluster`;
@@ -47,16 +51,17 @@
 //!   Patroni's planned switchover under the writer and HAProxy of the
 //!   cluster benchmark (`tests/examples/patroni_switchover_bench.rs`);
 //!   `--only peers` runs it with every other section that measures a peer
-//!   (`monit`, `per-run`, `etcd`, `redis-failover`, `mysql-consistency`:
-//!   Monit, the Nagios checks, Patroni's etcd revisions, Redis Sentinel,
+//!   (`monit`, `per-run`, `etcd`, `redis-failover`, `redis-partition`,
+//!   `mysql-consistency`: Monit, the Nagios checks, Patroni's etcd
+//!   revisions, Redis Sentinel,
 //!   `pt-table-checksum`), every comparison with a peer in one run;
 //! - [`profile`]: where a run's CPU goes in the running agent, by stage
 //!   (`perf record`), not part of a full run.
 //!
 //! `--only SECTION[,SECTION]` runs some sections: `per-run`, `cold-start`,
 //! `footprint`, `idle`, `io`, `rss`, `monit`, `failover`, `cluster`, `backup`,
-//! `etcd`, `mysql-failover`, `redis-failover`, `mysql-cluster`,
-//! `redis-cluster`, `mysql-consistency`, `peers` (with every section that has a
+//! `etcd`, `mysql-failover`, `redis-failover`, `redis-partition`,
+//! `mysql-cluster`, `redis-cluster`, `mysql-consistency`, `peers` (with every section that has a
 //! peer), and
 //! `profile` (only when named); `--counts 10,100` limits the footprint to
 //! those probe counts (the profile takes the first, default 1,000).
@@ -73,6 +78,7 @@ mod footprint;
 mod mariadb;
 mod monit;
 mod overhead;
+mod partition;
 mod peers;
 mod per_run;
 mod profile;
@@ -110,6 +116,7 @@ pub const SECTIONS: &[&str] = &[
     "etcd",
     "mysql-failover",
     "redis-failover",
+    "redis-partition",
     "mysql-cluster",
     "redis-cluster",
     "mysql-consistency",
@@ -120,13 +127,14 @@ pub const SECTIONS: &[&str] = &[
 /// The sections that measure a peer beside us, which `--only peers` runs
 /// with the failover peers of [`peers`]: Monit, `check_pgsql` /
 /// `check_mysql` / `redis-cli` (`per-run`), Patroni's etcd revisions
-/// (`etcd`), Redis Sentinel (`redis-failover`) and `pt-table-checksum`
+/// (`etcd`), Redis Sentinel (`redis-failover`, `redis-partition`) and `pt-table-checksum`
 /// (`mysql-consistency`).
 const PEER_SECTIONS: &[&str] = &[
     "monit",
     "per-run",
     "etcd",
     "redis-failover",
+    "redis-partition",
     "mysql-consistency",
 ];
 
@@ -441,6 +449,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             "redis-failover",
             failover(&options, "redis_failover_bench", &[]),
         );
+    }
+    if options.wants("redis-partition") {
+        section("redis-partition", partition::run(&options));
     }
     if options.wants("mysql-cluster") {
         section(
