@@ -1,12 +1,22 @@
 //! Three PostgreSQL nodes (one primary, two streaming standbys), a
 //! 3-member etcd, and one Watchpost agent per node in cluster mode, each
 //! with its own state directory and API port: the harness of the cluster
-//! failover tests and benchmark.
+//! failover tests and benchmark. The agents run as on a host whose
+//! messages are German ([`TRANSLATED`]), so that every cluster test also
+//! shows the agent reading PostgreSQL's programs untranslated.
 
 use crate::agent::{Agent, PATIENCE};
 use crate::etcd::EtcdCluster;
 use crate::pg::{Cluster, PgNodes, SUPERUSER};
 use std::time::{Duration, Instant};
+
+/// The environment of the cluster's agents: a UTF-8 locale and German
+/// messages. PostgreSQL's programs the agents run then translate what they
+/// print (`pg_controldata`'s `Latest checkpoint location:` reads
+/// `Position des letzten Checkpoints:`) unless the agent runs them
+/// untranslated: a switchover's clean-stop check and a rejoin's state
+/// check read that text.
+pub const TRANSLATED: [(&str, &str); 2] = [("LANG", "C.UTF-8"), ("LANGUAGE", "de")];
 
 pub struct HaCluster {
     /// Agents first: they stop before the servers and etcd go.
@@ -41,7 +51,7 @@ impl HaCluster {
         // node1's agent first, and leading, before the others start: on a
         // loaded machine a later agent's first loop could otherwise take
         // the key before node1's first loop ends.
-        let first = Agent::start(&node_config(&etcd, &pg.nodes[0], 0, extra));
+        let first = Agent::start_with_env(&node_config(&etcd, &pg.nodes[0], 0, extra), &TRANSLATED);
         let mut ha = HaCluster {
             agents: vec![first],
             pg,
@@ -51,7 +61,7 @@ impl HaCluster {
         ha.wait_leader("node1");
         for i in 1..ha.pg.nodes.len() {
             let config = node_config(&ha.etcd, &ha.pg.nodes[i], i, extra);
-            ha.agents.push(Agent::start(&config));
+            ha.agents.push(Agent::start_with_env(&config, &TRANSLATED));
         }
         for i in 1..3 {
             let deadline = Instant::now() + PATIENCE * 2;

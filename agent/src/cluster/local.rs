@@ -349,9 +349,13 @@ impl LocalServer {
                 "-D".into(),
                 self.data_dir().display().to_string(),
             ],
+            // Its field names are read: never translated.
+            env: [crate::pgserver::UNTRANSLATED]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             timeout: Duration::from_secs(10),
             user: command::owner_if_root(self.data_dir())?,
-            ..CommandSpec::default()
         };
         let out = command::run(&spec).await?;
         if !out.success() {

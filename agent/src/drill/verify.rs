@@ -217,7 +217,10 @@ pub async fn checksums(spec: &DrillSpec, s: &Scratch, deadline: Instant, found: 
         "-D".into(),
         s.data.display().to_string(),
     ];
-    match program::run(&argv, s.owner, &s.dir, &[], left).await {
+    // Its messages are read: never translated.
+    let (key, value) = crate::pgserver::UNTRANSLATED;
+    let env = [(key.to_string(), value.to_string())];
+    match program::run(&argv, s.owner, &s.dir, &env, left).await {
         Err(e) => found.failures.push(format!("pg_checksums: {e}")),
         Ok(ran) if ran.ok => found.passed.push("pg_checksums".into()),
         Ok(ran) if ran.output.contains("data checksums are not enabled") => {

@@ -4,6 +4,7 @@
 //! how far a standby's received position is from the primary's last
 //! flush.
 
+use crate::pgserver::UNTRANSLATED;
 use crate::safefs::Owner;
 use std::path::Path;
 
@@ -26,7 +27,7 @@ pub async fn cluster_state(
 ) -> Result<String, String> {
     let output = as_owner(pg_controldata, owner)
         .arg(data_dir)
-        .env("LC_ALL", "C")
+        .env(UNTRANSLATED.0, UNTRANSLATED.1)
         .kill_on_drop(true)
         .output()
         .await
@@ -59,7 +60,7 @@ pub async fn wal_beyond(
         .arg(wal_dir)
         .arg("--start")
         .arg(from)
-        .env("LC_ALL", "C")
+        .env(UNTRANSLATED.0, UNTRANSLATED.1)
         .kill_on_drop(true)
         .output()
         .await
