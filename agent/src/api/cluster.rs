@@ -9,6 +9,8 @@
 //! endpoint, like `watchpost cluster switchover`).
 
 use crate::cluster::Cluster;
+use crate::cluster::etcd::EtcdError;
+use crate::cluster::switchover::{AskError, Request};
 use crate::daemon::Shared;
 use axum::Json;
 use axum::extract::State;
@@ -125,7 +127,9 @@ pub struct SwitchoverBody {
 /// `POST /v1/cluster/switchover` `{"to": NODE, "at": TIME?}`: 202 with the
 /// request written to etcd (the agents carry it out; its outcome goes to
 /// `/watchpost/SCOPE/switchover_result` and the audit logs), 409 with the
-/// reason when refused, 400 for a bad time, 404 outside cluster mode.
+/// reason when refused, 503 when etcd could not be read or written (out
+/// of reach, its refusal, a lost answer: not the request's fault), 400 for
+/// a bad time, 404 outside cluster mode.
 pub async fn switchover(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<SwitchoverBody>,
@@ -157,13 +161,134 @@ pub async fn switchover(
             Err(e) => {
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": e.0})),
+                    Json(json!({"error": e.to_string()})),
                 );
             }
         };
     let keys = crate::cluster::Keys::new(&spec.scope);
-    match crate::cluster::switchover::ask(&etcd, &keys, spec.max_lag_bytes, &body.to, at).await {
-        Ok(request) => (StatusCode::ACCEPTED, Json(json!({"request": request}))),
-        Err(why) => (StatusCode::CONFLICT, Json(json!({"error": why}))),
+    asked(crate::cluster::switchover::ask(&etcd, &keys, spec.max_lag_bytes, &body.to, at).await)
+}
+
+/// The answer to a switchover asked for: 202 with the request; 409 for a
+/// refusal (the caller may change the request, or wait for the cluster);
+/// 503 when etcd could not do it (out of reach, refusing writes, or its
+/// answer lost: the request may have been written, which asking again
+/// shows); 500 when the agent could not make the call.
+fn asked(result: Result<Request, AskError>) -> Answer {
+    let status = match &result {
+        Ok(_) => StatusCode::ACCEPTED,
+        Err(AskError::Refused(_)) => StatusCode::CONFLICT,
+        Err(AskError::Store(
+            EtcdError::Unreachable(_) | EtcdError::Refused(_) | EtcdError::AnswerLost(_),
+        )) => StatusCode::SERVICE_UNAVAILABLE,
+        Err(AskError::Store(EtcdError::Local(_))) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    match result {
+        Ok(request) => (status, Json(json!({"request": request}))),
+        Err(why) => (status, Json(json!({"error": why.to_string()}))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Keys;
+    use crate::cluster::dcs::memory::{Call, Fault, Memory};
+    use crate::cluster::member::Member;
+    use crate::cluster::switchover::ask;
+    use std::time::Duration;
+
+    /// Leader `a` (a primary) and `b`, a standby streaming from it.
+    fn cluster(keys: &Keys) -> Memory {
+        let dcs = Memory::new();
+        let member = |name: &str, role: &str, port: u16, upstream: Option<&str>| Member {
+            name: name.into(),
+            role: role.into(),
+            healthy: role == "standby",
+            host: "h".into(),
+            port,
+            streaming_from: upstream.map(String::from),
+            ..Member::default()
+        };
+        {
+            let mut store = dcs.store.lock();
+            store.put(&keys.leader, "a", 0).unwrap();
+            for m in [
+                member("a", "primary", 5432, None),
+                member("b", "standby", 5433, Some("h:5432")),
+            ] {
+                let text = serde_json::to_string(&m).unwrap();
+                store.put(&keys.member(&m.name), &text, 0).unwrap();
+            }
+        }
+        dcs
+    }
+
+    fn failing(dcs: Memory, on: fn(&Call) -> bool, fault: Fault) -> Memory {
+        dcs.with_faults(Box::new(
+            move |call: &Call| {
+                if on(call) { fault } else { Fault::None }
+            },
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_a_conflict_and_a_failed_store_is_unavailable() {
+        let keys = Keys::new("main");
+        let scope = |call: &Call| matches!(call, Call::Scope(_));
+        let txn = |call: &Call| matches!(call, Call::Txn(..));
+        let full = cluster(&keys);
+        full.store.lock().nospace = true;
+        let rows: Vec<(&str, Memory, &str, StatusCode, &str)> = vec![
+            ("written", cluster(&keys), "b", StatusCode::ACCEPTED, ""),
+            (
+                "no such member",
+                cluster(&keys),
+                "zz",
+                StatusCode::CONFLICT,
+                "switchover to `zz` refused: no live member `zz`",
+            ),
+            (
+                "no leader",
+                Memory::new(),
+                "b",
+                StatusCode::CONFLICT,
+                "there is no leader",
+            ),
+            (
+                "etcd out of reach",
+                failing(cluster(&keys), scope, Fault::Unsent(Duration::ZERO)),
+                "b",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no etcd endpoint answered",
+            ),
+            (
+                "the write's answer lost",
+                failing(cluster(&keys), txn, Fault::AnswerLost(Duration::ZERO)),
+                "b",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no answer",
+            ),
+            (
+                "etcd refusing writes (NOSPACE)",
+                full,
+                "b",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database space exceeded",
+            ),
+        ];
+        for (what, dcs, to, status, says) in rows {
+            let (got, Json(body)) = asked(ask(&dcs, &keys, 0, to, None).await);
+            assert_eq!(got, status, "{what}: {body}");
+            if status == StatusCode::ACCEPTED {
+                assert_eq!(body["request"]["to"], to, "{what}: {body}");
+            } else {
+                let error = body["error"].as_str().unwrap_or_default();
+                assert!(error.contains(says), "{what}: {body}");
+            }
+        }
+        // The agent's own failure (the call was not made) is not etcd's.
+        let (got, _) = asked(Err(AskError::Store(EtcdError::Local("no client".into()))));
+        assert_eq!(got, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -14,9 +14,11 @@ use std::time::Duration;
 /// The consensus store of one cluster: keys with values, leases that
 /// expire unless renewed, and transactions comparing values.
 ///
-/// Errors are [`EtcdError`] (a message for logs and records). A call that
-/// fails may still have been applied unless the method says otherwise:
-/// the caller reads back ([`super::owner`]) instead of inferring.
+/// Errors are [`EtcdError`]: its variant says whether the store was
+/// reached, refused, or may have applied the call; its text is for logs
+/// and records. A call that fails may still have been applied unless the
+/// method or the variant says otherwise: the caller reads back
+/// ([`super::owner`]) instead of inferring.
 pub trait Dcs: Send + Sync + 'static {
     /// Grant a new lease of `ttl` (whole seconds, at least 1): its id.
     /// Linearizable: the lease exists in the store when this returns.

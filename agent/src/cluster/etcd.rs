@@ -32,9 +32,33 @@ mod answering;
 pub mod health;
 mod written;
 
-/// A failed call: what went wrong, for logs and records.
-#[derive(Debug, Clone)]
-pub struct EtcdError(pub String);
+/// A failed call, by what a caller decides on: whether etcd was reached,
+/// answered no, or may have applied what it was sent. Its text (Display)
+/// says what went wrong, for logs and records; callers decide on the
+/// variant, never on the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    /// No endpoint answered (each endpoint's error, joined): other calls
+    /// of the same loop would fail the same way. Its text begins with
+    /// [`UNREACHABLE`].
+    #[error("{UNREACHABLE}: {0}")]
+    Unreachable(String),
+    /// etcd answered with an error (a 4xx refusal: permission denied,
+    /// NOSPACE, a bad request, a wrong password; a renewal or grant
+    /// answered without a lease; a compare that says the key is held):
+    /// definite, nothing was applied.
+    #[error("{0}")]
+    Refused(String),
+    /// Sent, but no usable answer came back (lost, late past a deadline,
+    /// unreadable): it may or may not have been applied; the caller reads
+    /// back ([`super::owner`]) rather than resending blindly.
+    #[error("{0}")]
+    AnswerLost(String),
+    /// Not sent, for a reason on the agent's side: its client could not
+    /// be set up (a TLS file), or it has no lease to write under.
+    #[error("{0}")]
+    Local(String),
+}
 
 /// How the error of a call that reached no endpoint begins.
 pub const UNREACHABLE: &str = "no etcd endpoint answered";
@@ -44,13 +68,7 @@ impl EtcdError {
     /// a permission denied, or a lost answer): other calls of the same
     /// loop would fail the same way.
     pub fn unreachable(&self) -> bool {
-        self.0.starts_with(UNREACHABLE)
-    }
-}
-
-impl std::fmt::Display for EtcdError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        matches!(self, EtcdError::Unreachable(_))
     }
 }
 
@@ -101,7 +119,7 @@ enum Resend {
 
 /// A transaction that was sent but not answered: it may have been applied.
 fn maybe_applied(errors: &[String]) -> EtcdError {
-    EtcdError(format!(
+    EtcdError::AnswerLost(format!(
         "the transaction was sent but its answer was lost (it may have been applied; not resent): {}",
         errors.join("; ")
     ))
@@ -215,7 +233,7 @@ impl Etcd {
         const WHAT: &str = "read or write the scope in etcd";
         let mut noted = self.noted.lock();
         match outcome {
-            Some(e) => noted.failed(super::quiet::Level::Error, WHAT, &e.0),
+            Some(e) => noted.failed(super::quiet::Level::Error, WHAT, &e.to_string()),
             None => noted.worked(WHAT),
         }
     }
@@ -232,7 +250,7 @@ impl Etcd {
             let token = auth.token(&self.http, base, self.timeout).await?;
             if !token.is_empty() {
                 let mut value = reqwest::header::HeaderValue::from_str(&token).map_err(|_| {
-                    access::AuthFailure::Refused(EtcdError(
+                    access::AuthFailure::Refused(EtcdError::Refused(
                         "etcd gave a token that is not a valid header value".into(),
                     ))
                 })?;
@@ -272,10 +290,9 @@ impl Etcd {
                 };
                 match sent {
                     Ok(response) if response.status().is_success() => {
-                        let answer = response
-                            .json::<Value>()
-                            .await
-                            .map_err(|e| EtcdError(format!("{url}: unreadable answer: {e}")))?;
+                        let answer = response.json::<Value>().await.map_err(|e| {
+                            EtcdError::AnswerLost(format!("{url}: unreadable answer: {e}"))
+                        })?;
                         // A streamed call (the lease keep-alive) carries its
                         // error in a 200 answer's body.
                         let streamed = &answer["error"];
@@ -306,7 +323,7 @@ impl Etcd {
                             continue;
                         }
                         let user = self.auth.as_ref().map(access::Auth::user);
-                        return Err(EtcdError(format!(
+                        return Err(EtcdError::Refused(format!(
                             "{url}: {status} {}",
                             access::explain_refusal(&text, user, &self.prefix)
                         )));
@@ -338,7 +355,7 @@ impl Etcd {
                 }
             }
         }
-        Err(EtcdError(format!("{UNREACHABLE}: {}", errors.join("; "))))
+        Err(EtcdError::Unreachable(errors.join("; ")))
     }
 
     /// A new lease of `ttl` seconds: its id.
@@ -351,7 +368,9 @@ impl Etcd {
             )
             .await?;
         match int(&answer["ID"]) {
-            0 => Err(EtcdError(format!("etcd granted no lease: {answer}"))),
+            0 => Err(EtcdError::Refused(format!(
+                "etcd granted no lease: {answer}"
+            ))),
             id => Ok(id),
         }
     }
@@ -367,7 +386,9 @@ impl Etcd {
             let user = self.auth.as_ref().map(access::Auth::user);
             let why =
                 access::explain_refusal(&access::error_text(&answer["error"]), user, &self.prefix);
-            return Err(EtcdError(format!("etcd did not renew the lease: {why}")));
+            return Err(EtcdError::Refused(format!(
+                "etcd did not renew the lease: {why}"
+            )));
         }
         Ok(int(&answer["result"]["TTL"]) > 0)
     }
@@ -564,7 +585,8 @@ mod tests {
         // Refused (never sent): the next endpoint; silent (sent, no
         // answer): an error, not the third endpoint.
         let lost = etcd.create("/k", "me", 1).await.unwrap_err();
-        assert!(lost.0.contains("not resent"), "{lost}");
+        assert!(matches!(lost, EtcdError::AnswerLost(_)), "{lost:?}");
+        assert!(lost.to_string().contains("not resent"), "{lost}");
         assert_eq!(count.load(Ordering::SeqCst), 0);
         // A read goes on to the endpoint that answers.
         assert_eq!(etcd.get("/k").await.unwrap(), None);
@@ -578,6 +600,131 @@ mod tests {
         .unwrap();
         assert!(etcd.create("/k", "me", 1).await.unwrap());
         assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    /// What a row expects: the kind (a variant) and a part of the message.
+    type Kind = fn(&EtcdError) -> bool;
+
+    fn unreachable(e: &EtcdError) -> bool {
+        matches!(e, EtcdError::Unreachable(_))
+    }
+    fn refused(e: &EtcdError) -> bool {
+        matches!(e, EtcdError::Refused(_))
+    }
+    fn answer_lost(e: &EtcdError) -> bool {
+        matches!(e, EtcdError::AnswerLost(_))
+    }
+    fn local(e: &EtcdError) -> bool {
+        matches!(e, EtcdError::Local(_))
+    }
+
+    #[tokio::test]
+    async fn each_failure_is_made_with_its_kind_and_keeps_its_message() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (urls, _) = endpoints().await;
+        let (nobody, silent) = (urls[0].clone(), urls[1].clone());
+        let url = |at: std::net::SocketAddr| format!("http://{at}");
+        let (denied, _) = answering::answering(
+            "403 Forbidden",
+            r#"{"error":"etcdserver: permission denied","code":7}"#,
+        )
+        .await;
+        let (garbled, _) = answering::counting("not json").await;
+        let (unrenewed, _) = answering::counting(
+            r#"{"error":{"grpc_code":14,"message":"etcdserver: leader changed"}}"#,
+        )
+        .await;
+        let (no_lease, _) = answering::counting(r#"{"ID":"0"}"#).await;
+        let timeout = Duration::from_millis(300);
+        let at = |url: String| Etcd::new(vec![url], timeout).unwrap();
+        let user = crate::config::EtcdAccess {
+            user: Some("agent".into()),
+            password: Some(crate::config::Secret::new("wrong")),
+            ..Default::default()
+        };
+        let as_user =
+            Etcd::with_access(vec![url(denied)], timeout, &user, "/watchpost/main/").unwrap();
+        let missing_ca = crate::config::EtcdAccess {
+            ca: Some("/nonexistent/watchpost-test/ca.pem".into()),
+            ..Default::default()
+        };
+        let rows: Vec<(&str, Result<(), EtcdError>, Kind, &str)> = vec![
+            (
+                "a read, nobody listening",
+                at(nobody.clone()).get("/k").await.map(drop),
+                unreachable,
+                UNREACHABLE,
+            ),
+            (
+                "a transaction, nobody listening (never sent)",
+                at(nobody.clone()).create("/k", "me", 1).await.map(drop),
+                unreachable,
+                UNREACHABLE,
+            ),
+            (
+                "a read, no answer (resent until no endpoint is left)",
+                at(silent.clone()).get("/k").await.map(drop),
+                unreachable,
+                UNREACHABLE,
+            ),
+            (
+                "a transaction, no answer (sent: may have been applied)",
+                at(silent.clone()).create("/k", "me", 1).await.map(drop),
+                answer_lost,
+                "it may have been applied; not resent",
+            ),
+            (
+                "a put refused",
+                at(url(denied)).put("/k", "v", 0).await,
+                refused,
+                "has no permission on the cluster's keys",
+            ),
+            (
+                "a transaction refused",
+                at(url(denied)).create("/k", "me", 1).await.map(drop),
+                refused,
+                "403 Forbidden",
+            ),
+            (
+                "a password refused",
+                as_user.get("/k").await.map(drop),
+                refused,
+                "etcd refused to authenticate user `agent`",
+            ),
+            (
+                "an unreadable answer",
+                at(url(garbled)).get("/k").await.map(drop),
+                answer_lost,
+                "unreadable answer",
+            ),
+            (
+                "a renewal answered with an error",
+                at(url(unrenewed)).keep_alive(7).await.map(drop),
+                refused,
+                "etcd did not renew the lease: etcdserver: leader changed",
+            ),
+            (
+                "a grant answered without a lease",
+                at(url(no_lease))
+                    .grant(Duration::from_secs(3))
+                    .await
+                    .map(drop),
+                refused,
+                "etcd granted no lease",
+            ),
+            (
+                "a client that cannot be set up",
+                Etcd::with_access(vec![nobody.clone()], timeout, &missing_ca, "/p/").map(drop),
+                local,
+                "[cluster] `etcd_ca`",
+            ),
+        ];
+        for (what, got, kind, says) in rows {
+            let e = got.expect_err(what);
+            assert!(kind(&e), "{what}: {e:?}");
+            assert!(e.to_string().contains(says), "{what}: {e}");
+            assert_eq!(e.unreachable(), unreachable(&e), "{what}");
+        }
     }
 
     #[test]

@@ -396,7 +396,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
 
     async fn publish(&self, me: &Member, seen: &Observation) -> Result<(), super::etcd::EtcdError> {
         let Some(lease) = self.lease else {
-            return Err(super::etcd::EtcdError("no lease".into()));
+            return Err(super::etcd::EtcdError::Local("no lease".into()));
         };
         let text = serde_json::to_string(me).unwrap_or_default();
         self.etcd

@@ -168,7 +168,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     ) -> (Result<bool, super::etcd::EtcdError>, String) {
         let next_raw = serde_json::to_string(next).unwrap_or_default();
         let Some(lease) = self.lease else {
-            return (Err(super::etcd::EtcdError("no lease".into())), next_raw);
+            return (
+                Err(super::etcd::EtcdError::Local("no lease".into())),
+                next_raw,
+            );
         };
         let moved = self
             .etcd

@@ -72,7 +72,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         };
         let renewed = match tokio::time::timeout(bound, call).await {
             Ok(result) => result,
-            Err(_) => Err(super::etcd::EtcdError(
+            Err(_) => Err(super::etcd::EtcdError::AnswerLost(
                 "no answer before the lease deadline".into(),
             )),
         };

@@ -85,7 +85,7 @@ mod tests {
     use super::*;
 
     fn lost() -> Result<bool, EtcdError> {
-        Err(EtcdError("no answer within 1s".into()))
+        Err(EtcdError::AnswerLost("no answer within 1s".into()))
     }
 
     #[test]
@@ -96,7 +96,7 @@ mod tests {
         let old_lease: ReadBack = Ok(Some(("node2".to_string(), 6)));
         let theirs: ReadBack = Ok(Some(("node3".to_string(), 9)));
         let absent: ReadBack = Ok(None);
-        let unreadable: ReadBack = Err(EtcdError("no etcd endpoint answered".into()));
+        let unreadable: ReadBack = Err(EtcdError::Unreachable("connection refused".into()));
         type Row<'a> = (Result<bool, EtcdError>, Option<&'a ReadBack>, Won);
         let table: [Row; 8] = [
             (Ok(true), None, Won::Yes),

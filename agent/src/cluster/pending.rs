@@ -191,7 +191,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             // member for good).
             put_back = match self.etcd.get(&self.keys.timeline).await {
                 Ok(Some(kv)) if Some(&kv.value) == ours.as_ref() => {
-                    Err(EtcdError("the leader key is still held".into()))
+                    Err(EtcdError::Refused("the leader key is still held".into()))
                 }
                 Ok(_) => Ok(false),
                 Err(e) => Err(e),

@@ -12,7 +12,7 @@
 
 use super::Keys;
 use super::dcs::Dcs;
-use super::etcd::Op;
+use super::etcd::{EtcdError, Op};
 use super::member::Member;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
@@ -148,16 +148,31 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// Why [`ask`] wrote no request: its text (Display) is the message shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AskError {
+    /// Refused, with the reason: the cluster as etcd holds it does not
+    /// allow this switchover now (no leader, the target unfit, one
+    /// pending, the leader changed meanwhile); nothing was written.
+    #[error("{0}")]
+    Refused(String),
+    /// etcd could not be read or written (out of reach, its refusal, a
+    /// lost answer: [`EtcdError`] says which); nothing about the request
+    /// was judged.
+    #[error(transparent)]
+    Store(#[from] EtcdError),
+}
+
 /// Check and write a request (through any consensus store: etcd, or the
-/// simulation's in-memory one): the request, or why it was refused.
+/// simulation's in-memory one): the request, or why it was not written.
 pub async fn ask<D: Dcs>(
     etcd: &D,
     keys: &Keys,
     max_lag_bytes: u64,
     to: &str,
     at: Option<SystemTime>,
-) -> Result<Request, String> {
-    let (scope, _) = etcd.read_scope(&keys.root).await.map_err(err)?;
+) -> Result<Request, AskError> {
+    let (scope, _) = etcd.read_scope(&keys.root).await?;
     let value = |key: &str| {
         scope
             .iter()
@@ -165,15 +180,17 @@ pub async fn ask<D: Dcs>(
             .map(|kv| kv.value.clone())
     };
     if let Some(pending) = value(&keys.switchover) {
-        return Err(format!(
+        return Err(AskError::Refused(format!(
             "a switchover is already pending ({pending}); cancel it with `watchpost cluster switchover --cancel`"
-        ));
+        )));
     }
     let snapshot = keys.snapshot(&scope);
     let leader = snapshot.leader_name();
     let (members, optime) = (snapshot.members, snapshot.optime);
     if let Some(why) = refusal(to, leader.as_deref(), &members, optime, max_lag_bytes) {
-        return Err(format!("switchover to `{to}` refused: {why}"));
+        return Err(AskError::Refused(format!(
+            "switchover to `{to}` refused: {why}"
+        )));
     }
     let request = Request {
         id: super::request_id(),
@@ -186,7 +203,9 @@ pub async fn ask<D: Dcs>(
         timeline: None,
         leader_lease: None,
     };
-    let text = serde_json::to_string(&request).map_err(err)?;
+    // Plain strings and numbers: serialising cannot fail; if it did, the
+    // call was not made.
+    let text = serde_json::to_string(&request).map_err(|e| EtcdError::Local(e.to_string()))?;
     let written = etcd
         .txn(
             &[
@@ -199,12 +218,11 @@ pub async fn ask<D: Dcs>(
                 lease: 0,
             }],
         )
-        .await
-        .map_err(err)?;
+        .await?;
     if !written {
-        return Err(
+        return Err(AskError::Refused(
             "the leader changed, or another switchover was asked for meanwhile: try again".into(),
-        );
+        ));
     }
     Ok(request)
 }
@@ -315,6 +333,7 @@ pub async fn outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::dcs::memory::{Call, Fault, Memory};
 
     fn member(name: &str, role: &str, upstream: Option<&str>, replayed: u64) -> Member {
         Member {
@@ -362,6 +381,106 @@ mod tests {
         sick[1].healthy = true;
         sick[1].nofailover = true;
         assert!(why("bb", Some("a"), &sick, None).contains("nofailover"));
+    }
+
+    /// A store with the leader key `leader`'s and `members` published.
+    fn store_of(keys: &Keys, leader: &str, members: &[Member]) -> Memory {
+        let dcs = Memory::new();
+        {
+            let mut store = dcs.store.lock();
+            store.put(&keys.leader, leader, 0).unwrap();
+            for m in members {
+                let text = serde_json::to_string(m).unwrap();
+                store.put(&keys.member(&m.name), &text, 0).unwrap();
+            }
+        }
+        dcs
+    }
+
+    /// `fault` on every call `on` picks, none on the others.
+    fn faulty(dcs: Memory, on: fn(&Call) -> bool, fault: Fault) -> Memory {
+        dcs.with_faults(Box::new(
+            move |call: &Call| {
+                if on(call) { fault } else { Fault::None }
+            },
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ask_tells_a_refusal_from_a_store_that_failed() {
+        let keys = Keys::new("main");
+        let ask_bb = |dcs: Memory| {
+            let keys = keys.clone();
+            async move { ask(&dcs, &keys, 0, "bb", None).await }
+        };
+        let scope = |call: &Call| matches!(call, Call::Scope(_));
+        let txn = |call: &Call| matches!(call, Call::Txn(..));
+        // Refusals: the cluster does not allow it (the text as before).
+        let none = ask_bb(Memory::new()).await.unwrap_err();
+        assert_eq!(
+            none,
+            AskError::Refused(
+                "switchover to `bb` refused: there is no leader to switch over from".into()
+            )
+        );
+        let pending = store_of(&keys, "a", &cluster());
+        pending.store.lock().put(&keys.switchover, "{}", 0).unwrap();
+        let pending = ask_bb(pending).await.unwrap_err();
+        assert!(
+            matches!(&pending, AskError::Refused(why) if why.starts_with("a switchover is already pending")),
+            "{pending:?}"
+        );
+        // The leader changes between the read and the write: the compare
+        // fails, a conflict.
+        let dcs = store_of(&keys, "a", &cluster());
+        let store = dcs.store.clone();
+        let leader = keys.leader.clone();
+        let moved = dcs.with_faults(Box::new(move |call: &Call| {
+            if matches!(call, Call::Txn(..)) {
+                store.lock().put(&leader, "ccc", 0).unwrap();
+            }
+            Fault::None
+        }));
+        let moved = ask_bb(moved).await.unwrap_err();
+        assert!(
+            matches!(&moved, AskError::Refused(why) if why.ends_with("try again")),
+            "{moved:?}"
+        );
+        // etcd failed: its error, by kind, its text unchanged.
+        let cut = faulty(
+            store_of(&keys, "a", &cluster()),
+            scope,
+            Fault::Unsent(Duration::ZERO),
+        );
+        let cut = ask_bb(cut).await.unwrap_err();
+        assert!(
+            matches!(&cut, AskError::Store(EtcdError::Unreachable(_))),
+            "{cut:?}"
+        );
+        assert_eq!(cut.to_string(), "no etcd endpoint answered: not sent");
+        let lost = faulty(
+            store_of(&keys, "a", &cluster()),
+            txn,
+            Fault::AnswerLost(Duration::ZERO),
+        );
+        let lost = ask_bb(lost).await.unwrap_err();
+        assert!(
+            matches!(&lost, AskError::Store(EtcdError::AnswerLost(_))),
+            "{lost:?}"
+        );
+        let full = store_of(&keys, "a", &cluster());
+        full.store.lock().nospace = true;
+        let full = ask_bb(full).await.unwrap_err();
+        assert!(
+            matches!(&full, AskError::Store(EtcdError::Refused(_))),
+            "{full:?}"
+        );
+        // And asked for: written.
+        let dcs = store_of(&keys, "a", &cluster());
+        let store = dcs.store.clone();
+        let asked = ask_bb(dcs).await.unwrap();
+        assert_eq!((asked.from.as_str(), asked.to.as_str()), ("a", "bb"));
+        assert!(store.lock().get(&keys.switchover).is_some());
     }
 
     #[test]

@@ -76,7 +76,9 @@ impl Store {
     /// error, as in etcd.
     pub fn put(&mut self, key: &str, value: &str, lease: i64) -> Result<(), EtcdError> {
         if lease != 0 && !self.leases.contains_key(&lease) {
-            return Err(EtcdError("etcdserver: requested lease not found".into()));
+            return Err(EtcdError::Refused(
+                "etcdserver: requested lease not found".into(),
+            ));
         }
         self.revision += 1;
         self.kvs.insert(
@@ -112,7 +114,7 @@ impl Store {
             _ => false,
         };
         if self.nospace && writes {
-            return Err(EtcdError(NO_SPACE.into()));
+            return Err(EtcdError::Refused(NO_SPACE.into()));
         }
         Ok(match call {
             Call::Grant(ttl) => Answer::Lease(self.grant(*ttl)),
@@ -154,7 +156,9 @@ impl Store {
                         && *lease != 0
                         && !self.leases.contains_key(lease)
                     {
-                        return Err(EtcdError("etcdserver: requested lease not found".into()));
+                        return Err(EtcdError::Refused(
+                            "etcdserver: requested lease not found".into(),
+                        ));
                     }
                 }
                 for op in then {
@@ -258,8 +262,8 @@ impl Memory {
                 store.expire(Instant::now());
                 store.apply(&call)
             };
-            let lost = |why: &str| EtcdError(format!("no answer ({why})"));
-            let unsent = || EtcdError(format!("{}: not sent", crate::cluster::etcd::UNREACHABLE));
+            let lost = |why: &str| EtcdError::AnswerLost(format!("no answer ({why})"));
+            let unsent = || EtcdError::Unreachable("not sent".into());
             match fault {
                 Fault::None => apply(&store),
                 Fault::Unsent(delay) => {
@@ -293,7 +297,7 @@ impl Default for Memory {
 }
 
 fn unexpected(answer: Answer) -> EtcdError {
-    EtcdError(format!("unexpected answer {answer:?}"))
+    EtcdError::AnswerLost(format!("unexpected answer {answer:?}"))
 }
 
 impl Dcs for Memory {
@@ -446,5 +450,62 @@ mod tests {
         );
         assert!(!dcs.keep_alive(lease).await.unwrap());
         assert!(!dcs.delete_if("/l", "a").await.unwrap());
+    }
+
+    /// The errors imitate etcd's by kind (what the loop decides on), with
+    /// their messages.
+    #[tokio::test(start_paused = true)]
+    async fn each_fault_fails_with_the_kind_of_etcds_error() {
+        let faulty = |fault: Fault| {
+            Memory::new().with_faults(Box::new(move |call: &Call| match call {
+                Call::Put(..) | Call::Txn(..) => fault,
+                _ => Fault::None,
+            }))
+        };
+        let put = |dcs: Memory| async move { dcs.put("/k", "v", 0).await };
+        let full = Memory::new();
+        full.store.lock().nospace = true;
+        let no_lease = Memory::new();
+        let rows: Vec<(&str, Result<(), EtcdError>, &str)> = vec![
+            (
+                "not sent",
+                put(faulty(Fault::Unsent(Duration::from_millis(5)))).await,
+                "Unreachable",
+            ),
+            (
+                "its answer lost",
+                put(faulty(Fault::AnswerLost(Duration::from_millis(5)))).await,
+                "AnswerLost",
+            ),
+            ("NOSPACE", put(full).await, "Refused"),
+            (
+                "no such lease",
+                no_lease.put("/k", "v", 42).await,
+                "Refused",
+            ),
+        ];
+        for (what, got, want) in rows {
+            let e = got.expect_err(what);
+            let kind = match &e {
+                EtcdError::Unreachable(_) => "Unreachable",
+                EtcdError::Refused(_) => "Refused",
+                EtcdError::AnswerLost(_) => "AnswerLost",
+                EtcdError::Local(_) => "Local",
+            };
+            assert_eq!(kind, want, "{what}: {e}");
+            assert_eq!(e.unreachable(), want == "Unreachable", "{what}");
+        }
+        // The messages of before: the real client's prefix when not sent.
+        let unsent = put(faulty(Fault::Unsent(Duration::ZERO)))
+            .await
+            .unwrap_err();
+        assert_eq!(unsent.to_string(), "no etcd endpoint answered: not sent");
+        let lost = put(faulty(Fault::AnswerLost(Duration::ZERO)))
+            .await
+            .unwrap_err();
+        assert_eq!(lost.to_string(), "no answer (answer lost)");
+        let full = Memory::new();
+        full.store.lock().nospace = true;
+        assert_eq!(put(full).await.unwrap_err().to_string(), NO_SPACE);
     }
 }

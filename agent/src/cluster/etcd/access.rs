@@ -18,9 +18,8 @@ use std::time::Duration;
 pub fn client(access: &EtcdAccess, timeout: Duration) -> Result<reqwest::Client, EtcdError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let roots = match &access.ca {
-        Some(ca) => {
-            root_store(Some(ca)).map_err(|e| EtcdError(format!("[cluster] `etcd_ca`: {e}")))?
-        }
+        Some(ca) => root_store(Some(ca))
+            .map_err(|e| EtcdError::Local(format!("[cluster] `etcd_ca`: {e}")))?,
         // The OS trust store (for an https endpoint without `etcd_ca`,
         // which `validate` warns about); none at all is fine for http.
         None => {
@@ -33,15 +32,16 @@ pub fn client(access: &EtcdAccess, timeout: Duration) -> Result<reqwest::Client,
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| EtcdError(format!("cannot set up TLS for etcd: {e}")))?
+        .map_err(|e| EtcdError::Local(format!("cannot set up TLS for etcd: {e}")))?
         .with_root_certificates(roots);
     let tls = match (&access.cert, &access.key) {
         (Some(cert), Some(key)) => {
-            let certs =
-                load_certs(cert).map_err(|e| EtcdError(format!("[cluster] `etcd_cert`: {e}")))?;
-            let key = load_key(key).map_err(|e| EtcdError(format!("[cluster] `etcd_key`: {e}")))?;
+            let certs = load_certs(cert)
+                .map_err(|e| EtcdError::Local(format!("[cluster] `etcd_cert`: {e}")))?;
+            let key = load_key(key)
+                .map_err(|e| EtcdError::Local(format!("[cluster] `etcd_key`: {e}")))?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {
-                EtcdError(format!(
+                EtcdError::Local(format!(
                     "[cluster]: the client certificate `etcd_cert` does not go with the key `etcd_key`: {e}"
                 ))
             })?
@@ -55,7 +55,7 @@ pub fn client(access: &EtcdAccess, timeout: Duration) -> Result<reqwest::Client,
         // A redirect could carry the token elsewhere.
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| EtcdError(format!("cannot create the HTTP client for etcd: {e}")))
+        .map_err(|e| EtcdError::Local(format!("cannot create the HTTP client for etcd: {e}")))
 }
 
 /// etcd's `auth enable` user, and its current token.
@@ -122,7 +122,7 @@ impl Auth {
             );
             String::new()
         } else if message.contains(GATEWAY_CN) {
-            return Err(AuthFailure::Refused(EtcdError(format!(
+            return Err(AuthFailure::Refused(EtcdError::Refused(format!(
                 "{url}: {message}: {CN_FIX}"
             ))));
         } else if status.is_server_error() {
@@ -130,7 +130,7 @@ impl Auth {
                 "{url}: {status} {message}"
             )));
         } else {
-            return Err(AuthFailure::Refused(EtcdError(format!(
+            return Err(AuthFailure::Refused(EtcdError::Refused(format!(
                 "etcd refused to authenticate user `{}` ({url}: {message}): check `etcd_user` and the password in `etcd_password_file` against `etcdctl user get {}`",
                 self.user, self.user
             ))));

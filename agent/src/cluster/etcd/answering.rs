@@ -1,15 +1,21 @@
 //! A loopback HTTP endpoint for the etcd client's tests: it reads each
 //! request whole (its head and a `content-length` body), answers it with a
-//! fixed JSON body, closes the connection, and counts the requests it
-//! answered.
+//! fixed status and JSON body, closes the connection, and counts the
+//! requests it answered.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Start the endpoint; its address and the count of answered requests.
+/// Start the endpoint answering `200 OK`; its address and the count of
+/// answered requests.
 pub async fn counting(body: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    answering("200 OK", body).await
+}
+
+/// Start the endpoint answering `status` (`"403 Forbidden"`) and `body`.
+pub async fn answering(status: &'static str, body: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -43,7 +49,7 @@ pub async fn counting(body: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
                 }
                 counted.fetch_add(1, Ordering::SeqCst);
                 let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = conn.write_all(answer.as_bytes()).await;

@@ -214,7 +214,7 @@ impl NativeCheck for Check {
 
 /// The probe for `spec` (its etcd client bounded by `timeout`).
 pub fn probe(spec: &crate::config::ClusterSpec, timeout: Duration) -> Result<Probe, String> {
-    let etcd = Etcd::for_cluster(spec, timeout).map_err(|e| e.0)?;
+    let etcd = Etcd::for_cluster(spec, timeout).map_err(|e| e.to_string())?;
     let check = Check {
         etcd,
         quota: spec.etcd_quota,

@@ -3,11 +3,16 @@
 //! not blind the loop: the leader keeps its key and its primary by the
 //! usual lease rule, a member that cannot publish still reads the scope
 //! and follows the leader, and once the alarm is cleared every member
-//! publishes again.
+//! publishes again. Only an etcd that answers nothing spares the loop's
+//! read of the scope.
 
 use super::fake::Node;
 use super::harness::Harness;
+use crate::cluster::dcs::memory::{Call, Fault, Memory};
 use crate::cluster::did::Did;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
@@ -61,4 +66,42 @@ async fn at_nospace_the_leader_keeps_its_key_and_primary_by_its_lease() {
     assert_eq!(h.holder().as_deref(), Some("m0"));
     let node = h.node.lock().clone();
     assert!(node.running && node.primary, "{node:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_publish_no_endpoint_answered_spares_the_scope_read() {
+    // (the publish's fault, NOSPACE, whether the scope is read after it)
+    let rows = [
+        (Fault::Unsent(Duration::from_millis(5)), false, false),
+        (Fault::AnswerLost(Duration::from_millis(5)), false, true),
+        (Fault::None, true, true),
+    ];
+    for (fault, nospace, read) in rows {
+        let put_fault = Arc::new(Mutex::new(Fault::None));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let (chosen, counted) = (put_fault.clone(), reads.clone());
+        let mut h = Harness::with(Node::new(false, 500), |store| {
+            Memory::client(store).with_faults(Box::new(move |call: &Call| match call {
+                Call::Put(..) => *chosen.lock(),
+                Call::Scope(_) => {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    Fault::None
+                }
+                _ => Fault::None,
+            }))
+        });
+        h.other(1, "primary", 1000);
+        h.leader("m1", Duration::from_secs(30));
+        h.tick().await;
+        *put_fault.lock() = fault;
+        h.store.lock().nospace = nospace;
+        reads.store(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let did = h.tick().await;
+        assert_eq!(
+            reads.load(Ordering::SeqCst) > 0,
+            read,
+            "{fault:?} nospace={nospace}: {did:?}"
+        );
+    }
 }
