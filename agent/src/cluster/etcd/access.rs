@@ -180,9 +180,11 @@ pub fn explain_refusal(text: &str, user: Option<&str>, prefix: &str) -> String {
         return format!("{text}: {CN_FIX}");
     }
     if text.contains("permission denied") {
-        let who = user.map_or("the etcd user".to_string(), |u| format!("etcd user `{u}`"));
+        let who = user.map_or("the etcd user".to_string(), |u| {
+            format!("the etcd user `{u}`")
+        });
         return format!(
-            "{text}: the {who} has no permission on the cluster's keys; grant its role readwrite on the prefix: `etcdctl role grant-permission ROLE --prefix=true readwrite {prefix}`"
+            "{text}: {who} has no permission on the cluster's keys; grant its role readwrite on the prefix: `etcdctl role grant-permission ROLE --prefix=true readwrite {prefix}`"
         );
     }
     if text.contains("user name is empty") || text.contains("user name not found") {
