@@ -81,3 +81,32 @@ fn sessions_that_a_statement_changed_for_good_are_not_pooled() {
     run("SELECT repeat('x', 2000000)").expect("a 2 MB row within the budget");
     assert_ne!(backend_pid(run("SELECT pg_backend_pid()")), same);
 }
+
+/// A probe's cached statement whose result type a schema change altered
+/// fails on the server with SQLSTATE 0A000 ("cached plan must not change
+/// result type", a message the server translates under its
+/// `lc_messages`): the agent prepares it again and the run succeeds,
+/// deciding on the code alone.
+#[test]
+fn a_statement_a_schema_change_made_stale_is_prepared_again() {
+    let pair = PgPair::start();
+    pair.primary.execute(&format!(
+        "CREATE TABLE stale_plan (a int); INSERT INTO stale_plan VALUES (1); \
+             GRANT SELECT ON stale_plan TO {}",
+        watchpost_e2e::pg::MONITOR_USER
+    ));
+    let specs = BTreeMap::from([("primary".to_string(), TargetSpec::new(pair.primary.dsn()))]);
+    let targets = SqlTargets::new(&specs).expect("targets");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let run = |statement: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        runtime.block_on(targets.query("primary", statement, &[], deadline, 1 << 20))
+    };
+    let before = run("SELECT * FROM stale_plan").expect("the first run");
+    assert_eq!(before.columns, ["a"]);
+    pair.primary
+        .execute("ALTER TABLE stale_plan ADD COLUMN b int DEFAULT 2");
+    let after = run("SELECT * FROM stale_plan").expect("the run after the schema change");
+    assert_eq!(after.columns, ["a", "b"]);
+    assert_eq!(after.rows.len(), 1);
+}

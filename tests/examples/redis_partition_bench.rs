@@ -58,8 +58,9 @@ struct Round {
     acked: usize,
 }
 
-/// Cut node 0 off with `cut`, time the failover, hold, heal with `heal`,
-/// wait for node 0 to replicate from the new primary, and count.
+/// With the writers on every one of `nodes`: cut node 0 off in `net`,
+/// time the failover, hold the cut, heal it, wait for node 0 to replicate
+/// from the new primary, and count.
 fn partition(nodes: &[RedisNode], net: &Net) -> Round {
     let writer = writers(nodes);
     wait_for("writes acknowledged by node1", PATIENCE, || {
@@ -87,7 +88,17 @@ fn partition(nodes: &[RedisNode], net: &Net) -> Round {
     );
     std::thread::sleep(Duration::from_secs(1));
     let acks = writer.stop();
-    let kept = nodes[new].keys("sb:*");
+    let kept = nodes[new]
+        .try_keys("sb:*")
+        .expect("KEYS on the new primary");
+    let missing = acks
+        .iter()
+        .filter(|a| a.port == new_port && !kept.contains(&format!("sb:{}", a.seq)))
+        .count();
+    assert_eq!(
+        missing, 0,
+        "writes the new primary acknowledged are not on it"
+    );
     count(&acks, nodes[0].port, new_port, &kept, failover)
 }
 
@@ -234,7 +245,8 @@ fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .map(|a| a.parse().expect("rounds: a number"))
-        .unwrap_or(3);
+        .unwrap_or(3)
+        .max(1);
     let contenders: [Contender; 3] = [
         ("redis-partition", Box::new(watchpost_round)),
         ("redis-partition-sentinel", Box::new(|| sentinel_round(""))),

@@ -2,8 +2,9 @@
 //! 3-member etcd, and one Watchpost agent per node in cluster mode, each
 //! with its own state directory and API port: the harness of the cluster
 //! failover tests and benchmark. The agents run as on a host whose
-//! messages are German ([`TRANSLATED`]), so that every cluster test also
-//! shows the agent reading PostgreSQL's programs untranslated.
+//! messages are German ([`TRANSLATED`]), so that every test on this
+//! harness also shows the agent reading PostgreSQL's programs
+//! untranslated (the harness checks first that they do translate here).
 
 use crate::agent::{Agent, PATIENCE};
 use crate::etcd::EtcdCluster;
@@ -15,8 +16,27 @@ use std::time::{Duration, Instant};
 /// print (`pg_controldata`'s `Latest checkpoint location:` reads
 /// `Position des letzten Checkpoints:`) unless the agent runs them
 /// untranslated: a switchover's clean-stop check and a rejoin's state
-/// check read that text.
-pub const TRANSLATED: [(&str, &str); 2] = [("LANG", "C.UTF-8"), ("LANGUAGE", "de")];
+/// check read that text. `LC_ALL`, not `LANG`: an `LC_ALL` or
+/// `LC_MESSAGES` the tests inherit would override `LANG` (and `C` makes
+/// gettext ignore `LANGUAGE`).
+pub const TRANSLATED: [(&str, &str); 2] = [("LC_ALL", "C.UTF-8"), ("LANGUAGE", "de")];
+
+/// Panic unless `pg_controldata` prints German under [`TRANSLATED`] on
+/// this machine: without PostgreSQL's translations (`/usr/share/locale/de`)
+/// the cluster tests would pass without showing anything of the locale.
+fn assert_translated(node: &Cluster) {
+    let out = std::process::Command::new(format!("{}/pg_controldata", crate::pg::BIN_DIR))
+        .arg("-D")
+        .arg(node.data_dir())
+        .envs(TRANSLATED)
+        .output()
+        .expect("run pg_controldata");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Position des letzten Checkpoints"),
+        "pg_controldata does not print German under {TRANSLATED:?} here (are PostgreSQL's translations in /usr/share/locale/de installed?):\n{text}"
+    );
+}
 
 pub struct HaCluster {
     /// Agents first: they stop before the servers and etcd go.
@@ -48,6 +68,7 @@ impl HaCluster {
     /// [`HaCluster::start`] on an etcd already running (closed, say).
     pub fn start_on(etcd: EtcdCluster, extra: &str) -> HaCluster {
         let pg = PgNodes::start(3);
+        assert_translated(&pg.nodes[0]);
         // node1's agent first, and leading, before the others start: on a
         // loaded machine a later agent's first loop could otherwise take
         // the key before node1's first loop ends.

@@ -22,6 +22,7 @@ mod command;
 pub mod tls;
 
 pub use cluster::{Cluster, MONITOR_USER, PASSWORD_GROUP, SUPERUSER, wait_until};
+pub use command::BIN_DIR;
 
 use std::time::Duration;
 use tempfile::TempDir;

@@ -176,12 +176,18 @@ impl RedisNode {
 
     /// The keys matching `pattern` (`KEYS`: test data sets are small).
     pub fn keys(&self, pattern: &str) -> std::collections::BTreeSet<String> {
-        self.cli(&["KEYS", pattern])
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .filter(|k| !k.is_empty())
-            .collect()
+        self.try_keys(pattern).unwrap_or_default()
+    }
+
+    /// [`RedisNode::keys`], `None` when the server did not answer.
+    pub fn try_keys(&self, pattern: &str) -> Option<std::collections::BTreeSet<String>> {
+        Some(
+            self.cli(&["KEYS", pattern])?
+                .lines()
+                .map(str::to_string)
+                .filter(|k| !k.is_empty())
+                .collect(),
+        )
     }
 }
 
@@ -377,6 +383,7 @@ impl Writer {
                                 .ok()
                                 .and_then(|s| {
                                     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+                                    s.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
                                     Some(BufReader::new(s))
                                 });
                         }

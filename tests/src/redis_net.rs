@@ -13,10 +13,11 @@ use crate::partition::{NetEtcd, TOKEN};
 use crate::redis_ha::{RedisNode, Writer};
 use std::time::{Duration, Instant};
 
-/// The `redis.conf` lines of a server in node `i`'s namespace: it listens
-/// on loopback (its agent), the cluster link (its replicas) and the node's
-/// own link (the test). Protected mode off: the test servers have no
-/// password and are reached beyond loopback, inside the namespaces only.
+/// The `bind` addresses of a server in node `i`'s namespace: loopback
+/// (its agent), the cluster link (its replicas) and the node's own link
+/// (the test). Such a server also needs `protected-mode no`: the test
+/// servers have no password and are reached beyond loopback, inside the
+/// namespaces only.
 pub fn listen_on(i: usize) -> String {
     format!(
         "127.0.0.1 {} {}",
@@ -25,6 +26,8 @@ pub fn listen_on(i: usize) -> String {
     )
 }
 
+/// Three Redis nodes in cluster mode, each `redis-server` and agent in
+/// its own namespace; dropped in the order of its fields.
 pub struct RedisNetCluster {
     /// Agents first: they stop before the servers, etcd and the network go.
     pub agents: Vec<Agent>,

@@ -127,9 +127,10 @@ pub struct SwitchoverBody {
 /// `POST /v1/cluster/switchover` `{"to": NODE, "at": TIME?}`: 202 with the
 /// request written to etcd (the agents carry it out; its outcome goes to
 /// `/watchpost/SCOPE/switchover_result` and the audit logs), 409 with the
-/// reason when refused, 503 when etcd could not be read or written (out
-/// of reach, its refusal, a lost answer: not the request's fault), 400 for
-/// a bad time, 404 outside cluster mode.
+/// reason when refused, 503 when etcd could not be reached or its answer
+/// was lost, 502 when etcd refused (permissions, a full store: an
+/// operator's fix), 400 for a bad time, 404 outside cluster mode; see
+/// [`asked`].
 pub async fn switchover(
     State(shared): State<Arc<Shared>>,
     Json(body): Json<SwitchoverBody>,
@@ -171,22 +172,38 @@ pub async fn switchover(
 
 /// The answer to a switchover asked for: 202 with the request; 409 for a
 /// refusal (the caller may change the request, or wait for the cluster);
-/// 503 when etcd could not do it (out of reach, refusing writes, or its
-/// answer lost: the request may have been written, which asking again
-/// shows); 500 when the agent could not make the call.
+/// 503 when etcd was out of reach or its answer to the write was lost
+/// (asking again may succeed; after a lost answer the request may have
+/// been written, which a 409 "already pending" then shows:
+/// `"may_have_been_written": true`); 502 when etcd refused (permission
+/// denied, a full store: retrying cannot help until an operator acts);
+/// 500 when the agent could not make the call. The error body is
+/// `{"error": TEXT, "kind": "refused" | "unreachable" | "answer-lost" |
+/// "store-refused" | "local", "may_have_been_written": BOOL}`.
 fn asked(result: Result<Request, AskError>) -> Answer {
-    let status = match &result {
-        Ok(_) => StatusCode::ACCEPTED,
-        Err(AskError::Refused(_)) => StatusCode::CONFLICT,
-        Err(AskError::Store(
-            EtcdError::Unreachable(_) | EtcdError::Refused(_) | EtcdError::AnswerLost(_),
-        )) => StatusCode::SERVICE_UNAVAILABLE,
-        Err(AskError::Store(EtcdError::Local(_))) => StatusCode::INTERNAL_SERVER_ERROR,
+    let (status, kind) = match &result {
+        Ok(request) => {
+            return (StatusCode::ACCEPTED, Json(json!({"request": request})));
+        }
+        Err(AskError::Refused(_)) => (StatusCode::CONFLICT, "refused"),
+        Err(AskError::Store(EtcdError::Unreachable(_))) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unreachable")
+        }
+        Err(AskError::Store(EtcdError::AnswerLost(_))) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "answer-lost")
+        }
+        Err(AskError::Store(EtcdError::Refused(_))) => (StatusCode::BAD_GATEWAY, "store-refused"),
+        Err(AskError::Store(EtcdError::Local(_))) => (StatusCode::INTERNAL_SERVER_ERROR, "local"),
     };
-    match result {
-        Ok(request) => (status, Json(json!({"request": request}))),
-        Err(why) => (status, Json(json!({"error": why.to_string()}))),
-    }
+    let why = result.err().map(|e| e.to_string()).unwrap_or_default();
+    (
+        status,
+        Json(json!({
+            "error": why,
+            "kind": kind,
+            "may_have_been_written": kind == "answer-lost",
+        })),
+    )
 }
 
 #[cfg(test)]
@@ -273,7 +290,7 @@ mod tests {
                 "etcd refusing writes (NOSPACE)",
                 full,
                 "b",
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::BAD_GATEWAY,
                 "database space exceeded",
             ),
         ];
@@ -285,6 +302,11 @@ mod tests {
             } else {
                 let error = body["error"].as_str().unwrap_or_default();
                 assert!(error.contains(says), "{what}: {body}");
+                assert_eq!(
+                    body["may_have_been_written"],
+                    what == "the write's answer lost",
+                    "{what}: {body}"
+                );
             }
         }
         // The agent's own failure (the call was not made) is not etcd's.

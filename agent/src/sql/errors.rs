@@ -82,13 +82,16 @@ pub fn source_message(error: &tokio_postgres::Error) -> String {
         .unwrap_or_else(|| error.to_string())
 }
 
-/// True when a statement failed only because the session's cached
-/// prepared statement is stale: the schema changed under it, or a pooler
-/// in between discarded it. Preparing it again fixes it.
-pub fn is_stale_statement(code: &str, message: &str) -> bool {
+/// True when a statement may have failed only because the session's
+/// cached prepared statement is stale: the schema changed under it
+/// (`0A000`, "cached plan must not change result type"), or a pooler in
+/// between discarded it (`26000`). Preparing it again fixes it; the caller
+/// tries once. Any `0A000` counts: the message that would tell the stale
+/// plan from another unsupported feature is translated by the server's
+/// `lc_messages`, so a genuine `0A000` costs one more try, then fails.
+pub fn is_stale_statement(code: &str) -> bool {
     code == SqlState::INVALID_SQL_STATEMENT_NAME.code()
-        || (code == SqlState::FEATURE_NOT_SUPPORTED.code()
-            && message.contains("cached plan must not change result type"))
+        || code == SqlState::FEATURE_NOT_SUPPORTED.code()
 }
 
 /// The TLS failure behind an error, if it is one, with what to check.

@@ -313,9 +313,7 @@ impl Target {
     fn retry(&self, error: &Error, reused: bool) -> Option<Retry> {
         match error {
             Error::Unreachable(_) if reused && self.spec.read_only => Some(Retry::NewSession),
-            Error::Query(q) if errors::is_stale_statement(&q.code, &q.message) => {
-                Some(Retry::Reprepare)
-            }
+            Error::Query(q) if errors::is_stale_statement(&q.code) => Some(Retry::Reprepare),
             _ => None,
         }
     }
