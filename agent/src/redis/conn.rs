@@ -143,6 +143,20 @@ impl Endpoint {
         &self,
         deadline: tokio::time::Instant,
     ) -> Result<(MultiplexedConnection, Arc<Allowance>), Error> {
+        let (connection, driver, allowance) = self.open_undriven(deadline).await?;
+        tokio::spawn(driver);
+        Ok((connection, allowance))
+    }
+
+    /// [`Endpoint::open`], with the connection's [`Driver`] returned
+    /// instead of spawned: the caller polls it beside its commands
+    /// ([`driven`]). For a connection opened for one command and dropped
+    /// (the fresh connection's PING) that saves spawning a task and its
+    /// wake-ups.
+    pub async fn open_undriven(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(MultiplexedConnection, Driver, Arc<Allowance>), Error> {
         let within = deadline.saturating_duration_since(tokio::time::Instant::now());
         let late =
             |step: String| Error::Timeout(format!("{step} did not finish within {within:?}"));
@@ -202,8 +216,23 @@ impl Endpoint {
         .await
         .map_err(|_| late("the login (AUTH)".to_string()))?
         .map_err(|e| allowance.classify(e, true))?;
-        tokio::spawn(driver);
-        Ok((connection, allowance))
+        Ok((connection, Box::pin(driver), allowance))
+    }
+}
+
+/// The future that writes a connection's commands and reads its replies;
+/// a command on the connection makes progress only while it is polled.
+pub type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Run `work` (commands on the connection of `driver`) with the driver
+/// polled beside it. A driver that ends first (the connection closed or
+/// broke) is dropped with what it held, so that `work` ends with the
+/// error its commands were sent.
+pub async fn driven<T>(driver: Driver, work: impl Future<Output = T>) -> T {
+    use futures_util::future::{Either, select};
+    match select(std::pin::pin!(work), driver).await {
+        Either::Left((outcome, _)) => outcome,
+        Either::Right(((), work)) => work.await,
     }
 }
 

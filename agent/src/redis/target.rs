@@ -10,7 +10,7 @@
 //! privileges ([`super::privileges`]).
 
 use super::allow;
-use super::conn::{Allowance, CONNECT_TIMEOUT, Endpoint};
+use super::conn::{Allowance, CONNECT_TIMEOUT, Endpoint, driven};
 use super::privileges::{self, Privileges};
 use super::reply::{self, Node};
 use super::tls::TlsFiles;
@@ -59,11 +59,16 @@ impl RedisTarget {
         let until = tokio::time::Instant::now() + self.remaining(deadline)?.min(CONNECT_TIMEOUT);
         let work = async {
             let started = Instant::now();
-            let (mut connection, allowance) =
-                self.endpoint.open(until).await.map_err(|e| self.named(e))?;
+            let (mut connection, driver, allowance) = self
+                .endpoint
+                .open_undriven(until)
+                .await
+                .map_err(|e| self.named(e))?;
             allowance.reset(1024);
-            ::redis::cmd("PING")
-                .query_async::<Value>(&mut connection)
+            // One command on a connection dropped after it: its driver is
+            // polled here, beside the PING, rather than spawned.
+            let ping = ::redis::cmd("PING");
+            driven(driver, ping.query_async::<Value>(&mut connection))
                 .await
                 .map_err(|e| self.named(allowance.classify(e, true)))?;
             Ok(started.elapsed())
@@ -251,3 +256,6 @@ fn command_name(args: &[Vec<u8>]) -> String {
         .map(|a| String::from_utf8_lossy(a).to_ascii_uppercase())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,11 @@
 //!
 //! It opens a fresh connection the way a new client would (`redis::ping`,
 //! never the pooled one, so that a server refusing new clients is seen),
-//! then reads `INFO server`, `INFO clients` and `INFO replication` on the
-//! pooled connection.
+//! then reads the fields it reports from the `server`, `clients` and
+//! `replication` sections of `INFO` on the pooled connection (one `INFO
+//! server clients replication`, or `INFO all` on a server older than Redis
+//! 7, which takes one section per `INFO`; `redis::info_fields`, which
+//! keeps those fields only).
 //!
 //! - `critical`: no server answered (down, unreachable), or it did not
 //!   answer in time (a frozen process: a timeout, never "refused"), or the
@@ -133,7 +136,7 @@ impl Probe for RedisAlive {
             report.worsen(connect_status);
         }
 
-        let info = match redis::info(&target, "all") {
+        let info = match redis::info_fields(&target, SECTIONS, FIELDS) {
             Ok(info) => info,
             // Answered a fresh PING but not INFO on the pooled connection:
             // a busy script started in between, say, or INFO not allowed
@@ -184,6 +187,16 @@ impl Probe for RedisAlive {
         Ok(report)
     }
 }
+
+/// The `INFO` sections the probe reads, and the fields it reports.
+const SECTIONS: &[&str] = &["server", "clients", "replication"];
+const FIELDS: &[&str] = &[
+    "role",
+    "connected_clients",
+    "uptime_in_seconds",
+    "redis_version",
+    "valkey_version",
+];
 
 /// Whether `INFO replication` says primary (`role:master`).
 fn is_primary(info: &Info) -> Option<bool> {

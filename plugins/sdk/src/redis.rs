@@ -1,6 +1,7 @@
 //! Redis and Valkey commands against the targets a probe is granted (the
 //! `redis` import): [`call`] rebuilds the reply tree the agent sends
-//! flattened ([`Reply`]), [`info`] reads `INFO` sections as key/values.
+//! flattened ([`Reply`]), [`info`] reads `INFO` sections as key/values,
+//! [`info_fields`] only the fields named.
 //!
 //! The agent sends only read-only commands (its allowlist); anything else
 //! comes back as [`RedisError::NotAllowed`] without reaching the server.
@@ -124,6 +125,41 @@ pub fn info(target: &str, section: &str) -> Result<Info, RedisError> {
     Ok(Info(pairs.into_iter().collect()))
 }
 
+/// The `fields` of `INFO`'s `sections` on `target`, e.g.
+/// `info_fields(target, &["server", "replication"], &["redis_version",
+/// "role"])`: for a probe that reads a few fields of many, much cheaper
+/// than [`info`], which copies every field of the sections into the
+/// probe's memory one by one; here the reply comes as one text and only
+/// the fields asked for are kept. One `INFO` of the sections (Redis 7 and
+/// later, Valkey); a server that takes one section per `INFO` (older: a
+/// syntax error) is asked `INFO all`. A field the server does not have is
+/// absent.
+pub fn info_fields(target: &str, sections: &[&str], fields: &[&str]) -> Result<Info, RedisError> {
+    read_fields(|args| call(target, args), sections, fields)
+}
+
+/// [`info_fields`], sending commands with `ask`.
+fn read_fields(
+    mut ask: impl FnMut(&[&str]) -> Result<Reply, RedisError>,
+    sections: &[&str],
+    fields: &[&str],
+) -> Result<Info, RedisError> {
+    let mut args = vec!["INFO"];
+    args.extend_from_slice(sections);
+    let reply = match ask(&args) {
+        Err(RedisError::Server(error))
+            if sections.len() > 1 && error.to_ascii_lowercase().contains("syntax error") =>
+        {
+            ask(&["INFO", "all"])?
+        }
+        other => other?,
+    };
+    let text = reply
+        .text()
+        .ok_or_else(|| RedisError::Server(format!("INFO replied {reply:?}, not text")))?;
+    Ok(Info::from_text(&text, fields))
+}
+
 /// `CONFIG GET name...` on `target`: the parameters the server returned,
 /// by name (lower case). A parameter the server does not know is absent.
 /// Patterns and secret parameters are refused by the agent.
@@ -163,6 +199,21 @@ pub fn config_pairs(reply: &Reply) -> BTreeMap<String, String> {
 pub struct Info(pub BTreeMap<String, String>);
 
 impl Info {
+    /// The fields of `INFO`'s text (a `call(target, &["INFO", ...])`
+    /// reply) named in `only`, or all of them when `only` is empty:
+    /// `# Section` headers, blank lines and lines without `:` are left out.
+    pub fn from_text(text: &str, only: &[&str]) -> Info {
+        Info(
+            text.lines()
+                .filter(|line| !line.starts_with('#'))
+                .filter_map(|line| line.split_once(':'))
+                .map(|(key, value)| (key.trim(), value))
+                .filter(|(key, _)| only.is_empty() || only.contains(key))
+                .map(|(key, value)| (key.to_string(), value.trim().to_string()))
+                .collect(),
+        )
+    }
+
     /// A field's text.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
@@ -257,6 +308,82 @@ mod tests {
         assert_eq!(reply.items().unwrap()[0].int(), Some(17));
         assert!(Reply::from_nodes(vec![Node::Array(2), Node::Nil]).is_err());
         assert!(Reply::from_nodes(vec![Node::Nil, Node::Nil]).is_err());
+    }
+
+    const TEXT: &str = "# Server\r\nredis_version:6.2.14\r\nuptime_in_seconds:7\r\n\r\n\
+                        # Clients\r\nconnected_clients:3\r\n\r\n\
+                        # Replication\r\nrole:master\r\nslave0:ip=10.0.0.2,port=6379\r\n";
+
+    #[test]
+    fn info_text_is_read_whole_or_for_the_fields_named() {
+        let all = Info::from_text(TEXT, &[]);
+        assert_eq!(all.0.len(), 5);
+        assert_eq!(all.get("slave0"), Some("ip=10.0.0.2,port=6379"));
+        let some = Info::from_text(TEXT, &["role", "connected_clients", "valkey_version"]);
+        assert_eq!(some.0.len(), 2);
+        assert_eq!(some.get("role"), Some("master"));
+        assert_eq!(some.number("connected_clients"), Some(3.0));
+        assert_eq!(some.get("valkey_version"), None);
+    }
+
+    #[test]
+    fn several_sections_are_one_info_and_info_all_on_a_server_that_takes_one() {
+        let fields = ["redis_version", "role"];
+        let mut sent = Vec::new();
+        // Redis 7 and later: the sections in one command.
+        let seven = read_fields(
+            |args| {
+                sent.push(args.join(" "));
+                Ok(Reply::Bulk(TEXT.as_bytes().to_vec()))
+            },
+            &["server", "replication"],
+            &fields,
+        )
+        .unwrap();
+        assert_eq!(seven.get("role"), Some("master"));
+        assert_eq!(sent, ["INFO server replication"]);
+
+        // Redis 6: a syntax error to several sections, then INFO all.
+        sent.clear();
+        let six = read_fields(
+            |args| {
+                sent.push(args.join(" "));
+                match args.len() {
+                    2 => Ok(Reply::Bulk(TEXT.as_bytes().to_vec())),
+                    _ => Err(RedisError::Server("ERR syntax error".into())),
+                }
+            },
+            &["server", "replication"],
+            &fields,
+        )
+        .unwrap();
+        assert_eq!(six, seven);
+        assert_eq!(sent, ["INFO server replication", "INFO all"]);
+
+        // Any other error is the answer (no INFO all), and so is a
+        // syntax error to one section.
+        for sections in [&["server", "replication"][..], &["server"][..]] {
+            sent.clear();
+            let error = read_fields(
+                |args| {
+                    sent.push(args.join(" "));
+                    match sections.len() {
+                        1 => Err(RedisError::Server("ERR syntax error".into())),
+                        _ => Err(RedisError::Server("NOPERM no INFO for you".into())),
+                    }
+                },
+                sections,
+                &fields,
+            )
+            .unwrap_err();
+            assert!(matches!(error, RedisError::Server(_)), "{error:?}");
+            assert_eq!(sent.len(), 1);
+        }
+        let not_text = read_fields(|_| Ok(Reply::Int(1)), &["server"], &fields).unwrap_err();
+        assert!(
+            matches!(&not_text, RedisError::Server(m) if m.contains("not text")),
+            "{not_text:?}"
+        );
     }
 
     #[test]
