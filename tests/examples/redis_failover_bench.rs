@@ -19,12 +19,10 @@
 //! bench --only redis-failover` runs it. Sentinel is Debian's
 //! `redis-sentinel`, or `redis-server --sentinel` when that is missing.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{Agent, PATIENCE, wait_for};
-use watchpost_e2e::port::free_port;
 use watchpost_e2e::redis::Redis;
+use watchpost_e2e::sentinel::{Place, Sentinel};
 
 /// The longest a failover may take before the round is called failed
 /// (Sentinel's defaults: 30 s to notice, then the election).
@@ -87,91 +85,21 @@ fn watchpost_round() -> Duration {
     took
 }
 
-/// One sentinel process, killed when dropped.
-struct Sentinel {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sentinel {
-    fn start(dir: &Path, primary_port: u16, down_after_ms: Option<u64>) -> Sentinel {
-        let port = free_port();
-        let conf = dir.join(format!("sentinel-{port}.conf"));
-        let mut text = format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor bench 127.0.0.1 {primary_port} 2\n",
-            dir.display()
-        );
-        if let Some(ms) = down_after_ms {
-            text += &format!("sentinel down-after-milliseconds bench {ms}\n");
-        }
-        std::fs::write(&conf, text).expect("write the sentinel config");
-        let log = std::fs::File::create(dir.join(format!("sentinel-{port}.log"))).expect("log");
-        // Debian's redis-sentinel takes the config file as its argument;
-        // redis-server runs as a sentinel with --sentinel after it.
-        let mut command = if which("redis-sentinel") {
-            let mut c = Command::new("redis-sentinel");
-            c.arg(&conf);
-            c
-        } else {
-            let mut c = Command::new(watchpost_e2e::redis::program());
-            c.arg(&conf).arg("--sentinel");
-            c
-        };
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("start a sentinel");
-        Sentinel { port, child }
-    }
-
-    fn ask(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    /// Whether it sees both replicas and the two other sentinels.
-    fn ready(&self) -> bool {
-        let Some(text) = self.ask(&["SENTINEL", "MASTER", "bench"]) else {
-            return false;
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        let field = |name: &str| {
-            lines
-                .iter()
-                .position(|l| *l == name)
-                .and_then(|i| lines.get(i + 1))
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        field("num-slaves") == Some(2) && field("num-other-sentinels") == Some(2)
-    }
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
 fn sentinel_round(down_after_ms: Option<u64>) -> Duration {
     let (mut primary, replica, replica2) = servers();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sentinels: Vec<Sentinel> = (0..3)
-        .map(|_| Sentinel::start(dir.path(), primary.port(), down_after_ms))
+        .map(|_| {
+            Sentinel::start(
+                dir.path(),
+                &Place {
+                    netns: None,
+                    bind: "127.0.0.1",
+                    primary: &format!("127.0.0.1 {}", primary.port()),
+                    down_after_ms,
+                },
+            )
+        })
         .collect();
     wait_for("the sentinels to see the set", PATIENCE * 2, || {
         sentinels.iter().all(Sentinel::ready).then_some(())

@@ -37,14 +37,12 @@
 //! line per contender; `cargo xtask bench --only redis-partition` runs it.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{PATIENCE, wait_for};
 use watchpost_e2e::netns::{self, Net};
-use watchpost_e2e::port::free_port;
 use watchpost_e2e::redis_ha::{Ack, RedisNode, writers};
 use watchpost_e2e::redis_net::{RedisNetCluster, listen_on};
+use watchpost_e2e::sentinel::{Place, Sentinel};
 
 /// How long the primary's node stays cut off.
 const HOLD: Duration = Duration::from_secs(15);
@@ -135,72 +133,6 @@ fn watchpost_round() -> Round {
     partition(&ha.nodes, &ha.net)
 }
 
-/// One sentinel in a node's namespace, killed when dropped.
-struct Sentinel {
-    host: String,
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sentinel {
-    /// Sentinel of node `i` in `ns`, watching the primary at `primary`.
-    fn start(dir: &Path, ns: &str, i: usize, primary: &str) -> Sentinel {
-        let port = free_port();
-        let conf = dir.join(format!("sentinel-{i}.conf"));
-        let text = format!(
-            "port {port}\nbind {} {}\nprotected-mode no\ndir {}\n\
-             sentinel monitor bench {primary} 2\nsentinel down-after-milliseconds bench 1000\n",
-            netns::node_addr(i),
-            netns::client_addr(i),
-            dir.display()
-        );
-        std::fs::write(&conf, text).expect("write the sentinel config");
-        let log = std::fs::File::create(dir.join(format!("sentinel-{i}.log"))).expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, "redis-sentinel"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .spawn()
-            .expect("start a sentinel (Debian's redis-sentinel)");
-        Sentinel {
-            host: netns::client_addr(i),
-            port,
-            child,
-        }
-    }
-
-    /// Whether it sees both replicas and the two other sentinels.
-    fn ready(&self) -> bool {
-        let Ok(out) = Command::new("redis-cli")
-            .args(["-h", &self.host, "-p", &self.port.to_string(), "--raw"])
-            .args(["SENTINEL", "MASTER", "bench"])
-            .stdin(Stdio::null())
-            .output()
-        else {
-            return false;
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let lines: Vec<&str> = text.lines().collect();
-        let field = |name: &str| {
-            lines
-                .iter()
-                .position(|l| *l == name)
-                .and_then(|i| lines.get(i + 1))
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        field("num-slaves") == Some(2) && field("num-other-sentinels") == Some(2)
-    }
-}
-
 /// A primary and two replicas in the nodes of `net`, started by hand
 /// (`server`: extra `redis.conf` lines), and a sentinel next to each.
 fn sentinel_round(server: &str) -> Round {
@@ -228,7 +160,17 @@ fn sentinel_round(server: &str) -> Round {
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sentinels: Vec<Sentinel> = (0..3)
-        .map(|i| Sentinel::start(dir.path(), &net.nodes[i], i, &primary))
+        .map(|i| {
+            Sentinel::start(
+                dir.path(),
+                &Place {
+                    netns: Some(&net.nodes[i]),
+                    bind: &format!("{} {}", netns::client_addr(i), netns::node_addr(i)),
+                    primary: &primary,
+                    down_after_ms: Some(1000),
+                },
+            )
+        })
         .collect();
     wait_for("the sentinels to see the set", PATIENCE * 2, || {
         sentinels.iter().all(Sentinel::ready).then_some(())

@@ -17,7 +17,7 @@
 //! cluster mode, [`haproxy`] HAProxy routing on the agents' role
 //! endpoints, [`netns`] network namespaces that can be cut apart and
 //! slowed, [`partition`] that cluster in them (and [`redis_net`] the Redis one of
-//! [`redis_ha`]), [`splitbrain`] the writers
+//! [`redis_ha`]), [`sentinel`] Redis Sentinel for the benchmarks, [`splitbrain`] the writers
 //! that detect split brain and
 //! lost writes, [`browser`] is headless Chromium driven over WebDriver, and
 //! [`prometheus`] is a Prometheus server scraping agents.
@@ -45,5 +45,6 @@ pub mod redis;
 pub mod redis_ha;
 pub mod redis_net;
 pub mod report;
+pub mod sentinel;
 pub mod splitbrain;
 pub mod tls_proxy;
