@@ -8,6 +8,32 @@ use std::time::{Duration, Instant};
 use watchpost::sql::{Error, Rows, SqlTargets, TargetSpec, Value};
 use watchpost_e2e::pg::PgPair;
 
+/// The agent's database service with one target, `primary`.
+struct Service {
+    targets: SqlTargets,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Service {
+    fn on(dsn: &str) -> Service {
+        let specs = BTreeMap::from([("primary".to_string(), TargetSpec::new(dsn.to_string()))]);
+        Service {
+            targets: SqlTargets::new(&specs).expect("targets"),
+            runtime: tokio::runtime::Runtime::new().expect("a tokio runtime"),
+        }
+    }
+
+    /// `statement` as one probe run would send it: its own deadline
+    /// (10 s) and a memory budget of 8 MiB.
+    fn run(&self, statement: &str) -> Result<Rows, Error> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        self.runtime.block_on(
+            self.targets
+                .query("primary", statement, &[], deadline, 8 << 20),
+        )
+    }
+}
+
 fn backend_pid(rows: Result<Rows, Error>) -> i64 {
     match rows {
         Ok(rows) => match rows.rows.first().and_then(|row| row.first()) {
@@ -21,14 +47,8 @@ fn backend_pid(rows: Result<Rows, Error>) -> i64 {
 #[test]
 fn pooled_sessions_serve_run_after_run_and_survive_a_restart() {
     let mut pair = PgPair::start();
-    let specs = BTreeMap::from([("primary".to_string(), TargetSpec::new(pair.primary.dsn()))]);
-    let targets = SqlTargets::new(&specs).expect("targets");
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    // Each call stands for one probe run, with its own deadline.
-    let run = |statement: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        runtime.block_on(targets.query("primary", statement, &[], deadline, 1 << 20))
-    };
+    let service = Service::on(&pair.primary.dsn());
+    let run = |statement: &str| service.run(statement);
 
     let first = backend_pid(run("SELECT pg_backend_pid()"));
     let second = backend_pid(run("SELECT pg_backend_pid()"));
@@ -57,13 +77,8 @@ fn pooled_sessions_serve_run_after_run_and_survive_a_restart() {
 #[test]
 fn sessions_that_a_statement_changed_for_good_are_not_pooled() {
     let pair = PgPair::start();
-    let specs = BTreeMap::from([("primary".to_string(), TargetSpec::new(pair.primary.dsn()))]);
-    let targets = SqlTargets::new(&specs).expect("targets");
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let run = |statement: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        runtime.block_on(targets.query("primary", statement, &[], deadline, 8 << 20))
-    };
+    let service = Service::on(&pair.primary.dsn());
+    let run = |statement: &str| service.run(statement);
     let first = backend_pid(run("SELECT pg_backend_pid()"));
     assert_eq!(backend_pid(run("SELECT pg_backend_pid()")), first);
     run("PREPARE forged AS SELECT true AS in_recovery").expect("PREPARE runs");
@@ -95,13 +110,8 @@ fn a_statement_a_schema_change_made_stale_is_prepared_again() {
              GRANT SELECT ON stale_plan TO {}",
         watchpost_e2e::pg::MONITOR_USER
     ));
-    let specs = BTreeMap::from([("primary".to_string(), TargetSpec::new(pair.primary.dsn()))]);
-    let targets = SqlTargets::new(&specs).expect("targets");
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let run = |statement: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        runtime.block_on(targets.query("primary", statement, &[], deadline, 1 << 20))
-    };
+    let service = Service::on(&pair.primary.dsn());
+    let run = |statement: &str| service.run(statement);
     let before = run("SELECT * FROM stale_plan").expect("the first run");
     assert_eq!(before.columns, ["a"]);
     pair.primary
