@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("watchpost: error: {e:#}");
-            ExitCode::from(3)
+            ExitCode::from(watchpost::cli::exit_code(&e))
         }
     }
 }

@@ -71,3 +71,52 @@ fn validate_refuses_out_of_range_durations_at_their_place_without_a_panic() {
     );
     assert!(!text.contains("backtrace"), "{text}");
 }
+
+/// A config whose `[cluster]` names an etcd nobody listens on.
+fn cluster_config(dir: &std::path::Path) -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let path = dir.join("watchpost.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[targets.local]\ndsn = \"host=127.0.0.1 user=postgres\"\ndata_dir = \"/d\"\n\n\
+             [cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:{port}\"]\n\
+             target = \"local\"\nconnect = \"10.9.9.9:5432\"\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_switchover_that_cannot_tell_exits_75_and_its_help_lists_the_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cluster_config(dir.path());
+    // etcd out of reach: whether a request is pending cannot be told
+    // (75), not a refusal (2) nor any other error (3).
+    for action in [&["--to", "node2"][..], &["--cancel"][..]] {
+        let mut args = vec!["cluster", "switchover", "-c", &config];
+        args.extend_from_slice(action);
+        let out = watchpost(&args);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{action:?}: {text}");
+        assert!(text.contains("no etcd endpoint answered"), "{text}");
+    }
+    // Any other error stays 3.
+    let out = watchpost(&[
+        "cluster",
+        "switchover",
+        "-c",
+        "/nonexistent/w.toml",
+        "--cancel",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = watchpost(&["cluster", "switchover", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for code in ["Exit codes:", "\n  2   refused", "\n  75  cannot tell"] {
+        assert!(help.contains(code), "{code:?} not in:\n{help}");
+    }
+}

@@ -168,7 +168,8 @@ fn a_switchover_the_target_cannot_take_is_refused_with_the_reason() {
         ("node1", "`node1` already leads"),
     ] {
         let outcome = switchover(&ha, &["--to", to]);
-        assert_ne!(outcome.code, 0, "{}", outcome.all_output());
+        // Refused, nothing written: the documented exit code 2.
+        assert_eq!(outcome.code, 2, "{}", outcome.all_output());
         assert!(
             outcome.all_output().contains(why),
             "{to}: {}",
@@ -195,7 +196,7 @@ fn a_switchover_the_target_cannot_take_is_refused_with_the_reason() {
     );
     // A bad time is named.
     let outcome = switchover(&ha, &["--to", "node2", "--at", "tomorrow"]);
-    assert_ne!(outcome.code, 0);
+    assert_eq!(outcome.code, 3, "{}", outcome.all_output());
     assert!(
         outcome.all_output().contains("RFC 3339"),
         "{}",
@@ -210,6 +211,7 @@ fn a_switchover_the_target_cannot_take_is_refused_with_the_reason() {
         outcome.all_output()
     );
     let again = switchover(&ha, &["--to", "node2"]);
+    assert_eq!(again.code, 2, "{}", again.all_output());
     assert!(
         again.all_output().contains("already pending"),
         "{}",
@@ -219,6 +221,25 @@ fn a_switchover_the_target_cannot_take_is_refused_with_the_reason() {
     assert_eq!(code(&ha, 0, "/v1/role/primary"), 200);
     let cancelled = switchover(&ha, &["--cancel"]);
     assert_eq!(cancelled.code, 0, "{}", cancelled.all_output());
+    let nothing = switchover(&ha, &["--cancel"]);
+    assert_eq!(nothing.code, 2, "{}", nothing.all_output());
+    assert!(
+        nothing.all_output().contains("no switchover is pending"),
+        "{}",
+        nothing.all_output()
+    );
+    // The same through the API.
+    let (status, body) = ha.agents[0].post_json(
+        "/v1/cluster/switchover",
+        r#"{"to": "node2", "at": "2099-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = ha.agents[0].post("/v1/cluster/switchover/cancel");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""to":"node2""#), "{body}");
+    let (status, body) = ha.agents[0].post("/v1/cluster/switchover/cancel");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("no switchover is pending"), "{body}");
     assert!(ha.records("step").is_empty(), "{:#?}", ha.records("step"));
     assert!(ha.records("promoted").is_empty());
     assert_eq!(code(&ha, 0, "/v1/role/primary"), 200);
@@ -229,10 +250,14 @@ fn a_switchover_the_target_cannot_take_is_refused_with_the_reason() {
         r#"{"id":"t-1","from":"node1","to":"node2","at":"2099-01-01T00:00:00Z","stage":"stopping","lsn":null,"timeline":null}"#,
     );
     let refused = switchover(&ha, &["--cancel"]);
-    assert_ne!(refused.code, 0, "{}", refused.all_output());
+    assert_eq!(refused.code, 2, "{}", refused.all_output());
     assert!(
         refused.all_output().contains("already under way"),
         "{}",
         refused.all_output()
     );
+    let (status, body) = ha.agents[0].post("/v1/cluster/switchover/cancel");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already under way"), "{body}");
+    assert!(body.contains(r#""kind":"refused""#), "{body}");
 }

@@ -5,12 +5,13 @@
 //! this node holds the key and its server is an answering primary;
 //! `/v1/role/replica` only while its server streams from the current
 //! leader within `max_lag` of the leader's last published position.
-//! `POST /v1/cluster/switchover` asks for a planned switchover (a control
-//! endpoint, like `watchpost cluster switchover`).
+//! `POST /v1/cluster/switchover` asks for a planned switchover, and `POST
+//! /v1/cluster/switchover/cancel` withdraws one not started yet (control
+//! endpoints, like `watchpost cluster switchover [--cancel]`).
 
 use crate::cluster::Cluster;
 use crate::cluster::etcd::EtcdError;
-use crate::cluster::switchover::{AskError, Request};
+use crate::cluster::switchover::{AskError, CancelError, Request};
 use crate::daemon::Shared;
 use axum::Json;
 use axum::extract::State;
@@ -31,12 +32,7 @@ fn unavailable(reason: impl Into<String>) -> Answer {
 pub async fn view(State(shared): State<Arc<Shared>>) -> Answer {
     match shared.cluster() {
         Some(cluster) => (StatusCode::OK, Json(cluster.json())),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(
-                json!({"error": "this agent is not in cluster mode (no [cluster] in its config)"}),
-            ),
-        ),
+        None => not_cluster(),
     }
 }
 
@@ -124,6 +120,14 @@ pub struct SwitchoverBody {
     pub at: Option<String>,
 }
 
+/// Outside cluster mode.
+fn not_cluster() -> Answer {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "this agent is not in cluster mode (no [cluster] in its config)"})),
+    )
+}
+
 /// `POST /v1/cluster/switchover` `{"to": NODE, "at": TIME?}`: 202 with the
 /// request written to etcd (the agents carry it out; its outcome goes to
 /// `/watchpost/SCOPE/switchover_result` and the audit logs), 409 with the
@@ -136,12 +140,7 @@ pub async fn switchover(
     Json(body): Json<SwitchoverBody>,
 ) -> Answer {
     let Some(cluster) = shared.cluster() else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(
-                json!({"error": "this agent is not in cluster mode (no [cluster] in its config)"}),
-            ),
-        );
+        return not_cluster();
     };
     let at = match body.at.as_deref().map(humantime::parse_rfc3339_weak) {
         None => None,
@@ -159,43 +158,67 @@ pub async fn switchover(
     let etcd =
         match crate::cluster::etcd::Etcd::for_cluster(spec, std::time::Duration::from_secs(3)) {
             Ok(etcd) => etcd,
-            Err(e) => {
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": e.to_string()})),
-                );
-            }
+            Err(e) => return failed(&e.to_string(), Some(&e)),
         };
     let keys = crate::cluster::Keys::new(&spec.scope);
     asked(crate::cluster::switchover::ask(&etcd, &keys, spec.max_lag_bytes, &body.to, at).await)
 }
 
-/// The answer to a switchover asked for: 202 with the request; 409 for a
-/// refusal (the caller may change the request, or wait for the cluster);
-/// 503 when etcd was out of reach or its answer to the write was lost
-/// (asking again may succeed; after a lost answer the request may have
-/// been written, which a 409 "already pending" then shows:
+/// `POST /v1/cluster/switchover/cancel` (no body): withdraw the pending
+/// switchover its leader has not started yet; 200 with the request
+/// withdrawn, else as [`switchover`]'s errors (see [`cancelled`]).
+pub async fn cancel(State(shared): State<Arc<Shared>>) -> Answer {
+    let Some(cluster) = shared.cluster() else {
+        return not_cluster();
+    };
+    let spec = &cluster.spec;
+    let etcd =
+        match crate::cluster::etcd::Etcd::for_cluster(spec, std::time::Duration::from_secs(3)) {
+            Ok(etcd) => etcd,
+            Err(e) => return failed(&e.to_string(), Some(&e)),
+        };
+    let keys = crate::cluster::Keys::new(&spec.scope);
+    cancelled(crate::cluster::switchover::cancel(&etcd, &keys).await)
+}
+
+/// The answer to a switchover asked for: 202 with the request, else
+/// [`failed`]'s.
+fn asked(result: Result<Request, AskError>) -> Answer {
+    match result {
+        Ok(request) => (StatusCode::ACCEPTED, Json(json!({"request": request}))),
+        Err(e) => failed(&e.to_string(), e.store()),
+    }
+}
+
+/// The answer to a cancel: 200 with the request withdrawn, else
+/// [`failed`]'s (a 503 with `"may_have_been_written": true` when etcd's
+/// answer to the delete was lost: cancelling again shows whether it was
+/// withdrawn).
+fn cancelled(result: Result<Request, CancelError>) -> Answer {
+    match result {
+        Ok(request) => (StatusCode::OK, Json(json!({"cancelled": request}))),
+        Err(e) => failed(&e.to_string(), e.store()),
+    }
+}
+
+/// A switchover call that did not do what was asked (`store`: etcd's
+/// error, `None` for a refusal): 409 for a refusal (the caller may change
+/// the request, or wait for the cluster); 503 when etcd was out of reach
+/// or its answer to the write was lost (asking again may succeed; after a
+/// lost answer the write may have been applied, which asking again shows:
 /// `"may_have_been_written": true`); 502 when etcd refused (permission
 /// denied, a full store: retrying cannot help until an operator acts);
-/// 500 when the agent could not make the call. The error body is
-/// `{"error": TEXT, "kind": "refused" | "unreachable" | "answer-lost" |
+/// 500 when the agent could not make the call. The body is `{"error":
+/// TEXT, "kind": "refused" | "unreachable" | "answer-lost" |
 /// "store-refused" | "local", "may_have_been_written": BOOL}`.
-fn asked(result: Result<Request, AskError>) -> Answer {
-    let (status, kind) = match &result {
-        Ok(request) => {
-            return (StatusCode::ACCEPTED, Json(json!({"request": request})));
-        }
-        Err(AskError::Refused(_)) => (StatusCode::CONFLICT, "refused"),
-        Err(AskError::Store(EtcdError::Unreachable(_))) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unreachable")
-        }
-        Err(AskError::Store(EtcdError::AnswerLost(_))) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "answer-lost")
-        }
-        Err(AskError::Store(EtcdError::Refused(_))) => (StatusCode::BAD_GATEWAY, "store-refused"),
-        Err(AskError::Store(EtcdError::Local(_))) => (StatusCode::INTERNAL_SERVER_ERROR, "local"),
+fn failed(why: &str, store: Option<&EtcdError>) -> Answer {
+    let (status, kind) = match store {
+        None => (StatusCode::CONFLICT, "refused"),
+        Some(EtcdError::Unreachable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unreachable"),
+        Some(EtcdError::AnswerLost(_)) => (StatusCode::SERVICE_UNAVAILABLE, "answer-lost"),
+        Some(EtcdError::Refused(_)) => (StatusCode::BAD_GATEWAY, "store-refused"),
+        Some(EtcdError::Local(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "local"),
     };
-    let why = result.err().map(|e| e.to_string()).unwrap_or_default();
     (
         status,
         Json(json!({
@@ -212,7 +235,7 @@ mod tests {
     use crate::cluster::Keys;
     use crate::cluster::dcs::memory::{Call, Fault, Memory};
     use crate::cluster::member::Member;
-    use crate::cluster::switchover::ask;
+    use crate::cluster::switchover::{ask, cancel};
     use std::time::Duration;
 
     /// Leader `a` (a primary) and `b`, a standby streaming from it.
@@ -311,6 +334,79 @@ mod tests {
         }
         // The agent's own failure (the call was not made) is not etcd's.
         let (got, _) = asked(Err(AskError::Store(EtcdError::Local("no client".into()))));
+        assert_eq!(got, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_is_answered_as_a_switchover_asked_for() {
+        let keys = Keys::new("main");
+        let get = |call: &Call| matches!(call, Call::Get(_));
+        let txn = |call: &Call| matches!(call, Call::Txn(..));
+        // A request pending in `cluster`, or one the leader has started.
+        let pending = |stage: &str| {
+            let dcs = cluster(&keys);
+            let text = format!(
+                r#"{{"id":"1","from":"a","to":"b","at":null,"stage":"{stage}","lsn":null,"timeline":null}}"#
+            );
+            dcs.store.lock().put(&keys.switchover, &text, 0).unwrap();
+            dcs
+        };
+        let rows: Vec<(&str, Memory, StatusCode, &str, &str)> = vec![
+            ("withdrawn", pending("requested"), StatusCode::OK, "", ""),
+            (
+                "nothing pending",
+                cluster(&keys),
+                StatusCode::CONFLICT,
+                "refused",
+                "no switchover is pending",
+            ),
+            (
+                "under way",
+                pending("stopping"),
+                StatusCode::CONFLICT,
+                "refused",
+                "already under way",
+            ),
+            (
+                "etcd out of reach",
+                failing(pending("requested"), get, Fault::Unsent(Duration::ZERO)),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unreachable",
+                "no etcd endpoint answered",
+            ),
+            (
+                "the delete's answer lost",
+                failing(pending("requested"), txn, Fault::AnswerLost(Duration::ZERO)),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "answer-lost",
+                "no answer",
+            ),
+        ];
+        for (what, dcs, status, kind, says) in rows {
+            let (got, Json(body)) = cancelled(cancel(&dcs, &keys).await);
+            assert_eq!(got, status, "{what}: {body}");
+            if status == StatusCode::OK {
+                assert_eq!(body["cancelled"]["to"], "b", "{what}: {body}");
+                assert!(dcs.store.lock().get(&keys.switchover).is_none());
+                continue;
+            }
+            assert_eq!(body["kind"], kind, "{what}: {body}");
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(error.contains(says), "{what}: {body}");
+            assert_eq!(
+                body["may_have_been_written"],
+                kind == "answer-lost",
+                "{what}: {body}"
+            );
+        }
+        // etcd's refusal and the agent's own failure, as for an ask.
+        let refused = EtcdError::Refused("etcdserver: permission denied".into());
+        let (got, Json(body)) = cancelled(Err(CancelError::Store(refused)));
+        assert_eq!(got, StatusCode::BAD_GATEWAY, "{body}");
+        assert_eq!(body["kind"], "store-refused");
+        let (got, _) = cancelled(Err(CancelError::Store(EtcdError::Local(
+            "no client".into(),
+        ))));
         assert_eq!(got, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -55,6 +55,7 @@ pub fn router(shared: Arc<Shared>, auth: Arc<ApiAuth>) -> Router {
             post(remediation::switchover),
         )
         .route("/v1/cluster/switchover", post(cluster::switchover))
+        .route("/v1/cluster/switchover/cancel", post(cluster::cancel))
         .with_state(shared)
         .layer(middleware::from_fn_with_state(auth, authorize))
 }

@@ -5,8 +5,9 @@
 //! (checked, then carried out by the agents). Each agent records what it
 //! does.
 
+use super::ExitWith;
 use crate::cluster::Keys;
-use crate::cluster::etcd::Etcd;
+use crate::cluster::etcd::{Etcd, EtcdError};
 use crate::config::{self, ClusterSpec};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub enum ClusterAction {
     Resume,
     /// Planned switchover: the leader stops cleanly, NODE replays all of
     /// its WAL, takes the key and promotes; the old leader follows it.
+    #[command(after_help = SWITCHOVER_EXIT_CODES)]
     Switchover {
         /// The member to take over (a healthy standby streaming from the leader).
         #[arg(long, value_name = "NODE", required_unless_present = "cancel")]
@@ -64,6 +66,42 @@ pub enum ClusterAction {
         #[arg(long, default_value_t = 120)]
         wait: u64,
     },
+}
+
+/// `watchpost cluster switchover`'s exit code for a refusal: nothing was
+/// written (or withdrawn), and the same command is refused again until
+/// the cluster changes (or an operator fixes what etcd refused).
+pub const REFUSED: u8 = 2;
+
+/// `watchpost cluster switchover`'s exit code for "cannot tell": etcd was
+/// out of reach or its answer was lost (the request, or the cancel, may
+/// have been written), or no outcome came within `--wait`; running the
+/// command again shows where it stands.
+pub const CANNOT_TELL: u8 = 75;
+
+/// The exit codes, as `--help` shows them (and docs/src/commands.md).
+const SWITCHOVER_EXIT_CODES: &str = "Exit codes:
+  0   done: switched over, scheduled (--at), or cancelled (--cancel)
+  1   carried out and failed: the leader kept the lead (the reason is printed)
+  2   refused, nothing written: the same command is refused again until the
+      cluster changes (no leader, NODE unfit, one already pending, nothing to
+      cancel, already under way) or an operator fixes what etcd refused
+      (permission denied, a full store)
+  3   any other error (the command line, the config, the agent's own)
+  75  cannot tell: etcd was out of reach or its answer was lost, so the request
+      (or the cancel) may have been written, or no outcome came within --wait;
+      run the command again to see where it stands";
+
+/// A switchover asked for or cancelled that was not done: its message
+/// and exit code, from etcd's error (`None`: the cluster's refusal).
+fn not_done(message: String, store: Option<&EtcdError>, again: &str) -> anyhow::Error {
+    let (code, message) = match store {
+        None | Some(EtcdError::Refused(_)) => (REFUSED, message),
+        Some(EtcdError::Unreachable(_)) => (CANNOT_TELL, message),
+        Some(EtcdError::AnswerLost(_)) => (CANNOT_TELL, format!("{message} ({again})")),
+        Some(EtcdError::Local(_)) => (3, message),
+    };
+    ExitWith { code, message }.into()
 }
 
 fn spec(args: &ClusterArgs) -> anyhow::Result<ClusterSpec> {
@@ -126,9 +164,13 @@ async fn switchover(
 ) -> anyhow::Result<ExitCode> {
     use crate::cluster::switchover;
     if cancel {
-        let request = switchover::cancel(etcd, keys)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let request = switchover::cancel(etcd, keys).await.map_err(|e| {
+            not_done(
+                e.to_string(),
+                e.store(),
+                "the request may have been withdrawn: cancel again to see",
+            )
+        })?;
         println!("cancelled the switchover to `{}`", request.to);
         return Ok(ExitCode::SUCCESS);
     }
@@ -144,7 +186,13 @@ async fn switchover(
         .transpose()?;
     let request = switchover::ask(etcd, keys, spec.max_lag_bytes, &to, at)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| {
+            not_done(
+                e.to_string(),
+                e.store(),
+                "the request may have been written: ask again to see whether one is pending",
+            )
+        })?;
     if let Some(at) = &request.at {
         println!(
             "cluster {:?}: switchover from `{}` to `{}` scheduled at {at}",
@@ -158,7 +206,10 @@ async fn switchover(
     );
     let outcome = switchover::outcome(etcd, keys, &request.id, Duration::from_secs(wait))
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|message| ExitWith {
+            code: CANNOT_TELL,
+            message,
+        })?;
     if outcome.ok {
         println!("switchover done: {}", outcome.message);
         Ok(ExitCode::SUCCESS)

@@ -121,6 +121,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error that exits with a code of its own instead of 3 (UNKNOWN, every
+/// other error's): `main` prints it as it prints every error, and exits
+/// with `code`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    pub code: u8,
+    pub message: String,
+}
+
+/// The exit code of a command that failed with `error`.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error.downcast_ref::<ExitWith>().map_or(3, |e| e.code)
+}
+
 /// An argument that is not `KEY=VALUE` (the text as given).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected KEY=VALUE, got {0:?}")]

@@ -144,10 +144,6 @@ pub fn refusal(
     None
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
 /// Why [`ask`] wrote no request: its text (Display) is the message shown.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AskError {
@@ -161,6 +157,45 @@ pub enum AskError {
     /// was judged.
     #[error(transparent)]
     Store(#[from] EtcdError),
+}
+
+impl AskError {
+    /// etcd's error, when etcd failed (`None`: a refusal).
+    pub fn store(&self) -> Option<&EtcdError> {
+        match self {
+            AskError::Refused(_) => None,
+            AskError::Store(e) => Some(e),
+        }
+    }
+}
+
+/// Why [`cancel`] withdrew no request: its text (Display) is the message
+/// shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    /// Refused, with the reason: there is nothing to withdraw (no request
+    /// pending, or it finished or was withdrawn meanwhile), the leader has
+    /// started it (it can no longer be cancelled), or the pending request
+    /// cannot be read; nothing was deleted, and cancelling again is
+    /// refused again until the cluster changes.
+    #[error("{0}")]
+    Refused(String),
+    /// etcd could not be read or written ([`EtcdError`] says which): out
+    /// of reach (nothing deleted), its refusal (nothing deleted), or a
+    /// lost answer to the delete (the request may have been withdrawn:
+    /// cancelling again shows it).
+    #[error(transparent)]
+    Store(#[from] EtcdError),
+}
+
+impl CancelError {
+    /// etcd's error, when etcd failed (`None`: a refusal).
+    pub fn store(&self) -> Option<&EtcdError> {
+        match self {
+            CancelError::Refused(_) => None,
+            CancelError::Store(e) => Some(e),
+        }
+    }
 }
 
 /// Check and write a request (through any consensus store: etcd, or the
@@ -274,32 +309,32 @@ pub async fn lease_at_stop<D: Dcs>(
     }
 }
 
-/// Withdraw a request its leader has not acted on yet.
-pub async fn cancel<D: Dcs>(etcd: &D, keys: &Keys) -> Result<Request, String> {
-    let Some(kv) = etcd.get(&keys.switchover).await.map_err(err)? else {
-        return Err("no switchover is pending".into());
+/// Withdraw a request its leader has not acted on yet: the request, or
+/// why it was not withdrawn.
+pub async fn cancel<D: Dcs>(etcd: &D, keys: &Keys) -> Result<Request, CancelError> {
+    let Some(kv) = etcd.get(&keys.switchover).await? else {
+        return Err(CancelError::Refused("no switchover is pending".into()));
     };
-    let request: Request = serde_json::from_str(&kv.value)
-        .map_err(|e| format!("unreadable switchover request {:?}: {e}", kv.value))?;
+    let request: Request = serde_json::from_str(&kv.value).map_err(|e| {
+        CancelError::Refused(format!("unreadable switchover request {:?}: {e}", kv.value))
+    })?;
     let under_way = |request: &Request| {
-        format!(
+        CancelError::Refused(format!(
             "the switchover to `{}` is already under way (the leader `{}` has started stopping its server): it cannot be cancelled; it completes, or the leader abandons it and stays the leader",
             request.to, request.from
-        )
+        ))
     };
     if request.stage != Stage::Requested {
         return Err(under_way(&request));
     }
     // Only while the value is still the `requested` one: the leader's
     // compare-and-set to `stopping` and this delete cannot both succeed.
-    if !etcd
-        .delete_if(&keys.switchover, &kv.value)
-        .await
-        .map_err(err)?
-    {
-        return Err(match etcd.get(&keys.switchover).await.map_err(err)? {
+    if !etcd.delete_if(&keys.switchover, &kv.value).await? {
+        return Err(match etcd.get(&keys.switchover).await? {
             Some(now) => under_way(&serde_json::from_str(&now.value).unwrap_or(request)),
-            None => "the switchover finished or was withdrawn meanwhile".into(),
+            None => {
+                CancelError::Refused("the switchover finished or was withdrawn meanwhile".into())
+            }
         });
     }
     Ok(request)
@@ -481,6 +516,126 @@ mod tests {
         let asked = ask_bb(dcs).await.unwrap();
         assert_eq!((asked.from.as_str(), asked.to.as_str()), ("a", "bb"));
         assert!(store.lock().get(&keys.switchover).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_tells_a_refusal_from_a_store_that_failed() {
+        let keys = Keys::new("main");
+        let request = |stage: Stage| Request {
+            id: "1".into(),
+            from: "a".into(),
+            to: "bb".into(),
+            at: None,
+            stage,
+            lsn: None,
+            reach: None,
+            timeline: None,
+            leader_lease: None,
+        };
+        let pending = |stage: Stage| {
+            let dcs = store_of(&keys, "a", &cluster());
+            let text = serde_json::to_string(&request(stage)).unwrap();
+            dcs.store.lock().put(&keys.switchover, &text, 0).unwrap();
+            dcs
+        };
+        let get = |call: &Call| matches!(call, Call::Get(_));
+        let txn = |call: &Call| matches!(call, Call::Txn(..));
+        // Refusals, for good: nothing to withdraw, or too late (the texts
+        // as before).
+        let none = cancel(&store_of(&keys, "a", &cluster()), &keys)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            none,
+            CancelError::Refused("no switchover is pending".into())
+        );
+        assert_eq!(none.store(), None);
+        let started = cancel(&pending(Stage::Stopping), &keys).await.unwrap_err();
+        assert!(
+            matches!(&started, CancelError::Refused(why) if why.starts_with("the switchover to `bb` is already under way")),
+            "{started:?}"
+        );
+        let garbled = store_of(&keys, "a", &cluster());
+        garbled.store.lock().put(&keys.switchover, "{", 0).unwrap();
+        let garbled = cancel(&garbled, &keys).await.unwrap_err();
+        assert!(
+            matches!(&garbled, CancelError::Refused(why) if why.starts_with("unreadable switchover request \"{\"")),
+            "{garbled:?}"
+        );
+        // The leader marks it `stopping` between the read and the delete:
+        // the compare fails, and the reason is read back.
+        let dcs = pending(Stage::Requested);
+        let store = dcs.store.clone();
+        let key = keys.switchover.clone();
+        let stopping = serde_json::to_string(&request(Stage::Stopping)).unwrap();
+        let raced = dcs.with_faults(Box::new(move |call: &Call| {
+            if matches!(call, Call::Txn(..)) {
+                store.lock().put(&key, &stopping, 0).unwrap();
+            }
+            Fault::None
+        }));
+        let raced = cancel(&raced, &keys).await.unwrap_err();
+        assert!(
+            matches!(&raced, CancelError::Refused(why) if why.contains("already under way")),
+            "{raced:?}"
+        );
+        // ... or gone: finished or withdrawn meanwhile (here: its lease
+        // expires).
+        let dcs = store_of(&keys, "a", &cluster());
+        let store = dcs.store.clone();
+        {
+            let mut store = store.lock();
+            let lease = store.grant(Duration::from_secs(10));
+            let text = serde_json::to_string(&request(Stage::Requested)).unwrap();
+            store.put(&keys.switchover, &text, lease).unwrap();
+        }
+        let gone = dcs.with_faults(Box::new(move |call: &Call| {
+            if matches!(call, Call::Txn(..)) {
+                store
+                    .lock()
+                    .expire(tokio::time::Instant::now() + Duration::from_secs(60));
+            }
+            Fault::None
+        }));
+        assert_eq!(
+            cancel(&gone, &keys).await.unwrap_err(),
+            CancelError::Refused("the switchover finished or was withdrawn meanwhile".into())
+        );
+        // etcd failed: its error, by kind, its text unchanged.
+        let cut = faulty(
+            pending(Stage::Requested),
+            get,
+            Fault::Unsent(Duration::ZERO),
+        );
+        let cut = cancel(&cut, &keys).await.unwrap_err();
+        assert!(
+            matches!(cut.store(), Some(EtcdError::Unreachable(_))),
+            "{cut:?}"
+        );
+        assert_eq!(cut.to_string(), "no etcd endpoint answered: not sent");
+        // The delete applied, its answer lost: it may have been withdrawn
+        // (it was), which cancelling again shows.
+        let dcs = pending(Stage::Requested);
+        let store = dcs.store.clone();
+        let lost = faulty(dcs, txn, Fault::AnswerLost(Duration::ZERO));
+        let lost = cancel(&lost, &keys).await.unwrap_err();
+        assert!(
+            matches!(&lost, CancelError::Store(EtcdError::AnswerLost(_))),
+            "{lost:?}"
+        );
+        let again = cancel(&Memory::client(store), &keys).await.unwrap_err();
+        assert_eq!(
+            again,
+            CancelError::Refused("no switchover is pending".into())
+        );
+        // And withdrawn.
+        let dcs = pending(Stage::Requested);
+        let store = dcs.store.clone();
+        assert_eq!(
+            cancel(&dcs, &keys).await.unwrap(),
+            request(Stage::Requested)
+        );
+        assert!(store.lock().get(&keys.switchover).is_none());
     }
 
     #[test]
