@@ -298,7 +298,7 @@ impl Etcd {
                         let streamed = &answer["error"];
                         if let Some(auth) = &self.auth
                             && streamed.is_object()
-                            && access::token_expired(&access::error_text(streamed))
+                            && access::token_expired(streamed)
                             && !retried
                         {
                             auth.forget();
@@ -312,10 +312,13 @@ impl Etcd {
                         // A refusal is etcd's answer (nothing applied), the
                         // same from every endpoint.
                         let status = response.status();
-                        let answer: Value = response.json().await.unwrap_or(Value::Null);
-                        let text = access::error_text(&answer);
+                        // JSON with a gRPC code; the gateway's own
+                        // refusals are plain text.
+                        let text = response.text().await.unwrap_or_default();
+                        let answer = serde_json::from_str::<Value>(&text)
+                            .unwrap_or_else(|_| Value::String(text.trim().to_string()));
                         if let Some(auth) = &self.auth
-                            && access::token_expired(&text)
+                            && access::token_expired(&answer)
                             && !retried
                         {
                             auth.forget();
@@ -325,7 +328,7 @@ impl Etcd {
                         let user = self.auth.as_ref().map(access::Auth::user);
                         let why = format!(
                             "{url}: {status} {}",
-                            access::explain_refusal(&text, user, &self.prefix)
+                            access::explain_refusal(&answer, user, &self.prefix)
                         );
                         // A cancelled or timed-out call (the gateway's 408
                         // or 499, "request cancelled") may have been
@@ -392,8 +395,7 @@ impl Etcd {
         // not the lease's end; a result without a TTL is the lease's end.
         if answer.get("result").is_none() {
             let user = self.auth.as_ref().map(access::Auth::user);
-            let why =
-                access::explain_refusal(&access::error_text(&answer["error"]), user, &self.prefix);
+            let why = access::explain_refusal(&answer["error"], user, &self.prefix);
             return Err(EtcdError::Refused(format!(
                 "etcd did not renew the lease: {why}"
             )));

@@ -10,6 +10,7 @@
 use super::EtcdError;
 use crate::config::{ClusterSpec, EtcdAccess, Secret};
 use crate::sql::tls::{load_certs, load_key, root_store};
+use crate::sql::tls_alert::{certificate_alert, rustls_error};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -150,55 +151,129 @@ impl Auth {
     }
 }
 
-/// etcd's gateway error text (`{"error": ..., "message": ..., "code": N}`).
+/// etcd's gateway error text (`{"error": ..., "message": ..., "code": N}`;
+/// a plain-text answer is a JSON string).
 pub fn error_text(body: &Value) -> String {
     body["message"]
         .as_str()
         .or_else(|| body["error"].as_str())
+        .or_else(|| body.as_str())
         .map(str::to_string)
         .unwrap_or_else(|| body.to_string())
 }
 
-/// An invalid or expired token: authenticate again and resend.
-pub fn token_expired(text: &str) -> bool {
-    text.contains("invalid auth token") || text.contains("auth token is expired")
+/// The gRPC status codes etcd's errors carry (`rpctypes`), of the cases
+/// the agent acts on or names a fix for.
+mod grpc {
+    /// `invalid argument`: "user name is empty", "authentication failed"
+    /// and many more.
+    pub const INVALID_ARGUMENT: u64 = 3;
+    /// `permission denied`, and nothing else.
+    pub const PERMISSION_DENIED: u64 = 7;
+    /// `database space exceeded` (the NOSPACE alarm), but also "too many
+    /// requests".
+    pub const RESOURCE_EXHAUSTED: u64 = 8;
+    /// `failed precondition`: "user name not found", "authentication is
+    /// not enabled" and many more.
+    pub const FAILED_PRECONDITION: u64 = 9;
+    /// `invalid auth token` (expired, or etcd restarted), and nothing
+    /// else.
+    pub const UNAUTHENTICATED: u64 = 16;
+}
+
+/// The gRPC status code of etcd's error answer: `code` in a call's
+/// (`{"error": TEXT, "message": TEXT, "code": N}`), `grpc_code` in the
+/// error object of a streamed call's 200 answer (etcd 3.4's gateway);
+/// `None` without one (the gateway's plain-text refusals).
+pub fn grpc_code(body: &Value) -> Option<u64> {
+    body.get("code")
+        .or_else(|| body.get("grpc_code"))
+        .and_then(Value::as_u64)
+}
+
+/// What an error answer of etcd is, for what the agent does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// An invalid or expired token: authenticate again and resend.
+    InvalidToken,
+    /// The user's role does not cover the key.
+    PermissionDenied,
+    /// etcd has authentication on and the request named no user it knows.
+    NoUser,
+    /// etcd is at its quota (the NOSPACE alarm) and refuses writes.
+    NoSpace,
+    /// [`GATEWAY_CN`].
+    GatewayCn,
+    Other,
+}
+
+/// Decided on the gRPC code ([`grpc_code`]) where the code tells the case
+/// alone; on the text where it does not (a code several cases share, or
+/// an answer without one).
+fn refusal(body: &Value) -> Refusal {
+    let text = error_text(body);
+    let says = |words: &str| text.contains(words);
+    let no_user = || says("user name is empty") || says("user name not found");
+    match grpc_code(body) {
+        Some(grpc::UNAUTHENTICATED) => Refusal::InvalidToken,
+        Some(grpc::PERMISSION_DENIED) => Refusal::PermissionDenied,
+        Some(grpc::RESOURCE_EXHAUSTED) if says("database space exceeded") => Refusal::NoSpace,
+        Some(grpc::INVALID_ARGUMENT | grpc::FAILED_PRECONDITION) if no_user() => Refusal::NoUser,
+        Some(_) => Refusal::Other,
+        // A plain-text answer (the gateway's own refusal, before any gRPC
+        // call), or a gateway that sends no code.
+        None if says(GATEWAY_CN) => Refusal::GatewayCn,
+        None if says("invalid auth token") || says("auth token is expired") => {
+            Refusal::InvalidToken
+        }
+        None if says("permission denied") => Refusal::PermissionDenied,
+        None if no_user() => Refusal::NoUser,
+        None if says("database space exceeded") => Refusal::NoSpace,
+        None => Refusal::Other,
+    }
+}
+
+/// An invalid or expired token (etcd's error answer `body`, or a streamed
+/// call's error object): authenticate again and resend.
+pub fn token_expired(body: &Value) -> bool {
+    refusal(body) == Refusal::InvalidToken
 }
 
 /// etcd's JSON gateway (the API the agent speaks) refuses every request
 /// whose client certificate has a subject CommonName while
 /// `--client-cert-auth` is on (etcd#10366, CVE-2018-16886): its answer
-/// starts with this.
+/// (plain text, without a gRPC code) starts with this.
 const GATEWAY_CN: &str = "CommonName of client sending a request against gateway";
 
 /// What to do about [`GATEWAY_CN`].
 const CN_FIX: &str = "etcd's JSON gateway refuses client certificates that have a CommonName (etcd#10366): issue the agent's `etcd_cert` with an empty subject CN and authenticate the agent with `etcd_user` and its password";
 
-/// What etcd's refusal (an HTTP error status, its `text`) means and what
-/// to fix, for a request under `prefix` by `user`.
-pub fn explain_refusal(text: &str, user: Option<&str>, prefix: &str) -> String {
-    if text.contains(GATEWAY_CN) {
-        return format!("{text}: {CN_FIX}");
-    }
-    if text.contains("permission denied") {
-        let who = user.map_or("the etcd user".to_string(), |u| {
-            format!("the etcd user `{u}`")
-        });
-        return format!(
-            "{text}: {who} has no permission on the cluster's keys; grant its role readwrite on the prefix: `etcdctl role grant-permission ROLE --prefix=true readwrite {prefix}`"
-        );
-    }
-    if text.contains("user name is empty") || text.contains("user name not found") {
-        return format!(
+/// What etcd's refusal (an HTTP error status, its answer `body`) means and
+/// what to fix, for a request under `prefix` by `user`.
+pub fn explain_refusal(body: &Value, user: Option<&str>, prefix: &str) -> String {
+    let text = error_text(body);
+    match refusal(body) {
+        Refusal::GatewayCn => format!("{text}: {CN_FIX}"),
+        Refusal::PermissionDenied => {
+            let who = user.map_or("the etcd user".to_string(), |u| {
+                format!("the etcd user `{u}`")
+            });
+            format!(
+                "{text}: {who} has no permission on the cluster's keys; grant its role readwrite on the prefix: `etcdctl role grant-permission ROLE --prefix=true readwrite {prefix}`"
+            )
+        }
+        Refusal::NoUser => format!(
             "{text}: etcd has authentication enabled: set `etcd_user` and `etcd_password_file` in [cluster]"
-        );
-    }
-    if text.contains("database space exceeded") {
-        return format!(
+        ),
+        Refusal::NoSpace => format!(
             "{text}: etcd is at its quota (NOSPACE alarm) and refuses writes: compact, defragment and disarm the alarm (see the cluster chapter, \"etcd's quota\")"
-        );
+        ),
+        Refusal::InvalidToken | Refusal::Other => text,
     }
-    text.to_string()
 }
+
+/// What to fix when etcd asks for a client certificate.
+const CERT_NEEDED: &str = "etcd asks for a client certificate (--client-cert-auth): set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)";
 
 /// A request that got no answer, with what to fix when TLS is why. `cert`
 /// says whether a client certificate is configured.
@@ -210,54 +285,91 @@ pub fn explain_transport(url: &str, error: &reqwest::Error, cert: Option<bool>) 
         chain.push_str(&e.to_string());
         source = e.source();
     }
-    let hint = if chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate") {
-        Some(
-            "etcd's server certificate is not signed by the CA in `etcd_ca` (or, without `etcd_ca`, by one the OS trusts): name the CA that signed etcd's --cert-file",
-        )
-    } else if chain.contains("NotValidForName") {
-        Some(
-            "etcd's server certificate does not name the host of this endpoint: write the endpoint with a name or address its certificate lists",
-        )
-    } else if chain.contains("CertificateRequired") || chain.contains("HandshakeFailure") {
-        Some(
-            "etcd asks for a client certificate (--client-cert-auth): set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)",
-        )
-    } else if chain.contains("BadCertificate")
-        || chain.contains("UnknownCA")
-        || chain.contains("DecryptError")
-    {
-        Some(if cert == Some(false) {
-            "etcd asks for a client certificate (--client-cert-auth): set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)"
-        } else {
-            "etcd refused the client certificate `etcd_cert`: it must be signed by the CA etcd trusts (--trusted-ca-file) and allow client authentication"
-        })
-    } else if cert.is_some()
-        && url.starts_with("https://")
-        && !chain.contains("Connection refused")
-        && [
-            "connection was not ready",
-            "Canceled",
-            "connection closed",
-            "unexpected EOF",
-            "reset by peer",
-        ]
-        .iter()
-        .any(|closed| chain.contains(closed))
-    {
+    match transport_hint(error, url, cert) {
+        Some(hint) => format!("{url}: {chain} ({hint})"),
+        None => format!("{url}: {chain}"),
+    }
+}
+
+/// What to fix for the failed request to `url` whose error is `error`,
+/// decided on the TLS library's error in its chain ([`rustls_error`]
+/// inside an I/O error), else on a connection closed after the handshake.
+fn transport_hint(
+    error: &(dyn std::error::Error + 'static),
+    url: &str,
+    cert: Option<bool>,
+) -> Option<&'static str> {
+    use rustls::AlertDescription as Alert;
+    use rustls::CertificateError as Cert;
+    use std::io::ErrorKind;
+    let mut tls = None;
+    let (mut closed, mut refused) = (false, false);
+    let mut source = Some(error);
+    while let Some(e) = source {
+        let io = e.downcast_ref::<std::io::Error>();
+        tls = tls.or_else(|| {
+            e.downcast_ref::<rustls::Error>()
+                .or_else(|| io.and_then(rustls_error))
+        });
+        match io.map(std::io::Error::kind) {
+            Some(ErrorKind::ConnectionRefused) => refused = true,
+            Some(
+                ErrorKind::UnexpectedEof
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe,
+            ) => closed = true,
+            _ => {}
+        }
+        if let Some(http) = e.downcast_ref::<hyper::Error>() {
+            // "connection was not ready" (canceled), "connection closed
+            // before message completed".
+            closed |= http.is_canceled() || http.is_incomplete_message() || http.is_closed();
+        }
+        // An I/O error's `source()` skips the error it wraps (hyper-rustls
+        // wraps tokio-rustls's I/O error, which wraps the TLS error, in
+        // another): go into it.
+        source = match io.and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    match tls {
+        Some(rustls::Error::InvalidCertificate(bad)) => match bad {
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => Some(
+                "etcd's server certificate does not name the host of this endpoint: write the endpoint with a name or address its certificate lists",
+            ),
+            // Its text says it (expired, not yet valid, revoked).
+            Cert::Expired
+            | Cert::ExpiredContext { .. }
+            | Cert::NotValidYet
+            | Cert::NotValidYetContext { .. }
+            | Cert::Revoked => None,
+            _ => Some(
+                "etcd's server certificate is not signed by the CA in `etcd_ca` (or, without `etcd_ca`, by one the OS trusts): name the CA that signed etcd's --cert-file",
+            ),
+        },
+        Some(rustls::Error::AlertReceived(alert)) if certificate_alert(*alert) => Some(
+            if cert == Some(false)
+                || matches!(alert, Alert::CertificateRequired | Alert::HandshakeFailure)
+            {
+                CERT_NEEDED
+            } else {
+                "etcd refused the client certificate `etcd_cert`: it must be signed by the CA etcd trusts (--trusted-ca-file) and allow client authentication"
+            },
+        ),
+        Some(_) => None,
         // Under TLS 1.3 etcd refuses a client certificate (or its
         // absence) after the handshake: the client may see only a closed
         // connection, or the alert, whichever comes first.
-        Some(if cert == Some(false) {
-            "etcd closed the TLS connection; if it asks for a client certificate (--client-cert-auth), set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)"
-        } else {
-            "etcd closed the TLS connection after the handshake, as it does under TLS 1.3 when it refuses the client certificate `etcd_cert`: it must be signed by the CA etcd trusts (--trusted-ca-file) and allow client authentication"
-        })
-    } else {
-        None
-    };
-    match hint {
-        Some(hint) => format!("{url}: {chain} ({hint})"),
-        None => format!("{url}: {chain}"),
+        None if closed && !refused && cert.is_some() && url.starts_with("https://") => {
+            Some(if cert == Some(false) {
+                "etcd closed the TLS connection; if it asks for a client certificate (--client-cert-auth), set `etcd_cert` and `etcd_key` to one signed by the CA etcd trusts (--trusted-ca-file)"
+            } else {
+                "etcd closed the TLS connection after the handshake, as it does under TLS 1.3 when it refuses the client certificate `etcd_cert`: it must be signed by the CA etcd trusts (--trusted-ca-file) and allow client authentication"
+            })
+        }
+        None => None,
     }
 }
 
@@ -292,66 +404,4 @@ pub fn warnings(spec: &ClusterSpec) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(etcd: &[&str], access: EtcdAccess) -> ClusterSpec {
-        let text = "[targets.local]\ndsn = \"host=127.0.0.1 user=postgres\"\ndata_dir = \"/d\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.9.9.9:5432\"\n";
-        let mut spec = crate::config::parse_str("w.toml", text, std::path::Path::new("/"))
-            .unwrap()
-            .cluster
-            .unwrap();
-        spec.etcd = etcd.iter().map(|e| e.to_string()).collect();
-        spec.etcd_access = access;
-        spec
-    }
-
-    #[test]
-    fn validate_warns_on_plain_http_off_loopback_only() {
-        let closed = EtcdAccess {
-            user: Some("agent".into()),
-            password: Some(Secret::new("x")),
-            ca: Some("/ca.pem".into()),
-            ..EtcdAccess::default()
-        };
-        for quiet in [
-            "http://127.0.0.1:2379",
-            "http://localhost:2379",
-            "http://[::1]:2379",
-            "https://10.0.0.1:2379",
-        ] {
-            assert!(
-                warnings(&spec(&[quiet], closed.clone())).is_empty(),
-                "{quiet}"
-            );
-        }
-        let open = warnings(&spec(&["http://10.0.0.1:2379"], closed.clone()));
-        assert!(open[0].contains("plain http to a non-loopback"), "{open:?}");
-        let no_ca = warnings(&spec(
-            &["https://10.0.0.1:2379"],
-            EtcdAccess { ca: None, ..closed },
-        ));
-        assert!(no_ca[0].contains("`etcd_ca`"), "{no_ca:?}");
-        let no_user = warnings(&spec(&["https://10.0.0.1:2379"], EtcdAccess::default()));
-        assert!(
-            no_user.iter().any(|w| w.contains("`etcd_user`")),
-            "{no_user:?}"
-        );
-    }
-
-    #[test]
-    fn refusals_name_the_fix() {
-        let denied = explain_refusal(
-            "etcdserver: permission denied",
-            Some("agent"),
-            "/watchpost/main/",
-        );
-        assert!(denied.contains("etcd user `agent`"), "{denied}");
-        assert!(denied.contains("readwrite /watchpost/main/"), "{denied}");
-        assert!(
-            explain_refusal("etcdserver: user name is empty", None, "/p/").contains("etcd_user")
-        );
-        assert!(token_expired("etcdserver: invalid auth token"));
-        assert!(!token_expired("etcdserver: permission denied"));
-    }
-}
+mod tests;

@@ -90,6 +90,11 @@ async fn each_failure_is_made_with_its_kind_and_keeps_its_message() {
         r#"{"error":"etcdserver: request cancelled","code":1}"#,
     )
     .await;
+    let (named, _) = answering::answering(
+        "400 Bad Request",
+        "CommonName of client sending a request against gateway will be ignored and not used as expected\n",
+    )
+    .await;
     let (garbled, _) = answering::counting("not json").await;
     let (unrenewed, _) =
         answering::counting(r#"{"error":{"grpc_code":14,"message":"etcdserver: leader changed"}}"#)
@@ -149,6 +154,12 @@ async fn each_failure_is_made_with_its_kind_and_keeps_its_message() {
             at(url(denied)).create("/k", "me", 1).await.map(drop),
             refused,
             "403 Forbidden",
+        ),
+        (
+            "a refusal in plain text (the gateway's own, without a gRPC code)",
+            at(url(named)).get("/k").await.map(drop),
+            refused,
+            "400 Bad Request CommonName of client sending a request against gateway will be ignored and not used as expected: etcd's JSON gateway refuses client certificates that have a CommonName",
         ),
         (
             "a password refused",
