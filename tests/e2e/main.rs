@@ -20,6 +20,7 @@ mod cluster_redis;
 mod cluster_redis_faults;
 mod cluster_redis_partition;
 mod cluster_restart;
+mod cluster_slow;
 mod cluster_streaming;
 mod cluster_switchover;
 mod cluster_sync;

@@ -41,7 +41,9 @@ pub(super) const REWIND_RETRY: Duration = Duration::from_secs(30);
 /// (etcd in production) and a server `S` (the local PostgreSQL server).
 pub struct Ha<D: Dcs = Etcd, S: Server = LocalServer> {
     pub etcd: D,
-    pub local: S,
+    /// Shared, so that a long action can own a handle on it while the
+    /// loop renews the lease ([`super::during`]).
+    pub local: Arc<S>,
     pub keys: Keys,
     /// Where decisions are recorded (none in tests: [`Ha::tick`]'s answer).
     pub audit: Option<Arc<Remediator>>,
@@ -155,7 +157,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             watchdog,
             did: Mutex::new(Vec::new()),
             etcd,
-            local,
+            local: Arc::new(local),
             keys,
             audit,
             view,

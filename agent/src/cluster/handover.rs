@@ -23,6 +23,7 @@
 //! longer take it) and stays the leader: its server comes back as the
 //! primary through the usual restart in place. Every step is recorded.
 
+use super::during::Kept;
 use super::etcd::Op;
 use super::ha::Ha;
 use super::local::{Observation, ShutDown};
@@ -31,6 +32,7 @@ use super::switchover::{Outcome, Request, Stage, refusal};
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use crate::events::Decision;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -227,16 +229,30 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         let (request, raw) = (stopping, stopping_raw);
         self.step(format!("switchover to `{}`: checkpoint", request.to));
-        if let Err(e) = self.local.checkpoint().await {
-            self.finish(
-                &request,
-                &raw,
-                false,
-                format!("abandoned: the checkpoint failed: {e}"),
-                Some(&me),
-            )
-            .await;
-            return;
+        // A checkpoint can take longer than the lease's deadline (a busy
+        // or stalled checkpointer): the lease is kept renewed meanwhile,
+        // so that the watchdog never kills the server mid-checkpoint.
+        let server = Arc::clone(&self.local);
+        match self
+            .keep_leading_during(async move { server.checkpoint().await })
+            .await
+        {
+            Kept::Done(Ok(())) => {}
+            Kept::Done(Err(e)) => {
+                self.finish(
+                    &request,
+                    &raw,
+                    false,
+                    format!("abandoned: the checkpoint failed: {e}"),
+                    Some(&me),
+                )
+                .await;
+                return;
+            }
+            // The server is stopped by the lease's path; the request is
+            // left for the loop (a `stopping` request of a key this node
+            // no longer holds is nobody's to act on).
+            Kept::Lost => return,
         }
         self.step(format!("switchover to `{}`: stopping the local server cleanly (fast): it stops taking writes and sends all its WAL to the standbys", request.to));
         {
@@ -245,9 +261,20 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             view.observation = Observation::default();
         }
         self.keep_standby_marked();
-        let end = match self.local.stop("fast").await {
-            Ok(()) => self.local.shut_down_at().await,
-            Err(e) => Err(e),
+        // The clean shutdown writes a shutdown checkpoint: as long, at
+        // worst, as the checkpoint above; renewed the same way.
+        let server = Arc::clone(&self.local);
+        let stopped = self
+            .keep_leading_during(async move {
+                match server.stop("fast").await {
+                    Ok(()) => server.shut_down_at().await,
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+        let end = match stopped {
+            Kept::Done(end) => end,
+            Kept::Lost => return,
         };
         let end = match end {
             Ok(end) => end,

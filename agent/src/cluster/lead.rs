@@ -1,22 +1,31 @@
 //! The leader's side of the HA loop: keep a healthy primary. A server
 //! restarted in recovery (in place by the agent, or by hand) is promoted
 //! again on a new timeline, its term recorded and written first; a crashed
-//! one is restarted in place; one that stays down past `restart_timeout`
-//! gives the key up, only once it is known stopped.
+//! one is restarted in place, the lease renewed while its crash recovery
+//! runs ([`super::during`]); one that is not back (answering) within
+//! `restart_timeout` is stopped and gives the key up, only once it is
+//! known stopped.
 
+use super::during::Kept;
 use super::ha::Ha;
 use super::local::Observation;
 use super::member::Member;
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use crate::events::Decision;
+use crate::pgserver::postmaster::Postmaster;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 impl<D: Dcs, S: Server> Ha<D, S> {
     /// As the leader: keep a healthy primary.
     pub(super) async fn lead(&mut self, seen: &Observation, members: &[Member]) {
-        if seen.primary() {
+        if seen.answering {
+            // Back (or never gone): a later look that gets no answer is a
+            // busy or frozen server, not the crash this timer counts.
             self.down_since = None;
+        }
+        if seen.primary() {
             return;
         }
         if seen.answering && seen.in_recovery {
@@ -112,7 +121,18 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         if !seen.stopped() {
             // Alive but not answering (busy, frozen), or whether it runs
-            // cannot be told: not a crash, and never a reason to let go.
+            // cannot be told: not a crash, and never a reason to let go;
+            // but a server this node restarted after a crash that is still
+            // not back (its crash recovery, a start that hangs) when
+            // `restart_timeout` runs out is stopped, so that the key can
+            // be handed over (Patroni's `master_start_timeout`).
+            if let Some(down) = self.down_since
+                && down.elapsed() >= self.local.spec().restart_timeout
+                && !seen.answering
+                && matches!(seen.server, Postmaster::Running(_))
+            {
+                self.stop_overdue_restart().await;
+            }
             return;
         }
         let down = *self.down_since.get_or_insert_with(Instant::now);
@@ -134,9 +154,44 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             }
             return;
         }
-        match self.local.start().await {
-            Ok(()) => self.record(Decision::Restarted, "restarted the crashed local server in place (it comes up as a standby; this node promotes it while it holds the key)".into()),
-            Err(e) => tracing::warn!("cluster: restart in place failed: {e}"),
+        // Its crash recovery can take longer than the lease's deadline:
+        // the lease is kept renewed meanwhile ([`super::during`]), so
+        // that the watchdog never kills the server it is recovering; the
+        // wait ends with `restart_timeout` (then the pass above hands
+        // over).
+        let server = Arc::clone(&self.local);
+        let left = self
+            .local
+            .spec()
+            .restart_timeout
+            .saturating_sub(down.elapsed());
+        let start = async move {
+            match tokio::time::timeout(left, server.start()).await {
+                Ok(started) => started,
+                Err(_) => Err("the server is not back within restart_timeout".to_string()),
+            }
+        };
+        match self.keep_leading_during(start).await {
+            Kept::Done(Ok(())) => self.record(Decision::Restarted, "restarted the crashed local server in place (it comes up as a standby; this node promotes it while it holds the key)".into()),
+            Kept::Done(Err(e)) => tracing::warn!("cluster: restart in place failed: {e}"),
+            Kept::Lost => {}
+        }
+    }
+
+    /// The crashed server this node restarted is not back (answering)
+    /// within `restart_timeout`: stop it (it takes no writes while it
+    /// recovers, so nothing is lost that a failover would not lose), so
+    /// that the next pass, finding it known stopped, releases the key.
+    async fn stop_overdue_restart(&mut self) {
+        let timeout = crate::config::units::format_duration(self.local.spec().restart_timeout);
+        match self.local.stop("immediate").await {
+            Ok(()) => self.record(
+                Decision::Step,
+                format!("the restarted local server is not back within restart_timeout = {timeout} (still in crash recovery, or its start hangs): stopped it, to hand the leader key over"),
+            ),
+            Err(e) => tracing::error!(
+                "cluster: the restarted local server is not back within restart_timeout = {timeout}, and cannot be stopped to hand over: {e}"
+            ),
         }
     }
 }

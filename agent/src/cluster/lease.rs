@@ -136,6 +136,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         let lease = self.lease.take();
         self.renewed_at = None;
         self.shrink_mark = None;
+        // A crash this term counted is not the next term's.
+        self.down_since = None;
         match self.local.stop("immediate").await {
             Ok(()) => {
                 self.record(

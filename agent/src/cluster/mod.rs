@@ -44,6 +44,7 @@
 pub mod clock;
 pub mod dcs;
 pub mod did;
+mod during;
 mod elect;
 pub mod etcd;
 mod failclosed;

@@ -336,6 +336,25 @@ impl Cluster {
         text.lines().next()?.trim().parse().ok()
     }
 
+    /// The pid of the postmaster's child process whose title names
+    /// `role` (`startup`, `checkpointer`: `postgres: … startup …`), if
+    /// one runs.
+    pub fn child_process(&self, role: &str) -> Option<i32> {
+        let postmaster = self.postmaster_pid()?;
+        std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .find_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                // After the command in parentheses: state, then the parent.
+                let ppid: i32 = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+                let title = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let title = String::from_utf8_lossy(&title);
+                (ppid == postmaster && title.contains(role)).then_some(pid)
+            })
+    }
+
     /// Start the server (from now on) in network namespace `netns`,
     /// listening on every address there (`listen_addresses = '*'`) and
     /// trusting `net` (a CIDR) for sessions and replication.

@@ -64,6 +64,11 @@ pub struct Node {
     pub unfit: Option<String>,
     /// Settings cannot be read or written (SQL fails).
     pub sql_fails: bool,
+    /// How long a start (its crash recovery) and a checkpoint take: the
+    /// server runs at once but answers only after it (zero: at once).
+    pub slow: Duration,
+    /// A start's recovery ends then (the server does not answer before).
+    pub recovering_until: Option<Instant>,
     /// Armed fences (one per fence process; a crashed agent's stays):
     /// their deadlines.
     pub fences: Vec<(u64, Option<Instant>)>,
@@ -180,6 +185,7 @@ impl Node {
         self.running = false;
         self.primary = false;
         self.streaming = false;
+        self.recovering_until = None;
         Ok(())
     }
 }
@@ -350,7 +356,9 @@ impl Server for FakeServer {
 
     fn observe(&self, _budget: Duration) -> impl Future<Output = Observation> + Send {
         let probe = self.postmaster();
-        let node = self.node.lock().clone();
+        let mut node = self.node.lock().clone();
+        // Still in its crash recovery: running, not answering yet.
+        node.running &= node.recovering_until.is_none_or(|t| Instant::now() >= t);
         ready(Observation {
             server: probe.state,
             pid_fault: probe.fault,
@@ -374,7 +382,8 @@ impl Server for FakeServer {
     }
 
     fn start(&self) -> impl Future<Output = Result<(), String>> + Send {
-        ready(self.watched(|| {
+        let slow = self.node.lock().slow;
+        let started = self.watched(|| {
             let mut node = self.node.lock();
             if node.unknown || node.running {
                 Err("pg_ctl start: another server might be running".into())
@@ -382,9 +391,24 @@ impl Server for FakeServer {
                 node.running = true;
                 node.primary = !node.standby_marked;
                 node.shut_down = None;
+                node.recovering_until = (!slow.is_zero()).then(|| Instant::now() + slow);
                 Ok(())
             }
-        }))
+        });
+        let node = self.node.clone();
+        async move {
+            if started.is_err() || slow.is_zero() {
+                return started;
+            }
+            // `pg_ctl start -w`: back once the server answers, or sooner
+            // if it stopped meanwhile (a fence fired).
+            tokio::time::sleep(slow).await;
+            if node.lock().running {
+                started
+            } else {
+                Err("pg_ctl start: the server exited during its recovery".into())
+            }
+        }
     }
 
     fn stop(&self, mode: &str) -> impl Future<Output = Result<(), String>> + Send {
@@ -512,7 +536,23 @@ impl Server for FakeServer {
     }
 
     fn checkpoint(&self) -> impl Future<Output = Result<(), String>> + Send {
-        ready(Ok(()))
+        let slow = self.node.lock().slow;
+        let node = self.node.clone();
+        let answering = move || {
+            let node = node.lock();
+            if node.running && node.recovering_until.is_none_or(|t| Instant::now() >= t) {
+                Ok(())
+            } else {
+                Err("CHECKPOINT: the server does not answer".to_string())
+            }
+        };
+        async move {
+            answering()?;
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
+            answering()
+        }
     }
 
     fn shut_down_at(&self) -> impl Future<Output = Result<ShutDown, String>> + Send {

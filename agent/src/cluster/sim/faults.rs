@@ -55,6 +55,12 @@ pub struct Faults {
     /// Per step: the operator asks for a switchover (to a random member);
     /// a quarter of that: cancels the pending one.
     pub switchover: f64,
+    /// How long every server's start (its crash recovery) and checkpoint
+    /// take: past the lease's deadline, they must not cost the leader its
+    /// lease ([`crate::cluster::during`]). Drawn apart from the rest
+    /// ([`Faults::slow_drawn`]), so that the seeds drawn before it came
+    /// draw the same mix.
+    pub slow: Duration,
 }
 
 impl Faults {
@@ -73,6 +79,7 @@ impl Faults {
         partition: 0.0,
         fence_fails: 0.0,
         switchover: 0.0,
+        slow: Duration::ZERO,
     };
 
     /// A mix drawn from the seed: each kind on or off, at a rate that
@@ -94,6 +101,20 @@ impl Faults {
             partition: on(0.001),
             fence_fails: on(0.001),
             switchover: 0.01 + on(0.02),
+            slow: Duration::ZERO,
         }
+    }
+
+    /// The mix of episode `seed` with its slow actions: a third of the
+    /// episodes have starts and checkpoints of 1 to 8 s (the lease's
+    /// deadline is 2 s), from a generator of their own.
+    pub fn slow_drawn(self, seed: u64) -> Faults {
+        let mut rng = Rng::new(seed.rotate_left(29) ^ 0x51_0a_c7_10);
+        let slow = if rng.below(3) == 0 {
+            Duration::from_millis(1000 + rng.below(7001))
+        } else {
+            Duration::ZERO
+        };
+        Faults { slow, ..self }
     }
 }

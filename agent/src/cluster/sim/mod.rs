@@ -16,6 +16,7 @@ mod late_table;
 mod nospace_table;
 mod pending_table;
 mod seeds;
+mod slow_table;
 mod table;
 mod term_table;
 pub mod world;
@@ -47,7 +48,7 @@ pub fn episode_in(seed: u64, synchronous: bool) -> Result<world::Stats, String> 
     runtime.block_on(async {
         let mut rng = Rng::new(seed);
         let n = 2 + rng.below(3) as usize;
-        let faults = Faults::drawn(&mut rng);
+        let faults = Faults::drawn(&mut rng).slow_drawn(seed);
         let mut world = World::with_mode(seed, n, faults, synchronous);
         let outcome = world.run(400, 240).await;
         world.shutdown();
@@ -163,7 +164,7 @@ fn a_seed_replays_exactly() {
             .expect("a runtime");
         runtime.block_on(async {
             let mut rng = Rng::new(seed);
-            let faults = Faults::drawn(&mut rng);
+            let faults = Faults::drawn(&mut rng).slow_drawn(seed);
             let mut world = World::new(seed, 3, faults);
             let _ = world.run(200, 0).await;
             world.shutdown();
