@@ -176,14 +176,45 @@ pub fn connect_error(target: &str, error: &tokio_postgres::Error) -> Error {
             Error::Refused(detail)
         };
     }
+    // Decided on the driver's error alone, never on `message`, which
+    // begins with the target's name (the user's words). Before the I/O
+    // kinds: a SCRAM exchange that failed carries an I/O error, yet the
+    // server answered it.
+    match driver_says(error) {
+        Some(Said::Authentication) => return Error::Refused(message),
+        Some(Said::Timeout) => return Error::Timeout(message),
+        None => {}
+    }
     match io_kind(error) {
         Some(std::io::ErrorKind::TimedOut) => Error::Timeout(message),
-        Some(_) => Error::Unreachable(message),
-        None if message.contains("timeout") => Error::Timeout(message),
-        None if message.contains("password") || message.contains("authentication") => {
-            Error::Refused(message)
+        _ => Error::Unreachable(message),
+    }
+}
+
+/// What the driver said of a failure it has no typed form for.
+#[derive(Debug, PartialEq, Eq)]
+enum Said {
+    /// The server answered the startup with an authentication request the
+    /// agent cannot meet (a password the DSN does not give, a method the
+    /// driver does not speak), or the exchange failed: it is alive.
+    Authentication,
+    /// The driver's own timeout.
+    Timeout,
+}
+
+/// The case of `error` in the driver's own words. `tokio_postgres::Error`
+/// keeps its kind private; its `Display` prints the kind alone (never its
+/// cause, nor anything of the DSN), and a missing password is a
+/// configuration error whose cause is the driver's constant text.
+fn driver_says(error: &tokio_postgres::Error) -> Option<Said> {
+    let cause = std::error::Error::source(error).map(ToString::to_string);
+    match error.to_string().as_str() {
+        "authentication error" => Some(Said::Authentication),
+        "invalid configuration" if cause.as_deref() == Some("password missing") => {
+            Some(Said::Authentication)
         }
-        None => Error::Unreachable(message),
+        "timeout waiting for server" => Some(Said::Timeout),
+        _ => None,
     }
 }
 
@@ -263,6 +294,78 @@ mod tests {
         }
         for errno in [libc::ECONNREFUSED, libc::EHOSTUNREACH, libc::ETIMEDOUT] {
             assert!(!is_agent_side(&std::io::Error::from_raw_os_error(errno)));
+        }
+    }
+
+    /// What the agent's connector meets opening a plain session with `dsn`.
+    async fn connect(dsn: &str) -> tokio_postgres::Error {
+        let connector = super::super::tls::Connector::new(
+            super::super::tls::SslMode::Disable,
+            &super::super::tls::TlsFiles::default(),
+        )
+        .unwrap();
+        let config: tokio_postgres::Config = dsn.parse().unwrap();
+        match connector.connect(&config).await {
+            Ok(_) => panic!("{dsn}: connected"),
+            Err(e) => e,
+        }
+    }
+
+    /// A loopback server that reads the startup message, answers `reply`
+    /// (nothing: it closes at once) and closes; its port.
+    fn server(reply: &'static [u8]) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut startup = [0u8; 512];
+            let _ = stream.read(&mut startup);
+            let _ = stream.write_all(reply);
+        });
+        port
+    }
+
+    /// The words in a target's name (or host) never decide the kind: a
+    /// target named for passwords and timeouts whose server is gone is
+    /// unreachable, as any other.
+    #[tokio::test]
+    async fn the_targets_name_and_host_never_decide_the_kind() {
+        let name = "password-timeout-authentication-tls-db";
+        // A closed port.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let closed = connect(&format!("host=127.0.0.1 port={port} user=u dbname=d")).await;
+        let kind = connect_error(name, &closed);
+        assert!(matches!(kind, Error::Unreachable(_)), "{kind:?}");
+        // A host name that does not resolve, itself full of such words.
+        let nowhere = connect("host=password-timeout.invalid port=5432 user=u dbname=d").await;
+        let kind = connect_error(name, &nowhere);
+        assert!(matches!(kind, Error::Unreachable(_)), "{kind:?}");
+        // A server that accepts the connection and closes it without a
+        // word (the driver's "connection closed", no I/O error inside).
+        let port = server(b"");
+        let silent = connect(&format!("host=127.0.0.1 port={port} user=u dbname=d")).await;
+        for name in [name, "timeout-replica", "auth-db", "db1"] {
+            let kind = connect_error(name, &silent);
+            assert!(matches!(kind, Error::Unreachable(_)), "{name}: {kind:?}");
+            let kind = admin_connect_error(name, &silent);
+            assert!(matches!(kind, Error::Unreachable(_)), "{name}: {kind:?}");
+        }
+    }
+
+    /// A server that asks for a password the DSN does not give, or for an
+    /// authentication method the driver does not speak, answered: it is
+    /// alive and refusing, whatever the target is called.
+    #[tokio::test]
+    async fn an_authentication_request_the_agent_cannot_meet_is_a_refusal() {
+        // AuthenticationCleartextPassword (3), AuthenticationKerberosV5 (2).
+        for reply in [b"R\0\0\0\x08\0\0\0\x03", b"R\0\0\0\x08\0\0\0\x02"] {
+            let port = server(reply);
+            let error = connect(&format!("host=127.0.0.1 port={port} user=u dbname=d")).await;
+            let kind = connect_error("db1", &error);
+            assert!(matches!(kind, Error::Refused(_)), "{reply:?}: {kind:?}");
         }
     }
 }
