@@ -4,7 +4,7 @@
 //! how far a standby's received position is from the primary's last
 //! flush.
 
-use crate::pgserver::UNTRANSLATED;
+use crate::pgserver::{UNTRANSLATED, program_says};
 use crate::safefs::Owner;
 use std::path::Path;
 
@@ -66,19 +66,30 @@ pub async fn wal_beyond(
         .await
         .map_err(|e| format!("{}: {e}", pg_waldump.display()))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    if stderr.contains("could not find a valid record after") {
+    wal_end(&stderr, from)
+}
+
+/// Bytes of valid WAL past `from`, from what `pg_waldump` said on
+/// `stderr`: decided on its own messages alone (its lines
+/// `pg_waldump: LEVEL: ...`), never on a line that merely holds the
+/// words, as one naming the WAL directory (the user's path) may.
+fn wal_end(stderr: &str, from: &str) -> Result<f64, String> {
+    const PROGRAM: &str = "pg_waldump";
+    if program_says(stderr, PROGRAM, "could not find a valid record after").is_some() {
         return Ok(0.0);
     }
     let start = parse_lsn(from).ok_or_else(|| format!("{from:?} is not an LSN"))?;
     // The WAL ends where a record is invalid, or where the next segment
     // was never written (after a segment switch).
-    let end = if stderr.contains("error in WAL record") {
-        stderr
+    let end = if let Some(message) = program_says(stderr, PROGRAM, "error in WAL record") {
+        message
             .split_whitespace()
             .rev()
             .find_map(|word| parse_lsn(word.trim_end_matches([':', ',', '.'])))
     } else {
-        missing_segment_start(&stderr, WAL_SEGMENT).filter(|end| *end > start)
+        program_says(stderr, PROGRAM, "could not find file \"")
+            .and_then(|message| missing_segment_start(message, WAL_SEGMENT))
+            .filter(|end| *end > start)
     };
     match end {
         Some(end) => Ok(end.saturating_sub(start) as f64),
@@ -129,5 +140,41 @@ mod tests {
         );
         let next_id = "could not find file \"000000010000000100000000\"";
         assert_eq!(missing_segment_start(next_id, WAL_SEGMENT), Some(1 << 32));
+    }
+
+    /// pg_waldump's own messages (PostgreSQL 15's words) decide; a WAL
+    /// directory whose path holds them is only a path.
+    #[test]
+    fn the_wal_end_is_read_from_pg_waldumps_messages_never_from_a_path() {
+        let said = |stderr: &str| wal_end(stderr, "0/1511A68");
+        assert_eq!(
+            said("pg_waldump: error: could not find a valid record after 0/1511A68\n"),
+            Ok(0.0)
+        );
+        assert_eq!(
+            said(
+                "pg_waldump: error: error in WAL record at 0/1511A68: invalid record length at \
+                 0/1511AE0: wanted 24, got 0\n"
+            ),
+            Ok((0x1511AE0 - 0x1511A68) as f64)
+        );
+        assert_eq!(
+            said(
+                "pg_waldump: error: could not find file \"000000010000000000000002\": No such \
+                 file or directory\n"
+            ),
+            Ok((2 * WAL_SEGMENT - 0x1511A68) as f64)
+        );
+        for dir in [
+            "/srv/could not find a valid record after/pg_wal",
+            "/srv/error in WAL record 0/9000000/pg_wal",
+            "/srv/could not find file \"000000010000000000000009\"/pg_wal",
+        ] {
+            let stderr = format!(
+                "pg_waldump: error: could not open directory \"{dir}\": No such file or \
+                 directory\npg_waldump: hint: Try \"pg_waldump --help\" for more information.\n"
+            );
+            assert!(said(&stderr).is_err(), "{dir}: {:?}", said(&stderr));
+        }
     }
 }
