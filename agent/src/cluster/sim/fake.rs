@@ -10,7 +10,7 @@
 //! the invariants are checked at each change, not only between steps.
 
 use crate::cluster::local::{Observation, ShutDown};
-use crate::cluster::server::{Fence, Replication, Server};
+use crate::cluster::server::{Replication, Server};
 use crate::config::ClusterSpec;
 use crate::pgserver::postmaster::{Postmaster, Probe};
 use parking_lot::Mutex;
@@ -74,7 +74,7 @@ pub struct Node {
     pub fences: Vec<(u64, Option<Instant>)>,
     /// The fence processes that fired and what they did, not yet reaped.
     pub fired: Vec<(u64, bool)>,
-    next_fence: u64,
+    pub(super) next_fence: u64,
     /// Its member's name (its `application_name` on its upstream).
     pub name: String,
     /// `synchronous_standby_names` (`ANY k ("a", "b")`; empty: commits
@@ -197,6 +197,8 @@ pub type Peers = Arc<Mutex<Vec<(String, Arc<Mutex<Node>>)>>>;
 /// that can change who accepts writes (no lock of a node held).
 pub type Watch = Arc<dyn Fn() + Send + Sync>;
 
+pub use super::fake_fence::FakeFence;
+
 /// The agent's handle on a fake server.
 pub struct FakeServer {
     pub spec: ClusterSpec,
@@ -206,74 +208,6 @@ pub struct FakeServer {
     /// Run around each call that changes the server's role (`None`: the
     /// table tests, which check after the pass).
     pub watch: Option<Watch>,
-}
-
-/// The fence of a fake server: one fence process, started on first arm.
-pub struct FakeFence {
-    node: Arc<Mutex<Node>>,
-    id: Option<u64>,
-    sent: Option<Instant>,
-}
-
-impl Fence for FakeFence {
-    fn sync(&mut self, until: Option<Instant>) -> Option<(bool, String)> {
-        let mut node = self.node.lock();
-        let mut fired = self.id.and_then(|id| {
-            let at = node.fired.iter().position(|(f, _)| *f == id)?;
-            let (_, stopped) = node.fired.remove(at);
-            self.id = None;
-            self.sent = None;
-            Some((stopped, "the fence fired".to_string()))
-        });
-        if node.fence_fails
-            && let Some(id) = self.id.take()
-        {
-            // It found it cannot signal the server, and exited.
-            node.fences.retain(|(f, _)| *f != id);
-            self.sent = None;
-            fired = Some((
-                false,
-                "the fence cannot signal the server: it exited".into(),
-            ));
-        }
-        if until == self.sent {
-            return fired;
-        }
-        match (self.id, until) {
-            (None, None) => self.sent = None,
-            (None, Some(_)) if node.fence_broken || node.fence_fails => {}
-            (None, Some(at)) => {
-                node.next_fence += 1;
-                let id = node.next_fence;
-                node.fences.push((id, Some(at)));
-                self.id = Some(id);
-                self.sent = until;
-            }
-            (Some(id), until) => {
-                for fence in node.fences.iter_mut().filter(|(f, _)| *f == id) {
-                    fence.1 = until;
-                }
-                self.sent = until;
-            }
-        }
-        fired
-    }
-
-    fn armed(&self) -> bool {
-        self.id.is_some() && self.sent.is_some()
-    }
-}
-
-impl Drop for FakeFence {
-    fn drop(&mut self) {
-        // As the real one: a disarmed fence exits with its agent, an armed
-        // one stays and fires at its deadline.
-        if let Some(id) = self.id
-            && self.sent.is_none()
-        {
-            self.node.lock().fences.retain(|(f, _)| *f != id);
-        }
-    }
 }
 
 fn ready<T: Send>(value: T) -> impl Future<Output = T> + Send {

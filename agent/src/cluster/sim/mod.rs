@@ -7,6 +7,7 @@
 //! unless set).
 
 pub mod fake;
+mod fake_fence;
 pub mod faults;
 mod follow_table;
 mod handover_table;

@@ -36,19 +36,28 @@ fn fence_watch(node: Arc<Mutex<Node>>) -> Arc<Mutex<Option<Instant>>> {
     fired
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_crash_recovery_longer_than_the_lease_keeps_the_lease_and_is_promoted_after_it() {
-    let mut leader = Node::new(true, 1000);
-    leader.slow = Duration::from_secs(8);
-    let mut h = Harness::new(leader);
+/// Member m0's primary, whose start (crash recovery) and checkpoint take
+/// `slow`.
+fn slow_primary(slow: Duration) -> Node {
+    let mut node = Node::new(true, 1000);
+    node.slow = slow;
+    node
+}
+
+/// `h`'s member leading with its primary, which then crashes.
+async fn leading_then_crashed(h: &mut Harness) {
     h.leader("m0", Duration::from_secs(3));
     h.tick().await;
+    let mut node = h.node.lock();
+    node.running = false;
+    node.primary = false;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_recovery_longer_than_the_lease_keeps_the_lease_and_is_promoted_after_it() {
+    let mut h = Harness::new(slow_primary(Duration::from_secs(8)));
+    leading_then_crashed(&mut h).await;
     let fired = fence_watch(h.node.clone());
-    {
-        let mut node = h.node.lock();
-        node.running = false;
-        node.primary = false;
-    }
     let began = Instant::now();
     let did = h.tick().await;
     assert!(
@@ -70,9 +79,7 @@ async fn a_crash_recovery_longer_than_the_lease_keeps_the_lease_and_is_promoted_
 
 #[tokio::test(start_paused = true)]
 async fn a_switchover_whose_checkpoint_outlasts_the_lease_completes_without_the_watchdog() {
-    let mut leader = Node::new(true, 1000);
-    leader.slow = Duration::from_secs(8);
-    let mut h = Harness::new(leader);
+    let mut h = Harness::new(slow_primary(Duration::from_secs(8)));
     let me = super::world::spec(0);
     let mut target = Node::new(false, 1000);
     target.upstream = Some(format!("{}:{}", me.host, me.port));
@@ -118,17 +125,9 @@ async fn a_switchover_whose_checkpoint_outlasts_the_lease_completes_without_the_
 /// the release.
 #[tokio::test(start_paused = true)]
 async fn a_crash_recovery_past_restart_timeout_is_stopped_and_the_key_handed_over() {
-    let mut leader = Node::new(true, 1000);
-    leader.slow = Duration::from_secs(300);
-    let mut h = Harness::new(leader);
-    h.leader("m0", Duration::from_secs(3));
-    h.tick().await;
+    let mut h = Harness::new(slow_primary(Duration::from_secs(300)));
+    leading_then_crashed(&mut h).await;
     let fired = fence_watch(h.node.clone());
-    {
-        let mut node = h.node.lock();
-        node.running = false;
-        node.primary = false;
-    }
     let crashed = Instant::now();
     let did = h.until(10, |d| matches!(d, Did::Released(_))).await;
     let took = crashed.elapsed();
@@ -151,16 +150,8 @@ async fn a_crash_recovery_past_restart_timeout_is_stopped_and_the_key_handed_ove
 /// stopped when `restart_timeout` from the crash runs out.
 #[tokio::test(start_paused = true)]
 async fn a_restarted_primary_that_stops_answering_later_is_not_stopped_for_the_old_crash() {
-    let mut leader = Node::new(true, 1000);
-    leader.slow = Duration::from_secs(20);
-    let mut h = Harness::new(leader);
-    h.leader("m0", Duration::from_secs(3));
-    h.tick().await;
-    {
-        let mut node = h.node.lock();
-        node.running = false;
-        node.primary = false;
-    }
+    let mut h = Harness::new(slow_primary(Duration::from_secs(20)));
+    leading_then_crashed(&mut h).await;
     h.until(3, |d| matches!(d, Did::Promoted(_))).await;
     // Busy for 20 s: running, no answer, past 30 s from the crash.
     h.node.lock().recovering_until = Some(Instant::now() + Duration::from_secs(20));
@@ -188,9 +179,7 @@ async fn the_store_lost_during_a_long_restart_drops_it_and_stops_the_server_at_t
     use std::sync::atomic::{AtomicBool, Ordering};
     let cut = Arc::new(AtomicBool::new(false));
     let cut_calls = cut.clone();
-    let mut leader = Node::new(true, 1000);
-    leader.slow = Duration::from_secs(20);
-    let mut h = Harness::with(leader, |store| {
+    let mut h = Harness::with(slow_primary(Duration::from_secs(20)), |store| {
         Memory::client(store).with_faults(Box::new(move |_| {
             if cut_calls.load(Ordering::SeqCst) {
                 Fault::Unsent(Duration::from_millis(100))
@@ -199,13 +188,7 @@ async fn the_store_lost_during_a_long_restart_drops_it_and_stops_the_server_at_t
             }
         }))
     });
-    h.leader("m0", Duration::from_secs(3));
-    h.tick().await;
-    {
-        let mut node = h.node.lock();
-        node.running = false;
-        node.primary = false;
-    }
+    leading_then_crashed(&mut h).await;
     let cutter = cut.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
