@@ -3,7 +3,7 @@
 //! as the real watchdog, a disarmed one exits with its agent and an armed
 //! one stays (a crashed agent's fence still fires).
 
-use super::fake::Node;
+use super::node::Node;
 use crate::cluster::server::Fence;
 use parking_lot::Mutex;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ mod handover_table;
 mod harness;
 pub mod invariants;
 mod late_table;
+mod node;
 mod nospace_table;
 mod pending_table;
 mod seeds;
