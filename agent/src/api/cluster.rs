@@ -155,12 +155,10 @@ pub async fn switchover(
         }
     };
     let spec = &cluster.spec;
-    let etcd =
-        match crate::cluster::etcd::Etcd::for_cluster(spec, std::time::Duration::from_secs(3)) {
-            Ok(etcd) => etcd,
-            Err(e) => return failed(&e.to_string(), Some(&e)),
-        };
-    let keys = crate::cluster::Keys::new(&spec.scope);
+    let (etcd, keys) = match store(spec) {
+        Ok(store) => store,
+        Err(answer) => return answer,
+    };
     asked(crate::cluster::switchover::ask(&etcd, &keys, spec.max_lag_bytes, &body.to, at).await)
 }
 
@@ -171,14 +169,21 @@ pub async fn cancel(State(shared): State<Arc<Shared>>) -> Answer {
     let Some(cluster) = shared.cluster() else {
         return not_cluster();
     };
-    let spec = &cluster.spec;
-    let etcd =
-        match crate::cluster::etcd::Etcd::for_cluster(spec, std::time::Duration::from_secs(3)) {
-            Ok(etcd) => etcd,
-            Err(e) => return failed(&e.to_string(), Some(&e)),
-        };
-    let keys = crate::cluster::Keys::new(&spec.scope);
+    let (etcd, keys) = match store(&cluster.spec) {
+        Ok(store) => store,
+        Err(answer) => return answer,
+    };
     cancelled(crate::cluster::switchover::cancel(&etcd, &keys).await)
+}
+
+/// The cluster's etcd client (3 s per call) and keys, for a request
+/// made through the API; `Err`: the answer naming why it cannot be made.
+fn store(
+    spec: &crate::config::ClusterSpec,
+) -> Result<(crate::cluster::etcd::Etcd, crate::cluster::Keys), Answer> {
+    let etcd = crate::cluster::etcd::Etcd::for_cluster(spec, std::time::Duration::from_secs(3))
+        .map_err(|e| failed(&e.to_string(), Some(&e)))?;
+    Ok((etcd, crate::cluster::Keys::new(&spec.scope)))
 }
 
 /// The answer to a switchover asked for: 202 with the request, else

@@ -190,35 +190,11 @@ async fn a_switchover_from_a_leader_whose_stream_ended_at_zero_completes() {
     leader.no_shutdown_record = true;
     leader.term_replicated = true;
     let mut h = Harness::new(leader);
-    let me = super::world::spec(0);
     let mut target = Node::new(false, 0);
-    target.upstream = Some(format!("{}:{}", me.host, me.port));
-    target.streaming = true;
     target.term_replicated = true;
-    let mut target = h.agent(1, target);
-    for _ in 0..4 {
-        h.tick().await;
-        target.ha.tick().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let mut target = h.streaming_target(target).await;
     assert_eq!(h.holder().as_deref(), Some("m0"));
-    let client = crate::cluster::dcs::memory::Memory::client(h.store.clone());
-    crate::cluster::switchover::ask(&client, &h.keys, u64::MAX, "m1", None)
-        .await
-        .expect("the switchover is asked");
-    let store = h.store.clone();
-    let leader_key = h.keys.leader.clone();
-    let holder = move || store.lock().get(&leader_key).map(|kv| kv.value.clone());
-    let target_side = async {
-        for _ in 0..40 {
-            target.ha.tick().await;
-            if holder().as_deref() == Some("m1") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    tokio::join!(h.tick(), target_side);
+    h.switch_over_to(&mut target, 40).await;
     assert_eq!(h.holder().as_deref(), Some("m1"));
     assert_eq!(primaries(&h, &target), ["m1"]);
     let outcome = outcome(&h);

@@ -221,6 +221,47 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Member m1's agent over a standby `target` streaming from m0,
+    /// after four passes of both (m0 leading, m1 following).
+    pub(super) async fn streaming_target(&mut self, mut target: Node) -> Agent {
+        let me = spec(0);
+        target.upstream = Some(format!("{}:{}", me.host, me.port));
+        target.streaming = true;
+        let mut target = self.agent(1, target);
+        for _ in 0..4 {
+            self.tick().await;
+            target.ha.tick().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        target
+    }
+
+    /// Ask for a switchover to m1 (`target`) and run m0's hand-over pass
+    /// beside m1's passes (every 200 ms, at most `passes`) until m1 holds
+    /// the key: what m0's pass did.
+    pub(super) async fn switch_over_to(&mut self, target: &mut Agent, passes: usize) -> Vec<Did> {
+        let client = Memory::client(self.store.clone());
+        crate::cluster::switchover::ask(&client, &self.keys, u64::MAX, "m1", None)
+            .await
+            .expect("the switchover is asked");
+        let store = self.store.clone();
+        let leader_key = self.keys.leader.clone();
+        let holder = move || store.lock().get(&leader_key).map(|kv| kv.value.clone());
+        let target_side = async {
+            for _ in 0..passes {
+                target.ha.tick().await;
+                if holder().as_deref() == Some("m1") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let (did, ()) = tokio::join!(self.ha.tick(), target_side);
+        did
+    }
+}
+
 /// Whether `call` is a transaction that puts the leader key for `name`
 /// (an election's or a switchover's take): what a fault hook waits for.
 pub(super) fn takes_the_key_for(call: &crate::cluster::dcs::memory::Call, name: &str) -> bool {

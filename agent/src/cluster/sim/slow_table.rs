@@ -80,35 +80,10 @@ async fn a_crash_recovery_longer_than_the_lease_keeps_the_lease_and_is_promoted_
 #[tokio::test(start_paused = true)]
 async fn a_switchover_whose_checkpoint_outlasts_the_lease_completes_without_the_watchdog() {
     let mut h = Harness::new(slow_primary(Duration::from_secs(8)));
-    let me = super::world::spec(0);
-    let mut target = Node::new(false, 1000);
-    target.upstream = Some(format!("{}:{}", me.host, me.port));
-    target.streaming = true;
-    let mut target = h.agent(1, target);
-    for _ in 0..4 {
-        h.tick().await;
-        target.ha.tick().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let mut target = h.streaming_target(Node::new(false, 1000)).await;
     assert_eq!(h.holder().as_deref(), Some("m0"));
     let fired = fence_watch(h.node.clone());
-    let client = crate::cluster::dcs::memory::Memory::client(h.store.clone());
-    crate::cluster::switchover::ask(&client, &h.keys, u64::MAX, "m1", None)
-        .await
-        .expect("the switchover is asked");
-    let store = h.store.clone();
-    let leader_key = h.keys.leader.clone();
-    let holder = move || store.lock().get(&leader_key).map(|kv| kv.value.clone());
-    let target_side = async {
-        for _ in 0..80 {
-            target.ha.tick().await;
-            if holder().as_deref() == Some("m1") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    let (did, ()) = tokio::join!(h.tick(), target_side);
+    let did = h.switch_over_to(&mut target, 80).await;
     assert!(
         !did.iter().any(|d| matches!(d, Did::LostLease(_))),
         "{did:?}"
