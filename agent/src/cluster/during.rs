@@ -1,7 +1,10 @@
 //! A leader's long local action (a crashed server's restart in place,
 //! whose crash recovery can take seconds; a switchover's checkpoint and
-//! clean shutdown), run while the lease is still renewed and the watchdog
-//! fed, instead of blocking the loop that renews them.
+//! clean shutdown; a promotion, and the settings a leader writes, which
+//! wait on a disk that may stall), run while the lease is still renewed
+//! and the watchdog fed, instead of blocking the loop that renews them;
+//! and a follower's (a rewind, a standby's start), run while its member
+//! stays published as busy, not as what it was before.
 //!
 //! Why: the loop renews the lease once per pass; an action awaited inside
 //! the pass for longer than the lease's deadline (`ttl` minus a third)
@@ -19,9 +22,11 @@
 //! meanwhile it stays read-only (`standby.signal`).
 
 use super::ha::Ha;
+use super::local::Observation;
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What became of a long action run under [`Ha::keep_leading_during`].
@@ -98,4 +103,71 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         Kept::Lost
     }
+
+    /// A call on the local server (`call` gets its handle) that may wait
+    /// on the server for longer than the lease's deadline (a write behind
+    /// a stalled disk: a promotion, `ALTER SYSTEM`), run under
+    /// [`Self::keep_leading_during`]; `Err` naming the lease when this
+    /// node stopped leading first. A node that does not lead just makes
+    /// the call.
+    pub(super) async fn while_leading<T, Fut>(
+        &mut self,
+        call: impl FnOnce(Arc<S>) -> Fut,
+    ) -> Result<T, String>
+    where
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let server = Arc::clone(&self.local);
+        match self.keep_leading_during(call(server)).await {
+            Kept::Done(out) => out,
+            Kept::Lost => Err(LOST_MEANWHILE.into()),
+        }
+    }
+
+    /// Run a follower's long `action` (a rewind: up to 300 s; a standby's
+    /// start with its recovery) to its end, `seen` the look before it,
+    /// `doing` what the member is published as meanwhile (its `role`):
+    /// first published as no candidate (not healthy), so that no election
+    /// waits for a stale record of a healthy standby ahead of the others,
+    /// then kept published (its lease renewed every
+    /// [`Self::renew_every`], the member put again under a new lease)
+    /// instead of vanishing with the lease while the pass is blocked: the
+    /// cluster sees what it does (Patroni shows "running pg_rewind" the
+    /// same way). The next pass publishes what it is after.
+    pub(super) async fn keep_member_during<T>(
+        &mut self,
+        seen: &Observation,
+        doing: &str,
+        action: impl Future<Output = T>,
+    ) -> T {
+        let mut me = self.member(seen);
+        me.role = doing.to_string();
+        me.healthy = false;
+        let mut published = self.lease;
+        if let Err(e) = self.publish(&me, seen).await {
+            tracing::debug!("cluster: cannot publish this member as {doing}: {e}");
+        }
+        let mut action = Box::pin(action);
+        loop {
+            // Never a busy loop, even with the store refusing at once.
+            let wait = match self.renewed_at {
+                Some(at) => self.renew_every().saturating_sub(at.elapsed()),
+                None => self.renew_every(),
+            }
+            .max(Duration::from_millis(50));
+            if let Ok(out) = tokio::time::timeout(wait, &mut action).await {
+                return out;
+            }
+            self.renew().await;
+            if self.lease != published {
+                published = self.lease;
+                if let Err(e) = self.publish(&me, seen).await {
+                    tracing::debug!("cluster: cannot publish this member as {doing}: {e}");
+                }
+            }
+        }
+    }
 }
+
+/// Why a call run under [`Ha::while_leading`] was dropped.
+pub(super) const LOST_MEANWHILE: &str = "this node stopped leading while waiting for the local server (its lease lost, its deadline passed or its fence gone)";

@@ -13,6 +13,7 @@ use super::owner::Won;
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use crate::events::Decision;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -84,11 +85,12 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 "{} dbname=postgres",
                 self.local.conninfo(&leader.host, leader.port)
             );
-            match self
-                .local
-                .rewind_and_follow(&leader.host, leader.port, &source)
-                .await
-            {
+            let server = Arc::clone(&self.local);
+            let (host, port) = (leader.host.clone(), leader.port);
+            let rewound = self.keep_member_during(seen, "rewinding", async move {
+                server.rewind_and_follow(&host, port, &source).await
+            });
+            match rewound.await {
                 Ok(outcome) => {
                     self.following_since = Some(Instant::now());
                     self.rewind_failed = None;
@@ -101,7 +103,12 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     if !seen.primary() && self.local.postmaster().state.stopped() {
                         match self.local.point_at(&leader.host, leader.port) {
                             Ok(()) => {
-                                let _ = self.local.start().await;
+                                let server = Arc::clone(&self.local);
+                                let _ = self
+                                    .keep_member_during(seen, "starting", async move {
+                                        server.start().await
+                                    })
+                                    .await;
                             }
                             Err(e) => tracing::warn!(
                                 "cluster: cannot keep the local server running as a standby: {e}"
@@ -127,7 +134,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 tracing::error!("cluster: cannot point the local server at the leader: {e}");
                 return;
             }
-            match self.local.start().await {
+            let server = Arc::clone(&self.local);
+            let started =
+                self.keep_member_during(seen, "starting", async move { server.start().await });
+            match started.await {
                 Ok(()) => self.following_since = Some(Instant::now()),
                 Err(e) => tracing::warn!("cluster: cannot start the local standby: {e}"),
             }
@@ -159,7 +169,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 );
                 return;
             }
-            if let Err(e) = self.local.start().await {
+            let server = Arc::clone(&self.local);
+            let started =
+                self.keep_member_during(seen, "starting", async move { server.start().await });
+            if let Err(e) = started.await {
                 tracing::warn!("cluster: cannot start the local server read-only: {e}");
             }
             return;
@@ -420,7 +433,10 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         // Before it may take writes: this node led (its WAL may diverge
         // from the next leader's).
         self.mark_diverged(true);
-        self.local.start_promotion().await?;
+        // Both waits on the server (a stalled disk can hold a promotion
+        // for seconds) run while the lease is renewed ([`super::during`]).
+        self.while_leading(|server| async move { server.start_promotion().await })
+            .await?;
         let started = Instant::now();
         loop {
             if !self.holding() {
@@ -431,7 +447,8 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                 .observe(self.local.spec().loop_wait.max(Duration::from_millis(500)))
                 .await;
             if seen.primary() {
-                self.local.confirm_promotion().await?;
+                self.while_leading(|server| async move { server.confirm_promotion().await })
+                    .await?;
                 // Where its timeline really began (it may have received
                 // WAL since it was elected): the term written with the key
                 // is rewritten with it, so that its standbys, which share

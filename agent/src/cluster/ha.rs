@@ -396,7 +396,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
     }
 
-    async fn publish(&self, me: &Member, seen: &Observation) -> Result<(), super::etcd::EtcdError> {
+    pub(super) async fn publish(
+        &self,
+        me: &Member,
+        seen: &Observation,
+    ) -> Result<(), super::etcd::EtcdError> {
         let Some(lease) = self.lease else {
             return Err(super::etcd::EtcdError::Local("no lease".into()));
         };

@@ -214,7 +214,20 @@ impl Server for FakeServer {
     }
 
     fn confirm_promotion(&self) -> impl Future<Output = Result<(), String>> + Send {
-        ready(Ok(()))
+        let slow = self.node.lock().slow;
+        let node = self.node.clone();
+        async move {
+            // Its write waits on the disk.
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
+            let node = node.lock();
+            if node.running && node.primary {
+                Ok(())
+            } else {
+                Err("the promoted server no longer runs as a primary".to_string())
+            }
+        }
     }
 
     fn mark_standby(&self) -> std::io::Result<()> {
@@ -283,21 +296,30 @@ impl Server for FakeServer {
         })
     }
 
-    /// Applied at once, as a reload that every WAL sender has seen.
+    /// Applied once its write is done (after `slow`: never, if the call
+    /// is dropped first), as a reload that every WAL sender has seen.
     fn alter_system(
         &self,
         name: &str,
         value: &str,
     ) -> impl Future<Output = Result<(), String>> + Send {
-        let mut node = self.node.lock();
-        ready(if node.sql_fails {
-            Err("no answer within 2s".to_string())
-        } else {
-            if name == "synchronous_standby_names" {
-                node.sync_names = value.to_string();
+        let slow = self.node.lock().slow;
+        let node = self.node.clone();
+        let (name, value) = (name.to_string(), value.to_string());
+        async move {
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
             }
-            Ok(())
-        })
+            let mut node = node.lock();
+            if node.sql_fails {
+                Err("no answer within 2s".to_string())
+            } else {
+                if name == "synchronous_standby_names" {
+                    node.sync_names = value;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn checkpoint(&self) -> impl Future<Output = Result<(), String>> + Send {

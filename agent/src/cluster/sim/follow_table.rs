@@ -64,3 +64,55 @@ async fn a_standby_whose_wal_may_have_diverged_is_rewound() {
         );
     }
 }
+
+/// A stopped standby of `m1` whose start (its recovery) takes 20 s, well
+/// past the lease under which its member key lives (3 s): the member stays
+/// published all along, as starting and no candidate (before, the pass
+/// blocked in the start and the key vanished with the lease), and once
+/// it answers it is published as the healthy standby it is.
+#[tokio::test(start_paused = true)]
+async fn a_standby_whose_start_outlasts_the_lease_stays_published_as_starting() {
+    use crate::cluster::member::Member;
+    use parking_lot::Mutex;
+    use std::sync::Arc;
+    let mut node = Node::new(false, 1000);
+    node.running = false;
+    node.slow = Duration::from_secs(20);
+    let mut h = Harness::new(node);
+    h.other(1, "primary", 1000);
+    h.leader("m1", Duration::from_secs(60));
+    // Every 100 ms of the paused clock: m0's member as published.
+    let seen: Arc<Mutex<Vec<Option<Member>>>> = Arc::default();
+    let (store, key, log) = (h.store.clone(), h.keys.member("m0"), seen.clone());
+    let watch = tokio::spawn(async move {
+        loop {
+            let member = store
+                .lock()
+                .get(&key)
+                .and_then(|kv| serde_json::from_str::<Member>(&kv.value).ok());
+            log.lock().push(member);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    h.tick().await;
+    assert!(h.node.lock().running, "the standby was started");
+    watch.abort();
+    let during = seen.lock().clone();
+    assert!(during.len() >= 190, "watched for {} samples", during.len());
+    // The first sample may come before the pass published anything.
+    for member in &during[1..] {
+        let member = member
+            .as_ref()
+            .expect("m0's member vanished during its start");
+        assert_eq!(member.role, "starting");
+        assert!(!member.healthy, "published as a candidate while starting");
+    }
+    h.tick().await;
+    let after = h
+        .store
+        .lock()
+        .get(&h.keys.member("m0"))
+        .map(|kv| kv.value.clone());
+    let after: Member = serde_json::from_str(&after.unwrap()).unwrap();
+    assert_eq!(after.role, "standby");
+}

@@ -19,6 +19,7 @@ mod nospace_table;
 mod pending_table;
 mod seeds;
 mod slow_table;
+mod stall_table;
 mod table;
 mod term_table;
 pub mod world;

@@ -49,8 +49,11 @@ pub struct Node {
     pub unfit: Option<String>,
     /// Settings cannot be read or written (SQL fails).
     pub sql_fails: bool,
-    /// How long a start (its crash recovery) and a checkpoint take: the
-    /// server runs at once but answers only after it (zero: at once).
+    /// How long its slow work takes (zero: none is slow): a start (its
+    /// crash recovery) and a checkpoint, the server running at once but
+    /// answering only after it; a promotion's confirmation and a
+    /// setting's write (a disk that stalls), the call returning (and the
+    /// setting applied) only after it.
     pub slow: Duration,
     /// A start's recovery ends then (the server does not answer before).
     pub recovering_until: Option<Instant>,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 /// Watches `node`'s armed fences every 50 ms (of the paused clock) and
 /// keeps the first moment one was past its deadline: when the real
 /// watchdog would have stopped the server.
-fn fence_watch(node: Arc<Mutex<Node>>) -> Arc<Mutex<Option<Instant>>> {
+pub(super) fn fence_watch(node: Arc<Mutex<Node>>) -> Arc<Mutex<Option<Instant>>> {
     let fired: Arc<Mutex<Option<Instant>>> = Arc::default();
     let seen = fired.clone();
     tokio::spawn(async move {

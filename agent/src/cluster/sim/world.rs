@@ -331,7 +331,11 @@ impl World {
         }
         self.heal();
         let healed = Instant::now();
-        let calm = calm + (self.slack().as_millis() / STEP.as_millis()) as usize;
+        // Slow servers lengthen the calm twice over: the failover
+        // ([`Self::slack`]), then a switchover asked before the heal, which
+        // runs once a leader has a primary (its checkpoint, then the
+        // target's synchronous setting and promotion).
+        let calm = calm + (2 * self.slack().as_millis() / STEP.as_millis()) as usize;
         for _ in 0..calm {
             tokio::time::sleep(STEP).await;
             self.physics();
@@ -515,12 +519,14 @@ impl World {
         p > 0.0 && self.rng.lock().chance(p)
     }
 
-    /// What slow starts add to the time a failover may take after the
+    /// What slow servers add to the time a failover may take after the
     /// heal: a member's start as a standby (inside its pass: a follower
-    /// holds no lease) and, once it leads, its server's recovery.
+    /// holds no lease) and, once elected, its synchronous setting's write
+    /// and its promotion's confirmation (or, the leader's own server, its
+    /// recovery).
     fn slack(&self) -> Duration {
         let slowest = self.members.iter().map(|m| m.node.lock().slow).max();
-        slowest.unwrap_or_default() * 2
+        slowest.unwrap_or_default() * 3
     }
 
     /// After the calm: a leader with a primary, and one came within

@@ -24,7 +24,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             return; // asynchronous, and nothing to undo
         }
         let raw = key.as_ref().map(|k| k.raw.clone());
-        let pg = self.local.replication().await;
+        let pg = self
+            .while_leading(|server| async move { server.replication().await })
+            .await;
         self.faults.lock().outcome(
             Level::Warn,
             "read synchronous replication (pg_stat_replication, synchronous_standby_names)",
@@ -191,8 +193,11 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// `synchronous_standby_names` = `names` on the local server, recorded.
     async fn apply_names(&mut self, names: &str, why: &str) {
         let set = self
-            .local
-            .alter_system("synchronous_standby_names", names)
+            .while_leading(|server| async move {
+                server
+                    .alter_system("synchronous_standby_names", names)
+                    .await
+            })
             .await;
         self.faults
             .lock()

@@ -94,23 +94,31 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// be read or written: a promotion then would acknowledge commits no
     /// standby holds, so the caller does not promote.
     pub(in crate::cluster) async fn prepare_synchronous(
-        &self,
+        &mut self,
         members: &[Member],
     ) -> Result<(), String> {
-        let spec = self.local.spec();
+        let spec = self.local.spec().clone();
         let names = if spec.synchronous {
             standby_names(spec.synchronous_node_count, &self.standbys(members))
         } else {
-            match self.local.setting("synchronous_standby_names").await {
+            let names = self
+                .while_leading(
+                    |server| async move { server.setting("synchronous_standby_names").await },
+                )
+                .await;
+            match names {
                 Ok(names) if written_by_agent(&names) => String::new(),
                 _ => return Ok(()),
             }
         };
-        if let Err(e) = self
-            .local
-            .alter_system("synchronous_standby_names", &names)
-            .await
-        {
+        let set = self
+            .while_leading(|server| async move {
+                server
+                    .alter_system("synchronous_standby_names", &names)
+                    .await
+            })
+            .await;
+        if let Err(e) = set {
             let why = format!("cannot set synchronous_standby_names before promoting: {e}");
             tracing::warn!("cluster: {why}");
             if spec.synchronous {
@@ -119,8 +127,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
         }
         if spec.synchronous {
             let commit = self
-                .local
-                .setting("synchronous_commit")
+                .while_leading(|server| async move { server.setting("synchronous_commit").await })
                 .await
                 .map_err(|e| format!("cannot read synchronous_commit before promoting: {e}"))?;
             if commits_skip_standbys(&commit) {
@@ -132,8 +139,12 @@ impl<D: Dcs, S: Server> Ha<D, S> {
 
     /// `synchronous_commit` is `off` or `local`: commits would not wait for
     /// the standbys at all. Set it to `on`, and say so; `Err` if it cannot.
-    pub(super) async fn raise_synchronous_commit(&self) -> Result<(), String> {
-        let set = self.local.alter_system("synchronous_commit", "on").await;
+    pub(super) async fn raise_synchronous_commit(&mut self) -> Result<(), String> {
+        let set = self
+            .while_leading(
+                |server| async move { server.alter_system("synchronous_commit", "on").await },
+            )
+            .await;
         self.faults
             .lock()
             .outcome(Level::Warn, "set synchronous_commit = on", &set);
