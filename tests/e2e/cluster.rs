@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{PATIENCE, wait_for};
-use watchpost_e2e::ha::HaCluster;
+use watchpost_e2e::ha::{HaCluster, watchdogs};
 
 const TTL: Duration = Duration::from_secs(3);
 
@@ -356,23 +356,6 @@ fn with_restart_timeout_zero_a_crash_fails_over_at_once() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// Pids of `watchpost watchdog` processes for `data_dir`.
-fn watchdogs(data_dir: &std::path::Path) -> Vec<u32> {
-    let wanted = data_dir.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = line
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            args.iter().any(|a| a == "watchdog") && args.contains(&wanted)
-        })
-        .collect()
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_etcd_nospace;
 mod cluster_etcd_security;
 mod cluster_failclosed;
+mod cluster_late_answer;
 mod cluster_mariadb;
 mod cluster_mariadb_faults;
 mod cluster_mariadb_partition;

@@ -493,7 +493,7 @@ fn unb64(text: &str) -> String {
 }
 
 /// Standard base64 (with padding), as etcd's JSON gateway wants keys.
-fn b64(text: &str) -> String {
+pub fn b64(text: &str) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in text.as_bytes().chunks(3) {

@@ -38,6 +38,23 @@ fn assert_translated(node: &Cluster) {
     );
 }
 
+/// Pids of `watchpost watchdog` processes for `data_dir`.
+pub fn watchdogs(data_dir: &std::path::Path) -> Vec<u32> {
+    let wanted = data_dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = line
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a == "watchdog") && args.contains(&wanted)
+        })
+        .collect()
+}
+
 pub struct HaCluster {
     /// Agents first: they stop before the servers and etcd go.
     pub agents: Vec<Agent>,
@@ -48,6 +65,12 @@ pub struct HaCluster {
 
 /// The config of node `i` (0-based); `extra` goes into `[cluster]`.
 pub fn node_config(etcd: &EtcdCluster, node: &Cluster, i: usize, extra: &str) -> String {
+    node_config_via(&etcd.endpoints_toml(), node, i, extra)
+}
+
+/// [`node_config`] with `endpoints` (a TOML array's items) as the etcd
+/// the agent is given: a proxy in front of it, say.
+pub fn node_config_via(endpoints: &str, node: &Cluster, i: usize, extra: &str) -> String {
     format!(
         "[agent]\nstate_dir = \"{{STATE}}\"\nlisten = \"{{LISTEN}}\"\nnode = \"node{n}\"\n\n\
          [targets.local]\ndsn = \"host=127.0.0.1 port={port} user={SUPERUSER} dbname=postgres connect_timeout=2\"\ndata_dir = \"{data}\"\n\n\
@@ -55,7 +78,6 @@ pub fn node_config(etcd: &EtcdCluster, node: &Cluster, i: usize, extra: &str) ->
         n = i + 1,
         port = node.port(),
         data = node.data_dir().display(),
-        endpoints = etcd.endpoints_toml(),
     )
 }
 
@@ -67,12 +89,27 @@ impl HaCluster {
 
     /// [`HaCluster::start`] on an etcd already running (closed, say).
     pub fn start_on(etcd: EtcdCluster, extra: &str) -> HaCluster {
+        HaCluster::start_via(etcd, extra, |_| None)
+    }
+
+    /// [`HaCluster::start_on`], node `i`'s agent reaching etcd at
+    /// `endpoints(i)` (a TOML array's items: a proxy in front of etcd, say;
+    /// `None`: etcd's own client URLs).
+    pub fn start_via(
+        etcd: EtcdCluster,
+        extra: &str,
+        endpoints: impl Fn(usize) -> Option<String>,
+    ) -> HaCluster {
         let pg = PgNodes::start(3);
         assert_translated(&pg.nodes[0]);
+        let config = |etcd: &EtcdCluster, pg: &PgNodes, i: usize| {
+            let urls = endpoints(i).unwrap_or_else(|| etcd.endpoints_toml());
+            node_config_via(&urls, &pg.nodes[i], i, extra)
+        };
         // node1's agent first, and leading, before the others start: on a
         // loaded machine a later agent's first loop could otherwise take
         // the key before node1's first loop ends.
-        let first = Agent::start_with_env(&node_config(&etcd, &pg.nodes[0], 0, extra), &TRANSLATED);
+        let first = Agent::start_with_env(&config(&etcd, &pg, 0), &TRANSLATED);
         let mut ha = HaCluster {
             agents: vec![first],
             pg,
@@ -81,7 +118,7 @@ impl HaCluster {
         };
         ha.wait_leader("node1");
         for i in 1..ha.pg.nodes.len() {
-            let config = node_config(&ha.etcd, &ha.pg.nodes[i], i, extra);
+            let config = config(&ha.etcd, &ha.pg, i);
             ha.agents.push(Agent::start_with_env(&config, &TRANSLATED));
         }
         for i in 1..3 {

@@ -11,7 +11,8 @@
 //! [`mariadb`] starts MariaDB servers, [`redis`] starts Redis servers and
 //! replicas, [`http_sink`] is an HTTP server
 //! that records what it receives, [`otlp`] is an OTLP receiver (gRPC and
-//! HTTP), [`port`] hands out ports no outgoing connection can take, [`proxy`] is a TCP proxy that can stall, [`pki`] makes a CA and
+//! HTTP), [`port`] hands out ports no outgoing connection can take, [`proxy`] is a TCP proxy that can stall, [`late_answer`] a proxy in front
+//! of etcd that answers the transactions taking the leader key late, [`pki`] makes a CA and
 //! certificates, [`tls_proxy`] puts TLS in front of a test server, [`etcd`]
 //! a real etcd cluster, [`ha`] three PostgreSQL nodes with an agent each in
 //! cluster mode, [`haproxy`] HAProxy routing on the agents' role
@@ -31,6 +32,7 @@ pub mod ha;
 pub mod haproxy;
 pub mod http_sink;
 pub mod kits;
+pub mod late_answer;
 pub mod mariadb;
 pub mod netns;
 pub mod otlp;
