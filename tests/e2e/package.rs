@@ -188,16 +188,21 @@ fn the_package_installs_runs_as_its_user_and_removes_cleanly() {
         &["/var/lib/watchpost", "-mindepth", "1", "-user", "root"],
     );
     assert!(roots.trim().is_empty(), "root's files left: {roots}");
-    let mut agent = Command::new("runuser")
+    // `setpriv` execs the agent in its own process, so that killing the
+    // child kills the agent (`runuser` forks it: killed, it left the
+    // packaged agent running on the machine after every run).
+    let mut agent = Command::new("setpriv")
         .args([
-            "-u",
-            "watchpost",
+            "--reuid=watchpost",
+            "--regid=watchpost",
+            "--init-groups",
             "--",
             "/usr/bin/watchpost",
             "run",
             "-c",
             copy,
         ])
+        .env("HOME", "/var/lib/watchpost")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -6,14 +6,13 @@
 
 use super::lsn::parse_lsn;
 
-/// The SQL that reads the history file of the checkpoint's timeline
-/// (`NULL` on timeline 1, which has none, or when the file is missing):
-/// one column `history`. Needs the right to read server files (a
-/// superuser, or `pg_read_server_files`); when refused, the start is
-/// unknown and only the number is compared.
-pub const READ_HISTORY: &str = "SELECT timeline_id::int8 AS timeline,
-    CASE WHEN timeline_id > 1 THEN pg_read_file('pg_wal/' || lpad(upper(to_hex(timeline_id)), 8, '0') || '.history', 0, 1048576, true) END AS history
-    FROM pg_control_checkpoint()";
+/// The SQL that reads the history file of timeline `$1` (an `int8`: the
+/// one the server is on; `NULL` on timeline 1, which has none, or when
+/// the file is missing): columns `timeline` and `history`. Needs the
+/// right to read server files (a superuser, or `pg_read_server_files`);
+/// when refused, the start is unknown and only the number is compared.
+pub const READ_HISTORY: &str = "SELECT $1::int8 AS timeline,
+    CASE WHEN $1::int8 > 1 THEN pg_read_file('pg_wal/' || lpad(upper(to_hex($1::int8)), 8, '0') || '.history', 0, 1048576, true) END AS history";
 
 /// Where `timeline` began, from the text of its history file (`None`:
 /// no file): the switch point of the file's last entry (lines

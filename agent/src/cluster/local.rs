@@ -17,19 +17,49 @@ use std::time::Duration;
 pub struct LocalServer {
     pub spec: ClusterSpec,
     pub sql: SqlTargets,
+    /// The timeline its WAL receiver last streamed on, and the postmaster
+    /// (pid) that streamed it: kept while that postmaster runs, since the
+    /// receiver's row goes with the upstream ([`LocalServer::observe`]).
+    received: parking_lot::Mutex<Option<(u32, u64)>>,
 }
 
+/// One look at the server. Its `timeline` is the one it is on now, not
+/// the control file's checkpoint's, which moves only at the next
+/// checkpoint (a restartpoint on a standby: up to `checkpoint_timeout`,
+/// 5 min by default, after it began following a new leader's timeline;
+/// until then the election took a standby of the new leader for one off
+/// its history, and a second failover found no candidate). A primary's
+/// is its WAL insert position's (the WAL file name's first 8 digits, as
+/// Patroni reads it); a standby's the latest of its checkpoint's, its
+/// minimum recovery point's and the timeline its WAL receiver streams on
+/// (which the startup process asks for only once it follows that
+/// timeline: never a timeline the server's WAL diverged from); all of
+/// them the server's own history.
 const OBSERVE: &str = "SELECT pg_is_in_recovery() AS recovery,
     pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery()
         THEN GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
         ELSE pg_current_wal_flush_lsn() END, '0/0')::float8 AS lsn,
     CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8 END AS replayed,
     CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS paused,
-    (SELECT timeline_id FROM pg_control_checkpoint())::int8 AS timeline,
+    CASE WHEN pg_is_in_recovery() THEN GREATEST(
+        (SELECT timeline_id FROM pg_control_checkpoint())::int8,
+        (SELECT min_recovery_end_timeline FROM pg_control_recovery())::int8,
+        (SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming')::int8)
+      ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8 END AS timeline,
+    (SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming')::int8 AS received_tli,
     pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS NOT NULL AS wal_end_read,
     (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming') AS upstream";
 
 impl LocalServer {
+    /// The member's server as `spec` describes it, reached through `sql`.
+    pub fn new(spec: ClusterSpec, sql: SqlTargets) -> LocalServer {
+        LocalServer {
+            spec,
+            sql,
+            received: parking_lot::Mutex::new(None),
+        }
+    }
+
     fn data_dir(&self) -> &Path {
         &self.spec.data_dir
     }
@@ -72,6 +102,10 @@ impl LocalServer {
         if seen.server.stopped() {
             return seen;
         }
+        let pid = match seen.server {
+            postmaster::Postmaster::Running(pid) => Some(pid),
+            _ => None,
+        };
         let query = async {
             let client = self
                 .sql
@@ -79,9 +113,10 @@ impl LocalServer {
                 .await
                 .ok()?;
             let row = client.query_one(OBSERVE, &[]).await.ok()?;
+            let timeline = self.current_timeline(&row, pid);
             // Apart: a role that may not read server files still observes.
             let history = client
-                .query_opt(super::history::READ_HISTORY, &[])
+                .query_opt(super::history::READ_HISTORY, &[&timeline])
                 .await
                 .map_err(|e| tracing::debug!("cluster: cannot read the timeline history: {e}"))
                 .ok()
@@ -103,15 +138,34 @@ impl LocalServer {
         seen.lsn = lsn("lsn");
         seen.replayed = lsn("replayed");
         seen.replay_paused = row.get::<_, Option<bool>>("paused").unwrap_or(false);
-        seen.timeline = row
-            .get::<_, Option<i64>>("timeline")
-            .map(|t| t.max(0) as u64);
+        seen.timeline = self.current_timeline(&row, pid).map(|t| t.max(0) as u64);
         seen.wal_end_read = row.get::<_, Option<bool>>("wal_end_read").unwrap_or(false);
         seen.streaming_from = row.get("upstream");
         seen.timeline_start = seen
             .timeline
             .and_then(|timeline| start_of(timeline, &history));
         seen
+    }
+
+    /// The timeline the server is on ([`OBSERVE`]'s), or on a standby
+    /// whose receiver stopped (its upstream gone: a failover is about to
+    /// choose) the one it last streamed on while this postmaster (`pid`)
+    /// runs, if later: what the receiver flushed is on that timeline.
+    fn current_timeline(&self, row: &tokio_postgres::Row, pid: Option<u32>) -> Option<i64> {
+        let timeline = row.get::<_, Option<i64>>("timeline");
+        let mut received = self.received.lock();
+        if let Some(pid) = pid
+            && let Some(streaming) = row.get::<_, Option<i64>>("received_tli")
+        {
+            *received = Some((pid, streaming.max(0) as u64));
+        }
+        let recovery: bool = row.get("recovery");
+        match *received {
+            Some((by, tli)) if recovery && Some(by) == pid => {
+                Some(timeline.unwrap_or(0).max(tli as i64))
+            }
+            _ => timeline,
+        }
     }
 
     /// Why `pg_rewind` could not work on this server, if it could not: it

@@ -8,10 +8,7 @@ fn server(cluster: &str) -> LocalServer {
         "[targets.local]\ndsn = \"host=127.0.0.1 user=w\"\ndata_dir = \"/d\"\n\n[cluster]\nscope = \"main\"\netcd = [\"http://127.0.0.1:2379\"]\ntarget = \"local\"\nconnect = \"10.0.0.1:5432\"\nreplication_user = \"replicator\"\nname = \"n1\"\n{cluster}\n"
     );
     let config = crate::config::parse_str("w.toml", &text, std::path::Path::new("/")).unwrap();
-    LocalServer {
-        spec: config.cluster.unwrap(),
-        sql: SqlTargets::default(),
-    }
+    LocalServer::new(config.cluster.unwrap(), SqlTargets::default())
 }
 
 #[test]

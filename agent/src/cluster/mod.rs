@@ -243,10 +243,7 @@ impl Cluster {
         match spec.engine {
             TargetKind::Postgres => {
                 failclosed::check_at_start(&spec)?;
-                let local = local::LocalServer {
-                    spec: spec.clone(),
-                    sql,
-                };
+                let local = local::LocalServer::new(spec.clone(), sql);
                 Self::spawn(spec, local, audit, api, state_dir, stop)
             }
             TargetKind::Mysql => {

@@ -1,6 +1,8 @@
 //! Running PostgreSQL's server programs. `initdb` and `postgres` refuse to
 //! run as root, so when the tests run as root the programs run as the
-//! `postgres` OS user (through `runuser`) and the directories they use are
+//! `postgres` OS user (through `setpriv`, which execs the program in its
+//! own process: `runuser` forks it and waits, so killing the `Child` a
+//! test holds left the program running) and the directories they use are
 //! handed to that user; otherwise they run as the current user.
 
 use std::path::{Path, PathBuf};
@@ -31,9 +33,10 @@ pub fn program(name: &str) -> PathBuf {
 /// A command running server program `name`, as the server's OS user.
 pub fn server_command(name: &str, cwd: &Path) -> Command {
     let mut command = if is_root() {
-        let mut runuser = Command::new("runuser");
-        runuser.args(["-u", SERVER_USER, "--"]).arg(program(name));
-        runuser
+        let mut command = Command::new("setpriv");
+        command.args(as_server_user()).arg(program(name));
+        with_server_user_env(&mut command);
+        command
     } else {
         Command::new(program(name))
     };
@@ -51,10 +54,30 @@ pub fn server_command_in(name: &str, cwd: &Path, netns: Option<&str>) -> Command
     let mut command = Command::new("ip");
     command.args(["netns", "exec", ns]);
     if is_root() {
-        command.args(["runuser", "-u", SERVER_USER, "--"]);
+        command.arg("setpriv").args(as_server_user());
+        with_server_user_env(&mut command);
     }
     command.arg(program(name)).current_dir(cwd);
     command
+}
+
+/// `setpriv`'s arguments that switch to the server's OS user (its groups
+/// too) and exec the program that follows in the same process.
+fn as_server_user() -> [String; 4] {
+    [
+        format!("--reuid={SERVER_USER}"),
+        format!("--regid={SERVER_USER}"),
+        "--init-groups".into(),
+        "--".into(),
+    ]
+}
+
+/// The environment `runuser -u` gives the user (`setpriv` changes none).
+fn with_server_user_env(command: &mut Command) {
+    command
+        .env("HOME", "/var/lib/postgresql")
+        .env("USER", SERVER_USER)
+        .env("LOGNAME", SERVER_USER);
 }
 
 /// Run `command`; panic with its output if it fails.
