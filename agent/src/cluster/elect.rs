@@ -496,8 +496,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// leader's WAL: on the last leader's timeline, begun at the same
     /// point (both known), and not a former leader. Only the leader writes
     /// on its timeline, so such WAL is a prefix of the leader's. Anything
-    /// less (a timeline before, a start unknown, a number behind because
-    /// `pg_control_checkpoint()` lags) is not shown, and left to
+    /// less (a timeline before, a start unknown) is not shown, and left to
     /// `pg_rewind`, which rewinds only what diverged.
     fn on_the_leaders_timeline(&self, seen: &Observation) -> bool {
         let Some(term) = &self.leader_timeline else {

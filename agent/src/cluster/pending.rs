@@ -20,9 +20,10 @@
 //! changed and does nothing.
 //!
 //! Once the promotion was asked, whether the term opened cannot be told:
-//! a promotion may finish after its answer is lost; `pg_control_checkpoint()`
-//! still shows the old timeline after a promotion, until the next
-//! checkpoint; a promoted server restarted read-only replays its own new
+//! a promotion may finish after its answer is lost; a server that is
+//! down shows only its control file, whose timeline is the last
+//! checkpoint's (the old one, until a checkpoint after the promotion); a
+//! promoted server restarted read-only replays its own new
 //! timeline while in recovery. "Cannot tell" never counts as "did not
 //! open": the term then stays the election's reference (its own server,
 //! promoted, is on it; not promoted, it is still a candidate at or behind
