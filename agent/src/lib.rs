@@ -6,9 +6,9 @@
 //! `tests/module_graph.rs` fails on an import against it):
 //!
 //! ```text
-//!   report, util, safefs, builtin, hostinfo, store, sql  (leaves)
+//!   report, util, safefs, process, builtin, hostinfo, store, sql  (leaves)
 //!        │       sql ──► redis ──► config, runtime, remediate, cluster, daemon, cli
-//!        │       safefs ──► pgserver ──► drill, remediate, cluster
+//!        │       safefs, process ──► pgserver ──► drill, remediate, cluster
 //!   config ──► schedule ──► runtime ──► policy ──► events
 //!                            └─► drill, cluster (etcd's health probe)
 //!                                          │          │   (drill ──► daemon, cli)
@@ -46,9 +46,11 @@
 //!   guards, reconciliation and an audit log; it sees the agent only
 //!   through [`remediate::port::AgentPort`] (and [`redis`]'s connections
 //!   for the Redis failover's admin logins).
-//! - [`pgserver`]: a PostgreSQL server as files and a process: its data
-//!   directory's files written safely, and whether its postmaster runs
-//!   (running, stopped or unknown — never "stopped" for "cannot read").
+//! - [`pgserver`]: a PostgreSQL server as files, a process and programs:
+//!   its data directory's files written safely, whether its postmaster
+//!   runs (running, stopped or unknown — never "stopped" for "cannot
+//!   read"), and its programs' command lines and output, spelled once
+//!   (the layers above name PostgreSQL's programs only through it).
 //! - [`cluster`]: the cluster mode: a leader lease in etcd, elections,
 //!   demotion, rewind; decisions recorded through [`remediate`] (and
 //!   [`redis`]'s connections for the Redis backend's admin login).
@@ -63,7 +65,10 @@
 //! - [`builtin`]: the probes embedded in the binary.
 //! - [`cli`]: the `watchpost` subcommands; [`logging`]: log setup.
 //! - [`util`]: small shared helpers; [`safefs`]: file work, as root, in
-//!   directories other users own (a data directory), never through a link.
+//!   directories other users own (a data directory), never through a link;
+//!   [`process`]: running a program (an argv, bounded, in its own process
+//!   group, optionally as another user), for [`pgserver`], [`remediate`]
+//!   and [`cluster`].
 //!
 //! `tests/module_graph.rs` also checks that this drawing names every
 //! top-level module and that no folder's modules import each other in a
@@ -90,7 +95,7 @@
 //!   or its `Err(_)` arm is right for one failure and wrong for another
 //!   ("no such probe" is not "its report is stale": `api::role`'s
 //!   `NoReport`). Reading the text of another program's output (a
-//!   server's error, `pg_controldata`) is parsing, not this.
+//!   server's error, [`pgserver::controldata`]) is parsing, not this.
 //! - Bad input is an error naming what to fix, never a panic; "cannot
 //!   tell" is a state of its own (unknown), never "stopped" or "down".
 //!
@@ -109,6 +114,7 @@ pub mod hostinfo;
 pub mod logging;
 pub mod pgserver;
 pub mod policy;
+pub mod process;
 pub mod redis;
 pub mod remediate;
 pub mod report;

@@ -13,12 +13,13 @@ use std::path::Path;
 /// it in this list.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("safefs", &[]),
+    ("process", &[]),
     ("report", &[]),
     ("util", &[]),
     ("builtin", &[]),
     ("hostinfo", &[]),
     ("store", &["safefs"]),
-    ("pgserver", &["safefs"]),
+    ("pgserver", &["safefs", "process"]),
     ("sql", &[]),
     ("redis", &["sql"]),
     ("config", &["builtin", "hostinfo", "redis", "report", "sql"]),
@@ -38,8 +39,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "remediate",
         &[
-            "safefs", "config", "events", "pgserver", "policy", "redis", "report", "sql", "store",
-            "util",
+            "safefs", "config", "events", "pgserver", "policy", "process", "redis", "report",
+            "sql", "store", "util",
         ],
     ),
     (
@@ -49,6 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "events",
             "pgserver",
+            "process",
             "redis",
             "remediate",
             "report",

@@ -12,14 +12,14 @@
 //! the server it was restarting or checkpointing (issue 30: a crash
 //! recovery of 4-5 s killed every 2.6 s, 7 to 11 times; a switchover's
 //! 8 s checkpoint killed 2.5 s into it). The rule is Patroni's (its HA
-//! loop runs `pg_ctl start` and the checkpoint in a thread and keeps
+//! loop runs the server's start and the checkpoint in a thread and keeps
 //! updating the leader key meanwhile), with the order of the lease made
 //! explicit: an action that outlives the lease (or its fence) is dropped,
 //! never the other way round, and the server is then stopped by the
 //! lease's own path ([`Ha::check_deadline`]). Dropping kills a program
-//! the action runs (`pg_ctl`), not the server that program launched: a
-//! postmaster `pg_ctl start` detached runs on until that path stops it;
-//! meanwhile it stays read-only (`standby.signal`).
+//! the action runs, not the server that program launched: a postmaster
+//! the start detached runs on until that path stops it; meanwhile it
+//! stays read-only (its data directory is marked a standby's).
 
 use super::ha::Ha;
 use super::local::Observation;
@@ -94,7 +94,7 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             }
             self.renew().await;
         }
-        // The action (a `pg_ctl start`, a checkpoint) never runs on past
+        // The action (the server's start, a checkpoint) never runs on past
         // the lease, or the fence, it was started under.
         drop(action);
         if !self.check_deadline().await && self.holding() {

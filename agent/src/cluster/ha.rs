@@ -16,7 +16,7 @@
 //! or when no renewal has succeeded for `ttl` minus a safety margin
 //! (measured from *before* the last successful request was sent, so always
 //! before etcd can expire the lease). While it leads, its data directory
-//! keeps `standby.signal`, so a restart by anyone but the agent brings the
+//! stays marked a standby's, so a restart by anyone but the agent brings the
 //! server back read-only.
 
 use super::etcd::{Etcd, Kv};

@@ -8,7 +8,7 @@
 //!    clean (`fast`) shutdown: it stops taking writes, and its WAL
 //!    senders send every record, the shutdown checkpoint included, to
 //!    the connected standbys before they exit;
-//! 2. it reads where its WAL ends (`pg_controldata`) and marks the
+//! 2. it reads where its WAL ends (its control file) and marks the
 //!    request `stopped` at that position, still holding the key;
 //! 3. the target, once it has replayed up to that position (inclusive:
 //!    [`ShutDown::reach`]), takes the key
@@ -32,6 +32,7 @@ use super::switchover::{Outcome, Request, Stage, refusal};
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use crate::events::Decision;
+use crate::pgserver::lsn::lsn_text;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -433,25 +434,5 @@ impl<D: Dcs, S: Server> Ha<D, S> {
             "switchover: rejoined as a standby of `{to}` without pg_rewind: streams on timeline {timeline} (its own WAL ended at {} on timeline {}), replayed up to {}",
             lsn_text(end.reach), end.timeline, seen.replayed.map_or("?".into(), lsn_text)
         ));
-    }
-}
-
-/// Bytes from 0/0 as PostgreSQL writes an LSN (`X/Y`).
-pub fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::local::parse_lsn;
-    use super::*;
-
-    #[test]
-    fn lsns_read_and_print_alike() {
-        for text in ["0/3000028", "1A/FF00", "0/0"] {
-            assert_eq!(lsn_text(parse_lsn(text).unwrap()), text);
-        }
-        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
-        assert_eq!(parse_lsn("x"), None);
     }
 }

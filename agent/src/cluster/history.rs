@@ -4,7 +4,7 @@
 //! timeline's start beside its number ([`super::member::Member`]), and the
 //! election compares both ([`super::member::off_timeline`]).
 
-use super::lsn::parse_lsn;
+use crate::pgserver::lsn::parse_lsn;
 
 /// The SQL that reads the history file of timeline `$1` (an `int8`: the
 /// one the server is on; `NULL` on timeline 1, which has none, or when

@@ -7,8 +7,10 @@
 
 pub use super::observation::Observation;
 use crate::config::ClusterSpec;
-use crate::pgserver::postmaster::{self, Postmaster};
-use crate::remediate::command::{self, CommandSpec};
+use crate::pgserver::controldata::{self, ControlData};
+use crate::pgserver::ctl::{self, PgCtl, StopMode};
+use crate::pgserver::pgdata::{self, owner_if_root};
+use crate::pgserver::postmaster;
 use crate::sql::SqlTargets;
 use std::path::Path;
 use std::time::Duration;
@@ -68,15 +70,13 @@ impl LocalServer {
         self.spec.bin_dir.join(name).display().to_string()
     }
 
+    fn ctl(&self) -> PgCtl {
+        PgCtl::in_bin_dir(&self.spec.bin_dir)
+    }
+
     /// Run a PostgreSQL program as the data directory's owner.
     async fn run(&self, argv: Vec<String>, timeout: Duration) -> Result<String, String> {
-        let spec = CommandSpec {
-            argv,
-            timeout,
-            user: command::owner_if_root(self.data_dir())?,
-            ..CommandSpec::default()
-        };
-        let out = command::run(&spec).await?;
+        let out = ctl::run(argv, owner_if_root(self.data_dir())?, timeout).await?;
         if out.success() {
             Ok(out.summary())
         } else {
@@ -313,44 +313,35 @@ impl LocalServer {
             .await
     }
 
-    /// `standby.signal` in the data directory: a (re)start, by the agent,
-    /// an operator or a service manager, brings the server up in recovery.
-    /// Only the agent holding the leader key promotes it.
+    /// Mark the data directory a standby's ([`pgdata::mark_standby`]):
+    /// a (re)start, by the agent, an operator or a service manager, brings
+    /// the server up in recovery. Only the agent holding the leader key
+    /// promotes it.
     pub fn mark_standby(&self) -> std::io::Result<()> {
-        crate::remediate::failover::write_standby_signal(self.data_dir())
+        pgdata::mark_standby(self.data_dir())
     }
 
     /// Mark the stopped server a standby of `host:port` on disk
-    /// (`standby.signal` and `primary_conninfo`, as the data directory's
-    /// owner), so that it starts as one.
+    /// ([`pgdata::demote_on_disk`], as the data directory's owner), so
+    /// that it starts as one.
     pub fn point_at(&self, host: &str, port: u16) -> Result<(), String> {
-        let owner = command::owner_if_root(self.data_dir())?;
-        crate::remediate::failover::demote_on_disk(
-            self.data_dir(),
-            &self.conninfo(host, port),
-            owner,
-        )
-        .map_err(|e| format!("cannot write standby.signal and primary_conninfo: {e}"))
+        let owner = owner_if_root(self.data_dir())?;
+        pgdata::demote_on_disk(self.data_dir(), &self.conninfo(host, port), owner).map_err(|e| {
+            format!(
+                "cannot write {} and primary_conninfo: {e}",
+                pgdata::STANDBY_SIGNAL
+            )
+        })
     }
 
-    /// Start the server (as a standby when `standby.signal` is there).
+    /// Start the server (as a standby when the data directory is marked
+    /// so): [`PgCtl::start`], waiting up to 60 s until it answers.
     pub async fn start(&self) -> Result<(), String> {
-        let dir = self.data_dir().display().to_string();
         let log = self.data_dir().join("log").join("watchpost-cluster.log");
-        crate::remediate::failover::ensure_log_dir(self.data_dir())
+        pgdata::ensure_log_dir(self.data_dir())
             .map_err(|e| format!("cannot prepare the log directory: {e}"))?;
         self.run(
-            vec![
-                self.program("pg_ctl"),
-                "start".into(),
-                "-D".into(),
-                dir,
-                "-w".into(),
-                "-t".into(),
-                "60".into(),
-                "-l".into(),
-                log.display().to_string(),
-            ],
+            self.ctl().start(self.data_dir(), &log, None, 60),
             Duration::from_secs(70),
         )
         .await
@@ -360,73 +351,34 @@ impl LocalServer {
     /// Stop the server: `immediate` to stop acknowledging writes at once
     /// (losing the lease), `fast` for a clean shutdown (before a rewind).
     /// `Ok` only once the server is known to be stopped: a state that
-    /// cannot be told after `pg_ctl stop` is an error.
+    /// cannot be told after the stop is an error ([`ctl::stop_known`]).
     pub async fn stop(&self, mode: &str) -> Result<(), String> {
-        if self.postmaster().state.stopped() {
-            return Ok(());
-        }
-        let dir = self.data_dir().display().to_string();
-        self.run(
-            vec![
-                self.program("pg_ctl"),
-                "stop".into(),
-                "-D".into(),
-                dir,
-                "-m".into(),
-                mode.into(),
-                "-w".into(),
-                "-t".into(),
-                "30".into(),
-            ],
+        let mode = StopMode::named(mode).ok_or_else(|| format!("no stop mode {mode:?}"))?;
+        ctl::stop_known(
+            &self.ctl(),
+            self.data_dir(),
+            mode,
+            30,
             Duration::from_secs(40),
         )
-        .await?;
-        // pg_ctl succeeds once postmaster.pid is gone; make sure no
-        // server is left in the directory either way.
-        match self.postmaster().state {
-            Postmaster::Stopped => Ok(()),
-            Postmaster::Running(pid) => Err(format!(
-                "pg_ctl stop succeeded, but the postmaster (pid {pid}) still runs"
-            )),
-            Postmaster::Unknown(why) => Err(format!(
-                "pg_ctl stop succeeded, but whether the server stopped cannot be told: {why}"
-            )),
-        }
+        .await
     }
 
-    /// `pg_controldata -D DATA_DIR`, run as the directory's owner: its
-    /// output, or an error naming the failure.
-    async fn controldata(&self) -> Result<command::CommandOutcome, String> {
-        let spec = CommandSpec {
-            argv: vec![
-                self.program("pg_controldata"),
-                "-D".into(),
-                self.data_dir().display().to_string(),
-            ],
-            // Its field names are read: never translated.
-            env: [crate::pgserver::UNTRANSLATED]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            timeout: Duration::from_secs(10),
-            user: command::owner_if_root(self.data_dir())?,
-        };
-        let out = command::run(&spec).await?;
-        if !out.success() {
-            return Err(format!("pg_controldata failed: {}", out.summary()));
-        }
-        Ok(out)
+    /// What the control file says ([`controldata::read`], as the data
+    /// directory's owner).
+    async fn controldata(&self) -> Result<ControlData, String> {
+        controldata::read(
+            &self.spec.bin_dir,
+            self.data_dir(),
+            owner_if_root(self.data_dir())?,
+        )
+        .await
     }
 
-    /// The cluster state `pg_controldata` reports ("shut down", "in
+    /// The cluster state the control file holds ("shut down", "in
     /// production", ...).
     async fn control_state(&self) -> Result<String, String> {
-        let out = self.controldata().await?;
-        out.output
-            .lines()
-            .find_map(|l| l.strip_prefix("Database cluster state:"))
-            .map(|s| s.trim().to_string())
-            .ok_or_else(|| "pg_controldata printed no cluster state".to_string())
+        self.controldata().await?.state().map(str::to_string)
     }
 
     /// Rejoin a former primary (running or not) as a standby of
@@ -534,8 +486,9 @@ fn start_of(timeline: u64, history: &Option<(Option<i64>, Option<String>)>) -> O
 pub struct ShutDown {
     /// The position a standby must have replayed **up to, inclusive,** to
     /// hold everything the server wrote. PostgreSQL: one byte past the
-    /// shutdown checkpoint record's start (`pg_controldata`'s "Latest
-    /// checkpoint location", bytes from 0/0); MariaDB: the last GTID's
+    /// shutdown checkpoint record's start (the control file's "Latest
+    /// checkpoint location", bytes from 0/0:
+    /// [`controldata::ShutdownCheckpoint`]); MariaDB: the last GTID's
     /// sequence number; Redis: the replication offset, which is 0 on a
     /// primary with no write since its first replica attached (Redis
     /// counts it only once it keeps a backlog), so "past the position
@@ -543,8 +496,6 @@ pub struct ShutDown {
     pub reach: u64,
     pub timeline: u64,
 }
-
-pub use super::lsn::parse_lsn;
 
 /// The switchover's side of the local server.
 impl LocalServer {
@@ -554,32 +505,15 @@ impl LocalServer {
         self.sql_batch("CHECKPOINT", Duration::from_secs(120)).await
     }
 
-    /// After a clean stop: where its WAL ends (`pg_controldata`); an error
-    /// when the server is not cleanly shut down.
+    /// After a clean stop: where its WAL ends (the control file's
+    /// shutdown checkpoint); an error when the server is not cleanly shut
+    /// down.
     pub async fn shut_down_at(&self) -> Result<ShutDown, String> {
-        let out = self.controldata().await?;
-        let field = |name: &str| {
-            out.output
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
-        };
-        let state = field("Database cluster state:").unwrap_or_default();
-        if state != "shut down" {
-            return Err(format!(
-                "the server is not cleanly shut down (pg_controldata: {state:?})"
-            ));
-        }
-        let checkpoint = field("Latest checkpoint location:")
-            .and_then(|v| parse_lsn(&v))
-            .ok_or("pg_controldata printed no latest checkpoint location")?;
-        let timeline = field("Latest checkpoint's TimeLineID:")
-            .and_then(|v| v.parse().ok())
-            .ok_or("pg_controldata printed no timeline")?;
+        let checkpoint = self.controldata().await?.shutdown_checkpoint()?;
         Ok(ShutDown {
             // Replayed past the checkpoint record's start: it has the record.
-            reach: checkpoint + 1,
-            timeline,
+            reach: checkpoint.location + 1,
+            timeline: checkpoint.timeline,
         })
     }
 }

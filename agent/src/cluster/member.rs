@@ -107,8 +107,8 @@ impl LeaderTimeline {
     /// writes its term first, and a leader whose promotion got a higher
     /// number than its term named publishes the real one
     /// ([`super::term::to_publish`]), so a server on a later number than
-    /// the last term was promoted by someone else (`pg_ctl promote` by
-    /// hand) and its WAL past that point is no one's (only keys written
+    /// the last term was promoted by someone else (a promotion by hand)
+    /// and its WAL past that point is no one's (only keys written
     /// without an opener's name, by older agents, still take it).
     pub fn holds(&self, timeline: u64, start: Option<u64>, lsn: u64) -> bool {
         match timeline.cmp(&self.timeline) {
@@ -445,7 +445,7 @@ mod tests {
             (on(4, None, 1300), true),
             (on(3, Some(1000), 1195), true),
             // A later number than a named term: a promotion no agent
-            // wrote a term for (`pg_ctl promote` by hand), WAL no one's.
+            // wrote a term for (a promotion by hand), WAL no one's.
             (on(5, Some(1400), 1500), false),
             (on(5, None, 1500), false),
         ];

@@ -55,7 +55,6 @@ mod lead;
 mod lease;
 pub mod least;
 pub mod local;
-pub mod lsn;
 pub mod mariadb;
 pub mod member;
 pub mod observation;

@@ -6,8 +6,8 @@
 //! again as a standby of the new leader (see `cli::cluster`).
 //!
 //! A standby is asked through etcd: `/watchpost/SCOPE/restart/NODE` holds
-//! a [`Request`]; that node's agent restarts its server (`pg_ctl stop -m
-//! fast`, then start, as the data directory's owner) and writes an
+//! a [`Request`]; that node's agent restarts its server (a fast stop,
+//! then a start, as the data directory's owner) and writes an
 //! [`Outcome`] to `/watchpost/SCOPE/restart_result/NODE`. With
 //! `pending_only` it restarts only when `pg_settings.pending_restart`
 //! names a setting; the leader never restarts this way, it answers with

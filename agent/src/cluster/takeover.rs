@@ -9,12 +9,13 @@
 use super::etcd::Op;
 use super::failclosed::GaveUp;
 use super::ha::Ha;
-use super::handover::{HAND_OVER_WAIT, POLL, lsn_text};
+use super::handover::{HAND_OVER_WAIT, POLL};
 use super::local::Observation;
 use super::switchover::{Outcome, Request, Stage};
 use crate::cluster::dcs::Dcs;
 use crate::cluster::server::Server;
 use crate::events::Decision;
+use crate::pgserver::lsn::lsn_text;
 use std::time::Duration;
 use tokio::time::Instant;
 

@@ -358,7 +358,7 @@ interval = "10s"
             assert_eq!(
                 f.fence,
                 Fence::PgCtl {
-                    pg_ctl: "pg_ctl".into(),
+                    program: "pg_ctl".into(),
                     data_dir: "/var/lib/postgresql/15/main".into()
                 }
             );

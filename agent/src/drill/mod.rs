@@ -46,6 +46,7 @@ pub use disk::shared_filesystems;
 pub use restore::{foreign_hint, foreign_layout};
 
 use crate::config::{DrillMethod, DrillSpec};
+use crate::pgserver::ctl::{self, PgCtl, StopMode};
 use crate::report::{Measurement, Report, Status};
 use crate::runtime::{BoxFuture, NativeCheck, Probe, ProbeInfo};
 use scratch::Scratch;
@@ -272,21 +273,13 @@ impl Drill {
         let found = disk::guarded(drills, spec.reserve, "verifying", async {
             let mut found = verify::Findings::default();
             verify::online(spec, s, port, &mut found).await?;
-            let stop = vec![
-                spec.bin_dir.join("pg_ctl").display().to_string(),
-                "stop".into(),
-                "-D".into(),
-                s.data.display().to_string(),
-                "-m".into(),
-                "fast".into(),
-                "-w".into(),
-            ];
+            let stop = PgCtl::in_bin_dir(&spec.bin_dir).stop(&s.data, StopMode::Fast, None);
             let left = deadline.saturating_duration_since(Instant::now());
             let stopped = program::run(&stop, s.owner, &s.dir, &[], left).await?;
             if !stopped.ok {
                 found
                     .failures
-                    .push(format!("pg_ctl stop: {}", stopped.last_line()));
+                    .push(format!("{} stop: {}", ctl::PROGRAM, stopped.last_line()));
             } else if spec.checksums {
                 verify::checksums(spec, s, deadline, &mut found).await;
             }
@@ -342,23 +335,16 @@ impl Drill {
         }
     }
 
-    /// `pg_ctl start` the copy with `options` (its `-c` overrides); waits
-    /// while it recovers.
+    /// Start the copy ([`PgCtl::start`]) with `options` (its `-c`
+    /// overrides); waits while it recovers.
     async fn start(&self, s: &Scratch, options: &str, deadline: Instant) -> Result<(), String> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let argv: Vec<String> = vec![
-            self.spec.bin_dir.join("pg_ctl").display().to_string(),
-            "start".into(),
-            "-D".into(),
-            s.data.display().to_string(),
-            "-l".into(),
-            s.dir.join("server.log").display().to_string(),
-            "-o".into(),
-            options.to_string(),
-            "-w".into(),
-            "-t".into(),
-            left.as_secs().max(1).to_string(),
-        ];
+        let argv = PgCtl::in_bin_dir(&self.spec.bin_dir).start(
+            &s.data,
+            &s.dir.join("server.log"),
+            Some(options),
+            left.as_secs().max(1),
+        );
         let ran = program::run(&argv, s.owner, &s.dir, &[], left + Duration::from_secs(5)).await?;
         if ran.ok {
             return Ok(());

@@ -1,12 +1,13 @@
-//! Running the drill's programs (`tar`, `cp`, `pg_ctl`, `pgbackrest`, a
-//! user's restore command) as the backup's owner, within a time bound,
+//! Running the drill's programs (`tar`, `cp`, the server's start and stop
+//! from [`crate::pgserver::ctl`], `pgbackrest`, a user's restore command)
+//! as the backup's owner, within a time bound,
 //! their output kept bounded *while* it is read: a restore that prints
 //! gigabytes of progress never holds more than a few KiB of it. Each runs
 //! in a process group of its own, killed whole when the program ends,
 //! times out or its drill is aborted: a restore script's `tar`, `cp` or
 //! `pgbackrest` children do not go on writing after the drill gave up.
-//! (`pg_ctl` starts the server in a session of its own, so the copy
-//! outlives `pg_ctl start`; the teardown stops it.)
+//! (The server's start puts it in a session of its own, so the copy
+//! outlives the program that started it; the teardown stops it.)
 
 use super::scratch::Owner;
 use std::path::Path;

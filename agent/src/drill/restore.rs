@@ -147,7 +147,8 @@ fn tablespaces_size(backup: &Path) -> u64 {
 pub struct Prepared {
     /// What was restored, for the message.
     pub source: String,
-    /// The `pg_ctl -o` options (every override as `-c name=value`).
+    /// The server's options at its start (every override as `-c
+    /// name=value`; [`crate::pgserver::ctl::PgCtl::start`]'s `options`).
     pub options: String,
     /// Notes for the message (includes not read, tablespaces restored).
     pub notes: Vec<String>,
@@ -394,7 +395,7 @@ fn configure(s: &Scratch, archive_recovery: bool) -> Result<(), String> {
     }
     // Relative to the data directory opened once, never through a link.
     let data = crate::safefs::OwnedDir::open(&s.data).map_err(|e| e.to_string())?;
-    data.remove_file("standby.signal")
+    data.remove_file(crate::pgserver::pgdata::STANDBY_SIGNAL)
         .map_err(|e| e.to_string())?;
     if !archive_recovery {
         data.remove_file("recovery.signal")

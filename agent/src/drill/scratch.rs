@@ -1,13 +1,14 @@
 //! The drill's scratch directory under `state_dir/drills/`, the programs
 //! it runs as the backup's owner, and its teardown: whatever happens —
 //! success, a failed check, an error, the run's deadline dropping the
-//! drill's future — the restored server is stopped (`pg_ctl stop -m
-//! immediate`) and the directory removed, off the async runtime (a tree of
+//! drill's future — the restored server is stopped (at once:
+//! [`StopMode::Immediate`]) and the directory removed, off the async runtime (a tree of
 //! many gigabytes takes a while): [`Scratch::close`] when the drill ends,
 //! `Drop` when its future is dropped. Leftovers of a drill the agent did
 //! not see through (a `kill -9`) are swept the same way before the next
 //! one, and when the drill is loaded.
 
+use crate::pgserver::ctl::{PgCtl, StopMode};
 use crate::safefs::OwnedDir;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -112,7 +113,8 @@ pub struct Scratch {
     pub dir: PathBuf,
     pub data: PathBuf,
     pub owner: Owner,
-    pg_ctl: PathBuf,
+    /// Stops the copy at the teardown.
+    ctl: PgCtl,
     /// Set once torn down by [`Scratch::close`].
     closed: bool,
 }
@@ -163,7 +165,7 @@ impl Scratch {
             data: dir.join("data"),
             dir,
             owner,
-            pg_ctl: bin_dir.join("pg_ctl"),
+            ctl: PgCtl::in_bin_dir(bin_dir),
             closed: false,
         })
     }
@@ -211,7 +213,7 @@ impl Scratch {
             dir: self.dir.clone(),
             data: self.data.clone(),
             owner: self.owner,
-            pg_ctl: self.pg_ctl.clone(),
+            ctl: self.ctl.clone(),
             closed: true,
         }
     }
@@ -274,14 +276,12 @@ impl Scratch {
 /// server is known to be gone: a running server, or one whose state
 /// cannot be told, keeps its directory (removing files under a live
 /// postmaster is not a teardown); the next drill's sweep tries again.
-fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
+fn tear_down(dir: &Path, data: &Path, ctl: &PgCtl, owner: Owner) {
     use crate::pgserver::postmaster;
     if !postmaster::probe(data).state.stopped() {
-        let mut stop = std::process::Command::new(pg_ctl);
-        stop.arg("stop")
-            .arg("-D")
-            .arg(data)
-            .args(["-m", "immediate", "-w", "-t", "30"])
+        let argv = ctl.stop(data, StopMode::Immediate, Some(30));
+        let mut stop = std::process::Command::new(&argv[0]);
+        stop.args(&argv[1..])
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -313,8 +313,8 @@ fn tear_down(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
 
 /// [`tear_down`] of a drill of this process, which then stops counting as
 /// running.
-fn tear_down_own(dir: &Path, data: &Path, pg_ctl: &Path, owner: Owner) {
-    tear_down(dir, data, pg_ctl, owner);
+fn tear_down_own(dir: &Path, data: &Path, ctl: &PgCtl, owner: Owner) {
+    tear_down(dir, data, ctl, owner);
     set_active(dir, false);
 }
 
@@ -322,14 +322,14 @@ impl Scratch {
     /// Stop the copy and remove the directory, on a blocking thread.
     pub async fn close(mut self) {
         self.closed = true;
-        let (dir, data, pg_ctl, owner) = (
+        let (dir, data, ctl, owner) = (
             self.dir.clone(),
             self.data.clone(),
-            self.pg_ctl.clone(),
+            self.ctl.clone(),
             self.owner,
         );
         let done =
-            tokio::task::spawn_blocking(move || tear_down_own(&dir, &data, &pg_ctl, owner)).await;
+            tokio::task::spawn_blocking(move || tear_down_own(&dir, &data, &ctl, owner)).await;
         if let Err(e) = done {
             tracing::warn!("drill: teardown of {} failed: {e}", self.dir.display());
         }
@@ -344,17 +344,17 @@ impl Drop for Scratch {
         if self.closed {
             return;
         }
-        let (dir, data, pg_ctl, owner) = (
+        let (dir, data, ctl, owner) = (
             self.dir.clone(),
             self.data.clone(),
-            self.pg_ctl.clone(),
+            self.ctl.clone(),
             self.owner,
         );
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn_blocking(move || tear_down_own(&dir, &data, &pg_ctl, owner));
+                handle.spawn_blocking(move || tear_down_own(&dir, &data, &ctl, owner));
             }
-            Err(_) => tear_down_own(&dir, &data, &pg_ctl, owner),
+            Err(_) => tear_down_own(&dir, &data, &ctl, owner),
         }
     }
 }
@@ -397,7 +397,7 @@ pub fn sweep(drills: &Path, name: &str, bin_dir: &Path) {
         tear_down(
             &entry.path(),
             &entry.path().join("data"),
-            &bin_dir.join("pg_ctl"),
+            &PgCtl::in_bin_dir(bin_dir),
             owner,
         );
     }

@@ -346,12 +346,13 @@ pub fn overrides(
     out
 }
 
-/// `value` quoted for `/bin/sh` (`pg_ctl -o` passes options through it).
+/// `value` quoted for `/bin/sh` (the server's start passes its options
+/// through it: [`crate::pgserver::ctl::PgCtl::start`]).
 pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
-/// The `pg_ctl -o` string for `overrides`.
+/// The server's start options for `overrides`.
 pub fn command_line(overrides: &[(String, String)]) -> String {
     overrides
         .iter()

@@ -1,10 +1,19 @@
-//! The PostgreSQL server as files and a process: what the agent reads and
-//! writes in a data directory ([`pgdata`]) and whether its postmaster runs
-//! ([`postmaster`], a three-valued answer). It sits below every layer that
-//! acts on a server — restore drills' copies, remediation, cluster mode —
-//! so that they share one reading of `postmaster.pid` and one rule that
-//! "cannot read" is never "stopped". It depends only on [`crate::safefs`].
+//! The PostgreSQL server as files, a process and the programs that drive
+//! it: what the agent reads and writes in a data directory ([`pgdata`]:
+//! `standby.signal`, `primary_conninfo`, who its programs run as),
+//! whether its postmaster runs ([`postmaster`], a three-valued answer),
+//! the command lines of `pg_ctl` ([`ctl`]: start, stop, status, restart),
+//! what `pg_controldata` says ([`controldata`], typed) and WAL positions'
+//! text ([`lsn`]). It sits below every layer that acts on a server —
+//! restore drills' copies, remediation, cluster mode — so that they share
+//! one reading of `postmaster.pid`, one rule that "cannot read" is never
+//! "stopped", and one spelling of each program's arguments; they name the
+//! programs only through it. It depends only on [`crate::safefs`] and
+//! [`crate::process`] (the runner).
 
+pub mod controldata;
+pub mod ctl;
+pub mod lsn;
 pub mod pgdata;
 pub mod postmaster;
 

@@ -21,6 +21,11 @@ use std::path::Path;
 /// owner, in a directory only that user can read.
 pub const PASSFILE: &str = "watchpost-replication.pgpass";
 
+/// The file whose presence makes a server start in recovery, as a
+/// standby: the fence, the cluster mode and reinit write it, reinit looks
+/// for it, a restore drill's copy has it removed.
+pub const STANDBY_SIGNAL: &str = "standby.signal";
+
 /// Largest `postgresql.auto.conf` (or `postmaster.pid`) the agent reads.
 pub(super) const MAX_CONFIG: u64 = 4 << 20;
 
@@ -41,10 +46,38 @@ pub fn open(path: &Path) -> io::Result<OwnedDir> {
     Ok(dir)
 }
 
+/// Who PostgreSQL's programs working in data directory `path` run as:
+/// `None` (the agent itself) when the agent is not root, else the
+/// directory's owner (uid, gid).
+///
+/// Errors, when the agent is root, name why nobody but root could be
+/// found, so that the caller refuses to act rather than run a program as
+/// root in a directory another user controls: the directory is missing,
+/// a symlink (never followed), or owned by root.
+pub fn owner_if_root(path: &Path) -> Result<Option<Owner>, String> {
+    if !safefs::is_root() {
+        return Ok(None);
+    }
+    let dir = OwnedDir::open(path).map_err(|e| {
+        format!(
+            "refusing to run PostgreSQL's programs as root: cannot open the data directory {} \
+             safely: {e}",
+            path.display()
+        )
+    })?;
+    dir.run_as().map(Some).ok_or_else(|| {
+        format!(
+            "{} is owned by root; PostgreSQL's programs run as the data directory's owner, \
+             never as root (chown -R postgres: it)",
+            path.display()
+        )
+    })
+}
+
 /// Create `standby.signal` in `data_dir` (owned by the directory's owner),
 /// refusing a symlink or anything but a regular file in its place.
-pub fn write_standby_signal(data_dir: &Path) -> io::Result<()> {
-    open(data_dir)?.ensure_file("standby.signal", 0o600)
+pub fn mark_standby(data_dir: &Path) -> io::Result<()> {
+    open(data_dir)?.ensure_file(STANDBY_SIGNAL, 0o600)
 }
 
 /// `DATA_DIR/log` for `pg_ctl -l`, created (0700) as the directory's
@@ -101,7 +134,7 @@ fn quote(value: &str) -> String {
 }
 
 fn demote(dir: &OwnedDir, conninfo: &str, login: Option<(&str, &str)>) -> io::Result<()> {
-    dir.ensure_file("standby.signal", 0o600)?;
+    dir.ensure_file(STANDBY_SIGNAL, 0o600)?;
     let mut conninfo = conninfo.to_string();
     if let Some((user, password)) = login {
         dir.replace(PASSFILE, passfile_line(user, password).as_bytes(), 0o600)?;
@@ -227,6 +260,27 @@ mod tests {
             std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn programs_never_run_as_root_in_a_directory_nobody_else_owns() {
+        let dir = tempfile::tempdir().unwrap();
+        if !safefs::is_root() {
+            assert_eq!(owner_if_root(dir.path()), Ok(None));
+            return;
+        }
+        // Root's own directory, a link to one, a missing one: refused.
+        let err = owner_if_root(dir.path()).unwrap_err();
+        assert!(err.contains("owned by root"), "{err}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert!(owner_if_root(&link).is_err());
+        assert!(owner_if_root(&dir.path().join("missing")).is_err());
+        // Another user's: that user.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        assert_eq!(owner_if_root(&theirs), Ok(Some((65534, 65534))));
     }
 
     #[test]

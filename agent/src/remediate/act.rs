@@ -8,7 +8,6 @@
 //! short, and the next start reports that (`interrupted`).
 
 use super::Remediator;
-use super::command::{self, CommandSpec};
 use super::failover::{self, Step};
 pub use super::outcome::ActionOutcome;
 use super::recovery;
@@ -18,6 +17,8 @@ use super::trigger::record_of;
 use super::webhook;
 use crate::config::{Action, Remediation, RestartMethod};
 use crate::events::Decision;
+use crate::pgserver::ctl::{self, PgCtl};
+use crate::process::{self, CommandSpec};
 use crate::report::Status;
 use crate::sql::SqlTargets;
 use serde_json::{Value, json};
@@ -51,7 +52,7 @@ impl ActionContext {
     }
 }
 
-/// "restart (pg_ctl restart ...)"-style description of the action.
+/// "restart (PROGRAM restart ...)"-style description of the action.
 pub fn describe(r: &Remediation) -> String {
     match &r.action {
         Action::Exec(e) => format!("{}: exec {}", r.name, e.argv.join(" ")),
@@ -290,38 +291,22 @@ async fn verify_probe(core: &Remediator, probe: &str, within: Duration) -> (bool
 /// The command a restart method runs.
 pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec {
     let (argv, user): (Vec<String>, _) = match method {
-        RestartMethod::PgCtl { pg_ctl, data_dir } => (
-            vec![
-                pg_ctl.display().to_string(),
-                "restart".into(),
-                "-D".into(),
-                data_dir.display().to_string(),
-                "-m".into(),
-                "fast".into(),
-                "-w".into(),
-                "-t".into(),
-                timeout_secs.to_string(),
-                "-l".into(),
+        RestartMethod::PgCtl { program, data_dir } => (
+            PgCtl::at(program).restart(
+                data_dir,
+                timeout_secs,
                 // `run_simple` makes sure the directory exists.
-                data_dir
-                    .join("log")
-                    .join("watchpost-restart.log")
-                    .display()
-                    .to_string(),
-            ],
+                &data_dir.join("log").join("watchpost-restart.log"),
+            ),
             // Only for describing the action: running it opens the data
             // directory itself and refuses one it cannot hand to its owner.
-            command::owner_if_root(data_dir).ok().flatten(),
+            crate::pgserver::pgdata::owner_if_root(data_dir)
+                .ok()
+                .flatten(),
         ),
-        RestartMethod::PgCtlCluster { version, cluster } => (
-            vec![
-                "pg_ctlcluster".into(),
-                version.clone(),
-                cluster.clone(),
-                "restart".into(),
-            ],
-            None,
-        ),
+        RestartMethod::PgCtlCluster { version, cluster } => {
+            (ctl::debian_restart(version, cluster), None)
+        }
         RestartMethod::Systemctl { unit } => (
             vec!["systemctl".into(), "restart".into(), unit.clone()],
             None,
@@ -335,7 +320,7 @@ pub fn restart_command(method: &RestartMethod, timeout_secs: u64) -> CommandSpec
     }
 }
 
-fn from_command(result: Result<command::CommandOutcome, String>, what: &str) -> ActionOutcome {
+fn from_command(result: Result<process::CommandOutcome, String>, what: &str) -> ActionOutcome {
     match result {
         Ok(out) => ActionOutcome {
             ok: out.success(),
@@ -361,15 +346,17 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
                 env,
                 timeout: exec.timeout,
                 user: None,
+                current_dir: None,
             };
-            from_command(command::run(&spec).await, "exec")
+            from_command(process::run(&spec).await, "exec")
         }
         Action::Restart(restart) => {
             let mut spec = restart_command(&restart.method, restart.timeout.as_secs().max(1));
             spec.timeout = restart.timeout;
             if let RestartMethod::PgCtl { data_dir, .. } = &restart.method {
-                // pg_ctl -l needs the log directory to exist: made as the
-                // data directory's owner's, never through a link.
+                // The restart's log file (`-l`) needs the log directory to
+                // exist: made as the data directory's owner's, never
+                // through a link.
                 let prepared = crate::pgserver::pgdata::open(data_dir).and_then(|dir| {
                     spec.user = dir.run_as();
                     dir.subdir("log", true)
@@ -384,7 +371,7 @@ pub async fn run_simple(ctx: &ActionContext, action: &Action) -> ActionOutcome {
                 crate::pgserver::pgdata::set_aside_dead_postmaster_pid(data_dir);
             }
             spec.env = ctx.env.clone();
-            from_command(command::run(&spec).await, "restart")
+            from_command(process::run(&spec).await, "restart")
         }
         Action::Webhook(hook) => {
             let delivery = webhook::deliver(&ctx.http, hook, &ctx.event).await;

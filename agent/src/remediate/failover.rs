@@ -6,11 +6,13 @@
 //!    distance from the primary's last flush; the primary is really gone
 //!    (not answering, not still streaming to the standby, not stopped
 //!    cleanly): see [`pre_check`];
-//! 2. **fence** the old primary: the built-in `pg_ctl` fence stops it if it
-//!    runs and writes `standby.signal` and `primary_conninfo` (pointing at
-//!    the new primary) into its data directory, so that a restart by hand
-//!    or by a service manager brings it back as a standby — never as a
-//!    second read-write primary; a required fence that fails aborts;
+//! 2. **fence** the old primary: the built-in fence ([`Fence::PgCtl`])
+//!    stops it if it runs ([`crate::pgserver::ctl`]) and marks its data
+//!    directory a standby's of the new primary
+//!    ([`crate::pgserver::pgdata::demote_on_disk`]: the signal file and
+//!    `primary_conninfo`), so that a restart by hand or by a service
+//!    manager brings it back as a standby — never as a second read-write
+//!    primary; a required fence that fails aborts;
 //! 3. **promote** the standby (`pg_promote()`); a promote that failed is
 //!    read back (`pg_is_in_recovery()`): out of recovery or unreadable
 //!    counts as promoted ([`super::promoted`]);
@@ -27,11 +29,12 @@
 mod evidence;
 
 use super::answer::Answer;
-use super::command::{self, CommandSpec};
 use crate::config::{FailoverAction, Fence};
-pub use crate::pgserver::pgdata::{demote_on_disk, ensure_log_dir, write_standby_signal};
+use crate::pgserver::controldata;
+use crate::pgserver::ctl::{self, PgCtl, Status, StopMode};
+use crate::pgserver::pgdata::{self, demote_on_disk};
 use crate::sql::SqlTargets;
-use evidence::{cluster_state, wal_beyond};
+use evidence::wal_beyond;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -66,8 +69,8 @@ pub async fn promote(
     run(bounded("verify-write", action, verify_write(sql, action)).await)
 }
 
-/// Time for one command of the fence (`pg_ctl status`, `pg_ctl stop`, a
-/// fence command).
+/// Time for one command of the fence (the old primary's status, its stop,
+/// a fence command).
 const FENCE_COMMAND: Duration = super::command::FENCE_TIMEOUT;
 
 /// The most a step may take: connecting plus its own work.
@@ -117,9 +120,9 @@ const STANDBY_STATE: &str = "SELECT pg_is_in_recovery() AS recovery,
 ///   down, full), is alive; one whose address accepts a TCP connection
 ///   but whose session then times out (frozen, stalled) cannot be told
 ///   ([`Answer`]): only one whose address accepts no connection is gone;
-/// - a primary whose data directory is on this node (the `pg_ctl` fence)
-///   and whose `pg_controldata` says `shut down` was stopped on purpose,
-///   not crashed; there `pg_waldump` reads the primary's own WAL from the
+/// - a primary whose data directory is on this node (the built-in fence)
+///   and whose control file says `shut down` ([`controldata`]) was
+///   stopped on purpose, not crashed; there `pg_waldump` reads the primary's own WAL from the
 ///   standby's received position to its end: the distance from its last
 ///   flush;
 /// - without the primary's WAL on this node, a standby whose receiver is
@@ -196,29 +199,34 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
     if let Answer::Answers(why) | Answer::CannotTell(why) = answer {
         return fail(format!("{why}; not failing over"), detail);
     }
-    let Fence::PgCtl { pg_ctl, data_dir } = &action.fence else {
+    let Fence::PgCtl { program, data_dir } = &action.fence else {
         return fail(
             format!(
-                "the standby `{target}`'s WAL receiver is {} and the primary's WAL is not on this node (fence = \"pg_ctl\" with its data_dir): its distance from the primary's last flush cannot be measured; check it and promote by hand",
+                "the standby `{target}`'s WAL receiver is {} and the primary's WAL is not on this node (fence = {:?} with its data_dir): its distance from the primary's last flush cannot be measured; check it and promote by hand",
                 receiver
                     .as_deref()
-                    .map_or("gone".to_string(), |s| format!("`{s}`"))
+                    .map_or("gone".to_string(), |s| format!("`{s}`")),
+                Fence::BUILT_IN
             ),
             detail,
         );
     };
-    let tools = pg_ctl.parent().unwrap_or(Path::new(""));
+    let tools = PgCtl::at(program).bin_dir().to_path_buf();
     // PostgreSQL's programs read the directory as its owner, never as root.
-    let owner = match crate::pgserver::pgdata::open(data_dir) {
+    let owner = match pgdata::open(data_dir) {
         Ok(dir) => dir.run_as(),
         Err(e) => return fail(format!("refused: {e}"), detail),
     };
-    match cluster_state(&tools.join("pg_controldata"), data_dir, owner).await {
+    let state = controldata::read(&tools, data_dir, owner)
+        .await
+        .and_then(|read| read.state().map(str::to_string));
+    match state {
         Ok(state) if state.starts_with("shut down") || state == "shutting down" => {
             detail["primary_state"] = json!(state);
             return fail(
                 format!(
-                    "the primary was stopped cleanly (pg_controldata: `{state}`): a planned stop, not a crash; not failing over"
+                    "the primary was stopped cleanly ({}: `{state}`): a planned stop, not a crash; not failing over",
+                    controldata::PROGRAM
                 ),
                 detail,
             );
@@ -276,22 +284,9 @@ async fn pre_check(sql: &SqlTargets, action: &FailoverAction) -> Step {
 async fn fence(sql: &SqlTargets, action: &FailoverAction, old_primary: &str) -> Step {
     let outcome = match &action.fence {
         Fence::None => return Step::ok("fence", "no fence configured", Value::Null),
-        Fence::Command(argv) => {
-            let spec = CommandSpec {
-                argv: argv.clone(),
-                timeout: FENCE_COMMAND,
-                ..CommandSpec::default()
-            };
-            match command::run(&spec).await {
-                Ok(out) if out.success() => {
-                    Ok(format!("fence command succeeded ({})", out.summary()))
-                }
-                Ok(out) => Err(format!("fence command failed: {}", out.summary())),
-                Err(e) => Err(e),
-            }
-        }
-        Fence::PgCtl { pg_ctl, data_dir } => {
-            pg_ctl_fence(sql, action, pg_ctl, data_dir, old_primary).await
+        Fence::Command(argv) => super::command::fence(argv).await,
+        Fence::PgCtl { program, data_dir } => {
+            built_in_fence(sql, action, &PgCtl::at(program), data_dir, old_primary).await
         }
     };
     match outcome {
@@ -310,14 +305,14 @@ async fn fence(sql: &SqlTargets, action: &FailoverAction, old_primary: &str) -> 
 }
 
 /// Stop the old primary if it runs and make it come back only as a standby.
-async fn pg_ctl_fence(
+async fn built_in_fence(
     sql: &SqlTargets,
     action: &FailoverAction,
-    pg_ctl: &Path,
+    program: &PgCtl,
     data_dir: &Path,
     old_primary: &str,
 ) -> Result<String, String> {
-    let data = crate::pgserver::pgdata::open(data_dir).map_err(|e| format!("refused: {e}"))?;
+    let data = pgdata::open(data_dir).map_err(|e| format!("refused: {e}"))?;
     if data.kind("PG_VERSION").ok().flatten().is_none() {
         return Err(format!(
             "{} is not a PostgreSQL data directory on this node",
@@ -325,63 +320,50 @@ async fn pg_ctl_fence(
         ));
     }
     let user = data.run_as();
-    let pg = |args: &[&str]| CommandSpec {
-        argv: std::iter::once(pg_ctl.display().to_string())
-            .chain(args.iter().map(|a| a.to_string()))
-            .collect(),
-        timeout: FENCE_COMMAND,
-        user,
-        ..CommandSpec::default()
-    };
-    let dir = data_dir.display().to_string();
-    let status = command::run(&pg(&["status", "-D", &dir])).await?;
-    let mut done = Vec::new();
-    // pg_ctl status: 0 running, 3 not running; anything else (4: no
-    // accessible data directory) cannot tell, and is never "not running".
-    if !matches!(status.exit_code, Some(0) | Some(3)) {
-        return Err(format!(
-            "cannot tell whether the old primary runs (pg_ctl status: {}); not fenced: let the agent read the data directory",
-            status.summary()
-        ));
-    }
-    if status.exit_code == Some(0) {
-        let stop = command::run(&pg(&[
-            "stop",
-            "-D",
-            &dir,
-            "-m",
-            "immediate",
-            "-w",
-            "-t",
-            "20",
-        ]))
-        .await?;
-        if !stop.success() {
-            return Err(format!("cannot stop the old primary: {}", stop.summary()));
+    let status = ctl::run(program.status(data_dir), user, FENCE_COMMAND).await?;
+    let mut done: Vec<String> = Vec::new();
+    // Running, not running, or cannot tell (no accessible data
+    // directory), which is never "not running".
+    match Status::of(&status) {
+        Status::Unknown(why) => {
+            return Err(format!(
+                "cannot tell whether the old primary runs ({why}); not fenced: let the agent read the data directory"
+            ));
         }
-        done.push("stopped the old primary");
-    } else {
-        done.push("the old primary was not running");
+        Status::Running => {
+            let stop = ctl::run(
+                program.stop(data_dir, StopMode::Immediate, Some(20)),
+                user,
+                FENCE_COMMAND,
+            )
+            .await?;
+            if !stop.success() {
+                return Err(format!("cannot stop the old primary: {}", stop.summary()));
+            }
+            done.push("stopped the old primary".into());
+        }
+        Status::NotRunning => done.push("the old primary was not running".into()),
     }
     let login = sql
         .replication_login(&action.standby, old_primary)
         .map_err(|e| format!("cannot build primary_conninfo: {e:?}"))?;
     let written = match &login.password {
-        Some(password) => crate::pgserver::pgdata::demote_with_password(
-            data_dir,
-            &login.conninfo,
-            &login.user,
-            password,
-        ),
+        Some(password) => {
+            pgdata::demote_with_password(data_dir, &login.conninfo, &login.user, password)
+        }
         None => demote_on_disk(data_dir, &login.conninfo, Some(data.owner())),
     };
     written.map_err(|e| {
         format!(
-            "cannot write standby.signal and primary_conninfo into {}: {e}",
+            "cannot write {} and primary_conninfo into {}: {e}",
+            pgdata::STANDBY_SIGNAL,
             data_dir.display()
         )
     })?;
-    done.push("wrote standby.signal and primary_conninfo: it can only start as a standby");
+    done.push(format!(
+        "wrote {} and primary_conninfo: it can only start as a standby",
+        pgdata::STANDBY_SIGNAL
+    ));
     Ok(done.join("; "))
 }
 

@@ -11,7 +11,8 @@
 //! pauses, running, failover block, cooldown, rate limit and breaker, dry
 //! run), records the decision durably ([`audit`] first, then the
 //! [`ledger`]) *before* acting, and runs each action in a task of its own
-//! ([`act`]: [`command`], [`webhook`], [`failover`]), bounded in time, so a
+//! ([`act`]: [`crate::process`], [`webhook`], [`failover`]; an operator's
+//! fence command: [`command`]), bounded in time, so a
 //! slow restart never delays a failover. Triggers skipped for a passing
 //! reason (unless, pause, flapping, an action still running) are
 //! reconsidered when it clears. At start, [`reconcile`] reports actions

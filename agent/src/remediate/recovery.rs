@@ -12,7 +12,7 @@
 //! transaction age, whether it blocked others), never query text.
 //!
 //! `reinit` refuses a target that answers as a primary, a data directory
-//! without `standby.signal` when the server does not answer, and a primary
+//! not marked a standby's when the server does not answer, and a primary
 //! that is itself in recovery. The old directory is renamed aside
 //! (`DIR.reinit-UNIXTIME`), never deleted. PostgreSQL's programs run as
 //! the data directory's owner; the new directory is made by the agent and

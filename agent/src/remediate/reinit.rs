@@ -1,19 +1,24 @@
 //! `reinit`: restore a standby that is corrupt or cannot rejoin, by
 //! re-cloning it from the current primary. Steps, each bounded by what is
 //! left of the action's `timeout`: refuse unless the target is a standby
-//! (or, when it does not answer, its data directory has `standby.signal`)
+//! (or, when it does not answer, its data directory is marked a
+//! standby's: [`crate::pgserver::pgdata::STANDBY_SIGNAL`])
 //! and the primary answers as a primary; stop the standby; rename its data
 //! directory aside (never delete it); make a new empty one owned by the
 //! old one's owner; `pg_basebackup` from the primary as that owner (the
 //! password in its environment, never in its argv); copy back the
 //! standby's own `postgresql.conf`, `pg_hba.conf` and `pg_ident.conf` (as
-//! that owner, without following links); write `standby.signal` and a
-//! `primary_conninfo` whose password is in a passfile (see
-//! [`crate::pgserver::pgdata`]); start it; wait until its WAL receiver streams.
+//! that owner, without following links); mark it a standby of the
+//! primary, with a `primary_conninfo` whose password is in a passfile (see
+//! [`crate::pgserver::pgdata`]); start it; wait until its WAL receiver
+//! streams. The server's start and stop are [`crate::pgserver::ctl`]'s.
 
-use super::command::{self, CommandSpec};
 use super::outcome::{ActionOutcome, CONNECT, pg_error};
 use crate::config::ReinitAction;
+use crate::pgserver::ctl::{PgCtl, StopMode};
+use crate::pgserver::pgdata::{self, STANDBY_SIGNAL};
+use crate::pgserver::postmaster::ServerProcess;
+use crate::process::{self, CommandSpec};
 use crate::sql::SqlTargets;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -79,8 +84,9 @@ async fn run_as(
             .collect(),
         timeout,
         user,
+        current_dir: None,
     };
-    let out = command::run(&spec).await?;
+    let out = process::run(&spec).await?;
     if out.success() {
         Ok(out.summary())
     } else {
@@ -120,12 +126,12 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
         }
         Some(true) => steps.note("check", true, "the target is a standby"),
         None => {
-            let signal = crate::pgserver::pgdata::open(dir)
-                .and_then(|d| d.kind("standby.signal"))
+            let signal = pgdata::open(dir)
+                .and_then(|d| d.kind(STANDBY_SIGNAL))
                 .map_err(|e| format!("refused: {e}"))?;
             if signal != Some(rustix::fs::FileType::RegularFile) {
                 return Err(format!(
-                    "refused: `{}` does not answer and {} has no standby.signal, so it is not known to be a standby",
+                    "refused: `{}` does not answer and {} has no {STANDBY_SIGNAL}, so it is not known to be a standby",
                     action.standby,
                     dir.display()
                 ));
@@ -133,7 +139,7 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
             steps.note(
                 "check",
                 true,
-                "the target does not answer; its directory has standby.signal",
+                format!("the target does not answer; its directory has {STANDBY_SIGNAL}"),
             );
         }
     }
@@ -153,29 +159,21 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
         }
     }
     // A link in place of the directory, or a root-owned one, is refused.
-    let data = crate::pgserver::pgdata::open(dir).map_err(|e| format!("refused: {e}"))?;
+    let data = pgdata::open(dir).map_err(|e| format!("refused: {e}"))?;
     let owner = data.run_as();
     let owner_ids = data.owner();
 
     // Stop: fast, else immediate (a server that does not run is fine).
-    if data.exists("postmaster.pid").unwrap_or(true) {
-        let stop = |mode: &str| {
-            vec![
-                bin(action, "pg_ctl"),
-                "stop".into(),
-                "-D".into(),
-                dir.display().to_string(),
-                "-m".into(),
-                mode.into(),
-                "-w".into(),
-                "-t".into(),
-                "30".into(),
-            ]
-        };
+    let ctl = PgCtl::in_bin_dir(&action.bin_dir);
+    if data
+        .exists(&ServerProcess::postgres().pid_file)
+        .unwrap_or(true)
+    {
+        let stop = |mode| ctl.stop(dir, mode, Some(30));
         let left = steps.left().min(Duration::from_secs(40));
-        if let Err(e) = run_as(stop("fast"), owner, &[], left).await {
+        if let Err(e) = run_as(stop(StopMode::Fast), owner, &[], left).await {
             let left = steps.left().min(Duration::from_secs(40));
-            run_as(stop("immediate"), owner, &[], left)
+            run_as(stop(StopMode::Immediate), owner, &[], left)
                 .await
                 .map_err(|e2| format!("cannot stop the standby: {e}; {e2}"))?;
         }
@@ -273,32 +271,17 @@ async fn run(sql: &SqlTargets, action: &ReinitAction, steps: &mut Steps) -> Resu
     }
     steps.note("config", true, format!("kept {}", kept.join(", ")));
 
-    // A standby of the primary: standby.signal and primary_conninfo, its
+    // A standby of the primary (the signal file and primary_conninfo), its
     // password in a passfile of the owner's.
     let demoted = match &login.password {
-        Some(password) => crate::pgserver::pgdata::demote_with_password(
-            dir,
-            &login.conninfo,
-            &login.user,
-            password,
-        ),
-        None => crate::pgserver::pgdata::demote_on_disk(dir, &login.conninfo, Some(owner_ids)),
+        Some(password) => pgdata::demote_with_password(dir, &login.conninfo, &login.user, password),
+        None => pgdata::demote_on_disk(dir, &login.conninfo, Some(owner_ids)),
     };
     demoted.map_err(|e| format!("cannot make {} a standby: {e}", dir.display()))?;
 
     // Start.
     let log: PathBuf = dir.join("watchpost-reinit.log");
-    let argv = vec![
-        bin(action, "pg_ctl"),
-        "start".into(),
-        "-D".into(),
-        dir.display().to_string(),
-        "-l".into(),
-        log.display().to_string(),
-        "-w".into(),
-        "-t".into(),
-        steps.left().as_secs().clamp(1, 3600).to_string(),
-    ];
+    let argv = ctl.start(dir, &log, None, steps.left().as_secs().clamp(1, 3600));
     run_as(argv, owner, &[], steps.left()).await.map_err(|e| {
         format!(
             "the re-cloned standby did not start (log: {}): {e}",

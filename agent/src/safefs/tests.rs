@@ -10,13 +10,13 @@ fn a_symlink_is_refused_and_its_target_untouched() {
     let elsewhere = tempfile::tempdir().unwrap();
     let target = elsewhere.path().join("secret");
     std::fs::write(&target, b"keep").unwrap();
-    std::os::unix::fs::symlink(&target, dir.path().join("standby.signal")).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("marker")).unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("log")).unwrap();
     let owned = OwnedDir::open(dir.path()).unwrap();
     for result in [
-        owned.ensure_file("standby.signal", 0o600),
-        owned.replace("standby.signal", b"x", 0o600),
-        owned.read("standby.signal", 10).map(|_| ()),
+        owned.ensure_file("marker", 0o600),
+        owned.replace("marker", b"x", 0o600),
+        owned.read("marker", 10).map(|_| ()),
         owned.subdir("log", true).map(|_| ()),
     ] {
         let e = result.unwrap_err().to_string();

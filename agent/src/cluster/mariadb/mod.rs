@@ -7,7 +7,7 @@
 //! - **primary / standby**: the leader key means `read_only = 0`. Every
 //!   start is read-only (the member's option file sets `read_only = ON`,
 //!   checked at start, and the agent's command line says it again), as
-//!   `standby.signal` does for PostgreSQL; only the key holder turns it
+//!   the standby marker does for PostgreSQL; only the key holder turns it
 //!   off. `in_recovery` is `read_only`.
 //! - **positions** (`lsn`): the sequence number of the last GTID in the
 //!   cluster's replication domain (`@@gtid_domain_id`, the same on every

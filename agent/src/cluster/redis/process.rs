@@ -8,9 +8,10 @@
 
 use super::conf::{CONFIG_FILE, PID_FILE};
 use super::session::Local;
+use crate::pgserver::pgdata::owner_if_root;
 use crate::pgserver::postmaster::{Postmaster, ServerProcess, probe_server};
+use crate::process::{self, CommandSpec};
 use crate::redis::Error;
-use crate::remediate::command::{self, CommandSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ pub fn server_process() -> ServerProcess {
 /// Run `redis-server DATA_DIR/redis.conf` (as the directory's owner when
 /// the agent is root). The server daemonizes: this returns once it forked.
 pub async fn launch(program: &Path, data_dir: &Path) -> Result<(), String> {
-    let user = command::owner_if_root(data_dir).map_err(|e| {
+    let user = owner_if_root(data_dir).map_err(|e| {
         e.replace("PostgreSQL's programs", "redis-server")
             .replace("chown -R postgres:", "chown -R redis:")
     })?;
@@ -54,7 +55,7 @@ pub async fn launch(program: &Path, data_dir: &Path) -> Result<(), String> {
         user,
         ..CommandSpec::default()
     };
-    let out = command::run(&spec).await?;
+    let out = process::run(&spec).await?;
     if out.success() {
         Ok(())
     } else {

@@ -151,7 +151,7 @@ impl Server for FakeServer {
         let started = self.watched(|| {
             let mut node = self.node.lock();
             if node.unknown || node.running {
-                Err("pg_ctl start: another server might be running".into())
+                Err("the server's start: another server might be running".into())
             } else {
                 node.running = true;
                 node.primary = !node.standby_marked;
@@ -165,13 +165,13 @@ impl Server for FakeServer {
             if started.is_err() || slow.is_zero() {
                 return started;
             }
-            // `pg_ctl start -w`: back once the server answers, or sooner
+            // The start waits: back once the server answers, or sooner
             // if it stopped meanwhile (a fence fired).
             tokio::time::sleep(slow).await;
             if node.lock().running {
                 started
             } else {
-                Err("pg_ctl start: the server exited during its recovery".into())
+                Err("the server's start: the server exited during its recovery".into())
             }
         }
     }

@@ -12,7 +12,7 @@ pub struct Node {
     pub running: bool,
     /// Running and out of recovery: accepts writes.
     pub primary: bool,
-    /// A start comes up in recovery (`standby.signal`).
+    /// A start comes up in recovery (marked a standby's).
     pub standby_marked: bool,
     /// The upstream it is configured to follow (`host:port`).
     pub upstream: Option<String>,
@@ -25,7 +25,7 @@ pub struct Node {
     pub history: Vec<(u64, u64)>,
     /// Whether it runs cannot be told (`postmaster.pid` unreadable).
     pub unknown: bool,
-    /// Stops fail (`pg_ctl stop` errors, the server keeps running).
+    /// Stops fail (the stop errors, the server keeps running).
     pub stop_fails: bool,
     /// Rewinds fail.
     pub rewind_fails: bool,
@@ -168,7 +168,7 @@ impl Node {
 
     pub(super) fn stop(&mut self) -> Result<(), String> {
         if self.stop_fails || self.unknown {
-            return Err("pg_ctl stop: the server did not stop".into());
+            return Err("the server's stop: the server did not stop".into());
         }
         self.running = false;
         self.primary = false;

@@ -316,7 +316,7 @@ async fn a_former_primary_waiting_to_retry_its_rewind_never_runs_as_a_primary() 
     h.leader("m1", Duration::from_secs(600));
     let did = h.tick().await;
     assert!(did.iter().any(|d| matches!(d, Did::Failed(_))), "{did:?}");
-    // Started again as a primary by someone (no standby.signal).
+    // Started again as a primary by someone (not marked a standby's).
     {
         let mut node = h.node.lock();
         node.running = true;

@@ -365,8 +365,9 @@ pub struct ExecAction {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum RestartMethod {
-    /// `pg_ctl restart -D DATA_DIR -m fast` (run as the data directory's owner).
-    PgCtl { pg_ctl: PathBuf, data_dir: PathBuf },
+    /// `pg_ctl restart -D DATA_DIR -m fast` (run as the data directory's
+    /// owner); `program`: the configured `pg_ctl`.
+    PgCtl { program: PathBuf, data_dir: PathBuf },
     /// Debian's `pg_ctlcluster VERSION CLUSTER restart`.
     PgCtlCluster { version: String, cluster: String },
     /// `systemctl restart UNIT`.
@@ -385,12 +386,19 @@ pub struct RestartAction {
 pub enum Fence {
     /// Built-in PostgreSQL fence: stop the old primary (`pg_ctl stop -m
     /// immediate`) if it runs, and make it come back only as a standby of
-    /// the new primary (`standby.signal` + `primary_conninfo`).
-    PgCtl { pg_ctl: PathBuf, data_dir: PathBuf },
+    /// the new primary (`standby.signal` + `primary_conninfo`);
+    /// `program`: the configured `pg_ctl`.
+    PgCtl { program: PathBuf, data_dir: PathBuf },
     /// Any command; non-zero exit is a failed fence.
     Command(Vec<String>),
     /// No fencing (not recommended).
     None,
+}
+
+impl Fence {
+    /// The `fence` value that chooses the built-in PostgreSQL fence
+    /// ([`Fence::PgCtl`]), for messages that quote it.
+    pub const BUILT_IN: &'static str = "pg_ctl";
 }
 
 #[derive(Clone, Debug, PartialEq)]

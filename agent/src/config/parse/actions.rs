@@ -202,7 +202,10 @@ impl Parser<'_, '_> {
         let method = match method_text.value.as_str() {
             "pg_ctl" => {
                 let (pg_ctl, data_dir) = self.pg_ctl_paths(path, a, "data_dir", target_dir)?;
-                RestartMethod::PgCtl { pg_ctl, data_dir }
+                RestartMethod::PgCtl {
+                    program: pg_ctl,
+                    data_dir,
+                }
             }
             "pg_ctlcluster" => {
                 let version = a.string(d, "version");
@@ -268,14 +271,17 @@ impl Parser<'_, '_> {
                 return None;
             }
             Some((DeValue::String(s), _)) if s == "none" => Fence::None,
-            Some((DeValue::String(s), _)) if s == "pg_ctl" => {
+            Some((DeValue::String(s), _)) if s == Fence::BUILT_IN => {
                 let fallback = primary
                     .as_ref()
                     .and_then(|p| targets.get(p))
                     .and_then(|t| t.data_dir.clone());
                 let (pg_ctl, data_dir) =
                     self.pg_ctl_paths(path, a, "primary_data_dir", fallback)?;
-                Fence::PgCtl { pg_ctl, data_dir }
+                Fence::PgCtl {
+                    program: pg_ctl,
+                    data_dir,
+                }
             }
             Some((DeValue::Array(_), _)) => Fence::Command(self.argv(path, "fence", a)?),
             Some((_, span)) => {

@@ -1,9 +1,10 @@
 //! Evidence for the failover pre-check that only the primary's own data
-//! directory holds, when it is on this node: whether it was stopped
-//! cleanly (`pg_controldata`) and where its WAL ends (`pg_waldump`), i.e.
-//! how far a standby's received position is from the primary's last
-//! flush.
+//! directory holds, when it is on this node: where its WAL ends
+//! (`pg_waldump`), i.e. how far a standby's received position is from the
+//! primary's last flush. (Whether it was stopped cleanly is its control
+//! file's: [`crate::pgserver::controldata`].)
 
+use crate::pgserver::lsn::parse_lsn;
 use crate::pgserver::{UNTRANSLATED, program_says};
 use crate::safefs::Owner;
 use std::path::Path;
@@ -17,33 +18,6 @@ fn as_owner(program: &Path, owner: Option<Owner>) -> tokio::process::Command {
         command.uid(uid).gid(gid);
     }
     command
-}
-
-/// `Database cluster state` from `pg_controldata DATA_DIR`.
-pub async fn cluster_state(
-    pg_controldata: &Path,
-    data_dir: &Path,
-    owner: Option<Owner>,
-) -> Result<String, String> {
-    let output = as_owner(pg_controldata, owner)
-        .arg(data_dir)
-        .env(UNTRANSLATED.0, UNTRANSLATED.1)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| format!("{}: {e}", pg_controldata.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("Database cluster state:"))
-        .map(|s| s.trim().to_string())
-        .ok_or_else(|| {
-            format!(
-                "{} {}: {}",
-                pg_controldata.display(),
-                data_dir.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            )
-        })
 }
 
 /// Bytes of valid WAL in `wal_dir` past `from` (an LSN such as `0/3000148`):
@@ -118,20 +92,12 @@ fn missing_segment_start(stderr: &str, segment: u64) -> Option<u64> {
     Some((high * per_id + low) * segment)
 }
 
-/// `0/3000148` as a byte position.
-fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.split_once('/')?;
-    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn wal_positions_read_from_pg_waldump() {
-        assert_eq!(parse_lsn("0/1B46C50"), Some(0x1B46C50));
-        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
         let missing =
             "pg_waldump: error: could not find file \"000000010000000000000004\": No such file";
         assert_eq!(

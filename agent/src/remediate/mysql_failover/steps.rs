@@ -131,7 +131,10 @@ pub async fn fence(sql: &SqlTargets, action: &FailoverAction) -> Step {
             "the old primary `{primary}` does not answer; no fence command configured"
         )),
         Fence::Command(argv) => command::fence(argv).await,
-        Fence::PgCtl { .. } => Err("fence = \"pg_ctl\" cannot fence MariaDB".to_string()),
+        Fence::PgCtl { .. } => Err(format!(
+            "fence = {:?} cannot fence MariaDB",
+            Fence::BUILT_IN
+        )),
     };
     match outcome {
         Ok(message) => Step::ok("fence", message, Value::Null),

@@ -37,7 +37,7 @@ pub async fn fence(admins: &Admins, action: &FailoverAction) -> Step {
             "the old primary `{primary}` does not answer; no fence command configured (min-replicas-to-write fences it when it returns)"
         )),
         Fence::Command(argv) => command::fence(argv).await,
-        Fence::PgCtl { .. } => Err("fence = \"pg_ctl\" cannot fence Redis".to_string()),
+        Fence::PgCtl { .. } => Err(format!("fence = {:?} cannot fence Redis", Fence::BUILT_IN)),
     };
     match outcome {
         Ok(message) => ok("fence", message, Value::Null),
