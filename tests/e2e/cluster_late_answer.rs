@@ -276,7 +276,10 @@ fn a_key_taken_with_its_answer_lost_gives_one_fenced_primary_that_the_role_check
     watchpost_e2e::agent::wait_for(
         &format!("{loser}'s agent to see its server on timeline {timeline}"),
         Duration::from_secs(10),
-        || (ha.view(other)["local"]["timeline"].to_string() == timeline).then_some(()),
+        || {
+            (ha.view(other)["local"]["timeline"].as_u64() == timeline.parse::<u64>().ok())
+                .then_some(())
+        },
     );
 
     // The winner's agent frozen past the lease: its fence stops its server

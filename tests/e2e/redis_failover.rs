@@ -255,9 +255,11 @@ fn a_busy_script_is_refusing_not_down_and_is_not_failed_over() {
     assert!(steps(&agent, "promote").is_empty());
     // `SCRIPT KILL` answers before the script stops (at its next hook):
     // until then the server still answers BUSY (seen in a loaded CI run).
-    wait_for("the primary to answer after its script is killed", PATIENCE, || {
-        (role(&primary) == "master").then_some(())
-    });
+    wait_for(
+        "the primary to answer after its script is killed",
+        PATIENCE,
+        || (role(&primary) == "master").then_some(()),
+    );
     assert_eq!(role(&replica), "slave");
 }
 
