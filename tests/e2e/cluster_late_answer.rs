@@ -17,6 +17,7 @@
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::PATIENCE;
 use watchpost_e2e::etcd::EtcdCluster;
+use watchpost_e2e::frozen::Frozen;
 use watchpost_e2e::ha::{HaCluster, watchdogs};
 use watchpost_e2e::late_answer::{Late, LateAnswerProxy};
 use watchpost_e2e::splitbrain::{self, Writer};
@@ -28,25 +29,6 @@ const DELAY: Duration = Duration::from_secs(2);
 /// How long the winner's agent is frozen: past the lease, and long enough
 /// for the other survivor to take over.
 const FROZEN: Duration = Duration::from_secs(8);
-
-/// A process frozen (SIGSTOP) until dropped (SIGCONT), so that a failed
-/// assertion never leaves an agent stopped.
-struct Frozen(i32);
-
-impl Frozen {
-    fn new(pid: i32) -> Frozen {
-        // SAFETY: kill(2) on our child's pid.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        Frozen(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
 
 /// What one look (every 100 ms) saw, `at` from the loss of node1.
 struct Sample {

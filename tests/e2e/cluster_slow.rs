@@ -12,27 +12,9 @@
 use std::time::{Duration, Instant};
 use watchpost_e2e::agent::{PATIENCE, wait_for};
 use watchpost_e2e::cli::watchpost_run;
+use watchpost_e2e::frozen::Frozen;
 use watchpost_e2e::ha::HaCluster;
 use watchpost_e2e::splitbrain;
-
-/// A process frozen (SIGSTOP) until dropped (SIGCONT), so that a failed
-/// assertion never leaves a server's process stopped.
-struct Frozen(i32);
-
-impl Frozen {
-    fn new(pid: i32) -> Frozen {
-        // SAFETY: kill(2) with a pid the test read from /proc.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        Frozen(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
 
 /// The records, on any member, that say a lease was lost or a watchdog
 /// fired (it records `demoted` when it stopped the server, `step` when it

@@ -28,6 +28,7 @@ pub mod backup;
 pub mod browser;
 pub mod cli;
 pub mod etcd;
+pub mod frozen;
 pub mod ha;
 pub mod haproxy;
 pub mod http_sink;

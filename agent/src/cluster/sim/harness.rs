@@ -53,6 +53,21 @@ pub(super) struct Harness {
     pub(super) _dir: tempfile::TempDir,
 }
 
+/// The switch of a [`Harness::cuttable`] store.
+pub(super) struct StoreCut(Arc<std::sync::atomic::AtomicBool>);
+
+impl StoreCut {
+    /// Cut the store off `after` from now (of the paused clock), while the
+    /// test's pass runs.
+    pub(super) fn after(&self, after: Duration) {
+        let flag = self.0.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+}
+
 /// Another member's agent over the same store (member `i`).
 pub(super) struct Agent {
     pub(super) node: Arc<Mutex<Node>>,
@@ -89,6 +104,24 @@ impl Harness {
         });
         *slot.lock() = Some(h.node.clone());
         h
+    }
+
+    /// [`Harness::new`] over a store that can be cut off: once the
+    /// returned [`StoreCut`] is cut, every call goes unanswered (100 ms
+    /// each, never sent), as with etcd out of reach.
+    pub(super) fn cuttable(node: Node) -> (Harness, StoreCut) {
+        let cut = StoreCut(Arc::default());
+        let flag = cut.0.clone();
+        let h = Harness::with(node, |store| {
+            Memory::client(store).with_faults(Box::new(move |_| {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    Fault::Unsent(Duration::from_millis(100))
+                } else {
+                    Fault::None
+                }
+            }))
+        });
+        (h, cut)
     }
 
     pub(super) fn configured(

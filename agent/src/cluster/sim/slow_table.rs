@@ -150,25 +150,9 @@ async fn a_restarted_primary_that_stops_answering_later_is_not_stopped_for_the_o
 /// stopped by the lease's path; nothing is recorded as restarted.
 #[tokio::test(start_paused = true)]
 async fn the_store_lost_during_a_long_restart_drops_it_and_stops_the_server_at_the_deadline() {
-    use crate::cluster::dcs::memory::{Fault, Memory};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let cut = Arc::new(AtomicBool::new(false));
-    let cut_calls = cut.clone();
-    let mut h = Harness::with(slow_primary(Duration::from_secs(20)), |store| {
-        Memory::client(store).with_faults(Box::new(move |_| {
-            if cut_calls.load(Ordering::SeqCst) {
-                Fault::Unsent(Duration::from_millis(100))
-            } else {
-                Fault::None
-            }
-        }))
-    });
+    let (mut h, cut) = Harness::cuttable(slow_primary(Duration::from_secs(20)));
     leading_then_crashed(&mut h).await;
-    let cutter = cut.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        cutter.store(true, Ordering::SeqCst);
-    });
+    cut.after(Duration::from_secs(1));
     let began = Instant::now();
     let did = h.tick().await;
     assert!(

@@ -94,27 +94,10 @@ async fn a_leader_whose_synchronous_set_write_stalls_keeps_its_lease() {
 /// promoted, and the key never released by a node that still may lead.
 #[tokio::test(start_paused = true)]
 async fn the_store_lost_during_a_stalled_promotion_drops_it_and_stops_the_server() {
-    use crate::cluster::dcs::memory::Fault;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let cut = Arc::new(AtomicBool::new(false));
-    let cut_calls = cut.clone();
-    let mut h = Harness::with(stalled_standby(Duration::from_secs(20)), |store| {
-        Memory::client(store).with_faults(Box::new(move |_| {
-            if cut_calls.load(Ordering::SeqCst) {
-                Fault::Unsent(Duration::from_millis(100))
-            } else {
-                Fault::None
-            }
-        }))
-    });
+    let (mut h, cut) = Harness::cuttable(stalled_standby(Duration::from_secs(20)));
     h.other(1, "standby", 900);
     h.optime(1000);
-    let cutter = cut.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        cutter.store(true, Ordering::SeqCst);
-    });
+    cut.after(Duration::from_secs(1));
     let began = Instant::now();
     let did = h.tick().await;
     assert!(
