@@ -81,10 +81,13 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     ) -> Kept<T> {
         // Boxed, so that it can be dropped before the loop's paths run.
         let mut action = Box::pin(action);
-        loop {
-            let Some(until) = self.leader_until else {
-                return Kept::Done(action.await);
-            };
+        if self.leader_until.is_none() {
+            return Kept::Done(action.await);
+        }
+        // A renewal that finds the lease expired ends the term
+        // (`leader_until` taken, the server stopped): the action is
+        // dropped then, as when the deadline passes.
+        while let Some(until) = self.leader_until {
             if !self.holding() || !self.watchdog_armed() {
                 break;
             }

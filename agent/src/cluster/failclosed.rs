@@ -46,6 +46,11 @@ pub(super) enum GaveUp {
     Stopped,
     /// Kept: the server could not be stopped (why).
     Kept(String),
+    /// Nothing to give up: the term had already ended while the failed
+    /// step waited on the server (its lease lost, its deadline passed or
+    /// its fence gone: [`super::during`]), by the loop's own path, which
+    /// stopped the server or gave the key up itself.
+    Ended,
 }
 
 impl<D: Dcs, S: Server> Ha<D, S> {
@@ -156,6 +161,14 @@ impl<D: Dcs, S: Server> Ha<D, S> {
     /// be). Every path that gives a key up after its take goes through
     /// here, so that the rule is written once.
     pub(super) async fn give_up_key(&mut self, why: &str) -> GaveUp {
+        if self.leader_until.is_none() {
+            // Ended meanwhile: a second give-up would count a promotion
+            // never asked as asked (the first settled the term) and stop
+            // a standby it had left running, or report a key kept that
+            // is gone.
+            tracing::info!("cluster: {why}; the term had already ended");
+            return GaveUp::Ended;
+        }
         let asked = !self.promotion_not_asked();
         self.term_not_opened().await;
         if !asked {

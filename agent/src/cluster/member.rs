@@ -137,6 +137,12 @@ pub fn off_timeline(me: &Member, leader: Option<&LeaderTimeline>) -> Option<Stri
     if leader.holds(mine, me.timeline_start, me.lsn.unwrap_or(0)) {
         return None;
     }
+    // The term's own opener, on the timeline that term opened (its start
+    // later than the election's guess the term may still hold): its WAL
+    // is that term's ([`last_leader`]).
+    if leader.by.as_deref() == Some(me.name.as_str()) && last_leader(me, Some(leader)) {
+        return None;
+    }
     Some(format!(
         "on timeline {mine}{} at {}, not on the last leader's history (timeline {}{}): its WAL may have diverged (a candidate again once it follows a leader)",
         me.timeline_start
@@ -209,8 +215,22 @@ pub fn last_leader(me: &Member, leader: Option<&LeaderTimeline>) -> bool {
     // was ever a candidate again).
     let unopened =
         mine + 1 == leader.timeline && leader.switch.zip(me.lsn).is_some_and(|(at, lsn)| lsn <= at);
+    // Its own term, opened at a later point than the term says: the term
+    // holds the election's guess until the promotion rewrites it with
+    // where the timeline really began (the standby received more of the
+    // last leader's WAL meanwhile); an agent killed between the two left
+    // the guess (seed 1517: then neither member was ever a candidate).
+    // Its own promotions give it a new number each (it is elected on the
+    // timeline before), so this number begun elsewhere is this term's.
+    let opened_later = match (me.timeline_start, leader.switch) {
+        (Some(mine), Some(term)) => mine >= term,
+        _ => false,
+    };
     match &leader.by {
-        Some(by) => *by == me.name && ((mine == leader.timeline && same_start) || unopened),
+        Some(by) => {
+            *by == me.name
+                && ((mine == leader.timeline && (same_start || opened_later)) || unopened)
+        }
         None => mine > leader.timeline || (mine == leader.timeline && same_start),
     }
 }
@@ -479,6 +499,16 @@ mod tests {
         assert!(last_leader(&own(Some(1195)), Some(&term)));
         assert!(last_leader(&own(None), Some(&term)));
         assert!(!last_leader(&own(Some(1190)), Some(&term)));
+        // Its own term, opened later than the election's guess the term
+        // still holds (killed before rewriting it: seed 1517): on its
+        // history, and still not another member's.
+        assert!(last_leader(&own(Some(1196)), Some(&term)));
+        assert_eq!(off_timeline(&own(Some(1196)), Some(&term)), None);
+        let other = Member {
+            name: "m2".into(),
+            ..own(Some(1196))
+        };
+        assert!(off_timeline(&other, Some(&term)).is_some());
     }
 
     #[test]

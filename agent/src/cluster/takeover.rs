@@ -190,6 +190,9 @@ impl<D: Dcs, S: Server> Ha<D, S> {
                     GaveUp::Stopped => format!(
                         "`{me}` took the key but its promotion failed ({e}); it stopped its server and released the key"
                     ),
+                    GaveUp::Ended => format!(
+                        "`{me}` took the key but stopped leading while promoting ({e}): its lease lost or its fence gone, its server stopped by the lease's path"
+                    ),
                     GaveUp::Kept(stop) => format!(
                         "`{me}` took the key but its promotion failed ({e}) and its server could not be stopped ({stop}): it keeps the key"
                     ),

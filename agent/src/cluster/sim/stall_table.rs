@@ -118,3 +118,38 @@ async fn the_store_lost_during_a_stalled_promotion_drops_it_and_stops_the_server
         "the half-promoted server is stopped"
     );
 }
+
+/// The reviewer's case: the fence stops being able to signal the server
+/// while an elected standby's synchronous setting waits on its stalled
+/// disk, before the promotion is asked. The loop's path gives the key up
+/// without a stop (never made writable), and the failed step does not give
+/// it up a second time: before, the second give-up took the promotion for
+/// asked (the first had settled the term) and stopped the standby.
+#[tokio::test(start_paused = true)]
+async fn a_fence_lost_during_a_stalled_write_before_the_promotion_gives_the_key_up_once() {
+    let mut h = Harness::configured(
+        stalled_standby(Duration::from_secs(8)),
+        Memory::client,
+        |spec| spec.synchronous = true,
+    );
+    h.other(1, "standby", 900);
+    h.optime(1000);
+    let node = h.node.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        node.lock().fence_fails = true;
+    });
+    let did = h.tick().await;
+    assert!(
+        !did.iter().any(|d| matches!(d, Did::Promoted(_))),
+        "{did:?}"
+    );
+    let failed = did.iter().filter(|d| matches!(d, Did::Failed(_))).count();
+    assert_eq!(failed, 1, "given up once: {did:?}");
+    assert_eq!(h.holder(), None, "{did:?}");
+    let node = h.node.lock().clone();
+    assert!(
+        node.running && !node.primary,
+        "the standby it never asked to promote is left running: {node:?} {did:?}"
+    );
+}
