@@ -24,18 +24,26 @@ fn stalled_standby(slow: Duration) -> Node {
     node
 }
 
-/// m0 elected (m1 a standby behind it) under synchronous replication,
-/// its disk stalling each write for 8 s: made synchronous, promoted and
-/// confirmed, the watchdog never past its deadline.
-#[tokio::test(start_paused = true)]
-async fn an_election_whose_writes_stall_past_the_lease_keeps_it_and_promotes() {
-    let mut h = Harness::configured(
+/// m0's standby at 1000, its writes stalling 8 s each, under synchronous
+/// replication, with no leader and m1 a standby behind it: m0 is the one
+/// to be elected.
+fn to_be_elected_synchronous() -> Harness {
+    let h = Harness::configured(
         stalled_standby(Duration::from_secs(8)),
         Memory::client,
         |spec| spec.synchronous = true,
     );
     h.other(1, "standby", 900);
     h.optime(1000);
+    h
+}
+
+/// m0 elected (m1 a standby behind it) under synchronous replication,
+/// its disk stalling each write for 8 s: made synchronous, promoted and
+/// confirmed, the watchdog never past its deadline.
+#[tokio::test(start_paused = true)]
+async fn an_election_whose_writes_stall_past_the_lease_keeps_it_and_promotes() {
+    let mut h = to_be_elected_synchronous();
     let fired = fence_watch(h.node.clone());
     let began = Instant::now();
     let did = h.tick().await;
@@ -127,13 +135,7 @@ async fn the_store_lost_during_a_stalled_promotion_drops_it_and_stops_the_server
 /// asked (the first had settled the term) and stopped the standby.
 #[tokio::test(start_paused = true)]
 async fn a_fence_lost_during_a_stalled_write_before_the_promotion_gives_the_key_up_once() {
-    let mut h = Harness::configured(
-        stalled_standby(Duration::from_secs(8)),
-        Memory::client,
-        |spec| spec.synchronous = true,
-    );
-    h.other(1, "standby", 900);
-    h.optime(1000);
+    let mut h = to_be_elected_synchronous();
     let node = h.node.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
