@@ -127,9 +127,9 @@ impl LocalServer {
                         h.get::<_, Option<String>>("history"),
                     )
                 });
-            Some((row, history))
+            Some((row, history, timeline))
         };
-        let Ok(Some((row, history))) = tokio::time::timeout(budget, query).await else {
+        let Ok(Some((row, history, timeline))) = tokio::time::timeout(budget, query).await else {
             return seen;
         };
         let lsn = |name: &str| row.get::<_, Option<f64>>(name).map(|v| v.max(0.0) as u64);
@@ -138,7 +138,7 @@ impl LocalServer {
         seen.lsn = lsn("lsn");
         seen.replayed = lsn("replayed");
         seen.replay_paused = row.get::<_, Option<bool>>("paused").unwrap_or(false);
-        seen.timeline = self.current_timeline(&row, pid).map(|t| t.max(0) as u64);
+        seen.timeline = timeline.map(|t| t.max(0) as u64);
         seen.wal_end_read = row.get::<_, Option<bool>>("wal_end_read").unwrap_or(false);
         seen.streaming_from = row.get("upstream");
         seen.timeline_start = seen

@@ -14,6 +14,7 @@ use super::harness::Harness;
 use super::slow_table::fence_watch;
 use crate::cluster::dcs::memory::Memory;
 use crate::cluster::did::Did;
+use parking_lot::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -38,6 +39,21 @@ fn to_be_elected_synchronous() -> Harness {
     h
 }
 
+/// m0 leads with its primary, m1 among its synchronous standbys: the lease
+/// never lost nor the watchdog's deadline passed (`fired`), whatever `did`.
+fn leads_synchronously(h: &Harness, did: &[Did], fired: &Mutex<Option<Instant>>) {
+    assert!(
+        did.iter()
+            .all(|d| !matches!(d, Did::LostLease(_) | Did::Demoted(_) | Did::Released(_))),
+        "{did:?}"
+    );
+    assert_eq!(*fired.lock(), None, "the watchdog's deadline passed");
+    assert_eq!(h.holder().as_deref(), Some("m0"));
+    let node = h.node.lock().clone();
+    assert!(node.running && node.primary, "{node:?}");
+    assert!(node.sync_names.contains("\"m1\""), "{:?}", node.sync_names);
+}
+
 /// m0 elected (m1 a standby behind it) under synchronous replication,
 /// its disk stalling each write for 8 s: made synchronous, promoted and
 /// confirmed, the watchdog never past its deadline.
@@ -53,16 +69,7 @@ async fn an_election_whose_writes_stall_past_the_lease_keeps_it_and_promotes() {
         began.elapsed()
     );
     assert!(did.iter().any(|d| matches!(d, Did::Promoted(_))), "{did:?}");
-    assert!(
-        !did.iter()
-            .any(|d| matches!(d, Did::LostLease(_) | Did::Demoted(_) | Did::Released(_))),
-        "{did:?}"
-    );
-    assert_eq!(*fired.lock(), None, "the watchdog's deadline passed");
-    assert_eq!(h.holder().as_deref(), Some("m0"));
-    let node = h.node.lock().clone();
-    assert!(node.running && node.primary, "{node:?}");
-    assert!(node.sync_names.contains("\"m1\""), "{:?}", node.sync_names);
+    leads_synchronously(&h, &did, &fired);
     assert_eq!(h.tick().await, vec![Did::Renewed]);
 }
 
@@ -84,16 +91,7 @@ async fn a_leader_whose_synchronous_set_write_stalls_keeps_its_lease() {
         target.ha.tick().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(
-        did.iter()
-            .all(|d| !matches!(d, Did::LostLease(_) | Did::Demoted(_) | Did::Released(_))),
-        "{did:?}"
-    );
-    assert_eq!(*fired.lock(), None, "the watchdog's deadline passed");
-    assert_eq!(h.holder().as_deref(), Some("m0"));
-    let node = h.node.lock().clone();
-    assert!(node.running && node.primary, "{node:?}");
-    assert!(node.sync_names.contains("\"m1\""), "{:?}", node.sync_names);
+    leads_synchronously(&h, &did, &fired);
 }
 
 /// The store out of reach while an elected standby's promotion waits on
